@@ -1,0 +1,227 @@
+/* locallm.h: the one public header of locallm, a C runtime for local LLMs.
+ *
+ * Conventions (see STYLE.md):
+ *  - Every fallible call returns lm_status. Constructors fill the caller's lm_error; calls on a
+ *    live handle also keep the message in the handle (lm_session_errmsg).
+ *  - Who frees what is said beside each declaration. Every _free accepts NULL.
+ *  - Structs handed in by the caller start from their *_default_params() and only grow at the end.
+ *  - An lm_model is immutable after load and may be shared by threads; an lm_session is used by
+ *    one thread at a time (lm_session_cancel is the one call allowed from another thread).
+ */
+#ifndef LOCALLM_H
+#define LOCALLM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define LM_VERSION "0.1.0"
+
+typedef int32_t lm_token;
+
+/* Status codes are numbered forever: add at the end, never reuse. */
+typedef enum lm_status {
+    LM_OK = 0,
+    LM_ERR_IO = 1,          /* a file could not be opened, read or written */
+    LM_ERR_FORMAT = 2,      /* the input is malformed (file, JSON, template, request) */
+    LM_ERR_UNSUPPORTED = 3, /* well-formed but not something locallm can run (arch, quant type) */
+    LM_ERR_NOMEM = 4,       /* an allocation failed */
+    LM_ERR_MISUSE = 5,      /* the caller broke a contract (NULL handle, freed model, bad params) */
+    LM_ERR_CANCELLED = 6,   /* a callback or lm_session_cancel() asked to stop */
+    LM_ERR_TOO_SMALL = 7,   /* a caller buffer is too small; the needed size is reported */
+    LM_ERR_NETWORK = 8,     /* a network peer failed or could not be reached */
+    LM_ERR_TEMPLATE = 9,    /* a chat template failed to render (raise_exception, runaway) */
+    LM_ERR_CONTEXT = 10,    /* the prompt cannot fit the context window */
+} lm_status;
+
+/* Static string naming the code ("LM_ERR_FORMAT"); never NULL. */
+const char *lm_status_str(lm_status s);
+
+/* Filled by constructors on failure; no allocation on the error path. */
+typedef struct lm_error {
+    lm_status code;
+    char msg[256];
+} lm_error;
+
+/* Log sink. level: 0 error, 1 warning, 2 info, 3 debug. msg is valid during the call only. */
+typedef void (*lm_log_fn)(int level, const char *msg, void *user);
+/* Load progress in [0,1] with a short stage name. Return non-zero to cancel the load. */
+typedef int (*lm_progress_fn)(float fraction, const char *stage, void *user);
+
+/* ---- models ----------------------------------------------------------------------------------- */
+
+typedef struct lm_model lm_model;
+
+typedef struct lm_model_params {
+    int32_t n_threads;        /* 0: one per online core */
+    bool use_mmap;            /* false: read the weights into owned memory */
+    bool force_ref_kernels;   /* run every kernel on the plain C reference path (bisecting) */
+    lm_progress_fn progress;  /* may be NULL */
+    void *progress_user;
+    lm_log_fn log;            /* may be NULL: the library stays silent */
+    void *log_user;
+    const char *chat_template;/* NULL: the model's own; else a built-in name ("llama3", "mistral",
+                                 "chatml", "zephyr") or Jinja source text. Copied. */
+} lm_model_params;
+
+lm_model_params lm_model_default_params(void);
+
+/* Loads a GGUF file or a Hugging Face model folder (safetensors + config.json, MLX quantized
+ * folders too). On success *out owns the model; free it with lm_model_free(). Sessions made from
+ * a model must be freed before it; a session used after its model is freed reports LM_ERR_MISUSE. */
+lm_status lm_model_load(const char *path, const lm_model_params *params, lm_model **out,
+                        lm_error *err);
+void lm_model_free(lm_model *m);
+
+typedef struct lm_model_info {
+    const char *arch;         /* "llama", "qwen2", ...; owned by the model */
+    const char *format;       /* "gguf", "safetensors", "mlx" */
+    const char *kernels;      /* CPU kernel set in use: "ref", "avx2", "avx512", "neon" */
+    int32_t n_vocab, n_ctx_train, n_embd, n_layer, n_head, n_head_kv, head_dim, n_ff;
+    float rope_theta, norm_eps;
+    uint64_t n_params;        /* parameters, a tied output counted once */
+    uint64_t weight_bytes;    /* bytes of tensor data */
+    int32_t n_threads;
+} lm_model_info;
+
+void lm_model_get_info(const lm_model *m, lm_model_info *out);
+
+/* Bytes of KV cache a session needs per context token (all layers, K and V). */
+uint64_t lm_model_kv_bytes_per_token(const lm_model *m);
+
+/* ---- tokens ----------------------------------------------------------------------------------- */
+
+enum {
+    LM_TOK_ADD_SPECIAL = 1u << 0,   /* add BOS/EOS as the tokenizer's post-processor says */
+    LM_TOK_PARSE_SPECIAL = 1u << 1, /* special-token text in the input becomes special tokens;
+                                       leave it off for untrusted text */
+};
+
+/* Writes up to cap ids into ids and sets *n_out to the number of ids the text needs. If cap is
+ * too small returns LM_ERR_TOO_SMALL (nothing else changed); ids may be NULL with cap 0. */
+lm_status lm_tokenize(const lm_model *m, const char *text, size_t len, uint32_t flags,
+                      lm_token *ids, size_t cap, size_t *n_out, lm_error *err);
+
+/* Decodes ids into text (as the tokenizer's decoder does). Writes at most cap bytes plus a NUL
+ * when it fits; *len_out gets the text length. LM_ERR_TOO_SMALL when cap <= length. */
+lm_status lm_detokenize(const lm_model *m, const lm_token *ids, size_t n, bool skip_special,
+                        char *out, size_t cap, size_t *len_out, lm_error *err);
+
+lm_token lm_token_bos(const lm_model *m); /* -1 when the model has none */
+lm_token lm_token_eos(const lm_model *m);
+int32_t lm_n_vocab(const lm_model *m);
+/* Raw vocabulary entry of id (owned by the model), NULL when out of range. */
+const char *lm_token_piece(const lm_model *m, lm_token id);
+
+/* ---- sampling ---------------------------------------------------------------------------------- */
+
+#define LM_MAX_STOP 8
+
+typedef struct lm_gen_params {
+    int32_t max_tokens;        /* <= 0: until the context is full */
+    float temperature;         /* 0: greedy */
+    int32_t top_k;             /* 0: off */
+    float top_p;               /* 1: off */
+    float min_p;               /* 0: off */
+    float repeat_penalty;      /* 1: off */
+    float presence_penalty;    /* 0: off */
+    float frequency_penalty;   /* 0: off */
+    int32_t penalty_last_n;    /* window of the penalties, in tokens; -1: whole history */
+    uint64_t seed;
+    const char *stop[LM_MAX_STOP]; /* stop strings (NULL-terminated list); never delivered */
+    bool ignore_eos;           /* keep going past end-of-generation tokens */
+} lm_gen_params;
+
+lm_gen_params lm_gen_default_params(void);
+
+/* ---- sessions ---------------------------------------------------------------------------------- */
+
+typedef struct lm_session lm_session;
+
+typedef struct lm_session_params {
+    int32_t n_ctx;            /* context window in tokens; 0: the model's, capped at 4096 */
+    int32_t n_batch;          /* prefill micro-batch; 0: default (64) */
+} lm_session_params;
+
+lm_session_params lm_session_default_params(void);
+
+/* A session borrows the model, which must outlive it. *out is freed with lm_session_free(). */
+lm_status lm_session_new(lm_model *m, const lm_session_params *p, lm_session **out, lm_error *err);
+void lm_session_free(lm_session *s);
+
+/* Last error message on this session; valid until the next call on it. Never NULL. */
+const char *lm_session_errmsg(const lm_session *s);
+
+/* Appends ids to the session's context and runs them through the model in batches. When
+ * logits is not NULL it receives n_vocab floats: the logits after the last id. When
+ * all_logits is not NULL it receives n * n_vocab floats, one row per position. */
+lm_status lm_session_eval(lm_session *s, const lm_token *ids, size_t n, float *logits,
+                          float *all_logits);
+
+/* Number of tokens in the context (processed into the KV cache). */
+size_t lm_session_n_past(const lm_session *s);
+/* Cuts the context back to its first n tokens. */
+lm_status lm_session_truncate(lm_session *s, size_t n);
+/* Tokens currently in the context; owned by the session, valid until the next call on it. */
+const lm_token *lm_session_tokens(const lm_session *s);
+
+/* Callback receiving generated text as it is produced: complete UTF-8 only, stop strings never
+ * included. Return non-zero to stop (the call then returns LM_ERR_CANCELLED... see finish). */
+typedef int (*lm_piece_fn)(const char *utf8, size_t len, void *user);
+
+typedef enum lm_finish {
+    LM_FINISH_NONE = 0,
+    LM_FINISH_STOP = 1,       /* end-of-generation token or stop string */
+    LM_FINISH_LENGTH = 2,     /* max_tokens or context full */
+    LM_FINISH_CANCELLED = 3,  /* callback or lm_session_cancel() */
+    LM_FINISH_ERROR = 4,
+} lm_finish;
+
+/* Name of a finish reason as OpenAI spells it ("stop", "length", "cancelled", "error"). */
+const char *lm_finish_str(lm_finish f);
+
+typedef struct lm_gen_stats {
+    int32_t n_prompt;          /* prompt tokens of this call */
+    int32_t n_cached;          /* of those, reused from the KV cache */
+    int32_t n_prefilled;       /* of those, evaluated now */
+    int32_t n_generated;
+    double tokenize_ms;        /* template rendering + tokenization */
+    double prefill_ms;
+    double ttft_ms;            /* from the call's start to the first delivered piece */
+    double decode_ms;
+    double decode_tok_s;
+    double prefill_tok_s;
+    double itl_p50_ms, itl_p95_ms; /* inter-token latency */
+    lm_finish finish;
+    lm_token stop_token;       /* the end-of-generation id that stopped it, or -1 */
+} lm_gen_stats;
+
+/* Continues the session's context with the prompt text (tokenized with LM_TOK_PARSE_SPECIAL
+ * and, if the context is empty, LM_TOK_ADD_SPECIAL) and generates. A callback that returns
+ * non-zero ends it with finish = LM_FINISH_CANCELLED and status LM_OK. */
+lm_status lm_session_complete(lm_session *s, const char *prompt, size_t len,
+                              const lm_gen_params *gp, lm_piece_fn fn, void *user,
+                              lm_gen_stats *stats);
+
+/* Generates from a token prompt, appended to the context. */
+lm_status lm_session_generate(lm_session *s, const lm_token *prompt, size_t n,
+                              const lm_gen_params *gp, lm_piece_fn fn, void *user,
+                              lm_gen_stats *stats);
+
+/* Asks the session's running call to stop as soon as it can (within one micro-batch).
+ * Safe to call from any thread. The flag is cleared at the start of the next call. */
+void lm_session_cancel(lm_session *s);
+
+/* ---- misc --------------------------------------------------------------------------------------- */
+
+/* Version string, static. */
+const char *lm_version(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* LOCALLM_H */
