@@ -1,3 +1,61 @@
-#include "locallm.h"
-#include <stdio.h>
-int main(void) { printf("locallm %s\n", lm_version()); return 0; }
+/* cli/main.c: the entry point of the locallm tool; picks the subcommand.
+ * Owns: the top-level help, `version`, and dispatch. Each subcommand lives in its own file. */
+#include "cli/cli.h"
+
+#include <string.h>
+
+typedef struct command {
+    const char *name;
+    int (*fn)(int argc, char **argv);
+    const char *summary;
+} command;
+
+static const command COMMANDS[] = {
+    {"run", cli_run, "generate text from a prompt"},
+    {"eval", cli_eval, "feed token ids and print the top logits (testing)"},
+    {"tokenize", cli_tokenize, "turn text into token ids"},
+    {"detokenize", cli_detokenize, "turn token ids into text"},
+    {"info", cli_info, "describe a model: architecture, sizes, memory needed"},
+    {"bench", cli_bench, "measure prefill and decode speed"},
+    {"version", NULL, "print the version"},
+};
+
+static void print_help(FILE *f) {
+    fprintf(f, "locallm %s: run local LLMs on the CPU\n\n", lm_version());
+    fputs("Usage: locallm <command> [options]\n\nCommands:\n", f);
+    for (size_t k = 0; k < sizeof COMMANDS / sizeof COMMANDS[0]; k++)
+        fprintf(f, "  %-11s %s\n", COMMANDS[k].name, COMMANDS[k].summary);
+    fputs("\nRun 'locallm <command> --help' for the options of a command.\n"
+          "MODEL is a .gguf file or a Hugging Face model folder; where it is optional the\n"
+          "embedded model is used ($LOCALLM_DEFAULT_MODEL, else models/stories260K.gguf).\n",
+          f);
+}
+
+static int version(int argc, char **argv) {
+    if (argc > 1 && cli_is_help(argv[1])) {
+        fputs("Usage: locallm version\n\nPrints the version of locallm.\n", stdout);
+        return CLI_EXIT_OK;
+    }
+    if (argc > 1) return cli_usage_error("version", "unexpected argument '%s'", argv[1]);
+    printf("locallm %s\n", lm_version());
+    return CLI_EXIT_OK;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        print_help(stderr);
+        return CLI_EXIT_USAGE;
+    }
+    const char *cmd = argv[1];
+    if (cli_is_help(cmd) || strcmp(cmd, "help") == 0) {
+        print_help(stdout);
+        return CLI_EXIT_OK;
+    }
+    if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "-V") == 0) return version(1, argv + 1);
+    for (size_t k = 0; k < sizeof COMMANDS / sizeof COMMANDS[0]; k++) {
+        if (strcmp(cmd, COMMANDS[k].name) != 0) continue;
+        if (!COMMANDS[k].fn) return version(argc - 1, argv + 1);
+        return COMMANDS[k].fn(argc - 1, argv + 1);
+    }
+    return cli_usage_error(NULL, "unknown command '%s'", cmd);
+}

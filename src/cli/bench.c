@@ -1,0 +1,267 @@
+/* cli/bench.c: `locallm bench`, measure prefill and decode speed of a model.
+ * Owns: the options of bench, the seeded prompt ids, the timed runs (median over repetitions),
+ * peak RSS and the JSON shape scripts read:
+ *   {"model":..,"threads":N,"prefill":[{"tokens":P,"tok_s":x,"ttft_ms":y},..],
+ *    "decode":{"tokens":N,"tok_s":z},"load_ms":..,"peak_rss_mb":..} */
+#include "cli/cli.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+static const char BENCH_HELP[] =
+    "Usage: locallm bench [MODEL] [options]\n"
+    "\n"
+    "Measures prompt processing (prefill) and generation (decode) speed on random but seeded\n"
+    "token ids. Each figure is the median of the repetitions. MODEL defaults to the embedded model.\n"
+    "\n"
+    "Options:\n"
+    "  -p, --prompt-lens LIST  prompt lengths to prefill (default 128,512)\n"
+    "  -n, --n-gen N           tokens to decode, one at a time (default 64; 0 skips decode)\n"
+    "  -t, --threads N         threads (default: one per core)\n"
+    "  -r, --reps N            repetitions (default 3)\n"
+    "      --json              print one JSON object\n"
+    "  -h, --help              show this help\n";
+
+/* Decode runs after a prompt this long, so attention has something to look at. */
+enum { DECODE_PROMPT = 8, SEED = 1234 };
+
+/* splitmix64: a fixed sequence on every platform, so every run benches the same ids. */
+static uint64_t next_u64(uint64_t *state) {
+    uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+/* Ids from the middle of the vocabulary: away from BOS/EOS and other specials at the ends. */
+static void fill_ids(lm_token *ids, size_t n, int32_t n_vocab, uint64_t seed) {
+    int32_t lo = n_vocab / 4, hi = n_vocab / 2;
+    if (hi <= lo) {
+        lo = 0;
+        hi = n_vocab;
+    }
+    uint64_t state = seed;
+    for (size_t i = 0; i < n; i++) ids[i] = lo + (lm_token)(next_u64(&state) % (uint64_t)(hi - lo));
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, size_t n) {
+    qsort(v, n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+static double peak_rss_mb(void) {
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0) return 0;
+#ifdef __APPLE__
+    return (double)ru.ru_maxrss / (1024.0 * 1024.0); /* bytes on macOS */
+#else
+    return (double)ru.ru_maxrss / 1024.0; /* kilobytes on Linux and the BSDs */
+#endif
+}
+
+/* Opens a session whose context holds n_tokens (the default one when that is enough). */
+static bool open_session(lm_model *model, int32_t default_ctx, size_t n_tokens, lm_session **s) {
+    lm_session_params sp = lm_session_default_params();
+    if (n_tokens > (size_t)default_ctx) sp.n_ctx = (int32_t)n_tokens;
+    lm_error err = {0};
+    if (lm_session_new(model, &sp, s, &err) != LM_OK) {
+        cli_error("cannot create a session of %zu tokens: %s", n_tokens,
+                  err.msg[0] ? err.msg : "unknown error");
+        return false;
+    }
+    return true;
+}
+
+int cli_bench(int argc, char **argv) {
+    const char *cmd = "bench";
+    const char *model_path = NULL;
+    int32_t *lens = NULL;
+    size_t n_lens = 0;
+    int32_t n_gen = 64, n_threads = 0, reps = 3;
+    bool json = false;
+
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = NULL;
+        bool bad = false;
+        if (cli_is_help(a)) {
+            fputs(BENCH_HELP, stdout);
+            free(lens);
+            return CLI_EXIT_OK;
+        } else if (strcmp(a, "--json") == 0) {
+            json = true;
+        } else if (cli_opt(argc, argv, &i, "-p", "--prompt-lens", &v, &bad, cmd)) {
+            free(lens);
+            lens = NULL;
+            if (bad || !cli_parse_i32_list(cmd, "-p", v, 1, 1 << 20, &lens, &n_lens))
+                return CLI_EXIT_USAGE;
+        } else if (cli_opt(argc, argv, &i, "-n", "--n-gen", &v, &bad, cmd)) {
+            if (bad || !cli_parse_i32(cmd, "-n", v, 0, 1 << 20, &n_gen)) goto usage;
+        } else if (cli_opt(argc, argv, &i, "-t", "--threads", &v, &bad, cmd)) {
+            if (bad || !cli_parse_i32(cmd, "-t", v, 0, 1024, &n_threads)) goto usage;
+        } else if (cli_opt(argc, argv, &i, "-r", "--reps", &v, &bad, cmd)) {
+            if (bad || !cli_parse_i32(cmd, "-r", v, 1, 1000, &reps)) goto usage;
+        } else if (a[0] == '-' && a[1] != '\0') {
+            cli_usage_error(cmd, "unknown option '%s'", a);
+            goto usage;
+        } else if (!model_path) {
+            model_path = a;
+        } else {
+            cli_usage_error(cmd, "unexpected argument '%s' (the model is '%s')", a, model_path);
+            goto usage;
+        }
+    }
+    if (!lens) {
+        static const int32_t DEFAULT_LENS[] = {128, 512};
+        n_lens = 2;
+        lens = malloc(sizeof DEFAULT_LENS);
+        if (!lens) return cli_error("out of memory");
+        memcpy(lens, DEFAULT_LENS, sizeof DEFAULT_LENS);
+    }
+
+    int rc = CLI_EXIT_ERROR;
+    char *default_path = NULL;
+    lm_model *model = NULL;
+    lm_session *s = NULL;
+    lm_token *ids = NULL;
+    float *logits = NULL;
+    double *samples = NULL, *samples2 = NULL, *prefill_tok_s = NULL, *ttft_ms = NULL;
+    double decode_tok_s = 0, load_ms = 0;
+
+    if (!model_path) {
+        default_path = cli_default_model();
+        if (!default_path) {
+            cli_error("out of memory");
+            goto done;
+        }
+        model_path = default_path;
+    }
+    if (!cli_load_model(model_path, n_threads, &model, &load_ms)) goto done;
+    lm_model_info mi;
+    memset(&mi, 0, sizeof mi);
+    lm_model_get_info(model, &mi);
+    int32_t n_vocab = lm_n_vocab(model);
+    int32_t default_ctx = mi.n_ctx_train > 0 && mi.n_ctx_train < 4096 ? mi.n_ctx_train : 4096;
+
+    size_t max_len = DECODE_PROMPT;
+    for (size_t k = 0; k < n_lens; k++)
+        if ((size_t)lens[k] > max_len) max_len = (size_t)lens[k];
+    ids = malloc(max_len * sizeof *ids);
+    logits = malloc((size_t)(n_vocab > 0 ? n_vocab : 1) * sizeof *logits);
+    samples = malloc((size_t)reps * sizeof *samples);
+    samples2 = malloc((size_t)reps * sizeof *samples2);
+    prefill_tok_s = calloc(n_lens, sizeof *prefill_tok_s);
+    ttft_ms = calloc(n_lens, sizeof *ttft_ms);
+    if (!ids || !logits || !samples || !samples2 || !prefill_tok_s || !ttft_ms) {
+        cli_error("out of memory");
+        goto done;
+    }
+    fill_ids(ids, max_len, n_vocab, SEED);
+
+    /* One untimed pass first: touches the mapped weights and warms the thread pool. */
+    if (!open_session(model, default_ctx, DECODE_PROMPT, &s)) goto done;
+    if (lm_session_eval(s, ids, DECODE_PROMPT, logits, NULL) != LM_OK) {
+        cli_error("warm-up eval failed: %s", lm_session_errmsg(s));
+        goto done;
+    }
+    lm_session_free(s);
+    s = NULL;
+
+    for (size_t k = 0; k < n_lens; k++) {
+        size_t p = (size_t)lens[k];
+        for (int32_t r = 0; r < reps; r++) {
+            /* TTFT: the prompt plus the first decode step, as a user waits for it. */
+            if (!open_session(model, default_ctx, p + 1, &s)) goto done;
+            double t0 = cli_now_ms();
+            if (lm_session_eval(s, ids, p, logits, NULL) != LM_OK) {
+                cli_error("prefill of %zu tokens failed: %s", p, lm_session_errmsg(s));
+                goto done;
+            }
+            double t1 = cli_now_ms();
+            lm_token next = ids[0];
+            if (lm_session_eval(s, &next, 1, logits, NULL) != LM_OK) {
+                cli_error("decode after %zu tokens failed: %s", p, lm_session_errmsg(s));
+                goto done;
+            }
+            double t2 = cli_now_ms();
+            lm_session_free(s);
+            s = NULL;
+            samples[r] = (double)p * 1000.0 / (t1 - t0 > 1e-6 ? t1 - t0 : 1e-6);
+            samples2[r] = t2 - t0;
+        }
+        prefill_tok_s[k] = median(samples, (size_t)reps);
+        ttft_ms[k] = median(samples2, (size_t)reps);
+    }
+
+    if (n_gen > 0) {
+        for (int32_t r = 0; r < reps; r++) {
+            if (!open_session(model, default_ctx, DECODE_PROMPT + (size_t)n_gen, &s)) goto done;
+            if (lm_session_eval(s, ids, DECODE_PROMPT, logits, NULL) != LM_OK) {
+                cli_error("decode prompt failed: %s", lm_session_errmsg(s));
+                goto done;
+            }
+            uint64_t state = SEED + 1 + (uint64_t)r;
+            double t0 = cli_now_ms();
+            for (int32_t g = 0; g < n_gen; g++) {
+                /* A fixed pseudo-random id, not the argmax: decode speed must not depend on
+                 * what the model predicts. */
+                lm_token next = ids[next_u64(&state) % DECODE_PROMPT];
+                if (lm_session_eval(s, &next, 1, logits, NULL) != LM_OK) {
+                    cli_error("decode step %ld failed: %s", (long)g, lm_session_errmsg(s));
+                    goto done;
+                }
+            }
+            double t1 = cli_now_ms();
+            lm_session_free(s);
+            s = NULL;
+            samples[r] = (double)n_gen * 1000.0 / (t1 - t0 > 1e-6 ? t1 - t0 : 1e-6);
+        }
+        decode_tok_s = median(samples, (size_t)reps);
+    }
+
+    double rss = peak_rss_mb();
+    if (json) {
+        fputs("{\"model\":", stdout);
+        cli_json_string(stdout, model_path);
+        printf(",\"threads\":%ld,\"prefill\":[", (long)mi.n_threads);
+        for (size_t k = 0; k < n_lens; k++)
+            printf("%s{\"tokens\":%ld,\"tok_s\":%.3f,\"ttft_ms\":%.3f}", k ? "," : "",
+                   (long)lens[k], prefill_tok_s[k], ttft_ms[k]);
+        printf("],\"decode\":{\"tokens\":%ld,\"tok_s\":%.3f},\"load_ms\":%.3f,"
+               "\"peak_rss_mb\":%.1f}\n",
+               (long)n_gen, decode_tok_s, load_ms, rss);
+    } else {
+        printf("model: %s (%s, %s kernels)\n", model_path, mi.arch ? mi.arch : "?",
+               mi.kernels ? mi.kernels : "?");
+        printf("threads: %ld, reps: %ld, load: %.1f ms, peak RSS: %.1f MB\n\n",
+               (long)mi.n_threads, (long)reps, load_ms, rss);
+        printf("%-8s %8s %12s %10s\n", "test", "tokens", "tok/s", "ttft ms");
+        for (size_t k = 0; k < n_lens; k++)
+            printf("%-8s %8ld %12.1f %10.2f\n", "prefill", (long)lens[k], prefill_tok_s[k],
+                   ttft_ms[k]);
+        if (n_gen > 0) printf("%-8s %8ld %12.1f %10s\n", "decode", (long)n_gen, decode_tok_s, "-");
+    }
+    rc = CLI_EXIT_OK;
+
+done:
+    lm_session_free(s);
+    lm_model_free(model);
+    free(default_path);
+    free(ids);
+    free(logits);
+    free(samples);
+    free(samples2);
+    free(prefill_tok_s);
+    free(ttft_ms);
+    free(lens);
+    return rc;
+
+usage:
+    free(lens);
+    return CLI_EXIT_USAGE;
+}

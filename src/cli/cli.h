@@ -1,0 +1,76 @@
+/* cli/cli.h: the internal header of the locallm command-line tool.
+ * Owns: what the subcommands share: error and usage reporting, strict number parsing, option
+ * scanning, the default model path, model loading with a progress bar, JSON string output and a
+ * clock. The CLI only calls the public API (include/locallm.h); it is allowed to print and exit.
+ * Exit codes: 0 success, 1 an error while doing the work, 2 a usage error. */
+#ifndef LM_CLI_H
+#define LM_CLI_H
+
+#include "locallm.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#if defined(__GNUC__)
+#define CLI_PRINTF(a, b) __attribute__((format(printf, a, b)))
+#else
+#define CLI_PRINTF(a, b)
+#endif
+
+enum { CLI_EXIT_OK = 0, CLI_EXIT_ERROR = 1, CLI_EXIT_USAGE = 2 };
+
+/* Subcommands. argv[0] is the subcommand's name; each returns the process exit code. */
+int cli_run(int argc, char **argv);
+int cli_eval(int argc, char **argv);
+int cli_tokenize(int argc, char **argv);
+int cli_detokenize(int argc, char **argv);
+int cli_info(int argc, char **argv);
+int cli_bench(int argc, char **argv);
+
+/* Prints "locallm: error: <message>" to stderr; returns CLI_EXIT_ERROR. */
+int cli_error(const char *fmt, ...) CLI_PRINTF(1, 2);
+/* Prints "locallm: error: <message>" and a hint naming `locallm <cmd> --help`; returns
+ * CLI_EXIT_USAGE. */
+int cli_usage_error(const char *cmd, const char *fmt, ...) CLI_PRINTF(2, 3);
+
+/* Strict parsers: the whole string must be the number, in [min, max]. On failure they print a
+ * usage error naming opt and return false. */
+bool cli_parse_i32(const char *cmd, const char *opt, const char *s, int32_t min, int32_t max,
+                   int32_t *out);
+bool cli_parse_u64(const char *cmd, const char *opt, const char *s, uint64_t *out);
+bool cli_parse_float(const char *cmd, const char *opt, const char *s, float min, float max,
+                     float *out);
+/* A comma-separated list of non-negative token ids ("1,2,3"). *ids is malloc'd (caller frees);
+ * an empty list is an error. */
+bool cli_parse_ids(const char *cmd, const char *opt, const char *s, lm_token **ids, size_t *n);
+/* A comma-separated list of integers in [min, max]. *vals is malloc'd (caller frees). */
+bool cli_parse_i32_list(const char *cmd, const char *opt, const char *s, int32_t min,
+                        int32_t max, int32_t **vals, size_t *n);
+
+/* Option scanning. If argv[*i] is the option name (or one of two spellings; alt may be NULL),
+ * or "name=value", returns true and sets *val to its value, advancing *i past a separate value.
+ * A missing value is reported as a usage error through *bad (set true). */
+bool cli_opt(int argc, char **argv, int *i, const char *name, const char *alt, const char **val,
+             bool *bad, const char *cmd);
+/* True when argv[i] is "-h" or "--help". */
+bool cli_is_help(const char *arg);
+
+/* The model used when none is named: $LOCALLM_DEFAULT_MODEL, else
+ * <dir of the executable>/../models/stories260K.gguf, else LM_MODELS_DIR/stories260K.gguf.
+ * Returns a malloc'd path (caller frees), NULL on allocation failure. */
+char *cli_default_model(void);
+
+/* Loads a model with n_threads (0: library default), drawing a progress bar on stderr when it is
+ * a terminal and the model is big. On failure prints the error and returns false. *load_ms
+ * (may be NULL) gets the wall time of the load. */
+bool cli_load_model(const char *path, int32_t n_threads, lm_model **out, double *load_ms);
+
+/* Writes s as a JSON string literal (quotes included). */
+void cli_json_string(FILE *f, const char *s);
+
+/* Monotonic clock in milliseconds. */
+double cli_now_ms(void);
+
+#endif /* LM_CLI_H */

@@ -1,0 +1,298 @@
+/* cli/util.c: helpers shared by the subcommands of the locallm tool.
+ * Owns: error/usage messages, strict number and list parsing, option scanning, the default model
+ * path, loading a model with a progress bar, JSON string escaping and the clock.
+ * Does not own: any subcommand's behaviour (one file per subcommand). */
+#include "cli/cli.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+int cli_error(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("locallm: error: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    return CLI_EXIT_ERROR;
+}
+
+int cli_usage_error(const char *cmd, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("locallm: error: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    if (cmd)
+        fprintf(stderr, "Try 'locallm %s --help' for usage.\n", cmd);
+    else
+        fputs("Try 'locallm --help' for usage.\n", stderr);
+    return CLI_EXIT_USAGE;
+}
+
+bool cli_parse_i32(const char *cmd, const char *opt, const char *s, int32_t min, int32_t max,
+                   int32_t *out) {
+    char *end = NULL;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    /* strtoll skips leading blanks; a number here starts with a digit or a sign. */
+    bool ok = *s && (*s == '-' || *s == '+' || (*s >= '0' && *s <= '9')) && end && *end == '\0' &&
+              errno == 0;
+    if (!ok) {
+        cli_usage_error(cmd, "%s: '%s' is not an integer", opt, s);
+        return false;
+    }
+    if (v < min || v > max) {
+        cli_usage_error(cmd, "%s: %lld is out of range (expected %ld to %ld)", opt, v, (long)min,
+                        (long)max);
+        return false;
+    }
+    *out = (int32_t)v;
+    return true;
+}
+
+bool cli_parse_u64(const char *cmd, const char *opt, const char *s, uint64_t *out) {
+    char *end = NULL;
+    errno = 0;
+    /* strtoull accepts "-1" and wraps it; only plain digits are a valid seed. */
+    if (!(*s >= '0' && *s <= '9')) {
+        cli_usage_error(cmd, "%s: '%s' is not a non-negative integer", opt, s);
+        return false;
+    }
+    unsigned long long v = strtoull(s, &end, 10);
+    if (*end != '\0' || errno != 0) {
+        cli_usage_error(cmd, "%s: '%s' is not a non-negative integer that fits 64 bits", opt, s);
+        return false;
+    }
+    *out = (uint64_t)v;
+    return true;
+}
+
+bool cli_parse_float(const char *cmd, const char *opt, const char *s, float min, float max,
+                     float *out) {
+    char *end = NULL;
+    errno = 0;
+    double v = strtod(s, &end);
+    bool ok = *s && (*s == '-' || *s == '+' || *s == '.' || (*s >= '0' && *s <= '9')) && end &&
+              *end == '\0' && errno == 0 && isfinite(v);
+    if (!ok) {
+        cli_usage_error(cmd, "%s: '%s' is not a number", opt, s);
+        return false;
+    }
+    if (v < min || v > max) {
+        cli_usage_error(cmd, "%s: %g is out of range (expected %g to %g)", opt, v, (double)min,
+                        (double)max);
+        return false;
+    }
+    *out = (float)v;
+    return true;
+}
+
+bool cli_parse_i32_list(const char *cmd, const char *opt, const char *s, int32_t min,
+                        int32_t max, int32_t **vals, size_t *n) {
+    size_t cap = 1;
+    for (const char *p = s; *p; p++)
+        if (*p == ',') cap++;
+    int32_t *v = malloc(cap * sizeof *v);
+    if (!v) {
+        cli_error("out of memory parsing %s", opt);
+        return false;
+    }
+    size_t count = 0;
+    const char *p = s;
+    for (;;) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        /* Blanks around items are fine ("1, 2"); empty items are not. */
+        while (len && (*p == ' ' || *p == '\t')) p++, len--;
+        while (len && (p[len - 1] == ' ' || p[len - 1] == '\t')) len--;
+        char item[32];
+        if (len == 0 || len >= sizeof item) {
+            cli_usage_error(cmd, "%s: '%s' is not a comma-separated list of integers", opt, s);
+            free(v);
+            return false;
+        }
+        memcpy(item, p, len);
+        item[len] = '\0';
+        if (!cli_parse_i32(cmd, opt, item, min, max, &v[count])) {
+            free(v);
+            return false;
+        }
+        count++;
+        if (!comma) break;
+        p = comma + 1;
+    }
+    *vals = v;
+    *n = count;
+    return true;
+}
+
+bool cli_parse_ids(const char *cmd, const char *opt, const char *s, lm_token **ids, size_t *n) {
+    return cli_parse_i32_list(cmd, opt, s, 0, INT32_MAX, ids, n);
+}
+
+bool cli_opt(int argc, char **argv, int *i, const char *name, const char *alt, const char **val,
+             bool *bad, const char *cmd) {
+    const char *a = argv[*i];
+    const char *names[2] = {name, alt};
+    for (int k = 0; k < 2; k++) {
+        const char *nm = names[k];
+        if (!nm) continue;
+        size_t len = strlen(nm);
+        if (strncmp(a, nm, len) != 0) continue;
+        if (a[len] == '\0') {
+            if (*i + 1 >= argc) {
+                cli_usage_error(cmd, "option %s needs a value", nm);
+                *bad = true;
+                return true;
+            }
+            *val = argv[++*i];
+            return true;
+        }
+        /* "--name=value" only for long options, so "-n5" is not mistaken for "-n=5". */
+        if (a[len] == '=' && nm[0] == '-' && nm[1] == '-') {
+            *val = a + len + 1;
+            return true;
+        }
+    }
+    return false;
+}
+
+bool cli_is_help(const char *arg) {
+    return strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0;
+}
+
+static char *join(const char *a, const char *b) {
+    size_t la = strlen(a), lb = strlen(b);
+    char *s = malloc(la + lb + 1);
+    if (!s) return NULL;
+    memcpy(s, a, la);
+    memcpy(s + la, b, lb + 1);
+    return s;
+}
+
+static bool is_file(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+/* Directory of the running executable, from /proc/self/exe where there is one (Linux), else
+ * nothing: argv[0] may be a bare name found through PATH, which says nothing about the folder. */
+static char *exe_dir(void) {
+    char buf[4096];
+    ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
+    if (n <= 0) return NULL;
+    buf[n] = '\0';
+    char *slash = strrchr(buf, '/');
+    if (!slash) return NULL;
+    *slash = '\0';
+    return join(buf, "");
+}
+
+char *cli_default_model(void) {
+    const char *env = getenv("LOCALLM_DEFAULT_MODEL");
+    if (env && *env) return join(env, "");
+    char *dir = exe_dir();
+    if (dir) {
+        char *p = join(dir, "/../models/stories260K.gguf");
+        free(dir);
+        if (p && is_file(p)) return p;
+        free(p);
+    }
+#ifdef LM_MODELS_DIR
+    return join(LM_MODELS_DIR, "/stories260K.gguf");
+#else
+    return join("models", "/stories260K.gguf");
+#endif
+}
+
+typedef struct progress_state {
+    int last_percent;
+    bool drawn;
+} progress_state;
+
+static int draw_progress(float fraction, const char *stage, void *user) {
+    progress_state *ps = user;
+    if (fraction < 0) fraction = 0;
+    if (fraction > 1) fraction = 1;
+    int percent = (int)(fraction * 100.0f + 0.5f);
+    if (percent == ps->last_percent) return 0;
+    ps->last_percent = percent;
+    enum { WIDTH = 30 };
+    char bar[WIDTH + 1];
+    int filled = percent * WIDTH / 100;
+    for (int k = 0; k < WIDTH; k++) bar[k] = k < filled ? '#' : ' ';
+    bar[WIDTH] = '\0';
+    fprintf(stderr, "\rloading [%s] %3d%% %-20.20s", bar, percent, stage ? stage : "");
+    fflush(stderr);
+    ps->drawn = true;
+    return 0;
+}
+
+/* Big enough that a load takes long enough to be worth a bar. Folders (safetensors) always are. */
+static bool worth_a_bar(const char *path) {
+    struct stat st;
+    if (stat(path, &st) != 0) return false;
+    if (S_ISDIR(st.st_mode)) return true;
+    return st.st_size >= 64 * 1024 * 1024;
+}
+
+bool cli_load_model(const char *path, int32_t n_threads, lm_model **out, double *load_ms) {
+    lm_model_params mp = lm_model_default_params();
+    mp.n_threads = n_threads;
+    progress_state ps = {.last_percent = -1, .drawn = false};
+    if (isatty(STDERR_FILENO) && worth_a_bar(path)) {
+        mp.progress = draw_progress;
+        mp.progress_user = &ps;
+    }
+    lm_error err = {0};
+    double t0 = cli_now_ms();
+    lm_status st = lm_model_load(path, &mp, out, &err);
+    double t1 = cli_now_ms();
+    if (ps.drawn) fputs("\r\033[K", stderr);
+    if (st != LM_OK) {
+        *out = NULL;
+        if (err.msg[0])
+            cli_error("cannot load model '%s': %s", path, err.msg);
+        else
+            cli_error("cannot load model '%s': %s", path, lm_status_str(st));
+        return false;
+    }
+    if (load_ms) *load_ms = t1 - t0;
+    return true;
+}
+
+void cli_json_string(FILE *f, const char *s) {
+    fputc('"', f);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        switch (*p) {
+        case '"': fputs("\\\"", f); break;
+        case '\\': fputs("\\\\", f); break;
+        case '\n': fputs("\\n", f); break;
+        case '\r': fputs("\\r", f); break;
+        case '\t': fputs("\\t", f); break;
+        case '\b': fputs("\\b", f); break;
+        case '\f': fputs("\\f", f); break;
+        default:
+            if (*p < 0x20)
+                fprintf(f, "\\u%04x", *p);
+            else
+                fputc(*p, f);
+        }
+    }
+    fputc('"', f);
+}
+
+double cli_now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
