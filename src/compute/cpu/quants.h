@@ -1,0 +1,39 @@
+/* compute/cpu/quants.h: row-dot kernels chosen for the CPU at run time, for compute/cpu/ only.
+ * Owns: the kernel signatures and cm_dot_select()/cm_mlx_dot_select(), which hand back the best
+ * kernel the CPU features allow and fall back to the reference (quants_ref.c) otherwise.
+ * The SIMD entry points live in quants_avx2.c (compiled with -mavx2 -mfma -mf16c). */
+#ifndef LM_COMPUTE_CPU_QUANTS_H
+#define LM_COMPUTE_CPU_QUANTS_H
+
+#include "compute/backend.h"
+
+/* Dot product of n elements of one row of a fixed type with float x. n is a whole number of
+ * blocks of the type. Never NULL once selected for a type with can_matmul. */
+typedef float (*cm_dot_fn)(const void *row, const float *x, size_t n);
+
+/* Best dot kernel for type on a CPU with cpu_features (lm_cpu_features(), or 0 for the
+ * reference); NULL when the type has no dot kernel at all. */
+cm_dot_fn cm_dot_select(uint32_t type, uint32_t cpu_features);
+
+/* Dot product of row of an MLX matrix (cols elements) with float x. */
+typedef float (*cm_mlx_dot_fn)(const cm_matrix *m, size_t row, const float *x);
+
+/* Best MLX dot kernel for m's bits, group size and scale type; never NULL (the reference,
+ * cm_mlx_dot_row, handles every valid shape). */
+cm_mlx_dot_fn cm_mlx_dot_select(const cm_matrix *m, uint32_t cpu_features);
+
+#if defined(__x86_64__) || defined(__i386__) || defined(_M_X64)
+#define CM_HAVE_X86_KERNELS 1
+/* quants_avx2.c: need LM_CPU_AVX2 | LM_CPU_FMA | LM_CPU_F16C. */
+float cm_dot_f32_avx2(const void *row, const float *x, size_t n);
+float cm_dot_f16_avx2(const void *row, const float *x, size_t n);
+float cm_dot_bf16_avx2(const void *row, const float *x, size_t n);
+float cm_dot_q8_0_avx2(const void *row, const float *x, size_t n);
+float cm_dot_q4_0_avx2(const void *row, const float *x, size_t n);
+float cm_dot_q4_k_avx2(const void *row, const float *x, size_t n);
+float cm_dot_q6_k_avx2(const void *row, const float *x, size_t n);
+/* bits 4 or 8, group_size a multiple of 32. */
+float cm_mlx_dot_avx2(const cm_matrix *m, size_t row, const float *x);
+#endif
+
+#endif /* LM_COMPUTE_CPU_QUANTS_H */
