@@ -1,0 +1,834 @@
+/* tokenizer/tokenizer.c: vocabularies, the merge engines, decoding and the GGUF loader.
+ * Owns: the piece -> id and pair -> merge hashes, SentencePiece score merging and BPE rank
+ * merging (both with a priority queue), decoding (whole and streaming), GGUF tokenizer.ggml.*.
+ * Does not own: the tokenizer.json pipeline (tok_json.c) or reading GGUF files (formats/). */
+#include "tokenizer/tok_internal.h"
+
+#include <stdlib.h>
+
+/* ---- token vectors ---- */
+
+bool tok_vec_push(tok_vec *v, lm_token id) {
+    if (v->n == v->cap) {
+        size_t cap = v->cap ? v->cap * 2 : 32;
+        lm_token *p = lm_realloc(v->ids, cap * sizeof *p);
+        if (!p) return false;
+        v->ids = p;
+        v->cap = cap;
+    }
+    v->ids[v->n++] = id;
+    return true;
+}
+
+bool tok_vec_append(tok_vec *v, const lm_token *ids, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (!tok_vec_push(v, ids[i])) return false;
+    return true;
+}
+
+void tok_vec_free(tok_vec *v) {
+    if (!v) return;
+    lm_free(v->ids);
+    v->ids = NULL;
+    v->n = v->cap = 0;
+}
+
+/* ---- hashes ---- */
+
+uint64_t tok_hash(const char *s, size_t n) {
+    uint64_t h = 1469598103934665603ull; /* FNV-1a, then a final mix for the low bits */
+    for (size_t i = 0; i < n; i++) h = (h ^ (uint8_t)s[i]) * 1099511628211ull;
+    h ^= h >> 29;
+    h *= 0xbf58476d1ce4e5b9ull;
+    h ^= h >> 32;
+    return h;
+}
+
+bool tok_strmap_build(tok_tokenizer *t) {
+    size_t cap = 16;
+    while (cap < (size_t)t->n_vocab * 2) cap *= 2;
+    lm_free(t->map.slots);
+    t->map.slots = lm_malloc(cap * sizeof(int32_t));
+    if (!t->map.slots) return false;
+    memset(t->map.slots, 0xff, cap * sizeof(int32_t));
+    t->map.mask = cap - 1;
+    for (int32_t id = 0; id < t->n_vocab; id++) {
+        size_t i = tok_hash(t->pieces[id], t->piece_len[id]) & t->map.mask;
+        bool dup = false;
+        while (t->map.slots[i] >= 0) {
+            int32_t o = t->map.slots[i];
+            if (t->piece_len[o] == t->piece_len[id] &&
+                memcmp(t->pieces[o], t->pieces[id], t->piece_len[id]) == 0) {
+                dup = true;
+                break;
+            }
+            i = (i + 1) & t->map.mask;
+        }
+        if (!dup) t->map.slots[i] = id;
+    }
+    return true;
+}
+
+int32_t tok_strmap_get(const tok_tokenizer *t, const char *s, size_t n) {
+    if (!t->map.slots) return -1;
+    size_t i = tok_hash(s, n) & t->map.mask;
+    for (;;) {
+        int32_t id = t->map.slots[i];
+        if (id < 0) return -1;
+        if (t->piece_len[id] == n && memcmp(t->pieces[id], s, n) == 0) return id;
+        i = (i + 1) & t->map.mask;
+    }
+}
+
+static uint64_t mix64(uint64_t x) {
+    x ^= x >> 31;
+    x *= 0x7fb5d329728ea185ull;
+    x ^= x >> 27;
+    x *= 0x81dadef4bc2dd44dull;
+    x ^= x >> 33;
+    return x;
+}
+
+bool tok_mergemap_init(tok_mergemap *m, size_t n) {
+    size_t cap = 16;
+    while (cap < n * 2) cap *= 2;
+    m->slots = lm_malloc(cap * sizeof *m->slots);
+    if (!m->slots) return false;
+    for (size_t i = 0; i < cap; i++) m->slots[i].key = UINT64_MAX;
+    m->mask = cap - 1;
+    m->n = 0;
+    return true;
+}
+
+void tok_mergemap_put(tok_mergemap *m, int32_t a, int32_t b, int32_t rank, int32_t id) {
+    uint64_t key = ((uint64_t)(uint32_t)a << 32) | (uint32_t)b;
+    size_t i = mix64(key) & m->mask;
+    while (m->slots[i].key != UINT64_MAX) {
+        if (m->slots[i].key == key) return; /* the first (best) rank wins, as in HF */
+        i = (i + 1) & m->mask;
+    }
+    m->slots[i].key = key;
+    m->slots[i].rank = rank;
+    m->slots[i].id = id;
+    m->n++;
+}
+
+const tok_merge *tok_mergemap_get(const tok_mergemap *m, int32_t a, int32_t b) {
+    if (!m->slots) return NULL;
+    uint64_t key = ((uint64_t)(uint32_t)a << 32) | (uint32_t)b;
+    size_t i = mix64(key) & m->mask;
+    while (m->slots[i].key != UINT64_MAX) {
+        if (m->slots[i].key == key) return &m->slots[i];
+        i = (i + 1) & m->mask;
+    }
+    return NULL;
+}
+
+/* ---- vocabulary storage ---- */
+
+bool tok_alloc_vocab(tok_tokenizer *t, int32_t n, size_t arena_bytes, bool with_scores) {
+    t->n_vocab = n;
+    t->pieces = lm_calloc((size_t)n + 1, sizeof(char *));
+    t->piece_len = lm_calloc((size_t)n + 1, sizeof(uint32_t));
+    t->kinds = lm_calloc((size_t)n + 1, 1);
+    t->special = lm_calloc((size_t)n + 1, 1);
+    t->arena = lm_malloc(arena_bytes + 1);
+    if (with_scores) t->scores = lm_calloc((size_t)n + 1, sizeof(float));
+    return t->pieces && t->piece_len && t->kinds && t->special && t->arena &&
+           (!with_scores || t->scores);
+}
+
+/* qsort has no context argument in C11; the lengths travel in a side array instead. */
+typedef struct match_ent {
+    uint32_t len;
+    int32_t id;
+} match_ent;
+
+static int cmp_match_ent(const void *a, const void *b) {
+    const match_ent *x = a, *y = b;
+    if (x->len != y->len) return x->len < y->len ? 1 : -1;
+    return x->id < y->id ? -1 : x->id > y->id;
+}
+
+bool tok_build_match_list(tok_tokenizer *t, bool json) {
+    size_t n = 0;
+    for (int32_t id = 0; id < t->n_vocab; id++) {
+        int k = t->kinds[id];
+        bool m = json ? t->special[id] || k == TOK_KIND_USER_DEFINED
+                      : k == TOK_KIND_CONTROL || k == TOK_KIND_USER_DEFINED;
+        if (m && t->piece_len[id] > 0) n++;
+    }
+    lm_free(t->match_ids);
+    t->match_ids = NULL;
+    t->n_match = 0;
+    if (!n) return true;
+    match_ent *e = lm_malloc(n * sizeof *e);
+    t->match_ids = lm_malloc(n * sizeof(int32_t));
+    if (!e || !t->match_ids) {
+        lm_free(e);
+        return false;
+    }
+    n = 0;
+    for (int32_t id = 0; id < t->n_vocab; id++) {
+        int k = t->kinds[id];
+        bool m = json ? t->special[id] || k == TOK_KIND_USER_DEFINED
+                      : k == TOK_KIND_CONTROL || k == TOK_KIND_USER_DEFINED;
+        if (m && t->piece_len[id] > 0) e[n++] = (match_ent){t->piece_len[id], id};
+    }
+    qsort(e, n, sizeof *e, cmp_match_ent);
+    for (size_t i = 0; i < n; i++) t->match_ids[i] = e[i].id;
+    t->n_match = n;
+    lm_free(e);
+    return true;
+}
+
+/* ---- priority queue shared by both merge engines ---- */
+
+typedef struct pq_item {
+    double prio;   /* smaller first: -score (SPM) or rank (BPE) */
+    int32_t left;  /* symbol index; ties go to the leftmost */
+    int32_t right;
+    int32_t size;  /* SPM: byte length of the merged pair */
+    int32_t a, b;  /* BPE: ids of the pair */
+    int32_t id;    /* BPE: merged id */
+} pq_item;
+
+typedef struct pq {
+    pq_item *v;
+    size_t n, cap;
+} pq;
+
+static bool pq_less(const pq_item *x, const pq_item *y) {
+    if (x->prio != y->prio) return x->prio < y->prio;
+    return x->left < y->left;
+}
+
+static bool pq_push(pq *q, pq_item it) {
+    if (q->n == q->cap) {
+        size_t cap = q->cap ? q->cap * 2 : 64;
+        pq_item *p = lm_realloc(q->v, cap * sizeof *p);
+        if (!p) return false;
+        q->v = p;
+        q->cap = cap;
+    }
+    size_t i = q->n++;
+    while (i > 0) {
+        size_t parent = (i - 1) / 2;
+        if (!pq_less(&it, &q->v[parent])) break;
+        q->v[i] = q->v[parent];
+        i = parent;
+    }
+    q->v[i] = it;
+    return true;
+}
+
+static pq_item pq_pop(pq *q) {
+    pq_item top = q->v[0], last = q->v[--q->n];
+    size_t i = 0;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= q->n) break;
+        if (c + 1 < q->n && pq_less(&q->v[c + 1], &q->v[c])) c++;
+        if (!pq_less(&q->v[c], &last)) break;
+        q->v[i] = q->v[c];
+        i = c;
+    }
+    if (q->n) q->v[i] = last;
+    return top;
+}
+
+typedef struct sym {
+    int32_t start, len; /* bytes in the text; len 0: merged away */
+    int32_t prev, next;
+    int32_t id;
+} sym;
+
+/* ---- SentencePiece (score) merging ---- */
+
+static bool spm_try_pair(const tok_tokenizer *t, const char *s, const sym *y, int32_t l,
+                         int32_t r, pq *q) {
+    if (l < 0 || r < 0) return true;
+    int32_t size = y[l].len + y[r].len;
+    int32_t id = tok_strmap_get(t, s + y[l].start, (size_t)size);
+    if (id < 0) return true;
+    pq_item it = {.prio = -(double)t->scores[id], .left = l, .right = r, .size = size};
+    return pq_push(q, it);
+}
+
+static bool emit_bytes(const tok_tokenizer *t, const char *s, size_t n, tok_vec *out) {
+    for (size_t i = 0; i < n; i++) {
+        int32_t id = t->byte_ids[(uint8_t)s[i]];
+        if (id < 0) id = t->unk;
+        if (id >= 0 && !tok_vec_push(out, id)) return false;
+    }
+    return true;
+}
+
+bool tok_spm_encode_span(const tok_tokenizer *t, const char *s, size_t n, tok_vec *out) {
+    if (n == 0) return true;
+    sym *y = lm_malloc(n * sizeof *y);
+    pq q = {0};
+    bool ok = y != NULL;
+    int32_t ns = 0;
+    for (size_t i = 0; ok && i < n;) {
+        int l = lm_utf8_seq_len((unsigned char)s[i]);
+        if (l == 0) l = 1;
+        if ((size_t)l > n - i) l = (int)(n - i);
+        y[ns] = (sym){(int32_t)i, l, ns - 1, ns + 1, -1};
+        ns++;
+        i += (size_t)l;
+    }
+    if (ok) y[ns - 1].next = -1;
+    for (int32_t i = 0; ok && i + 1 < ns; i++) ok = spm_try_pair(t, s, y, i, i + 1, &q);
+    while (ok && q.n) {
+        pq_item it = pq_pop(&q);
+        sym *l = &y[it.left], *r = &y[it.right];
+        if (l->len == 0 || r->len == 0 || l->len + r->len != it.size) continue;
+        l->len += r->len;
+        r->len = 0;
+        l->next = r->next;
+        if (r->next >= 0) y[r->next].prev = it.left;
+        ok = spm_try_pair(t, s, y, l->prev, it.left, &q) &&
+             spm_try_pair(t, s, y, it.left, l->next, &q);
+    }
+    for (int32_t i = 0; ok && i >= 0 && ns > 0; i = y[i].next) {
+        int32_t id = tok_strmap_get(t, s + y[i].start, (size_t)y[i].len);
+        if (id >= 0) ok = tok_vec_push(out, id);
+        else ok = emit_bytes(t, s + y[i].start, (size_t)y[i].len, out);
+    }
+    lm_free(y);
+    lm_free(q.v);
+    return ok;
+}
+
+/* ---- BPE (rank) merging ---- */
+
+/* GPT-2 bytes_to_unicode (a format fact of byte-level BPE): printable bytes map to themselves,
+ * the other 68 to 256, 257, ... in byte order. */
+static bool byte_kept(int b) {
+    return (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255);
+}
+
+void tok_fill_byte_tables(tok_tokenizer *t) {
+    int k = 0;
+    for (int i = 0; i < 324; i++) t->cp_byte[i] = -1;
+    for (int b = 0; b < 256; b++) {
+        uint32_t cp = byte_kept(b) ? (uint32_t)b : (uint32_t)(256 + k++);
+        t->byte_cp[b] = cp;
+        t->cp_byte[cp] = (int16_t)b;
+    }
+}
+
+static bool bpe_try_pair(const tok_tokenizer *t, const sym *y, int32_t l, int32_t r, pq *q) {
+    if (l < 0 || r < 0) return true;
+    const tok_merge *m = tok_mergemap_get(&t->merges, y[l].id, y[r].id);
+    if (!m) return true;
+    pq_item it = {.prio = m->rank, .left = l, .right = r, .a = y[l].id, .b = y[r].id,
+                  .id = m->id};
+    return pq_push(q, it);
+}
+
+bool tok_bpe_encode_word(const tok_tokenizer *t, const char *s, size_t n, bool byte_level,
+                         tok_vec *out) {
+    if (n == 0) return true;
+        sym *y = NULL;
+    pq q = {0};
+    bool ok = true;
+    char *conv = NULL;
+    if (byte_level) {
+        conv = lm_malloc(n * 2 + 1);
+        if (!conv) return false;
+        size_t m = 0;
+        for (size_t i = 0; i < n; i++) m += (size_t)lm_utf8_encode(t->byte_cp[(uint8_t)s[i]], conv + m);
+        s = conv;
+        n = m;
+    }
+    if (t->ignore_merges) {
+        int32_t id = tok_strmap_get(t, s, n);
+        if (id >= 0) {
+            lm_free(conv);
+            return tok_vec_push(out, id);
+        }
+    }
+    y = lm_malloc((n * 4 + 1) * sizeof *y); /* byte fallback: up to 4 symbols per char */
+    if (!y) {
+        lm_free(conv);
+        return false;
+    }
+    int32_t ns = 0;
+    for (size_t i = 0; i < n;) {
+        int l = lm_utf8_seq_len((unsigned char)s[i]);
+        if (l == 0) l = 1;
+        if ((size_t)l > n - i) l = (int)(n - i);
+        int32_t id = tok_strmap_get(t, s + i, (size_t)l);
+        if (id >= 0) {
+            y[ns++] = (sym){(int32_t)i, l, 0, 0, id};
+        } else {
+            bool all = t->byte_fallback;
+            for (int k = 0; all && k < l; k++) all = t->byte_ids[(uint8_t)s[i + k]] >= 0;
+            if (all) {
+                for (int k = 0; k < l; k++)
+                    y[ns++] = (sym){(int32_t)(i + k), 1, 0, 0, t->byte_ids[(uint8_t)s[i + k]]};
+            } else if (t->unk >= 0) {
+                if (t->fuse_unk && ns > 0 && y[ns - 1].id == t->unk) y[ns - 1].len += l;
+                else y[ns++] = (sym){(int32_t)i, l, 0, 0, t->unk};
+            }
+        }
+        i += (size_t)l;
+    }
+    for (int32_t i = 0; i < ns; i++) {
+        y[i].prev = i - 1;
+        y[i].next = i + 1 < ns ? i + 1 : -1;
+    }
+    for (int32_t i = 0; ok && i + 1 < ns; i++) ok = bpe_try_pair(t, y, i, i + 1, &q);
+    while (ok && q.n) {
+        pq_item it = pq_pop(&q);
+        sym *l = &y[it.left];
+        if (l->len == 0 || l->id != it.a || l->next != it.right) continue;
+        sym *r = &y[it.right];
+        if (r->len == 0 || r->id != it.b) continue;
+        l->id = it.id;
+        l->len += r->len;
+        r->len = 0;
+        l->next = r->next;
+        if (r->next >= 0) y[r->next].prev = it.left;
+        ok = bpe_try_pair(t, y, l->prev, it.left, &q) && bpe_try_pair(t, y, it.left, l->next, &q);
+    }
+    for (int32_t i = 0; ok && ns > 0 && i >= 0; i = y[i].next) ok = tok_vec_push(out, y[i].id);
+    lm_free(y);
+    lm_free(q.v);
+    lm_free(conv);
+    return ok;
+}
+
+/* ---- GGUF ---- */
+
+static const gguf_value *kv_get(const gguf_file *g, const char *key) {
+    size_t kl = strlen(key);
+    for (uint64_t i = 0; i < g->n_kv; i++)
+        if (g->kv[i].key.len == kl && memcmp(g->kv[i].key.ptr, key, kl) == 0) return &g->kv[i].val;
+    return NULL;
+}
+
+static bool val_int(const gguf_value *v, int64_t *out) {
+    switch (v->type) {
+    case GGUF_U8: case GGUF_U16: case GGUF_U32: case GGUF_U64:
+        *out = (int64_t)v->v.u;
+        return true;
+    case GGUF_I8: case GGUF_I16: case GGUF_I32: case GGUF_I64:
+        *out = v->v.i;
+        return true;
+    default:
+        return false;
+    }
+}
+
+static size_t vtype_size(uint32_t t) {
+    switch (t) {
+    case GGUF_U8: case GGUF_I8: case GGUF_BOOL: return 1;
+    case GGUF_U16: case GGUF_I16: return 2;
+    case GGUF_U32: case GGUF_I32: case GGUF_F32: return 4;
+    case GGUF_U64: case GGUF_I64: case GGUF_F64: return 8;
+    default: return 0;
+    }
+}
+
+/* Element i of a numeric array (raw little-endian data) as a double. */
+static bool arr_num(const gguf_value *a, uint64_t i, double *out) {
+    size_t sz = vtype_size(a->v.arr.elem_type);
+    if (!sz || i >= a->v.arr.n || !a->v.arr.raw) return false;
+    const uint8_t *p = a->v.arr.raw + i * sz;
+    uint64_t u = 0;
+    for (size_t k = 0; k < sz; k++) u |= (uint64_t)p[k] << (8 * k);
+    switch (a->v.arr.elem_type) {
+    case GGUF_U8: case GGUF_U16: case GGUF_U32: case GGUF_U64: case GGUF_BOOL:
+        *out = (double)u;
+        return true;
+    case GGUF_I8: *out = (int8_t)u; return true;
+    case GGUF_I16: *out = (int16_t)u; return true;
+    case GGUF_I32: *out = (int32_t)u; return true;
+    case GGUF_I64: *out = (double)(int64_t)u; return true;
+    case GGUF_F32: {
+        union { uint32_t u; float f; } c = {(uint32_t)u};
+        *out = c.f;
+        return true;
+    }
+    case GGUF_F64: {
+        union { uint64_t u; double f; } c = {u};
+        *out = c.f;
+        return true;
+    }
+    default:
+        return false;
+    }
+}
+
+static lm_token get_id(const gguf_file *g, const char *key, int32_t n_vocab) {
+    const gguf_value *v = kv_get(g, key);
+    int64_t x;
+    if (!v || !val_int(v, &x) || x < 0 || x >= n_vocab) return -1;
+    return (lm_token)x;
+}
+
+static bool get_flag(const gguf_file *g, const char *key, bool dflt) {
+    const gguf_value *v = kv_get(g, key);
+    if (!v) return dflt;
+    if (v->type == GGUF_BOOL) return v->v.b;
+    int64_t x;
+    return val_int(v, &x) ? x != 0 : dflt;
+}
+
+static void fill_special_ids(tok_tokenizer *t) {
+    for (int i = 0; i < 256; i++) {
+        char name[8];
+        static const char hex[] = "0123456789ABCDEF";
+        name[0] = '<', name[1] = '0', name[2] = 'x', name[3] = hex[i >> 4], name[4] = hex[i & 15];
+        name[5] = '>', name[6] = 0;
+        t->byte_ids[i] = tok_strmap_get(t, name, 6);
+    }
+}
+
+static char *dup_piece(const tok_tokenizer *t, lm_token id) {
+    return lm_strdup(id >= 0 ? t->pieces[id] : "");
+}
+
+lm_status tok_load_gguf(const gguf_file *g, tok_tokenizer **out, lm_error *err) {
+    *out = NULL;
+    const char *name = g->path ? g->path : "gguf";
+    const gguf_value *model = kv_get(g, "tokenizer.ggml.model");
+    if (!model || model->type != GGUF_STRING)
+        return lm_fail(err, LM_ERR_FORMAT, "%s: tokenizer.ggml.model: missing or not a string",
+                       name);
+    bool spm = model->v.s.len == 5 && memcmp(model->v.s.ptr, "llama", 5) == 0;
+    if (!spm)
+        return lm_fail(err, LM_ERR_UNSUPPORTED,
+                       "%s: tokenizer.ggml.model: '%.*s' is not supported (expected 'llama')",
+                       name, (int)LM_MIN(model->v.s.len, 32), model->v.s.ptr);
+    const gguf_value *toks = kv_get(g, "tokenizer.ggml.tokens");
+    if (!toks || toks->type != GGUF_ARRAY || toks->v.arr.elem_type != GGUF_STRING ||
+        !toks->v.arr.items || toks->v.arr.n == 0 || toks->v.arr.n > INT32_MAX / 2)
+        return lm_fail(err, LM_ERR_FORMAT,
+                       "%s: tokenizer.ggml.tokens: missing or not a non-empty string array", name);
+    int32_t n = (int32_t)toks->v.arr.n;
+    const gguf_value *scores = kv_get(g, "tokenizer.ggml.scores");
+    if (scores && (scores->type != GGUF_ARRAY || scores->v.arr.n != (uint64_t)n))
+        return lm_fail(err, LM_ERR_FORMAT, "%s: tokenizer.ggml.scores: expected %d numbers",
+                       name, (int)n);
+    const gguf_value *types = kv_get(g, "tokenizer.ggml.token_type");
+    if (types && (types->type != GGUF_ARRAY || types->v.arr.n != (uint64_t)n))
+        return lm_fail(err, LM_ERR_FORMAT, "%s: tokenizer.ggml.token_type: expected %d integers",
+                       name, (int)n);
+    size_t bytes = 0;
+    for (int32_t i = 0; i < n; i++) {
+        if (toks->v.arr.items[i].type != GGUF_STRING || toks->v.arr.items[i].v.s.len > 65536)
+            return lm_fail(err, LM_ERR_FORMAT, "%s: tokenizer.ggml.tokens[%d]: bad string", name,
+                           (int)i);
+        bytes += toks->v.arr.items[i].v.s.len + 1;
+    }
+    tok_tokenizer *t = lm_calloc(1, sizeof *t);
+    if (!t) return lm_fail_nomem(err, "tokenizer");
+    if (!tok_alloc_vocab(t, n, bytes, true)) goto nomem;
+    t->model = TOK_MODEL_SPM;
+    memcpy(t->model_name, "llama", 6);
+    char *p = t->arena;
+    for (int32_t i = 0; i < n; i++) {
+        gguf_str s = toks->v.arr.items[i].v.s;
+        memcpy(p, s.ptr, s.len);
+        p[s.len] = 0;
+        t->pieces[i] = p;
+        t->piece_len[i] = (uint32_t)s.len;
+        p += s.len + 1;
+        double d = 0;
+        if (scores && !arr_num(scores, (uint64_t)i, &d)) {
+            tok_free(t);
+            return lm_fail(err, LM_ERR_FORMAT, "%s: tokenizer.ggml.scores: not numeric", name);
+        }
+        t->scores[i] = (float)d;
+        double k = TOK_KIND_NORMAL;
+        if (types && (!arr_num(types, (uint64_t)i, &k) || k < 0 || k > 6)) {
+            tok_free(t);
+            return lm_fail(err, LM_ERR_FORMAT, "%s: tokenizer.ggml.token_type[%d]: expected 0..6",
+                           name, (int)i);
+        }
+        t->kinds[i] = (uint8_t)k;
+        t->special[i] = k == TOK_KIND_CONTROL;
+    }
+    if (!tok_strmap_build(t)) goto nomem;
+    fill_special_ids(t);
+    tok_fill_byte_tables(t);
+    t->bos = get_id(g, "tokenizer.ggml.bos_token_id", n);
+    t->eos = get_id(g, "tokenizer.ggml.eos_token_id", n);
+    t->unk = get_id(g, "tokenizer.ggml.unknown_token_id", n);
+    t->pad = get_id(g, "tokenizer.ggml.padding_token_id", n);
+    t->add_bos = get_flag(g, "tokenizer.ggml.add_bos_token", true);
+    t->add_eos = get_flag(g, "tokenizer.ggml.add_eos_token", false);
+    t->add_space_prefix = get_flag(g, "tokenizer.ggml.add_space_prefix", true);
+    t->byte_fallback = true;
+    memcpy(t->dec.space_char, "\xe2\x96\x81", 4);
+    t->dec.byte_fallback = true;
+    t->dec.strip_first = 1;
+    t->bos_text = dup_piece(t, t->bos);
+    t->eos_text = dup_piece(t, t->eos);
+    if (!t->bos_text || !t->eos_text) goto nomem;
+    const gguf_value *tmpl = kv_get(g, "tokenizer.chat_template");
+    if (tmpl && tmpl->type == GGUF_STRING) {
+        t->chat_template = lm_strndup(tmpl->v.s.ptr, tmpl->v.s.len);
+        if (!t->chat_template) goto nomem;
+    }
+    if (!tok_build_match_list(t, false)) goto nomem;
+    *out = t;
+    return LM_OK;
+nomem:
+    tok_free(t);
+    return lm_fail_nomem(err, "tokenizer vocabulary");
+}
+
+void tok_free(tok_tokenizer *t) {
+    if (!t) return;
+    lm_free(t->pieces);
+    lm_free(t->arena);
+    lm_free(t->piece_len);
+    lm_free(t->scores);
+    lm_free(t->kinds);
+    lm_free(t->special);
+    lm_free(t->map.slots);
+    lm_free(t->merges.slots);
+    lm_free(t->bos_text);
+    lm_free(t->eos_text);
+    lm_free(t->chat_template);
+    for (size_t i = 0; i < t->n_named_templates; i++) {
+        lm_free(t->template_names[i]);
+        lm_free(t->template_texts[i]);
+    }
+    lm_free(t->template_names);
+    lm_free(t->template_texts);
+    lm_free(t->match_ids);
+    tok_json_pipe_free(t->pipe);
+    lm_free(t);
+}
+
+/* ---- encoding (GGUF SentencePiece) ---- */
+
+/* Finds the earliest (then longest) match-list token in s[0..n); returns its offset or n. */
+static size_t find_special(const tok_tokenizer *t, const char *s, size_t n, bool parse_special,
+                           lm_token *id_out) {
+    for (size_t i = 0; i < n; i++) {
+        for (size_t k = 0; k < t->n_match; k++) {
+            int32_t id = t->match_ids[k];
+            if (!parse_special && t->kinds[id] != TOK_KIND_USER_DEFINED) continue;
+            uint32_t l = t->piece_len[id];
+            if (l <= n - i && memcmp(s + i, t->pieces[id], l) == 0) {
+                *id_out = id;
+                return i;
+            }
+        }
+    }
+    return n;
+}
+
+static bool spm_fragment(const tok_tokenizer *t, const char *s, size_t n, bool prefix,
+                         tok_vec *out) {
+    size_t cap = n * 3 + 4;
+    char *buf = lm_malloc(cap);
+    if (!buf) return false;
+    size_t m = 0;
+    if (prefix) {
+        memcpy(buf, "\xe2\x96\x81", 3);
+        m = 3;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == ' ') {
+            memcpy(buf + m, "\xe2\x96\x81", 3);
+            m += 3;
+        } else {
+            buf[m++] = s[i];
+        }
+    }
+    bool ok = tok_spm_encode_span(t, buf, m, out);
+    lm_free(buf);
+    return ok;
+}
+
+lm_status tok_encode(const tok_tokenizer *t, const char *text, size_t len, uint32_t flags,
+                     tok_vec *out, lm_error *err) {
+    if (!t || (!text && len)) return lm_fail(err, LM_ERR_MISUSE, "tok_encode: NULL argument");
+    if (t->pipe) return tok_json_encode(t, text, len, flags, out, err);
+    bool add = flags & LM_TOK_ADD_SPECIAL, parse = flags & LM_TOK_PARSE_SPECIAL;
+    if (add && t->add_bos && t->bos >= 0 && !tok_vec_push(out, t->bos)) goto nomem;
+    /* llama.cpp's SPM rule: the space prefix goes on the first text and on text that follows a
+     * matched special token; an empty text stays empty. */
+    bool prev_special = true;
+    size_t i = 0;
+    while (i < len) {
+        lm_token id = -1;
+        size_t at = find_special(t, text + i, len - i, parse, &id);
+        if (at > 0 && !spm_fragment(t, text + i, at, t->add_space_prefix && prev_special, out))
+            goto nomem;
+        if (at > 0) prev_special = false;
+        if (at == len - i) break;
+        if (!tok_vec_push(out, id)) goto nomem;
+        prev_special = true;
+        i += at + t->piece_len[id];
+    }
+    if (add && t->add_eos && t->eos >= 0 && !tok_vec_push(out, t->eos)) goto nomem;
+    return LM_OK;
+nomem:
+    return lm_fail_nomem(err, "token ids");
+}
+
+/* ---- decoding ---- */
+
+static bool is_skipped(const tok_tokenizer *t, lm_token id, bool skip_special) {
+    return skip_special && (t->special[id] || t->kinds[id] == TOK_KIND_CONTROL);
+}
+
+/* Appends the text of one token; *first says whether nothing was decoded before it. */
+static bool decode_one(const tok_tokenizer *t, lm_token id, bool *first, lm_buf *out) {
+    const char *p = t->pieces[id];
+    size_t n = t->piece_len[id];
+    size_t start = out->len;
+    int k = t->kinds[id];
+    if (t->special[id] || k == TOK_KIND_CONTROL || k == TOK_KIND_USER_DEFINED ||
+        k == TOK_KIND_UNKNOWN) {
+        if (!lm_buf_append(out, p, n)) return false;
+    } else if (k == TOK_KIND_BYTE || (t->dec.byte_fallback && n == 6 && p[0] == '<' &&
+                                      p[1] == '0' && p[2] == 'x' && p[5] == '>' &&
+                                      t->byte_ids[strtol(p + 3, NULL, 16) & 255] == id)) {
+        char c = (char)strtol(p + 3, NULL, 16);
+        if (!lm_buf_putc(out, c)) return false;
+    } else if (t->dec.byte_level) {
+        for (size_t i = 0; i < n;) {
+            uint32_t cp;
+            int l = lm_utf8_decode(p + i, n - i, &cp);
+            int b = cp < 324 ? t->cp_byte[cp] : -1;
+            if (b >= 0) {
+                if (!lm_buf_putc(out, (char)b)) return false;
+            } else if (!lm_buf_append(out, p + i, (size_t)l)) {
+                return false;
+            }
+            i += (size_t)l;
+        }
+    } else {
+        size_t sl = strlen(t->dec.space_char);
+        for (size_t i = 0; i < n;) {
+            if (sl && n - i >= sl && memcmp(p + i, t->dec.space_char, sl) == 0) {
+                if (!lm_buf_putc(out, ' ')) return false;
+                i += sl;
+            } else {
+                if (!lm_buf_putc(out, p[i])) return false;
+                i++;
+            }
+        }
+    }
+    if (*first && t->dec.strip_first > 0) {
+        size_t k2 = 0;
+        while (k2 < (size_t)t->dec.strip_first && start + k2 < out->len &&
+               out->data[start + k2] == ' ')
+            k2++;
+        if (k2) {
+            memmove(out->data + start, out->data + start + k2, out->len - start - k2 + 1);
+            out->len -= k2;
+        }
+    }
+    *first = false;
+    return true;
+}
+
+lm_status tok_decode(const tok_tokenizer *t, const lm_token *ids, size_t n, bool skip_special,
+                     lm_buf *out, lm_error *err) {
+    bool first = true;
+    for (size_t i = 0; i < n; i++) {
+        if (ids[i] < 0 || ids[i] >= t->n_vocab)
+            return lm_fail(err, LM_ERR_MISUSE, "tok_decode: id %d out of range [0, %d)",
+                           (int)ids[i], (int)t->n_vocab);
+        if (is_skipped(t, ids[i], skip_special)) continue;
+        if (!decode_one(t, ids[i], &first, out)) return lm_fail_nomem(err, "decoded text");
+    }
+    return LM_OK;
+}
+
+/* ---- streaming decode ---- */
+
+struct tok_stream {
+    const tok_tokenizer *t;
+    bool skip_special, first;
+    lm_buf pending; /* decoded bytes not yet handed out (an incomplete UTF-8 tail) */
+};
+
+tok_stream *tok_stream_new(const tok_tokenizer *t, bool skip_special) {
+    tok_stream *s = lm_calloc(1, sizeof *s);
+    if (!s) return NULL;
+    s->t = t;
+    s->skip_special = skip_special;
+    s->first = true;
+    return s;
+}
+
+lm_status tok_stream_push(tok_stream *s, lm_token id, lm_buf *out) {
+    const tok_tokenizer *t = s->t;
+    if (id < 0 || id >= t->n_vocab) return LM_ERR_MISUSE;
+    if (is_skipped(t, id, s->skip_special)) return LM_OK;
+    if (!decode_one(t, id, &s->first, &s->pending)) return LM_ERR_NOMEM;
+    size_t ok = lm_utf8_complete_len(s->pending.data, s->pending.len);
+    if (ok == 0) return LM_OK;
+    if (!lm_buf_append(out, s->pending.data, ok)) return LM_ERR_NOMEM;
+    memmove(s->pending.data, s->pending.data + ok, s->pending.len - ok + 1);
+    s->pending.len -= ok;
+    return LM_OK;
+}
+
+lm_status tok_stream_finish(tok_stream *s, lm_buf *out) {
+    if (s->pending.len && !lm_buf_append(out, s->pending.data, s->pending.len))
+        return LM_ERR_NOMEM;
+    lm_buf_reset(&s->pending);
+    return LM_OK;
+}
+
+void tok_stream_reset(tok_stream *s) {
+    lm_buf_reset(&s->pending);
+    s->first = true;
+}
+
+void tok_stream_free(tok_stream *s) {
+    if (!s) return;
+    lm_buf_free(&s->pending);
+    lm_free(s);
+}
+
+/* ---- accessors ---- */
+
+int32_t tok_n_vocab(const tok_tokenizer *t) { return t->n_vocab; }
+
+const char *tok_piece(const tok_tokenizer *t, lm_token id) {
+    return id >= 0 && id < t->n_vocab ? t->pieces[id] : NULL;
+}
+
+lm_token tok_find(const tok_tokenizer *t, const char *piece) {
+    return tok_strmap_get(t, piece, strlen(piece));
+}
+
+int tok_kind(const tok_tokenizer *t, lm_token id) {
+    return id >= 0 && id < t->n_vocab ? t->kinds[id] : TOK_KIND_UNDEFINED;
+}
+
+bool tok_is_special(const tok_tokenizer *t, lm_token id) {
+    return id >= 0 && id < t->n_vocab && (t->special[id] || t->kinds[id] == TOK_KIND_CONTROL);
+}
+
+lm_token tok_bos(const tok_tokenizer *t) { return t->bos; }
+lm_token tok_eos(const tok_tokenizer *t) { return t->eos; }
+lm_token tok_pad(const tok_tokenizer *t) { return t->pad; }
+const char *tok_bos_text(const tok_tokenizer *t) { return t->bos_text ? t->bos_text : ""; }
+const char *tok_eos_text(const tok_tokenizer *t) { return t->eos_text ? t->eos_text : ""; }
+bool tok_adds_bos(const tok_tokenizer *t) { return t->add_bos && t->bos >= 0; }
+
+const char *tok_chat_template(const tok_tokenizer *t, const char *name) {
+    if (!name || strcmp(name, "default") == 0) {
+        if (t->chat_template) return t->chat_template;
+    }
+    for (size_t i = 0; i < t->n_named_templates; i++)
+        if (strcmp(t->template_names[i], name ? name : "default") == 0) return t->template_texts[i];
+    return NULL;
+}
+
+const char *tok_model_name(const tok_tokenizer *t) { return t->model_name; }
