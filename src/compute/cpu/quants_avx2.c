@@ -1,11 +1,256 @@
-/* compute/cpu/quants_avx2.c: AVX2+FMA+F16C row-dot kernels (placeholder: the reference). */
+/* compute/cpu/quants_avx2.c: AVX2+FMA+F16C row-dot kernels with float activations.
+ * Owns: fast dot products of one weight row with x for F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K and
+ * MLX 4/8-bit rows. Each unpacks the quants to 8-float vectors and accumulates with FMA; block
+ * layouts are the same as in quants_ref.c, which is the oracle the tests compare against.
+ * Compiled only on x86 with -mavx2 -mfma -mf16c; chosen by cm_dot_select() (quants_ref.c). */
 #include "compute/cpu/quants.h"
 
-float cm_dot_f32_avx2(const void *row, const float *x, size_t n) { return cm_dot_ref(CM_F32, row, x, n); }
-float cm_dot_f16_avx2(const void *row, const float *x, size_t n) { return cm_dot_ref(CM_F16, row, x, n); }
-float cm_dot_bf16_avx2(const void *row, const float *x, size_t n) { return cm_dot_ref(CM_BF16, row, x, n); }
-float cm_dot_q8_0_avx2(const void *row, const float *x, size_t n) { return cm_dot_ref(CM_Q8_0, row, x, n); }
-float cm_dot_q4_0_avx2(const void *row, const float *x, size_t n) { return cm_dot_ref(CM_Q4_0, row, x, n); }
-float cm_dot_q4_k_avx2(const void *row, const float *x, size_t n) { return cm_dot_ref(CM_Q4_K, row, x, n); }
-float cm_dot_q6_k_avx2(const void *row, const float *x, size_t n) { return cm_dot_ref(CM_Q6_K, row, x, n); }
-float cm_mlx_dot_avx2(const cm_matrix *m, size_t row, const float *x) { return cm_mlx_dot_row(m, row, x); }
+#include <immintrin.h>
+
+static inline float hsum(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+static inline float f16(const uint8_t *p) {
+    uint16_t h;
+    memcpy(&h, p, 2);
+    return _cvtsh_ss(h);
+}
+
+/* 8 unsigned / signed bytes at p to floats. */
+static inline __m256 u8x8(__m128i v) { return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(v)); }
+static inline __m256 i8x8(__m128i v) { return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v)); }
+
+/* sum over 32 elements of q[i] * x[i] for 32 signed bytes in v. */
+static inline __m256 dot32_i8(__m256i v, const float *x) {
+    __m128i lo = _mm256_castsi256_si128(v), hi = _mm256_extracti128_si256(v, 1);
+    __m256 s = _mm256_mul_ps(i8x8(lo), _mm256_loadu_ps(x));
+    s = _mm256_fmadd_ps(i8x8(_mm_srli_si128(lo, 8)), _mm256_loadu_ps(x + 8), s);
+    s = _mm256_fmadd_ps(i8x8(hi), _mm256_loadu_ps(x + 16), s);
+    return _mm256_fmadd_ps(i8x8(_mm_srli_si128(hi, 8)), _mm256_loadu_ps(x + 24), s);
+}
+
+/* The same for 16 signed bytes (one Q6_K sub-block). */
+static inline __m256 dot16_i8(__m128i v, const float *x) {
+    __m256 s = _mm256_mul_ps(i8x8(v), _mm256_loadu_ps(x));
+    return _mm256_fmadd_ps(i8x8(_mm_srli_si128(v, 8)), _mm256_loadu_ps(x + 8), s);
+}
+
+/* sum of q * x and of x over 32 unsigned bytes in v. */
+static inline __m256 dot32_u8(__m256i v, const float *x, __m256 *sx) {
+    __m128i lo = _mm256_castsi256_si128(v), hi = _mm256_extracti128_si256(v, 1);
+    __m256 x0 = _mm256_loadu_ps(x), x1 = _mm256_loadu_ps(x + 8);
+    __m256 x2 = _mm256_loadu_ps(x + 16), x3 = _mm256_loadu_ps(x + 24);
+    *sx = _mm256_add_ps(_mm256_add_ps(x0, x1), _mm256_add_ps(x2, x3));
+    __m256 s = _mm256_mul_ps(u8x8(lo), x0);
+    s = _mm256_fmadd_ps(u8x8(_mm_srli_si128(lo, 8)), x1, s);
+    s = _mm256_fmadd_ps(u8x8(hi), x2, s);
+    return _mm256_fmadd_ps(u8x8(_mm_srli_si128(hi, 8)), x3, s);
+}
+
+float cm_dot_f32_avx2(const void *row, const float *x, size_t n) {
+    const float *w = row;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i), _mm256_loadu_ps(x + i), a0);
+        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i + 8), _mm256_loadu_ps(x + i + 8), a1);
+        a2 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i + 16), _mm256_loadu_ps(x + i + 16), a2);
+        a3 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i + 24), _mm256_loadu_ps(x + i + 24), a3);
+    }
+    for (; i + 8 <= n; i += 8)
+        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i), _mm256_loadu_ps(x + i), a0);
+    float s = hsum(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+    for (; i < n; i++) s += w[i] * x[i];
+    return s;
+}
+
+float cm_dot_f16_avx2(const void *row, const float *x, size_t n) {
+    const uint8_t *w = row;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0;
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m256 w0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 2 * i)));
+        __m256 w1 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 2 * i + 16)));
+        a0 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x + i), a0);
+        a1 = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x + i + 8), a1);
+    }
+    float s = hsum(_mm256_add_ps(a0, a1));
+    for (; i < n; i++) s += f16(w + 2 * i) * x[i];
+    return s;
+}
+
+static inline __m256 bf16x8(const uint8_t *p) {
+    __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
+}
+
+float cm_dot_bf16_avx2(const void *row, const float *x, size_t n) {
+    const uint8_t *w = row;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0;
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        a0 = _mm256_fmadd_ps(bf16x8(w + 2 * i), _mm256_loadu_ps(x + i), a0);
+        a1 = _mm256_fmadd_ps(bf16x8(w + 2 * i + 16), _mm256_loadu_ps(x + i + 8), a1);
+    }
+    float s = hsum(_mm256_add_ps(a0, a1));
+    for (; i < n; i++) {
+        uint16_t h;
+        memcpy(&h, w + 2 * i, 2);
+        s += lm_bf16_to_f32(h) * x[i];
+    }
+    return s;
+}
+
+/* Q8_0 {f16 d; i8 qs[32]}. */
+float cm_dot_q8_0_avx2(const void *row, const float *x, size_t n) {
+    const uint8_t *b = row;
+    __m256 acc = _mm256_setzero_ps();
+    for (size_t i = 0; i < n / 32; i++, b += 34, x += 32) {
+        __m256 s = dot32_i8(_mm256_loadu_si256((const __m256i *)(b + 2)), x);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(f16(b)), s, acc);
+    }
+    return hsum(acc);
+}
+
+/* Q4_0 {f16 d; u8 qs[16]}: low nibbles elements 0..15, high 16..31, (q - 8) * d. */
+float cm_dot_q4_0_avx2(const void *row, const float *x, size_t n) {
+    const uint8_t *b = row;
+    const __m128i m4 = _mm_set1_epi8(0x0F), k8 = _mm_set1_epi8(8);
+    __m256 acc = _mm256_setzero_ps();
+    for (size_t i = 0; i < n / 32; i++, b += 18, x += 32) {
+        __m128i qs = _mm_loadu_si128((const __m128i *)(b + 2));
+        __m128i lo = _mm_sub_epi8(_mm_and_si128(qs, m4), k8);
+        __m128i hi = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(qs, 4), m4), k8);
+        __m256 s = dot32_i8(_mm256_set_m128i(hi, lo), x);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(f16(b)), s, acc);
+    }
+    return hsum(acc);
+}
+
+/* Q4_K: per sub-block of 32, d*sc * sum(q x) - dmin*m * sum(x). */
+float cm_dot_q4_k_avx2(const void *row, const float *x, size_t n) {
+    const uint8_t *b = row;
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    __m256 acc = _mm256_setzero_ps();
+    for (size_t i = 0; i < n / 256; i++, b += 144) {
+        float d = f16(b), dmin = f16(b + 2);
+        const uint8_t *s = b + 4, *qs = b + 16;
+        float sc[8], mn[8];
+        for (int j = 0; j < 8; j++) {
+            int a, m;
+            if (j < 4) {
+                a = s[j] & 63;
+                m = s[j + 4] & 63;
+            } else {
+                a = (s[j + 4] & 0xF) | ((s[j - 4] >> 6) << 4);
+                m = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
+            }
+            sc[j] = d * (float)a;
+            mn[j] = dmin * (float)m;
+        }
+        for (int j = 0; j < 8; j += 2, qs += 32, x += 64) {
+            __m256i raw = _mm256_loadu_si256((const __m256i *)qs);
+            __m256 sx0, sx1;
+            __m256 q0 = dot32_u8(_mm256_and_si256(raw, m4), x, &sx0);
+            __m256 q1 = dot32_u8(_mm256_and_si256(_mm256_srli_epi16(raw, 4), m4), x + 32, &sx1);
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(sc[j]), q0, acc);
+            acc = _mm256_fnmadd_ps(_mm256_set1_ps(mn[j]), sx0, acc);
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(sc[j + 1]), q1, acc);
+            acc = _mm256_fnmadd_ps(_mm256_set1_ps(mn[j + 1]), sx1, acc);
+        }
+    }
+    return hsum(acc);
+}
+
+/* Q6_K {ql[128]; qh[64]; i8 scales[16]; f16 d}: per half of 128, q_k (k = 0..3) for element
+ * 32k + l takes a nibble of ql (low for k = 0, 1; high for k = 2, 3; bytes l or l + 32) and bits
+ * 2k..2k+1 of qh[l]; 16-element sub-blocks have their own int8 scale. */
+float cm_dot_q6_k_avx2(const void *row, const float *x, size_t n) {
+    const uint8_t *b = row;
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
+    const __m256i k32 = _mm256_set1_epi8(32);
+    __m256 acc = _mm256_setzero_ps();
+    for (size_t i = 0; i < n / 256; i++, b += 210) {
+        float d = f16(b + 208);
+        const int8_t *sc = (const int8_t *)(b + 192);
+        for (int h = 0; h < 2; h++, sc += 8, x += 128) {
+            const uint8_t *ql = b + 64 * h, *qhp = b + 128 + 32 * h;
+            __m256i l0 = _mm256_loadu_si256((const __m256i *)ql);
+            __m256i l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
+            __m256i qh = _mm256_loadu_si256((const __m256i *)qhp);
+            __m256i q[4];
+            q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4),
+                                   _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30));
+            q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4),
+                                   _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30));
+            q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
+                                   _mm256_and_si256(qh, m30));
+            q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                                   _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30));
+            for (int k = 0; k < 4; k++) {
+                __m256i v = _mm256_sub_epi8(q[k], k32);
+                __m256 s0 = dot16_i8(_mm256_castsi256_si128(v), x + 32 * k);
+                __m256 s1 = dot16_i8(_mm256_extracti128_si256(v, 1), x + 32 * k + 16);
+                acc = _mm256_fmadd_ps(_mm256_set1_ps(d * (float)sc[2 * k]), s0, acc);
+                acc = _mm256_fmadd_ps(_mm256_set1_ps(d * (float)sc[2 * k + 1]), s1, acc);
+            }
+        }
+    }
+    return hsum(acc);
+}
+
+static inline float sb_get(uint32_t sb_type, const void *base, size_t i) {
+    const uint8_t *p = (const uint8_t *)base;
+    if (sb_type == CM_F16) return f16(p + 2 * i);
+    if (sb_type == CM_BF16) {
+        uint16_t h;
+        memcpy(&h, p + 2 * i, 2);
+        return lm_bf16_to_f32(h);
+    }
+    float f;
+    memcpy(&f, p + 4 * i, 4);
+    return f;
+}
+
+/* MLX 4 or 8 bits, group_size a multiple of 32 (cm_mlx_dot_select checks): per group
+ * s * sum(q x) + b * sum(x). 4-bit: each uint32 word holds 8 values, value k in bits 4k..4k+3,
+ * so one broadcast and a variable shift unpack a word into 8 lanes. */
+float cm_mlx_dot_avx2(const cm_matrix *m, size_t row, const float *x) {
+    const uint8_t *p = (const uint8_t *)m->data + row * m->row_bytes;
+    size_t gs = m->group_size, n_groups = m->cols / gs;
+    const __m256i shifts = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28);
+    const __m256i m4 = _mm256_set1_epi32(0x0F);
+    __m256 acc = _mm256_setzero_ps();
+    for (size_t g = 0; g < n_groups; g++) {
+        float s = sb_get(m->sb_type, m->scales, row * n_groups + g);
+        float bias = sb_get(m->sb_type, m->biases, row * n_groups + g);
+        __m256 qx = _mm256_setzero_ps(), sx = _mm256_setzero_ps();
+        const float *xg = x + g * gs;
+        if (m->bits == 4) {
+            const uint8_t *pg = p + g * gs / 2;
+            for (size_t k = 0; k < gs; k += 8) {
+                uint32_t w;
+                memcpy(&w, pg + k / 2, 4);
+                __m256i v = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int)w), shifts), m4);
+                __m256 xv = _mm256_loadu_ps(xg + k);
+                qx = _mm256_fmadd_ps(_mm256_cvtepi32_ps(v), xv, qx);
+                sx = _mm256_add_ps(sx, xv);
+            }
+        } else {
+            const uint8_t *pg = p + g * gs;
+            for (size_t k = 0; k < gs; k += 32) {
+                __m256 sx1;
+                qx = _mm256_add_ps(qx, dot32_u8(_mm256_loadu_si256((const __m256i *)(pg + k)),
+                                                xg + k, &sx1));
+                sx = _mm256_add_ps(sx, sx1);
+            }
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(s), qx, acc);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(bias), sx, acc);
+    }
+    return hsum(acc);
+}
