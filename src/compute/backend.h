@@ -84,6 +84,9 @@ cm_ctx *cm_ctx_new(lm_pool *pool, bool force_ref);
 void cm_ctx_free(cm_ctx *c);
 const char *cm_ctx_kernels(const cm_ctx *c); /* "ref", "avx2", "avx512", "neon" */
 int cm_ctx_threads(const cm_ctx *c);
+/* Reserves per-thread scratch for attention over n_ctx positions and rows of max_cols; false on
+ * NOMEM. Call once when a session is made, so ops never allocate. */
+bool cm_ctx_reserve(cm_ctx *c, size_t n_ctx, size_t max_cols);
 
 /* Y (n, rows) = X (n, cols) · W^T, row-major and contiguous. Split over the pool by rows. */
 void cm_matmul(cm_ctx *c, const cm_matrix *w, const float *x, size_t n, float *y);
