@@ -19,9 +19,18 @@ static const char *type_name(const cJSON *j) {
     return "null";
 }
 
+/* Key of obj, the last one when repeated: Python's json (which wrote and reads these files
+ * upstream) keeps the last duplicate. */
+static const cJSON *find(const cJSON *obj, const char *key) {
+    const cJSON *found = NULL, *e;
+    if (!cJSON_IsObject(obj)) return NULL;
+    cJSON_ArrayForEach(e, obj) if (e->string && strcmp(e->string, key) == 0) found = e;
+    return found;
+}
+
 /* Key of obj; NULL when absent or JSON null (both mean "use the default" in HF configs). */
 static const cJSON *item(const cJSON *obj, const char *key) {
-    const cJSON *j = cJSON_GetObjectItemCaseSensitive(obj, key);
+    const cJSON *j = find(obj, key);
     return cJSON_IsNull(j) ? NULL : j;
 }
 
@@ -102,7 +111,7 @@ static lm_status get_str(const cJSON *obj, const char *key, bool required, char 
 /* eos_token_id: an int or a list of ints. Absent leaves the ids alone (so generation_config.json
  * overrides config.json only where it has the key). */
 static lm_status get_eos(const cJSON *obj, hf_config *c, const char *name, lm_error *err) {
-    const cJSON *j = cJSON_GetObjectItemCaseSensitive(obj, "eos_token_id");
+    const cJSON *j = find(obj, "eos_token_id");
     if (!j) return LM_OK;
     if (cJSON_IsNull(j)) {
         c->n_eos = 0;
@@ -134,7 +143,7 @@ static lm_status get_eos(const cJSON *obj, hf_config *c, const char *name, lm_er
 }
 
 static lm_status get_bos(const cJSON *obj, hf_config *c, const char *name, lm_error *err) {
-    const cJSON *j = cJSON_GetObjectItemCaseSensitive(obj, "bos_token_id");
+    const cJSON *j = find(obj, "bos_token_id");
     if (!j) return LM_OK;
     /* Some configs list one bos id in an array; take the first. */
     if (cJSON_IsArray(j) && cJSON_GetArraySize(j) >= 1) j = j->child;
