@@ -31,8 +31,9 @@ float cm_dot_bf16_avx2(const void *row, const float *x, size_t n);
 float cm_dot_q8_0_avx2(const void *row, const float *x, size_t n);
 float cm_dot_q4_0_avx2(const void *row, const float *x, size_t n);
 float cm_dot_q4_k_avx2(const void *row, const float *x, size_t n);
+float cm_dot_q5_k_avx2(const void *row, const float *x, size_t n);
 float cm_dot_q6_k_avx2(const void *row, const float *x, size_t n);
-/* bits 4 or 8, group_size a multiple of 32. */
+/* Any bits in 2..8, group_size a multiple of 32. */
 float cm_mlx_dot_avx2(const cm_matrix *m, size_t row, const float *x);
 #endif
 

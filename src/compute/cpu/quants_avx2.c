@@ -1,7 +1,8 @@
 /* compute/cpu/quants_avx2.c: AVX2+FMA+F16C row-dot kernels with float activations.
- * Owns: fast dot products of one weight row with x for F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K and
- * MLX 4/8-bit rows. Each unpacks the quants to 8-float vectors and accumulates with FMA; block
- * layouts are the same as in quants_ref.c, which is the oracle the tests compare against.
+ * Owns: fast dot products of one weight row with x for F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K,
+ * Q6_K and MLX rows of every bit width. Each unpacks the quants to 8-float vectors and
+ * accumulates with FMA; block layouts are the same as in quants_ref.c, which is the oracle the
+ * tests compare against.
  * Compiled only on x86 with -mavx2 -mfma -mf16c; chosen by cm_dot_select() (quants_ref.c). */
 #include "compute/cpu/quants.h"
 
@@ -166,6 +167,46 @@ float cm_dot_q4_k_avx2(const void *row, const float *x, size_t n) {
     return hsum(acc);
 }
 
+/* Q5_K: Q4_K plus a 5th bit, bit j of qh[l] for element l of sub-block j. */
+float cm_dot_q5_k_avx2(const void *row, const float *x, size_t n) {
+    const uint8_t *b = row;
+    const __m256i m4 = _mm256_set1_epi8(0x0F), h16 = _mm256_set1_epi8(0x10);
+    __m256 acc = _mm256_setzero_ps();
+    for (size_t i = 0; i < n / 256; i++, b += 176) {
+        float d = f16(b), dmin = f16(b + 2);
+        const uint8_t *s = b + 4, *qs = b + 48;
+        __m256i qh = _mm256_loadu_si256((const __m256i *)(b + 16));
+        float sc[8], mn[8];
+        for (int j = 0; j < 8; j++) {
+            int a, m;
+            if (j < 4) {
+                a = s[j] & 63;
+                m = s[j + 4] & 63;
+            } else {
+                a = (s[j + 4] & 0xF) | ((s[j - 4] >> 6) << 4);
+                m = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
+            }
+            sc[j] = d * (float)a;
+            mn[j] = dmin * (float)m;
+        }
+        for (int j = 0; j < 8; j += 2, qs += 32, x += 64) {
+            __m256i raw = _mm256_loadu_si256((const __m256i *)qs);
+            __m256i b0 = _mm256_set1_epi8((char)(1 << j)), b1 = _mm256_set1_epi8((char)(2 << j));
+            __m256i h0 = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(qh, b0), b0), h16);
+            __m256i h1 = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(qh, b1), b1), h16);
+            __m256 sx0, sx1;
+            __m256 q0 = dot32_u8(_mm256_or_si256(_mm256_and_si256(raw, m4), h0), x, &sx0);
+            __m256 q1 = dot32_u8(
+                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(raw, 4), m4), h1), x + 32, &sx1);
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(sc[j]), q0, acc);
+            acc = _mm256_fnmadd_ps(_mm256_set1_ps(mn[j]), sx0, acc);
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(sc[j + 1]), q1, acc);
+            acc = _mm256_fnmadd_ps(_mm256_set1_ps(mn[j + 1]), sx1, acc);
+        }
+    }
+    return hsum(acc);
+}
+
 /* Q6_K {ql[128]; qh[64]; i8 scales[16]; f16 d}: per half of 128, q_k (k = 0..3) for element
  * 32k + l takes a nibble of ql (low for k = 0, 1; high for k = 2, 3; bytes l or l + 32) and bits
  * 2k..2k+1 of qh[l]; 16-element sub-blocks have their own int8 scale. */
@@ -216,21 +257,36 @@ static inline float sb_get(uint32_t sb_type, const void *base, size_t i) {
     return f;
 }
 
-/* MLX 4 or 8 bits, group_size a multiple of 32 (cm_mlx_dot_select checks): per group
+/* The 8 consecutive fields of a width given by s0/s1 (shifts 0..3 and 4..7 times the width)
+ * and mask, packed little-endian in w, as 8 int lanes. */
+static inline __m256i unpack8(uint64_t w, __m256i s0, __m256i s1, __m256i mask) {
+    __m256i v = _mm256_set1_epi64x((long long)w);
+    __m256i lo = _mm256_and_si256(_mm256_srlv_epi64(v, s0), mask); /* v0 v1 v2 v3 in 64-bit lanes */
+    __m256i hi = _mm256_and_si256(_mm256_srlv_epi64(v, s1), mask); /* v4 v5 v6 v7 */
+    __m256i mixed = _mm256_or_si256(lo, _mm256_slli_epi64(hi, 32)); /* v0 v4 v1 v5 ... */
+    return _mm256_permutevar8x32_epi32(mixed, _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7));
+}
+
+/* MLX rows, group_size a multiple of 32 (cm_mlx_dot_select checks): per group
  * s * sum(q x) + b * sum(x). 4-bit: each uint32 word holds 8 values, value k in bits 4k..4k+3,
- * so one broadcast and a variable shift unpack a word into 8 lanes. */
+ * so one broadcast and a variable shift unpack a word into 8 lanes. 8-bit: bytes. Other widths:
+ * every 8 values fill exactly `bits` bytes, read as one little-endian 64-bit window. */
 float cm_mlx_dot_avx2(const cm_matrix *m, size_t row, const float *x) {
     const uint8_t *p = (const uint8_t *)m->data + row * m->row_bytes;
     size_t gs = m->group_size, n_groups = m->cols / gs;
+    uint32_t bits = m->bits;
     const __m256i shifts = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28);
     const __m256i m4 = _mm256_set1_epi32(0x0F);
+    const __m256i s0 = _mm256_setr_epi64x(0, bits, 2 * bits, 3 * bits);
+    const __m256i s1 = _mm256_setr_epi64x(4 * bits, 5 * bits, 6 * bits, 7 * bits);
+    const __m256i mb = _mm256_set1_epi64x((1ll << bits) - 1);
     __m256 acc = _mm256_setzero_ps();
     for (size_t g = 0; g < n_groups; g++) {
         float s = sb_get(m->sb_type, m->scales, row * n_groups + g);
         float bias = sb_get(m->sb_type, m->biases, row * n_groups + g);
         __m256 qx = _mm256_setzero_ps(), sx = _mm256_setzero_ps();
         const float *xg = x + g * gs;
-        if (m->bits == 4) {
+        if (bits == 4) {
             const uint8_t *pg = p + g * gs / 2;
             for (size_t k = 0; k < gs; k += 8) {
                 uint32_t w;
@@ -240,13 +296,23 @@ float cm_mlx_dot_avx2(const cm_matrix *m, size_t row, const float *x) {
                 qx = _mm256_fmadd_ps(_mm256_cvtepi32_ps(v), xv, qx);
                 sx = _mm256_add_ps(sx, xv);
             }
-        } else {
+        } else if (bits == 8) {
             const uint8_t *pg = p + g * gs;
             for (size_t k = 0; k < gs; k += 32) {
                 __m256 sx1;
                 qx = _mm256_add_ps(qx, dot32_u8(_mm256_loadu_si256((const __m256i *)(pg + k)),
                                                 xg + k, &sx1));
                 sx = _mm256_add_ps(sx, sx1);
+            }
+        } else {
+            const uint8_t *pg = p + g * gs * bits / 8;
+            for (size_t k = 0; k < gs; k += 8) {
+                uint64_t w = 0;
+                memcpy(&w, pg + k * bits / 8, bits);
+                __m256i v = unpack8(w, s0, s1, mb);
+                __m256 xv = _mm256_loadu_ps(xg + k);
+                qx = _mm256_fmadd_ps(_mm256_cvtepi32_ps(v), xv, qx);
+                sx = _mm256_add_ps(sx, xv);
             }
         }
         acc = _mm256_fmadd_ps(_mm256_set1_ps(s), qx, acc);

@@ -713,6 +713,7 @@ cm_dot_fn cm_dot_select(uint32_t type, uint32_t cpu_features) {
         case CM_Q8_0: return cm_dot_q8_0_avx2;
         case CM_Q4_0: return cm_dot_q4_0_avx2;
         case CM_Q4_K: return cm_dot_q4_k_avx2;
+        case CM_Q5_K: return cm_dot_q5_k_avx2;
         case CM_Q6_K: return cm_dot_q6_k_avx2;
         default: break;
         }
@@ -742,7 +743,7 @@ cm_dot_fn cm_dot_select(uint32_t type, uint32_t cpu_features) {
 
 cm_mlx_dot_fn cm_mlx_dot_select(const cm_matrix *m, uint32_t cpu_features) {
 #ifdef CM_HAVE_X86_KERNELS
-    if ((cpu_features & AVX2_SET) == AVX2_SET && (m->bits == 4 || m->bits == 8) &&
+    if ((cpu_features & AVX2_SET) == AVX2_SET && m->bits >= 2 && m->bits <= 8 &&
         m->group_size % 32 == 0 && m->group_size > 0)
         return cm_mlx_dot_avx2;
 #else
