@@ -3,6 +3,7 @@
 #include "cli/cli.h"
 
 #include <signal.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -153,7 +154,7 @@ int cli_run(int argc, char **argv) {
     size_t prompt_len = 0;
     if (prompt_file) {
         prompt = read_file(prompt_file, &prompt_len);
-        if (!prompt) return cli_error("cannot read prompt file '%s'", prompt_file);
+        if (!prompt) return cli_error("cannot read prompt file '%s': %s", prompt_file, strerror(errno));
     } else {
         const char *p = prompt_arg ? prompt_arg : "";
         prompt_len = strlen(p);
@@ -213,7 +214,7 @@ int cli_run(int argc, char **argv) {
     }
     if (stats) {
         fprintf(stderr,
-                "\nload: %.1f ms | prompt: %d tokens, %.1f tok/s | first token: %.1f ms | "
+                "load: %.1f ms | prompt: %d tokens, %.1f tok/s | first token: %.1f ms | "
                 "decode: %d tokens, %.1f tok/s | finish: %s\n",
                 load_ms, (int)gs.n_prompt, gs.prefill_tok_s, gs.ttft_ms, (int)gs.n_generated,
                 gs.decode_tok_s, lm_finish_str(gs.finish));

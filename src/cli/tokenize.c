@@ -2,6 +2,7 @@
  * Owns: the options of tokenize and its two outputs: "id<TAB>piece" lines, or {"ids":[...]}. */
 #include "cli/cli.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -89,7 +90,7 @@ int cli_tokenize(int argc, char **argv) {
     size_t len = 0;
     if (file_arg) {
         text = slurp(file_arg, &len);
-        if (!text) return cli_error("cannot read '%s'", file_arg);
+        if (!text) return cli_error("cannot read '%s': %s", file_arg, strerror(errno));
     } else {
         len = strlen(text_arg);
         text = malloc(len + 1);

@@ -260,7 +260,9 @@ bool cli_load_model(const char *path, int32_t n_threads, lm_model **out, double 
     if (ps.drawn) fputs("\r\033[K", stderr);
     if (st != LM_OK) {
         *out = NULL;
-        if (err.msg[0])
+        if (err.msg[0] && strstr(err.msg, path))
+            cli_error("cannot load model: %s", err.msg); /* the message names the path */
+        else if (err.msg[0])
             cli_error("cannot load model '%s': %s", path, err.msg);
         else
             cli_error("cannot load model '%s': %s", path, lm_status_str(st));
