@@ -198,6 +198,7 @@ typedef struct lm_gen_stats {
     double itl_p50_ms, itl_p95_ms; /* inter-token latency */
     lm_finish finish;
     lm_token stop_token;       /* the end-of-generation id that stopped it, or -1 */
+    int32_t n_dropped_messages;/* messages trimmed to fit the context */
 } lm_gen_stats;
 
 /* Continues the session's context with the prompt text (tokenized with LM_TOK_PARSE_SPECIAL
@@ -215,6 +216,52 @@ lm_status lm_session_generate(lm_session *s, const lm_token *prompt, size_t n,
 /* Asks the session's running call to stop as soon as it can (within one micro-batch).
  * Safe to call from any thread. The flag is cleared at the start of the next call. */
 void lm_session_cancel(lm_session *s);
+
+/* ---- chat ------------------------------------------------------------------------------------ */
+
+/* One message in OpenAI form. Strings are borrowed for the duration of the call. */
+typedef struct lm_message {
+    const char *role;            /* "system", "user", "assistant", "tool" */
+    const char *content;         /* may be NULL (an assistant turn with only tool calls) */
+    const char *tool_calls_json; /* assistant: JSON array of OpenAI tool calls, or NULL */
+    const char *tool_call_id;    /* tool: the call answered, or NULL */
+    const char *name;            /* tool: function name, or NULL */
+} lm_message;
+
+typedef struct lm_chat_params {
+    const char *tools_json;      /* JSON array of tool schemas (OpenAI form), or NULL */
+    const char *vars_json;       /* JSON object of extra template variables, or NULL */
+    bool add_generation_prompt;  /* default true */
+    int32_t max_messages;        /* keep at most this many non-system messages; 0: no limit
+                                    (default 10, as the guide suggests) */
+    bool no_trim;                /* fail with LM_ERR_CONTEXT instead of dropping old turns */
+} lm_chat_params;
+
+lm_chat_params lm_chat_default_params(void);
+
+/* Renders messages with the model's chat template into out (cap bytes incl. NUL);
+ * LM_ERR_TOO_SMALL with *len_out set when it does not fit. LM_ERR_TEMPLATE for template errors
+ * (raise_exception's message is kept). */
+lm_status lm_chat_render(const lm_model *m, const lm_message *msgs, size_t n,
+                         const lm_chat_params *cp, char *out, size_t cap, size_t *len_out,
+                         lm_error *err);
+
+/* One chat turn: renders the whole message list (as an OpenAI client sends it), reuses the
+ * longest common prefix of the session's cached tokens, prefills only the rest, and generates.
+ * Old turns are dropped (system prompt kept) when the prompt plus max_tokens would not fit.
+ * stats reports cached/prefilled tokens and how many messages were dropped. */
+lm_status lm_session_chat(lm_session *s, const lm_message *msgs, size_t n,
+                          const lm_chat_params *cp, const lm_gen_params *gp, lm_piece_fn fn,
+                          void *user, lm_gen_stats *stats);
+
+/* Prefills a conversation whose last user message is still being spoken (partial text). May be
+ * called repeatedly with growing or corrected text; rolls back what changed. The next
+ * lm_session_chat with the final text then only prefills the tail. Cancellable. */
+lm_status lm_session_prefill_partial(lm_session *s, const lm_message *msgs, size_t n,
+                                     const lm_chat_params *cp);
+
+/* Runs a short generation so the first real request is not cold (page faults, caches). */
+lm_status lm_model_warmup(lm_model *m, lm_error *err);
 
 /* ---- misc --------------------------------------------------------------------------------------- */
 
