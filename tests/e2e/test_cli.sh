@@ -117,6 +117,19 @@ expect_ok run "$MODEL" -p "$PROMPT" -n 3 --no-stats
 [[ $(cat "$TMP/out") == "Once upon a time, there was" ]] || fail "run -n 3 printed: $(cat "$TMP/out")"
 pass
 
+# The continuation keeps its leading space: "Once" + " upon" (token 407 is "▁upon").
+expect_ok run "$MODEL" -p "Once" -n 1 --no-stats
+[[ $(cat "$TMP/out") == "Once upon" ]] || fail "run -p Once -n 1 printed: $(cat "$TMP/out")"
+pass
+
+# Sampling with a seed is reproducible.
+expect_ok run "$MODEL" -p "$PROMPT" -n 30 --no-stats --temp 0.8 --top-k 40 --top-p 0.9 --seed 42
+cp "$TMP/out" "$TMP/sampled1"
+expect_ok run "$MODEL" -p "$PROMPT" -n 30 --no-stats --temp 0.8 --top-k 40 --top-p 0.9 --seed 42
+cmp -s "$TMP/out" "$TMP/sampled1" || fail "run --seed 42 twice gave different text"
+[[ $(head -c 16 "$TMP/out") == "$PROMPT" ]] || fail "sampled run does not start with the prompt"
+pass
+
 # ---- eval ----
 expect_ok eval "$MODEL" --ids "$PROMPT_IDS" --greedy 80 --json --logits-out "$TMP/logits.f32"
 json=$(cat "$TMP/out")
