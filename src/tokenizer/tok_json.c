@@ -1,34 +1,904 @@
 /* tokenizer/tok_json.c: Hugging Face tokenizer.json (+ tokenizer_config.json).
  * Owns: parsing the model/normalizer/pre-tokenizer/post-processor/decoder sections and running
- * that pipeline on text. Does not own: the merge engines or decoding (tokenizer.c). */
+ * that pipeline on text, as the `tokenizers` library does
+ * (https://github.com/huggingface/tokenizers, tokenizers/src/{normalizers,pre_tokenizers}).
+ * Does not own: the merge engines or decoding (tokenizer.c). */
+#define PCRE2_CODE_UNIT_WIDTH 8
 #include "tokenizer/tok_internal.h"
 
+#include <pcre2.h>
+#include <utf8proc.h>
+
+#include <stdio.h>
+
+#define GPT2_REGEX \
+    "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+"
+
+enum norm_kind { N_NFC, N_NFKC, N_NFD, N_NFKD, N_PREPEND, N_REPLACE, N_LOWER, N_STRIP };
+enum pre_kind { P_SPLIT, P_METASPACE };
+enum behavior { B_REMOVED, B_ISOLATED, B_PREV, B_NEXT, B_CONTIGUOUS };
+enum scheme { S_ALWAYS, S_FIRST, S_NEVER };
+
+typedef struct norm_op {
+    int kind;
+    pcre2_code *re;   /* N_REPLACE (a String pattern is compiled as a literal) */
+    char *content;    /* N_PREPEND, N_REPLACE */
+    bool left, right; /* N_STRIP */
+} norm_op;
+
+typedef struct pre_op {
+    int kind;
+    pcre2_code *re;
+    int behavior;
+    bool invert;
+    char repl[8];    /* P_METASPACE */
+    int scheme;
+    bool split;
+} pre_op;
+
 struct tok_json_pipe {
-    int unused;
+    norm_op *norms;
+    size_t n_norms;
+    pre_op *pres;
+    size_t n_pres;
+    bool byte_level;           /* words go through the GPT-2 byte table before BPE */
+    bool has_post;
+    tok_vec prefix, suffix;    /* TemplateProcessing "single" around $A */
+    uint8_t *lstrip, *rstrip;  /* per id, for added tokens */
 };
+
+/* Text pieces: spans of one buffer. */
+typedef struct pieces {
+    lm_buf text;
+    size_t *off, *len;
+    bool *origin; /* the piece starts at offset 0 of the input */
+    size_t n, cap;
+    bool oom;
+} pieces;
+
+static void pieces_add(pieces *p, const char *s, size_t n, bool origin) {
+    if (p->oom) return;
+    if (p->n == p->cap) {
+        size_t cap = p->cap ? p->cap * 2 : 16;
+        size_t *o = lm_realloc(p->off, cap * sizeof *o);
+        if (o) p->off = o;
+        size_t *l = lm_realloc(p->len, cap * sizeof *l);
+        if (l) p->len = l;
+        bool *g = lm_realloc(p->origin, cap * sizeof *g);
+        if (g) p->origin = g;
+        if (!o || !l || !g) {
+            p->oom = true;
+            return;
+        }
+        p->cap = cap;
+    }
+    p->off[p->n] = p->text.len;
+    p->len[p->n] = n;
+    p->origin[p->n] = origin;
+    p->n++;
+    if (!lm_buf_append(&p->text, s, n)) p->oom = true;
+}
+
+static void pieces_free(pieces *p) {
+    lm_buf_free(&p->text);
+    lm_free(p->off);
+    lm_free(p->len);
+    lm_free(p->origin);
+    memset(p, 0, sizeof *p);
+}
+
+/* ---- regex ---- */
+
+static pcre2_code *re_compile(const char *pat, bool literal, char *why, size_t why_len) {
+    int code;
+    PCRE2_SIZE at;
+    uint32_t opts = PCRE2_UTF | (literal ? PCRE2_LITERAL : PCRE2_UCP);
+    pcre2_code *re = pcre2_compile((PCRE2_SPTR)pat, PCRE2_ZERO_TERMINATED, opts, &code, &at, NULL);
+    if (!re) {
+        PCRE2_UCHAR msg[120];
+        pcre2_get_error_message(code, msg, sizeof msg);
+        snprintf(why, why_len, "%s at offset %zu", (const char *)msg, (size_t)at);
+        return NULL;
+    }
+    pcre2_jit_compile(re, PCRE2_JIT_COMPLETE); /* falls back to the interpreter if JIT fails */
+    return re;
+}
+
+/* Calls back for each match [s, e) of re in text; returns false on NOMEM. */
+typedef struct match_list {
+    size_t *v;
+    size_t n, cap;
+} match_list;
+
+static bool find_all(pcre2_code *re, const char *text, size_t n, match_list *m) {
+    m->n = 0;
+    pcre2_match_data *md = pcre2_match_data_create_from_pattern(re, NULL);
+    if (!md) return false;
+    size_t pos = 0;
+    bool ok = true;
+    while (pos <= n) {
+        int rc = pcre2_match(re, (PCRE2_SPTR)text, n, pos, PCRE2_NO_UTF_CHECK, md, NULL);
+        if (rc < 0) break;
+        PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
+        size_t s = ov[0], e = ov[1];
+        if (e == s) { /* empty match: step one code point */
+            if (s >= n) break;
+            int l = lm_utf8_seq_len((unsigned char)text[s]);
+            pos = s + (l ? (size_t)l : 1);
+            continue;
+        }
+        if (m->n + 2 > m->cap) {
+            size_t cap = m->cap ? m->cap * 2 : 32;
+            size_t *v = lm_realloc(m->v, cap * sizeof *v);
+            if (!v) {
+                ok = false;
+                break;
+            }
+            m->v = v;
+            m->cap = cap;
+        }
+        m->v[m->n++] = s;
+        m->v[m->n++] = e;
+        pos = e;
+    }
+    pcre2_match_data_free(md);
+    return ok;
+}
+
+/* HF's NormalizedString::split with a pattern and a behavior. */
+static void split_piece(const pre_op *op, const char *s, size_t n, bool origin, match_list *m,
+                        pieces *out) {
+    if (!find_all(op->re, s, n, m)) {
+        out->oom = true;
+        return;
+    }
+    /* Segments: alternating (gap, match) spans with a flag "is match". */
+    size_t prev = 0, pend_s = 0, pend_e = 0;
+    bool have_pend = false; /* a segment waiting to be merged with the next (B_NEXT) or a run */
+    bool pend_is_match = false;
+    size_t nm = m->n / 2;
+    for (size_t k = 0; k <= nm; k++) {
+        size_t ms = k < nm ? m->v[2 * k] : n, me = k < nm ? m->v[2 * k + 1] : n;
+        for (int part = 0; part < 2; part++) {
+            size_t a = part == 0 ? prev : ms, b = part == 0 ? ms : me;
+            if (a == b) continue;
+            bool is_match = (part == 1) != op->invert;
+            switch (op->behavior) {
+            case B_REMOVED:
+                if (!is_match) pieces_add(out, s + a, b - a, origin && a == 0);
+                break;
+            case B_ISOLATED:
+                pieces_add(out, s + a, b - a, origin && a == 0);
+                break;
+            case B_CONTIGUOUS:
+                if (have_pend && pend_is_match == is_match) {
+                    pend_e = b;
+                } else {
+                    if (have_pend) pieces_add(out, s + pend_s, pend_e - pend_s, origin && pend_s == 0);
+                    pend_s = a, pend_e = b, have_pend = true, pend_is_match = is_match;
+                }
+                break;
+            case B_PREV:
+                if (is_match && have_pend) {
+                    pend_e = b;
+                } else {
+                    if (have_pend) pieces_add(out, s + pend_s, pend_e - pend_s, origin && pend_s == 0);
+                    pend_s = a, pend_e = b, have_pend = true;
+                }
+                break;
+            case B_NEXT:
+                if (have_pend) {
+                    pend_e = b;
+                    if (!is_match) {
+                        pieces_add(out, s + pend_s, pend_e - pend_s, origin && pend_s == 0);
+                        have_pend = false;
+                    }
+                } else if (is_match) {
+                    pend_s = a, pend_e = b, have_pend = true;
+                } else {
+                    pieces_add(out, s + a, b - a, origin && a == 0);
+                }
+                break;
+            }
+        }
+        prev = me;
+    }
+    if (have_pend) pieces_add(out, s + pend_s, pend_e - pend_s, origin && pend_s == 0);
+}
+
+/* ---- normalizers ---- */
+
+static bool normalize(const struct tok_json_pipe *p, lm_buf *b, match_list *m) {
+    for (size_t i = 0; i < p->n_norms; i++) {
+        const norm_op *op = &p->norms[i];
+        if (b->oom) return false;
+        switch (op->kind) {
+        case N_NFC: case N_NFKC: case N_NFD: case N_NFKD: {
+            if (!b->len) break;
+            int opts = UTF8PROC_STABLE |
+                       (op->kind == N_NFC || op->kind == N_NFKC ? UTF8PROC_COMPOSE
+                                                                : UTF8PROC_DECOMPOSE) |
+                       (op->kind == N_NFKC || op->kind == N_NFKD ? UTF8PROC_COMPAT : 0);
+            utf8proc_uint8_t *res = NULL;
+            utf8proc_ssize_t r = utf8proc_map((const utf8proc_uint8_t *)b->data,
+                                              (utf8proc_ssize_t)b->len, &res, opts);
+            if (r < 0) break; /* invalid UTF-8: left as is */
+            lm_buf_reset(b);
+            lm_buf_append(b, (const char *)res, (size_t)r);
+            free(res); /* utf8proc allocates with malloc */
+            break;
+        }
+        case N_PREPEND:
+            if (b->len) {
+                lm_buf nb = {0};
+                lm_buf_puts(&nb, op->content);
+                lm_buf_append(&nb, b->data, b->len);
+                lm_buf_free(b);
+                *b = nb;
+            }
+            break;
+        case N_REPLACE: {
+            if (!b->len) break;
+            if (!find_all(op->re, b->data, b->len, m)) return false;
+            if (!m->n) break;
+            lm_buf nb = {0};
+            size_t prev = 0;
+            for (size_t k = 0; k < m->n; k += 2) {
+                lm_buf_append(&nb, b->data + prev, m->v[k] - prev);
+                lm_buf_puts(&nb, op->content);
+                prev = m->v[k + 1];
+            }
+            lm_buf_append(&nb, b->data + prev, b->len - prev);
+            lm_buf_free(b);
+            *b = nb;
+            break;
+        }
+        case N_LOWER: {
+            lm_buf nb = {0};
+            for (size_t k = 0; k < b->len;) {
+                uint32_t cp;
+                int l = lm_utf8_decode(b->data + k, b->len - k, &cp);
+                char enc[4];
+                int el = lm_utf8_encode((uint32_t)utf8proc_tolower((utf8proc_int32_t)cp), enc);
+                lm_buf_append(&nb, enc, (size_t)el);
+                k += (size_t)l;
+            }
+            lm_buf_free(b);
+            *b = nb;
+            break;
+        }
+        case N_STRIP: {
+            size_t s = 0, e = b->len;
+            while (op->left && s < e && (b->data[s] == ' ' || b->data[s] == '\t' ||
+                                         b->data[s] == '\n' || b->data[s] == '\r'))
+                s++;
+            while (op->right && e > s && (b->data[e - 1] == ' ' || b->data[e - 1] == '\t' ||
+                                          b->data[e - 1] == '\n' || b->data[e - 1] == '\r'))
+                e--;
+            memmove(b->data, b->data + s, e - s);
+            b->len = e - s;
+            if (b->data) b->data[b->len] = 0;
+            break;
+        }
+        }
+    }
+    return !b->oom;
+}
+
+/* ---- encoding ---- */
+
+static bool encode_fragment(const tok_tokenizer *t, const char *s, size_t n, bool origin,
+                            match_list *m, tok_vec *out) {
+    const struct tok_json_pipe *p = t->pipe;
+    lm_buf nb = {0};
+    bool ok = lm_buf_append(&nb, s, n) && normalize(p, &nb, m);
+    pieces cur = {0};
+    if (ok && nb.len) pieces_add(&cur, nb.data, nb.len, origin);
+    lm_buf_free(&nb);
+    for (size_t i = 0; ok && i < p->n_pres; i++) {
+        const pre_op *op = &p->pres[i];
+        pieces nxt = {0};
+        for (size_t k = 0; k < cur.n && !nxt.oom; k++) {
+            const char *ps = cur.text.data + cur.off[k];
+            size_t pl = cur.len[k];
+            if (op->kind == P_SPLIT) {
+                split_piece(op, ps, pl, cur.origin[k], m, &nxt);
+                continue;
+            }
+            /* Metaspace: spaces become the replacement, which is prepended per the scheme. */
+            lm_buf mb = {0};
+            size_t rl = strlen(op->repl);
+            bool starts = pl >= rl && memcmp(ps, op->repl, rl) == 0;
+            if (!starts && pl && ps[0] == ' ') starts = true;
+            if (!starts && (op->scheme == S_ALWAYS || (op->scheme == S_FIRST && cur.origin[k])))
+                lm_buf_puts(&mb, op->repl);
+            for (size_t c = 0; c < pl; c++) {
+                if (ps[c] == ' ') lm_buf_puts(&mb, op->repl);
+                else lm_buf_putc(&mb, ps[c]);
+            }
+            if (mb.oom) {
+                nxt.oom = true;
+            } else if (!op->split) {
+                if (mb.len) pieces_add(&nxt, mb.data, mb.len, cur.origin[k]);
+            } else {
+                size_t st = 0;
+                for (size_t c = 1; c <= mb.len; c++) {
+                    if (c == mb.len || (mb.len - c >= rl && memcmp(mb.data + c, op->repl, rl) == 0)) {
+                        pieces_add(&nxt, mb.data + st, c - st, cur.origin[k] && st == 0);
+                        st = c;
+                    }
+                }
+            }
+            lm_buf_free(&mb);
+        }
+        ok = !nxt.oom;
+        pieces_free(&cur);
+        cur = nxt;
+    }
+    for (size_t k = 0; ok && k < cur.n; k++)
+        ok = tok_bpe_encode_word(t, cur.text.data + cur.off[k], cur.len[k], p->byte_level, out);
+    ok = ok && !cur.oom;
+    pieces_free(&cur);
+    return ok;
+}
+
+static bool is_ws(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
 
 lm_status tok_json_encode(const tok_tokenizer *t, const char *text, size_t len, uint32_t flags,
                           tok_vec *out, lm_error *err) {
-    (void)t, (void)text, (void)len, (void)flags, (void)out;
-    return lm_fail(err, LM_ERR_UNSUPPORTED, "tokenizer.json: not supported yet");
+    const struct tok_json_pipe *p = t->pipe;
+    bool parse = flags & LM_TOK_PARSE_SPECIAL;
+    match_list m = {0};
+    bool ok = true;
+    if (flags & LM_TOK_ADD_SPECIAL) {
+        if (p->has_post) ok = tok_vec_append(out, p->prefix.ids, p->prefix.n);
+        else if (t->add_bos && t->bos >= 0) ok = tok_vec_push(out, t->bos);
+    }
+    /* Added tokens split the input first (leftmost, then longest); special ones only when asked
+     * to, non-special ones always, as HF does. */
+    size_t i = 0, frag = 0;
+    while (ok && i <= len) {
+        lm_token id = -1;
+        size_t at = len;
+        for (size_t s = i; s < len && id < 0; s++) {
+            for (size_t k = 0; k < t->n_match; k++) {
+                int32_t c = t->match_ids[k];
+                if (!parse && t->special[c]) continue;
+                uint32_t l = t->piece_len[c];
+                if (l <= len - s && text[s] == t->pieces[c][0] &&
+                    memcmp(text + s, t->pieces[c], l) == 0) {
+                    id = c;
+                    at = s;
+                    break;
+                }
+            }
+        }
+        size_t fe = at, next = at;
+        if (id >= 0) {
+            if (p->lstrip[id])
+                while (fe > frag && is_ws(text[fe - 1])) fe--;
+            next = at + t->piece_len[id];
+            if (p->rstrip[id])
+                while (next < len && is_ws(text[next])) next++;
+        }
+        if (fe > frag) ok = encode_fragment(t, text + frag, fe - frag, frag == 0, &m, out);
+        if (id < 0) break;
+        ok = ok && tok_vec_push(out, id);
+        frag = i = next;
+    }
+    if (ok && (flags & LM_TOK_ADD_SPECIAL)) {
+        if (p->has_post) ok = tok_vec_append(out, p->suffix.ids, p->suffix.n);
+        else if (t->add_eos && t->eos >= 0) ok = tok_vec_push(out, t->eos);
+    }
+    lm_free(m.v);
+    return ok ? LM_OK : lm_fail_nomem(err, "token ids");
 }
 
-void tok_json_pipe_free(struct tok_json_pipe *p) { lm_free(p); }
+void tok_json_pipe_free(struct tok_json_pipe *p) {
+    if (!p) return;
+    for (size_t i = 0; i < p->n_norms; i++) {
+        pcre2_code_free(p->norms[i].re);
+        lm_free(p->norms[i].content);
+    }
+    for (size_t i = 0; i < p->n_pres; i++) pcre2_code_free(p->pres[i].re);
+    lm_free(p->norms);
+    lm_free(p->pres);
+    tok_vec_free(&p->prefix);
+    tok_vec_free(&p->suffix);
+    lm_free(p->lstrip);
+    lm_free(p->rstrip);
+    lm_free(p);
+}
+
+/* ---- loading ---- */
+
+typedef struct loader {
+    const char *name;
+    lm_error *err;
+    tok_tokenizer *t;
+    struct tok_json_pipe *p;
+} loader;
+
+static const char *jstr(const cJSON *o, const char *k) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+static bool jbool(const cJSON *o, const char *k, bool dflt) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    return cJSON_IsBool(v) ? cJSON_IsTrue(v) : dflt;
+}
+
+static lm_status add_norm(loader *L, const cJSON *n, const char *path) {
+    const char *type = jstr(n, "type");
+    if (!type) return lm_fail(L->err, LM_ERR_FORMAT, "%s: %s.type: expected a string", L->name, path);
+    if (strcmp(type, "Sequence") == 0) {
+        const cJSON *c;
+        cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(n, "normalizers")) {
+            lm_status st = add_norm(L, c, path);
+            if (st) return st;
+        }
+        return LM_OK;
+    }
+    norm_op op = {0};
+    char why[160];
+    if (strcmp(type, "NFC") == 0) op.kind = N_NFC;
+    else if (strcmp(type, "NFKC") == 0) op.kind = N_NFKC;
+    else if (strcmp(type, "NFD") == 0) op.kind = N_NFD;
+    else if (strcmp(type, "NFKD") == 0) op.kind = N_NFKD;
+    else if (strcmp(type, "Lowercase") == 0) op.kind = N_LOWER;
+    else if (strcmp(type, "Strip") == 0) {
+        op.kind = N_STRIP;
+        op.left = jbool(n, "strip_left", true);
+        op.right = jbool(n, "strip_right", true);
+    } else if (strcmp(type, "Prepend") == 0) {
+        op.kind = N_PREPEND;
+        const char *s = jstr(n, "prepend");
+        if (!s) return lm_fail(L->err, LM_ERR_FORMAT, "%s: %s.prepend: expected a string", L->name, path);
+        if (!(op.content = lm_strdup(s))) return lm_fail_nomem(L->err, "normalizer");
+    } else if (strcmp(type, "Replace") == 0) {
+        op.kind = N_REPLACE;
+        const cJSON *pat = cJSON_GetObjectItemCaseSensitive(n, "pattern");
+        const char *lit = jstr(pat, "String"), *rx = jstr(pat, "Regex"), *content = jstr(n, "content");
+        if ((!lit && !rx) || !content)
+            return lm_fail(L->err, LM_ERR_FORMAT,
+                           "%s: %s (Replace): expected pattern {String|Regex} and content", L->name, path);
+        op.re = re_compile(lit ? lit : rx, lit != NULL, why, sizeof why);
+        if (!op.re)
+            return lm_fail(L->err, LM_ERR_FORMAT, "%s: %s.pattern: invalid regex: %s", L->name, path, why);
+        if (!(op.content = lm_strdup(content))) {
+            pcre2_code_free(op.re);
+            return lm_fail_nomem(L->err, "normalizer");
+        }
+    } else {
+        return lm_fail(L->err, LM_ERR_UNSUPPORTED, "%s: %s.type: '%s' is not supported", L->name,
+                       path, type);
+    }
+    norm_op *v = lm_realloc(L->p->norms, (L->p->n_norms + 1) * sizeof *v);
+    if (!v) {
+        pcre2_code_free(op.re);
+        lm_free(op.content);
+        return lm_fail_nomem(L->err, "normalizers");
+    }
+    L->p->norms = v;
+    v[L->p->n_norms++] = op;
+    return LM_OK;
+}
+
+static lm_status push_pre(loader *L, pre_op op) {
+    pre_op *v = lm_realloc(L->p->pres, (L->p->n_pres + 1) * sizeof *v);
+    if (!v) {
+        pcre2_code_free(op.re);
+        return lm_fail_nomem(L->err, "pre-tokenizers");
+    }
+    L->p->pres = v;
+    v[L->p->n_pres++] = op;
+    return LM_OK;
+}
+
+static lm_status pre_regex(loader *L, const char *pat, bool literal, int behavior, bool invert,
+                           const char *path) {
+    char why[160];
+    pre_op op = {.kind = P_SPLIT, .behavior = behavior, .invert = invert};
+    op.re = re_compile(pat, literal, why, sizeof why);
+    if (!op.re)
+        return lm_fail(L->err, LM_ERR_FORMAT, "%s: %s.pattern: invalid regex: %s", L->name, path, why);
+    return push_pre(L, op);
+}
+
+static lm_status add_pre(loader *L, const cJSON *n, const char *path) {
+    const char *type = jstr(n, "type");
+    if (!type) return lm_fail(L->err, LM_ERR_FORMAT, "%s: %s.type: expected a string", L->name, path);
+    if (strcmp(type, "Sequence") == 0) {
+        const cJSON *c;
+        cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(n, "pretokenizers")) {
+            lm_status st = add_pre(L, c, path);
+            if (st) return st;
+        }
+        return LM_OK;
+    }
+    if (strcmp(type, "ByteLevel") == 0) {
+        L->p->byte_level = true;
+        if (jbool(n, "add_prefix_space", true)) {
+            /* a space in front unless the text already starts with one: a Metaspace-like step */
+            pre_op op = {.kind = P_METASPACE, .scheme = S_ALWAYS, .split = false};
+            memcpy(op.repl, " ", 2);
+            lm_status st = push_pre(L, op);
+            if (st) return st;
+        }
+        if (jbool(n, "use_regex", true)) return pre_regex(L, GPT2_REGEX, false, B_ISOLATED, false, path);
+        return LM_OK;
+    }
+    if (strcmp(type, "Split") == 0) {
+        const cJSON *pat = cJSON_GetObjectItemCaseSensitive(n, "pattern");
+        const char *lit = jstr(pat, "String"), *rx = jstr(pat, "Regex"), *beh = jstr(n, "behavior");
+        if (!lit && !rx)
+            return lm_fail(L->err, LM_ERR_FORMAT, "%s: %s.pattern: expected {String|Regex}", L->name, path);
+        int b = -1;
+        static const char *names[] = {"Removed", "Isolated", "MergedWithPrevious", "MergedWithNext",
+                                      "Contiguous"};
+        for (int k = 0; beh && k < 5; k++)
+            if (strcmp(beh, names[k]) == 0) b = k;
+        if (b < 0)
+            return lm_fail(L->err, LM_ERR_FORMAT, "%s: %s.behavior: expected Removed, Isolated, "
+                           "MergedWithPrevious, MergedWithNext or Contiguous", L->name, path);
+        return pre_regex(L, lit ? lit : rx, lit != NULL, b, jbool(n, "invert", false), path);
+    }
+    if (strcmp(type, "Metaspace") == 0) {
+        pre_op op = {.kind = P_METASPACE, .split = jbool(n, "split", true), .scheme = S_ALWAYS};
+        const char *r = jstr(n, "replacement");
+        if (!r) r = "\xe2\x96\x81";
+        if (strlen(r) >= sizeof op.repl)
+            return lm_fail(L->err, LM_ERR_FORMAT, "%s: %s.replacement: expected one character", L->name, path);
+        strcpy(op.repl, r);
+        const char *sc = jstr(n, "prepend_scheme");
+        if (sc && strcmp(sc, "first") == 0) op.scheme = S_FIRST;
+        else if (sc && strcmp(sc, "never") == 0) op.scheme = S_NEVER;
+        else if (!sc && !jbool(n, "add_prefix_space", true)) op.scheme = S_NEVER;
+        return push_pre(L, op);
+    }
+    if (strcmp(type, "Digits") == 0)
+        return pre_regex(L, jbool(n, "individual_digits", false) ? "\\p{Nd}" : "\\p{Nd}+", false,
+                         B_ISOLATED, false, path);
+    if (strcmp(type, "Punctuation") == 0)
+        return pre_regex(L, "[\\p{P}$+<=>^`|~]", false, B_ISOLATED, false, path);
+    if (strcmp(type, "Whitespace") == 0)
+        return pre_regex(L, "\\w+|[^\\w\\s]+", false, B_REMOVED, true, path);
+    if (strcmp(type, "WhitespaceSplit") == 0)
+        return pre_regex(L, "\\s+", false, B_REMOVED, false, path);
+    return lm_fail(L->err, LM_ERR_UNSUPPORTED, "%s: %s.type: '%s' is not supported", L->name,
+                   path, type);
+}
+
+static lm_status add_decoder(loader *L, const cJSON *n) {
+    const char *type = jstr(n, "type");
+    tok_decode_rules *d = &L->t->dec;
+    if (!type) return lm_fail(L->err, LM_ERR_FORMAT, "%s: decoder.type: expected a string", L->name);
+    if (strcmp(type, "Sequence") == 0) {
+        const cJSON *c;
+        cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(n, "decoders")) {
+            lm_status st = add_decoder(L, c);
+            if (st) return st;
+        }
+    } else if (strcmp(type, "ByteLevel") == 0) {
+        d->byte_level = true;
+    } else if (strcmp(type, "ByteFallback") == 0) {
+        d->byte_fallback = true;
+    } else if (strcmp(type, "Metaspace") == 0) {
+        const char *r = jstr(n, "replacement");
+        snprintf(d->space_char, sizeof d->space_char, "%s", r ? r : "\xe2\x96\x81");
+        const char *sc = jstr(n, "prepend_scheme");
+        bool strip = sc ? strcmp(sc, "never") != 0 : jbool(n, "add_prefix_space", true);
+        d->strip_first = strip ? 1 : 0;
+    } else if (strcmp(type, "Replace") == 0) {
+        const char *lit = jstr(cJSON_GetObjectItemCaseSensitive(n, "pattern"), "String");
+        const char *content = jstr(n, "content");
+        if (!lit || !content || strcmp(content, " ") != 0 || strlen(lit) >= sizeof d->space_char)
+            return lm_fail(L->err, LM_ERR_UNSUPPORTED,
+                           "%s: decoder Replace: only a String pattern replaced by \" \" is supported",
+                           L->name);
+        strcpy(d->space_char, lit);
+    } else if (strcmp(type, "Strip") == 0) {
+        const cJSON *s = cJSON_GetObjectItemCaseSensitive(n, "start");
+        d->strip_first = cJSON_IsNumber(s) ? s->valueint : 0;
+    } else if (strcmp(type, "Fuse") != 0) {
+        return lm_fail(L->err, LM_ERR_UNSUPPORTED, "%s: decoder.type: '%s' is not supported",
+                       L->name, type);
+    }
+    return LM_OK;
+}
+
+static lm_status add_post(loader *L, const cJSON *n) {
+    const char *type = jstr(n, "type");
+    if (!type) return lm_fail(L->err, LM_ERR_FORMAT, "%s: post_processor.type: expected a string", L->name);
+    if (strcmp(type, "Sequence") == 0) {
+        const cJSON *c;
+        cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(n, "processors")) {
+            lm_status st = add_post(L, c);
+            if (st) return st;
+        }
+        return LM_OK;
+    }
+    if (strcmp(type, "ByteLevel") == 0) return LM_OK;
+    if (strcmp(type, "TemplateProcessing") != 0)
+        return lm_fail(L->err, LM_ERR_UNSUPPORTED, "%s: post_processor.type: '%s' is not supported",
+                       L->name, type);
+    L->p->has_post = true;
+    const cJSON *specials = cJSON_GetObjectItemCaseSensitive(n, "special_tokens");
+    const cJSON *it;
+    bool after = false;
+    cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(n, "single")) {
+        const cJSON *sp = cJSON_GetObjectItemCaseSensitive(it, "SpecialToken");
+        if (!sp) {
+            after = true;
+            continue;
+        }
+        const char *name = jstr(sp, "id");
+        const cJSON *ent = cJSON_GetObjectItemCaseSensitive(specials, name ? name : "");
+        const cJSON *ids = cJSON_GetObjectItemCaseSensitive(ent, "ids"), *x;
+        if (!cJSON_IsArray(ids))
+            return lm_fail(L->err, LM_ERR_FORMAT,
+                           "%s: post_processor.special_tokens: '%s' missing or without ids",
+                           L->name, name ? name : "?");
+        cJSON_ArrayForEach(x, ids) {
+            if (!cJSON_IsNumber(x) || x->valueint < 0 || x->valueint >= L->t->n_vocab)
+                return lm_fail(L->err, LM_ERR_FORMAT,
+                               "%s: post_processor.special_tokens['%s'].ids: id out of range",
+                               L->name, name);
+            if (!tok_vec_push(after ? &L->p->suffix : &L->p->prefix, x->valueint))
+                return lm_fail_nomem(L->err, "post-processor");
+        }
+    }
+    return LM_OK;
+}
+
+/* "<s>" or {"content": "<s>"} */
+static const char *token_text(const cJSON *v) {
+    if (cJSON_IsString(v)) return v->valuestring;
+    return jstr(v, "content");
+}
+
+static lm_status load_config(loader *L, const cJSON *cfg) {
+    tok_tokenizer *t = L->t;
+    const char *b = token_text(cJSON_GetObjectItemCaseSensitive(cfg, "bos_token"));
+    const char *e = token_text(cJSON_GetObjectItemCaseSensitive(cfg, "eos_token"));
+    const char *p = token_text(cJSON_GetObjectItemCaseSensitive(cfg, "pad_token"));
+    if (b) t->bos = tok_find(t, b);
+    if (e) t->eos = tok_find(t, e);
+    if (p) t->pad = tok_find(t, p);
+    t->add_bos = jbool(cfg, "add_bos_token", t->add_bos);
+    t->add_eos = jbool(cfg, "add_eos_token", t->add_eos);
+    const cJSON *ct = cJSON_GetObjectItemCaseSensitive(cfg, "chat_template");
+    if (cJSON_IsString(ct)) {
+        if (!(t->chat_template = lm_strdup(ct->valuestring))) return lm_fail_nomem(L->err, "template");
+    } else if (cJSON_IsArray(ct)) {
+        size_t n = (size_t)cJSON_GetArraySize(ct);
+        t->template_names = lm_calloc(n + 1, sizeof(char *));
+        t->template_texts = lm_calloc(n + 1, sizeof(char *));
+        if (!t->template_names || !t->template_texts) return lm_fail_nomem(L->err, "template");
+        const cJSON *it;
+        cJSON_ArrayForEach(it, ct) {
+            const char *name = jstr(it, "name"), *tx = jstr(it, "template");
+            if (!name || !tx)
+                return lm_fail(L->err, LM_ERR_FORMAT,
+                               "%s: chat_template[]: expected {\"name\", \"template\"}", L->name);
+            size_t k = t->n_named_templates;
+            t->template_names[k] = lm_strdup(name);
+            t->template_texts[k] = lm_strdup(tx);
+            t->n_named_templates++;
+            if (!t->template_names[k] || !t->template_texts[k]) return lm_fail_nomem(L->err, "template");
+        }
+    }
+    return LM_OK;
+}
+
+static lm_status load(loader *L, const cJSON *root, const cJSON *cfg) {
+    tok_tokenizer *t = L->t;
+    const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
+    if (!cJSON_IsObject(model))
+        return lm_fail(L->err, LM_ERR_FORMAT, "%s: model: missing or not an object", L->name);
+    const char *mt = jstr(model, "type");
+    const cJSON *vocab = cJSON_GetObjectItemCaseSensitive(model, "vocab");
+    const cJSON *merges = cJSON_GetObjectItemCaseSensitive(model, "merges");
+    if (mt && strcmp(mt, "BPE") != 0)
+        return lm_fail(L->err, LM_ERR_UNSUPPORTED,
+                       "%s: model.type: '%s' is not supported (only BPE)", L->name, mt);
+    if (!cJSON_IsObject(vocab))
+        return lm_fail(L->err, LM_ERR_FORMAT, "%s: model.vocab: expected an object", L->name);
+    if (!cJSON_IsArray(merges))
+        return lm_fail(L->err, LM_ERR_FORMAT, "%s: model.merges: expected an array", L->name);
+    const cJSON *added = cJSON_GetObjectItemCaseSensitive(root, "added_tokens"), *it;
+    int64_t max_id = -1;
+    size_t bytes = 0;
+    cJSON_ArrayForEach(it, vocab) {
+        if (!cJSON_IsNumber(it) || it->valuedouble < 0 || it->valuedouble > 16777216)
+            return lm_fail(L->err, LM_ERR_FORMAT, "%s: model.vocab['%s']: expected an id", L->name,
+                           it->string);
+        max_id = LM_MAX(max_id, (int64_t)it->valueint);
+        bytes += strlen(it->string) + 1;
+    }
+    cJSON_ArrayForEach(it, added) {
+        const cJSON *id = cJSON_GetObjectItemCaseSensitive(it, "id");
+        const char *content = jstr(it, "content");
+        if (!cJSON_IsNumber(id) || id->valuedouble < 0 || id->valuedouble > 16777216 || !content)
+            return lm_fail(L->err, LM_ERR_FORMAT, "%s: added_tokens[]: expected id and content",
+                           L->name);
+        max_id = LM_MAX(max_id, (int64_t)id->valueint);
+        bytes += strlen(content) + 1;
+    }
+    if (max_id < 0) return lm_fail(L->err, LM_ERR_FORMAT, "%s: model.vocab: empty", L->name);
+    int32_t n = (int32_t)max_id + 1;
+    if (!tok_alloc_vocab(t, n, bytes + (size_t)n, false)) return lm_fail_nomem(L->err, "vocabulary");
+    L->p->lstrip = lm_calloc((size_t)n, 1);
+    L->p->rstrip = lm_calloc((size_t)n, 1);
+    if (!L->p->lstrip || !L->p->rstrip) return lm_fail_nomem(L->err, "vocabulary");
+    char *arena = t->arena;
+    for (int32_t i = 0; i < n; i++) {
+        t->pieces[i] = arena + bytes + (size_t)i; /* holes: empty strings */
+        arena[bytes + (size_t)i] = 0;
+        t->kinds[i] = TOK_KIND_UNUSED;
+    }
+    char *p = arena;
+    cJSON_ArrayForEach(it, vocab) {
+        size_t l = strlen(it->string);
+        memcpy(p, it->string, l + 1);
+        t->pieces[it->valueint] = p;
+        t->piece_len[it->valueint] = (uint32_t)l;
+        t->kinds[it->valueint] = TOK_KIND_NORMAL;
+        p += l + 1;
+    }
+    cJSON_ArrayForEach(it, added) {
+        int32_t id = cJSON_GetObjectItemCaseSensitive(it, "id")->valueint;
+        const char *content = jstr(it, "content");
+        size_t l = strlen(content);
+        memcpy(p, content, l + 1);
+        t->pieces[id] = p;
+        t->piece_len[id] = (uint32_t)l;
+        p += l + 1;
+        bool special = jbool(it, "special", false);
+        t->special[id] = special;
+        t->kinds[id] = special ? TOK_KIND_CONTROL : TOK_KIND_USER_DEFINED;
+        L->p->lstrip[id] = jbool(it, "lstrip", false);
+        L->p->rstrip[id] = jbool(it, "rstrip", false);
+    }
+    if (!tok_strmap_build(t)) return lm_fail_nomem(L->err, "vocabulary");
+    for (int i = 0; i < 256; i++) {
+        char name[8];
+        snprintf(name, sizeof name, "<0x%02X>", i);
+        t->byte_ids[i] = tok_strmap_get(t, name, 6);
+    }
+    tok_fill_byte_tables(t);
+    t->byte_fallback = jbool(model, "byte_fallback", false);
+    for (int i = 0; i < 256; i++)
+        if (t->byte_fallback && t->byte_ids[i] >= 0 && t->kinds[t->byte_ids[i]] == TOK_KIND_NORMAL)
+            t->kinds[t->byte_ids[i]] = TOK_KIND_BYTE;
+    t->byte_fallback = jbool(model, "byte_fallback", false);
+    t->fuse_unk = jbool(model, "fuse_unk", false);
+    t->ignore_merges = jbool(model, "ignore_merges", false);
+    const char *unk = jstr(model, "unk_token");
+    t->unk = unk ? tok_find(t, unk) : -1;
+    if (t->unk >= 0 && t->kinds[t->unk] == TOK_KIND_NORMAL) t->kinds[t->unk] = TOK_KIND_UNKNOWN;
+    /* merges: "a b" strings or ["a", "b"] pairs; rank = position */
+    size_t nm = (size_t)cJSON_GetArraySize(merges);
+    if (!tok_mergemap_init(&t->merges, nm)) return lm_fail_nomem(L->err, "merges");
+    lm_buf cat = {0};
+    int32_t rank = 0;
+    cJSON_ArrayForEach(it, merges) {
+        const char *a, *b;
+        size_t la, lb;
+        if (cJSON_IsString(it)) {
+            a = it->valuestring;
+            const char *sp = strchr(a + (a[0] ? 1 : 0), ' ');
+            if (!sp) {
+                lm_buf_free(&cat);
+                return lm_fail(L->err, LM_ERR_FORMAT, "%s: model.merges[%d]: expected \"a b\"",
+                               L->name, (int)rank);
+            }
+            la = (size_t)(sp - a);
+            b = sp + 1;
+            lb = strlen(b);
+        } else if (cJSON_IsArray(it) && cJSON_GetArraySize(it) == 2 &&
+                   cJSON_IsString(it->child) && cJSON_IsString(it->child->next)) {
+            a = it->child->valuestring;
+            b = it->child->next->valuestring;
+            la = strlen(a);
+            lb = strlen(b);
+        } else {
+            lm_buf_free(&cat);
+            return lm_fail(L->err, LM_ERR_FORMAT, "%s: model.merges[%d]: expected \"a b\" or [a, b]",
+                           L->name, (int)rank);
+        }
+        int32_t ia = tok_strmap_get(t, a, la), ib = tok_strmap_get(t, b, lb);
+        lm_buf_reset(&cat);
+        lm_buf_append(&cat, a, la);
+        lm_buf_append(&cat, b, lb);
+        if (cat.oom) return lm_fail_nomem(L->err, "merges");
+        int32_t ic = tok_strmap_get(t, cat.data, cat.len);
+        if (ia < 0 || ib < 0 || ic < 0) {
+            lm_fail(L->err, LM_ERR_FORMAT,
+                    "%s: model.merges[%d]: '%.*s' + '%.*s' names a token not in model.vocab",
+                    L->name, (int)rank, (int)LM_MIN(la, 40), a, (int)LM_MIN(lb, 40), b);
+            lm_buf_free(&cat);
+            return LM_ERR_FORMAT;
+        }
+        tok_mergemap_put(&t->merges, ia, ib, rank, ic);
+        rank++;
+    }
+    lm_buf_free(&cat);
+    lm_status st;
+    const cJSON *x = cJSON_GetObjectItemCaseSensitive(root, "normalizer");
+    if (x && !cJSON_IsNull(x) && (st = add_norm(L, x, "normalizer"))) return st;
+    x = cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer");
+    if (x && !cJSON_IsNull(x) && (st = add_pre(L, x, "pre_tokenizer"))) return st;
+    x = cJSON_GetObjectItemCaseSensitive(root, "decoder");
+    if (x && !cJSON_IsNull(x) && (st = add_decoder(L, x))) return st;
+    x = cJSON_GetObjectItemCaseSensitive(root, "post_processor");
+    if (x && !cJSON_IsNull(x) && (st = add_post(L, x))) return st;
+    t->bos = t->eos = t->pad = -1;
+    if (L->p->prefix.n) t->bos = L->p->prefix.ids[0];
+    t->add_bos = L->p->prefix.n > 0;
+    if (cfg && (st = load_config(L, cfg))) return st;
+    if (L->p->has_post) /* the post-processor decides what LM_TOK_ADD_SPECIAL adds */
+        t->add_bos = L->p->prefix.n > 0 && L->p->prefix.ids[0] == t->bos;
+    t->bos_text = lm_strdup(t->bos >= 0 ? t->pieces[t->bos] : "");
+    t->eos_text = lm_strdup(t->eos >= 0 ? t->pieces[t->eos] : "");
+    if (!t->bos_text || !t->eos_text) return lm_fail_nomem(L->err, "tokenizer");
+    if (!tok_build_match_list(t, true)) return lm_fail_nomem(L->err, "added tokens");
+    return LM_OK;
+}
 
 lm_status tok_load_json_text(const char *json, size_t len, const char *config_text,
                              size_t config_len, const char *name, tok_tokenizer **out,
                              lm_error *err) {
-    (void)json, (void)len, (void)config_text, (void)config_len;
     *out = NULL;
-    return lm_fail(err, LM_ERR_UNSUPPORTED, "%s: tokenizer.json: not supported yet", name);
+    if (!name) name = "tokenizer.json";
+    cJSON *root = NULL, *cfg = NULL;
+    lm_status st = lm_json_parse(json, len, name, &root, err);
+    if (st) return st;
+    if (config_text && (st = lm_json_parse(config_text, config_len, "tokenizer_config.json", &cfg, err))) {
+        cJSON_Delete(root);
+        return st;
+    }
+    loader L = {name, err, lm_calloc(1, sizeof(tok_tokenizer)), lm_calloc(1, sizeof(struct tok_json_pipe))};
+    if (!L.t || !L.p) {
+        lm_free(L.t);
+        lm_free(L.p);
+        st = lm_fail_nomem(err, "tokenizer");
+    } else {
+        L.t->pipe = L.p;
+        L.t->model = TOK_MODEL_BPE;
+        L.t->unk = L.t->bos = L.t->eos = L.t->pad = -1;
+        memcpy(L.t->model_name, "bpe", 4);
+        st = load(&L, root, cfg);
+        if (st) tok_free(L.t);
+        else *out = L.t;
+    }
+    cJSON_Delete(root);
+    cJSON_Delete(cfg);
+    return st;
 }
 
 lm_status tok_load_json(const char *tokenizer_json, const char *tokenizer_config,
                         tok_tokenizer **out, lm_error *err) {
-    (void)tokenizer_config;
-    return tok_load_json_text("", 0, NULL, 0, tokenizer_json, out, err);
+    *out = NULL;
+    char *a = NULL, *b = NULL;
+    size_t la = 0, lb = 0;
+    lm_status st = lm_read_text(tokenizer_json, &a, &la, err);
+    if (!st && tokenizer_config) st = lm_read_text(tokenizer_config, &b, &lb, err);
+    if (!st) st = tok_load_json_text(a, la, b, lb, tokenizer_json, out, err);
+    lm_free(a);
+    lm_free(b);
+    return st;
 }
 
 lm_status tok_load_dir(const char *dir, tok_tokenizer **out, lm_error *err) {
-    return tok_load_json_text("", 0, NULL, 0, dir, out, err);
+    *out = NULL;
+    char *tj = lm_path_join(dir, "tokenizer.json"), *tc = lm_path_join(dir, "tokenizer_config.json");
+    lm_status st;
+    if (!tj || !tc) st = lm_fail_nomem(err, "path");
+    else if (!lm_path_exists(tj)) st = lm_fail(err, LM_ERR_IO, "%s: no tokenizer.json", dir);
+    else st = tok_load_json(tj, lm_path_exists(tc) ? tc : NULL, out, err);
+    lm_free(tj);
+    lm_free(tc);
+    return st;
 }
