@@ -263,9 +263,9 @@ static lm_status read_rope(const cJSON *root, hf_config *c, const char *name, lm
             (st = get_factors(sc, "long_factor", c->n_rope_factors, &c->rope_long_factor, name,
                               err)))
             return st;
-        if (c->rope_original_max_pos <= 0)
+        if (c->rope_original_max_pos <= 1)
             return lm_fail(err, LM_ERR_FORMAT, "%s: longrope scaling: missing "
-                           "'original_max_position_embeddings'", name);
+                           "'original_max_position_embeddings' (or not above 1)", name);
         /* Phi-3: scale = max_pos / original; attention factor sqrt(1 + ln(scale) / ln(orig)). */
         float scale = (float)c->max_position_embeddings / (float)c->rope_original_max_pos;
         float def = scale <= 1.0f ? 1.0f
