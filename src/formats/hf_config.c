@@ -109,10 +109,12 @@ static lm_status get_str(const cJSON *obj, const char *key, bool required, char 
 }
 
 /* eos_token_id: an int or a list of ints. Absent leaves the ids alone (so generation_config.json
- * overrides config.json only where it has the key). */
-static lm_status get_eos(const cJSON *obj, hf_config *c, const char *name, lm_error *err) {
+ * overrides config.json only where it has the key); null clears them in config.json but is
+ * "not set" in generation_config.json (transformers then keeps the model config's). */
+static lm_status get_eos(const cJSON *obj, bool is_gen, hf_config *c, const char *name,
+                         lm_error *err) {
     const cJSON *j = find(obj, "eos_token_id");
-    if (!j) return LM_OK;
+    if (!j || (is_gen && cJSON_IsNull(j))) return LM_OK;
     if (cJSON_IsNull(j)) {
         c->n_eos = 0;
         return LM_OK;
@@ -142,9 +144,10 @@ static lm_status get_eos(const cJSON *obj, hf_config *c, const char *name, lm_er
     return LM_OK;
 }
 
-static lm_status get_bos(const cJSON *obj, hf_config *c, const char *name, lm_error *err) {
+static lm_status get_bos(const cJSON *obj, bool is_gen, hf_config *c, const char *name,
+                         lm_error *err) {
     const cJSON *j = find(obj, "bos_token_id");
-    if (!j) return LM_OK;
+    if (!j || (is_gen && cJSON_IsNull(j))) return LM_OK;
     /* Some configs list one bos id in an array; take the first. */
     if (cJSON_IsArray(j) && cJSON_GetArraySize(j) >= 1) j = j->child;
     if (cJSON_IsNull(j)) {
@@ -387,6 +390,11 @@ static lm_status parse_root(const cJSON *root, const cJSON *gen, const char *nam
         return lm_fail(err, LM_ERR_FORMAT, "%s: expected a JSON object", name);
     if ((st = get_str(root, "model_type", true, c->model_type, sizeof c->model_type, name, err)))
         return st;
+    /* Multimodal configs (llava, mistral3, gemma3...) nest the text model; say so rather than
+     * report a missing key. */
+    if (!item(root, "hidden_size") && cJSON_IsObject(item(root, "text_config")))
+        return lm_fail(err, LM_ERR_UNSUPPORTED, "%s: model_type '%s' keeps its text model in "
+                       "'text_config' (multimodal), which is not supported", name, c->model_type);
     const cJSON *arch = item(root, "architectures");
     if (arch) {
         if (!cJSON_IsArray(arch) || (arch->child && !cJSON_IsString(arch->child)))
@@ -447,11 +455,12 @@ static lm_status parse_root(const cJSON *root, const cJSON *gen, const char *nam
                        "integer or null", name);
     if (!use_sw) c->sliding_window = 0;
     c->bos_id = -1;
-    if ((st = get_eos(root, c, name, err)) || (st = get_bos(root, c, name, err))) return st;
+    if ((st = get_eos(root, false, c, name, err)) || (st = get_bos(root, false, c, name, err))) return st;
     if (gen) {
         if (!cJSON_IsObject(gen))
             return lm_fail(err, LM_ERR_FORMAT, "%s: expected a JSON object", gen_name);
-        if ((st = get_eos(gen, c, gen_name, err)) || (st = get_bos(gen, c, gen_name, err)))
+        if ((st = get_eos(gen, true, c, gen_name, err)) ||
+            (st = get_bos(gen, true, c, gen_name, err)))
             return st;
     }
     if ((st = get_str(root, "torch_dtype", false, c->torch_dtype, sizeof c->torch_dtype, name,

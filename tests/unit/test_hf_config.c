@@ -244,7 +244,8 @@ static void test_defaults_and_gen(void **state) {
     assert_int_equal(c.bos_id, 128000);
     assert_true(c.attention_bias);
     hf_config_free(&c);
-    parse("{" BASE ",\"eos_token_id\":2,\"bos_token_id\":1}", "{\"max_length\":20}", &c);
+    parse("{" BASE ",\"eos_token_id\":2,\"bos_token_id\":1}",
+          "{\"max_length\":20,\"eos_token_id\":null,\"bos_token_id\":null}", &c);
     assert_int_equal(c.n_eos, 1);
     assert_int_equal(c.eos_ids[0], 2);
     assert_int_equal(c.bos_id, 1);
@@ -343,6 +344,13 @@ static void test_errors(void **state) {
     expect_err("{" BASE ",\"quantization\":[4]}", LM_ERR_FORMAT, "'quantization': expected an object");
     expect_err("{" BASE, LM_ERR_FORMAT, "invalid JSON");
     expect_err("[]", LM_ERR_FORMAT, "expected a JSON object");
+    expect_err("{\"model_type\":\"llava\",\"text_config\":{\"hidden_size\":64}}",
+               LM_ERR_UNSUPPORTED, "'text_config'");
+    hf_config c0;
+    parse("{" BASE ",\"eos_token_id\":null,\"bos_token_id\":[3]}", NULL, &c0);
+    assert_int_equal(c0.n_eos, 0);
+    assert_int_equal(c0.bos_id, 3);
+    hf_config_free(&c0);
 
     hf_config c;
     lm_error err = {0};
