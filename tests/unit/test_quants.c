@@ -456,6 +456,59 @@ static void test_dot_select(void **state) {
     }
 }
 
+/* Integer kernels against activations quantized to Q8_0/Q8_K: equal to the reference on the same
+ * quantized x, and within quantization error of the float dot. */
+static void test_dotq(void **state) {
+    (void)state;
+    uint32_t feat = lm_cpu_features(), at = 12345;
+    assert_null(cm_dotq_select(CM_Q4_K, 0, &at));
+    assert_int_equal(at, 12345);
+    assert_null(cm_dotq_select(CM_F32, feat, &at));
+    const uint32_t types[] = {CM_Q8_0, CM_Q4_0, CM_Q4_K, CM_Q6_K};
+    int n_tested = 0;
+    for (size_t ti = 0; ti < LM_ARRAY_LEN(types); ti++) {
+        uint32_t type = types[ti];
+        cm_dotq_fn fn = cm_dotq_select(type, feat, &at);
+        if (!fn) continue;
+        assert_int_equal(at, type == CM_Q4_K || type == CM_Q6_K ? CM_Q8_K : CM_Q8_0);
+        size_t lens[] = {256, 768, 13 * 256, 4096};
+        for (size_t li = 0; li < LM_ARRAY_LEN(lens); li++) {
+            size_t n = lens[li];
+            uint64_t xbytes;
+            assert_true(cm_type_row_bytes(at, n, &xbytes));
+            uint8_t *row = random_row(type, n, 4000 + ti * 10 + li), *xq = lm_malloc(xbytes);
+            float *x = lm_malloc(n * sizeof(float)), *w = lm_malloc(n * sizeof(float));
+            float *xd = lm_malloc(n * sizeof(float));
+            tu_rand_floats(x, n, 4100 + li);
+            assert_true(cm_quantize_ref(at, x, xq, n));
+            cm_dequant_ref(type, row, w, n);
+            cm_dequant_ref(at, xq, xd, n);
+            double mag = 0, magq = 0;
+            for (size_t i = 0; i < n; i++) {
+                mag += fabs((double)w[i] * x[i]);
+                magq += fabs((double)w[i] * xd[i]);
+            }
+            float got = fn(row, xq, n), ref = cm_dotq_ref(type, row, at, xq, n);
+            float want_q = cm_dot_ref(type, row, xd, n), want_f = cm_dot_ref(type, row, x, n);
+            if (!(fabs(ref - want_q) <= 1e-5 * magq))
+                fail_msg("type %u n=%zu dotq_ref %.9g vs dot of dequantized x %.9g", type, n, ref, want_q);
+            if (!(fabs(got - ref) <= 1e-4 * magq))
+                fail_msg("type %u n=%zu dotq %.9g reference %.9g (mag %g)", type, n, got, ref, magq);
+            if (!(fabs(got - want_f) <= 0.02 * mag))
+                fail_msg("type %u n=%zu dotq %.9g float dot %.9g (mag %g)", type, n, got, want_f, mag);
+            n_tested++;
+            lm_free(row);
+            lm_free(xq);
+            lm_free(x);
+            lm_free(w);
+            lm_free(xd);
+        }
+    }
+#if defined(__x86_64__)
+    if (feat & LM_CPU_AVX2) assert_int_equal(n_tested, 16);
+#endif
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_type_table),
@@ -465,6 +518,7 @@ int main(void) {
         cmocka_unit_test(test_mlx),
         cmocka_unit_test(test_dequant_row_ggml),
         cmocka_unit_test(test_dot_select),
+        cmocka_unit_test(test_dotq),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

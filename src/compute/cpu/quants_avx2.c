@@ -320,3 +320,131 @@ float cm_mlx_dot_avx2(const cm_matrix *m, size_t row, const float *x) {
     }
     return hsum(acc);
 }
+
+/* ---- integer kernels: rows against activations quantized to Q8_0 / Q8_K ---- */
+
+/* sum of a[i] * b[i] over 32 signed bytes, as 8 int32 lanes (sign moved onto b so that
+ * maddubs, which wants one unsigned operand, sees |a|; pairs stay below 2^15). */
+static inline __m256i dot32_i8i8(__m256i a, __m256i b) {
+    __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(a, a), _mm256_sign_epi8(b, a));
+    return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
+}
+
+/* Q8_0 row x Q8_0 activations {f16 d; i8 qs[32]}. */
+float cm_dotq_q8_0_avx2(const void *row, const void *xq, size_t n) {
+    const uint8_t *b = row, *y = xq;
+    __m256 acc = _mm256_setzero_ps();
+    for (size_t i = 0; i < n / 32; i++, b += 34, y += 34) {
+        __m256i s = dot32_i8i8(_mm256_loadu_si256((const __m256i *)(b + 2)),
+                               _mm256_loadu_si256((const __m256i *)(y + 2)));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(f16(b) * f16(y)), _mm256_cvtepi32_ps(s), acc);
+    }
+    return hsum(acc);
+}
+
+/* Q4_0 row x Q8_0 activations. */
+float cm_dotq_q4_0_avx2(const void *row, const void *xq, size_t n) {
+    const uint8_t *b = row, *y = xq;
+    const __m128i m4 = _mm_set1_epi8(0x0F), k8 = _mm_set1_epi8(8);
+    __m256 acc = _mm256_setzero_ps();
+    for (size_t i = 0; i < n / 32; i++, b += 18, y += 34) {
+        __m128i qs = _mm_loadu_si128((const __m128i *)(b + 2));
+        __m128i lo = _mm_sub_epi8(_mm_and_si128(qs, m4), k8);
+        __m128i hi = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(qs, 4), m4), k8);
+        __m256i s = dot32_i8i8(_mm256_set_m128i(hi, lo),
+                               _mm256_loadu_si256((const __m256i *)(y + 2)));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(f16(b) * f16(y)), _mm256_cvtepi32_ps(s), acc);
+    }
+    return hsum(acc);
+}
+
+/* Q8_K {f32 d; i8 qs[256]; i16 bsums[16]}. */
+static inline float q8k_d(const uint8_t *y) {
+    float d;
+    memcpy(&d, y, 4);
+    return d;
+}
+static inline int q8k_bsum(const uint8_t *y, int s) {
+    int16_t v;
+    memcpy(&v, y + 260 + 2 * s, 2);
+    return v;
+}
+
+/* Q4_K row x Q8_K: d*yd * sum_j sc_j sum(q q8) - dmin*yd * sum_j m_j sum(q8), the sums of q8
+ * per sub-block coming from bsums. Unsigned nibbles times signed q8 fit maddubs directly. */
+float cm_dotq_q4_k_avx2(const void *row, const void *xq, size_t n) {
+    const uint8_t *b = row, *y = xq;
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    __m256 acc = _mm256_setzero_ps();
+    float mins = 0;
+    for (size_t i = 0; i < n / 256; i++, b += 144, y += 292) {
+        float yd = q8k_d(y), d = f16(b) * yd, dmin = f16(b + 2) * yd;
+        const uint8_t *s = b + 4, *qs = b + 16, *q8 = y + 4;
+        int sc[8], msum = 0;
+        for (int j = 0; j < 8; j++) {
+            int m;
+            if (j < 4) {
+                sc[j] = s[j] & 63;
+                m = s[j + 4] & 63;
+            } else {
+                sc[j] = (s[j + 4] & 0xF) | ((s[j - 4] >> 6) << 4);
+                m = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
+            }
+            msum += m * (q8k_bsum(y, 2 * j) + q8k_bsum(y, 2 * j + 1));
+        }
+        __m256i sum = _mm256_setzero_si256();
+        for (int j = 0; j < 8; j += 2, qs += 32, q8 += 64) {
+            __m256i raw = _mm256_loadu_si256((const __m256i *)qs);
+            __m256i p0 = _mm256_maddubs_epi16(_mm256_and_si256(raw, m4),
+                                              _mm256_loadu_si256((const __m256i *)q8));
+            __m256i p1 = _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(raw, 4), m4),
+                                              _mm256_loadu_si256((const __m256i *)(q8 + 32)));
+            sum = _mm256_add_epi32(sum, _mm256_madd_epi16(p0, _mm256_set1_epi16((short)sc[j])));
+            sum = _mm256_add_epi32(sum, _mm256_madd_epi16(p1, _mm256_set1_epi16((short)sc[j + 1])));
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sum), acc);
+        mins += dmin * (float)msum;
+    }
+    return hsum(acc) - mins;
+}
+
+/* Q6_K row x Q8_K: d*yd * sum_s sc_s (sum(q q8) - 32 sum(q8)) with q in 0..63 unsigned; the
+ * 16-element sub-blocks of both types line up, so bsums give sum(q8) per scale. */
+float cm_dotq_q6_k_avx2(const void *row, const void *xq, size_t n) {
+    const uint8_t *b = row, *y = xq;
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
+    __m256 acc = _mm256_setzero_ps();
+    float corr_sum = 0;
+    for (size_t i = 0; i < n / 256; i++, b += 210, y += 292) {
+        float d = f16(b + 208) * q8k_d(y);
+        const int8_t *sc = (const int8_t *)(b + 192);
+        int corr = 0;
+        for (int s = 0; s < 16; s++) corr += sc[s] * q8k_bsum(y, s);
+        __m256i sum = _mm256_setzero_si256();
+        for (int h = 0; h < 2; h++) {
+            const uint8_t *ql = b + 64 * h, *q8 = y + 4 + 128 * h;
+            __m256i l0 = _mm256_loadu_si256((const __m256i *)ql);
+            __m256i l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
+            __m256i qh = _mm256_loadu_si256((const __m256i *)(b + 128 + 32 * h));
+            __m256i q[4];
+            q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4),
+                                   _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30));
+            q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4),
+                                   _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30));
+            q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
+                                   _mm256_and_si256(qh, m30));
+            q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                                   _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30));
+            for (int k = 0; k < 4; k++) {
+                const int8_t *s2 = sc + 8 * h + 2 * k;
+                __m256i scv = _mm256_set_m128i(_mm_set1_epi16(s2[1]), _mm_set1_epi16(s2[0]));
+                __m256i y8 = _mm256_loadu_si256((const __m256i *)(q8 + 32 * k));
+                __m256i p = _mm256_maddubs_epi16(q[k], y8);
+                sum = _mm256_add_epi32(sum, _mm256_madd_epi16(p, scv));
+            }
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sum), acc);
+        corr_sum += d * 32.0f * (float)corr;
+    }
+    return hsum(acc) - corr_sum;
+}

@@ -677,6 +677,22 @@ void cm_dequant_row(const cm_matrix *m, size_t row, float *out) {
     cm_dequant_ref(m->type, (const uint8_t *)m->data + row * m->row_bytes, out, m->cols);
 }
 
+float cm_dotq_ref(uint32_t type, const void *row, uint32_t act_type, const void *xq, size_t n) {
+    const cm_type_info *t = cm_type_get(type), *ta = cm_type_get(act_type);
+    block_dq_fn fa = block_dq(act_type);
+    if (!t || !ta || !fa || ta->block_size < t->block_size) return 0.0f;
+    /* Activation blocks are the larger (Q8_K 256) or equal (Q8_0 32): one at a time. */
+    float xf[QK_K];
+    double sum = 0;
+    for (size_t i = 0; i < n / ta->block_size; i++) {
+        fa((const uint8_t *)xq + i * ta->block_bytes, xf);
+        size_t off = i * ta->block_size;
+        const uint8_t *r = (const uint8_t *)row + off / t->block_size * t->block_bytes;
+        sum += cm_dot_ref(type, r, xf, ta->block_size);
+    }
+    return (float)sum;
+}
+
 /* ---- kernel selection ---- */
 
 #define REF_DOT(name, type) \
@@ -739,6 +755,29 @@ cm_dot_fn cm_dot_select(uint32_t type, uint32_t cpu_features) {
     case CM_Q8_K: return dot_ref_q8_k;
     default: return NULL;
     }
+}
+
+cm_dotq_fn cm_dotq_select(uint32_t type, uint32_t cpu_features, uint32_t *act_type) {
+#ifdef CM_HAVE_X86_KERNELS
+    if ((cpu_features & AVX2_SET) == AVX2_SET) {
+        cm_dotq_fn fn = NULL;
+        uint32_t at = CM_Q8_0;
+        switch (type) {
+        case CM_Q8_0: fn = cm_dotq_q8_0_avx2; break;
+        case CM_Q4_0: fn = cm_dotq_q4_0_avx2; break;
+        case CM_Q4_K: fn = cm_dotq_q4_k_avx2; at = CM_Q8_K; break;
+        case CM_Q6_K: fn = cm_dotq_q6_k_avx2; at = CM_Q8_K; break;
+        default: break;
+        }
+        if (fn) *act_type = at;
+        return fn;
+    }
+#else
+    (void)type;
+    (void)cpu_features;
+#endif
+    (void)act_type;
+    return NULL;
 }
 
 cm_mlx_dot_fn cm_mlx_dot_select(const cm_matrix *m, uint32_t cpu_features) {
