@@ -111,10 +111,11 @@ static void test_logits_f32(void **state) {
     cJSON_Delete(ref);
 }
 
-/* Prefill in one batch vs token by token gives the same logits. */
-static void test_batch_equals_stepwise(void **state) {
-    (void)state;
-    lm_model *m = load("stories260K/stories260K-q8_0.gguf", 2);
+/* Prefill in one batch vs token by token gives the same logits: within 1e-4 for f32 weights;
+ * for Q8_0 decode quantizes the activation to 8 bits (as llama.cpp does), so within 2% of the
+ * logit range. */
+static void batch_vs_stepwise(const char *rel, float rel_tol) {
+    lm_model *m = load(rel, 2);
     lm_token ids[40];
     for (int i = 0; i < 40; i++) ids[i] = (lm_token)(260 + (i * 7) % 200);
     ids[0] = 1;
@@ -126,16 +127,26 @@ static void test_batch_equals_stepwise(void **state) {
     assert_int_equal(lm_session_new(m, NULL, &s2, &err), LM_OK);
     assert_int_equal(lm_session_eval(s1, ids, 40, a, NULL), LM_OK);
     for (int i = 0; i < 40; i++) assert_int_equal(lm_session_eval(s2, &ids[i], 1, b, NULL), LM_OK);
-    for (size_t i = 0; i < nv; i++) assert_true(fabsf(a[i] - b[i]) < 1e-4f);
+    float range = 0;
+    for (size_t i = 0; i < nv; i++) range = fmaxf(range, fabsf(a[i]));
+    float tol = rel_tol > 0 ? rel_tol * range : 1e-4f;
+    for (size_t i = 0; i < nv; i++)
+        if (fabsf(a[i] - b[i]) > tol) fail_msg("%s: logit %zu: batch %f, stepwise %f", rel, i, a[i], b[i]);
     /* truncation then re-eval of the same tail reproduces the logits */
     assert_int_equal(lm_session_truncate(s2, 30), LM_OK);
     assert_int_equal(lm_session_eval(s2, ids + 30, 10, b, NULL), LM_OK);
-    for (size_t i = 0; i < nv; i++) assert_true(fabsf(a[i] - b[i]) < 1e-4f);
+    for (size_t i = 0; i < nv; i++) assert_true(fabsf(a[i] - b[i]) <= tol);
     lm_session_free(s1);
     lm_session_free(s2);
     free(a);
     free(b);
     lm_model_free(m);
+}
+
+static void test_batch_equals_stepwise(void **state) {
+    (void)state;
+    batch_vs_stepwise("stories260K/stories260K-f32.gguf", 0);
+    batch_vs_stepwise("stories260K/stories260K-q8_0.gguf", 0.02f);
 }
 
 static void test_bad_inputs(void **state) {

@@ -2,6 +2,7 @@
  * over the pool by rows, and the element-wise ops of a transformer layer.
  * Owns: how work is split over threads. Does not own: the block formats (quants_*.c). */
 #include "compute/backend.h"
+#include "compute/cpu/quants.h"
 
 #include <math.h>
 
@@ -12,6 +13,9 @@ struct cm_ctx {
     const char *kernels;
     float *scratch;    /* per-thread row buffers: nth * scratch_per */
     size_t scratch_per;
+    uint32_t features; /* 0 when force_ref */
+    uint8_t *xq;       /* the activation quantized for integer dot kernels */
+    size_t xq_cap;
 };
 
 cm_ctx *cm_ctx_new(lm_pool *pool, bool force_ref) {
@@ -20,13 +24,20 @@ cm_ctx *cm_ctx_new(lm_pool *pool, bool force_ref) {
     c->pool = pool;
     c->nth = lm_pool_size(pool);
     c->force_ref = force_ref;
+    c->features = force_ref ? 0 : lm_cpu_features();
     c->kernels = "ref";
+#if defined(__x86_64__) || defined(__i386__)
+    if ((c->features & (LM_CPU_AVX2 | LM_CPU_FMA | LM_CPU_F16C)) == (LM_CPU_AVX2 | LM_CPU_FMA | LM_CPU_F16C)) c->kernels = "avx2";
+#elif defined(__aarch64__)
+    if (c->features & LM_CPU_NEON) c->kernels = "neon";
+#endif
     return c;
 }
 
 void cm_ctx_free(cm_ctx *c) {
     if (!c) return;
     lm_free(c->scratch);
+    lm_free(c->xq);
     lm_free(c);
 }
 
@@ -68,6 +79,9 @@ typedef struct matmul_job {
     const float *x;
     size_t n;
     float *y;
+    cm_dot_fn dot;       /* decode: float-activation kernel */
+    cm_dotq_fn dotq;     /* decode: integer kernel over c->xq, preferred when set */
+    cm_mlx_dot_fn mlx_dot;
 } matmul_job;
 
 static void matmul_task(void *p, int ith, int nth) {
@@ -75,9 +89,13 @@ static void matmul_task(void *p, int ith, int nth) {
     const cm_matrix *w = j->w;
     size_t r0 = w->rows * (size_t)ith / (size_t)nth, r1 = w->rows * (size_t)(ith + 1) / (size_t)nth;
     if (j->n == 1) {
-        for (size_t r = r0; r < r1; r++) {
-            if (w->type == CM_MLX) j->y[r] = cm_mlx_dot_row(w, r, j->x);
-            else j->y[r] = cm_dot_ref(w->type, (const uint8_t *)w->data + r * w->row_bytes, j->x, w->cols);
+        const uint8_t *base = w->data;
+        if (j->mlx_dot) {
+            for (size_t r = r0; r < r1; r++) j->y[r] = j->mlx_dot(w, r, j->x);
+        } else if (j->dotq) {
+            for (size_t r = r0; r < r1; r++) j->y[r] = j->dotq(base + r * w->row_bytes, j->c->xq, w->cols);
+        } else {
+            for (size_t r = r0; r < r1; r++) j->y[r] = j->dot(base + r * w->row_bytes, j->x, w->cols);
         }
         return;
     }
@@ -102,7 +120,32 @@ void cm_matmul(cm_ctx *c, const cm_matrix *w, const float *x, size_t n, float *y
         for (size_t t = 0; t < n; t++) cm_matmul(c, w, x + t * w->cols, 1, y + t * w->rows);
         return;
     }
-    matmul_job j = {c, w, x, n, y};
+    matmul_job j = {c, w, x, n, y, NULL, NULL, NULL};
+    if (n == 1) {
+        if (w->type == CM_MLX) {
+            j.mlx_dot = cm_mlx_dot_select(w, c->features);
+        } else {
+            uint32_t act = 0;
+            j.dotq = cm_dotq_select(w->type, c->features, &act);
+            if (j.dotq) {
+                const cm_type_info *ai = cm_type_get(act);
+                size_t need = ai ? w->cols / ai->block_size * ai->block_bytes : 0;
+                if (!ai || w->cols % ai->block_size) {
+                    j.dotq = NULL;
+                } else if (need > c->xq_cap) {
+                    uint8_t *q = lm_realloc(c->xq, need);
+                    if (q) {
+                        c->xq = q;
+                        c->xq_cap = need;
+                    } else {
+                        j.dotq = NULL;
+                    }
+                }
+                if (j.dotq) cm_quantize_ref(act, x, c->xq, w->cols);
+            }
+            if (!j.dotq) j.dot = cm_dot_select(w->type, c->features);
+        }
+    }
     lm_pool_run(c->pool, matmul_task, &j);
 }
 
