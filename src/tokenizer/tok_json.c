@@ -45,6 +45,9 @@ struct tok_json_pipe {
     bool has_post;
     tok_vec prefix, suffix;    /* TemplateProcessing "single" around $A */
     uint8_t *lstrip, *rstrip;  /* per id, for added tokens */
+    uint8_t *normalized;       /* per id: an added token matched after normalization */
+    char **norm_piece;         /* its normalized content (owned), per id */
+    int32_t n_vocab;
 };
 
 /* Text pieces: spans of one buffer. */
@@ -290,11 +293,10 @@ static bool normalize(const struct tok_json_pipe *p, lm_buf *b, match_list *m) {
 static bool encode_fragment(const tok_tokenizer *t, const char *s, size_t n, bool origin,
                             match_list *m, tok_vec *out) {
     const struct tok_json_pipe *p = t->pipe;
-    lm_buf nb = {0};
-    bool ok = lm_buf_append(&nb, s, n) && normalize(p, &nb, m);
+    (void)m;
+    bool ok = true;
     pieces cur = {0};
-    if (ok && nb.len) pieces_add(&cur, nb.data, nb.len, origin);
-    lm_buf_free(&nb);
+    if (n) pieces_add(&cur, s, n, origin);
     for (size_t i = 0; ok && i < p->n_pres; i++) {
         const pre_op *op = &p->pres[i];
         pieces nxt = {0};
@@ -344,31 +346,27 @@ static bool encode_fragment(const tok_tokenizer *t, const char *s, size_t n, boo
 
 static bool is_ws(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
 
-lm_status tok_json_encode(const tok_tokenizer *t, const char *text, size_t len, uint32_t flags,
-                          tok_vec *out, lm_error *err) {
+/* HF's AddedVocabulary: tokens with normalized=false are found in the raw text; each piece
+ * between them is normalized once, then tokens with normalized=true are found in it by their
+ * normalized content. Special tokens count only when parse is set; non-special always. */
+static bool split_added(const tok_tokenizer *t, const char *text, size_t len, bool normalized,
+                        bool parse, bool origin, match_list *m, tok_vec *out) {
     const struct tok_json_pipe *p = t->pipe;
-    bool parse = flags & LM_TOK_PARSE_SPECIAL;
-    match_list m = {0};
-    bool ok = true;
-    if (flags & LM_TOK_ADD_SPECIAL) {
-        if (p->has_post) ok = tok_vec_append(out, p->prefix.ids, p->prefix.n);
-        else if (t->add_bos && t->bos >= 0) ok = tok_vec_push(out, t->bos);
-    }
-    /* Added tokens split the input first (leftmost, then longest); special ones only when asked
-     * to, non-special ones always, as HF does. */
     size_t i = 0, frag = 0;
+    bool ok = true;
     while (ok && i <= len) {
         lm_token id = -1;
-        size_t at = len;
+        size_t at = len, tl = 0;
         for (size_t s = i; s < len && id < 0; s++) {
             for (size_t k = 0; k < t->n_match; k++) {
                 int32_t c = t->match_ids[k];
-                if (!parse && t->special[c]) continue;
-                uint32_t l = t->piece_len[c];
-                if (l <= len - s && text[s] == t->pieces[c][0] &&
-                    memcmp(text + s, t->pieces[c], l) == 0) {
+                if ((!parse && t->special[c]) || (p->normalized[c] != 0) != normalized) continue;
+                const char *cs = normalized ? p->norm_piece[c] : t->pieces[c];
+                size_t l = normalized ? strlen(cs) : t->piece_len[c];
+                if (l && l <= len - s && text[s] == cs[0] && memcmp(text + s, cs, l) == 0) {
                     id = c;
                     at = s;
+                    tl = l;
                     break;
                 }
             }
@@ -377,15 +375,38 @@ lm_status tok_json_encode(const tok_tokenizer *t, const char *text, size_t len, 
         if (id >= 0) {
             if (p->lstrip[id])
                 while (fe > frag && is_ws(text[fe - 1])) fe--;
-            next = at + t->piece_len[id];
+            next = at + tl;
             if (p->rstrip[id])
                 while (next < len && is_ws(text[next])) next++;
         }
-        if (fe > frag) ok = encode_fragment(t, text + frag, fe - frag, frag == 0, &m, out);
+        if (fe > frag) {
+            bool o = origin && frag == 0;
+            if (normalized) {
+                ok = encode_fragment(t, text + frag, fe - frag, o, m, out);
+            } else {
+                lm_buf nb = {0};
+                ok = lm_buf_append(&nb, text + frag, fe - frag) && normalize(p, &nb, m) &&
+                     split_added(t, nb.data ? nb.data : "", nb.len, true, parse, o, m, out);
+                lm_buf_free(&nb);
+            }
+        }
         if (id < 0) break;
         ok = ok && tok_vec_push(out, id);
         frag = i = next;
     }
+    return ok;
+}
+
+lm_status tok_json_encode(const tok_tokenizer *t, const char *text, size_t len, uint32_t flags,
+                          tok_vec *out, lm_error *err) {
+    const struct tok_json_pipe *p = t->pipe;
+    match_list m = {0};
+    bool ok = true;
+    if (flags & LM_TOK_ADD_SPECIAL) {
+        if (p->has_post) ok = tok_vec_append(out, p->prefix.ids, p->prefix.n);
+        else if (t->add_bos && t->bos >= 0) ok = tok_vec_push(out, t->bos);
+    }
+    ok = ok && split_added(t, text, len, false, flags & LM_TOK_PARSE_SPECIAL, true, &m, out);
     if (ok && (flags & LM_TOK_ADD_SPECIAL)) {
         if (p->has_post) ok = tok_vec_append(out, p->suffix.ids, p->suffix.n);
         else if (t->add_eos && t->eos >= 0) ok = tok_vec_push(out, t->eos);
@@ -407,6 +428,9 @@ void tok_json_pipe_free(struct tok_json_pipe *p) {
     tok_vec_free(&p->suffix);
     lm_free(p->lstrip);
     lm_free(p->rstrip);
+    lm_free(p->normalized);
+    for (int32_t i = 0; p->norm_piece && i < p->n_vocab; i++) lm_free(p->norm_piece[i]);
+    lm_free(p->norm_piece);
     lm_free(p);
 }
 
@@ -731,7 +755,10 @@ static lm_status load(loader *L, const cJSON *root, const cJSON *cfg) {
     if (!tok_alloc_vocab(t, n, bytes + (size_t)n, false)) return lm_fail_nomem(L->err, "vocabulary");
     L->p->lstrip = lm_calloc((size_t)n, 1);
     L->p->rstrip = lm_calloc((size_t)n, 1);
-    if (!L->p->lstrip || !L->p->rstrip) return lm_fail_nomem(L->err, "vocabulary");
+    L->p->normalized = lm_calloc((size_t)n, 1);
+    L->p->norm_piece = lm_calloc((size_t)n, sizeof(char *));
+    L->p->n_vocab = n;
+    if (!L->p->lstrip || !L->p->rstrip || !L->p->normalized || !L->p->norm_piece) return lm_fail_nomem(L->err, "vocabulary");
     char *arena = t->arena;
     for (int32_t i = 0; i < n; i++) {
         t->pieces[i] = arena + bytes + (size_t)i; /* holes: empty strings */
@@ -760,6 +787,7 @@ static lm_status load(loader *L, const cJSON *root, const cJSON *cfg) {
         t->kinds[id] = special ? TOK_KIND_CONTROL : TOK_KIND_USER_DEFINED;
         L->p->lstrip[id] = jbool(it, "lstrip", false);
         L->p->rstrip[id] = jbool(it, "rstrip", false);
+        L->p->normalized[id] = jbool(it, "normalized", !special);
     }
     if (!tok_strmap_build(t)) return lm_fail_nomem(L->err, "vocabulary");
     for (int i = 0; i < 256; i++) {
@@ -828,6 +856,19 @@ static lm_status load(loader *L, const cJSON *root, const cJSON *cfg) {
     lm_status st;
     const cJSON *x = cJSON_GetObjectItemCaseSensitive(root, "normalizer");
     if (x && !cJSON_IsNull(x) && (st = add_norm(L, x, "normalizer"))) return st;
+    match_list ml = {0};
+    for (int32_t i = 0; i < n; i++) {
+        if (!L->p->normalized[i]) continue;
+        lm_buf nb = {0};
+        bool ok = lm_buf_puts(&nb, t->pieces[i]) && normalize(L->p, &nb, &ml);
+        L->p->norm_piece[i] = ok ? lm_buf_take(&nb) : NULL;
+        lm_buf_free(&nb);
+        if (!L->p->norm_piece[i]) {
+            lm_free(ml.v);
+            return lm_fail_nomem(L->err, "added tokens");
+        }
+    }
+    lm_free(ml.v);
     x = cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer");
     if (x && !cJSON_IsNull(x) && (st = add_pre(L, x, "pre_tokenizer"))) return st;
     x = cJSON_GetObjectItemCaseSensitive(root, "decoder");
