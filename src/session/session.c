@@ -194,6 +194,14 @@ lm_status session_generate_from(lm_session *s, const lm_gen_params *gp_in, lm_pi
         lm_free(itl);
         return sfail(s, LM_ERR_NOMEM, "out of memory for generation");
     }
+    /* Prime the decoder with the last context token, so the first new piece decodes as a
+       continuation (SentencePiece strips the leading space only at the start of a text). */
+    if (s->tokens.n > 0) {
+        lm_buf scratch = {0};
+        tok_stream_push(ts, s->tokens.ids[s->tokens.n - 1], &scratch);
+        tok_stream_finish(ts, &scratch);
+        lm_buf_free(&scratch);
+    }
     smp_stop stop;
     smp_stop_init(&stop, gp.stop, n_stop);
     lm_buf piece = {0}, text = {0};
