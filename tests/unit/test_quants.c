@@ -279,6 +279,28 @@ static void test_quantize_roundtrip(void **state) {
     lm_free(buf);
 }
 
+/* NaN, infinities and huge values do not crash a quantizer (no UB under UBSan): each still
+ * writes whole blocks, and finite blocks next to them come back within bounds. */
+static void test_quantize_nonfinite(void **state) {
+    (void)state;
+    const uint32_t types[] = {CM_Q8_0, CM_Q8_1, CM_Q8_K, CM_Q4_0, CM_Q4_1, CM_Q5_0, CM_Q5_1,
+                              CM_Q4_K, CM_Q5_K, CM_Q6_K};
+    float x[512], y[512];
+    uint8_t buf[1024];
+    tu_rand_floats(x, 512, 3);
+    x[1] = NAN;
+    x[40] = INFINITY;
+    x[77] = -INFINITY;
+    x[100] = 1e30f;
+    x[200] = -1e38f;
+    for (size_t i = 0; i < LM_ARRAY_LEN(types); i++) {
+        assert_true(cm_quantize_ref(types[i], x, buf, 512));
+        cm_dequant_ref(types[i], buf, y, 512);
+        /* The second super-block (elements 256..511) is finite and in [-1, 1). */
+        for (size_t k = 256; k < 512; k++) assert_true(fabsf(y[k] - x[k]) < 0.2f);
+    }
+}
+
 /* ggml's Q8_0 rule on a hand-made block: d = max|x| / 127, q = round half away from zero. */
 static void test_q8_0_exact(void **state) {
     (void)state;
@@ -515,6 +537,7 @@ int main(void) {
         cmocka_unit_test(test_dequant_and_dot),
         cmocka_unit_test(test_quantize_roundtrip),
         cmocka_unit_test(test_q8_0_exact),
+        cmocka_unit_test(test_quantize_nonfinite),
         cmocka_unit_test(test_mlx),
         cmocka_unit_test(test_dequant_row_ggml),
         cmocka_unit_test(test_dot_select),

@@ -337,8 +337,14 @@ float cm_dot_ref(uint32_t type, const void *row, const float *x, size_t n) {
 
 /* ---- quantizers ---- */
 
+/* Float to int without undefined behaviour on NaN or huge values (a broken activation must give
+ * garbage numbers, not a crash): NaN becomes 0, the rest saturates to +-32767. */
+static inline int sat_int(float v) {
+    if (v != v) return 0;
+    return v < -32767.0f ? -32767 : v > 32767.0f ? 32767 : (int)v;
+}
 /* Round half away from zero, as ggml's quantizers do (roundf). */
-static inline int iround(float v) { return (int)roundf(v); }
+static inline int iround(float v) { return sat_int(roundf(v)); }
 static inline int clampi(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
 
 /* Q8_0: d = max|x| / 127, q = round(x / d). */
@@ -347,7 +353,7 @@ static void q_q8_0(const float *x, uint8_t *b) {
     for (int j = 0; j < QK; j++) amax = fmaxf(amax, fabsf(x[j]));
     float d = amax / 127.0f, id = d ? 1.0f / d : 0.0f;
     wr16(b, lm_f32_to_f16(d));
-    for (int j = 0; j < QK; j++) b[2 + j] = (uint8_t)(int8_t)iround(x[j] * id);
+    for (int j = 0; j < QK; j++) b[2 + j] = (uint8_t)(int8_t)clampi(iround(x[j] * id), -127, 127);
 }
 
 /* Q8_1: Q8_0 plus s = d * sum(q). */
@@ -357,7 +363,7 @@ static void q_q8_1(const float *x, uint8_t *b) {
     float d = amax / 127.0f, id = d ? 1.0f / d : 0.0f;
     int sum = 0;
     for (int j = 0; j < QK; j++) {
-        int q = iround(x[j] * id);
+        int q = clampi(iround(x[j] * id), -127, 127);
         sum += q;
         b[4 + j] = (uint8_t)(int8_t)q;
     }
@@ -382,8 +388,8 @@ static void q_q4_0(const float *x, uint8_t *b) {
     float d = signed_absmax(x, QK) / -8.0f, id = d ? 1.0f / d : 0.0f;
     wr16(b, lm_f32_to_f16(d));
     for (int j = 0; j < 16; j++) {
-        int lo = LM_MIN(15, (int)(x[j] * id + 8.5f));
-        int hi = LM_MIN(15, (int)(x[j + 16] * id + 8.5f));
+        int lo = LM_MIN(15, sat_int(x[j] * id + 8.5f));
+        int hi = LM_MIN(15, sat_int(x[j + 16] * id + 8.5f));
         b[2 + j] = (uint8_t)(lo | (hi << 4));
     }
 }
@@ -393,8 +399,8 @@ static void q_q5_0(const float *x, uint8_t *b) {
     wr16(b, lm_f32_to_f16(d));
     uint32_t qh = 0;
     for (int j = 0; j < 16; j++) {
-        int lo = LM_MIN(31, (int)(x[j] * id + 16.5f));
-        int hi = LM_MIN(31, (int)(x[j + 16] * id + 16.5f));
+        int lo = LM_MIN(31, sat_int(x[j] * id + 16.5f));
+        int hi = LM_MIN(31, sat_int(x[j + 16] * id + 16.5f));
         b[6 + j] = (uint8_t)((lo & 0xF) | ((hi & 0xF) << 4));
         qh |= (uint32_t)((lo >> 4) & 1) << j;
         qh |= (uint32_t)((hi >> 4) & 1) << (j + 16);
@@ -419,8 +425,8 @@ static void q_q4_1(const float *x, uint8_t *b) {
     wr16(b, lm_f32_to_f16(d));
     wr16(b + 2, lm_f32_to_f16(mn));
     for (int j = 0; j < 16; j++) {
-        int lo = LM_MIN(15, (int)((x[j] - mn) * id + 0.5f));
-        int hi = LM_MIN(15, (int)((x[j + 16] - mn) * id + 0.5f));
+        int lo = LM_MIN(15, sat_int((x[j] - mn) * id + 0.5f));
+        int hi = LM_MIN(15, sat_int((x[j + 16] - mn) * id + 0.5f));
         b[4 + j] = (uint8_t)(lo | (hi << 4));
     }
 }
@@ -433,8 +439,8 @@ static void q_q5_1(const float *x, uint8_t *b) {
     wr16(b + 2, lm_f32_to_f16(mn));
     uint32_t qh = 0;
     for (int j = 0; j < 16; j++) {
-        int lo = LM_MIN(31, (int)((x[j] - mn) * id + 0.5f));
-        int hi = LM_MIN(31, (int)((x[j + 16] - mn) * id + 0.5f));
+        int lo = LM_MIN(31, sat_int((x[j] - mn) * id + 0.5f));
+        int hi = LM_MIN(31, sat_int((x[j + 16] - mn) * id + 0.5f));
         b[8 + j] = (uint8_t)((lo & 0xF) | ((hi & 0xF) << 4));
         qh |= (uint32_t)((lo >> 4) & 1) << j;
         qh |= (uint32_t)((hi >> 4) & 1) << (j + 16);
@@ -470,7 +476,7 @@ static void q_k4_common(const float *x, uint8_t *s12, float *d_out, float *dmin_
     int lm[8], ls[8];
     float need[8], smax = 0;
     for (int j = 0; j < 8; j++) {
-        lm[j] = dminq > 0 ? clampi((int)ceilf(mins[j] / dminq), 0, 63) : 0;
+        lm[j] = dminq > 0 ? clampi(sat_int(ceilf(mins[j] / dminq)), 0, 63) : 0;
         sub_m[j] = dminq * (float)lm[j];
         need[j] = fmaxf(0.0f, (maxs[j] + sub_m[j]) / levels);
         smax = fmaxf(smax, need[j]);
@@ -478,7 +484,7 @@ static void q_k4_common(const float *x, uint8_t *s12, float *d_out, float *dmin_
     float dq = 0;
     uint16_t hd = smax > 0 ? lm_f32_to_f16(super_scale(smax, 63, &dq)) : 0;
     for (int j = 0; j < 8; j++) {
-        ls[j] = dq > 0 ? clampi((int)ceilf(need[j] / dq), 0, 63) : 0;
+        ls[j] = dq > 0 ? clampi(sat_int(ceilf(need[j] / dq)), 0, 63) : 0;
         sub_d[j] = dq * (float)ls[j];
     }
     memset(s12, 0, 12);
@@ -545,7 +551,7 @@ static void q_q6_k(const float *x, uint8_t *b) {
     int8_t *sc = (int8_t *)(b + 192);
     float sub[16];
     for (int j = 0; j < 16; j++) {
-        int s = dq > 0 ? clampi((int)ceilf(need[j] / dq), 0, 127) : 0;
+        int s = dq > 0 ? clampi(sat_int(ceilf(need[j] / dq)), 0, 127) : 0;
         sc[j] = (int8_t)s;
         sub[j] = dq * (float)s;
     }
