@@ -100,6 +100,184 @@ static int run_family(const char *fam) {
     return bad;
 }
 
+/* llama.cpp's vectors with the ids HF gives (refs.json llamacpp_vectors.entries[].hf_ids, or
+ * llamacpp_ids where those differ). */
+static void run_vectors(const char *fam) {
+    char rel[128];
+    snprintf(rel, sizeof rel, "tokenizers/%s", fam);
+    tok_tokenizer *t = load_dir(rel);
+    snprintf(rel, sizeof rel, "tokenizers/%s/refs.json", fam);
+    cJSON *j = tu_json(tu_data(rel));
+    const cJSON *e;
+    int n = 0;
+    char msg[4096];
+    cJSON_ArrayForEach(e, cJSON_GetObjectItem(cJSON_GetObjectItem(j, "llamacpp_vectors"), "entries")) {
+        const char *text = cJSON_GetObjectItem(e, "text")->valuestring;
+        tok_vec v = {0};
+        lm_error err = {0};
+        assert_int_equal(tok_encode(t, text, strlen(text), 0, &v, &err), LM_OK);
+        /* phi3: transformers' ids differ; tokenizer.json semantics equal llama.cpp's */
+        const cJSON *want = cJSON_GetObjectItem(e, "llamacpp_ids");
+        if (!want) want = cJSON_GetObjectItem(e, "hf_ids");
+        if (!same_ids(&v, want, msg, sizeof msg))
+            fail_msg("%s vector '%s': %s", fam, text, msg);
+        tok_vec_free(&v);
+        n++;
+    }
+    assert_true(n > 20);
+    cJSON_Delete(j);
+    tok_free(t);
+}
+
+static void test_llamacpp_vectors(void **state) {
+    (void)state;
+    run_vectors("llama3");
+    run_vectors("qwen2");
+    run_vectors("phi3");
+    run_vectors("llama2");
+}
+
+static void test_tinychat(void **state) {
+    (void)state;
+    tok_tokenizer *t = NULL;
+    lm_error err = {0};
+    const char *dir = tu_src("models/tinychat");
+    if (tok_load_dir(dir, &t, &err) != LM_OK) fail_msg("%s", err.msg);
+    cJSON *j = tu_json(tu_src("models/tinychat/refs.json"));
+    const cJSON *p;
+    char msg[4096];
+    int n = 0;
+    cJSON_ArrayForEach(p, cJSON_GetObjectItem(j, "prompts")) {
+        const char *text = cJSON_GetObjectItem(p, "prompt_text")->valuestring;
+        tok_vec v = {0};
+        assert_int_equal(tok_encode(t, text, strlen(text), LM_TOK_PARSE_SPECIAL, &v, &err), LM_OK);
+        if (!same_ids(&v, cJSON_GetObjectItem(p, "prompt_ids"), msg, sizeof msg))
+            fail_msg("tinychat '%s': %s", text, msg);
+        /* the reply decodes to its text, with and without the special token */
+        const cJSON *r = cJSON_GetObjectItem(p, "reply_ids"), *x;
+        tok_vec rv = {0};
+        cJSON_ArrayForEach(x, r) tok_vec_push(&rv, x->valueint);
+        lm_buf b = {0};
+        assert_int_equal(tok_decode(t, rv.ids, rv.n, true, &b, &err), LM_OK);
+        assert_string_equal(b.data ? b.data : "", cJSON_GetObjectItem(p, "reply_text")->valuestring);
+        lm_buf_reset(&b);
+        assert_int_equal(tok_decode(t, rv.ids, rv.n, false, &b, &err), LM_OK);
+        assert_string_equal(b.data ? b.data : "",
+                            cJSON_GetObjectItem(p, "reply_text_with_special")->valuestring);
+        check_stream(t, rv.ids, rv.n, false, &b);
+        lm_buf_free(&b);
+        tok_vec_free(&rv);
+        tok_vec_free(&v);
+        n++;
+    }
+    assert_true(n > 0);
+    cJSON_Delete(j);
+    tok_free(t);
+}
+
+static void test_stories260k_hf(void **state) {
+    (void)state;
+    tok_tokenizer *t = load_dir("stories260K/hf");
+    cJSON *j = tu_json(tu_data("stories260K/tokenizer_cases.json"));
+    const cJSON *c;
+    char msg[4096];
+    int bad = 0;
+    cJSON_ArrayForEach(c, cJSON_GetObjectItem(j, "cases")) {
+        const char *text = cJSON_GetObjectItem(c, "text")->valuestring;
+        tok_vec v = {0};
+        lm_error err = {0};
+        assert_int_equal(tok_encode(t, text, strlen(text), 0, &v, &err), LM_OK);
+        if (!same_ids(&v, cJSON_GetObjectItem(c, "ids"), msg, sizeof msg)) {
+            print_message("stories260K hf '%s': %s\n", text, msg);
+            bad++;
+        }
+        tok_vec_free(&v);
+    }
+    assert_int_equal(bad, 0);
+    cJSON_Delete(j);
+    tok_free(t);
+}
+
+/* Loads text as tokenizer.json and expects code with a piece of message. */
+static void expect_bad(const char *json, lm_status code, const char *piece) {
+    tok_tokenizer *t = NULL;
+    lm_error err = {0};
+    assert_int_equal(tok_load_json_text(json, strlen(json), NULL, 0, "bad.json", &t, &err), code);
+    assert_null(t);
+    if (!strstr(err.msg, piece)) fail_msg("'%s' lacks '%s'", err.msg, piece);
+}
+
+static void test_bad_input(void **state) {
+    (void)state;
+    expect_bad("{}", LM_ERR_FORMAT, "model");
+    expect_bad("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 1, \"ab\": 2}, "
+               "\"merges\": [\"a c\"]}}", LM_ERR_FORMAT, "model.merges[0]");
+    expect_bad("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []}, "
+               "\"pre_tokenizer\": {\"type\": \"Split\", \"pattern\": {\"Regex\": \"(a\"}, "
+               "\"behavior\": \"Isolated\"}}", LM_ERR_FORMAT, "pre_tokenizer.pattern");
+    expect_bad("{\"model\": {\"type\": \"WordPiece\", \"vocab\": {\"a\": 0}}}", LM_ERR_UNSUPPORTED,
+               "WordPiece");
+    expect_bad("{\"model\": {\"type\": \"Unigram\", \"vocab\": [[\"a\", 0.0]]}}", LM_ERR_UNSUPPORTED,
+               "Unigram");
+    expect_bad("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": [\"a\"]}}",
+               LM_ERR_FORMAT, "model.merges[0]");
+    expect_bad("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}}}", LM_ERR_FORMAT,
+               "model.merges");
+    expect_bad("{\"model\": ", LM_ERR_FORMAT, "bad.json");
+}
+
+/* A small pipeline exercising Split behaviors, Digits, Lowercase, Strip and named templates. */
+static void test_small_pipeline(void **state) {
+    (void)state;
+    const char *json =
+        "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 1, \"1\": 2, \"2\": 3, "
+        "\"-\": 4, \"ab\": 5, \"12\": 6, \"<x>\": 7}, \"merges\": [[\"a\", \"b\"], \"1 2\"]},"
+        " \"added_tokens\": [{\"id\": 7, \"content\": \"<x>\", \"special\": true}],"
+        " \"normalizer\": {\"type\": \"Sequence\", \"normalizers\": [{\"type\": \"Lowercase\"},"
+        "  {\"type\": \"Strip\", \"strip_left\": true, \"strip_right\": true}]},"
+        " \"pre_tokenizer\": {\"type\": \"Sequence\", \"pretokenizers\": ["
+        "  {\"type\": \"Split\", \"pattern\": {\"String\": \"-\"}, \"behavior\": \"Isolated\"},"
+        "  {\"type\": \"Digits\", \"individual_digits\": true}]},"
+        " \"post_processor\": {\"type\": \"TemplateProcessing\", \"single\": [{\"SpecialToken\":"
+        "  {\"id\": \"<x>\"}}, {\"Sequence\": {\"id\": \"A\"}}], \"special_tokens\": {\"<x>\":"
+        "  {\"id\": \"<x>\", \"ids\": [7]}}}}";
+    const char *cfg = "{\"bos_token\": {\"content\": \"<x>\"}, \"chat_template\": ["
+                      "{\"name\": \"default\", \"template\": \"D\"}, {\"name\": \"tool_use\", "
+                      "\"template\": \"T\"}]}";
+    tok_tokenizer *t = NULL;
+    lm_error err = {0};
+    if (tok_load_json_text(json, strlen(json), cfg, strlen(cfg), "small", &t, &err))
+        fail_msg("%s", err.msg);
+    tok_vec v = {0};
+    const char *text = " AB-12<x>ab ";
+    assert_int_equal(tok_encode(t, text, strlen(text), LM_TOK_PARSE_SPECIAL | LM_TOK_ADD_SPECIAL,
+                                &v, &err), LM_OK);
+    lm_token want[] = {7, 5, 4, 2, 3, 7, 5};
+    assert_int_equal(v.n, LM_ARRAY_LEN(want));
+    assert_memory_equal(v.ids, want, sizeof want);
+    assert_int_equal(tok_bos(t), 7);
+    assert_true(tok_adds_bos(t));
+    assert_string_equal(tok_chat_template(t, NULL), "D");
+    assert_string_equal(tok_chat_template(t, "tool_use"), "T");
+    assert_null(tok_chat_template(t, "nope"));
+    assert_string_equal(tok_model_name(t), "bpe");
+    tok_vec_free(&v);
+    tok_free(t);
+}
+
+static void test_llama3_load_time(void **state) {
+    (void)state;
+    double t0 = lm_time_ms();
+    tok_tokenizer *t = load_dir("tokenizers/llama3");
+    double ms = lm_time_ms() - t0;
+    print_message("llama3 tokenizer.json loaded in %.0f ms\n", ms);
+    assert_int_equal(tok_n_vocab(t), 128256);
+    assert_string_equal(tok_bos_text(t), "<|begin_of_text|>");
+    assert_non_null(tok_chat_template(t, NULL));
+    assert_true(ms < 5000); /* generous: sanitizer builds on a shared machine */
+    tok_free(t);
+}
+
 static void test_llama3(void **state) { (void)state; assert_int_equal(run_family("llama3"), 0); }
 static void test_qwen2(void **state) { (void)state; assert_int_equal(run_family("qwen2"), 0); }
 static void test_mistral(void **state) { (void)state; assert_int_equal(run_family("mistral"), 0); }
@@ -110,7 +288,10 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_llama3), cmocka_unit_test(test_qwen2),
         cmocka_unit_test(test_mistral), cmocka_unit_test(test_phi3),
-        cmocka_unit_test(test_llama2),
+        cmocka_unit_test(test_llama2), cmocka_unit_test(test_llamacpp_vectors),
+        cmocka_unit_test(test_tinychat), cmocka_unit_test(test_stories260k_hf),
+        cmocka_unit_test(test_bad_input), cmocka_unit_test(test_small_pipeline),
+        cmocka_unit_test(test_llama3_load_time),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
