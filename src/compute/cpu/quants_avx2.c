@@ -448,3 +448,70 @@ float cm_dotq_q6_k_avx2(const void *row, const void *xq, size_t n) {
     }
     return hsum(acc) - corr_sum;
 }
+
+/* Q5_K row x Q8_K: Q4_K's kernel with the 5th bit (bit j of qh[l] for sub-block j) or'ed in. */
+float cm_dotq_q5_k_avx2(const void *row, const void *xq, size_t n) {
+    const uint8_t *b = row, *y = xq;
+    const __m256i m4 = _mm256_set1_epi8(0x0F), h16 = _mm256_set1_epi8(0x10);
+    __m256 acc = _mm256_setzero_ps();
+    float mins = 0;
+    for (size_t i = 0; i < n / 256; i++, b += 176, y += 292) {
+        float yd = q8k_d(y), d = f16(b) * yd, dmin = f16(b + 2) * yd;
+        const uint8_t *s = b + 4, *qs = b + 48, *q8 = y + 4;
+        __m256i qh = _mm256_loadu_si256((const __m256i *)(b + 16));
+        int sc[8], msum = 0;
+        for (int j = 0; j < 8; j++) {
+            int m;
+            if (j < 4) {
+                sc[j] = s[j] & 63;
+                m = s[j + 4] & 63;
+            } else {
+                sc[j] = (s[j + 4] & 0xF) | ((s[j - 4] >> 6) << 4);
+                m = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
+            }
+            msum += m * (q8k_bsum(y, 2 * j) + q8k_bsum(y, 2 * j + 1));
+        }
+        __m256i sum = _mm256_setzero_si256();
+        for (int j = 0; j < 8; j += 2, qs += 32, q8 += 64) {
+            __m256i raw = _mm256_loadu_si256((const __m256i *)qs);
+            __m256i b0 = _mm256_set1_epi8((char)(1 << j)), b1 = _mm256_set1_epi8((char)(2 << j));
+            __m256i h0 = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(qh, b0), b0), h16);
+            __m256i h1 = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(qh, b1), b1), h16);
+            __m256i q0 = _mm256_or_si256(_mm256_and_si256(raw, m4), h0);
+            __m256i q1 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(raw, 4), m4), h1);
+            __m256i p0 = _mm256_maddubs_epi16(q0, _mm256_loadu_si256((const __m256i *)q8));
+            __m256i p1 = _mm256_maddubs_epi16(q1, _mm256_loadu_si256((const __m256i *)(q8 + 32)));
+            sum = _mm256_add_epi32(sum, _mm256_madd_epi16(p0, _mm256_set1_epi16((short)sc[j])));
+            sum = _mm256_add_epi32(sum, _mm256_madd_epi16(p1, _mm256_set1_epi16((short)sc[j + 1])));
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sum), acc);
+        mins += dmin * (float)msum;
+    }
+    return hsum(acc) - mins;
+}
+
+/* Q5_0 row x Q8_0: (q - 16) in -16..15, signed bytes like Q4_0. */
+float cm_dotq_q5_0_avx2(const void *row, const void *xq, size_t n) {
+    const uint8_t *b = row, *y = xq;
+    const __m128i m4 = _mm_set1_epi8(0x0F), h16 = _mm_set1_epi8(0x10);
+    /* Byte k of the 16-byte vector tests bit k of its 16-bit half of qh. */
+    const __m128i bitsel = _mm_setr_epi8(1, 2, 4, 8, 16, 32, 64, -128, 1, 2, 4, 8, 16, 32, 64, -128);
+    __m256 acc = _mm256_setzero_ps();
+    for (size_t i = 0; i < n / 32; i++, b += 22, y += 34) {
+        uint32_t qh;
+        memcpy(&qh, b + 2, 4);
+        __m128i qs = _mm_loadu_si128((const __m128i *)(b + 6));
+        /* Bytes 0, 1 of qh over lanes 0..7, 8..15 (elements 0..15); bytes 2, 3 likewise. */
+        __m128i v = _mm_cvtsi32_si128((int)qh);
+        __m128i hl = _mm_shuffle_epi8(v, _mm_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1));
+        __m128i hh = _mm_shuffle_epi8(v, _mm_setr_epi8(2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3));
+        __m128i bl = _mm_and_si128(_mm_cmpeq_epi8(_mm_and_si128(hl, bitsel), bitsel), h16);
+        __m128i bh = _mm_and_si128(_mm_cmpeq_epi8(_mm_and_si128(hh, bitsel), bitsel), h16);
+        __m128i lo = _mm_sub_epi8(_mm_or_si128(_mm_and_si128(qs, m4), bl), h16);
+        __m128i hi = _mm_sub_epi8(_mm_or_si128(_mm_and_si128(_mm_srli_epi16(qs, 4), m4), bh), h16);
+        __m256i s = dot32_i8i8(_mm256_set_m128i(hi, lo),
+                               _mm256_loadu_si256((const __m256i *)(y + 2)));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(f16(b) * f16(y)), _mm256_cvtepi32_ps(s), acc);
+    }
+    return hsum(acc);
+}
