@@ -92,5 +92,8 @@ void tok_fill_byte_tables(tok_tokenizer *t);
 lm_status tok_json_encode(const tok_tokenizer *t, const char *text, size_t len, uint32_t flags,
                           tok_vec *out, lm_error *err);
 void tok_json_pipe_free(struct tok_json_pipe *p);
+/* Byte-level BPE pipeline for a GGUF "gpt2" vocabulary: the pre-tokenizer regex named by
+ * tokenizer.ggml.pre (NULL: GPT-2's). Sets t->pipe. */
+lm_status tok_json_pipe_gguf(tok_tokenizer *t, const char *pre, lm_error *err);
 
 #endif /* LM_TOK_INTERNAL_H */

@@ -825,8 +825,8 @@ static lm_status load(loader *L, const cJSON *root, const cJSON *cfg) {
             la = (size_t)(sp - a);
             b = sp + 1;
             lb = strlen(b);
-        } else if (cJSON_IsArray(it) && cJSON_GetArraySize(it) == 2 &&
-                   cJSON_IsString(it->child) && cJSON_IsString(it->child->next)) {
+        } else if (cJSON_IsArray(it) && it->child && cJSON_IsString(it->child) &&
+                   it->child->next && cJSON_IsString(it->child->next) && !it->child->next->next) {
             a = it->child->valuestring;
             b = it->child->next->valuestring;
             la = strlen(a);
@@ -886,6 +886,50 @@ static lm_status load(loader *L, const cJSON *root, const cJSON *cfg) {
     if (!t->bos_text || !t->eos_text) return lm_fail_nomem(L->err, "tokenizer");
     if (!tok_build_match_list(t, true)) return lm_fail_nomem(L->err, "added tokens");
     return LM_OK;
+}
+
+/* Pre-tokenizer regexes of llama.cpp's tokenizer.ggml.pre names (from the tokenizer.json files
+ * of those model families). */
+#define LLAMA3_REGEX                                                                           \
+    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|" \
+    "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
+#define QWEN2_REGEX                                                                            \
+    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|" \
+    "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
+
+lm_status tok_json_pipe_gguf(tok_tokenizer *t, const char *pre, lm_error *err) {
+    loader L = {"gguf", err, t, lm_calloc(1, sizeof(struct tok_json_pipe))};
+    if (!L.p) return lm_fail_nomem(err, "tokenizer");
+    t->pipe = L.p;
+    size_t n = (size_t)t->n_vocab;
+    L.p->n_vocab = t->n_vocab;
+    L.p->lstrip = lm_calloc(n, 1);
+    L.p->rstrip = lm_calloc(n, 1);
+    L.p->normalized = lm_calloc(n, 1);
+    L.p->norm_piece = lm_calloc(n, sizeof(char *));
+    if (!L.p->lstrip || !L.p->rstrip || !L.p->normalized || !L.p->norm_piece)
+        return lm_fail_nomem(err, "tokenizer");
+    L.p->byte_level = true;
+    const char *rx = GPT2_REGEX;
+    if (pre && (strcmp(pre, "llama-bpe") == 0 || strcmp(pre, "llama3") == 0 ||
+                strcmp(pre, "llama-v3") == 0 || strcmp(pre, "smaug-bpe") == 0)) {
+        rx = LLAMA3_REGEX;
+        t->ignore_merges = true; /* Llama 3's tokenizer.json sets it; llama.cpp does too */
+    }
+    else if (pre && strcmp(pre, "qwen2") == 0) {
+        rx = QWEN2_REGEX;
+        /* Qwen2's tokenizer.json normalizes to NFC first; llama.cpp's vectors expect it too */
+        cJSON nfc = {0};
+        cJSON type = {0};
+        type.type = cJSON_String;
+        type.string = (char *)"type";
+        type.valuestring = (char *)"NFC";
+        nfc.type = cJSON_Object;
+        nfc.child = &type;
+        lm_status st = add_norm(&L, &nfc, "tokenizer.ggml.pre");
+        if (st) return st;
+    }
+    return pre_regex(&L, rx, false, B_ISOLATED, false, "tokenizer.ggml.pre");
 }
 
 lm_status tok_load_json_text(const char *json, size_t len, const char *config_text,

@@ -4,6 +4,7 @@
  * Does not own: the tokenizer.json pipeline (tok_json.c) or reading GGUF files (formats/). */
 #include "tokenizer/tok_internal.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 
 /* ---- token vectors ---- */
@@ -500,10 +501,16 @@ lm_status tok_load_gguf(const gguf_file *g, tok_tokenizer **out, lm_error *err) 
         return lm_fail(err, LM_ERR_FORMAT, "%s: tokenizer.ggml.model: missing or not a string",
                        name);
     bool spm = model->v.s.len == 5 && memcmp(model->v.s.ptr, "llama", 5) == 0;
-    if (!spm)
+    bool gpt2 = model->v.s.len == 4 && memcmp(model->v.s.ptr, "gpt2", 4) == 0;
+    if (!spm && !gpt2)
         return lm_fail(err, LM_ERR_UNSUPPORTED,
-                       "%s: tokenizer.ggml.model: '%.*s' is not supported (expected 'llama')",
-                       name, (int)LM_MIN(model->v.s.len, 32), model->v.s.ptr);
+                       "%s: tokenizer.ggml.model: '%.*s' is not supported (expected 'llama' or "
+                       "'gpt2')", name, (int)LM_MIN(model->v.s.len, 32), model->v.s.ptr);
+    const gguf_value *merges = kv_get(g, "tokenizer.ggml.merges");
+    if (gpt2 && (!merges || merges->type != GGUF_ARRAY || merges->v.arr.elem_type != GGUF_STRING ||
+                 (merges->v.arr.n && !merges->v.arr.items)))
+        return lm_fail(err, LM_ERR_FORMAT, "%s: tokenizer.ggml.merges: missing or not a string "
+                       "array", name);
     const gguf_value *toks = kv_get(g, "tokenizer.ggml.tokens");
     if (!toks || toks->type != GGUF_ARRAY || toks->v.arr.elem_type != GGUF_STRING ||
         !toks->v.arr.items || toks->v.arr.n == 0 || toks->v.arr.n > INT32_MAX / 2)
@@ -528,8 +535,8 @@ lm_status tok_load_gguf(const gguf_file *g, tok_tokenizer **out, lm_error *err) 
     tok_tokenizer *t = lm_calloc(1, sizeof *t);
     if (!t) return lm_fail_nomem(err, "tokenizer");
     if (!tok_alloc_vocab(t, n, bytes, true)) goto nomem;
-    t->model = TOK_MODEL_SPM;
-    memcpy(t->model_name, "llama", 6);
+    t->model = spm ? TOK_MODEL_SPM : TOK_MODEL_BPE;
+    memcpy(t->model_name, spm ? "llama" : "gpt2", spm ? 6 : 5);
     char *p = t->arena;
     for (int32_t i = 0; i < n; i++) {
         gguf_str s = toks->v.arr.items[i].v.s;
@@ -560,13 +567,44 @@ lm_status tok_load_gguf(const gguf_file *g, tok_tokenizer **out, lm_error *err) 
     t->eos = get_id(g, "tokenizer.ggml.eos_token_id", n);
     t->unk = get_id(g, "tokenizer.ggml.unknown_token_id", n);
     t->pad = get_id(g, "tokenizer.ggml.padding_token_id", n);
-    t->add_bos = get_flag(g, "tokenizer.ggml.add_bos_token", true);
+    t->add_bos = get_flag(g, "tokenizer.ggml.add_bos_token", spm);
     t->add_eos = get_flag(g, "tokenizer.ggml.add_eos_token", false);
     t->add_space_prefix = get_flag(g, "tokenizer.ggml.add_space_prefix", true);
-    t->byte_fallback = true;
-    memcpy(t->dec.space_char, "\xe2\x96\x81", 4);
-    t->dec.byte_fallback = true;
-    t->dec.strip_first = 1;
+    if (spm) {
+        t->byte_fallback = true;
+        memcpy(t->dec.space_char, "\xe2\x96\x81", 4);
+        t->dec.byte_fallback = true;
+        t->dec.strip_first = 1;
+    } else {
+        t->dec.byte_level = true;
+        if (!tok_mergemap_init(&t->merges, (size_t)merges->v.arr.n)) goto nomem;
+        for (uint64_t i = 0; i < merges->v.arr.n; i++) {
+            gguf_value *mv = &merges->v.arr.items[i];
+            const char *a = mv->v.s.ptr, *sp = NULL;
+            for (uint64_t k = 1; mv->type == GGUF_STRING && k < mv->v.s.len && !sp; k++)
+                if (a[k] == ' ') sp = a + k;
+            if (!sp) {
+                tok_free(t);
+                return lm_fail(err, LM_ERR_FORMAT, "%s: tokenizer.ggml.merges[%d]: expected \"a b\"",
+                               name, (int)i);
+            }
+            size_t la = (size_t)(sp - a), lb = (size_t)mv->v.s.len - la - 1;
+            int32_t ia = tok_strmap_get(t, a, la), ib = tok_strmap_get(t, sp + 1, lb), ic = -1;
+            if (ia >= 0 && ib >= 0 && la + lb < 1024) {
+                char cat[1024];
+                memcpy(cat, a, la);
+                memcpy(cat + la, sp + 1, lb);
+                ic = tok_strmap_get(t, cat, la + lb);
+            }
+            if (ic < 0) {
+                tok_free(t);
+                return lm_fail(err, LM_ERR_FORMAT,
+                               "%s: tokenizer.ggml.merges[%d]: '%.*s' names a token not in the "
+                               "vocabulary", name, (int)i, (int)LM_MIN(mv->v.s.len, 40), a);
+            }
+            tok_mergemap_put(&t->merges, ia, ib, (int32_t)i, ic);
+        }
+    }
     t->bos_text = dup_piece(t, t->bos);
     t->eos_text = dup_piece(t, t->eos);
     if (!t->bos_text || !t->eos_text) goto nomem;
@@ -576,6 +614,17 @@ lm_status tok_load_gguf(const gguf_file *g, tok_tokenizer **out, lm_error *err) 
         if (!t->chat_template) goto nomem;
     }
     if (!tok_build_match_list(t, false)) goto nomem;
+    if (gpt2) {
+        const gguf_value *pre = kv_get(g, "tokenizer.ggml.pre");
+        char pre_name[64] = "";
+        if (pre && pre->type == GGUF_STRING)
+            snprintf(pre_name, sizeof pre_name, "%.*s", (int)LM_MIN(pre->v.s.len, 63), pre->v.s.ptr);
+        lm_status st = tok_json_pipe_gguf(t, pre_name[0] ? pre_name : NULL, err);
+        if (st) {
+            tok_free(t);
+            return st;
+        }
+    }
     *out = t;
     return LM_OK;
 nomem:

@@ -246,6 +246,117 @@ static void test_llamacpp_spm(void **state) {
     sp_vocab_free(&v);
 }
 
+/* A GGUF "gpt2" vocabulary built from a tokenizer.json (no such GGUF is among the fixtures):
+ * tokens, token_type (special added tokens: 3), merges as "a b" strings, tokenizer.ggml.pre. */
+typedef struct bpe_vocab {
+    gguf_file g;
+    gguf_kv kv[6];
+    gguf_value *items, *merges;
+    int32_t *types;
+    char **strs;
+    size_t n_strs;
+    cJSON *j;
+} bpe_vocab;
+
+static void bpe_vocab_load(bpe_vocab *v, const char *rel, const char *pre) {
+    memset(v, 0, sizeof *v);
+    v->j = tu_json(tu_data(rel));
+    const cJSON *model = cJSON_GetObjectItem(v->j, "model");
+    const cJSON *vocab = cJSON_GetObjectItem(model, "vocab");
+    const cJSON *merges = cJSON_GetObjectItem(model, "merges");
+    const cJSON *added = cJSON_GetObjectItem(v->j, "added_tokens"), *it;
+    int n = 0;
+    cJSON_ArrayForEach(it, vocab) n = it->valueint + 1 > n ? it->valueint + 1 : n;
+    cJSON_ArrayForEach(it, added) {
+        int id = cJSON_GetObjectItem(it, "id")->valueint;
+        n = id + 1 > n ? id + 1 : n;
+    }
+    v->items = calloc((size_t)n, sizeof *v->items);
+    v->types = calloc((size_t)n, sizeof *v->types);
+    for (int i = 0; i < n; i++) {
+        v->items[i].type = GGUF_STRING;
+        v->items[i].v.s = zs("");
+        v->types[i] = 5;
+    }
+    cJSON_ArrayForEach(it, vocab) {
+        v->items[it->valueint].v.s = zs(it->string);
+        v->types[it->valueint] = 1;
+    }
+    cJSON_ArrayForEach(it, added) {
+        int id = cJSON_GetObjectItem(it, "id")->valueint;
+        v->items[id].v.s = zs(cJSON_GetObjectItem(it, "content")->valuestring);
+        v->types[id] = cJSON_IsTrue(cJSON_GetObjectItem(it, "special")) ? 3 : 4;
+    }
+    int nm = cJSON_GetArraySize(merges), k = 0;
+    v->merges = calloc((size_t)nm, sizeof *v->merges);
+    v->strs = calloc((size_t)nm, sizeof *v->strs);
+    cJSON_ArrayForEach(it, merges) {
+        v->merges[k].type = GGUF_STRING;
+        if (cJSON_IsString(it)) {
+            v->merges[k].v.s = zs(it->valuestring);
+        } else {
+            const char *a = it->child->valuestring, *b = it->child->next->valuestring;
+            char *m = malloc(strlen(a) + strlen(b) + 2);
+            sprintf(m, "%s %s", a, b);
+            v->strs[v->n_strs++] = m;
+            v->merges[k].v.s = zs(m);
+        }
+        k++;
+    }
+    v->kv[0] = (gguf_kv){zs("tokenizer.ggml.model"), {.type = GGUF_STRING, .v.s = zs("gpt2")}};
+    v->kv[1].key = zs("tokenizer.ggml.tokens");
+    v->kv[1].val.type = GGUF_ARRAY;
+    v->kv[1].val.v.arr.elem_type = GGUF_STRING;
+    v->kv[1].val.v.arr.n = (uint64_t)n;
+    v->kv[1].val.v.arr.items = v->items;
+    v->kv[2].key = zs("tokenizer.ggml.token_type");
+    v->kv[2].val.type = GGUF_ARRAY;
+    v->kv[2].val.v.arr.elem_type = GGUF_I32;
+    v->kv[2].val.v.arr.n = (uint64_t)n;
+    v->kv[2].val.v.arr.raw = (const uint8_t *)v->types;
+    v->kv[3].key = zs("tokenizer.ggml.merges");
+    v->kv[3].val.type = GGUF_ARRAY;
+    v->kv[3].val.v.arr.elem_type = GGUF_STRING;
+    v->kv[3].val.v.arr.n = (uint64_t)nm;
+    v->kv[3].val.v.arr.items = v->merges;
+    v->kv[4] = (gguf_kv){zs("tokenizer.ggml.pre"), {.type = GGUF_STRING, .v.s = zs(pre)}};
+    v->kv[5] = (gguf_kv){zs("tokenizer.ggml.add_bos_token"), {.type = GGUF_BOOL, .v.b = false}};
+    v->g.path = (char *)"bpe.gguf";
+    v->g.n_kv = 6;
+    v->g.kv = v->kv;
+}
+
+static void bpe_vocab_free(bpe_vocab *v) {
+    for (size_t i = 0; i < v->n_strs; i++) free(v->strs[i]);
+    free(v->strs);
+    free(v->items);
+    free(v->merges);
+    free(v->types);
+    cJSON_Delete(v->j);
+}
+
+static void run_gpt2(const char *fam, const char *pre, const char *vec) {
+    char rel[160], rel2[160];
+    bpe_vocab v;
+    snprintf(rel, sizeof rel, "tokenizers/%s/tokenizer.json", fam);
+    bpe_vocab_load(&v, rel, pre);
+    tok_tokenizer *t = NULL;
+    lm_error err = {0};
+    if (tok_load_gguf(&v.g, &t, &err) != LM_OK) fail_msg("%s", err.msg);
+    assert_string_equal(tok_model_name(t), "gpt2");
+    snprintf(rel, sizeof rel, "tokenizers/%s/llamacpp/%s.inp", fam, vec);
+    snprintf(rel2, sizeof rel2, "tokenizers/%s/llamacpp/%s.out", fam, vec);
+    run_llamacpp_vectors(t, rel, rel2);
+    tok_free(t);
+    bpe_vocab_free(&v);
+}
+
+static void test_gguf_gpt2(void **state) {
+    (void)state;
+    run_gpt2("llama3", "llama-bpe", "ggml-vocab-llama-bpe.gguf");
+    run_gpt2("qwen2", "qwen2", "ggml-vocab-qwen2.gguf");
+}
+
 static void test_gguf_errors(void **state) {
     (void)state;
     sp_vocab v;
@@ -303,6 +414,7 @@ int main(void) {
         cmocka_unit_test(test_stories260k_decode),
         cmocka_unit_test(test_llamacpp_spm),
         cmocka_unit_test(test_gguf_errors),
+        cmocka_unit_test(test_gguf_gpt2),
         cmocka_unit_test(test_special_parsing),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
