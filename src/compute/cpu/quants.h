@@ -33,6 +33,13 @@ cm_dotq_fn cm_dotq_select(uint32_t type, uint32_t cpu_features, uint32_t *act_ty
 /* The oracle for the above: the dot of the dequantized row and dequantized xq (of act_type). */
 float cm_dotq_ref(uint32_t type, const void *row, uint32_t act_type, const void *xq, size_t n);
 
+/* Dequantizes n elements (whole blocks) of a row of a fixed type; same values as
+ * cm_dequant_ref up to the compiler's contraction of the reference's a*b-c. cm_dequant_row()
+ * uses the best one for the running CPU (prefill dequantizes each weight row once per batch). */
+typedef void (*cm_dequant_fn)(const void *row, float *out, size_t n);
+/* NULL when the type cannot be dequantized. */
+cm_dequant_fn cm_dequant_select(uint32_t type, uint32_t cpu_features);
+
 #if defined(__x86_64__) || defined(__i386__) || defined(_M_X64)
 #define CM_HAVE_X86_KERNELS 1
 /* quants_avx2.c: need LM_CPU_AVX2 | LM_CPU_FMA | LM_CPU_F16C. */
@@ -53,6 +60,14 @@ float cm_dotq_q5_k_avx2(const void *row, const void *xq, size_t n);
 float cm_dotq_q6_k_avx2(const void *row, const void *xq, size_t n);
 /* Any bits in 2..8, group_size a multiple of 32. */
 float cm_mlx_dot_avx2(const cm_matrix *m, size_t row, const float *x);
+void cm_mlx_dequant_avx2(const cm_matrix *m, size_t row, float *out);
+void cm_dequant_f16_avx2(const void *row, float *out, size_t n);
+void cm_dequant_bf16_avx2(const void *row, float *out, size_t n);
+void cm_dequant_q8_0_avx2(const void *row, float *out, size_t n);
+void cm_dequant_q4_0_avx2(const void *row, float *out, size_t n);
+void cm_dequant_q4_k_avx2(const void *row, float *out, size_t n);
+void cm_dequant_q5_k_avx2(const void *row, float *out, size_t n);
+void cm_dequant_q6_k_avx2(const void *row, float *out, size_t n);
 #endif
 
 #endif /* LM_COMPUTE_CPU_QUANTS_H */

@@ -515,3 +515,158 @@ float cm_dotq_q5_0_avx2(const void *row, const void *xq, size_t n) {
     }
     return hsum(acc);
 }
+
+/* ---- dequantization (prefill reuses a dequantized row for every token) ----
+ * Same arithmetic as quants_ref.c, in the same order and without FMA, so the values match the
+ * reference (exactly, unless the compiler contracts the reference's own expressions). */
+
+static inline void store_i8x32(float *y, __m256i v, __m256 d) {
+    __m128i lo = _mm256_castsi256_si128(v), hi = _mm256_extracti128_si256(v, 1);
+    _mm256_storeu_ps(y, _mm256_mul_ps(i8x8(lo), d));
+    _mm256_storeu_ps(y + 8, _mm256_mul_ps(i8x8(_mm_srli_si128(lo, 8)), d));
+    _mm256_storeu_ps(y + 16, _mm256_mul_ps(i8x8(hi), d));
+    _mm256_storeu_ps(y + 24, _mm256_mul_ps(i8x8(_mm_srli_si128(hi, 8)), d));
+}
+
+/* y = d * q - m over 32 unsigned bytes. */
+static inline void store_u8x32(float *y, __m256i v, __m256 d, __m256 m) {
+    __m128i lo = _mm256_castsi256_si128(v), hi = _mm256_extracti128_si256(v, 1);
+    _mm256_storeu_ps(y, _mm256_sub_ps(_mm256_mul_ps(d, u8x8(lo)), m));
+    _mm256_storeu_ps(y + 8, _mm256_sub_ps(_mm256_mul_ps(d, u8x8(_mm_srli_si128(lo, 8))), m));
+    _mm256_storeu_ps(y + 16, _mm256_sub_ps(_mm256_mul_ps(d, u8x8(hi)), m));
+    _mm256_storeu_ps(y + 24, _mm256_sub_ps(_mm256_mul_ps(d, u8x8(_mm_srli_si128(hi, 8))), m));
+}
+
+void cm_dequant_f16_avx2(const void *row, float *y, size_t n) {
+    const uint8_t *w = row;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 2 * i))));
+    for (; i < n; i++) y[i] = f16(w + 2 * i);
+}
+
+void cm_dequant_bf16_avx2(const void *row, float *y, size_t n) {
+    const uint8_t *w = row;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, bf16x8(w + 2 * i));
+    for (; i < n; i++) {
+        uint16_t h;
+        memcpy(&h, w + 2 * i, 2);
+        y[i] = lm_bf16_to_f32(h);
+    }
+}
+
+void cm_dequant_q8_0_avx2(const void *row, float *y, size_t n) {
+    const uint8_t *b = row;
+    for (size_t i = 0; i < n / 32; i++, b += 34, y += 32)
+        store_i8x32(y, _mm256_loadu_si256((const __m256i *)(b + 2)), _mm256_set1_ps(f16(b)));
+}
+
+void cm_dequant_q4_0_avx2(const void *row, float *y, size_t n) {
+    const uint8_t *b = row;
+    const __m128i m4 = _mm_set1_epi8(0x0F), k8 = _mm_set1_epi8(8);
+    for (size_t i = 0; i < n / 32; i++, b += 18, y += 32) {
+        __m128i qs = _mm_loadu_si128((const __m128i *)(b + 2));
+        __m128i lo = _mm_sub_epi8(_mm_and_si128(qs, m4), k8);
+        __m128i hi = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(qs, 4), m4), k8);
+        store_i8x32(y, _mm256_set_m128i(hi, lo), _mm256_set1_ps(f16(b)));
+    }
+}
+
+/* Q4_K and Q5_K (qh != NULL) share the scale layout. */
+static void dequant_k45(const uint8_t *b, float *y, bool five) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F), h16 = _mm256_set1_epi8(0x10);
+    float d = f16(b), dmin = f16(b + 2);
+    const uint8_t *s = b + 4, *qs = b + (five ? 48 : 16);
+    __m256i qh = five ? _mm256_loadu_si256((const __m256i *)(b + 16)) : _mm256_setzero_si256();
+    for (int j = 0; j < 8; j += 2, qs += 32, y += 64) {
+        float sc[2], mn[2];
+        for (int k = 0; k < 2; k++) {
+            int jj = j + k, a, m;
+            if (jj < 4) {
+                a = s[jj] & 63;
+                m = s[jj + 4] & 63;
+            } else {
+                a = (s[jj + 4] & 0xF) | ((s[jj - 4] >> 6) << 4);
+                m = (s[jj + 4] >> 4) | ((s[jj] >> 6) << 4);
+            }
+            sc[k] = d * (float)a;
+            mn[k] = dmin * (float)m;
+        }
+        __m256i raw = _mm256_loadu_si256((const __m256i *)qs);
+        __m256i q0 = _mm256_and_si256(raw, m4);
+        __m256i q1 = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+        if (five) {
+            __m256i b0 = _mm256_set1_epi8((char)(1 << j)), b1 = _mm256_set1_epi8((char)(2 << j));
+            q0 = _mm256_or_si256(q0, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(qh, b0), b0), h16));
+            q1 = _mm256_or_si256(q1, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(qh, b1), b1), h16));
+        }
+        store_u8x32(y, q0, _mm256_set1_ps(sc[0]), _mm256_set1_ps(mn[0]));
+        store_u8x32(y + 32, q1, _mm256_set1_ps(sc[1]), _mm256_set1_ps(mn[1]));
+    }
+}
+
+void cm_dequant_q4_k_avx2(const void *row, float *y, size_t n) {
+    for (size_t i = 0; i < n / 256; i++) dequant_k45((const uint8_t *)row + 144 * i, y + 256 * i, false);
+}
+
+void cm_dequant_q5_k_avx2(const void *row, float *y, size_t n) {
+    for (size_t i = 0; i < n / 256; i++) dequant_k45((const uint8_t *)row + 176 * i, y + 256 * i, true);
+}
+
+void cm_dequant_q6_k_avx2(const void *row, float *y, size_t n) {
+    const uint8_t *b = row;
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
+    const __m256i k32 = _mm256_set1_epi8(32);
+    for (size_t i = 0; i < n / 256; i++, b += 210) {
+        float d = f16(b + 208);
+        const int8_t *sc = (const int8_t *)(b + 192);
+        for (int h = 0; h < 2; h++, y += 128) {
+            const uint8_t *ql = b + 64 * h;
+            __m256i l0 = _mm256_loadu_si256((const __m256i *)ql);
+            __m256i l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
+            __m256i qh = _mm256_loadu_si256((const __m256i *)(b + 128 + 32 * h));
+            __m256i q[4];
+            q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4),
+                                   _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30));
+            q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4),
+                                   _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30));
+            q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
+                                   _mm256_and_si256(qh, m30));
+            q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                                   _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30));
+            for (int k = 0; k < 4; k++) {
+                __m256i v = _mm256_sub_epi8(q[k], k32);
+                __m128i lo = _mm256_castsi256_si128(v), hi = _mm256_extracti128_si256(v, 1);
+                __m256 d0 = _mm256_set1_ps(d * (float)sc[8 * h + 2 * k]);
+                __m256 d1 = _mm256_set1_ps(d * (float)sc[8 * h + 2 * k + 1]);
+                float *yk = y + 32 * k;
+                _mm256_storeu_ps(yk, _mm256_mul_ps(d0, i8x8(lo)));
+                _mm256_storeu_ps(yk + 8, _mm256_mul_ps(d0, i8x8(_mm_srli_si128(lo, 8))));
+                _mm256_storeu_ps(yk + 16, _mm256_mul_ps(d1, i8x8(hi)));
+                _mm256_storeu_ps(yk + 24, _mm256_mul_ps(d1, i8x8(_mm_srli_si128(hi, 8))));
+            }
+        }
+    }
+}
+
+/* MLX rows of any width 2..8 with group_size a multiple of 8: w = s * q + b. */
+void cm_mlx_dequant_avx2(const cm_matrix *m, size_t row, float *out) {
+    const uint8_t *p = (const uint8_t *)m->data + row * m->row_bytes;
+    size_t gs = m->group_size, n_groups = m->cols / gs;
+    uint32_t bits = m->bits;
+    const __m256i s0 = _mm256_setr_epi64x(0, bits, 2 * bits, 3 * bits);
+    const __m256i s1 = _mm256_setr_epi64x(4 * bits, 5 * bits, 6 * bits, 7 * bits);
+    const __m256i mb = _mm256_set1_epi64x((1ll << bits) - 1);
+    for (size_t g = 0; g < n_groups; g++) {
+        __m256 s = _mm256_set1_ps(sb_get(m->sb_type, m->scales, row * n_groups + g));
+        __m256 bias = _mm256_set1_ps(sb_get(m->sb_type, m->biases, row * n_groups + g));
+        const uint8_t *pg = p + g * gs * bits / 8;
+        for (size_t k = 0; k < gs; k += 8) {
+            uint64_t w = 0;
+            memcpy(&w, pg + k * bits / 8, bits);
+            __m256 q = _mm256_cvtepi32_ps(unpack8(w, s0, s1, mb));
+            _mm256_storeu_ps(out + g * gs + k, _mm256_add_ps(_mm256_mul_ps(s, q), bias));
+        }
+    }
+}

@@ -58,7 +58,22 @@ static inline uint16_t rd16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] <
 static inline uint32_t rd32(const uint8_t *p) {
     return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
 }
-static inline float rdh(const uint8_t *p) { return lm_f16_to_f32(rd16(p)); }
+/* IEEE half to float, inline (core's lm_f16_to_f32 is a call, too slow per element of an F16
+ * row); exact for every input: subnormals are m * 2^-24, exponent 31 is inf/NaN. */
+static inline float h2f(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16, e = (h >> 10) & 0x1F, m = h & 0x3FF, u;
+    if (e == 0x1F) {
+        u = sign | 0x7F800000u | (m << 13);
+    } else if (e) {
+        u = sign | ((e + 112) << 23) | (m << 13);
+    } else {
+        union { float f; uint32_t u; } v = {(float)m * 0x1p-24f};
+        u = sign | v.u;
+    }
+    union { uint32_t u; float f; } v = {u};
+    return v.f;
+}
+static inline float rdh(const uint8_t *p) { return h2f(rd16(p)); }
 static inline void wr16(uint8_t *p, uint16_t v) {
     p[0] = (uint8_t)v;
     p[1] = (uint8_t)(v >> 8);
@@ -286,7 +301,7 @@ void cm_dequant_ref(uint32_t type, const void *row, float *out, size_t n) {
         memcpy(out, row, n * sizeof(float));
         return;
     case CM_F16:
-        for (size_t i = 0; i < n; i++) out[i] = lm_f16_to_f32(rd16(p + 2 * i));
+        for (size_t i = 0; i < n; i++) out[i] = h2f(rd16(p + 2 * i));
         return;
     case CM_BF16:
         for (size_t i = 0; i < n; i++) out[i] = lm_bf16_to_f32(rd16(p + 2 * i));
@@ -312,7 +327,7 @@ float cm_dot_ref(uint32_t type, const void *row, const float *x, size_t n) {
         for (size_t i = 0; i < n; i++) sum += (double)(rdf32(p + 4 * i) * x[i]);
         return (float)sum;
     case CM_F16:
-        for (size_t i = 0; i < n; i++) sum += (double)(lm_f16_to_f32(rd16(p + 2 * i)) * x[i]);
+        for (size_t i = 0; i < n; i++) sum += (double)(h2f(rd16(p + 2 * i)) * x[i]);
         return (float)sum;
     case CM_BF16:
         for (size_t i = 0; i < n; i++) sum += (double)(lm_bf16_to_f32(rd16(p + 2 * i)) * x[i]);
@@ -628,7 +643,7 @@ bool cm_quantize_ref(uint32_t type, const float *x, void *out, size_t n) {
 static inline float sb_get(uint32_t sb_type, const void *base, size_t i) {
     const uint8_t *p = base;
     switch (sb_type) {
-    case CM_F16: return lm_f16_to_f32(rd16(p + 2 * i));
+    case CM_F16: return h2f(rd16(p + 2 * i));
     case CM_BF16: return lm_bf16_to_f32(rd16(p + 2 * i));
     default: return rdf32(p + 4 * i);
     }
@@ -675,13 +690,6 @@ float cm_mlx_dot_row(const cm_matrix *m, size_t row, const float *x) {
     return (float)sum;
 }
 
-void cm_dequant_row(const cm_matrix *m, size_t row, float *out) {
-    if (m->type == CM_MLX) {
-        cm_mlx_dequant_row(m, row, out);
-        return;
-    }
-    cm_dequant_ref(m->type, (const uint8_t *)m->data + row * m->row_bytes, out, m->cols);
-}
 
 float cm_dotq_ref(uint32_t type, const void *row, uint32_t act_type, const void *xq, size_t n) {
     const cm_type_info *t = cm_type_get(type), *ta = cm_type_get(act_type);
@@ -798,4 +806,80 @@ cm_mlx_dot_fn cm_mlx_dot_select(const cm_matrix *m, uint32_t cpu_features) {
 #endif
     (void)m;
     return cm_mlx_dot_row;
+}
+
+#define REF_DQ(name, type) \
+    static void dq_ref_##name(const void *row, float *out, size_t n) { \
+        cm_dequant_ref(type, row, out, n); \
+    }
+REF_DQ(f32, CM_F32)
+REF_DQ(f16, CM_F16)
+REF_DQ(bf16, CM_BF16)
+REF_DQ(q4_0, CM_Q4_0)
+REF_DQ(q4_1, CM_Q4_1)
+REF_DQ(q5_0, CM_Q5_0)
+REF_DQ(q5_1, CM_Q5_1)
+REF_DQ(q8_0, CM_Q8_0)
+REF_DQ(q8_1, CM_Q8_1)
+REF_DQ(q2_k, CM_Q2_K)
+REF_DQ(q3_k, CM_Q3_K)
+REF_DQ(q4_k, CM_Q4_K)
+REF_DQ(q5_k, CM_Q5_K)
+REF_DQ(q6_k, CM_Q6_K)
+REF_DQ(q8_k, CM_Q8_K)
+
+cm_dequant_fn cm_dequant_select(uint32_t type, uint32_t cpu_features) {
+#ifdef CM_HAVE_X86_KERNELS
+    if ((cpu_features & AVX2_SET) == AVX2_SET) {
+        switch (type) {
+        case CM_F16: return cm_dequant_f16_avx2;
+        case CM_BF16: return cm_dequant_bf16_avx2;
+        case CM_Q8_0: return cm_dequant_q8_0_avx2;
+        case CM_Q4_0: return cm_dequant_q4_0_avx2;
+        case CM_Q4_K: return cm_dequant_q4_k_avx2;
+        case CM_Q5_K: return cm_dequant_q5_k_avx2;
+        case CM_Q6_K: return cm_dequant_q6_k_avx2;
+        default: break;
+        }
+    }
+#endif
+    switch (type) {
+    case CM_F32: return dq_ref_f32;
+    case CM_F16: return dq_ref_f16;
+    case CM_BF16: return dq_ref_bf16;
+    case CM_Q4_0: return dq_ref_q4_0;
+    case CM_Q4_1: return dq_ref_q4_1;
+    case CM_Q5_0: return dq_ref_q5_0;
+    case CM_Q5_1: return dq_ref_q5_1;
+    case CM_Q8_0: return dq_ref_q8_0;
+    case CM_Q8_1: return dq_ref_q8_1;
+    case CM_Q2_K: return dq_ref_q2_k;
+    case CM_Q3_K: return dq_ref_q3_k;
+    case CM_Q4_K: return dq_ref_q4_k;
+    case CM_Q5_K: return dq_ref_q5_k;
+    case CM_Q6_K: return dq_ref_q6_k;
+    case CM_Q8_K: return dq_ref_q8_k;
+    default: return NULL;
+    }
+}
+
+/* The fastest kernel for this CPU (lm_cpu_features() is computed once): values equal the
+ * reference's up to contraction, so callers on the force_ref path see the same numbers. */
+void cm_dequant_row(const cm_matrix *m, size_t row, float *out) {
+    uint32_t feat = lm_cpu_features();
+    if (m->type == CM_MLX) {
+#ifdef CM_HAVE_X86_KERNELS
+        if ((feat & AVX2_SET) == AVX2_SET && m->bits >= 2 && m->bits <= 8 && m->group_size > 0 &&
+            m->group_size % 32 == 0) {
+            cm_mlx_dequant_avx2(m, row, out);
+            return;
+        }
+#endif
+        cm_mlx_dequant_row(m, row, out);
+        return;
+    }
+    cm_dequant_fn fn = cm_dequant_select(m->type, feat);
+    const uint8_t *r = (const uint8_t *)m->data + row * m->row_bytes;
+    if (fn) fn(r, out, m->cols);
+    else cm_dequant_ref(m->type, r, out, m->cols);
 }
