@@ -265,6 +265,37 @@ static void test_small_pipeline(void **state) {
     tok_free(t);
 }
 
+/* Every allocation of a load failing in turn gives LM_ERR_NOMEM and leaks nothing (ASan). */
+static void test_alloc_failures(void **state) {
+    (void)state;
+    const char *json =
+        "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 1, \"ab\": 2, \"<x>\": 3}, "
+        "\"merges\": [\"a b\"]}, \"added_tokens\": [{\"id\": 3, \"content\": \"<x>\", "
+        "\"special\": true, \"normalized\": false}], \"normalizer\": {\"type\": \"Sequence\", "
+        "\"normalizers\": [{\"type\": \"Prepend\", \"prepend\": \"_\"}, {\"type\": \"NFC\"}]}, "
+        "\"pre_tokenizer\": {\"type\": \"Metaspace\", \"replacement\": \"_\", \"split\": true}, "
+        "\"decoder\": {\"type\": \"Metaspace\", \"replacement\": \"_\"}}";
+    const char *cfg = "{\"eos_token\": \"<x>\", \"chat_template\": \"hi\"}";
+    bool done = false;
+    for (long n = 1; n < 500 && !done; n++) {
+        tok_tokenizer *t = NULL;
+        lm_error err = {0};
+        lm_alloc_fail_at(n);
+        lm_status st = tok_load_json_text(json, strlen(json), cfg, strlen(cfg), "x", &t, &err);
+        bool failed = lm_alloc_failed();
+        lm_alloc_fail_at(0);
+        if (!failed) {
+            assert_int_equal(st, LM_OK);
+            done = true;
+        } else {
+            assert_int_equal(st, LM_ERR_NOMEM);
+            assert_null(t);
+        }
+        tok_free(t);
+    }
+    assert_true(done);
+}
+
 static void test_llama3_load_time(void **state) {
     (void)state;
     double t0 = lm_time_ms();
@@ -291,7 +322,7 @@ int main(void) {
         cmocka_unit_test(test_llama2), cmocka_unit_test(test_llamacpp_vectors),
         cmocka_unit_test(test_tinychat), cmocka_unit_test(test_stories260k_hf),
         cmocka_unit_test(test_bad_input), cmocka_unit_test(test_small_pipeline),
-        cmocka_unit_test(test_llama3_load_time),
+        cmocka_unit_test(test_alloc_failures), cmocka_unit_test(test_llama3_load_time),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
