@@ -263,6 +263,17 @@ lm_status lm_session_prefill_partial(lm_session *s, const lm_message *msgs, size
 /* Runs a short generation so the first real request is not cold (page faults, caches). */
 lm_status lm_model_warmup(lm_model *m, lm_error *err);
 
+/* ---- model references ------------------------------------------------------------------------ */
+
+/* Resolves a model reference into out (cap bytes): an existing file or folder is returned as is;
+ * otherwise "org/name[@revision]" (revision default "main", or a commit hash) is looked up in
+ * the Hugging Face cache folder cache_dir as huggingface_hub lays it out, giving the snapshot
+ * folder. Ids with "..", absolute parts or odd characters are refused before any file access.
+ * The library reads no environment: the caller picks cache_dir ($HF_HUB_CACHE, else
+ * $HF_HOME/hub, else ~/.cache/huggingface/hub is the usual rule). */
+lm_status lm_resolve_model(const char *ref, const char *cache_dir, char *out, size_t cap,
+                           lm_error *err);
+
 /* ---- misc --------------------------------------------------------------------------------------- */
 
 /* Version string, static. */

@@ -67,6 +67,10 @@ char *cli_default_model(void);
  * (may be NULL) gets the wall time of the load. */
 bool cli_load_model(const char *path, int32_t n_threads, lm_model **out, double *load_ms);
 
+/* The Hugging Face cache folder: $HF_HUB_CACHE, else $HF_HOME/hub, else
+ * $XDG_CACHE_HOME/huggingface/hub, else ~/.cache/huggingface/hub. malloc'd; NULL if unknown. */
+char *cli_hf_cache_dir(void);
+
 /* Writes s as a JSON string literal (quotes included). */
 void cli_json_string(FILE *f, const char *s);
 

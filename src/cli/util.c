@@ -249,7 +249,39 @@ static bool worth_a_bar(const char *path) {
     return st.st_size >= CLI_BAR_MIN_BYTES;
 }
 
-bool cli_load_model(const char *path, int32_t n_threads, lm_model **out, double *load_ms) {
+char *cli_hf_cache_dir(void) {
+    const char *c = getenv("HF_HUB_CACHE");
+    if (c && *c) return strdup(c);
+    char buf[4096];
+    const char *home = getenv("HF_HOME");
+    if (home && *home) {
+        snprintf(buf, sizeof buf, "%s/hub", home);
+        return strdup(buf);
+    }
+    const char *xdg = getenv("XDG_CACHE_HOME");
+    if (xdg && *xdg) {
+        snprintf(buf, sizeof buf, "%s/huggingface/hub", xdg);
+        return strdup(buf);
+    }
+    const char *h = getenv("HOME");
+    if (!h || !*h) return NULL;
+    snprintf(buf, sizeof buf, "%s/.cache/huggingface/hub", h);
+    return strdup(buf);
+}
+
+bool cli_load_model(const char *ref, int32_t n_threads, lm_model **out, double *load_ms) {
+    /* A Hugging Face id is looked up in the cache first (the library reads no environment). */
+    char resolved[4096];
+    char *cache = cli_hf_cache_dir();
+    lm_error rerr = {0};
+    lm_status rst = lm_resolve_model(ref, cache, resolved, sizeof resolved, &rerr);
+    free(cache);
+    if (rst != LM_OK) {
+        *out = NULL;
+        cli_error("cannot load model: %s", rerr.msg);
+        return false;
+    }
+    const char *path = resolved;
     lm_model_params mp = lm_model_default_params();
     mp.n_threads = n_threads;
     progress_state ps = {.last_percent = -1, .drawn = false};
