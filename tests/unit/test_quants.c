@@ -544,7 +544,7 @@ static void test_dotq(void **state) {
     assert_null(cm_dotq_select(CM_Q4_K, 0, &at));
     assert_int_equal(at, 12345);
     assert_null(cm_dotq_select(CM_F32, feat, &at));
-    const uint32_t types[] = {CM_Q8_0, CM_Q4_0, CM_Q5_0, CM_Q4_K, CM_Q5_K, CM_Q6_K};
+    const uint32_t types[] = {CM_Q8_0, CM_Q4_0, CM_Q5_0, CM_Q2_K, CM_Q3_K, CM_Q4_K, CM_Q5_K, CM_Q6_K};
     int n_tested = 0;
     for (size_t ti = 0; ti < LM_ARRAY_LEN(types); ti++) {
         uint32_t type = types[ti];
@@ -585,7 +585,7 @@ static void test_dotq(void **state) {
         }
     }
 #if defined(__x86_64__)
-    if (feat & LM_CPU_AVX2) assert_int_equal(n_tested, 24);
+    if (feat & LM_CPU_AVX2) assert_int_equal(n_tested, 32);
 #endif
 }
 

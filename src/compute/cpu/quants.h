@@ -51,10 +51,12 @@ float cm_dot_q4_0_avx2(const void *row, const float *x, size_t n);
 float cm_dot_q4_k_avx2(const void *row, const float *x, size_t n);
 float cm_dot_q5_k_avx2(const void *row, const float *x, size_t n);
 float cm_dot_q6_k_avx2(const void *row, const float *x, size_t n);
-/* xq in Q8_0 blocks for Q8_0, Q4_0 and Q5_0, in Q8_K blocks for Q4_K, Q5_K and Q6_K. */
+/* xq in Q8_0 blocks for Q8_0, Q4_0 and Q5_0, in Q8_K blocks for the K types. */
 float cm_dotq_q8_0_avx2(const void *row, const void *xq, size_t n);
 float cm_dotq_q4_0_avx2(const void *row, const void *xq, size_t n);
 float cm_dotq_q5_0_avx2(const void *row, const void *xq, size_t n);
+float cm_dotq_q2_k_avx2(const void *row, const void *xq, size_t n);
+float cm_dotq_q3_k_avx2(const void *row, const void *xq, size_t n);
 float cm_dotq_q4_k_avx2(const void *row, const void *xq, size_t n);
 float cm_dotq_q5_k_avx2(const void *row, const void *xq, size_t n);
 float cm_dotq_q6_k_avx2(const void *row, const void *xq, size_t n);

@@ -670,3 +670,70 @@ void cm_mlx_dequant_avx2(const cm_matrix *m, size_t row, float *out) {
         }
     }
 }
+
+/* Q2_K row x Q8_K. Q2_K {u8 scales[16]; u8 qs[64]; f16 d, dmin}: element 128n + 32j + l has
+ * q = (qs[32n + l] >> 2j) & 3 and sub-block (element / 16), whose byte holds a 4-bit scale (low)
+ * and min (high): d*yd * sum_s sc_s sum(q q8) - dmin*yd * sum_s m_s bsum_s. */
+float cm_dotq_q2_k_avx2(const void *row, const void *xq, size_t n) {
+    const uint8_t *b = row, *y = xq;
+    const __m256i m3 = _mm256_set1_epi8(3);
+    __m256 acc = _mm256_setzero_ps();
+    float mins = 0;
+    for (size_t i = 0; i < n / 256; i++, b += 84, y += 292) {
+        float yd = q8k_d(y), d = f16(b + 80) * yd, dmin = f16(b + 82) * yd;
+        const uint8_t *sc = b;
+        int msum = 0;
+        for (int s = 0; s < 16; s++) msum += (sc[s] >> 4) * q8k_bsum(y, s);
+        __m256i sum = _mm256_setzero_si256();
+        for (int h = 0; h < 2; h++) {
+            __m256i raw = _mm256_loadu_si256((const __m256i *)(b + 16 + 32 * h));
+            for (int j = 0; j < 4; j++) {
+                const uint8_t *s2 = sc + 8 * h + 2 * j;
+                __m256i q = _mm256_and_si256(_mm256_srli_epi16(raw, 2 * j), m3);
+                __m256i y8 = _mm256_loadu_si256((const __m256i *)(y + 4 + 128 * h + 32 * j));
+                __m256i scv = _mm256_set_m128i(_mm_set1_epi16(s2[1] & 15), _mm_set1_epi16(s2[0] & 15));
+                sum = _mm256_add_epi32(sum, _mm256_madd_epi16(_mm256_maddubs_epi16(q, y8), scv));
+            }
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sum), acc);
+        mins += dmin * (float)msum;
+    }
+    return hsum(acc) - mins;
+}
+
+/* Q3_K row x Q8_K. Q3_K {u8 hmask[32]; u8 qs[64]; u8 scales[12]; f16 d}: q = u - 4 with
+ * u = ((qs[32n + l] >> 2j) & 3) | (bit 4n+j of hmask[l]) << 2 in 0..7, so
+ * sum(q q8) = sum(u q8) - 4 bsum; 16 signed 6-bit scales (stored + 32). */
+float cm_dotq_q3_k_avx2(const void *row, const void *xq, size_t n) {
+    const uint8_t *b = row, *y = xq;
+    const __m256i m3 = _mm256_set1_epi8(3), k4 = _mm256_set1_epi8(4);
+    __m256 acc = _mm256_setzero_ps();
+    for (size_t i = 0; i < n / 256; i++, b += 110, y += 292) {
+        float d = f16(b + 108) * q8k_d(y);
+        const uint8_t *s = b + 96;
+        int sc[16], corr = 0;
+        for (int k = 0; k < 16; k++) {
+            int lo = k < 8 ? (s[k] & 0xF) : (s[k - 8] >> 4);
+            int hi = (s[8 + (k % 4)] >> (2 * (k / 4))) & 3;
+            sc[k] = (lo | (hi << 4)) - 32;
+            corr += sc[k] * q8k_bsum(y, k);
+        }
+        __m256i hm = _mm256_loadu_si256((const __m256i *)b);
+        __m256i sum = _mm256_setzero_si256();
+        for (int h = 0; h < 2; h++) {
+            __m256i raw = _mm256_loadu_si256((const __m256i *)(b + 32 + 32 * h));
+            for (int j = 0; j < 4; j++) {
+                __m256i bit = _mm256_set1_epi8((char)(1 << (4 * h + j)));
+                __m256i hb = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hm, bit), bit), k4);
+                __m256i u = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(raw, 2 * j), m3), hb);
+                __m256i y8 = _mm256_loadu_si256((const __m256i *)(y + 4 + 128 * h + 32 * j));
+                const int *s2 = sc + 8 * h + 2 * j;
+                __m256i scv = _mm256_set_m128i(_mm_set1_epi16((short)s2[1]), _mm_set1_epi16((short)s2[0]));
+                sum = _mm256_add_epi32(sum, _mm256_madd_epi16(_mm256_maddubs_epi16(u, y8), scv));
+            }
+        }
+        sum = _mm256_sub_epi32(sum, _mm256_setr_epi32(4 * corr, 0, 0, 0, 0, 0, 0, 0));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sum), acc);
+    }
+    return hsum(acc);
+}

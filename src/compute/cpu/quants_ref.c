@@ -780,6 +780,8 @@ cm_dotq_fn cm_dotq_select(uint32_t type, uint32_t cpu_features, uint32_t *act_ty
         case CM_Q8_0: fn = cm_dotq_q8_0_avx2; break;
         case CM_Q4_0: fn = cm_dotq_q4_0_avx2; break;
         case CM_Q5_0: fn = cm_dotq_q5_0_avx2; break;
+        case CM_Q2_K: fn = cm_dotq_q2_k_avx2; at = CM_Q8_K; break;
+        case CM_Q3_K: fn = cm_dotq_q3_k_avx2; at = CM_Q8_K; break;
         case CM_Q4_K: fn = cm_dotq_q4_k_avx2; at = CM_Q8_K; break;
         case CM_Q5_K: fn = cm_dotq_q5_k_avx2; at = CM_Q8_K; break;
         case CM_Q6_K: fn = cm_dotq_q6_k_avx2; at = CM_Q8_K; break;
