@@ -86,6 +86,8 @@ typedef struct lm_model_info {
     uint64_t n_params;        /* parameters, a tied output counted once */
     uint64_t weight_bytes;    /* bytes of tensor data */
     int32_t n_threads;
+    const char *quant;        /* weight types by tensor group, e.g. "attn: Q8_0 x15; ffn: Q8_0 x10,
+                                 F32 x5; embd: Q8_0; output: tied"; owned by the model */
 } lm_model_info;
 
 void lm_model_get_info(const lm_model *m, lm_model_info *out);

@@ -80,6 +80,8 @@ int cli_info(int argc, char **argv) {
         cli_json_string(stdout, format);
         fputs(",\"kernels\":", stdout);
         cli_json_string(stdout, kernels);
+        fputs(",\"quant\":", stdout);
+        cli_json_string(stdout, mi.quant ? mi.quant : "");
         printf(",\"n_vocab\":%ld,\"n_ctx_train\":%ld,\"n_embd\":%ld,\"n_layer\":%ld,"
                "\"n_head\":%ld,\"n_head_kv\":%ld,\"head_dim\":%ld,\"n_ff\":%ld,"
                "\"rope_theta\":%g,\"norm_eps\":%g,\"n_params\":%llu,\"weight_bytes\":%llu,"
@@ -101,6 +103,7 @@ int cli_info(int argc, char **argv) {
         printf("arch:         %s (%s), kernels %s, %ld threads\n", arch, format, kernels,
                (long)mi.n_threads);
         printf("parameters:   %llu (%s of weights)\n", (unsigned long long)mi.n_params, wb);
+        printf("weights:      %s\n", mi.quant ? mi.quant : "");
         printf("vocab:        %ld (bos %ld, eos %ld)\n", (long)mi.n_vocab,
                (long)lm_token_bos(model), (long)lm_token_eos(model));
         printf("context:      %ld (trained)\n", (long)mi.n_ctx_train);

@@ -38,6 +38,8 @@ static void model_release(lm_model *m) {
 
 void lm_model_free(lm_model *m) { model_release(m); }
 
+static void build_quant_summary(lm_model *m);
+
 static lm_status add_eog(lm_model *m, lm_token id) {
     if (id < 0 || lm_model_is_eog(m, id)) return LM_OK;
     lm_token *e = lm_realloc(m->eog, (m->n_eog + 1) * sizeof *e);
@@ -123,10 +125,73 @@ lm_status lm_model_load(const char *path, const lm_model_params *params, lm_mode
         model_release(m);
         return lm_fail(err, LM_ERR_CANCELLED, "%s: loading cancelled", path);
     }
+    build_quant_summary(m);
     m->generation = atomic_fetch_add(&g_generation, 1);
     m->magic = LM_MODEL_MAGIC;
     *out = m;
     return LM_OK;
+}
+
+static void type_name(const cm_matrix *w, char *out, size_t cap) {
+    if (w->type == CM_MLX) {
+        snprintf(out, cap, "MLX %u-bit g%u", w->bits, w->group_size);
+        return;
+    }
+    const cm_type_info *ti = cm_type_get(w->type);
+    snprintf(out, cap, "%s", ti ? ti->name : "?");
+}
+
+/* "Q8_0 x15, F32 x5" for a list of matrices. */
+static void group_summary(const cm_matrix *const *ws, size_t n, lm_buf *b) {
+    char names[16][32];
+    int counts[16];
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        char t[32];
+        type_name(ws[i], t, sizeof t);
+        size_t j = 0;
+        while (j < k && strcmp(names[j], t)) j++;
+        if (j == k && k < 16) {
+            snprintf(names[k], sizeof names[k], "%s", t);
+            counts[k++] = 0;
+        }
+        if (j < k) counts[j]++;
+    }
+    for (size_t j = 0; j < k; j++) lm_buf_printf(b, "%s%s x%d", j ? ", " : "", names[j], counts[j]);
+}
+
+static void build_quant_summary(lm_model *m) {
+    lm_buf b = {0};
+    size_t nl = (size_t)m->hp.n_layer;
+    const cm_matrix **ws = lm_malloc((nl * 4 + 1) * sizeof *ws);
+    if (!ws) return;
+    for (size_t l = 0; l < nl; l++) {
+        ws[4 * l] = &m->layers[l].wq;
+        ws[4 * l + 1] = &m->layers[l].wk;
+        ws[4 * l + 2] = &m->layers[l].wv;
+        ws[4 * l + 3] = &m->layers[l].wo;
+    }
+    lm_buf_puts(&b, "attn: ");
+    group_summary(ws, nl * 4, &b);
+    for (size_t l = 0; l < nl; l++) {
+        ws[3 * l] = &m->layers[l].w_gate;
+        ws[3 * l + 1] = &m->layers[l].w_up;
+        ws[3 * l + 2] = &m->layers[l].w_down;
+    }
+    lm_buf_puts(&b, "; ffn: ");
+    group_summary(ws, nl * 3, &b);
+    char t[32];
+    type_name(&m->tok_embd, t, sizeof t);
+    lm_buf_printf(&b, "; embd: %s", t);
+    if (m->output.data == m->tok_embd.data) {
+        lm_buf_puts(&b, "; output: tied");
+    } else {
+        type_name(&m->output, t, sizeof t);
+        lm_buf_printf(&b, "; output: %s", t);
+    }
+    snprintf(m->quant_summary, sizeof m->quant_summary, "%s", b.data ? b.data : "");
+    lm_buf_free(&b);
+    lm_free(ws);
 }
 
 void lm_model_get_info(const lm_model *m, lm_model_info *o) {
@@ -148,6 +213,7 @@ void lm_model_get_info(const lm_model *m, lm_model_info *o) {
     o->n_params = m->n_params;
     o->weight_bytes = m->weight_bytes;
     o->n_threads = m->n_threads;
+    o->quant = m->quant_summary;
 }
 
 uint64_t lm_model_kv_bytes_per_token(const lm_model *m) {

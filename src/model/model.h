@@ -67,6 +67,7 @@ struct lm_model {
     lm_token *eog;            /* end-of-generation ids */
     size_t n_eog;
     uint64_t n_params, weight_bytes;
+    char quant_summary[512];  /* weight types by tensor group (lm_model_info.quant) */
     lm_pool *pool;
     cm_ctx *cm;
     pthread_mutex_t compute_mu; /* one forward pass at a time uses the pool and scratch */
