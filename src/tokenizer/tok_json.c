@@ -716,7 +716,301 @@ static lm_status load_config(loader *L, const cJSON *cfg) {
     return LM_OK;
 }
 
-static lm_status load(loader *L, const cJSON *root, const cJSON *cfg) {
+/* model.vocab and model.merges, from cJSON or from the fast scanner below. Strings are not
+ * NUL-terminated; they point into the cJSON tree or the scanner's buffer. */
+typedef struct vent {
+    const char *s;
+    uint32_t len;
+    int32_t id;
+} vent;
+typedef struct ment {
+    const char *a, *b;
+    uint32_t la, lb;
+} ment;
+typedef struct big_lists {
+    vent *v;
+    size_t n_v;
+    ment *m;
+    size_t n_m;
+    char *buf; /* unescaped strings (fast path) */
+} big_lists;
+
+static void big_lists_free(big_lists *b) {
+    lm_free(b->v);
+    lm_free(b->m);
+    lm_free(b->buf);
+    memset(b, 0, sizeof *b);
+}
+
+/* ---- fast scanner: cJSON builds a node per vocab entry and merge, which dominates the load
+ * of a 128k-token file; these two sections are read directly instead and the rest of the
+ * document (with them replaced by {} and []) goes to cJSON. Anything unexpected: the caller
+ * falls back to cJSON for the whole file, which also gives the precise error. ---- */
+
+static const char *skip_ws(const char *p, const char *e) {
+    while (p < e && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t')) p++;
+    return p;
+}
+
+/* p at '"': returns the position after the closing quote, or NULL. */
+static const char *skip_string(const char *p, const char *e) {
+    for (p++; p < e; p++) {
+        if (*p == '\\') p++;
+        else if (*p == '"') return p + 1;
+    }
+    return NULL;
+}
+
+static const char *skip_value(const char *p, const char *e) {
+    p = skip_ws(p, e);
+    if (p >= e) return NULL;
+    if (*p == '"') return skip_string(p, e);
+    if (*p == '{' || *p == '[') {
+        int depth = 0;
+        while (p < e) {
+            if (*p == '"') {
+                p = skip_string(p, e);
+                if (!p) return NULL;
+                continue;
+            }
+            if (*p == '{' || *p == '[') depth++;
+            else if (*p == '}' || *p == ']') {
+                if (--depth == 0) return p + 1;
+            }
+            p++;
+        }
+        return NULL;
+    }
+    while (p < e && *p != ',' && *p != '}' && *p != ']' && *p != ' ' && *p != '\n' && *p != '\r' &&
+           *p != '\t')
+        p++;
+    return p;
+}
+
+static int hexval(char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+static bool hex4(const char *p, const char *e, uint32_t *out) {
+    if (e - p < 4) return false;
+    uint32_t v = 0;
+    for (int i = 0; i < 4; i++) {
+        int h = hexval(p[i]);
+        if (h < 0) return false;
+        v = v << 4 | (uint32_t)h;
+    }
+    *out = v;
+    return true;
+}
+
+/* Unescapes the string at p ('"') into *w; returns the position after it, or NULL. */
+static const char *read_string(const char *p, const char *e, char **w) {
+    char *o = *w;
+    for (p++; p < e; p++) {
+        char c = *p;
+        if (c == '"') {
+            *w = o;
+            return p + 1;
+        }
+        if (c != '\\') {
+            *o++ = c;
+            continue;
+        }
+        if (++p >= e) return NULL;
+        switch (*p) {
+        case '"': *o++ = '"'; break;
+        case '\\': *o++ = '\\'; break;
+        case '/': *o++ = '/'; break;
+        case 'b': *o++ = '\b'; break;
+        case 'f': *o++ = '\f'; break;
+        case 'n': *o++ = '\n'; break;
+        case 'r': *o++ = '\r'; break;
+        case 't': *o++ = '\t'; break;
+        case 'u': {
+            uint32_t cp, lo;
+            if (!hex4(p + 1, e, &cp)) return NULL;
+            p += 4;
+            if (cp >= 0xD800 && cp < 0xDC00) {
+                if (e - p < 7 || p[1] != '\\' || p[2] != 'u' || !hex4(p + 3, e, &lo) ||
+                    lo < 0xDC00 || lo >= 0xE000)
+                    return NULL;
+                cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+                p += 6;
+            } else if (cp >= 0xDC00 && cp < 0xE000) {
+                return NULL;
+            }
+            int l = lm_utf8_encode(cp, o);
+            if (!l) return NULL;
+            o += l;
+            break;
+        }
+        default:
+            return NULL;
+        }
+    }
+    return NULL;
+}
+
+/* Finds key in the object starting at p ('{'); sets [*vs, *ve) to its value. */
+static bool find_key(const char *p, const char *e, const char *key, const char **vs,
+                     const char **ve) {
+    size_t kl = strlen(key);
+    p = skip_ws(p, e);
+    if (p >= e || *p != '{') return false;
+    p++;
+    for (;;) {
+        p = skip_ws(p, e);
+        if (p >= e || *p != '"') return false;
+        const char *ks = p + 1, *kend = skip_string(p, e);
+        if (!kend) return false;
+        p = skip_ws(kend, e);
+        if (p >= e || *p != ':') return false;
+        const char *v = skip_ws(p + 1, e), *vend = skip_value(v, e);
+        if (!vend) return false;
+        if ((size_t)(kend - 1 - ks) == kl && memcmp(ks, key, kl) == 0) {
+            *vs = v;
+            *ve = vend;
+            return true;
+        }
+        p = skip_ws(vend, e);
+        if (p < e && *p == ',') {
+            p++;
+            continue;
+        }
+        return false;
+    }
+}
+
+static bool grow(void **v, size_t *cap, size_t n, size_t elem) {
+    if (n < *cap) return true;
+    size_t c = *cap ? *cap * 2 : 1024;
+    void *q = lm_realloc(*v, c * elem);
+    if (!q) return false;
+    *v = q;
+    *cap = c;
+    return true;
+}
+
+/* 1: read, 0: not applicable (use cJSON), -1: NOMEM. On 1, *rest is the document with the two
+ * sections emptied (lm_free). */
+static int fast_scan(const char *json, size_t len, big_lists *b, char **rest, size_t *rest_len) {
+    const char *e = json + len, *ms, *me, *vs, *ve, *gs, *ge;
+    if (!find_key(json, e, "model", &ms, &me) || !find_key(ms, me, "vocab", &vs, &ve) ||
+        !find_key(ms, me, "merges", &gs, &ge) || *vs != '{' || *gs != '[')
+        return 0;
+    b->buf = lm_malloc((size_t)(ve - vs) + (size_t)(ge - gs) + 1);
+    if (!b->buf) return -1;
+    char *w = b->buf;
+    size_t cap_v = 0, cap_m = 0;
+    const char *p = skip_ws(vs + 1, ve);
+    while (p < ve && *p != '}') {
+        if (*p != '"') return 0;
+        char *s0 = w;
+        p = read_string(p, ve, &w);
+        if (!p) return 0;
+        p = skip_ws(p, ve);
+        if (p >= ve || *p != ':') return 0;
+        p = skip_ws(p + 1, ve);
+        long id = 0;
+        int digits = 0;
+        while (p < ve && *p >= '0' && *p <= '9' && digits < 9) id = id * 10 + (*p++ - '0'), digits++;
+        if (!digits || id > 16777216) return 0;
+        if (!grow((void **)&b->v, &cap_v, b->n_v, sizeof *b->v)) return -1;
+        b->v[b->n_v++] = (vent){s0, (uint32_t)(w - s0), (int32_t)id};
+        p = skip_ws(p, ve);
+        if (p < ve && *p == ',') p = skip_ws(p + 1, ve);
+        else if (p >= ve || *p != '}') return 0;
+    }
+    p = skip_ws(gs + 1, ge);
+    while (p < ge && *p != ']') {
+        ment m;
+        if (*p == '"') {
+            char *s0 = w;
+            p = read_string(p, ge, &w);
+            if (!p) return 0;
+            char *sp = NULL;
+            for (char *q = s0 + 1; q < w && !sp; q++)
+                if (*q == ' ') sp = q;
+            if (!sp) return 0;
+            m = (ment){s0, sp + 1, (uint32_t)(sp - s0), (uint32_t)(w - sp - 1)};
+        } else if (*p == '[') {
+            p = skip_ws(p + 1, ge);
+            char *a0 = w;
+            if (p >= ge || *p != '"' || !(p = read_string(p, ge, &w))) return 0;
+            char *b0 = w;
+            p = skip_ws(p, ge);
+            if (p >= ge || *p != ',') return 0;
+            p = skip_ws(p + 1, ge);
+            if (p >= ge || *p != '"' || !(p = read_string(p, ge, &w))) return 0;
+            p = skip_ws(p, ge);
+            if (p >= ge || *p != ']') return 0;
+            p++;
+            m = (ment){a0, b0, (uint32_t)(b0 - a0), (uint32_t)(w - b0)};
+        } else {
+            return 0;
+        }
+        if (!grow((void **)&b->m, &cap_m, b->n_m, sizeof *b->m)) return -1;
+        b->m[b->n_m++] = m;
+        p = skip_ws(p, ge);
+        if (p < ge && *p == ',') p = skip_ws(p + 1, ge);
+        else if (p >= ge || *p != ']') return 0;
+    }
+    /* the rest: vocab -> {}, merges -> [] (vocab and merges may come in either order) */
+    char *r = lm_malloc(len + 8);
+    if (!r) return -1;
+    const char *first_s = vs < gs ? vs : gs, *first_e = vs < gs ? ve : ge;
+    const char *second_s = vs < gs ? gs : vs, *second_e = vs < gs ? ge : ve;
+    size_t k = 0;
+    memcpy(r + k, json, (size_t)(first_s - json)), k += (size_t)(first_s - json);
+    r[k++] = *first_s, r[k++] = *first_s == '{' ? '}' : ']';
+    memcpy(r + k, first_e, (size_t)(second_s - first_e)), k += (size_t)(second_s - first_e);
+    r[k++] = *second_s, r[k++] = *second_s == '{' ? '}' : ']';
+    memcpy(r + k, second_e, (size_t)(e - second_e)), k += (size_t)(e - second_e);
+    r[k] = 0;
+    *rest = r;
+    *rest_len = k;
+    return 1;
+}
+
+/* The slow path: the same lists from the cJSON tree. */
+static lm_status lists_from_cjson(loader *L, const cJSON *vocab, const cJSON *merges, big_lists *b) {
+    size_t nv = 0, nm = 0;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, vocab) nv++;
+    cJSON_ArrayForEach(it, merges) nm++;
+    b->v = lm_malloc((nv + 1) * sizeof *b->v);
+    b->m = lm_malloc((nm + 1) * sizeof *b->m);
+    if (!b->v || !b->m) return lm_fail_nomem(L->err, "vocabulary");
+    cJSON_ArrayForEach(it, vocab) {
+        if (!cJSON_IsNumber(it) || it->valuedouble < 0 || it->valuedouble > 16777216)
+            return lm_fail(L->err, LM_ERR_FORMAT, "%s: model.vocab['%s']: expected an id", L->name,
+                           it->string);
+        b->v[b->n_v++] = (vent){it->string, (uint32_t)strlen(it->string), it->valueint};
+    }
+    cJSON_ArrayForEach(it, merges) {
+        if (cJSON_IsString(it)) {
+            const char *a = it->valuestring;
+            const char *sp = strchr(a + (a[0] ? 1 : 0), ' ');
+            if (!sp)
+                return lm_fail(L->err, LM_ERR_FORMAT, "%s: model.merges[%d]: expected \"a b\"",
+                               L->name, (int)b->n_m);
+            b->m[b->n_m++] = (ment){a, sp + 1, (uint32_t)(sp - a), (uint32_t)strlen(sp + 1)};
+        } else if (cJSON_IsArray(it) && it->child && cJSON_IsString(it->child) &&
+                   it->child->next && cJSON_IsString(it->child->next) && !it->child->next->next) {
+            const char *x = it->child->valuestring, *y = it->child->next->valuestring;
+            b->m[b->n_m++] = (ment){x, y, (uint32_t)strlen(x), (uint32_t)strlen(y)};
+        } else {
+            return lm_fail(L->err, LM_ERR_FORMAT, "%s: model.merges[%d]: expected \"a b\" or [a, b]",
+                           L->name, (int)b->n_m);
+        }
+    }
+    return LM_OK;
+}
+
+static lm_status load(loader *L, const cJSON *root, const cJSON *cfg, big_lists *big) {
     tok_tokenizer *t = L->t;
     const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
     if (!cJSON_IsObject(model))
@@ -731,15 +1025,14 @@ static lm_status load(loader *L, const cJSON *root, const cJSON *cfg) {
         return lm_fail(L->err, LM_ERR_FORMAT, "%s: model.vocab: expected an object", L->name);
     if (!cJSON_IsArray(merges))
         return lm_fail(L->err, LM_ERR_FORMAT, "%s: model.merges: expected an array", L->name);
+    lm_status st;
+    if (!big->v && (st = lists_from_cjson(L, vocab, merges, big))) return st;
     const cJSON *added = cJSON_GetObjectItemCaseSensitive(root, "added_tokens"), *it;
     int64_t max_id = -1;
     size_t bytes = 0;
-    cJSON_ArrayForEach(it, vocab) {
-        if (!cJSON_IsNumber(it) || it->valuedouble < 0 || it->valuedouble > 16777216)
-            return lm_fail(L->err, LM_ERR_FORMAT, "%s: model.vocab['%s']: expected an id", L->name,
-                           it->string);
-        max_id = LM_MAX(max_id, (int64_t)it->valueint);
-        bytes += strlen(it->string) + 1;
+    for (size_t i = 0; i < big->n_v; i++) {
+        max_id = LM_MAX(max_id, (int64_t)big->v[i].id);
+        bytes += big->v[i].len + 1;
     }
     cJSON_ArrayForEach(it, added) {
         const cJSON *id = cJSON_GetObjectItemCaseSensitive(it, "id");
@@ -758,7 +1051,8 @@ static lm_status load(loader *L, const cJSON *root, const cJSON *cfg) {
     L->p->normalized = lm_calloc((size_t)n, 1);
     L->p->norm_piece = lm_calloc((size_t)n, sizeof(char *));
     L->p->n_vocab = n;
-    if (!L->p->lstrip || !L->p->rstrip || !L->p->normalized || !L->p->norm_piece) return lm_fail_nomem(L->err, "vocabulary");
+    if (!L->p->lstrip || !L->p->rstrip || !L->p->normalized || !L->p->norm_piece)
+        return lm_fail_nomem(L->err, "vocabulary");
     char *arena = t->arena;
     for (int32_t i = 0; i < n; i++) {
         t->pieces[i] = arena + bytes + (size_t)i; /* holes: empty strings */
@@ -766,13 +1060,14 @@ static lm_status load(loader *L, const cJSON *root, const cJSON *cfg) {
         t->kinds[i] = TOK_KIND_UNUSED;
     }
     char *p = arena;
-    cJSON_ArrayForEach(it, vocab) {
-        size_t l = strlen(it->string);
-        memcpy(p, it->string, l + 1);
-        t->pieces[it->valueint] = p;
-        t->piece_len[it->valueint] = (uint32_t)l;
-        t->kinds[it->valueint] = TOK_KIND_NORMAL;
-        p += l + 1;
+    for (size_t i = 0; i < big->n_v; i++) {
+        const vent *v = &big->v[i];
+        memcpy(p, v->s, v->len);
+        p[v->len] = 0;
+        t->pieces[v->id] = p;
+        t->piece_len[v->id] = v->len;
+        t->kinds[v->id] = TOK_KIND_NORMAL;
+        p += v->len + 1;
     }
     cJSON_ArrayForEach(it, added) {
         int32_t id = cJSON_GetObjectItemCaseSensitive(it, "id")->valueint;
@@ -806,54 +1101,27 @@ static lm_status load(loader *L, const cJSON *root, const cJSON *cfg) {
     const char *unk = jstr(model, "unk_token");
     t->unk = unk ? tok_find(t, unk) : -1;
     if (t->unk >= 0 && t->kinds[t->unk] == TOK_KIND_NORMAL) t->kinds[t->unk] = TOK_KIND_UNKNOWN;
-    /* merges: "a b" strings or ["a", "b"] pairs; rank = position */
-    size_t nm = (size_t)cJSON_GetArraySize(merges);
-    if (!tok_mergemap_init(&t->merges, nm)) return lm_fail_nomem(L->err, "merges");
+    /* merges: rank = position */
+    if (!tok_mergemap_init(&t->merges, big->n_m)) return lm_fail_nomem(L->err, "merges");
     lm_buf cat = {0};
-    int32_t rank = 0;
-    cJSON_ArrayForEach(it, merges) {
-        const char *a, *b;
-        size_t la, lb;
-        if (cJSON_IsString(it)) {
-            a = it->valuestring;
-            const char *sp = strchr(a + (a[0] ? 1 : 0), ' ');
-            if (!sp) {
-                lm_buf_free(&cat);
-                return lm_fail(L->err, LM_ERR_FORMAT, "%s: model.merges[%d]: expected \"a b\"",
-                               L->name, (int)rank);
-            }
-            la = (size_t)(sp - a);
-            b = sp + 1;
-            lb = strlen(b);
-        } else if (cJSON_IsArray(it) && it->child && cJSON_IsString(it->child) &&
-                   it->child->next && cJSON_IsString(it->child->next) && !it->child->next->next) {
-            a = it->child->valuestring;
-            b = it->child->next->valuestring;
-            la = strlen(a);
-            lb = strlen(b);
-        } else {
-            lm_buf_free(&cat);
-            return lm_fail(L->err, LM_ERR_FORMAT, "%s: model.merges[%d]: expected \"a b\" or [a, b]",
-                           L->name, (int)rank);
-        }
-        int32_t ia = tok_strmap_get(t, a, la), ib = tok_strmap_get(t, b, lb);
+    for (size_t r = 0; r < big->n_m; r++) {
+        const ment *m = &big->m[r];
+        int32_t ia = tok_strmap_get(t, m->a, m->la), ib = tok_strmap_get(t, m->b, m->lb);
         lm_buf_reset(&cat);
-        lm_buf_append(&cat, a, la);
-        lm_buf_append(&cat, b, lb);
+        lm_buf_append(&cat, m->a, m->la);
+        lm_buf_append(&cat, m->b, m->lb);
         if (cat.oom) return lm_fail_nomem(L->err, "merges");
         int32_t ic = tok_strmap_get(t, cat.data, cat.len);
         if (ia < 0 || ib < 0 || ic < 0) {
             lm_fail(L->err, LM_ERR_FORMAT,
                     "%s: model.merges[%d]: '%.*s' + '%.*s' names a token not in model.vocab",
-                    L->name, (int)rank, (int)LM_MIN(la, 40), a, (int)LM_MIN(lb, 40), b);
+                    L->name, (int)r, (int)LM_MIN(m->la, 40), m->a, (int)LM_MIN(m->lb, 40), m->b);
             lm_buf_free(&cat);
             return LM_ERR_FORMAT;
         }
-        tok_mergemap_put(&t->merges, ia, ib, rank, ic);
-        rank++;
+        tok_mergemap_put(&t->merges, ia, ib, (int32_t)r, ic);
     }
     lm_buf_free(&cat);
-    lm_status st;
     const cJSON *x = cJSON_GetObjectItemCaseSensitive(root, "normalizer");
     if (x && !cJSON_IsNull(x) && (st = add_norm(L, x, "normalizer"))) return st;
     match_list ml = {0};
@@ -938,10 +1206,24 @@ lm_status tok_load_json_text(const char *json, size_t len, const char *config_te
     *out = NULL;
     if (!name) name = "tokenizer.json";
     cJSON *root = NULL, *cfg = NULL;
-    lm_status st = lm_json_parse(json, len, name, &root, err);
-    if (st) return st;
+    big_lists big = {0};
+    char *rest = NULL;
+    size_t rest_len = 0;
+    int fast = fast_scan(json, len, &big, &rest, &rest_len);
+    if (fast < 0) {
+        big_lists_free(&big);
+        return lm_fail_nomem(err, "tokenizer.json");
+    }
+    if (fast == 0) big_lists_free(&big);
+    lm_status st = lm_json_parse(fast ? rest : json, fast ? rest_len : len, name, &root, err);
+    lm_free(rest);
+    if (st) {
+        big_lists_free(&big);
+        return st;
+    }
     if (config_text && (st = lm_json_parse(config_text, config_len, "tokenizer_config.json", &cfg, err))) {
         cJSON_Delete(root);
+        big_lists_free(&big);
         return st;
     }
     loader L = {name, err, lm_calloc(1, sizeof(tok_tokenizer)), lm_calloc(1, sizeof(struct tok_json_pipe))};
@@ -954,10 +1236,11 @@ lm_status tok_load_json_text(const char *json, size_t len, const char *config_te
         L.t->model = TOK_MODEL_BPE;
         L.t->unk = L.t->bos = L.t->eos = L.t->pad = -1;
         memcpy(L.t->model_name, "bpe", 4);
-        st = load(&L, root, cfg);
+        st = load(&L, root, cfg, &big);
         if (st) tok_free(L.t);
         else *out = L.t;
     }
+    big_lists_free(&big);
     cJSON_Delete(root);
     cJSON_Delete(cfg);
     return st;

@@ -265,6 +265,30 @@ static void test_small_pipeline(void **state) {
     tok_free(t);
 }
 
+/* JSON escapes in vocab/merges (read by the fast scanner) and merges before vocab. */
+static void test_escapes(void **state) {
+    (void)state;
+    const char *json =
+        "{\"model\": {\"merges\": [[\"\\u00e9\", \"\\ud83d\\ude00\"], \"\\\" \\\\\"], \"type\": \"BPE\","
+        " \"vocab\": {\"\\u00e9\": 0, \"\\ud83d\\ude00\": 1, \"\\u00e9\\ud83d\\ude00\": 2, "
+        "\"\\\"\": 3, \"\\\\\": 4, \"\\\"\\\\\": 5, \"\\n\": 6}}}";
+    tok_tokenizer *t = NULL;
+    lm_error err = {0};
+    if (tok_load_json_text(json, strlen(json), NULL, 0, "esc", &t, &err)) fail_msg("%s", err.msg);
+    const char *text = "\xc3\xa9\xf0\x9f\x98\x80\"\\\n";
+    tok_vec v = {0};
+    assert_int_equal(tok_encode(t, text, strlen(text), 0, &v, &err), LM_OK);
+    lm_token want[] = {2, 5, 6};
+    assert_int_equal(v.n, 3);
+    assert_memory_equal(v.ids, want, sizeof want);
+    lm_buf b = {0};
+    assert_int_equal(tok_decode(t, v.ids, v.n, false, &b, &err), LM_OK);
+    assert_string_equal(b.data, text);
+    lm_buf_free(&b);
+    tok_vec_free(&v);
+    tok_free(t);
+}
+
 /* Every allocation of a load failing in turn gives LM_ERR_NOMEM and leaks nothing (ASan). */
 static void test_alloc_failures(void **state) {
     (void)state;
@@ -322,7 +346,7 @@ int main(void) {
         cmocka_unit_test(test_llama2), cmocka_unit_test(test_llamacpp_vectors),
         cmocka_unit_test(test_tinychat), cmocka_unit_test(test_stories260k_hf),
         cmocka_unit_test(test_bad_input), cmocka_unit_test(test_small_pipeline),
-        cmocka_unit_test(test_alloc_failures), cmocka_unit_test(test_llama3_load_time),
+        cmocka_unit_test(test_escapes), cmocka_unit_test(test_alloc_failures), cmocka_unit_test(test_llama3_load_time),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
