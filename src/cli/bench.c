@@ -20,6 +20,10 @@ static const char BENCH_HELP[] =
     "  -n, --n-gen N           tokens to decode, one at a time (default 64; 0 skips decode)\n"
     "  -t, --threads N         threads (default: one per core)\n"
     "  -r, --reps N            repetitions (default 3)\n"
+    "      --conversation      also time a voice conversation at the token level: TTFT of turn 1\n"
+    "                          (500-token system prompt + 30), of turn 5 (1,000 tokens cached +\n"
+    "                          30 new) against a full re-prefill, and after partial prefill\n"
+    "                          (the final call adds 5 tokens)\n"
     "      --json              print one JSON object\n"
     "  -h, --help              show this help\n";
 
@@ -44,6 +48,11 @@ static void fill_ids(lm_token *ids, size_t n, int32_t n_vocab, uint64_t seed) {
     uint64_t state = seed;
     for (size_t i = 0; i < n; i++) ids[i] = lo + (lm_token)(next_u64(&state) % (uint64_t)(hi - lo));
 }
+
+/* Time of prefilling `add` tokens on top of `cached` ones already in a session, plus one decode
+ * step: what a user waits for when `cached` tokens are reused. Median over reps. */
+static bool time_turn(lm_model *model, const lm_token *ids, size_t cached, size_t add, int32_t reps,
+                      double *out_ms);
 
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
@@ -78,13 +87,37 @@ static bool open_session(lm_model *model, int32_t default_ctx, size_t n_tokens, 
     return true;
 }
 
+static bool time_turn(lm_model *model, const lm_token *ids, size_t cached, size_t add, int32_t reps,
+                      double *out_ms) {
+    double *v = malloc((size_t)reps * sizeof *v);
+    float *logits = malloc((size_t)lm_n_vocab(model) * sizeof *logits);
+    bool ok = v && logits;
+    for (int32_t r = 0; ok && r < reps; r++) {
+        lm_session *s = NULL;
+        ok = open_session(model, 0, cached + add + 2, &s);
+        if (!ok) break;
+        if (cached) ok = lm_session_eval(s, ids, cached, NULL, NULL) == LM_OK;
+        double t0 = cli_now_ms();
+        ok = ok && lm_session_eval(s, ids + cached, add, logits, NULL) == LM_OK;
+        lm_token next = ids[0];
+        ok = ok && lm_session_eval(s, &next, 1, logits, NULL) == LM_OK;
+        v[r] = cli_now_ms() - t0;
+        if (!ok) cli_error("conversation bench failed: %s", lm_session_errmsg(s));
+        lm_session_free(s);
+    }
+    if (ok) *out_ms = median(v, (size_t)reps);
+    free(v);
+    free(logits);
+    return ok;
+}
+
 int cli_bench(int argc, char **argv) {
     const char *cmd = "bench";
     const char *model_path = NULL;
     int32_t *lens = NULL;
     size_t n_lens = 0;
     int32_t n_gen = 64, n_threads = 0, reps = 3;
-    bool json = false;
+    bool json = false, conversation = false;
 
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = NULL;
@@ -95,6 +128,8 @@ int cli_bench(int argc, char **argv) {
             return CLI_EXIT_OK;
         } else if (strcmp(a, "--json") == 0) {
             json = true;
+        } else if (strcmp(a, "--conversation") == 0) {
+            conversation = true;
         } else if (cli_opt(argc, argv, &i, "-p", "--prompt-lens", &v, &bad, cmd)) {
             free(lens);
             lens = NULL;
@@ -148,7 +183,7 @@ int cli_bench(int argc, char **argv) {
     int32_t n_vocab = lm_n_vocab(model);
     int32_t default_ctx = mi.n_ctx_train > 0 && mi.n_ctx_train < 4096 ? mi.n_ctx_train : 4096;
 
-    size_t max_len = DECODE_PROMPT;
+    size_t max_len = conversation ? 1040 : DECODE_PROMPT;
     for (size_t k = 0; k < n_lens; k++)
         if ((size_t)lens[k] > max_len) max_len = (size_t)lens[k];
     ids = malloc(max_len * sizeof *ids);
@@ -224,6 +259,12 @@ int cli_bench(int argc, char **argv) {
         decode_tok_s = median(samples, (size_t)reps);
     }
 
+    double conv[4] = {0, 0, 0, 0}; /* turn 1, turn 5, full re-prefill, after partial prefill */
+    if (conversation) {
+        if (!time_turn(model, ids, 0, 530, reps, &conv[0]) || !time_turn(model, ids, 1000, 30, reps, &conv[1]) ||
+            !time_turn(model, ids, 0, 1030, reps, &conv[2]) || !time_turn(model, ids, 1025, 5, reps, &conv[3]))
+            goto done;
+    }
     double rss = peak_rss_mb();
     if (json) {
         fputs("{\"model\":", stdout);
@@ -233,8 +274,13 @@ int cli_bench(int argc, char **argv) {
             printf("%s{\"tokens\":%ld,\"tok_s\":%.3f,\"ttft_ms\":%.3f}", k ? "," : "",
                    (long)lens[k], prefill_tok_s[k], ttft_ms[k]);
         printf("],\"decode\":{\"tokens\":%ld,\"tok_s\":%.3f},\"load_ms\":%.3f,"
-               "\"peak_rss_mb\":%.1f}\n",
+               "\"peak_rss_mb\":%.1f",
                (long)n_gen, decode_tok_s, load_ms, rss);
+        if (conversation)
+            printf(",\"conversation\":{\"turn1_ttft_ms\":%.3f,\"turn5_ttft_ms\":%.3f,"
+                   "\"full_reprefill_ttft_ms\":%.3f,\"partial_ttft_ms\":%.3f}",
+                   conv[0], conv[1], conv[2], conv[3]);
+        fputs("}\n", stdout);
     } else {
         printf("model: %s (%s, %s kernels)\n", model_path, mi.arch ? mi.arch : "?",
                mi.kernels ? mi.kernels : "?");
@@ -245,6 +291,13 @@ int cli_bench(int argc, char **argv) {
             printf("%-8s %8ld %12.1f %10.2f\n", "prefill", (long)lens[k], prefill_tok_s[k],
                    ttft_ms[k]);
         if (n_gen > 0) printf("%-8s %8ld %12.1f %10s\n", "decode", (long)n_gen, decode_tok_s, "-");
+        if (conversation) {
+            printf("\nconversation (TTFT = new tokens' prefill + one decode step):\n");
+            printf("  turn 1, 500-token system + 30:          %9.2f ms\n", conv[0]);
+            printf("  turn 5, 1000 cached + 30 new:           %9.2f ms\n", conv[1]);
+            printf("  turn 5 without reuse (1030 prefilled):  %9.2f ms\n", conv[2]);
+            printf("  after partial prefill (5 new):          %9.2f ms\n", conv[3]);
+        }
     }
     rc = CLI_EXIT_OK;
 
