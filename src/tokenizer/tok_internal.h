@@ -62,6 +62,7 @@ struct tok_tokenizer {
     /* Tokens matched in the raw text (control/user-defined/added), longest first. */
     int32_t *match_ids;
     size_t n_match;
+    bool match_first[256]; /* some match-list token starts with this byte */
 };
 
 uint64_t tok_hash(const char *s, size_t n);

@@ -46,6 +46,7 @@ struct tok_json_pipe {
     tok_vec prefix, suffix;    /* TemplateProcessing "single" around $A */
     uint8_t *lstrip, *rstrip;  /* per id, for added tokens */
     uint8_t *normalized;       /* per id: an added token matched after normalization */
+    uint8_t *single_word;      /* per id: an added token matched only as a whole word */
     char **norm_piece;         /* its normalized content (owned), per id */
     int32_t n_vocab;
 };
@@ -346,6 +347,14 @@ static bool encode_fragment(const tok_tokenizer *t, const char *s, size_t n, boo
 
 static bool is_ws(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
 
+/* Word characters for single_word added tokens: ASCII letters, digits, '_' and any non-ASCII
+ * byte (letters of other scripts; punctuation outside ASCII is rare next to added tokens). */
+static bool is_word_byte(char c) {
+    unsigned char u = (unsigned char)c;
+    return u >= 0x80 || (u >= '0' && u <= '9') || (u >= 'a' && u <= 'z') || (u >= 'A' && u <= 'Z') ||
+           u == '_';
+}
+
 /* HF's AddedVocabulary: tokens with normalized=false are found in the raw text; each piece
  * between them is normalized once, then tokens with normalized=true are found in it by their
  * normalized content. Special tokens count only when parse is set; non-special always. */
@@ -358,12 +367,16 @@ static bool split_added(const tok_tokenizer *t, const char *text, size_t len, bo
         lm_token id = -1;
         size_t at = len, tl = 0;
         for (size_t s = i; s < len && id < 0; s++) {
+            if (!normalized && !t->match_first[(uint8_t)text[s]]) continue;
             for (size_t k = 0; k < t->n_match; k++) {
                 int32_t c = t->match_ids[k];
                 if ((!parse && t->special[c]) || (p->normalized[c] != 0) != normalized) continue;
                 const char *cs = normalized ? p->norm_piece[c] : t->pieces[c];
                 size_t l = normalized ? strlen(cs) : t->piece_len[c];
-                if (l && l <= len - s && text[s] == cs[0] && memcmp(text + s, cs, l) == 0) {
+                if (l && l <= len - s && text[s] == cs[0] && memcmp(text + s, cs, l) == 0 &&
+                    (!p->single_word[c] ||
+                     ((s == 0 || !is_word_byte(text[s - 1])) &&
+                      (s + l == len || !is_word_byte(text[s + l]))))) {
                     id = c;
                     at = s;
                     tl = l;
@@ -429,6 +442,7 @@ void tok_json_pipe_free(struct tok_json_pipe *p) {
     lm_free(p->lstrip);
     lm_free(p->rstrip);
     lm_free(p->normalized);
+    lm_free(p->single_word);
     for (int32_t i = 0; p->norm_piece && i < p->n_vocab; i++) lm_free(p->norm_piece[i]);
     lm_free(p->norm_piece);
     lm_free(p);
@@ -1049,9 +1063,11 @@ static lm_status load(loader *L, const cJSON *root, const cJSON *cfg, big_lists 
     L->p->lstrip = lm_calloc((size_t)n, 1);
     L->p->rstrip = lm_calloc((size_t)n, 1);
     L->p->normalized = lm_calloc((size_t)n, 1);
+    L->p->single_word = lm_calloc((size_t)n, 1);
     L->p->norm_piece = lm_calloc((size_t)n, sizeof(char *));
     L->p->n_vocab = n;
-    if (!L->p->lstrip || !L->p->rstrip || !L->p->normalized || !L->p->norm_piece)
+    if (!L->p->lstrip || !L->p->rstrip || !L->p->normalized || !L->p->norm_piece ||
+        !L->p->single_word)
         return lm_fail_nomem(L->err, "vocabulary");
     char *arena = t->arena;
     for (int32_t i = 0; i < n; i++) {
@@ -1083,6 +1099,7 @@ static lm_status load(loader *L, const cJSON *root, const cJSON *cfg, big_lists 
         L->p->lstrip[id] = jbool(it, "lstrip", false);
         L->p->rstrip[id] = jbool(it, "rstrip", false);
         L->p->normalized[id] = jbool(it, "normalized", !special);
+        L->p->single_word[id] = jbool(it, "single_word", false);
     }
     if (!tok_strmap_build(t)) return lm_fail_nomem(L->err, "vocabulary");
     for (int i = 0; i < 256; i++) {
@@ -1174,8 +1191,9 @@ lm_status tok_json_pipe_gguf(tok_tokenizer *t, const char *pre, lm_error *err) {
     L.p->lstrip = lm_calloc(n, 1);
     L.p->rstrip = lm_calloc(n, 1);
     L.p->normalized = lm_calloc(n, 1);
+    L.p->single_word = lm_calloc(n, 1);
     L.p->norm_piece = lm_calloc(n, sizeof(char *));
-    if (!L.p->lstrip || !L.p->rstrip || !L.p->normalized || !L.p->norm_piece)
+    if (!L.p->lstrip || !L.p->rstrip || !L.p->normalized || !L.p->norm_piece || !L.p->single_word)
         return lm_fail_nomem(err, "tokenizer");
     L.p->byte_level = true;
     const char *rx = GPT2_REGEX;

@@ -177,7 +177,11 @@ bool tok_build_match_list(tok_tokenizer *t, bool json) {
         if (m && t->piece_len[id] > 0) e[n++] = (match_ent){t->piece_len[id], id};
     }
     qsort(e, n, sizeof *e, cmp_match_ent);
-    for (size_t i = 0; i < n; i++) t->match_ids[i] = e[i].id;
+    memset(t->match_first, 0, sizeof t->match_first);
+    for (size_t i = 0; i < n; i++) {
+        t->match_ids[i] = e[i].id;
+        t->match_first[(uint8_t)t->pieces[e[i].id][0]] = true;
+    }
     t->n_match = n;
     lm_free(e);
     return true;
@@ -662,6 +666,7 @@ void tok_free(tok_tokenizer *t) {
 static size_t find_special(const tok_tokenizer *t, const char *s, size_t n, bool parse_special,
                            lm_token *id_out) {
     for (size_t i = 0; i < n; i++) {
+        if (!t->match_first[(uint8_t)s[i]]) continue;
         for (size_t k = 0; k < t->n_match; k++) {
             int32_t id = t->match_ids[k];
             if (!parse_special && t->kinds[id] != TOK_KIND_USER_DEFINED) continue;

@@ -282,6 +282,44 @@ static void test_small_pipeline(void **state) {
     tok_free(t);
 }
 
+/* Added tokens: non-special ones always matched, special ones only with PARSE_SPECIAL,
+ * single_word only between non-word characters, lstrip/rstrip eat the whitespace around. */
+static void test_added_tokens(void **state) {
+    (void)state;
+    const char *json =
+        "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 1, \" \": 2}, \"merges\": []},"
+        " \"added_tokens\": ["
+        "  {\"id\": 3, \"content\": \"<s>\", \"special\": true, \"normalized\": false},"
+        "  {\"id\": 4, \"content\": \"ab\", \"special\": false, \"normalized\": false, \"single_word\": true},"
+        "  {\"id\": 5, \"content\": \"<e>\", \"special\": true, \"normalized\": false, \"lstrip\": true, \"rstrip\": true}]}";
+    tok_tokenizer *t = NULL;
+    lm_error err = {0};
+    if (tok_load_json_text(json, strlen(json), NULL, 0, "added", &t, &err)) fail_msg("%s", err.msg);
+    struct { const char *text; uint32_t flags; lm_token want[12]; size_t n; } cases[] = {
+        {"ab", 0, {4}, 1},
+        {"aab", 0, {0, 0, 1}, 3},
+        {"a ab b", 0, {0, 2, 4, 2, 1}, 5},
+        {"<s>a", LM_TOK_PARSE_SPECIAL, {3, 0}, 2},
+        {"a  <e>  b", LM_TOK_PARSE_SPECIAL, {0, 5, 1}, 3},
+    };
+    for (size_t i = 0; i < LM_ARRAY_LEN(cases); i++) {
+        tok_vec v = {0};
+        assert_int_equal(tok_encode(t, cases[i].text, strlen(cases[i].text), cases[i].flags, &v,
+                                    &err), LM_OK);
+        if (v.n != cases[i].n || memcmp(v.ids, cases[i].want, v.n * sizeof(lm_token)) != 0)
+            fail_msg("case %zu '%s': %zu ids", i, cases[i].text, v.n);
+        tok_vec_free(&v);
+    }
+    /* without PARSE_SPECIAL, "<s>" is text; '<' is not in the vocabulary and no unk: dropped */
+    tok_vec v = {0};
+    assert_int_equal(tok_encode(t, "<s>a", 4, 0, &v, &err), LM_OK);
+    for (size_t i = 0; i < v.n; i++) assert_int_not_equal(v.ids[i], 3);
+    tok_vec_free(&v);
+    assert_true(tok_is_special(t, 3));
+    assert_false(tok_is_special(t, 4));
+    tok_free(t);
+}
+
 /* JSON escapes in vocab/merges (read by the fast scanner) and merges before vocab. */
 static void test_escapes(void **state) {
     (void)state;
@@ -363,7 +401,7 @@ int main(void) {
         cmocka_unit_test(test_llama2), cmocka_unit_test(test_llamacpp_vectors),
         cmocka_unit_test(test_tinychat), cmocka_unit_test(test_stories260k_hf),
         cmocka_unit_test(test_bad_input), cmocka_unit_test(test_small_pipeline),
-        cmocka_unit_test(test_escapes), cmocka_unit_test(test_alloc_failures), cmocka_unit_test(test_llama3_load_time),
+        cmocka_unit_test(test_added_tokens), cmocka_unit_test(test_escapes), cmocka_unit_test(test_alloc_failures), cmocka_unit_test(test_llama3_load_time),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
