@@ -48,6 +48,7 @@ struct tok_json_pipe {
     uint8_t *normalized;       /* per id: an added token matched after normalization */
     uint8_t *single_word;      /* per id: an added token matched only as a whole word */
     char **norm_piece;         /* its normalized content (owned), per id */
+    bool norm_first[256];      /* some normalized content starts with this byte */
     int32_t n_vocab;
 };
 
@@ -367,7 +368,7 @@ static bool split_added(const tok_tokenizer *t, const char *text, size_t len, bo
         lm_token id = -1;
         size_t at = len, tl = 0;
         for (size_t s = i; s < len && id < 0; s++) {
-            if (!normalized && !t->match_first[(uint8_t)text[s]]) continue;
+            if (!(normalized ? p->norm_first : t->match_first)[(uint8_t)text[s]]) continue;
             for (size_t k = 0; k < t->n_match; k++) {
                 int32_t c = t->match_ids[k];
                 if ((!parse && t->special[c]) || (p->normalized[c] != 0) != normalized) continue;
@@ -1152,6 +1153,7 @@ static lm_status load(loader *L, const cJSON *root, const cJSON *cfg, big_lists 
             lm_free(ml.v);
             return lm_fail_nomem(L->err, "added tokens");
         }
+        L->p->norm_first[(uint8_t)L->p->norm_piece[i][0]] = true;
     }
     lm_free(ml.v);
     x = cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer");
