@@ -276,6 +276,48 @@ lm_status lm_model_warmup(lm_model *m, lm_error *err);
 lm_status lm_resolve_model(const char *ref, const char *cache_dir, char *out, size_t cap,
                            lm_error *err);
 
+/* ---- providers: one interface for the local model and OpenAI-compatible endpoints ------------ */
+
+typedef struct lm_provider lm_provider;
+
+typedef struct lm_openai_params {
+    const char *name;          /* shown in results ("openai", "groq"); copied */
+    const char *base_url;      /* e.g. "https://api.openai.com/v1"; copied */
+    const char *model;         /* model name sent in requests; copied */
+    const char *api_key;       /* may be NULL; copied, never logged */
+    int32_t connect_timeout_ms;    /* 0: 5000 */
+    int32_t first_byte_timeout_ms; /* 0: 15000; no byte of the answer by then: fail */
+    int32_t total_timeout_ms;      /* 0: none */
+} lm_openai_params;
+
+/* An OpenAI-compatible chat endpoint (OpenAI, Groq, vLLM, llama.cpp, locallm serve), streamed
+ * over SSE. *out freed with lm_provider_free. */
+lm_status lm_provider_openai_new(const lm_openai_params *p, lm_provider **out, lm_error *err);
+/* The local model behind the same interface; it owns one session on m (m must outlive it). */
+lm_status lm_provider_local_new(lm_model *m, const lm_session_params *sp, lm_provider **out,
+                                lm_error *err);
+/* A fallback manager over providers (borrowed; they must outlive it), tried in order: one that
+ * is not ready or fails before its first piece is skipped; once text has streamed, a failure
+ * is reported, not retried elsewhere. */
+lm_status lm_provider_fallback_new(lm_provider *const *list, size_t n, lm_provider **out,
+                                   lm_error *err);
+void lm_provider_free(lm_provider *p);
+
+/* Owned by the provider. */
+const char *lm_provider_name(const lm_provider *p);
+bool lm_provider_is_ready(lm_provider *p);
+/* A streamed chat turn. err gets the reason on failure (the server's own message for HTTP
+ * errors). stats may be NULL; remote providers fill what the server reports. */
+lm_status lm_provider_chat(lm_provider *p, const lm_message *msgs, size_t n,
+                           const lm_chat_params *cp, const lm_gen_params *gp, lm_piece_fn fn,
+                           void *user, lm_gen_stats *stats, lm_error *err);
+/* Stops the running chat call as soon as possible; safe from any thread. */
+void lm_provider_cancel(lm_provider *p);
+/* For a fallback manager: the name of the provider that answered the last call (NULL if none)
+ * and why others were skipped ("local: not ready; groq: HTTP 503 ..."). Owned by p. */
+const char *lm_provider_answered_by(const lm_provider *p);
+const char *lm_provider_skipped(const lm_provider *p);
+
 /* ---- misc --------------------------------------------------------------------------------------- */
 
 /* Version string, static. */

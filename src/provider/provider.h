@@ -1,0 +1,47 @@
+/* provider/provider.h: the internal header of src/provider.
+ * Owns: the provider interface (a vtable behind lm_provider), the local, OpenAI-compatible and
+ * fallback implementations, and the incremental SSE parser the OpenAI client uses. */
+#ifndef LM_PROVIDER_H
+#define LM_PROVIDER_H
+
+#include <stdatomic.h>
+
+#include "core/core.h"
+
+typedef struct provider_ops {
+    bool (*is_ready)(lm_provider *p);
+    lm_status (*chat)(lm_provider *p, const lm_message *msgs, size_t n, const lm_chat_params *cp,
+                      const lm_gen_params *gp, lm_piece_fn fn, void *user, lm_gen_stats *stats,
+                      lm_error *err);
+    void (*cancel)(lm_provider *p);
+    void (*destroy)(lm_provider *p);
+} provider_ops;
+
+struct lm_provider {
+    const provider_ops *ops;
+    char name[64];
+    atomic_bool cancel;
+    char answered_by[64];
+    char skipped[512];
+};
+
+/* Incremental parser of a text/event-stream body: feed bytes as they arrive in any split;
+ * on_data is called with each complete event's data (multi-line data joined with '\n'). */
+typedef int (*sse_event_fn)(const char *data, size_t len, void *user); /* non-zero: stop */
+typedef struct sse_parser {
+    lm_buf line;   /* the current, unfinished line */
+    lm_buf data;   /* data lines of the current event */
+    bool has_data;
+    sse_event_fn fn;
+    void *user;
+    bool stopped;
+    bool last_cr;  /* the previous byte ended a line with \r (a following \n is part of it) */
+} sse_parser;
+
+void sse_init(sse_parser *p, sse_event_fn fn, void *user);
+/* Returns false once the callback asked to stop or memory ran out. */
+bool sse_feed(sse_parser *p, const char *bytes, size_t n);
+void sse_finish(sse_parser *p); /* dispatches a last event not followed by a blank line */
+void sse_free(sse_parser *p);
+
+#endif
