@@ -94,37 +94,73 @@ static void pieces_free(pieces *p) {
 
 /* ---- regex ---- */
 
-static pcre2_code *re_compile(const char *pat, bool literal, char *why, size_t why_len) {
-    int code;
-    PCRE2_SIZE at;
+/* PCRE2 allocates through core/ too, so the fail-the-Nth tests reach it. */
+static void *pc_malloc(PCRE2_SIZE n, void *user) {
+    (void)user;
+    return lm_malloc(n);
+}
+
+static void pc_free(void *p, void *user) {
+    (void)user;
+    lm_free(p);
+}
+
+/* NULL with why filled; *oom tells an allocation failure from a bad pattern. */
+static pcre2_code *re_compile(const char *pat, bool literal, char *why, size_t why_len,
+                              bool *oom) {
+    int code = PCRE2_ERROR_HEAP_FAILED;
+    PCRE2_SIZE at = 0;
     uint32_t opts = PCRE2_UTF | (literal ? PCRE2_LITERAL : PCRE2_UCP);
-    pcre2_code *re = pcre2_compile((PCRE2_SPTR)pat, PCRE2_ZERO_TERMINATED, opts, &code, &at, NULL);
+    pcre2_general_context *g = pcre2_general_context_create(pc_malloc, pc_free, NULL);
+    pcre2_compile_context *c = g ? pcre2_compile_context_create(g) : NULL;
+    pcre2_code *re = c ? pcre2_compile((PCRE2_SPTR)pat, PCRE2_ZERO_TERMINATED, opts, &code, &at, c)
+                       : NULL;
+    pcre2_compile_context_free(c);
+    pcre2_general_context_free(g);
+    *oom = !re && code == PCRE2_ERROR_HEAP_FAILED;
     if (!re) {
         PCRE2_UCHAR msg[120];
         pcre2_get_error_message(code, msg, sizeof msg);
         snprintf(why, why_len, "%s at offset %zu", (const char *)msg, (size_t)at);
         return NULL;
     }
-    pcre2_jit_compile(re, PCRE2_JIT_COMPLETE); /* falls back to the interpreter if JIT fails */
+    pcre2_jit_compile(re, PCRE2_JIT_COMPLETE); /* the interpreter runs it if JIT is unavailable */
     return re;
 }
 
-/* Calls back for each match [s, e) of re in text; returns false on NOMEM. */
+/* Match positions [s0, e0, s1, e1, ...] of the last find_all, and the match data it reuses
+ * (one allocation per encode call, not per piece). */
 typedef struct match_list {
     size_t *v;
     size_t n, cap;
+    pcre2_match_data *md;
 } match_list;
 
+static void match_list_free(match_list *m) {
+    lm_free(m->v);
+    pcre2_match_data_free(m->md);
+    memset(m, 0, sizeof *m);
+}
+
+/* All non-overlapping matches of re in text (valid UTF-8); false on NOMEM. */
 static bool find_all(pcre2_code *re, const char *text, size_t n, match_list *m) {
     m->n = 0;
-    pcre2_match_data *md = pcre2_match_data_create_from_pattern(re, NULL);
-    if (!md) return false;
+    if (!m->md) {
+        pcre2_general_context *g = pcre2_general_context_create(pc_malloc, pc_free, NULL);
+        if (!g) return false;
+        m->md = pcre2_match_data_create(32, g); /* ovector[0..1] is set even with more groups */
+        pcre2_general_context_free(g);
+        if (!m->md) return false;
+    }
     size_t pos = 0;
-    bool ok = true;
     while (pos <= n) {
-        int rc = pcre2_match(re, (PCRE2_SPTR)text, n, pos, PCRE2_NO_UTF_CHECK, md, NULL);
-        if (rc < 0) break;
-        PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
+        int rc = pcre2_match(re, (PCRE2_SPTR)text, n, pos, PCRE2_NO_UTF_CHECK, m->md, NULL);
+        if (rc < 0 && rc != PCRE2_ERROR_NOMATCH) /* e.g. the JIT stack ran out: interpret */
+            rc = pcre2_match(re, (PCRE2_SPTR)text, n, pos, PCRE2_NO_UTF_CHECK | PCRE2_NO_JIT,
+                             m->md, NULL);
+        if (rc == PCRE2_ERROR_NOMATCH) break;
+        if (rc < 0) return false;
+        PCRE2_SIZE *ov = pcre2_get_ovector_pointer(m->md);
         size_t s = ov[0], e = ov[1];
         if (e == s) { /* empty match: step one code point */
             if (s >= n) break;
@@ -135,10 +171,7 @@ static bool find_all(pcre2_code *re, const char *text, size_t n, match_list *m) 
         if (m->n + 2 > m->cap) {
             size_t cap = m->cap ? m->cap * 2 : 32;
             size_t *v = lm_realloc(m->v, cap * sizeof *v);
-            if (!v) {
-                ok = false;
-                break;
-            }
+            if (!v) return false;
             m->v = v;
             m->cap = cap;
         }
@@ -146,8 +179,7 @@ static bool find_all(pcre2_code *re, const char *text, size_t n, match_list *m) 
         m->v[m->n++] = e;
         pos = e;
     }
-    pcre2_match_data_free(md);
-    return ok;
+    return true;
 }
 
 /* HF's NormalizedString::split with a pattern and a behavior. */
@@ -411,11 +443,69 @@ static bool split_added(const tok_tokenizer *t, const char *text, size_t len, bo
     return ok;
 }
 
+/* Length of the well-formed UTF-8 sequence at s (RFC 3629: no overlongs, no surrogates, at
+ * most U+10FFFF), or 0 with *bad set to the bytes one U+FFFD replaces (the maximal subpart, as
+ * Python and WHATWG decoders do). */
+static size_t utf8_seq_ok(const unsigned char *s, size_t n, size_t *bad) {
+    unsigned char c = s[0];
+    *bad = 1;
+    if (c < 0x80) return 1;
+    size_t l;
+    unsigned char lo = 0x80, hi = 0xBF;
+    if (c >= 0xC2 && c <= 0xDF) l = 2;
+    else if (c >= 0xE0 && c <= 0xEF) {
+        l = 3;
+        if (c == 0xE0) lo = 0xA0;
+        if (c == 0xED) hi = 0x9F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        l = 4;
+        if (c == 0xF0) lo = 0x90;
+        if (c == 0xF4) hi = 0x8F;
+    } else {
+        return 0;
+    }
+    if (n < 2 || s[1] < lo || s[1] > hi) return 0;
+    for (size_t i = 2; i < l; i++) {
+        if (i >= n || s[i] < 0x80 || s[i] > 0xBF) {
+            *bad = i;
+            return 0;
+        }
+    }
+    return l;
+}
+
 lm_status tok_json_encode(const tok_tokenizer *t, const char *text, size_t len, uint32_t flags,
                           tok_vec *out, lm_error *err) {
     const struct tok_json_pipe *p = t->pipe;
     match_list m = {0};
     bool ok = true;
+    /* The pipeline (like HF's, which takes Rust strings) needs valid UTF-8: each invalid byte
+     * becomes U+FFFD, as Python's errors="replace" decoding would. */
+    lm_buf fixed = {0};
+    bool fixing = false;
+    for (size_t i = 0; i < len;) {
+        size_t bad;
+        size_t l = utf8_seq_ok((const unsigned char *)text + i, len - i, &bad);
+        if (l && !fixing) {
+            i += l;
+            continue;
+        }
+        if (!fixing) {
+            fixing = true;
+            lm_buf_append(&fixed, text, i);
+        }
+        if (l) lm_buf_append(&fixed, text + i, l);
+        else lm_buf_append(&fixed, "\xef\xbf\xbd", 3);
+        i += l ? l : bad;
+    }
+    if (fixed.oom) {
+        lm_buf_free(&fixed);
+        return lm_fail_nomem(err, "text");
+    }
+    if (fixing) {
+        text = fixed.data;
+        len = fixed.len;
+    }
     if (flags & LM_TOK_ADD_SPECIAL) {
         if (p->has_post) ok = tok_vec_append(out, p->prefix.ids, p->prefix.n);
         else if (t->add_bos && t->bos >= 0) ok = tok_vec_push(out, t->bos);
@@ -425,7 +515,8 @@ lm_status tok_json_encode(const tok_tokenizer *t, const char *text, size_t len, 
         if (p->has_post) ok = tok_vec_append(out, p->suffix.ids, p->suffix.n);
         else if (t->add_eos && t->eos >= 0) ok = tok_vec_push(out, t->eos);
     }
-    lm_free(m.v);
+    match_list_free(&m);
+    lm_buf_free(&fixed);
     return ok ? LM_OK : lm_fail_nomem(err, "token ids");
 }
 
@@ -502,7 +593,9 @@ static lm_status add_norm(loader *L, const cJSON *n, const char *path) {
         if ((!lit && !rx) || !content)
             return lm_fail(L->err, LM_ERR_FORMAT,
                            "%s: %s (Replace): expected pattern {String|Regex} and content", L->name, path);
-        op.re = re_compile(lit ? lit : rx, lit != NULL, why, sizeof why);
+        bool oom;
+        op.re = re_compile(lit ? lit : rx, lit != NULL, why, sizeof why, &oom);
+        if (!op.re && oom) return lm_fail_nomem(L->err, "normalizer regex");
         if (!op.re)
             return lm_fail(L->err, LM_ERR_FORMAT, "%s: %s.pattern: invalid regex: %s", L->name, path, why);
         if (!(op.content = lm_strdup(content))) {
@@ -539,7 +632,9 @@ static lm_status pre_regex(loader *L, const char *pat, bool literal, int behavio
                            const char *path) {
     char why[160];
     pre_op op = {.kind = P_SPLIT, .behavior = behavior, .invert = invert};
-    op.re = re_compile(pat, literal, why, sizeof why);
+    bool oom;
+    op.re = re_compile(pat, literal, why, sizeof why, &oom);
+    if (!op.re && oom) return lm_fail_nomem(L->err, "pre-tokenizer regex");
     if (!op.re)
         return lm_fail(L->err, LM_ERR_FORMAT, "%s: %s.pattern: invalid regex: %s", L->name, path, why);
     return push_pre(L, op);
@@ -1150,12 +1245,12 @@ static lm_status load(loader *L, const cJSON *root, const cJSON *cfg, big_lists 
         L->p->norm_piece[i] = ok ? lm_buf_take(&nb) : NULL;
         lm_buf_free(&nb);
         if (!L->p->norm_piece[i]) {
-            lm_free(ml.v);
+            match_list_free(&ml);
             return lm_fail_nomem(L->err, "added tokens");
         }
         L->p->norm_first[(uint8_t)L->p->norm_piece[i][0]] = true;
     }
-    lm_free(ml.v);
+    match_list_free(&ml);
     x = cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer");
     if (x && !cJSON_IsNull(x) && (st = add_pre(L, x, "pre_tokenizer"))) return st;
     x = cJSON_GetObjectItemCaseSensitive(root, "decoder");

@@ -320,6 +320,23 @@ static void test_added_tokens(void **state) {
     tok_free(t);
 }
 
+/* Invalid UTF-8 reaches the regexes as U+FFFD (byte-level: its three bytes). */
+static void test_invalid_utf8(void **state) {
+    (void)state;
+    tok_tokenizer *t = load_dir("tokenizers/llama3");
+    const char *bad = "a\xff" "b\xe2\x82" "c\xc0\xaf";
+    const char *good = "a\xef\xbf\xbd" "b\xef\xbf\xbd" "c\xef\xbf\xbd\xef\xbf\xbd";
+    tok_vec v = {0}, w = {0};
+    lm_error err = {0};
+    assert_int_equal(tok_encode(t, bad, strlen(bad), 0, &v, &err), LM_OK);
+    assert_int_equal(tok_encode(t, good, strlen(good), 0, &w, &err), LM_OK);
+    assert_int_equal(v.n, w.n);
+    assert_memory_equal(v.ids, w.ids, v.n * sizeof(lm_token));
+    tok_vec_free(&v);
+    tok_vec_free(&w);
+    tok_free(t);
+}
+
 /* JSON escapes in vocab/merges (read by the fast scanner) and merges before vocab. */
 static void test_escapes(void **state) {
     (void)state;
@@ -401,7 +418,9 @@ int main(void) {
         cmocka_unit_test(test_llama2), cmocka_unit_test(test_llamacpp_vectors),
         cmocka_unit_test(test_tinychat), cmocka_unit_test(test_stories260k_hf),
         cmocka_unit_test(test_bad_input), cmocka_unit_test(test_small_pipeline),
-        cmocka_unit_test(test_added_tokens), cmocka_unit_test(test_escapes), cmocka_unit_test(test_alloc_failures), cmocka_unit_test(test_llama3_load_time),
+        cmocka_unit_test(test_added_tokens), cmocka_unit_test(test_escapes),
+        cmocka_unit_test(test_invalid_utf8), cmocka_unit_test(test_alloc_failures),
+        cmocka_unit_test(test_llama3_load_time),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
