@@ -182,65 +182,94 @@ static bool find_all(pcre2_code *re, const char *text, size_t n, match_list *m) 
     return true;
 }
 
-/* HF's NormalizedString::split with a pattern and a behavior. */
+/* HF's NormalizedString::split with a pattern and a behavior (tokenizers/src/tokenizer/
+ * normalizer.rs): the text becomes alternating (gap, match) segments, folded per behavior. */
 static void split_piece(const pre_op *op, const char *s, size_t n, bool origin, match_list *m,
                         pieces *out) {
     if (!find_all(op->re, s, n, m)) {
         out->oom = true;
         return;
     }
-    /* Segments: alternating (gap, match) spans with a flag "is match". */
-    size_t prev = 0, pend_s = 0, pend_e = 0;
-    bool have_pend = false; /* a segment waiting to be merged with the next (B_NEXT) or a run */
-    bool pend_is_match = false;
-    size_t nm = m->n / 2;
+    size_t nm = m->n / 2, n_seg = 0;
+    /* segments as (start, end, is_match); at most 2 * nm + 1 */
+    size_t *seg = lm_malloc((2 * nm + 1) * 3 * sizeof *seg);
+    if (!seg) {
+        out->oom = true;
+        return;
+    }
+    size_t prev = 0;
     for (size_t k = 0; k <= nm; k++) {
         size_t ms = k < nm ? m->v[2 * k] : n, me = k < nm ? m->v[2 * k + 1] : n;
-        for (int part = 0; part < 2; part++) {
-            size_t a = part == 0 ? prev : ms, b = part == 0 ? ms : me;
-            if (a == b) continue;
-            bool is_match = (part == 1) != op->invert;
-            switch (op->behavior) {
-            case B_REMOVED:
-                if (!is_match) pieces_add(out, s + a, b - a, origin && a == 0);
-                break;
-            case B_ISOLATED:
-                pieces_add(out, s + a, b - a, origin && a == 0);
-                break;
-            case B_CONTIGUOUS:
-                if (have_pend && pend_is_match == is_match) {
-                    pend_e = b;
-                } else {
-                    if (have_pend) pieces_add(out, s + pend_s, pend_e - pend_s, origin && pend_s == 0);
-                    pend_s = a, pend_e = b, have_pend = true, pend_is_match = is_match;
-                }
-                break;
-            case B_PREV:
-                if (is_match && have_pend) {
-                    pend_e = b;
-                } else {
-                    if (have_pend) pieces_add(out, s + pend_s, pend_e - pend_s, origin && pend_s == 0);
-                    pend_s = a, pend_e = b, have_pend = true;
-                }
-                break;
-            case B_NEXT:
-                if (have_pend) {
-                    pend_e = b;
-                    if (!is_match) {
-                        pieces_add(out, s + pend_s, pend_e - pend_s, origin && pend_s == 0);
-                        have_pend = false;
-                    }
-                } else if (is_match) {
-                    pend_s = a, pend_e = b, have_pend = true;
-                } else {
-                    pieces_add(out, s + a, b - a, origin && a == 0);
-                }
-                break;
-            }
+        if (ms > prev) {
+            seg[3 * n_seg] = prev, seg[3 * n_seg + 1] = ms, seg[3 * n_seg + 2] = op->invert;
+            n_seg++;
+        }
+        if (me > ms) {
+            seg[3 * n_seg] = ms, seg[3 * n_seg + 1] = me, seg[3 * n_seg + 2] = !op->invert;
+            n_seg++;
         }
         prev = me;
     }
-    if (have_pend) pieces_add(out, s + pend_s, pend_e - pend_s, origin && pend_s == 0);
+    /* fold into output spans, kept in seg's storage: (start, end) pairs, kept flag */
+    size_t n_out = 0;
+    bool prev_match = false;
+    switch (op->behavior) {
+    case B_REMOVED:
+    case B_ISOLATED:
+        for (size_t i = 0; i < n_seg; i++) {
+            if (op->behavior == B_REMOVED && seg[3 * i + 2]) continue;
+            seg[3 * n_out] = seg[3 * i], seg[3 * n_out + 1] = seg[3 * i + 1];
+            n_out++;
+        }
+        break;
+    case B_CONTIGUOUS:
+        for (size_t i = 0; i < n_seg; i++) {
+            bool is_m = seg[3 * i + 2];
+            if (is_m && prev_match && n_out) {
+                seg[3 * (n_out - 1) + 1] = seg[3 * i + 1];
+            } else {
+                seg[3 * n_out] = seg[3 * i], seg[3 * n_out + 1] = seg[3 * i + 1];
+                n_out++;
+            }
+            prev_match = is_m;
+        }
+        break;
+    case B_PREV:
+        for (size_t i = 0; i < n_seg; i++) {
+            bool is_m = seg[3 * i + 2];
+            if (is_m && !prev_match && n_out) {
+                seg[3 * (n_out - 1) + 1] = seg[3 * i + 1];
+            } else {
+                seg[3 * n_out] = seg[3 * i], seg[3 * n_out + 1] = seg[3 * i + 1];
+                n_out++;
+            }
+            prev_match = is_m;
+        }
+        break;
+    case B_NEXT: {
+        /* right to left: a match joins the piece after it unless that piece is a match */
+        size_t w = n_seg; /* output written downwards into [w, n_seg) */
+        for (size_t i = n_seg; i-- > 0;) {
+            bool is_m = seg[3 * i + 2];
+            size_t st = seg[3 * i], en = seg[3 * i + 1];
+            if (is_m && !prev_match && w < n_seg) {
+                seg[3 * w] = st;
+            } else {
+                w--;
+                seg[3 * w] = st, seg[3 * w + 1] = en;
+            }
+            prev_match = is_m;
+        }
+        for (size_t i = w; i < n_seg; i++) {
+            seg[3 * n_out] = seg[3 * i], seg[3 * n_out + 1] = seg[3 * i + 1];
+            n_out++;
+        }
+        break;
+    }
+    }
+    for (size_t i = 0; i < n_out; i++)
+        pieces_add(out, s + seg[3 * i], seg[3 * i + 1] - seg[3 * i], origin && seg[3 * i] == 0);
+    lm_free(seg);
 }
 
 /* ---- normalizers ---- */

@@ -337,6 +337,68 @@ static void test_invalid_utf8(void **state) {
     tok_free(t);
 }
 
+/* Split behaviors as HF folds them: "a-b--c" split on "-". Pieces show in the ids because
+ * every two-character piece has a merge. */
+static void test_split_behaviors(void **state) {
+    (void)state;
+    /* ids: a 0, - 1, b 2, c 3, a- 4, -b 5, -- 6, b- 7, -c 8 */
+    struct { const char *behavior; bool invert; lm_token want[8]; size_t n; } cases[] = {
+        {"Removed", false, {0, 2, 3}, 3},
+        {"Isolated", false, {0, 1, 2, 1, 1, 3}, 6},
+        {"MergedWithPrevious", false, {4, 7, 1, 3}, 4},
+        {"MergedWithNext", false, {0, 5, 1, 8}, 4},
+        {"Contiguous", false, {0, 1, 2, 6, 3}, 5},
+        {"Removed", true, {1, 1, 1}, 3},
+    };
+    for (size_t i = 0; i < LM_ARRAY_LEN(cases); i++) {
+        char json[1024];
+        snprintf(json, sizeof json,
+                 "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"-\": 1, \"b\": 2, \"c\": 3, "
+                 "\"a-\": 4, \"-b\": 5, \"--\": 6, \"b-\": 7, \"-c\": 8}, \"merges\": [\"a -\", "
+                 "\"- b\", \"- -\", \"b -\", \"- c\"]}, \"pre_tokenizer\": {\"type\": \"Split\", "
+                 "\"pattern\": {\"String\": \"-\"}, \"behavior\": \"%s\", \"invert\": %s}}",
+                 cases[i].behavior, cases[i].invert ? "true" : "false");
+        tok_tokenizer *t = NULL;
+        lm_error err = {0};
+        if (tok_load_json_text(json, strlen(json), NULL, 0, "split", &t, &err))
+            fail_msg("%s", err.msg);
+        tok_vec v = {0};
+        assert_int_equal(tok_encode(t, "a-b--c", 6, 0, &v, &err), LM_OK);
+        if (v.n != cases[i].n || memcmp(v.ids, cases[i].want, v.n * sizeof(lm_token)) != 0) {
+            char got[128] = "";
+            for (size_t k = 0; k < v.n; k++) snprintf(got + strlen(got), 16, " %d", (int)v.ids[k]);
+            fail_msg("%s invert=%d: got%s", cases[i].behavior, cases[i].invert, got);
+        }
+        tok_vec_free(&v);
+        tok_free(t);
+    }
+}
+
+/* NFKC, Lowercase, a Regex Replace and Punctuation/Digits/Whitespace pre-tokenizers. */
+static void test_normalizers(void **state) {
+    (void)state;
+    const char *json =
+        "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"f\": 0, \"i\": 1, \"x\": 2, \"1\": 3, "
+        "\"2\": 4, \"!\": 5, \"fi\": 6, \"12\": 7, \"_\": 8}, \"merges\": [\"f i\", \"1 2\"]},"
+        " \"normalizer\": {\"type\": \"Sequence\", \"normalizers\": [{\"type\": \"NFKC\"},"
+        "  {\"type\": \"Lowercase\"}, {\"type\": \"Replace\", \"pattern\": {\"Regex\": \"[0-9]x\"},"
+        "  \"content\": \"_\"}]},"
+        " \"pre_tokenizer\": {\"type\": \"Sequence\", \"pretokenizers\": [{\"type\": \"Whitespace\"},"
+        "  {\"type\": \"Punctuation\"}, {\"type\": \"Digits\", \"individual_digits\": false}]}}";
+    tok_tokenizer *t = NULL;
+    lm_error err = {0};
+    if (tok_load_json_text(json, strlen(json), NULL, 0, "norm", &t, &err)) fail_msg("%s", err.msg);
+    /* U+FB01 (fi ligature) -> "fi" by NFKC; "FI" -> "fi"; "3X" -> "_"; "12!" -> 12, ! */
+    const char *text = "\xef\xac\x81 FI 3X 12!";
+    tok_vec v = {0};
+    assert_int_equal(tok_encode(t, text, strlen(text), 0, &v, &err), LM_OK);
+    lm_token want[] = {6, 6, 8, 7, 5};
+    assert_int_equal(v.n, LM_ARRAY_LEN(want));
+    assert_memory_equal(v.ids, want, sizeof want);
+    tok_vec_free(&v);
+    tok_free(t);
+}
+
 /* JSON escapes in vocab/merges (read by the fast scanner) and merges before vocab. */
 static void test_escapes(void **state) {
     (void)state;
@@ -419,7 +481,8 @@ int main(void) {
         cmocka_unit_test(test_tinychat), cmocka_unit_test(test_stories260k_hf),
         cmocka_unit_test(test_bad_input), cmocka_unit_test(test_small_pipeline),
         cmocka_unit_test(test_added_tokens), cmocka_unit_test(test_escapes),
-        cmocka_unit_test(test_invalid_utf8), cmocka_unit_test(test_alloc_failures),
+        cmocka_unit_test(test_invalid_utf8), cmocka_unit_test(test_split_behaviors),
+        cmocka_unit_test(test_normalizers), cmocka_unit_test(test_alloc_failures),
         cmocka_unit_test(test_llama3_load_time),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
