@@ -408,6 +408,32 @@ static void test_special_parsing(void **state) {
     sp_vocab_free(&v);
 }
 
+/* Every allocation of tok_load_gguf failing in turn gives LM_ERR_NOMEM and leaks nothing. */
+static void test_gguf_alloc_failures(void **state) {
+    (void)state;
+    lm_error err = {0};
+    gguf_file *g = NULL;
+    if (gguf_open(tu_data("stories260K/stories260K-f32.gguf"), true, &g, &err)) fail_msg("%s", err.msg);
+    bool done = false;
+    for (long n = 1; n < 200 && !done; n++) {
+        tok_tokenizer *t = NULL;
+        lm_alloc_fail_at(n);
+        lm_status st = tok_load_gguf(g, &t, &err);
+        bool failed = lm_alloc_failed();
+        lm_alloc_fail_at(0);
+        if (!failed) {
+            assert_int_equal(st, LM_OK);
+            done = true;
+        } else {
+            assert_int_equal(st, LM_ERR_NOMEM);
+            assert_null(t);
+        }
+        tok_free(t);
+    }
+    assert_true(done);
+    gguf_close(g);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_stories260k_cases),
@@ -415,6 +441,7 @@ int main(void) {
         cmocka_unit_test(test_llamacpp_spm),
         cmocka_unit_test(test_gguf_errors),
         cmocka_unit_test(test_gguf_gpt2),
+        cmocka_unit_test(test_gguf_alloc_failures),
         cmocka_unit_test(test_special_parsing),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -399,6 +399,47 @@ static void test_normalizers(void **state) {
     tok_free(t);
 }
 
+/* Metaspace pre-tokenizer (prepend_scheme, split) and decoder. */
+static void test_metaspace(void **state) {
+    (void)state;
+    /* ids: _ 0, a 1, b 2, _a 3, _b 4, <s> 5 */
+    struct { const char *scheme; bool split; const char *text; uint32_t flags; lm_token want[6]; size_t n; } cases[] = {
+        {"always", true, "a b", 0, {3, 4}, 2},
+        {"always", false, "a b", 0, {3, 4}, 2},
+        {"never", true, "a b", 0, {1, 4}, 2},
+        {"first", true, "a<s>b", LM_TOK_PARSE_SPECIAL, {3, 5, 2}, 3},
+        {"always", true, "a<s>b", LM_TOK_PARSE_SPECIAL, {3, 5, 4}, 3},
+        {"always", true, " a", 0, {3}, 1},
+    };
+    for (size_t i = 0; i < LM_ARRAY_LEN(cases); i++) {
+        char json[1024];
+        snprintf(json, sizeof json,
+                 "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"_\": 0, \"a\": 1, \"b\": 2, \"_a\": 3, "
+                 "\"_b\": 4, \"<s>\": 5}, \"merges\": [\"_ a\", \"_ b\"]}, \"added_tokens\": [{\"id\": 5,"
+                 " \"content\": \"<s>\", \"special\": true, \"normalized\": false}], \"pre_tokenizer\":"
+                 " {\"type\": \"Metaspace\", \"replacement\": \"_\", \"prepend_scheme\": \"%s\", "
+                 "\"split\": %s}, \"decoder\": {\"type\": \"Metaspace\", \"replacement\": \"_\", "
+                 "\"prepend_scheme\": \"%s\"}}",
+                 cases[i].scheme, cases[i].split ? "true" : "false", cases[i].scheme);
+        tok_tokenizer *t = NULL;
+        lm_error err = {0};
+        if (tok_load_json_text(json, strlen(json), NULL, 0, "meta", &t, &err)) fail_msg("%s", err.msg);
+        tok_vec v = {0};
+        const char *text = cases[i].text;
+        assert_int_equal(tok_encode(t, text, strlen(text), cases[i].flags, &v, &err), LM_OK);
+        if (v.n != cases[i].n || memcmp(v.ids, cases[i].want, v.n * sizeof(lm_token)) != 0)
+            fail_msg("case %zu (%s): %zu ids", i, cases[i].scheme, v.n);
+        if (i == 0) {
+            lm_buf b = {0};
+            assert_int_equal(tok_decode(t, v.ids, v.n, false, &b, &err), LM_OK);
+            assert_string_equal(b.data, "a b"); /* the first token's leading space is dropped */
+            lm_buf_free(&b);
+        }
+        tok_vec_free(&v);
+        tok_free(t);
+    }
+}
+
 /* JSON escapes in vocab/merges (read by the fast scanner) and merges before vocab. */
 static void test_escapes(void **state) {
     (void)state;
@@ -482,7 +523,7 @@ int main(void) {
         cmocka_unit_test(test_bad_input), cmocka_unit_test(test_small_pipeline),
         cmocka_unit_test(test_added_tokens), cmocka_unit_test(test_escapes),
         cmocka_unit_test(test_invalid_utf8), cmocka_unit_test(test_split_behaviors),
-        cmocka_unit_test(test_normalizers), cmocka_unit_test(test_alloc_failures),
+        cmocka_unit_test(test_normalizers), cmocka_unit_test(test_metaspace), cmocka_unit_test(test_alloc_failures),
         cmocka_unit_test(test_llama3_load_time),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
