@@ -130,16 +130,68 @@ static pcre2_code *re_compile(const char *pat, bool literal, char *why, size_t w
 
 /* Match positions [s0, e0, s1, e1, ...] of the last find_all, and the match data it reuses
  * (one allocation per encode call, not per piece). */
+/* Ids of short pre-token words already merged in this call: words repeat a lot in text, and
+ * the tokenizer itself stays immutable (shared between threads) by keeping this per call. */
+#define WC_SLOTS 4096
+#define WC_MAX_WORD 64
+typedef struct wc_entry {
+    uint64_t hash;
+    uint32_t key_off, key_len, ids_off, n_ids;
+} wc_entry;
+
+typedef struct word_cache {
+    int32_t *slots;    /* entry index, -1 empty */
+    wc_entry *e;
+    size_t n;
+    lm_buf keys;
+    tok_vec ids;
+} word_cache;
+
 typedef struct match_list {
     size_t *v;
     size_t n, cap;
     pcre2_match_data *md;
+    word_cache wc;
 } match_list;
 
 static void match_list_free(match_list *m) {
     lm_free(m->v);
     pcre2_match_data_free(m->md);
+    lm_free(m->wc.slots);
+    lm_free(m->wc.e);
+    lm_buf_free(&m->wc.keys);
+    tok_vec_free(&m->wc.ids);
     memset(m, 0, sizeof *m);
+}
+
+/* Appends the ids of one word, from the cache or by merging (then remembered). */
+static bool encode_word_cached(const tok_tokenizer *t, const char *w, size_t n, bool byte_level,
+                               word_cache *c, tok_vec *out) {
+    if (n > WC_MAX_WORD) return tok_bpe_encode_word(t, w, n, byte_level, out);
+    if (!c->slots) {
+        c->slots = lm_malloc(WC_SLOTS * sizeof *c->slots);
+        c->e = lm_malloc(WC_SLOTS / 2 * sizeof *c->e);
+        if (!c->slots || !c->e) return false;
+        memset(c->slots, 0xff, WC_SLOTS * sizeof *c->slots);
+    }
+    uint64_t h = tok_hash(w, n);
+    size_t i = h & (WC_SLOTS - 1);
+    for (; c->slots[i] >= 0; i = (i + 1) & (WC_SLOTS - 1)) {
+        const wc_entry *e = &c->e[c->slots[i]];
+        if (e->hash == h && e->key_len == n && memcmp(c->keys.data + e->key_off, w, n) == 0)
+            return tok_vec_append(out, c->ids.ids + e->ids_off, e->n_ids);
+    }
+    size_t before = out->n;
+    if (!tok_bpe_encode_word(t, w, n, byte_level, out)) return false;
+    if (c->n < WC_SLOTS / 2) { /* full: later words are merged without being remembered */
+        wc_entry e = {h, (uint32_t)c->keys.len, (uint32_t)n, (uint32_t)c->ids.n,
+                      (uint32_t)(out->n - before)};
+        if (!lm_buf_append(&c->keys, w, n) || !tok_vec_append(&c->ids, out->ids + before, e.n_ids))
+            return false;
+        c->e[c->n] = e;
+        c->slots[i] = (int32_t)c->n++;
+    }
+    return true;
 }
 
 /* All non-overlapping matches of re in text (valid UTF-8); false on NOMEM. */
@@ -356,7 +408,6 @@ static bool normalize(const struct tok_json_pipe *p, lm_buf *b, match_list *m) {
 static bool encode_fragment(const tok_tokenizer *t, const char *s, size_t n, bool origin,
                             match_list *m, tok_vec *out) {
     const struct tok_json_pipe *p = t->pipe;
-    (void)m;
     bool ok = true;
     pieces cur = {0};
     if (n) pieces_add(&cur, s, n, origin);
@@ -401,7 +452,8 @@ static bool encode_fragment(const tok_tokenizer *t, const char *s, size_t n, boo
         cur = nxt;
     }
     for (size_t k = 0; ok && k < cur.n; k++)
-        ok = tok_bpe_encode_word(t, cur.text.data + cur.off[k], cur.len[k], p->byte_level, out);
+        ok = encode_word_cached(t, cur.text.data + cur.off[k], cur.len[k], p->byte_level, &m->wc,
+                                out);
     ok = ok && !cur.oom;
     pieces_free(&cur);
     return ok;
