@@ -1,0 +1,446 @@
+/* server/request.c: OpenAI request bodies → chat messages and generation params.
+ * Owns: validating every field the server understands (type, range, count) with OpenAI's
+ * error wording, and finding Hermes/Qwen tool calls in generated text.
+ * Does not own: HTTP (server/server.c) or generation (session/). */
+#include "server/server.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+static bool fail(srv_reqerr *e, const char *param, const char *fmt, ...) LM_PRINTF(3, 4);
+static bool fail(srv_reqerr *e, const char *param, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    e->status = 400;
+    snprintf(e->param, sizeof e->param, "%s", param ? param : "");
+    vsnprintf(e->msg, sizeof e->msg, fmt, ap);
+    va_end(ap);
+    return false;
+}
+
+static bool keep(srv_request *rq, char *s, size_t cap) {
+    if (!s) return false;
+    if (rq->n_owned >= cap) {
+        lm_free(s);
+        return false;
+    }
+    rq->owned[rq->n_owned++] = s;
+    return true;
+}
+
+/* A number field in [lo, hi]; absent or null leaves *out. */
+static bool get_num(const cJSON *root, const char *name, double lo, double hi, bool integral,
+                    double *out, bool *present, srv_reqerr *e) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, name);
+    if (present) *present = false;
+    if (!v || cJSON_IsNull(v)) return true;
+    if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble))
+        return fail(e, name, "'%s' must be a number", name);
+    double d = v->valuedouble;
+    if (integral && d != floor(d)) return fail(e, name, "'%s' must be an integer", name);
+    if (d < lo || d > hi)
+        return fail(e, name, "'%s' is %g; expected a value from %g to %g", name, d, lo, hi);
+    *out = d;
+    if (present) *present = true;
+    return true;
+}
+
+static bool get_bool(const cJSON *root, const char *name, bool *out, srv_reqerr *e) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, name);
+    if (!v || cJSON_IsNull(v)) return true;
+    if (!cJSON_IsBool(v)) return fail(e, name, "'%s' must be a boolean", name);
+    *out = cJSON_IsTrue(v);
+    return true;
+}
+
+static const char *const ROLES[] = {"system", "user", "assistant", "tool", "developer"};
+
+/* content: a string, null, or an array of {"type":"text","text":...} parts joined. */
+static bool message_content(srv_request *rq, size_t cap, const cJSON *c, size_t i,
+                            const char **out, srv_reqerr *e) {
+    char param[64];
+    snprintf(param, sizeof param, "messages[%zu].content", i);
+    if (!c || cJSON_IsNull(c)) {
+        *out = NULL;
+        return true;
+    }
+    if (cJSON_IsString(c)) {
+        *out = c->valuestring;
+        return true;
+    }
+    if (!cJSON_IsArray(c))
+        return fail(e, param, "'%s' must be a string or an array of content parts", param);
+    lm_buf b = {0};
+    size_t k = 0;
+    const cJSON *part;
+    cJSON_ArrayForEach(part, c) {
+        const cJSON *type = cJSON_GetObjectItemCaseSensitive(part, "type");
+        const cJSON *text = cJSON_GetObjectItemCaseSensitive(part, "text");
+        if (!cJSON_IsObject(part) || !cJSON_IsString(type)) {
+            lm_buf_free(&b);
+            return fail(e, param, "'%s[%zu]' must be an object with a string 'type'", param, k);
+        }
+        if (strcmp(type->valuestring, "text") != 0) {
+            lm_buf_free(&b);
+            return fail(e, param, "'%s[%zu]': content part type '%.40s' is not supported (only 'text')",
+                        param, k, type->valuestring);
+        }
+        if (!cJSON_IsString(text)) {
+            lm_buf_free(&b);
+            return fail(e, param, "'%s[%zu].text' must be a string", param, k);
+        }
+        lm_buf_puts(&b, text->valuestring);
+        k++;
+    }
+    if (b.oom) {
+        lm_buf_free(&b);
+        return fail(e, NULL, "out of memory");
+    }
+    char *s = lm_buf_take(&b);
+    if (!keep(rq, s, cap)) return fail(e, NULL, "out of memory");
+    *out = s;
+    return true;
+}
+
+static bool parse_messages(srv_request *rq, const cJSON *msgs, srv_reqerr *e) {
+    if (!msgs) return fail(e, "messages", "'messages' is required");
+    if (!cJSON_IsArray(msgs)) return fail(e, "messages", "'messages' must be an array");
+    size_t n = (size_t)cJSON_GetArraySize(msgs);
+    if (n == 0) return fail(e, "messages", "'messages' must not be empty");
+    rq->msgs = lm_calloc(n, sizeof *rq->msgs);
+    size_t cap = 2 * n + 2;
+    rq->owned = lm_calloc(cap, sizeof *rq->owned);
+    if (!rq->msgs || !rq->owned) return fail(e, NULL, "out of memory");
+    rq->n_msgs = n;
+    size_t i = 0;
+    const cJSON *m;
+    cJSON_ArrayForEach(m, msgs) {
+        char param[64];
+        snprintf(param, sizeof param, "messages[%zu]", i);
+        if (!cJSON_IsObject(m)) return fail(e, param, "'%s' must be an object", param);
+        const cJSON *role = cJSON_GetObjectItemCaseSensitive(m, "role");
+        snprintf(param, sizeof param, "messages[%zu].role", i);
+        if (!cJSON_IsString(role)) return fail(e, param, "'%s' must be a string", param);
+        const char *r = NULL;
+        for (size_t k = 0; k < sizeof ROLES / sizeof ROLES[0]; k++)
+            if (strcmp(role->valuestring, ROLES[k]) == 0) r = ROLES[k];
+        if (!r)
+            return fail(e, param, "'%s': unknown role '%.40s' (expected system, user, assistant or tool)",
+                        param, role->valuestring);
+        /* Templates know "system"; OpenAI's newer "developer" means the same here. */
+        rq->msgs[i].role = strcmp(r, "developer") == 0 ? "system" : r;
+        if (!message_content(rq, cap, cJSON_GetObjectItemCaseSensitive(m, "content"), i,
+                             &rq->msgs[i].content, e))
+            return false;
+        const cJSON *tc = cJSON_GetObjectItemCaseSensitive(m, "tool_calls");
+        if (tc && !cJSON_IsNull(tc)) {
+            snprintf(param, sizeof param, "messages[%zu].tool_calls", i);
+            if (strcmp(r, "assistant") != 0)
+                return fail(e, param, "'%s': only assistant messages carry tool calls", param);
+            if (!cJSON_IsArray(tc)) return fail(e, param, "'%s' must be an array", param);
+            char *s = lm_json_print(tc);
+            if (!keep(rq, s, cap)) return fail(e, NULL, "out of memory");
+            rq->msgs[i].tool_calls_json = s;
+        }
+        if (!rq->msgs[i].content && !rq->msgs[i].tool_calls_json) {
+            snprintf(param, sizeof param, "messages[%zu].content", i);
+            return fail(e, param, "'%s' is required", param);
+        }
+        const cJSON *id = cJSON_GetObjectItemCaseSensitive(m, "tool_call_id");
+        if (id && !cJSON_IsNull(id)) {
+            snprintf(param, sizeof param, "messages[%zu].tool_call_id", i);
+            if (!cJSON_IsString(id)) return fail(e, param, "'%s' must be a string", param);
+            rq->msgs[i].tool_call_id = id->valuestring;
+        }
+        const cJSON *name = cJSON_GetObjectItemCaseSensitive(m, "name");
+        if (name && !cJSON_IsNull(name)) {
+            snprintf(param, sizeof param, "messages[%zu].name", i);
+            if (!cJSON_IsString(name)) return fail(e, param, "'%s' must be a string", param);
+            rq->msgs[i].name = name->valuestring;
+        }
+        i++;
+    }
+    return true;
+}
+
+static bool parse_tools(srv_request *rq, const cJSON *root, srv_reqerr *e) {
+    const cJSON *tools = cJSON_GetObjectItemCaseSensitive(root, "tools");
+    const cJSON *choice = cJSON_GetObjectItemCaseSensitive(root, "tool_choice");
+    bool none = false;
+    if (choice && !cJSON_IsNull(choice)) {
+        if (cJSON_IsString(choice)) {
+            const char *c = choice->valuestring;
+            if (strcmp(c, "none") == 0)
+                none = true;
+            else if (strcmp(c, "auto") != 0 && strcmp(c, "required") != 0)
+                return fail(e, "tool_choice", "'tool_choice' must be \"none\", \"auto\", \"required\" or an object");
+        } else if (!cJSON_IsObject(choice)) {
+            return fail(e, "tool_choice", "'tool_choice' must be a string or an object");
+        }
+    }
+    if (!tools || cJSON_IsNull(tools)) return true;
+    if (!cJSON_IsArray(tools)) return fail(e, "tools", "'tools' must be an array");
+    size_t k = 0;
+    const cJSON *t;
+    cJSON_ArrayForEach(t, tools) {
+        char param[64];
+        snprintf(param, sizeof param, "tools[%zu]", k);
+        const cJSON *type = cJSON_GetObjectItemCaseSensitive(t, "type");
+        const cJSON *fn = cJSON_GetObjectItemCaseSensitive(t, "function");
+        const cJSON *name = cJSON_GetObjectItemCaseSensitive(fn, "name");
+        if (!cJSON_IsObject(t) || !cJSON_IsString(type) || strcmp(type->valuestring, "function") != 0)
+            return fail(e, param, "'%s' must be an object with \"type\": \"function\"", param);
+        if (!cJSON_IsObject(fn) || !cJSON_IsString(name) || !name->valuestring[0])
+            return fail(e, param, "'%s.function' must be an object with a string 'name'", param);
+        k++;
+    }
+    if (k == 0 || none) return true;
+    rq->tools_json = lm_json_print(tools);
+    if (!rq->tools_json) return fail(e, NULL, "out of memory");
+    return true;
+}
+
+static bool parse_stop(srv_request *rq, const cJSON *root, srv_reqerr *e) {
+    const cJSON *stop = cJSON_GetObjectItemCaseSensitive(root, "stop");
+    if (!stop || cJSON_IsNull(stop)) return true;
+    size_t n = 0;
+    if (cJSON_IsString(stop)) {
+        if (!stop->valuestring[0]) return fail(e, "stop", "'stop' must not be an empty string");
+        rq->gp.stop[n++] = stop->valuestring;
+        return true;
+    }
+    if (!cJSON_IsArray(stop)) return fail(e, "stop", "'stop' must be a string or an array of strings");
+    const cJSON *s;
+    cJSON_ArrayForEach(s, stop) {
+        if (!cJSON_IsString(s) || !s->valuestring[0])
+            return fail(e, "stop", "'stop' must hold non-empty strings");
+        /* The list is NULL-terminated inside a fixed array, so one slot stays NULL. */
+        if (n + 1 >= LM_MAX_STOP)
+            return fail(e, "stop", "'stop' holds at most %d strings", LM_MAX_STOP - 1);
+        rq->gp.stop[n++] = s->valuestring;
+    }
+    return true;
+}
+
+static bool parse_sampling(srv_request *rq, const cJSON *root, int32_t n_ctx, srv_reqerr *e) {
+    lm_gen_params *gp = &rq->gp;
+    double d;
+    bool present;
+    d = 0.7;
+    if (!get_num(root, "temperature", 0, 2, false, &d, NULL, e)) return false;
+    gp->temperature = (float)d;
+    d = 1;
+    if (!get_num(root, "top_p", 0, 1, false, &d, NULL, e)) return false;
+    gp->top_p = (float)d;
+    d = 0;
+    if (!get_num(root, "min_p", 0, 1, false, &d, NULL, e)) return false;
+    gp->min_p = (float)d;
+    d = 0;
+    if (!get_num(root, "top_k", 0, 1e9, true, &d, NULL, e)) return false;
+    gp->top_k = (int32_t)d;
+    d = 0;
+    if (!get_num(root, "presence_penalty", -2, 2, false, &d, NULL, e)) return false;
+    gp->presence_penalty = (float)d;
+    d = 0;
+    if (!get_num(root, "frequency_penalty", -2, 2, false, &d, NULL, e)) return false;
+    gp->frequency_penalty = (float)d;
+    d = 0;
+    if (!get_num(root, "seed", -9.2e18, 1.8e19, true, &d, &rq->seeded, e)) return false;
+    gp->seed = d < 0 ? (uint64_t)(int64_t)d : (uint64_t)d;
+    const char *names[2] = {"max_completion_tokens", "max_tokens"};
+    for (int k = 0; k < 2; k++) {
+        d = 0;
+        if (!get_num(root, names[k], 1, 1e9, true, &d, &present, e)) return false;
+        if (!present) continue;
+        if (n_ctx > 0 && d > n_ctx)
+            return fail(e, names[k], "'%s' is %.0f but the context window holds %d tokens",
+                        names[k], d, (int)n_ctx);
+        gp->max_tokens = (int32_t)d;
+        break;
+    }
+    d = 1;
+    if (!get_num(root, "n", 1, 1, true, &d, NULL, e)) {
+        snprintf(e->msg, sizeof e->msg, "'n' must be 1 (one choice per request)");
+        return false;
+    }
+    return parse_stop(rq, root, e);
+}
+
+static bool parse_misc(srv_request *rq, const cJSON *root, srv_reqerr *e) {
+    const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
+    if (model && !cJSON_IsNull(model) && !cJSON_IsString(model))
+        return fail(e, "model", "'model' must be a string");
+    if (!get_bool(root, "stream", &rq->stream, e)) return false;
+    const cJSON *so = cJSON_GetObjectItemCaseSensitive(root, "stream_options");
+    if (so && !cJSON_IsNull(so)) {
+        if (!cJSON_IsObject(so)) return fail(e, "stream_options", "'stream_options' must be an object");
+        if (!get_bool(so, "include_usage", &rq->include_usage, e)) {
+            snprintf(e->param, sizeof e->param, "stream_options.include_usage");
+            return false;
+        }
+    }
+    const cJSON *rf = cJSON_GetObjectItemCaseSensitive(root, "response_format");
+    if (rf && !cJSON_IsNull(rf)) {
+        const cJSON *type = cJSON_GetObjectItemCaseSensitive(rf, "type");
+        if (!cJSON_IsObject(rf) || !cJSON_IsString(type))
+            return fail(e, "response_format", "'response_format' must be an object with a string 'type'");
+        if (strcmp(type->valuestring, "text") != 0)
+            return fail(e, "response_format", "response_format type '%.40s' is not supported (only 'text')",
+                        type->valuestring);
+    }
+    return true;
+}
+
+/* Slot key: the conversation as plain text, so that requests continuing a conversation share
+ * a prefix with the one that served its start. */
+static bool make_key(srv_request *rq, srv_reqerr *e) {
+    lm_buf b = {0};
+    if (rq->chat) {
+        lm_buf_puts(&b, "chat\x1e");
+        if (rq->tools_json) lm_buf_puts(&b, rq->tools_json);
+        for (size_t i = 0; i < rq->n_msgs; i++) {
+            lm_buf_printf(&b, "\x1e%s\x1f", rq->msgs[i].role);
+            if (rq->msgs[i].content) lm_buf_puts(&b, rq->msgs[i].content);
+            if (rq->msgs[i].tool_calls_json) lm_buf_puts(&b, rq->msgs[i].tool_calls_json);
+        }
+    } else {
+        lm_buf_puts(&b, "text\x1e");
+        lm_buf_puts(&b, rq->prompt);
+    }
+    if (b.oom) {
+        lm_buf_free(&b);
+        return fail(e, NULL, "out of memory");
+    }
+    rq->key = lm_buf_take(&b);
+    return rq->key ? true : fail(e, NULL, "out of memory");
+}
+
+bool srv_request_parse(const char *body, size_t len, bool chat, int32_t n_ctx, srv_request *rq,
+                       srv_reqerr *e) {
+    memset(rq, 0, sizeof *rq);
+    memset(e, 0, sizeof *e);
+    rq->chat = chat;
+    rq->gp = lm_gen_default_params();
+    rq->gp.max_tokens = -1;
+    rq->gp.repeat_penalty = 1.0f;
+    lm_error jerr = {0};
+    bool ok = false;
+    if (lm_json_parse(body, len, "request body", &rq->root, &jerr) != LM_OK) {
+        fail(e, NULL, "%s", jerr.code == LM_ERR_NOMEM ? "out of memory" : jerr.msg);
+        goto done;
+    }
+    if (!cJSON_IsObject(rq->root)) {
+        fail(e, NULL, "the request body must be a JSON object");
+        goto done;
+    }
+    if (!parse_misc(rq, rq->root, e) || !parse_sampling(rq, rq->root, n_ctx, e)) goto done;
+    if (chat) {
+        if (!parse_messages(rq, cJSON_GetObjectItemCaseSensitive(rq->root, "messages"), e) ||
+            !parse_tools(rq, rq->root, e))
+            goto done;
+    } else {
+        const cJSON *p = cJSON_GetObjectItemCaseSensitive(rq->root, "prompt");
+        /* A one-element list is what many clients send for a single prompt. */
+        if (cJSON_IsArray(p) && cJSON_GetArraySize(p) == 1) p = cJSON_GetArrayItem(p, 0);
+        if (!p) {
+            fail(e, "prompt", "'prompt' is required");
+            goto done;
+        }
+        if (!cJSON_IsString(p)) {
+            fail(e, "prompt", "'prompt' must be a string");
+            goto done;
+        }
+        if (!p->valuestring[0]) {
+            fail(e, "prompt", "'prompt' must not be empty");
+            goto done;
+        }
+        rq->prompt = p->valuestring;
+    }
+    ok = make_key(rq, e);
+done:
+    if (!ok) srv_request_free(rq);
+    return ok;
+}
+
+void srv_request_free(srv_request *rq) {
+    if (!rq) return;
+    for (size_t i = 0; i < rq->n_owned; i++) lm_free(rq->owned[i]);
+    lm_free(rq->owned);
+    lm_free(rq->msgs);
+    lm_free(rq->tools_json);
+    lm_free(rq->key);
+    cJSON_Delete(rq->root);
+    memset(rq, 0, sizeof *rq);
+}
+
+/* ---- tool calls ---- */
+
+static const char TC_OPEN[] = "<tool_call>", TC_CLOSE[] = "</tool_call>";
+
+static const char *find(const char *s, const char *end, const char *needle) {
+    size_t n = strlen(needle);
+    for (const char *p = s; p + n <= end; p++)
+        if (memcmp(p, needle, n) == 0) return p;
+    return NULL;
+}
+
+cJSON *srv_parse_tool_calls(const char *text, size_t len, size_t *content_len) {
+    const char *end = text + len;
+    const char *first = find(text, end, TC_OPEN);
+    if (!first) return NULL;
+    cJSON *arr = cJSON_CreateArray();
+    if (!arr) return NULL;
+    const char *p = first;
+    int n = 0;
+    while (p && p < end) {
+        const char *body = p + strlen(TC_OPEN);
+        const char *close = find(body, end, TC_CLOSE);
+        const char *body_end = close ? close : end;
+        cJSON *call = NULL;
+        if (lm_json_parse(body, (size_t)(body_end - body), "tool call", &call, &(lm_error){0}) != LM_OK)
+            break;
+        const cJSON *name = cJSON_GetObjectItemCaseSensitive(call, "name");
+        const cJSON *args = cJSON_GetObjectItemCaseSensitive(call, "arguments");
+        if (!cJSON_IsString(name)) {
+            cJSON_Delete(call);
+            break;
+        }
+        char *args_text = NULL;
+        if (cJSON_IsString(args))
+            args_text = lm_strdup(args->valuestring);
+        else if (args)
+            args_text = lm_json_print(args);
+        else
+            args_text = lm_strdup("{}");
+        cJSON *tc = cJSON_CreateObject(), *fn = cJSON_CreateObject();
+        char id[40];
+        snprintf(id, sizeof id, "call_%08llx%02d", (unsigned long long)(lm_time_ns() & 0xffffffffu), n);
+        if (!tc || !fn || !args_text) {
+            cJSON_Delete(tc);
+            cJSON_Delete(fn);
+            lm_free(args_text);
+            cJSON_Delete(call);
+            break;
+        }
+        cJSON_AddStringToObject(tc, "id", id);
+        cJSON_AddStringToObject(tc, "type", "function");
+        cJSON_AddStringToObject(fn, "name", name->valuestring);
+        cJSON_AddStringToObject(fn, "arguments", args_text);
+        cJSON_AddItemToObject(tc, "function", fn);
+        cJSON_AddItemToArray(arr, tc);
+        lm_free(args_text);
+        cJSON_Delete(call);
+        n++;
+        p = close ? find(close, end, TC_OPEN) : NULL;
+    }
+    if (n == 0) {
+        cJSON_Delete(arr);
+        return NULL;
+    }
+    size_t cl = (size_t)(first - text);
+    while (cl && (text[cl - 1] == ' ' || text[cl - 1] == '\n' || text[cl - 1] == '\t')) cl--;
+    *content_len = cl;
+    return arr;
+}
