@@ -1045,36 +1045,6 @@ static const char *read_string(const char *p, const char *e, char **w) {
     return NULL;
 }
 
-/* Finds key in the object starting at p ('{'); sets [*vs, *ve) to its value. */
-static bool find_key(const char *p, const char *e, const char *key, const char **vs,
-                     const char **ve) {
-    size_t kl = strlen(key);
-    p = skip_ws(p, e);
-    if (p >= e || *p != '{') return false;
-    p++;
-    for (;;) {
-        p = skip_ws(p, e);
-        if (p >= e || *p != '"') return false;
-        const char *ks = p + 1, *kend = skip_string(p, e);
-        if (!kend) return false;
-        p = skip_ws(kend, e);
-        if (p >= e || *p != ':') return false;
-        const char *v = skip_ws(p + 1, e), *vend = skip_value(v, e);
-        if (!vend) return false;
-        if ((size_t)(kend - 1 - ks) == kl && memcmp(ks, key, kl) == 0) {
-            *vs = v;
-            *ve = vend;
-            return true;
-        }
-        p = skip_ws(vend, e);
-        if (p < e && *p == ',') {
-            p++;
-            continue;
-        }
-        return false;
-    }
-}
-
 static bool grow(void **v, size_t *cap, size_t n, size_t elem) {
     if (n < *cap) return true;
     size_t c = *cap ? *cap * 2 : 1024;
@@ -1085,69 +1055,138 @@ static bool grow(void **v, size_t *cap, size_t n, size_t elem) {
     return true;
 }
 
-/* 1: read, 0: not applicable (use cJSON), -1: NOMEM. On 1, *rest is the document with the two
- * sections emptied (lm_free). */
-static int fast_scan(const char *json, size_t len, big_lists *b, char **rest, size_t *rest_len) {
-    const char *e = json + len, *ms, *me, *vs, *ve, *gs, *ge;
-    if (!find_key(json, e, "model", &ms, &me) || !find_key(ms, me, "vocab", &vs, &ve) ||
-        !find_key(ms, me, "merges", &gs, &ge) || *vs != '{' || *gs != '[')
-        return 0;
-    b->buf = lm_malloc((size_t)(ve - vs) + (size_t)(ge - gs) + 1);
-    if (!b->buf) return -1;
-    char *w = b->buf;
-    size_t cap_v = 0, cap_m = 0;
-    const char *p = skip_ws(vs + 1, ve);
-    while (p < ve && *p != '}') {
-        if (*p != '"') return 0;
-        char *s0 = w;
-        p = read_string(p, ve, &w);
-        if (!p) return 0;
-        p = skip_ws(p, ve);
-        if (p >= ve || *p != ':') return 0;
-        p = skip_ws(p + 1, ve);
+/* model.vocab at p ('{'): entries into b; returns the position after '}', NULL if unexpected,
+ * and sets *oom on allocation failure. */
+static const char *scan_vocab(const char *p, const char *e, big_lists *b, char **w, bool *oom) {
+    size_t cap = 0;
+    p = skip_ws(p + 1, e);
+    while (p < e && *p != '}') {
+        if (*p != '"') return NULL;
+        char *s0 = *w;
+        p = read_string(p, e, w);
+        if (!p) return NULL;
+        p = skip_ws(p, e);
+        if (p >= e || *p != ':') return NULL;
+        p = skip_ws(p + 1, e);
         long id = 0;
         int digits = 0;
-        while (p < ve && *p >= '0' && *p <= '9' && digits < 9) id = id * 10 + (*p++ - '0'), digits++;
-        if (!digits || id > 16777216) return 0;
-        if (!grow((void **)&b->v, &cap_v, b->n_v, sizeof *b->v)) return -1;
-        b->v[b->n_v++] = (vent){s0, (uint32_t)(w - s0), (int32_t)id};
-        p = skip_ws(p, ve);
-        if (p < ve && *p == ',') p = skip_ws(p + 1, ve);
-        else if (p >= ve || *p != '}') return 0;
+        while (p < e && *p >= '0' && *p <= '9' && digits < 9) id = id * 10 + (*p++ - '0'), digits++;
+        if (!digits || id > 16777216) return NULL;
+        if (!grow((void **)&b->v, &cap, b->n_v, sizeof *b->v)) {
+            *oom = true;
+            return NULL;
+        }
+        b->v[b->n_v++] = (vent){s0, (uint32_t)(*w - s0), (int32_t)id};
+        p = skip_ws(p, e);
+        if (p < e && *p == ',') p = skip_ws(p + 1, e);
+        else if (p >= e || *p != '}') return NULL;
     }
-    p = skip_ws(gs + 1, ge);
-    while (p < ge && *p != ']') {
+    return p < e ? p + 1 : NULL;
+}
+
+/* model.merges at p ('['), as scan_vocab. */
+static const char *scan_merges(const char *p, const char *e, big_lists *b, char **w, bool *oom) {
+    size_t cap = 0;
+    p = skip_ws(p + 1, e);
+    while (p < e && *p != ']') {
         ment m;
         if (*p == '"') {
-            char *s0 = w;
-            p = read_string(p, ge, &w);
-            if (!p) return 0;
+            char *s0 = *w;
+            p = read_string(p, e, w);
+            if (!p) return NULL;
             char *sp = NULL;
-            for (char *q = s0 + 1; q < w && !sp; q++)
+            for (char *q = s0 + 1; q < *w && !sp; q++)
                 if (*q == ' ') sp = q;
-            if (!sp) return 0;
-            m = (ment){s0, sp + 1, (uint32_t)(sp - s0), (uint32_t)(w - sp - 1)};
+            if (!sp) return NULL;
+            m = (ment){s0, sp + 1, (uint32_t)(sp - s0), (uint32_t)(*w - sp - 1)};
         } else if (*p == '[') {
-            p = skip_ws(p + 1, ge);
-            char *a0 = w;
-            if (p >= ge || *p != '"' || !(p = read_string(p, ge, &w))) return 0;
-            char *b0 = w;
-            p = skip_ws(p, ge);
-            if (p >= ge || *p != ',') return 0;
-            p = skip_ws(p + 1, ge);
-            if (p >= ge || *p != '"' || !(p = read_string(p, ge, &w))) return 0;
-            p = skip_ws(p, ge);
-            if (p >= ge || *p != ']') return 0;
+            p = skip_ws(p + 1, e);
+            char *a0 = *w;
+            if (p >= e || *p != '"' || !(p = read_string(p, e, w))) return NULL;
+            char *b0 = *w;
+            p = skip_ws(p, e);
+            if (p >= e || *p != ',') return NULL;
+            p = skip_ws(p + 1, e);
+            if (p >= e || *p != '"' || !(p = read_string(p, e, w))) return NULL;
+            p = skip_ws(p, e);
+            if (p >= e || *p != ']') return NULL;
             p++;
-            m = (ment){a0, b0, (uint32_t)(b0 - a0), (uint32_t)(w - b0)};
+            m = (ment){a0, b0, (uint32_t)(b0 - a0), (uint32_t)(*w - b0)};
         } else {
-            return 0;
+            return NULL;
         }
-        if (!grow((void **)&b->m, &cap_m, b->n_m, sizeof *b->m)) return -1;
+        if (!grow((void **)&b->m, &cap, b->n_m, sizeof *b->m)) {
+            *oom = true;
+            return NULL;
+        }
         b->m[b->n_m++] = m;
-        p = skip_ws(p, ge);
-        if (p < ge && *p == ',') p = skip_ws(p + 1, ge);
-        else if (p >= ge || *p != ']') return 0;
+        p = skip_ws(p, e);
+        if (p < e && *p == ',') p = skip_ws(p + 1, e);
+        else if (p >= e || *p != ']') return NULL;
+    }
+    return p < e ? p + 1 : NULL;
+}
+
+/* Position of the value of key in the object at p ('{'), skipping the values before it; NULL
+ * when absent or unexpected. */
+static const char *value_of(const char *p, const char *e, const char *key) {
+    size_t kl = strlen(key);
+    p = skip_ws(p, e);
+    if (p >= e || *p != '{') return NULL;
+    p++;
+    for (;;) {
+        p = skip_ws(p, e);
+        if (p >= e || *p != '"') return NULL;
+        const char *ks = p + 1, *kend = skip_string(p, e);
+        if (!kend) return NULL;
+        p = skip_ws(kend, e);
+        if (p >= e || *p != ':') return NULL;
+        const char *v = skip_ws(p + 1, e);
+        if ((size_t)(kend - 1 - ks) == kl && memcmp(ks, key, kl) == 0) return v;
+        p = skip_value(v, e);
+        if (!p) return NULL;
+        p = skip_ws(p, e);
+        if (p >= e || *p != ',') return NULL;
+        p++;
+    }
+}
+
+/* 1: read, 0: not applicable (use cJSON), -1: NOMEM. On 1, *rest is the document with the two
+ * sections emptied (lm_free). The model object is walked once: vocab and merges are parsed where
+ * they stand, other values skipped. */
+static int fast_scan(const char *json, size_t len, big_lists *b, char **rest, size_t *rest_len) {
+    const char *e = json + len, *vs = NULL, *ve = NULL, *gs = NULL, *ge = NULL;
+    const char *p = value_of(json, e, "model");
+    if (!p || *p != '{') return 0;
+    b->buf = lm_malloc(len + 1);
+    if (!b->buf) return -1;
+    char *w = b->buf;
+    bool oom = false;
+    p++;
+    while (!(vs && gs)) {
+        p = skip_ws(p, e);
+        if (p >= e || *p != '"') return 0;
+        const char *ks = p + 1, *kend = skip_string(p, e);
+        if (!kend) return 0;
+        p = skip_ws(kend, e);
+        if (p >= e || *p != ':') return 0;
+        const char *v = skip_ws(p + 1, e);
+        size_t kl = (size_t)(kend - 1 - ks);
+        if (kl == 5 && memcmp(ks, "vocab", 5) == 0 && v < e && *v == '{' && !vs) {
+            vs = v;
+            p = ve = scan_vocab(v, e, b, &w, &oom);
+        } else if (kl == 6 && memcmp(ks, "merges", 6) == 0 && v < e && *v == '[' && !gs) {
+            gs = v;
+            p = ge = scan_merges(v, e, b, &w, &oom);
+        } else {
+            p = skip_value(v, e);
+        }
+        if (oom) return -1;
+        if (!p) return 0;
+        p = skip_ws(p, e);
+        if (vs && gs) break;
+        if (p >= e || *p != ',') return 0;
+        p++;
     }
     /* the rest: vocab -> {}, merges -> [] (vocab and merges may come in either order) */
     char *r = lm_malloc(len + 8);

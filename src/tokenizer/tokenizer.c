@@ -92,7 +92,7 @@ static uint64_t mix64(uint64_t x) {
 
 bool tok_mergemap_init(tok_mergemap *m, size_t n) {
     size_t cap = 16;
-    while (cap < n * 2) cap *= 2;
+    while (cap * 3 < n * 4) cap *= 2; /* load at most 3/4 */
     m->slots = lm_malloc(cap * sizeof *m->slots);
     if (!m->slots) return false;
     for (size_t i = 0; i < cap; i++) m->slots[i].key = UINT64_MAX;
