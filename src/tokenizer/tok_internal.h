@@ -86,6 +86,8 @@ bool tok_spm_encode_span(const tok_tokenizer *t, const char *s, size_t n, tok_ve
 bool tok_bpe_encode_word(const tok_tokenizer *t, const char *s, size_t n, bool byte_level,
                          tok_vec *out);
 
+/* Length of the well-formed UTF-8 sequence at s, or 0 with *bad = bytes one U+FFFD replaces. */
+size_t tok_utf8_seq_ok(const unsigned char *s, size_t n, size_t *bad);
 /* Fills byte_cp/cp_byte, the GPT-2 byte <-> code point tables. */
 void tok_fill_byte_tables(tok_tokenizer *t);
 

@@ -524,37 +524,6 @@ static bool split_added(const tok_tokenizer *t, const char *text, size_t len, bo
     return ok;
 }
 
-/* Length of the well-formed UTF-8 sequence at s (RFC 3629: no overlongs, no surrogates, at
- * most U+10FFFF), or 0 with *bad set to the bytes one U+FFFD replaces (the maximal subpart, as
- * Python and WHATWG decoders do). */
-static size_t utf8_seq_ok(const unsigned char *s, size_t n, size_t *bad) {
-    unsigned char c = s[0];
-    *bad = 1;
-    if (c < 0x80) return 1;
-    size_t l;
-    unsigned char lo = 0x80, hi = 0xBF;
-    if (c >= 0xC2 && c <= 0xDF) l = 2;
-    else if (c >= 0xE0 && c <= 0xEF) {
-        l = 3;
-        if (c == 0xE0) lo = 0xA0;
-        if (c == 0xED) hi = 0x9F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        l = 4;
-        if (c == 0xF0) lo = 0x90;
-        if (c == 0xF4) hi = 0x8F;
-    } else {
-        return 0;
-    }
-    if (n < 2 || s[1] < lo || s[1] > hi) return 0;
-    for (size_t i = 2; i < l; i++) {
-        if (i >= n || s[i] < 0x80 || s[i] > 0xBF) {
-            *bad = i;
-            return 0;
-        }
-    }
-    return l;
-}
-
 lm_status tok_json_encode(const tok_tokenizer *t, const char *text, size_t len, uint32_t flags,
                           tok_vec *out, lm_error *err) {
     const struct tok_json_pipe *p = t->pipe;
@@ -566,7 +535,7 @@ lm_status tok_json_encode(const tok_tokenizer *t, const char *text, size_t len, 
     bool fixing = false;
     for (size_t i = 0; i < len;) {
         size_t bad;
-        size_t l = utf8_seq_ok((const unsigned char *)text + i, len - i, &bad);
+        size_t l = tok_utf8_seq_ok((const unsigned char *)text + i, len - i, &bad);
         if (l && !fixing) {
             i += l;
             continue;

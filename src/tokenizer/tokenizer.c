@@ -730,6 +730,56 @@ nomem:
     return lm_fail_nomem(err, "token ids");
 }
 
+/* ---- UTF-8 ---- */
+
+/* Length of the well-formed UTF-8 sequence at s (RFC 3629: no overlongs, no surrogates, at
+ * most U+10FFFF), or 0 with *bad set to the bytes one U+FFFD replaces (the maximal subpart, as
+ * Python and WHATWG decoders do). */
+size_t tok_utf8_seq_ok(const unsigned char *s, size_t n, size_t *bad) {
+    unsigned char c = s[0];
+    *bad = 1;
+    if (c < 0x80) return 1;
+    size_t l;
+    unsigned char lo = 0x80, hi = 0xBF;
+    if (c >= 0xC2 && c <= 0xDF) l = 2;
+    else if (c >= 0xE0 && c <= 0xEF) {
+        l = 3;
+        if (c == 0xE0) lo = 0xA0;
+        if (c == 0xED) hi = 0x9F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        l = 4;
+        if (c == 0xF0) lo = 0x90;
+        if (c == 0xF4) hi = 0x8F;
+    } else {
+        return 0;
+    }
+    if (n < 2 || s[1] < lo || s[1] > hi) return 0;
+    for (size_t i = 2; i < l; i++) {
+        if (i >= n || s[i] < 0x80 || s[i] > 0xBF) {
+            *bad = i;
+            return 0;
+        }
+    }
+    return l;
+}
+
+/* Appends s with every ill-formed sequence replaced by U+FFFD, as HF's from_utf8_lossy. */
+static bool append_lossy(lm_buf *out, const char *s, size_t n) {
+    size_t i = 0, run = 0;
+    while (i < n) {
+        size_t bad, l = tok_utf8_seq_ok((const unsigned char *)s + i, n - i, &bad);
+        if (l) {
+            i += l;
+            continue;
+        }
+        if (!lm_buf_append(out, s + run, i - run) || !lm_buf_append(out, "\xef\xbf\xbd", 3))
+            return false;
+        i += bad;
+        run = i;
+    }
+    return lm_buf_append(out, s + run, n - run);
+}
+
 /* ---- decoding ---- */
 
 static bool is_skipped(const tok_tokenizer *t, lm_token id, bool skip_special) {
@@ -791,14 +841,23 @@ static bool decode_one(const tok_tokenizer *t, lm_token id, bool *first, lm_buf 
 lm_status tok_decode(const tok_tokenizer *t, const lm_token *ids, size_t n, bool skip_special,
                      lm_buf *out, lm_error *err) {
     bool first = true;
+    lm_buf raw = {0};
     for (size_t i = 0; i < n; i++) {
-        if (ids[i] < 0 || ids[i] >= t->n_vocab)
+        if (ids[i] < 0 || ids[i] >= t->n_vocab) {
+            lm_buf_free(&raw);
             return lm_fail(err, LM_ERR_MISUSE, "tok_decode: id %d out of range [0, %d)",
                            (int)ids[i], (int)t->n_vocab);
+        }
         if (is_skipped(t, ids[i], skip_special)) continue;
-        if (!decode_one(t, ids[i], &first, out)) return lm_fail_nomem(err, "decoded text");
+        if (!decode_one(t, ids[i], &first, &raw)) {
+            lm_buf_free(&raw);
+            return lm_fail_nomem(err, "decoded text");
+        }
     }
-    return LM_OK;
+    /* byte tokens may spell ill-formed UTF-8: the text handed out is always well-formed */
+    bool ok = append_lossy(out, raw.data ? raw.data : "", raw.len);
+    lm_buf_free(&raw);
+    return ok ? LM_OK : lm_fail_nomem(err, "decoded text");
 }
 
 /* ---- streaming decode ---- */
@@ -825,14 +884,14 @@ lm_status tok_stream_push(tok_stream *s, lm_token id, lm_buf *out) {
     if (!decode_one(t, id, &s->first, &s->pending)) return LM_ERR_NOMEM;
     size_t ok = lm_utf8_complete_len(s->pending.data, s->pending.len);
     if (ok == 0) return LM_OK;
-    if (!lm_buf_append(out, s->pending.data, ok)) return LM_ERR_NOMEM;
+    if (!append_lossy(out, s->pending.data, ok)) return LM_ERR_NOMEM;
     memmove(s->pending.data, s->pending.data + ok, s->pending.len - ok + 1);
     s->pending.len -= ok;
     return LM_OK;
 }
 
 lm_status tok_stream_finish(tok_stream *s, lm_buf *out) {
-    if (s->pending.len && !lm_buf_append(out, s->pending.data, s->pending.len))
+    if (s->pending.len && !append_lossy(out, s->pending.data, s->pending.len))
         return LM_ERR_NOMEM;
     lm_buf_reset(&s->pending);
     return LM_OK;

@@ -101,6 +101,17 @@ static void test_stories260k_decode(void **state) {
     assert_string_equal(b.data, text);
     check_stream(t, v.ids, v.n, true);
     check_stream(t, v.ids, v.n, false);
+    /* byte tokens (<0xNN> = NN + 3 here): a complete sequence, then a cut one -> U+FFFD */
+    lm_token euro[] = {0xE2 + 3, 0x82 + 3, 0xAC + 3}, cut[] = {0xE2 + 3, 0x82 + 3, 'a' + 3};
+    lm_buf_reset(&b);
+    assert_int_equal(tok_decode(t, euro, 3, false, &b, &err), LM_OK);
+    assert_string_equal(b.data, "\xe2\x82\xac");
+    check_stream(t, euro, 3, false);
+    lm_buf_reset(&b);
+    assert_int_equal(tok_decode(t, cut, 3, false, &b, &err), LM_OK);
+    assert_string_equal(b.data, "\xef\xbf\xbd" "a");
+    check_stream(t, cut, 3, false);
+    check_stream(t, cut, 2, false);
     lm_buf_free(&b);
     tok_vec_free(&v);
     tok_free(t);
