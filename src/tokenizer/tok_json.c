@@ -1222,6 +1222,11 @@ static lm_status load(loader *L, const cJSON *root, const cJSON *cfg, big_lists 
                        "%s: model.type: '%s' is not supported (only BPE)", L->name, mt);
     if (!cJSON_IsObject(vocab))
         return lm_fail(L->err, LM_ERR_FORMAT, "%s: model.vocab: expected an object", L->name);
+    const char *csp = jstr(model, "continuing_subword_prefix"), *eow = jstr(model, "end_of_word_suffix");
+    if ((csp && *csp) || (eow && *eow))
+        return lm_fail(L->err, LM_ERR_UNSUPPORTED, "%s: model.%s: '%s' is not supported (only "
+                       "empty)", L->name, csp && *csp ? "continuing_subword_prefix" :
+                       "end_of_word_suffix", csp && *csp ? csp : eow);
     if (!cJSON_IsArray(merges))
         return lm_fail(L->err, LM_ERR_FORMAT, "%s: model.merges: expected an array", L->name);
     lm_status st;

@@ -241,6 +241,16 @@ static void test_bad_input(void **state) {
     expect_bad("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}}}", LM_ERR_FORMAT,
                "model.merges");
     expect_bad("{\"model\": ", LM_ERR_FORMAT, "bad.json");
+    expect_bad("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": [], "
+               "\"continuing_subword_prefix\": \"##\"}}", LM_ERR_UNSUPPORTED,
+               "continuing_subword_prefix");
+    expect_bad("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []}, "
+               "\"normalizer\": {\"type\": \"Replace\", \"pattern\": {\"Regex\": \"[\"}, "
+               "\"content\": \"x\"}}", LM_ERR_FORMAT, "normalizer.pattern");
+    expect_bad("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []}, "
+               "\"post_processor\": {\"type\": \"TemplateProcessing\", \"single\": "
+               "[{\"SpecialToken\": {\"id\": \"<s>\"}}], \"special_tokens\": {}}}",
+               LM_ERR_FORMAT, "post_processor.special_tokens");
 }
 
 /* A small pipeline exercising Split behaviors, Digits, Lowercase, Strip and named templates. */
