@@ -201,6 +201,7 @@ typedef struct lm_gen_stats {
     lm_finish finish;
     lm_token stop_token;       /* the end-of-generation id that stopped it, or -1 */
     int32_t n_dropped_messages;/* messages trimmed to fit the context */
+    bool from_cache;           /* answered by the response cache */
 } lm_gen_stats;
 
 /* Continues the session's context with the prompt text (tokenized with LM_TOK_PARSE_SPECIAL
@@ -317,6 +318,20 @@ void lm_provider_cancel(lm_provider *p);
  * and why others were skipped ("local: not ready; groq: HTTP 503 ..."). Owned by p. */
 const char *lm_provider_answered_by(const lm_provider *p);
 const char *lm_provider_skipped(const lm_provider *p);
+
+/* ---- response cache ------------------------------------------------------------------------ */
+
+/* An LRU of replies to common short exchanges, keyed by the rendered prompt and the sampling
+ * parameters, used only for greedy (temperature 0) chat turns. Thread-safe; may be shared by
+ * sessions. A hit delivers the cached text without running the model. */
+typedef struct lm_response_cache lm_response_cache;
+/* capacity: entries kept (0: 256). NULL on NOMEM. */
+lm_response_cache *lm_response_cache_new(size_t capacity);
+void lm_response_cache_free(lm_response_cache *c);
+/* Attaches c (borrowed; NULL detaches) to the session's lm_session_chat calls. */
+void lm_session_set_response_cache(lm_session *s, lm_response_cache *c);
+/* Hits and misses so far. */
+void lm_response_cache_stats(const lm_response_cache *c, uint64_t *hits, uint64_t *misses);
 
 /* ---- misc --------------------------------------------------------------------------------------- */
 

@@ -103,7 +103,7 @@ static size_t common_prefix(const lm_token *a, size_t na, const lm_token *b, siz
 
 /* Renders and tokenizes the conversation, dropping the oldest turns until it fits. */
 static lm_status build_prompt(lm_session *s, const lm_message *msgs, size_t n, const lm_chat_params *cp,
-                              bool gen_prompt, size_t reserve, tok_vec *ids, int32_t *n_dropped) {
+                              bool gen_prompt, size_t reserve, tok_vec *ids, int32_t *n_dropped, lm_buf *text_out) {
     lm_model *m = s->model;
     lm_error err = {0};
     bool *keep = lm_malloc((n ? n : 1) * sizeof *keep);
@@ -152,12 +152,28 @@ static lm_status build_prompt(lm_session *s, const lm_message *msgs, size_t n, c
         }
     }
     lm_free(keep);
+    if (!st && text_out) {
+        *text_out = text;
+        memset(&text, 0, sizeof text);
+    }
     lm_buf_free(&text);
     if (st) {
         memcpy(s->errmsg, err.msg, sizeof s->errmsg);
         return st;
     }
     return LM_OK;
+}
+
+typedef struct tee {
+    lm_piece_fn fn;
+    void *user;
+    lm_buf text;
+} tee;
+
+static int tee_piece(const char *p, size_t n, void *user) {
+    tee *t = user;
+    lm_buf_append(&t->text, p, n);
+    return t->fn ? t->fn(p, n, t->user) : 0;
 }
 
 /* Cuts the cache back to the common prefix with ids and prefills the rest. A full match still
@@ -200,18 +216,54 @@ lm_status lm_session_chat(lm_session *s, const lm_message *msgs, size_t n, const
     size_t reserve = gp.max_tokens > 0 ? (size_t)gp.max_tokens : 0;
     tok_vec ids = {0};
     int32_t dropped = 0;
-    st = build_prompt(s, msgs, n, &cp, cp.add_generation_prompt, reserve, &ids, &dropped);
+    lm_buf prompt = {0};
+    st = build_prompt(s, msgs, n, &cp, cp.add_generation_prompt, reserve, &ids, &dropped, &prompt);
     if (stats) {
         stats->tokenize_ms = lm_time_ms() - t0;
         stats->n_dropped_messages = dropped;
     }
+    /* the response cache answers greedy turns it has seen, without running the model */
+    char *key = NULL;
+    if (!st && s->rcache && gp.temperature <= 0.0f) {
+        key = rc_make_key(prompt.data ? prompt.data : "", prompt.len, &gp);
+        lm_buf hit = {0};
+        lm_finish fin;
+        int32_t ng;
+        if (key && rc_lookup(s->rcache, key, &hit, &fin, &ng)) {
+            if (hit.len && fn) fn(hit.data, hit.len, user);
+            if (stats) {
+                stats->n_prompt = (int32_t)ids.n;
+                stats->n_generated = ng;
+                stats->finish = fin;
+                stats->from_cache = true;
+                stats->ttft_ms = lm_time_ms() - t0;
+            }
+            lm_buf_free(&hit);
+            lm_free(key);
+            lm_buf_free(&prompt);
+            tok_vec_free(&ids);
+            return LM_OK;
+        }
+        lm_buf_free(&hit);
+    }
+    lm_buf_free(&prompt);
     if (!st) st = sync_prefix(s, &ids, stats);
     tok_vec_free(&ids);
     if (st) {
+        lm_free(key);
         if (stats) stats->finish = st == LM_ERR_CANCELLED ? LM_FINISH_CANCELLED : LM_FINISH_ERROR;
         return st;
     }
-    return session_generate_from(s, &gp, fn, user, stats, t0);
+    if (!key) return session_generate_from(s, &gp, fn, user, stats, t0);
+    tee t = {fn, user, {0}};
+    lm_gen_stats local;
+    lm_gen_stats *sp = stats ? stats : &local;
+    st = session_generate_from(s, &gp, tee_piece, &t, sp, t0);
+    if (!st && !t.text.oom && (sp->finish == LM_FINISH_STOP || sp->finish == LM_FINISH_LENGTH))
+        rc_store(s->rcache, key, t.text.data ? t.text.data : "", t.text.len, sp->finish, sp->n_generated);
+    lm_buf_free(&t.text);
+    lm_free(key);
+    return st;
 }
 
 lm_status lm_session_prefill_partial(lm_session *s, const lm_message *msgs, size_t n, const lm_chat_params *cp_in) {

@@ -20,6 +20,7 @@ struct lm_session {
     bool logits_valid;
     atomic_bool cancel;
     char errmsg[256];
+    lm_response_cache *rcache; /* borrowed, may be NULL */
 };
 
 typedef struct gen_state {
@@ -31,5 +32,11 @@ lm_status session_prefill(lm_session *s, const lm_token *ids, size_t n, float *a
 /* Generates from the current logits. t_start: the call's start (for TTFT). */
 lm_status session_generate_from(lm_session *s, const lm_gen_params *gp, lm_piece_fn fn, void *user,
                                 lm_gen_stats *stats, double t_start);
+
+/* response cache (session/response_cache.c) */
+char *rc_make_key(const char *prompt, size_t len, const lm_gen_params *gp);
+bool rc_lookup(lm_response_cache *c, const char *key, lm_buf *text, lm_finish *finish, int32_t *n_gen);
+void rc_store(lm_response_cache *c, const char *key, const char *text, size_t len, lm_finish finish,
+              int32_t n_gen);
 
 #endif
