@@ -112,6 +112,22 @@ static int run_family(const char *fam) {
         n++;
     }
     assert_true(n > 50);
+    /* rendered chat prompts: special-token text parsed, nothing added */
+    cJSON_ArrayForEach(e, cJSON_GetObjectItem(j, "chat")) {
+        const cJSON *text = cJSON_GetObjectItem(e, "text");
+        const cJSON *ids = cJSON_GetObjectItem(e, "tokenizers_lib_ids");
+        if (!ids) ids = cJSON_GetObjectItem(e, "ids");
+        if (!cJSON_IsString(text) || !ids) continue;
+        tok_vec v = {0};
+        lm_error err = {0};
+        assert_int_equal(tok_encode(t, text->valuestring, strlen(text->valuestring),
+                                    LM_TOK_PARSE_SPECIAL, &v, &err), LM_OK);
+        if (!same_ids(&v, ids, msg, sizeof msg)) {
+            print_message("%s chat %s: %s\n", fam, cJSON_GetObjectItem(e, "id")->valuestring, msg);
+            bad++;
+        }
+        tok_vec_free(&v);
+    }
     cJSON_Delete(j);
     tok_free(t);
     return bad;
