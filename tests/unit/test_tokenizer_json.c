@@ -65,6 +65,18 @@ static int run_family(const char *fam) {
         assert_int_equal(tok_encode(t, text, strlen(text), LM_TOK_PARSE_SPECIAL, &v, &err), LM_OK);
         assert_int_equal(tok_encode(t, text, strlen(text), LM_TOK_PARSE_SPECIAL | LM_TOK_ADD_SPECIAL,
                                     &w, &err), LM_OK);
+        /* special-token text as plain text (transformers' split_special_tokens=True) */
+        const cJSON *split = cJSON_GetObjectItem(e, "ids_split_special_tokens");
+        if (split && !cJSON_GetObjectItem(e, "tokenizers_lib_ids")) {
+            tok_vec x = {0};
+            assert_int_equal(tok_encode(t, text, strlen(text), 0, &x, &err), LM_OK);
+            if (!same_ids(&x, split, msg, sizeof msg)) {
+                print_message("%s %s split special: %s\n", fam,
+                              cJSON_GetObjectItem(e, "id")->valuestring, msg);
+                bad++;
+            }
+            tok_vec_free(&x);
+        }
         if (!same_ids(&v, ids, msg, sizeof msg)) {
             print_message("%s %s ids: %s\n", fam, cJSON_GetObjectItem(e, "id")->valuestring, msg);
             bad++;
