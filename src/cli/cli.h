@@ -28,6 +28,7 @@ int cli_tokenize(int argc, char **argv);
 int cli_detokenize(int argc, char **argv);
 int cli_info(int argc, char **argv);
 int cli_bench(int argc, char **argv);
+int cli_serve(int argc, char **argv);
 
 /* Prints "locallm: error: <message>" to stderr; returns CLI_EXIT_ERROR. */
 int cli_error(const char *fmt, ...) CLI_PRINTF(1, 2);

@@ -17,6 +17,7 @@ static const command COMMANDS[] = {
     {"detokenize", cli_detokenize, "turn token ids into text"},
     {"info", cli_info, "describe a model: architecture, sizes, memory needed"},
     {"bench", cli_bench, "measure prefill and decode speed"},
+    {"serve", cli_serve, "serve a model over HTTP with an OpenAI-compatible API"},
     {"version", NULL, "print the version"},
 };
 

@@ -1,0 +1,173 @@
+/* cli/serve.c: `locallm serve`, the OpenAI-compatible HTTP server.
+ * Owns: the options of serve, the default chat model, SIGINT/SIGTERM as a clean stop, and log
+ * lines on stderr. The server itself lives in the library (server/server.h). */
+#include "cli/cli.h"
+#include "server/server.h"
+
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char SERVE_HELP[] =
+    "Usage: locallm serve [MODEL] [options]\n"
+    "\n"
+    "Serves MODEL over HTTP with OpenAI's API: POST /v1/chat/completions, POST /v1/completions,\n"
+    "GET /v1/models and GET /health. MODEL defaults to the embedded chat model (models/tinychat).\n"
+    "The socket listens at once; the model loads in the background (/health answers 503 until\n"
+    "it is ready). Ctrl-C or SIGTERM stops the server.\n"
+    "\n"
+    "Options:\n"
+    "      --host ADDR          numeric address to bind (default 127.0.0.1, this machine only)\n"
+    "      --port N             port (default 8080; 0: any free port, printed on stderr)\n"
+    "      --api-key KEY        require 'Authorization: Bearer KEY' (default: $LOCALLM_API_KEY)\n"
+    "      --parallel N         requests generated at once, each with its own KV cache (default 1)\n"
+    "      --queue N            requests that may wait for a slot before 429 (default 16)\n"
+    "  -c, --ctx N              context window per slot (default: the model's, at most 4096)\n"
+    "  -t, --threads N          threads (default: one per core)\n"
+    "  -h, --help               show this help\n";
+
+static volatile sig_atomic_t g_stop;
+
+static void on_signal(int sig) {
+    (void)sig;
+    g_stop = 1;
+}
+
+static void log_line(int level, const char *msg, void *user) {
+    (void)user;
+    static const char *const names[] = {"error", "warning", "info", "debug"};
+    time_t now = time(NULL);
+    struct tm tm;
+    char ts[32] = "";
+    if (gmtime_r(&now, &tm)) strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    fprintf(stderr, "%s locallm serve: %s: %s\n", ts, names[level < 0 || level > 3 ? 3 : level], msg);
+}
+
+static void on_listen(const char *host, uint16_t port, void *user) {
+    (void)user;
+    bool v6 = strchr(host, ':') != NULL;
+    fprintf(stderr, "locallm serve: listening on http://%s%s%s:%u\n", v6 ? "[" : "", host,
+            v6 ? "]" : "", (unsigned)port);
+}
+
+static bool is_dir(const char *p) {
+    struct stat st;
+    return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* Like cli_default_model(), for the chat model: <exe dir>/../models/tinychat, else
+ * LM_MODELS_DIR/tinychat. malloc'd. */
+static char *default_chat_model(void) {
+    char buf[4096];
+    ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
+    if (n > 0) {
+        buf[n] = '\0';
+        char *slash = strrchr(buf, '/');
+        if (slash) {
+            *slash = '\0';
+            char path[4200];
+            snprintf(path, sizeof path, "%s/../models/tinychat", buf);
+            if (is_dir(path)) return strdup(path);
+        }
+    }
+#ifdef LM_MODELS_DIR
+    return strdup(LM_MODELS_DIR "/tinychat");
+#else
+    return strdup("models/tinychat");
+#endif
+}
+
+/* The id clients see: the last path component of the model reference. */
+static const char *model_id(const char *ref) {
+    size_t len = strlen(ref);
+    while (len > 1 && ref[len - 1] == '/') len--;
+    static char id[256];
+    size_t start = len;
+    while (start > 0 && ref[start - 1] != '/') start--;
+    size_t n = len - start < sizeof id - 1 ? len - start : sizeof id - 1;
+    memcpy(id, ref + start, n);
+    id[n] = '\0';
+    return id;
+}
+
+int cli_serve(int argc, char **argv) {
+    const char *cmd = "serve";
+    const char *model_ref = NULL, *host = "127.0.0.1", *api_key = getenv("LOCALLM_API_KEY");
+    int32_t port = 8080, n_parallel = 1, n_queue = 16, n_ctx = 0, n_threads = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = NULL;
+        bool bad = false;
+        if (cli_is_help(a)) {
+            fputs(SERVE_HELP, stdout);
+            return CLI_EXIT_OK;
+        } else if (cli_opt(argc, argv, &i, "--host", NULL, &v, &bad, cmd)) {
+            if (bad) return CLI_EXIT_USAGE;
+            host = v;
+        } else if (cli_opt(argc, argv, &i, "--port", NULL, &v, &bad, cmd)) {
+            if (bad || !cli_parse_i32(cmd, "--port", v, 0, 65535, &port)) return CLI_EXIT_USAGE;
+        } else if (cli_opt(argc, argv, &i, "--api-key", NULL, &v, &bad, cmd)) {
+            if (bad) return CLI_EXIT_USAGE;
+            api_key = v;
+        } else if (cli_opt(argc, argv, &i, "--parallel", "-np", &v, &bad, cmd)) {
+            if (bad || !cli_parse_i32(cmd, "--parallel", v, 1, 256, &n_parallel)) return CLI_EXIT_USAGE;
+        } else if (cli_opt(argc, argv, &i, "--queue", NULL, &v, &bad, cmd)) {
+            if (bad || !cli_parse_i32(cmd, "--queue", v, 1, 100000, &n_queue)) return CLI_EXIT_USAGE;
+        } else if (cli_opt(argc, argv, &i, "--ctx", "-c", &v, &bad, cmd)) {
+            if (bad || !cli_parse_i32(cmd, "--ctx", v, 0, INT32_MAX, &n_ctx)) return CLI_EXIT_USAGE;
+        } else if (cli_opt(argc, argv, &i, "-t", "--threads", &v, &bad, cmd)) {
+            if (bad || !cli_parse_i32(cmd, "-t", v, 0, 1024, &n_threads)) return CLI_EXIT_USAGE;
+        } else if (a[0] == '-' && a[1] != '\0') {
+            return cli_usage_error(cmd, "unknown option '%s'", a);
+        } else if (!model_ref) {
+            model_ref = a;
+        } else {
+            return cli_usage_error(cmd, "unexpected argument '%s' (the model is '%s')", a, model_ref);
+        }
+    }
+    char *default_ref = NULL;
+    if (!model_ref) {
+        default_ref = default_chat_model();
+        if (!default_ref) return cli_error("out of memory");
+        model_ref = default_ref;
+    }
+    /* A Hugging Face id is looked up in the cache (the library reads no environment). */
+    char resolved[4096];
+    char *cache = cli_hf_cache_dir();
+    lm_error err = {0};
+    lm_status st = lm_resolve_model(model_ref, cache, resolved, sizeof resolved, &err);
+    free(cache);
+    if (st != LM_OK) {
+        free(default_ref);
+        return cli_error("cannot load model: %s", err.msg);
+    }
+
+    srv_config cfg = {0};
+    cfg.model_path = resolved;
+    cfg.model_id = model_id(model_ref);
+    cfg.host = host;
+    cfg.port = (uint16_t)port;
+    cfg.api_key = api_key;
+    cfg.n_parallel = n_parallel;
+    cfg.n_queue = n_queue;
+    cfg.n_ctx = n_ctx;
+    cfg.n_threads = n_threads;
+    cfg.log = log_line;
+    cfg.on_listen = on_listen;
+
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    st = srv_run(&cfg, &g_stop, &err);
+    free(default_ref);
+    if (st != LM_OK) return cli_error("%s", err.msg);
+    fputs("locallm serve: stopped\n", stderr);
+    return CLI_EXIT_OK;
+}
