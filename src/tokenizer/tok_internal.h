@@ -29,25 +29,25 @@ struct tok_json_pipe; /* tok_json.c */
 
 /* How ids become text: a per-token rule list, enough for every decoder pipeline we accept. */
 typedef struct tok_decode_rules {
-    bool byte_level;       /* pieces are GPT-2 byte-level unicode */
-    bool byte_fallback;    /* <0xNN> pieces are bytes */
-    char space_char[8];    /* replaced by ' ' ("" for none), e.g. U+2581 */
-    int strip_first;       /* leading spaces removed from the first decoded piece */
+    bool byte_level;    /* pieces are GPT-2 byte-level unicode */
+    bool byte_fallback; /* <0xNN> pieces are bytes */
+    char space_char[8]; /* replaced by ' ' ("" for none), e.g. U+2581 */
+    int strip_first;    /* leading spaces removed from the first decoded piece */
 } tok_decode_rules;
 
 struct tok_tokenizer {
-    int32_t n_vocab;       /* vocabulary plus added tokens */
-    char **pieces;         /* NUL-terminated, owned (one arena: pieces[0] is its start) */
+    int32_t n_vocab; /* vocabulary plus added tokens */
+    char **pieces;   /* NUL-terminated, owned (one arena: pieces[0] is its start) */
     char *arena;
     uint32_t *piece_len;
-    float *scores;         /* SPM scores, or NULL */
-    uint8_t *kinds;        /* enum tok_kind */
-    uint8_t *special;      /* added token flagged special (json) or control (gguf) */
+    float *scores;    /* SPM scores, or NULL */
+    uint8_t *kinds;   /* enum tok_kind */
+    uint8_t *special; /* added token flagged special (json) or control (gguf) */
     tok_strmap map;
     tok_mergemap merges;
     int32_t byte_ids[256]; /* id of <0xNN>, or -1 */
-    uint32_t byte_cp[256];  /* GPT-2 byte-level: code point standing for each byte */
-    int16_t cp_byte[324];   /* inverse, -1 where none */
+    uint32_t byte_cp[256]; /* GPT-2 byte-level: code point standing for each byte */
+    int16_t cp_byte[324];  /* inverse, -1 where none */
     enum tok_model model;
     char model_name[8];
     lm_token bos, eos, unk, pad;

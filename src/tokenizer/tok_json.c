@@ -11,7 +11,7 @@
 
 #include <stdio.h>
 
-#define GPT2_REGEX \
+#define GPT2_REGEX                                                                                 \
     "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+"
 
 enum norm_kind { N_NFC, N_NFKC, N_NFD, N_NFKD, N_PREPEND, N_REPLACE, N_LOWER, N_STRIP };
@@ -31,7 +31,7 @@ typedef struct pre_op {
     pcre2_code *re;
     int behavior;
     bool invert;
-    char repl[8];    /* P_METASPACE */
+    char repl[8]; /* P_METASPACE */
     int scheme;
     bool split;
 } pre_op;
@@ -41,14 +41,14 @@ struct tok_json_pipe {
     size_t n_norms;
     pre_op *pres;
     size_t n_pres;
-    bool byte_level;           /* words go through the GPT-2 byte table before BPE */
+    bool byte_level; /* words go through the GPT-2 byte table before BPE */
     bool has_post;
-    tok_vec prefix, suffix;    /* TemplateProcessing "single" around $A */
-    uint8_t *lstrip, *rstrip;  /* per id, for added tokens */
-    uint8_t *normalized;       /* per id: an added token matched after normalization */
-    uint8_t *single_word;      /* per id: an added token matched only as a whole word */
-    char **norm_piece;         /* its normalized content (owned), per id */
-    bool norm_first[256];      /* some normalized content starts with this byte */
+    tok_vec prefix, suffix;   /* TemplateProcessing "single" around $A */
+    uint8_t *lstrip, *rstrip; /* per id, for added tokens */
+    uint8_t *normalized;      /* per id: an added token matched after normalization */
+    uint8_t *single_word;     /* per id: an added token matched only as a whole word */
+    char **norm_piece;        /* its normalized content (owned), per id */
+    bool norm_first[256];     /* some normalized content starts with this byte */
     int32_t n_vocab;
 };
 
@@ -106,15 +106,14 @@ static void pc_free(void *p, void *user) {
 }
 
 /* NULL with why filled; *oom tells an allocation failure from a bad pattern. */
-static pcre2_code *re_compile(const char *pat, bool literal, char *why, size_t why_len,
-                              bool *oom) {
+static pcre2_code *re_compile(const char *pat, bool literal, char *why, size_t why_len, bool *oom) {
     int code = PCRE2_ERROR_HEAP_FAILED;
     PCRE2_SIZE at = 0;
     uint32_t opts = PCRE2_UTF | (literal ? PCRE2_LITERAL : PCRE2_UCP);
     pcre2_general_context *g = pcre2_general_context_create(pc_malloc, pc_free, NULL);
     pcre2_compile_context *c = g ? pcre2_compile_context_create(g) : NULL;
-    pcre2_code *re = c ? pcre2_compile((PCRE2_SPTR)pat, PCRE2_ZERO_TERMINATED, opts, &code, &at, c)
-                       : NULL;
+    pcre2_code *re =
+        c ? pcre2_compile((PCRE2_SPTR)pat, PCRE2_ZERO_TERMINATED, opts, &code, &at, c) : NULL;
     pcre2_compile_context_free(c);
     pcre2_general_context_free(g);
     *oom = !re && code == PCRE2_ERROR_HEAP_FAILED;
@@ -140,7 +139,7 @@ typedef struct wc_entry {
 } wc_entry;
 
 typedef struct word_cache {
-    int32_t *slots;    /* entry index, -1 empty */
+    int32_t *slots; /* entry index, -1 empty */
     wc_entry *e;
     size_t n;
     lm_buf keys;
@@ -208,8 +207,8 @@ static bool find_all(pcre2_code *re, const char *text, size_t n, match_list *m) 
     while (pos <= n) {
         int rc = pcre2_match(re, (PCRE2_SPTR)text, n, pos, PCRE2_NO_UTF_CHECK, m->md, NULL);
         if (rc < 0 && rc != PCRE2_ERROR_NOMATCH) /* e.g. the JIT stack ran out: interpret */
-            rc = pcre2_match(re, (PCRE2_SPTR)text, n, pos, PCRE2_NO_UTF_CHECK | PCRE2_NO_JIT,
-                             m->md, NULL);
+            rc = pcre2_match(re, (PCRE2_SPTR)text, n, pos, PCRE2_NO_UTF_CHECK | PCRE2_NO_JIT, m->md,
+                             NULL);
         if (rc == PCRE2_ERROR_NOMATCH) break;
         if (rc < 0) return false;
         PCRE2_SIZE *ov = pcre2_get_ovector_pointer(m->md);
@@ -331,12 +330,15 @@ static bool normalize(const struct tok_json_pipe *p, lm_buf *b, match_list *m) {
         const norm_op *op = &p->norms[i];
         if (b->oom) return false;
         switch (op->kind) {
-        case N_NFC: case N_NFKC: case N_NFD: case N_NFKD: {
+        case N_NFC:
+        case N_NFKC:
+        case N_NFD:
+        case N_NFKD: {
             if (!b->len) break;
-            int opts = UTF8PROC_STABLE |
-                       (op->kind == N_NFC || op->kind == N_NFKC ? UTF8PROC_COMPOSE
-                                                                : UTF8PROC_DECOMPOSE) |
-                       (op->kind == N_NFKC || op->kind == N_NFKD ? UTF8PROC_COMPAT : 0);
+            int opts =
+                UTF8PROC_STABLE |
+                (op->kind == N_NFC || op->kind == N_NFKC ? UTF8PROC_COMPOSE : UTF8PROC_DECOMPOSE) |
+                (op->kind == N_NFKC || op->kind == N_NFKD ? UTF8PROC_COMPAT : 0);
             utf8proc_uint8_t *res = NULL;
             utf8proc_ssize_t r = utf8proc_map((const utf8proc_uint8_t *)b->data,
                                               (utf8proc_ssize_t)b->len, &res, opts);
@@ -387,11 +389,13 @@ static bool normalize(const struct tok_json_pipe *p, lm_buf *b, match_list *m) {
         }
         case N_STRIP: {
             size_t s = 0, e = b->len;
-            while (op->left && s < e && (b->data[s] == ' ' || b->data[s] == '\t' ||
-                                         b->data[s] == '\n' || b->data[s] == '\r'))
+            while (op->left && s < e &&
+                   (b->data[s] == ' ' || b->data[s] == '\t' || b->data[s] == '\n' ||
+                    b->data[s] == '\r'))
                 s++;
-            while (op->right && e > s && (b->data[e - 1] == ' ' || b->data[e - 1] == '\t' ||
-                                          b->data[e - 1] == '\n' || b->data[e - 1] == '\r'))
+            while (op->right && e > s &&
+                   (b->data[e - 1] == ' ' || b->data[e - 1] == '\t' || b->data[e - 1] == '\n' ||
+                    b->data[e - 1] == '\r'))
                 e--;
             memmove(b->data, b->data + s, e - s);
             b->len = e - s;
@@ -429,8 +433,10 @@ static bool encode_fragment(const tok_tokenizer *t, const char *s, size_t n, boo
             if (!starts && (op->scheme == S_ALWAYS || (op->scheme == S_FIRST && cur.origin[k])))
                 lm_buf_puts(&mb, op->repl);
             for (size_t c = 0; c < pl; c++) {
-                if (ps[c] == ' ') lm_buf_puts(&mb, op->repl);
-                else lm_buf_putc(&mb, ps[c]);
+                if (ps[c] == ' ')
+                    lm_buf_puts(&mb, op->repl);
+                else
+                    lm_buf_putc(&mb, ps[c]);
             }
             if (mb.oom) {
                 nxt.oom = true;
@@ -439,7 +445,8 @@ static bool encode_fragment(const tok_tokenizer *t, const char *s, size_t n, boo
             } else {
                 size_t st = 0;
                 for (size_t c = 1; c <= mb.len; c++) {
-                    if (c == mb.len || (mb.len - c >= rl && memcmp(mb.data + c, op->repl, rl) == 0)) {
+                    if (c == mb.len ||
+                        (mb.len - c >= rl && memcmp(mb.data + c, op->repl, rl) == 0)) {
                         pieces_add(&nxt, mb.data + st, c - st, cur.origin[k] && st == 0);
                         st = c;
                     }
@@ -459,14 +466,16 @@ static bool encode_fragment(const tok_tokenizer *t, const char *s, size_t n, boo
     return ok;
 }
 
-static bool is_ws(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+static bool is_ws(char c) {
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
 
 /* Word characters for single_word added tokens: ASCII letters, digits, '_' and any non-ASCII
  * byte (letters of other scripts; punctuation outside ASCII is rare next to added tokens). */
 static bool is_word_byte(char c) {
     unsigned char u = (unsigned char)c;
-    return u >= 0x80 || (u >= '0' && u <= '9') || (u >= 'a' && u <= 'z') || (u >= 'A' && u <= 'Z') ||
-           u == '_';
+    return u >= 0x80 || (u >= '0' && u <= '9') || (u >= 'a' && u <= 'z') ||
+           (u >= 'A' && u <= 'Z') || u == '_';
 }
 
 /* HF's AddedVocabulary: tokens with normalized=false are found in the raw text; each piece
@@ -488,9 +497,8 @@ static bool split_added(const tok_tokenizer *t, const char *text, size_t len, bo
                 const char *cs = normalized ? p->norm_piece[c] : t->pieces[c];
                 size_t l = normalized ? strlen(cs) : t->piece_len[c];
                 if (l && l <= len - s && text[s] == cs[0] && memcmp(text + s, cs, l) == 0 &&
-                    (!p->single_word[c] ||
-                     ((s == 0 || !is_word_byte(text[s - 1])) &&
-                      (s + l == len || !is_word_byte(text[s + l]))))) {
+                    (!p->single_word[c] || ((s == 0 || !is_word_byte(text[s - 1])) &&
+                                            (s + l == len || !is_word_byte(text[s + l]))))) {
                     id = c;
                     at = s;
                     tl = l;
@@ -501,10 +509,12 @@ static bool split_added(const tok_tokenizer *t, const char *text, size_t len, bo
         size_t fe = at, next = at;
         if (id >= 0) {
             if (p->lstrip[id])
-                while (fe > frag && is_ws(text[fe - 1])) fe--;
+                while (fe > frag && is_ws(text[fe - 1]))
+                    fe--;
             next = at + tl;
             if (p->rstrip[id])
-                while (next < len && is_ws(text[next])) next++;
+                while (next < len && is_ws(text[next]))
+                    next++;
         }
         if (fe > frag) {
             bool o = origin && frag == 0;
@@ -544,8 +554,10 @@ lm_status tok_json_encode(const tok_tokenizer *t, const char *text, size_t len, 
             fixing = true;
             lm_buf_append(&fixed, text, i);
         }
-        if (l) lm_buf_append(&fixed, text + i, l);
-        else lm_buf_append(&fixed, "\xef\xbf\xbd", 3);
+        if (l)
+            lm_buf_append(&fixed, text + i, l);
+        else
+            lm_buf_append(&fixed, "\xef\xbf\xbd", 3);
         i += l ? l : bad;
     }
     if (fixed.oom) {
@@ -557,13 +569,17 @@ lm_status tok_json_encode(const tok_tokenizer *t, const char *text, size_t len, 
         len = fixed.len;
     }
     if (flags & LM_TOK_ADD_SPECIAL) {
-        if (p->has_post) ok = tok_vec_append(out, p->prefix.ids, p->prefix.n);
-        else if (t->add_bos && t->bos >= 0) ok = tok_vec_push(out, t->bos);
+        if (p->has_post)
+            ok = tok_vec_append(out, p->prefix.ids, p->prefix.n);
+        else if (t->add_bos && t->bos >= 0)
+            ok = tok_vec_push(out, t->bos);
     }
     ok = ok && split_added(t, text, len, false, flags & LM_TOK_PARSE_SPECIAL, true, &m, out);
     if (ok && (flags & LM_TOK_ADD_SPECIAL)) {
-        if (p->has_post) ok = tok_vec_append(out, p->suffix.ids, p->suffix.n);
-        else if (t->add_eos && t->eos >= 0) ok = tok_vec_push(out, t->eos);
+        if (p->has_post)
+            ok = tok_vec_append(out, p->suffix.ids, p->suffix.n);
+        else if (t->add_eos && t->eos >= 0)
+            ok = tok_vec_push(out, t->eos);
     }
     match_list_free(&m);
     lm_buf_free(&fixed);
@@ -576,7 +592,8 @@ void tok_json_pipe_free(struct tok_json_pipe *p) {
         pcre2_code_free(p->norms[i].re);
         lm_free(p->norms[i].content);
     }
-    for (size_t i = 0; i < p->n_pres; i++) pcre2_code_free(p->pres[i].re);
+    for (size_t i = 0; i < p->n_pres; i++)
+        pcre2_code_free(p->pres[i].re);
     lm_free(p->norms);
     lm_free(p->pres);
     tok_vec_free(&p->prefix);
@@ -585,7 +602,8 @@ void tok_json_pipe_free(struct tok_json_pipe *p) {
     lm_free(p->rstrip);
     lm_free(p->normalized);
     lm_free(p->single_word);
-    for (int32_t i = 0; p->norm_piece && i < p->n_vocab; i++) lm_free(p->norm_piece[i]);
+    for (int32_t i = 0; p->norm_piece && i < p->n_vocab; i++)
+        lm_free(p->norm_piece[i]);
     lm_free(p->norm_piece);
     lm_free(p);
 }
@@ -611,7 +629,8 @@ static bool jbool(const cJSON *o, const char *k, bool dflt) {
 
 static lm_status add_norm(loader *L, const cJSON *n, const char *path) {
     const char *type = jstr(n, "type");
-    if (!type) return lm_fail(L->err, LM_ERR_FORMAT, "%s: %s.type: expected a string", L->name, path);
+    if (!type)
+        return lm_fail(L->err, LM_ERR_FORMAT, "%s: %s.type: expected a string", L->name, path);
     if (strcmp(type, "Sequence") == 0) {
         const cJSON *c;
         cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(n, "normalizers")) {
@@ -622,11 +641,16 @@ static lm_status add_norm(loader *L, const cJSON *n, const char *path) {
     }
     norm_op op = {0};
     char why[160];
-    if (strcmp(type, "NFC") == 0) op.kind = N_NFC;
-    else if (strcmp(type, "NFKC") == 0) op.kind = N_NFKC;
-    else if (strcmp(type, "NFD") == 0) op.kind = N_NFD;
-    else if (strcmp(type, "NFKD") == 0) op.kind = N_NFKD;
-    else if (strcmp(type, "Lowercase") == 0) op.kind = N_LOWER;
+    if (strcmp(type, "NFC") == 0)
+        op.kind = N_NFC;
+    else if (strcmp(type, "NFKC") == 0)
+        op.kind = N_NFKC;
+    else if (strcmp(type, "NFD") == 0)
+        op.kind = N_NFD;
+    else if (strcmp(type, "NFKD") == 0)
+        op.kind = N_NFKD;
+    else if (strcmp(type, "Lowercase") == 0)
+        op.kind = N_LOWER;
     else if (strcmp(type, "Strip") == 0) {
         op.kind = N_STRIP;
         op.left = jbool(n, "strip_left", true);
@@ -634,20 +658,25 @@ static lm_status add_norm(loader *L, const cJSON *n, const char *path) {
     } else if (strcmp(type, "Prepend") == 0) {
         op.kind = N_PREPEND;
         const char *s = jstr(n, "prepend");
-        if (!s) return lm_fail(L->err, LM_ERR_FORMAT, "%s: %s.prepend: expected a string", L->name, path);
+        if (!s)
+            return lm_fail(L->err, LM_ERR_FORMAT, "%s: %s.prepend: expected a string", L->name,
+                           path);
         if (!(op.content = lm_strdup(s))) return lm_fail_nomem(L->err, "normalizer");
     } else if (strcmp(type, "Replace") == 0) {
         op.kind = N_REPLACE;
         const cJSON *pat = cJSON_GetObjectItemCaseSensitive(n, "pattern");
-        const char *lit = jstr(pat, "String"), *rx = jstr(pat, "Regex"), *content = jstr(n, "content");
+        const char *lit = jstr(pat, "String"), *rx = jstr(pat, "Regex"),
+                   *content = jstr(n, "content");
         if ((!lit && !rx) || !content)
             return lm_fail(L->err, LM_ERR_FORMAT,
-                           "%s: %s (Replace): expected pattern {String|Regex} and content", L->name, path);
+                           "%s: %s (Replace): expected pattern {String|Regex} and content", L->name,
+                           path);
         bool oom;
         op.re = re_compile(lit ? lit : rx, lit != NULL, why, sizeof why, &oom);
         if (!op.re && oom) return lm_fail_nomem(L->err, "normalizer regex");
         if (!op.re)
-            return lm_fail(L->err, LM_ERR_FORMAT, "%s: %s.pattern: invalid regex: %s", L->name, path, why);
+            return lm_fail(L->err, LM_ERR_FORMAT, "%s: %s.pattern: invalid regex: %s", L->name,
+                           path, why);
         if (!(op.content = lm_strdup(content))) {
             pcre2_code_free(op.re);
             return lm_fail_nomem(L->err, "normalizer");
@@ -686,13 +715,15 @@ static lm_status pre_regex(loader *L, const char *pat, bool literal, int behavio
     op.re = re_compile(pat, literal, why, sizeof why, &oom);
     if (!op.re && oom) return lm_fail_nomem(L->err, "pre-tokenizer regex");
     if (!op.re)
-        return lm_fail(L->err, LM_ERR_FORMAT, "%s: %s.pattern: invalid regex: %s", L->name, path, why);
+        return lm_fail(L->err, LM_ERR_FORMAT, "%s: %s.pattern: invalid regex: %s", L->name, path,
+                       why);
     return push_pre(L, op);
 }
 
 static lm_status add_pre(loader *L, const cJSON *n, const char *path) {
     const char *type = jstr(n, "type");
-    if (!type) return lm_fail(L->err, LM_ERR_FORMAT, "%s: %s.type: expected a string", L->name, path);
+    if (!type)
+        return lm_fail(L->err, LM_ERR_FORMAT, "%s: %s.type: expected a string", L->name, path);
     if (strcmp(type, "Sequence") == 0) {
         const cJSON *c;
         cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(n, "pretokenizers")) {
@@ -710,22 +741,26 @@ static lm_status add_pre(loader *L, const cJSON *n, const char *path) {
             lm_status st = push_pre(L, op);
             if (st) return st;
         }
-        if (jbool(n, "use_regex", true)) return pre_regex(L, GPT2_REGEX, false, B_ISOLATED, false, path);
+        if (jbool(n, "use_regex", true))
+            return pre_regex(L, GPT2_REGEX, false, B_ISOLATED, false, path);
         return LM_OK;
     }
     if (strcmp(type, "Split") == 0) {
         const cJSON *pat = cJSON_GetObjectItemCaseSensitive(n, "pattern");
         const char *lit = jstr(pat, "String"), *rx = jstr(pat, "Regex"), *beh = jstr(n, "behavior");
         if (!lit && !rx)
-            return lm_fail(L->err, LM_ERR_FORMAT, "%s: %s.pattern: expected {String|Regex}", L->name, path);
+            return lm_fail(L->err, LM_ERR_FORMAT, "%s: %s.pattern: expected {String|Regex}",
+                           L->name, path);
         int b = -1;
         static const char *names[] = {"Removed", "Isolated", "MergedWithPrevious", "MergedWithNext",
                                       "Contiguous"};
         for (int k = 0; beh && k < 5; k++)
             if (strcmp(beh, names[k]) == 0) b = k;
         if (b < 0)
-            return lm_fail(L->err, LM_ERR_FORMAT, "%s: %s.behavior: expected Removed, Isolated, "
-                           "MergedWithPrevious, MergedWithNext or Contiguous", L->name, path);
+            return lm_fail(L->err, LM_ERR_FORMAT,
+                           "%s: %s.behavior: expected Removed, Isolated, "
+                           "MergedWithPrevious, MergedWithNext or Contiguous",
+                           L->name, path);
         return pre_regex(L, lit ? lit : rx, lit != NULL, b, jbool(n, "invert", false), path);
     }
     if (strcmp(type, "Metaspace") == 0) {
@@ -733,12 +768,16 @@ static lm_status add_pre(loader *L, const cJSON *n, const char *path) {
         const char *r = jstr(n, "replacement");
         if (!r) r = "\xe2\x96\x81";
         if (strlen(r) >= sizeof op.repl)
-            return lm_fail(L->err, LM_ERR_FORMAT, "%s: %s.replacement: expected one character", L->name, path);
+            return lm_fail(L->err, LM_ERR_FORMAT, "%s: %s.replacement: expected one character",
+                           L->name, path);
         strcpy(op.repl, r);
         const char *sc = jstr(n, "prepend_scheme");
-        if (sc && strcmp(sc, "first") == 0) op.scheme = S_FIRST;
-        else if (sc && strcmp(sc, "never") == 0) op.scheme = S_NEVER;
-        else if (!sc && !jbool(n, "add_prefix_space", true)) op.scheme = S_NEVER;
+        if (sc && strcmp(sc, "first") == 0)
+            op.scheme = S_FIRST;
+        else if (sc && strcmp(sc, "never") == 0)
+            op.scheme = S_NEVER;
+        else if (!sc && !jbool(n, "add_prefix_space", true))
+            op.scheme = S_NEVER;
         return push_pre(L, op);
     }
     if (strcmp(type, "Digits") == 0)
@@ -750,14 +789,15 @@ static lm_status add_pre(loader *L, const cJSON *n, const char *path) {
         return pre_regex(L, "\\w+|[^\\w\\s]+", false, B_REMOVED, true, path);
     if (strcmp(type, "WhitespaceSplit") == 0)
         return pre_regex(L, "\\s+", false, B_REMOVED, false, path);
-    return lm_fail(L->err, LM_ERR_UNSUPPORTED, "%s: %s.type: '%s' is not supported", L->name,
-                   path, type);
+    return lm_fail(L->err, LM_ERR_UNSUPPORTED, "%s: %s.type: '%s' is not supported", L->name, path,
+                   type);
 }
 
 static lm_status add_decoder(loader *L, const cJSON *n) {
     const char *type = jstr(n, "type");
     tok_decode_rules *d = &L->t->dec;
-    if (!type) return lm_fail(L->err, LM_ERR_FORMAT, "%s: decoder.type: expected a string", L->name);
+    if (!type)
+        return lm_fail(L->err, LM_ERR_FORMAT, "%s: decoder.type: expected a string", L->name);
     if (strcmp(type, "Sequence") == 0) {
         const cJSON *c;
         cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(n, "decoders")) {
@@ -778,9 +818,10 @@ static lm_status add_decoder(loader *L, const cJSON *n) {
         const char *lit = jstr(cJSON_GetObjectItemCaseSensitive(n, "pattern"), "String");
         const char *content = jstr(n, "content");
         if (!lit || !content || strcmp(content, " ") != 0 || strlen(lit) >= sizeof d->space_char)
-            return lm_fail(L->err, LM_ERR_UNSUPPORTED,
-                           "%s: decoder Replace: only a String pattern replaced by \" \" is supported",
-                           L->name);
+            return lm_fail(
+                L->err, LM_ERR_UNSUPPORTED,
+                "%s: decoder Replace: only a String pattern replaced by \" \" is supported",
+                L->name);
         strcpy(d->space_char, lit);
     } else if (strcmp(type, "Strip") == 0) {
         const cJSON *s = cJSON_GetObjectItemCaseSensitive(n, "start");
@@ -794,7 +835,9 @@ static lm_status add_decoder(loader *L, const cJSON *n) {
 
 static lm_status add_post(loader *L, const cJSON *n) {
     const char *type = jstr(n, "type");
-    if (!type) return lm_fail(L->err, LM_ERR_FORMAT, "%s: post_processor.type: expected a string", L->name);
+    if (!type)
+        return lm_fail(L->err, LM_ERR_FORMAT, "%s: post_processor.type: expected a string",
+                       L->name);
     if (strcmp(type, "Sequence") == 0) {
         const cJSON *c;
         cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(n, "processors")) {
@@ -854,7 +897,8 @@ static lm_status load_config(loader *L, const cJSON *cfg) {
     t->add_eos = jbool(cfg, "add_eos_token", t->add_eos);
     const cJSON *ct = cJSON_GetObjectItemCaseSensitive(cfg, "chat_template");
     if (cJSON_IsString(ct)) {
-        if (!(t->chat_template = lm_strdup(ct->valuestring))) return lm_fail_nomem(L->err, "template");
+        if (!(t->chat_template = lm_strdup(ct->valuestring)))
+            return lm_fail_nomem(L->err, "template");
     } else if (cJSON_IsArray(ct)) {
         size_t n = (size_t)cJSON_GetArraySize(ct);
         t->template_names = lm_calloc(n + 1, sizeof(char *));
@@ -870,7 +914,8 @@ static lm_status load_config(loader *L, const cJSON *cfg) {
             t->template_names[k] = lm_strdup(name);
             t->template_texts[k] = lm_strdup(tx);
             t->n_named_templates++;
-            if (!t->template_names[k] || !t->template_texts[k]) return lm_fail_nomem(L->err, "template");
+            if (!t->template_names[k] || !t->template_texts[k])
+                return lm_fail_nomem(L->err, "template");
         }
     }
     return LM_OK;
@@ -908,15 +953,18 @@ static void big_lists_free(big_lists *b) {
  * falls back to cJSON for the whole file, which also gives the precise error. ---- */
 
 static const char *skip_ws(const char *p, const char *e) {
-    while (p < e && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t')) p++;
+    while (p < e && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))
+        p++;
     return p;
 }
 
 /* p at '"': returns the position after the closing quote, or NULL. */
 static const char *skip_string(const char *p, const char *e) {
     for (p++; p < e; p++) {
-        if (*p == '\\') p++;
-        else if (*p == '"') return p + 1;
+        if (*p == '\\')
+            p++;
+        else if (*p == '"')
+            return p + 1;
     }
     return NULL;
 }
@@ -933,7 +981,8 @@ static const char *skip_value(const char *p, const char *e) {
                 if (!p) return NULL;
                 continue;
             }
-            if (*p == '{' || *p == '[') depth++;
+            if (*p == '{' || *p == '[')
+                depth++;
             else if (*p == '}' || *p == ']') {
                 if (--depth == 0) return p + 1;
             }
@@ -1007,8 +1056,7 @@ static const char *read_string(const char *p, const char *e, char **w) {
             o += l;
             break;
         }
-        default:
-            return NULL;
+        default: return NULL;
         }
     }
     return NULL;
@@ -1039,7 +1087,8 @@ static const char *scan_vocab(const char *p, const char *e, big_lists *b, char *
         p = skip_ws(p + 1, e);
         long id = 0;
         int digits = 0;
-        while (p < e && *p >= '0' && *p <= '9' && digits < 9) id = id * 10 + (*p++ - '0'), digits++;
+        while (p < e && *p >= '0' && *p <= '9' && digits < 9)
+            id = id * 10 + (*p++ - '0'), digits++;
         if (!digits || id > 16777216) return NULL;
         if (!grow((void **)&b->v, &cap, b->n_v, sizeof *b->v)) {
             *oom = true;
@@ -1047,8 +1096,10 @@ static const char *scan_vocab(const char *p, const char *e, big_lists *b, char *
         }
         b->v[b->n_v++] = (vent){s0, (uint32_t)(*w - s0), (int32_t)id};
         p = skip_ws(p, e);
-        if (p < e && *p == ',') p = skip_ws(p + 1, e);
-        else if (p >= e || *p != '}') return NULL;
+        if (p < e && *p == ',')
+            p = skip_ws(p + 1, e);
+        else if (p >= e || *p != '}')
+            return NULL;
     }
     return p < e ? p + 1 : NULL;
 }
@@ -1090,8 +1141,10 @@ static const char *scan_merges(const char *p, const char *e, big_lists *b, char 
         }
         b->m[b->n_m++] = m;
         p = skip_ws(p, e);
-        if (p < e && *p == ',') p = skip_ws(p + 1, e);
-        else if (p >= e || *p != ']') return NULL;
+        if (p < e && *p == ',')
+            p = skip_ws(p + 1, e);
+        else if (p >= e || *p != ']')
+            return NULL;
     }
     return p < e ? p + 1 : NULL;
 }
@@ -1175,7 +1228,8 @@ static int fast_scan(const char *json, size_t len, big_lists *b, char **rest, si
 }
 
 /* The slow path: the same lists from the cJSON tree. */
-static lm_status lists_from_cjson(loader *L, const cJSON *vocab, const cJSON *merges, big_lists *b) {
+static lm_status lists_from_cjson(loader *L, const cJSON *vocab, const cJSON *merges,
+                                  big_lists *b) {
     size_t nv = 0, nm = 0;
     const cJSON *it;
     cJSON_ArrayForEach(it, vocab) nv++;
@@ -1197,13 +1251,14 @@ static lm_status lists_from_cjson(loader *L, const cJSON *vocab, const cJSON *me
                 return lm_fail(L->err, LM_ERR_FORMAT, "%s: model.merges[%d]: expected \"a b\"",
                                L->name, (int)b->n_m);
             b->m[b->n_m++] = (ment){a, sp + 1, (uint32_t)(sp - a), (uint32_t)strlen(sp + 1)};
-        } else if (cJSON_IsArray(it) && it->child && cJSON_IsString(it->child) &&
-                   it->child->next && cJSON_IsString(it->child->next) && !it->child->next->next) {
+        } else if (cJSON_IsArray(it) && it->child && cJSON_IsString(it->child) && it->child->next &&
+                   cJSON_IsString(it->child->next) && !it->child->next->next) {
             const char *x = it->child->valuestring, *y = it->child->next->valuestring;
             b->m[b->n_m++] = (ment){x, y, (uint32_t)strlen(x), (uint32_t)strlen(y)};
         } else {
-            return lm_fail(L->err, LM_ERR_FORMAT, "%s: model.merges[%d]: expected \"a b\" or [a, b]",
-                           L->name, (int)b->n_m);
+            return lm_fail(L->err, LM_ERR_FORMAT,
+                           "%s: model.merges[%d]: expected \"a b\" or [a, b]", L->name,
+                           (int)b->n_m);
         }
     }
     return LM_OK;
@@ -1222,11 +1277,14 @@ static lm_status load(loader *L, const cJSON *root, const cJSON *cfg, big_lists 
                        "%s: model.type: '%s' is not supported (only BPE)", L->name, mt);
     if (!cJSON_IsObject(vocab))
         return lm_fail(L->err, LM_ERR_FORMAT, "%s: model.vocab: expected an object", L->name);
-    const char *csp = jstr(model, "continuing_subword_prefix"), *eow = jstr(model, "end_of_word_suffix");
+    const char *csp = jstr(model, "continuing_subword_prefix"),
+               *eow = jstr(model, "end_of_word_suffix");
     if ((csp && *csp) || (eow && *eow))
-        return lm_fail(L->err, LM_ERR_UNSUPPORTED, "%s: model.%s: '%s' is not supported (only "
-                       "empty)", L->name, csp && *csp ? "continuing_subword_prefix" :
-                       "end_of_word_suffix", csp && *csp ? csp : eow);
+        return lm_fail(L->err, LM_ERR_UNSUPPORTED,
+                       "%s: model.%s: '%s' is not supported (only "
+                       "empty)",
+                       L->name, csp && *csp ? "continuing_subword_prefix" : "end_of_word_suffix",
+                       csp && *csp ? csp : eow);
     if (!cJSON_IsArray(merges))
         return lm_fail(L->err, LM_ERR_FORMAT, "%s: model.merges: expected an array", L->name);
     lm_status st;
@@ -1249,7 +1307,8 @@ static lm_status load(loader *L, const cJSON *root, const cJSON *cfg, big_lists 
     }
     if (max_id < 0) return lm_fail(L->err, LM_ERR_FORMAT, "%s: model.vocab: empty", L->name);
     int32_t n = (int32_t)max_id + 1;
-    if (!tok_alloc_vocab(t, n, bytes + (size_t)n, false)) return lm_fail_nomem(L->err, "vocabulary");
+    if (!tok_alloc_vocab(t, n, bytes + (size_t)n, false))
+        return lm_fail_nomem(L->err, "vocabulary");
     L->p->lstrip = lm_calloc((size_t)n, 1);
     L->p->rstrip = lm_calloc((size_t)n, 1);
     L->p->normalized = lm_calloc((size_t)n, 1);
@@ -1366,11 +1425,13 @@ static lm_status load(loader *L, const cJSON *root, const cJSON *cfg, big_lists 
 
 /* Pre-tokenizer regexes of llama.cpp's tokenizer.ggml.pre names (from the tokenizer.json files
  * of those model families). */
-#define LLAMA3_REGEX                                                                           \
-    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|" \
+#define LLAMA3_REGEX                                                                               \
+    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| "                     \
+    "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"                                                               \
     "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
-#define QWEN2_REGEX                                                                            \
-    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|" \
+#define QWEN2_REGEX                                                                                \
+    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| "                          \
+    "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"                                                               \
     "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
 
 lm_status tok_json_pipe_gguf(tok_tokenizer *t, const char *pre, lm_error *err) {
@@ -1392,8 +1453,7 @@ lm_status tok_json_pipe_gguf(tok_tokenizer *t, const char *pre, lm_error *err) {
                 strcmp(pre, "llama-v3") == 0 || strcmp(pre, "smaug-bpe") == 0)) {
         rx = LLAMA3_REGEX;
         t->ignore_merges = true; /* Llama 3's tokenizer.json sets it; llama.cpp does too */
-    }
-    else if (pre && strcmp(pre, "qwen2") == 0) {
+    } else if (pre && strcmp(pre, "qwen2") == 0) {
         rx = QWEN2_REGEX;
         /* Qwen2's tokenizer.json normalizes to NFC first; llama.cpp's vectors expect it too */
         cJSON nfc = {0};
@@ -1430,12 +1490,14 @@ lm_status tok_load_json_text(const char *json, size_t len, const char *config_te
         big_lists_free(&big);
         return st;
     }
-    if (config_text && (st = lm_json_parse(config_text, config_len, "tokenizer_config.json", &cfg, err))) {
+    if (config_text &&
+        (st = lm_json_parse(config_text, config_len, "tokenizer_config.json", &cfg, err))) {
         cJSON_Delete(root);
         big_lists_free(&big);
         return st;
     }
-    loader L = {name, err, lm_calloc(1, sizeof(tok_tokenizer)), lm_calloc(1, sizeof(struct tok_json_pipe))};
+    loader L = {name, err, lm_calloc(1, sizeof(tok_tokenizer)),
+                lm_calloc(1, sizeof(struct tok_json_pipe))};
     if (!L.t || !L.p) {
         lm_free(L.t);
         lm_free(L.p);
@@ -1446,8 +1508,10 @@ lm_status tok_load_json_text(const char *json, size_t len, const char *config_te
         L.t->unk = L.t->bos = L.t->eos = L.t->pad = -1;
         memcpy(L.t->model_name, "bpe", 4);
         st = load(&L, root, cfg, &big);
-        if (st) tok_free(L.t);
-        else *out = L.t;
+        if (st)
+            tok_free(L.t);
+        else
+            *out = L.t;
     }
     big_lists_free(&big);
     cJSON_Delete(root);
@@ -1470,11 +1534,15 @@ lm_status tok_load_json(const char *tokenizer_json, const char *tokenizer_config
 
 lm_status tok_load_dir(const char *dir, tok_tokenizer **out, lm_error *err) {
     *out = NULL;
-    char *tj = lm_path_join(dir, "tokenizer.json"), *tc = lm_path_join(dir, "tokenizer_config.json");
+    char *tj = lm_path_join(dir, "tokenizer.json"),
+         *tc = lm_path_join(dir, "tokenizer_config.json");
     lm_status st;
-    if (!tj || !tc) st = lm_fail_nomem(err, "path");
-    else if (!lm_path_exists(tj)) st = lm_fail(err, LM_ERR_IO, "%s: no tokenizer.json", dir);
-    else st = tok_load_json(tj, lm_path_exists(tc) ? tc : NULL, out, err);
+    if (!tj || !tc)
+        st = lm_fail_nomem(err, "path");
+    else if (!lm_path_exists(tj))
+        st = lm_fail(err, LM_ERR_IO, "%s: no tokenizer.json", dir);
+    else
+        st = tok_load_json(tj, lm_path_exists(tc) ? tc : NULL, out, err);
     lm_free(tj);
     lm_free(tc);
     return st;

@@ -38,7 +38,8 @@ void tok_vec_free(tok_vec *v) {
 
 uint64_t tok_hash(const char *s, size_t n) {
     uint64_t h = 1469598103934665603ull; /* FNV-1a, then a final mix for the low bits */
-    for (size_t i = 0; i < n; i++) h = (h ^ (uint8_t)s[i]) * 1099511628211ull;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (uint8_t)s[i]) * 1099511628211ull;
     h ^= h >> 29;
     h *= 0xbf58476d1ce4e5b9ull;
     h ^= h >> 32;
@@ -47,7 +48,8 @@ uint64_t tok_hash(const char *s, size_t n) {
 
 bool tok_strmap_build(tok_tokenizer *t) {
     size_t cap = 16;
-    while (cap < (size_t)t->n_vocab * 2) cap *= 2;
+    while (cap < (size_t)t->n_vocab * 2)
+        cap *= 2;
     lm_free(t->map.slots);
     t->map.slots = lm_malloc(cap * sizeof(int32_t));
     if (!t->map.slots) return false;
@@ -92,10 +94,12 @@ static uint64_t mix64(uint64_t x) {
 
 bool tok_mergemap_init(tok_mergemap *m, size_t n) {
     size_t cap = 16;
-    while (cap * 3 < n * 4) cap *= 2; /* load at most 3/4 */
+    while (cap * 3 < n * 4)
+        cap *= 2; /* load at most 3/4 */
     m->slots = lm_malloc(cap * sizeof *m->slots);
     if (!m->slots) return false;
-    for (size_t i = 0; i < cap; i++) m->slots[i].key = UINT64_MAX;
+    for (size_t i = 0; i < cap; i++)
+        m->slots[i].key = UINT64_MAX;
     m->mask = cap - 1;
     m->n = 0;
     return true;
@@ -190,12 +194,12 @@ bool tok_build_match_list(tok_tokenizer *t, bool json) {
 /* ---- priority queue shared by both merge engines ---- */
 
 typedef struct pq_item {
-    double prio;   /* smaller first: -score (SPM) or rank (BPE) */
-    int32_t left;  /* symbol index; ties go to the leftmost */
+    double prio;  /* smaller first: -score (SPM) or rank (BPE) */
+    int32_t left; /* symbol index; ties go to the leftmost */
     int32_t right;
-    int32_t size;  /* SPM: byte length of the merged pair */
-    int32_t a, b;  /* BPE: ids of the pair */
-    int32_t id;    /* BPE: merged id */
+    int32_t size; /* SPM: byte length of the merged pair */
+    int32_t a, b; /* BPE: ids of the pair */
+    int32_t id;   /* BPE: merged id */
 } pq_item;
 
 typedef struct pq {
@@ -250,8 +254,8 @@ typedef struct sym {
 
 /* ---- SentencePiece (score) merging ---- */
 
-static bool spm_try_pair(const tok_tokenizer *t, const char *s, const sym *y, int32_t l,
-                         int32_t r, pq *q) {
+static bool spm_try_pair(const tok_tokenizer *t, const char *s, const sym *y, int32_t l, int32_t r,
+                         pq *q) {
     if (l < 0 || r < 0) return true;
     int32_t size = y[l].len + y[r].len;
     int32_t id = tok_strmap_get(t, s + y[l].start, (size_t)size);
@@ -284,7 +288,8 @@ bool tok_spm_encode_span(const tok_tokenizer *t, const char *s, size_t n, tok_ve
         i += (size_t)l;
     }
     if (ok) y[ns - 1].next = -1;
-    for (int32_t i = 0; ok && i + 1 < ns; i++) ok = spm_try_pair(t, s, y, i, i + 1, &q);
+    for (int32_t i = 0; ok && i + 1 < ns; i++)
+        ok = spm_try_pair(t, s, y, i, i + 1, &q);
     while (ok && q.n) {
         pq_item it = pq_pop(&q);
         sym *l = &y[it.left], *r = &y[it.right];
@@ -298,8 +303,10 @@ bool tok_spm_encode_span(const tok_tokenizer *t, const char *s, size_t n, tok_ve
     }
     for (int32_t i = 0; ok && i >= 0 && ns > 0; i = y[i].next) {
         int32_t id = tok_strmap_get(t, s + y[i].start, (size_t)y[i].len);
-        if (id >= 0) ok = tok_vec_push(out, id);
-        else ok = emit_bytes(t, s + y[i].start, (size_t)y[i].len, out);
+        if (id >= 0)
+            ok = tok_vec_push(out, id);
+        else
+            ok = emit_bytes(t, s + y[i].start, (size_t)y[i].len, out);
     }
     lm_free(y);
     lm_free(q.v);
@@ -316,7 +323,8 @@ static bool byte_kept(int b) {
 
 void tok_fill_byte_tables(tok_tokenizer *t) {
     int k = 0;
-    for (int i = 0; i < 324; i++) t->cp_byte[i] = -1;
+    for (int i = 0; i < 324; i++)
+        t->cp_byte[i] = -1;
     for (int b = 0; b < 256; b++) {
         uint32_t cp = byte_kept(b) ? (uint32_t)b : (uint32_t)(256 + k++);
         t->byte_cp[b] = cp;
@@ -328,15 +336,14 @@ static bool bpe_try_pair(const tok_tokenizer *t, const sym *y, int32_t l, int32_
     if (l < 0 || r < 0) return true;
     const tok_merge *m = tok_mergemap_get(&t->merges, y[l].id, y[r].id);
     if (!m) return true;
-    pq_item it = {.prio = m->rank, .left = l, .right = r, .a = y[l].id, .b = y[r].id,
-                  .id = m->id};
+    pq_item it = {.prio = m->rank, .left = l, .right = r, .a = y[l].id, .b = y[r].id, .id = m->id};
     return pq_push(q, it);
 }
 
 bool tok_bpe_encode_word(const tok_tokenizer *t, const char *s, size_t n, bool byte_level,
                          tok_vec *out) {
     if (n == 0) return true;
-        sym *y = NULL;
+    sym *y = NULL;
     pq q = {0};
     bool ok = true;
     char *conv = NULL;
@@ -344,7 +351,8 @@ bool tok_bpe_encode_word(const tok_tokenizer *t, const char *s, size_t n, bool b
         conv = lm_malloc(n * 2 + 1);
         if (!conv) return false;
         size_t m = 0;
-        for (size_t i = 0; i < n; i++) m += (size_t)lm_utf8_encode(t->byte_cp[(uint8_t)s[i]], conv + m);
+        for (size_t i = 0; i < n; i++)
+            m += (size_t)lm_utf8_encode(t->byte_cp[(uint8_t)s[i]], conv + m);
         s = conv;
         n = m;
     }
@@ -370,13 +378,16 @@ bool tok_bpe_encode_word(const tok_tokenizer *t, const char *s, size_t n, bool b
             y[ns++] = (sym){(int32_t)i, l, 0, 0, id};
         } else {
             bool all = t->byte_fallback;
-            for (int k = 0; all && k < l; k++) all = t->byte_ids[(uint8_t)s[i + k]] >= 0;
+            for (int k = 0; all && k < l; k++)
+                all = t->byte_ids[(uint8_t)s[i + k]] >= 0;
             if (all) {
                 for (int k = 0; k < l; k++)
                     y[ns++] = (sym){(int32_t)(i + k), 1, 0, 0, t->byte_ids[(uint8_t)s[i + k]]};
             } else if (t->unk >= 0) {
-                if (t->fuse_unk && ns > 0 && y[ns - 1].id == t->unk) y[ns - 1].len += l;
-                else y[ns++] = (sym){(int32_t)i, l, 0, 0, t->unk};
+                if (t->fuse_unk && ns > 0 && y[ns - 1].id == t->unk)
+                    y[ns - 1].len += l;
+                else
+                    y[ns++] = (sym){(int32_t)i, l, 0, 0, t->unk};
             }
         }
         i += (size_t)l;
@@ -385,7 +396,8 @@ bool tok_bpe_encode_word(const tok_tokenizer *t, const char *s, size_t n, bool b
         y[i].prev = i - 1;
         y[i].next = i + 1 < ns ? i + 1 : -1;
     }
-    for (int32_t i = 0; ok && i + 1 < ns; i++) ok = bpe_try_pair(t, y, i, i + 1, &q);
+    for (int32_t i = 0; ok && i + 1 < ns; i++)
+        ok = bpe_try_pair(t, y, i, i + 1, &q);
     while (ok && q.n) {
         pq_item it = pq_pop(&q);
         sym *l = &y[it.left];
@@ -399,7 +411,8 @@ bool tok_bpe_encode_word(const tok_tokenizer *t, const char *s, size_t n, bool b
         if (r->next >= 0) y[r->next].prev = it.left;
         ok = bpe_try_pair(t, y, l->prev, it.left, &q) && bpe_try_pair(t, y, it.left, l->next, &q);
     }
-    for (int32_t i = 0; ok && ns > 0 && i >= 0; i = y[i].next) ok = tok_vec_push(out, y[i].id);
+    for (int32_t i = 0; ok && ns > 0 && i >= 0; i = y[i].next)
+        ok = tok_vec_push(out, y[i].id);
     lm_free(y);
     lm_free(q.v);
     lm_free(conv);
@@ -417,23 +430,31 @@ static const gguf_value *kv_get(const gguf_file *g, const char *key) {
 
 static bool val_int(const gguf_value *v, int64_t *out) {
     switch (v->type) {
-    case GGUF_U8: case GGUF_U16: case GGUF_U32: case GGUF_U64:
-        *out = (int64_t)v->v.u;
-        return true;
-    case GGUF_I8: case GGUF_I16: case GGUF_I32: case GGUF_I64:
-        *out = v->v.i;
-        return true;
-    default:
-        return false;
+    case GGUF_U8:
+    case GGUF_U16:
+    case GGUF_U32:
+    case GGUF_U64: *out = (int64_t)v->v.u; return true;
+    case GGUF_I8:
+    case GGUF_I16:
+    case GGUF_I32:
+    case GGUF_I64: *out = v->v.i; return true;
+    default: return false;
     }
 }
 
 static size_t vtype_size(uint32_t t) {
     switch (t) {
-    case GGUF_U8: case GGUF_I8: case GGUF_BOOL: return 1;
-    case GGUF_U16: case GGUF_I16: return 2;
-    case GGUF_U32: case GGUF_I32: case GGUF_F32: return 4;
-    case GGUF_U64: case GGUF_I64: case GGUF_F64: return 8;
+    case GGUF_U8:
+    case GGUF_I8:
+    case GGUF_BOOL: return 1;
+    case GGUF_U16:
+    case GGUF_I16: return 2;
+    case GGUF_U32:
+    case GGUF_I32:
+    case GGUF_F32: return 4;
+    case GGUF_U64:
+    case GGUF_I64:
+    case GGUF_F64: return 8;
     default: return 0;
     }
 }
@@ -444,27 +465,35 @@ static bool arr_num(const gguf_value *a, uint64_t i, double *out) {
     if (!sz || i >= a->v.arr.n || !a->v.arr.raw) return false;
     const uint8_t *p = a->v.arr.raw + i * sz;
     uint64_t u = 0;
-    for (size_t k = 0; k < sz; k++) u |= (uint64_t)p[k] << (8 * k);
+    for (size_t k = 0; k < sz; k++)
+        u |= (uint64_t)p[k] << (8 * k);
     switch (a->v.arr.elem_type) {
-    case GGUF_U8: case GGUF_U16: case GGUF_U32: case GGUF_U64: case GGUF_BOOL:
-        *out = (double)u;
-        return true;
+    case GGUF_U8:
+    case GGUF_U16:
+    case GGUF_U32:
+    case GGUF_U64:
+    case GGUF_BOOL: *out = (double)u; return true;
     case GGUF_I8: *out = (int8_t)u; return true;
     case GGUF_I16: *out = (int16_t)u; return true;
     case GGUF_I32: *out = (int32_t)u; return true;
     case GGUF_I64: *out = (double)(int64_t)u; return true;
     case GGUF_F32: {
-        union { uint32_t u; float f; } c = {(uint32_t)u};
+        union {
+            uint32_t u;
+            float f;
+        } c = {(uint32_t)u};
         *out = c.f;
         return true;
     }
     case GGUF_F64: {
-        union { uint64_t u; double f; } c = {u};
+        union {
+            uint64_t u;
+            double f;
+        } c = {u};
         *out = c.f;
         return true;
     }
-    default:
-        return false;
+    default: return false;
     }
 }
 
@@ -509,12 +538,15 @@ lm_status tok_load_gguf(const gguf_file *g, tok_tokenizer **out, lm_error *err) 
     if (!spm && !gpt2)
         return lm_fail(err, LM_ERR_UNSUPPORTED,
                        "%s: tokenizer.ggml.model: '%.*s' is not supported (expected 'llama' or "
-                       "'gpt2')", name, (int)LM_MIN(model->v.s.len, 32), model->v.s.ptr);
+                       "'gpt2')",
+                       name, (int)LM_MIN(model->v.s.len, 32), model->v.s.ptr);
     const gguf_value *merges = kv_get(g, "tokenizer.ggml.merges");
     if (gpt2 && (!merges || merges->type != GGUF_ARRAY || merges->v.arr.elem_type != GGUF_STRING ||
                  (merges->v.arr.n && !merges->v.arr.items)))
-        return lm_fail(err, LM_ERR_FORMAT, "%s: tokenizer.ggml.merges: missing or not a string "
-                       "array", name);
+        return lm_fail(err, LM_ERR_FORMAT,
+                       "%s: tokenizer.ggml.merges: missing or not a string "
+                       "array",
+                       name);
     const gguf_value *toks = kv_get(g, "tokenizer.ggml.tokens");
     if (!toks || toks->type != GGUF_ARRAY || toks->v.arr.elem_type != GGUF_STRING ||
         !toks->v.arr.items || toks->v.arr.n == 0 || toks->v.arr.n > INT32_MAX / 2)
@@ -523,8 +555,8 @@ lm_status tok_load_gguf(const gguf_file *g, tok_tokenizer **out, lm_error *err) 
     int32_t n = (int32_t)toks->v.arr.n;
     const gguf_value *scores = kv_get(g, "tokenizer.ggml.scores");
     if (scores && (scores->type != GGUF_ARRAY || scores->v.arr.n != (uint64_t)n))
-        return lm_fail(err, LM_ERR_FORMAT, "%s: tokenizer.ggml.scores: expected %d numbers",
-                       name, (int)n);
+        return lm_fail(err, LM_ERR_FORMAT, "%s: tokenizer.ggml.scores: expected %d numbers", name,
+                       (int)n);
     const gguf_value *types = kv_get(g, "tokenizer.ggml.token_type");
     if (types && (types->type != GGUF_ARRAY || types->v.arr.n != (uint64_t)n))
         return lm_fail(err, LM_ERR_FORMAT, "%s: tokenizer.ggml.token_type: expected %d integers",
@@ -589,8 +621,8 @@ lm_status tok_load_gguf(const gguf_file *g, tok_tokenizer **out, lm_error *err) 
                 if (a[k] == ' ') sp = a + k;
             if (!sp) {
                 tok_free(t);
-                return lm_fail(err, LM_ERR_FORMAT, "%s: tokenizer.ggml.merges[%d]: expected \"a b\"",
-                               name, (int)i);
+                return lm_fail(err, LM_ERR_FORMAT,
+                               "%s: tokenizer.ggml.merges[%d]: expected \"a b\"", name, (int)i);
             }
             size_t la = (size_t)(sp - a), lb = (size_t)mv->v.s.len - la - 1;
             int32_t ia = tok_strmap_get(t, a, la), ib = tok_strmap_get(t, sp + 1, lb), ic = -1;
@@ -604,7 +636,8 @@ lm_status tok_load_gguf(const gguf_file *g, tok_tokenizer **out, lm_error *err) 
                 tok_free(t);
                 return lm_fail(err, LM_ERR_FORMAT,
                                "%s: tokenizer.ggml.merges[%d]: '%.*s' names a token not in the "
-                               "vocabulary", name, (int)i, (int)LM_MIN(mv->v.s.len, 40), a);
+                               "vocabulary",
+                               name, (int)i, (int)LM_MIN(mv->v.s.len, 40), a);
             }
             tok_mergemap_put(&t->merges, ia, ib, (int32_t)i, ic);
         }
@@ -622,7 +655,8 @@ lm_status tok_load_gguf(const gguf_file *g, tok_tokenizer **out, lm_error *err) 
         const gguf_value *pre = kv_get(g, "tokenizer.ggml.pre");
         char pre_name[64] = "";
         if (pre && pre->type == GGUF_STRING)
-            snprintf(pre_name, sizeof pre_name, "%.*s", (int)LM_MIN(pre->v.s.len, 63), pre->v.s.ptr);
+            snprintf(pre_name, sizeof pre_name, "%.*s", (int)LM_MIN(pre->v.s.len, 63),
+                     pre->v.s.ptr);
         lm_status st = tok_json_pipe_gguf(t, pre_name[0] ? pre_name : NULL, err);
         if (st) {
             tok_free(t);
@@ -741,7 +775,8 @@ size_t tok_utf8_seq_ok(const unsigned char *s, size_t n, size_t *bad) {
     if (c < 0x80) return 1;
     size_t l;
     unsigned char lo = 0x80, hi = 0xBF;
-    if (c >= 0xC2 && c <= 0xDF) l = 2;
+    if (c >= 0xC2 && c <= 0xDF)
+        l = 2;
     else if (c >= 0xE0 && c <= 0xEF) {
         l = 3;
         if (c == 0xE0) lo = 0xA0;
@@ -795,9 +830,9 @@ static bool decode_one(const tok_tokenizer *t, lm_token id, bool *first, lm_buf 
     if (t->special[id] || k == TOK_KIND_CONTROL || k == TOK_KIND_USER_DEFINED ||
         k == TOK_KIND_UNKNOWN) {
         if (!lm_buf_append(out, p, n)) return false;
-    } else if (k == TOK_KIND_BYTE || (t->dec.byte_fallback && n == 6 && p[0] == '<' &&
-                                      p[1] == '0' && p[2] == 'x' && p[5] == '>' &&
-                                      t->byte_ids[strtol(p + 3, NULL, 16) & 255] == id)) {
+    } else if (k == TOK_KIND_BYTE ||
+               (t->dec.byte_fallback && n == 6 && p[0] == '<' && p[1] == '0' && p[2] == 'x' &&
+                p[5] == '>' && t->byte_ids[strtol(p + 3, NULL, 16) & 255] == id)) {
         char c = (char)strtol(p + 3, NULL, 16);
         if (!lm_buf_putc(out, c)) return false;
     } else if (t->dec.byte_level) {
@@ -891,8 +926,7 @@ lm_status tok_stream_push(tok_stream *s, lm_token id, lm_buf *out) {
 }
 
 lm_status tok_stream_finish(tok_stream *s, lm_buf *out) {
-    if (s->pending.len && !append_lossy(out, s->pending.data, s->pending.len))
-        return LM_ERR_NOMEM;
+    if (s->pending.len && !append_lossy(out, s->pending.data, s->pending.len)) return LM_ERR_NOMEM;
     lm_buf_reset(&s->pending);
     return LM_OK;
 }
@@ -910,7 +944,9 @@ void tok_stream_free(tok_stream *s) {
 
 /* ---- accessors ---- */
 
-int32_t tok_n_vocab(const tok_tokenizer *t) { return t->n_vocab; }
+int32_t tok_n_vocab(const tok_tokenizer *t) {
+    return t->n_vocab;
+}
 
 const char *tok_piece(const tok_tokenizer *t, lm_token id) {
     return id >= 0 && id < t->n_vocab ? t->pieces[id] : NULL;
@@ -928,12 +964,24 @@ bool tok_is_special(const tok_tokenizer *t, lm_token id) {
     return id >= 0 && id < t->n_vocab && (t->special[id] || t->kinds[id] == TOK_KIND_CONTROL);
 }
 
-lm_token tok_bos(const tok_tokenizer *t) { return t->bos; }
-lm_token tok_eos(const tok_tokenizer *t) { return t->eos; }
-lm_token tok_pad(const tok_tokenizer *t) { return t->pad; }
-const char *tok_bos_text(const tok_tokenizer *t) { return t->bos_text ? t->bos_text : ""; }
-const char *tok_eos_text(const tok_tokenizer *t) { return t->eos_text ? t->eos_text : ""; }
-bool tok_adds_bos(const tok_tokenizer *t) { return t->add_bos && t->bos >= 0; }
+lm_token tok_bos(const tok_tokenizer *t) {
+    return t->bos;
+}
+lm_token tok_eos(const tok_tokenizer *t) {
+    return t->eos;
+}
+lm_token tok_pad(const tok_tokenizer *t) {
+    return t->pad;
+}
+const char *tok_bos_text(const tok_tokenizer *t) {
+    return t->bos_text ? t->bos_text : "";
+}
+const char *tok_eos_text(const tok_tokenizer *t) {
+    return t->eos_text ? t->eos_text : "";
+}
+bool tok_adds_bos(const tok_tokenizer *t) {
+    return t->add_bos && t->bos >= 0;
+}
 
 const char *tok_chat_template(const tok_tokenizer *t, const char *name) {
     if (!name || strcmp(name, "default") == 0) {
@@ -944,4 +992,6 @@ const char *tok_chat_template(const tok_tokenizer *t, const char *name) {
     return NULL;
 }
 
-const char *tok_model_name(const tok_tokenizer *t) { return t->model_name; }
+const char *tok_model_name(const tok_tokenizer *t) {
+    return t->model_name;
+}

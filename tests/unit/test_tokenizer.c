@@ -22,7 +22,8 @@ static tok_tokenizer *load_gguf_tok(const char *rel, gguf_file **gf) {
 static void assert_ids(const tok_vec *v, const cJSON *ids, const char *what) {
     int n = cJSON_GetArraySize(ids);
     bool same = (size_t)n == v->n;
-    for (int i = 0; same && i < n; i++) same = v->ids[i] == cJSON_GetArrayItem(ids, i)->valueint;
+    for (int i = 0; same && i < n; i++)
+        same = v->ids[i] == cJSON_GetArrayItem(ids, i)->valueint;
     if (!same) {
         char got[2048] = "", want[2048] = "";
         for (size_t i = 0; i < v->n && strlen(got) < 2000; i++)
@@ -92,7 +93,8 @@ static void test_stories260k_decode(void **state) {
     (void)state;
     gguf_file *g;
     tok_tokenizer *t = load_gguf_tok("stories260K/stories260K-f32.gguf", &g);
-    const char *text = "Once upon a time, there was a little girl named Lily. \xc3\xa9\xe2\x82\xac!";
+    const char *text =
+        "Once upon a time, there was a little girl named Lily. \xc3\xa9\xe2\x82\xac!";
     tok_vec v = {0};
     lm_error err = {0};
     assert_int_equal(tok_encode(t, text, strlen(text), LM_TOK_ADD_SPECIAL, &v, &err), LM_OK);
@@ -109,7 +111,8 @@ static void test_stories260k_decode(void **state) {
     check_stream(t, euro, 3, false);
     lm_buf_reset(&b);
     assert_int_equal(tok_decode(t, cut, 3, false, &b, &err), LM_OK);
-    assert_string_equal(b.data, "\xef\xbf\xbd" "a");
+    assert_string_equal(b.data, "\xef\xbf\xbd"
+                                "a");
     check_stream(t, cut, 3, false);
     check_stream(t, cut, 2, false);
     lm_buf_free(&b);
@@ -138,8 +141,8 @@ static void run_llamacpp_vectors(const tok_tokenizer *t, const char *inp_rel, co
         char got[4096] = "";
         for (size_t i = 0; i < v.n; i++)
             snprintf(got + strlen(got), sizeof got - strlen(got), " %d", (int)v.ids[i]);
-        if (strcmp(got, q) != 0) fail_msg("input %d '%.*s':\n got:%s\nwant:%s", cases,
-                                          (int)(e - p), p, got, q);
+        if (strcmp(got, q) != 0)
+            fail_msg("input %d '%.*s':\n got:%s\nwant:%s", cases, (int)(e - p), p, got, q);
         check_stream(t, v.ids, v.n, false);
         tok_vec_free(&v);
         p = e + strlen(sep);
@@ -174,7 +177,9 @@ static uint64_t pb_varint(const uint8_t **p, const uint8_t *end) {
     return v;
 }
 
-static gguf_str zs(const char *z) { return (gguf_str){z, strlen(z)}; }
+static gguf_str zs(const char *z) {
+    return (gguf_str){z, strlen(z)};
+}
 
 static void sp_vocab_load(sp_vocab *v, const char *rel) {
     size_t n;
@@ -188,9 +193,18 @@ static void sp_vocab_load(sp_vocab *v, const char *rel) {
     while (p < end) {
         uint64_t key = pb_varint(&p, end);
         uint32_t wt = key & 7;
-        if (wt == 0) { pb_varint(&p, end); continue; }
-        if (wt == 5) { p += 4; continue; }
-        if (wt == 1) { p += 8; continue; }
+        if (wt == 0) {
+            pb_varint(&p, end);
+            continue;
+        }
+        if (wt == 5) {
+            p += 4;
+            continue;
+        }
+        if (wt == 1) {
+            p += 8;
+            continue;
+        }
         assert_int_equal(wt, 2);
         uint64_t len = pb_varint(&p, end);
         const uint8_t *q = p, *qe = p + len;
@@ -338,7 +352,8 @@ static void bpe_vocab_load(bpe_vocab *v, const char *rel, const char *pre) {
 }
 
 static void bpe_vocab_free(bpe_vocab *v) {
-    for (size_t i = 0; i < v->n_strs; i++) free(v->strs[i]);
+    for (size_t i = 0; i < v->n_strs; i++)
+        free(v->strs[i]);
     free(v->strs);
     free(v->items);
     free(v->merges);
@@ -400,7 +415,8 @@ static void test_special_parsing(void **state) {
     assert_int_equal(a.ids[0], 1);
     assert_int_equal(a.ids[a.n - 1], 2);
     assert_int_equal(tok_encode(t, text, strlen(text), 0, &b, &err), LM_OK);
-    for (size_t i = 0; i < b.n; i++) assert_true(b.ids[i] > 2);
+    for (size_t i = 0; i < b.n; i++)
+        assert_true(b.ids[i] > 2);
     lm_buf d = {0};
     assert_int_equal(tok_decode(t, a.ids, a.n, true, &d, &err), LM_OK);
     assert_string_equal(d.data, "Hi");
@@ -424,7 +440,8 @@ static void test_gguf_alloc_failures(void **state) {
     (void)state;
     lm_error err = {0};
     gguf_file *g = NULL;
-    if (gguf_open(tu_data("stories260K/stories260K-f32.gguf"), true, &g, &err)) fail_msg("%s", err.msg);
+    if (gguf_open(tu_data("stories260K/stories260K-f32.gguf"), true, &g, &err))
+        fail_msg("%s", err.msg);
     bool done = false;
     for (long n = 1; n < 200 && !done; n++) {
         tok_tokenizer *t = NULL;
@@ -447,12 +464,9 @@ static void test_gguf_alloc_failures(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_stories260k_cases),
-        cmocka_unit_test(test_stories260k_decode),
-        cmocka_unit_test(test_llamacpp_spm),
-        cmocka_unit_test(test_gguf_errors),
-        cmocka_unit_test(test_gguf_gpt2),
-        cmocka_unit_test(test_gguf_alloc_failures),
+        cmocka_unit_test(test_stories260k_cases), cmocka_unit_test(test_stories260k_decode),
+        cmocka_unit_test(test_llamacpp_spm),      cmocka_unit_test(test_gguf_errors),
+        cmocka_unit_test(test_gguf_gpt2),         cmocka_unit_test(test_gguf_alloc_failures),
         cmocka_unit_test(test_special_parsing),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

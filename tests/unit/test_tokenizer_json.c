@@ -19,7 +19,8 @@ static tok_tokenizer *load_dir(const char *rel) {
 static bool same_ids(const tok_vec *v, const cJSON *ids, char *msg, size_t cap) {
     int n = cJSON_GetArraySize(ids);
     bool same = (size_t)n == v->n;
-    for (int i = 0; same && i < n; i++) same = v->ids[i] == cJSON_GetArrayItem(ids, i)->valueint;
+    for (int i = 0; same && i < n; i++)
+        same = v->ids[i] == cJSON_GetArrayItem(ids, i)->valueint;
     if (!same) {
         size_t l = (size_t)snprintf(msg, cap, "\n got:");
         for (size_t i = 0; i < v->n && l + 16 < cap; i++)
@@ -36,7 +37,8 @@ static void check_stream(const tok_tokenizer *t, const lm_token *ids, size_t n, 
     lm_buf part = {0};
     tok_stream *s = tok_stream_new(t, skip);
     assert_non_null(s);
-    for (size_t i = 0; i < n; i++) assert_int_equal(tok_stream_push(s, ids[i], &part), LM_OK);
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(tok_stream_push(s, ids[i], &part), LM_OK);
     assert_int_equal(tok_stream_finish(s, &part), LM_OK);
     assert_int_equal(whole->len, part.len);
     if (part.len) assert_memory_equal(whole->data, part.data, part.len);
@@ -63,8 +65,9 @@ static int run_family(const char *fam) {
         tok_vec v = {0}, w = {0};
         lm_error err = {0};
         assert_int_equal(tok_encode(t, text, strlen(text), LM_TOK_PARSE_SPECIAL, &v, &err), LM_OK);
-        assert_int_equal(tok_encode(t, text, strlen(text), LM_TOK_PARSE_SPECIAL | LM_TOK_ADD_SPECIAL,
-                                    &w, &err), LM_OK);
+        assert_int_equal(
+            tok_encode(t, text, strlen(text), LM_TOK_PARSE_SPECIAL | LM_TOK_ADD_SPECIAL, &w, &err),
+            LM_OK);
         /* special-token text as plain text (transformers' split_special_tokens=True) */
         const cJSON *split = cJSON_GetObjectItem(e, "ids_split_special_tokens");
         if (split && !cJSON_GetObjectItem(e, "tokenizers_lib_ids")) {
@@ -92,9 +95,11 @@ static int run_family(const char *fam) {
              * tokenizers library disagrees */
             /* llama2's refs put a space between consecutive added tokens ("<unk> <s> </s>"),
              * which the tokenizer.json decoder pipeline does not; not reproduced. */
-            bool known = strcmp(fam, "llama2") == 0 &&
-                         strcmp(cJSON_GetObjectItem(e, "id")->valuestring, "special_sp_tokens") == 0;
-            if (!known && !cJSON_GetObjectItem(e, "tokenizers_lib_ids") && cJSON_IsString(dec) && strcmp(b.data ? b.data : "", dec->valuestring) != 0) {
+            bool known =
+                strcmp(fam, "llama2") == 0 &&
+                strcmp(cJSON_GetObjectItem(e, "id")->valuestring, "special_sp_tokens") == 0;
+            if (!known && !cJSON_GetObjectItem(e, "tokenizers_lib_ids") && cJSON_IsString(dec) &&
+                strcmp(b.data ? b.data : "", dec->valuestring) != 0) {
                 print_message("%s %s decoded: got '%s' want '%s'\n", fam,
                               cJSON_GetObjectItem(e, "id")->valuestring, b.data, dec->valuestring);
                 bad++;
@@ -105,7 +110,8 @@ static int run_family(const char *fam) {
             if (strcmp(fam, "llama2") == 0) known = true;
             const cJSON *dws = cJSON_GetObjectItem(e, "decoded_with_special");
             const cJSON *dsk = cJSON_GetObjectItem(e, "decoded_with_special_skip");
-            for (int skip = 0; skip < 2 && !known && !cJSON_GetObjectItem(e, "tokenizers_lib_ids"); skip++) {
+            for (int skip = 0; skip < 2 && !known && !cJSON_GetObjectItem(e, "tokenizers_lib_ids");
+                 skip++) {
                 const cJSON *want = skip ? dsk : dws;
                 lm_buf_reset(&b);
                 assert_int_equal(tok_decode(t, w.ids, w.n, skip, &b, &err), LM_OK);
@@ -133,7 +139,8 @@ static int run_family(const char *fam) {
         tok_vec v = {0};
         lm_error err = {0};
         assert_int_equal(tok_encode(t, text->valuestring, strlen(text->valuestring),
-                                    LM_TOK_PARSE_SPECIAL, &v, &err), LM_OK);
+                                    LM_TOK_PARSE_SPECIAL, &v, &err),
+                         LM_OK);
         if (!same_ids(&v, ids, msg, sizeof msg)) {
             print_message("%s chat %s: %s\n", fam, cJSON_GetObjectItem(e, "id")->valuestring, msg);
             bad++;
@@ -156,7 +163,8 @@ static void run_vectors(const char *fam) {
     const cJSON *e;
     int n = 0;
     char msg[4096];
-    cJSON_ArrayForEach(e, cJSON_GetObjectItem(cJSON_GetObjectItem(j, "llamacpp_vectors"), "entries")) {
+    cJSON_ArrayForEach(e,
+                       cJSON_GetObjectItem(cJSON_GetObjectItem(j, "llamacpp_vectors"), "entries")) {
         const char *text = cJSON_GetObjectItem(e, "text")->valuestring;
         tok_vec v = {0};
         lm_error err = {0};
@@ -164,8 +172,7 @@ static void run_vectors(const char *fam) {
         /* phi3: transformers' ids differ; tokenizer.json semantics equal llama.cpp's */
         const cJSON *want = cJSON_GetObjectItem(e, "llamacpp_ids");
         if (!want) want = cJSON_GetObjectItem(e, "hf_ids");
-        if (!same_ids(&v, want, msg, sizeof msg))
-            fail_msg("%s vector '%s': %s", fam, text, msg);
+        if (!same_ids(&v, want, msg, sizeof msg)) fail_msg("%s vector '%s': %s", fam, text, msg);
         tok_vec_free(&v);
         n++;
     }
@@ -204,7 +211,8 @@ static void test_tinychat(void **state) {
         cJSON_ArrayForEach(x, r) tok_vec_push(&rv, x->valueint);
         lm_buf b = {0};
         assert_int_equal(tok_decode(t, rv.ids, rv.n, true, &b, &err), LM_OK);
-        assert_string_equal(b.data ? b.data : "", cJSON_GetObjectItem(p, "reply_text")->valuestring);
+        assert_string_equal(b.data ? b.data : "",
+                            cJSON_GetObjectItem(p, "reply_text")->valuestring);
         lm_buf_reset(&b);
         assert_int_equal(tok_decode(t, rv.ids, rv.n, false, &b, &err), LM_OK);
         assert_string_equal(b.data ? b.data : "",
@@ -256,25 +264,28 @@ static void test_bad_input(void **state) {
     (void)state;
     expect_bad("{}", LM_ERR_FORMAT, "model");
     expect_bad("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 1, \"ab\": 2}, "
-               "\"merges\": [\"a c\"]}}", LM_ERR_FORMAT, "model.merges[0]");
+               "\"merges\": [\"a c\"]}}",
+               LM_ERR_FORMAT, "model.merges[0]");
     expect_bad("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []}, "
                "\"pre_tokenizer\": {\"type\": \"Split\", \"pattern\": {\"Regex\": \"(a\"}, "
-               "\"behavior\": \"Isolated\"}}", LM_ERR_FORMAT, "pre_tokenizer.pattern");
+               "\"behavior\": \"Isolated\"}}",
+               LM_ERR_FORMAT, "pre_tokenizer.pattern");
     expect_bad("{\"model\": {\"type\": \"WordPiece\", \"vocab\": {\"a\": 0}}}", LM_ERR_UNSUPPORTED,
                "WordPiece");
-    expect_bad("{\"model\": {\"type\": \"Unigram\", \"vocab\": [[\"a\", 0.0]]}}", LM_ERR_UNSUPPORTED,
-               "Unigram");
+    expect_bad("{\"model\": {\"type\": \"Unigram\", \"vocab\": [[\"a\", 0.0]]}}",
+               LM_ERR_UNSUPPORTED, "Unigram");
     expect_bad("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": [\"a\"]}}",
                LM_ERR_FORMAT, "model.merges[0]");
     expect_bad("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}}}", LM_ERR_FORMAT,
                "model.merges");
     expect_bad("{\"model\": ", LM_ERR_FORMAT, "bad.json");
     expect_bad("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": [], "
-               "\"continuing_subword_prefix\": \"##\"}}", LM_ERR_UNSUPPORTED,
-               "continuing_subword_prefix");
+               "\"continuing_subword_prefix\": \"##\"}}",
+               LM_ERR_UNSUPPORTED, "continuing_subword_prefix");
     expect_bad("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []}, "
                "\"normalizer\": {\"type\": \"Replace\", \"pattern\": {\"Regex\": \"[\"}, "
-               "\"content\": \"x\"}}", LM_ERR_FORMAT, "normalizer.pattern");
+               "\"content\": \"x\"}}",
+               LM_ERR_FORMAT, "normalizer.pattern");
     expect_bad("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []}, "
                "\"post_processor\": {\"type\": \"TemplateProcessing\", \"single\": "
                "[{\"SpecialToken\": {\"id\": \"<s>\"}}], \"special_tokens\": {}}}",
@@ -305,8 +316,9 @@ static void test_small_pipeline(void **state) {
         fail_msg("%s", err.msg);
     tok_vec v = {0};
     const char *text = " AB-12<x>ab ";
-    assert_int_equal(tok_encode(t, text, strlen(text), LM_TOK_PARSE_SPECIAL | LM_TOK_ADD_SPECIAL,
-                                &v, &err), LM_OK);
+    assert_int_equal(
+        tok_encode(t, text, strlen(text), LM_TOK_PARSE_SPECIAL | LM_TOK_ADD_SPECIAL, &v, &err),
+        LM_OK);
     lm_token want[] = {7, 5, 4, 2, 3, 7, 5};
     assert_int_equal(v.n, LM_ARRAY_LEN(want));
     assert_memory_equal(v.ids, want, sizeof want);
@@ -325,15 +337,23 @@ static void test_small_pipeline(void **state) {
 static void test_added_tokens(void **state) {
     (void)state;
     const char *json =
-        "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 1, \" \": 2}, \"merges\": []},"
+        "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 1, \" \": 2}, \"merges\": "
+        "[]},"
         " \"added_tokens\": ["
         "  {\"id\": 3, \"content\": \"<s>\", \"special\": true, \"normalized\": false},"
-        "  {\"id\": 4, \"content\": \"ab\", \"special\": false, \"normalized\": false, \"single_word\": true},"
-        "  {\"id\": 5, \"content\": \"<e>\", \"special\": true, \"normalized\": false, \"lstrip\": true, \"rstrip\": true}]}";
+        "  {\"id\": 4, \"content\": \"ab\", \"special\": false, \"normalized\": false, "
+        "\"single_word\": true},"
+        "  {\"id\": 5, \"content\": \"<e>\", \"special\": true, \"normalized\": false, \"lstrip\": "
+        "true, \"rstrip\": true}]}";
     tok_tokenizer *t = NULL;
     lm_error err = {0};
     if (tok_load_json_text(json, strlen(json), NULL, 0, "added", &t, &err)) fail_msg("%s", err.msg);
-    struct { const char *text; uint32_t flags; lm_token want[12]; size_t n; } cases[] = {
+    struct {
+        const char *text;
+        uint32_t flags;
+        lm_token want[12];
+        size_t n;
+    } cases[] = {
         {"ab", 0, {4}, 1},
         {"aab", 0, {0, 0, 1}, 3},
         {"a ab b", 0, {0, 2, 4, 2, 1}, 5},
@@ -342,8 +362,8 @@ static void test_added_tokens(void **state) {
     };
     for (size_t i = 0; i < LM_ARRAY_LEN(cases); i++) {
         tok_vec v = {0};
-        assert_int_equal(tok_encode(t, cases[i].text, strlen(cases[i].text), cases[i].flags, &v,
-                                    &err), LM_OK);
+        assert_int_equal(
+            tok_encode(t, cases[i].text, strlen(cases[i].text), cases[i].flags, &v, &err), LM_OK);
         if (v.n != cases[i].n || memcmp(v.ids, cases[i].want, v.n * sizeof(lm_token)) != 0)
             fail_msg("case %zu '%s': %zu ids", i, cases[i].text, v.n);
         tok_vec_free(&v);
@@ -351,7 +371,8 @@ static void test_added_tokens(void **state) {
     /* without PARSE_SPECIAL, "<s>" is text; '<' is not in the vocabulary and no unk: dropped */
     tok_vec v = {0};
     assert_int_equal(tok_encode(t, "<s>a", 4, 0, &v, &err), LM_OK);
-    for (size_t i = 0; i < v.n; i++) assert_int_not_equal(v.ids[i], 3);
+    for (size_t i = 0; i < v.n; i++)
+        assert_int_not_equal(v.ids[i], 3);
     tok_vec_free(&v);
     assert_true(tok_is_special(t, 3));
     assert_false(tok_is_special(t, 4));
@@ -362,8 +383,12 @@ static void test_added_tokens(void **state) {
 static void test_invalid_utf8(void **state) {
     (void)state;
     tok_tokenizer *t = load_dir("tokenizers/llama3");
-    const char *bad = "a\xff" "b\xe2\x82" "c\xc0\xaf";
-    const char *good = "a\xef\xbf\xbd" "b\xef\xbf\xbd" "c\xef\xbf\xbd\xef\xbf\xbd";
+    const char *bad = "a\xff"
+                      "b\xe2\x82"
+                      "c\xc0\xaf";
+    const char *good = "a\xef\xbf\xbd"
+                       "b\xef\xbf\xbd"
+                       "c\xef\xbf\xbd\xef\xbf\xbd";
     tok_vec v = {0}, w = {0};
     lm_error err = {0};
     assert_int_equal(tok_encode(t, bad, strlen(bad), 0, &v, &err), LM_OK);
@@ -380,7 +405,12 @@ static void test_invalid_utf8(void **state) {
 static void test_split_behaviors(void **state) {
     (void)state;
     /* ids: a 0, - 1, b 2, c 3, a- 4, -b 5, -- 6, b- 7, -c 8 */
-    struct { const char *behavior; bool invert; lm_token want[8]; size_t n; } cases[] = {
+    struct {
+        const char *behavior;
+        bool invert;
+        lm_token want[8];
+        size_t n;
+    } cases[] = {
         {"Removed", false, {0, 2, 3}, 3},
         {"Isolated", false, {0, 1, 2, 1, 1, 3}, 6},
         {"MergedWithPrevious", false, {4, 7, 1, 3}, 4},
@@ -390,12 +420,13 @@ static void test_split_behaviors(void **state) {
     };
     for (size_t i = 0; i < LM_ARRAY_LEN(cases); i++) {
         char json[1024];
-        snprintf(json, sizeof json,
-                 "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"-\": 1, \"b\": 2, \"c\": 3, "
-                 "\"a-\": 4, \"-b\": 5, \"--\": 6, \"b-\": 7, \"-c\": 8}, \"merges\": [\"a -\", "
-                 "\"- b\", \"- -\", \"b -\", \"- c\"]}, \"pre_tokenizer\": {\"type\": \"Split\", "
-                 "\"pattern\": {\"String\": \"-\"}, \"behavior\": \"%s\", \"invert\": %s}}",
-                 cases[i].behavior, cases[i].invert ? "true" : "false");
+        snprintf(
+            json, sizeof json,
+            "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"-\": 1, \"b\": 2, \"c\": 3, "
+            "\"a-\": 4, \"-b\": 5, \"--\": 6, \"b-\": 7, \"-c\": 8}, \"merges\": [\"a -\", "
+            "\"- b\", \"- -\", \"b -\", \"- c\"]}, \"pre_tokenizer\": {\"type\": \"Split\", "
+            "\"pattern\": {\"String\": \"-\"}, \"behavior\": \"%s\", \"invert\": %s}}",
+            cases[i].behavior, cases[i].invert ? "true" : "false");
         tok_tokenizer *t = NULL;
         lm_error err = {0};
         if (tok_load_json_text(json, strlen(json), NULL, 0, "split", &t, &err))
@@ -404,7 +435,8 @@ static void test_split_behaviors(void **state) {
         assert_int_equal(tok_encode(t, "a-b--c", 6, 0, &v, &err), LM_OK);
         if (v.n != cases[i].n || memcmp(v.ids, cases[i].want, v.n * sizeof(lm_token)) != 0) {
             char got[128] = "";
-            for (size_t k = 0; k < v.n; k++) snprintf(got + strlen(got), 16, " %d", (int)v.ids[k]);
+            for (size_t k = 0; k < v.n; k++)
+                snprintf(got + strlen(got), 16, " %d", (int)v.ids[k]);
             fail_msg("%s invert=%d: got%s", cases[i].behavior, cases[i].invert, got);
         }
         tok_vec_free(&v);
@@ -421,7 +453,8 @@ static void test_normalizers(void **state) {
         " \"normalizer\": {\"type\": \"Sequence\", \"normalizers\": [{\"type\": \"NFKC\"},"
         "  {\"type\": \"Lowercase\"}, {\"type\": \"Replace\", \"pattern\": {\"Regex\": \"[0-9]x\"},"
         "  \"content\": \"_\"}]},"
-        " \"pre_tokenizer\": {\"type\": \"Sequence\", \"pretokenizers\": [{\"type\": \"Whitespace\"},"
+        " \"pre_tokenizer\": {\"type\": \"Sequence\", \"pretokenizers\": [{\"type\": "
+        "\"Whitespace\"},"
         "  {\"type\": \"Punctuation\"}, {\"type\": \"Digits\", \"individual_digits\": false}]}}";
     tok_tokenizer *t = NULL;
     lm_error err = {0};
@@ -441,7 +474,14 @@ static void test_normalizers(void **state) {
 static void test_metaspace(void **state) {
     (void)state;
     /* ids: _ 0, a 1, b 2, _a 3, _b 4, <s> 5 */
-    struct { const char *scheme; bool split; const char *text; uint32_t flags; lm_token want[6]; size_t n; } cases[] = {
+    struct {
+        const char *scheme;
+        bool split;
+        const char *text;
+        uint32_t flags;
+        lm_token want[6];
+        size_t n;
+    } cases[] = {
         {"always", true, "a b", 0, {3, 4}, 2},
         {"always", false, "a b", 0, {3, 4}, 2},
         {"never", true, "a b", 0, {1, 4}, 2},
@@ -451,17 +491,20 @@ static void test_metaspace(void **state) {
     };
     for (size_t i = 0; i < LM_ARRAY_LEN(cases); i++) {
         char json[1024];
-        snprintf(json, sizeof json,
-                 "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"_\": 0, \"a\": 1, \"b\": 2, \"_a\": 3, "
-                 "\"_b\": 4, \"<s>\": 5}, \"merges\": [\"_ a\", \"_ b\"]}, \"added_tokens\": [{\"id\": 5,"
-                 " \"content\": \"<s>\", \"special\": true, \"normalized\": false}], \"pre_tokenizer\":"
-                 " {\"type\": \"Metaspace\", \"replacement\": \"_\", \"prepend_scheme\": \"%s\", "
-                 "\"split\": %s}, \"decoder\": {\"type\": \"Metaspace\", \"replacement\": \"_\", "
-                 "\"prepend_scheme\": \"%s\"}}",
-                 cases[i].scheme, cases[i].split ? "true" : "false", cases[i].scheme);
+        snprintf(
+            json, sizeof json,
+            "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"_\": 0, \"a\": 1, \"b\": 2, \"_a\": 3, "
+            "\"_b\": 4, \"<s>\": 5}, \"merges\": [\"_ a\", \"_ b\"]}, \"added_tokens\": [{\"id\": "
+            "5,"
+            " \"content\": \"<s>\", \"special\": true, \"normalized\": false}], \"pre_tokenizer\":"
+            " {\"type\": \"Metaspace\", \"replacement\": \"_\", \"prepend_scheme\": \"%s\", "
+            "\"split\": %s}, \"decoder\": {\"type\": \"Metaspace\", \"replacement\": \"_\", "
+            "\"prepend_scheme\": \"%s\"}}",
+            cases[i].scheme, cases[i].split ? "true" : "false", cases[i].scheme);
         tok_tokenizer *t = NULL;
         lm_error err = {0};
-        if (tok_load_json_text(json, strlen(json), NULL, 0, "meta", &t, &err)) fail_msg("%s", err.msg);
+        if (tok_load_json_text(json, strlen(json), NULL, 0, "meta", &t, &err))
+            fail_msg("%s", err.msg);
         tok_vec v = {0};
         const char *text = cases[i].text;
         assert_int_equal(tok_encode(t, text, strlen(text), cases[i].flags, &v, &err), LM_OK);
@@ -482,7 +525,8 @@ static void test_metaspace(void **state) {
 static void test_escapes(void **state) {
     (void)state;
     const char *json =
-        "{\"model\": {\"merges\": [[\"\\u00e9\", \"\\ud83d\\ude00\"], \"\\\" \\\\\"], \"type\": \"BPE\","
+        "{\"model\": {\"merges\": [[\"\\u00e9\", \"\\ud83d\\ude00\"], \"\\\" \\\\\"], \"type\": "
+        "\"BPE\","
         " \"vocab\": {\"\\u00e9\": 0, \"\\ud83d\\ude00\": 1, \"\\u00e9\\ud83d\\ude00\": 2, "
         "\"\\\"\": 3, \"\\\\\": 4, \"\\\"\\\\\": 5, \"\\n\": 6}}}";
     tok_tokenizer *t = NULL;
@@ -546,23 +590,38 @@ static void test_llama3_load_time(void **state) {
     tok_free(t);
 }
 
-static void test_llama3(void **state) { (void)state; assert_int_equal(run_family("llama3"), 0); }
-static void test_qwen2(void **state) { (void)state; assert_int_equal(run_family("qwen2"), 0); }
-static void test_mistral(void **state) { (void)state; assert_int_equal(run_family("mistral"), 0); }
-static void test_phi3(void **state) { (void)state; assert_int_equal(run_family("phi3"), 0); }
-static void test_llama2(void **state) { (void)state; assert_int_equal(run_family("llama2"), 0); }
+static void test_llama3(void **state) {
+    (void)state;
+    assert_int_equal(run_family("llama3"), 0);
+}
+static void test_qwen2(void **state) {
+    (void)state;
+    assert_int_equal(run_family("qwen2"), 0);
+}
+static void test_mistral(void **state) {
+    (void)state;
+    assert_int_equal(run_family("mistral"), 0);
+}
+static void test_phi3(void **state) {
+    (void)state;
+    assert_int_equal(run_family("phi3"), 0);
+}
+static void test_llama2(void **state) {
+    (void)state;
+    assert_int_equal(run_family("llama2"), 0);
+}
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_llama3), cmocka_unit_test(test_qwen2),
-        cmocka_unit_test(test_mistral), cmocka_unit_test(test_phi3),
-        cmocka_unit_test(test_llama2), cmocka_unit_test(test_llamacpp_vectors),
-        cmocka_unit_test(test_tinychat), cmocka_unit_test(test_stories260k_hf),
-        cmocka_unit_test(test_bad_input), cmocka_unit_test(test_small_pipeline),
-        cmocka_unit_test(test_added_tokens), cmocka_unit_test(test_escapes),
-        cmocka_unit_test(test_invalid_utf8), cmocka_unit_test(test_split_behaviors),
-        cmocka_unit_test(test_normalizers), cmocka_unit_test(test_metaspace), cmocka_unit_test(test_alloc_failures),
-        cmocka_unit_test(test_llama3_load_time),
+        cmocka_unit_test(test_llama3),         cmocka_unit_test(test_qwen2),
+        cmocka_unit_test(test_mistral),        cmocka_unit_test(test_phi3),
+        cmocka_unit_test(test_llama2),         cmocka_unit_test(test_llamacpp_vectors),
+        cmocka_unit_test(test_tinychat),       cmocka_unit_test(test_stories260k_hf),
+        cmocka_unit_test(test_bad_input),      cmocka_unit_test(test_small_pipeline),
+        cmocka_unit_test(test_added_tokens),   cmocka_unit_test(test_escapes),
+        cmocka_unit_test(test_invalid_utf8),   cmocka_unit_test(test_split_behaviors),
+        cmocka_unit_test(test_normalizers),    cmocka_unit_test(test_metaspace),
+        cmocka_unit_test(test_alloc_failures), cmocka_unit_test(test_llama3_load_time),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
