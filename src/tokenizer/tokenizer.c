@@ -610,7 +610,7 @@ lm_status tok_load_gguf(const gguf_file *g, tok_tokenizer **out, lm_error *err) 
         t->byte_fallback = true;
         memcpy(t->dec.space_char, "\xe2\x96\x81", 4);
         t->dec.byte_fallback = true;
-        t->dec.strip_first = 1;
+        t->dec.strip_first = t->add_space_prefix ? 1 : 0; /* the prefix it added */
     } else {
         t->dec.byte_level = true;
         if (!tok_mergemap_init(&t->merges, (size_t)merges->v.arr.n)) goto nomem;

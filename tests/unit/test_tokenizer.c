@@ -160,7 +160,7 @@ static void run_llamacpp_vectors(const tok_tokenizer *t, const char *inp_rel, co
  * SentencePiece {piece = 1, score = 2, type = 3}) and handed to tok_load_gguf as GGUF metadata. */
 typedef struct sp_vocab {
     gguf_file g;
-    gguf_kv kv[5];
+    gguf_kv kv[6]; /* kv[5]: free for a test's extra key */
     gguf_value *items;
     float *scores;
     int32_t *types;
@@ -435,6 +435,35 @@ static void test_special_parsing(void **state) {
     sp_vocab_free(&v);
 }
 
+/* tokenizer.ggml.add_space_prefix = false: no U+2581 in front, nothing stripped in decode. */
+static void test_no_space_prefix(void **state) {
+    (void)state;
+    sp_vocab v;
+    sp_vocab_load(&v, "tokenizers/llama2/sp/tokenizer.model");
+    v.kv[5] = (gguf_kv){zs("tokenizer.ggml.add_space_prefix"), {.type = GGUF_BOOL, .v.b = false}};
+    v.g.n_kv = 6;
+    tok_tokenizer *t = NULL;
+    lm_error err = {0};
+    assert_int_equal(tok_load_gguf(&v.g, &t, &err), LM_OK);
+    tok_vec a = {0};
+    assert_int_equal(tok_encode(t, "Hello world", 11, 0, &a, &err), LM_OK);
+    /* "Hello", not "\u2581Hello" (15043) */
+    assert_int_equal(a.ids[0], tok_find(t, "Hello"));
+    assert_int_equal(a.ids[1], 3186); /* "\u2581world" */
+    lm_buf b = {0};
+    assert_int_equal(tok_decode(t, a.ids, a.n, false, &b, &err), LM_OK);
+    assert_string_equal(b.data, "Hello world");
+    tok_vec_free(&a);
+    assert_int_equal(tok_encode(t, " x", 2, 0, &a, &err), LM_OK);
+    lm_buf_reset(&b);
+    assert_int_equal(tok_decode(t, a.ids, a.n, false, &b, &err), LM_OK);
+    assert_string_equal(b.data, " x");
+    lm_buf_free(&b);
+    tok_vec_free(&a);
+    tok_free(t);
+    sp_vocab_free(&v);
+}
+
 /* Every allocation of tok_load_gguf failing in turn gives LM_ERR_NOMEM and leaks nothing. */
 static void test_gguf_alloc_failures(void **state) {
     (void)state;
@@ -467,6 +496,7 @@ int main(void) {
         cmocka_unit_test(test_stories260k_cases), cmocka_unit_test(test_stories260k_decode),
         cmocka_unit_test(test_llamacpp_spm),      cmocka_unit_test(test_gguf_errors),
         cmocka_unit_test(test_gguf_gpt2),         cmocka_unit_test(test_gguf_alloc_failures),
+        cmocka_unit_test(test_no_space_prefix),
         cmocka_unit_test(test_special_parsing),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
