@@ -388,6 +388,7 @@ static bool normalize(const struct tok_json_pipe *p, lm_buf *b, match_list *m) {
             break;
         }
         case N_STRIP: {
+            if (!b->len) break;
             size_t s = 0, e = b->len;
             while (op->left && s < e &&
                    (b->data[s] == ' ' || b->data[s] == '\t' || b->data[s] == '\n' ||
