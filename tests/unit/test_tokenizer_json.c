@@ -546,6 +546,67 @@ static void test_escapes(void **state) {
     tok_free(t);
 }
 
+/* Robustness: mutated tokenizer.json texts load or fail with a message; random bytes encode;
+ * random ids decode to well-formed UTF-8, whole and streamed alike. Deterministic (seeded). */
+static void test_random_inputs(void **state) {
+    (void)state;
+    const char *json =
+        "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 1, \"ab\": 2, \"<x>\": 3, "
+        "\"<0x41>\": 4}, \"merges\": [\"a b\"], \"byte_fallback\": true}, \"added_tokens\": [{\"id\":"
+        " 3, \"content\": \"<x>\", \"special\": true}], \"normalizer\": {\"type\": \"Replace\", "
+        "\"pattern\": {\"Regex\": \"b+\"}, \"content\": \"b\"}, \"pre_tokenizer\": {\"type\": "
+        "\"Split\", \"pattern\": {\"Regex\": \"\\\\s+\"}, \"behavior\": \"MergedWithNext\"}, "
+        "\"decoder\": {\"type\": \"Sequence\", \"decoders\": [{\"type\": \"ByteFallback\"}, "
+        "{\"type\": \"Fuse\"}]}}";
+    size_t n = strlen(json);
+    char *buf = lm_malloc(n + 1);
+    lm_rng r;
+    lm_rng_seed(&r, 42);
+    for (int it = 0; it < 400; it++) {
+        memcpy(buf, json, n + 1);
+        size_t m = n;
+        for (int k = 0; k < 1 + it % 3; k++) {
+            size_t pos = lm_rng_next(&r) % m;
+            if (lm_rng_next(&r) & 1) buf[pos] = (char)(lm_rng_next(&r) & 0x7f);
+            else memmove(buf + pos, buf + pos + 1, m-- - pos);
+        }
+        tok_tokenizer *t = NULL;
+        lm_error err = {0};
+        lm_status st = tok_load_json_text(buf, m, NULL, 0, "mut", &t, &err);
+        if (st) {
+            assert_null(t);
+            assert_true(strlen(err.msg) > 0);
+            continue;
+        }
+        tok_vec v = {0};
+        assert_int_equal(tok_encode(t, "ab <x>bb A", 10, LM_TOK_PARSE_SPECIAL, &v, &err), LM_OK);
+        tok_vec_free(&v);
+        tok_free(t);
+    }
+    lm_free(buf);
+    const char *fams[] = {"tokenizers/llama3", "tokenizers/mistral"};
+    for (size_t f = 0; f < 2; f++) {
+        tok_tokenizer *t = load_dir(fams[f]);
+        for (int it = 0; it < 50; it++) {
+            char text[64];
+            for (size_t k = 0; k < sizeof text; k++) text[k] = (char)lm_rng_next(&r);
+            tok_vec v = {0};
+            lm_error err = {0};
+            assert_int_equal(tok_encode(t, text, sizeof text, LM_TOK_PARSE_SPECIAL, &v, &err), LM_OK);
+            assert_true(v.n > 0);
+            tok_vec_free(&v);
+            lm_token ids[16];
+            for (size_t k = 0; k < 16; k++) ids[k] = (lm_token)(lm_rng_next(&r) % (uint64_t)tok_n_vocab(t));
+            lm_buf b = {0};
+            assert_int_equal(tok_decode(t, ids, 16, it & 1, &b, &err), LM_OK);
+            assert_int_equal(lm_utf8_complete_len(b.data ? b.data : "", b.len), b.len);
+            check_stream(t, ids, 16, it & 1, &b);
+            lm_buf_free(&b);
+        }
+        tok_free(t);
+    }
+}
+
 /* Every allocation of a load failing in turn gives LM_ERR_NOMEM and leaks nothing (ASan). */
 static void test_alloc_failures(void **state) {
     (void)state;
@@ -621,7 +682,8 @@ int main(void) {
         cmocka_unit_test(test_added_tokens),   cmocka_unit_test(test_escapes),
         cmocka_unit_test(test_invalid_utf8),   cmocka_unit_test(test_split_behaviors),
         cmocka_unit_test(test_normalizers),    cmocka_unit_test(test_metaspace),
-        cmocka_unit_test(test_alloc_failures), cmocka_unit_test(test_llama3_load_time),
+        cmocka_unit_test(test_random_inputs),  cmocka_unit_test(test_alloc_failures),
+        cmocka_unit_test(test_llama3_load_time),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
