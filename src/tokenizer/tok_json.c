@@ -1535,16 +1535,23 @@ lm_status tok_load_json(const char *tokenizer_json, const char *tokenizer_config
 
 lm_status tok_load_dir(const char *dir, tok_tokenizer **out, lm_error *err) {
     *out = NULL;
-    char *tj = lm_path_join(dir, "tokenizer.json"),
-         *tc = lm_path_join(dir, "tokenizer_config.json");
+    char *tj = lm_path_join(dir, "tokenizer.json"), *tc = lm_path_join(dir, "tokenizer_config.json");
+    char *cj = lm_path_join(dir, "chat_template.jinja");
     lm_status st;
-    if (!tj || !tc)
-        st = lm_fail_nomem(err, "path");
-    else if (!lm_path_exists(tj))
-        st = lm_fail(err, LM_ERR_IO, "%s: no tokenizer.json", dir);
-    else
-        st = tok_load_json(tj, lm_path_exists(tc) ? tc : NULL, out, err);
+    if (!tj || !tc || !cj) st = lm_fail_nomem(err, "path");
+    else if (!lm_path_exists(tj)) st = lm_fail(err, LM_ERR_IO, "%s: no tokenizer.json", dir);
+    else st = tok_load_json(tj, lm_path_exists(tc) ? tc : NULL, out, err);
+    /* newer Hugging Face repositories keep the template in its own file */
+    if (!st && !(*out)->chat_template && lm_path_exists(cj)) {
+        size_t n;
+        st = lm_read_text(cj, &(*out)->chat_template, &n, err);
+        if (st) {
+            tok_free(*out);
+            *out = NULL;
+        }
+    }
     lm_free(tj);
     lm_free(tc);
+    lm_free(cj);
     return st;
 }

@@ -607,6 +607,37 @@ static void test_random_inputs(void **state) {
     }
 }
 
+/* tok_load_dir: tokenizer.json alone, with chat_template.jinja beside it; a folder without one. */
+static void test_load_dir(void **state) {
+    (void)state;
+    const char *dir = tu_temp_dir();
+    char path[1024];
+    const char *json = "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []}}";
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(json, f);
+    fclose(f);
+    tok_tokenizer *t = NULL;
+    lm_error err = {0};
+    assert_int_equal(tok_load_dir(dir, &t, &err), LM_OK);
+    assert_null(tok_chat_template(t, NULL));
+    assert_int_equal(tok_bos(t), -1);
+    assert_false(tok_adds_bos(t));
+    tok_free(t);
+    snprintf(path, sizeof path, "%s/chat_template.jinja", dir);
+    f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("{{ messages }}", f);
+    fclose(f);
+    assert_int_equal(tok_load_dir(dir, &t, &err), LM_OK);
+    assert_string_equal(tok_chat_template(t, NULL), "{{ messages }}");
+    tok_free(t);
+    assert_int_equal(tok_load_dir(tu_data("stories260K/orig"), &t, &err), LM_ERR_IO);
+    assert_non_null(strstr(err.msg, "tokenizer.json"));
+    assert_null(t);
+}
+
 /* Every allocation of a load failing in turn gives LM_ERR_NOMEM and leaks nothing (ASan). */
 static void test_alloc_failures(void **state) {
     (void)state;
@@ -683,7 +714,7 @@ int main(void) {
         cmocka_unit_test(test_invalid_utf8),   cmocka_unit_test(test_split_behaviors),
         cmocka_unit_test(test_normalizers),    cmocka_unit_test(test_metaspace),
         cmocka_unit_test(test_random_inputs),  cmocka_unit_test(test_alloc_failures),
-        cmocka_unit_test(test_llama3_load_time),
+        cmocka_unit_test(test_load_dir),       cmocka_unit_test(test_llama3_load_time),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
