@@ -37,7 +37,7 @@ typedef struct tok_decode_rules {
 
 struct tok_tokenizer {
     int32_t n_vocab; /* vocabulary plus added tokens */
-    char **pieces;   /* NUL-terminated, owned (one arena: pieces[0] is its start) */
+    char **pieces;   /* NUL-terminated, pointing into arena */
     char *arena;
     uint32_t *piece_len;
     float *scores;    /* SPM scores, or NULL */
