@@ -1,0 +1,105 @@
+/* chat/jinja/jinja_int.h: private to chat/jinja/: the token, node and value types shared by the
+ * parser (parse.c) and the renderer (render.c).
+ * Owns: the template's arena (tokens, nodes and literal strings live until jinja_free). */
+#ifndef LM_JINJA_INT_H
+#define LM_JINJA_INT_H
+
+#include "chat/chat.h"
+
+/* ---- arena: many small allocations freed at once ---- */
+
+typedef struct arena_blk arena_blk;
+typedef struct arena {
+    arena_blk *head;
+} arena;
+
+void *arena_alloc(arena *a, size_t n); /* zeroed, 16-aligned; NULL on NOMEM */
+void arena_free(arena *a);
+char *arena_strndup(arena *a, const char *s, size_t n);
+
+/* ---- values ---- */
+
+enum vtype { V_UNDEF, V_NONE, V_BOOL, V_INT, V_FLOAT, V_STR, V_LIST, V_DICT, V_NS, V_MACRO,
+             V_FUNC, V_METHOD };
+
+typedef struct vlist vlist;
+typedef struct vdict vdict;
+typedef struct vmacro vmacro;
+typedef struct vmethod vmethod;
+
+typedef struct val {
+    int t;
+    union {
+        bool b;
+        int64_t i;
+        double f;
+        struct { const char *p; size_t n; } s;
+        vlist *l;
+        vdict *d;   /* V_DICT and V_NS */
+        vmacro *m;
+        int fn;     /* V_FUNC: a builtin id */
+        vmethod *me;
+    } u;
+} val;
+
+struct vlist {
+    val *v;
+    size_t n, cap;
+};
+
+struct vdict {
+    const char **kp;
+    size_t *kn;
+    val *v;
+    size_t n, cap;
+};
+
+/* ---- nodes ---- */
+
+enum nkind {
+    /* statements */
+    N_TEXT, N_OUT, N_IF, N_FOR, N_SET, N_SETBLOCK, N_MACRO, N_CALLBLOCK, N_BREAK, N_CONTINUE,
+    N_BODY,
+    /* expressions */
+    E_LIT, E_NAME, E_ATTR, E_ITEM, E_SLICE, E_CALL, E_FILTER, E_TEST, E_BIN, E_NOT, E_NEG,
+    E_POS, E_AND, E_OR, E_COND, E_LIST, E_DICT
+};
+
+typedef struct node node;
+typedef struct nlist {
+    node **v;
+    size_t n, cap;
+} nlist;
+
+struct node {
+    int kind;
+    int line, col;
+    int op;              /* E_BIN: an operator id; E_TEST: negated */
+    const char *name;    /* E_NAME, E_ATTR, E_FILTER, E_TEST, N_SET target, N_MACRO */
+    size_t name_n;
+    const char *attr;    /* N_SET ns.attr */
+    size_t attr_n;
+    node *a, *b, *c;     /* operands; E_SLICE: a[b:c:d] with d in args.v[0] */
+    nlist args;          /* call/filter/test positional args; E_LIST items; E_DICT keys,values */
+    nlist kwv;           /* keyword argument values; N_MACRO defaults */
+    const char **kwn;    /* keyword argument names; N_MACRO/N_FOR parameter/target names */
+    size_t *kwl;
+    size_t n_kwn;
+    nlist body, else_body;
+    val lit;             /* E_LIT */
+    /* N_TEXT: text [0, n); lstrip_n bytes at the end go under lstrip_blocks; the first byte
+     * ('\n') goes under trim_blocks when trim_nl */
+    const char *text;
+    size_t text_n, lstrip_n;
+    bool trim_nl;
+};
+
+enum { OP_ADD = 1, OP_SUB, OP_MUL, OP_DIV, OP_FDIV, OP_MOD, OP_POW, OP_CAT, OP_EQ, OP_NE, OP_LT,
+       OP_LE, OP_GT, OP_GE, OP_IN, OP_NOTIN };
+
+struct jinja_template {
+    arena a;
+    nlist root;
+};
+
+#endif /* LM_JINJA_INT_H */

@@ -1,0 +1,1818 @@
+/* chat/jinja/render.c: evaluates a parsed template against JSON variables.
+ * Owns: values (Python-like: None, bool, int, float, str, list, dict in insertion order,
+ * namespace, macro), Python truthiness/str()/repr(), json.dumps-style tojson, the filters, tests,
+ * methods and globals chat templates use, and the output/step/depth limits.
+ * Does not own: parsing (parse.c). Every value lives in the render's arena until it ends. */
+#include "chat/jinja/jinja_int.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+typedef struct frame {
+    struct frame *parent;
+    vdict vars;
+} frame;
+
+struct vmacro {
+    const node *n;     /* N_MACRO, or N_CALLBLOCK for caller() */
+    frame *scope;      /* caller(): the call site's frame */
+};
+
+struct vmethod {
+    val self;
+    const char *name;
+    size_t n;
+};
+
+enum { F_RANGE = 1, F_NAMESPACE, F_RAISE, F_STRFTIME, F_DICT, F_LOOP_CYCLE };
+
+typedef struct ctx {
+    arena a;
+    const jinja_opts *o;
+    lm_buf *out;
+    lm_error *err;
+    lm_status st;
+    size_t steps, depth, out0;
+    frame *root;
+    int brk; /* 1 break, 2 continue */
+} ctx;
+
+static const val UNDEF = {.t = V_UNDEF};
+static const val NONE = {.t = V_NONE};
+
+/* ---- errors ---- */
+
+static bool rfail(ctx *c, const node *at, const char *fmt, ...) LM_PRINTF(3, 4);
+static bool rfail(ctx *c, const node *at, const char *fmt, ...) {
+    if (c->st) return false;
+    char m[200];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(m, sizeof m, fmt, ap);
+    va_end(ap);
+    if (at)
+        c->st = lm_fail(c->err, LM_ERR_TEMPLATE, "template line %d column %d: %s", at->line, at->col, m);
+    else
+        c->st = lm_fail(c->err, LM_ERR_TEMPLATE, "template: %s", m);
+    return false;
+}
+
+static bool nomem(ctx *c) {
+    if (!c->st) c->st = lm_fail_nomem(c->err, "template render");
+    return false;
+}
+
+static void *alloc(ctx *c, size_t n) {
+    void *p = arena_alloc(&c->a, n);
+    if (!p) nomem(c);
+    return p;
+}
+
+/* ---- value helpers ---- */
+
+static val vbool(bool b) { val v = {.t = V_BOOL}; v.u.b = b; return v; }
+static val vint(int64_t i) { val v = {.t = V_INT}; v.u.i = i; return v; }
+static val vfloat(double f) { val v = {.t = V_FLOAT}; v.u.f = f; return v; }
+static val vstr(const char *p, size_t n) { val v = {.t = V_STR}; v.u.s.p = p; v.u.s.n = n; return v; }
+
+static bool vstr_copy(ctx *c, const char *p, size_t n, val *out) {
+    char *s = arena_strndup(&c->a, p, n);
+    if (!s) return nomem(c);
+    *out = vstr(s, n);
+    return true;
+}
+
+static bool vstr_buf(ctx *c, lm_buf *b, val *out) {
+    if (b->oom) {
+        lm_buf_free(b);
+        return nomem(c);
+    }
+    bool ok = vstr_copy(c, b->data ? b->data : "", b->len, out);
+    lm_buf_free(b);
+    return ok;
+}
+
+static vlist *list_new(ctx *c, size_t cap) {
+    vlist *l = alloc(c, sizeof *l);
+    if (!l) return NULL;
+    if (cap) {
+        l->v = alloc(c, cap * sizeof(val));
+        if (!l->v) return NULL;
+        l->cap = cap;
+    }
+    return l;
+}
+
+static bool list_push(ctx *c, vlist *l, val v) {
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 4;
+        val *nv = alloc(c, cap * sizeof(val));
+        if (!nv) return false;
+        if (l->n) memcpy(nv, l->v, l->n * sizeof(val));
+        l->v = nv;
+        l->cap = cap;
+    }
+    l->v[l->n++] = v;
+    return true;
+}
+
+static val vlistv(vlist *l) { val v = {.t = V_LIST}; v.u.l = l; return v; }
+static val vdictv(vdict *d) { val v = {.t = V_DICT}; v.u.d = d; return v; }
+
+static val *dict_find(const vdict *d, const char *k, size_t kn) {
+    for (size_t i = 0; i < d->n; i++)
+        if (d->kn[i] == kn && memcmp(d->kp[i], k, kn) == 0) return &d->v[i];
+    return NULL;
+}
+
+static bool dict_set(ctx *c, vdict *d, const char *k, size_t kn, val v) {
+    val *e = dict_find(d, k, kn);
+    if (e) {
+        *e = v;
+        return true;
+    }
+    if (d->n == d->cap) {
+        size_t cap = d->cap ? d->cap * 2 : 8;
+        const char **kp = alloc(c, cap * sizeof(char *));
+        size_t *kl = alloc(c, cap * sizeof(size_t));
+        val *vv = alloc(c, cap * sizeof(val));
+        if (!kp || !kl || !vv) return false;
+        if (d->n) {
+            memcpy(kp, d->kp, d->n * sizeof(char *));
+            memcpy(kl, d->kn, d->n * sizeof(size_t));
+            memcpy(vv, d->v, d->n * sizeof(val));
+        }
+        d->kp = kp;
+        d->kn = kl;
+        d->v = vv;
+        d->cap = cap;
+    }
+    d->kp[d->n] = k;
+    d->kn[d->n] = kn;
+    d->v[d->n] = v;
+    d->n++;
+    return true;
+}
+
+static bool from_json(ctx *c, const cJSON *j, val *out) {
+    if (cJSON_IsNull(j)) {
+        *out = NONE;
+    } else if (cJSON_IsBool(j)) {
+        *out = vbool(cJSON_IsTrue(j));
+    } else if (cJSON_IsNumber(j)) {
+        double d = j->valuedouble;
+        /* cJSON keeps no int/float distinction: integral values within 2^53 are ints */
+        if (d == floor(d) && fabs(d) < 9007199254740992.0)
+            *out = vint((int64_t)d);
+        else
+            *out = vfloat(d);
+    } else if (cJSON_IsString(j)) {
+        *out = vstr(j->valuestring, strlen(j->valuestring));
+    } else if (cJSON_IsArray(j)) {
+        vlist *l = list_new(c, (size_t)cJSON_GetArraySize(j));
+        if (!l) return false;
+        for (const cJSON *e = j->child; e; e = e->next) {
+            val v;
+            if (!from_json(c, e, &v) || !list_push(c, l, v)) return false;
+        }
+        *out = vlistv(l);
+    } else if (cJSON_IsObject(j)) {
+        vdict *d = alloc(c, sizeof *d);
+        if (!d) return false;
+        for (const cJSON *e = j->child; e; e = e->next) {
+            val v;
+            if (!from_json(c, e, &v) || !dict_set(c, d, e->string, strlen(e->string), v)) return false;
+        }
+        *out = vdictv(d);
+    } else {
+        *out = NONE;
+    }
+    return true;
+}
+
+static bool truthy(val v) {
+    switch (v.t) {
+    case V_UNDEF: case V_NONE: return false;
+    case V_BOOL: return v.u.b;
+    case V_INT: return v.u.i != 0;
+    case V_FLOAT: return v.u.f != 0;
+    case V_STR: return v.u.s.n != 0;
+    case V_LIST: return v.u.l->n != 0;
+    case V_DICT: return v.u.d->n != 0;
+    default: return true;
+    }
+}
+
+static const char *type_name(val v) {
+    static const char *names[] = {"undefined", "None", "bool", "int", "float", "str", "list",
+                                  "dict", "namespace", "macro", "function", "method"};
+    return names[v.t];
+}
+
+static bool is_num(val v) { return v.t == V_INT || v.t == V_FLOAT || v.t == V_BOOL; }
+static double num(val v) { return v.t == V_FLOAT ? v.u.f : v.t == V_INT ? (double)v.u.i : (double)v.u.b; }
+static bool is_intlike(val v) { return v.t == V_INT || v.t == V_BOOL; }
+static int64_t ival(val v) { return v.t == V_INT ? v.u.i : (int64_t)v.u.b; }
+
+static bool equal(val a, val b) {
+    if (is_num(a) && is_num(b)) {
+        if (is_intlike(a) && is_intlike(b)) return ival(a) == ival(b);
+        return num(a) == num(b);
+    }
+    if (a.t != b.t) return false;
+    switch (a.t) {
+    case V_UNDEF: case V_NONE: return true;
+    case V_STR: return a.u.s.n == b.u.s.n && memcmp(a.u.s.p, b.u.s.p, a.u.s.n) == 0;
+    case V_LIST:
+        if (a.u.l->n != b.u.l->n) return false;
+        for (size_t i = 0; i < a.u.l->n; i++)
+            if (!equal(a.u.l->v[i], b.u.l->v[i])) return false;
+        return true;
+    case V_DICT:
+        if (a.u.d->n != b.u.d->n) return false;
+        for (size_t i = 0; i < a.u.d->n; i++) {
+            val *o = dict_find(b.u.d, a.u.d->kp[i], a.u.d->kn[i]);
+            if (!o || !equal(a.u.d->v[i], *o)) return false;
+        }
+        return true;
+    case V_NS: return a.u.d == b.u.d;
+    case V_MACRO: return a.u.m == b.u.m;
+    case V_FUNC: return a.u.fn == b.u.fn;
+    default: return false;
+    }
+}
+
+/* ---- text forms ---- */
+
+/* Python repr() of a float: the shortest digits that read back the same. */
+static void fmt_float(double f, char *out, size_t cap) {
+    if (isnan(f)) {
+        snprintf(out, cap, "nan");
+        return;
+    }
+    if (isinf(f)) {
+        snprintf(out, cap, f < 0 ? "-inf" : "inf");
+        return;
+    }
+    char buf[40];
+    int prec;
+    for (prec = 1; prec <= 17; prec++) {
+        snprintf(buf, sizeof buf, "%.*e", prec - 1, f);
+        if (strtod(buf, NULL) == f) break;
+    }
+    /* buf: [-]d[.ddd]e[+-]XX */
+    char digits[24];
+    size_t nd = 0;
+    const char *s = buf;
+    bool neg = *s == '-';
+    if (neg) s++;
+    while (*s && *s != 'e') {
+        if (*s != '.') digits[nd++] = *s;
+        s++;
+    }
+    int exp = atoi(s + 1);
+    while (nd > 1 && digits[nd - 1] == '0') nd--;
+    size_t o = 0;
+    char r[64];
+    if (neg) r[o++] = '-';
+    if (exp >= -4 && exp < 16) {
+        if (exp < 0) {
+            r[o++] = '0';
+            r[o++] = '.';
+            for (int i = 0; i < -exp - 1; i++) r[o++] = '0';
+            for (size_t i = 0; i < nd; i++) r[o++] = digits[i];
+        } else {
+            for (int i = 0; i <= exp; i++) r[o++] = (size_t)i < nd ? digits[i] : '0';
+            r[o++] = '.';
+            if ((size_t)exp + 1 < nd)
+                for (size_t i = (size_t)exp + 1; i < nd; i++) r[o++] = digits[i];
+            else
+                r[o++] = '0';
+        }
+        r[o] = 0;
+    } else {
+        r[o++] = digits[0];
+        if (nd > 1) {
+            r[o++] = '.';
+            for (size_t i = 1; i < nd; i++) r[o++] = digits[i];
+        }
+        r[o] = 0;
+        snprintf(r + o, sizeof r - o, "e%c%02d", exp < 0 ? '-' : '+', exp < 0 ? -exp : exp);
+    }
+    snprintf(out, cap, "%s", r);
+}
+
+static void put_repr(lm_buf *b, val v);
+
+static void put_str(lm_buf *b, val v) {
+    char tmp[64];
+    switch (v.t) {
+    case V_UNDEF: break;
+    case V_NONE: lm_buf_puts(b, "None"); break;
+    case V_BOOL: lm_buf_puts(b, v.u.b ? "True" : "False"); break;
+    case V_INT: lm_buf_printf(b, "%lld", (long long)v.u.i); break;
+    case V_FLOAT: fmt_float(v.u.f, tmp, sizeof tmp); lm_buf_puts(b, tmp); break;
+    case V_STR: lm_buf_append(b, v.u.s.p, v.u.s.n); break;
+    case V_LIST:
+        lm_buf_putc(b, '[');
+        for (size_t i = 0; i < v.u.l->n; i++) {
+            if (i) lm_buf_puts(b, ", ");
+            put_repr(b, v.u.l->v[i]);
+        }
+        lm_buf_putc(b, ']');
+        break;
+    case V_DICT:
+        lm_buf_putc(b, '{');
+        for (size_t i = 0; i < v.u.d->n; i++) {
+            if (i) lm_buf_puts(b, ", ");
+            put_repr(b, vstr(v.u.d->kp[i], v.u.d->kn[i]));
+            lm_buf_puts(b, ": ");
+            put_repr(b, v.u.d->v[i]);
+        }
+        lm_buf_putc(b, '}');
+        break;
+    case V_NS: lm_buf_puts(b, "<Namespace>"); break;
+    default: lm_buf_printf(b, "<%s>", type_name(v)); break;
+    }
+}
+
+static void put_repr(lm_buf *b, val v) {
+    if (v.t != V_STR) {
+        put_str(b, v);
+        return;
+    }
+    bool has_sq = memchr(v.u.s.p, '\'', v.u.s.n) != NULL;
+    bool has_dq = memchr(v.u.s.p, '"', v.u.s.n) != NULL;
+    char q = has_sq && !has_dq ? '"' : '\'';
+    lm_buf_putc(b, q);
+    for (size_t i = 0; i < v.u.s.n; i++) {
+        unsigned char ch = (unsigned char)v.u.s.p[i];
+        if (ch == (unsigned char)q || ch == '\\') {
+            lm_buf_putc(b, '\\');
+            lm_buf_putc(b, (char)ch);
+        } else if (ch == '\n') lm_buf_puts(b, "\\n");
+        else if (ch == '\r') lm_buf_puts(b, "\\r");
+        else if (ch == '\t') lm_buf_puts(b, "\\t");
+        else if (ch < 0x20 || ch == 0x7f) lm_buf_printf(b, "\\x%02x", ch);
+        else lm_buf_putc(b, (char)ch);
+    }
+    lm_buf_putc(b, q);
+}
+
+static void json_str(lm_buf *b, const char *s, size_t n) {
+    lm_buf_putc(b, '"');
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        switch (ch) {
+        case '"': lm_buf_puts(b, "\\\""); break;
+        case '\\': lm_buf_puts(b, "\\\\"); break;
+        case '\n': lm_buf_puts(b, "\\n"); break;
+        case '\r': lm_buf_puts(b, "\\r"); break;
+        case '\t': lm_buf_puts(b, "\\t"); break;
+        case '\b': lm_buf_puts(b, "\\b"); break;
+        case '\f': lm_buf_puts(b, "\\f"); break;
+        default:
+            if (ch < 0x20) lm_buf_printf(b, "\\u%04x", ch);
+            else lm_buf_putc(b, (char)ch);
+        }
+    }
+    lm_buf_putc(b, '"');
+}
+
+static void json_nl(lm_buf *b, int indent, int level) {
+    lm_buf_putc(b, '\n');
+    for (int i = 0; i < indent * level; i++) lm_buf_putc(b, ' ');
+}
+
+/* json.dumps(v, ensure_ascii=False, indent=indent) as transformers' tojson calls it:
+ * separators ", "/": " without indent, ","/": " with it. */
+static bool put_json(ctx *c, lm_buf *b, val v, int indent, int level, const node *at) {
+    if (level > 200) return rfail(c, at, "tojson: nesting deeper than 200");
+    char tmp[64];
+    switch (v.t) {
+    case V_UNDEF: case V_NONE: lm_buf_puts(b, "null"); break;
+    case V_BOOL: lm_buf_puts(b, v.u.b ? "true" : "false"); break;
+    case V_INT: lm_buf_printf(b, "%lld", (long long)v.u.i); break;
+    case V_FLOAT:
+        if (isnan(v.u.f)) lm_buf_puts(b, "NaN");
+        else if (isinf(v.u.f)) lm_buf_puts(b, v.u.f < 0 ? "-Infinity" : "Infinity");
+        else {
+            fmt_float(v.u.f, tmp, sizeof tmp);
+            lm_buf_puts(b, tmp);
+        }
+        break;
+    case V_STR: json_str(b, v.u.s.p, v.u.s.n); break;
+    case V_LIST:
+        if (!v.u.l->n) {
+            lm_buf_puts(b, "[]");
+            break;
+        }
+        lm_buf_putc(b, '[');
+        for (size_t i = 0; i < v.u.l->n; i++) {
+            if (i) lm_buf_puts(b, indent >= 0 ? "," : ", ");
+            if (indent >= 0) json_nl(b, indent, level + 1);
+            if (!put_json(c, b, v.u.l->v[i], indent, level + 1, at)) return false;
+        }
+        if (indent >= 0) json_nl(b, indent, level);
+        lm_buf_putc(b, ']');
+        break;
+    case V_DICT: case V_NS:
+        if (!v.u.d->n) {
+            lm_buf_puts(b, "{}");
+            break;
+        }
+        lm_buf_putc(b, '{');
+        for (size_t i = 0; i < v.u.d->n; i++) {
+            if (i) lm_buf_puts(b, indent >= 0 ? "," : ", ");
+            if (indent >= 0) json_nl(b, indent, level + 1);
+            json_str(b, v.u.d->kp[i], v.u.d->kn[i]);
+            lm_buf_puts(b, ": ");
+            if (!put_json(c, b, v.u.d->v[i], indent, level + 1, at)) return false;
+        }
+        if (indent >= 0) json_nl(b, indent, level);
+        lm_buf_putc(b, '}');
+        break;
+    default:
+        return rfail(c, at, "tojson: a %s is not JSON serializable", type_name(v));
+    }
+    return true;
+}
+
+static bool to_str(ctx *c, val v, val *out) {
+    if (v.t == V_STR) {
+        *out = v;
+        return true;
+    }
+    lm_buf b = {0};
+    put_str(&b, v);
+    return vstr_buf(c, &b, out);
+}
+
+/* ---- scopes ---- */
+
+static frame *frame_new(ctx *c, frame *parent) {
+    frame *f = alloc(c, sizeof *f);
+    if (f) f->parent = parent;
+    return f;
+}
+
+static val lookup(ctx *c, frame *f, const char *k, size_t kn) {
+    for (; f; f = f->parent) {
+        val *v = dict_find(&f->vars, k, kn);
+        if (v) return *v;
+    }
+    static const struct { const char *n; int id; } fns[] = {
+        {"range", F_RANGE}, {"namespace", F_NAMESPACE}, {"raise_exception", F_RAISE},
+        {"strftime_now", F_STRFTIME}, {"dict", F_DICT}};
+    for (size_t i = 0; i < LM_ARRAY_LEN(fns); i++)
+        if (strlen(fns[i].n) == kn && memcmp(fns[i].n, k, kn) == 0) {
+            val v = {.t = V_FUNC};
+            v.u.fn = fns[i].id;
+            return v;
+        }
+    (void)c;
+    return UNDEF;
+}
+
+/* ---- evaluation ---- */
+
+typedef struct args {
+    val *pos;
+    size_t n_pos;
+    const char **kn;
+    size_t *kl;
+    val *kw;
+    size_t n_kw;
+} args;
+
+static bool eval(ctx *c, frame *f, const node *n, val *out);
+static bool exec_body(ctx *c, frame *f, const nlist *body);
+
+static bool step(ctx *c, const node *at) {
+    size_t lim = c->o->max_steps ? c->o->max_steps : 10000000;
+    if (++c->steps > lim) return rfail(c, at, "max_steps (%zu loop iterations and calls) exceeded", lim);
+    return true;
+}
+
+static bool eval_args(ctx *c, frame *f, const node *n, args *a) {
+    memset(a, 0, sizeof *a);
+    if (n->args.n) {
+        a->pos = alloc(c, n->args.n * sizeof(val));
+        if (!a->pos) return false;
+        for (size_t i = 0; i < n->args.n; i++)
+            if (!eval(c, f, n->args.v[i], &a->pos[i])) return false;
+        a->n_pos = n->args.n;
+    }
+    if (n->n_kwn) {
+        a->kw = alloc(c, n->n_kwn * sizeof(val));
+        if (!a->kw) return false;
+        for (size_t i = 0; i < n->n_kwn; i++)
+            if (!eval(c, f, n->kwv.v[i], &a->kw[i])) return false;
+        a->kn = n->kwn;
+        a->kl = n->kwl;
+        a->n_kw = n->n_kwn;
+    }
+    return true;
+}
+
+/* The i-th positional argument or the keyword argument name; dflt when absent. */
+static val arg(const args *a, size_t i, const char *name, val dflt) {
+    if (i < a->n_pos) return a->pos[i];
+    if (name)
+        for (size_t k = 0; k < a->n_kw; k++)
+            if (a->kl[k] == strlen(name) && memcmp(a->kn[k], name, a->kl[k]) == 0) return a->kw[k];
+    return dflt;
+}
+
+static bool get_attr(ctx *c, val obj, const char *k, size_t kn, val *out) {
+    (void)c;
+    if (obj.t == V_DICT || obj.t == V_NS) {
+        val *v = dict_find(obj.u.d, k, kn);
+        if (v) {
+            *out = *v;
+            return true;
+        }
+    }
+    if (obj.t == V_STR || obj.t == V_DICT || obj.t == V_LIST) {
+        static const char *methods[] = {"strip", "lstrip", "rstrip", "startswith", "endswith",
+                                        "split", "rsplit", "upper", "lower", "replace", "title",
+                                        "capitalize", "get", "items", "keys", "values", "append",
+                                        "pop", "join", "find", "count", "index", "insert",
+                                        "extend", "update", "splitlines", NULL};
+        for (int i = 0; methods[i]; i++)
+            if (strlen(methods[i]) == kn && memcmp(methods[i], k, kn) == 0) {
+                vmethod *m = alloc(c, sizeof *m);
+                if (!m) return false;
+                m->self = obj;
+                m->name = methods[i];
+                m->n = kn;
+                val v = {.t = V_METHOD};
+                v.u.me = m;
+                *out = v;
+                return true;
+            }
+    }
+    *out = UNDEF;
+    return true;
+}
+
+static bool norm_index(int64_t i, size_t n, size_t *out) {
+    if (i < 0) i += (int64_t)n;
+    if (i < 0 || (uint64_t)i >= n) return false;
+    *out = (size_t)i;
+    return true;
+}
+
+static bool get_item(ctx *c, val obj, val key, val *out) {
+    if (key.t == V_STR) return get_attr(c, obj, key.u.s.p, key.u.s.n, out);
+    if (is_intlike(key)) {
+        size_t i;
+        if (obj.t == V_LIST && norm_index(ival(key), obj.u.l->n, &i)) {
+            *out = obj.u.l->v[i];
+            return true;
+        }
+        if (obj.t == V_STR && norm_index(ival(key), obj.u.s.n, &i)) {
+            *out = vstr(obj.u.s.p + i, 1);
+            return true;
+        }
+    }
+    *out = UNDEF;
+    return true;
+}
+
+static bool eval_slice(ctx *c, frame *f, const node *n, val obj, val *out) {
+    val vs = NONE, ve = NONE, vst = NONE;
+    if (n->b && !eval(c, f, n->b, &vs)) return false;
+    if (n->c && !eval(c, f, n->c, &ve)) return false;
+    if (n->args.n && !eval(c, f, n->args.v[0], &vst)) return false;
+    int64_t len = obj.t == V_LIST ? (int64_t)obj.u.l->n : obj.t == V_STR ? (int64_t)obj.u.s.n : -1;
+    if (len < 0) return rfail(c, n, "cannot slice a %s", type_name(obj));
+    int64_t st = vst.t == V_NONE ? 1 : ival(vst);
+    if (vst.t != V_NONE && !is_intlike(vst)) return rfail(c, n, "slice step must be an integer");
+    if (st == 0) return rfail(c, n, "slice step cannot be zero");
+    int64_t lo, hi;
+    /* Python's PySlice_AdjustIndices */
+    if (vs.t == V_NONE) lo = st < 0 ? len - 1 : 0;
+    else {
+        lo = ival(vs);
+        if (lo < 0) lo += len;
+        if (lo < 0) lo = st < 0 ? -1 : 0;
+        else if (lo >= len) lo = st < 0 ? len - 1 : len;
+    }
+    if (ve.t == V_NONE) hi = st < 0 ? -1 : len;
+    else {
+        hi = ival(ve);
+        if (hi < 0) hi += len;
+        if (hi < 0) hi = st < 0 ? -1 : 0;
+        else if (hi >= len) hi = st < 0 ? len - 1 : len;
+    }
+    if (obj.t == V_LIST) {
+        vlist *l = list_new(c, 0);
+        if (!l) return false;
+        for (int64_t i = lo; st > 0 ? i < hi : i > hi; i += st)
+            if (!list_push(c, l, obj.u.l->v[i])) return false;
+        *out = vlistv(l);
+        return true;
+    }
+    if (st == 1) {
+        *out = vstr(obj.u.s.p + lo, hi > lo ? (size_t)(hi - lo) : 0);
+        return true;
+    }
+    lm_buf b = {0};
+    for (int64_t i = lo; st > 0 ? i < hi : i > hi; i += st) lm_buf_putc(&b, obj.u.s.p[i]);
+    return vstr_buf(c, &b, out);
+}
+
+/* Turns an iterable into a list view: lists as is, dicts as their keys, strings as characters. */
+static bool iter_list(ctx *c, val v, const node *at, vlist **out) {
+    if (v.t == V_LIST) {
+        *out = v.u.l;
+        return true;
+    }
+    if (v.t == V_UNDEF || v.t == V_NONE) {
+        if (v.t == V_NONE) return rfail(c, at, "'NoneType' object is not iterable");
+        vlist *l = list_new(c, 0);
+        *out = l;
+        return l != NULL;
+    }
+    if (v.t == V_DICT) {
+        vlist *l = list_new(c, v.u.d->n);
+        if (!l) return false;
+        for (size_t i = 0; i < v.u.d->n; i++)
+            if (!list_push(c, l, vstr(v.u.d->kp[i], v.u.d->kn[i]))) return false;
+        *out = l;
+        return true;
+    }
+    if (v.t == V_STR) {
+        vlist *l = list_new(c, v.u.s.n);
+        if (!l) return false;
+        for (size_t i = 0; i < v.u.s.n;) {
+            int k = lm_utf8_seq_len((unsigned char)v.u.s.p[i]);
+            if (k < 1 || i + (size_t)k > v.u.s.n) k = 1;
+            if (!list_push(c, l, vstr(v.u.s.p + i, (size_t)k))) return false;
+            i += (size_t)k;
+        }
+        *out = l;
+        return true;
+    }
+    return rfail(c, at, "'%s' object is not iterable", type_name(v));
+}
+
+static bool contains(ctx *c, val hay, val needle, const node *at, bool *out) {
+    if (hay.t == V_STR) {
+        if (needle.t != V_STR) return rfail(c, at, "'in <string>' requires a string on the left");
+        bool found = needle.u.s.n == 0;
+        for (size_t i = 0; !found && i + needle.u.s.n <= hay.u.s.n; i++)
+            found = memcmp(hay.u.s.p + i, needle.u.s.p, needle.u.s.n) == 0;
+        *out = found;
+        return true;
+    }
+    if (hay.t == V_DICT || hay.t == V_NS) {
+        *out = needle.t == V_STR && dict_find(hay.u.d, needle.u.s.p, needle.u.s.n);
+        return true;
+    }
+    if (hay.t == V_LIST) {
+        *out = false;
+        for (size_t i = 0; i < hay.u.l->n && !*out; i++) *out = equal(hay.u.l->v[i], needle);
+        return true;
+    }
+    if (hay.t == V_UNDEF) {
+        *out = false;
+        return true;
+    }
+    return rfail(c, at, "argument of type '%s' is not iterable", type_name(hay));
+}
+
+static int cmp_vals(val a, val b, bool *ok) {
+    *ok = true;
+    if (is_num(a) && is_num(b)) {
+        double x = num(a), y = num(b);
+        if (is_intlike(a) && is_intlike(b)) return ival(a) < ival(b) ? -1 : ival(a) > ival(b);
+        return x < y ? -1 : x > y;
+    }
+    if (a.t == V_STR && b.t == V_STR) {
+        size_t n = LM_MIN(a.u.s.n, b.u.s.n);
+        int r = memcmp(a.u.s.p, b.u.s.p, n);
+        if (r) return r < 0 ? -1 : 1;
+        return a.u.s.n < b.u.s.n ? -1 : a.u.s.n > b.u.s.n;
+    }
+    *ok = false;
+    return 0;
+}
+
+static bool binop(ctx *c, const node *n, int op, val a, val b, val *out) {
+    bool ok = true;
+    switch (op) {
+    case OP_EQ: *out = vbool(equal(a, b)); return true;
+    case OP_NE: *out = vbool(!equal(a, b)); return true;
+    case OP_LT: case OP_LE: case OP_GT: case OP_GE: {
+        int r = cmp_vals(a, b, &ok);
+        if (!ok) return rfail(c, n, "cannot compare %s with %s", type_name(a), type_name(b));
+        *out = vbool(op == OP_LT ? r < 0 : op == OP_LE ? r <= 0 : op == OP_GT ? r > 0 : r >= 0);
+        return true;
+    }
+    case OP_IN: case OP_NOTIN: {
+        bool r;
+        if (!contains(c, b, a, n, &r)) return false;
+        *out = vbool(op == OP_IN ? r : !r);
+        return true;
+    }
+    case OP_CAT: {
+        lm_buf buf = {0};
+        put_str(&buf, a);
+        put_str(&buf, b);
+        return vstr_buf(c, &buf, out);
+    }
+    default: break;
+    }
+    if (op == OP_ADD && a.t == V_STR && b.t == V_STR) {
+        char *s = alloc(c, a.u.s.n + b.u.s.n + 1);
+        if (!s) return false;
+        memcpy(s, a.u.s.p, a.u.s.n);
+        memcpy(s + a.u.s.n, b.u.s.p, b.u.s.n);
+        *out = vstr(s, a.u.s.n + b.u.s.n);
+        return true;
+    }
+    if (op == OP_ADD && a.t == V_LIST && b.t == V_LIST) {
+        vlist *l = list_new(c, a.u.l->n + b.u.l->n);
+        if (!l) return false;
+        for (size_t i = 0; i < a.u.l->n; i++) list_push(c, l, a.u.l->v[i]);
+        for (size_t i = 0; i < b.u.l->n; i++) list_push(c, l, b.u.l->v[i]);
+        *out = vlistv(l);
+        return true;
+    }
+    if (op == OP_MUL && ((a.t == V_STR && is_intlike(b)) || (b.t == V_STR && is_intlike(a)))) {
+        val s = a.t == V_STR ? a : b;
+        int64_t k = a.t == V_STR ? ival(b) : ival(a);
+        lm_buf buf = {0};
+        size_t lim = c->o->max_output ? c->o->max_output : (size_t)16 << 20;
+        for (int64_t i = 0; i < k; i++) {
+            lm_buf_append(&buf, s.u.s.p, s.u.s.n);
+            if (buf.len > lim) {
+                lm_buf_free(&buf);
+                return rfail(c, n, "max_output (%zu bytes) exceeded", lim);
+            }
+        }
+        return vstr_buf(c, &buf, out);
+    }
+    if (!is_num(a) || !is_num(b)) {
+        if (a.t == V_UNDEF || b.t == V_UNDEF)
+            return rfail(c, n, "undefined value in arithmetic");
+        return rfail(c, n, "unsupported operand types for arithmetic: %s and %s", type_name(a), type_name(b));
+    }
+    bool ints = is_intlike(a) && is_intlike(b);
+    if (ints) {
+        int64_t x = ival(a), y = ival(b), r;
+        switch (op) {
+        case OP_ADD: if (__builtin_add_overflow(x, y, &r)) goto ovf; *out = vint(r); return true;
+        case OP_SUB: if (__builtin_sub_overflow(x, y, &r)) goto ovf; *out = vint(r); return true;
+        case OP_MUL: if (__builtin_mul_overflow(x, y, &r)) goto ovf; *out = vint(r); return true;
+        case OP_FDIV: case OP_MOD:
+            if (y == 0) return rfail(c, n, "integer division or modulo by zero");
+            if (x == INT64_MIN && y == -1) goto ovf;
+            r = x / y;
+            if ((x % y != 0) && ((x < 0) != (y < 0))) r--;
+            *out = op == OP_FDIV ? vint(r) : vint(x - r * y);
+            return true;
+        case OP_POW:
+            if (y >= 0) {
+                int64_t p = 1;
+                for (int64_t i = 0; i < y; i++)
+                    if (__builtin_mul_overflow(p, x, &p)) goto ovf;
+                *out = vint(p);
+                return true;
+            }
+            break;
+        default: break;
+        }
+    }
+    double x = num(a), y = num(b);
+    switch (op) {
+    case OP_ADD: *out = vfloat(x + y); return true;
+    case OP_SUB: *out = vfloat(x - y); return true;
+    case OP_MUL: *out = vfloat(x * y); return true;
+    case OP_DIV:
+        if (y == 0) return rfail(c, n, "division by zero");
+        *out = vfloat(x / y);
+        return true;
+    case OP_FDIV:
+        if (y == 0) return rfail(c, n, "division by zero");
+        *out = vfloat(floor(x / y));
+        return true;
+    case OP_MOD:
+        if (y == 0) return rfail(c, n, "modulo by zero");
+        *out = vfloat(x - floor(x / y) * y);
+        return true;
+    case OP_POW: *out = vfloat(pow(x, y)); return true;
+    default: return rfail(c, n, "bad operator");
+    }
+ovf:
+    return rfail(c, n, "integer overflow");
+}
+
+/* ---- string helpers ---- */
+
+static bool in_chars(char ch, val chars) {
+    if (chars.t != V_STR) return ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r' || ch == '\f' || ch == '\v';
+    return memchr(chars.u.s.p, ch, chars.u.s.n) != NULL;
+}
+
+static val strip(val s, val chars, bool left, bool right) {
+    size_t a = 0, b = s.u.s.n;
+    if (left) while (a < b && in_chars(s.u.s.p[a], chars)) a++;
+    if (right) while (b > a && in_chars(s.u.s.p[b - 1], chars)) b--;
+    return vstr(s.u.s.p + a, b - a);
+}
+
+static bool case_map(ctx *c, val s, int mode, val *out) { /* 0 upper 1 lower 2 title 3 capitalize */
+    char *p = alloc(c, s.u.s.n + 1);
+    if (!p) return false;
+    bool prev_alpha = false;
+    for (size_t i = 0; i < s.u.s.n; i++) {
+        char ch = s.u.s.p[i];
+        bool alpha = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z');
+        bool up;
+        if (mode == 0) up = true;
+        else if (mode == 1) up = false;
+        else if (mode == 2) up = !prev_alpha;
+        else up = i == 0;
+        if (alpha) ch = up ? (ch >= 'a' && ch <= 'z' ? (char)(ch - 32) : ch) : (ch >= 'A' && ch <= 'Z' ? (char)(ch + 32) : ch);
+        p[i] = ch;
+        prev_alpha = alpha || (unsigned char)ch >= 0x80 || (ch >= '0' && ch <= '9' && mode == 2 && prev_alpha);
+    }
+    *out = vstr(p, s.u.s.n);
+    return true;
+}
+
+static bool str_replace(ctx *c, val s, val from, val to, int64_t count, val *out) {
+    if (from.t != V_STR || to.t != V_STR) return rfail(c, NULL, "replace() needs strings");
+    lm_buf b = {0};
+    size_t i = 0;
+    int64_t done = 0;
+    if (from.u.s.n == 0) {
+        for (; i <= s.u.s.n; i++) {
+            if (count < 0 || done < count) {
+                lm_buf_append(&b, to.u.s.p, to.u.s.n);
+                done++;
+            }
+            if (i < s.u.s.n) lm_buf_putc(&b, s.u.s.p[i]);
+        }
+        return vstr_buf(c, &b, out);
+    }
+    while (i < s.u.s.n) {
+        if ((count < 0 || done < count) && i + from.u.s.n <= s.u.s.n &&
+            memcmp(s.u.s.p + i, from.u.s.p, from.u.s.n) == 0) {
+            lm_buf_append(&b, to.u.s.p, to.u.s.n);
+            i += from.u.s.n;
+            done++;
+        } else {
+            lm_buf_putc(&b, s.u.s.p[i++]);
+        }
+    }
+    return vstr_buf(c, &b, out);
+}
+
+static bool str_split(ctx *c, val s, val sep, int64_t maxsplit, val *out) {
+    vlist *l = list_new(c, 0);
+    if (!l) return false;
+    const char *p = s.u.s.p;
+    size_t n = s.u.s.n, i = 0;
+    int64_t done = 0;
+    if (sep.t != V_STR) { /* whitespace runs, no empty pieces */
+        for (;;) {
+            while (i < n && in_chars(p[i], NONE)) i++;
+            if (i >= n) break;
+            size_t st = i;
+            if (maxsplit >= 0 && done >= maxsplit) {
+                size_t e = n;
+                while (e > st && in_chars(p[e - 1], NONE)) e--;
+                if (!list_push(c, l, vstr(p + st, e - st))) return false;
+                break;
+            }
+            while (i < n && !in_chars(p[i], NONE)) i++;
+            if (!list_push(c, l, vstr(p + st, i - st))) return false;
+            done++;
+        }
+    } else {
+        if (sep.u.s.n == 0) return rfail(c, NULL, "split(): empty separator");
+        size_t st = 0;
+        while (i + sep.u.s.n <= n && (maxsplit < 0 || done < maxsplit)) {
+            if (memcmp(p + i, sep.u.s.p, sep.u.s.n) == 0) {
+                if (!list_push(c, l, vstr(p + st, i - st))) return false;
+                i += sep.u.s.n;
+                st = i;
+                done++;
+            } else {
+                i++;
+            }
+        }
+        if (!list_push(c, l, vstr(p + st, n - st))) return false;
+    }
+    *out = vlistv(l);
+    return true;
+}
+
+static bool affix(val s, val x, bool end) {
+    if (x.t == V_LIST) {
+        for (size_t i = 0; i < x.u.l->n; i++)
+            if (affix(s, x.u.l->v[i], end)) return true;
+        return false;
+    }
+    if (x.t != V_STR || x.u.s.n > s.u.s.n) return false;
+    return memcmp(s.u.s.p + (end ? s.u.s.n - x.u.s.n : 0), x.u.s.p, x.u.s.n) == 0;
+}
+
+static bool join(ctx *c, vlist *l, val sep, val attr, val *out) {
+    lm_buf b = {0};
+    for (size_t i = 0; i < l->n; i++) {
+        if (i && sep.t == V_STR) lm_buf_append(&b, sep.u.s.p, sep.u.s.n);
+        val v = l->v[i];
+        if (attr.t == V_STR && !get_attr(c, v, attr.u.s.p, attr.u.s.n, &v)) {
+            lm_buf_free(&b);
+            return false;
+        }
+        put_str(&b, v);
+    }
+    return vstr_buf(c, &b, out);
+}
+
+static bool items_list(ctx *c, val d, val *out) {
+    vlist *l = list_new(c, d.u.d->n);
+    if (!l) return false;
+    for (size_t i = 0; i < d.u.d->n; i++) {
+        vlist *pair = list_new(c, 2);
+        if (!pair) return false;
+        list_push(c, pair, vstr(d.u.d->kp[i], d.u.d->kn[i]));
+        list_push(c, pair, d.u.d->v[i]);
+        list_push(c, l, vlistv(pair));
+    }
+    *out = vlistv(l);
+    return true;
+}
+
+static bool call_method(ctx *c, const node *n, vmethod *m, const args *a, val *out) {
+    val s = m->self;
+    const char *nm = m->name;
+    #define IS(x) (strcmp(nm, x) == 0)
+    if (s.t == V_STR) {
+        if (IS("strip") || IS("lstrip") || IS("rstrip")) {
+            *out = strip(s, arg(a, 0, "chars", NONE), !IS("rstrip"), !IS("lstrip"));
+            return true;
+        }
+        if (IS("startswith") || IS("endswith")) {
+            *out = vbool(affix(s, arg(a, 0, NULL, NONE), IS("endswith")));
+            return true;
+        }
+        if (IS("split") || IS("rsplit")) {
+            val ms = arg(a, 1, "maxsplit", vint(-1));
+            return str_split(c, s, arg(a, 0, "sep", NONE), is_intlike(ms) ? ival(ms) : -1, out);
+        }
+        if (IS("upper")) return case_map(c, s, 0, out);
+        if (IS("lower")) return case_map(c, s, 1, out);
+        if (IS("title")) return case_map(c, s, 2, out);
+        if (IS("capitalize")) {
+            val lo;
+            if (!case_map(c, s, 1, &lo)) return false;
+            return case_map(c, lo, 3, out);
+        }
+        if (IS("replace")) {
+            val cnt = arg(a, 2, "count", vint(-1));
+            return str_replace(c, s, arg(a, 0, NULL, NONE), arg(a, 1, NULL, NONE), is_intlike(cnt) ? ival(cnt) : -1, out);
+        }
+        if (IS("join")) {
+            vlist *l;
+            if (!iter_list(c, arg(a, 0, NULL, NONE), n, &l)) return false;
+            return join(c, l, s, NONE, out);
+        }
+        if (IS("find") || IS("count")) {
+            val x = arg(a, 0, NULL, NONE);
+            if (x.t != V_STR) return rfail(c, n, "%s() needs a string", nm);
+            int64_t cnt = 0, pos = -1;
+            for (size_t i = 0; i + x.u.s.n <= s.u.s.n; i++)
+                if (memcmp(s.u.s.p + i, x.u.s.p, x.u.s.n) == 0) {
+                    if (pos < 0) pos = (int64_t)i;
+                    cnt++;
+                    if (x.u.s.n) i += x.u.s.n - 1;
+                }
+            *out = vint(IS("find") ? pos : cnt);
+            return true;
+        }
+        if (IS("splitlines")) return str_split(c, s, vstr("\n", 1), -1, out);
+    } else if (s.t == V_DICT) {
+        if (IS("get")) {
+            val k = arg(a, 0, NULL, NONE), v = UNDEF;
+            if (k.t == V_STR) {
+                val *e = dict_find(s.u.d, k.u.s.p, k.u.s.n);
+                if (e) v = *e;
+            }
+            *out = v.t == V_UNDEF ? arg(a, 1, "default", NONE) : v;
+            return true;
+        }
+        if (IS("items")) return items_list(c, s, out);
+        if (IS("keys") || IS("values")) {
+            vlist *l = list_new(c, s.u.d->n);
+            if (!l) return false;
+            for (size_t i = 0; i < s.u.d->n; i++)
+                list_push(c, l, IS("keys") ? vstr(s.u.d->kp[i], s.u.d->kn[i]) : s.u.d->v[i]);
+            *out = vlistv(l);
+            return true;
+        }
+        if (IS("update")) {
+            val o = arg(a, 0, NULL, NONE);
+            if (o.t == V_DICT)
+                for (size_t i = 0; i < o.u.d->n; i++)
+                    if (!dict_set(c, s.u.d, o.u.d->kp[i], o.u.d->kn[i], o.u.d->v[i])) return false;
+            *out = NONE;
+            return true;
+        }
+    } else if (s.t == V_LIST) {
+        if (IS("append")) {
+            if (!list_push(c, s.u.l, arg(a, 0, NULL, NONE))) return false;
+            *out = NONE;
+            return true;
+        }
+        if (IS("extend")) {
+            vlist *l;
+            if (!iter_list(c, arg(a, 0, NULL, NONE), n, &l)) return false;
+            for (size_t i = 0; i < l->n; i++)
+                if (!list_push(c, s.u.l, l->v[i])) return false;
+            *out = NONE;
+            return true;
+        }
+        if (IS("pop")) {
+            if (!s.u.l->n) return rfail(c, n, "pop from empty list");
+            val iv = arg(a, 0, NULL, vint(-1));
+            size_t i;
+            if (!is_intlike(iv) || !norm_index(ival(iv), s.u.l->n, &i)) return rfail(c, n, "pop index out of range");
+            *out = s.u.l->v[i];
+            memmove(s.u.l->v + i, s.u.l->v + i + 1, (s.u.l->n - i - 1) * sizeof(val));
+            s.u.l->n--;
+            return true;
+        }
+        if (IS("index")) {
+            val x = arg(a, 0, NULL, NONE);
+            for (size_t i = 0; i < s.u.l->n; i++)
+                if (equal(s.u.l->v[i], x)) {
+                    *out = vint((int64_t)i);
+                    return true;
+                }
+            return rfail(c, n, "index(): value is not in list");
+        }
+        if (IS("count")) {
+            val x = arg(a, 0, NULL, NONE);
+            int64_t k = 0;
+            for (size_t i = 0; i < s.u.l->n; i++) k += equal(s.u.l->v[i], x);
+            *out = vint(k);
+            return true;
+        }
+    }
+    #undef IS
+    return rfail(c, n, "'%s' object has no method '%s'", type_name(s), nm);
+}
+
+static bool call_macro(ctx *c, const node *at, vmacro *m, const args *a, const vmacro *caller, val *out);
+
+static bool do_strftime(ctx *c, const node *n, val fmt, val *out) {
+    if (fmt.t != V_STR) return rfail(c, n, "strftime_now() needs a format string");
+    time_t t = c->o->now ? (time_t)c->o->now(c->o->now_user) : time(NULL);
+    struct tm tmv;
+    if (!localtime_r(&t, &tmv)) return rfail(c, n, "strftime_now(): time out of range");
+    char f[128], buf[256];
+    snprintf(f, sizeof f, "%.*s", (int)LM_MIN(fmt.u.s.n, 120), fmt.u.s.p);
+    size_t k = strftime(buf, sizeof buf, f, &tmv);
+    return vstr_copy(c, buf, k, out);
+}
+
+static bool call_value(ctx *c, frame *f, const node *n, val fn, const args *a, val *out) {
+    (void)f;
+    if (!step(c, n)) return false;
+    if (fn.t == V_METHOD) return call_method(c, n, fn.u.me, a, out);
+    if (fn.t == V_MACRO) return call_macro(c, n, fn.u.m, a, NULL, out);
+    if (fn.t != V_FUNC) {
+        if (fn.t == V_UNDEF && n->a && n->a->kind == E_NAME)
+            return rfail(c, n, "'%.*s' is undefined", (int)n->a->name_n, n->a->name);
+        return rfail(c, n, "a %s is not callable", type_name(fn));
+    }
+    switch (fn.u.fn) {
+    case F_RAISE: {
+        val m;
+        if (!to_str(c, arg(a, 0, NULL, vstr("", 0)), &m)) return false;
+        if (!c->st) c->st = lm_fail(c->err, LM_ERR_TEMPLATE, "%.*s", (int)LM_MIN(m.u.s.n, 240), m.u.s.p);
+        return false;
+    }
+    case F_STRFTIME: return do_strftime(c, n, arg(a, 0, NULL, NONE), out);
+    case F_NAMESPACE: case F_DICT: {
+        vdict *d = alloc(c, sizeof *d);
+        if (!d) return false;
+        if (a->n_pos && a->pos[0].t == V_DICT)
+            for (size_t i = 0; i < a->pos[0].u.d->n; i++)
+                if (!dict_set(c, d, a->pos[0].u.d->kp[i], a->pos[0].u.d->kn[i], a->pos[0].u.d->v[i])) return false;
+        for (size_t i = 0; i < a->n_kw; i++)
+            if (!dict_set(c, d, a->kn[i], a->kl[i], a->kw[i])) return false;
+        out->t = fn.u.fn == F_NAMESPACE ? V_NS : V_DICT;
+        out->u.d = d;
+        return true;
+    }
+    case F_RANGE: {
+        int64_t lo = 0, hi, st = 1;
+        for (size_t i = 0; i < a->n_pos; i++)
+            if (!is_intlike(a->pos[i])) return rfail(c, n, "range() needs integers");
+        if (a->n_pos == 1) hi = ival(a->pos[0]);
+        else if (a->n_pos >= 2) {
+            lo = ival(a->pos[0]);
+            hi = ival(a->pos[1]);
+            if (a->n_pos >= 3) st = ival(a->pos[2]);
+        } else return rfail(c, n, "range() needs an argument");
+        if (st == 0) return rfail(c, n, "range() step cannot be zero");
+        vlist *l = list_new(c, 0);
+        if (!l) return false;
+        for (int64_t i = lo; st > 0 ? i < hi : i > hi; i += st) {
+            if (!step(c, n) || !list_push(c, l, vint(i))) return false;
+        }
+        *out = vlistv(l);
+        return true;
+    }
+    }
+    return rfail(c, n, "unknown function");
+}
+
+/* ---- tests ---- */
+
+static bool apply_test(ctx *c, const node *n, val v, const args *a, bool *out) {
+    const char *nm = n->name;
+    size_t nn = n->name_n;
+    #define T(x) (nn == strlen(x) && memcmp(nm, x, nn) == 0)
+    val x = arg(a, 0, NULL, UNDEF);
+    if (T("defined")) *out = v.t != V_UNDEF;
+    else if (T("undefined")) *out = v.t == V_UNDEF;
+    else if (T("none")) *out = v.t == V_NONE;
+    else if (T("string")) *out = v.t == V_STR;
+    else if (T("number")) *out = v.t == V_INT || v.t == V_FLOAT;
+    else if (T("integer")) *out = v.t == V_INT;
+    else if (T("float")) *out = v.t == V_FLOAT;
+    else if (T("boolean")) *out = v.t == V_BOOL;
+    else if (T("true")) *out = v.t == V_BOOL && v.u.b;
+    else if (T("false")) *out = v.t == V_BOOL && !v.u.b;
+    else if (T("mapping")) *out = v.t == V_DICT;
+    else if (T("iterable")) *out = v.t == V_LIST || v.t == V_DICT || v.t == V_STR;
+    else if (T("sequence")) *out = v.t == V_LIST || v.t == V_DICT || v.t == V_STR;
+    else if (T("callable")) *out = v.t == V_MACRO || v.t == V_FUNC || v.t == V_METHOD;
+    else if (T("equalto") || T("eq") || T("==") || T("sameas")) *out = equal(v, x);
+    else if (T("ne") || T("!=")) *out = !equal(v, x);
+    else if (T("lt") || T("le") || T("gt") || T("ge") || T("lessthan") || T("greaterthan")) {
+        bool ok;
+        int r = cmp_vals(v, x, &ok);
+        if (!ok) return rfail(c, n, "cannot compare %s with %s", type_name(v), type_name(x));
+        *out = T("lt") || T("lessthan") ? r < 0 : T("le") ? r <= 0 : T("gt") || T("greaterthan") ? r > 0 : r >= 0;
+    } else if (T("in")) return contains(c, x, v, n, out);
+    else if (T("odd") || T("even") || T("divisibleby")) {
+        if (!is_intlike(v)) return rfail(c, n, "test '%.*s' needs an integer", (int)nn, nm);
+        int64_t d = T("divisibleby") ? (is_intlike(x) ? ival(x) : 0) : 2;
+        if (d == 0) return rfail(c, n, "divisibleby needs a non-zero integer");
+        int64_t r = ival(v) % d;
+        *out = T("odd") ? r != 0 : r == 0;
+    } else if (T("lower") || T("upper")) {
+        if (v.t != V_STR) *out = false;
+        else {
+            bool ok = true;
+            for (size_t i = 0; i < v.u.s.n; i++) {
+                char ch = v.u.s.p[i];
+                if (T("lower") ? (ch >= 'A' && ch <= 'Z') : (ch >= 'a' && ch <= 'z')) ok = false;
+            }
+            *out = ok;
+        }
+    } else {
+        return rfail(c, n, "unknown test '%.*s'", (int)nn, nm);
+    }
+    #undef T
+    return true;
+}
+
+/* a test by name, used by select/reject filters */
+static bool test_by_name(ctx *c, const node *at, val v, val tname, const val *targ, bool *out) {
+    if (tname.t != V_STR) return rfail(c, at, "select: test name must be a string");
+    node tn = *at;
+    tn.name = tname.u.s.p;
+    tn.name_n = tname.u.s.n;
+    args a = {0};
+    val tmp[1];
+    if (targ) {
+        tmp[0] = *targ;
+        a.pos = tmp;
+        a.n_pos = 1;
+    }
+    return apply_test(c, &tn, v, &a, out);
+}
+
+/* ---- filters ---- */
+
+static int sort_cmp_err;
+static bool sort_vals(ctx *c, const node *n, vlist *l, val attr, bool reverse) {
+    /* insertion sort: stable, and lists in templates are short */
+    for (size_t i = 1; i < l->n; i++) {
+        val x = l->v[i];
+        val kx = x;
+        if (attr.t == V_STR && !get_attr(c, x, attr.u.s.p, attr.u.s.n, &kx)) return false;
+        size_t j = i;
+        while (j > 0) {
+            val ky = l->v[j - 1];
+            if (attr.t == V_STR && !get_attr(c, ky, attr.u.s.p, attr.u.s.n, &ky)) return false;
+            bool ok;
+            int r = cmp_vals(ky, kx, &ok);
+            if (!ok) return rfail(c, n, "sort: cannot compare %s with %s", type_name(ky), type_name(kx));
+            if (reverse ? r >= 0 : r <= 0) break;
+            l->v[j] = l->v[j - 1];
+            j--;
+        }
+        l->v[j] = x;
+    }
+    (void)sort_cmp_err;
+    return true;
+}
+
+static bool copy_list(ctx *c, vlist *src, vlist **out) {
+    vlist *l = list_new(c, src->n);
+    if (!l) return false;
+    for (size_t i = 0; i < src->n; i++) list_push(c, l, src->v[i]);
+    *out = l;
+    return true;
+}
+
+static bool apply_filter(ctx *c, frame *f, const node *n, val v, const args *a, val *out) {
+    const char *nm = n->name;
+    size_t nn = n->name_n;
+    #define F(x) (nn == strlen(x) && memcmp(nm, x, nn) == 0)
+    if (!step(c, n)) return false;
+    if (F("safe") || F("e") || F("escape") || F("forceescape")) {
+        if (F("safe")) {
+            *out = v;
+            return true;
+        }
+        val s;
+        if (!to_str(c, v, &s)) return false;
+        lm_buf b = {0};
+        for (size_t i = 0; i < s.u.s.n; i++) {
+            char ch = s.u.s.p[i];
+            if (ch == '&') lm_buf_puts(&b, "&amp;");
+            else if (ch == '<') lm_buf_puts(&b, "&lt;");
+            else if (ch == '>') lm_buf_puts(&b, "&gt;");
+            else if (ch == '"') lm_buf_puts(&b, "&#34;");
+            else if (ch == '\'') lm_buf_puts(&b, "&#39;");
+            else lm_buf_putc(&b, ch);
+        }
+        return vstr_buf(c, &b, out);
+    }
+    if (F("default") || F("d")) {
+        val dflt = arg(a, 0, "default_value", vstr("", 0));
+        bool boolean = truthy(arg(a, 1, "boolean", vbool(false)));
+        *out = (v.t == V_UNDEF || (boolean && !truthy(v))) ? dflt : v;
+        return true;
+    }
+    if (F("tojson")) {
+        val ind = arg(a, 0, "indent", NONE);
+        lm_buf b = {0};
+        if (!put_json(c, &b, v, is_intlike(ind) ? (int)ival(ind) : -1, 0, n)) {
+            lm_buf_free(&b);
+            return false;
+        }
+        return vstr_buf(c, &b, out);
+    }
+    if (F("string")) return to_str(c, v, out);
+    if (F("length") || F("count")) {
+        if (v.t == V_STR) {
+            int64_t k = 0;
+            for (size_t i = 0; i < v.u.s.n; i++) k += ((unsigned char)v.u.s.p[i] & 0xC0) != 0x80;
+            *out = vint(k);
+        } else if (v.t == V_LIST) *out = vint((int64_t)v.u.l->n);
+        else if (v.t == V_DICT || v.t == V_NS) *out = vint((int64_t)v.u.d->n);
+        else if (v.t == V_UNDEF) *out = vint(0);
+        else return rfail(c, n, "object of type '%s' has no len()", type_name(v));
+        return true;
+    }
+    if (F("int")) {
+        val dflt = arg(a, 0, "default", vint(0));
+        if (is_intlike(v)) *out = vint(ival(v));
+        else if (v.t == V_FLOAT) *out = vint((int64_t)v.u.f);
+        else if (v.t == V_STR) {
+            char buf[64];
+            snprintf(buf, sizeof buf, "%.*s", (int)LM_MIN(v.u.s.n, 60), v.u.s.p);
+            char *e;
+            long long k = strtoll(buf, &e, 10);
+            if (e != buf && *e == 0) *out = vint(k);
+            else {
+                double d = strtod(buf, &e);
+                *out = (e != buf && *e == 0) ? vint((int64_t)d) : dflt;
+            }
+        } else *out = dflt;
+        return true;
+    }
+    if (F("float")) {
+        val dflt = arg(a, 0, "default", vfloat(0));
+        if (is_num(v)) *out = vfloat(num(v));
+        else if (v.t == V_STR) {
+            char buf[64];
+            snprintf(buf, sizeof buf, "%.*s", (int)LM_MIN(v.u.s.n, 60), v.u.s.p);
+            char *e;
+            double d = strtod(buf, &e);
+            *out = (e != buf && *e == 0) ? vfloat(d) : dflt;
+        } else *out = dflt;
+        return true;
+    }
+    if (F("abs")) {
+        if (v.t == V_INT) *out = vint(v.u.i < 0 ? -v.u.i : v.u.i);
+        else if (is_num(v)) *out = vfloat(fabs(num(v)));
+        else return rfail(c, n, "abs: a %s is not a number", type_name(v));
+        return true;
+    }
+    if (F("items")) {
+        if (v.t == V_UNDEF) {
+            vlist *l = list_new(c, 0);
+            *out = vlistv(l);
+            return l != NULL;
+        }
+        if (v.t != V_DICT) return rfail(c, n, "items: a %s is not a mapping", type_name(v));
+        return items_list(c, v, out);
+    }
+    if (F("trim") || F("upper") || F("lower") || F("title") || F("capitalize") || F("replace")) {
+        val s;
+        if (!to_str(c, v, &s)) return false;
+        if (F("trim")) {
+            *out = strip(s, arg(a, 0, "chars", NONE), true, true);
+            return true;
+        }
+        if (F("replace")) {
+            val cnt = arg(a, 2, "count", NONE);
+            return str_replace(c, s, arg(a, 0, "old", NONE), arg(a, 1, "new", NONE), is_intlike(cnt) ? ival(cnt) : -1, out);
+        }
+        if (F("capitalize")) {
+            val lo;
+            if (!case_map(c, s, 1, &lo)) return false;
+            return case_map(c, lo, 3, out);
+        }
+        return case_map(c, s, F("upper") ? 0 : F("lower") ? 1 : 2, out);
+    }
+    vlist *l;
+    if (!iter_list(c, v, n, &l)) return false;
+    if (F("list")) {
+        vlist *cp;
+        if (!copy_list(c, l, &cp)) return false;
+        *out = vlistv(cp);
+        return true;
+    }
+    if (F("first") || F("last")) {
+        *out = l->n ? l->v[F("first") ? 0 : l->n - 1] : UNDEF;
+        return true;
+    }
+    if (F("join")) return join(c, l, arg(a, 0, "d", vstr("", 0)), arg(a, 1, "attribute", NONE), out);
+    if (F("reverse")) {
+        if (v.t == V_STR) {
+            lm_buf b = {0};
+            for (size_t i = l->n; i-- > 0;) lm_buf_append(&b, l->v[i].u.s.p, l->v[i].u.s.n);
+            return vstr_buf(c, &b, out);
+        }
+        vlist *r = list_new(c, l->n);
+        if (!r) return false;
+        for (size_t i = l->n; i-- > 0;) list_push(c, r, l->v[i]);
+        *out = vlistv(r);
+        return true;
+    }
+    if (F("sort")) {
+        vlist *r;
+        if (!copy_list(c, l, &r)) return false;
+        if (!sort_vals(c, n, r, arg(a, 2, "attribute", NONE), truthy(arg(a, 0, "reverse", vbool(false))))) return false;
+        *out = vlistv(r);
+        return true;
+    }
+    if (F("unique")) {
+        vlist *r = list_new(c, l->n);
+        if (!r) return false;
+        val attr = arg(a, 1, "attribute", NONE);
+        for (size_t i = 0; i < l->n; i++) {
+            val ki = l->v[i];
+            if (attr.t == V_STR && !get_attr(c, ki, attr.u.s.p, attr.u.s.n, &ki)) return false;
+            bool seen = false;
+            for (size_t j = 0; j < r->n && !seen; j++) {
+                val kj = r->v[j];
+                if (attr.t == V_STR && !get_attr(c, kj, attr.u.s.p, attr.u.s.n, &kj)) return false;
+                seen = equal(ki, kj);
+            }
+            if (!seen) list_push(c, r, l->v[i]);
+        }
+        *out = vlistv(r);
+        return true;
+    }
+    if (F("map")) {
+        vlist *r = list_new(c, l->n);
+        if (!r) return false;
+        val attr = arg(a, 99, "attribute", NONE);
+        for (size_t i = 0; i < l->n; i++) {
+            val x = l->v[i];
+            if (attr.t == V_STR) {
+                if (!get_attr(c, x, attr.u.s.p, attr.u.s.n, &x)) return false;
+                if (x.t == V_UNDEF) x = arg(a, 99, "default", UNDEF);
+            } else if (a->n_pos >= 1 && a->pos[0].t == V_STR) {
+                node fn = *n;
+                fn.name = a->pos[0].u.s.p;
+                fn.name_n = a->pos[0].u.s.n;
+                args rest = *a;
+                rest.pos = a->pos + 1;
+                rest.n_pos = a->n_pos - 1;
+                if (!apply_filter(c, f, &fn, x, &rest, &x)) return false;
+            } else {
+                return rfail(c, n, "map: needs a filter name or attribute=");
+            }
+            list_push(c, r, x);
+        }
+        *out = vlistv(r);
+        return true;
+    }
+    if (F("selectattr") || F("rejectattr") || F("select") || F("reject")) {
+        bool attr_form = F("selectattr") || F("rejectattr");
+        bool keep_if = F("selectattr") || F("select");
+        size_t base = attr_form ? 1 : 0;
+        val attr = attr_form ? arg(a, 0, NULL, NONE) : NONE;
+        if (attr_form && attr.t != V_STR) return rfail(c, n, "%.*s: needs an attribute name", (int)nn, nm);
+        bool has_test = a->n_pos > base;
+        val tname = has_test ? a->pos[base] : NONE;
+        const val *targ = a->n_pos > base + 1 ? &a->pos[base + 1] : NULL;
+        vlist *r = list_new(c, l->n);
+        if (!r) return false;
+        for (size_t i = 0; i < l->n; i++) {
+            val x = l->v[i];
+            if (attr_form && !get_attr(c, x, attr.u.s.p, attr.u.s.n, &x)) return false;
+            bool t;
+            if (has_test) {
+                if (!test_by_name(c, n, x, tname, targ, &t)) return false;
+            } else {
+                t = truthy(x);
+            }
+            if (t == keep_if) list_push(c, r, l->v[i]);
+        }
+        *out = vlistv(r);
+        return true;
+    }
+    if (F("sum")) {
+        val acc = arg(a, 1, "start", vint(0));
+        val attr = arg(a, 0, "attribute", NONE);
+        for (size_t i = 0; i < l->n; i++) {
+            val x = l->v[i];
+            if (attr.t == V_STR && !get_attr(c, x, attr.u.s.p, attr.u.s.n, &x)) return false;
+            if (!binop(c, n, OP_ADD, acc, x, &acc)) return false;
+        }
+        *out = acc;
+        return true;
+    }
+    #undef F
+    return rfail(c, n, "unknown filter '%.*s'", (int)nn, nm);
+}
+
+static bool eval(ctx *c, frame *f, const node *n, val *out) {
+    size_t lim = c->o->max_depth ? c->o->max_depth : 200;
+    if (++c->depth > lim * 8 + 64) /* expression nesting, bounded well above statements */
+        return rfail(c, n, "max_depth (%zu) exceeded", lim);
+    bool ok = true;
+    val a, b;
+    switch (n->kind) {
+    case E_LIT: *out = n->lit; break;
+    case E_NAME: *out = lookup(c, f, n->name, n->name_n); break;
+    case E_ATTR:
+        ok = eval(c, f, n->a, &a) && get_attr(c, a, n->name, n->name_n, out);
+        break;
+    case E_ITEM:
+        ok = eval(c, f, n->a, &a) && eval(c, f, n->b, &b) && get_item(c, a, b, out);
+        break;
+    case E_SLICE:
+        ok = eval(c, f, n->a, &a) && eval_slice(c, f, n, a, out);
+        break;
+    case E_CALL: {
+        args ar;
+        ok = eval(c, f, n->a, &a) && eval_args(c, f, n, &ar) && call_value(c, f, n, a, &ar, out);
+        break;
+    }
+    case E_FILTER: {
+        args ar;
+        ok = eval(c, f, n->a, &a) && eval_args(c, f, n, &ar) && apply_filter(c, f, n, a, &ar, out);
+        break;
+    }
+    case E_TEST: {
+        args ar;
+        bool t = false;
+        ok = eval(c, f, n->a, &a) && eval_args(c, f, n, &ar) && apply_test(c, n, a, &ar, &t);
+        *out = vbool(n->op ? !t : t);
+        break;
+    }
+    case E_BIN:
+        ok = eval(c, f, n->a, &a) && eval(c, f, n->b, &b) && binop(c, n, n->op, a, b, out);
+        break;
+    case E_NOT:
+        ok = eval(c, f, n->a, &a);
+        *out = vbool(!truthy(a));
+        break;
+    case E_NEG: case E_POS:
+        ok = eval(c, f, n->a, &a);
+        if (ok) {
+            if (!is_num(a)) ok = rfail(c, n, "bad operand type for unary %c: %s", n->kind == E_NEG ? '-' : '+', type_name(a));
+            else if (n->kind == E_POS) *out = a;
+            else if (is_intlike(a)) {
+                if (ival(a) == INT64_MIN) ok = rfail(c, n, "integer overflow");
+                else *out = vint(-ival(a));
+            } else *out = vfloat(-a.u.f);
+        }
+        break;
+    case E_AND:
+        ok = eval(c, f, n->a, &a);
+        if (ok) ok = truthy(a) ? eval(c, f, n->b, out) : (*out = a, true);
+        break;
+    case E_OR:
+        ok = eval(c, f, n->a, &a);
+        if (ok) ok = truthy(a) ? (*out = a, true) : eval(c, f, n->b, out);
+        break;
+    case E_COND:
+        ok = eval(c, f, n->b, &a);
+        if (ok) {
+            if (truthy(a)) ok = eval(c, f, n->a, out);
+            else if (n->c) ok = eval(c, f, n->c, out);
+            else *out = UNDEF;
+        }
+        break;
+    case E_LIST: {
+        vlist *l = list_new(c, n->args.n);
+        ok = l != NULL;
+        for (size_t i = 0; ok && i < n->args.n; i++)
+            ok = eval(c, f, n->args.v[i], &a) && list_push(c, l, a);
+        if (ok) *out = vlistv(l);
+        break;
+    }
+    case E_DICT: {
+        vdict *d = alloc(c, sizeof *d);
+        ok = d != NULL;
+        for (size_t i = 0; ok && i < n->args.n; i++) {
+            ok = eval(c, f, n->args.v[i], &a) && eval(c, f, n->kwv.v[i], &b);
+            if (ok && a.t != V_STR) {
+                ok = to_str(c, a, &a);
+            }
+            ok = ok && dict_set(c, d, a.u.s.p, a.u.s.n, b);
+        }
+        if (ok) *out = vdictv(d);
+        break;
+    }
+    default: ok = rfail(c, n, "not an expression");
+    }
+    c->depth--;
+    return ok && !c->st;
+}
+
+/* ---- statements ---- */
+
+static bool emit(ctx *c, const node *at, const char *s, size_t n) {
+    size_t lim = c->o->max_output ? c->o->max_output : (size_t)16 << 20;
+    if (c->out->len - c->out0 + n > lim) return rfail(c, at, "max_output (%zu bytes) exceeded", lim);
+    if (!lm_buf_append(c->out, s, n)) return nomem(c);
+    return true;
+}
+
+static bool assign_targets(ctx *c, frame *f, const node *n, val v) {
+    if (n->n_kwn == 1) return dict_set(c, &f->vars, n->kwn[0], n->kwl[0], v);
+    vlist *l;
+    if (!iter_list(c, v, n, &l)) return false;
+    if (l->n != n->n_kwn)
+        return rfail(c, n, "cannot unpack %zu values into %zu names", l->n, n->n_kwn);
+    for (size_t i = 0; i < n->n_kwn; i++)
+        if (!dict_set(c, &f->vars, n->kwn[i], n->kwl[i], l->v[i])) return false;
+    return true;
+}
+
+static bool exec_for(ctx *c, frame *f, const node *n) {
+    val it;
+    vlist *src;
+    if (!eval(c, f, n->a, &it)) return false;
+    if (it.t == V_DICT) { /* iterating a dict yields its keys */
+        if (!iter_list(c, it, n, &src)) return false;
+    } else if (!iter_list(c, it, n, &src)) {
+        return false;
+    }
+    /* the filtered sequence first, so loop.length/last count only kept items */
+    vlist *items = src;
+    if (n->b) {
+        items = list_new(c, src->n);
+        if (!items) return false;
+        for (size_t i = 0; i < src->n; i++) {
+            frame *tf = frame_new(c, f);
+            val cond;
+            if (!tf || !assign_targets(c, tf, n, src->v[i]) || !eval(c, tf, n->b, &cond)) return false;
+            if (truthy(cond) && !list_push(c, items, src->v[i])) return false;
+        }
+    } else {
+        vlist *cp;
+        if (!copy_list(c, src, &cp)) return false; /* the body may append to the source */
+        items = cp;
+    }
+    size_t len = items->n;
+    for (size_t i = 0; i < len; i++) {
+        if (!step(c, n)) return false;
+        frame *lf = frame_new(c, f);
+        vdict *loop = alloc(c, sizeof *loop);
+        if (!lf || !loop) return false;
+        val lv = vdictv(loop);
+        if (!dict_set(c, loop, "index", 5, vint((int64_t)i + 1)) ||
+            !dict_set(c, loop, "index0", 6, vint((int64_t)i)) ||
+            !dict_set(c, loop, "revindex", 8, vint((int64_t)(len - i))) ||
+            !dict_set(c, loop, "revindex0", 9, vint((int64_t)(len - i - 1))) ||
+            !dict_set(c, loop, "first", 5, vbool(i == 0)) ||
+            !dict_set(c, loop, "last", 4, vbool(i + 1 == len)) ||
+            !dict_set(c, loop, "length", 6, vint((int64_t)len)) ||
+            !dict_set(c, loop, "depth", 5, vint(1)) ||
+            !dict_set(c, loop, "depth0", 6, vint(0)) ||
+            !dict_set(c, loop, "previtem", 8, i ? items->v[i - 1] : UNDEF) ||
+            !dict_set(c, loop, "nextitem", 8, i + 1 < len ? items->v[i + 1] : UNDEF) ||
+            !dict_set(c, &lf->vars, "loop", 4, lv) || !assign_targets(c, lf, n, items->v[i]))
+            return false;
+        if (!exec_body(c, lf, &n->body)) return false;
+        if (c->brk == 1) {
+            c->brk = 0;
+            break;
+        }
+        c->brk = 0;
+    }
+    if (len == 0 && n->else_body.n) return exec_body(c, f, &n->else_body);
+    return true;
+}
+
+static bool call_macro(ctx *c, const node *at, vmacro *m, const args *a, const vmacro *caller, val *out) {
+    size_t lim = c->o->max_depth ? c->o->max_depth : 200;
+    if (c->depth > lim) return rfail(c, at, "max_depth (%zu) exceeded", lim);
+    const node *mn = m->n;
+    frame *f = frame_new(c, m->scope ? m->scope : c->root);
+    if (!f) return false;
+    if (mn->kind == N_MACRO) {
+        for (size_t i = 0; i < mn->n_kwn; i++) {
+            val v = UNDEF;
+            bool found = false;
+            if (i < a->n_pos) {
+                v = a->pos[i];
+                found = true;
+            }
+            for (size_t k = 0; k < a->n_kw && !found; k++)
+                if (a->kl[k] == mn->kwl[i] && memcmp(a->kn[k], mn->kwn[i], a->kl[k]) == 0) {
+                    v = a->kw[k];
+                    found = true;
+                }
+            if (!found && mn->kwv.v[i] && !eval(c, f, mn->kwv.v[i], &v)) return false;
+            if (!dict_set(c, &f->vars, mn->kwn[i], mn->kwl[i], v)) return false;
+        }
+        if (caller) {
+            val cv = {.t = V_MACRO};
+            cv.u.m = (vmacro *)caller;
+            if (!dict_set(c, &f->vars, "caller", 6, cv)) return false;
+        }
+    }
+    lm_buf *saved = c->out;
+    size_t saved0 = c->out0;
+    lm_buf local = {0};
+    c->out = &local;
+    c->out0 = 0;
+    c->depth++;
+    bool ok = exec_body(c, f, &mn->body);
+    c->depth--;
+    c->out = saved;
+    c->out0 = saved0;
+    c->brk = 0;
+    if (!ok) {
+        lm_buf_free(&local);
+        return false;
+    }
+    return vstr_buf(c, &local, out);
+}
+
+static bool exec_node(ctx *c, frame *f, const node *n) {
+    size_t lim = c->o->max_depth ? c->o->max_depth : 200;
+    if (c->depth > lim) return rfail(c, n, "max_depth (%zu) exceeded", lim);
+    val v;
+    switch (n->kind) {
+    case N_TEXT: {
+        const char *s = n->text;
+        size_t len = n->text_n;
+        if (c->o->lstrip_blocks) len -= n->lstrip_n;
+        if (c->o->trim_blocks && n->trim_nl && len > 0) {
+            s++;
+            len--;
+        }
+        return emit(c, n, s, len);
+    }
+    case N_OUT: {
+        if (!eval(c, f, n->a, &v)) return false;
+        if (v.t == V_STR) return emit(c, n, v.u.s.p, v.u.s.n);
+        lm_buf b = {0};
+        put_str(&b, v);
+        if (b.oom) {
+            lm_buf_free(&b);
+            return nomem(c);
+        }
+        bool ok = emit(c, n, b.data ? b.data : "", b.len);
+        lm_buf_free(&b);
+        return ok;
+    }
+    case N_IF:
+        if (!eval(c, f, n->a, &v)) return false;
+        return exec_body(c, f, truthy(v) ? &n->body : &n->else_body);
+    case N_FOR: {
+        c->depth++;
+        bool ok = exec_for(c, f, n);
+        c->depth--;
+        return ok;
+    }
+    case N_SET:
+        if (!eval(c, f, n->a, &v)) return false;
+        if (n->attr) {
+            val ns = lookup(c, f, n->name, n->name_n);
+            if (ns.t != V_NS && ns.t != V_DICT)
+                return rfail(c, n, "cannot assign attribute on '%.*s' (a %s, not a namespace)", (int)n->name_n, n->name, type_name(ns));
+            return dict_set(c, ns.u.d, n->attr, n->attr_n, v);
+        }
+        return assign_targets(c, f, n, v);
+    case N_SETBLOCK: {
+        lm_buf *saved = c->out;
+        size_t saved0 = c->out0;
+        lm_buf local = {0};
+        c->out = &local;
+        c->out0 = 0;
+        bool ok = exec_body(c, f, &n->body);
+        c->out = saved;
+        c->out0 = saved0;
+        if (!ok) {
+            lm_buf_free(&local);
+            return false;
+        }
+        return vstr_buf(c, &local, &v) && assign_targets(c, f, n, v);
+    }
+    case N_MACRO: {
+        vmacro *m = alloc(c, sizeof *m);
+        if (!m) return false;
+        m->n = n;
+        m->scope = NULL;
+        val mv = {.t = V_MACRO};
+        mv.u.m = m;
+        return dict_set(c, &f->vars, n->name, n->name_n, mv);
+    }
+    case N_CALLBLOCK: {
+        const node *call = n->a;
+        val fn;
+        args ar;
+        if (!eval(c, f, call->a, &fn) || !eval_args(c, f, call, &ar)) return false;
+        if (fn.t != V_MACRO) return rfail(c, n, "call block needs a macro, got a %s", type_name(fn));
+        vmacro *callerm = alloc(c, sizeof *callerm);
+        if (!callerm) return false;
+        callerm->n = n;
+        callerm->scope = f;
+        if (!step(c, n) || !call_macro(c, n, fn.u.m, &ar, callerm, &v)) return false;
+        return emit(c, n, v.u.s.p, v.u.s.n);
+    }
+    case N_BREAK: c->brk = 1; return true;
+    case N_CONTINUE: c->brk = 2; return true;
+    case N_BODY: return exec_body(c, f, &n->body);
+    default: return rfail(c, n, "not a statement");
+    }
+}
+
+static bool exec_body(ctx *c, frame *f, const nlist *body) {
+    for (size_t i = 0; i < body->n; i++) {
+        if (!exec_node(c, f, body->v[i])) return false;
+        if (c->brk) return true;
+    }
+    return true;
+}
+
+jinja_opts jinja_default_opts(void) {
+    jinja_opts o = {0};
+    o.trim_blocks = true;
+    o.lstrip_blocks = true;
+    return o;
+}
+
+lm_status jinja_render(const jinja_template *t, const cJSON *vars, const jinja_opts *opts,
+                       lm_buf *out, lm_error *err) {
+    if (!t || !out) return lm_fail(err, LM_ERR_MISUSE, "jinja_render: NULL template or output");
+    jinja_opts dflt = jinja_default_opts();
+    ctx c = {.o = opts ? opts : &dflt, .out = out, .err = err, .out0 = out->len};
+    c.root = frame_new(&c, NULL);
+    if (c.root && vars) {
+        if (!cJSON_IsObject(vars)) {
+            arena_free(&c.a);
+            return lm_fail(err, LM_ERR_MISUSE, "jinja_render: vars must be a JSON object");
+        }
+        for (const cJSON *e = vars->child; e && !c.st; e = e->next) {
+            val v;
+            if (from_json(&c, e, &v)) dict_set(&c, &c.root->vars, e->string, strlen(e->string), v);
+        }
+    }
+    if (!c.st) exec_body(&c, c.root, &t->root);
+    arena_free(&c.a);
+    if (!c.st && out->oom) c.st = lm_fail_nomem(err, "template output");
+    if (c.st) {
+        out->len = c.out0;
+        if (out->data) out->data[out->len] = 0;
+    }
+    return c.st;
+}
