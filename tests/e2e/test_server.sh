@@ -355,8 +355,26 @@ done
 
 stop_server
 
-# ---- API key ----
-start_server --api-key s3cret-key
+# ---- API key; one slot and a queue of one: more concurrent requests get 429 ----
+start_server --api-key s3cret-key --parallel 1 --queue 1
+LONGK='{"prompt":"Sorry, and","temperature":1.0,"seed":7,"max_tokens":2000,"ignore_eos":true}'
+for k in 1 2 3 4 5; do
+    curl -s --max-time 120 -o "$TMP/q$k" -w '%{http_code}' -H 'Authorization: Bearer s3cret-key' \
+        -d "$LONGK" "$BASE/v1/completions" >"$TMP/qcode$k" &
+done
+wait $(jobs -p | grep -v "^$PID\$") 2>/dev/null || true
+n429=0
+for k in 1 2 3 4 5; do
+    c=$(cat "$TMP/qcode$k")
+    if [[ $c == 429 ]]; then
+        n429=$((n429 + 1))
+        grep -q '"message"' "$TMP/q$k" || fail "429 without an error message"
+    else
+        [[ $c == 200 ]] || fail "queued request: HTTP $c"
+    fi
+done
+[[ $n429 -ge 1 && $n429 -le 3 ]] || fail "expected 1 to 3 requests refused with 429, got $n429"
+pass
 req POST $C "$FRANCE"
 expect_code 401 "no key"
 jcheck 'j["error"]["message"] and j["error"]["code"] == "invalid_api_key"'
