@@ -226,6 +226,7 @@ static bool lex_string(parser *p, size_t *i) {
 static bool lex_tag(parser *p, size_t *i, char close, bool *strip_after) {
     static const char *ops2[] = {"==", "!=", "<=", ">=", "//", "**"};
     size_t k = *i;
+    int braces = 0;
     for (;;) {
         while (k < p->len && is_ws(p->src[k])) k++;
         if (k >= p->len) {
@@ -241,15 +242,12 @@ static bool lex_tag(parser *p, size_t *i, char close, bool *strip_after) {
             *i = k + 3;
             return true;
         }
-        if (rest >= 2 && s[0] == close && s[1] == '}') {
-            if (close == '}' && rest >= 3 && s[2] == '}') {
-                /* "}}}" closes a dict literal first */
-            } else {
-                *strip_after = false;
-                if (!push_tok(p, close == '}' ? TK_VEND : TK_BEND, k)) return false;
-                *i = k + 2;
-                return true;
-            }
+        /* like Jinja's lexer, "}}" inside an open dict literal closes the dict */
+        if (rest >= 2 && s[0] == close && s[1] == '}' && !(close == '}' && braces > 0)) {
+            *strip_after = false;
+            if (!push_tok(p, close == '}' ? TK_VEND : TK_BEND, k)) return false;
+            *i = k + 2;
+            return true;
         }
         if (rest >= 3 && s[0] == '+' && s[1] == close && s[2] == '}') {
             *strip_after = false;
@@ -322,6 +320,8 @@ static bool lex_tag(parser *p, size_t *i, char close, bool *strip_after) {
         t->s = s;
         t->n = on;
         k += on;
+        if (on == 1 && *s == '{') braces++;
+        if (on == 1 && *s == '}' && braces > 0) braces--;
     }
 }
 
@@ -728,8 +728,13 @@ static node *parse_unary(parser *p, bool with_filter) {
     node *n;
     if (is_op(t, "-") || is_op(t, "+")) {
         p->pos++;
+        if (++p->depth > MAX_PARSE_DEPTH) {
+            perr_at(p, t->line, t->col, "less nesting (limit 200)", "deeper nesting", 14);
+            return NULL;
+        }
         if (!(n = mk(p, is_op(t, "-") ? E_NEG : E_POS, t))) return NULL;
         if (!(n->a = parse_unary(p, false))) return NULL;
+        p->depth--;
     } else {
         if (!(n = parse_primary(p))) return NULL;
     }
@@ -819,8 +824,13 @@ static node *parse_not(parser *p) {
     tok *t = cur(p);
     if (is_name(t, "not")) {
         p->pos++;
+        if (++p->depth > MAX_PARSE_DEPTH) {
+            perr_at(p, t->line, t->col, "less nesting (limit 200)", "deeper nesting", 14);
+            return NULL;
+        }
         node *n = mk(p, E_NOT, t);
         if (!n || !(n->a = parse_not(p))) return NULL;
+        p->depth--;
         return n;
     }
     return parse_compare(p);
