@@ -164,6 +164,8 @@ static void test_methods_and_globals(void **state) {
     R("{{ 'ab'.upper() }}{{ 'AB'.lower() }}{{ 'aa'.replace('a', 'b') }}{{ 'x y'.title() }}{{ '-'.join(['a', 'b']) }}", NULL, "ABabbbX Ya-b");
     R("{{ d.get('a') }}{{ d.get('z') }}{{ d.get('z', 5) }}{{ d.keys()|list }}{{ d.values()|list }}", "{\"d\":{\"a\":1}}", "1None5['a'][1]");
     R("{{ strftime_now('%Y-%m-%d') }}", NULL, "2024-07-26");
+    /* d.items is the method (Jinja's getattr), d['items'] the key */
+    R("{{ d.items()|length }}{{ d['items'] }}{{ d.x }}", "{\"d\":{\"items\":\"I\",\"x\":1}}", "2I1");
     R("{{ strftime_now is defined }}{{ raise_exception is defined }}", NULL, "TrueTrue");
 }
 

@@ -526,8 +526,30 @@ static val arg(const args *a, size_t i, const char *name, val dflt) {
     return dflt;
 }
 
-static bool get_attr(ctx *c, val obj, const char *k, size_t kn, val *out) {
-    (void)c;
+static bool method_of(ctx *c, val obj, const char *k, size_t kn, val *out) {
+    static const char *const methods[] = {"strip", "lstrip", "rstrip", "startswith", "endswith",
+                                          "split", "rsplit", "upper", "lower", "replace", "title",
+                                          "capitalize", "get", "items", "keys", "values", "append",
+                                          "pop", "join", "find", "count", "index", "extend",
+                                          "update", "splitlines", NULL};
+    if (obj.t != V_STR && obj.t != V_DICT && obj.t != V_LIST) return false;
+    for (int i = 0; methods[i]; i++)
+        if (strlen(methods[i]) == kn && memcmp(methods[i], k, kn) == 0) {
+            vmethod *m = alloc(c, sizeof *m);
+            if (!m) return false;
+            m->self = obj;
+            m->name = methods[i];
+            m->n = kn;
+            out->t = V_METHOD;
+            out->u.me = m;
+            return true;
+        }
+    return false;
+}
+
+/* obj.k (attr_first: Jinja's getattr, methods before keys) or obj['k'] (keys before methods). */
+static bool lookup_member(ctx *c, val obj, const char *k, size_t kn, bool attr_first, val *out) {
+    if (attr_first && obj.t == V_DICT && method_of(c, obj, k, kn, out)) return true;
     if (obj.t == V_DICT || obj.t == V_NS) {
         val *v = dict_find(obj.u.d, k, kn);
         if (v) {
@@ -535,25 +557,8 @@ static bool get_attr(ctx *c, val obj, const char *k, size_t kn, val *out) {
             return true;
         }
     }
-    if (obj.t == V_STR || obj.t == V_DICT || obj.t == V_LIST) {
-        static const char *methods[] = {"strip", "lstrip", "rstrip", "startswith", "endswith",
-                                        "split", "rsplit", "upper", "lower", "replace", "title",
-                                        "capitalize", "get", "items", "keys", "values", "append",
-                                        "pop", "join", "find", "count", "index", "insert",
-                                        "extend", "update", "splitlines", NULL};
-        for (int i = 0; methods[i]; i++)
-            if (strlen(methods[i]) == kn && memcmp(methods[i], k, kn) == 0) {
-                vmethod *m = alloc(c, sizeof *m);
-                if (!m) return false;
-                m->self = obj;
-                m->name = methods[i];
-                m->n = kn;
-                val v = {.t = V_METHOD};
-                v.u.me = m;
-                *out = v;
-                return true;
-            }
-    }
+    if (method_of(c, obj, k, kn, out)) return true;
+    if (c->st) return false;
     *out = UNDEF;
     return true;
 }
@@ -565,8 +570,13 @@ static bool norm_index(int64_t i, size_t n, size_t *out) {
     return true;
 }
 
+/* a key or attribute named by a filter argument (map(attribute=...), selectattr...) */
+static bool get_attr(ctx *c, val obj, const char *k, size_t kn, val *out) {
+    return lookup_member(c, obj, k, kn, false, out);
+}
+
 static bool get_item(ctx *c, val obj, val key, val *out) {
-    if (key.t == V_STR) return get_attr(c, obj, key.u.s.p, key.u.s.n, out);
+    if (key.t == V_STR) return lookup_member(c, obj, key.u.s.p, key.u.s.n, false, out);
     if (is_intlike(key)) {
         size_t i;
         if (obj.t == V_LIST && norm_index(ival(key), obj.u.l->n, &i)) {
@@ -1208,7 +1218,6 @@ static bool test_by_name(ctx *c, const node *at, val v, val tname, const val *ta
 
 /* ---- filters ---- */
 
-static int sort_cmp_err;
 static bool sort_vals(ctx *c, const node *n, vlist *l, val attr, bool reverse) {
     /* insertion sort: stable, and lists in templates are short */
     for (size_t i = 1; i < l->n; i++) {
@@ -1228,7 +1237,6 @@ static bool sort_vals(ctx *c, const node *n, vlist *l, val attr, bool reverse) {
         }
         l->v[j] = x;
     }
-    (void)sort_cmp_err;
     return true;
 }
 
@@ -1478,7 +1486,7 @@ static bool eval(ctx *c, frame *f, const node *n, val *out) {
     case E_LIT: *out = n->lit; break;
     case E_NAME: *out = lookup(c, f, n->name, n->name_n); break;
     case E_ATTR:
-        ok = eval(c, f, n->a, &a) && get_attr(c, a, n->name, n->name_n, out);
+        ok = eval(c, f, n->a, &a) && lookup_member(c, a, n->name, n->name_n, true, out);
         break;
     case E_ITEM:
         ok = eval(c, f, n->a, &a) && eval(c, f, n->b, &b) && get_item(c, a, b, out);
@@ -1615,7 +1623,8 @@ static bool exec_for(ctx *c, frame *f, const node *n) {
         frame *lf = frame_new(c, f);
         vdict *loop = alloc(c, sizeof *loop);
         if (!lf || !loop) return false;
-        val lv = vdictv(loop);
+        val lv = {.t = V_NS}; /* an object: loop.index is the key, never a dict method */
+        lv.u.d = loop;
         if (!dict_set(c, loop, "index", 5, vint((int64_t)i + 1)) ||
             !dict_set(c, loop, "index0", 6, vint((int64_t)i)) ||
             !dict_set(c, loop, "revindex", 8, vint((int64_t)(len - i))) ||
