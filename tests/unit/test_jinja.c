@@ -122,7 +122,8 @@ static void test_expressions(void **state) {
     R("{{ s[1:] }}|{{ s[::-1] }}|{{ s[:-1] }}|{{ s[0] }}", "{\"s\":\"abc\"}", "bc|cba|ab|a");
     R("{{ m.role }}{{ m['content'] }}{{ m.nope is defined }}", "{\"m\":{\"role\":\"u\",\"content\":\"c\"}}", "ucFalse");
     R("{{ -x }} {{ +x }} {{ -(1.5) }}", "{\"x\":3}", "-3 3 -1.5");
-    R("{{ [1, 2] == [1, 2] }} {{ {'a': 1} == {'a': 1} }} {{ (1, 2) }}", NULL, "True True [1, 2]");
+    R("{{ [1, 2] == [1, 2] }} {{ {'a': 1} == {'a': 1} }} {{ (1, 2) }}", NULL, "True True (1, 2)");
+    R("{{ (1,) }}{{ () }}{{ (1, 2) == [1, 2] }}", NULL, "(1,)()False");
 }
 
 static void test_filters(void **state) {
@@ -137,7 +138,7 @@ static void test_filters(void **state) {
     R("{{ xs|first }}{{ xs|last }}{{ xs|join('-') }}{{ xs|reverse|list }}{{ xs|sort }}{{ [3,1,3]|unique|list }}", "{\"xs\":[2,1,3]}",
       "232-1-3[3, 1, 2][1, 2, 3][3, 1]");
     R("{{ d|items|list }}{{ 5|string ~ '!' }}{{ '42'|int + 1 }}{{ '2.5'|float }}{{ -3|abs }}{{ 'x'|int }}", "{\"d\":{\"a\":1}}",
-      "[['a', 1]]5!432.530");
+      "[('a', 1)]5!432.530");
     const char *ms = "{\"ms\":[{\"role\":\"user\",\"n\":1},{\"role\":\"bot\",\"n\":2},{\"role\":\"user\",\"n\":3}]}";
     R("{{ ms|selectattr('role', 'equalto', 'user')|map(attribute='n')|list }}", ms, "[1, 3]");
     R("{{ ms|rejectattr('role', 'equalto', 'user')|map(attribute='n')|join }}", ms, "2");

@@ -45,6 +45,7 @@ typedef struct val {
 struct vlist {
     val *v;
     size_t n, cap;
+    bool tuple; /* prints as (a, b): items() pairs and (a, b) literals */
 };
 
 struct vdict {
@@ -87,6 +88,7 @@ struct node {
     size_t n_kwn;
     nlist body, else_body;
     val lit;             /* E_LIT */
+    bool tuple;          /* E_LIST written as (a, b) */
     /* N_TEXT: text [0, n); lstrip_n bytes at the end go under lstrip_blocks; the first byte
      * ('\n') goes under trim_blocks when trim_nl */
     const char *text;

@@ -534,12 +534,13 @@ static node *parse_primary(parser *p) {
         p->pos++;
         if (is_op(cur(p), ")")) { /* empty tuple */
             p->pos++;
-            n = mk(p, E_LIST, t);
+            if ((n = mk(p, E_LIST, t))) n->tuple = true;
         } else {
             node *e = parse_expr(p);
             if (!e) return NULL;
             if (is_op(cur(p), ",")) {
                 if (!(n = mk(p, E_LIST, t)) || !nl_push(p, &n->args, e)) return NULL;
+                n->tuple = true;
                 while (is_op(cur(p), ",")) {
                     p->pos++;
                     if (is_op(cur(p), ")")) break;

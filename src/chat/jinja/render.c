@@ -226,7 +226,7 @@ static bool equal(val a, val b) {
     case V_UNDEF: case V_NONE: return true;
     case V_STR: return a.u.s.n == b.u.s.n && memcmp(a.u.s.p, b.u.s.p, a.u.s.n) == 0;
     case V_LIST:
-        if (a.u.l->n != b.u.l->n) return false;
+        if (a.u.l->n != b.u.l->n || a.u.l->tuple != b.u.l->tuple) return false;
         for (size_t i = 0; i < a.u.l->n; i++)
             if (!equal(a.u.l->v[i], b.u.l->v[i])) return false;
         return true;
@@ -316,12 +316,13 @@ static void put_str(lm_buf *b, val v) {
     case V_FLOAT: fmt_float(v.u.f, tmp, sizeof tmp); lm_buf_puts(b, tmp); break;
     case V_STR: lm_buf_append(b, v.u.s.p, v.u.s.n); break;
     case V_LIST:
-        lm_buf_putc(b, '[');
+        lm_buf_putc(b, v.u.l->tuple ? '(' : '[');
         for (size_t i = 0; i < v.u.l->n; i++) {
             if (i) lm_buf_puts(b, ", ");
             put_repr(b, v.u.l->v[i]);
         }
-        lm_buf_putc(b, ']');
+        if (v.u.l->tuple && v.u.l->n == 1) lm_buf_putc(b, ',');
+        lm_buf_putc(b, v.u.l->tuple ? ')' : ']');
         break;
     case V_DICT:
         lm_buf_putc(b, '{');
@@ -954,6 +955,7 @@ static bool items_list(ctx *c, val d, val *out) {
     for (size_t i = 0; i < d.u.d->n; i++) {
         vlist *pair = list_new(c, 2);
         if (!pair) return false;
+        pair->tuple = true;
         list_push(c, pair, vstr(d.u.d->kp[i], d.u.d->kn[i]));
         list_push(c, pair, d.u.d->v[i]);
         list_push(c, l, vlistv(pair));
@@ -1548,6 +1550,7 @@ static bool eval(ctx *c, frame *f, const node *n, val *out) {
     case E_LIST: {
         vlist *l = list_new(c, n->args.n);
         ok = l != NULL;
+        if (ok) l->tuple = n->tuple;
         for (size_t i = 0; ok && i < n->args.n; i++)
             ok = eval(c, f, n->args.v[i], &a) && list_push(c, l, a);
         if (ok) *out = vlistv(l);
