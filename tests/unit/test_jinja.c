@@ -144,6 +144,7 @@ static void test_filters(void **state) {
     R("{{ ms|rejectattr('role', 'equalto', 'user')|map(attribute='n')|join }}", ms, "2");
     R("{{ ms|selectattr('missing', 'defined')|list|length }}{{ [0, 1, '']|select|list }}", ms, "0[1]");
     R("{{ ms|sort(attribute='n', reverse=true)|map(attribute='n')|list }}{{ ['a','b']|map('upper')|join }}", ms, "[3, 2, 1]AB");
+    R("[{{ 'a\\nb\\n\\nc'|indent(2) }}][{{ 'a\\nb'|indent(first=true) }}]", NULL, "[a\n  b\n\n  c][    a\n    b]");
     R("{{ '<a&b>'|e }}{{ '<x>'|safe }}", NULL, "&lt;a&amp;b&gt;<x>");
 }
 

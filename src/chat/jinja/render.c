@@ -1345,6 +1345,25 @@ static bool apply_filter(ctx *c, frame *f, const node *n, val v, const args *a, 
         if (v.t != V_DICT) return rfail(c, n, "items: a %s is not a mapping", type_name(v));
         return items_list(c, v, out);
     }
+    if (F("indent")) { /* indent(width=4, first=False, blank=False) */
+        val s, w = arg(a, 0, "width", vint(4));
+        bool first = truthy(arg(a, 1, "first", vbool(false))), blank = truthy(arg(a, 2, "blank", vbool(false)));
+        if (!to_str(c, v, &s)) return false;
+        lm_buf pad = {0}, b = {0};
+        if (w.t == V_STR) lm_buf_append(&pad, w.u.s.p, w.u.s.n);
+        else for (int64_t i = 0; i < (is_intlike(w) ? ival(w) : 4) && i < 1000; i++) lm_buf_putc(&pad, ' ');
+        size_t ls = 0;
+        for (size_t i = 0; i <= s.u.s.n; i++) {
+            if (i < s.u.s.n && s.u.s.p[i] != '\n') continue;
+            bool empty = i == ls;
+            if ((ls > 0 || first) && (blank || !empty) && pad.data) lm_buf_append(&b, pad.data, pad.len);
+            lm_buf_append(&b, s.u.s.p + ls, i - ls);
+            if (i < s.u.s.n) lm_buf_putc(&b, '\n');
+            ls = i + 1;
+        }
+        lm_buf_free(&pad);
+        return vstr_buf(c, &b, out);
+    }
     if (F("trim") || F("upper") || F("lower") || F("title") || F("capitalize") || F("replace")) {
         val s;
         if (!to_str(c, v, &s)) return false;
