@@ -357,7 +357,11 @@ stop_server
 
 # ---- API key; one slot and a queue of one: more concurrent requests get 429 ----
 start_server --api-key s3cret-key --parallel 1 --queue 1
-LONGK='{"prompt":"Sorry, and","temperature":1.0,"seed":7,"max_tokens":2000,"ignore_eos":true}'
+# A request long enough (about 1.5 s) to hold the slot, measured on this build (sanitizers are slow).
+t=$(curl -s -o /dev/null -w '%{time_total}' --max-time 120 -H 'Authorization: Bearer s3cret-key' \
+    -d '{"prompt":"Sorry, and","temperature":1.0,"seed":7,"max_tokens":32,"ignore_eos":true}' "$BASE/v1/completions")
+n_long=$(python3 -c 'import sys; t=max(float(sys.argv[1]),1e-3); print(max(8, min(2000, int(32/t*1.5))))' "$t")
+LONGK="{\"prompt\":\"Sorry, and\",\"temperature\":1.0,\"seed\":7,\"max_tokens\":$n_long,\"ignore_eos\":true}"
 for k in 1 2 3 4 5; do
     curl -s --max-time 120 -o "$TMP/q$k" -w '%{http_code}' -H 'Authorization: Bearer s3cret-key' \
         -d "$LONGK" "$BASE/v1/completions" >"$TMP/qcode$k" &
