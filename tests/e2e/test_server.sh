@@ -90,6 +90,23 @@ SYS='{"role":"system","content":"You are a helpful voice assistant."}'
 FRANCE="{\"model\":\"tinychat\",\"temperature\":0,\"messages\":[$SYS,{\"role\":\"user\",\"content\":\"What is the capital of France?\"}]}"
 TOOLS='[{"type": "function", "function": {"name": "get_weather", "description": "Get the current weather in a city.", "parameters": {"type": "object", "properties": {"city": {"type": "string", "description": "The name of the city, e.g. Paris"}}, "required": ["city"]}}}, {"type": "function", "function": {"name": "get_time", "description": "Get the current local time in a city.", "parameters": {"type": "object", "properties": {"city": {"type": "string", "description": "The name of the city, e.g. Tokyo"}}, "required": ["city"]}}}]'
 
+# ---- the command line ----
+"$CLI" serve --help >"$TMP/body" 2>&1 || fail "serve --help"
+grep -q -- '--api-key' "$TMP/body" || fail "serve --help lists --api-key"
+pass
+rc=0; "$CLI" serve "$MODEL" --port 70000 >"$TMP/body" 2>&1 || rc=$?
+[[ $rc -eq 2 ]] && grep -q "out of range" "$TMP/body" || fail "--port 70000: exit $rc"
+pass
+rc=0; "$CLI" serve "$MODEL" --bogus >"$TMP/body" 2>&1 || rc=$?
+[[ $rc -eq 2 ]] && grep -q "unknown option" "$TMP/body" || fail "--bogus: exit $rc"
+pass
+rc=0; "$CLI" serve "$MODEL" --port 0 --host not-an-address >"$TMP/body" 2>&1 || rc=$?
+[[ $rc -eq 1 ]] && grep -q "not a numeric" "$TMP/body" || fail "--host not-an-address: exit $rc"
+pass
+rc=0; "$CLI" serve "$TMP/no-such-model" --port 0 >"$TMP/body" 2>&1 || rc=$?
+[[ $rc -eq 1 ]] && grep -q "locallm: error:" "$TMP/body" || fail "missing model: exit $rc"
+pass
+
 start_server --parallel 2
 
 # ---- health, models ----
