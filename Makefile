@@ -9,6 +9,9 @@ CTEST_ARGS ?= --output-on-failure
 
 .PHONY: all build deps run test test-release test-asan test-tsan clean fuzz check-fuzz testdata
 
+FUZZ_BUILD   ?= build-fuzz
+FUZZ_SECONDS ?= 30
+
 all: build
 
 deps:
@@ -43,5 +46,20 @@ test-tsan:
 	cmake --build $(TSAN_BUILD) -j $(JOBS) --target test_pool
 	cd $(TSAN_BUILD) && ctest $(CTEST_ARGS) -R 'test_pool'
 
+# libFuzzer runs of every target for FUZZ_SECONDS each, starting from the committed corpus
+# (new inputs go to $(FUZZ_BUILD)/corpus-<target>, never into the repository).
+fuzz: deps testdata
+	CC=clang cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLM_FUZZ=ON
+	cmake --build $(FUZZ_BUILD) -j $(JOBS)
+	@set -e; for t in tests/fuzz/fuzz_*.c; do n=$$(basename $$t .c); s=$${n#fuzz_}; \
+	  mkdir -p $(FUZZ_BUILD)/corpus-$$s; \
+	  echo "== $$n ($(FUZZ_SECONDS) s)"; \
+	  ./$(FUZZ_BUILD)/$$n -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -timeout=10 -rss_limit_mb=4096 \
+	    -print_final_stats=1 $(FUZZ_BUILD)/corpus-$$s tests/fuzz/corpus/$$s 2>&1 | grep -E 'stat::number_of_executed_units|ERROR|SUMMARY' || true; \
+	  done
+
+check-fuzz:
+	$(MAKE) fuzz FUZZ_SECONDS=30
+
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) $(FUZZ_BUILD)
