@@ -332,11 +332,14 @@ expect_code 405 "POST models"
 req DELETE /health ''
 expect_code 405 "DELETE health"
 # Raw garbage on the socket does not hurt.
-if exec 3<>"/dev/tcp/127.0.0.1/${BASE##*:}"; then
+# (In a subshell ignoring SIGPIPE: the server may close first, and a builtin's write to a closed
+# socket would kill this script.)
+(
+    trap '' PIPE
+    exec 3<>"/dev/tcp/127.0.0.1/${BASE##*:}" || exit 0
     printf 'GARBAGE / HTTP/9.9\r\n\r\n\x00\xff' >&3 || true
     timeout 5 cat <&3 >/dev/null || true
-    exec 3>&-
-fi
+) 2>/dev/null || true
 # ... and after all of that a good request still succeeds.
 req POST /v1/chat/completions "$FRANCE"
 expect_code 200 "after bad requests"
