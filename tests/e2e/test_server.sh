@@ -415,6 +415,19 @@ req GET /health ''
 expect_code 200 "health needs no key"
 grep -q 's3cret' "$TMP/log" && fail "the API key appears in the log"
 pass
+# SIGTERM during a long stream: the generation is cancelled and the server stops at once.
+curl -sN --max-time 100 -H 'Authorization: Bearer s3cret-key' \
+    -d '{"prompt":"Sorry, and","max_tokens":2000,"ignore_eos":true,"stream":true}' \
+    "$BASE/v1/completions" >"$TMP/cut" 2>/dev/null &
+CURL_PID=$!
+for _ in $(seq 1 100); do
+    [[ -s $TMP/cut ]] && break
+    sleep 0.05
+done
+t0=$(date +%s)
 stop_server
+wait "$CURL_PID" 2>/dev/null || true
+(($(date +%s) - t0 < 20)) || fail "stopping during a stream took $(($(date +%s) - t0)) s"
+pass
 
 echo "test_server.sh: $n_checks checks passed"
