@@ -29,6 +29,9 @@ int cli_detokenize(int argc, char **argv);
 int cli_info(int argc, char **argv);
 int cli_bench(int argc, char **argv);
 int cli_serve(int argc, char **argv);
+int cli_chat(int argc, char **argv);
+int cli_template(int argc, char **argv);
+int cli_voice(int argc, char **argv);
 
 /* Prints "locallm: error: <message>" to stderr; returns CLI_EXIT_ERROR. */
 int cli_error(const char *fmt, ...) CLI_PRINTF(1, 2);
@@ -77,5 +80,20 @@ void cli_json_string(FILE *f, const char *s);
 
 /* Monotonic clock in milliseconds. */
 double cli_now_ms(void);
+
+/* chat.c: helpers shared by chat, template and voice. */
+/* The embedded chat model: $LOCALLM_CHAT_MODEL, else <exe dir>/../models/tinychat, else
+ * LM_MODELS_DIR/tinychat. malloc'd (caller frees), NULL on allocation failure. */
+char *cli_default_chat_model(void);
+/* Like cli_load_model, with a chat template override (NULL: the model's own; a built-in name or
+ * a file holding Jinja source). */
+bool cli_load_chat_model(const char *path, int32_t n_threads, const char *chat_template,
+                         lm_model **out);
+/* Reads a JSON array of OpenAI messages from path. Every string is malloc'd; free the list with
+ * cli_messages_free. On failure prints the error and returns false. */
+bool cli_messages_load(const char *path, lm_message **msgs, size_t *n);
+void cli_messages_free(lm_message *msgs, size_t n);
+/* Reads a whole file into a malloc'd NUL-terminated string; NULL on failure (errno set). */
+char *cli_read_file(const char *path, size_t *len);
 
 #endif /* LM_CLI_H */

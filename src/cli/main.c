@@ -18,6 +18,9 @@ static const command COMMANDS[] = {
     {"info", cli_info, "describe a model: architecture, sizes, memory needed"},
     {"bench", cli_bench, "measure prefill and decode speed"},
     {"serve", cli_serve, "serve a model over HTTP with an OpenAI-compatible API"},
+    {"chat", cli_chat, "chat with a model in the terminal (or one message per input line)"},
+    {"template", cli_template, "render a conversation with the model's chat template"},
+    {"voice", cli_voice, "voice-assistant loop: streamed transcripts in, spoken sentences out"},
     {"version", NULL, "print the version"},
 };
 

@@ -1,0 +1,183 @@
+/* cli/template.c: `locallm template`, renders a conversation with the model's chat template.
+ * Owns: the options of template, --var into template variables, and printing the prompt text
+ * or its token ids exactly as the library produces them. */
+#include "cli/cli.h"
+#include "core/core.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static const char TEMPLATE_HELP[] =
+    "Usage: locallm template MODEL --messages FILE.json [options]\n"
+    "\n"
+    "Prints the prompt MODEL's chat template makes of the messages (a JSON array of OpenAI\n"
+    "messages), exactly, with no newline added. MODEL is a model folder or a .gguf file.\n"
+    "\n"
+    "Options:\n"
+    "      --messages FILE         the conversation (required)\n"
+    "      --tools FILE            a JSON array of tool schemas (OpenAI form)\n"
+    "      --no-generation-prompt  do not open the assistant's turn at the end\n"
+    "      --var NAME=VALUE        a template variable (a string; may be repeated)\n"
+    "      --chat-template T       llama3, mistral, chatml, zephyr, or a file of Jinja source\n"
+    "      --ids                   print {\"ids\":[...]}, the prompt's token ids, instead\n"
+    "  -h, --help                  show this help\n";
+
+int cli_template(int argc, char **argv) {
+    const char *cmd = "template";
+    const char *model_path = NULL, *messages_path = NULL, *tools_path = NULL, *tpl = NULL;
+    bool gen_prompt = true, ids = false;
+    int rc = CLI_EXIT_ERROR;
+    cJSON *vars = cJSON_CreateObject();
+    if (!vars) return cli_error("out of memory");
+
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = NULL;
+        bool bad = false;
+        if (cli_is_help(a)) {
+            fputs(TEMPLATE_HELP, stdout);
+            cJSON_Delete(vars);
+            return CLI_EXIT_OK;
+        } else if (strcmp(a, "--no-generation-prompt") == 0) {
+            gen_prompt = false;
+        } else if (strcmp(a, "--ids") == 0) {
+            ids = true;
+        } else if (cli_opt(argc, argv, &i, "--messages", NULL, &v, &bad, cmd)) {
+            if (bad) goto usage;
+            messages_path = v;
+        } else if (cli_opt(argc, argv, &i, "--tools", NULL, &v, &bad, cmd)) {
+            if (bad) goto usage;
+            tools_path = v;
+        } else if (cli_opt(argc, argv, &i, "--chat-template", NULL, &v, &bad, cmd)) {
+            if (bad) goto usage;
+            tpl = v;
+        } else if (cli_opt(argc, argv, &i, "--var", NULL, &v, &bad, cmd)) {
+            if (bad) goto usage;
+            const char *eq = strchr(v, '=');
+            if (!eq || eq == v) {
+                cli_usage_error(cmd, "--var: '%s' is not NAME=VALUE", v);
+                goto usage;
+            }
+            char name[256];
+            size_t nl = (size_t)(eq - v);
+            if (nl >= sizeof name) {
+                cli_usage_error(cmd, "--var: the name is longer than %zu bytes", sizeof name - 1);
+                goto usage;
+            }
+            memcpy(name, v, nl);
+            name[nl] = '\0';
+            cJSON_DeleteItemFromObjectCaseSensitive(vars, name); /* the last one wins */
+            if (!cJSON_AddStringToObject(vars, name, eq + 1)) {
+                cJSON_Delete(vars);
+                return cli_error("out of memory");
+            }
+        } else if (a[0] == '-' && a[1] != '\0') {
+            cli_usage_error(cmd, "unknown option '%s'", a);
+            goto usage;
+        } else if (!model_path) {
+            model_path = a;
+        } else {
+            cli_usage_error(cmd, "unexpected argument '%s' (the model is '%s')", a, model_path);
+            goto usage;
+        }
+    }
+    if (!model_path) {
+        cli_usage_error(cmd, "name the model (a folder or a .gguf file)");
+        goto usage;
+    }
+    if (!messages_path) {
+        cli_usage_error(cmd, "--messages FILE.json is required");
+        goto usage;
+    }
+
+    lm_message *msgs = NULL;
+    size_t n = 0;
+    char *tools = NULL, *vars_json = NULL, *out = NULL;
+    lm_token *tok = NULL;
+    lm_model *model = NULL;
+    if (!cli_messages_load(messages_path, &msgs, &n)) goto done;
+    if (tools_path) {
+        cJSON *t = NULL;
+        lm_error err = {0};
+        if (lm_json_load(tools_path, &t, &err) != LM_OK) {
+            cli_error("%s", err.msg);
+            goto done;
+        }
+        if (!cJSON_IsArray(t)) {
+            cJSON_Delete(t);
+            cli_error("%s: expected a JSON array of tools", tools_path);
+            goto done;
+        }
+        tools = lm_json_print(t);
+        cJSON_Delete(t);
+        if (!tools) {
+            cli_error("out of memory");
+            goto done;
+        }
+    }
+    if (cJSON_GetArraySize(vars) > 0 && !(vars_json = lm_json_print(vars))) {
+        cli_error("out of memory");
+        goto done;
+    }
+    if (!cli_load_chat_model(model_path, 0, tpl, &model)) goto done;
+
+    lm_chat_params cp = lm_chat_default_params();
+    cp.max_messages = 0;
+    cp.add_generation_prompt = gen_prompt;
+    cp.tools_json = tools;
+    cp.vars_json = vars_json;
+    lm_error err = {0};
+    size_t len = 0;
+    lm_status st = lm_chat_render(model, msgs, n, &cp, NULL, 0, &len, &err);
+    if (st == LM_ERR_TOO_SMALL || st == LM_OK) {
+        out = malloc(len + 1);
+        if (!out) {
+            cli_error("out of memory");
+            goto done;
+        }
+        memset(&err, 0, sizeof err);
+        st = lm_chat_render(model, msgs, n, &cp, out, len + 1, &len, &err);
+    }
+    if (st != LM_OK) {
+        cli_error("cannot render the template: %s", err.msg[0] ? err.msg : lm_status_str(st));
+        goto done;
+    }
+    if (!ids) {
+        fwrite(out, 1, len, stdout);
+        rc = fflush(stdout) == 0 ? CLI_EXIT_OK : CLI_EXIT_ERROR;
+        goto done;
+    }
+    /* As apply_chat_template(tokenize=True): the template already wrote any BOS text, so
+     * special-token text is parsed but nothing is added. */
+    size_t n_ids = 0;
+    st = lm_tokenize(model, out, len, LM_TOK_PARSE_SPECIAL, NULL, 0, &n_ids, &err);
+    if (st == LM_ERR_TOO_SMALL || (st == LM_OK && n_ids > 0)) {
+        tok = malloc((n_ids ? n_ids : 1) * sizeof *tok);
+        if (!tok) {
+            cli_error("out of memory");
+            goto done;
+        }
+        st = lm_tokenize(model, out, len, LM_TOK_PARSE_SPECIAL, tok, n_ids, &n_ids, &err);
+    }
+    if (st != LM_OK) {
+        cli_error("cannot tokenize the prompt: %s", err.msg[0] ? err.msg : lm_status_str(st));
+        goto done;
+    }
+    fputs("{\"ids\":[", stdout);
+    for (size_t k = 0; k < n_ids; k++) printf(k ? ",%d" : "%d", (int)tok[k]);
+    fputs("]}\n", stdout);
+    rc = CLI_EXIT_OK;
+
+done:
+    free(tok);
+    free(out);
+    lm_free(tools);
+    lm_free(vars_json);
+    cli_messages_free(msgs, n);
+    lm_model_free(model);
+    cJSON_Delete(vars);
+    return rc;
+
+usage:
+    cJSON_Delete(vars);
+    return CLI_EXIT_USAGE;
+}
