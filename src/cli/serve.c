@@ -58,9 +58,11 @@ static bool is_dir(const char *p) {
     return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
-/* Like cli_default_model(), for the chat model: <exe dir>/../models/tinychat, else
- * LM_MODELS_DIR/tinychat. malloc'd. */
+/* Like cli_default_model(), for the chat model: $LOCALLM_CHAT_MODEL, else
+ * <exe dir>/../models/tinychat, else LM_MODELS_DIR/tinychat. malloc'd. */
 static char *default_chat_model(void) {
+    const char *env = getenv("LOCALLM_CHAT_MODEL");
+    if (env && *env) return strdup(env);
     char buf[4096];
     ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
     if (n > 0) {

@@ -60,8 +60,9 @@ static void slog(srv *sv, int level, const char *fmt, ...) {
 
 /* ---- responses ---- */
 
+/* Sends text (taken) with its content type; allow (may be NULL) becomes the Allow header. */
 static enum MHD_Result send_text(struct MHD_Connection *c, unsigned status, char *text,
-                                 const char *type) {
+                                 const char *type, const char *allow) {
     struct MHD_Response *r =
         MHD_create_response_from_buffer_with_free_callback(strlen(text), text, lm_free);
     if (!r) {
@@ -69,6 +70,7 @@ static enum MHD_Result send_text(struct MHD_Connection *c, unsigned status, char
         return MHD_NO;
     }
     MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
+    if (allow) MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, allow);
     enum MHD_Result ret = MHD_queue_response(c, status, r);
     MHD_destroy_response(r);
     return ret;
@@ -78,7 +80,7 @@ static enum MHD_Result send_json(struct MHD_Connection *c, unsigned status, cJSO
     char *text = j ? lm_json_print(j) : NULL;
     cJSON_Delete(j);
     if (!text) return MHD_NO;
-    return send_text(c, status, text, "application/json");
+    return send_text(c, status, text, "application/json", NULL);
 }
 
 static const char *error_type(unsigned status) {
@@ -803,9 +805,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     else if (strcmp(url, "/v1/completions") == 0 || strcmp(url, "/completions") == 0) route = R_COMPLETIONS;
     if (route == R_NONE) return send_error(c, 404, NULL, "no such path: %.200s", url);
     bool want_get = route == R_HEALTH || route == R_MODELS;
-    if ((want_get && !get) || (!want_get && !post))
-        return send_error(c, 405, NULL, "method %.20s is not allowed on %s (use %s)", method, url,
-                          want_get ? "GET" : "POST");
+    if ((want_get && !get) || (!want_get && !post)) {
+        char msg[300];
+        snprintf(msg, sizeof msg, "method %.20s is not allowed on %s (use %s)", method, url,
+                 want_get ? "GET" : "POST");
+        cJSON *j = error_json(405, NULL, msg);
+        char *text = j ? lm_json_print(j) : NULL;
+        cJSON_Delete(j);
+        return text ? send_text(c, 405, text, "application/json", want_get ? "GET" : "POST") : MHD_NO;
+    }
     if (route == R_HEALTH) return handle_health(sv, c);
     if (!authorized(sv, c))
         return send_error(c, 401, NULL, "invalid or missing API key (send 'Authorization: Bearer <key>')");

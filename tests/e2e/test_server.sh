@@ -324,8 +324,9 @@ pass
 req GET /v1/nothing ''
 expect_code 404 "unknown path"
 jcheck '"/v1/nothing" in j["error"]["message"]'
-req GET $C ''
+code=$(curl -s -o "$TMP/body" -D "$TMP/headers" -w '%{http_code}' --max-time 10 "$BASE$C")
 expect_code 405 "GET chat"
+grep -qi '^allow: POST' "$TMP/headers" || fail "405 without Allow: POST"
 jcheck '"not allowed" in j["error"]["message"]'
 req POST /v1/models '{}'
 expect_code 405 "POST models"
