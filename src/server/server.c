@@ -9,6 +9,7 @@
 #include "server/server.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -295,6 +296,7 @@ typedef struct job {
     size_t emitted;      /* bytes of text already sent as deltas */
     bool sent_first;
     bool holding;        /* tools: the text may be a tool call, keep it back */
+    int fd;              /* not streamed: the client's socket, watched for a hang-up; or -1 */
     lm_gen_stats stats;
     int32_t n_prompt, n_cached; /* completions: counted here */
     lm_status status;
@@ -376,9 +378,18 @@ static bool maybe_tool_call(const char *text, size_t n) {
     return memcmp(text + i, TC_OPEN, m) == 0;
 }
 
+/* True when the peer closed the socket: an orderly shutdown reads as 0 bytes. Data the client
+ * sent early (a pipelined request) stays queued: MSG_PEEK. */
+static bool peer_closed(int fd) {
+    char b;
+    ssize_t n = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
 static int on_piece(const char *utf8, size_t len, void *user) {
     job *jb = user;
     lm_buf_append(&jb->text, utf8, len);
+    if (jb->fd >= 0 && peer_closed(jb->fd)) return 1;
     if (jb->st) {
         if (atomic_load(&jb->st->gone)) return 1;
         if (jb->holding) {
@@ -701,6 +712,7 @@ static enum MHD_Result handle_generate(srv *sv, struct MHD_Connection *c, conn_c
     job *jb = lm_calloc(1, sizeof *jb);
     if (!jb) return send_error(c, 500, NULL, "out of memory");
     jb->sv = sv;
+    jb->fd = -1;
     srv_reqerr re;
     if (!srv_request_parse(cc->body.data ? cc->body.data : "", cc->body.len, chat, sv->n_ctx,
                            &jb->rq, &re)) {
@@ -720,6 +732,9 @@ static enum MHD_Result handle_generate(srv *sv, struct MHD_Connection *c, conn_c
                     : send_error(c, 503, NULL, "the server is shutting down");
     }
     if (!jb->rq.stream) {
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+        jb->fd = ci ? ci->connect_fd : -1;
         run_job(jb);
         enum MHD_Result ret;
         if (jb->status != LM_OK)

@@ -358,6 +358,14 @@ for _ in $(seq 1 50); do
 done
 grep -q "client gone" "$TMP/log" || fail "a disconnected stream was not cancelled"
 pass
+# Not streamed: the hang-up is noticed between tokens too.
+curl -s --max-time 0.2 -d "${LONG%,\"stream\":true\}}}" "$BASE/v1/completions" >/dev/null 2>&1 || true
+for _ in $(seq 1 50); do
+    grep -q "finish cancelled" "$TMP/log" && break
+    sleep 0.1
+done
+grep -q "finish cancelled" "$TMP/log" || fail "a disconnected non-streamed request was not cancelled"
+pass
 req GET /health ''
 expect_code 200 "health after disconnects"
 req POST /v1/chat/completions "$FRANCE"
