@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# tests/e2e/test_voice.sh: `locallm voice` end to end on models/tinychat.
+# Usage: test_voice.sh /path/to/locallm   (env: LM_SOURCE_DIR = repo)
+# Two utterances (partials, then a final) give tinychat's greedy replies, cut into sentences and
+# spoken in order (--tts - prints them); a TTS command gets one sentence per run on stdin with
+# $LOCALLM_WAV named turnN_sentM.wav; a timed barge-in stops the first reply after the sentence
+# being spoken, and the conversation keeps only that; with espeak-ng, real WAV files appear.
+set -euo pipefail
+
+CLI=${1:?usage: test_voice.sh /path/to/locallm}
+SRC=${LM_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
+MODEL=$SRC/models/tinychat
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+
+n_checks=0
+pass() { n_checks=$((n_checks + 1)); }
+fail() {
+    echo "FAIL: $*" >&2
+    for f in "$TMP"/out "$TMP"/err; do
+        [[ -f $f ]] && { echo "--- $(basename "$f"):" >&2; head -c 3000 "$f" >&2; echo >&2; }
+    done
+    exit 1
+}
+cli() {
+    rc=0
+    "$CLI" "$@" >"$TMP/out" 2>"$TMP/err" </dev/null || rc=$?
+}
+
+cat >"$TMP/two.jsonl" <<'JSON'
+{"partial": "Hi"}
+{"final": "Hi"}
+{"partial": "What is"}
+{"partial": "What is the capital"}
+not json: a bad line is skipped with a warning
+{"partial": "What is the capital of Fra"}
+{"final": "What is the capital of France?"}
+JSON
+printf '%s\n' "Hello!" "How can I help you today?" "The capital of France is Paris." >"$TMP/want"
+
+# ---- help and errors ----
+cli voice --help
+[[ $rc -eq 0 ]] && grep -q -- "--tts" "$TMP/out" || fail "voice --help"
+pass
+cli voice "$MODEL" --bogus
+[[ $rc -eq 2 ]] && grep -qF "unknown option '--bogus'" "$TMP/err" || fail "voice --bogus"
+pass
+cli voice "$MODEL" --tts - --transcripts "$TMP/missing.jsonl"
+[[ $rc -eq 1 ]] && grep -qF "missing.jsonl" "$TMP/err" || fail "voice with a missing transcript"
+pass
+
+# ---- sentences printed in order, from a file and from stdin ----
+cli voice "$MODEL" --tts - --transcripts "$TMP/two.jsonl"
+[[ $rc -eq 0 ]] || fail "voice --tts - exited $rc"
+cmp -s "$TMP/out" "$TMP/want" || fail "voice --tts -: sentences"
+grep -qF "two.jsonl:5: not a JSON object" "$TMP/err" || fail "voice: the bad line is not reported"
+[[ $(grep -c '^turn [12]: end of speech -> first token ' "$TMP/err") -eq 2 ]] || fail "voice: latency report"
+pass
+rc=0
+"$CLI" voice --tts - <"$TMP/two.jsonl" >"$TMP/out" 2>"$TMP/err" || rc=$?
+[[ $rc -eq 0 ]] && cmp -s "$TMP/out" "$TMP/want" || fail "voice from stdin (default model)"
+pass
+
+# --json: one object per turn on stderr; the partials were prefilled, so the second turn finds
+# most of its prompt cached
+cli voice "$MODEL" --tts - --transcripts "$TMP/two.jsonl" --json
+[[ $rc -eq 0 ]] && cmp -s "$TMP/out" "$TMP/want" || fail "voice --json: sentences"
+[[ $(grep -c '^{"turn":' "$TMP/err") -eq 2 ]] || fail "voice --json: two JSON lines"
+grep -q '^{"turn":2,.*"sentences":1,' "$TMP/err" || fail "voice --json: turn 2 fields"
+cached=$(grep '^{"turn":2' "$TMP/err" | sed -E 's/.*"cached_tokens":([0-9]+).*/\1/')
+prompt=$(grep '^{"turn":2' "$TMP/err" | sed -E 's/.*"prompt_tokens":([0-9]+).*/\1/')
+[[ $((prompt - cached)) -le 10 ]] || fail "voice: turn 2 prefilled $((prompt - cached)) of $prompt tokens"
+pass
+
+# ---- a TTS command: one run per sentence, sentence on stdin, $LOCALLM_WAV ----
+cat >"$TMP/tts.sh" <<'SH'
+#!/bin/sh
+s=$(cat)
+printf '%s|%s\n' "$(basename "$LOCALLM_WAV")" "$s" >>"$SPOKEN"
+printf 'RIFF' >"$LOCALLM_WAV"
+SH
+chmod +x "$TMP/tts.sh"
+export SPOKEN=$TMP/spoken
+cli voice "$MODEL" --tts "$TMP/tts.sh" --transcripts "$TMP/two.jsonl" --out-dir "$TMP/wav"
+[[ $rc -eq 0 ]] || fail "voice --tts CMD exited $rc"
+[[ ! -s $TMP/out ]] || fail "voice --tts CMD wrote to stdout"
+printf '%s\n' "turn1_sent1.wav|Hello!" "turn1_sent2.wav|How can I help you today?" \
+    "turn2_sent1.wav|The capital of France is Paris." >"$TMP/want_spoken"
+cmp -s "$SPOKEN" "$TMP/want_spoken" || { cat "$SPOKEN" >&2; fail "voice --tts CMD: sentences and WAV names"; }
+[[ $(ls "$TMP/wav" | wc -l) -eq 3 ]] || fail "voice --tts CMD: three WAV files"
+pass
+
+# ---- barge-in: timed lines; the TTS takes 0.5 s, so "What" (at 150 ms) arrives while "Hello!"
+# is being spoken: the rest of the first reply is never spoken and the history keeps "Hello!" ----
+cat >"$TMP/barge.jsonl" <<'JSON'
+{"final": "Hi", "at_ms": 0}
+{"partial": "What", "at_ms": 150}
+{"final": "What is the capital of France?", "at_ms": 200}
+JSON
+rm -f "$SPOKEN"
+cli voice "$MODEL" --tts "$TMP/tts.sh; sleep 0.5" --transcripts "$TMP/barge.jsonl" --out-dir "$TMP/wav2" --json
+[[ $rc -eq 0 ]] || fail "voice barge-in exited $rc"
+printf '%s\n' "turn1_sent1.wav|Hello!" "turn2_sent1.wav|The capital of France is Paris." >"$TMP/want_spoken"
+cmp -s "$SPOKEN" "$TMP/want_spoken" || { cat "$SPOKEN" >&2; fail "voice barge-in: spoken sentences"; }
+grep -q '^{"turn":1,.*"barge_in":true}' "$TMP/err" || fail "voice barge-in: turn 1 not reported as barged"
+grep -q '^{"turn":2,.*"barge_in":false}' "$TMP/err" || fail "voice barge-in: turn 2"
+pass
+# the kept history is exactly user "Hi" / assistant "Hello!": the second prompt renders as
+prompt2=$(grep '^{"turn":2' "$TMP/err" | sed -E 's/.*"prompt_tokens":([0-9]+).*/\1/')
+printf '%s' '[{"role":"user","content":"Hi"},{"role":"assistant","content":"Hello!"},{"role":"user","content":"What is the capital of France?"}]' >"$TMP/hist.json"
+want2=$("$CLI" template "$MODEL" --messages "$TMP/hist.json" --ids | tr -cd ',' | wc -c)
+[[ $prompt2 -eq $((want2 + 1)) ]] || fail "voice barge-in: turn 2 prompt has $prompt2 tokens, history of Hi/Hello! has $((want2 + 1))"
+pass
+
+# ---- the default TTS, espeak-ng: a WAV file per sentence ----
+if command -v espeak-ng >/dev/null 2>&1; then
+    cli voice "$MODEL" --transcripts "$TMP/two.jsonl" --out-dir "$TMP/espeak"
+    [[ $rc -eq 0 ]] || fail "voice with espeak-ng exited $rc"
+    for f in turn1_sent1 turn1_sent2 turn2_sent1; do
+        [[ -s $TMP/espeak/$f.wav && $(head -c 4 "$TMP/espeak/$f.wav") == RIFF ]] || fail "voice: $f.wav is not a WAV file"
+    done
+    [[ $(ls "$TMP/espeak" | wc -l) -eq 3 ]] || fail "voice with espeak-ng: three files"
+    pass
+else
+    echo "espeak-ng not found: the default TTS was not checked" >&2
+fi
+
+echo "test_voice.sh: $n_checks checks passed"
