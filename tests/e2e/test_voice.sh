@@ -3,7 +3,7 @@
 # Usage: test_voice.sh /path/to/locallm   (env: LM_SOURCE_DIR = repo)
 # Two utterances (partials, then a final) give tinychat's greedy replies, cut into sentences and
 # spoken in order (--tts - prints them); a TTS command gets one sentence per run on stdin with
-# $LOCALLM_WAV named turnN_sentM.wav; a timed barge-in stops the first reply after the sentence
+# $LOCALLM_WAV named turnN_sentM.wav; a barge-in stops the first reply after the sentence
 # being spoken, and the conversation keeps only that; with espeak-ng, real WAV files appear.
 set -euo pipefail
 
@@ -90,19 +90,22 @@ cmp -s "$SPOKEN" "$TMP/want_spoken" || { cat "$SPOKEN" >&2; fail "voice --tts CM
 [[ $(ls "$TMP/wav" | wc -l) -eq 3 ]] || fail "voice --tts CMD: three WAV files"
 pass
 
-# ---- barge-in: timed lines; the TTS takes 0.5 s, so "What" (at 150 ms) arrives while "Hello!"
-# is being spoken: the rest of the first reply is never spoken and the history keeps "Hello!" ----
-cat >"$TMP/barge.jsonl" <<'JSON'
-{"final": "Hi", "at_ms": 0}
-{"partial": "What", "at_ms": 150}
-{"final": "What is the capital of France?", "at_ms": 200}
-JSON
+# ---- barge-in: the transcript comes through a pipe; the next utterance is written once the
+# first sentence ("Hello!") is being spoken (the TTS then takes 1 s more), so it arrives during the
+# reply: the rest of the first reply is never spoken and the history keeps only "Hello!" ----
 rm -f "$SPOKEN"
-cli voice "$MODEL" --tts "$TMP/tts.sh; sleep 0.5" --transcripts "$TMP/barge.jsonl" --out-dir "$TMP/wav2" --json
+feed() {
+    printf '%s\n' '{"final": "Hi"}'
+    for ((k = 0; k < 600; k++)); do [[ -s $SPOKEN ]] && break; sleep 0.05; done
+    printf '%s\n' '{"partial": "What"}' '{"final": "What is the capital of France?"}'
+}
+rc=0
+feed | "$CLI" voice "$MODEL" --tts "$TMP/tts.sh; sleep 1" --out-dir "$TMP/wav2" --json \
+    >"$TMP/out" 2>"$TMP/err" || rc=$?
 [[ $rc -eq 0 ]] || fail "voice barge-in exited $rc"
 printf '%s\n' "turn1_sent1.wav|Hello!" "turn2_sent1.wav|The capital of France is Paris." >"$TMP/want_spoken"
 cmp -s "$SPOKEN" "$TMP/want_spoken" || { cat "$SPOKEN" >&2; fail "voice barge-in: spoken sentences"; }
-grep -q '^{"turn":1,.*"barge_in":true}' "$TMP/err" || fail "voice barge-in: turn 1 not reported as barged"
+grep -q '^{"turn":1,.*"sentences":1,.*"barge_in":true}' "$TMP/err" || fail "voice barge-in: turn 1 not reported as barged"
 grep -q '^{"turn":2,.*"barge_in":false}' "$TMP/err" || fail "voice barge-in: turn 2"
 pass
 # the kept history is exactly user "Hi" / assistant "Hello!": the second prompt renders as
