@@ -134,6 +134,7 @@ typedef struct shared {
     bool busy;        /* the main thread is handling an event */
     bool generating;  /* a reply is being generated or spoken */
     bool barged;      /* an event arrived while generating */
+    bool oom_queued;  /* oom_event is in the queue */
     lm_session *session;
     FILE *in;
     const char *in_name;
@@ -141,18 +142,23 @@ typedef struct shared {
     double t0;
 } shared;
 
+/* Queued when an event cannot be allocated; the loop then stops. */
+static event oom_event = {EV_ERROR, NULL, NULL};
+
 static void push(shared *sh, enum ev_kind kind, char *text) {
-    event *e = calloc(1, sizeof *e);
-    if (!e) {
-        free(text);
-        kind = EV_ERROR;
-        text = NULL;
-        e = NULL;
-    }
-    pthread_mutex_lock(&sh->mu);
+    event *e = text || kind == EV_EOF ? calloc(1, sizeof *e) : NULL;
     if (e) {
         e->kind = kind;
         e->text = text;
+    } else {
+        free(text);
+        e = &oom_event;
+        kind = EV_ERROR;
+    }
+    pthread_mutex_lock(&sh->mu);
+    bool queued = e == &oom_event && sh->oom_queued;
+    if (e == &oom_event) sh->oom_queued = true;
+    if (!queued) {
         if (sh->tail)
             sh->tail->next = e;
         else
@@ -218,6 +224,7 @@ static void *reader(void *arg) {
         }
         cJSON_Delete(j);
         push(sh, text ? kind : EV_ERROR, text);
+        if (!text) break;
     }
     free(line);
     push(sh, EV_EOF, NULL);
@@ -550,7 +557,7 @@ int cli_voice(int argc, char **argv) {
         event *e = pop(&sh);
         enum ev_kind kind = e->kind;
         if (kind == EV_EOF || kind == EV_ERROR) {
-            free(e);
+            if (e != &oom_event) free(e);
             if (kind == EV_ERROR) ok = false, cli_error("out of memory reading the transcript");
             break;
         }
@@ -626,6 +633,7 @@ done:
     if (rc == CLI_EXIT_OK || !reader_started) {
         for (event *e = sh.head, *nx; e; e = nx) {
             nx = e->next;
+            if (e == &oom_event) continue;
             free(e->text);
             free(e);
         }

@@ -72,6 +72,17 @@ prompt=$(grep '^{"turn":2' "$TMP/err" | sed -E 's/.*"prompt_tokens":([0-9]+).*/\
 [[ $((prompt - cached)) -le 10 ]] || fail "voice: turn 2 prefilled $((prompt - cached)) of $prompt tokens"
 pass
 
+# timed lines ("at_ms"): the second utterance comes 1.5 s after start, after the first reply
+cat >"$TMP/timed.jsonl" <<'JSON'
+{"final": "Hi", "at_ms": 0}
+{"partial": "What is the", "at_ms": 1400}
+{"final": "What is the capital of France?", "at_ms": 1500}
+JSON
+cli voice "$MODEL" --tts - --transcripts "$TMP/timed.jsonl"
+[[ $rc -eq 0 ]] && cmp -s "$TMP/out" "$TMP/want" || fail "voice with at_ms"
+grep -q "barge-in" "$TMP/err" && fail "voice with at_ms: unexpected barge-in"
+pass
+
 # ---- a TTS command: one run per sentence, sentence on stdin, $LOCALLM_WAV ----
 cat >"$TMP/tts.sh" <<'SH'
 #!/bin/sh
