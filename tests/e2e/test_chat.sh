@@ -111,6 +111,31 @@ cli $'Hi\n' chat "$MODEL" --chat-template chatml
 [[ $rc -eq 0 && -s $TMP/out ]] || fail "chat --chat-template chatml"
 pass
 
+# ---- the interactive prompt, on a pseudo-terminal (util-linux script) ----
+if command -v script >/dev/null 2>&1 && script -qfec true /dev/null >/dev/null 2>&1; then
+    feed_repl() {
+        printf '%s\n' "Hi" "/stats" "/save $TMP/c1.json" "/system You are a helpful voice assistant." \
+            "/reset" "What is the capital of France?" "/bogus" "/load $TMP/c1.json" "/save $TMP/c2.json"
+        # keep the terminal open until the last command ran, then leave
+        for ((k = 0; k < 1200; k++)); do [[ -s $TMP/c2.json ]] && break; sleep 0.05; done
+        printf '%s\n' "/quit"
+    }
+    rc=0
+    feed_repl | timeout 120 script -qfec "$(printf '%q ' "$CLI" chat "$MODEL")" /dev/null >"$TMP/out" 2>"$TMP/err" || rc=$?
+    tr -d '\r' <"$TMP/out" >"$TMP/repl"
+    [[ $rc -eq 0 ]] || fail "chat on a terminal exited $rc"
+    grep -qx "Hello! How can I help you today?" "$TMP/repl" || fail "chat REPL: first reply"
+    grep -qF "prompt: 29 tokens (0 cached, 29 prefilled) | generated: 9 tokens" "$TMP/repl" || fail "chat REPL: /stats"
+    grep -qx "The capital of France is Paris." "$TMP/repl" || fail "chat REPL: reply after /system and /reset"
+    grep -qF "unknown command '/bogus'" "$TMP/repl" || fail "chat REPL: unknown command"
+    grep -qF "loaded 2 messages" "$TMP/repl" || fail "chat REPL: /load"
+    grep -qF '"content":	"Hello! How can I help you today?"' "$TMP/c1.json" || fail "chat REPL: /save content"
+    cmp -s "$TMP/c1.json" "$TMP/c2.json" || fail "chat REPL: /load then /save differs"
+    pass
+else
+    echo "script (util-linux) not usable: the interactive prompt was not checked" >&2
+fi
+
 # ---- template ----
 # refs.json multi_turn_new_system, embedded
 cat >"$TMP/msgs.json" <<'JSON'
