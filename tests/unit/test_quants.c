@@ -479,6 +479,53 @@ static void test_dot_select(void **state) {
     }
 }
 
+/* The selected activation quantizers write exactly the reference's bytes, including ties at
+ * half a step (round half away from zero), NaN, infinities and all-zero blocks. */
+static void test_quantize_select(void **state) {
+    (void)state;
+    uint32_t feat = lm_cpu_features();
+    assert_null(cm_quantize_select(CM_Q2_K, feat));
+    const uint32_t types[] = {CM_Q8_0, CM_Q8_K, CM_Q4_K, CM_Q8_1};
+    const size_t n = 8 * 256;
+    float *x = lm_malloc(n * sizeof(float));
+    uint8_t *a = lm_malloc(n * 2), *b = lm_malloc(n * 2);
+    for (int rep = 0; rep < 4; rep++) {
+        tu_rand_floats(x, n, 31 + (uint64_t)rep);
+        if (rep == 1) {
+            /* Ties: multiples of half a step when the block max is 127 steps. */
+            for (size_t i = 0; i < n; i++) x[i] = (float)((int)(x[i] * 254.0f)) * 0.5f;
+            for (size_t i = 0; i < n; i += 32) x[i] = 127.0f;
+        }
+        if (rep == 2) {
+            x[3] = NAN;
+            x[300] = INFINITY;
+            x[600] = -1e38f;
+            for (size_t i = 1024; i < 1280; i++) x[i] = 0;
+        }
+        if (rep == 3)
+            for (size_t i = 0; i < n; i++) x[i] *= 1e-30f; /* tiny scales */
+        for (size_t ti = 0; ti < LM_ARRAY_LEN(types); ti++) {
+            cm_quantize_fn fn = cm_quantize_select(types[ti], feat);
+            assert_non_null(fn);
+            uint64_t bytes;
+            assert_true(cm_type_row_bytes(types[ti], n, &bytes));
+            memset(a, 0xAA, bytes);
+            memset(b, 0x55, bytes);
+            assert_true(cm_quantize_ref(types[ti], x, a, n));
+            fn(x, b, n);
+            if (memcmp(a, b, bytes)) {
+                size_t k = 0;
+                while (a[k] == b[k]) k++;
+                fail_msg("type %u rep %d: byte %zu differs: ref 0x%02x fast 0x%02x", types[ti], rep,
+                         k, a[k], b[k]);
+            }
+        }
+    }
+    lm_free(x);
+    lm_free(a);
+    lm_free(b);
+}
+
 /* Every half-float bit pattern dequantizes to what core's converter says (NaN stays NaN). */
 static void test_f16_all(void **state) {
     (void)state;
@@ -601,6 +648,7 @@ int main(void) {
         cmocka_unit_test(test_dot_select),
         cmocka_unit_test(test_dotq),
         cmocka_unit_test(test_f16_all),
+        cmocka_unit_test(test_quantize_select),
         cmocka_unit_test(test_dequant_select),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -30,7 +30,12 @@ cm_mlx_dot_fn cm_mlx_dot_select(const cm_matrix *m, uint32_t cpu_features);
  * cm_dot_select. */
 typedef float (*cm_dotq_fn)(const void *row, const void *xq, size_t n);
 cm_dotq_fn cm_dotq_select(uint32_t type, uint32_t cpu_features, uint32_t *act_type);
-/* The oracle for the above: the dot of the dequantized row and dequantized xq (of act_type). */
+/* The fastest quantizer of n floats into blocks of type for this CPU, byte-identical to
+ * cm_quantize_ref (meant for the activations of cm_dotq_fn); NULL for types without a
+ * quantizer. n a whole number of blocks. */
+typedef void (*cm_quantize_fn)(const float *x, void *out, size_t n);
+cm_quantize_fn cm_quantize_select(uint32_t type, uint32_t cpu_features);
+/* The oracle for cm_dotq_fn: the dot of the dequantized row and dequantized xq (of act_type). */
 float cm_dotq_ref(uint32_t type, const void *row, uint32_t act_type, const void *xq, size_t n);
 
 /* Dequantizes n elements (whole blocks) of a row of a fixed type; same values as
@@ -62,6 +67,8 @@ float cm_dotq_q5_k_avx2(const void *row, const void *xq, size_t n);
 float cm_dotq_q6_k_avx2(const void *row, const void *xq, size_t n);
 /* Any bits in 2..8, group_size a multiple of 32. */
 float cm_mlx_dot_avx2(const cm_matrix *m, size_t row, const float *x);
+void cm_quantize_q8_0_avx2(const float *x, void *out, size_t n);
+void cm_quantize_q8_k_avx2(const float *x, void *out, size_t n);
 void cm_mlx_dequant_avx2(const cm_matrix *m, size_t row, float *out);
 void cm_dequant_f16_avx2(const void *row, float *out, size_t n);
 void cm_dequant_bf16_avx2(const void *row, float *out, size_t n);

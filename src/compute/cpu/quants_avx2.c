@@ -737,3 +737,80 @@ float cm_dotq_q3_k_avx2(const void *row, const void *xq, size_t n) {
     }
     return hsum(acc);
 }
+
+/* ---- activation quantizers, byte-identical to cm_quantize_ref ---- */
+
+/* q = clamp(roundf(v), -127, 127) with roundf's half-away-from-zero rule (not the SIMD
+ * default of half-to-even) and NaN -> 0, as the reference's sat_int. 8 lanes. */
+static inline __m256i round_q8(__m256 v) {
+    const __m256 sign_mask = _mm256_set1_ps(-0.0f);
+    v = _mm256_and_ps(v, _mm256_cmp_ps(v, v, _CMP_ORD_Q));
+    v = _mm256_min_ps(_mm256_max_ps(v, _mm256_set1_ps(-127.0f)), _mm256_set1_ps(127.0f));
+    __m256 t = _mm256_round_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+    __m256 frac = _mm256_andnot_ps(sign_mask, _mm256_sub_ps(v, t));
+    __m256 up = _mm256_and_ps(_mm256_cmp_ps(frac, _mm256_set1_ps(0.5f), _CMP_GE_OQ),
+                              _mm256_or_ps(_mm256_and_ps(v, sign_mask), _mm256_set1_ps(1.0f)));
+    return _mm256_cvttps_epi32(_mm256_add_ps(t, up));
+}
+
+/* Quantizes 32 floats with the multiplier id into 32 int8 at q; returns their sum. */
+static inline int quant32(const float *x, float id, int8_t *q, int16_t *sums16) {
+    __m256 vid = _mm256_set1_ps(id);
+    __m256i a = round_q8(_mm256_mul_ps(_mm256_loadu_ps(x), vid));
+    __m256i b = round_q8(_mm256_mul_ps(_mm256_loadu_ps(x + 8), vid));
+    __m256i c = round_q8(_mm256_mul_ps(_mm256_loadu_ps(x + 16), vid));
+    __m256i d = round_q8(_mm256_mul_ps(_mm256_loadu_ps(x + 24), vid));
+    /* packs interleave 128-bit lanes; the permute puts the 32 bytes back in order. */
+    __m256i ab = _mm256_packs_epi32(a, b), cd = _mm256_packs_epi32(c, d);
+    __m256i abcd = _mm256_packs_epi16(ab, cd);
+    abcd = _mm256_permutevar8x32_epi32(abcd, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    _mm256_storeu_si256((__m256i *)q, abcd);
+    __m256i s = _mm256_add_epi32(_mm256_add_epi32(a, b), _mm256_add_epi32(c, d));
+    if (sums16) {
+        /* elements 0..15 are a, b; 16..31 are c, d */
+        __m256i s0 = _mm256_add_epi32(a, b), s1 = _mm256_add_epi32(c, d);
+        __m128i t0 = _mm_add_epi32(_mm256_castsi256_si128(s0), _mm256_extracti128_si256(s0, 1));
+        __m128i t1 = _mm_add_epi32(_mm256_castsi256_si128(s1), _mm256_extracti128_si256(s1, 1));
+        t0 = _mm_hadd_epi32(t0, t1);
+        t0 = _mm_hadd_epi32(t0, t0);
+        sums16[0] = (int16_t)_mm_cvtsi128_si32(t0);
+        sums16[1] = (int16_t)_mm_extract_epi32(t0, 1);
+    }
+    __m128i t = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+    t = _mm_hadd_epi32(t, t);
+    t = _mm_hadd_epi32(t, t);
+    return _mm_cvtsi128_si32(t);
+}
+
+/* max |x| over n floats (multiple of 8), ignoring NaN like fmaxf. */
+static inline float absmax(const float *x, size_t n) {
+    const __m256 sign_mask = _mm256_set1_ps(-0.0f);
+    __m256 m = _mm256_setzero_ps();
+    for (size_t i = 0; i < n; i += 8)
+        m = _mm256_max_ps(_mm256_andnot_ps(sign_mask, _mm256_loadu_ps(x + i)), m);
+    __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_max_ss(h, _mm_movehdup_ps(h));
+    return _mm_cvtss_f32(h);
+}
+
+void cm_quantize_q8_0_avx2(const float *x, void *out, size_t n) {
+    uint8_t *b = out;
+    for (size_t i = 0; i < n / 32; i++, x += 32, b += 34) {
+        float d = absmax(x, 32) / 127.0f, id = d ? 1.0f / d : 0.0f;
+        uint16_t h = lm_f32_to_f16(d);
+        memcpy(b, &h, 2);
+        quant32(x, id, (int8_t *)(b + 2), NULL);
+    }
+}
+
+void cm_quantize_q8_k_avx2(const float *x, void *out, size_t n) {
+    uint8_t *b = out;
+    for (size_t i = 0; i < n / 256; i++, x += 256, b += 292) {
+        float d = absmax(x, 256) / 127.0f, id = d ? 1.0f / d : 0.0f;
+        memcpy(b, &d, 4);
+        int16_t sums[16];
+        for (int k = 0; k < 8; k++) quant32(x + 32 * k, id, (int8_t *)(b + 4 + 32 * k), sums + 2 * k);
+        memcpy(b + 260, sums, sizeof sums);
+    }
+}

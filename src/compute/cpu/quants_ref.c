@@ -865,6 +865,49 @@ cm_dequant_fn cm_dequant_select(uint32_t type, uint32_t cpu_features) {
     }
 }
 
+#define REF_Q(name, type) \
+    static void q_ref_##name(const float *x, void *out, size_t n) { \
+        cm_quantize_ref(type, x, out, n); \
+    }
+REF_Q(f32, CM_F32)
+REF_Q(f16, CM_F16)
+REF_Q(bf16, CM_BF16)
+REF_Q(q4_0, CM_Q4_0)
+REF_Q(q4_1, CM_Q4_1)
+REF_Q(q5_0, CM_Q5_0)
+REF_Q(q5_1, CM_Q5_1)
+REF_Q(q8_0, CM_Q8_0)
+REF_Q(q8_1, CM_Q8_1)
+REF_Q(q4_k, CM_Q4_K)
+REF_Q(q5_k, CM_Q5_K)
+REF_Q(q6_k, CM_Q6_K)
+REF_Q(q8_k, CM_Q8_K)
+
+cm_quantize_fn cm_quantize_select(uint32_t type, uint32_t cpu_features) {
+#ifdef CM_HAVE_X86_KERNELS
+    if ((cpu_features & AVX2_SET) == AVX2_SET) {
+        if (type == CM_Q8_0) return cm_quantize_q8_0_avx2;
+        if (type == CM_Q8_K) return cm_quantize_q8_k_avx2;
+    }
+#endif
+    switch (type) {
+    case CM_F32: return q_ref_f32;
+    case CM_F16: return q_ref_f16;
+    case CM_BF16: return q_ref_bf16;
+    case CM_Q4_0: return q_ref_q4_0;
+    case CM_Q4_1: return q_ref_q4_1;
+    case CM_Q5_0: return q_ref_q5_0;
+    case CM_Q5_1: return q_ref_q5_1;
+    case CM_Q8_0: return q_ref_q8_0;
+    case CM_Q8_1: return q_ref_q8_1;
+    case CM_Q4_K: return q_ref_q4_k;
+    case CM_Q5_K: return q_ref_q5_k;
+    case CM_Q6_K: return q_ref_q6_k;
+    case CM_Q8_K: return q_ref_q8_k;
+    default: return NULL;
+    }
+}
+
 /* The fastest kernel for this CPU (lm_cpu_features() is computed once): values equal the
  * reference's up to contraction, so callers on the force_ref path see the same numbers. */
 void cm_dequant_row(const cm_matrix *m, size_t row, float *out) {
