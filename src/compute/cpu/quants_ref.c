@@ -659,6 +659,11 @@ static inline uint32_t mlx_q(const uint8_t *p, size_t i, uint32_t bits, size_t n
 }
 
 void cm_mlx_dequant_row(const cm_matrix *m, size_t row, float *out) {
+    if (m->bits == 0 || m->bits > 8 || m->group_size == 0) {
+        /* Loaders reject these; zeros keep a misuse from shifting out of range. */
+        memset(out, 0, m->cols * sizeof(float));
+        return;
+    }
     const uint8_t *p = (const uint8_t *)m->data + row * m->row_bytes;
     size_t n_groups = m->cols / m->group_size, n_bytes = (m->cols * m->bits + 7) / 8;
     for (size_t g = 0; g < n_groups; g++) {
@@ -673,6 +678,7 @@ void cm_mlx_dequant_row(const cm_matrix *m, size_t row, float *out) {
 
 /* sum(w x) per group is s * sum(q x) + b * sum(x): two sums and no dequantized temporaries. */
 float cm_mlx_dot_row(const cm_matrix *m, size_t row, const float *x) {
+    if (m->bits == 0 || m->bits > 8 || m->group_size == 0) return 0.0f;
     const uint8_t *p = (const uint8_t *)m->data + row * m->row_bytes;
     size_t n_groups = m->cols / m->group_size, n_bytes = (m->cols * m->bits + 7) / 8;
     double sum = 0;
