@@ -32,6 +32,17 @@ int cli_serve(int argc, char **argv);
 int cli_chat(int argc, char **argv);
 int cli_template(int argc, char **argv);
 int cli_voice(int argc, char **argv);
+int cli_pull(int argc, char **argv);
+int cli_ls(int argc, char **argv);
+int cli_rm(int argc, char **argv);
+
+/* pull.c: downloads (or, offline, finds in the cache) ref "org/name[@rev][:QUANT]" with the
+ * HF_ENDPOINT / HF_TOKEN settings; out gets the snapshot folder or the chosen .gguf. Returns
+ * CLI_EXIT_USAGE for an invalid id, CLI_EXIT_ERROR on failure (printed when report is true). */
+int cli_hub_fetch(const char *ref, const char *const *includes, size_t n_includes, bool quiet,
+                  bool offline, bool report, char *out, size_t cap);
+/* True when HF_HUB_OFFLINE is 1 / true / yes. */
+bool cli_hub_offline(void);
 
 /* Prints "locallm: error: <message>" to stderr; returns CLI_EXIT_ERROR. */
 int cli_error(const char *fmt, ...) CLI_PRINTF(1, 2);

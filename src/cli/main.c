@@ -21,6 +21,9 @@ static const command COMMANDS[] = {
     {"chat", cli_chat, "chat with a model in the terminal (or one message per input line)"},
     {"template", cli_template, "render a conversation with the model's chat template"},
     {"voice", cli_voice, "voice-assistant loop: streamed transcripts in, spoken sentences out"},
+    {"pull", cli_pull, "download a model from the Hugging Face hub into its cache"},
+    {"ls", cli_ls, "list the models in the Hugging Face cache"},
+    {"rm", cli_rm, "remove a model from the Hugging Face cache"},
     {"version", NULL, "print the version"},
 };
 

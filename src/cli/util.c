@@ -276,6 +276,20 @@ bool cli_load_model(const char *ref, int32_t n_threads, lm_model **out, double *
     lm_error rerr = {0};
     lm_status rst = lm_resolve_model(ref, cache, resolved, sizeof resolved, &rerr);
     free(cache);
+    /* a hub id not in the cache (or with a :QUANT suffix) is fetched, from the cache first */
+    if (rst != LM_OK && access(ref, F_OK) != 0 && strchr(ref, '/') && ref[0] != '/' && ref[0] != '.') {
+        int probe = cli_hub_fetch(ref, NULL, 0, true, true, false, resolved, sizeof resolved);
+        if (probe == CLI_EXIT_OK) {
+            rst = LM_OK;
+        } else if (probe == CLI_EXIT_ERROR && !cli_hub_offline()) {
+            fprintf(stderr, "locallm: %s is not in the cache; downloading it\n", ref);
+            if (cli_hub_fetch(ref, NULL, 0, false, false, true, resolved, sizeof resolved) != CLI_EXIT_OK) {
+                *out = NULL;
+                return false;
+            }
+            rst = LM_OK;
+        }
+    }
     if (rst != LM_OK) {
         *out = NULL;
         cli_error("cannot load model: %s", rerr.msg);
