@@ -268,6 +268,15 @@ static size_t on_body(char *p, size_t sz, size_t nm, void *u) {
     size_t n = sz * nm;
     if (x->f) {
         if (x->status != 200 && x->status != 206) return n; /* an error body: not file data */
+        if (x->status == 200 && x->base && !x->done) {
+            /* the server ignored the Range: the body is the whole file from byte 0 */
+            if (fflush(x->f) != 0 || ftruncate(fileno(x->f), 0) != 0) {
+                x->write_failed = true;
+                x->write_errno = errno;
+                return 0;
+            }
+            x->base = 0;
+        }
         if (fwrite(p, 1, n, x->f) != n) {
             x->write_failed = true;
             x->write_errno = errno;
@@ -481,21 +490,8 @@ static lm_status fetch_file(repo_ctx *r, const char *file, lm_error *err) {
         xfer x = {.f = f, .path = part, .fn = r->fn, .user = r->user, .file = file, .base = have, .total = total};
         if (!(total && have == total)) {
             rc = perform(o, url.data, &x, false, have, &status, errbuf);
-            if (rc == CURLE_OK && status == 200 && have) {
-                /* the server ignored the Range: what was written is the whole file from byte 0 */
-                fclose(f);
-                f = NULL;
-                xfer y = {.f = fopen(part, "wb"), .path = part, .fn = r->fn, .user = r->user, .file = file, .total = total};
-                if (!y.f) {
-                    st = lm_fail(err, LM_ERR_IO, "%s: cannot open for writing: %s", part, strerror(errno));
-                    goto done;
-                }
-                rc = perform(o, url.data, &y, false, 0, &status, errbuf);
-                x.write_failed = y.write_failed, x.write_errno = y.write_errno, x.cancelled = y.cancelled;
-                if (fclose(y.f) != 0 && !x.write_failed) x.write_failed = true, x.write_errno = errno;
-            }
         }
-        if (f && fclose(f) != 0 && !x.write_failed) x.write_failed = true, x.write_errno = errno;
+        if (fclose(f) != 0 && !x.write_failed) x.write_failed = true, x.write_errno = errno;
         if (x.write_failed) {
             st = lm_fail(err, LM_ERR_IO, "%s: write failed: %s", part, strerror(x.write_errno));
             goto done;

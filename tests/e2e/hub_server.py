@@ -8,8 +8,9 @@ the port to PORT_FILE and logs every request ("METHOD PATH range=...") to LOG_FI
 Serves GET /api/models/ORG/NAME/revision/REV (sha, siblings), HEAD/GET /ORG/NAME/resolve/C/FILE
 with ETag (quoted sha256 for .safetensors/.gguf, else a quoted git-like sha1) or X-Linked-Etag
 (tokenizer.json, via a 302 redirect to /cdn/...), Range (206); 401 for test-org/gated, 404 for
-unknown repos. Modes set with GET /control?mode=cut|corrupt|normal: "cut" sends half the bytes of
-the next big-file GET then closes; "corrupt" flips bytes of the next big-file GET.
+unknown repos. Modes set with GET /control?mode=cut|corrupt|norange|normal: "cut" sends half the bytes of
+the next big-file GET then closes; "corrupt" flips bytes of the next big-file GET; "norange"
+answers the next big-file GET with 200 and the whole file even when a Range was asked.
 """
 import hashlib
 import http.server
@@ -132,6 +133,10 @@ class H(http.server.BaseHTTPRequestHandler):
         start = 0
         rng = self.headers.get("Range")
         code = 200
+        big = len(data) > 4096 and self.command == "GET"
+        if big and STATE["mode"] == "norange":
+            STATE["mode"] = "normal"
+            rng = None
         if rng and rng.startswith("bytes=") and rng.endswith("-"):
             start = int(rng[6:-1])
             if start >= len(data):
@@ -139,7 +144,6 @@ class H(http.server.BaseHTTPRequestHandler):
             code = 206
             hdr["Content-Range"] = "bytes %d-%d/%d" % (start, len(data) - 1, len(data))
         body = data[start:]
-        big = len(data) > 4096 and self.command == "GET"
         mode = STATE["mode"] if big else "normal"
         if mode != "normal":
             STATE["mode"] = "normal"

@@ -106,6 +106,24 @@ grep -q "^GET /test-org/tiny-model/resolve/$MC/model.safetensors range=bytes=[1-
 cmp -s "$C2/models--test-org--tiny-model/snapshots/$MC/model.safetensors" "$SRC/models/tinychat/model.safetensors" || fail "resumed content"; pass
 [[ ! -e $inc ]] || fail ".incomplete remains after resume"; pass
 
+# a server that ignores the Range (200) restarts the file from byte 0
+C4=$TMP/c4
+control cut
+HF_HUB_CACHE=$C4 L pull test-org/tiny-model && fail "a cut transfer must fail"
+control norange
+HF_HUB_CACHE=$C4 L pull test-org/tiny-model || fail "restart after 200"
+cmp -s "$C4/models--test-org--tiny-model/snapshots/$MC/model.safetensors" "$SRC/models/tinychat/model.safetensors" || fail "restarted content"; pass
+
+# ---- write errors name the path ----
+if [[ $(id -u) != 0 ]]; then
+    C5=$TMP/c5
+    mkdir -p "$C5/models--test-org--tiny-model/blobs"
+    chmod 555 "$C5/models--test-org--tiny-model/blobs"
+    HF_HUB_CACHE=$C5 L pull test-org/tiny-model && fail "read-only blobs must fail"
+    grep -q "$C5/models--test-org--tiny-model/blobs/" "$TMP/err" || fail "write error message"; pass
+    chmod 755 "$C5/models--test-org--tiny-model/blobs"
+fi
+
 # ---- a corrupted transfer is rejected ----
 C3=$TMP/c3
 control corrupt
