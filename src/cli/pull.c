@@ -90,6 +90,7 @@ static int on_progress(void *user, const char *file, uint64_t done, uint64_t tot
     human(d, sizeof d, (double)done);
     human(t, sizeof t, (double)total);
     human(r, sizeof r, rate);
+    if (rate <= 0) snprintf(r, sizeof r, "-");
     if (total && rate > 0 && !end) snprintf(eta, sizeof eta, " ETA %.0fs", (double)(total - done) / rate);
     int width = 30, fill = total ? (int)((double)done / (double)total * width) : 0;
     if (fill > width) fill = width;
