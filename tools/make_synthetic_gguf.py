@@ -1,0 +1,259 @@
+#!/usr/bin/env python3
+"""Write a GGUF v3 file with the exact tensor shapes, types and metadata of a real model, filled
+with random weights, for benchmarks (speed does not depend on the weights' values).
+
+    python3 tools/make_synthetic_gguf.py --preset qwen2.5-0.5b --type Q4_0 --out /tmp/x.gguf
+    python3 tools/make_synthetic_gguf.py --list-presets
+
+Every weight matrix (token embedding included) gets --type; norms, biases and rope_freqs stay
+F32. The vocabulary is a synthetic SentencePiece one ("llama" tokenizer model) of the real size:
+<unk>, <s>, </s>, the 256 byte tokens <0x00>..<0xFF>, then unique dummy pieces, with scores and
+token types, which both locallm and llama.cpp load. Files are hundreds of MB: write them to /tmp,
+never into the repository. Needs numpy only.
+"""
+
+import argparse
+import math
+import os
+import struct
+import sys
+
+import numpy as np
+
+PRESETS = {
+    "qwen2.5-0.5b": dict(arch="qwen2", name="Qwen2.5-0.5B (synthetic)", n_layer=24, n_embd=896, n_head=14,
+                         n_head_kv=2, n_ff=4864, n_vocab=151936, n_ctx=32768, rope_base=1000000.0,
+                         rms_eps=1e-6, qkv_bias=True, tied=True, rope_freqs=None),
+    "llama-3.2-1b": dict(arch="llama", name="Llama-3.2-1B (synthetic)", n_layer=16, n_embd=2048, n_head=32,
+                         n_head_kv=8, n_ff=8192, n_vocab=128256, n_ctx=131072, rope_base=500000.0,
+                         rms_eps=1e-5, qkv_bias=False, tied=True,
+                         rope_freqs=dict(factor=32.0, low=1.0, high=4.0, orig=8192)),
+}
+
+# ggml tensor types: (id, elements per block, bytes per block)
+GGML_TYPES = {"F32": (0, 1, 4), "F16": (1, 1, 2), "Q4_0": (2, 32, 18), "Q8_0": (8, 32, 34)}
+# llama_ftype of general.file_type
+FILE_TYPES = {"F32": 0, "F16": 1, "Q4_0": 2, "Q8_0": 7}
+
+# GGUF metadata value types
+U32, I32, F32, BOOL, STR, ARR = 4, 5, 6, 7, 8, 9
+ALIGN = 32
+
+
+def gguf_str(s):
+    b = s.encode("utf-8")
+    return struct.pack("<Q", len(b)) + b
+
+
+def kv(key, vtype, value):
+    out = gguf_str(key) + struct.pack("<I", vtype)
+    if vtype == U32:
+        out += struct.pack("<I", value)
+    elif vtype == I32:
+        out += struct.pack("<i", value)
+    elif vtype == F32:
+        out += struct.pack("<f", value)
+    elif vtype == BOOL:
+        out += struct.pack("<B", 1 if value else 0)
+    elif vtype == STR:
+        out += gguf_str(value)
+    else:
+        raise ValueError(vtype)
+    return out
+
+
+def kv_array(key, elem_type, values):
+    out = [gguf_str(key), struct.pack("<IIQ", ARR, elem_type, len(values))]
+    if elem_type == STR:
+        out.extend(gguf_str(v) for v in values)
+    elif elem_type == F32:
+        out.append(np.asarray(values, dtype="<f4").tobytes())
+    elif elem_type == I32:
+        out.append(np.asarray(values, dtype="<i4").tobytes())
+    else:
+        raise ValueError(elem_type)
+    return b"".join(out)
+
+
+def vocabulary(n):
+    """Synthetic SentencePiece vocabulary: specials, byte tokens, unique dummy pieces."""
+    tokens = ["<unk>", "<s>", "</s>"] + ["<0x%02X>" % b for b in range(256)]
+    types = [2, 3, 3] + [6] * 256  # UNKNOWN, CONTROL, BYTE
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    i = 0
+    while len(tokens) < n:
+        # short pieces first, like a real vocabulary: "▁a", "▁b", .., "▁aa", ..
+        k, piece = i, ""
+        while True:
+            piece = letters[k % 26] + piece
+            k = k // 26 - 1
+            if k < 0:
+                break
+        tokens.append("\u2581" + piece)
+        types.append(1)  # NORMAL
+        i += 1
+    scores = [0.0] * 259 + [-float(j) for j in range(n - 259)]
+    return tokens, scores, types
+
+
+def llama3_rope_freqs(head_dim, base, rf):
+    """Per-frequency divisors of Llama 3.1+ rope scaling (what rope_freqs.weight holds)."""
+    out = []
+    lo_wavelen = rf["orig"] / rf["low"]
+    hi_wavelen = rf["orig"] / rf["high"]
+    for i in range(0, head_dim, 2):
+        freq = 1.0 / (base ** (i / head_dim))
+        wavelen = 2 * math.pi / freq
+        if wavelen < hi_wavelen:
+            out.append(1.0)
+        elif wavelen > lo_wavelen:
+            out.append(rf["factor"])
+        else:
+            smooth = (rf["orig"] / wavelen - rf["low"]) / (rf["high"] - rf["low"])
+            out.append(1.0 / ((1 - smooth) / rf["factor"] + smooth))
+    return out
+
+
+def tensor_list(p, wtype):
+    """(name, ne (innermost first), type, kind) of every tensor, in llama.cpp's order."""
+    E, hd = p["n_embd"], p["n_embd"] // p["n_head"]
+    Q, KV, F = p["n_head"] * hd, p["n_head_kv"] * hd, p["n_ff"]
+    t = [("token_embd.weight", (E, p["n_vocab"]), wtype, "w")]
+    if p["rope_freqs"]:
+        t.append(("rope_freqs.weight", (hd // 2,), "F32", "rope"))
+    for l in range(p["n_layer"]):
+        b = "blk.%d." % l
+        t.append((b + "attn_norm.weight", (E,), "F32", "norm"))
+        t.append((b + "attn_q.weight", (E, Q), wtype, "w"))
+        t.append((b + "attn_k.weight", (E, KV), wtype, "w"))
+        t.append((b + "attn_v.weight", (E, KV), wtype, "w"))
+        if p["qkv_bias"]:
+            t.append((b + "attn_q.bias", (Q,), "F32", "bias"))
+            t.append((b + "attn_k.bias", (KV,), "F32", "bias"))
+            t.append((b + "attn_v.bias", (KV,), "F32", "bias"))
+        t.append((b + "attn_output.weight", (Q, E), wtype, "w"))
+        t.append((b + "ffn_norm.weight", (E,), "F32", "norm"))
+        t.append((b + "ffn_gate.weight", (E, F), wtype, "w"))
+        t.append((b + "ffn_up.weight", (E, F), wtype, "w"))
+        t.append((b + "ffn_down.weight", (F, E), wtype, "w"))
+    t.append(("output_norm.weight", (E,), "F32", "norm"))
+    if not p["tied"]:
+        t.append(("output.weight", (E, p["n_vocab"]), wtype, "w"))
+    return t
+
+
+def nbytes(ne, ttype):
+    _, blk, bsz = GGML_TYPES[ttype]
+    n = int(np.prod(ne))
+    if ne[0] % blk:
+        raise ValueError("row length %d is not a multiple of %d" % (ne[0], blk))
+    return n // blk * bsz
+
+
+def write_weight(f, rng, n, ttype):
+    """n elements of random weights of ttype, written in chunks (about 0.02 in magnitude)."""
+    chunk = 1 << 22
+    if ttype == "F16":
+        for s in range(0, n, chunk):
+            m = min(chunk, n - s)
+            f.write((rng.standard_normal(m, dtype=np.float32) * 0.02).astype("<f2").tobytes())
+        return
+    _, blk, bsz = GGML_TYPES[ttype]
+    nb = n // blk
+    for s in range(0, nb, chunk // blk * 8):
+        m = min(chunk // blk * 8, nb - s)
+        a = np.frombuffer(rng.bytes(m * bsz), dtype=np.uint8).reshape(m, bsz).copy()
+        # scale d: a sane half float (random quants of either type then span about +-0.02..0.1)
+        scale = 0.0025 if ttype == "Q8_0" else 0.02
+        d = (rng.random(m, dtype=np.float32) * scale + scale / 2).astype("<f2")
+        a[:, 0:2] = d.view(np.uint8).reshape(m, 2)
+        f.write(a.tobytes())
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--preset", choices=sorted(PRESETS))
+    ap.add_argument("--type", default="Q4_0", choices=["Q4_0", "Q8_0", "F16"])
+    ap.add_argument("--out")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--no-rope-freqs", action="store_true", help="leave out rope_freqs.weight (llama)")
+    ap.add_argument("--list-presets", action="store_true")
+    a = ap.parse_args()
+    if a.list_presets:
+        for k, p in sorted(PRESETS.items()):
+            print("%-14s %s: %d layers, hidden %d, %d heads (%d kv), ff %d, vocab %d%s" % (
+                k, p["arch"], p["n_layer"], p["n_embd"], p["n_head"], p["n_head_kv"], p["n_ff"], p["n_vocab"],
+                ", q/k/v biases" if p["qkv_bias"] else ""))
+        return 0
+    if not a.preset or not a.out:
+        ap.error("--preset and --out are required")
+    p = dict(PRESETS[a.preset])
+    if a.no_rope_freqs:
+        p["rope_freqs"] = None
+    arch, hd = p["arch"], p["n_embd"] // p["n_head"]
+
+    meta = [
+        kv("general.architecture", STR, arch),
+        kv("general.name", STR, p["name"]),
+        kv("general.file_type", U32, FILE_TYPES[a.type]),
+        kv("general.alignment", U32, ALIGN),
+        kv(arch + ".context_length", U32, p["n_ctx"]),
+        kv(arch + ".embedding_length", U32, p["n_embd"]),
+        kv(arch + ".block_count", U32, p["n_layer"]),
+        kv(arch + ".feed_forward_length", U32, p["n_ff"]),
+        kv(arch + ".attention.head_count", U32, p["n_head"]),
+        kv(arch + ".attention.head_count_kv", U32, p["n_head_kv"]),
+        kv(arch + ".rope.freq_base", F32, p["rope_base"]),
+        kv(arch + ".rope.dimension_count", U32, hd),
+        kv(arch + ".attention.layer_norm_rms_epsilon", F32, p["rms_eps"]),
+    ]
+    if arch == "llama":
+        meta.append(kv(arch + ".vocab_size", U32, p["n_vocab"]))
+    tokens, scores, types = vocabulary(p["n_vocab"])
+    meta += [
+        kv("tokenizer.ggml.model", STR, "llama"),
+        kv_array("tokenizer.ggml.tokens", STR, tokens),
+        kv_array("tokenizer.ggml.scores", F32, scores),
+        kv_array("tokenizer.ggml.token_type", I32, types),
+        kv("tokenizer.ggml.unknown_token_id", U32, 0),
+        kv("tokenizer.ggml.bos_token_id", U32, 1),
+        kv("tokenizer.ggml.eos_token_id", U32, 2),
+        kv("tokenizer.ggml.add_bos_token", BOOL, True),
+        kv("tokenizer.ggml.add_eos_token", BOOL, False),
+    ]
+
+    tensors = tensor_list(p, a.type)
+    infos, offset = [], 0
+    for name, ne, ttype, _ in tensors:
+        infos.append(gguf_str(name) + struct.pack("<I", len(ne)) + struct.pack("<%dQ" % len(ne), *ne) +
+                     struct.pack("<IQ", GGML_TYPES[ttype][0], offset))
+        offset += (nbytes(ne, ttype) + ALIGN - 1) // ALIGN * ALIGN
+
+    rng = np.random.default_rng(a.seed)
+    tmp = a.out + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(b"GGUF" + struct.pack("<IQQ", 3, len(tensors), len(meta)))
+        for m in meta:
+            f.write(m)
+        for i in infos:
+            f.write(i)
+        f.write(b"\0" * (-f.tell() % ALIGN))
+        for name, ne, ttype, kind in tensors:
+            n = int(np.prod(ne))
+            if kind == "w":
+                write_weight(f, rng, n, ttype)
+            elif kind == "norm":
+                f.write(np.ones(n, dtype="<f4").tobytes())
+            elif kind == "bias":
+                f.write((rng.standard_normal(n, dtype=np.float32) * 0.1).astype("<f4").tobytes())
+            elif kind == "rope":
+                f.write(np.asarray(llama3_rope_freqs(hd, p["rope_base"], p["rope_freqs"]), dtype="<f4").tobytes())
+            f.write(b"\0" * (-f.tell() % ALIGN))
+    os.replace(tmp, a.out)
+    print("%s: %s %s, %d tensors, %.1f MiB" % (a.out, a.preset, a.type, len(tensors),
+                                               os.path.getsize(a.out) / 2 ** 20), file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
