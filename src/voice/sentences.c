@@ -315,15 +315,21 @@ static size_t marker_len(const char *t, size_t n) {
     return j;
 }
 
-/* Emits buf[0..end) trimmed, drops buf[0..next) and starts a new chunk there. */
-static void cut_chunk(lm_sentences *s, size_t end, size_t next, bool line_start) {
-    size_t a = 0, b = end;
+/* The first position from a (up to b) that is not white space. */
+static size_t skip_space(const char *buf, size_t a, size_t b) {
     while (a < b) {
         uint32_t c;
-        size_t n = (size_t)lm_utf8_decode(s->buf + a, b - a, &c);
+        size_t n = (size_t)lm_utf8_decode(buf + a, b - a, &c);
         if (!is_space(c)) break;
         a += n;
     }
+    return a;
+}
+
+/* Emits buf[0..end) trimmed, drops buf[0..next) and starts a new chunk there. */
+static void cut_chunk(lm_sentences *s, size_t end, size_t next, bool line_start) {
+    size_t b = end;
+    size_t a = skip_space(s->buf, 0, b);
     while (b > a) {
         size_t q = prev_start(s->buf, b);
         uint32_t c;
@@ -331,7 +337,9 @@ static void cut_chunk(lm_sentences *s, size_t end, size_t next, bool line_start)
         if (q + n != b || !is_space(c)) break;
         b = q;
     }
-    if (s->line_start && !s->p.keep_list_markers) a += marker_len(s->buf + a, b - a);
+    if (s->line_start && !s->p.keep_list_markers) {
+        a = skip_space(s->buf, a + marker_len(s->buf + a, b - a), b);
+    }
     if (a < b && !s->stopped) {
         char saved = s->buf[b];
         s->buf[b] = 0;

@@ -40,9 +40,11 @@ static void skip_ws(const char *t, size_t *p, size_t end) {
 static int on_chunk(const char *t, size_t n, void *user) {
     run *r = user;
     if (n == 0 || t[n] != 0) abort();
-    uint32_t c;
+    uint32_t c, last = 0;
     lm_utf8_decode(t, n, &c);
     if (is_ws(c)) abort();
+    for (size_t i = 0; i < n;) i += (size_t)lm_utf8_decode(t + i, n - i, &last);
+    if (is_ws(last)) abort();
     if (r->check_place) {
         skip_ws(r->text, &r->pos, r->fed);
         if (r->pos + n > r->fed || memcmp(r->text + r->pos, t, n) != 0) abort();

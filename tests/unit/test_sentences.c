@@ -108,6 +108,7 @@ static const tcase CASES[] = {
     {"• bullet one\n  • bullet two", {"bullet one", "bullet two"}},
     {"-5 degrees today.\n---", {"-5 degrees today.", "---"}},
     {"In 2019.\nNext.", {"In 2019.", "Next."}},
+    {"3. \u00a0Spaced item", {"Spaced item"}},
     {"Line one.\r\nLine two.\r\n", {"Line one.", "Line two."}},
     {"Dr.\nWho", {"Dr.", "Who"}},
     /* French */
