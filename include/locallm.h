@@ -333,6 +333,76 @@ void lm_session_set_response_cache(lm_session *s, lm_response_cache *c);
 /* Hits and misses so far. */
 void lm_response_cache_stats(const lm_response_cache *c, uint64_t *hits, uint64_t *misses);
 
+/* ---- voice: sentence chunking ----------------------------------------------------------------- */
+
+/* Cuts a streamed reply into chunks a text-to-speech engine can speak as soon as each is
+ * complete (locallm voice uses it; any TTS loop can). Feed it the pieces lm_piece_fn delivers;
+ * it calls back once per chunk. The chunks do not depend on how the text was split into pieces
+ * (a piece may even end inside a UTF-8 sequence); invalid UTF-8 passes through.
+ *
+ * Where a chunk ends:
+ *  - at a newline (empty lines give no chunk);
+ *  - after . ! ? ... (and runs such as "?!" or "..."), with any closing quotes or brackets right
+ *    after them, once white space follows and the next word does not start with a lowercase
+ *    letter ("Wait... what?" is one chunk, "Wait... Then" two);
+ *  - right after CJK and other space-less sentence marks (e.g. U+3002, U+FF01, U+FF1F, U+061F,
+ *    U+0964), with their closers;
+ *  - optionally, the first chunk of a reply at a clause mark (, ; : followed by white space, a
+ *    dash, U+3001, U+FF0C) once it holds first_chunk_min_chars characters, so audio starts sooner;
+ *  - optionally, past max_chunk_chars at the next white space or clause mark.
+ * Not after titles and common abbreviations (Dr. Mr. e.g. i.e. vs. z.B. ...), a single capital
+ * ("J. R. R. Tolkien"), upper-case initialisms (U.S.), reference words before a digit (No. 5,
+ * Fig. 2) or a number starting a line (a list marker). Decimals, times, versions, URLs and e-mail
+ * addresses are never cut. Chunks are trimmed of white space and never empty; list markers
+ * ("- ", "* ", "1. ") at the start of a line are removed unless keep_list_markers is set.
+ * Known miss: German ordinals before a noun ("am 3. Oktober") are cut. */
+typedef struct lm_sentences lm_sentences;
+
+typedef struct lm_sentences_params {
+    size_t first_chunk_min_chars; /* 0: off. N: the first chunk of a reply may end at a clause
+                                     mark once it holds N characters (code points from its first
+                                     non-space); counts again after flush/reset */
+    size_t max_chunk_chars;       /* 0: no limit. N: a chunk of N characters is cut at the next
+                                     white space or clause mark (one long word is never cut) */
+    bool keep_list_markers;       /* false: list markers starting a line are removed */
+} lm_sentences_params;
+
+/* All zero: sentence ends only, no limit, markers removed. A voice loop might use 20 and 300. */
+lm_sentences_params lm_sentences_default_params(void);
+
+/* Receives each chunk: trimmed, non-empty, len bytes at text (NUL-terminated at text[len]),
+ * valid only during the call. Return non-zero to stop: the push or flush that called it returns
+ * LM_ERR_CANCELLED and nothing more is emitted until lm_sentences_flush/reset. Must not call the
+ * chunker it came from. */
+typedef int (*lm_sentence_fn)(const char *text, size_t len, void *user);
+
+/* p may be NULL (defaults); p is copied. NULL when fn is NULL or memory is short. Free with
+ * lm_sentences_free(). One chunker per reply stream; not for several threads at once. */
+lm_sentences *lm_sentences_new(const lm_sentences_params *p, lm_sentence_fn fn, void *user);
+
+/* Appends a piece of the reply (any bytes; len may be 0) and emits every chunk now known to be
+ * complete. LM_OK, LM_ERR_NOMEM (the piece was not taken; the chunker is unchanged),
+ * LM_ERR_CANCELLED (the callback asked to stop, now or earlier; the piece is dropped) or
+ * LM_ERR_MISUSE (NULL s, or NULL piece with len > 0). Allocates only when the text not emitted
+ * yet outgrows its buffer, never per piece. */
+lm_status lm_sentences_push(lm_sentences *s, const char *piece, size_t len);
+
+/* End of the reply: emits what is left (an unterminated last sentence too), then is ready for
+ * the next reply as after lm_sentences_reset(). LM_OK, LM_ERR_CANCELLED or LM_ERR_MISUSE. */
+lm_status lm_sentences_flush(lm_sentences *s);
+
+/* Drops the pending text and a stop; keeps the buffer's memory. Accepts NULL. */
+void lm_sentences_reset(lm_sentences *s);
+
+/* Text pushed but not emitted yet (untrimmed); owned by s, valid until the next call on s. */
+const char *lm_sentences_pending(const lm_sentences *s, size_t *len);
+
+/* Message of the last error on s ("" when none); owned by s. */
+const char *lm_sentences_errmsg(const lm_sentences *s);
+
+/* Accepts NULL. */
+void lm_sentences_free(lm_sentences *s);
+
 /* ---- misc --------------------------------------------------------------------------------------- */
 
 /* Version string, static. */

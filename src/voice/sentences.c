@@ -1,6 +1,35 @@
-/* voice/sentences.c: the sentence chunker (rules in voice/voice.h).
+/* voice/sentences.c: the sentence chunker (lm_sentences_*, declared in locallm.h).
  * Owns: the text of the reply not emitted yet, and deciding where a chunk ends.
  * Does not own: speaking the chunks (the caller's callback).
+ *
+ * Where a chunk ends:
+ *  - at a newline (always; empty lines give no chunk);
+ *  - after . ! ? … (and runs of them, "?!", "...") plus any closing quotes or brackets right after
+ *    them (" ' ” ’ “ ‘ ) ] } » « › 」 』 ） 】 》 * _), once the next character is known to be
+ *    white space and the first character after that white space is not a lowercase letter. So
+ *    "Wait... what?" stays one chunk and "Wait... Then" is two: an ellipsis follows the same rule
+ *    as a full stop. French « Bonjour ! » keeps its spaced » when a « is open in the chunk;
+ *  - right after CJK 。！？｡ and Arabic/Urdu/Hindi/Amharic ؟ ۔ । ॥ ። (no following space needed),
+ *    with the closers after them;
+ *  - the first chunk of a reply may end early at a clause mark (, ; : ، ؛ followed by white
+ *    space, ' – ', —, 、，；：) once it holds first_chunk_min_chars characters;
+ *  - past max_chunk_chars characters a chunk is cut at the next white space or clause mark.
+ * A full stop is not a boundary after: titles and fixed abbreviations (Mr Mrs Ms Dr Prof St Mt Rev
+ * Gen Sen Gov Capt Col Lt Sgt Sr Sra Srta Dra Mme Mlle Hr Fr Frl vs cf viz approx ca e.g. i.e.
+ * z.B. d.h. u.a. bzw, any case); No Nr Nos Fig Vol pp p Art Sec Ch Eq Ref Tab Abb S before a
+ * digit; a single capital letter ("J. R. R. Tolkien", so "Plan B. Then" is not cut either); an
+ * upper-case dotted initialism (U.S., U.K.; lower-case ones like a.m./p.m. end a sentence before
+ * a capital); a number at the start of a line ("1. item", a list marker). Decimals (3.14), times
+ * (10:30), versions (v1.2.3), URLs and e-mail addresses never contain "terminator + white space".
+ * Known misses: German ordinals before a noun ("am 3. Oktober") are cut.
+ *
+ * List markers: a chunk that starts a line and begins with "- ", "* ", "+ ", "• " or a number
+ * followed by ". " or ") " has the marker removed (TTS should not read "dash" or "one"), unless
+ * keep_list_markers is set.
+ *
+ * Chunks are trimmed of white space (ASCII, NBSP, the Unicode spaces, U+3000), never empty, and
+ * byte-for-byte copies of the input otherwise (invalid UTF-8 passes through). The chunks do not
+ * depend on how the text was split into pieces: a piece may end inside a UTF-8 sequence.
  *
  * How it stays independent of the piece boundaries: every decision is a function of the pending
  * text alone. Scanning a position answers "cut", "no cut" or "cannot tell yet" (the look-ahead

@@ -3,7 +3,7 @@
  * random pieces: both must give the same chunks. With list markers kept, the chunks must be the
  * text itself in order with only white space between them, and after every push the chunks so far
  * plus the pending text must be the input so far, up to white space. */
-#include "voice/voice.h"
+#include "locallm.h"
 
 #include "core/core.h"
 
@@ -19,7 +19,7 @@ typedef struct run {
     bool check_place;
 } run;
 
-/* The chunker's white space (voice.h): ASCII, NBSP, U+1680, U+2000-200A, U+2028/9, U+202F,
+/* The chunker's white space (voice/sentences.c): ASCII, NBSP, U+1680, U+2000-200A, U+2028/9, U+202F,
  * U+205F, U+3000. */
 static bool is_ws(uint32_t c) {
     return c == ' ' || (c >= '\t' && c <= '\r') || c == 0xA0 || c == 0x1680 ||

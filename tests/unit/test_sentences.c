@@ -1,10 +1,10 @@
-/* tests/unit/test_sentences.c: the sentence chunker (voice/voice.h) on a table of texts in several
- * languages, each fed whole, one byte at a time and in seeded random pieces (the chunks must be
+/* tests/unit/test_sentences.c: the sentence chunker (lm_sentences_*, public in locallm.h) on a
+ * table of texts in several languages, each fed whole, one byte at a time and in seeded random pieces (the chunks must be
  * the same every time); early first chunk, max length, stopping, reset, flush, allocation
  * failure. */
 #include "testutil.h"
 
-#include "voice/voice.h"
+#include "locallm.h"
 
 #include <stdio.h>
 
