@@ -1,7 +1,7 @@
 /* tests/unit/test_sentences.c: the sentence chunker (lm_sentences_*, public in locallm.h) on a
- * table of texts in several languages, each fed whole, one byte at a time and in seeded random pieces (the chunks must be
- * the same every time); early first chunk, max length, stopping, reset, flush, allocation
- * failure. */
+ * table of texts in several languages, each fed whole, one byte at a time and in seeded random
+ * pieces (the chunks must be the same every time); early first chunk, max length, stopping,
+ * reset, flush, allocation failure. */
 #include "testutil.h"
 
 #include "locallm.h"
