@@ -147,6 +147,8 @@ typedef struct lm_session lm_session;
 typedef struct lm_session_params {
     int32_t n_ctx;            /* context window in tokens; 0: the model's, capped at 4096 */
     int32_t n_batch;          /* prefill micro-batch; 0: default (64) */
+    bool kv_f32;              /* keep the KV cache in F32 (default false: F16, half the memory
+                                 and bandwidth, relative error about 5e-4 per element) */
 } lm_session_params;
 
 lm_session_params lm_session_default_params(void);
