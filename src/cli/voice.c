@@ -1,8 +1,9 @@
 /* cli/voice.c: `locallm voice`, the voice-assistant loop over streamed transcripts.
  * Owns: reading transcript events ({"partial": ...} / {"final": ...}, one JSON object a line) on
- * a reader thread, prefilling while the user speaks, streaming the reply through a sentence
- * chunker into a TTS command (or stdout), barge-in (a new utterance cancels the reply; history
- * keeps only what was spoken) and the per-turn latency report.
+ * a reader thread, prefilling while the user speaks, streaming the reply through the sentence
+ * chunker (lm_sentences_*, with an early first chunk at a clause) into a TTS command (or
+ * stdout), barge-in (a new utterance cancels the reply; history keeps only what was spoken) and
+ * the per-turn latency report.
  *
  * Timing of the transcript: from a pipe or terminal a line is an event when it arrives. A line
  * may carry "at_ms": N (milliseconds after the model is ready) to be delivered then, whatever the
@@ -45,6 +46,12 @@ static const char VOICE_HELP[] =
     "                           on its own line to stdout\n"
     "      --out-dir DIR        folder for the WAV files turnN_sentM.wav (default: a new\n"
     "                           temporary folder, named on stderr)\n"
+    "      --first-chunk N      the first sentence of a reply may end at a clause mark (, ; :)\n"
+    "                           once it holds N characters, so speech starts sooner\n"
+    "                           (default 20; 0: whole sentences only)\n"
+    "      --max-chunk N        cut a sentence longer than N characters at the next space or\n"
+    "                           clause mark (default 300; 0: no limit)\n"
+    "      --no-partial-prefill do not prefill partial transcripts (to measure what it saves)\n"
     "      --system TEXT        system prompt\n"
     "  -n, --n-predict N        tokens per reply at most (default 256)\n"
     "      --json               the latency report as one JSON object per turn (stderr)\n"
@@ -53,69 +60,6 @@ static const char VOICE_HELP[] =
     "  -h, --help               show this help\n";
 
 static const char DEFAULT_TTS[] = "espeak-ng -w \"$LOCALLM_WAV\" --stdin";
-
-/* ---- sentence chunker ------------------------------------------------------------------------- */
-
-/* Text in, complete sentences out: a sentence ends at . ! ? (with any closing quotes or brackets
- * after it) followed by white space, or at a newline. */
-typedef struct chunker {
-    lm_buf pending;
-} chunker;
-
-/* Takes the next complete sentence out of c into out (trimmed, malloc'd); false if none. At
- * flush, whatever is left counts as a sentence. */
-static bool chunker_next(chunker *c, bool flush, char **out) {
-    const char *s = c->pending.data;
-    size_t n = c->pending.len;
-    for (;;) {
-        size_t start = 0;
-        while (start < n && (s[start] == ' ' || s[start] == '\n' || s[start] == '\t' ||
-                             s[start] == '\r'))
-            start++;
-        size_t end = 0; /* one past the sentence's last byte */
-        size_t next = 0;
-        for (size_t i = start; i < n; i++) {
-            if (s[i] == '\n') {
-                end = i;
-                next = i + 1;
-                break;
-            }
-            if (s[i] == '.' || s[i] == '!' || s[i] == '?') {
-                size_t j = i + 1;
-                while (j < n && (s[j] == '.' || s[j] == '!' || s[j] == '?' || s[j] == '"' ||
-                                 s[j] == '\'' || s[j] == ')' || s[j] == ']'))
-                    j++;
-                if (j < n && (s[j] == ' ' || s[j] == '\n' || s[j] == '\t' || s[j] == '\r')) {
-                    end = j;
-                    next = j + 1;
-                    break;
-                }
-                i = j - 1;
-            }
-        }
-        if (!next && flush && start < n) end = next = n;
-        if (!next) return false;
-        size_t len = end - start;
-        while (len && (s[start + len - 1] == ' ' || s[start + len - 1] == '\r')) len--;
-        char *sent = NULL;
-        if (len) {
-            sent = malloc(len + 1);
-            if (sent) {
-                memcpy(sent, s + start, len);
-                sent[len] = '\0';
-            }
-        }
-        memmove(c->pending.data, s + next, n - next);
-        c->pending.len = n - next;
-        c->pending.data[c->pending.len] = '\0';
-        if (sent) {
-            *out = sent;
-            return true;
-        }
-        s = c->pending.data;
-        n = c->pending.len;
-    }
-}
 
 /* ---- transcript events, read on their own thread ---------------------------------------------- */
 
@@ -318,14 +262,15 @@ typedef struct turn {
     const char *tts;       /* NULL: print to stdout */
     const char *out_dir;
     int turn_no, n_sent;
-    chunker ch;
+    lm_sentences *ch;      /* cuts the reply into sentences; calls on_sentence */
+    bool ch_failed;        /* the chunker ran out of memory: the reply stops */
     lm_buf reply;          /* everything generated */
     lm_buf spoken;         /* the sentences spoken, joined by spaces */
     double t_end, t_first_token, t_first_sentence, t_first_audio, tts_ms;
     bool tts_failed;
 } turn;
 
-static void speak(turn *t, char *sentence) {
+static void speak(turn *t, const char *sentence) {
     if (!t->t_first_sentence) t->t_first_sentence = cli_now_ms();
     t->n_sent++;
     if (!t->tts) {
@@ -347,7 +292,6 @@ static void speak(turn *t, char *sentence) {
     if (!t->t_first_audio) t->t_first_audio = cli_now_ms();
     if (t->spoken.len) lm_buf_putc(&t->spoken, ' ');
     lm_buf_puts(&t->spoken, sentence);
-    free(sentence);
 }
 
 static bool barged(shared *sh) {
@@ -357,15 +301,24 @@ static bool barged(shared *sh) {
     return b;
 }
 
+/* lm_sentence_fn: speaks one sentence unless the user barged in. */
+static int on_sentence(const char *text, size_t len, void *user) {
+    turn *t = user;
+    (void)len;
+    if (barged(t->sh)) return 1;
+    speak(t, text);
+    return barged(t->sh) ? 1 : 0;
+}
+
 static int on_piece(const char *utf8, size_t len, void *user) {
     turn *t = user;
     if (!len) return 0;
     if (!t->t_first_token) t->t_first_token = cli_now_ms();
     lm_buf_append(&t->reply, utf8, len);
-    lm_buf_append(&t->ch.pending, utf8, len);
-    char *s;
-    while (!barged(t->sh) && chunker_next(&t->ch, false, &s)) speak(t, s);
-    return barged(t->sh) ? 1 : 0;
+    if (barged(t->sh)) return 1;
+    lm_status st = lm_sentences_push(t->ch, utf8, len);
+    if (st == LM_ERR_NOMEM) t->ch_failed = true;
+    return st != LM_OK || barged(t->sh) ? 1 : 0;
 }
 
 /* ---- the conversation ------------------------------------------------------------------------- */
@@ -438,8 +391,8 @@ int cli_voice(int argc, char **argv) {
     const char *cmd = "voice";
     const char *model_path = NULL, *tts = NULL, *transcripts = "-", *out_dir = NULL;
     const char *system = NULL;
-    int32_t n_threads = 0, n_ctx = 0, max_tokens = 256;
-    bool json = false;
+    int32_t n_threads = 0, n_ctx = 0, max_tokens = 256, first_chunk = 20, max_chunk = 300;
+    bool json = false, partial_prefill = true;
 
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = NULL;
@@ -449,6 +402,14 @@ int cli_voice(int argc, char **argv) {
             return CLI_EXIT_OK;
         } else if (strcmp(a, "--json") == 0) {
             json = true;
+        } else if (strcmp(a, "--no-partial-prefill") == 0) {
+            partial_prefill = false;
+        } else if (cli_opt(argc, argv, &i, "--first-chunk", NULL, &v, &bad, cmd)) {
+            if (bad || !cli_parse_i32(cmd, "--first-chunk", v, 0, INT32_MAX, &first_chunk))
+                return CLI_EXIT_USAGE;
+        } else if (cli_opt(argc, argv, &i, "--max-chunk", NULL, &v, &bad, cmd)) {
+            if (bad || !cli_parse_i32(cmd, "--max-chunk", v, 0, INT32_MAX, &max_chunk))
+                return CLI_EXIT_USAGE;
         } else if (cli_opt(argc, argv, &i, "--tts", NULL, &v, &bad, cmd)) {
             if (bad) return CLI_EXIT_USAGE;
             if (!*v) return cli_usage_error(cmd, "--tts: the command is empty");
@@ -515,6 +476,7 @@ int cli_voice(int argc, char **argv) {
     int rc = CLI_EXIT_ERROR;
     lm_model *model = NULL;
     lm_session *session = NULL;
+    lm_sentences *chunker = NULL;
     convo c = {0};
     /* static: on an error the reader thread is left blocked in its read, still using it */
     static shared sh;
@@ -539,6 +501,12 @@ int cli_voice(int argc, char **argv) {
     gp.max_tokens = max_tokens == 0 ? -1 : max_tokens;
     gp.temperature = 0.0f;
     lm_chat_params cp = lm_chat_default_params();
+    lm_sentences_params chp = lm_sentences_default_params();
+    chp.first_chunk_min_chars = (size_t)first_chunk;
+    chp.max_chunk_chars = (size_t)max_chunk;
+    turn t; /* the chunker's callback gets it; filled per turn */
+    chunker = lm_sentences_new(&chp, on_sentence, &t);
+    if (!chunker) goto nomem;
 
     sh.session = session;
     sh.in = in;
@@ -561,6 +529,12 @@ int cli_voice(int argc, char **argv) {
             if (kind == EV_ERROR) ok = false, cli_error("out of memory reading the transcript");
             break;
         }
+        if (kind == EV_PARTIAL && !partial_prefill) {
+            free(e->text);
+            free(e);
+            set_idle(&sh);
+            continue;
+        }
         if (kind == EV_PARTIAL) {
             lm_status ps = lm_session_prefill_partial(session, with_user(&c, e->text), c.n + 1,
                                                       &cp);
@@ -573,9 +547,9 @@ int cli_voice(int argc, char **argv) {
             continue;
         }
         /* a final utterance: one turn */
-        turn t;
         memset(&t, 0, sizeof t);
         t.sh = &sh;
+        t.ch = chunker;
         t.tts = to_stdout ? NULL : tts;
         t.out_dir = out_dir;
         t.turn_no = ++turn_no;
@@ -589,16 +563,17 @@ int cli_voice(int argc, char **argv) {
         lm_status gst = lm_session_chat(session, with_user(&c, e->text), c.n + 1, &cp, &gp,
                                         on_piece, &t, &gs);
         bool was_barged = barged(&sh);
-        if (gst == LM_OK && !was_barged) {
-            char *s;
-            while (chunker_next(&t.ch, true, &s)) speak(&t, s);
-        }
+        if (gst == LM_OK && !was_barged && !t.ch_failed) lm_sentences_flush(chunker);
+        lm_sentences_reset(chunker);
         pthread_mutex_lock(&sh.mu);
         sh.generating = false;
         was_barged = sh.barged;
         pthread_mutex_unlock(&sh.mu);
         if (gst != LM_OK && gst != LM_ERR_CANCELLED) {
             cli_error("generation failed: %s", lm_session_errmsg(session));
+            ok = false;
+        } else if (t.ch_failed) {
+            cli_error("out of memory cutting the reply into sentences");
             ok = false;
         } else {
             report(&t, &gs, was_barged, json);
@@ -610,7 +585,6 @@ int cli_voice(int argc, char **argv) {
                     ok = false, cli_error("out of memory");
             }
         }
-        lm_buf_free(&t.ch.pending);
         lm_buf_free(&t.reply);
         lm_buf_free(&t.spoken);
         free(e->text);
@@ -645,6 +619,7 @@ done:
         free((char *)c.msgs[i].content);
     }
     free(c.msgs);
+    lm_sentences_free(chunker);
     lm_session_free(session);
     lm_model_free(model);
     free(default_path);

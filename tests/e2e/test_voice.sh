@@ -2,9 +2,11 @@
 # tests/e2e/test_voice.sh: `locallm voice` end to end on models/tinychat.
 # Usage: test_voice.sh /path/to/locallm   (env: LM_SOURCE_DIR = repo)
 # Two utterances (partials, then a final) give tinychat's greedy replies, cut into sentences and
-# spoken in order (--tts - prints them); a TTS command gets one sentence per run on stdin with
-# $LOCALLM_WAV named turnN_sentM.wav; a barge-in stops the first reply after the sentence
-# being spoken, and the conversation keeps only that; with espeak-ng, real WAV files appear.
+# spoken in order (--tts - prints them); the library's chunker (lm_sentences_*) cuts early at a
+# clause (--first-chunk) or a long sentence (--max-chunk); a TTS command gets one sentence per run
+# on stdin with $LOCALLM_WAV named turnN_sentM.wav; a barge-in stops the first reply after the
+# sentence being spoken, and the conversation keeps only that. The default TTS (espeak-ng) is
+# checked by test_voice_tts.sh.
 set -euo pipefail
 
 CLI=${1:?usage: test_voice.sh /path/to/locallm}
@@ -72,6 +74,34 @@ prompt=$(grep '^{"turn":2' "$TMP/err" | sed -E 's/.*"prompt_tokens":([0-9]+).*/\
 [[ $((prompt - cached)) -le 10 ]] || fail "voice: turn 2 prefilled $((prompt - cached)) of $prompt tokens"
 pass
 
+# --no-partial-prefill: the same sentences, but turn 2 finds only turn 1's history cached
+cli voice "$MODEL" --tts - --transcripts "$TMP/two.jsonl" --json --no-partial-prefill
+[[ $rc -eq 0 ]] && cmp -s "$TMP/out" "$TMP/want" || fail "voice --no-partial-prefill: sentences"
+cached_np=$(grep '^{"turn":2' "$TMP/err" | sed -E 's/.*"cached_tokens":([0-9]+).*/\1/')
+[[ $cached_np -lt $cached && $((prompt - cached_np)) -gt 10 ]] ||
+    fail "voice --no-partial-prefill: turn 2 cached $cached_np tokens (with partial prefill: $cached)"
+pass
+
+# the chunker's options: the first sentence may end at a clause once it has --first-chunk
+# characters ("Sorry," has 6); --max-chunk cuts a long sentence at a space
+printf '%s\n' '{"final": "What is the weather in Paris?"}' >"$TMP/weather.jsonl"
+cli voice "$MODEL" --tts - --transcripts "$TMP/weather.jsonl"
+[[ $rc -eq 0 && $(cat "$TMP/out") == "Sorry, I can't check the weather right now." ]] ||
+    fail "voice: 'Sorry,' is below the default --first-chunk 20"
+pass
+cli voice "$MODEL" --tts - --transcripts "$TMP/weather.jsonl" --first-chunk 5
+printf '%s\n' "Sorry," "I can't check the weather right now." >"$TMP/want_fc"
+[[ $rc -eq 0 ]] && cmp -s "$TMP/out" "$TMP/want_fc" || fail "voice --first-chunk 5"
+pass
+printf '%s\n' '{"final": "Hi"}' >"$TMP/hi.jsonl"
+cli voice "$MODEL" --tts - --transcripts "$TMP/hi.jsonl" --max-chunk 10
+printf '%s\n' "Hello!" "How can I help" "you today?" >"$TMP/want_mc"
+[[ $rc -eq 0 ]] && cmp -s "$TMP/out" "$TMP/want_mc" || fail "voice --max-chunk 10"
+pass
+cli voice "$MODEL" --tts - --transcripts "$TMP/hi.jsonl" --first-chunk -1
+[[ $rc -eq 2 ]] && grep -qF -- "--first-chunk: -1 is out of range" "$TMP/err" || fail "voice --first-chunk -1"
+pass
+
 # timed lines ("at_ms"): the second utterance comes 1.5 s after start, after the first reply
 cat >"$TMP/timed.jsonl" <<'JSON'
 {"final": "Hi", "at_ms": 0}
@@ -125,18 +155,5 @@ printf '%s' '[{"role":"user","content":"Hi"},{"role":"assistant","content":"Hell
 want2=$("$CLI" template "$MODEL" --messages "$TMP/hist.json" --ids | tr -cd ',' | wc -c)
 [[ $prompt2 -eq $((want2 + 1)) ]] || fail "voice barge-in: turn 2 prompt has $prompt2 tokens, history of Hi/Hello! has $((want2 + 1))"
 pass
-
-# ---- the default TTS, espeak-ng: a WAV file per sentence ----
-if command -v espeak-ng >/dev/null 2>&1; then
-    cli voice "$MODEL" --transcripts "$TMP/two.jsonl" --out-dir "$TMP/espeak"
-    [[ $rc -eq 0 ]] || fail "voice with espeak-ng exited $rc"
-    for f in turn1_sent1 turn1_sent2 turn2_sent1; do
-        [[ -s $TMP/espeak/$f.wav && $(head -c 4 "$TMP/espeak/$f.wav") == RIFF ]] || fail "voice: $f.wav is not a WAV file"
-    done
-    [[ $(ls "$TMP/espeak" | wc -l) -eq 3 ]] || fail "voice with espeak-ng: three files"
-    pass
-else
-    echo "espeak-ng not found: the default TTS was not checked" >&2
-fi
 
 echo "test_voice.sh: $n_checks checks passed"
