@@ -4,7 +4,7 @@
 set -euo pipefail
 
 need_pc="libcjson libpcre2-8 libutf8proc libcurl libmicrohttpd libedit cmocka"
-need_cmd="cmake pkg-config cc xz clang"
+need_cmd="cmake pkg-config cc xz clang espeak-ng"  # espeak-ng: the voice tests' TTS
 
 missing=0
 for c in $need_cmd; do command -v "$c" >/dev/null 2>&1 || missing=1; done
@@ -19,7 +19,7 @@ fi
 
 if [ "$(uname -s)" = Darwin ]; then
   command -v brew >/dev/null || { echo "deps.sh: Homebrew is needed on macOS (https://brew.sh)" >&2; exit 1; }
-  brew install cmake pkg-config cjson pcre2 utf8proc curl libmicrohttpd libedit cmocka xz llvm
+  brew install cmake pkg-config cjson pcre2 utf8proc curl libmicrohttpd libedit cmocka xz llvm espeak-ng
   exit 0
 fi
 
@@ -31,8 +31,8 @@ if command -v apt-get >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
     build-essential cmake pkg-config xz-utils clang libclang-rt-14-dev \
     libcjson-dev libpcre2-dev libutf8proc-dev libcurl4-openssl-dev libmicrohttpd-dev \
-    libedit-dev libcmocka-dev ca-certificates >/dev/null
+    libedit-dev libcmocka-dev ca-certificates espeak-ng >/dev/null
   exit 0
 fi
-echo "deps.sh: unknown system; install cmake, pkg-config, cJSON, PCRE2, utf8proc, libcurl, libmicrohttpd, libedit, cmocka" >&2
+echo "deps.sh: unknown system; install cmake, pkg-config, cJSON, PCRE2, utf8proc, libcurl, libmicrohttpd, libedit, cmocka, espeak-ng" >&2
 exit 1
