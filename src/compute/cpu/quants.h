@@ -38,6 +38,31 @@ cm_quantize_fn cm_quantize_select(uint32_t type, uint32_t cpu_features);
 /* The oracle for cm_dotq_fn: the dot of the dequantized row and dequantized xq (of act_type). */
 float cm_dotq_ref(uint32_t type, const void *row, uint32_t act_type, const void *xq, size_t n);
 
+/* MLX integer decode (quants_mlx_*.c): the activation x is prepared once per matrix product by
+ * cm_mlx_quantize_x() into a buffer of cm_mlx_xq_bytes(m) bytes (Q8_0 blocks of 32 from
+ * cm_quantize_select(CM_Q8_0), their scales as floats, and per group the sums of x), then each
+ * row is dotted with it: per group, scale * sum(q * xq) in integers + bias * sum(x). Buffer layout
+ * (any alignment), nb = cols / 32, ng = cols / group_size:
+ *   float d[nb]; float gsum[ng] (sum of x); float gqsum[ng] (sum of the dequantized xq);
+ *   then at byte offset cm_mlx_xq_qoff(m): int8 q[cols], for bits 4 each block of 32 stored as
+ *   its 16 even elements then its 16 odd ones (MLX puts element 2j in the low nibble of byte j).
+ * Group sizes must be multiples of 32 (check cm_mlx_dotq_select first). */
+size_t cm_mlx_xq_bytes(const cm_matrix *m);
+size_t cm_mlx_xq_qoff(const cm_matrix *m);
+void cm_mlx_quantize_x(const cm_matrix *m, const float *x, void *xq, uint32_t cpu_features);
+typedef float (*cm_mlx_dotq_fn)(const cm_matrix *m, size_t row, const void *xq);
+/* NULL when no integer kernel fits m (bits other than 4 and 8, group size not a multiple of 32,
+ * or a CPU without one): use cm_mlx_dot_select. */
+cm_mlx_dotq_fn cm_mlx_dotq_select(const cm_matrix *m, uint32_t cpu_features);
+/* The oracle: the dot of the dequantized row with the dequantized xq, bias times the exact sum. */
+float cm_mlx_dotq_ref(const cm_matrix *m, size_t row, const void *xq);
+/* Several tokens at once (prefill): y[t * ldy + r] for rows r in [r0, r1) and t < n, the
+ * activation of token t prepared at xq + t * xq_stride. Each weight group is unpacked once for
+ * all the tokens. NULL when no kernel fits (as cm_mlx_dotq_select). */
+typedef void (*cm_mlx_gemmq_fn)(const cm_matrix *m, size_t r0, size_t r1, const void *xq,
+                                size_t xq_stride, size_t n, float *y, size_t ldy);
+cm_mlx_gemmq_fn cm_mlx_gemmq_select(const cm_matrix *m, uint32_t cpu_features);
+
 /* Dequantizes n elements (whole blocks) of a row of a fixed type; same values as
  * cm_dequant_ref up to the compiler's contraction of the reference's a*b-c. cm_dequant_row()
  * uses the best one for the running CPU (prefill dequantizes each weight row once per batch). */
@@ -67,6 +92,10 @@ float cm_dotq_q5_k_avx2(const void *row, const void *xq, size_t n);
 float cm_dotq_q6_k_avx2(const void *row, const void *xq, size_t n);
 /* Any bits in 2..8, group_size a multiple of 32. */
 float cm_mlx_dot_avx2(const cm_matrix *m, size_t row, const float *x);
+/* quants_mlx_avx2.c: bits 4 and 8, group_size a multiple of 32. */
+float cm_mlx_dotq_avx2(const cm_matrix *m, size_t row, const void *xq);
+void cm_mlx_gemmq_avx2(const cm_matrix *m, size_t r0, size_t r1, const void *xq, size_t xq_stride,
+                       size_t n, float *y, size_t ldy);
 void cm_quantize_q8_0_avx2(const float *x, void *out, size_t n);
 void cm_quantize_q8_k_avx2(const float *x, void *out, size_t n);
 void cm_mlx_dequant_avx2(const cm_matrix *m, size_t row, float *out);
@@ -77,6 +106,52 @@ void cm_dequant_q4_0_avx2(const void *row, float *out, size_t n);
 void cm_dequant_q4_k_avx2(const void *row, float *out, size_t n);
 void cm_dequant_q5_k_avx2(const void *row, float *out, size_t n);
 void cm_dequant_q6_k_avx2(const void *row, float *out, size_t n);
+#endif
+
+
+/* ---- prefill (matrix-matrix) kernels ----
+ * The activations of all n tokens are quantized once per product by a cm_gemm_prep_fn into blocks
+ * of 32, each block exactly as cm_quantize_ref(CM_Q8_0) stores it, and laid out CM_GEMM_TOK tokens
+ * to a vector (token t of group g is lane t % 16). A cm_gemm_fn then computes rows [r0, r1) of a
+ * weight matrix for every token with integer dot products, reusing each unpacked weight block for
+ * all tokens. Per group g and block b of 32 (cm_gemm_act_bytes gives the total), 768 bytes:
+ *   i8 q[8][16][4]  (4 elements of each token, for the 8 groups of 4 elements of the block)
+ *   f32 d[16]       (the Q8_0 scale, 0 for lanes past n)
+ *   i32 ns[2][16]   (-sum of q over elements 0..15 and 16..31)
+ *   f32 xs[16]      (d * sum of q over the block) */
+#define CM_GEMM_TOK 16
+#define CM_GEMM_ACT_BLOCK 768
+typedef struct cm_gemm_act {
+    size_t n, cols;   /* tokens; elements per token (a multiple of 32) */
+    size_t n_grp;     /* (n + 15) / 16 */
+    uint8_t *mem;     /* cm_gemm_act_bytes(n, cols) bytes, 64-byte aligned */
+} cm_gemm_act;
+size_t cm_gemm_act_bytes(size_t n, size_t cols);
+/* Fills token groups [g0, g1) of a from x (n rows of a->cols floats, ldx floats apart). */
+typedef void (*cm_gemm_prep_fn)(const float *x, size_t ldx, const cm_gemm_act *a, size_t g0, size_t g1);
+/* y[t * ldy + r] for every token t < a->n and row r in [r0, r1); scratch holds
+ * cm_gemm_scratch_bytes(w->cols) bytes owned by the calling thread. */
+typedef void (*cm_gemm_fn)(const cm_matrix *w, size_t r0, size_t r1, const cm_gemm_act *a,
+                           float *y, size_t ldy, void *scratch);
+size_t cm_gemm_scratch_bytes(size_t cols);
+/* The tiled kernel for type on this CPU, and its activation quantizer in *prep; NULL (then use
+ * cm_dequant_row and float dots) when there is none. Results equal cm_dot_ref of the row with
+ * the dequantized Q8_0 activations up to float rounding. */
+cm_gemm_fn cm_gemm_select(uint32_t type, uint32_t cpu_features, cm_gemm_prep_fn *prep);
+
+#if defined(__x86_64__) || defined(__i386__) || defined(_M_X64)
+/* quants_avx512.c: need AVX2_SET plus LM_CPU_AVX512F | BW | VL | VNNI. */
+void cm_gemm_prep_avx512(const float *x, size_t ldx, const cm_gemm_act *a, size_t g0, size_t g1);
+void cm_gemm_q4_0_avx512(const cm_matrix *w, size_t r0, size_t r1, const cm_gemm_act *a, float *y, size_t ldy, void *scratch);
+void cm_gemm_q5_0_avx512(const cm_matrix *w, size_t r0, size_t r1, const cm_gemm_act *a, float *y, size_t ldy, void *scratch);
+void cm_gemm_q8_0_avx512(const cm_matrix *w, size_t r0, size_t r1, const cm_gemm_act *a, float *y, size_t ldy, void *scratch);
+void cm_gemm_q4_k_avx512(const cm_matrix *w, size_t r0, size_t r1, const cm_gemm_act *a, float *y, size_t ldy, void *scratch);
+void cm_gemm_q5_k_avx512(const cm_matrix *w, size_t r0, size_t r1, const cm_gemm_act *a, float *y, size_t ldy, void *scratch);
+void cm_gemm_q6_k_avx512(const cm_matrix *w, size_t r0, size_t r1, const cm_gemm_act *a, float *y, size_t ldy, void *scratch);
+float cm_dotq_q8_0_avx512(const void *row, const void *xq, size_t n);
+float cm_dotq_q4_0_avx512(const void *row, const void *xq, size_t n);
+float cm_dotq_q4_k_avx512(const void *row, const void *xq, size_t n);
+float cm_dotq_q6_k_avx512(const void *row, const void *xq, size_t n);
 #endif
 
 #endif /* LM_COMPUTE_CPU_QUANTS_H */
