@@ -63,31 +63,6 @@ typedef void (*cm_mlx_gemmq_fn)(const cm_matrix *m, size_t r0, size_t r1, const 
                                 size_t xq_stride, size_t n, float *y, size_t ldy);
 cm_mlx_gemmq_fn cm_mlx_gemmq_select(const cm_matrix *m, uint32_t cpu_features);
 
-/* MLX integer decode (quants_mlx_*.c): the activation x is prepared once per matrix product by
- * cm_mlx_quantize_x() into a buffer of cm_mlx_xq_bytes(m) bytes (Q8_0 blocks of 32 from
- * cm_quantize_select(CM_Q8_0), their scales as floats, and per group the sums of x), then each
- * row is dotted with it: per group, scale * sum(q * xq) in integers + bias * sum(x). Buffer layout
- * (any alignment), nb = cols / 32, ng = cols / group_size:
- *   float d[nb]; float gsum[ng] (sum of x); float gqsum[ng] (sum of the dequantized xq);
- *   then at byte offset cm_mlx_xq_qoff(m): int8 q[cols], for bits 4 each block of 32 stored as
- *   its 16 even elements then its 16 odd ones (MLX puts element 2j in the low nibble of byte j).
- * Group sizes must be multiples of 32 (check cm_mlx_dotq_select first). */
-size_t cm_mlx_xq_bytes(const cm_matrix *m);
-size_t cm_mlx_xq_qoff(const cm_matrix *m);
-void cm_mlx_quantize_x(const cm_matrix *m, const float *x, void *xq, uint32_t cpu_features);
-typedef float (*cm_mlx_dotq_fn)(const cm_matrix *m, size_t row, const void *xq);
-/* NULL when no integer kernel fits m (bits other than 4 and 8, group size not a multiple of 32,
- * or a CPU without one): use cm_mlx_dot_select. */
-cm_mlx_dotq_fn cm_mlx_dotq_select(const cm_matrix *m, uint32_t cpu_features);
-/* The oracle: the dot of the dequantized row with the dequantized xq, bias times the exact sum. */
-float cm_mlx_dotq_ref(const cm_matrix *m, size_t row, const void *xq);
-/* Several tokens at once (prefill): y[t * ldy + r] for rows r in [r0, r1) and t < n, the
- * activation of token t prepared at xq + t * xq_stride. Each weight group is unpacked once for
- * all the tokens. NULL when no kernel fits (as cm_mlx_dotq_select). */
-typedef void (*cm_mlx_gemmq_fn)(const cm_matrix *m, size_t r0, size_t r1, const void *xq,
-                                size_t xq_stride, size_t n, float *y, size_t ldy);
-cm_mlx_gemmq_fn cm_mlx_gemmq_select(const cm_matrix *m, uint32_t cpu_features);
-
 /* Dequantizes n elements (whole blocks) of a row of a fixed type; same values as
  * cm_dequant_ref up to the compiler's contraction of the reference's a*b-c. cm_dequant_row()
  * uses the best one for the running CPU (prefill dequantizes each weight row once per batch). */
@@ -117,10 +92,6 @@ float cm_dotq_q5_k_avx2(const void *row, const void *xq, size_t n);
 float cm_dotq_q6_k_avx2(const void *row, const void *xq, size_t n);
 /* Any bits in 2..8, group_size a multiple of 32. */
 float cm_mlx_dot_avx2(const cm_matrix *m, size_t row, const float *x);
-/* quants_mlx_avx2.c: bits 4 and 8, group_size a multiple of 32. */
-float cm_mlx_dotq_avx2(const cm_matrix *m, size_t row, const void *xq);
-void cm_mlx_gemmq_avx2(const cm_matrix *m, size_t r0, size_t r1, const void *xq, size_t xq_stride,
-                       size_t n, float *y, size_t ldy);
 /* quants_mlx_avx2.c: bits 4 and 8, group_size a multiple of 32. */
 float cm_mlx_dotq_avx2(const cm_matrix *m, size_t row, const void *xq);
 void cm_mlx_gemmq_avx2(const cm_matrix *m, size_t r0, size_t r1, const void *xq, size_t xq_stride,
