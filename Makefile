@@ -7,7 +7,7 @@ JOBS       ?= $(shell nproc 2>/dev/null || sysctl -n hw.ncpu 2>/dev/null || echo
 PROMPT     ?= Once upon a time
 CTEST_ARGS ?= --output-on-failure
 
-.PHONY: all build deps run test test-release test-asan test-tsan clean fuzz check-fuzz testdata
+.PHONY: all build deps run test test-release test-asan test-tsan clean fuzz fuzz-build fuzz-bundle check-fuzz testdata
 
 FUZZ_BUILD   ?= build-fuzz
 FUZZ_SECONDS ?= 30
@@ -47,16 +47,30 @@ test-tsan:
 	cd $(TSAN_BUILD) && ctest $(CTEST_ARGS) -R 'test_pool'
 
 # libFuzzer runs of every target for FUZZ_SECONDS each, starting from the committed corpus
-# (new inputs go to $(FUZZ_BUILD)/corpus-<target>, never into the repository).
-fuzz: deps testdata
+# (new inputs go to $(FUZZ_BUILD)/corpus-<target>, findings to $(FUZZ_BUILD)/artifacts-<target>,
+# never into the repository). Prints the executions of each target; any finding fails the run.
+FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
+
+fuzz-build:
 	CC=clang cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLM_FUZZ=ON
-	cmake --build $(FUZZ_BUILD) -j $(JOBS)
-	@set -e; for t in tests/fuzz/fuzz_*.c; do n=$$(basename $$t .c); s=$${n#fuzz_}; \
-	  mkdir -p $(FUZZ_BUILD)/corpus-$$s; \
-	  echo "== $$n ($(FUZZ_SECONDS) s)"; \
-	  ./$(FUZZ_BUILD)/$$n -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -timeout=10 -rss_limit_mb=4096 \
-	    -print_final_stats=1 $(FUZZ_BUILD)/corpus-$$s tests/fuzz/corpus/$$s 2>&1 | grep -E 'stat::number_of_executed_units|ERROR|SUMMARY' || true; \
-	  done
+	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target $(FUZZ_TARGETS)
+
+fuzz: deps testdata fuzz-build
+	@fail=0; for n in $(FUZZ_TARGETS); do s=$${n#fuzz_}; log=$(FUZZ_BUILD)/fuzz-$$s.log; \
+	  mkdir -p $(FUZZ_BUILD)/corpus-$$s $(FUZZ_BUILD)/artifacts-$$s; \
+	  if ./$(FUZZ_BUILD)/$$n -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -timeout=10 -rss_limit_mb=4096 \
+	      -print_final_stats=1 -artifact_prefix=$(FUZZ_BUILD)/artifacts-$$s/ \
+	      $(FUZZ_BUILD)/corpus-$$s tests/fuzz/corpus/$$s >$$log 2>&1; then st=ok; else st=FAILED; fail=1; fi; \
+	  ex=$$(sed -n 's/^stat::number_of_executed_units: *//p' $$log); \
+	  printf '%-16s %12s executions in %s s: %s\n' $$s "$${ex:-?}" $(FUZZ_SECONDS) $$st; \
+	  if [ $$st = FAILED ]; then grep -E 'ERROR|SUMMARY|runtime error|Test unit written' $$log | head -8; \
+	    echo "  log: $$log"; fi; \
+	  done; exit $$fail
+
+# The fuzz binaries, their shared libraries, the corpora and run_long.sh in $(FUZZ_BUILD)/bundle,
+# to run for hours on a bigger machine: bash run_long.sh bundle SECONDS.
+fuzz-bundle: testdata fuzz-build
+	bash tests/fuzz/bundle.sh $(FUZZ_BUILD)
 
 check-fuzz:
 	$(MAKE) fuzz FUZZ_SECONDS=30
