@@ -36,7 +36,8 @@ static const char VOICE_HELP[] =
     "prefilled so the reply starts fast; the reply is cut into sentences, each spoken by the TTS\n"
     "command as soon as it is complete. A new utterance during a reply interrupts it (barge-in);\n"
     "the conversation keeps only what was spoken. MODEL defaults to models/tinychat.\n"
-    "A latency report per turn goes to stderr.\n"
+    "A latency report per turn goes to stderr; its times count from the arrival of the final\n"
+    "transcript (end of speech).\n"
     "\n"
     "Options:\n"
     "      --transcripts F      read the transcript from file F (default -: stdin)\n"
@@ -53,6 +54,7 @@ static const char VOICE_HELP[] =
     "                           clause mark (default 300; 0: no limit)\n"
     "      --no-partial-prefill do not prefill partial transcripts (to measure what it saves)\n"
     "      --system TEXT        system prompt\n"
+    "      --chat-template T    llama3, mistral, chatml, zephyr, or a file of Jinja source\n"
     "  -n, --n-predict N        tokens per reply at most (default 256)\n"
     "      --json               the latency report as one JSON object per turn (stderr)\n"
     "  -t, --threads N          threads (default: one per core)\n"
@@ -68,6 +70,7 @@ enum ev_kind { EV_PARTIAL, EV_FINAL, EV_EOF, EV_ERROR };
 typedef struct event {
     enum ev_kind kind;
     char *text;
+    double t_ms;      /* when it arrived (cli_now_ms) */
     struct event *next;
 } event;
 
@@ -87,13 +90,14 @@ typedef struct shared {
 } shared;
 
 /* Queued when an event cannot be allocated; the loop then stops. */
-static event oom_event = {EV_ERROR, NULL, NULL};
+static event oom_event = {EV_ERROR, NULL, 0, NULL};
 
 static void push(shared *sh, enum ev_kind kind, char *text) {
     event *e = text || kind == EV_EOF ? calloc(1, sizeof *e) : NULL;
     if (e) {
         e->kind = kind;
         e->text = text;
+        e->t_ms = cli_now_ms();
     } else {
         free(text);
         e = &oom_event;
@@ -390,7 +394,7 @@ static void report(const turn *t, const lm_gen_stats *gs, bool was_barged, bool 
 int cli_voice(int argc, char **argv) {
     const char *cmd = "voice";
     const char *model_path = NULL, *tts = NULL, *transcripts = "-", *out_dir = NULL;
-    const char *system = NULL;
+    const char *system = NULL, *tpl = NULL;
     int32_t n_threads = 0, n_ctx = 0, max_tokens = 256, first_chunk = 20, max_chunk = 300;
     bool json = false, partial_prefill = true;
 
@@ -420,6 +424,9 @@ int cli_voice(int argc, char **argv) {
         } else if (cli_opt(argc, argv, &i, "--out-dir", NULL, &v, &bad, cmd)) {
             if (bad) return CLI_EXIT_USAGE;
             out_dir = v;
+        } else if (cli_opt(argc, argv, &i, "--chat-template", NULL, &v, &bad, cmd)) {
+            if (bad) return CLI_EXIT_USAGE;
+            tpl = v;
         } else if (cli_opt(argc, argv, &i, "--system", NULL, &v, &bad, cmd)) {
             if (bad) return CLI_EXIT_USAGE;
             system = v;
@@ -486,7 +493,7 @@ int cli_voice(int argc, char **argv) {
     bool reader_started = false;
     pthread_t th;
 
-    if (!cli_load_model(model_path, n_threads, &model, NULL)) goto done;
+    if (!cli_load_chat_model(model_path, n_threads, tpl, &model)) goto done;
     lm_session_params sp = lm_session_default_params();
     sp.n_ctx = n_ctx;
     lm_error err = {0};
@@ -553,7 +560,9 @@ int cli_voice(int argc, char **argv) {
         t.tts = to_stdout ? NULL : tts;
         t.out_dir = out_dir;
         t.turn_no = ++turn_no;
-        t.t_end = cli_now_ms();
+        /* end of speech: when the final transcript arrived, even if a partial's prefill was
+           still running then */
+        t.t_end = e->t_ms;
         pthread_mutex_lock(&sh.mu);
         sh.barged = false;
         sh.generating = true;

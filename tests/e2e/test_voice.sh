@@ -156,4 +156,17 @@ want2=$("$CLI" template "$MODEL" --messages "$TMP/hist.json" --ids | tr -cd ',' 
 [[ $prompt2 -eq $((want2 + 1)) ]] || fail "voice barge-in: turn 2 prompt has $prompt2 tokens, history of Hi/Hello! has $((want2 + 1))"
 pass
 
+# ---- bench --conversation (the speed figures the voice loop depends on), on stories260K ----
+cli bench "$SRC/tests/data/stories260K/stories260K-f32.gguf" -p 8 -n 0 -r 1 -t 1 --conversation --json
+[[ $rc -eq 0 ]] || fail "bench --conversation exited $rc"
+python3 - "$TMP/out" <<'PY' || fail "bench --conversation: JSON fields"
+import json, sys
+c = json.load(open(sys.argv[1]))["conversation"]
+keys = ["turn1_ttft_ms", "turn5_ttft_ms", "full_reprefill_ttft_ms", "partial_ttft_ms"]
+assert all(c[k] > 0 for k in keys), c
+# 30 new tokens on 1,000 cached cost far less than 1,030 from scratch
+assert c["turn5_ttft_ms"] < c["full_reprefill_ttft_ms"] / 2, c
+PY
+pass
+
 echo "test_voice.sh: $n_checks checks passed"
