@@ -92,7 +92,8 @@ typedef struct lm_model_info {
 
 void lm_model_get_info(const lm_model *m, lm_model_info *out);
 
-/* Bytes of KV cache a session needs per context token (all layers, K and V). */
+/* Bytes of KV cache a session needs per context token (all layers, K and V) with the default
+ * F16 cache; twice that with lm_session_params.kv_f32. */
 uint64_t lm_model_kv_bytes_per_token(const lm_model *m);
 
 /* ---- tokens ----------------------------------------------------------------------------------- */
