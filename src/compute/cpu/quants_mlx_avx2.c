@@ -1,0 +1,193 @@
+/* compute/cpu/quants_mlx_avx2.c: AVX2 integer kernels for MLX affine 4-bit and 8-bit matrices.
+ * Owns: dotting MLX rows with an activation prepared by cm_mlx_quantize_x (quants.h gives the
+ * layout), one token (decode) or a few at a time (prefill).
+ * Does not own: preparing the activation or choosing the kernel (quants_mlx_ref.c).
+ * Compiled with -mavx2 -mfma -mf16c (CMake picks the flags by the file's suffix).
+ *
+ * Per group of a row: sum_b d_b * sum_i q_i xq_i (byte products, _mm256_maddubs_epi16), times the
+ * group's scale, plus bias * gsum. 4-bit q (0..15) is the unsigned operand of maddubs as it is;
+ * 8-bit q (0..255) would saturate the pair sums, so it goes in as q - 128 with the sign moved
+ * onto x (|q-128| * |x| <= 128 * 127, pairs fit int16), and scale * 128 * gqsum puts it back. */
+#include "compute/cpu/quants.h"
+
+#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+#include <immintrin.h>
+#include <string.h>
+
+#define ALWAYS_INLINE inline __attribute__((always_inline))
+
+/* 8 scales or biases from element i on (all 8 present). */
+static ALWAYS_INLINE __m256 load8(uint32_t sb, const void *base, size_t i) {
+    const uint8_t *p = (const uint8_t *)base;
+    if (sb == CM_BF16)
+        return _mm256_castsi256_ps(_mm256_slli_epi32(
+            _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(const void *)(p + 2 * i))), 16));
+    if (sb == CM_F16) return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(p + 2 * i)));
+    return _mm256_loadu_ps((const float *)(const void *)(p + 4 * i));
+}
+
+static ALWAYS_INLINE float load1(uint32_t sb, const void *base, size_t i) {
+    const uint8_t *p = (const uint8_t *)base;
+    if (sb == CM_BF16) return lm_bf16_to_f32((uint16_t)(p[2 * i] | (p[2 * i + 1] << 8)));
+    if (sb == CM_F16) return _cvtsh_ss((unsigned short)(p[2 * i] | (p[2 * i + 1] << 8)));
+    float f;
+    memcpy(&f, p + 4 * i, sizeof f);
+    return f;
+}
+
+/* Up to 8 values from element i on, zero past cnt. */
+static ALWAYS_INLINE __m256 load_n(uint32_t sb, const void *base, size_t i, size_t cnt) {
+    if (cnt == 8) return load8(sb, base, i);
+    float t[8] = {0};
+    for (size_t k = 0; k < cnt; k++) t[k] = load1(sb, base, i + k);
+    return _mm256_loadu_ps(t);
+}
+
+static ALWAYS_INLINE __m256 loadf_n(const float *p, size_t cnt) {
+    if (cnt == 8) return _mm256_loadu_ps(p);
+    float t[8] = {0};
+    for (size_t k = 0; k < cnt; k++) t[k] = p[k];
+    return _mm256_loadu_ps(t);
+}
+
+static ALWAYS_INLINE float hsum(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* sum over 32 elements of q * x as 8 int32 lanes; w points at the block's packed weights. */
+static ALWAYS_INLINE __m256i block_dot(uint32_t bits, const uint8_t *w, const int8_t *x) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256i xv = _mm256_loadu_si256((const __m256i *)(const void *)x);
+    __m256i p;
+    if (bits == 4) {
+        __m128i raw = _mm_loadu_si128((const __m128i *)(const void *)w);
+        /* low nibbles (even elements) in the low half, high nibbles (odd) in the high half,
+         * matching the order cm_mlx_quantize_x stores x in */
+        __m256i qv = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), _mm256_set1_epi8(15));
+        p = _mm256_maddubs_epi16(qv, xv);
+    } else {
+        __m256i qs = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(const void *)w),
+                                      _mm256_set1_epi8((char)0x80));
+        p = _mm256_maddubs_epi16(_mm256_abs_epi8(qs), _mm256_sign_epi8(xv, qs));
+    }
+    return _mm256_madd_epi16(p, ones);
+}
+
+static ALWAYS_INLINE float dotq(const cm_matrix *m, size_t row, const void *xq, uint32_t bits, uint32_t sb) {
+    size_t nb = m->cols / 32, ng = m->cols / m->group_size, bpg = m->group_size / 32;
+    const uint8_t *base = xq;
+    const float *d = (const float *)(const void *)base, *gsum = d + nb, *gqsum = gsum + ng;
+    const int8_t *q = (const int8_t *)(base + cm_mlx_xq_qoff(m));
+    const uint8_t *w = (const uint8_t *)m->data + row * m->row_bytes;
+    size_t bbytes = bits * 4; /* bytes of weights per block of 32 */
+    size_t s0 = row * ng;
+    __m256 acc = _mm256_setzero_ps(), bacc = _mm256_setzero_ps();
+    float st[8];
+    for (size_t g0 = 0; g0 < ng; g0 += 8) {
+        size_t cnt = ng - g0 < 8 ? ng - g0 : 8;
+        __m256 s8 = load_n(sb, m->scales, s0 + g0, cnt), b8 = load_n(sb, m->biases, s0 + g0, cnt);
+        bacc = _mm256_fmadd_ps(b8, loadf_n(gsum + g0, cnt), bacc);
+        if (bits == 8)
+            bacc = _mm256_fmadd_ps(_mm256_mul_ps(s8, _mm256_set1_ps(128.0f)), loadf_n(gqsum + g0, cnt), bacc);
+        _mm256_storeu_ps(st, s8);
+        for (size_t k = 0; k < cnt; k++) {
+            size_t b = (g0 + k) * bpg;
+            __m256 ag = _mm256_mul_ps(_mm256_cvtepi32_ps(block_dot(bits, w + b * bbytes, q + b * 32)),
+                                      _mm256_broadcast_ss(d + b));
+            for (size_t j = 1; j < bpg; j++)
+                ag = _mm256_fmadd_ps(_mm256_cvtepi32_ps(block_dot(bits, w + (b + j) * bbytes, q + (b + j) * 32)),
+                                     _mm256_broadcast_ss(d + b + j), ag);
+            acc = _mm256_fmadd_ps(ag, _mm256_set1_ps(st[k]), acc);
+        }
+    }
+    return hsum(_mm256_add_ps(acc, bacc));
+}
+
+float cm_mlx_dotq_avx2(const cm_matrix *m, size_t row, const void *xq) {
+    switch (m->sb_type * 16 + m->bits) {
+    case CM_BF16 * 16 + 4: return dotq(m, row, xq, 4, CM_BF16);
+    case CM_BF16 * 16 + 8: return dotq(m, row, xq, 8, CM_BF16);
+    case CM_F16 * 16 + 4: return dotq(m, row, xq, 4, CM_F16);
+    case CM_F16 * 16 + 8: return dotq(m, row, xq, 8, CM_F16);
+    case CM_F32 * 16 + 4: return dotq(m, row, xq, 4, CM_F32);
+    case CM_F32 * 16 + 8: return dotq(m, row, xq, 8, CM_F32);
+    default: return cm_mlx_dotq_ref(m, row, xq);
+    }
+}
+
+/* Prefill: tiles of TT tokens share each unpacked weight block. */
+#define TT 4
+static ALWAYS_INLINE void gemmq(const cm_matrix *m, size_t r0, size_t r1, const void *xq,
+                                size_t xq_stride, size_t n, float *y, size_t ldy, uint32_t bits,
+                                uint32_t sb) {
+    size_t nb = m->cols / 32, ng = m->cols / m->group_size, bpg = m->group_size / 32;
+    size_t qoff = cm_mlx_xq_qoff(m), bbytes = bits * 4;
+    const __m256i ones = _mm256_set1_epi16(1);
+    for (size_t r = r0; r < r1; r++) {
+        const uint8_t *w = (const uint8_t *)m->data + r * m->row_bytes;
+        size_t s0 = r * ng;
+        for (size_t t0 = 0; t0 < n; t0 += TT) {
+            size_t nt = n - t0 < TT ? n - t0 : TT;
+            const uint8_t *xb[TT];
+            for (size_t t = 0; t < TT; t++) xb[t] = (const uint8_t *)xq + (t0 + (t < nt ? t : 0)) * xq_stride;
+            __m256 acc[TT];
+            for (size_t t = 0; t < TT; t++) acc[t] = _mm256_setzero_ps();
+            for (size_t g = 0; g < ng; g++) {
+                __m256 ag[TT];
+                for (size_t t = 0; t < TT; t++) ag[t] = _mm256_setzero_ps();
+                for (size_t j = 0; j < bpg; j++) {
+                    size_t b = g * bpg + j;
+                    const uint8_t *wb = w + b * bbytes;
+                    __m256i qa, qsgn = _mm256_setzero_si256();
+                    if (bits == 4) {
+                        __m128i raw = _mm_loadu_si128((const __m128i *)(const void *)wb);
+                        qa = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), _mm256_set1_epi8(15));
+                    } else {
+                        qsgn = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(const void *)wb),
+                                                _mm256_set1_epi8((char)0x80));
+                        qa = _mm256_abs_epi8(qsgn);
+                    }
+                    for (size_t t = 0; t < TT; t++) {
+                        __m256i xv = _mm256_loadu_si256((const __m256i *)(const void *)(xb[t] + qoff + b * 32));
+                        if (bits == 8) xv = _mm256_sign_epi8(xv, qsgn);
+                        __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(qa, xv), ones);
+                        const float *d = (const float *)(const void *)xb[t];
+                        ag[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_broadcast_ss(d + b), ag[t]);
+                    }
+                }
+                __m256 s = _mm256_set1_ps(load1(sb, m->scales, s0 + g));
+                for (size_t t = 0; t < TT; t++) acc[t] = _mm256_fmadd_ps(ag[t], s, acc[t]);
+            }
+            for (size_t t = 0; t < nt; t++) {
+                const float *gsum = (const float *)(const void *)xb[t] + nb, *gqsum = gsum + ng;
+                float extra = 0;
+                for (size_t g = 0; g < ng; g++) {
+                    extra += load1(sb, m->biases, s0 + g) * gsum[g];
+                    if (bits == 8) extra += 128.0f * load1(sb, m->scales, s0 + g) * gqsum[g];
+                }
+                y[(t0 + t) * ldy + r] = hsum(acc[t]) + extra;
+            }
+        }
+    }
+}
+
+void cm_mlx_gemmq_avx2(const cm_matrix *m, size_t r0, size_t r1, const void *xq, size_t xq_stride,
+                       size_t n, float *y, size_t ldy) {
+    switch (m->sb_type * 16 + m->bits) {
+    case CM_BF16 * 16 + 4: gemmq(m, r0, r1, xq, xq_stride, n, y, ldy, 4, CM_BF16); break;
+    case CM_BF16 * 16 + 8: gemmq(m, r0, r1, xq, xq_stride, n, y, ldy, 8, CM_BF16); break;
+    case CM_F16 * 16 + 4: gemmq(m, r0, r1, xq, xq_stride, n, y, ldy, 4, CM_F16); break;
+    case CM_F16 * 16 + 8: gemmq(m, r0, r1, xq, xq_stride, n, y, ldy, 8, CM_F16); break;
+    case CM_F32 * 16 + 4: gemmq(m, r0, r1, xq, xq_stride, n, y, ldy, 4, CM_F32); break;
+    case CM_F32 * 16 + 8: gemmq(m, r0, r1, xq, xq_stride, n, y, ldy, 8, CM_F32); break;
+    default:
+        for (size_t r = r0; r < r1; r++)
+            for (size_t t = 0; t < n; t++)
+                y[t * ldy + r] = cm_mlx_dotq_ref(m, r, (const uint8_t *)xq + t * xq_stride);
+    }
+}
+
+#endif

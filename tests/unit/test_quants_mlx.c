@@ -1,0 +1,232 @@
+/* tests/unit/test_quants_mlx.c: the MLX integer kernels (quants_mlx_*.c) on seeded random MLX
+ * matrices: the prepared activation, the oracle cm_mlx_dotq_ref against the float dot of the
+ * dequantized row (with the exact bound of x's quantization error), and every SIMD kernel
+ * (decode and the tiled prefill) against the oracle. */
+#include "testutil.h"
+
+#include "compute/backend.h"
+#include "compute/cpu/quants.h"
+
+#include <math.h>
+#include <string.h>
+
+typedef struct mlx_mat {
+    cm_matrix m;
+    uint8_t *q;        /* (rows, cols) quants, unpacked */
+    uint32_t *words;
+    void *scales, *biases;
+} mlx_mat;
+
+static void sb_put(uint32_t sb_type, void *base, size_t i, float v) {
+    if (sb_type == CM_F32) ((float *)base)[i] = v;
+    else ((uint16_t *)base)[i] = sb_type == CM_F16 ? lm_f32_to_f16(v) : lm_f32_to_bf16(v);
+}
+static float sb_get(uint32_t sb_type, const void *base, size_t i) {
+    if (sb_type == CM_F32) return ((const float *)base)[i];
+    uint16_t h = ((const uint16_t *)base)[i];
+    return sb_type == CM_F16 ? lm_f16_to_f32(h) : lm_bf16_to_f32(h);
+}
+
+/* Random quants packed as MLX does (little-endian from the low bits of uint32 words), scales of
+ * both signs, biases; written independently of the library's unpacking. */
+static void mat_make(mlx_mat *f, size_t rows, size_t cols, uint32_t bits, uint32_t gs, uint32_t sb,
+                     uint64_t seed) {
+    lm_rng r;
+    lm_rng_seed(&r, seed);
+    size_t wpr = cols * bits / 32, ng = cols / gs, sbb = sb == CM_F32 ? 4 : 2;
+    f->q = lm_malloc(rows * cols);
+    f->words = lm_calloc(rows * wpr, 4);
+    f->scales = lm_malloc(rows * ng * sbb);
+    f->biases = lm_malloc(rows * ng * sbb);
+    assert_true(f->q && f->words && f->scales && f->biases);
+    for (size_t i = 0; i < rows * cols; i++) f->q[i] = (uint8_t)((lm_rng_next(&r) >> 40) & ((1u << bits) - 1));
+    for (size_t rr = 0; rr < rows; rr++)
+        for (size_t c = 0; c < cols; c++) {
+            size_t bit = c * bits;
+            f->words[rr * wpr + bit / 32] |= (uint32_t)f->q[rr * cols + c] << (bit % 32);
+        }
+    for (size_t i = 0; i < rows * ng; i++) {
+        sb_put(sb, f->scales, i, (float)(lm_rng_uniform(&r) - 0.5) * 0.2f);
+        sb_put(sb, f->biases, i, (float)(lm_rng_uniform(&r) - 0.5));
+    }
+    f->m = (cm_matrix){.type = CM_MLX, .rows = rows, .cols = cols, .data = f->words,
+                       .row_bytes = wpr * 4, .bits = bits, .group_size = gs, .sb_type = sb,
+                       .scales = f->scales, .biases = f->biases};
+}
+
+static void mat_free(mlx_mat *f) {
+    lm_free(f->q);
+    lm_free(f->words);
+    lm_free(f->scales);
+    lm_free(f->biases);
+}
+
+/* Activations with varied block magnitudes and one all-zero block (scale 0). */
+static void make_x(float *x, size_t cols, uint64_t seed) {
+    tu_rand_floats(x, cols, seed);
+    for (size_t i = 0; i < cols; i++) x[i] *= (float)(1 + (i / 32) % 5);
+    if (cols >= 64) memset(x + 32, 0, 32 * sizeof(float));
+}
+
+static const uint32_t k_bits[] = {4, 8}, k_gs[] = {32, 64, 128};
+static const uint32_t k_sb[] = {CM_F16, CM_BF16, CM_F32};
+/* Group counts cover the kernels' chunks of 8 groups and their tails. */
+static const size_t k_groups[] = {1, 3, 8, 11, 17};
+
+/* The prepared activation: the Q8_0 blocks of the reference quantizer (scales as floats, quants
+ * reordered for 4-bit), the float group sums; identical with every quantizer. */
+static void test_quantize_x(void **state) {
+    (void)state;
+    for (size_t bi = 0; bi < LM_ARRAY_LEN(k_bits); bi++)
+        for (size_t gi = 0; gi < LM_ARRAY_LEN(k_gs); gi++) {
+            size_t cols = k_gs[gi] * 5, nb = cols / 32, ng = 5;
+            cm_matrix m = {.type = CM_MLX, .rows = 1, .cols = cols, .bits = k_bits[bi],
+                           .group_size = k_gs[gi], .sb_type = CM_BF16};
+            size_t bytes = cm_mlx_xq_bytes(&m), qoff = cm_mlx_xq_qoff(&m);
+            assert_true(qoff % 32 == 0 && qoff >= (nb + 2 * ng) * 4 && bytes == qoff + cols);
+            float *x = lm_malloc(cols * sizeof(float));
+            uint8_t *a = lm_malloc(bytes), *b = lm_malloc(bytes), *blk = lm_malloc(nb * 34);
+            memset(a, 0, bytes);
+            memset(b, 0, bytes);
+            make_x(x, cols, 5 + bi * 10 + gi);
+            cm_mlx_quantize_x(&m, x, a, 0);
+            cm_mlx_quantize_x(&m, x, b, lm_cpu_features());
+            assert_memory_equal(a, b, bytes);
+            assert_true(cm_quantize_ref(CM_Q8_0, x, blk, cols));
+            const float *d = (const float *)(void *)a, *gsum = d + nb, *gqsum = gsum + ng;
+            const int8_t *q = (const int8_t *)(a + qoff);
+            for (size_t g = 0; g < ng; g++) {
+                double sx = 0, sq = 0;
+                for (size_t i = g * k_gs[gi]; i < (g + 1) * k_gs[gi]; i++) {
+                    size_t bl = i / 32, j = i % 32;
+                    float dd = lm_f16_to_f32((uint16_t)(blk[bl * 34] | (blk[bl * 34 + 1] << 8)));
+                    int8_t want = (int8_t)blk[bl * 34 + 2 + j];
+                    int8_t got = k_bits[bi] == 4 ? q[bl * 32 + (j % 2) * 16 + j / 2] : q[i];
+                    if (got != want || d[bl] != dd)
+                        fail_msg("bits %u gs %u elem %zu: q %d want %d, d %g want %g", k_bits[bi],
+                                 k_gs[gi], i, got, want, d[bl], dd);
+                    sx += x[i];
+                    sq += (double)dd * want;
+                }
+                assert_true(fabs(gsum[g] - sx) <= 1e-5 * (fabs(sx) + 1));
+                assert_true(fabs(gqsum[g] - sq) <= 1e-5 * (fabs(sq) + 1));
+            }
+            lm_free(x);
+            lm_free(a);
+            lm_free(b);
+            lm_free(blk);
+        }
+}
+
+/* Tolerances:
+ *  oracle vs the float dot of the dequantized row: x's rounding to 8 bits moves each product
+ *  by at most |s q| d/2, so |oracle - exact| <= sum |s q_i| d_b / 2 (+ float rounding);
+ *  kernels vs oracle: only float summation order differs, so 1e-5 of the sum of the magnitudes
+ *  of the terms (sum_g |s| sum_i |q d xq| + |bias gsum|) plus 1e-6. */
+static void test_kernels(void **state) {
+    (void)state;
+    uint32_t feat = lm_cpu_features();
+    size_t rows = 7, n_checked = 0;
+    for (size_t bi = 0; bi < LM_ARRAY_LEN(k_bits); bi++)
+        for (size_t gi = 0; gi < LM_ARRAY_LEN(k_gs); gi++)
+            for (size_t si = 0; si < LM_ARRAY_LEN(k_sb); si++)
+                for (size_t ni = 0; ni < LM_ARRAY_LEN(k_groups); ni++) {
+                    uint32_t bits = k_bits[bi], gs = k_gs[gi], sb = k_sb[si];
+                    size_t cols = gs * k_groups[ni], ng = k_groups[ni], n_tok = 5;
+                    mlx_mat f;
+                    mat_make(&f, rows, cols, bits, gs, sb, 1000 + bi * 100 + gi * 10 + si + ni * 7);
+                    size_t xb = cm_mlx_xq_bytes(&f.m);
+                    float *x = lm_malloc(n_tok * cols * sizeof(float)), *y = lm_malloc(n_tok * rows * sizeof(float));
+                    uint8_t *xq = lm_malloc(n_tok * xb);
+                    assert_true(x && y && xq);
+                    for (size_t t = 0; t < n_tok; t++) {
+                        make_x(x + t * cols, cols, 50 + t + ni);
+                        cm_mlx_quantize_x(&f.m, x + t * cols, xq + t * xb, feat);
+                    }
+                    cm_mlx_dotq_fn dq = cm_mlx_dotq_select(&f.m, feat);
+                    cm_mlx_gemmq_fn gq = cm_mlx_gemmq_select(&f.m, feat);
+                    assert_true((dq == NULL) == (gq == NULL));
+                    if (gq) gq(&f.m, 1, rows, xq, xb, n_tok, y, rows);
+                    for (size_t t = 0; t < n_tok; t++) {
+                        const float *xt = x + t * cols;
+                        const uint8_t *at = xq + t * xb;
+                        const float *d = (const float *)(const void *)at, *gsum = d + cols / 32;
+                        for (size_t r = 0; r < rows; r++) {
+                            double exact = 0, bound = 0, mag = 0;
+                            for (size_t g = 0; g < ng; g++) {
+                                double s = sb_get(sb, f.scales, r * ng + g), bias = sb_get(sb, f.biases, r * ng + g);
+                                double gm = 0;
+                                for (size_t i = g * gs; i < (g + 1) * gs; i++) {
+                                    double qi = f.q[r * cols + i];
+                                    exact += (s * qi + bias) * xt[i];
+                                    bound += fabs(s * qi) * d[i / 32] / 2;
+                                    gm += qi * fabs(xt[i]) * 1.01;
+                                }
+                                mag += fabs(s) * gm + fabs(bias * gsum[g]);
+                            }
+                            float ref = cm_mlx_dotq_ref(&f.m, r, at);
+                            if (fabs(ref - exact) > bound * 1.001 + 1e-5 * mag + 1e-6)
+                                fail_msg("oracle bits %u gs %u sb %u cols %zu row %zu: %g vs exact %g (bound %g)",
+                                         bits, gs, sb, cols, r, ref, exact, bound);
+                            double tol = 1e-5 * mag + 1e-6;
+                            if (dq) {
+                                float got = dq(&f.m, r, at);
+                                if (fabs(got - ref) > tol)
+                                    fail_msg("dotq bits %u gs %u sb %u cols %zu row %zu: %.9g vs ref %.9g",
+                                             bits, gs, sb, cols, r, got, ref);
+                                n_checked++;
+                            }
+                            if (gq && r >= 1) {
+                                float got = y[t * rows + r];
+                                if (fabs(got - ref) > tol)
+                                    fail_msg("gemmq bits %u gs %u sb %u cols %zu row %zu tok %zu: %.9g vs ref %.9g",
+                                             bits, gs, sb, cols, r, t, got, ref);
+                            }
+                        }
+                    }
+                    lm_free(x);
+                    lm_free(y);
+                    lm_free(xq);
+                    mat_free(&f);
+                }
+#ifdef CM_HAVE_X86_KERNELS
+    if ((feat & (LM_CPU_AVX2 | LM_CPU_FMA | LM_CPU_F16C)) == (LM_CPU_AVX2 | LM_CPU_FMA | LM_CPU_F16C))
+        assert_true(n_checked > 0);
+#endif
+    (void)n_checked;
+}
+
+/* Shapes without an integer kernel are refused, so callers keep the float path. */
+static void test_select(void **state) {
+    (void)state;
+    uint32_t feat = lm_cpu_features();
+    cm_matrix m = {.type = CM_MLX, .rows = 1, .cols = 256, .bits = 4, .group_size = 64, .sb_type = CM_BF16};
+    assert_null(cm_mlx_dotq_select(&m, 0));
+    assert_null(cm_mlx_gemmq_select(&m, 0));
+    cm_matrix bad = m;
+    bad.bits = 3;
+    assert_null(cm_mlx_dotq_select(&bad, feat));
+    bad = m;
+    bad.group_size = 16;
+    assert_null(cm_mlx_dotq_select(&bad, feat));
+    bad = m;
+    bad.sb_type = CM_Q8_0;
+    assert_null(cm_mlx_dotq_select(&bad, feat));
+    bad = m;
+    bad.type = CM_Q4_0;
+    assert_null(cm_mlx_gemmq_select(&bad, feat));
+    /* The oracle gives 0 for a shape it does not handle rather than reading out of bounds. */
+    bad = m;
+    bad.bits = 3;
+    uint8_t xq[1024] = {0};
+    assert_true(cm_mlx_dotq_ref(&bad, 0, xq) == 0.0f);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_quantize_x),
+        cmocka_unit_test(test_kernels),
+        cmocka_unit_test(test_select),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
