@@ -90,6 +90,11 @@ bool cm_ctx_reserve(cm_ctx *c, size_t n_ctx, size_t max_cols);
 
 /* Y (n, rows) = X (n, cols) · W^T, row-major and contiguous. Split over the pool by rows. */
 void cm_matmul(cm_ctx *c, const cm_matrix *w, const float *x, size_t n, float *y);
+/* y[i] = the product of x with w[i] for i < nw, every w[i] of the same cols: the activations are
+ * quantized once for all of them (Q, K, V of one normed x; gate and up) and the rows of all the
+ * matrices are split over the pool in one run. The same values as nw cm_matmul calls. */
+void cm_matmul_multi(cm_ctx *c, const cm_matrix *const *w, size_t nw, const float *x, size_t n,
+                     float *const *y);
 
 /* ---- element-wise ops (single thread; the caller splits when it pays) ---- */
 

@@ -636,6 +636,145 @@ static void test_dotq(void **state) {
 #endif
 }
 
+/* The tiled prefill kernels: each output against cm_dot_ref of the row with the token's
+ * activations quantized to Q8_0 and dequantized. The kernel's sums are exact integers, so they
+ * differ only by float rounding: |got - want| <= 1e-5 * sum |w * x| (a relative 1e-5 of the
+ * magnitude, which is what the rounding of the block scales can reach). Odd token counts (lanes
+ * past n padded), odd row counts (partial tiles) and row and token-group ranges split unevenly,
+ * as threads would. */
+static void test_gemm(void **state) {
+    (void)state;
+    uint32_t feat = lm_cpu_features();
+    cm_gemm_prep_fn prep = NULL;
+    assert_null(cm_gemm_select(CM_Q4_0, 0, &prep));
+    assert_null(prep);
+    assert_null(cm_gemm_select(CM_F32, feat, &prep));
+    const uint32_t types[] = {CM_Q4_0, CM_Q5_0, CM_Q8_0, CM_Q4_K, CM_Q5_K, CM_Q6_K};
+    struct { size_t cols, rows, n; } shapes[] = {{256, 13, 2}, {512, 37, 17}, {768, 8, 16}, {1280, 21, 33}, {96, 9, 5}};
+    int n_tested = 0;
+    for (size_t ti = 0; ti < LM_ARRAY_LEN(types); ti++) {
+        uint32_t type = types[ti];
+        cm_gemm_fn fn = cm_gemm_select(type, feat, &prep);
+        if (!fn) continue;
+        assert_non_null(prep);
+        const cm_type_info *info = cm_type_get(type);
+        for (size_t si = 0; si < LM_ARRAY_LEN(shapes); si++) {
+            size_t cols = shapes[si].cols, rows = shapes[si].rows, n = shapes[si].n;
+            if (cols % info->block_size) continue;
+            cm_matrix w = {.type = type, .rows = rows, .cols = cols};
+            w.row_bytes = cols / info->block_size * info->block_bytes;
+            uint8_t *data = random_row(type, rows * cols, 7000 + ti * 10 + si);
+            w.data = data;
+            float *x = lm_malloc(n * cols * sizeof(float)), *y = lm_malloc(n * rows * sizeof(float));
+            float *wf = lm_malloc(cols * sizeof(float)), *xd = lm_malloc(cols * sizeof(float));
+            uint8_t *xq = lm_malloc(cols / 32 * 34);
+            uint8_t *act = lm_malloc(cm_gemm_act_bytes(n, cols) + 64), *scratch = lm_malloc(cm_gemm_scratch_bytes(cols));
+            assert_true(x && y && wf && xd && xq && act && scratch);
+            tu_rand_floats(x, n * cols, 7100 + si);
+            for (size_t i = 0; i < n * rows; i++) y[i] = NAN;
+            cm_gemm_act a = {n, cols, (n + CM_GEMM_TOK - 1) / CM_GEMM_TOK, (uint8_t *)(((uintptr_t)act + 63) & ~(uintptr_t)63)};
+            size_t gsplit = a.n_grp / 2;
+            prep(x, cols, &a, 0, gsplit);
+            prep(x, cols, &a, gsplit, a.n_grp);
+            size_t rsplit[] = {0, rows / 3, rows / 3 + 5 > rows ? rows : rows / 3 + 5, rows};
+            for (int k = 0; k < 3; k++) fn(&w, rsplit[k], rsplit[k + 1], &a, y, rows, scratch);
+            for (size_t t = 0; t < n; t++) {
+                assert_true(cm_quantize_ref(CM_Q8_0, x + t * cols, xq, cols));
+                cm_dequant_ref(CM_Q8_0, xq, xd, cols);
+                for (size_t r = 0; r < rows; r++) {
+                    const uint8_t *row = data + r * w.row_bytes;
+                    cm_dequant_ref(type, row, wf, cols);
+                    double mag = 0;
+                    for (size_t i = 0; i < cols; i++) mag += fabs((double)wf[i] * xd[i]);
+                    float want = cm_dot_ref(type, row, xd, cols), got = y[t * rows + r];
+                    if (!(fabs((double)got - want) <= 1e-5 * mag))
+                        fail_msg("type %u cols=%zu rows=%zu n=%zu: y[%zu][%zu] %.9g want %.9g (mag %g)",
+                                 type, cols, rows, n, t, r, got, want, mag);
+                }
+            }
+            n_tested++;
+            lm_free(data);
+            lm_free(x);
+            lm_free(y);
+            lm_free(wf);
+            lm_free(xd);
+            lm_free(xq);
+            lm_free(act);
+            lm_free(scratch);
+        }
+    }
+#if defined(__x86_64__)
+    uint32_t v = LM_CPU_AVX512F | LM_CPU_AVX512BW | LM_CPU_AVX512VL | LM_CPU_AVX512VNNI;
+    if ((feat & v) == v) assert_int_equal(n_tested, 3 * 5 + 3 * 4);
+#endif
+}
+
+/* cm_matmul and cm_matmul_multi over a pool of 3 threads, n = 1 (decode) and n > 1 (prefill),
+ * against the force_ref context (float dots, unquantized x): within the activation quantization
+ * error, |got - want| <= 0.02 * sum |w * x|; and multi equals separate products exactly. */
+static void test_matmul(void **state) {
+    (void)state;
+    lm_pool *pool = lm_pool_new(3);
+    assert_non_null(pool);
+    cm_ctx *fast = cm_ctx_new(pool, false), *ref = cm_ctx_new(pool, true);
+    assert_true(fast && ref);
+    assert_string_equal(cm_ctx_kernels(ref), "ref");
+    const uint32_t types[] = {CM_Q4_0, CM_Q8_0, CM_Q4_K, CM_Q6_K, CM_Q5_0, CM_F16, CM_Q4_1};
+    size_t cols = 512, rows[3] = {37, 16, 50}, ns[] = {1, 3, 19};
+    for (size_t ti = 0; ti < LM_ARRAY_LEN(types); ti++) {
+        uint32_t type = types[ti];
+        const cm_type_info *info = cm_type_get(type);
+        cm_matrix w[3];
+        uint8_t *data[3];
+        for (int m = 0; m < 3; m++) {
+            /* the third matrix of another type, as Q4_K_M files mix Q4_K and Q6_K */
+            uint32_t ty = m == 2 ? CM_Q6_K : type;
+            const cm_type_info *ii = cm_type_get(ty);
+            data[m] = random_row(ty, rows[m] * cols, 8000 + ti * 10 + (uint64_t)m);
+            w[m] = (cm_matrix){.type = ty, .rows = rows[m], .cols = cols, .data = data[m],
+                               .row_bytes = cols / ii->block_size * ii->block_bytes};
+        }
+        (void)info;
+        for (size_t ni = 0; ni < LM_ARRAY_LEN(ns); ni++) {
+            size_t n = ns[ni];
+            float *x = lm_malloc(n * cols * sizeof(float)), *wf = lm_malloc(cols * sizeof(float));
+            float *y[3], *y1[3], *yr[3];
+            tu_rand_floats(x, n * cols, 8100 + ni);
+            for (int m = 0; m < 3; m++) {
+                y[m] = lm_malloc(n * rows[m] * sizeof(float));
+                y1[m] = lm_malloc(n * rows[m] * sizeof(float));
+                yr[m] = lm_malloc(n * rows[m] * sizeof(float));
+                cm_matmul(fast, &w[m], x, n, y1[m]);
+                cm_matmul(ref, &w[m], x, n, yr[m]);
+            }
+            const cm_matrix *wp[3] = {&w[0], &w[1], &w[2]};
+            cm_matmul_multi(fast, wp, 3, x, n, y);
+            for (int m = 0; m < 3; m++) {
+                assert_memory_equal(y[m], y1[m], n * rows[m] * sizeof(float));
+                for (size_t r = 0; r < rows[m]; r++) {
+                    cm_dequant_ref(w[m].type, data[m] + r * w[m].row_bytes, wf, cols);
+                    for (size_t t = 0; t < n; t++) {
+                        double mag = 0;
+                        for (size_t i = 0; i < cols; i++) mag += fabs((double)wf[i] * x[t * cols + i]);
+                        float got = y[m][t * rows[m] + r], want = yr[m][t * rows[m] + r];
+                        if (!(fabs((double)got - want) <= 0.02 * mag))
+                            fail_msg("type %u n=%zu y[%zu][%zu] %.9g ref %.9g (mag %g)", w[m].type, n, t, r, got, want, mag);
+                    }
+                }
+                lm_free(y[m]);
+                lm_free(y1[m]);
+                lm_free(yr[m]);
+            }
+            lm_free(x);
+            lm_free(wf);
+        }
+        for (int m = 0; m < 3; m++) lm_free(data[m]);
+    }
+    cm_ctx_free(fast);
+    cm_ctx_free(ref);
+    lm_pool_free(pool);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_type_table),
@@ -647,6 +786,8 @@ int main(void) {
         cmocka_unit_test(test_dequant_row_ggml),
         cmocka_unit_test(test_dot_select),
         cmocka_unit_test(test_dotq),
+        cmocka_unit_test(test_gemm),
+        cmocka_unit_test(test_matmul),
         cmocka_unit_test(test_f16_all),
         cmocka_unit_test(test_quantize_select),
         cmocka_unit_test(test_dequant_select),

@@ -16,6 +16,10 @@ struct cm_ctx {
     uint32_t features; /* 0 when force_ref */
     uint8_t *xq;       /* the activation quantized for integer dot kernels */
     size_t xq_cap;
+    uint8_t *act;      /* prefill: all tokens' activations (cm_gemm_act), unaligned base */
+    size_t act_cap;
+    uint8_t *tiles;    /* prefill: per-thread unpacked weight tiles, tiles_per bytes each */
+    size_t tiles_per;
 };
 
 cm_ctx *cm_ctx_new(lm_pool *pool, bool force_ref) {
@@ -31,6 +35,8 @@ cm_ctx *cm_ctx_new(lm_pool *pool, bool force_ref) {
 #elif defined(__aarch64__)
     if (c->features & LM_CPU_NEON) c->kernels = "neon";
 #endif
+    cm_gemm_prep_fn prep;
+    if (cm_gemm_select(CM_Q4_0, c->features, &prep) && !strcmp(c->kernels, "avx2")) c->kernels = "avx512";
     return c;
 }
 
@@ -38,6 +44,8 @@ void cm_ctx_free(cm_ctx *c) {
     if (!c) return;
     lm_free(c->scratch);
     lm_free(c->xq);
+    lm_free(c->act);
+    lm_free(c->tiles);
     lm_free(c);
 }
 
@@ -113,11 +121,103 @@ static void matmul_task(void *p, int ith, int nth) {
     }
 }
 
-void cm_matmul(cm_ctx *c, const cm_matrix *w, const float *x, size_t n, float *y) {
-    if (n == 0) return;
+/* ---- prefill: tiled integer kernels (quants.h, cm_gemm_fn) ---- */
+
+/* Products of one input with up to this many matrices share one pool run. */
+#define MULTI_MAX 8
+
+typedef struct gemm_job {
+    cm_ctx *c;
+    const cm_matrix *w[MULTI_MAX];
+    float *y[MULTI_MAX];
+    cm_gemm_fn fn[MULTI_MAX];
+    size_t nw;
+    size_t units;        /* 16-row units over all matrices: threads take whole units */
+    const float *x;
+    cm_gemm_act act;
+    cm_gemm_prep_fn prep;
+} gemm_job;
+
+static void gemm_prep_task(void *p, int ith, int nth) {
+    gemm_job *j = p;
+    size_t g = j->act.n_grp;
+    j->prep(j->x, j->act.cols, &j->act, g * (size_t)ith / (size_t)nth, g * (size_t)(ith + 1) / (size_t)nth);
+}
+
+static void gemm_task(void *p, int ith, int nth) {
+    gemm_job *j = p;
+    size_t u0 = j->units * (size_t)ith / (size_t)nth, u1 = j->units * (size_t)(ith + 1) / (size_t)nth;
+    void *scratch = j->c->tiles + (size_t)ith * j->c->tiles_per;
+    size_t off = 0;
+    for (size_t i = 0; i < j->nw; i++) {
+        const cm_matrix *w = j->w[i];
+        size_t mu = (w->rows + 15) / 16, lo = LM_MAX(u0, off), hi = LM_MIN(u1, off + mu);
+        if (lo < hi)
+            j->fn[i](w, (lo - off) * 16, LM_MIN(w->rows, (hi - off) * 16), &j->act, j->y[i], w->rows, scratch);
+        off += mu;
+    }
+}
+
+/* Makes room for the activations of n tokens of cols and every thread's weight tile. */
+static bool ensure_gemm(cm_ctx *c, size_t n, size_t cols) {
+    size_t need = cm_gemm_act_bytes(n, cols) + 64;
+    if (need > c->act_cap) {
+        uint8_t *a = lm_realloc(c->act, need);
+        if (!a) return false;
+        c->act = a;
+        c->act_cap = need;
+    }
+    size_t per = (cm_gemm_scratch_bytes(cols) + 63) & ~(size_t)63, total;
+    if (per > c->tiles_per) {
+        if (!lm_mul_ok(per, (size_t)c->nth, &total)) return false;
+        uint8_t *t = lm_realloc(c->tiles, total);
+        if (!t) return false;
+        c->tiles = t;
+        c->tiles_per = per;
+    }
+    return true;
+}
+
+/* The products of x (n > 1 tokens) with those of w[0..nw) (nw <= MULTI_MAX) that have a tiled
+ * kernel and w[0]->cols columns; sets done[i] for the ones it computed. */
+static void gemm_multi(cm_ctx *c, const cm_matrix *const *w, size_t nw, const float *x, size_t n,
+                       float *const *y, bool *done) {
+    gemm_job j;
+    memset(&j, 0, sizeof j);
+    j.c = c;
+    j.x = x;
+    size_t cols = w[0]->cols;
+    bool take[MULTI_MAX] = {false};
+    for (size_t i = 0; i < nw; i++) {
+        cm_gemm_prep_fn prep = NULL;
+        cm_gemm_fn fn = w[i]->type == CM_MLX || w[i]->cols != cols || cols % 32 ? NULL
+                      : cm_gemm_select(w[i]->type, c->features, &prep);
+        if (!fn) continue;
+        take[i] = true;
+        j.w[j.nw] = w[i];
+        j.y[j.nw] = y[i];
+        j.fn[j.nw] = fn;
+        j.units += (w[i]->rows + 15) / 16;
+        j.prep = prep;
+        j.nw++;
+    }
+    if (!j.nw || !ensure_gemm(c, n, cols)) return;
+    j.act.n = n;
+    j.act.cols = cols;
+    j.act.n_grp = (n + CM_GEMM_TOK - 1) / CM_GEMM_TOK;
+    j.act.mem = (uint8_t *)(((uintptr_t)c->act + 63) & ~(uintptr_t)63);
+    lm_pool_run(c->pool, gemm_prep_task, &j);
+    lm_pool_run(c->pool, gemm_task, &j);
+    for (size_t i = 0; i < nw; i++) done[i] = take[i];
+}
+
+/* ---- decode, and the float path of the other types ---- */
+
+/* The product of one matrix, without the tiled kernels. */
+static void matmul_one(cm_ctx *c, const cm_matrix *w, const float *x, size_t n, float *y) {
     if (n > 1 && !ensure_scratch(c, w->cols)) {
         /* No scratch: fall back to per-token dots, slower but correct. */
-        for (size_t t = 0; t < n; t++) cm_matmul(c, w, x + t * w->cols, 1, y + t * w->rows);
+        for (size_t t = 0; t < n; t++) matmul_one(c, w, x + t * w->cols, 1, y + t * w->rows);
         return;
     }
     matmul_job j = {c, w, x, n, y, NULL, NULL, NULL};
@@ -127,10 +227,11 @@ void cm_matmul(cm_ctx *c, const cm_matrix *w, const float *x, size_t n, float *y
         } else {
             uint32_t act = 0;
             j.dotq = cm_dotq_select(w->type, c->features, &act);
+            cm_quantize_fn quant = j.dotq ? cm_quantize_select(act, c->features) : NULL;
             if (j.dotq) {
                 const cm_type_info *ai = cm_type_get(act);
                 size_t need = ai ? w->cols / ai->block_size * ai->block_bytes : 0;
-                if (!ai || w->cols % ai->block_size) {
+                if (!ai || !quant || w->cols % ai->block_size) {
                     j.dotq = NULL;
                 } else if (need > c->xq_cap) {
                     uint8_t *q = lm_realloc(c->xq, need);
@@ -141,12 +242,28 @@ void cm_matmul(cm_ctx *c, const cm_matrix *w, const float *x, size_t n, float *y
                         j.dotq = NULL;
                     }
                 }
-                if (j.dotq) cm_quantize_ref(act, x, c->xq, w->cols);
+                if (j.dotq) quant(x, c->xq, w->cols);
             }
             if (!j.dotq) j.dot = cm_dot_select(w->type, c->features);
         }
     }
     lm_pool_run(c->pool, matmul_task, &j);
+}
+
+void cm_matmul_multi(cm_ctx *c, const cm_matrix *const *w, size_t nw, const float *x, size_t n,
+                     float *const *y) {
+    if (n == 0) return;
+    for (size_t i0 = 0; i0 < nw; i0 += MULTI_MAX) {
+        size_t k = LM_MIN((size_t)MULTI_MAX, nw - i0);
+        bool done[MULTI_MAX] = {false};
+        if (n > 1) gemm_multi(c, w + i0, k, x, n, y + i0, done);
+        for (size_t i = 0; i < k; i++)
+            if (!done[i]) matmul_one(c, w[i0 + i], x, n, y[i0 + i]);
+    }
+}
+
+void cm_matmul(cm_ctx *c, const cm_matrix *w, const float *x, size_t n, float *y) {
+    cm_matmul_multi(c, &w, 1, x, n, &y);
 }
 
 /* ---- element-wise ---- */

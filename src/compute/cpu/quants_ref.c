@@ -804,6 +804,43 @@ cm_dotq_fn cm_dotq_select(uint32_t type, uint32_t cpu_features, uint32_t *act_ty
     return NULL;
 }
 
+/* ---- prefill kernels ---- */
+
+size_t cm_gemm_act_bytes(size_t n, size_t cols) {
+    return (n + CM_GEMM_TOK - 1) / CM_GEMM_TOK * (cols / 32) * CM_GEMM_ACT_BLOCK;
+}
+
+/* An unpacked tile of 8 rows: per block of 32, 32 bytes and 3 floats per row (quants_avx512.c),
+ * plus room to align it to 64 bytes. */
+size_t cm_gemm_scratch_bytes(size_t cols) {
+    return cols / 32 * (8 * 32 + 3 * 8 * sizeof(float)) + 64;
+}
+
+cm_gemm_fn cm_gemm_select(uint32_t type, uint32_t cpu_features, cm_gemm_prep_fn *prep) {
+#ifdef CM_HAVE_X86_KERNELS
+    const uint32_t avx512 = AVX2_SET | LM_CPU_AVX512F | LM_CPU_AVX512BW | LM_CPU_AVX512VL | LM_CPU_AVX512VNNI;
+    if ((cpu_features & avx512) == avx512) {
+        cm_gemm_fn fn = NULL;
+        switch (type) {
+        case CM_Q4_0: fn = cm_gemm_q4_0_avx512; break;
+        case CM_Q5_0: fn = cm_gemm_q5_0_avx512; break;
+        case CM_Q8_0: fn = cm_gemm_q8_0_avx512; break;
+        case CM_Q4_K: fn = cm_gemm_q4_k_avx512; break;
+        case CM_Q5_K: fn = cm_gemm_q5_k_avx512; break;
+        case CM_Q6_K: fn = cm_gemm_q6_k_avx512; break;
+        default: break;
+        }
+        if (fn) *prep = cm_gemm_prep_avx512;
+        return fn;
+    }
+#else
+    (void)type;
+    (void)cpu_features;
+#endif
+    (void)prep;
+    return NULL;
+}
+
 cm_mlx_dot_fn cm_mlx_dot_select(const cm_matrix *m, uint32_t cpu_features) {
 #ifdef CM_HAVE_X86_KERNELS
     if ((cpu_features & AVX2_SET) == AVX2_SET && m->bits >= 2 && m->bits <= 8 &&
