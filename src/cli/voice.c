@@ -536,7 +536,14 @@ int cli_voice(int argc, char **argv) {
             if (kind == EV_ERROR) ok = false, cli_error("out of memory reading the transcript");
             break;
         }
-        if (kind == EV_PARTIAL && !partial_prefill) {
+        /* a partial already followed by a newer event is stale: only the newest is prefilled */
+        bool stale = false;
+        if (kind == EV_PARTIAL) {
+            pthread_mutex_lock(&sh.mu);
+            stale = sh.head != NULL;
+            pthread_mutex_unlock(&sh.mu);
+        }
+        if (kind == EV_PARTIAL && (!partial_prefill || stale)) {
             free(e->text);
             free(e);
             set_idle(&sh);
