@@ -4,6 +4,7 @@
  * template and voice share (default chat model, loading with a template override, messages
  * from JSON). The library keeps the KV prefix between turns; this file only keeps the list. */
 #include "cli/cli.h"
+#include "cli/providers.h"
 #include "core/core.h"
 
 #include <editline/readline.h>
@@ -40,7 +41,13 @@ static const char CHAT_HELP[] =
     "  -t, --threads N          threads (default: one per core)\n"
     "  -c, --ctx N              context window in tokens (default: the model's, at most 4096)\n"
     "  -v, --verbose            print each turn's stats to stderr\n"
-    "  -h, --help               show this help\n";
+    "  -h, --help               show this help\n"
+    "\n"
+    "      --provider NAME      answer with this cloud provider instead of a local model\n"
+    CLI_CLOUD_HELP
+    "The provider that answered is named by /stats, by -v, and on stderr whenever it is not\n"
+    "the first choice. Example: locallm chat --provider mine --base-url http://127.0.0.1:8080/v1\n"
+    "--model tinychat --api-key-env MY_KEY\n";
 
 static const char REPL_HELP[] =
     "/system TEXT   set the system prompt\n"
@@ -119,17 +126,17 @@ static bool is_builtin_template(const char *name) {
     return false;
 }
 
-bool cli_load_chat_model(const char *ref, int32_t n_threads, const char *chat_template,
-                         lm_model **out) {
+/* Loads without printing (no progress bar): the reason for a failure goes into why. */
+static bool load_chat_model(const char *ref, int32_t n_threads, const char *chat_template,
+                            lm_model **out, char *why, size_t cap) {
     *out = NULL;
-    if (!chat_template) return cli_load_model(ref, n_threads, out, NULL);
     char *source = NULL;
-    if (!is_builtin_template(chat_template)) {
+    if (chat_template && !is_builtin_template(chat_template)) {
         source = cli_read_file(chat_template, NULL);
         if (!source) {
-            cli_error("--chat-template: '%s' is neither a built-in format (llama3, mistral, "
-                      "chatml, zephyr) nor a readable file: %s",
-                      chat_template, strerror(errno));
+            snprintf(why, cap, "--chat-template: '%s' is neither a built-in format (llama3, "
+                     "mistral, chatml, zephyr) nor a readable file: %s",
+                     chat_template, strerror(errno));
             return false;
         }
     }
@@ -140,7 +147,7 @@ bool cli_load_chat_model(const char *ref, int32_t n_threads, const char *chat_te
     free(cache);
     if (st != LM_OK) {
         free(source);
-        cli_error("cannot load model: %s", err.msg);
+        snprintf(why, cap, "cannot load model: %s", err.msg);
         return false;
     }
     lm_model_params mp = lm_model_default_params();
@@ -150,11 +157,21 @@ bool cli_load_chat_model(const char *ref, int32_t n_threads, const char *chat_te
     free(source);
     if (st != LM_OK) {
         *out = NULL;
-        cli_error("cannot load model '%s': %s", resolved,
-                  err.msg[0] ? err.msg : lm_status_str(st));
+        snprintf(why, cap, "cannot load model '%.400s': %s", resolved,
+                 err.msg[0] ? err.msg : lm_status_str(st));
         return false;
     }
     return true;
+}
+
+bool cli_load_chat_model(const char *ref, int32_t n_threads, const char *chat_template,
+                         lm_model **out) {
+    *out = NULL;
+    if (!chat_template) return cli_load_model(ref, n_threads, out, NULL);
+    char why[800];
+    if (load_chat_model(ref, n_threads, chat_template, out, why, sizeof why)) return true;
+    cli_error("%s", why);
+    return false;
 }
 
 static char *dup_or_null(const cJSON *j) {
@@ -329,12 +346,20 @@ static bool convo_save(const convo *c, const char *path) {
 
 /* ---- one turn --------------------------------------------------------------------------------- */
 
-static lm_session *volatile g_session;
+/* What answers: the local model, one cloud provider, or a fallback manager over them. */
+typedef struct backend {
+    lm_provider *p;
+    const char *preferred;  /* the provider asked first: "local" unless --provider */
+    const char *local_err;  /* why the local model is unavailable; NULL when it is loaded */
+    char last[64];          /* who answered the last turn */
+} backend;
+
+static lm_provider *volatile g_provider;
 
 static void on_sigint(int sig) {
     (void)sig;
-    lm_session *s = g_session;
-    if (s) lm_session_cancel(s);
+    lm_provider *p = g_provider;
+    if (p) lm_provider_cancel(p); /* only sets flags: safe in a signal handler */
 }
 
 typedef struct reply {
@@ -352,20 +377,29 @@ static int on_piece(const char *utf8, size_t len, void *user) {
 
 /* Sends the conversation, streams the reply and appends it (also a cancelled, partial one).
  * Returns false on a generation error (printed). */
-static bool chat_turn(lm_session *s, convo *c, const lm_chat_params *cp, const lm_gen_params *gp,
+static bool chat_turn(backend *b, convo *c, const lm_chat_params *cp, const lm_gen_params *gp,
                       lm_gen_stats *gs) {
     reply r = {{0}};
-    g_session = s;
+    g_provider = b->p;
     struct sigaction sa, old_sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_sigint;
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, &old_sa);
-    lm_status st = lm_session_chat(s, c->msgs, c->n, cp, gp, on_piece, &r, gs);
+    lm_error err = {0};
+    lm_status st = lm_provider_chat(b->p, c->msgs, c->n, cp, gp, on_piece, &r, gs, &err);
     sigaction(SIGINT, &old_sa, NULL);
-    g_session = NULL;
+    g_provider = NULL;
     fputc('\n', stdout);
     fflush(stdout);
+    const char *by = lm_provider_answered_by(b->p);
+    snprintf(b->last, sizeof b->last, "%s", by ? by : lm_provider_name(b->p));
+    if (st == LM_OK && strcmp(b->last, b->preferred) != 0) {
+        const char *skipped = lm_provider_skipped(b->p);
+        fprintf(stderr, "locallm chat: answered by %s (%s%s%s%s)\n", b->last,
+                b->local_err ? "local: " : "", b->local_err ? b->local_err : "",
+                b->local_err && skipped[0] ? "; " : "", skipped);
+    }
     bool ok = true;
     if (st == LM_OK || st == LM_ERR_CANCELLED) {
         if (!convo_add(c, "assistant", r.text.data ? r.text.data : "")) {
@@ -373,7 +407,11 @@ static bool chat_turn(lm_session *s, convo *c, const lm_chat_params *cp, const l
             ok = false;
         }
     } else {
-        cli_error("generation failed: %s", lm_session_errmsg(s));
+        if (b->local_err)
+            cli_error("generation failed: local: %s; %s", b->local_err,
+                      err.msg[0] ? err.msg : lm_status_str(st));
+        else
+            cli_error("generation failed: %s", err.msg[0] ? err.msg : lm_status_str(st));
         /* the user message that failed is taken back so the next turn is clean */
         if (c->n && strcmp(c->msgs[c->n - 1].role, "user") == 0) {
             c->n--;
@@ -386,19 +424,19 @@ static bool chat_turn(lm_session *s, convo *c, const lm_chat_params *cp, const l
     return ok;
 }
 
-static void print_stats(FILE *f, const lm_gen_stats *gs) {
+static void print_stats(FILE *f, const lm_gen_stats *gs, const char *provider) {
     fprintf(f,
             "prompt: %d tokens (%d cached, %d prefilled) | generated: %d tokens | first token: "
             "%.1f ms | prefill: %.1f tok/s | decode: %.1f tok/s | dropped messages: %d | "
-            "finish: %s\n",
+            "finish: %s | provider: %s\n",
             (int)gs->n_prompt, (int)gs->n_cached, (int)gs->n_prefilled, (int)gs->n_generated,
             gs->ttft_ms, gs->prefill_tok_s, gs->decode_tok_s, (int)gs->n_dropped_messages,
-            lm_finish_str(gs->finish));
+            lm_finish_str(gs->finish), provider);
 }
 
 /* ---- modes ------------------------------------------------------------------------------------ */
 
-static int run_pipe(lm_session *s, convo *c, const lm_chat_params *cp, const lm_gen_params *gp,
+static int run_pipe(backend *b, convo *c, const lm_chat_params *cp, const lm_gen_params *gp,
                     bool verbose) {
     char *line = NULL;
     size_t cap = 0;
@@ -413,17 +451,17 @@ static int run_pipe(lm_session *s, convo *c, const lm_chat_params *cp, const lm_
         }
         lm_gen_stats gs;
         memset(&gs, 0, sizeof gs);
-        if (!chat_turn(s, c, cp, gp, &gs)) {
+        if (!chat_turn(b, c, cp, gp, &gs)) {
             rc = CLI_EXIT_ERROR;
             break;
         }
-        if (verbose) print_stats(stderr, &gs);
+        if (verbose) print_stats(stderr, &gs, b->last);
     }
     free(line);
     return rc;
 }
 
-static int run_repl(lm_session *s, convo *c, const lm_chat_params *cp, const lm_gen_params *gp,
+static int run_repl(backend *b, convo *c, const lm_chat_params *cp, const lm_gen_params *gp,
                     bool verbose) {
     fprintf(stderr, "locallm chat: type a message, /help for commands, Ctrl-D to leave.\n");
     lm_gen_stats last;
@@ -463,7 +501,7 @@ static int run_repl(lm_session *s, convo *c, const lm_chat_params *cp, const lm_
                 printf("conversation cleared\n");
             } else if (IS("stats")) {
                 if (have_last)
-                    print_stats(stdout, &last);
+                    print_stats(stdout, &last, b->last);
                 else
                     printf("no reply yet\n");
             } else if (IS("save")) {
@@ -493,10 +531,10 @@ static int run_repl(lm_session *s, convo *c, const lm_chat_params *cp, const lm_
         free(line);
         if (!ok) return cli_error("out of memory");
         memset(&last, 0, sizeof last);
-        if (chat_turn(s, c, cp, gp, &last)) {
+        if (chat_turn(b, c, cp, gp, &last)) {
             have_last = true;
             if (last.finish == LM_FINISH_CANCELLED) fputs("[stopped]\n", stderr);
-            if (verbose) print_stats(stderr, &last);
+            if (verbose) print_stats(stderr, &last, b->last);
         }
     }
     return CLI_EXIT_OK;
@@ -523,10 +561,15 @@ int cli_chat(int argc, char **argv) {
     lm_gen_params fl = lm_gen_default_params(); /* the flags given */
     unsigned set = 0;
     size_t n_stop = 0;
+    cli_cloud_flags cf;
+    memset(&cf, 0, sizeof cf);
 
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = NULL;
         bool bad = false;
+        int cloud = cli_cloud_opt(argc, argv, &i, cmd, true, &cf);
+        if (cloud < 0) return CLI_EXIT_USAGE;
+        if (cloud > 0) continue;
         if (cli_is_help(a)) {
             fputs(CHAT_HELP, stdout);
             return CLI_EXIT_OK;
@@ -633,37 +676,104 @@ int cli_chat(int argc, char **argv) {
                 (double)gp.min_p, (double)gp.repeat_penalty,
                 gp.stop[0] ? ", with stop strings" : "");
 
-    char *default_path = NULL;
-    if (!model_path) {
-        default_path = cli_default_chat_model();
-        if (!default_path) return cli_error("out of memory");
-        model_path = default_path;
+    bool want_cloud = cli_cloud_wanted(&cf);
+    if (!want_cloud && (cf.base_url || cf.model || cf.api_key_env || cf.providers_file))
+        return cli_usage_error(cmd, "--base-url, --model, --api-key-env and --providers need "
+                                    "--provider or --fallback");
+    if (cf.provider && model_path)
+        return cli_usage_error(cmd, "--provider answers instead of a local model; drop '%s' or "
+                                    "use --fallback %s", model_path, cf.provider);
+    cli_cloud *clouds = NULL;
+    size_t n_clouds = 0;
+    if (want_cloud) {
+        int crc = cli_cloud_resolve(cmd, &cf, &clouds, &n_clouds);
+        if (crc != CLI_EXIT_OK) return crc;
     }
+    for (size_t k = 0; k < n_clouds; k++) {
+        if (clouds[k].api_key_env[0] && !getenv(clouds[k].api_key_env))
+            fprintf(stderr, "locallm chat: %s: $%s is not set; no API key is sent\n",
+                    clouds[k].name, clouds[k].api_key_env);
+    }
+
+    char *default_path = NULL;
     int rc = CLI_EXIT_ERROR;
     lm_model *model = NULL;
-    lm_session *session = NULL;
+    lm_provider *list[17] = {NULL};
+    size_t n_list = 0;
+    lm_provider *manager = NULL;
     convo c = {0};
-    if (!cli_load_chat_model(model_path, n_threads, tpl, &model)) goto done;
-    lm_session_params sp = lm_session_default_params();
-    sp.n_ctx = n_ctx;
+    char local_err[800] = "";
     lm_error err = {0};
-    if (lm_session_new(model, &sp, &session, &err) != LM_OK) {
-        cli_error("cannot create a session: %s", err.msg[0] ? err.msg : "unknown error");
+    if (n_clouds > 16) {
+        cli_usage_error(cmd, "at most 16 providers");
         goto done;
     }
+    if (!cf.provider) {
+        if (!model_path) {
+            default_path = cli_default_chat_model();
+            if (!default_path) {
+                cli_error("out of memory");
+                goto done;
+            }
+            model_path = default_path;
+        }
+        if (n_clouds == 0) {
+            if (!cli_load_chat_model(model_path, n_threads, tpl, &model)) goto done;
+        } else if (!load_chat_model(model_path, n_threads, tpl, &model, local_err,
+                                    sizeof local_err)) {
+            fprintf(stderr, "locallm chat: the local model is unavailable (%s); answering with "
+                    "%s%s\n", local_err, clouds[0].name, n_clouds > 1 ? " and the others" : "");
+        }
+        if (model) {
+            lm_session_params sp = lm_session_default_params();
+            sp.n_ctx = n_ctx;
+            if (lm_provider_local_new(model, &sp, &list[n_list], &err) != LM_OK) {
+                cli_error("cannot create a session: %s", err.msg[0] ? err.msg : "unknown error");
+                goto done;
+            }
+            n_list++;
+        }
+    }
+    for (size_t k = 0; k < n_clouds; k++) {
+        lm_openai_params op = cli_cloud_params(&clouds[k], &cf);
+        if (lm_provider_openai_new(&op, &list[n_list], &err) != LM_OK) {
+            cli_error("%s: %s", clouds[k].name, err.msg);
+            goto done;
+        }
+        n_list++;
+    }
+    backend b;
+    memset(&b, 0, sizeof b);
+    b.preferred = cf.provider ? cf.provider : "local";
+    b.local_err = local_err[0] ? local_err : NULL;
+    if (n_list == 1 && !b.local_err) {
+        b.p = list[0];
+    } else {
+        if (lm_provider_fallback_new(list, n_list, &manager, &err) != LM_OK) {
+            cli_error("%s", err.msg);
+            goto done;
+        }
+        b.p = manager;
+    }
+    if (verbose && n_clouds)
+        for (size_t k = 0; k < n_clouds; k++)
+            fprintf(stderr, "provider %s: %s, model %s\n", clouds[k].name, clouds[k].base_url,
+                    clouds[k].model);
     if (system && !convo_set_system(&c, system)) {
         cli_error("out of memory");
         goto done;
     }
     if (isatty(STDIN_FILENO))
-        rc = run_repl(session, &c, &cp, &gp, verbose);
+        rc = run_repl(&b, &c, &cp, &gp, verbose);
     else
-        rc = run_pipe(session, &c, &cp, &gp, verbose);
+        rc = run_pipe(&b, &c, &cp, &gp, verbose);
 
 done:
     cli_messages_free(c.msgs, c.n);
-    lm_session_free(session);
+    lm_provider_free(manager);
+    for (size_t k = 0; k < n_list; k++) lm_provider_free(list[k]);
     lm_model_free(model);
+    free(clouds);
     free(default_path);
     return rc;
 }

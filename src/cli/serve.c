@@ -2,6 +2,7 @@
  * Owns: the options of serve, the default chat model, SIGINT/SIGTERM as a clean stop, and log
  * lines on stderr. The server itself lives in the library (server/server.h). */
 #include "cli/cli.h"
+#include "cli/providers.h"
 #include "server/server.h"
 
 #include <signal.h>
@@ -27,7 +28,12 @@ static const char SERVE_HELP[] =
     "      --queue N            requests that may wait for a slot before 429 (default 16)\n"
     "  -c, --ctx N              context window per slot (default: the model's, at most 4096)\n"
     "  -t, --threads N          threads (default: one per core)\n"
-    "  -h, --help               show this help\n";
+    "  -h, --help               show this help\n"
+    "\n"
+    CLI_CLOUD_HELP
+    "With --fallback, chat requests are answered by the cloud while the model loads, when it\n"
+    "cannot be loaded, or when it fails before its first token; the response's \"provider\"\n"
+    "and \"model\" fields and the x-locallm-provider header say who answered.\n";
 
 static volatile sig_atomic_t g_stop;
 
@@ -99,9 +105,14 @@ int cli_serve(int argc, char **argv) {
     const char *cmd = "serve";
     const char *model_ref = NULL, *host = "127.0.0.1", *api_key = getenv("LOCALLM_API_KEY");
     int32_t port = 8080, n_parallel = 1, n_queue = 16, n_ctx = 0, n_threads = 0;
+    cli_cloud_flags cf;
+    memset(&cf, 0, sizeof cf);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = NULL;
         bool bad = false;
+        int cloud = cli_cloud_opt(argc, argv, &i, cmd, false, &cf);
+        if (cloud < 0) return CLI_EXIT_USAGE;
+        if (cloud > 0) continue;
         if (cli_is_help(a)) {
             fputs(SERVE_HELP, stdout);
             return CLI_EXIT_OK;
@@ -129,6 +140,28 @@ int cli_serve(int argc, char **argv) {
             return cli_usage_error(cmd, "unexpected argument '%s' (the model is '%s')", a, model_ref);
         }
     }
+    if (!cli_cloud_wanted(&cf) && (cf.base_url || cf.model || cf.api_key_env || cf.providers_file))
+        return cli_usage_error(cmd, "--base-url, --model, --api-key-env and --providers need "
+                                    "--fallback");
+    cli_cloud *clouds = NULL;
+    size_t n_clouds = 0;
+    if (cli_cloud_wanted(&cf)) {
+        int crc = cli_cloud_resolve(cmd, &cf, &clouds, &n_clouds);
+        if (crc != CLI_EXIT_OK) return crc;
+    }
+    lm_openai_params *fallback = n_clouds ? calloc(n_clouds, sizeof *fallback) : NULL;
+    if (n_clouds && !fallback) {
+        free(clouds);
+        return cli_error("out of memory");
+    }
+    for (size_t k = 0; k < n_clouds; k++) {
+        fallback[k] = cli_cloud_params(&clouds[k], &cf);
+        if (clouds[k].api_key_env[0] && !fallback[k].api_key)
+            fprintf(stderr, "locallm serve: %s: $%s is not set; no API key is sent\n",
+                    clouds[k].name, clouds[k].api_key_env);
+        fprintf(stderr, "locallm serve: fallback %s: %s, model %s\n", clouds[k].name,
+                clouds[k].base_url, clouds[k].model);
+    }
     char *default_ref = NULL;
     if (!model_ref) {
         default_ref = default_chat_model();
@@ -141,7 +174,12 @@ int cli_serve(int argc, char **argv) {
     lm_error err = {0};
     lm_status st = lm_resolve_model(model_ref, cache, resolved, sizeof resolved, &err);
     free(cache);
-    if (st != LM_OK) {
+    if (st != LM_OK && n_clouds) {
+        /* the cloud answers; /health and the log say why the model is missing */
+        fprintf(stderr, "locallm serve: warning: %s; chat requests go to %s\n", err.msg,
+                clouds[0].name);
+        snprintf(resolved, sizeof resolved, "%s", model_ref);
+    } else if (st != LM_OK) {
         free(default_ref);
         return cli_error("cannot load model: %s", err.msg);
     }
@@ -158,6 +196,8 @@ int cli_serve(int argc, char **argv) {
     cfg.n_threads = n_threads;
     cfg.log = log_line;
     cfg.on_listen = on_listen;
+    cfg.fallback = fallback;
+    cfg.n_fallback = n_clouds;
 
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
@@ -169,6 +209,8 @@ int cli_serve(int argc, char **argv) {
 
     st = srv_run(&cfg, &g_stop, &err);
     free(default_ref);
+    free(fallback);
+    free(clouds);
     if (st != LM_OK) return cli_error("%s", err.msg);
     fputs("locallm serve: stopped\n", stderr);
     return CLI_EXIT_OK;

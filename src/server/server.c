@@ -61,9 +61,10 @@ static void slog(srv *sv, int level, const char *fmt, ...) {
 
 /* ---- responses ---- */
 
-/* Sends text (taken) with its content type; allow (may be NULL) becomes the Allow header. */
-static enum MHD_Result send_text(struct MHD_Connection *c, unsigned status, char *text,
-                                 const char *type, const char *allow) {
+/* Sends text (taken) with its content type; allow (may be NULL) becomes the Allow header,
+ * provider (may be NULL) the x-locallm-provider header. */
+static enum MHD_Result send_text_p(struct MHD_Connection *c, unsigned status, char *text,
+                                   const char *type, const char *allow, const char *provider) {
     struct MHD_Response *r =
         MHD_create_response_from_buffer_with_free_callback(strlen(text), text, lm_free);
     if (!r) {
@@ -72,9 +73,15 @@ static enum MHD_Result send_text(struct MHD_Connection *c, unsigned status, char
     }
     MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
     if (allow) MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, allow);
+    if (provider) MHD_add_response_header(r, "x-locallm-provider", provider);
     enum MHD_Result ret = MHD_queue_response(c, status, r);
     MHD_destroy_response(r);
     return ret;
+}
+
+static enum MHD_Result send_text(struct MHD_Connection *c, unsigned status, char *text,
+                                 const char *type, const char *allow) {
+    return send_text_p(c, status, text, type, allow, NULL);
 }
 
 static enum MHD_Result send_json(struct MHD_Connection *c, unsigned status, cJSON *j) {
@@ -199,6 +206,7 @@ typedef struct stream {
     _Atomic bool gone;    /* the client went away (or the response was dropped) */
     int refs;             /* the job and the response */
     lm_session *session;  /* to cancel; NULL once the job finished */
+    lm_provider *provider; /* the same for a cloud answer */
 } stream;
 
 static void stream_unref(stream *st) {
@@ -276,6 +284,7 @@ static void stream_free(void *cls) {
     pthread_mutex_lock(&st->mu);
     atomic_store(&st->gone, true);
     if (st->session && !st->done) lm_session_cancel(st->session);
+    if (st->provider && !st->done) lm_provider_cancel(st->provider);
     pthread_mutex_unlock(&st->mu);
     stream_unref(st);
     lm_free(rc);
@@ -300,7 +309,10 @@ typedef struct job {
     lm_gen_stats stats;
     int32_t n_prompt, n_cached; /* completions: counted here */
     lm_status status;
-    char errmsg[256];
+    char errmsg[640];
+    bool cloud;               /* answered by srv_config.fallback: no slot */
+    char provider[64];        /* who answered: "local" or a cloud provider's name */
+    const char *model_name;   /* the model responses name: model_id or the cloud's model */
 } job;
 
 static cJSON *chunk_base(job *jb) {
@@ -309,7 +321,8 @@ static cJSON *chunk_base(job *jb) {
     cJSON_AddStringToObject(o, "id", jb->id);
     cJSON_AddStringToObject(o, "object", jb->rq.chat ? "chat.completion.chunk" : "text_completion");
     cJSON_AddNumberToObject(o, "created", (double)jb->created);
-    cJSON_AddStringToObject(o, "model", jb->sv->cfg->model_id);
+    cJSON_AddStringToObject(o, "model", jb->model_name);
+    if (jb->sv->cfg->n_fallback) cJSON_AddStringToObject(o, "provider", jb->provider);
     return o;
 }
 
@@ -441,9 +454,78 @@ fail:
     return st;
 }
 
-/* Runs the generation on the job's slot; the slot is released afterwards. */
+/* Answers a chat job from the cloud providers of srv_config.fallback, in order: one that fails
+ * before its first piece is skipped (the reasons are joined into the error when all fail); once
+ * text has streamed, a failure is reported. A provider runs one call at a time, so each job
+ * makes its own client (a few strdups; curl connects per call anyway). The loop is the library's
+ * fallback manager unrolled, so that the chunks name the provider while it streams. */
+static void run_cloud(job *jb) {
+    srv *sv = jb->sv;
+    const srv_config *cfg = sv->cfg;
+    lm_buf why = {0};
+    jb->status = LM_ERR_NETWORK;
+    jb->holding = false; /* the cloud sends text, never Hermes tags */
+    for (size_t i = 0; i < cfg->n_fallback && !atomic_load(&sv->stopping); i++) {
+        const lm_openai_params *op = &cfg->fallback[i];
+        snprintf(jb->provider, sizeof jb->provider, "%s", op->name ? op->name : "cloud");
+        jb->model_name = op->model ? op->model : cfg->model_id;
+        lm_provider *p = NULL;
+        lm_error err = {0};
+        jb->status = lm_provider_openai_new(op, &p, &err);
+        if (jb->status == LM_OK) {
+            if (jb->st) {
+                pthread_mutex_lock(&jb->st->mu);
+                jb->st->provider = atomic_load(&jb->st->gone) ? NULL : p;
+                pthread_mutex_unlock(&jb->st->mu);
+                if (atomic_load(&jb->st->gone)) {
+                    lm_provider_free(p);
+                    jb->status = LM_ERR_CANCELLED;
+                    break;
+                }
+            }
+            lm_chat_params cp = lm_chat_default_params();
+            cp.tools_json = jb->rq.tools_json;
+            cp.max_messages = 0;
+            memset(&jb->stats, 0, sizeof jb->stats);
+            jb->status = lm_provider_chat(p, jb->rq.msgs, jb->rq.n_msgs, &cp, &jb->rq.gp,
+                                          on_piece, jb, &jb->stats, &err);
+            if (jb->st) {
+                pthread_mutex_lock(&jb->st->mu);
+                jb->st->provider = NULL;
+                pthread_mutex_unlock(&jb->st->mu);
+            }
+            lm_provider_free(p);
+        }
+        if (jb->status == LM_OK || jb->status == LM_ERR_CANCELLED || jb->text.len) {
+            if (jb->status != LM_OK) snprintf(jb->errmsg, sizeof jb->errmsg, "%s", err.msg);
+            break;
+        }
+        lm_buf_printf(&why, "%s%s", why.len ? "; " : "", err.msg[0] ? err.msg : lm_status_str(jb->status));
+        slog(sv, 1, "%s: %s failed: %s", jb->id, jb->provider, err.msg);
+    }
+    if (jb->status != LM_OK && jb->status != LM_ERR_CANCELLED && !jb->text.len) {
+        char local[330];
+        int state = atomic_load(&sv->state);
+        snprintf(local, sizeof local, "%.320s", state == LOAD_READY ? jb->errmsg
+                                            : state == LOAD_FAILED ? sv->load_err
+                                                                   : "the model is still loading");
+        snprintf(jb->errmsg, sizeof jb->errmsg, "no provider could answer: local: %.250s; %s", local,
+                 why.data ? why.data : "stopping");
+    }
+    lm_buf_free(&why);
+    jb->n_prompt = jb->stats.n_prompt;
+    jb->n_cached = jb->stats.n_cached;
+}
+
+/* Runs the generation on the job's slot; the slot is released afterwards. A chat that fails
+ * before its first piece goes to the cloud providers when there are any. */
 static void run_job(job *jb) {
     srv *sv = jb->sv;
+    if (!jb->rq.seeded) jb->rq.gp.seed = lm_time_ns() ^ atomic_fetch_add(&sv->counter, 1);
+    if (jb->cloud) {
+        run_cloud(jb);
+        return;
+    }
     lm_session *s = sv->slots[jb->slot].s;
     if (jb->st) {
         pthread_mutex_lock(&jb->st->mu);
@@ -451,7 +533,6 @@ static void run_job(job *jb) {
         pthread_mutex_unlock(&jb->st->mu);
     }
     jb->holding = jb->rq.tools_json != NULL;
-    if (!jb->rq.seeded) jb->rq.gp.seed = lm_time_ns() ^ atomic_fetch_add(&sv->counter, 1);
     if (jb->rq.chat) {
         lm_chat_params cp = lm_chat_default_params();
         cp.tools_json = jb->rq.tools_json;
@@ -474,6 +555,14 @@ static void run_job(job *jb) {
     char *key = jb->status == LM_OK ? jb->rq.key : NULL;
     if (key) jb->rq.key = NULL;
     release_slot(sv, jb->slot, key);
+    if (jb->status != LM_OK && jb->status != LM_ERR_CANCELLED && jb->rq.chat &&
+        sv->cfg->n_fallback && !jb->sent_first && jb->text.len == 0 &&
+        !atomic_load(&sv->stopping) && !(jb->st && atomic_load(&jb->st->gone))) {
+        slog(sv, 1, "%s: the local model failed before its first token (%s); asking %s", jb->id,
+             jb->errmsg, sv->cfg->fallback[0].name ? sv->cfg->fallback[0].name : "the cloud");
+        memset(&jb->stats, 0, sizeof jb->stats);
+        run_cloud(jb);
+    }
 }
 
 static const char *finish_name(const job *jb, bool tool_calls) {
@@ -485,6 +574,7 @@ static unsigned status_http(lm_status st) {
     switch (st) {
     case LM_ERR_FORMAT: case LM_ERR_CONTEXT: case LM_ERR_TEMPLATE: case LM_ERR_UNSUPPORTED:
     case LM_ERR_MISUSE: return 400;
+    case LM_ERR_NETWORK: return 502; /* a cloud provider failed */
     default: return 500;
     }
 }
@@ -534,7 +624,8 @@ static cJSON *job_response(job *jb) {
     cJSON_AddStringToObject(o, "id", jb->id);
     cJSON_AddStringToObject(o, "object", jb->rq.chat ? "chat.completion" : "text_completion");
     cJSON_AddNumberToObject(o, "created", (double)jb->created);
-    cJSON_AddStringToObject(o, "model", jb->sv->cfg->model_id);
+    cJSON_AddStringToObject(o, "model", jb->model_name);
+    if (jb->sv->cfg->n_fallback) cJSON_AddStringToObject(o, "provider", jb->provider);
     cJSON_AddNumberToObject(ch, "index", 0);
     size_t content_len = 0;
     cJSON *calls = job_tool_calls(jb, &content_len);
@@ -626,8 +717,8 @@ static void *stream_thread(void *arg) {
     job *jb = arg;
     run_job(jb);
     finish_stream(jb);
-    slog(jb->sv, 2, "%s: %s, %d prompt (%d cached) + %d generated tokens, finish %s",
-         jb->id, jb->status == LM_OK ? "ok" : lm_status_str(jb->status), (int)jb->n_prompt,
+    slog(jb->sv, 2, "%s: %s by %s, %d prompt (%d cached) + %d generated tokens, finish %s",
+         jb->id, jb->status == LM_OK ? "ok" : lm_status_str(jb->status), jb->provider, (int)jb->n_prompt,
          (int)jb->n_cached, (int)jb->stats.n_generated,
          atomic_load(&jb->st->gone) ? "client gone" : lm_finish_str(jb->stats.finish));
     srv *sv = jb->sv;
@@ -702,17 +793,28 @@ static enum MHD_Result handle_health(srv *sv, struct MHD_Connection *c) {
         cJSON_AddStringToObject(root, "status", "loading");
         cJSON_AddNumberToObject(root, "progress", (double)atomic_load(&sv->progress));
     }
+    if (sv->cfg->n_fallback) { /* chat requests are answered meanwhile */
+        cJSON *names = cJSON_AddArrayToObject(root, "fallback");
+        for (size_t i = 0; names && i < sv->cfg->n_fallback; i++)
+            cJSON_AddItemToArray(names, cJSON_CreateString(sv->cfg->fallback[i].name
+                                                               ? sv->cfg->fallback[i].name : "cloud"));
+    }
     return send_json(c, 503, root);
 }
 
 static enum MHD_Result handle_generate(srv *sv, struct MHD_Connection *c, conn_ctx *cc, bool chat) {
     int state = atomic_load(&sv->state);
-    if (state != LOAD_READY)
+    bool cloud = state != LOAD_READY && chat && sv->cfg->n_fallback > 0;
+    if (state != LOAD_READY && !cloud)
         return send_error(c, 503, NULL, "%s", state == LOAD_FAILED ? sv->load_err : "the model is still loading");
     job *jb = lm_calloc(1, sizeof *jb);
     if (!jb) return send_error(c, 500, NULL, "out of memory");
     jb->sv = sv;
     jb->fd = -1;
+    jb->cloud = cloud;
+    jb->model_name = sv->cfg->model_id;
+    snprintf(jb->provider, sizeof jb->provider, "%s",
+             cloud ? (sv->cfg->fallback[0].name ? sv->cfg->fallback[0].name : "cloud") : "local");
     srv_reqerr re;
     if (!srv_request_parse(cc->body.data ? cc->body.data : "", cc->body.len, chat, sv->n_ctx,
                            &jb->rq, &re)) {
@@ -724,8 +826,17 @@ static enum MHD_Result handle_generate(srv *sv, struct MHD_Connection *c, conn_c
     snprintf(jb->id, sizeof jb->id, "%s-%016llx%04x", chat ? "chatcmpl" : "cmpl",
              (unsigned long long)lm_time_ns(),
              (unsigned)(atomic_fetch_add(&sv->counter, 1) & 0xffff));
-    jb->slot = acquire_slot(sv, jb->rq.key);
-    if (jb->slot < 0) {
+    if (cloud) {
+        jb->slot = -1;
+        pthread_mutex_lock(&sv->mu);
+        sv->n_jobs++; /* srv_run waits for it like for a slot's job */
+        pthread_mutex_unlock(&sv->mu);
+        slog(sv, 2, "%s: the local model is %s: asking %s", jb->id,
+             state == LOAD_FAILED ? "unavailable" : "still loading", jb->provider);
+    } else {
+        jb->slot = acquire_slot(sv, jb->rq.key);
+    }
+    if (jb->slot < 0 && !cloud) {
         bool full = jb->slot == -1;
         job_free(jb);
         return full ? send_error(c, 429, NULL, "the server is busy: too many requests are waiting")
@@ -737,13 +848,18 @@ static enum MHD_Result handle_generate(srv *sv, struct MHD_Connection *c, conn_c
         jb->fd = ci ? ci->connect_fd : -1;
         run_job(jb);
         enum MHD_Result ret;
-        if (jb->status != LM_OK)
+        if (jb->status != LM_OK) {
             ret = send_error(c, status_http(jb->status), NULL, "%s", jb->errmsg);
-        else
-            ret = send_json(c, 200, job_response(jb));
-        slog(sv, 2, "%s: %s, %d prompt (%d cached) + %d generated tokens, finish %s", jb->id,
-             jb->status == LM_OK ? "ok" : lm_status_str(jb->status), (int)jb->n_prompt,
-             (int)jb->n_cached, (int)jb->stats.n_generated, lm_finish_str(jb->stats.finish));
+        } else {
+            cJSON *resp = job_response(jb);
+            char *text = resp ? lm_json_print(resp) : NULL;
+            cJSON_Delete(resp);
+            ret = text ? send_text_p(c, 200, text, "application/json", NULL, jb->provider) : MHD_NO;
+        }
+        slog(sv, 2, "%s: %s by %s, %d prompt (%d cached) + %d generated tokens, finish %s",
+             jb->id, jb->status == LM_OK ? "ok" : lm_status_str(jb->status), jb->provider,
+             (int)jb->n_prompt, (int)jb->n_cached, (int)jb->stats.n_generated,
+             lm_finish_str(jb->stats.finish));
         job_free(jb);
         job_done(sv);
         return ret;
@@ -753,7 +869,7 @@ static enum MHD_Result handle_generate(srv *sv, struct MHD_Connection *c, conn_c
     if (!st || !rc) {
         lm_free(st);
         lm_free(rc);
-        release_slot(sv, jb->slot, NULL);
+        if (!cloud) release_slot(sv, jb->slot, NULL);
         job_free(jb);
         job_done(sv);
         return send_error(c, 500, NULL, "out of memory");
@@ -766,19 +882,24 @@ static enum MHD_Result handle_generate(srv *sv, struct MHD_Connection *c, conn_c
     jb->st = st;
     struct MHD_Response *r =
         MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, stream_read, rc, stream_free);
+    if (r) {
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+        /* Chosen before the answer starts: if the local model then fails before its first
+           token, the chunks' "provider" and "model" fields name the cloud that took over. */
+        MHD_add_response_header(r, "x-locallm-provider", jb->provider);
+    }
     pthread_t th;
     if (!r || pthread_create(&th, NULL, stream_thread, jb) != 0) {
         if (r) MHD_destroy_response(r); /* calls stream_free: one reference */
         else stream_free(rc);
         stream_unref(st);
-        release_slot(sv, jb->slot, NULL);
+        if (!cloud) release_slot(sv, jb->slot, NULL);
         job_free(jb);
         job_done(sv);
         return send_error(c, 500, NULL, "cannot start the generation");
     }
     pthread_detach(th);
-    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
-    MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
     enum MHD_Result ret = MHD_queue_response(c, 200, r);
     MHD_destroy_response(r);
     return ret;

@@ -25,6 +25,12 @@ typedef struct srv_config {
     int32_t n_threads;       /* 0: library default */
     lm_log_fn log;           /* request and lifecycle lines; may be NULL */
     void *log_user;
+    /* Cloud providers (OpenAI-compatible) that answer chat requests, in order, while the model
+     * is not loaded (still loading, or it failed) or when it fails before its first token. A
+     * fresh client is made per request. The response's "model" and "provider" fields and the
+     * x-locallm-provider header say who answered. May be NULL. */
+    const lm_openai_params *fallback;
+    size_t n_fallback;
     /* Called once the socket listens, with the bound port; may be NULL. */
     void (*on_listen)(const char *host, uint16_t port, void *user);
     void *listen_user;
