@@ -82,6 +82,26 @@ char *cli_default_model(void);
  * (may be NULL) gets the wall time of the load. */
 bool cli_load_model(const char *path, int32_t n_threads, lm_model **out, double *load_ms);
 
+/* Like cli_load_model, sizing the memory check for a context of n_ctx tokens (0: the model's,
+ * capped at 4096). Before downloading a catalog model and before loading, the memory the model
+ * needs (weights + KV cache + overhead) is compared with the available memory; too little is an
+ * error unless --force was given (cli_set_force). */
+bool cli_load_model_ctx(const char *ref, int32_t n_threads, int32_t n_ctx, lm_model **out,
+                        double *load_ms);
+/* --force: load or download even when the memory check says it will not fit. */
+void cli_set_force(bool force);
+bool cli_force(void);
+/* Memory the machine has available: $LM_MEM_AVAILABLE_OVERRIDE (bytes, for tests) when set,
+ * else the system's figure. false when unknown. */
+bool cli_mem_available(uint64_t *out);
+/* Checks the memory a model at path (a .gguf or a folder) needs for n_seq sessions of n_ctx
+ * tokens against the available memory. Prints the error (needed vs available, --force) and
+ * returns false when it does not fit and --force is off; true otherwise. what names the model. */
+bool cli_mem_check_path(const char *what, const char *path, int32_t n_ctx, int32_t n_seq);
+/* The same check for an estimate already made (hub/hub.h); verb is "load" or "download". */
+struct hub_mem_need;
+bool cli_mem_check_need(const char *what, const char *verb, const struct hub_mem_need *need);
+
 /* The Hugging Face cache folder: $HF_HUB_CACHE, else $HF_HOME/hub, else
  * $XDG_CACHE_HOME/huggingface/hub, else ~/.cache/huggingface/hub. malloc'd; NULL if unknown. */
 char *cli_hf_cache_dir(void);

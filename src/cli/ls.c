@@ -1,5 +1,6 @@
-/* cli/ls.c: `locallm ls` lists the models in the Hugging Face cache; `locallm rm ORG/NAME`
- * removes one. Owns their options and output. */
+/* cli/ls.c: `locallm ls` lists the models in the Hugging Face cache (or, with --available, the
+ * catalog of recommended models with the memory each needs); `locallm rm ORG/NAME` removes one.
+ * Owns their options and output. */
 #include "cli/cli.h"
 #include "hub/hub.h"
 
@@ -8,22 +9,87 @@
 #include <time.h>
 
 static const char LS_HELP[] =
-    "Usage: locallm ls\n"
+    "Usage: locallm ls [--available [--ctx N]]\n"
     "\n"
     "Lists the models in the Hugging Face cache (HF_HUB_CACHE, else HF_HOME/hub, else\n"
-    "~/.cache/huggingface/hub): id, revision and commit, size, format, last modified.\n";
+    "~/.cache/huggingface/hub): id, revision and commit, size, format, last modified.\n"
+    "\n"
+    "  --available   list the recommended models by short name instead: download size, the\n"
+    "                memory each needs (weights + KV cache at the context + overhead), whether\n"
+    "                it fits the available memory and whether it is cached\n"
+    "  -c, --ctx N   context for the KV cache estimate (default: the model's, at most 4096)\n";
 
 static const char RM_HELP[] =
     "Usage: locallm rm ORG/NAME\n"
     "\n"
     "Removes a model (models--ORG--NAME with all its revisions) from the Hugging Face cache.\n";
 
-int cli_ls(int argc, char **argv) {
-    if (argc > 1 && cli_is_help(argv[1])) {
-        fputs(LS_HELP, stdout);
-        return CLI_EXIT_OK;
+static void gb(char *out, size_t cap, uint64_t bytes) { snprintf(out, cap, "%.1f GB", (double)bytes / 1e9); }
+
+/* The catalog with the memory each model needs at ctx, the available memory and the cache state. */
+static int ls_available(int32_t ctx) {
+    char *cache = cli_hf_cache_dir();
+    hub_cached *list = NULL;
+    size_t n_cached = 0;
+    lm_error err = {0};
+    if (cache && hub_cache_list(cache, &list, &n_cached, &err) != LM_OK) n_cached = 0;
+    uint64_t avail = 0;
+    bool known = cli_mem_available(&avail);
+    size_t n = 0;
+    const hub_model_entry *cat = hub_catalog(&n);
+    printf("%-18s %-50s %-5s %7s %9s %9s %-4s %-6s %s\n", "NAME", "REPO", "FMT", "PARAMS", "DOWNLOAD",
+           "MEMORY", "FITS", "CACHED", "DESCRIPTION");
+    for (size_t i = 0; i < n; i++) {
+        const hub_model_entry *e = &cat[i];
+        hub_mem_need need;
+        hub_mem_need_entry(e, ctx, &need);
+        char base[512], quant[64], dl[32], mem[32], params[32];
+        if (!hub_split_quant(e->repo, base, sizeof base, quant, sizeof quant)) snprintf(base, sizeof base, "%s", e->repo);
+        bool cached = false;
+        for (size_t k = 0; k < n_cached && !cached; k++) cached = strcmp(list[k].id, base) == 0;
+        /* a GGUF repo counts as cached only when the chosen quant is there: ask the resolver */
+        if (cached && quant[0]) {
+            char path[4096];
+            lm_error e2 = {0};
+            cached = lm_resolve_model(e->name, cache, path, sizeof path, &e2) == LM_OK;
+        }
+        gb(dl, sizeof dl, need.weights);
+        gb(mem, sizeof mem, need.total);
+        snprintf(params, sizeof params, "%.1fB", e->params_b);
+        printf("%-18s %-50s %-5s %7s %9s %9s %-4s %-6s %s\n", e->name, e->repo, e->format, params, dl, mem,
+               !known ? "?" : need.total <= avail ? "yes" : "no", cached ? "yes" : "no", e->desc);
     }
-    if (argc > 1) return cli_usage_error("ls", "unexpected argument '%s'", argv[1]);
+    if (known) {
+        char av[32];
+        gb(av, sizeof av, avail);
+        printf("\nmemory available: %s; MEMORY = weights + F16 KV cache at %s + %llu MiB overhead\n", av,
+               ctx > 0 ? "the --ctx context" : "the model's context (at most 4096)",
+               (unsigned long long)(HUB_MEM_OVERHEAD >> 20));
+    }
+    lm_free(list);
+    free(cache);
+    return CLI_EXIT_OK;
+}
+
+int cli_ls(int argc, char **argv) {
+    bool available = false;
+    int32_t ctx = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *v = NULL;
+        bool bad = false;
+        if (cli_is_help(argv[i])) {
+            fputs(LS_HELP, stdout);
+            return CLI_EXIT_OK;
+        } else if (strcmp(argv[i], "--available") == 0 || strcmp(argv[i], "-a") == 0) {
+            available = true;
+        } else if (cli_opt(argc, argv, &i, "--ctx", "-c", &v, &bad, "ls")) {
+            if (bad || !cli_parse_i32("ls", "--ctx", v, 1, INT32_MAX, &ctx)) return CLI_EXIT_USAGE;
+        } else {
+            return cli_usage_error("ls", "unexpected argument '%s'", argv[i]);
+        }
+    }
+    if (ctx && !available) return cli_usage_error("ls", "--ctx goes with --available");
+    if (available) return ls_available(ctx);
     char *cache = cli_hf_cache_dir();
     if (!cache) return cli_error("no Hugging Face cache folder: set HF_HUB_CACHE or HF_HOME");
     hub_cached *list = NULL;

@@ -33,8 +33,10 @@ static void print_help(FILE *f) {
     for (size_t k = 0; k < sizeof COMMANDS / sizeof COMMANDS[0]; k++)
         fprintf(f, "  %-11s %s\n", COMMANDS[k].name, COMMANDS[k].summary);
     fputs("\nRun 'locallm <command> --help' for the options of a command.\n"
-          "MODEL is a .gguf file or a Hugging Face model folder; where it is optional the\n"
-          "embedded model is used ($LOCALLM_DEFAULT_MODEL, else models/stories260K.gguf).\n",
+          "MODEL is a .gguf file, a Hugging Face model folder or id (org/name), or a short name\n"
+          "such as llama3.2:3b ('locallm ls --available'); where it is optional the embedded\n"
+          "model is used ($LOCALLM_DEFAULT_MODEL, else models/stories260K.gguf).\n"
+          "run, chat, serve and pull check the memory a model needs first; --force skips that.\n",
           f);
 }
 
@@ -48,6 +50,24 @@ static int version(int argc, char **argv) {
     return CLI_EXIT_OK;
 }
 
+/* chat, serve and voice do not parse --force themselves yet: it is taken out of their arguments
+ * here (not where it is the value of -p/--prompt/--system) and turned into cli_set_force(). */
+static int take_force(const char *cmd, int argc, char **argv) {
+    if (strcmp(cmd, "chat") != 0 && strcmp(cmd, "serve") != 0 && strcmp(cmd, "voice") != 0) return argc;
+    int n = 2;
+    for (int i = 2; i < argc; i++) {
+        const char *prev = argv[i - 1];
+        bool is_value = strcmp(prev, "-p") == 0 || strcmp(prev, "--prompt") == 0 || strcmp(prev, "--system") == 0;
+        if (strcmp(argv[i], "--force") == 0 && !is_value) {
+            cli_set_force(true);
+            continue;
+        }
+        argv[n++] = argv[i];
+    }
+    argv[n] = NULL;
+    return n;
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) {
         print_help(stderr);
@@ -59,6 +79,7 @@ int main(int argc, char **argv) {
         return CLI_EXIT_OK;
     }
     if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "-V") == 0) return version(1, argv + 1);
+    argc = take_force(cmd, argc, argv);
     for (size_t k = 0; k < sizeof COMMANDS / sizeof COMMANDS[0]; k++) {
         if (strcmp(cmd, COMMANDS[k].name) != 0) continue;
         if (!COMMANDS[k].fn) return version(argc - 1, argv + 1);

@@ -12,6 +12,7 @@
 
 static const char PULL_HELP[] =
     "Usage: locallm pull ORG/NAME[@REVISION][:QUANT] [--include GLOB]...\n"
+    "       locallm pull SHORTNAME (e.g. llama3.2:3b; 'locallm ls --available' lists them)\n"
     "\n"
     "Downloads a model from the Hugging Face hub into its cache (the layout huggingface_hub\n"
     "uses) and prints the snapshot path. For a GGUF repository one .gguf is fetched: the one\n"
@@ -20,6 +21,7 @@ static const char PULL_HELP[] =
     "Options:\n"
     "      --include GLOB  only files matching GLOB (fnmatch); may repeat\n"
     "  -q, --quiet         no progress output\n"
+    "      --force         download a catalog model even when it will not fit in memory\n"
     "  -h, --help          show this help\n"
     "\n"
     "Environment: HF_ENDPOINT (default https://huggingface.co), HF_TOKEN (else $HF_HOME/token),\n"
@@ -143,6 +145,8 @@ int cli_pull(int argc, char **argv) {
             return CLI_EXIT_USAGE;
         } else if (strcmp(argv[i], "-q") == 0 || strcmp(argv[i], "--quiet") == 0) {
             quiet = true;
+        } else if (strcmp(argv[i], "--force") == 0) {
+            cli_set_force(true);
         } else if (argv[i][0] == '-') {
             return cli_usage_error(cmd, "unknown option '%s'", argv[i]);
         } else if (!id) {
@@ -152,6 +156,21 @@ int cli_pull(int argc, char **argv) {
         }
     }
     if (!id) return cli_usage_error(cmd, "missing the model id (ORG/NAME[@REVISION][:QUANT])");
+    /* a short name from the catalog: its repo id, after checking it can run here at all */
+    const char *short_name = NULL;
+    char expanded[512];
+    const hub_model_entry *entry = hub_catalog_find(id);
+    if (entry || hub_is_short_name(id)) {
+        lm_error xerr = {0};
+        if (hub_expand_ref(id, expanded, sizeof expanded, &xerr) != LM_OK) return cli_error("%s", xerr.msg);
+        short_name = id;
+        id = expanded;
+    }
+    if (entry && !cli_hub_offline()) {
+        hub_mem_need need;
+        hub_mem_need_entry(entry, 0, &need);
+        if (!cli_mem_check_need(short_name, "download", &need)) return CLI_EXIT_ERROR;
+    }
     char base[512], quant[64];
     if (!hub_split_quant(id, base, sizeof base, quant, sizeof quant))
         return cli_usage_error(cmd, "'%s' is not a valid Hugging Face model id (ORG/NAME[@REVISION][:QUANT])", id);

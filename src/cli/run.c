@@ -11,7 +11,8 @@ static const char RUN_HELP[] =
     "Usage: locallm run [MODEL] [options]\n"
     "\n"
     "Generates text after a prompt and streams it to stdout (the prompt is printed first).\n"
-    "MODEL defaults to the embedded model.\n"
+    "MODEL defaults to the embedded model; it may be a path, a Hugging Face id (downloaded on\n"
+    "first use) or a short name such as llama3.2:3b ('locallm ls --available').\n"
     "\n"
     "Options:\n"
     "  -p, --prompt TEXT        prompt text (default: empty)\n"
@@ -27,6 +28,7 @@ static const char RUN_HELP[] =
     "  -c, --ctx N              context window in tokens (default: the model's, at most 4096)\n"
     "      --stop S             stop when S is generated (may be repeated, up to 7)\n"
     "      --no-stats           do not print timings to stderr\n"
+    "      --force              load even when the model looks too big for the available memory\n"
     "  -h, --help               show this help\n";
 
 /* The session Ctrl-C should cancel. lm_session_cancel() is safe from another thread; from a
@@ -98,6 +100,8 @@ int cli_run(int argc, char **argv) {
             return CLI_EXIT_OK;
         } else if (strcmp(a, "--no-stats") == 0) {
             stats = false;
+        } else if (strcmp(a, "--force") == 0) {
+            cli_set_force(true);
         } else if (cli_opt(argc, argv, &i, "-p", "--prompt", &v, &bad, cmd)) {
             if (bad) return CLI_EXIT_USAGE;
             prompt_arg = v;
@@ -177,7 +181,7 @@ int cli_run(int argc, char **argv) {
     lm_model *model = NULL;
     lm_session *session = NULL;
     double load_ms = 0;
-    if (!cli_load_model(model_path, n_threads, &model, &load_ms)) goto done;
+    if (!cli_load_model_ctx(model_path, n_threads, n_ctx, &model, &load_ms)) goto done;
 
     lm_session_params sp = lm_session_default_params();
     sp.n_ctx = n_ctx;

@@ -1,8 +1,10 @@
 /* cli/util.c: helpers shared by the subcommands of the locallm tool.
  * Owns: error/usage messages, strict number and list parsing, option scanning, the default model
- * path, loading a model with a progress bar, JSON string escaping and the clock.
+ * path, loading a model with a progress bar and a memory check (--force), JSON string escaping and
+ * the clock.
  * Does not own: any subcommand's behaviour (one file per subcommand). */
 #include "cli/cli.h"
+#include "hub/hub.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -269,7 +271,83 @@ char *cli_hf_cache_dir(void) {
     return strdup(buf);
 }
 
+static bool g_force; /* --force: the process-wide answer to the memory check */
+
+void cli_set_force(bool force) { g_force = force; }
+bool cli_force(void) { return g_force; }
+
+bool cli_mem_available(uint64_t *out) {
+    const char *o = getenv("LM_MEM_AVAILABLE_OVERRIDE");
+    if (o && *o >= '0' && *o <= '9') {
+        char *end = NULL;
+        errno = 0;
+        unsigned long long v = strtoull(o, &end, 10);
+        if (*end == '\0' && errno == 0) {
+            *out = (uint64_t)v;
+            return true;
+        }
+    }
+    lm_error err = {0};
+    return hub_mem_available(out, &err) == LM_OK;
+}
+
+static void human_bytes(char *out, size_t cap, uint64_t n) {
+    const char *u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    double b = (double)n;
+    int k = 0;
+    while (b >= 1024.0 && k < 4) b /= 1024.0, k++;
+    snprintf(out, cap, k ? "%.1f %s" : "%.0f %s", b, u[k]);
+}
+
+/* The guide's RAM table as a check: true when need fits the available memory (or it is unknown,
+ * or --force); else prints needed vs available and returns false. */
+bool cli_mem_check_need(const char *what, const char *verb, const hub_mem_need *need) {
+    uint64_t avail = 0;
+    if (g_force || !cli_mem_available(&avail) || need->total <= avail) return true;
+    char t[32], w[32], kv[32], ov[32], av[32];
+    human_bytes(t, sizeof t, need->total);
+    human_bytes(w, sizeof w, need->weights);
+    human_bytes(kv, sizeof kv, need->kv);
+    human_bytes(ov, sizeof ov, need->overhead);
+    human_bytes(av, sizeof av, avail);
+    cli_error("not enough memory for %s: it needs about %s (weights %s + KV cache %s at %d tokens + "
+              "overhead %s) but only %s is available; use a smaller model or context, or --force to %s "
+              "it anyway",
+              what, t, w, kv, (int)need->ctx, ov, av, verb);
+    return false;
+}
+
+bool cli_mem_check_path(const char *what, const char *path, int32_t n_ctx, int32_t n_seq) {
+    hub_mem_need need;
+    lm_error err = {0};
+    if (hub_mem_need_path(path, n_ctx, &need, &err) != LM_OK) return true; /* the load says what is wrong */
+    if (n_seq > 1) {
+        need.kv *= (uint64_t)n_seq;
+        need.total = need.weights + need.kv + need.overhead;
+    }
+    return cli_mem_check_need(what, "load", &need);
+}
+
 bool cli_load_model(const char *ref, int32_t n_threads, lm_model **out, double *load_ms) {
+    return cli_load_model_ctx(ref, n_threads, 0, out, load_ms);
+}
+
+bool cli_load_model_ctx(const char *ref_in, int32_t n_threads, int32_t n_ctx, lm_model **out,
+                        double *load_ms) {
+    *out = NULL;
+    /* A catalog short name ("llama3.2:3b") stands for its repo id. */
+    char ref[512];
+    const hub_model_entry *entry = NULL;
+    if (access(ref_in, F_OK) == 0) {
+        snprintf(ref, sizeof ref, "%s", ref_in);
+    } else {
+        lm_error xerr = {0};
+        if (hub_expand_ref(ref_in, ref, sizeof ref, &xerr) != LM_OK) {
+            cli_error("cannot load model: %s", xerr.msg);
+            return false;
+        }
+        entry = hub_catalog_find(ref_in);
+    }
     /* A Hugging Face id is looked up in the cache first (the library reads no environment). */
     char resolved[4096];
     char *cache = cli_hf_cache_dir();
@@ -282,6 +360,11 @@ bool cli_load_model(const char *ref, int32_t n_threads, lm_model **out, double *
         if (probe == CLI_EXIT_OK) {
             rst = LM_OK;
         } else if (probe == CLI_EXIT_ERROR && !cli_hub_offline()) {
+            if (entry) {
+                hub_mem_need need;
+                hub_mem_need_entry(entry, n_ctx, &need);
+                if (!cli_mem_check_need(ref_in, "download", &need)) return false;
+            }
             fprintf(stderr, "locallm: %s is not in the cache; downloading it\n", ref);
             if (cli_hub_fetch(ref, NULL, 0, false, false, true, resolved, sizeof resolved) != CLI_EXIT_OK) {
                 *out = NULL;
@@ -296,6 +379,7 @@ bool cli_load_model(const char *ref, int32_t n_threads, lm_model **out, double *
         return false;
     }
     const char *path = resolved;
+    if (!cli_mem_check_path(ref_in, path, n_ctx, 1)) return false;
     lm_model_params mp = lm_model_default_params();
     mp.n_threads = n_threads;
     progress_state ps = {.last_percent = -1, .drawn = false};

@@ -617,6 +617,10 @@ lm_status hub_pull(const hub_opts *opts, const char *repo_id, hub_progress_fn fn
         return lm_fail(err, LM_ERR_MISUSE, "hub_pull: opts, repo_id, cache_dir and out must not be NULL");
     hub_opts o = *opts;
     if (!o.endpoint || !o.endpoint[0]) o.endpoint = "https://huggingface.co";
+    char expanded[512];
+    lm_status xst = hub_expand_ref(repo_id, expanded, sizeof expanded, err);
+    if (xst) return xst;
+    repo_id = expanded;
     char base[512], quant[64], org[128], name[128], rev[256];
     if (!hub_split_quant(repo_id, base, sizeof base, quant, sizeof quant) ||
         !hub_parse_id(base, org, sizeof org, name, sizeof name, rev, sizeof rev))

@@ -55,4 +55,57 @@ lm_status hub_cache_remove(const char *cache_dir, const char *id, lm_error *err)
 /* Deletes a folder tree without following symlinks. */
 lm_status hub_rmtree(const char *path, lm_error *err);
 
+/* ---- the catalog of recommended models (catalog.c) ---- */
+
+typedef struct hub_model_entry {
+    const char *name;        /* short name, "llama3.2:3b" */
+    const char *repo;        /* "org/name", with ":QUANT" for a GGUF repository */
+    const char *format;      /* "mlx" or "gguf" */
+    double params_b;         /* parameters, billions */
+    double size_gb;          /* approximate download size, GB (1e9 bytes) */
+    int32_t n_layer, n_kv_head, head_dim;
+    int32_t n_ctx_train;     /* trained context (the session default is this capped at 4096) */
+    const char *desc;        /* one line */
+} hub_model_entry;
+
+/* The whole table (constant, static storage) and its length. */
+const hub_model_entry *hub_catalog(size_t *n);
+/* The entry for a short name (exact, case-sensitive), NULL when there is none. */
+const hub_model_entry *hub_catalog_find(const char *name);
+/* True when ref looks like a short name (no '/', has ':' or only [a-z0-9.-]) and is not a path. */
+bool hub_is_short_name(const char *ref);
+/* Expands ref into out: a catalog short name becomes its repo id, anything else is copied as is.
+ * A ref that looks like a short name but is not in the catalog is LM_ERR_IO naming a few known
+ * ones ("locallm ls --available" lists them all). */
+lm_status hub_expand_ref(const char *ref, char *out, size_t cap, lm_error *err);
+
+/* ---- memory needed vs. available (memory.c) ---- */
+
+/* Fixed allowance for what is neither weights nor KV cache: compute scratch, logits, the
+ * tokenizer, the thread pool, the process itself. */
+#define HUB_MEM_OVERHEAD ((uint64_t)256 << 20)
+
+typedef struct hub_mem_need {
+    uint64_t weights;      /* bytes: files on disk, or the catalog's download size */
+    uint64_t kv;           /* bytes of KV cache at ctx */
+    uint64_t overhead;     /* HUB_MEM_OVERHEAD */
+    uint64_t total;
+    int32_t ctx;           /* the context the KV cache was sized for */
+    int32_t n_layer, n_kv_head, head_dim; /* 0 when the config was not readable */
+} hub_mem_need;
+
+/* KV cache bytes: 2 (K and V) * n_layer * n_kv_head * head_dim * ctx * elem_bytes. */
+uint64_t hub_kv_bytes(int32_t n_layer, int32_t n_kv_head, int32_t head_dim, int32_t ctx, uint32_t elem_bytes);
+/* The context a session gets when asked for n_ctx (0: the trained one capped at 4096). */
+int32_t hub_default_ctx(int32_t n_ctx, int32_t n_ctx_train);
+/* Estimate for a catalog entry (not downloaded yet): its download size + F16 KV at the context. */
+void hub_mem_need_entry(const hub_model_entry *e, int32_t n_ctx, hub_mem_need *out);
+/* Estimate for a local model (a .gguf file, or a folder with config.json and *.safetensors),
+ * read without loading the weights: file sizes + F16 KV at the context from its config. A config
+ * that cannot be read leaves the KV part 0 (the load reports the real problem). */
+lm_status hub_mem_need_path(const char *path, int32_t n_ctx, hub_mem_need *out, lm_error *err);
+/* Memory the system can give without swapping: Linux MemAvailable (/proc/meminfo); macOS
+ * hw.memsize * 3/4 (a simple bound: wired and compressed memory are not counted). */
+lm_status hub_mem_available(uint64_t *out, lm_error *err);
+
 #endif

@@ -1,7 +1,8 @@
 /* hub/resolve.c: model references → local paths. A path that exists is used as it is; an id
  * "org/name[@revision]" is looked up in the Hugging Face cache exactly as huggingface_hub lays it
  * out: <cache>/models--org--name/refs/<revision> holds a commit hash, and
- * <cache>/models--org--name/snapshots/<commit>/ holds the files (symlinks into blobs/). */
+ * <cache>/models--org--name/snapshots/<commit>/ holds the files (symlinks into blobs/). A short
+ * name from the catalog ("llama3.2:3b") is first replaced by its repo id. */
 #include "hub/hub.h"
 
 #include <ctype.h>
@@ -52,6 +53,16 @@ lm_status lm_resolve_model(const char *ref, const char *cache_dir, char *out, si
         if (strlen(ref) >= cap) return lm_fail(err, LM_ERR_TOO_SMALL, "path of %zu bytes does not fit", strlen(ref));
         memcpy(out, ref, strlen(ref) + 1);
         return LM_OK;
+    }
+    /* a catalog short name ("llama3.2:3b") stands for its repo id */
+    char expanded[512];
+    lm_status st = hub_expand_ref(ref, expanded, sizeof expanded, err);
+    if (st) return st;
+    ref = expanded;
+    if (strchr(ref, ':') && cache_dir) {
+        /* a GGUF repo with a :QUANT suffix: the matching .gguf of the cached snapshot */
+        hub_opts o = {.cache_dir = cache_dir, .offline = true};
+        return hub_pull(&o, ref, NULL, NULL, out, cap, err);
     }
     char org[128], name[128], rev[256];
     if (!hub_parse_id(ref, org, sizeof org, name, sizeof name, rev, sizeof rev))
