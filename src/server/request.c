@@ -275,6 +275,8 @@ static bool parse_misc(srv_request *rq, const cJSON *root, srv_reqerr *e) {
     if (!get_bool(root, "stream", &rq->stream, e)) return false;
     /* llama.cpp's server extension: keep generating past end-of-generation tokens. */
     if (!get_bool(root, "ignore_eos", &rq->gp.ignore_eos, e)) return false;
+    /* locallm's extension for voice clients: stream whole sentences. */
+    if (!get_bool(root, "x_sentences", &rq->x_sentences, e)) return false;
     const cJSON *so = cJSON_GetObjectItemCaseSensitive(root, "stream_options");
     if (so && !cJSON_IsNull(so)) {
         if (!cJSON_IsObject(so)) return fail(e, "stream_options", "'stream_options' must be an object");

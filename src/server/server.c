@@ -313,6 +313,7 @@ typedef struct job {
     bool cloud;               /* answered by srv_config.fallback: no slot */
     char provider[64];        /* who answered: "local" or a cloud provider's name */
     const char *model_name;   /* the model responses name: model_id or the cloud's model */
+    lm_sentences *sent;       /* x_sentences: cuts the streamed content into whole sentences */
 } job;
 
 static cJSON *chunk_base(job *jb) {
@@ -399,6 +400,13 @@ static bool peer_closed(int fd) {
     return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
 }
 
+/* lm_sentence_fn for x_sentences: one chunk per sentence (trimmed: white space between
+ * sentences is not sent). */
+static int on_sentence(const char *text, size_t len, void *user) {
+    emit_chunk(user, text, len, NULL, NULL);
+    return 0;
+}
+
 static int on_piece(const char *utf8, size_t len, void *user) {
     job *jb = user;
     lm_buf_append(&jb->text, utf8, len);
@@ -410,7 +418,10 @@ static int on_piece(const char *utf8, size_t len, void *user) {
             jb->holding = false;
         }
         if (jb->text.len > jb->emitted) {
-            emit_chunk(jb, jb->text.data + jb->emitted, jb->text.len - jb->emitted, NULL, NULL);
+            if (jb->sent) /* on_sentence emits each sentence once it is complete */
+                lm_sentences_push(jb->sent, jb->text.data + jb->emitted, jb->text.len - jb->emitted);
+            else
+                emit_chunk(jb, jb->text.data + jb->emitted, jb->text.len - jb->emitted, NULL, NULL);
             jb->emitted = jb->text.len;
         }
     }
@@ -668,6 +679,12 @@ static void finish_stream(job *jb) {
         stream_frame(st, e);
         cJSON_Delete(e);
     } else if (!atomic_load(&st->gone)) {
+        if (jb->sent) { /* the last sentence, even unterminated */
+            if (jb->text.len > jb->emitted)
+                lm_sentences_push(jb->sent, jb->text.data + jb->emitted, jb->text.len - jb->emitted);
+            jb->emitted = jb->text.len;
+            lm_sentences_flush(jb->sent);
+        }
         size_t content_len = 0;
         cJSON *calls = jb->holding ? job_tool_calls(jb, &content_len) : NULL;
         if (calls) {
@@ -710,11 +727,15 @@ static void job_done(srv *sv) {
 static void job_free(job *jb) {
     srv_request_free(&jb->rq);
     lm_buf_free(&jb->text);
+    lm_sentences_free(jb->sent);
     lm_free(jb);
 }
 
 static void *stream_thread(void *arg) {
     job *jb = arg;
+    /* x_sentences (chat without tools); without memory for it, token pieces are streamed */
+    if (jb->rq.x_sentences && jb->rq.chat && !jb->rq.tools_json)
+        jb->sent = lm_sentences_new(NULL, on_sentence, jb);
     run_job(jb);
     finish_stream(jb);
     slog(jb->sv, 2, "%s: %s by %s, %d prompt (%d cached) + %d generated tokens, finish %s",

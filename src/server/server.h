@@ -58,6 +58,8 @@ typedef struct srv_request {
     lm_gen_params gp;
     bool seeded;              /* "seed" was given */
     char *key;                /* text used to pick the slot with the longest shared prefix */
+    bool x_sentences;         /* locallm extension for voice clients: a streamed chat (without
+                                 tools) sends whole sentences, one per chunk (lm_sentences_*) */
 } srv_request;
 
 /* What went wrong with a request: an HTTP status and OpenAI's error fields. */
