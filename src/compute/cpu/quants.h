@@ -109,6 +109,43 @@ void cm_dequant_q6_k_avx2(const void *row, float *out, size_t n);
 #endif
 
 
+#if defined(__aarch64__) && !defined(__AARCH64EB__)
+#define CM_HAVE_NEON_KERNELS 1
+/* quants_neon.c: need LM_CPU_NEON (every AArch64 CPU). */
+float cm_dot_f32_neon(const void *row, const float *x, size_t n);
+float cm_dot_f16_neon(const void *row, const float *x, size_t n);
+float cm_dot_bf16_neon(const void *row, const float *x, size_t n);
+void cm_quantize_q8_0_neon(const float *x, void *out, size_t n);
+void cm_quantize_q8_k_neon(const float *x, void *out, size_t n);
+/* xq in Q8_0 blocks for Q8_0, Q4_0 and Q5_0, in Q8_K blocks for the K types. */
+float cm_dotq_q8_0_neon(const void *row, const void *xq, size_t n);
+float cm_dotq_q4_0_neon(const void *row, const void *xq, size_t n);
+float cm_dotq_q5_0_neon(const void *row, const void *xq, size_t n);
+float cm_dotq_q4_k_neon(const void *row, const void *xq, size_t n);
+float cm_dotq_q5_k_neon(const void *row, const void *xq, size_t n);
+float cm_dotq_q6_k_neon(const void *row, const void *xq, size_t n);
+void cm_dequant_f16_neon(const void *row, float *out, size_t n);
+void cm_dequant_bf16_neon(const void *row, float *out, size_t n);
+void cm_dequant_q8_0_neon(const void *row, float *out, size_t n);
+void cm_dequant_q4_0_neon(const void *row, float *out, size_t n);
+void cm_dequant_q4_k_neon(const void *row, float *out, size_t n);
+void cm_dequant_q5_k_neon(const void *row, float *out, size_t n);
+void cm_dequant_q6_k_neon(const void *row, float *out, size_t n);
+/* bits 4 and 8, group_size a multiple of 32. */
+float cm_mlx_dot_neon(const cm_matrix *m, size_t row, const float *x);
+/* The same integer kernels with SDOT: need LM_CPU_DOTPROD too. Compiled where the compiler can
+ * target armv8.2-a+dotprod for part of a file (GCC) or the whole build already does (Apple). */
+#if defined(__ARM_FEATURE_DOTPROD) || (defined(__GNUC__) && !defined(__clang__))
+#define CM_HAVE_NEON_DOTPROD 1
+float cm_dotq_q8_0_neon_dp(const void *row, const void *xq, size_t n);
+float cm_dotq_q4_0_neon_dp(const void *row, const void *xq, size_t n);
+float cm_dotq_q5_0_neon_dp(const void *row, const void *xq, size_t n);
+float cm_dotq_q4_k_neon_dp(const void *row, const void *xq, size_t n);
+float cm_dotq_q5_k_neon_dp(const void *row, const void *xq, size_t n);
+float cm_dotq_q6_k_neon_dp(const void *row, const void *xq, size_t n);
+#endif
+#endif
+
 /* ---- prefill (matrix-matrix) kernels ----
  * The activations of all n tokens are quantized once per product by a cm_gemm_prep_fn into blocks
  * of 32, each block exactly as cm_quantize_ref(CM_Q8_0) stores it, and laid out CM_GEMM_TOK tokens
