@@ -4,7 +4,8 @@
 # Starts tests/e2e/hub_server.py on a free 127.0.0.1 port and checks: the exact cache layout
 # (blobs named by etag, relative symlinks, refs/main), run on a pulled GGUF and auto-download on
 # a fresh cache, an interrupted pull resumed with a Range request, a corrupted transfer rejected,
-# offline mode, ls/rm, refused ids, 401 and 404 messages. Bounded in time.
+# offline mode, ls/rm, refused ids, 401 and 404 messages, short names (run, pull, ls --available)
+# and the memory check (LM_MEM_AVAILABLE_OVERRIDE, --force). Bounded in time.
 set -euo pipefail
 
 CLI=${1:?usage: test_hub.sh /path/to/locallm}
@@ -143,6 +144,39 @@ for bad in "../etc" "a/.." "/abs/x" "a/b/../c" "a/b c" 'a/b;rm' "a/..b" "-a/b" "
 done; pass
 [[ $(wc -l <"$TMP/log") == "$n0" ]] || fail "refused ids reached the server"; pass
 [[ ! -e $HF_HUB_CACHE/etc ]] || fail "something was created"; pass
+
+# ---- short names (the catalog) and the memory check ----
+n0=$(wc -l <"$TMP/log")
+LM_MEM_AVAILABLE_OVERRIDE=1000000 L run "$SRC/tests/data/stories260K/stories260K-q8_0.gguf" -p "Once upon a time" -n 20 --no-stats && fail "the memory check must refuse"
+grep -q "not enough memory for .*stories260K-q8_0.gguf: it needs about .* (weights .* + KV cache .* at 512 tokens + overhead .*) but only 976.6 KiB is available" "$TMP/err" || fail "memory message"; pass
+grep -q -- "--force" "$TMP/err" || fail "the memory message must name --force"; pass
+LM_MEM_AVAILABLE_OVERRIDE=1000000 L run "$SRC/tests/data/stories260K/stories260K-q8_0.gguf" -p "Once upon a time" -n 20 --no-stats --force || fail "--force must load"
+[[ $(cat "$TMP/out") == "$expect" ]] || fail "--force output"; pass
+LM_MEM_AVAILABLE_OVERRIDE=1000000 L chat "$SRC/models/tinychat" --force </dev/null || fail "chat accepts --force"; pass
+LM_MEM_AVAILABLE_OVERRIDE=1000000 L run "$SRC/tests/data/stories260K/stories260K-q8_0.gguf" -c 64 -p "x" -n 1 && fail "refuse at -c 64"
+grep -q "at 64 tokens" "$TMP/err" || fail "the estimate must use --ctx"; pass
+# a catalog model too big for the machine is refused before anything is downloaded
+LM_MEM_AVAILABLE_OVERRIDE=1000000000 L pull llama3.2:3b && fail "pull of a model that does not fit"
+grep -q "not enough memory for llama3.2:3b: it needs about 2.4 GiB (weights 1.7 GiB + KV cache 448.0 MiB at 4096 tokens" "$TMP/err" && grep -q "force to download" "$TMP/err" || fail "pull memory message"; pass
+LM_MEM_AVAILABLE_OVERRIDE=1000000000 L run llama3.2:3b -p x && fail "run of a model that does not fit"
+grep -q "not enough memory for llama3.2:3b" "$TMP/err" || fail "run memory message"; pass
+[[ $(wc -l <"$TMP/log") == "$n0" ]] || fail "a refused model reached the server"; pass
+# with --force the short name is pulled by its repo id (which the fake hub does not have)
+LM_MEM_AVAILABLE_OVERRIDE=1000000000 L pull llama3.2:3b --force && fail "the fake hub has no such repo"
+grep -q "mlx-community/Llama-3.2-3B-Instruct-4bit not found" "$TMP/err" || fail "short name expansion in pull"; pass
+L run nosuch:1b -p x && fail "unknown short name"
+grep -q "nosuch:1b: unknown model name; known names include llama3.2:3b" "$TMP/err" || fail "unknown short name message"; pass
+L ls --available || fail "ls --available"
+grep -q "^llama3.2:3b  *mlx-community/Llama-3.2-3B-Instruct-4bit  *mlx  *3.2B  *1.8 GB  *2.5 GB .* no  " "$TMP/out" || fail "ls --available llama3.2:3b line"; pass
+[[ $(grep -c -- "-gguf " "$TMP/out") == 10 ]] || fail "ls --available gguf lines"; pass
+# a short name whose repo is in the cache runs from it (the tiny chat model stands in)
+cp -a "$R" "$HF_HUB_CACHE/models--mlx-community--Llama-3.2-3B-Instruct-4bit"
+L ls --available || fail "ls --available (cached)"
+grep -q "^llama3.2:3b .* yes  *Meta" "$TMP/out" || fail "ls --available must say cached"; pass
+HF_HUB_OFFLINE=1 L run llama3.2:3b -p "Hi" -n 8 --no-stats || fail "run by short name"
+want=$(timeout 60 "$CLI" run "$SRC/models/tinychat" -p "Hi" -n 8 --no-stats 2>/dev/null)
+[[ $(cat "$TMP/out") == "$want" && -n $want ]] || fail "short name output differs"; pass
+rm -rf "$HF_HUB_CACHE/models--mlx-community--Llama-3.2-3B-Instruct-4bit"
 
 # ---- ls / rm ----
 L ls || fail "ls"
