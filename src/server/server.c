@@ -737,11 +737,12 @@ static void *stream_thread(void *arg) {
     if (jb->rq.x_sentences && jb->rq.chat && !jb->rq.tools_json)
         jb->sent = lm_sentences_new(NULL, on_sentence, jb);
     run_job(jb);
+    bool gone = atomic_load(&jb->st->gone); /* before the last frame: then MHD lets go */
     finish_stream(jb);
     slog(jb->sv, 2, "%s: %s by %s, %d prompt (%d cached) + %d generated tokens, finish %s",
          jb->id, jb->status == LM_OK ? "ok" : lm_status_str(jb->status), jb->provider, (int)jb->n_prompt,
          (int)jb->n_cached, (int)jb->stats.n_generated,
-         atomic_load(&jb->st->gone) ? "client gone" : lm_finish_str(jb->stats.finish));
+         gone ? "client gone" : lm_finish_str(jb->stats.finish));
     srv *sv = jb->sv;
     stream_unref(jb->st);
     job_free(jb);
