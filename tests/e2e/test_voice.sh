@@ -102,11 +102,12 @@ cli voice "$MODEL" --tts - --transcripts "$TMP/hi.jsonl" --first-chunk -1
 [[ $rc -eq 2 ]] && grep -qF -- "--first-chunk: -1 is out of range" "$TMP/err" || fail "voice --first-chunk -1"
 pass
 
-# timed lines ("at_ms"): the second utterance comes 1.5 s after start, after the first reply
+# timed lines ("at_ms"): the second utterance comes 4 s after start, after the first reply (which
+# takes well under a second, a few on a loaded machine under sanitizers)
 cat >"$TMP/timed.jsonl" <<'JSON'
 {"final": "Hi", "at_ms": 0}
-{"partial": "What is the", "at_ms": 1400}
-{"final": "What is the capital of France?", "at_ms": 1500}
+{"partial": "What is the", "at_ms": 3900}
+{"final": "What is the capital of France?", "at_ms": 4000}
 JSON
 cli voice "$MODEL" --tts - --transcripts "$TMP/timed.jsonl"
 [[ $rc -eq 0 ]] && cmp -s "$TMP/out" "$TMP/want" || fail "voice with at_ms"
@@ -167,6 +168,38 @@ assert all(c[k] > 0 for k in keys), c
 # 30 new tokens on 1,000 cached cost far less than 1,030 from scratch
 assert c["turn5_ttft_ms"] < c["full_reprefill_ttft_ms"] / 2, c
 PY
+pass
+
+# ---- the server's x_sentences: a streamed chat sends one whole sentence per chunk ----
+"$CLI" serve "$MODEL" --port 0 2>"$TMP/srv.log" &
+SRV=$!
+trap 'kill $SRV 2>/dev/null || true; rm -rf "$TMP"' EXIT
+port=
+for ((k = 0; k < 300; k++)); do
+    port=$(sed -n 's|.*listening on http://127\.0\.0\.1:\([0-9]*\).*|\1|p' "$TMP/srv.log")
+    [[ -n $port ]] && curl -sf "http://127.0.0.1:$port/health" >/dev/null 2>&1 && break
+    kill -0 $SRV 2>/dev/null || fail "serve exited at start"
+    sleep 0.1
+done
+req='{"messages":[{"role":"user","content":"Hi"}],"stream":true,"x_sentences":true}'
+curl -sN --max-time 60 "http://127.0.0.1:$port/v1/chat/completions" -H 'Content-Type: application/json' \
+    -d "$req" >"$TMP/sse" || fail "x_sentences: curl"
+python3 - "$TMP/sse" <<'PY' || fail "x_sentences: SSE chunks"
+import json, sys
+got = []
+for line in open(sys.argv[1]):
+    if line.startswith("data: {"):
+        d = json.loads(line[6:])["choices"]
+        if d and d[0]["delta"].get("content"):
+            got.append(d[0]["delta"]["content"])
+assert got == ["Hello!", "How can I help you today?"], got
+PY
+code=$(curl -s -o "$TMP/body" -w '%{http_code}' "http://127.0.0.1:$port/v1/chat/completions" \
+    -H 'Content-Type: application/json' -d '{"messages":[{"role":"user","content":"Hi"}],"x_sentences":1}')
+[[ $code == 400 ]] && grep -qF "'x_sentences' must be a boolean" "$TMP/body" || fail "x_sentences: 1 gives $code"
+kill $SRV
+wait $SRV 2>/dev/null || true
+trap 'rm -rf "$TMP"' EXIT
 pass
 
 echo "test_voice.sh: $n_checks checks passed"
