@@ -754,9 +754,18 @@ cm_dot_fn cm_dot_select(uint32_t type, uint32_t cpu_features) {
         default: break;
         }
     }
-#else
-    (void)cpu_features;
 #endif
+#ifdef CM_HAVE_NEON_KERNELS
+    if (cpu_features & LM_CPU_NEON) {
+        switch (type) {
+        case CM_F32: return cm_dot_f32_neon;
+        case CM_F16: return cm_dot_f16_neon;
+        case CM_BF16: return cm_dot_bf16_neon;
+        default: break;
+        }
+    }
+#endif
+    (void)cpu_features;
     switch (type) {
     case CM_F32: return dot_ref_f32;
     case CM_F16: return dot_ref_f16;
@@ -796,10 +805,35 @@ cm_dotq_fn cm_dotq_select(uint32_t type, uint32_t cpu_features, uint32_t *act_ty
         if (fn) *act_type = at;
         return fn;
     }
+#endif
+#ifdef CM_HAVE_NEON_KERNELS
+    if (cpu_features & LM_CPU_NEON) {
+        cm_dotq_fn fn = NULL;
+        uint32_t at = CM_Q8_0;
+        bool dp = false;
+#ifdef CM_HAVE_NEON_DOTPROD
+        dp = (cpu_features & LM_CPU_DOTPROD) != 0;
+#define NEON_DOTQ(name) (dp ? cm_dotq_##name##_neon_dp : cm_dotq_##name##_neon)
 #else
+#define NEON_DOTQ(name) cm_dotq_##name##_neon
+#endif
+        switch (type) {
+        case CM_Q8_0: fn = NEON_DOTQ(q8_0); break;
+        case CM_Q4_0: fn = NEON_DOTQ(q4_0); break;
+        case CM_Q5_0: fn = NEON_DOTQ(q5_0); break;
+        case CM_Q4_K: fn = NEON_DOTQ(q4_k); at = CM_Q8_K; break;
+        case CM_Q5_K: fn = NEON_DOTQ(q5_k); at = CM_Q8_K; break;
+        case CM_Q6_K: fn = NEON_DOTQ(q6_k); at = CM_Q8_K; break;
+        default: break;
+        }
+#undef NEON_DOTQ
+        (void)dp;
+        if (fn) *act_type = at;
+        return fn;
+    }
+#endif
     (void)type;
     (void)cpu_features;
-#endif
     (void)act_type;
     return NULL;
 }
@@ -846,9 +880,13 @@ cm_mlx_dot_fn cm_mlx_dot_select(const cm_matrix *m, uint32_t cpu_features) {
     if ((cpu_features & AVX2_SET) == AVX2_SET && m->bits >= 2 && m->bits <= 8 &&
         m->group_size % 32 == 0 && m->group_size > 0)
         return cm_mlx_dot_avx2;
-#else
-    (void)cpu_features;
 #endif
+#ifdef CM_HAVE_NEON_KERNELS
+    if ((cpu_features & LM_CPU_NEON) && (m->bits == 4 || m->bits == 8) && m->group_size > 0 &&
+        m->group_size % 32 == 0)
+        return cm_mlx_dot_neon;
+#endif
+    (void)cpu_features;
     (void)m;
     return cm_mlx_dot_row;
 }
@@ -888,6 +926,21 @@ cm_dequant_fn cm_dequant_select(uint32_t type, uint32_t cpu_features) {
         }
     }
 #endif
+#ifdef CM_HAVE_NEON_KERNELS
+    if (cpu_features & LM_CPU_NEON) {
+        switch (type) {
+        case CM_F16: return cm_dequant_f16_neon;
+        case CM_BF16: return cm_dequant_bf16_neon;
+        case CM_Q8_0: return cm_dequant_q8_0_neon;
+        case CM_Q4_0: return cm_dequant_q4_0_neon;
+        case CM_Q4_K: return cm_dequant_q4_k_neon;
+        case CM_Q5_K: return cm_dequant_q5_k_neon;
+        case CM_Q6_K: return cm_dequant_q6_k_neon;
+        default: break;
+        }
+    }
+#endif
+    (void)cpu_features;
     switch (type) {
     case CM_F32: return dq_ref_f32;
     case CM_F16: return dq_ref_f16;
@@ -933,6 +986,13 @@ cm_quantize_fn cm_quantize_select(uint32_t type, uint32_t cpu_features) {
         if (type == CM_Q8_K) return cm_quantize_q8_k_avx2;
     }
 #endif
+#ifdef CM_HAVE_NEON_KERNELS
+    if (cpu_features & LM_CPU_NEON) {
+        if (type == CM_Q8_0) return cm_quantize_q8_0_neon;
+        if (type == CM_Q8_K) return cm_quantize_q8_k_neon;
+    }
+#endif
+    (void)cpu_features;
     switch (type) {
     case CM_F32: return q_ref_f32;
     case CM_F16: return q_ref_f16;

@@ -1,0 +1,548 @@
+/* compute/cpu/quants_neon.c: AArch64 NEON kernels (Apple Silicon, Graviton, Raspberry Pi 4/5).
+ * Owns: float row dots (F32, F16, BF16), the Q8_0/Q8_K activation quantizers (byte-identical to
+ * cm_quantize_ref), integer row dots of Q8_0, Q4_0, Q5_0, Q4_K, Q5_K, Q6_K against those
+ * activations, dequantizers of the common types, and the MLX affine 4/8-bit float dot.
+ * Does not own: choosing among them (cm_*_select in quants_ref.c) or threads (ops.c).
+ *
+ * The integer kernels exist twice: *_neon with widening multiplies (SMULL + SADALP, any ARMv8
+ * CPU) and *_neon_dp with SDOT (FEAT_DotProd: Apple M1 and later, Cortex-A55/A76 and later),
+ * chosen at run time from LM_CPU_DOTPROD. Both come from the one body at the end of this file,
+ * which includes itself once per variant so the two can never drift apart. Only the _dp pass is
+ * compiled for armv8.2-a+dotprod (a GCC pragma when the command line does not already enable
+ * it), so the rest of the file runs on a plain ARMv8.0 core such as the Cortex-A53.
+ *
+ * Block layouts: see quants_ref.c. Every load goes through byte vectors or memcpy, so rows need
+ * no alignment. Little-endian only, like every AArch64 system we target. */
+#ifndef CM_NEON_BODY
+
+#include "compute/backend.h"
+#include "compute/cpu/quants.h"
+
+#ifdef CM_HAVE_NEON_KERNELS
+#include <arm_neon.h>
+
+/* ---- scalar helpers ---- */
+
+static inline float f16s(const uint8_t *p) {
+    __fp16 h;
+    memcpy(&h, p, 2);
+    return (float)h;
+}
+static inline float f32s(const uint8_t *p) {
+    float f;
+    memcpy(&f, p, 4);
+    return f;
+}
+static inline float bf16s(const uint8_t *p) {
+    uint16_t h;
+    memcpy(&h, p, 2);
+    return lm_bf16_to_f32(h);
+}
+static inline float sb_get(uint32_t sb_type, const void *base, size_t i) {
+    const uint8_t *p = base;
+    if (sb_type == CM_F16) return f16s(p + 2 * i);
+    if (sb_type == CM_BF16) return bf16s(p + 2 * i);
+    return f32s(p + 4 * i);
+}
+
+static inline float32x4_t ldf(const uint8_t *p) { return vreinterpretq_f32_u8(vld1q_u8(p)); }
+static inline int8x16_t lds8(const uint8_t *p) { return vld1q_s8((const int8_t *)p); }
+
+/* The 8 6-bit scales and mins of a Q4_K/Q5_K super-block from their 12 packed bytes (the layout
+ * of k4_scale_min in quants_ref.c). */
+static inline void k4_scales(const uint8_t *s, int *sc, int *mn) {
+    for (int j = 0; j < 4; j++) {
+        sc[j] = s[j] & 63;
+        mn[j] = s[j + 4] & 63;
+    }
+    for (int j = 4; j < 8; j++) {
+        sc[j] = (s[j + 4] & 0xF) | ((s[j - 4] >> 6) << 4);
+        mn[j] = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
+    }
+}
+
+/* Q8_K {f32 d; i8 qs[256]; i16 bsums[16]}. */
+static inline int q8k_bsum(const uint8_t *y, int g) {
+    int16_t v;
+    memcpy(&v, y + 260 + 2 * g, 2);
+    return v;
+}
+
+/* sum of a[i] * b[i] over 16 signed bytes added into the 4 lanes of acc, without SDOT: a product
+ * of two bytes fits in 16 bits (at most 128 * 128), pairs of them are added into 32 bits. */
+static inline int32x4_t dot16_plain(int32x4_t acc, int8x16_t a, int8x16_t b) {
+    acc = vpadalq_s16(acc, vmull_s8(vget_low_s8(a), vget_low_s8(b)));
+    return vpadalq_s16(acc, vmull_high_s8(a, b));
+}
+
+/* ---- float dots (n any length: the block size of these types is 1) ---- */
+
+float cm_dot_f32_neon(const void *row, const float *x, size_t n) {
+    const uint8_t *p = row;
+    float32x4_t a0 = vdupq_n_f32(0), a1 = a0, a2 = a0, a3 = a0;
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        a0 = vfmaq_f32(a0, ldf(p + 4 * i), vld1q_f32(x + i));
+        a1 = vfmaq_f32(a1, ldf(p + 4 * i + 16), vld1q_f32(x + i + 4));
+        a2 = vfmaq_f32(a2, ldf(p + 4 * i + 32), vld1q_f32(x + i + 8));
+        a3 = vfmaq_f32(a3, ldf(p + 4 * i + 48), vld1q_f32(x + i + 12));
+    }
+    for (; i + 4 <= n; i += 4) a0 = vfmaq_f32(a0, ldf(p + 4 * i), vld1q_f32(x + i));
+    float s = vaddvq_f32(vaddq_f32(vaddq_f32(a0, a1), vaddq_f32(a2, a3)));
+    for (; i < n; i++) s += f32s(p + 4 * i) * x[i];
+    return s;
+}
+
+/* 8 halves at p to two float vectors (FCVTL is base ARMv8; no FP16 arithmetic needed). */
+static inline void f16x8(const uint8_t *p, float32x4_t *lo, float32x4_t *hi) {
+    float16x8_t h = vreinterpretq_f16_u8(vld1q_u8(p));
+    *lo = vcvt_f32_f16(vget_low_f16(h));
+    *hi = vcvt_high_f32_f16(h);
+}
+
+float cm_dot_f16_neon(const void *row, const float *x, size_t n) {
+    const uint8_t *p = row;
+    float32x4_t a0 = vdupq_n_f32(0), a1 = a0, a2 = a0, a3 = a0;
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        float32x4_t w0, w1, w2, w3;
+        f16x8(p + 2 * i, &w0, &w1);
+        f16x8(p + 2 * i + 16, &w2, &w3);
+        a0 = vfmaq_f32(a0, w0, vld1q_f32(x + i));
+        a1 = vfmaq_f32(a1, w1, vld1q_f32(x + i + 4));
+        a2 = vfmaq_f32(a2, w2, vld1q_f32(x + i + 8));
+        a3 = vfmaq_f32(a3, w3, vld1q_f32(x + i + 12));
+    }
+    float s = vaddvq_f32(vaddq_f32(vaddq_f32(a0, a1), vaddq_f32(a2, a3)));
+    for (; i < n; i++) s += f16s(p + 2 * i) * x[i];
+    return s;
+}
+
+/* 8 bfloat16 at p: the top halves of floats. */
+static inline void bf16x8(const uint8_t *p, float32x4_t *lo, float32x4_t *hi) {
+    uint16x8_t u = vreinterpretq_u16_u8(vld1q_u8(p));
+    *lo = vreinterpretq_f32_u32(vshll_n_u16(vget_low_u16(u), 16));
+    *hi = vreinterpretq_f32_u32(vshll_high_n_u16(u, 16));
+}
+
+float cm_dot_bf16_neon(const void *row, const float *x, size_t n) {
+    const uint8_t *p = row;
+    float32x4_t a0 = vdupq_n_f32(0), a1 = a0, a2 = a0, a3 = a0;
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        float32x4_t w0, w1, w2, w3;
+        bf16x8(p + 2 * i, &w0, &w1);
+        bf16x8(p + 2 * i + 16, &w2, &w3);
+        a0 = vfmaq_f32(a0, w0, vld1q_f32(x + i));
+        a1 = vfmaq_f32(a1, w1, vld1q_f32(x + i + 4));
+        a2 = vfmaq_f32(a2, w2, vld1q_f32(x + i + 8));
+        a3 = vfmaq_f32(a3, w3, vld1q_f32(x + i + 12));
+    }
+    float s = vaddvq_f32(vaddq_f32(vaddq_f32(a0, a1), vaddq_f32(a2, a3)));
+    for (; i < n; i++) s += bf16s(p + 2 * i) * x[i];
+    return s;
+}
+
+/* ---- activation quantizers, byte-identical to cm_quantize_ref ---- */
+
+/* max |x| over n floats (a multiple of 4); FMAXNM ignores a NaN like fmaxf does. */
+static inline float absmax(const float *x, size_t n) {
+    float32x4_t m = vdupq_n_f32(0);
+    for (size_t i = 0; i < n; i += 4) m = vmaxnmq_f32(m, vabsq_f32(vld1q_f32(x + i)));
+    return vmaxnmvq_f32(m);
+}
+
+/* 16 floats times id to int8: FCVTAS rounds half away from zero like roundf, gives 0 for NaN and
+ * saturates, which is the reference's sat_int; then the clamp to [-127, 127]. */
+static inline int8x16_t quant16(const float *x, float32x4_t vid) {
+    int32x4_t a = vcvtaq_s32_f32(vmulq_f32(vld1q_f32(x), vid));
+    int32x4_t b = vcvtaq_s32_f32(vmulq_f32(vld1q_f32(x + 4), vid));
+    int32x4_t c = vcvtaq_s32_f32(vmulq_f32(vld1q_f32(x + 8), vid));
+    int32x4_t d = vcvtaq_s32_f32(vmulq_f32(vld1q_f32(x + 12), vid));
+    const int16x8_t lo = vdupq_n_s16(-127);
+    int16x8_t ab = vmaxq_s16(vcombine_s16(vqmovn_s32(a), vqmovn_s32(b)), lo);
+    int16x8_t cd = vmaxq_s16(vcombine_s16(vqmovn_s32(c), vqmovn_s32(d)), lo);
+    return vcombine_s8(vqmovn_s16(ab), vqmovn_s16(cd));
+}
+
+void cm_quantize_q8_0_neon(const float *x, void *out, size_t n) {
+    uint8_t *b = out;
+    for (size_t i = 0; i < n / 32; i++, x += 32, b += 34) {
+        float d = absmax(x, 32) / 127.0f, id = d ? 1.0f / d : 0.0f;
+        uint16_t h = lm_f32_to_f16(d);
+        memcpy(b, &h, 2);
+        float32x4_t vid = vdupq_n_f32(id);
+        vst1q_s8((int8_t *)(b + 2), quant16(x, vid));
+        vst1q_s8((int8_t *)(b + 18), quant16(x + 16, vid));
+    }
+}
+
+void cm_quantize_q8_k_neon(const float *x, void *out, size_t n) {
+    uint8_t *b = out;
+    for (size_t i = 0; i < n / 256; i++, x += 256, b += 292) {
+        float d = absmax(x, 256) / 127.0f, id = d ? 1.0f / d : 0.0f;
+        memcpy(b, &d, 4);
+        float32x4_t vid = vdupq_n_f32(id);
+        int16_t sums[16];
+        for (int g = 0; g < 16; g++) {
+            int8x16_t q = quant16(x + 16 * g, vid);
+            vst1q_s8((int8_t *)(b + 4 + 16 * g), q);
+            sums[g] = vaddlvq_s8(q);
+        }
+        memcpy(b + 260, sums, sizeof sums);
+    }
+}
+
+/* ---- dequantization: the reference's products in its order (d * q, then - m), so results are
+ * identical when neither side is contracted into FMA ---- */
+
+/* 16 signed / unsigned bytes to 4 float vectors. */
+static inline void s8x16_f32(int8x16_t v, float32x4_t f[4]) {
+    int16x8_t a = vmovl_s8(vget_low_s8(v)), b = vmovl_high_s8(v);
+    f[0] = vcvtq_f32_s32(vmovl_s16(vget_low_s16(a)));
+    f[1] = vcvtq_f32_s32(vmovl_high_s16(a));
+    f[2] = vcvtq_f32_s32(vmovl_s16(vget_low_s16(b)));
+    f[3] = vcvtq_f32_s32(vmovl_high_s16(b));
+}
+static inline void u8x16_f32(uint8x16_t v, float32x4_t f[4]) {
+    uint16x8_t a = vmovl_u8(vget_low_u8(v)), b = vmovl_high_u8(v);
+    f[0] = vcvtq_f32_u32(vmovl_u16(vget_low_u16(a)));
+    f[1] = vcvtq_f32_u32(vmovl_high_u16(a));
+    f[2] = vcvtq_f32_u32(vmovl_u16(vget_low_u16(b)));
+    f[3] = vcvtq_f32_u32(vmovl_high_u16(b));
+}
+/* y[0..15] = q * d for signed q. */
+static inline void store_s8(float *y, int8x16_t v, float d) {
+    float32x4_t f[4];
+    s8x16_f32(v, f);
+    for (int k = 0; k < 4; k++) vst1q_f32(y + 4 * k, vmulq_n_f32(f[k], d));
+}
+/* y[0..15] = d * q - m for unsigned q. */
+static inline void store_u8(float *y, uint8x16_t v, float d, float m) {
+    float32x4_t f[4], vm = vdupq_n_f32(m);
+    u8x16_f32(v, f);
+    for (int k = 0; k < 4; k++) vst1q_f32(y + 4 * k, vsubq_f32(vmulq_n_f32(f[k], d), vm));
+}
+
+void cm_dequant_f16_neon(const void *row, float *y, size_t n) {
+    const uint8_t *p = row;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        float32x4_t lo, hi;
+        f16x8(p + 2 * i, &lo, &hi);
+        vst1q_f32(y + i, lo);
+        vst1q_f32(y + i + 4, hi);
+    }
+    for (; i < n; i++) y[i] = f16s(p + 2 * i);
+}
+
+void cm_dequant_bf16_neon(const void *row, float *y, size_t n) {
+    const uint8_t *p = row;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        float32x4_t lo, hi;
+        bf16x8(p + 2 * i, &lo, &hi);
+        vst1q_f32(y + i, lo);
+        vst1q_f32(y + i + 4, hi);
+    }
+    for (; i < n; i++) y[i] = bf16s(p + 2 * i);
+}
+
+void cm_dequant_q8_0_neon(const void *row, float *y, size_t n) {
+    const uint8_t *b = row;
+    for (size_t i = 0; i < n / 32; i++, b += 34, y += 32) {
+        float d = f16s(b);
+        store_s8(y, lds8(b + 2), d);
+        store_s8(y + 16, lds8(b + 18), d);
+    }
+}
+
+void cm_dequant_q4_0_neon(const void *row, float *y, size_t n) {
+    const uint8_t *b = row;
+    const uint8x16_t m4 = vdupq_n_u8(0xF);
+    const int8x16_t s8 = vdupq_n_s8(8);
+    for (size_t i = 0; i < n / 32; i++, b += 18, y += 32) {
+        float d = f16s(b);
+        uint8x16_t v = vld1q_u8(b + 2);
+        store_s8(y, vsubq_s8(vreinterpretq_s8_u8(vandq_u8(v, m4)), s8), d);
+        store_s8(y + 16, vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8(v, 4)), s8), d);
+    }
+}
+
+/* Q4_K and Q5_K (five: the 5th bit from qh, bit j of qh[l] for sub-block j). */
+static void dequant_k45(const uint8_t *b, float *y, bool five) {
+    float d = f16s(b), dmin = f16s(b + 2);
+    int sc[8], mn[8];
+    k4_scales(b + 4, sc, mn);
+    const uint8_t *qh = b + 16, *qs = b + (five ? 48 : 16);
+    const uint8x16_t m4 = vdupq_n_u8(0xF), b4 = vdupq_n_u8(0x10);
+    for (int j = 0; j < 8; j += 2, qs += 32, y += 64) {
+        float d1 = d * (float)sc[j], m1 = dmin * (float)mn[j];
+        float d2 = d * (float)sc[j + 1], m2 = dmin * (float)mn[j + 1];
+        for (int h = 0; h < 2; h++) {
+            uint8x16_t v = vld1q_u8(qs + 16 * h);
+            uint8x16_t lo = vandq_u8(v, m4), hi = vshrq_n_u8(v, 4);
+            if (five) {
+                uint8x16_t vh = vld1q_u8(qh + 16 * h);
+                lo = vorrq_u8(lo, vandq_u8(vtstq_u8(vh, vdupq_n_u8((uint8_t)(1u << j))), b4));
+                hi = vorrq_u8(hi, vandq_u8(vtstq_u8(vh, vdupq_n_u8((uint8_t)(2u << j))), b4));
+            }
+            store_u8(y + 16 * h, lo, d1, m1);
+            store_u8(y + 32 + 16 * h, hi, d2, m2);
+        }
+    }
+}
+
+void cm_dequant_q4_k_neon(const void *row, float *y, size_t n) {
+    const uint8_t *b = row;
+    for (size_t i = 0; i < n / 256; i++) dequant_k45(b + 144 * i, y + 256 * i, false);
+}
+
+void cm_dequant_q5_k_neon(const void *row, float *y, size_t n) {
+    const uint8_t *b = row;
+    for (size_t i = 0; i < n / 256; i++) dequant_k45(b + 176 * i, y + 256 * i, true);
+}
+
+/* The four 6-bit quants (minus 32) of 16 consecutive l in a Q6_K half: element l from the low
+ * nibble of ql[l] and bits 0-1 of qh[l], l+32 from ql[l+32] and bits 2-3, l+64 from the high
+ * nibble of ql[l] and bits 4-5, l+96 from the high nibble of ql[l+32] and bits 6-7. */
+static inline void q6_unpack16(const uint8_t *ql, const uint8_t *qh, int8x16_t q[4]) {
+    const uint8x16_t m4 = vdupq_n_u8(0xF), m30 = vdupq_n_u8(0x30);
+    const int8x16_t s32 = vdupq_n_s8(32);
+    uint8x16_t l0 = vld1q_u8(ql), l1 = vld1q_u8(ql + 32), h = vld1q_u8(qh);
+    uint8x16_t u0 = vorrq_u8(vandq_u8(l0, m4), vandq_u8(vshlq_n_u8(h, 4), m30));
+    uint8x16_t u1 = vorrq_u8(vandq_u8(l1, m4), vandq_u8(vshlq_n_u8(h, 2), m30));
+    uint8x16_t u2 = vorrq_u8(vshrq_n_u8(l0, 4), vandq_u8(h, m30));
+    uint8x16_t u3 = vorrq_u8(vshrq_n_u8(l1, 4), vandq_u8(vshrq_n_u8(h, 2), m30));
+    q[0] = vsubq_s8(vreinterpretq_s8_u8(u0), s32);
+    q[1] = vsubq_s8(vreinterpretq_s8_u8(u1), s32);
+    q[2] = vsubq_s8(vreinterpretq_s8_u8(u2), s32);
+    q[3] = vsubq_s8(vreinterpretq_s8_u8(u3), s32);
+}
+
+void cm_dequant_q6_k_neon(const void *row, float *y, size_t n) {
+    const uint8_t *b = row;
+    for (size_t i = 0; i < n / 256; i++, b += 210) {
+        float d = f16s(b + 208);
+        const int8_t *sc = (const int8_t *)(b + 192);
+        for (int half = 0; half < 2; half++) {
+            const uint8_t *ql = b + 64 * half, *qh = b + 128 + 32 * half;
+            float *yh = y + 256 * i + 128 * half;
+            for (int k = 0; k < 2; k++) {
+                int8x16_t q[4];
+                q6_unpack16(ql + 16 * k, qh + 16 * k, q);
+                for (int s = 0; s < 4; s++)
+                    store_s8(yh + 32 * s + 16 * k, q[s], d * (float)sc[8 * half + 2 * s + k]);
+            }
+        }
+    }
+}
+
+/* ---- MLX affine rows, bits 4 and 8, group_size a multiple of 32 (cm_mlx_dot_select checks):
+ * per group s * sum(q x) + b * sum(x). 4-bit: byte j holds element 2j in its low nibble and
+ * 2j+1 in its high one, so LD2 splits x into the matching even and odd lanes. ---- */
+
+float cm_mlx_dot_neon(const cm_matrix *m, size_t row, const float *x) {
+    const uint8_t *p = (const uint8_t *)m->data + row * m->row_bytes;
+    size_t gs = m->group_size, n_groups = m->cols / gs;
+    const uint8x16_t m4 = vdupq_n_u8(0xF);
+    float32x4_t acc = vdupq_n_f32(0);
+    for (size_t g = 0; g < n_groups; g++) {
+        float s = sb_get(m->sb_type, m->scales, row * n_groups + g);
+        float bias = sb_get(m->sb_type, m->biases, row * n_groups + g);
+        float32x4_t qx = vdupq_n_f32(0), qx2 = qx, sx = qx, sx2 = qx;
+        const float *xg = x + g * gs;
+        if (m->bits == 4) {
+            const uint8_t *pg = p + g * gs / 2;
+            for (size_t k = 0; k < gs; k += 32) {
+                uint8x16_t v = vld1q_u8(pg + k / 2);
+                float32x4_t lo[4], hi[4];
+                u8x16_f32(vandq_u8(v, m4), lo);
+                u8x16_f32(vshrq_n_u8(v, 4), hi);
+                for (int t = 0; t < 4; t++) {
+                    float32x4x2_t xv = vld2q_f32(xg + k + 8 * t);
+                    qx = vfmaq_f32(qx, lo[t], xv.val[0]);
+                    qx2 = vfmaq_f32(qx2, hi[t], xv.val[1]);
+                    sx = vaddq_f32(sx, xv.val[0]);
+                    sx2 = vaddq_f32(sx2, xv.val[1]);
+                }
+            }
+        } else {
+            const uint8_t *pg = p + g * gs;
+            for (size_t k = 0; k < gs; k += 16) {
+                float32x4_t q[4];
+                u8x16_f32(vld1q_u8(pg + k), q);
+                for (int t = 0; t < 4; t += 2) {
+                    float32x4_t x0 = vld1q_f32(xg + k + 4 * t), x1 = vld1q_f32(xg + k + 4 * t + 4);
+                    qx = vfmaq_f32(qx, q[t], x0);
+                    qx2 = vfmaq_f32(qx2, q[t + 1], x1);
+                    sx = vaddq_f32(sx, x0);
+                    sx2 = vaddq_f32(sx2, x1);
+                }
+            }
+        }
+        acc = vfmaq_n_f32(acc, vaddq_f32(qx, qx2), s);
+        acc = vfmaq_n_f32(acc, vaddq_f32(sx, sx2), bias);
+    }
+    return vaddvq_f32(acc);
+}
+
+/* ---- integer kernels, once per variant (see the top of the file) ---- */
+
+#define CM_NEON_BODY 1
+#define DOT16(acc, a, b) dot16_plain(acc, a, b)
+#define KNAME(f) f##_neon
+#include "quants_neon.c"
+#undef DOT16
+#undef KNAME
+
+#ifdef CM_HAVE_NEON_DOTPROD
+#if !defined(__ARM_FEATURE_DOTPROD)
+#pragma GCC push_options
+#pragma GCC target("arch=armv8.2-a+dotprod")
+#endif
+#define DOT16(acc, a, b) vdotq_s32(acc, a, b)
+#define KNAME(f) f##_neon_dp
+#include "quants_neon.c"
+#undef DOT16
+#undef KNAME
+#if !defined(__ARM_FEATURE_DOTPROD)
+#pragma GCC pop_options
+#endif
+#endif /* CM_HAVE_NEON_DOTPROD */
+
+#endif /* CM_HAVE_NEON_KERNELS */
+
+#else /* CM_NEON_BODY: the integer kernels; DOT16 and KNAME come from the includer. */
+
+/* Q8_0 row x Q8_0 activations {f16 d; i8 qs[32]}: d_w * d_x * sum(q_w q_x). */
+float KNAME(cm_dotq_q8_0)(const void *row, const void *xq, size_t n) {
+    const uint8_t *w = row, *y = xq;
+    float32x4_t acc = vdupq_n_f32(0);
+    for (size_t i = 0; i < n / 32; i++, w += 34, y += 34) {
+        int32x4_t s = vdupq_n_s32(0);
+        s = DOT16(s, lds8(w + 2), lds8(y + 2));
+        s = DOT16(s, lds8(w + 18), lds8(y + 18));
+        acc = vfmaq_n_f32(acc, vcvtq_f32_s32(s), f16s(w) * f16s(y));
+    }
+    return vaddvq_f32(acc);
+}
+
+/* Q4_0 row x Q8_0: (q - 8) in -8..7, low nibbles elements 0..15, high 16..31. */
+float KNAME(cm_dotq_q4_0)(const void *row, const void *xq, size_t n) {
+    const uint8_t *w = row, *y = xq;
+    const uint8x16_t m4 = vdupq_n_u8(0xF);
+    const int8x16_t s8 = vdupq_n_s8(8);
+    float32x4_t acc = vdupq_n_f32(0);
+    for (size_t i = 0; i < n / 32; i++, w += 18, y += 34) {
+        uint8x16_t v = vld1q_u8(w + 2);
+        int8x16_t lo = vsubq_s8(vreinterpretq_s8_u8(vandq_u8(v, m4)), s8);
+        int8x16_t hi = vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8(v, 4)), s8);
+        int32x4_t s = DOT16(vdupq_n_s32(0), lo, lds8(y + 2));
+        s = DOT16(s, hi, lds8(y + 18));
+        acc = vfmaq_n_f32(acc, vcvtq_f32_s32(s), f16s(w) * f16s(y));
+    }
+    return vaddvq_f32(acc);
+}
+
+/* Q5_0 row x Q8_0: (q - 16) in -16..15; bit j of the 32-bit qh is the 5th bit of element j,
+ * spread to bytes by broadcasting each qh byte over 8 lanes and testing one bit per lane. */
+float KNAME(cm_dotq_q5_0)(const void *row, const void *xq, size_t n) {
+    const uint8_t *w = row, *y = xq;
+    const uint8x16_t m4 = vdupq_n_u8(0xF), b4 = vdupq_n_u8(0x10);
+    const uint8x16_t bit = {1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128};
+    const uint8x16_t idx_lo = {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1};
+    const uint8x16_t idx_hi = {2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3};
+    const int8x16_t s16 = vdupq_n_s8(16);
+    float32x4_t acc = vdupq_n_f32(0);
+    for (size_t i = 0; i < n / 32; i++, w += 22, y += 34) {
+        uint32_t qh;
+        memcpy(&qh, w + 2, 4);
+        uint8x16_t h = vreinterpretq_u8_u32(vdupq_n_u32(qh));
+        uint8x16_t hl = vandq_u8(vtstq_u8(vqtbl1q_u8(h, idx_lo), bit), b4);
+        uint8x16_t hh = vandq_u8(vtstq_u8(vqtbl1q_u8(h, idx_hi), bit), b4);
+        uint8x16_t v = vld1q_u8(w + 6);
+        int8x16_t lo = vsubq_s8(vreinterpretq_s8_u8(vorrq_u8(vandq_u8(v, m4), hl)), s16);
+        int8x16_t hi = vsubq_s8(vreinterpretq_s8_u8(vorrq_u8(vshrq_n_u8(v, 4), hh)), s16);
+        int32x4_t s = DOT16(vdupq_n_s32(0), lo, lds8(y + 2));
+        s = DOT16(s, hi, lds8(y + 18));
+        acc = vfmaq_n_f32(acc, vcvtq_f32_s32(s), f16s(w) * f16s(y));
+    }
+    return vaddvq_f32(acc);
+}
+
+/* Q4_K / Q5_K row x Q8_K: d*yd * sum_j sc_j sum(q q8) - dmin*yd * sum_j m_j sum(q8), the sums of
+ * q8 coming from the activation's bsums. The quants (0..15 or 0..31) are valid signed bytes. */
+static inline float KNAME(dotq_k45)(const uint8_t *w, const uint8_t *y, bool five) {
+    float yd = f32s(y), d = f16s(w) * yd, dmin = f16s(w + 2) * yd;
+    int sc[8], mn[8];
+    k4_scales(w + 4, sc, mn);
+    int summ = 0;
+    for (int j = 0; j < 8; j++) summ += mn[j] * (q8k_bsum(y, 2 * j) + q8k_bsum(y, 2 * j + 1));
+    const uint8_t *qh = w + 16, *qs = w + (five ? 48 : 16), *q8 = y + 4;
+    const uint8x16_t m4 = vdupq_n_u8(0xF), b4 = vdupq_n_u8(0x10);
+    uint8x16_t h0 = vdupq_n_u8(0), h1 = h0;
+    if (five) {
+        h0 = vld1q_u8(qh);
+        h1 = vld1q_u8(qh + 16);
+    }
+    int32x4_t isum = vdupq_n_s32(0);
+    for (int j = 0; j < 8; j += 2, qs += 32, q8 += 64) {
+        uint8x16_t v0 = vld1q_u8(qs), v1 = vld1q_u8(qs + 16);
+        uint8x16_t l0 = vandq_u8(v0, m4), l1 = vandq_u8(v1, m4);
+        uint8x16_t u0 = vshrq_n_u8(v0, 4), u1 = vshrq_n_u8(v1, 4);
+        if (five) {
+            uint8x16_t bl = vdupq_n_u8((uint8_t)(1u << j)), bh = vdupq_n_u8((uint8_t)(2u << j));
+            l0 = vorrq_u8(l0, vandq_u8(vtstq_u8(h0, bl), b4));
+            l1 = vorrq_u8(l1, vandq_u8(vtstq_u8(h1, bl), b4));
+            u0 = vorrq_u8(u0, vandq_u8(vtstq_u8(h0, bh), b4));
+            u1 = vorrq_u8(u1, vandq_u8(vtstq_u8(h1, bh), b4));
+        }
+        int32x4_t s0 = DOT16(vdupq_n_s32(0), vreinterpretq_s8_u8(l0), lds8(q8));
+        s0 = DOT16(s0, vreinterpretq_s8_u8(l1), lds8(q8 + 16));
+        int32x4_t s1 = DOT16(vdupq_n_s32(0), vreinterpretq_s8_u8(u0), lds8(q8 + 32));
+        s1 = DOT16(s1, vreinterpretq_s8_u8(u1), lds8(q8 + 48));
+        isum = vmlaq_n_s32(isum, s0, sc[j]);
+        isum = vmlaq_n_s32(isum, s1, sc[j + 1]);
+    }
+    return d * (float)vaddvq_s32(isum) - dmin * (float)summ;
+}
+
+float KNAME(cm_dotq_q4_k)(const void *row, const void *xq, size_t n) {
+    const uint8_t *w = row, *y = xq;
+    float acc = 0;
+    for (size_t i = 0; i < n / 256; i++) acc += KNAME(dotq_k45)(w + 144 * i, y + 292 * i, false);
+    return acc;
+}
+
+float KNAME(cm_dotq_q5_k)(const void *row, const void *xq, size_t n) {
+    const uint8_t *w = row, *y = xq;
+    float acc = 0;
+    for (size_t i = 0; i < n / 256; i++) acc += KNAME(dotq_k45)(w + 176 * i, y + 292 * i, true);
+    return acc;
+}
+
+/* Q6_K row x Q8_K: d*yd * sum over the 16 sub-blocks of 16 of sc * sum((q - 32) q8). */
+float KNAME(cm_dotq_q6_k)(const void *row, const void *xq, size_t n) {
+    const uint8_t *w = row, *y = xq;
+    float acc = 0;
+    for (size_t i = 0; i < n / 256; i++, w += 210, y += 292) {
+        const int8_t *sc = (const int8_t *)(w + 192);
+        int32x4_t isum = vdupq_n_s32(0);
+        for (int half = 0; half < 2; half++) {
+            const uint8_t *q8 = y + 4 + 128 * half;
+            for (int k = 0; k < 2; k++) {
+                int8x16_t q[4];
+                q6_unpack16(w + 64 * half + 16 * k, w + 128 + 32 * half + 16 * k, q);
+                for (int s = 0; s < 4; s++) {
+                    int32x4_t t = DOT16(vdupq_n_s32(0), q[s], lds8(q8 + 32 * s + 16 * k));
+                    isum = vmlaq_n_s32(isum, t, sc[8 * half + 2 * s + k]);
+                }
+            }
+        }
+        acc += f16s(w + 208) * f32s(y) * (float)vaddvq_s32(isum);
+    }
+    return acc;
+}
+
+#endif /* CM_NEON_BODY */
