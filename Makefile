@@ -3,11 +3,12 @@
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
 TSAN_BUILD ?= build-tsan
+ARM_BUILD  ?= build-arm
 JOBS       ?= $(shell nproc 2>/dev/null || sysctl -n hw.ncpu 2>/dev/null || echo 2)
 PROMPT     ?= Once upon a time
 CTEST_ARGS ?= --output-on-failure
 
-.PHONY: all build deps run test test-release test-asan test-tsan clean fuzz fuzz-build fuzz-bundle check-fuzz testdata
+.PHONY: all build deps run test test-release test-asan test-tsan test-arm clean fuzz fuzz-build fuzz-bundle check-fuzz testdata
 
 FUZZ_BUILD   ?= build-fuzz
 FUZZ_SECONDS ?= 30
@@ -29,7 +30,7 @@ run: deps build
 testdata:
 	@bash scripts/testdata.sh
 
-test: deps testdata test-release test-asan test-tsan
+test: deps testdata test-release test-asan test-tsan test-arm
 	@echo "make test: all suites passed"
 
 test-release: build
@@ -45,6 +46,11 @@ test-tsan:
 	CC=clang cmake -S . -B $(TSAN_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLM_TSAN=ON
 	cmake --build $(TSAN_BUILD) -j $(JOBS) --target test_pool
 	cd $(TSAN_BUILD) && ctest $(CTEST_ARGS) -R 'test_pool'
+
+# The NEON kernels cross-built for aarch64 and run under qemu-aarch64, with and without dotprod,
+# plus an aarch64 syntax check of every library source (SKIP without the cross tools).
+test-arm:
+	bash tests/arm/run.sh $(ARM_BUILD)
 
 # libFuzzer runs of every target for FUZZ_SECONDS each, starting from the committed corpus
 # (new inputs go to $(FUZZ_BUILD)/corpus-<target>, findings to $(FUZZ_BUILD)/artifacts-<target>,
@@ -76,4 +82,4 @@ check-fuzz:
 	$(MAKE) fuzz FUZZ_SECONDS=30
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) $(FUZZ_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) $(FUZZ_BUILD) $(ARM_BUILD)
