@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# tests/arm/run.sh BUILD_DIR: `make test-arm`. Checks the code that runs on Apple Silicon and other
+# AArch64 machines from an x86 host:
+#  1. every library source compiles for aarch64 (-fsyntax-only; the x86-only _avx2/_avx512 files
+#     and CUDA are left out exactly as CMake leaves them out there);
+#  2. tests/arm/test_kernels_arm.c (NEON kernels vs the reference) is cross-built statically and
+#     run under qemu-aarch64 on a CPU with dotprod (-cpu max: SDOT kernels) and one without
+#     (-cpu cortex-a53: the plain-NEON fallback, and proof that nothing else in the binary needs
+#     ARMv8.2), then once more built with CMake's flags for *_neon.c on Linux/aarch64.
+# On an AArch64 host the test is built with cc and run directly. Without a cross compiler or
+# qemu-aarch64 (macOS on Intel, say) it prints SKIP and succeeds; scripts/deps.sh installs both on
+# Debian/Ubuntu (gcc-aarch64-linux-gnu, libc6-dev-arm64-cross, qemu-user).
+set -euo pipefail
+
+B=${1:-build-arm}
+cd "$(dirname "$0")/../.."
+mkdir -p "$B/inc"
+
+arch=$(uname -m)
+native=0
+case "$arch" in aarch64 | arm64) native=1 ;; esac
+
+if [ "$native" = 1 ]; then
+    CC_ARM=${ARM_CC:-cc}
+    RUN=()
+else
+    CC_ARM=${ARM_CC:-aarch64-linux-gnu-gcc}
+    QEMU=${ARM_QEMU:-qemu-aarch64}
+    if ! command -v "$CC_ARM" >/dev/null 2>&1 || ! command -v "$QEMU" >/dev/null 2>&1; then
+        echo "test-arm: SKIP: needs $CC_ARM and $QEMU (scripts/deps.sh installs gcc-aarch64-linux-gnu and qemu-user on Debian/Ubuntu)"
+        exit 0
+    fi
+fi
+
+# core.h includes <cjson/cJSON.h>: the header is the same on every architecture, so the host's is
+# used (only that directory, not all of the host's /usr/include); the library itself is replaced
+# by tests/arm/cjson_stub.c.
+cj=""
+for d in "$(pkg-config --variable=includedir libcjson 2>/dev/null || true)" /usr/include /usr/local/include /opt/homebrew/include; do
+    if [ -n "$d" ] && [ -f "$d/cjson/cJSON.h" ]; then cj=$d/cjson; break; fi
+done
+if [ -z "$cj" ]; then
+    echo "test-arm: FAIL: cjson/cJSON.h not found (run scripts/deps.sh)"
+    exit 1
+fi
+ln -sfn "$cj" "$B/inc/cjson"
+
+COMMON=(-std=gnu11 -Wall -Wextra -Wno-unused-parameter -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Iinclude -Isrc)
+
+# 1. the whole library, syntax only. Third-party headers come from the host after the target's
+# own (-idirafter), which is enough for declarations.
+if [ "$native" = 0 ]; then
+    ma=$(gcc -print-multiarch 2>/dev/null || true)
+    HOSTINC=(-idirafter /usr/include)
+    [ -n "$ma" ] && HOSTINC+=(-idirafter "/usr/include/$ma")
+else
+    HOSTINC=()
+fi
+n_src=0
+fail=0
+while IFS= read -r f; do
+    n_src=$((n_src + 1))
+    if ! "$CC_ARM" "${COMMON[@]}" -I"$B/inc" "${HOSTINC[@]}" -fsyntax-only "$f" 2>"$B/syntax.log"; then
+        echo "test-arm: FAIL: $f does not compile for aarch64:"
+        grep -m5 error "$B/syntax.log" || head -5 "$B/syntax.log"
+        fail=1
+    fi
+done < <(find src -name '*.c' ! -name '*_avx2.c' ! -name '*_avx512.c' ! -path '*/cuda/*' | sort)
+[ "$fail" = 0 ] || exit 1
+echo "test-arm: $n_src library sources compile for aarch64 ($CC_ARM -fsyntax-only)"
+
+# 2. the kernel test. -ffp-contract=off on both sides so dequantized values compare bit for bit.
+SRCS=(src/core/alloc.c src/core/error.c src/core/util.c src/core/file.c src/compute/cpu/quants_ref.c
+      tests/arm/cjson_stub.c tests/arm/test_kernels_arm.c)
+TFLAGS=("${COMMON[@]}" -O2 -ffp-contract=off -I"$B/inc")
+LINK=(-lm -lpthread)
+[ "$native" = 0 ] && LINK=(-static "${LINK[@]}")
+
+build() { # compiler, out, extra flags for quants_neon.c...
+    local cc=$1 out=$2
+    shift 2
+    "$cc" "${TFLAGS[@]}" -Werror "$@" -c src/compute/cpu/quants_neon.c -o "$out.neon.o"
+    "$cc" "${TFLAGS[@]}" "${SRCS[@]}" "$out.neon.o" "${LINK[@]}" -o "$out"
+}
+
+# The default target (armv8-a): SDOT kernels come from the file's own pragma.
+build "$CC_ARM" "$B/test_kernels_arm"
+# As CMake builds *_neon.c on Linux/aarch64.
+build "$CC_ARM" "$B/test_kernels_arm_cmakeflags" -march=armv8.2-a+dotprod+fp16
+# clang for the CPU Apple clang targets by default, when this clang can build for aarch64 Linux.
+clang_ok=0
+if [ "$native" = 0 ] && command -v clang >/dev/null 2>&1 &&
+    echo 'int main(void){return 0;}' | clang --target=aarch64-linux-gnu -static -x c - -o "$B/clang_probe" 2>/dev/null; then
+    clang_ok=1
+    TFLAGS+=(--target=aarch64-linux-gnu -mcpu=apple-m1)
+    build clang "$B/test_kernels_arm_clang_m1"
+fi
+
+if [ "$native" = 1 ]; then
+    "$B/test_kernels_arm"
+    "$B/test_kernels_arm_cmakeflags" 2>/dev/null || echo "test-arm: (the armv8.2-a+dotprod build does not run on this CPU)"
+else
+    echo "test-arm: qemu-aarch64 -cpu max (FEAT_DotProd):"
+    "$QEMU" -cpu max "$B/test_kernels_arm" --expect-dotprod 1
+    echo "test-arm: qemu-aarch64 -cpu cortex-a53 (ARMv8.0, no dotprod):"
+    "$QEMU" -cpu cortex-a53 "$B/test_kernels_arm" --expect-dotprod 0
+    echo "test-arm: qemu-aarch64 -cpu max, quants_neon.c built with -march=armv8.2-a+dotprod+fp16:"
+    "$QEMU" -cpu max "$B/test_kernels_arm_cmakeflags" --expect-dotprod 1
+    if [ "$clang_ok" = 1 ]; then
+        echo "test-arm: qemu-aarch64 -cpu max, built with clang -mcpu=apple-m1:"
+        "$QEMU" -cpu max "$B/test_kernels_arm_clang_m1" --expect-dotprod 1
+    else
+        echo "test-arm: (no clang that links for aarch64: the clang -mcpu=apple-m1 build is skipped)"
+    fi
+fi
+echo "test-arm: passed"
