@@ -668,7 +668,7 @@ static void test_gemm(void **state) {
             float *x = lm_malloc(n * cols * sizeof(float)), *y = lm_malloc(n * rows * sizeof(float));
             float *wf = lm_malloc(cols * sizeof(float)), *xd = lm_malloc(cols * sizeof(float));
             uint8_t *xq = lm_malloc(cols / 32 * 34);
-            uint8_t *act = lm_malloc(cm_gemm_act_bytes(n, cols) + 64), *scratch = lm_malloc(cm_gemm_scratch_bytes(cols));
+            uint8_t *act = lm_malloc(cm_gemm_act_bytes(n, cols) + 64), *scratch = lm_malloc(cm_gemm_scratch_bytes(cols, n));
             assert_true(x && y && wf && xd && xq && act && scratch);
             tu_rand_floats(x, n * cols, 7100 + si);
             for (size_t i = 0; i < n * rows; i++) y[i] = NAN;

@@ -167,7 +167,7 @@ static bool ensure_gemm(cm_ctx *c, size_t n, size_t cols) {
         c->act = a;
         c->act_cap = need;
     }
-    size_t per = (cm_gemm_scratch_bytes(cols) + 63) & ~(size_t)63, total;
+    size_t per = (cm_gemm_scratch_bytes(cols, n) + 63) & ~(size_t)63, total;
     if (per > c->tiles_per) {
         if (!lm_mul_ok(per, (size_t)c->nth, &total)) return false;
         uint8_t *t = lm_realloc(c->tiles, total);

@@ -39,12 +39,16 @@ cm_quantize_fn cm_quantize_select(uint32_t type, uint32_t cpu_features);
 float cm_dotq_ref(uint32_t type, const void *row, uint32_t act_type, const void *xq, size_t n);
 
 /* MLX integer decode (quants_mlx_*.c): the activation x is prepared once per matrix product by
- * cm_mlx_quantize_x() into a buffer of cm_mlx_xq_bytes(m) bytes (Q8_0 blocks of 32 from
- * cm_quantize_select(CM_Q8_0), their scales as floats, and per group the sums of x), then each
- * row is dotted with it: per group, scale * sum(q * xq) in integers + bias * sum(x). Buffer layout
- * (any alignment), nb = cols / 32, ng = cols / group_size:
- *   float d[nb]; float gsum[ng] (sum of x); float gqsum[ng] (sum of the dequantized xq);
- *   then at byte offset cm_mlx_xq_qoff(m): int8 q[cols], for bits 4 each block of 32 stored as
+ * cm_mlx_quantize_x() into a buffer of cm_mlx_xq_bytes(m) bytes: blocks of 32 rounded to int16
+ * (d = max|x| / 32767, q = round(x / d)) and per group the sum of the rounded x; then each row
+ * is dotted with it: per group, scale * sum(q * xq) in integers (pmaddwd) + bias * sum(xq).
+ * 16 bits, not 8: MLX references are float runs, and 8-bit activations (as llama.cpp's Q8_0
+ * path) put the small fixtures' logits ~2% off, ten times their tolerance; int16 costs a few
+ * more instructions and stays under the memory-bandwidth floor. The bias meets the same rounded x
+ * as the quants, so the rounding errors of q's offset (about 2^(bits-1) * scale) cancel against
+ * it. Buffer layout (any alignment), nb = cols / 32, ng = cols / group_size:
+ *   float d[nb]; float gqsum[ng];
+ *   then at byte offset cm_mlx_xq_qoff(m): int16 q[cols], for bits 4 each block of 32 stored as
  *   its 16 even elements then its 16 odd ones (MLX puts element 2j in the low nibble of byte j).
  * Group sizes must be multiples of 32 (check cm_mlx_dotq_select first). */
 size_t cm_mlx_xq_bytes(const cm_matrix *m);
@@ -54,7 +58,7 @@ typedef float (*cm_mlx_dotq_fn)(const cm_matrix *m, size_t row, const void *xq);
 /* NULL when no integer kernel fits m (bits other than 4 and 8, group size not a multiple of 32,
  * or a CPU without one): use cm_mlx_dot_select. */
 cm_mlx_dotq_fn cm_mlx_dotq_select(const cm_matrix *m, uint32_t cpu_features);
-/* The oracle: the dot of the dequantized row with the dequantized xq, bias times the exact sum. */
+/* The oracle: the dot of the dequantized row with the dequantized xq, in double. */
 float cm_mlx_dotq_ref(const cm_matrix *m, size_t row, const void *xq);
 /* Several tokens at once (prefill): y[t * ldy + r] for rows r in [r0, r1) and t < n, the
  * activation of token t prepared at xq + t * xq_stride. Each weight group is unpacked once for
@@ -167,10 +171,10 @@ size_t cm_gemm_act_bytes(size_t n, size_t cols);
 /* Fills token groups [g0, g1) of a from x (n rows of a->cols floats, ldx floats apart). */
 typedef void (*cm_gemm_prep_fn)(const float *x, size_t ldx, const cm_gemm_act *a, size_t g0, size_t g1);
 /* y[t * ldy + r] for every token t < a->n and row r in [r0, r1); scratch holds
- * cm_gemm_scratch_bytes(w->cols) bytes owned by the calling thread. */
+ * cm_gemm_scratch_bytes(w->cols, a->n) bytes owned by the calling thread. */
 typedef void (*cm_gemm_fn)(const cm_matrix *w, size_t r0, size_t r1, const cm_gemm_act *a,
                            float *y, size_t ldy, void *scratch);
-size_t cm_gemm_scratch_bytes(size_t cols);
+size_t cm_gemm_scratch_bytes(size_t cols, size_t n);
 /* The tiled kernel for type on this CPU, and its activation quantizer in *prep; NULL (then use
  * cm_dequant_row and float dots) when there is none. Results equal cm_dot_ref of the row with
  * the dequantized Q8_0 activations up to float rounding. */

@@ -66,7 +66,7 @@ void cm_gemm_prep_avx512(const float *x, size_t ldx, const cm_gemm_act *a, size_
  * 128), which the tile subtracts through the activations' sums. */
 typedef void (*unpack_fn)(const uint8_t *row, size_t nb, uint8_t *wq, float *dw, float *nm, int r);
 
-/* cm_gemm_scratch_bytes() (quants_ref.c) sizes this for TR = 8. */
+/* cm_gemm_scratch_bytes() (quants_ref.c) sizes this, and the accumulators, for TR = 8. */
 static void unpack_q4_0(const uint8_t *row, size_t nb, uint8_t *wq, float *dw, float *nm, int r) {
     (void)nm;
     const __m128i m4 = _mm_set1_epi8(0x0F);
@@ -178,17 +178,20 @@ static void unpack_q6_k(const uint8_t *row, size_t nb, uint8_t *wq, float *dw, f
     }
 }
 
-/* One tile: TR rows (already unpacked) times the 16 tokens of group g, into out[TR][16].
+/* One tile: TR rows (already unpacked) times the 16 tokens of a group over nb blocks, added to
+ * out[TR][16] (or stored, when first).
  * bk: elements per scale (32, or 16 for Q6_K); kshift: log2 of the offset k (-1: none);
  * has_min: add nm * d * sum(q) of the tokens. */
 static inline __attribute__((always_inline)) void tile(const uint8_t *wq, const float *dw,
                                                        const float *nm, size_t nb,
-                                                       const uint8_t *act, float *out, int bk,
-                                                       int kshift, bool has_min) {
+                                                       const uint8_t *act, float *out, bool first,
+                                                       int bk, int kshift, bool has_min) {
     __m512 acc[TR];
-    for (int r = 0; r < TR; r++) acc[r] = _mm512_setzero_ps();
+    #pragma GCC unroll 8
+    for (int r = 0; r < TR; r++) acc[r] = first ? _mm512_setzero_ps() : _mm512_load_ps(out + 16 * r);
     for (size_t b = 0; b < nb; b++, act += CM_GEMM_ACT_BLOCK, wq += TR * 32, dw += 2 * TR, nm += TR) {
         __m512i x[8];
+        #pragma GCC unroll 8
         for (int k = 0; k < 8; k++) x[k] = _mm512_load_si512((const void *)(act + 64 * k));
         __m512 dx = _mm512_load_ps((const float *)(act + 512));
         __m512i c0 = _mm512_setzero_si512(), c1 = c0;
@@ -203,14 +206,17 @@ static inline __attribute__((always_inline)) void tile(const uint8_t *wq, const 
             }
         }
         __m512 xs = has_min ? _mm512_load_ps((const float *)(act + 704)) : _mm512_setzero_ps();
+        #pragma GCC unroll 8
         for (int r = 0; r < TR; r++) {
             const uint8_t *w = wq + 32 * r;
             if (bk == 32) {
                 __m512i s = c0;
+                #pragma GCC unroll 8
                 for (int k = 0; k < 8; k++) s = _mm512_dpbusd_epi32(s, _mm512_set1_epi32(rd_i32(w + 4 * k)), x[k]);
                 acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(dx, _mm512_set1_ps(dw[r])), acc[r]);
             } else {
                 __m512i s0 = c0, s1 = c1;
+                #pragma GCC unroll 8
                 for (int k = 0; k < 4; k++) {
                     s0 = _mm512_dpbusd_epi32(s0, _mm512_set1_epi32(rd_i32(w + 4 * k)), x[k]);
                     s1 = _mm512_dpbusd_epi32(s1, _mm512_set1_epi32(rd_i32(w + 16 + 4 * k)), x[k + 4]);
@@ -221,8 +227,13 @@ static inline __attribute__((always_inline)) void tile(const uint8_t *wq, const 
             if (has_min) acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(nm[r]), xs, acc[r]);
         }
     }
+    #pragma GCC unroll 8
     for (int r = 0; r < TR; r++) _mm512_store_ps(out + 16 * r, acc[r]);
 }
+
+/* Blocks per step over the columns: a step's activations (16 x 768 bytes per group) and
+ * weights (16 x 352 bytes) stay in L1 while every token group passes over them. */
+#define KC 16
 
 static inline __attribute__((always_inline)) void gemm(const cm_matrix *w, size_t r0, size_t r1,
                                                        const cm_gemm_act *a, float *y, size_t ldy,
@@ -231,8 +242,8 @@ static inline __attribute__((always_inline)) void gemm(const cm_matrix *w, size_
     size_t nb = w->cols / 32;
     uint8_t *wq = (uint8_t *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
     float *dw = (float *)(wq + nb * TR * 32), *nm = dw + nb * 2 * TR;
+    float *acc = (float *)(((uintptr_t)(nm + nb * TR) + 63) & ~(uintptr_t)63); /* (n_grp, TR, 16) */
     const uint8_t *base = w->data;
-    float out[TR * 16] __attribute__((aligned(64)));
     for (size_t rt = r0; rt < r1; rt += TR) {
         size_t nr = LM_MIN((size_t)TR, r1 - rt);
         for (size_t r = 0; r < nr; r++) unpack(base + (rt + r) * w->row_bytes, nb, wq, dw, nm, (int)r);
@@ -242,9 +253,16 @@ static inline __attribute__((always_inline)) void gemm(const cm_matrix *w, size_
                 dw[b * 2 * TR + r] = dw[b * 2 * TR + TR + r] = nm[b * TR + r] = 0.0f;
             }
         }
+        for (size_t k0 = 0; k0 < nb; k0 += KC) {
+            size_t kn = LM_MIN((size_t)KC, nb - k0);
+            for (size_t g = 0; g < a->n_grp; g++)
+                tile(wq + k0 * TR * 32, dw + k0 * 2 * TR, nm + k0 * TR, kn,
+                     a->mem + (g * nb + k0) * CM_GEMM_ACT_BLOCK, acc + g * TR * 16, k0 == 0, bk,
+                     kshift, has_min);
+        }
         for (size_t g = 0; g < a->n_grp; g++) {
-            tile(wq, dw, nm, nb, a->mem + g * nb * CM_GEMM_ACT_BLOCK, out, bk, kshift, has_min);
             size_t nt = LM_MIN((size_t)CM_GEMM_TOK, a->n - g * CM_GEMM_TOK);
+            const float *out = acc + g * TR * 16;
             for (size_t t = 0; t < nt; t++) {
                 float *yt = y + (g * CM_GEMM_TOK + t) * ldy + rt;
                 for (size_t r = 0; r < nr; r++) yt[r] = out[r * 16 + t];

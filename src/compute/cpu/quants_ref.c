@@ -844,10 +844,11 @@ size_t cm_gemm_act_bytes(size_t n, size_t cols) {
     return (n + CM_GEMM_TOK - 1) / CM_GEMM_TOK * (cols / 32) * CM_GEMM_ACT_BLOCK;
 }
 
-/* An unpacked tile of 8 rows: per block of 32, 32 bytes and 3 floats per row (quants_avx512.c),
- * plus room to align it to 64 bytes. */
-size_t cm_gemm_scratch_bytes(size_t cols) {
-    return cols / 32 * (8 * 32 + 3 * 8 * sizeof(float)) + 64;
+/* An unpacked tile of 8 rows (per block of 32, 32 bytes and 3 floats per row) and its float
+ * accumulators for every token (quants_avx512.c), plus room to align both to 64 bytes. */
+size_t cm_gemm_scratch_bytes(size_t cols, size_t n) {
+    return cols / 32 * (8 * 32 + 3 * 8 * sizeof(float)) +
+           (n + CM_GEMM_TOK - 1) / CM_GEMM_TOK * 8 * CM_GEMM_TOK * sizeof(float) + 128;
 }
 
 cm_gemm_fn cm_gemm_select(uint32_t type, uint32_t cpu_features, cm_gemm_prep_fn *prep) {
