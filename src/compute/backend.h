@@ -84,6 +84,8 @@ cm_ctx *cm_ctx_new(lm_pool *pool, bool force_ref);
 void cm_ctx_free(cm_ctx *c);
 const char *cm_ctx_kernels(const cm_ctx *c); /* "ref", "avx2", "avx512", "neon" */
 int cm_ctx_threads(const cm_ctx *c);
+lm_pool *cm_ctx_pool(const cm_ctx *c);         /* borrowed; for ops split over the pool */
+uint32_t cm_ctx_features(const cm_ctx *c);     /* CPU features kernels may use; 0 with force_ref */
 /* Reserves per-thread scratch for attention over n_ctx positions and rows of max_cols; false on
  * NOMEM. Call once when a session is made, so ops never allocate. */
 bool cm_ctx_reserve(cm_ctx *c, size_t n_ctx, size_t max_cols);
@@ -96,25 +98,49 @@ void cm_matmul(cm_ctx *c, const cm_matrix *w, const float *x, size_t n, float *y
 void cm_matmul_multi(cm_ctx *c, const cm_matrix *const *w, size_t nw, const float *x, size_t n,
                      float *const *y);
 
-/* ---- element-wise ops (single thread; the caller splits when it pays) ---- */
+/* ---- element-wise ops (compute/cpu/attention.c; single thread unless they take a cm_ctx) ---- */
 
 void cm_rmsnorm(float *y, const float *x, const float *w, size_t n, float eps);
+/* x += r, then y = rmsnorm(x) * w: a residual add fused with the norm that follows it (the same
+ * numbers as cm_add then cm_rmsnorm). */
+void cm_add_rmsnorm(float *x, const float *r, float *y, const float *w, size_t n, float eps);
 /* Rotary embedding of one head vector x[hd] at position pos, first n_rot dims rotated.
  * interleaved: pairs (x[2i], x[2i+1]) (GGUF llama); else halves (x[i], x[i+n_rot/2]) (HF/NEOX).
  * inv_freq[n_rot/2] holds theta^(-2i/n_rot), already scaled (llama3, linear, longrope). */
 void cm_rope(float *x, size_t n_rot, size_t pos, const float *inv_freq, float attn_factor,
              bool interleaved);
+/* The same rotation in two steps, so the sines are computed once per position for every head
+ * and layer: cs[n_rot] gets (cos, sin) * attn_factor of pos * inv_freq[i], i < n_rot/2, and
+ * cm_rope_apply rotates x with it (the same numbers as cm_rope). */
+void cm_rope_cs(float *cs, size_t n_rot, size_t pos, const float *inv_freq, float attn_factor);
+void cm_rope_apply(float *x, size_t n_rot, const float *cs, bool interleaved);
 void cm_softmax(float *x, size_t n);
-/* out[i] = silu(gate[i]) * up[i] */
-void cm_swiglu(float *out, const float *gate, const float *up, size_t n);
+/* gate[i] = silu(gate[i]) * up[i], in place; split over the pool when n is large. */
+void cm_swiglu(cm_ctx *c, float *gate, const float *up, size_t n);
 void cm_add(float *y, const float *x, size_t n); /* y += x */
 
-/* Causal grouped-query attention of n_tok queries at positions pos0.. over a cache of
- * (pos0 + n_tok) positions, with an optional sliding window (0: none).
- * q: (n_tok, n_head, hd); k_cache, v_cache: per kv head a block of ctx_stride rows of hd floats,
- * i.e. (n_head_kv, ctx_stride, hd); out: (n_tok, n_head, hd). Split over the pool. */
-void cm_attention(cm_ctx *c, float *out, const float *q, const float *k_cache,
-                  const float *v_cache, size_t n_tok, size_t pos0, size_t n_head,
-                  size_t n_head_kv, size_t hd, size_t ctx_stride, float scale, size_t window);
+/* ---- KV cache and attention (compute/cpu/attention.c) ---- */
+
+/* Writes n floats as one cache row of type CM_F16 (rounded to nearest even) or CM_F32. */
+void cm_kv_store(const cm_ctx *c, uint32_t type, void *dst, const float *src, size_t n);
+
+typedef struct cm_attn_args {
+    float *out;            /* (n_tok, n_head, hd) */
+    const float *q;        /* (n_tok, n_head, hd), RoPE applied */
+    const void *k, *v;     /* one layer of the cache: (n_head_kv, ctx_stride, hd) of kv_type */
+    uint32_t kv_type;      /* CM_F16 or CM_F32 */
+    size_t n_tok, pos0;    /* queries at positions pos0..pos0+n_tok-1; keys 0..pos0+n_tok-1 */
+    size_t n_head, n_head_kv, hd, ctx_stride;
+    size_t window;         /* sliding window in positions, 0: none */
+    float scale;           /* usually 1/sqrt(hd) */
+    float *scratch;        /* cm_ctx_threads() * cm_attention_scratch(hd) floats, caller's */
+} cm_attn_args;
+
+/* Floats of scratch cm_attention needs per pool thread. */
+size_t cm_attention_scratch(size_t hd);
+/* Causal grouped-query attention, one pass over the keys per tile of queries with an online
+ * softmax; query heads that share a KV head are done together so each cache row is read once
+ * per tile. Split over the pool by (KV head, query tile). Allocates nothing. */
+void cm_attention(cm_ctx *c, const cm_attn_args *a);
 
 #endif /* LM_COMPUTE_BACKEND_H */

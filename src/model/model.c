@@ -217,7 +217,8 @@ void lm_model_get_info(const lm_model *m, lm_model_info *o) {
 }
 
 uint64_t lm_model_kv_bytes_per_token(const lm_model *m) {
-    return (uint64_t)m->hp.n_layer * (uint64_t)m->hp.n_head_kv * (uint64_t)m->hp.head_dim * 2u * sizeof(float);
+    /* the default F16 cache (lm_session_params.kv_f32 doubles it) */
+    return (uint64_t)m->hp.n_layer * (uint64_t)m->hp.n_head_kv * (uint64_t)m->hp.head_dim * 2u * sizeof(uint16_t);
 }
 
 int32_t lm_n_vocab(const lm_model *m) { return m ? m->hp.n_vocab : 0; }

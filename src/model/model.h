@@ -91,20 +91,26 @@ lm_status lm_model_load_hf(lm_model *m, const char *dir, const lm_model_params *
 lm_status lm_model_keep(lm_model *m, void *p); /* takes ownership; frees p on failure */
 bool lm_model_is_eog(const lm_model *m, lm_token id);
 
-/* KV cache of one session: float, per layer (n_head_kv, n_ctx, head_dim) for K and for V. */
+/* KV cache of one session: per layer (n_head_kv, n_ctx, head_dim) for K and for V, elements
+ * of type (CM_F16 by default: half the memory and bandwidth; CM_F32 on request). K is stored
+ * with RoPE applied. */
 typedef struct lm_kv {
-    float *k, *v;
+    void *k, *v;
+    uint32_t type;            /* CM_F16 or CM_F32 */
     size_t n_ctx;
-    size_t layer_stride;      /* floats per layer */
+    size_t layer_stride;      /* elements per layer */
+    float *attn_scratch;      /* cm_attention's scratch for every thread of the model's pool */
 } lm_kv;
 
 /* Per-session scratch for a micro-batch of up to n_batch tokens. */
 typedef struct lm_fwd_buf {
     size_t n_batch;
-    float *x, *xb, *q, *k, *v, *att, *o, *gate, *up, *h, *logits;
+    float *x, *xb, *q, *k, *v, *att, *o, *gate, *up, *logits;
+    float *rope_cs;           /* (n_batch, n_rot): cos/sin of each position, shared by all layers */
 } lm_fwd_buf;
 
-lm_status lm_kv_init(lm_kv *kv, const lm_model *m, size_t n_ctx);
+/* f32: keep the cache in F32 instead of F16. */
+lm_status lm_kv_init(lm_kv *kv, const lm_model *m, size_t n_ctx, bool f32);
 void lm_kv_free(lm_kv *kv);
 lm_status lm_fwd_buf_init(lm_fwd_buf *b, const lm_model *m, size_t n_batch);
 void lm_fwd_buf_free(lm_fwd_buf *b);

@@ -49,13 +49,13 @@ lm_status lm_session_new(lm_model *m, const lm_session_params *p, lm_session **o
     s->n_ctx = n_ctx;
     s->n_batch = n_batch;
     atomic_init(&s->cancel, false);
-    if (lm_kv_init(&s->kv, m, n_ctx) || lm_fwd_buf_init(&s->buf, m, n_batch) ||
+    if (lm_kv_init(&s->kv, m, n_ctx, sp.kv_f32) || lm_fwd_buf_init(&s->buf, m, n_batch) ||
         !(s->logits = lm_malloc((size_t)m->hp.n_vocab * sizeof(float)))) {
         lm_kv_free(&s->kv);
         lm_fwd_buf_free(&s->buf);
         lm_free(s);
         return lm_fail(err, LM_ERR_NOMEM, "out of memory for a session of %zu tokens (%llu MB of KV cache)", n_ctx,
-                       (unsigned long long)(lm_model_kv_bytes_per_token(m) * n_ctx >> 20));
+                       (unsigned long long)(lm_model_kv_bytes_per_token(m) * (sp.kv_f32 ? 2u : 1u) * n_ctx >> 20));
     }
     pthread_mutex_lock(&m->compute_mu);
     bool ok = cm_ctx_reserve(m->cm, n_ctx, (size_t)LM_MAX(LM_MAX(m->hp.n_embd, m->hp.n_ff), m->hp.n_head * m->hp.head_dim));

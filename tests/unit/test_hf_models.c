@@ -1,7 +1,8 @@
 /* tests/unit/test_hf_models.c: every Hugging Face / MLX fixture model (tests/data/models/) against
  * transformers' references: last-position logits within a relative error norm (1e-4 f32, 1e-2
- * bf16/f16, 2e-3 MLX), per-position top-5 by value within the same tolerance scaled to the logit
- * range, and 24 greedy tokens exactly. Also the stories260K safetensors folder reproduces the
+ * bf16/f16, 2e-3 MLX with the F32 KV cache; at least 5e-3 with the default F16 cache),
+ * per-position top-5 by value within the same tolerance scaled to the logit range, and 24 greedy
+ * tokens exactly with either cache. Also the stories260K safetensors folder reproduces the
  * reference story, and bad folders give clear errors. */
 #include "testutil.h"
 
@@ -21,7 +22,7 @@ static const struct {
     {"llama3-mlx-q8", 2e-3}, {"qwen2-mlx-q4", 2e-3}, {"mistral-mlx-mixed46", 2e-3}, {"llama2-mlx-oddbits", 2e-3},
 };
 
-static void check_fixture(const char *name, double tol) {
+static void check_fixture(const char *name, double tol, bool kv_f32) {
     char rel[256];
     snprintf(rel, sizeof rel, "models/%s", name);
     lm_model_params mp = lm_model_default_params();
@@ -41,6 +42,7 @@ static void check_fixture(const char *name, double tol) {
         for (size_t i = 0; i < n; i++) ids[i] = cJSON_GetArrayItem(in, (int)i)->valueint;
         lm_session_params sp = lm_session_default_params();
         sp.n_ctx = 512;
+        sp.kv_f32 = kv_f32;
         lm_session *s = NULL;
         assert_int_equal(lm_session_new(m, &sp, &s, &err), LM_OK);
         float *all = malloc(n * nv * sizeof(float));
@@ -55,6 +57,7 @@ static void check_fixture(const char *name, double tol) {
             maxabs = fmax(maxabs, fabs(want));
         }
         double rel_err = sqrt(num / den);
+        if (getenv("LM_TEST_VERBOSE")) fprintf(stderr, "%s/%s kv %s: rel err %.3g\n", name, sname, kv_f32 ? "f32" : "f16", rel_err);
         if (rel_err > tol) fail_msg("%s/%s: last-logit relative error %.3g > %.1g", name, sname, rel_err, tol);
         /* top-5 per position by value (near-ties may swap order) */
         cJSON *pos;
@@ -95,7 +98,11 @@ static void check_fixture(const char *name, double tol) {
 
 static void test_fixtures(void **state) {
     (void)state;
-    for (size_t i = 0; i < LM_ARRAY_LEN(FIXTURES); i++) check_fixture(FIXTURES[i].name, FIXTURES[i].tol);
+    /* the F32 KV cache: only summation order differs from transformers */
+    for (size_t i = 0; i < LM_ARRAY_LEN(FIXTURES); i++) check_fixture(FIXTURES[i].name, FIXTURES[i].tol, true);
+    /* The default F16 KV cache (K, V rounded to 11 significant bits) adds up to 2e-3 of relative
+     * error over these fixtures (measured 2.6e-4..1.9e-3), so max(tol, 5e-3); greedy stays exact. */
+    for (size_t i = 0; i < LM_ARRAY_LEN(FIXTURES); i++) check_fixture(FIXTURES[i].name, fmax(FIXTURES[i].tol, 5e-3), false);
 }
 
 /* The stories260K safetensors folder (HF rotate-half layout) reproduces the GGUF reference. */

@@ -1,5 +1,5 @@
 /* compute/cpu/ops.c: the compute context (kernel choice, pool, scratch), matrix products split
- * over the pool by rows, and the element-wise ops of a transformer layer.
+ * over the pool by rows.
  * Owns: how work is split over threads. Does not own: the block formats (quants_*.c). */
 #include "compute/backend.h"
 #include "compute/cpu/quants.h"
@@ -51,6 +51,8 @@ void cm_ctx_free(cm_ctx *c) {
 
 const char *cm_ctx_kernels(const cm_ctx *c) { return c->kernels; }
 int cm_ctx_threads(const cm_ctx *c) { return c->nth; }
+lm_pool *cm_ctx_pool(const cm_ctx *c) { return c->pool; }
+uint32_t cm_ctx_features(const cm_ctx *c) { return c->features; }
 
 /* Makes sure every thread has `per` floats of scratch. Called before a pool run only. */
 static bool ensure_scratch(cm_ctx *c, size_t per) {
@@ -167,7 +169,7 @@ static bool ensure_gemm(cm_ctx *c, size_t n, size_t cols) {
         c->act = a;
         c->act_cap = need;
     }
-    size_t per = (cm_gemm_scratch_bytes(cols, n) + 63) & ~(size_t)63, total;
+    size_t per = (cm_gemm_scratch_bytes(cols) + 63) & ~(size_t)63, total;
     if (per > c->tiles_per) {
         if (!lm_mul_ok(per, (size_t)c->nth, &total)) return false;
         uint8_t *t = lm_realloc(c->tiles, total);
@@ -266,99 +268,7 @@ void cm_matmul(cm_ctx *c, const cm_matrix *w, const float *x, size_t n, float *y
     cm_matmul_multi(c, &w, 1, x, n, &y);
 }
 
-/* ---- element-wise ---- */
-
-void cm_rmsnorm(float *y, const float *x, const float *w, size_t n, float eps) {
-    double ss = 0;
-    for (size_t i = 0; i < n; i++) ss += (double)x[i] * x[i];
-    float scale = (float)(1.0 / sqrt(ss / (double)n + eps));
-    for (size_t i = 0; i < n; i++) y[i] = x[i] * scale * w[i];
-}
-
-void cm_rope(float *x, size_t n_rot, size_t pos, const float *inv_freq, float attn_factor,
-             bool interleaved) {
-    size_t half = n_rot / 2;
-    for (size_t i = 0; i < half; i++) {
-        float ang = (float)pos * inv_freq[i];
-        float c = cosf(ang) * attn_factor, s = sinf(ang) * attn_factor;
-        size_t a = interleaved ? 2 * i : i, b = interleaved ? 2 * i + 1 : i + half;
-        float x0 = x[a], x1 = x[b];
-        x[a] = x0 * c - x1 * s;
-        x[b] = x0 * s + x1 * c;
-    }
-}
-
-void cm_softmax(float *x, size_t n) {
-    float m = -INFINITY;
-    for (size_t i = 0; i < n; i++) m = x[i] > m ? x[i] : m;
-    double sum = 0;
-    for (size_t i = 0; i < n; i++) {
-        x[i] = expf(x[i] - m);
-        sum += x[i];
-    }
-    float inv = (float)(1.0 / sum);
-    for (size_t i = 0; i < n; i++) x[i] *= inv;
-}
-
-void cm_swiglu(float *out, const float *gate, const float *up, size_t n) {
-    for (size_t i = 0; i < n; i++) {
-        float g = gate[i];
-        out[i] = g / (1.0f + expf(-g)) * up[i];
-    }
-}
-
-void cm_add(float *y, const float *x, size_t n) {
-    for (size_t i = 0; i < n; i++) y[i] += x[i];
-}
-
-/* ---- attention ---- */
-
-typedef struct attn_job {
-    cm_ctx *c;
-    float *out;
-    const float *q, *k, *v;
-    size_t n_tok, pos0, n_head, n_head_kv, hd, stride, window;
-    float scale;
-} attn_job;
-
-static void attn_task(void *p, int ith, int nth) {
-    attn_job *j = p;
-    size_t total = j->n_tok * j->n_head;
-    size_t a0 = total * (size_t)ith / (size_t)nth, a1 = total * (size_t)(ith + 1) / (size_t)nth;
-    float *sc = j->c->scratch + (size_t)ith * j->c->scratch_per;
-    size_t group = j->n_head / j->n_head_kv;
-    for (size_t a = a0; a < a1; a++) {
-        size_t t = a / j->n_head, h = a % j->n_head, kvh = h / group;
-        size_t pos = j->pos0 + t;
-        size_t first = 0;
-        if (j->window && pos + 1 > j->window) first = pos + 1 - j->window;
-        const float *qv = j->q + (t * j->n_head + h) * j->hd;
-        const float *kb = j->k + kvh * j->stride * j->hd;
-        const float *vb = j->v + kvh * j->stride * j->hd;
-        size_t n = pos + 1 - first;
-        for (size_t i = 0; i < n; i++) sc[i] = dot_f32(qv, kb + (first + i) * j->hd, j->hd) * j->scale;
-        cm_softmax(sc, n);
-        float *o = j->out + (t * j->n_head + h) * j->hd;
-        memset(o, 0, j->hd * sizeof(float));
-        for (size_t i = 0; i < n; i++) {
-            const float *vr = vb + (first + i) * j->hd;
-            float w = sc[i];
-            for (size_t d = 0; d < j->hd; d++) o[d] += w * vr[d];
-        }
-    }
-}
-
-void cm_attention(cm_ctx *c, float *out, const float *q, const float *k_cache,
-                  const float *v_cache, size_t n_tok, size_t pos0, size_t n_head,
-                  size_t n_head_kv, size_t hd, size_t ctx_stride, float scale, size_t window) {
-    attn_job j = {c, out, q, k_cache, v_cache, n_tok, pos0, n_head, n_head_kv, hd, ctx_stride, window, scale};
-    if (!ensure_scratch(c, ctx_stride)) {
-        /* cannot happen after the session reserved scratch; keep output defined */
-        memset(out, 0, n_tok * n_head * hd * sizeof(float));
-        return;
-    }
-    lm_pool_run(c->pool, attn_task, &j);
-}
+/* Element-wise ops and attention live in attention.c. */
 
 bool cm_ctx_reserve(cm_ctx *c, size_t n_ctx, size_t max_cols) {
     return ensure_scratch(c, LM_MAX(n_ctx, max_cols));

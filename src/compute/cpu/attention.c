@@ -1,0 +1,322 @@
+/* compute/cpu/attention.c: causal grouped-query attention over the KV cache in one pass per
+ * query (online softmax), cache rows in F16 or F32, and the element-wise ops of a layer.
+ * Owns: how attention is tiled and split over the pool, the KV row format, and the portable
+ * inner loops (the oracle for attention_avx2.c).
+ * Does not own: matrix products (ops.c) or where the cache lives (model/forward.c). */
+#include "compute/cpu/attention.h"
+
+#include <math.h>
+
+/* Tile sizes: ATTN_KB keys are made float once (K and V) and then used by up to ATTN_ROWS
+ * (query, head) rows that share one KV head, so each cache row is read from memory once per
+ * tile of rows; with hd = 128 the working set (2 * 32 * 128 + 32 * 32 + 32 * 128 floats, 53 KiB)
+ * stays in L2. */
+#define ATTN_KB 32
+#define ATTN_ROWS 32
+
+/* ---- portable kernels ---- */
+
+/* Half to float, exact; the bit shift handles normal numbers, core the rest. */
+static inline float h2f(uint16_t h) {
+    uint32_t em = h & 0x7FFFu;
+    if (em >= 0x0400u && em < 0x7C00u) {
+        union { uint32_t u; float f; } v;
+        v.u = ((uint32_t)(h & 0x8000u) << 16) | ((em << 13) + ((uint32_t)(127 - 15) << 23));
+        return v.f;
+    }
+    return lm_f16_to_f32(h);
+}
+
+static float dot_ref(const float *a, const float *b, size_t n) {
+    float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        s0 += a[i] * b[i];
+        s1 += a[i + 1] * b[i + 1];
+        s2 += a[i + 2] * b[i + 2];
+        s3 += a[i + 3] * b[i + 3];
+    }
+    for (; i < n; i++) s0 += a[i] * b[i];
+    return (s0 + s1) + (s2 + s3);
+}
+
+static void scores_ref(float *s, const float *q, const float *k, size_t n_keys, size_t hd, float scale) {
+    for (size_t j = 0; j < n_keys; j++) s[j] = scale * dot_ref(q, k + j * hd, hd);
+}
+
+static float exp_sum_ref(float *s, size_t n, float m) {
+    float sum = 0;
+    for (size_t j = 0; j < n; j++) {
+        s[j] = expf(s[j] - m);
+        sum += s[j];
+    }
+    return sum;
+}
+
+static void accum_ref(float *acc, const float *p, const float *v, size_t n_keys, size_t hd) {
+    for (size_t j = 0; j < n_keys; j++) {
+        float w = p[j];
+        const float *vr = v + j * hd;
+        for (size_t d = 0; d < hd; d++) acc[d] += w * vr[d];
+    }
+}
+
+static void scale_ref(float *x, size_t n, float f) {
+    for (size_t i = 0; i < n; i++) x[i] *= f;
+}
+
+static void f16_to_f32_ref(float *dst, const uint16_t *src, size_t n) {
+    for (size_t i = 0; i < n; i++) dst[i] = h2f(src[i]);
+}
+
+static void f32_to_f16_ref(uint16_t *dst, const float *src, size_t n) {
+    for (size_t i = 0; i < n; i++) dst[i] = lm_f32_to_f16(src[i]);
+}
+
+static void swiglu_ref(float *gate, const float *up, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        float g = gate[i];
+        gate[i] = g / (1.0f + expf(-g)) * up[i];
+    }
+}
+
+static const cm_attn_kernels kernels_ref = {
+    "ref", scores_ref, exp_sum_ref, accum_ref, scale_ref, f16_to_f32_ref, f32_to_f16_ref, swiglu_ref,
+};
+
+const cm_attn_kernels *cm_attn_kernels_get(uint32_t cpu_features) {
+#ifdef CM_HAVE_ATTN_AVX2
+    uint32_t need = LM_CPU_AVX2 | LM_CPU_FMA | LM_CPU_F16C;
+    if ((cpu_features & need) == need) return &cm_attn_kernels_avx2;
+#else
+    (void)cpu_features;
+#endif
+    return &kernels_ref;
+}
+
+/* ---- element-wise ---- */
+
+void cm_rmsnorm(float *y, const float *x, const float *w, size_t n, float eps) {
+    double ss = 0;
+    for (size_t i = 0; i < n; i++) ss += (double)x[i] * x[i];
+    float scale = (float)(1.0 / sqrt(ss / (double)n + eps));
+    for (size_t i = 0; i < n; i++) y[i] = x[i] * scale * w[i];
+}
+
+void cm_add_rmsnorm(float *x, const float *r, float *y, const float *w, size_t n, float eps) {
+    double ss = 0;
+    for (size_t i = 0; i < n; i++) {
+        float v = x[i] + r[i];
+        x[i] = v;
+        ss += (double)v * v;
+    }
+    float scale = (float)(1.0 / sqrt(ss / (double)n + eps));
+    for (size_t i = 0; i < n; i++) y[i] = x[i] * scale * w[i];
+}
+
+void cm_rope_cs(float *cs, size_t n_rot, size_t pos, const float *inv_freq, float attn_factor) {
+    for (size_t i = 0; i < n_rot / 2; i++) {
+        float ang = (float)pos * inv_freq[i];
+        cs[2 * i] = cosf(ang) * attn_factor;
+        cs[2 * i + 1] = sinf(ang) * attn_factor;
+    }
+}
+
+void cm_rope_apply(float *x, size_t n_rot, const float *cs, bool interleaved) {
+    size_t half = n_rot / 2;
+    for (size_t i = 0; i < half; i++) {
+        float c = cs[2 * i], s = cs[2 * i + 1];
+        size_t a = interleaved ? 2 * i : i, b = interleaved ? 2 * i + 1 : i + half;
+        float x0 = x[a], x1 = x[b];
+        x[a] = x0 * c - x1 * s;
+        x[b] = x0 * s + x1 * c;
+    }
+}
+
+void cm_rope(float *x, size_t n_rot, size_t pos, const float *inv_freq, float attn_factor,
+             bool interleaved) {
+    size_t half = n_rot / 2;
+    for (size_t i = 0; i < half; i++) {
+        float cs[2];
+        cm_rope_cs(cs, 2, pos, inv_freq + i, attn_factor);
+        size_t a = interleaved ? 2 * i : i, b = interleaved ? 2 * i + 1 : i + half;
+        float x0 = x[a], x1 = x[b];
+        x[a] = x0 * cs[0] - x1 * cs[1];
+        x[b] = x0 * cs[1] + x1 * cs[0];
+    }
+}
+
+void cm_softmax(float *x, size_t n) {
+    float m = -INFINITY;
+    for (size_t i = 0; i < n; i++) m = x[i] > m ? x[i] : m;
+    double sum = 0;
+    for (size_t i = 0; i < n; i++) {
+        x[i] = expf(x[i] - m);
+        sum += x[i];
+    }
+    float inv = (float)(1.0 / sum);
+    for (size_t i = 0; i < n; i++) x[i] *= inv;
+}
+
+void cm_add(float *y, const float *x, size_t n) {
+    for (size_t i = 0; i < n; i++) y[i] += x[i];
+}
+
+typedef struct swiglu_job {
+    const cm_attn_kernels *k;
+    float *gate;
+    const float *up;
+    size_t n;
+} swiglu_job;
+
+static void swiglu_task(void *p, int ith, int nth) {
+    swiglu_job *j = p;
+    /* split on multiples of 8 floats so no two threads write one cache line half */
+    size_t blocks = (j->n + 7) / 8;
+    size_t b0 = blocks * (size_t)ith / (size_t)nth, b1 = blocks * (size_t)(ith + 1) / (size_t)nth;
+    size_t i0 = b0 * 8, i1 = LM_MIN(b1 * 8, j->n);
+    if (i1 > i0) j->k->swiglu(j->gate + i0, j->up + i0, i1 - i0);
+}
+
+void cm_swiglu(cm_ctx *c, float *gate, const float *up, size_t n) {
+    const cm_attn_kernels *k = cm_attn_kernels_get(cm_ctx_features(c));
+    /* below this the pool's wake-up costs more than the work */
+    if (n < 32768 || cm_ctx_threads(c) < 2) {
+        k->swiglu(gate, up, n);
+        return;
+    }
+    swiglu_job j = {k, gate, up, n};
+    lm_pool_run(cm_ctx_pool(c), swiglu_task, &j);
+}
+
+/* ---- KV cache rows ---- */
+
+void cm_kv_store(const cm_ctx *c, uint32_t type, void *dst, const float *src, size_t n) {
+    if (type == CM_F16)
+        cm_attn_kernels_get(cm_ctx_features(c))->f32_to_f16(dst, src, n);
+    else
+        memcpy(dst, src, n * sizeof(float));
+}
+
+/* ---- attention ---- */
+
+/* Floats of one scratch region of n, rounded up to a 64-byte line. */
+static size_t line_up(size_t n) { return (n + 15) & ~(size_t)15; }
+
+size_t cm_attention_scratch(size_t hd) {
+    return 2 * line_up(ATTN_KB * hd) + line_up(ATTN_ROWS * ATTN_KB) + line_up(ATTN_ROWS * hd) +
+           2 * line_up(ATTN_ROWS) + 16;
+}
+
+typedef struct attn_job {
+    const cm_attn_args *a;
+    const cm_attn_kernels *k;
+    size_t group;       /* query heads per KV head */
+    size_t rows_t;      /* query tokens per tile */
+    size_t rows_g;      /* heads per tile (a chunk of the group) */
+    size_t n_tb, n_gb;  /* tiles along tokens and along the group */
+    size_t n_tasks;
+} attn_job;
+
+/* First key position token t may attend to (sliding window). */
+static size_t first_key(const cm_attn_args *a, size_t t) {
+    size_t pos = a->pos0 + t;
+    return a->window && pos + 1 > a->window ? pos + 1 - a->window : 0;
+}
+
+/* One tile: tokens [t0, t1) x heads [g0, g1) of KV head kvh, one pass over their keys. */
+static void attn_tile(const attn_job *j, float *scratch, size_t kvh, size_t t0, size_t t1,
+                      size_t g0, size_t g1) {
+    const cm_attn_args *a = j->a;
+    const cm_attn_kernels *k = j->k;
+    size_t hd = a->hd, ng = g1 - g0, n_rows = (t1 - t0) * ng;
+    float *ktile = scratch;
+    float *vtile = ktile + line_up(ATTN_KB * hd);
+    float *sc = vtile + line_up(ATTN_KB * hd);
+    float *acc = sc + line_up(ATTN_ROWS * ATTN_KB);
+    float *mx = acc + line_up(ATTN_ROWS * hd);
+    float *l = mx + line_up(ATTN_ROWS);
+    for (size_t r = 0; r < n_rows; r++) {
+        mx[r] = -INFINITY;
+        l[r] = 0;
+    }
+    memset(acc, 0, n_rows * hd * sizeof(float));
+
+    bool f16 = a->kv_type == CM_F16;
+    size_t esz = f16 ? 2 : 4;
+    const uint8_t *kb = (const uint8_t *)a->k + kvh * a->ctx_stride * hd * esz;
+    const uint8_t *vb = (const uint8_t *)a->v + kvh * a->ctx_stride * hd * esz;
+    size_t j_lo = first_key(a, t0), j_hi = a->pos0 + t1; /* keys [j_lo, j_hi) */
+    for (size_t j0 = j_lo; j0 < j_hi; j0 += ATTN_KB) {
+        size_t j1 = LM_MIN(j0 + ATTN_KB, j_hi), n_keys = j1 - j0;
+        const float *kt, *vt;
+        if (f16) {
+            k->f16_to_f32(ktile, (const uint16_t *)kb + j0 * hd, n_keys * hd);
+            k->f16_to_f32(vtile, (const uint16_t *)vb + j0 * hd, n_keys * hd);
+            kt = ktile;
+            vt = vtile;
+        } else {
+            kt = (const float *)kb + j0 * hd;
+            vt = (const float *)vb + j0 * hd;
+        }
+        for (size_t t = t0; t < t1; t++) {
+            size_t lo = LM_MAX(j0, first_key(a, t)), hi = LM_MIN(j1, a->pos0 + t + 1);
+            if (lo >= hi) continue;
+            size_t n = hi - lo, off = lo - j0;
+            for (size_t g = g0; g < g1; g++) {
+                size_t r = (t - t0) * ng + (g - g0), h = kvh * j->group + g;
+                const float *qv = a->q + (t * a->n_head + h) * hd;
+                float *s = sc + r * ATTN_KB, *ar = acc + r * hd;
+                k->scores(s, qv, kt + off * hd, n, hd, a->scale);
+                float m = s[0];
+                for (size_t i = 1; i < n; i++) m = s[i] > m ? s[i] : m;
+                if (m > mx[r]) {
+                    if (l[r] > 0) {
+                        float f = expf(mx[r] - m);
+                        l[r] *= f;
+                        k->scale(ar, hd, f);
+                    }
+                    mx[r] = m;
+                }
+                l[r] += k->exp_sum(s, n, mx[r]);
+                k->accum(ar, s, vt + off * hd, n, hd);
+            }
+        }
+    }
+    for (size_t t = t0; t < t1; t++)
+        for (size_t g = g0; g < g1; g++) {
+            size_t r = (t - t0) * ng + (g - g0), h = kvh * j->group + g;
+            float *o = a->out + (t * a->n_head + h) * hd;
+            float inv = l[r] > 0 ? 1.0f / l[r] : 0.0f;
+            for (size_t d = 0; d < hd; d++) o[d] = acc[r * hd + d] * inv;
+        }
+}
+
+static void attn_task(void *p, int ith, int nth) {
+    const attn_job *j = p;
+    const cm_attn_args *a = j->a;
+    float *scratch = a->scratch + (size_t)ith * cm_attention_scratch(a->hd);
+    /* Tiles are dealt round-robin: later query tiles see more keys, so striding mixes long and
+     * short ones on every thread. */
+    for (size_t task = (size_t)ith; task < j->n_tasks; task += (size_t)nth) {
+        size_t gb = task % j->n_gb, rest = task / j->n_gb;
+        size_t tb = rest % j->n_tb, kvh = rest / j->n_tb;
+        size_t t0 = tb * j->rows_t, t1 = LM_MIN(t0 + j->rows_t, a->n_tok);
+        size_t g0 = gb * j->rows_g, g1 = LM_MIN(g0 + j->rows_g, j->group);
+        attn_tile(j, scratch, kvh, t0, t1, g0, g1);
+    }
+}
+
+void cm_attention(cm_ctx *c, const cm_attn_args *a) {
+    if (a->n_tok == 0) return;
+    attn_job j;
+    j.a = a;
+    j.k = cm_attn_kernels_get(cm_ctx_features(c));
+    j.group = a->n_head / a->n_head_kv;
+    j.rows_g = LM_MIN(j.group, (size_t)ATTN_ROWS);
+    j.rows_t = ATTN_ROWS / j.rows_g;
+    j.n_gb = (j.group + j.rows_g - 1) / j.rows_g;
+    j.n_tb = (a->n_tok + j.rows_t - 1) / j.rows_t;
+    j.n_tasks = a->n_head_kv * j.n_tb * j.n_gb;
+    lm_pool_run(cm_ctx_pool(c), attn_task, &j);
+}
