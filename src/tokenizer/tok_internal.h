@@ -10,7 +10,7 @@ enum tok_model { TOK_MODEL_SPM, TOK_MODEL_BPE };
 
 /* Open-addressing hash of vocabulary strings to ids. */
 typedef struct tok_strmap {
-    int32_t *slots; /* id, or -1 for an empty slot */
+    uint64_t *slots; /* (hash high 32 bits << 32) | id; UINT64_MAX for an empty slot */
     size_t mask;
 } tok_strmap;
 
@@ -72,6 +72,15 @@ int32_t tok_strmap_get(const tok_tokenizer *t, const char *s, size_t n);
 bool tok_mergemap_init(tok_mergemap *m, size_t n);
 void tok_mergemap_put(tok_mergemap *m, int32_t a, int32_t b, int32_t rank, int32_t id);
 const tok_merge *tok_mergemap_get(const tok_mergemap *m, int32_t a, int32_t b);
+/* A merge as text: left and right pieces (not NUL-terminated). */
+typedef struct tok_merge_text {
+    const char *a, *b;
+    uint32_t la, lb;
+} tok_merge_text;
+/* Puts merges m[0..n) into t->merges (already initialised for n) with rank = index, after
+ * t->map is built. Returns SIZE_MAX, or the index of the first merge whose left, right or joined
+ * piece is not in the vocabulary (the merges before it are in). */
+size_t tok_merges_build(tok_tokenizer *t, const tok_merge_text *m, size_t n);
 
 /* Allocates pieces/lengths/kinds/special (and scores when with_scores) for n tokens whose text
  * takes arena_bytes in total (NULs included). */

@@ -929,10 +929,7 @@ typedef struct vent {
     uint32_t len;
     int32_t id;
 } vent;
-typedef struct ment {
-    const char *a, *b;
-    uint32_t la, lb;
-} ment;
+typedef tok_merge_text ment;
 typedef struct big_lists {
     vent *v;
     size_t n_v;
@@ -1370,25 +1367,13 @@ static lm_status load(loader *L, const cJSON *root, const cJSON *cfg, big_lists 
     if (t->unk >= 0 && t->kinds[t->unk] == TOK_KIND_NORMAL) t->kinds[t->unk] = TOK_KIND_UNKNOWN;
     /* merges: rank = position */
     if (!tok_mergemap_init(&t->merges, big->n_m)) return lm_fail_nomem(L->err, "merges");
-    lm_buf cat = {0};
-    for (size_t r = 0; r < big->n_m; r++) {
-        const ment *m = &big->m[r];
-        int32_t ia = tok_strmap_get(t, m->a, m->la), ib = tok_strmap_get(t, m->b, m->lb);
-        lm_buf_reset(&cat);
-        lm_buf_append(&cat, m->a, m->la);
-        lm_buf_append(&cat, m->b, m->lb);
-        if (cat.oom) return lm_fail_nomem(L->err, "merges");
-        int32_t ic = tok_strmap_get(t, cat.data, cat.len);
-        if (ia < 0 || ib < 0 || ic < 0) {
-            lm_fail(L->err, LM_ERR_FORMAT,
-                    "%s: model.merges[%d]: '%.*s' + '%.*s' names a token not in model.vocab",
-                    L->name, (int)r, (int)LM_MIN(m->la, 40), m->a, (int)LM_MIN(m->lb, 40), m->b);
-            lm_buf_free(&cat);
-            return LM_ERR_FORMAT;
-        }
-        tok_mergemap_put(&t->merges, ia, ib, (int32_t)r, ic);
+    size_t bad = tok_merges_build(t, big->m, big->n_m);
+    if (bad != SIZE_MAX) {
+        const ment *m = &big->m[bad];
+        return lm_fail(L->err, LM_ERR_FORMAT,
+                       "%s: model.merges[%d]: '%.*s' + '%.*s' names a token not in model.vocab",
+                       L->name, (int)bad, (int)LM_MIN(m->la, 40), m->a, (int)LM_MIN(m->lb, 40), m->b);
     }
-    lm_buf_free(&cat);
     const cJSON *x = cJSON_GetObjectItemCaseSensitive(root, "normalizer");
     if (x && !cJSON_IsNull(x) && (st = add_norm(L, x, "normalizer"))) return st;
     match_list ml = {0};

@@ -36,51 +36,87 @@ void tok_vec_free(tok_vec *v) {
 
 /* ---- hashes ---- */
 
-uint64_t tok_hash(const char *s, size_t n) {
-    uint64_t h = 1469598103934665603ull; /* FNV-1a, then a final mix for the low bits */
+/* FNV-1a in two steps so a key given in two parts (a merge's left + right) hashes like the
+ * joined string; then a final mix for the low bits. */
+#define FNV_SEED 1469598103934665603ull
+static inline uint64_t fnv_more(uint64_t h, const char *s, size_t n) {
     for (size_t i = 0; i < n; i++)
         h = (h ^ (uint8_t)s[i]) * 1099511628211ull;
+    return h;
+}
+static inline uint64_t fnv_end(uint64_t h) {
     h ^= h >> 29;
     h *= 0xbf58476d1ce4e5b9ull;
     h ^= h >> 32;
     return h;
 }
 
+uint64_t tok_hash(const char *s, size_t n) { return fnv_end(fnv_more(FNV_SEED, s, n)); }
+
+/* A slot holds (tag << 32 | id), tag = the hash's high 32 bits, so a probe rejects almost every
+ * other key without reading its piece; SLOT_EMPTY marks an empty slot. */
+#define SLOT_EMPTY UINT64_MAX
+static inline uint64_t slot_of(uint64_t h, int32_t id) { return (h & 0xffffffff00000000ull) | (uint32_t)id; }
+
+#if defined(__GNUC__)
+#define PREFETCH(p) __builtin_prefetch(p)
+#else
+#define PREFETCH(p) ((void)(p))
+#endif
+
 bool tok_strmap_build(tok_tokenizer *t) {
     size_t cap = 16;
     while (cap < (size_t)t->n_vocab * 2)
         cap *= 2;
     lm_free(t->map.slots);
-    t->map.slots = lm_malloc(cap * sizeof(int32_t));
+    t->map.slots = lm_malloc(cap * sizeof *t->map.slots);
     if (!t->map.slots) return false;
-    memset(t->map.slots, 0xff, cap * sizeof(int32_t));
+    memset(t->map.slots, 0xff, cap * sizeof *t->map.slots);
     t->map.mask = cap - 1;
-    for (int32_t id = 0; id < t->n_vocab; id++) {
-        size_t i = tok_hash(t->pieces[id], t->piece_len[id]) & t->map.mask;
-        bool dup = false;
-        while (t->map.slots[i] >= 0) {
-            int32_t o = t->map.slots[i];
-            if (t->piece_len[o] == t->piece_len[id] &&
-                memcmp(t->pieces[o], t->pieces[id], t->piece_len[id]) == 0) {
-                dup = true;
-                break;
-            }
-            i = (i + 1) & t->map.mask;
+    enum { B = 16 };
+    uint64_t hs[B];
+    for (int32_t base = 0; base < t->n_vocab; base += B) {
+        int32_t nb = LM_MIN(B, t->n_vocab - base);
+        for (int32_t k = 0; k < nb; k++) {
+            hs[k] = tok_hash(t->pieces[base + k], t->piece_len[base + k]);
+            PREFETCH(&t->map.slots[hs[k] & t->map.mask]);
         }
-        if (!dup) t->map.slots[i] = id;
+        for (int32_t k = 0; k < nb; k++) {
+            int32_t id = base + k;
+            uint64_t h = hs[k];
+            size_t i = h & t->map.mask;
+            bool dup = false;
+            for (uint64_t v; (v = t->map.slots[i]) != SLOT_EMPTY; i = (i + 1) & t->map.mask) {
+                int32_t o = (int32_t)(uint32_t)v;
+                if ((v >> 32) == (h >> 32) && t->piece_len[o] == t->piece_len[id] &&
+                    memcmp(t->pieces[o], t->pieces[id], t->piece_len[id]) == 0) {
+                    dup = true;
+                    break;
+                }
+            }
+            if (!dup) t->map.slots[i] = slot_of(h, id);
+        }
     }
     return true;
 }
 
-int32_t tok_strmap_get(const tok_tokenizer *t, const char *s, size_t n) {
+/* Looks up the key s1 + s2 (s2 may be empty) whose hash is h. */
+static int32_t strmap_get2(const tok_tokenizer *t, uint64_t h, const char *s1, size_t n1, const char *s2,
+                           size_t n2) {
     if (!t->map.slots) return -1;
-    size_t i = tok_hash(s, n) & t->map.mask;
-    for (;;) {
-        int32_t id = t->map.slots[i];
-        if (id < 0) return -1;
-        if (t->piece_len[id] == n && memcmp(t->pieces[id], s, n) == 0) return id;
-        i = (i + 1) & t->map.mask;
+    size_t i = h & t->map.mask;
+    for (uint64_t v; (v = t->map.slots[i]) != SLOT_EMPTY; i = (i + 1) & t->map.mask) {
+        if ((v >> 32) != (h >> 32)) continue;
+        int32_t id = (int32_t)(uint32_t)v;
+        const char *p = t->pieces[id];
+        if (t->piece_len[id] == n1 + n2 && memcmp(p, s1, n1) == 0 && (!n2 || memcmp(p + n1, s2, n2) == 0))
+            return id;
     }
+    return -1;
+}
+
+int32_t tok_strmap_get(const tok_tokenizer *t, const char *s, size_t n) {
+    return strmap_get2(t, tok_hash(s, n), s, n, NULL, 0);
 }
 
 static uint64_t mix64(uint64_t x) {
@@ -127,6 +163,59 @@ const tok_merge *tok_mergemap_get(const tok_mergemap *m, int32_t a, int32_t b) {
         i = (i + 1) & m->mask;
     }
     return NULL;
+}
+
+size_t tok_merges_build(tok_tokenizer *t, const tok_merge_text *m, size_t n) {
+    /* 280k merges make ~840k lookups and 280k inserts into tables of several MB: each one a
+     * cache miss when done in order. In batches, every table line a batch needs is prefetched
+     * first (slots, then the pieces the slots name), and a batch's inserts wait until the next
+     * batch's lookups are done, so the misses overlap. Inserts stay in rank order. */
+    enum { B = 64 };
+    uint64_t h[B][3];
+    int32_t id[B][3], pend[B][3];
+    size_t n_pend = 0, pend_base = 0;
+    for (size_t base = 0; base < n; base += B) {
+        size_t nb = LM_MIN((size_t)B, n - base);
+        for (size_t k = 0; k < nb; k++) {
+            const tok_merge_text *x = &m[base + k];
+            uint64_t ha = fnv_more(FNV_SEED, x->a, x->la);
+            h[k][0] = fnv_end(ha);
+            h[k][1] = tok_hash(x->b, x->lb);
+            h[k][2] = fnv_end(fnv_more(ha, x->b, x->lb));
+            for (int j = 0; j < 3; j++) PREFETCH(&t->map.slots[h[k][j] & t->map.mask]);
+        }
+        for (size_t k = 0; k < n_pend; k++)
+            tok_mergemap_put(&t->merges, pend[k][0], pend[k][1], (int32_t)(pend_base + k), pend[k][2]);
+        for (size_t k = 0; k < nb; k++)
+            for (int j = 0; j < 3; j++) {
+                uint64_t v = t->map.slots[h[k][j] & t->map.mask];
+                if (v != SLOT_EMPTY) {
+                    int32_t o = (int32_t)(uint32_t)v;
+                    PREFETCH(&t->pieces[o]);
+                    PREFETCH(&t->piece_len[o]);
+                }
+            }
+        for (size_t k = 0; k < nb; k++)
+            for (int j = 0; j < 3; j++) {
+                uint64_t v = t->map.slots[h[k][j] & t->map.mask];
+                if (v != SLOT_EMPTY) PREFETCH(t->pieces[(int32_t)(uint32_t)v]);
+            }
+        for (size_t k = 0; k < nb; k++) {
+            const tok_merge_text *x = &m[base + k];
+            id[k][0] = strmap_get2(t, h[k][0], x->a, x->la, NULL, 0);
+            id[k][1] = strmap_get2(t, h[k][1], x->b, x->lb, NULL, 0);
+            id[k][2] = strmap_get2(t, h[k][2], x->a, x->la, x->b, x->lb);
+            if (id[k][0] < 0 || id[k][1] < 0 || id[k][2] < 0) return base + k;
+            uint64_t key = ((uint64_t)(uint32_t)id[k][0] << 32) | (uint32_t)id[k][1];
+            PREFETCH(&t->merges.slots[mix64(key) & t->merges.mask]);
+        }
+        memcpy(pend, id, nb * sizeof id[0]);
+        n_pend = nb;
+        pend_base = base;
+    }
+    for (size_t k = 0; k < n_pend; k++)
+        tok_mergemap_put(&t->merges, pend[k][0], pend[k][1], (int32_t)(pend_base + k), pend[k][2]);
+    return SIZE_MAX;
 }
 
 /* ---- vocabulary storage ---- */
@@ -613,33 +702,33 @@ lm_status tok_load_gguf(const gguf_file *g, tok_tokenizer **out, lm_error *err) 
         t->dec.strip_first = t->add_space_prefix ? 1 : 0; /* the prefix it added */
     } else {
         t->dec.byte_level = true;
-        if (!tok_mergemap_init(&t->merges, (size_t)merges->v.arr.n)) goto nomem;
-        for (uint64_t i = 0; i < merges->v.arr.n; i++) {
+        size_t nm = (size_t)merges->v.arr.n;
+        if (!tok_mergemap_init(&t->merges, nm)) goto nomem;
+        tok_merge_text *mt = lm_malloc((nm ? nm : 1) * sizeof *mt);
+        if (!mt) goto nomem;
+        for (size_t i = 0; i < nm; i++) {
             gguf_value *mv = &merges->v.arr.items[i];
             const char *a = mv->v.s.ptr, *sp = NULL;
             for (uint64_t k = 1; mv->type == GGUF_STRING && k < mv->v.s.len && !sp; k++)
                 if (a[k] == ' ') sp = a + k;
             if (!sp) {
+                lm_free(mt);
                 tok_free(t);
                 return lm_fail(err, LM_ERR_FORMAT,
                                "%s: tokenizer.ggml.merges[%d]: expected \"a b\"", name, (int)i);
             }
-            size_t la = (size_t)(sp - a), lb = (size_t)mv->v.s.len - la - 1;
-            int32_t ia = tok_strmap_get(t, a, la), ib = tok_strmap_get(t, sp + 1, lb), ic = -1;
-            if (ia >= 0 && ib >= 0 && la + lb < 1024) {
-                char cat[1024];
-                memcpy(cat, a, la);
-                memcpy(cat + la, sp + 1, lb);
-                ic = tok_strmap_get(t, cat, la + lb);
-            }
-            if (ic < 0) {
-                tok_free(t);
-                return lm_fail(err, LM_ERR_FORMAT,
-                               "%s: tokenizer.ggml.merges[%d]: '%.*s' names a token not in the "
-                               "vocabulary",
-                               name, (int)i, (int)LM_MIN(mv->v.s.len, 40), a);
-            }
-            tok_mergemap_put(&t->merges, ia, ib, (int32_t)i, ic);
+            size_t la = (size_t)(sp - a);
+            mt[i] = (tok_merge_text){a, sp + 1, (uint32_t)la, (uint32_t)(mv->v.s.len - la - 1)};
+        }
+        size_t bad = tok_merges_build(t, mt, nm);
+        lm_free(mt);
+        if (bad != SIZE_MAX) {
+            const gguf_value *mv = &merges->v.arr.items[bad];
+            tok_free(t);
+            return lm_fail(err, LM_ERR_FORMAT,
+                           "%s: tokenizer.ggml.merges[%d]: '%.*s' names a token not in the "
+                           "vocabulary",
+                           name, (int)bad, (int)LM_MIN(mv->v.s.len, 40), mv->v.s.ptr);
         }
     }
     t->bos_text = dup_piece(t, t->bos);
