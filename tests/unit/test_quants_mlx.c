@@ -73,8 +73,9 @@ static const uint32_t k_sb[] = {CM_F16, CM_BF16, CM_F32};
 /* Group counts cover the kernels' chunks of 8 groups and their tails. */
 static const size_t k_groups[] = {1, 3, 8, 11, 17};
 
-/* The prepared activation: the Q8_0 blocks of the reference quantizer (scales as floats, quants
- * reordered for 4-bit), the float group sums; identical with every quantizer. */
+/* The prepared activation: per block of 32, d = max|x| / 32767 and q = round(x / d) in int16
+ * (within 0.51 d: x / d is computed as x * (1 / d) in float)
+ * (4-bit: even elements first), and per group the sum of d * q. */
 static void test_quantize_x(void **state) {
     (void)state;
     for (size_t bi = 0; bi < LM_ARRAY_LEN(k_bits); bi++)
@@ -83,46 +84,49 @@ static void test_quantize_x(void **state) {
             cm_matrix m = {.type = CM_MLX, .rows = 1, .cols = cols, .bits = k_bits[bi],
                            .group_size = k_gs[gi], .sb_type = CM_BF16};
             size_t bytes = cm_mlx_xq_bytes(&m), qoff = cm_mlx_xq_qoff(&m);
-            assert_true(qoff % 32 == 0 && qoff >= (nb + 2 * ng) * 4 && bytes == qoff + cols);
+            assert_true(qoff % 32 == 0 && qoff >= (nb + ng) * 4 && bytes == qoff + 2 * cols);
             float *x = lm_malloc(cols * sizeof(float));
-            uint8_t *a = lm_malloc(bytes), *b = lm_malloc(bytes), *blk = lm_malloc(nb * 34);
+            uint8_t *a = lm_malloc(bytes), *b = lm_malloc(bytes);
             memset(a, 0, bytes);
-            memset(b, 0, bytes);
+            memset(b, 0xAB, bytes);
             make_x(x, cols, 5 + bi * 10 + gi);
             cm_mlx_quantize_x(&m, x, a, 0);
             cm_mlx_quantize_x(&m, x, b, lm_cpu_features());
-            assert_memory_equal(a, b, bytes);
-            assert_true(cm_quantize_ref(CM_Q8_0, x, blk, cols));
-            const float *d = (const float *)(void *)a, *gsum = d + nb, *gqsum = gsum + ng;
-            const int8_t *q = (const int8_t *)(a + qoff);
+            assert_memory_equal(a + qoff, b + qoff, 2 * cols);
+            assert_memory_equal(a, b, (nb + ng) * 4);
+            const float *d = (const float *)(void *)a, *gqsum = d + nb;
+            const int16_t *q = (const int16_t *)(void *)(a + qoff);
             for (size_t g = 0; g < ng; g++) {
-                double sx = 0, sq = 0;
+                double sq = 0;
                 for (size_t i = g * k_gs[gi]; i < (g + 1) * k_gs[gi]; i++) {
                     size_t bl = i / 32, j = i % 32;
-                    float dd = lm_f16_to_f32((uint16_t)(blk[bl * 34] | (blk[bl * 34 + 1] << 8)));
-                    int8_t want = (int8_t)blk[bl * 34 + 2 + j];
-                    int8_t got = k_bits[bi] == 4 ? q[bl * 32 + (j % 2) * 16 + j / 2] : q[i];
-                    if (got != want || d[bl] != dd)
-                        fail_msg("bits %u gs %u elem %zu: q %d want %d, d %g want %g", k_bits[bi],
-                                 k_gs[gi], i, got, want, d[bl], dd);
-                    sx += x[i];
-                    sq += (double)dd * want;
+                    double amax = 0;
+                    for (size_t k = bl * 32; k < bl * 32 + 32; k++) amax = fmax(amax, fabs(x[k]));
+                    double dd = amax / 32767;
+                    int16_t got = k_bits[bi] == 4 ? q[bl * 32 + (j % 2) * 16 + j / 2] : q[i];
+                    if (fabs(d[bl] - dd) > 1e-6 * dd || fabs(got * dd - x[i]) > dd * 0.51)
+                        fail_msg("bits %u gs %u elem %zu: q %d d %g for x %g (d want %g)", k_bits[bi],
+                                 k_gs[gi], i, got, d[bl], x[i], dd);
+                    if (bl == 1) assert_true(got == 0 && d[bl] == 0.0f); /* the zero block */
+                    sq += (double)d[bl] * got;
                 }
-                assert_true(fabs(gsum[g] - sx) <= 1e-5 * (fabs(sx) + 1));
                 assert_true(fabs(gqsum[g] - sq) <= 1e-5 * (fabs(sq) + 1));
             }
+            /* A NaN makes its block's scale NaN, so it reaches the products. */
+            x[3] = NAN;
+            cm_mlx_quantize_x(&m, x, a, 0);
+            assert_true(isnan(((const float *)(void *)a)[0]));
             lm_free(x);
             lm_free(a);
             lm_free(b);
-            lm_free(blk);
         }
 }
 
 /* Tolerances:
  *  oracle vs the float dot of the dequantized row: x's rounding to 8 bits moves each product
- *  by at most |s q| d/2, so |oracle - exact| <= sum |s q_i| d_b / 2 (+ float rounding);
+ *  by at most |w_i| d_b / 2, so |oracle - exact| <= sum |w_i| d_b / 2 (+ float rounding);
  *  kernels vs oracle: only float summation order differs, so 1e-5 of the sum of the magnitudes
- *  of the terms (sum_g |s| sum_i |q d xq| + |bias gsum|) plus 1e-6. */
+ *  of the terms (sum_g |s| sum_i |q d xq| + |bias gqsum|) plus 1e-6. */
 static void test_kernels(void **state) {
     (void)state;
     uint32_t feat = lm_cpu_features();
@@ -150,7 +154,7 @@ static void test_kernels(void **state) {
                     for (size_t t = 0; t < n_tok; t++) {
                         const float *xt = x + t * cols;
                         const uint8_t *at = xq + t * xb;
-                        const float *d = (const float *)(const void *)at, *gsum = d + cols / 32;
+                        const float *d = (const float *)(const void *)at, *gqsum = d + cols / 32;
                         for (size_t r = 0; r < rows; r++) {
                             double exact = 0, bound = 0, mag = 0;
                             for (size_t g = 0; g < ng; g++) {
@@ -159,10 +163,10 @@ static void test_kernels(void **state) {
                                 for (size_t i = g * gs; i < (g + 1) * gs; i++) {
                                     double qi = f.q[r * cols + i];
                                     exact += (s * qi + bias) * xt[i];
-                                    bound += fabs(s * qi) * d[i / 32] / 2;
+                                    bound += fabs(s * qi + bias) * d[i / 32] / 2;
                                     gm += qi * fabs(xt[i]) * 1.01;
                                 }
-                                mag += fabs(s) * gm + fabs(bias * gsum[g]);
+                                mag += fabs(s) * gm + fabs(bias * gqsum[g]);
                             }
                             float ref = cm_mlx_dotq_ref(&f.m, r, at);
                             if (fabs(ref - exact) > bound * 1.001 + 1e-5 * mag + 1e-6)

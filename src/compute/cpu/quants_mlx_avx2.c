@@ -4,10 +4,9 @@
  * Does not own: preparing the activation or choosing the kernel (quants_mlx_ref.c).
  * Compiled with -mavx2 -mfma -mf16c (CMake picks the flags by the file's suffix).
  *
- * Per group of a row: sum_b d_b * sum_i q_i xq_i (byte products, _mm256_maddubs_epi16), times the
- * group's scale, plus bias * gsum. 4-bit q (0..15) is the unsigned operand of maddubs as it is;
- * 8-bit q (0..255) would saturate the pair sums, so it goes in as q - 128 with the sign moved
- * onto x (|q-128| * |x| <= 128 * 127, pairs fit int16), and scale * 128 * gqsum puts it back. */
+ * Per group of a row: sum_b d_b * sum_i q_i xq_i, with q widened to int16 and the products
+ * summed in pairs by _mm256_madd_epi16 (|q xq| <= 255 * 32767: a lane of two pairs fits int32),
+ * times the group's scale, plus bias * gqsum. */
 #include "compute/cpu/quants.h"
 
 #if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
@@ -57,30 +56,36 @@ static ALWAYS_INLINE float hsum(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
-/* sum over 32 elements of q * x as 8 int32 lanes; w points at the block's packed weights. */
-static ALWAYS_INLINE __m256i block_dot(uint32_t bits, const uint8_t *w, const int8_t *x) {
-    const __m256i ones = _mm256_set1_epi16(1);
-    __m256i xv = _mm256_loadu_si256((const __m256i *)(const void *)x);
-    __m256i p;
+/* The 32 quants of a block as two vectors of 16 int16, in the order cm_mlx_quantize_x stores x:
+ * 4-bit: low nibbles (even elements), then high nibbles (odd); 8-bit: elements 0..15, 16..31. */
+static ALWAYS_INLINE void unpack(uint32_t bits, const uint8_t *w, __m256i *q0, __m256i *q1) {
     if (bits == 4) {
-        __m128i raw = _mm_loadu_si128((const __m128i *)(const void *)w);
-        /* low nibbles (even elements) in the low half, high nibbles (odd) in the high half,
-         * matching the order cm_mlx_quantize_x stores x in */
-        __m256i qv = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), _mm256_set1_epi8(15));
-        p = _mm256_maddubs_epi16(qv, xv);
+        __m128i raw = _mm_loadu_si128((const __m128i *)(const void *)w), m4 = _mm_set1_epi8(15);
+        *q0 = _mm256_cvtepu8_epi16(_mm_and_si128(raw, m4));
+        *q1 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(raw, 4), m4));
     } else {
-        __m256i qs = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(const void *)w),
-                                      _mm256_set1_epi8((char)0x80));
-        p = _mm256_maddubs_epi16(_mm256_abs_epi8(qs), _mm256_sign_epi8(xv, qs));
+        *q0 = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(const void *)w));
+        *q1 = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(const void *)(w + 16)));
     }
-    return _mm256_madd_epi16(p, ones);
+}
+
+/* sum over 32 elements of q * x as 8 int32 lanes. */
+static ALWAYS_INLINE __m256i qdot(__m256i q0, __m256i q1, const int16_t *x) {
+    return _mm256_add_epi32(_mm256_madd_epi16(q0, _mm256_loadu_si256((const __m256i *)(const void *)x)),
+                            _mm256_madd_epi16(q1, _mm256_loadu_si256((const __m256i *)(const void *)(x + 16))));
+}
+
+static ALWAYS_INLINE __m256i block_dot(uint32_t bits, const uint8_t *w, const int16_t *x) {
+    __m256i q0, q1;
+    unpack(bits, w, &q0, &q1);
+    return qdot(q0, q1, x);
 }
 
 static ALWAYS_INLINE float dotq(const cm_matrix *m, size_t row, const void *xq, uint32_t bits, uint32_t sb) {
     size_t nb = m->cols / 32, ng = m->cols / m->group_size, bpg = m->group_size / 32;
     const uint8_t *base = xq;
-    const float *d = (const float *)(const void *)base, *gsum = d + nb, *gqsum = gsum + ng;
-    const int8_t *q = (const int8_t *)(base + cm_mlx_xq_qoff(m));
+    const float *d = (const float *)(const void *)base, *gqsum = d + nb;
+    const int16_t *q = (const int16_t *)(const void *)(base + cm_mlx_xq_qoff(m));
     const uint8_t *w = (const uint8_t *)m->data + row * m->row_bytes;
     size_t bbytes = bits * 4; /* bytes of weights per block of 32 */
     size_t s0 = row * ng;
@@ -89,9 +94,7 @@ static ALWAYS_INLINE float dotq(const cm_matrix *m, size_t row, const void *xq, 
     for (size_t g0 = 0; g0 < ng; g0 += 8) {
         size_t cnt = ng - g0 < 8 ? ng - g0 : 8;
         __m256 s8 = load_n(sb, m->scales, s0 + g0, cnt), b8 = load_n(sb, m->biases, s0 + g0, cnt);
-        bacc = _mm256_fmadd_ps(b8, loadf_n(gsum + g0, cnt), bacc);
-        if (bits == 8)
-            bacc = _mm256_fmadd_ps(_mm256_mul_ps(s8, _mm256_set1_ps(128.0f)), loadf_n(gqsum + g0, cnt), bacc);
+        bacc = _mm256_fmadd_ps(b8, loadf_n(gqsum + g0, cnt), bacc);
         _mm256_storeu_ps(st, s8);
         for (size_t k = 0; k < cnt; k++) {
             size_t b = (g0 + k) * bpg;
@@ -125,7 +128,6 @@ static ALWAYS_INLINE void gemmq(const cm_matrix *m, size_t r0, size_t r1, const 
                                 uint32_t sb) {
     size_t nb = m->cols / 32, ng = m->cols / m->group_size, bpg = m->group_size / 32;
     size_t qoff = cm_mlx_xq_qoff(m), bbytes = bits * 4;
-    const __m256i ones = _mm256_set1_epi16(1);
     for (size_t r = r0; r < r1; r++) {
         const uint8_t *w = (const uint8_t *)m->data + r * m->row_bytes;
         size_t s0 = r * ng;
@@ -141,19 +143,10 @@ static ALWAYS_INLINE void gemmq(const cm_matrix *m, size_t r0, size_t r1, const 
                 for (size_t j = 0; j < bpg; j++) {
                     size_t b = g * bpg + j;
                     const uint8_t *wb = w + b * bbytes;
-                    __m256i qa, qsgn = _mm256_setzero_si256();
-                    if (bits == 4) {
-                        __m128i raw = _mm_loadu_si128((const __m128i *)(const void *)wb);
-                        qa = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), _mm256_set1_epi8(15));
-                    } else {
-                        qsgn = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(const void *)wb),
-                                                _mm256_set1_epi8((char)0x80));
-                        qa = _mm256_abs_epi8(qsgn);
-                    }
+                    __m256i q0, q1;
+                    unpack(bits, wb, &q0, &q1);
                     for (size_t t = 0; t < TT; t++) {
-                        __m256i xv = _mm256_loadu_si256((const __m256i *)(const void *)(xb[t] + qoff + b * 32));
-                        if (bits == 8) xv = _mm256_sign_epi8(xv, qsgn);
-                        __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(qa, xv), ones);
+                        __m256i p = qdot(q0, q1, (const int16_t *)(const void *)(xb[t] + qoff) + b * 32);
                         const float *d = (const float *)(const void *)xb[t];
                         ag[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_broadcast_ss(d + b), ag[t]);
                     }
@@ -162,11 +155,10 @@ static ALWAYS_INLINE void gemmq(const cm_matrix *m, size_t r0, size_t r1, const 
                 for (size_t t = 0; t < TT; t++) acc[t] = _mm256_fmadd_ps(ag[t], s, acc[t]);
             }
             for (size_t t = 0; t < nt; t++) {
-                const float *gsum = (const float *)(const void *)xb[t] + nb, *gqsum = gsum + ng;
+                const float *gqsum = (const float *)(const void *)xb[t] + nb;
                 float extra = 0;
                 for (size_t g = 0; g < ng; g++) {
-                    extra += load1(sb, m->biases, s0 + g) * gsum[g];
-                    if (bits == 8) extra += 128.0f * load1(sb, m->scales, s0 + g) * gqsum[g];
+                    extra += load1(sb, m->biases, s0 + g) * gqsum[g];
                 }
                 y[(t0 + t) * ldy + r] = hsum(acc[t]) + extra;
             }

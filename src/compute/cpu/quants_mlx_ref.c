@@ -4,15 +4,16 @@
  * Does not own: the float MLX kernels (quants_ref.c) or the SIMD loops (quants_mlx_avx2.c). */
 #include "compute/cpu/quants.h"
 
+#include <math.h>
 #include <string.h>
 
-/* Layout (quants.h): float d[nb], gsum[ng], gqsum[ng], then int8 q[cols] at a 32-byte offset. */
+/* Layout (quants.h): float d[nb], gqsum[ng], then int16 q[cols] at a 32-byte offset. */
 size_t cm_mlx_xq_qoff(const cm_matrix *m) {
     size_t nb = m->cols / 32, ng = m->group_size ? m->cols / m->group_size : 0;
-    return ((nb + 2 * ng) * sizeof(float) + 31) & ~(size_t)31;
+    return ((nb + ng) * sizeof(float) + 31) & ~(size_t)31;
 }
 
-size_t cm_mlx_xq_bytes(const cm_matrix *m) { return cm_mlx_xq_qoff(m) + m->cols; }
+size_t cm_mlx_xq_bytes(const cm_matrix *m) { return cm_mlx_xq_qoff(m) + m->cols * sizeof(int16_t); }
 
 static bool dotq_shape_ok(const cm_matrix *m) {
     return m->type == CM_MLX && (m->bits == 4 || m->bits == 8) && m->group_size > 0 &&
@@ -20,33 +21,41 @@ static bool dotq_shape_ok(const cm_matrix *m) {
            (m->sb_type == CM_F32 || m->sb_type == CM_F16 || m->sb_type == CM_BF16);
 }
 
+/* Once per matrix product, cols elements: plain C is fast enough. cpu_features is for a SIMD
+ * version if profiles ever show this. A block holding NaN or Inf gets d = NaN or Inf, so the
+ * products are not finite either, as with float kernels. */
 void cm_mlx_quantize_x(const cm_matrix *m, const float *x, void *xq, uint32_t cpu_features) {
+    (void)cpu_features;
     size_t nb = m->cols / 32, ng = m->cols / m->group_size, bpg = m->group_size / 32;
     uint8_t *base = xq;
-    float *d = (float *)(void *)base, *gsum = d + nb, *gqsum = gsum + ng;
-    int8_t *q = (int8_t *)(base + cm_mlx_xq_qoff(m));
-    cm_quantize_fn quant = cm_quantize_select(CM_Q8_0, cpu_features);
+    float *d = (float *)(void *)base, *gqsum = d + nb;
+    int16_t *q = (int16_t *)(void *)(base + cm_mlx_xq_qoff(m));
     for (size_t g = 0; g < ng; g++) {
-        float sx = 0, sq = 0;
+        float sq = 0;
         for (size_t k = 0; k < bpg; k++) {
             size_t b = g * bpg + k;
             const float *xb = x + b * 32;
-            uint8_t blk[34]; /* one Q8_0 block: f16 d, 32 int8 */
-            quant(xb, blk, 32);
-            d[b] = lm_f16_to_f32((uint16_t)(blk[0] | (blk[1] << 8)));
-            int8_t *qb = q + b * 32;
-            int isum = 0;
+            float amax = 0;
+            bool nan = false;
             for (int i = 0; i < 32; i++) {
-                int8_t v = (int8_t)blk[2 + i];
-                isum += v;
-                sx += xb[i];
+                amax = fmaxf(amax, fabsf(xb[i]));
+                nan |= xb[i] != xb[i];
+            }
+            float db = amax / 32767.0f, id = db > 0 ? 1.0f / db : 0.0f;
+            d[b] = nan ? NAN : db;
+            int16_t *qb = q + b * 32;
+            int32_t isum = 0;
+            for (int i = 0; i < 32; i++) {
+                float v = xb[i] * id;
+                /* clamp first: x / d may round a hair past 32767 */
+                int16_t r = (int16_t)(v >= 32767.0f ? 32767 : v <= -32767.0f ? -32767 : v == v ? (int)lrintf(v) : 0);
+                isum += r;
                 /* 4-bit: byte j of the packed row holds elements 2j (low) and 2j+1 (high). */
-                if (m->bits == 4) qb[(i & 1) * 16 + i / 2] = v;
-                else qb[i] = v;
+                if (m->bits == 4) qb[(i & 1) * 16 + i / 2] = r;
+                else qb[i] = r;
             }
             sq += d[b] * (float)isum;
         }
-        gsum[g] = sx;
         gqsum[g] = sq;
     }
 }
@@ -64,13 +73,13 @@ static inline float sb_at(uint32_t sb_type, const void *base, size_t i) {
     }
 }
 
-/* Per group: s * sum_i q_i * (d_b(i) * xq_i) + bias * gsum, summed in double. */
+/* Per group: s * sum_i q_i * (d_b(i) * xq_i) + bias * gqsum, summed in double. */
 float cm_mlx_dotq_ref(const cm_matrix *m, size_t row, const void *xq) {
     if (!dotq_shape_ok(m)) return 0.0f;
     size_t nb = m->cols / 32, ng = m->cols / m->group_size, gs = m->group_size;
     const uint8_t *base = xq;
-    const float *d = (const float *)(const void *)base, *gsum = d + nb;
-    const int8_t *q = (const int8_t *)(base + cm_mlx_xq_qoff(m));
+    const float *d = (const float *)(const void *)base, *gqsum = d + nb;
+    const int16_t *q = (const int16_t *)(const void *)(base + cm_mlx_xq_qoff(m));
     const uint8_t *w = (const uint8_t *)m->data + row * m->row_bytes;
     double sum = 0;
     for (size_t g = 0; g < ng; g++) {
@@ -89,7 +98,7 @@ float cm_mlx_dotq_ref(const cm_matrix *m, size_t row, const void *xq) {
             }
             qx += (double)d[b] * wq * xv;
         }
-        sum += s * qx + bias * gsum[g];
+        sum += s * qx + bias * gqsum[g];
     }
     return (float)sum;
 }
