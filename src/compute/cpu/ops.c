@@ -92,6 +92,7 @@ typedef struct matmul_job {
     cm_dot_fn dot;       /* decode: float-activation kernel */
     cm_dotq_fn dotq;     /* decode: integer kernel over c->xq, preferred when set */
     cm_mlx_dot_fn mlx_dot;
+    cm_mlx_dotq_fn mlx_dotq; /* decode: MLX integer kernel over c->xq (cm_mlx_quantize_x) */
 } matmul_job;
 
 static void matmul_task(void *p, int ith, int nth) {
@@ -100,7 +101,9 @@ static void matmul_task(void *p, int ith, int nth) {
     size_t r0 = w->rows * (size_t)ith / (size_t)nth, r1 = w->rows * (size_t)(ith + 1) / (size_t)nth;
     if (j->n == 1) {
         const uint8_t *base = w->data;
-        if (j->mlx_dot) {
+        if (j->mlx_dotq) {
+            for (size_t r = r0; r < r1; r++) j->y[r] = j->mlx_dotq(w, r, j->c->xq);
+        } else if (j->mlx_dot) {
             for (size_t r = r0; r < r1; r++) j->y[r] = j->mlx_dot(w, r, j->x);
         } else if (j->dotq) {
             for (size_t r = r0; r < r1; r++) j->y[r] = j->dotq(base + r * w->row_bytes, j->c->xq, w->cols);
@@ -222,10 +225,22 @@ static void matmul_one(cm_ctx *c, const cm_matrix *w, const float *x, size_t n, 
         for (size_t t = 0; t < n; t++) matmul_one(c, w, x + t * w->cols, 1, y + t * w->rows);
         return;
     }
-    matmul_job j = {c, w, x, n, y, NULL, NULL, NULL};
+    matmul_job j = {c, w, x, n, y, NULL, NULL, NULL, NULL};
     if (n == 1) {
         if (w->type == CM_MLX) {
-            j.mlx_dot = cm_mlx_dot_select(w, c->features);
+            j.mlx_dotq = cm_mlx_dotq_select(w, c->features);
+            size_t need = j.mlx_dotq ? cm_mlx_xq_bytes(w) : 0;
+            if (need > c->xq_cap) {
+                uint8_t *q = lm_realloc(c->xq, need);
+                if (q) {
+                    c->xq = q;
+                    c->xq_cap = need;
+                } else {
+                    j.mlx_dotq = NULL;
+                }
+            }
+            if (j.mlx_dotq) cm_mlx_quantize_x(w, x, c->xq, c->features);
+            else j.mlx_dot = cm_mlx_dot_select(w, c->features);
         } else {
             uint32_t act = 0;
             j.dotq = cm_dotq_select(w->type, c->features, &act);
