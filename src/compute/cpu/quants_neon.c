@@ -415,61 +415,61 @@ float cm_mlx_dot_neon(const cm_matrix *m, size_t row, const float *x) {
 
 #else /* CM_NEON_BODY: the integer kernels; DOT16 and KNAME come from the includer. */
 
-/* Q8_0 row x Q8_0 activations {f16 d; i8 qs[32]}: d_w * d_x * sum(q_w q_x). */
-float KNAME(cm_dotq_q8_0)(const void *row, const void *xq, size_t n) {
-    const uint8_t *w = row, *y = xq;
-    float32x4_t acc = vdupq_n_f32(0);
-    for (size_t i = 0; i < n / 32; i++, w += 34, y += 34) {
-        int32x4_t s = vdupq_n_s32(0);
-        s = DOT16(s, lds8(w + 2), lds8(y + 2));
-        s = DOT16(s, lds8(w + 18), lds8(y + 18));
-        acc = vfmaq_n_f32(acc, vcvtq_f32_s32(s), f16s(w) * f16s(y));
-    }
-    return vaddvq_f32(acc);
+/* The integer sums of one weight block of 32 against one Q8_0 activation block y. */
+
+/* Q8_0 {f16 d; i8 qs[32]}. */
+static inline int32x4_t KNAME(blk_q8_0)(const uint8_t *w, const uint8_t *y) {
+    int32x4_t s = DOT16(vdupq_n_s32(0), lds8(w + 2), lds8(y + 2));
+    return DOT16(s, lds8(w + 18), lds8(y + 18));
 }
 
-/* Q4_0 row x Q8_0: (q - 8) in -8..7, low nibbles elements 0..15, high 16..31. */
-float KNAME(cm_dotq_q4_0)(const void *row, const void *xq, size_t n) {
-    const uint8_t *w = row, *y = xq;
-    const uint8x16_t m4 = vdupq_n_u8(0xF);
-    const int8x16_t s8 = vdupq_n_s8(8);
-    float32x4_t acc = vdupq_n_f32(0);
-    for (size_t i = 0; i < n / 32; i++, w += 18, y += 34) {
-        uint8x16_t v = vld1q_u8(w + 2);
-        int8x16_t lo = vsubq_s8(vreinterpretq_s8_u8(vandq_u8(v, m4)), s8);
-        int8x16_t hi = vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8(v, 4)), s8);
-        int32x4_t s = DOT16(vdupq_n_s32(0), lo, lds8(y + 2));
-        s = DOT16(s, hi, lds8(y + 18));
-        acc = vfmaq_n_f32(acc, vcvtq_f32_s32(s), f16s(w) * f16s(y));
-    }
-    return vaddvq_f32(acc);
+/* Q4_0: (q - 8) in -8..7, low nibbles elements 0..15, high 16..31. */
+static inline int32x4_t KNAME(blk_q4_0)(const uint8_t *w, const uint8_t *y) {
+    uint8x16_t v = vld1q_u8(w + 2);
+    int8x16_t lo = vsubq_s8(vreinterpretq_s8_u8(vandq_u8(v, vdupq_n_u8(0xF))), vdupq_n_s8(8));
+    int8x16_t hi = vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8(v, 4)), vdupq_n_s8(8));
+    int32x4_t s = DOT16(vdupq_n_s32(0), lo, lds8(y + 2));
+    return DOT16(s, hi, lds8(y + 18));
 }
 
-/* Q5_0 row x Q8_0: (q - 16) in -16..15; bit j of the 32-bit qh is the 5th bit of element j,
- * spread to bytes by broadcasting each qh byte over 8 lanes and testing one bit per lane. */
-float KNAME(cm_dotq_q5_0)(const void *row, const void *xq, size_t n) {
-    const uint8_t *w = row, *y = xq;
-    const uint8x16_t m4 = vdupq_n_u8(0xF), b4 = vdupq_n_u8(0x10);
+/* Q5_0: (q - 16) in -16..15; bit j of the 32-bit qh is the 5th bit of element j, spread to bytes
+ * by broadcasting each qh byte over 8 lanes and testing one bit per lane. */
+static inline int32x4_t KNAME(blk_q5_0)(const uint8_t *w, const uint8_t *y) {
     const uint8x16_t bit = {1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128};
     const uint8x16_t idx_lo = {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1};
     const uint8x16_t idx_hi = {2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3};
-    const int8x16_t s16 = vdupq_n_s8(16);
-    float32x4_t acc = vdupq_n_f32(0);
-    for (size_t i = 0; i < n / 32; i++, w += 22, y += 34) {
-        uint32_t qh;
-        memcpy(&qh, w + 2, 4);
-        uint8x16_t h = vreinterpretq_u8_u32(vdupq_n_u32(qh));
-        uint8x16_t hl = vandq_u8(vtstq_u8(vqtbl1q_u8(h, idx_lo), bit), b4);
-        uint8x16_t hh = vandq_u8(vtstq_u8(vqtbl1q_u8(h, idx_hi), bit), b4);
-        uint8x16_t v = vld1q_u8(w + 6);
-        int8x16_t lo = vsubq_s8(vreinterpretq_s8_u8(vorrq_u8(vandq_u8(v, m4), hl)), s16);
-        int8x16_t hi = vsubq_s8(vreinterpretq_s8_u8(vorrq_u8(vshrq_n_u8(v, 4), hh)), s16);
-        int32x4_t s = DOT16(vdupq_n_s32(0), lo, lds8(y + 2));
-        s = DOT16(s, hi, lds8(y + 18));
-        acc = vfmaq_n_f32(acc, vcvtq_f32_s32(s), f16s(w) * f16s(y));
-    }
-    return vaddvq_f32(acc);
+    const uint8x16_t m4 = vdupq_n_u8(0xF), b4 = vdupq_n_u8(0x10);
+    uint32_t qh;
+    memcpy(&qh, w + 2, 4);
+    uint8x16_t h = vreinterpretq_u8_u32(vdupq_n_u32(qh));
+    uint8x16_t hl = vandq_u8(vtstq_u8(vqtbl1q_u8(h, idx_lo), bit), b4);
+    uint8x16_t hh = vandq_u8(vtstq_u8(vqtbl1q_u8(h, idx_hi), bit), b4);
+    uint8x16_t v = vld1q_u8(w + 6);
+    int8x16_t lo = vsubq_s8(vreinterpretq_s8_u8(vorrq_u8(vandq_u8(v, m4), hl)), vdupq_n_s8(16));
+    int8x16_t hi = vsubq_s8(vreinterpretq_s8_u8(vorrq_u8(vshrq_n_u8(v, 4), hh)), vdupq_n_s8(16));
+    int32x4_t s = DOT16(vdupq_n_s32(0), lo, lds8(y + 2));
+    return DOT16(s, hi, lds8(y + 18));
 }
+
+/* Rows of blocks of 32 (wb bytes each, f16 scale first) x Q8_0: d_w * d_x * the block's integer
+ * sum, two blocks per step into two accumulators so the multiply-adds overlap. */
+#define DOTQ32(type, wb)                                                                   \
+    float KNAME(cm_dotq_##type)(const void *row, const void *xq, size_t n) {                     \
+        const uint8_t *w = row, *y = xq;                                                         \
+        size_t nb = n / 32, i = 0;                                                               \
+        float32x4_t a0 = vdupq_n_f32(0), a1 = a0;                                                \
+        for (; i + 2 <= nb; i += 2, w += 2 * (wb), y += 68) {                                    \
+            a0 = vfmaq_n_f32(a0, vcvtq_f32_s32(KNAME(blk_##type)(w, y)), f16s(w) * f16s(y));     \
+            a1 = vfmaq_n_f32(a1, vcvtq_f32_s32(KNAME(blk_##type)(w + (wb), y + 34)),              \
+                             f16s(w + (wb)) * f16s(y + 34));                                     \
+        }                                                                                        \
+        if (i < nb) a0 = vfmaq_n_f32(a0, vcvtq_f32_s32(KNAME(blk_##type)(w, y)), f16s(w) * f16s(y)); \
+        return vaddvq_f32(vaddq_f32(a0, a1));                                                    \
+    }
+DOTQ32(q8_0, 34)
+DOTQ32(q4_0, 18)
+DOTQ32(q5_0, 22)
+#undef DOTQ32
 
 /* Q4_K / Q5_K row x Q8_K: d*yd * sum_j sc_j sum(q q8) - dmin*yd * sum_j m_j sum(q8), the sums of
  * q8 coming from the activation's bsums. The quants (0..15 or 0..31) are valid signed bytes. */
