@@ -1162,7 +1162,7 @@ static const char *value_of(const char *p, const char *e, const char *key) {
         p = skip_ws(kend, e);
         if (p >= e || *p != ':') return NULL;
         const char *v = skip_ws(p + 1, e);
-        if ((size_t)(kend - 1 - ks) == kl && memcmp(ks, key, kl) == 0) return v;
+        if ((size_t)(kend - 1 - ks) == kl && memcmp(ks, key, kl) == 0) return v < e ? v : NULL;
         p = skip_value(v, e);
         if (!p) return NULL;
         p = skip_ws(p, e);
