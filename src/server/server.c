@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -922,6 +923,13 @@ static enum MHD_Result handle_generate(srv *sv, struct MHD_Connection *c, conn_c
         return send_error(c, 500, NULL, "cannot start the generation");
     }
     pthread_detach(th);
+    /* Each token is a small frame: without TCP_NODELAY, Nagle's algorithm may hold one back
+       until the client acknowledges the previous one (a delayed ACK: up to 40 ms or more). */
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (ci) {
+        int one = 1;
+        setsockopt(ci->connect_fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    }
     enum MHD_Result ret = MHD_queue_response(c, 200, r);
     MHD_destroy_response(r);
     return ret;
