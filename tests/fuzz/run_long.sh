@@ -12,7 +12,7 @@
 #   <name>/corpus/        inputs it found (the seeds stay untouched)
 #   <name>/artifacts/     crash-*, leak-*, timeout-*, oom-* inputs
 #   <name>/findings.txt   the sanitizer summary of each artifact, replayed once
-# and summary.txt with executions, exec/s and findings per target. Exit status: 0 when no target
+# findings.tar.gz and corpus.tar.gz holding all of the above, and summary.txt with executions, exec/s and findings per target. Exit status: 0 when no target
 # has a finding, 1 otherwise.
 set -u
 if [ $# -lt 2 ]; then
@@ -106,5 +106,8 @@ for t in "${targets[@]}"; do
         sort "$k" | awk -F'\t' '{ n[$1]++; ex[$1] = $2 } END { for (s in n) printf "%6d  %s\n        %s\n", n[s], s, ex[s] }'
     fi
 done
-echo "run_long: $total_findings findings"
+# Two archives, for machines that copy back only a few files: the findings and the grown corpora.
+( cd "$OUT" && tar czf findings.tar.gz */artifacts */findings.txt */log.txt 2>/dev/null
+  tar czf corpus.tar.gz */corpus 2>/dev/null )
+echo "run_long: $total_findings findings (archives: $OUT/findings.tar.gz, $OUT/corpus.tar.gz)"
 [ "$total_findings" -eq 0 ]
