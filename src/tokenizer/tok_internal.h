@@ -48,6 +48,8 @@ struct tok_tokenizer {
     int32_t byte_ids[256]; /* id of <0xNN>, or -1 */
     uint32_t byte_cp[256]; /* GPT-2 byte-level: code point standing for each byte */
     int16_t cp_byte[324];  /* inverse, -1 where none */
+    int32_t bl_ids[256];   /* byte-level: id of the one-character piece standing for each byte,
+                              -1 where the vocabulary has none */
     enum tok_model model;
     char model_name[8];
     lm_token bos, eos, unk, pad;
@@ -97,7 +99,7 @@ bool tok_bpe_encode_word(const tok_tokenizer *t, const char *s, size_t n, bool b
 
 /* Length of the well-formed UTF-8 sequence at s, or 0 with *bad = bytes one U+FFFD replaces. */
 size_t tok_utf8_seq_ok(const unsigned char *s, size_t n, size_t *bad);
-/* Fills byte_cp/cp_byte, the GPT-2 byte <-> code point tables. */
+/* Fills byte_cp/cp_byte, the GPT-2 byte <-> code point tables, and bl_ids (after t->map). */
 void tok_fill_byte_tables(tok_tokenizer *t);
 
 /* tok_json.c */

@@ -52,17 +52,30 @@ struct tok_json_pipe {
     int32_t n_vocab;
 };
 
-/* Text pieces: spans of one buffer. */
+struct word_cache;
+static bool encode_word_cached(const tok_tokenizer *t, const char *w, size_t n, bool byte_level,
+                               struct word_cache *c, tok_vec *out);
+
+/* Text pieces: spans of one buffer. A sink (sink_t set) is the last stage instead: each piece
+ * is encoded as it comes, without being copied (the pre-tokenizer's last split feeds BPE). */
 typedef struct pieces {
     lm_buf text;
     size_t *off, *len;
     bool *origin; /* the piece starts at offset 0 of the input */
     size_t n, cap;
     bool oom;
+    const tok_tokenizer *sink_t;
+    struct word_cache *sink_wc;
+    tok_vec *sink_out;
 } pieces;
 
 static void pieces_add(pieces *p, const char *s, size_t n, bool origin) {
     if (p->oom) return;
+    if (p->sink_t) {
+        if (!encode_word_cached(p->sink_t, s, n, p->sink_t->pipe->byte_level, p->sink_wc, p->sink_out))
+            p->oom = true;
+        return;
+    }
     if (p->n == p->cap) {
         size_t cap = p->cap ? p->cap * 2 : 16;
         size_t *o = lm_realloc(p->off, cap * sizeof *o);
@@ -131,7 +144,8 @@ static pcre2_code *re_compile(const char *pat, bool literal, char *why, size_t w
  * (one allocation per encode call, not per piece). */
 /* Ids of short pre-token words already merged in this call: words repeat a lot in text, and
  * the tokenizer itself stays immutable (shared between threads) by keeping this per call. */
-#define WC_SLOTS 4096
+#define WC_SLOTS 4096        /* to start with: a short prompt stays cheap */
+#define WC_MAX_SLOTS 131072  /* grown up to this (half of it entries) for long texts */
 #define WC_MAX_WORD 64
 typedef struct wc_entry {
     uint64_t hash;
@@ -141,7 +155,7 @@ typedef struct wc_entry {
 typedef struct word_cache {
     int32_t *slots; /* entry index, -1 empty */
     wc_entry *e;
-    size_t n;
+    size_t n, n_slots;
     lm_buf keys;
     tok_vec ids;
 } word_cache;
@@ -165,24 +179,45 @@ static void match_list_free(match_list *m) {
 
 /* Appends the ids of one word, from the cache or by merging (then remembered). */
 static bool encode_word_cached(const tok_tokenizer *t, const char *w, size_t n, bool byte_level,
-                               word_cache *c, tok_vec *out) {
+                               struct word_cache *c, tok_vec *out) {
     if (n > WC_MAX_WORD) return tok_bpe_encode_word(t, w, n, byte_level, out);
     if (!c->slots) {
         c->slots = lm_malloc(WC_SLOTS * sizeof *c->slots);
         c->e = lm_malloc(WC_SLOTS / 2 * sizeof *c->e);
         if (!c->slots || !c->e) return false;
         memset(c->slots, 0xff, WC_SLOTS * sizeof *c->slots);
+        c->n_slots = WC_SLOTS;
     }
+    if (c->n == c->n_slots / 2 && c->n_slots < WC_MAX_SLOTS) { /* full: double and rehash */
+        size_t ns = c->n_slots * 2;
+        int32_t *slots = lm_malloc(ns * sizeof *slots);
+        wc_entry *e = slots ? lm_realloc(c->e, ns / 2 * sizeof *e) : NULL;
+        if (!e) {
+            lm_free(slots);
+            return false;
+        }
+        c->e = e;
+        memset(slots, 0xff, ns * sizeof *slots);
+        for (size_t k = 0; k < c->n; k++) {
+            size_t j = e[k].hash & (ns - 1);
+            while (slots[j] >= 0) j = (j + 1) & (ns - 1);
+            slots[j] = (int32_t)k;
+        }
+        lm_free(c->slots);
+        c->slots = slots;
+        c->n_slots = ns;
+    }
+    size_t mask = c->n_slots - 1;
     uint64_t h = tok_hash(w, n);
-    size_t i = h & (WC_SLOTS - 1);
-    for (; c->slots[i] >= 0; i = (i + 1) & (WC_SLOTS - 1)) {
+    size_t i = h & mask;
+    for (; c->slots[i] >= 0; i = (i + 1) & mask) {
         const wc_entry *e = &c->e[c->slots[i]];
         if (e->hash == h && e->key_len == n && memcmp(c->keys.data + e->key_off, w, n) == 0)
             return tok_vec_append(out, c->ids.ids + e->ids_off, e->n_ids);
     }
     size_t before = out->n;
     if (!tok_bpe_encode_word(t, w, n, byte_level, out)) return false;
-    if (c->n < WC_SLOTS / 2) { /* full: later words are merged without being remembered */
+    if (c->n < c->n_slots / 2) { /* full: later words are merged without being remembered */
         wc_entry e = {h, (uint32_t)c->keys.len, (uint32_t)n, (uint32_t)c->ids.n,
                       (uint32_t)(out->n - before)};
         if (!lm_buf_append(&c->keys, w, n) || !tok_vec_append(&c->ids, out->ids + before, e.n_ids))
@@ -414,11 +449,27 @@ static bool encode_fragment(const tok_tokenizer *t, const char *s, size_t n, boo
                             match_list *m, tok_vec *out) {
     const struct tok_json_pipe *p = t->pipe;
     bool ok = true;
+    /* the input is the first stage's one piece as it is (no copy) */
     pieces cur = {0};
-    if (n) pieces_add(&cur, s, n, origin);
+    size_t one_off = 0, one_len = n;
+    bool one_origin = origin;
+    if (n) {
+        cur.text.data = (char *)s;
+        cur.off = &one_off;
+        cur.len = &one_len;
+        cur.origin = &one_origin;
+        cur.n = 1;
+    }
+    bool borrowed = true, sunk = false;
     for (size_t i = 0; ok && i < p->n_pres; i++) {
         const pre_op *op = &p->pres[i];
         pieces nxt = {0};
+        if (i + 1 == p->n_pres && op->kind == P_SPLIT) { /* the last split encodes directly */
+            nxt.sink_t = t;
+            nxt.sink_wc = &m->wc;
+            nxt.sink_out = out;
+            sunk = true;
+        }
         for (size_t k = 0; k < cur.n && !nxt.oom; k++) {
             const char *ps = cur.text.data + cur.off[k];
             size_t pl = cur.len[k];
@@ -456,14 +507,15 @@ static bool encode_fragment(const tok_tokenizer *t, const char *s, size_t n, boo
             lm_buf_free(&mb);
         }
         ok = !nxt.oom;
-        pieces_free(&cur);
+        if (!borrowed) pieces_free(&cur);
+        borrowed = false;
         cur = nxt;
     }
-    for (size_t k = 0; ok && k < cur.n; k++)
+    for (size_t k = 0; ok && !sunk && k < cur.n; k++)
         ok = encode_word_cached(t, cur.text.data + cur.off[k], cur.len[k], p->byte_level, &m->wc,
                                 out);
     ok = ok && !cur.oom;
-    pieces_free(&cur);
+    if (!borrowed) pieces_free(&cur);
     return ok;
 }
 

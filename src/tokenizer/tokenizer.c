@@ -418,6 +418,9 @@ void tok_fill_byte_tables(tok_tokenizer *t) {
         uint32_t cp = byte_kept(b) ? (uint32_t)b : (uint32_t)(256 + k++);
         t->byte_cp[b] = cp;
         t->cp_byte[cp] = (int16_t)b;
+        char enc[4];
+        int l = lm_utf8_encode(cp, enc);
+        t->bl_ids[b] = tok_strmap_get(t, enc, (size_t)l);
     }
 }
 
@@ -436,6 +439,8 @@ bool tok_bpe_encode_word(const tok_tokenizer *t, const char *s, size_t n, bool b
     pq q = {0};
     bool ok = true;
     char *conv = NULL;
+    const char *s_in = s;
+    size_t n_in = n;
     if (byte_level) {
         conv = lm_malloc(n * 2 + 1);
         if (!conv) return false;
@@ -458,6 +463,16 @@ bool tok_bpe_encode_word(const tok_tokenizer *t, const char *s, size_t n, bool b
         return false;
     }
     int32_t ns = 0;
+    /* byte-level: one symbol per input byte, its id from the table (every real vocabulary has
+     * all 256; otherwise the general loop below looks each character up) */
+    bool direct = byte_level;
+    for (size_t i = 0; direct && i < n_in; i++)
+        direct = t->bl_ids[(uint8_t)s_in[i]] >= 0;
+    if (direct) {
+        for (size_t i = 0; i < n_in; i++)
+            y[ns++] = (sym){(int32_t)i, 1, 0, 0, t->bl_ids[(uint8_t)s_in[i]]};
+        n = 0; /* skips the general loop */
+    }
     for (size_t i = 0; i < n;) {
         int l = lm_utf8_seq_len((unsigned char)s[i]);
         if (l == 0) l = 1;
