@@ -282,3 +282,162 @@ GEMM(q8_0, 32, 7, false)
 GEMM(q4_k, 32, -1, true)
 GEMM(q5_k, 32, -1, true)
 GEMM(q6_k, 16, 5, false)
+
+/* ---- decode: one row times activations quantized once (Q8_0 or Q8_K) ----
+ * vpdpbusd wants one unsigned operand: 4-bit and 6-bit quants are unsigned already (their
+ * offset, 8 or 32, comes back through the sums of the activations); Q8_0 rows meet the
+ * activations plus 128 and give back 128 * sum(row). Two blocks of 32 per 512-bit vector. */
+
+static inline float hsum256(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* d0 in lanes 0..7, d1 in lanes 8..15 */
+static inline __m512 two_scales(float d0, float d1) {
+    return _mm512_mask_blend_ps((__mmask16)0xFF00, _mm512_set1_ps(d0), _mm512_set1_ps(d1));
+}
+
+static inline __m512i cat256(__m256i lo, __m256i hi) {
+    return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+}
+
+static inline __m256i ld256(const uint8_t *p) { return _mm256_loadu_si256((const __m256i *)p); }
+
+/* Q8_0 row x Q8_0 activations {f16 d; i8 qs[32]}. */
+float cm_dotq_q8_0_avx512(const void *row, const void *xq, size_t n) {
+    const uint8_t *b = row, *y = xq;
+    size_t nb = n / 32, i = 0;
+    const __m512i bias = _mm512_set1_epi8((char)0x80);
+    __m512 acc = _mm512_setzero_ps();
+    for (; i + 2 <= nb; i += 2, b += 68, y += 68) {
+        __m512i w = cat256(ld256(b + 2), ld256(b + 36)), x = cat256(ld256(y + 2), ld256(y + 36));
+        __m512i s = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_xor_si512(x, bias), w);
+        __m512i c = _mm512_dpbusd_epi32(_mm512_setzero_si512(), bias, w);
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(s, c)),
+                              two_scales(f16(b) * f16(y), f16(b + 34) * f16(y + 34)), acc);
+    }
+    float sum = _mm512_reduce_add_ps(acc);
+    if (i < nb) {
+        const __m256i bias8 = _mm256_set1_epi8((char)0x80);
+        __m256i w = ld256(b + 2), x = ld256(y + 2);
+        __m256i s = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_xor_si256(x, bias8), w);
+        __m256i c = _mm256_dpbusd_epi32(_mm256_setzero_si256(), bias8, w);
+        sum += hsum256(_mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(s, c)), _mm256_set1_ps(f16(b) * f16(y))));
+    }
+    return sum;
+}
+
+/* The 32 nibbles of a Q4_0 block in element order (low nibbles are elements 0..15). */
+static inline __m256i q4_0_nibbles(const uint8_t *b) {
+    __m128i qs = _mm_loadu_si128((const __m128i *)(b + 2));
+    return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(qs, 4), qs), _mm256_set1_epi8(0x0F));
+}
+
+/* Q4_0 row x Q8_0 activations: sum((q - 8) * x) = sum(q * x) - sum(8 * x). */
+float cm_dotq_q4_0_avx512(const void *row, const void *xq, size_t n) {
+    const uint8_t *b = row, *y = xq;
+    size_t nb = n / 32, i = 0;
+    const __m512i k8 = _mm512_set1_epi8(8);
+    __m512 acc = _mm512_setzero_ps();
+    for (; i + 2 <= nb; i += 2, b += 36, y += 68) {
+        __m512i w = cat256(q4_0_nibbles(b), q4_0_nibbles(b + 18)), x = cat256(ld256(y + 2), ld256(y + 36));
+        __m512i s = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w, x);
+        __m512i c = _mm512_dpbusd_epi32(_mm512_setzero_si512(), k8, x);
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(s, c)),
+                              two_scales(f16(b) * f16(y), f16(b + 18) * f16(y + 34)), acc);
+    }
+    float sum = _mm512_reduce_add_ps(acc);
+    if (i < nb) {
+        __m256i x = ld256(y + 2);
+        __m256i s = _mm256_dpbusd_epi32(_mm256_setzero_si256(), q4_0_nibbles(b), x);
+        __m256i c = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set1_epi8(8), x);
+        sum += hsum256(_mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(s, c)), _mm256_set1_ps(f16(b) * f16(y))));
+    }
+    return sum;
+}
+
+/* Q8_K {f32 d; i8 qs[256]; i16 bsums[16]}. */
+static inline float q8k_d(const uint8_t *y) {
+    float d;
+    memcpy(&d, y, 4);
+    return d;
+}
+static inline int q8k_bsum(const uint8_t *y, int s) {
+    int16_t v;
+    memcpy(&v, y + 260 + 2 * s, 2);
+    return v;
+}
+
+/* Q4_K row x Q8_K: per super-block d*yd * sum_j sc_j sum(q q8) - dmin*yd * sum_j m_j sum(q8);
+ * the two sub-blocks of 32 that share 32 bytes of nibbles go in one vector, their 6-bit scales
+ * multiply the integer sums. */
+float cm_dotq_q4_k_avx512(const void *row, const void *xq, size_t n) {
+    const uint8_t *b = row, *y = xq;
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    __m512 acc = _mm512_setzero_ps();
+    float mins = 0;
+    for (size_t i = 0; i < n / 256; i++, b += 144, y += 292) {
+        float yd = q8k_d(y), d = f16(b) * yd, dmin = f16(b + 2) * yd;
+        const uint8_t *s = b + 4, *qs = b + 16, *q8 = y + 4;
+        int sc[8], msum = 0;
+        for (int j = 0; j < 8; j++) {
+            int m;
+            k4_scale_min(j, s, &sc[j], &m);
+            msum += m * (q8k_bsum(y, 2 * j) + q8k_bsum(y, 2 * j + 1));
+        }
+        __m512i sum = _mm512_setzero_si512();
+        for (int j = 0; j < 8; j += 2, qs += 32, q8 += 64) {
+            __m256i raw = ld256(qs);
+            __m512i w = cat256(_mm256_and_si256(raw, m4), _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4));
+            __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w, _mm512_loadu_si512((const void *)q8));
+            __m512i scv = _mm512_mask_blend_epi32((__mmask16)0xFF00, _mm512_set1_epi32(sc[j]), _mm512_set1_epi32(sc[j + 1]));
+            sum = _mm512_add_epi32(sum, _mm512_mullo_epi32(p, scv));
+        }
+        acc = _mm512_fmadd_ps(_mm512_set1_ps(d), _mm512_cvtepi32_ps(sum), acc);
+        mins += dmin * (float)msum;
+    }
+    return _mm512_reduce_add_ps(acc) - mins;
+}
+
+/* Q6_K row x Q8_K: d*yd * sum_s sc_s (sum(q q8) - 32 sum(q8)), q in 0..63; four sub-blocks of
+ * 16 per vector, each scale spread over its 4 lanes. */
+float cm_dotq_q6_k_avx512(const void *row, const void *xq, size_t n) {
+    const uint8_t *b = row, *y = xq;
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
+    const __m128i spread0 = _mm_setr_epi8(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+    const __m128i spread1 = _mm_setr_epi8(4, 4, 4, 4, 5, 5, 5, 5, 6, 6, 6, 6, 7, 7, 7, 7);
+    __m512 acc = _mm512_setzero_ps();
+    float corr_sum = 0;
+    for (size_t i = 0; i < n / 256; i++, b += 210, y += 292) {
+        float d = f16(b + 208) * q8k_d(y);
+        const int8_t *sc = (const int8_t *)(b + 192);
+        int corr = 0;
+        for (int s = 0; s < 16; s++) corr += sc[s] * q8k_bsum(y, s);
+        __m512i sum = _mm512_setzero_si512();
+        for (int h = 0; h < 2; h++) {
+            const uint8_t *ql = b + 64 * h, *q8 = y + 4 + 128 * h;
+            __m256i l0 = ld256(ql), l1 = ld256(ql + 32), qh = ld256(b + 128 + 32 * h);
+            __m256i q0 = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30));
+            __m256i q1 = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30));
+            __m256i q2 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(qh, m30));
+            __m256i q3 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                                         _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30));
+            __m128i s8;
+            int64_t s8v;
+            memcpy(&s8v, sc + 8 * h, 8);
+            s8 = _mm_cvtsi64_si128(s8v);
+            __m512i sc0 = _mm512_cvtepi8_epi32(_mm_shuffle_epi8(s8, spread0));
+            __m512i sc1 = _mm512_cvtepi8_epi32(_mm_shuffle_epi8(s8, spread1));
+            __m512i p0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), cat256(q0, q1), _mm512_loadu_si512((const void *)q8));
+            __m512i p1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), cat256(q2, q3), _mm512_loadu_si512((const void *)(q8 + 64)));
+            sum = _mm512_add_epi32(sum, _mm512_mullo_epi32(p0, sc0));
+            sum = _mm512_add_epi32(sum, _mm512_mullo_epi32(p1, sc1));
+        }
+        acc = _mm512_fmadd_ps(_mm512_set1_ps(d), _mm512_cvtepi32_ps(sum), acc);
+        corr_sum += d * 32.0f * (float)corr;
+    }
+    return _mm512_reduce_add_ps(acc) - corr_sum;
+}

@@ -788,6 +788,16 @@ cm_dot_fn cm_dot_select(uint32_t type, uint32_t cpu_features) {
 
 cm_dotq_fn cm_dotq_select(uint32_t type, uint32_t cpu_features, uint32_t *act_type) {
 #ifdef CM_HAVE_X86_KERNELS
+    const uint32_t avx512 = AVX2_SET | LM_CPU_AVX512F | LM_CPU_AVX512BW | LM_CPU_AVX512VL | LM_CPU_AVX512VNNI;
+    if ((cpu_features & avx512) == avx512) {
+        switch (type) {
+        case CM_Q8_0: *act_type = CM_Q8_0; return cm_dotq_q8_0_avx512;
+        case CM_Q4_0: *act_type = CM_Q8_0; return cm_dotq_q4_0_avx512;
+        case CM_Q4_K: *act_type = CM_Q8_K; return cm_dotq_q4_k_avx512;
+        case CM_Q6_K: *act_type = CM_Q8_K; return cm_dotq_q6_k_avx512;
+        default: break; /* the AVX2 kernels below */
+        }
+    }
     if ((cpu_features & AVX2_SET) == AVX2_SET) {
         cm_dotq_fn fn = NULL;
         uint32_t at = CM_Q8_0;
