@@ -7,8 +7,9 @@
  *  - quantizers (Q8_0, Q8_K): byte-identical to cm_quantize_ref;
  *  - dequantizers: bit-identical to cm_dequant_ref (both built with -ffp-contract=off), a NaN
  *    input only has to give a NaN of the same sign;
- *  - dots (float and integer): |got - ref| <= 1e-5 * sum |w_i x_i| (the sum of the magnitudes of
- *    the terms; a relative error on the result itself means nothing when the terms cancel).
+ *  - dots (float and integer, MLX too): |got - ref| <= 1e-5 * sum |w_i x_i| (the sum of the
+ *    magnitudes of the terms; a relative error on the result itself means nothing when the terms
+ *    cancel).
  *    The integer kernels sum exactly in integers, so only the float scaling rounds.
  * Usage: test_kernels_arm [--expect-dotprod 0|1]: also checks lm_cpu_features() against what the
  * emulated CPU has (qemu -cpu max has FEAT_DotProd, -cpu cortex-a53 does not). */
@@ -347,6 +348,90 @@ static void test_mlx(void) {
             }
 }
 
+/* ---- MLX integer decode and prefill ---- */
+
+/* The magnitude of the terms of cm_mlx_dotq_ref: sum |s d_b q_w q_x| + |bias gqsum|. */
+static double mlx_dotq_mag(const cm_matrix *m, size_t row, const void *xq) {
+    size_t nb = m->cols / 32, ng = m->cols / m->group_size, gs = m->group_size;
+    const float *d = xq, *gqsum = d + nb;
+    const int16_t *q = (const int16_t *)(const void *)((const uint8_t *)xq + cm_mlx_xq_qoff(m));
+    const uint8_t *w = (const uint8_t *)m->data + row * m->row_bytes;
+    float *sv = xmalloc(2 * ng * sizeof(float));
+    cm_dequant_ref(m->sb_type, (const uint8_t *)m->scales + row * ng * (m->sb_type == CM_F32 ? 4 : 2), sv, ng);
+    cm_dequant_ref(m->sb_type, (const uint8_t *)m->biases + row * ng * (m->sb_type == CM_F32 ? 4 : 2), sv + ng, ng);
+    double mag = 0;
+    for (size_t g = 0; g < ng; g++) {
+        for (size_t k = 0; k < gs; k++) {
+            size_t i = g * gs + k, b = i / 32, j = i % 32;
+            int wq = m->bits == 4 ? (w[i / 2] >> (4 * (i & 1))) & 15 : w[i];
+            int xv = m->bits == 4 ? q[b * 32 + (j & 1) * 16 + j / 2] : q[i];
+            mag += fabs((double)sv[g] * d[b] * wq * xv);
+        }
+        mag += fabs((double)sv[ng + g] * gqsum[g]);
+    }
+    free(sv);
+    return mag;
+}
+
+static void test_mlx_dotq(void) {
+    static const uint32_t bits[] = {4, 8}, gsz[] = {32, 64, 128}, sbt[] = {CM_F32, CM_F16, CM_BF16};
+    for (size_t bi = 0; bi < 2; bi++)
+        for (size_t gi = 0; gi < 3; gi++)
+            for (size_t si = 0; si < 3; si++) {
+                size_t rows = 13, ng = 1 + rndu(5), cols = ng * gsz[gi], n_tok = 1 + rndu(40);
+                size_t row_bytes = cols * bits[bi] / 8, sb = sbt[si] == CM_F32 ? 4 : 2;
+                uint8_t *data = xmalloc(rows * row_bytes);
+                uint8_t *sc = xmalloc(rows * ng * sb), *bs = xmalloc(rows * ng * sb);
+                fill_bytes(data, rows * row_bytes);
+                for (size_t i = 0; i < rows * ng; i++) {
+                    float s = rndf() * 0.02f, b = rndf() * 0.1f;
+                    cm_quantize_ref(sbt[si], &s, sc + i * sb, 1);
+                    cm_quantize_ref(sbt[si], &b, bs + i * sb, 1);
+                }
+                cm_matrix m = {.type = CM_MLX, .rows = rows, .cols = cols, .data = data,
+                               .row_bytes = row_bytes, .bits = bits[bi], .group_size = gsz[gi],
+                               .sb_type = sbt[si], .scales = sc, .biases = bs};
+                uint32_t feat = LM_CPU_NEON;
+                CHECK(cm_mlx_dotq_select(&m, feat) == cm_mlx_dotq_neon, "cm_mlx_dotq_select");
+                CHECK(cm_mlx_gemmq_select(&m, feat) == cm_mlx_gemmq_neon, "cm_mlx_gemmq_select");
+                /* n_tok prepared activations, an odd stride apart (+ 4 bytes keeps floats aligned) */
+                size_t stride = cm_mlx_xq_bytes(&m) + 36;
+                uint8_t *xq = xmalloc(n_tok * stride);
+                float *x = xmalloc(cols * sizeof(float));
+                for (size_t t = 0; t < n_tok; t++) {
+                    fill_x(x, cols);
+                    cm_mlx_quantize_x(&m, x, xq + t * stride, feat);
+                }
+                /* rows [r0, r1) of the gemm, ldy > rows; the rest of y must stay untouched */
+                size_t r0 = rndu(3), r1 = rows - rndu(3), ldy = rows + 3;
+                float *y = xmalloc(n_tok * ldy * sizeof(float));
+                for (size_t i = 0; i < n_tok * ldy; i++) y[i] = -12345.0f;
+                cm_mlx_gemmq_neon(&m, r0, r1, xq, stride, n_tok, y, ldy);
+                for (size_t t = 0; t < n_tok; t++)
+                    for (size_t r = 0; r < rows; r++) {
+                        const uint8_t *xt = xq + t * stride;
+                        double ref = cm_mlx_dotq_ref(&m, r, xt), mag = mlx_dotq_mag(&m, r, xt);
+                        if (t == 0) {
+                            float got = cm_mlx_dotq_neon(&m, r, xt);
+                            CHECK(close_to(got, ref, mag, 1e-5), "mlx dotq bits %u gs %u sb %s row %zu: %.9g vs ref %.9g (mag %.3g)",
+                                  bits[bi], gsz[gi], cm_type_get(sbt[si])->name, r, got, ref, mag);
+                        }
+                        float gy = y[t * ldy + r];
+                        if (r < r0 || r >= r1)
+                            CHECK(gy == -12345.0f, "mlx gemmq wrote row %zu outside [%zu, %zu)", r, r0, r1);
+                        else
+                            CHECK(close_to(gy, ref, mag, 1e-5), "mlx gemmq bits %u gs %u sb %s row %zu token %zu/%zu: %.9g vs ref %.9g (mag %.3g)",
+                                  bits[bi], gsz[gi], cm_type_get(sbt[si])->name, r, t, n_tok, gy, ref, mag);
+                    }
+                free(y);
+                free(x);
+                free(xq);
+                free(data);
+                free(sc);
+                free(bs);
+            }
+}
+
 /* ---- selection ---- */
 
 static void test_select(bool have_dp) {
@@ -389,6 +474,7 @@ int main(int argc, char **argv) {
     test_dotq(have_dp);
     test_dequant();
     test_mlx();
+    test_mlx_dotq();
     test_select(have_dp);
 #ifdef CM_HAVE_NEON_DOTPROD
     const char *dp = have_dp ? "SDOT and plain NEON kernels" : "plain NEON kernels (CPU without dotprod)";

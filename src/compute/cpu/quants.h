@@ -137,6 +137,11 @@ void cm_dequant_q5_k_neon(const void *row, float *out, size_t n);
 void cm_dequant_q6_k_neon(const void *row, float *out, size_t n);
 /* bits 4 and 8, group_size a multiple of 32. */
 float cm_mlx_dot_neon(const cm_matrix *m, size_t row, const float *x);
+/* MLX integer decode and prefill (cm_mlx_dotq_fn, cm_mlx_gemmq_fn): bits 4 and 8, group_size a
+ * multiple of 32 (cm_mlx_dotq_select checks). */
+float cm_mlx_dotq_neon(const cm_matrix *m, size_t row, const void *xq);
+void cm_mlx_gemmq_neon(const cm_matrix *m, size_t r0, size_t r1, const void *xq, size_t xq_stride,
+                       size_t n, float *y, size_t ldy);
 /* The same integer kernels with SDOT: need LM_CPU_DOTPROD too. Compiled where the compiler can
  * target armv8.2-a+dotprod for part of a file (GCC) or the whole build already does (Apple). */
 #if defined(__ARM_FEATURE_DOTPROD) || (defined(__GNUC__) && !defined(__clang__))

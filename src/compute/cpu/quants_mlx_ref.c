@@ -103,15 +103,19 @@ float cm_mlx_dotq_ref(const cm_matrix *m, size_t row, const void *xq) {
     return (float)sum;
 }
 
+#ifdef CM_HAVE_X86_KERNELS
 static const uint32_t MLX_AVX2_SET = LM_CPU_AVX2 | LM_CPU_FMA | LM_CPU_F16C;
+#endif
 
 cm_mlx_dotq_fn cm_mlx_dotq_select(const cm_matrix *m, uint32_t cpu_features) {
     if (!dotq_shape_ok(m)) return NULL;
 #ifdef CM_HAVE_X86_KERNELS
     if ((cpu_features & MLX_AVX2_SET) == MLX_AVX2_SET) return cm_mlx_dotq_avx2;
-#else
-    (void)cpu_features;
 #endif
+#ifdef CM_HAVE_NEON_KERNELS
+    if (cpu_features & LM_CPU_NEON) return cm_mlx_dotq_neon;
+#endif
+    (void)cpu_features;
     return NULL;
 }
 
@@ -119,8 +123,10 @@ cm_mlx_gemmq_fn cm_mlx_gemmq_select(const cm_matrix *m, uint32_t cpu_features) {
     if (!dotq_shape_ok(m)) return NULL;
 #ifdef CM_HAVE_X86_KERNELS
     if ((cpu_features & MLX_AVX2_SET) == MLX_AVX2_SET) return cm_mlx_gemmq_avx2;
-#else
-    (void)cpu_features;
 #endif
+#ifdef CM_HAVE_NEON_KERNELS
+    if (cpu_features & LM_CPU_NEON) return cm_mlx_gemmq_neon;
+#endif
+    (void)cpu_features;
     return NULL;
 }

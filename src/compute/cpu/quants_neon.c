@@ -1,7 +1,8 @@
 /* compute/cpu/quants_neon.c: AArch64 NEON kernels (Apple Silicon, Graviton, Raspberry Pi 4/5).
  * Owns: float row dots (F32, F16, BF16), the Q8_0/Q8_K activation quantizers (byte-identical to
  * cm_quantize_ref), integer row dots of Q8_0, Q4_0, Q5_0, Q4_K, Q5_K, Q6_K against those
- * activations, dequantizers of the common types, and the MLX affine 4/8-bit float dot.
+ * activations, dequantizers of the common types, and MLX affine 4/8-bit rows (float dot, and
+ * integer decode/prefill against cm_mlx_quantize_x's activations).
  * Does not own: choosing among them (cm_*_select in quants_ref.c) or threads (ops.c).
  *
  * The integer kernels exist twice: *_neon with widening multiplies (SMULL + SADALP, any ARMv8
@@ -385,6 +386,99 @@ float cm_mlx_dot_neon(const cm_matrix *m, size_t row, const float *x) {
         acc = vfmaq_n_f32(acc, vaddq_f32(sx, sx2), bias);
     }
     return vaddvq_f32(acc);
+}
+
+/* ---- MLX integer decode: rows of bits 4 or 8 against the int16 activation cm_mlx_quantize_x
+ * prepares (quants.h: float d[nb], gqsum[ng], then int16 q[cols] at cm_mlx_xq_qoff, 4-bit blocks
+ * of 32 as their 16 even elements then their 16 odd ones). Per group:
+ * s * sum_b d_b * sum(q_w q_x) + bias * gqsum. Widening 16-bit multiply-adds (SMLAL), so one
+ * version serves every ARMv8 CPU; a block of 32 sums to at most 32 * 255 * 32767 < 2^31. ---- */
+
+/* The 32 weights of block b of a row as 4 int16x8 in the activation's order. */
+static inline void mlx_unpack32(const uint8_t *w, size_t b, uint32_t bits, int16x8_t q[4]) {
+    uint8x16_t lo, hi;
+    if (bits == 4) {
+        uint8x16_t v = vld1q_u8(w + 16 * b);
+        lo = vandq_u8(v, vdupq_n_u8(0xF));
+        hi = vshrq_n_u8(v, 4);
+    } else {
+        lo = vld1q_u8(w + 32 * b);
+        hi = vld1q_u8(w + 32 * b + 16);
+    }
+    q[0] = vreinterpretq_s16_u16(vmovl_u8(vget_low_u8(lo)));
+    q[1] = vreinterpretq_s16_u16(vmovl_high_u8(lo));
+    q[2] = vreinterpretq_s16_u16(vmovl_u8(vget_low_u8(hi)));
+    q[3] = vreinterpretq_s16_u16(vmovl_high_u8(hi));
+}
+
+static inline int32_t mlx_dot32(const int16x8_t w[4], const int16_t *x) {
+    int32x4_t a = vdupq_n_s32(0), b = a;
+    for (int k = 0; k < 4; k++) {
+        int16x8_t xv = vld1q_s16(x + 8 * k);
+        a = vmlal_s16(a, vget_low_s16(w[k]), vget_low_s16(xv));
+        b = vmlal_high_s16(b, w[k], xv);
+    }
+    return vaddvq_s32(vaddq_s32(a, b));
+}
+
+float cm_mlx_dotq_neon(const cm_matrix *m, size_t row, const void *xq) {
+    size_t nb = m->cols / 32, ng = m->cols / m->group_size, bpg = m->group_size / 32;
+    const uint8_t *base = xq;
+    const float *d = (const float *)(const void *)base, *gqsum = d + nb;
+    const int16_t *q = (const int16_t *)(const void *)(base + cm_mlx_xq_qoff(m));
+    const uint8_t *w = (const uint8_t *)m->data + row * m->row_bytes;
+    float acc = 0;
+    for (size_t g = 0; g < ng; g++) {
+        float s = sb_get(m->sb_type, m->scales, row * ng + g);
+        float bias = sb_get(m->sb_type, m->biases, row * ng + g);
+        float qx = 0;
+        for (size_t k = 0; k < bpg; k++) {
+            size_t b = g * bpg + k;
+            int16x8_t wq[4];
+            mlx_unpack32(w, b, m->bits, wq);
+            qx += d[b] * (float)mlx_dot32(wq, q + 32 * b);
+        }
+        acc += s * qx + bias * gqsum[g];
+    }
+    return acc;
+}
+
+/* Prefill: tokens in tiles of MLX_TT, so each unpacked weight block serves a whole tile. */
+enum { MLX_TT = 16 };
+
+void cm_mlx_gemmq_neon(const cm_matrix *m, size_t r0, size_t r1, const void *xq, size_t xq_stride,
+                       size_t n, float *y, size_t ldy) {
+    size_t nb = m->cols / 32, ng = m->cols / m->group_size, bpg = m->group_size / 32;
+    size_t qoff = cm_mlx_xq_qoff(m);
+    const uint8_t *base = xq;
+    for (size_t r = r0; r < r1; r++) {
+        const uint8_t *w = (const uint8_t *)m->data + r * m->row_bytes;
+        for (size_t t0 = 0; t0 < n; t0 += MLX_TT) {
+            size_t nt = n - t0 < MLX_TT ? n - t0 : MLX_TT;
+            float acc[MLX_TT] = {0};
+            for (size_t g = 0; g < ng; g++) {
+                float s = sb_get(m->sb_type, m->scales, r * ng + g);
+                float bias = sb_get(m->sb_type, m->biases, r * ng + g);
+                float qx[MLX_TT] = {0};
+                for (size_t k = 0; k < bpg; k++) {
+                    size_t b = g * bpg + k;
+                    int16x8_t wq[4];
+                    mlx_unpack32(w, b, m->bits, wq);
+                    for (size_t t = 0; t < nt; t++) {
+                        const uint8_t *xt = base + (t0 + t) * xq_stride;
+                        const float *d = (const float *)(const void *)xt;
+                        const int16_t *q = (const int16_t *)(const void *)(xt + qoff);
+                        qx[t] += d[b] * (float)mlx_dot32(wq, q + 32 * b);
+                    }
+                }
+                for (size_t t = 0; t < nt; t++) {
+                    const float *gq = (const float *)(const void *)(base + (t0 + t) * xq_stride) + nb;
+                    acc[t] += s * qx[t] + bias * gq[g];
+                }
+            }
+            for (size_t t = 0; t < nt; t++) y[(t0 + t) * ldy + r] = acc[t];
+        }
+    }
 }
 
 /* ---- integer kernels, once per variant (see the top of the file) ---- */
