@@ -172,7 +172,7 @@ static bool ensure_gemm(cm_ctx *c, size_t n, size_t cols) {
         c->act = a;
         c->act_cap = need;
     }
-    size_t per = (cm_gemm_scratch_bytes(cols) + 63) & ~(size_t)63, total;
+    size_t per = (cm_gemm_scratch_bytes(cols, n) + 63) & ~(size_t)63, total;
     if (per > c->tiles_per) {
         if (!lm_mul_ok(per, (size_t)c->nth, &total)) return false;
         uint8_t *t = lm_realloc(c->tiles, total);
@@ -267,6 +267,69 @@ static void matmul_one(cm_ctx *c, const cm_matrix *w, const float *x, size_t n, 
     lm_pool_run(c->pool, matmul_task, &j);
 }
 
+/* ---- decode of several matrices with one input ---- */
+
+typedef struct dec_job {
+    const cm_matrix *w[MULTI_MAX];
+    float *y[MULTI_MAX];
+    cm_dotq_fn fn[MULTI_MAX];
+    const uint8_t *xq[MULTI_MAX];
+    size_t nw, units; /* 16-row units over all matrices */
+} dec_job;
+
+static void dec_task(void *p, int ith, int nth) {
+    dec_job *j = p;
+    size_t u0 = j->units * (size_t)ith / (size_t)nth, u1 = j->units * (size_t)(ith + 1) / (size_t)nth;
+    size_t off = 0;
+    for (size_t i = 0; i < j->nw; i++) {
+        const cm_matrix *w = j->w[i];
+        size_t mu = (w->rows + 15) / 16, lo = LM_MAX(u0, off), hi = LM_MIN(u1, off + mu);
+        const uint8_t *base = w->data;
+        for (size_t r = (lo < hi ? (lo - off) * 16 : 0), r1 = lo < hi ? LM_MIN(w->rows, (hi - off) * 16) : 0; r < r1; r++)
+            j->y[i][r] = j->fn[i](base + r * w->row_bytes, j->xq[i], w->cols);
+        off += mu;
+    }
+}
+
+/* One token through those of w[0..nw) (nw <= MULTI_MAX) that have integer dot kernels: x is
+ * quantized once per activation type (Q8_0, Q8_K) and all rows share one pool run. Sets done[i]
+ * for the ones it computed. */
+static void dec_multi(cm_ctx *c, const cm_matrix *const *w, size_t nw, const float *x,
+                      float *const *y, bool *done) {
+    dec_job j;
+    memset(&j, 0, sizeof j);
+    size_t cols = w[0]->cols;
+    size_t off[2] = {0, (cols / 32 * 34 + 63) & ~(size_t)63}, need = off[1] + cols / 256 * 292;
+    size_t xoff[MULTI_MAX];
+    bool used[2] = {false, false}, take[MULTI_MAX] = {false};
+    uint32_t acts[2] = {CM_Q8_0, CM_Q8_K};
+    for (size_t i = 0; i < nw; i++) {
+        uint32_t act = 0;
+        cm_dotq_fn fn = w[i]->type == CM_MLX || w[i]->cols != cols ? NULL : cm_dotq_select(w[i]->type, c->features, &act);
+        int a = act == CM_Q8_K ? 1 : 0;
+        if (!fn || cols % cm_type_get(act)->block_size || !cm_quantize_select(act, c->features)) continue;
+        take[i] = used[a] = true;
+        j.w[j.nw] = w[i];
+        j.y[j.nw] = y[i];
+        j.fn[j.nw] = fn;
+        xoff[j.nw] = off[a];
+        j.units += (w[i]->rows + 15) / 16;
+        j.nw++;
+    }
+    if (j.nw < 2) return; /* one matrix: matmul_one does the same */
+    if (need > c->xq_cap) {
+        uint8_t *q = lm_realloc(c->xq, need);
+        if (!q) return;
+        c->xq = q;
+        c->xq_cap = need;
+    }
+    for (int a = 0; a < 2; a++)
+        if (used[a]) cm_quantize_select(acts[a], c->features)(x, c->xq + off[a], cols);
+    for (size_t k = 0; k < j.nw; k++) j.xq[k] = c->xq + xoff[k];
+    lm_pool_run(c->pool, dec_task, &j);
+    for (size_t i = 0; i < nw; i++) done[i] = take[i];
+}
+
 void cm_matmul_multi(cm_ctx *c, const cm_matrix *const *w, size_t nw, const float *x, size_t n,
                      float *const *y) {
     if (n == 0) return;
@@ -274,6 +337,7 @@ void cm_matmul_multi(cm_ctx *c, const cm_matrix *const *w, size_t nw, const floa
         size_t k = LM_MIN((size_t)MULTI_MAX, nw - i0);
         bool done[MULTI_MAX] = {false};
         if (n > 1) gemm_multi(c, w + i0, k, x, n, y + i0, done);
+        else dec_multi(c, w + i0, k, x, y + i0, done);
         for (size_t i = 0; i < k; i++)
             if (!done[i]) matmul_one(c, w[i0 + i], x, n, y[i0 + i]);
     }
