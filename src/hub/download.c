@@ -573,11 +573,15 @@ static void free_names(char **names, size_t n) {
 }
 
 static lm_status finish_out(const char *snap, char **files, long gi, char *out, size_t cap, lm_error *err) {
-    char path[4096];
-    if (gi >= 0) snprintf(path, sizeof path, "%s/%s", snap, files[gi]);
-    else snprintf(path, sizeof path, "%s", snap);
-    if (strlen(path) >= cap) return lm_fail(err, LM_ERR_TOO_SMALL, "path of %zu bytes does not fit", strlen(path));
-    memcpy(out, path, strlen(path) + 1);
+    size_t ls = strlen(snap), lf = gi >= 0 ? strlen(files[gi]) : 0;
+    size_t n = ls + (gi >= 0 ? 1 + lf : 0);
+    if (n >= cap) return lm_fail(err, LM_ERR_TOO_SMALL, "path of %zu bytes does not fit", n);
+    memcpy(out, snap, ls);
+    if (gi >= 0) {
+        out[ls] = '/';
+        memcpy(out + ls + 1, files[gi], lf);
+    }
+    out[n] = 0;
     return LM_OK;
 }
 
