@@ -174,17 +174,18 @@ static void test_quantizers(void) {
 
 /* ---- weight rows ---- */
 
-/* n elements of type: half the time quantized from floats (realistic), otherwise random bytes
- * with sane f16 super-scales (every quant bit pattern, int8 scales down to -128). */
+/* n elements of type: half the time quantized from floats (realistic, where the reference has a
+ * quantizer), otherwise random bytes with sane f16 super-scales (every quant bit pattern, int8
+ * scales down to -128). */
 static void make_row(uint32_t type, uint8_t *row, size_t n) {
     const cm_type_info *t = cm_type_get(type);
     size_t nb = n / t->block_size;
     if (rndu(2)) {
         float *w = xmalloc(n * sizeof(float));
         fill_x(w, n);
-        cm_quantize_ref(type, w, row, n);
+        bool ok = cm_quantize_ref(type, w, row, n); /* false for Q2_K, Q3_K: random bytes then */
         free(w);
-        return;
+        if (ok) return;
     }
     fill_bytes(row, nb * t->block_bytes);
     for (size_t i = 0; i < nb; i++) {
@@ -196,6 +197,11 @@ static void make_row(uint32_t type, uint8_t *row, size_t n) {
             put_f16(b + 2, rndf() * 0.01f);
             break;
         case CM_Q6_K: put_f16(b + 208, rndf() * 0.01f); break;
+        case CM_Q2_K:
+            put_f16(b + 80, rndf() * 0.01f);
+            put_f16(b + 82, rndf() * 0.01f);
+            break;
+        case CM_Q3_K: put_f16(b + 108, rndf() * 0.01f); break;
         default: put_f16(b, rndf() * 0.1f); break;
         }
     }
@@ -219,6 +225,8 @@ static void test_dotq(bool have_dp) {
         {CM_Q8_0, CM_Q8_0, cm_dotq_q8_0_neon, DP(cm_dotq_q8_0_neon_dp)},
         {CM_Q4_0, CM_Q8_0, cm_dotq_q4_0_neon, DP(cm_dotq_q4_0_neon_dp)},
         {CM_Q5_0, CM_Q8_0, cm_dotq_q5_0_neon, DP(cm_dotq_q5_0_neon_dp)},
+        {CM_Q2_K, CM_Q8_K, cm_dotq_q2_k_neon, DP(cm_dotq_q2_k_neon_dp)},
+        {CM_Q3_K, CM_Q8_K, cm_dotq_q3_k_neon, DP(cm_dotq_q3_k_neon_dp)},
         {CM_Q4_K, CM_Q8_K, cm_dotq_q4_k_neon, DP(cm_dotq_q4_k_neon_dp)},
         {CM_Q5_K, CM_Q8_K, cm_dotq_q5_k_neon, DP(cm_dotq_q5_k_neon_dp)},
         {CM_Q6_K, CM_Q8_K, cm_dotq_q6_k_neon, DP(cm_dotq_q6_k_neon_dp)},

@@ -125,6 +125,8 @@ void cm_quantize_q8_k_neon(const float *x, void *out, size_t n);
 float cm_dotq_q8_0_neon(const void *row, const void *xq, size_t n);
 float cm_dotq_q4_0_neon(const void *row, const void *xq, size_t n);
 float cm_dotq_q5_0_neon(const void *row, const void *xq, size_t n);
+float cm_dotq_q2_k_neon(const void *row, const void *xq, size_t n);
+float cm_dotq_q3_k_neon(const void *row, const void *xq, size_t n);
 float cm_dotq_q4_k_neon(const void *row, const void *xq, size_t n);
 float cm_dotq_q5_k_neon(const void *row, const void *xq, size_t n);
 float cm_dotq_q6_k_neon(const void *row, const void *xq, size_t n);
@@ -149,6 +151,8 @@ void cm_mlx_gemmq_neon(const cm_matrix *m, size_t r0, size_t r1, const void *xq,
 float cm_dotq_q8_0_neon_dp(const void *row, const void *xq, size_t n);
 float cm_dotq_q4_0_neon_dp(const void *row, const void *xq, size_t n);
 float cm_dotq_q5_0_neon_dp(const void *row, const void *xq, size_t n);
+float cm_dotq_q2_k_neon_dp(const void *row, const void *xq, size_t n);
+float cm_dotq_q3_k_neon_dp(const void *row, const void *xq, size_t n);
 float cm_dotq_q4_k_neon_dp(const void *row, const void *xq, size_t n);
 float cm_dotq_q5_k_neon_dp(const void *row, const void *xq, size_t n);
 float cm_dotq_q6_k_neon_dp(const void *row, const void *xq, size_t n);

@@ -62,6 +62,16 @@ static inline void k4_scales(const uint8_t *s, int *sc, int *mn) {
     }
 }
 
+/* The 16 signed 6-bit scales of Q3_K (stored + 32: low 4 bits of scale k in the low nibble of
+ * byte k, or the high nibble of byte k - 8 for k >= 8; top 2 bits in bytes 8..11). */
+static inline void q3k_scales(const uint8_t *s, int *sc) {
+    for (int k = 0; k < 16; k++) {
+        int lo = k < 8 ? (s[k] & 0xF) : (s[k - 8] >> 4);
+        int hi = (s[8 + (k % 4)] >> (2 * (k / 4))) & 3;
+        sc[k] = (lo | (hi << 4)) - 32;
+    }
+}
+
 /* Q8_K {f32 d; i8 qs[256]; i16 bsums[16]}. */
 static inline int q8k_bsum(const uint8_t *y, int g) {
     int16_t v;
@@ -613,6 +623,68 @@ float KNAME(cm_dotq_q5_k)(const void *row, const void *xq, size_t n) {
     const uint8_t *w = row, *y = xq;
     float acc = 0;
     for (size_t i = 0; i < n / 256; i++) acc += KNAME(dotq_k45)(w + 176 * i, y + 292 * i, true);
+    return acc;
+}
+
+/* Q2_K row x Q8_K. Q2_K {u8 scales[16]; u8 qs[64]; f16 d, dmin}: element 128h + 32j + 16k + l
+ * (sub-block 8h + 2j + k) is (qs[32h + 16k + l] >> 2j) & 3; its scale byte holds a 4-bit scale
+ * (low) and min (high): d*yd * sum_s sc_s sum(q q8) - dmin*yd * sum_s m_s bsum_s. */
+float KNAME(cm_dotq_q2_k)(const void *row, const void *xq, size_t n) {
+    const uint8_t *w = row, *y = xq;
+    const uint8x16_t m3 = vdupq_n_u8(3);
+    float acc = 0;
+    for (size_t i = 0; i < n / 256; i++, w += 84, y += 292) {
+        float yd = f32s(y), d = f16s(w + 80) * yd, dmin = f16s(w + 82) * yd;
+        int msum = 0;
+        for (int sb = 0; sb < 16; sb++) msum += (w[sb] >> 4) * q8k_bsum(y, sb);
+        int32x4_t isum = vdupq_n_s32(0);
+        for (int h = 0; h < 2; h++) {
+            uint8x16_t v0 = vld1q_u8(w + 16 + 32 * h), v1 = vld1q_u8(w + 32 + 32 * h);
+            for (int j = 0; j < 4; j++) {
+                const uint8_t *q8 = y + 4 + 128 * h + 32 * j;
+                const int8x16_t shr = vdupq_n_s8((int8_t)(-2 * j)); /* USHL by -2j: >> 2j */
+                uint8x16_t u0 = vshlq_u8(v0, shr), u1 = vshlq_u8(v1, shr);
+                int32x4_t t0 = DOT16(vdupq_n_s32(0), vreinterpretq_s8_u8(vandq_u8(u0, m3)), lds8(q8));
+                int32x4_t t1 = DOT16(vdupq_n_s32(0), vreinterpretq_s8_u8(vandq_u8(u1, m3)), lds8(q8 + 16));
+                isum = vmlaq_n_s32(isum, t0, w[8 * h + 2 * j] & 0xF);
+                isum = vmlaq_n_s32(isum, t1, w[8 * h + 2 * j + 1] & 0xF);
+            }
+        }
+        acc += d * (float)vaddvq_s32(isum) - dmin * (float)msum;
+    }
+    return acc;
+}
+
+/* Q3_K row x Q8_K. Q3_K {u8 hmask[32]; u8 qs[64]; u8 scales[12]; f16 d}: element
+ * 128h + 32j + 16k + l is ((qs[32h + 16k + l] >> 2j) & 3) - 4, plus 4 when bit 4h + j of
+ * hmask[16k + l] is set: -4..3, a signed byte. d*yd * sum_s sc_s sum(q q8). */
+float KNAME(cm_dotq_q3_k)(const void *row, const void *xq, size_t n) {
+    const uint8_t *w = row, *y = xq;
+    const uint8x16_t m3 = vdupq_n_u8(3), k4 = vdupq_n_u8(4);
+    const int8x16_t s4 = vdupq_n_s8(4);
+    float acc = 0;
+    for (size_t i = 0; i < n / 256; i++, w += 110, y += 292) {
+        int sc[16];
+        q3k_scales(w + 96, sc);
+        uint8x16_t h0 = vld1q_u8(w), h1 = vld1q_u8(w + 16);
+        int32x4_t isum = vdupq_n_s32(0);
+        for (int h = 0; h < 2; h++) {
+            uint8x16_t v0 = vld1q_u8(w + 32 + 32 * h), v1 = vld1q_u8(w + 48 + 32 * h);
+            for (int j = 0; j < 4; j++) {
+                const uint8_t *q8 = y + 4 + 128 * h + 32 * j;
+                const int8x16_t shr = vdupq_n_s8((int8_t)(-2 * j)); /* USHL by -2j: >> 2j */
+                uint8x16_t u0 = vshlq_u8(v0, shr), u1 = vshlq_u8(v1, shr);
+                uint8x16_t bit = vdupq_n_u8((uint8_t)(1u << (4 * h + j)));
+                u0 = vorrq_u8(vandq_u8(u0, m3), vandq_u8(vtstq_u8(h0, bit), k4));
+                u1 = vorrq_u8(vandq_u8(u1, m3), vandq_u8(vtstq_u8(h1, bit), k4));
+                int32x4_t t0 = DOT16(vdupq_n_s32(0), vsubq_s8(vreinterpretq_s8_u8(u0), s4), lds8(q8));
+                int32x4_t t1 = DOT16(vdupq_n_s32(0), vsubq_s8(vreinterpretq_s8_u8(u1), s4), lds8(q8 + 16));
+                isum = vmlaq_n_s32(isum, t0, sc[8 * h + 2 * j]);
+                isum = vmlaq_n_s32(isum, t1, sc[8 * h + 2 * j + 1]);
+            }
+        }
+        acc += f16s(w + 108) * f32s(y) * (float)vaddvq_s32(isum);
+    }
     return acc;
 }
 

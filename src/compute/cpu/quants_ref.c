@@ -831,6 +831,8 @@ cm_dotq_fn cm_dotq_select(uint32_t type, uint32_t cpu_features, uint32_t *act_ty
         case CM_Q8_0: fn = NEON_DOTQ(q8_0); break;
         case CM_Q4_0: fn = NEON_DOTQ(q4_0); break;
         case CM_Q5_0: fn = NEON_DOTQ(q5_0); break;
+        case CM_Q2_K: fn = NEON_DOTQ(q2_k); at = CM_Q8_K; break;
+        case CM_Q3_K: fn = NEON_DOTQ(q3_k); at = CM_Q8_K; break;
         case CM_Q4_K: fn = NEON_DOTQ(q4_k); at = CM_Q8_K; break;
         case CM_Q5_K: fn = NEON_DOTQ(q5_k); at = CM_Q8_K; break;
         case CM_Q6_K: fn = NEON_DOTQ(q6_k); at = CM_Q8_K; break;
