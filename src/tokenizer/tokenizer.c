@@ -22,8 +22,19 @@ bool tok_vec_push(tok_vec *v, lm_token id) {
 }
 
 bool tok_vec_append(tok_vec *v, const lm_token *ids, size_t n) {
-    for (size_t i = 0; i < n; i++)
-        if (!tok_vec_push(v, ids[i])) return false;
+    if (n > v->cap - v->n) {
+        size_t cap = v->cap ? v->cap : 32;
+        while (cap - v->n < n) {
+            if (cap > SIZE_MAX / 2 / sizeof *v->ids) return false;
+            cap *= 2;
+        }
+        lm_token *p = lm_realloc(v->ids, cap * sizeof *p);
+        if (!p) return false;
+        v->ids = p;
+        v->cap = cap;
+    }
+    if (n) memcpy(v->ids + v->n, ids, n * sizeof *ids);
+    v->n += n;
     return true;
 }
 
