@@ -83,14 +83,18 @@ char *cli_default_model(void);
 bool cli_load_model(const char *path, int32_t n_threads, lm_model **out, double *load_ms);
 
 /* Like cli_load_model, sizing the memory check for a context of n_ctx tokens (0: the model's,
- * capped at 4096). Before downloading a catalog model and before loading, the memory the model
- * needs (weights + KV cache + overhead) is compared with the available memory; too little is an
- * error unless --force was given (cli_set_force). */
+ * capped at 4096). When the check is on (cli_set_mem_check), before downloading a catalog model
+ * and before loading, the memory the model needs (weights + KV cache + overhead) is compared with
+ * the available memory; too little is an error unless --force was given (cli_set_force). */
 bool cli_load_model_ctx(const char *ref, int32_t n_threads, int32_t n_ctx, lm_model **out,
                         double *load_ms);
 /* --force: load or download even when the memory check says it will not fit. */
 void cli_set_force(bool force);
 bool cli_force(void);
+/* Turns the memory check in cli_load_model on: main.c does for the commands that run a model
+ * (run, chat, serve, voice, bench, eval), not for info, tokenize, detokenize or template, which
+ * only read it. */
+void cli_set_mem_check(bool on);
 /* Memory the machine has available: $LM_MEM_AVAILABLE_OVERRIDE (bytes, for tests) when set,
  * else the system's figure. false when unknown. */
 bool cli_mem_available(uint64_t *out);

@@ -80,6 +80,9 @@ int main(int argc, char **argv) {
     }
     if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "-V") == 0) return version(1, argv + 1);
     argc = take_force(cmd, argc, argv);
+    static const char *const runs_a_model[] = {"run", "chat", "serve", "voice", "bench", "eval"};
+    for (size_t k = 0; k < sizeof runs_a_model / sizeof runs_a_model[0]; k++)
+        if (strcmp(cmd, runs_a_model[k]) == 0) cli_set_mem_check(true);
     for (size_t k = 0; k < sizeof COMMANDS / sizeof COMMANDS[0]; k++) {
         if (strcmp(cmd, COMMANDS[k].name) != 0) continue;
         if (!COMMANDS[k].fn) return version(argc - 1, argv + 1);

@@ -271,10 +271,12 @@ char *cli_hf_cache_dir(void) {
     return strdup(buf);
 }
 
-static bool g_force; /* --force: the process-wide answer to the memory check */
+static bool g_force;     /* --force: the process-wide answer to the memory check */
+static bool g_mem_check; /* set for the commands that run a model (main.c) */
 
 void cli_set_force(bool force) { g_force = force; }
 bool cli_force(void) { return g_force; }
+void cli_set_mem_check(bool on) { g_mem_check = on; }
 
 bool cli_mem_available(uint64_t *out) {
     const char *o = getenv("LM_MEM_AVAILABLE_OVERRIDE");
@@ -360,7 +362,7 @@ bool cli_load_model_ctx(const char *ref_in, int32_t n_threads, int32_t n_ctx, lm
         if (probe == CLI_EXIT_OK) {
             rst = LM_OK;
         } else if (probe == CLI_EXIT_ERROR && !cli_hub_offline()) {
-            if (entry) {
+            if (entry && g_mem_check) {
                 hub_mem_need need;
                 hub_mem_need_entry(entry, n_ctx, &need);
                 if (!cli_mem_check_need(ref_in, "download", &need)) return false;
@@ -379,7 +381,7 @@ bool cli_load_model_ctx(const char *ref_in, int32_t n_threads, int32_t n_ctx, lm
         return false;
     }
     const char *path = resolved;
-    if (!cli_mem_check_path(ref_in, path, n_ctx, 1)) return false;
+    if (g_mem_check && !cli_mem_check_path(ref_in, path, n_ctx, 1)) return false;
     lm_model_params mp = lm_model_default_params();
     mp.n_threads = n_threads;
     progress_state ps = {.last_percent = -1, .drawn = false};

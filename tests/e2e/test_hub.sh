@@ -152,7 +152,10 @@ grep -q "not enough memory for .*stories260K-q8_0.gguf: it needs about .* (weigh
 grep -q -- "--force" "$TMP/err" || fail "the memory message must name --force"; pass
 LM_MEM_AVAILABLE_OVERRIDE=1000000 L run "$SRC/tests/data/stories260K/stories260K-q8_0.gguf" -p "Once upon a time" -n 20 --no-stats --force || fail "--force must load"
 [[ $(cat "$TMP/out") == "$expect" ]] || fail "--force output"; pass
+LM_MEM_AVAILABLE_OVERRIDE=1000000 L chat "$SRC/models/tinychat" </dev/null && fail "chat must check memory"
+grep -q "not enough memory for .*tinychat" "$TMP/err" || fail "chat memory message"; pass
 LM_MEM_AVAILABLE_OVERRIDE=1000000 L chat "$SRC/models/tinychat" --force </dev/null || fail "chat accepts --force"; pass
+LM_MEM_AVAILABLE_OVERRIDE=1000000 L info "$SRC/tests/data/stories260K/stories260K-q8_0.gguf" || fail "info only reads the model: no memory check"; pass
 LM_MEM_AVAILABLE_OVERRIDE=1000000 L run "$SRC/tests/data/stories260K/stories260K-q8_0.gguf" -c 64 -p "x" -n 1 && fail "refuse at -c 64"
 grep -q "at 64 tokens" "$TMP/err" || fail "the estimate must use --ctx"; pass
 # a catalog model too big for the machine is refused before anything is downloaded
