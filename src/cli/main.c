@@ -50,10 +50,13 @@ static int version(int argc, char **argv) {
     return CLI_EXIT_OK;
 }
 
-/* chat, serve and voice do not parse --force themselves yet: it is taken out of their arguments
- * here (not where it is the value of -p/--prompt/--system) and turned into cli_set_force(). */
+/* chat, serve, voice, bench and eval do not parse --force themselves yet: it is taken out of
+ * their arguments here (not where it is the value of -p/--prompt/--system) and turned into
+ * cli_set_force(). run and pull parse it. */
 static int take_force(const char *cmd, int argc, char **argv) {
-    if (strcmp(cmd, "chat") != 0 && strcmp(cmd, "serve") != 0 && strcmp(cmd, "voice") != 0) return argc;
+    if (strcmp(cmd, "chat") != 0 && strcmp(cmd, "serve") != 0 && strcmp(cmd, "voice") != 0 &&
+        strcmp(cmd, "bench") != 0 && strcmp(cmd, "eval") != 0)
+        return argc;
     int n = 2;
     for (int i = 2; i < argc; i++) {
         const char *prev = argv[i - 1];
