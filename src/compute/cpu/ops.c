@@ -220,6 +220,8 @@ static void gemm_multi(cm_ctx *c, const cm_matrix *const *w, size_t nw, const fl
 
 /* The product of one matrix, without the tiled kernels. */
 static void matmul_one(cm_ctx *c, const cm_matrix *w, const float *x, size_t n, float *y) {
+    if (n > 1 && w->type == CM_MLX && cm_mlx_matmul(c->pool, c->features, &c->xq, &c->xq_cap, w, x, n, y))
+        return;
     if (n > 1 && !ensure_scratch(c, w->cols)) {
         /* No scratch: fall back to per-token dots, slower but correct. */
         for (size_t t = 0; t < n; t++) matmul_one(c, w, x + t * w->cols, 1, y + t * w->rows);

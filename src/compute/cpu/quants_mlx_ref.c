@@ -130,3 +130,49 @@ cm_mlx_gemmq_fn cm_mlx_gemmq_select(const cm_matrix *m, uint32_t cpu_features) {
     (void)cpu_features;
     return NULL;
 }
+
+/* ---- a whole product over the pool ---- */
+
+typedef struct mlx_job {
+    const cm_matrix *w;
+    const float *x;
+    size_t n, xb;
+    float *y;
+    uint8_t *xq;
+    uint32_t features;
+    cm_mlx_gemmq_fn fn;
+} mlx_job;
+
+static void mlx_prep_task(void *p, int ith, int nth) {
+    mlx_job *j = p;
+    size_t t0 = j->n * (size_t)ith / (size_t)nth, t1 = j->n * (size_t)(ith + 1) / (size_t)nth;
+    for (size_t t = t0; t < t1; t++)
+        cm_mlx_quantize_x(j->w, j->x + t * j->w->cols, j->xq + t * j->xb, j->features);
+}
+
+/* Rows in units of 8 so neighbouring threads do not write the same cache lines of y. */
+static void mlx_gemm_task(void *p, int ith, int nth) {
+    mlx_job *j = p;
+    size_t units = (j->w->rows + 7) / 8;
+    size_t r0 = units * (size_t)ith / (size_t)nth * 8, r1 = units * (size_t)(ith + 1) / (size_t)nth * 8;
+    if (r1 > j->w->rows) r1 = j->w->rows;
+    if (r0 < r1) j->fn(j->w, r0, r1, j->xq, j->xb, j->n, j->y, j->w->rows);
+}
+
+bool cm_mlx_matmul(lm_pool *pool, uint32_t cpu_features, uint8_t **buf, size_t *cap,
+                   const cm_matrix *w, const float *x, size_t n, float *y) {
+    cm_mlx_gemmq_fn fn = cm_mlx_gemmq_select(w, cpu_features);
+    if (!fn || n == 0) return false;
+    size_t xb = cm_mlx_xq_bytes(w), need;
+    if (!lm_mul_ok(xb, n, &need)) return false;
+    if (need > *cap) {
+        uint8_t *q = lm_realloc(*buf, need);
+        if (!q) return false;
+        *buf = q;
+        *cap = need;
+    }
+    mlx_job j = {w, x, n, xb, y, *buf, cpu_features, fn};
+    lm_pool_run(pool, mlx_prep_task, &j);
+    lm_pool_run(pool, mlx_gemm_task, &j);
+    return true;
+}
