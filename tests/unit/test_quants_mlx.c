@@ -200,6 +200,55 @@ static void test_kernels(void **state) {
     (void)n_checked;
 }
 
+/* A whole product over a pool of 3 threads (and none): rows not a multiple of the 8-row units,
+ * every token against the oracle with the tolerance of test_kernels (relative to the terms'
+ * magnitude, here bounded by 1e-4 of sum |w x| + 1e-5). */
+static void test_matmul(void **state) {
+    (void)state;
+    uint32_t feat = lm_cpu_features();
+    lm_pool *pool = lm_pool_new(3);
+    assert_non_null(pool);
+    const size_t rows = 37, n = 6;
+    for (size_t bi = 0; bi < LM_ARRAY_LEN(k_bits); bi++) {
+        mlx_mat f;
+        size_t cols = 64 * 7;
+        mat_make(&f, rows, cols, k_bits[bi], 64, CM_BF16, 77 + bi);
+        float *x = lm_malloc(n * cols * sizeof(float)), *y = lm_malloc(n * rows * sizeof(float));
+        for (size_t t = 0; t < n; t++) make_x(x + t * cols, cols, 900 + t);
+        uint8_t *buf = NULL, *one = lm_malloc(cm_mlx_xq_bytes(&f.m));
+        size_t cap = 0;
+        for (int use_pool = 0; use_pool < 2; use_pool++) {
+            memset(y, 0, n * rows * sizeof(float));
+            bool ok = cm_mlx_matmul(use_pool ? pool : NULL, feat, &buf, &cap, &f.m, x, n, y);
+            assert_true(ok == (cm_mlx_gemmq_select(&f.m, feat) != NULL));
+            if (!ok) continue;
+            assert_true(cap >= n * cm_mlx_xq_bytes(&f.m));
+            for (size_t t = 0; t < n; t++) {
+                cm_mlx_quantize_x(&f.m, x + t * cols, one, feat);
+                for (size_t r = 0; r < rows; r++) {
+                    double want = cm_mlx_dotq_ref(&f.m, r, one), mag = 0;
+                    for (size_t i = 0; i < cols; i++) {
+                        size_t g = r * (cols / 64) + i / 64;
+                        double w = sb_get(CM_BF16, f.scales, g) * f.q[r * cols + i] + sb_get(CM_BF16, f.biases, g);
+                        mag += fabs(w * x[t * cols + i]);
+                    }
+                    if (fabs(y[t * rows + r] - want) > 1e-4 * mag + 1e-5)
+                        fail_msg("matmul bits %u pool %d tok %zu row %zu: %g vs %g", k_bits[bi], use_pool, t, r,
+                                 y[t * rows + r], want);
+                }
+            }
+        }
+        assert_false(cm_mlx_matmul(pool, feat, &buf, &cap, &f.m, x, 0, y));
+        assert_false(cm_mlx_matmul(pool, 0, &buf, &cap, &f.m, x, n, y));
+        lm_free(buf);
+        lm_free(one);
+        lm_free(x);
+        lm_free(y);
+        mat_free(&f);
+    }
+    lm_pool_free(pool);
+}
+
 /* Shapes without an integer kernel are refused, so callers keep the float path. */
 static void test_select(void **state) {
     (void)state;
@@ -230,6 +279,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_quantize_x),
         cmocka_unit_test(test_kernels),
+        cmocka_unit_test(test_matmul),
         cmocka_unit_test(test_select),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
