@@ -70,7 +70,7 @@ done < <(find src -name '*.c' ! -name '*_avx2.c' ! -name '*_avx512.c' ! -path '*
 echo "test-arm: $n_src library sources compile for aarch64 ($CC_ARM -fsyntax-only)"
 
 # 2. the kernel test. -ffp-contract=off on both sides so dequantized values compare bit for bit.
-SRCS=(src/core/alloc.c src/core/error.c src/core/util.c src/core/file.c src/compute/cpu/quants_ref.c
+SRCS=(src/core/alloc.c src/core/error.c src/core/util.c src/core/file.c src/core/pool.c src/compute/cpu/quants_ref.c
       src/compute/cpu/quants_mlx_ref.c
       tests/arm/cjson_stub.c tests/arm/test_kernels_arm.c)
 TFLAGS=("${COMMON[@]}" -O2 -ffp-contract=off -I"$B/inc")

@@ -440,6 +440,110 @@ static void test_mlx_dotq(void) {
             }
 }
 
+/* ---- prefill tiles ---- */
+
+static cm_gemm_act make_act(size_t n, size_t cols, void **raw) {
+    cm_gemm_act a = {.n = n, .cols = cols, .n_grp = (n + CM_GEMM_TOK - 1) / CM_GEMM_TOK};
+    *raw = xmalloc(cm_gemm_act_bytes(n, cols) + 64);
+    a.mem = (uint8_t *)(((uintptr_t)*raw + 63) & ~(uintptr_t)63);
+    return a;
+}
+
+/* The activation layout against cm_quantize_ref(Q8_0), byte for byte and float for float. */
+static void test_gemm_prep(void) {
+    for (int trial = 0; trial < 30; trial++) {
+        size_t n = 1 + rndu(40), cols = 32 * (1 + rndu(9)), ldx = cols + rndu(5), nb = cols / 32;
+        float *x = xmalloc(n * ldx * sizeof(float));
+        for (size_t t = 0; t < n; t++) fill_x(x + t * ldx, cols);
+        if (trial == 0) fill_special(x, cols, 0); /* ties */
+        void *raw;
+        cm_gemm_act a = make_act(n, cols, &raw);
+        memset(a.mem, 0x5A, cm_gemm_act_bytes(n, cols));
+        cm_gemm_prep_neon(x, ldx, &a, 0, a.n_grp);
+        long bad = 0;
+        for (size_t g = 0; g < a.n_grp; g++)
+            for (size_t t = 0; t < CM_GEMM_TOK; t++)
+                for (size_t b = 0; b < nb; b++) {
+                    const uint8_t *blk = a.mem + (g * nb + b) * CM_GEMM_ACT_BLOCK;
+                    size_t tok = g * CM_GEMM_TOK + t;
+                    uint8_t q8[34] = {0};
+                    if (tok < n) cm_quantize_ref(CM_Q8_0, x + tok * ldx + 32 * b, q8, 32);
+                    int s0 = 0, s1 = 0;
+                    for (int i = 0; i < 32; i++) {
+                        if (blk[64 * (i / 4) + 4 * t + i % 4] != q8[2 + i]) bad++;
+                        *(i < 16 ? &s0 : &s1) += (int8_t)q8[2 + i];
+                    }
+                    uint16_t h;
+                    memcpy(&h, q8, 2);
+                    float d = tok < n ? lm_f16_to_f32(h) : 0.0f, xs = d * (float)(s0 + s1), fd, fxs;
+                    int32_t n0, n1;
+                    memcpy(&fd, blk + 512 + 4 * t, 4);
+                    memcpy(&n0, blk + 576 + 4 * t, 4);
+                    memcpy(&n1, blk + 640 + 4 * t, 4);
+                    memcpy(&fxs, blk + 704 + 4 * t, 4);
+                    if (memcmp(&fd, &d, 4) || n0 != -s0 || n1 != -s1 || memcmp(&fxs, &xs, 4)) bad++;
+                }
+        CHECK(bad == 0, "cm_gemm_prep_neon n=%zu cols=%zu: %ld fields differ from cm_quantize_ref", n, cols, bad);
+        free(x);
+        free(raw);
+    }
+}
+
+static void test_gemm(bool have_dp) {
+#ifdef CM_HAVE_NEON_DOTPROD
+    static const uint32_t types[] = {CM_Q8_0, CM_Q4_0, CM_Q5_0, CM_Q4_K, CM_Q5_K, CM_Q6_K};
+    uint32_t feat = LM_CPU_NEON | LM_CPU_DOTPROD;
+    for (size_t ti = 0; ti < LM_ARRAY_LEN(types); ti++) {
+        const cm_type_info *tw = cm_type_get(types[ti]);
+        cm_gemm_prep_fn prep = NULL;
+        cm_gemm_fn fn = cm_gemm_select(types[ti], feat, &prep);
+        CHECK(fn && prep == cm_gemm_prep_neon, "cm_gemm_select(%s)", tw->name);
+        CHECK(cm_gemm_select(types[ti], LM_CPU_NEON, &prep) == NULL, "cm_gemm_select(%s) without dotprod", tw->name);
+        if (!fn || !have_dp) continue;
+        for (int trial = 0; trial < 4; trial++) {
+            size_t cols = (tw->block_size == 256 ? 256 : 32) * (1 + rndu(tw->block_size == 256 ? 3 : 12));
+            size_t rows = 5 + rndu(6), n = 1 + rndu(37), ldy = rows + 2;
+            size_t row_bytes = cols / tw->block_size * tw->block_bytes;
+            uint8_t *wd = xmalloc(rows * row_bytes);
+            for (size_t r = 0; r < rows; r++) make_row(types[ti], wd + r * row_bytes, cols);
+            cm_matrix w = {.type = types[ti], .rows = rows, .cols = cols, .data = wd, .row_bytes = row_bytes};
+            float *x = xmalloc(n * cols * sizeof(float)), *y = xmalloc(n * ldy * sizeof(float));
+            for (size_t t = 0; t < n; t++) fill_x(x + t * cols, cols);
+            void *raw;
+            cm_gemm_act a = make_act(n, cols, &raw);
+            prep(x, cols, &a, 0, a.n_grp);
+            for (size_t i = 0; i < n * ldy; i++) y[i] = -12345.0f;
+            size_t r0 = rndu(2), r1 = rows - rndu(2);
+            fn(&w, r0, r1, &a, y, ldy, NULL);
+            uint8_t q8[34 * 64];
+            float *xd = xmalloc(cols * sizeof(float));
+            for (size_t t = 0; t < n; t++) {
+                cm_quantize_ref(CM_Q8_0, x + t * cols, q8, cols);
+                cm_dequant_ref(CM_Q8_0, q8, xd, cols);
+                for (size_t r = 0; r < ldy; r++) {
+                    float got = y[t * ldy + r];
+                    if (r < r0 || r >= r1) {
+                        CHECK(got == -12345.0f, "gemm %s wrote row %zu outside [%zu, %zu)", tw->name, r, r0, r1);
+                        continue;
+                    }
+                    const uint8_t *row = wd + r * row_bytes;
+                    double ref = cm_dot_ref(types[ti], row, xd, cols), mag = mag_of(types[ti], row, xd, cols);
+                    CHECK(close_to(got, ref, mag, 1e-5), "gemm %s cols=%zu row %zu token %zu/%zu: %.9g vs ref %.9g (mag %.3g)",
+                          tw->name, cols, r, t, n, got, ref, mag);
+                }
+            }
+            free(xd);
+            free(raw);
+            free(x);
+            free(y);
+            free(wd);
+        }
+    }
+#else
+    (void)have_dp;
+#endif
+}
+
 /* ---- selection ---- */
 
 static void test_select(bool have_dp) {
@@ -483,6 +587,8 @@ int main(int argc, char **argv) {
     test_dequant();
     test_mlx();
     test_mlx_dotq();
+    test_gemm_prep();
+    test_gemm(have_dp);
     test_select(have_dp);
 #ifdef CM_HAVE_NEON_DOTPROD
     const char *dp = have_dp ? "SDOT and plain NEON kernels" : "plain NEON kernels (CPU without dotprod)";

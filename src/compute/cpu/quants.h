@@ -210,4 +210,18 @@ float cm_dotq_q4_k_avx512(const void *row, const void *xq, size_t n);
 float cm_dotq_q6_k_avx512(const void *row, const void *xq, size_t n);
 #endif
 
+#ifdef CM_HAVE_NEON_KERNELS
+/* quants_neon.c: the prefill activation quantizer (any AArch64 CPU) and tiles of 2 rows x 16
+ * tokens with SDOT by lane (need LM_CPU_DOTPROD; they use no scratch). */
+void cm_gemm_prep_neon(const float *x, size_t ldx, const cm_gemm_act *a, size_t g0, size_t g1);
+#ifdef CM_HAVE_NEON_DOTPROD
+void cm_gemm_q8_0_neon_dp(const cm_matrix *w, size_t r0, size_t r1, const cm_gemm_act *a, float *y, size_t ldy, void *scratch);
+void cm_gemm_q4_0_neon_dp(const cm_matrix *w, size_t r0, size_t r1, const cm_gemm_act *a, float *y, size_t ldy, void *scratch);
+void cm_gemm_q5_0_neon_dp(const cm_matrix *w, size_t r0, size_t r1, const cm_gemm_act *a, float *y, size_t ldy, void *scratch);
+void cm_gemm_q4_k_neon_dp(const cm_matrix *w, size_t r0, size_t r1, const cm_gemm_act *a, float *y, size_t ldy, void *scratch);
+void cm_gemm_q5_k_neon_dp(const cm_matrix *w, size_t r0, size_t r1, const cm_gemm_act *a, float *y, size_t ldy, void *scratch);
+void cm_gemm_q6_k_neon_dp(const cm_matrix *w, size_t r0, size_t r1, const cm_gemm_act *a, float *y, size_t ldy, void *scratch);
+#endif
+#endif
+
 #endif /* LM_COMPUTE_CPU_QUANTS_H */

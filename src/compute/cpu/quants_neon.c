@@ -491,6 +491,40 @@ void cm_mlx_gemmq_neon(const cm_matrix *m, size_t r0, size_t r1, const void *xq,
     }
 }
 
+/* ---- prefill activations (quants.h, cm_gemm_act): each block of 32 of each token quantized
+ * exactly as cm_quantize_ref(CM_Q8_0) does, stored 4 bytes per token per group of 4 elements,
+ * with the scale, minus the sums of the two halves, and d times the block's sum. ---- */
+
+void cm_gemm_prep_neon(const float *x, size_t ldx, const cm_gemm_act *a, size_t g0, size_t g1) {
+    size_t nb = a->cols / 32;
+    for (size_t g = g0; g < g1; g++) {
+        uint8_t *grp = a->mem + g * nb * CM_GEMM_ACT_BLOCK;
+        size_t nt = LM_MIN((size_t)CM_GEMM_TOK, a->n - g * CM_GEMM_TOK);
+        if (nt < CM_GEMM_TOK) memset(grp, 0, nb * CM_GEMM_ACT_BLOCK); /* padding lanes give 0 */
+        for (size_t t = 0; t < nt; t++) {
+            const float *xt = x + (g * CM_GEMM_TOK + t) * ldx;
+            uint8_t *blk = grp;
+            for (size_t b = 0; b < nb; b++, blk += CM_GEMM_ACT_BLOCK) {
+                const float *xb = xt + 32 * b;
+                float d = absmax(xb, 32) / 127.0f, id = d ? 1.0f / d : 0.0f;
+                d = lm_f16_to_f32(lm_f32_to_f16(d)); /* the Q8_0 block keeps its scale as f16 */
+                float32x4_t vid = vdupq_n_f32(id);
+                int8x16_t lo = quant16(xb, vid), hi = quant16(xb + 16, vid);
+                int8_t q[32];
+                vst1q_s8(q, lo);
+                vst1q_s8(q + 16, hi);
+                for (int k = 0; k < 8; k++) memcpy(blk + 64 * k + 4 * t, q + 4 * k, 4);
+                int32_t s0 = vaddlvq_s8(lo), s1 = vaddlvq_s8(hi), n0 = -s0, n1 = -s1;
+                float xs = d * (float)(s0 + s1);
+                memcpy(blk + 512 + 4 * t, &d, 4);
+                memcpy(blk + 576 + 4 * t, &n0, 4);
+                memcpy(blk + 640 + 4 * t, &n1, 4);
+                memcpy(blk + 704 + 4 * t, &xs, 4);
+            }
+        }
+    }
+}
+
 /* ---- integer kernels, once per variant (see the top of the file) ---- */
 
 #define CM_NEON_BODY 1
@@ -507,7 +541,9 @@ void cm_mlx_gemmq_neon(const cm_matrix *m, size_t r0, size_t r1, const void *xq,
 #endif
 #define DOT16(acc, a, b) vdotq_s32(acc, a, b)
 #define KNAME(f) f##_neon_dp
+#define CM_NEON_GEMM 1
 #include "quants_neon.c"
+#undef CM_NEON_GEMM
 #undef DOT16
 #undef KNAME
 #if !defined(__ARM_FEATURE_DOTPROD)
@@ -710,5 +746,203 @@ float KNAME(cm_dotq_q6_k)(const void *row, const void *xq, size_t n) {
     }
     return acc;
 }
+
+#ifdef CM_NEON_GEMM
+/* ---- prefill tiles (SDOT only): 2 rows x 16 tokens. Per block of 32, each row gives 32 signed
+ * bytes, the scale of elements 0..15 and of 16..31 (equal but for Q6_K) and a min (K types);
+ * SDOT by lane multiplies 4 of its bytes with 4 bytes of 4 tokens at once, which is exactly the
+ * activation layout. Value of the block: d0 * sum_lo + d1 * sum_hi (times the token's scale)
+ * minus min * xs. ---- */
+
+typedef struct {
+    int8x16_t q0, q1;
+    float d0, d1, m;
+} gemm_wblk;
+
+/* Block b (of 32) of a row of type. */
+static inline __attribute__((always_inline)) void gemm_get(uint32_t type, const uint8_t *row, size_t b,
+                                                           gemm_wblk *o) {
+    o->m = 0;
+    switch (type) {
+    case CM_Q8_0: {
+        const uint8_t *p = row + 34 * b;
+        o->q0 = lds8(p + 2);
+        o->q1 = lds8(p + 18);
+        o->d0 = o->d1 = f16s(p);
+        break;
+    }
+    case CM_Q4_0: {
+        const uint8_t *p = row + 18 * b;
+        uint8x16_t v = vld1q_u8(p + 2);
+        o->q0 = vsubq_s8(vreinterpretq_s8_u8(vandq_u8(v, vdupq_n_u8(0xF))), vdupq_n_s8(8));
+        o->q1 = vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8(v, 4)), vdupq_n_s8(8));
+        o->d0 = o->d1 = f16s(p);
+        break;
+    }
+    case CM_Q5_0: {
+        const uint8_t *p = row + 22 * b;
+        const uint8x16_t bit = {1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128};
+        const uint8x16_t idx_lo = {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1};
+        const uint8x16_t idx_hi = {2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3};
+        uint32_t qh;
+        memcpy(&qh, p + 2, 4);
+        uint8x16_t h = vreinterpretq_u8_u32(vdupq_n_u32(qh)), v = vld1q_u8(p + 6);
+        uint8x16_t hl = vandq_u8(vtstq_u8(vqtbl1q_u8(h, idx_lo), bit), vdupq_n_u8(0x10));
+        uint8x16_t hh = vandq_u8(vtstq_u8(vqtbl1q_u8(h, idx_hi), bit), vdupq_n_u8(0x10));
+        o->q0 = vsubq_s8(vreinterpretq_s8_u8(vorrq_u8(vandq_u8(v, vdupq_n_u8(0xF)), hl)), vdupq_n_s8(16));
+        o->q1 = vsubq_s8(vreinterpretq_s8_u8(vorrq_u8(vshrq_n_u8(v, 4), hh)), vdupq_n_s8(16));
+        o->d0 = o->d1 = f16s(p);
+        break;
+    }
+    case CM_Q4_K:
+    case CM_Q5_K: {
+        bool five = type == CM_Q5_K;
+        const uint8_t *p = row + (five ? 176 : 144) * (b / 8);
+        int j = (int)(b % 8), sc[8], mn[8];
+        k4_scales(p + 4, sc, mn);
+        const uint8_t *qs = p + (five ? 48 : 16) + 32 * (j / 2);
+        const int8x16_t sh = vdupq_n_s8((int8_t)(j & 1 ? -4 : 0));
+        uint8x16_t u0 = vandq_u8(vshlq_u8(vld1q_u8(qs), sh), vdupq_n_u8(0xF));
+        uint8x16_t u1 = vandq_u8(vshlq_u8(vld1q_u8(qs + 16), sh), vdupq_n_u8(0xF));
+        if (five) {
+            uint8x16_t bit = vdupq_n_u8((uint8_t)(1u << j)), b4 = vdupq_n_u8(0x10);
+            u0 = vorrq_u8(u0, vandq_u8(vtstq_u8(vld1q_u8(p + 16), bit), b4));
+            u1 = vorrq_u8(u1, vandq_u8(vtstq_u8(vld1q_u8(p + 32), bit), b4));
+        }
+        o->q0 = vreinterpretq_s8_u8(u0);
+        o->q1 = vreinterpretq_s8_u8(u1);
+        o->d0 = o->d1 = f16s(p) * (float)sc[j];
+        o->m = f16s(p + 2) * (float)mn[j];
+        break;
+    }
+    case CM_Q6_K: {
+        /* block j of the super-block: half h = j / 4 and s = j % 4, elements 32s + l of the half
+         * (see q6_unpack16), sub-block scales 8h + 2s and 8h + 2s + 1 */
+        const uint8_t *p = row + 210 * (b / 8);
+        int j = (int)(b % 8), h = j / 4, sidx = j % 4;
+        const uint8_t *ql = p + 64 * h + 32 * (sidx & 1), *qh = p + 128 + 32 * h;
+        const int8x16_t nsh = vdupq_n_s8((int8_t)(sidx >= 2 ? -4 : 0));
+        const int8x16_t hsh = vdupq_n_s8((int8_t)(4 - 2 * sidx)); /* bits 2s..2s+1 to 4..5 */
+        const uint8x16_t m4 = vdupq_n_u8(0xF), m30 = vdupq_n_u8(0x30);
+        uint8x16_t u0 = vorrq_u8(vandq_u8(vshlq_u8(vld1q_u8(ql), nsh), m4),
+                                 vandq_u8(vshlq_u8(vld1q_u8(qh), hsh), m30));
+        uint8x16_t u1 = vorrq_u8(vandq_u8(vshlq_u8(vld1q_u8(ql + 16), nsh), m4),
+                                 vandq_u8(vshlq_u8(vld1q_u8(qh + 16), hsh), m30));
+        o->q0 = vsubq_s8(vreinterpretq_s8_u8(u0), vdupq_n_s8(32));
+        o->q1 = vsubq_s8(vreinterpretq_s8_u8(u1), vdupq_n_s8(32));
+        const int8_t *sc = (const int8_t *)(p + 192);
+        float d = f16s(p + 208);
+        o->d0 = d * (float)sc[8 * h + 2 * sidx];
+        o->d1 = d * (float)sc[8 * h + 2 * sidx + 1];
+        break;
+    }
+    default: break;
+    }
+}
+
+/* the 4 groups of 4 elements in w (lanes 0..3) against activation rows c0..c0+3 of blk */
+#define GEMM_SDOT4(acc, blk, c0, w)                                                    \
+    do {                                                                               \
+        for (int k_ = 0; k_ < 4; k_++) {                                               \
+            const uint8_t *a_ = (blk) + 64 * (c0) + 16 * k_;                           \
+            acc[k_] = vdotq_laneq_s32(acc[k_], lds8(a_), w, 0);                        \
+            acc[k_] = vdotq_laneq_s32(acc[k_], lds8(a_ + 64), w, 1);                   \
+            acc[k_] = vdotq_laneq_s32(acc[k_], lds8(a_ + 128), w, 2);                  \
+            acc[k_] = vdotq_laneq_s32(acc[k_], lds8(a_ + 192), w, 3);                  \
+        }                                                                              \
+    } while (0)
+
+static inline __attribute__((always_inline)) void gemm_rows(uint32_t type, bool two_scales,
+                                                            const cm_matrix *w, size_t r0, size_t r1,
+                                                            const cm_gemm_act *a, float *y, size_t ldy) {
+    size_t nb = a->cols / 32;
+    for (size_t r = r0; r < r1; r += 2) {
+        bool pair = r + 1 < r1;
+        const uint8_t *row0 = (const uint8_t *)w->data + r * w->row_bytes;
+        const uint8_t *row1 = pair ? row0 + w->row_bytes : row0;
+        for (size_t g = 0; g < a->n_grp; g++) {
+            const uint8_t *grp = a->mem + g * nb * CM_GEMM_ACT_BLOCK;
+            float32x4_t f0[4], f1[4];
+            for (int k = 0; k < 4; k++) f0[k] = f1[k] = vdupq_n_f32(0);
+            for (size_t b = 0; b < nb; b++) {
+                const uint8_t *blk = grp + b * CM_GEMM_ACT_BLOCK;
+                gemm_wblk w0, w1;
+                gemm_get(type, row0, b, &w0);
+                gemm_get(type, row1, b, &w1);
+                int32x4_t lo0[4], lo1[4], hi0[4], hi1[4];
+                for (int k = 0; k < 4; k++) lo0[k] = lo1[k] = hi0[k] = hi1[k] = vdupq_n_s32(0);
+                GEMM_SDOT4(lo0, blk, 0, w0.q0);
+                GEMM_SDOT4(lo1, blk, 0, w1.q0);
+                if (two_scales) {
+                    GEMM_SDOT4(hi0, blk, 4, w0.q1);
+                    GEMM_SDOT4(hi1, blk, 4, w1.q1);
+                } else {
+                    GEMM_SDOT4(lo0, blk, 4, w0.q1);
+                    GEMM_SDOT4(lo1, blk, 4, w1.q1);
+                }
+                for (int k = 0; k < 4; k++) {
+                    float32x4_t dx = vld1q_f32((const float *)(const void *)(blk + 512) + 4 * k);
+                    float32x4_t v0 = vmulq_n_f32(vcvtq_f32_s32(lo0[k]), w0.d0);
+                    float32x4_t v1 = vmulq_n_f32(vcvtq_f32_s32(lo1[k]), w1.d0);
+                    if (two_scales) {
+                        v0 = vfmaq_n_f32(v0, vcvtq_f32_s32(hi0[k]), w0.d1);
+                        v1 = vfmaq_n_f32(v1, vcvtq_f32_s32(hi1[k]), w1.d1);
+                    }
+                    f0[k] = vfmaq_f32(f0[k], v0, dx);
+                    f1[k] = vfmaq_f32(f1[k], v1, dx);
+                    if (type == CM_Q4_K || type == CM_Q5_K) {
+                        float32x4_t xs = vld1q_f32((const float *)(const void *)(blk + 704) + 4 * k);
+                        f0[k] = vfmsq_n_f32(f0[k], xs, w0.m);
+                        f1[k] = vfmsq_n_f32(f1[k], xs, w1.m);
+                    }
+                }
+            }
+            float out0[16], out1[16];
+            for (int k = 0; k < 4; k++) {
+                vst1q_f32(out0 + 4 * k, f0[k]);
+                vst1q_f32(out1 + 4 * k, f1[k]);
+            }
+            size_t nt = LM_MIN((size_t)CM_GEMM_TOK, a->n - g * CM_GEMM_TOK);
+            for (size_t t = 0; t < nt; t++) {
+                float *yt = y + (g * CM_GEMM_TOK + t) * ldy;
+                yt[r] = out0[t];
+                if (pair) yt[r + 1] = out1[t];
+            }
+        }
+    }
+}
+#undef GEMM_SDOT4
+
+void cm_gemm_q8_0_neon_dp(const cm_matrix *w, size_t r0, size_t r1, const cm_gemm_act *a, float *y,
+                          size_t ldy, void *scratch) {
+    (void)scratch;
+    gemm_rows(CM_Q8_0, false, w, r0, r1, a, y, ldy);
+}
+void cm_gemm_q4_0_neon_dp(const cm_matrix *w, size_t r0, size_t r1, const cm_gemm_act *a, float *y,
+                          size_t ldy, void *scratch) {
+    (void)scratch;
+    gemm_rows(CM_Q4_0, false, w, r0, r1, a, y, ldy);
+}
+void cm_gemm_q5_0_neon_dp(const cm_matrix *w, size_t r0, size_t r1, const cm_gemm_act *a, float *y,
+                          size_t ldy, void *scratch) {
+    (void)scratch;
+    gemm_rows(CM_Q5_0, false, w, r0, r1, a, y, ldy);
+}
+void cm_gemm_q4_k_neon_dp(const cm_matrix *w, size_t r0, size_t r1, const cm_gemm_act *a, float *y,
+                          size_t ldy, void *scratch) {
+    (void)scratch;
+    gemm_rows(CM_Q4_K, false, w, r0, r1, a, y, ldy);
+}
+void cm_gemm_q5_k_neon_dp(const cm_matrix *w, size_t r0, size_t r1, const cm_gemm_act *a, float *y,
+                          size_t ldy, void *scratch) {
+    (void)scratch;
+    gemm_rows(CM_Q5_K, false, w, r0, r1, a, y, ldy);
+}
+void cm_gemm_q6_k_neon_dp(const cm_matrix *w, size_t r0, size_t r1, const cm_gemm_act *a, float *y,
+                          size_t ldy, void *scratch) {
+    (void)scratch;
+    gemm_rows(CM_Q6_K, true, w, r0, r1, a, y, ldy);
+}
+#endif /* CM_NEON_GEMM */
 
 #endif /* CM_NEON_BODY */

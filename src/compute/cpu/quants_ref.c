@@ -880,10 +880,25 @@ cm_gemm_fn cm_gemm_select(uint32_t type, uint32_t cpu_features, cm_gemm_prep_fn 
         if (fn) *prep = cm_gemm_prep_avx512;
         return fn;
     }
-#else
+#endif
+#ifdef CM_HAVE_NEON_DOTPROD
+    if ((cpu_features & (LM_CPU_NEON | LM_CPU_DOTPROD)) == (LM_CPU_NEON | LM_CPU_DOTPROD)) {
+        cm_gemm_fn fn = NULL;
+        switch (type) {
+        case CM_Q4_0: fn = cm_gemm_q4_0_neon_dp; break;
+        case CM_Q5_0: fn = cm_gemm_q5_0_neon_dp; break;
+        case CM_Q8_0: fn = cm_gemm_q8_0_neon_dp; break;
+        case CM_Q4_K: fn = cm_gemm_q4_k_neon_dp; break;
+        case CM_Q5_K: fn = cm_gemm_q5_k_neon_dp; break;
+        case CM_Q6_K: fn = cm_gemm_q6_k_neon_dp; break;
+        default: break;
+        }
+        if (fn) *prep = cm_gemm_prep_neon;
+        return fn;
+    }
+#endif
     (void)type;
     (void)cpu_features;
-#endif
     (void)prep;
     return NULL;
 }
