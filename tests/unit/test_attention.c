@@ -1,7 +1,7 @@
 /* tests/unit/test_attention.c: the fused attention kernel (compute/cpu/attention.c) against a
  * naive double-precision softmax attention on seeded random q/k/v, for decode and prefill
  * shapes, odd sizes, GQA/MQA, sliding windows, F32 and F16 caches, the reference and the SIMD
- * kernels, 1 and 3 threads; and the element-wise ops it ships (F16 rows, SwiGLU, fused
+ * kernels, 1, 3 and 5 threads (keys split over threads in long decodes); and the element-wise ops it ships (F16 rows, SwiGLU, fused
  * add+norm, RoPE from a table). */
 #include "testutil.h"
 
@@ -25,6 +25,8 @@ static const shape SHAPES[] = {
     {40, 3, 64, 1, 16, 7},   /* a group larger than one tile of rows, window */
     {3, 200, 8, 2, 96, 50},  /* window across tiles */
     {2, 1, 2, 1, 3, 0},      /* hd below one vector */
+    {1, 700, 4, 1, 64, 0},   /* long decode: keys split over threads when they outnumber tiles */
+    {1, 650, 6, 2, 40, 200}, /* the same with a window: some key parts see no key */
 };
 
 /* out(t, h) = sum_j softmax_j(scale q.k_j) v_j over j in the causal window, in double.
@@ -119,7 +121,7 @@ static void run_shape(cm_ctx *c, const shape *s, uint32_t kv_type, uint64_t seed
 }
 
 /* Outputs are convex combinations of V rows in [-1, 1], so absolute errors are relative to 1.
- * Against K/V as stored: 1e-5 (float accumulation over up to 303 keys, the vector exp's 2 ulp);
+ * Against K/V as stored: 1e-5 (float accumulation over up to 701 keys, the vector exp's 2 ulp);
  * F16 cache against the unrounded K/V: 2e-3 (each element off by up to 2^-11 relative). */
 static void check_all(int n_threads, bool force_ref) {
     lm_pool *pool = lm_pool_new(n_threads);
@@ -146,6 +148,8 @@ static void test_attention_ref_1(void **st) { (void)st; check_all(1, true); }
 static void test_attention_ref_3(void **st) { (void)st; check_all(3, true); }
 static void test_attention_fast_1(void **st) { (void)st; check_all(1, false); }
 static void test_attention_fast_3(void **st) { (void)st; check_all(3, false); }
+static void test_attention_ref_5(void **st) { (void)st; check_all(5, true); }
+static void test_attention_fast_5(void **st) { (void)st; check_all(5, false); }
 
 /* F16 rows: bit-identical to core's round-to-nearest-even for random values, ties, subnormals,
  * overflow and odd lengths, on both kernel sets. */
@@ -240,6 +244,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_attention_ref_1),   cmocka_unit_test(test_attention_ref_3),
         cmocka_unit_test(test_attention_fast_1),  cmocka_unit_test(test_attention_fast_3),
+        cmocka_unit_test(test_attention_ref_5),   cmocka_unit_test(test_attention_fast_5),
         cmocka_unit_test(test_kv_store_f16),      cmocka_unit_test(test_swiglu),
         cmocka_unit_test(test_fused_equal_unfused),
     };

@@ -215,7 +215,8 @@ typedef struct attn_job {
     size_t rows_t;      /* query tokens per tile */
     size_t rows_g;      /* heads per tile (a chunk of the group) */
     size_t n_tb, n_gb;  /* tiles along tokens and along the group */
-    size_t n_tasks;
+    size_t n_tiles;
+    size_t n_split;     /* > 1: each tile's keys are cut in n_split ranges, one per thread */
 } attn_job;
 
 /* First key position token t may attend to (sliding window). */
@@ -224,18 +225,32 @@ static size_t first_key(const cm_attn_args *a, size_t t) {
     return a->window && pos + 1 > a->window ? pos + 1 - a->window : 0;
 }
 
-/* One tile: tokens [t0, t1) x heads [g0, g1) of KV head kvh, one pass over their keys. */
+/* Where a tile keeps its running state in a thread's scratch. */
+typedef struct tile_state {
+    float *ktile, *vtile, *sc, *acc, *mx, *l;
+} tile_state;
+
+static tile_state tile_state_of(float *scratch, size_t hd) {
+    tile_state st;
+    st.ktile = scratch;
+    st.vtile = st.ktile + line_up(ATTN_KB * hd);
+    st.sc = st.vtile + line_up(ATTN_KB * hd);
+    st.acc = st.sc + line_up(ATTN_ROWS * ATTN_KB);
+    st.mx = st.acc + line_up(ATTN_ROWS * hd);
+    st.l = st.mx + line_up(ATTN_ROWS);
+    return st;
+}
+
+/* One tile: tokens [t0, t1) x heads [g0, g1) of KV head kvh, one pass over their keys, or over
+ * the part ks of n_split of them. With n_split > 1 the unnormalized state (acc, running max and
+ * sum) stays in scratch for attn_merge; else the tile's output is written. */
 static void attn_tile(const attn_job *j, float *scratch, size_t kvh, size_t t0, size_t t1,
-                      size_t g0, size_t g1) {
+                      size_t g0, size_t g1, size_t ks, size_t n_split) {
     const cm_attn_args *a = j->a;
     const cm_attn_kernels *k = j->k;
     size_t hd = a->hd, ng = g1 - g0, n_rows = (t1 - t0) * ng;
-    float *ktile = scratch;
-    float *vtile = ktile + line_up(ATTN_KB * hd);
-    float *sc = vtile + line_up(ATTN_KB * hd);
-    float *acc = sc + line_up(ATTN_ROWS * ATTN_KB);
-    float *mx = acc + line_up(ATTN_ROWS * hd);
-    float *l = mx + line_up(ATTN_ROWS);
+    tile_state st = tile_state_of(scratch, hd);
+    float *ktile = st.ktile, *vtile = st.vtile, *sc = st.sc, *acc = st.acc, *mx = st.mx, *l = st.l;
     for (size_t r = 0; r < n_rows; r++) {
         mx[r] = -INFINITY;
         l[r] = 0;
@@ -247,6 +262,13 @@ static void attn_tile(const attn_job *j, float *scratch, size_t kvh, size_t t0, 
     const uint8_t *kb = (const uint8_t *)a->k + kvh * a->ctx_stride * hd * esz;
     const uint8_t *vb = (const uint8_t *)a->v + kvh * a->ctx_stride * hd * esz;
     size_t j_lo = first_key(a, t0), j_hi = a->pos0 + t1; /* keys [j_lo, j_hi) */
+    if (n_split > 1) {
+        /* whole key tiles per part, so parts never share a converted tile */
+        size_t n_kt = (j_hi - j_lo + ATTN_KB - 1) / ATTN_KB;
+        size_t a0 = j_lo + n_kt * ks / n_split * ATTN_KB, a1 = j_lo + n_kt * (ks + 1) / n_split * ATTN_KB;
+        j_hi = LM_MIN(j_hi, a1);
+        j_lo = a0;
+    }
     for (size_t j0 = j_lo; j0 < j_hi; j0 += ATTN_KB) {
         size_t j1 = LM_MIN(j0 + ATTN_KB, j_hi), n_keys = j1 - j0;
         const float *kt, *vt;
@@ -283,6 +305,7 @@ static void attn_tile(const attn_job *j, float *scratch, size_t kvh, size_t t0, 
             }
         }
     }
+    if (n_split > 1) return;
     for (size_t t = t0; t < t1; t++)
         for (size_t g = g0; g < g1; g++) {
             size_t r = (t - t0) * ng + (g - g0), h = kvh * j->group + g;
@@ -298,12 +321,47 @@ static void attn_task(void *p, int ith, int nth) {
     float *scratch = a->scratch + (size_t)ith * cm_attention_scratch(a->hd);
     /* Tiles are dealt round-robin: later query tiles see more keys, so striding mixes long and
      * short ones on every thread. */
-    for (size_t task = (size_t)ith; task < j->n_tasks; task += (size_t)nth) {
-        size_t gb = task % j->n_gb, rest = task / j->n_gb;
+    size_t n_tasks = j->n_tiles * j->n_split;
+    for (size_t task = (size_t)ith; task < n_tasks; task += (size_t)nth) {
+        size_t ks = task % j->n_split, tile = task / j->n_split;
+        size_t gb = tile % j->n_gb, rest = tile / j->n_gb;
         size_t tb = rest % j->n_tb, kvh = rest / j->n_tb;
         size_t t0 = tb * j->rows_t, t1 = LM_MIN(t0 + j->rows_t, a->n_tok);
         size_t g0 = gb * j->rows_g, g1 = LM_MIN(g0 + j->rows_g, j->group);
-        attn_tile(j, scratch, kvh, t0, t1, g0, g1);
+        attn_tile(j, scratch, kvh, t0, t1, g0, g1, ks, j->n_split);
+    }
+}
+
+/* Combines the n_split partial states of every tile (task i left in thread i's scratch):
+ * out = sum_i e^(m_i - M) acc_i / sum_i e^(m_i - M) l_i, M the largest running max. */
+static void attn_merge(const attn_job *j) {
+    const cm_attn_args *a = j->a;
+    size_t hd = a->hd, per = cm_attention_scratch(hd);
+    for (size_t tile = 0; tile < j->n_tiles; tile++) {
+        size_t gb = tile % j->n_gb, rest = tile / j->n_gb;
+        size_t tb = rest % j->n_tb, kvh = rest / j->n_tb;
+        size_t t0 = tb * j->rows_t, t1 = LM_MIN(t0 + j->rows_t, a->n_tok);
+        size_t g0 = gb * j->rows_g, g1 = LM_MIN(g0 + j->rows_g, j->group), ng = g1 - g0;
+        for (size_t t = t0; t < t1; t++)
+            for (size_t g = g0; g < g1; g++) {
+                size_t r = (t - t0) * ng + (g - g0), h = kvh * j->group + g;
+                float *o = a->out + (t * a->n_head + h) * hd;
+                float m = -INFINITY, l = 0;
+                for (size_t ks = 0; ks < j->n_split; ks++) {
+                    tile_state st = tile_state_of(a->scratch + (tile * j->n_split + ks) * per, hd);
+                    if (st.l[r] > 0 && st.mx[r] > m) m = st.mx[r];
+                }
+                memset(o, 0, hd * sizeof(float));
+                for (size_t ks = 0; ks < j->n_split; ks++) {
+                    tile_state st = tile_state_of(a->scratch + (tile * j->n_split + ks) * per, hd);
+                    if (!(st.l[r] > 0)) continue; /* a part with no key for this row */
+                    float f = expf(st.mx[r] - m);
+                    l += f * st.l[r];
+                    for (size_t d = 0; d < hd; d++) o[d] += f * st.acc[r * hd + d];
+                }
+                float inv = l > 0 ? 1.0f / l : 0.0f;
+                for (size_t d = 0; d < hd; d++) o[d] *= inv;
+            }
     }
 }
 
@@ -317,6 +375,13 @@ void cm_attention(cm_ctx *c, const cm_attn_args *a) {
     j.rows_t = ATTN_ROWS / j.rows_g;
     j.n_gb = (j.group + j.rows_g - 1) / j.rows_g;
     j.n_tb = (a->n_tok + j.rows_t - 1) / j.rows_t;
-    j.n_tasks = a->n_head_kv * j.n_tb * j.n_gb;
+    j.n_tiles = a->n_head_kv * j.n_tb * j.n_gb;
+    /* Decode on more threads than tiles (e.g. 2 KV heads, 16 threads): cut each tile's keys in
+     * parts, one per thread, each part at least 4 key tiles long, and merge afterwards. */
+    size_t nth = (size_t)cm_ctx_threads(c), n_keys = a->pos0 + a->n_tok;
+    j.n_split = 1;
+    if (j.n_tiles < nth) j.n_split = LM_MIN(nth / j.n_tiles, n_keys / (4 * ATTN_KB));
+    if (j.n_split < 2) j.n_split = 1;
     lm_pool_run(cm_ctx_pool(c), attn_task, &j);
+    if (j.n_split > 1) attn_merge(&j);
 }
