@@ -39,7 +39,7 @@ cm_quantize_fn cm_quantize_select(uint32_t type, uint32_t cpu_features);
 float cm_dotq_ref(uint32_t type, const void *row, uint32_t act_type, const void *xq, size_t n);
 
 /* MLX integer decode (quants_mlx_*.c): the activation x is prepared once per matrix product by
- * cm_mlx_quantize_x() into a buffer of cm_mlx_xq_bytes(m) bytes: blocks of 32 rounded to int16
+ * cm_mlx_quantize_x() into a buffer of cm_mlx_xq_bytes(m) bytes: each group rounded to int16
  * (d = max|x| / 32767, q = round(x / d)) and per group the sum of the rounded x; then each row
  * is dotted with it: per group, scale * sum(q * xq) in integers (pmaddwd) + bias * sum(xq).
  * 16 bits, not 8: MLX references are float runs, and 8-bit activations (as llama.cpp's Q8_0
@@ -47,10 +47,11 @@ float cm_dotq_ref(uint32_t type, const void *row, uint32_t act_type, const void 
  * more instructions and stays under the memory-bandwidth floor. The bias meets the same rounded x
  * as the quants, so the rounding errors of q's offset (about 2^(bits-1) * scale) cancel against
  * it. Buffer layout (any alignment), nb = cols / 32, ng = cols / group_size:
- *   float d[nb]; float gqsum[ng];
+ *   float d[nb] (the scale of each block of 32: the blocks of a group share their group's);
+ *   float gqsum[ng];
  *   then at byte offset cm_mlx_xq_qoff(m): int16 q[cols], for bits 4 each block of 32 stored as
  *   its 16 even elements then its 16 odd ones (MLX puts element 2j in the low nibble of byte j).
- * Group sizes must be multiples of 32 (check cm_mlx_dotq_select first). */
+ * Group sizes must be multiples of 32, at most 128 (check cm_mlx_dotq_select first). */
 size_t cm_mlx_xq_bytes(const cm_matrix *m);
 size_t cm_mlx_xq_qoff(const cm_matrix *m);
 void cm_mlx_quantize_x(const cm_matrix *m, const float *x, void *xq, uint32_t cpu_features);

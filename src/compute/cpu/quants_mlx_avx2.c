@@ -4,9 +4,10 @@
  * Does not own: preparing the activation or choosing the kernel (quants_mlx_ref.c).
  * Compiled with -mavx2 -mfma -mf16c (CMake picks the flags by the file's suffix).
  *
- * Per group of a row: sum_b d_b * sum_i q_i xq_i, with q widened to int16 and the products
- * summed in pairs by _mm256_madd_epi16 (|q xq| <= 255 * 32767: a lane of two pairs fits int32),
- * times the group's scale, plus bias * gqsum. */
+ * Per group of a row: sum_i q_i xq_i in int32 lanes, with q widened to int16 and the products
+ * summed in pairs by _mm256_madd_epi16 (|q xq| <= 255 * 32767; a lane sums at most 16 of them
+ * for groups of 128), then once per group times scale * d (cm_mlx_quantize_x gives all blocks of
+ * a group one scale), plus bias * gqsum. */
 #include "compute/cpu/quants.h"
 
 #if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
@@ -85,6 +86,7 @@ static ALWAYS_INLINE float dotq(const cm_matrix *m, size_t row, const void *xq, 
     size_t nb = m->cols / 32, ng = m->cols / m->group_size, bpg = m->group_size / 32;
     const uint8_t *base = xq;
     const float *d = (const float *)(const void *)base, *gqsum = d + nb;
+    float dg[8];
     const int16_t *q = (const int16_t *)(const void *)(base + cm_mlx_xq_qoff(m));
     const uint8_t *w = (const uint8_t *)m->data + row * m->row_bytes;
     size_t bbytes = bits * 4; /* bytes of weights per block of 32 */
@@ -95,15 +97,14 @@ static ALWAYS_INLINE float dotq(const cm_matrix *m, size_t row, const void *xq, 
         size_t cnt = ng - g0 < 8 ? ng - g0 : 8;
         __m256 s8 = load_n(sb, m->scales, s0 + g0, cnt), b8 = load_n(sb, m->biases, s0 + g0, cnt);
         bacc = _mm256_fmadd_ps(b8, loadf_n(gqsum + g0, cnt), bacc);
-        _mm256_storeu_ps(st, s8);
+        for (size_t k = 0; k < cnt; k++) dg[k] = d[(g0 + k) * bpg]; /* the group's scale */
+        _mm256_storeu_ps(st, _mm256_mul_ps(s8, loadf_n(dg, cnt)));
         for (size_t k = 0; k < cnt; k++) {
             size_t b = (g0 + k) * bpg;
-            __m256 ag = _mm256_mul_ps(_mm256_cvtepi32_ps(block_dot(bits, w + b * bbytes, q + b * 32)),
-                                      _mm256_broadcast_ss(d + b));
+            __m256i is = block_dot(bits, w + b * bbytes, q + b * 32);
             for (size_t j = 1; j < bpg; j++)
-                ag = _mm256_fmadd_ps(_mm256_cvtepi32_ps(block_dot(bits, w + (b + j) * bbytes, q + (b + j) * 32)),
-                                     _mm256_broadcast_ss(d + b + j), ag);
-            acc = _mm256_fmadd_ps(ag, _mm256_set1_ps(st[k]), acc);
+                is = _mm256_add_epi32(is, block_dot(bits, w + (b + j) * bbytes, q + (b + j) * 32));
+            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(is), _mm256_set1_ps(st[k]), acc);
         }
     }
     return hsum(_mm256_add_ps(acc, bacc));
@@ -138,28 +139,25 @@ static ALWAYS_INLINE void gemmq(const cm_matrix *m, size_t r0, size_t r1, const 
             __m256 acc[TT];
             for (size_t t = 0; t < TT; t++) acc[t] = _mm256_setzero_ps();
             for (size_t g = 0; g < ng; g++) {
-                __m256 ag[TT];
-                for (size_t t = 0; t < TT; t++) ag[t] = _mm256_setzero_ps();
+                __m256i is[TT];
+                for (size_t t = 0; t < TT; t++) is[t] = _mm256_setzero_si256();
                 for (size_t j = 0; j < bpg; j++) {
                     size_t b = g * bpg + j;
-                    const uint8_t *wb = w + b * bbytes;
                     __m256i q0, q1;
-                    unpack(bits, wb, &q0, &q1);
-                    for (size_t t = 0; t < TT; t++) {
-                        __m256i p = qdot(q0, q1, (const int16_t *)(const void *)(xb[t] + qoff) + b * 32);
-                        const float *d = (const float *)(const void *)xb[t];
-                        ag[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_broadcast_ss(d + b), ag[t]);
-                    }
+                    unpack(bits, w + b * bbytes, &q0, &q1);
+                    for (size_t t = 0; t < TT; t++)
+                        is[t] = _mm256_add_epi32(is[t], qdot(q0, q1, (const int16_t *)(const void *)(xb[t] + qoff) + b * 32));
                 }
-                __m256 s = _mm256_set1_ps(load1(sb, m->scales, s0 + g));
-                for (size_t t = 0; t < TT; t++) acc[t] = _mm256_fmadd_ps(ag[t], s, acc[t]);
+                float s = load1(sb, m->scales, s0 + g);
+                for (size_t t = 0; t < TT; t++) {
+                    const float *d = (const float *)(const void *)xb[t];
+                    acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(is[t]), _mm256_set1_ps(s * d[g * bpg]), acc[t]);
+                }
             }
             for (size_t t = 0; t < nt; t++) {
                 const float *gqsum = (const float *)(const void *)xb[t] + nb;
                 float extra = 0;
-                for (size_t g = 0; g < ng; g++) {
-                    extra += load1(sb, m->biases, s0 + g) * gqsum[g];
-                }
+                for (size_t g = 0; g < ng; g++) extra += load1(sb, m->biases, s0 + g) * gqsum[g];
                 y[(t0 + t) * ldy + r] = hsum(acc[t]) + extra;
             }
         }

@@ -17,46 +17,45 @@ size_t cm_mlx_xq_bytes(const cm_matrix *m) { return cm_mlx_xq_qoff(m) + m->cols 
 
 static bool dotq_shape_ok(const cm_matrix *m) {
     return m->type == CM_MLX && (m->bits == 4 || m->bits == 8) && m->group_size > 0 &&
-           m->group_size % 32 == 0 && m->cols % m->group_size == 0 &&
+           m->group_size % 32 == 0 && m->group_size <= 128 && m->cols % m->group_size == 0 &&
            (m->sb_type == CM_F32 || m->sb_type == CM_F16 || m->sb_type == CM_BF16);
 }
 
 /* Once per matrix product, cols elements: plain C is fast enough. cpu_features is for a SIMD
- * version if profiles ever show this. A block holding NaN or Inf gets d = NaN or Inf, so the
+ * version if profiles ever show this. A group holding NaN or Inf gets d = NaN or Inf, so the
  * products are not finite either, as with float kernels. */
 void cm_mlx_quantize_x(const cm_matrix *m, const float *x, void *xq, uint32_t cpu_features) {
     (void)cpu_features;
-    size_t nb = m->cols / 32, ng = m->cols / m->group_size, bpg = m->group_size / 32;
+    size_t nb = m->cols / 32, ng = m->cols / m->group_size, gs = m->group_size;
     uint8_t *base = xq;
     float *d = (float *)(void *)base, *gqsum = d + nb;
     int16_t *q = (int16_t *)(void *)(base + cm_mlx_xq_qoff(m));
     for (size_t g = 0; g < ng; g++) {
-        float sq = 0;
-        for (size_t k = 0; k < bpg; k++) {
-            size_t b = g * bpg + k;
-            const float *xb = x + b * 32;
-            float amax = 0;
-            bool nan = false;
-            for (int i = 0; i < 32; i++) {
-                amax = fmaxf(amax, fabsf(xb[i]));
-                nan |= xb[i] != xb[i];
-            }
-            float db = amax / 32767.0f, id = db > 0 ? 1.0f / db : 0.0f;
-            d[b] = nan ? NAN : db;
-            int16_t *qb = q + b * 32;
-            int32_t isum = 0;
-            for (int i = 0; i < 32; i++) {
-                float v = xb[i] * id;
-                /* clamp first: x / d may round a hair past 32767 */
-                int16_t r = (int16_t)(v >= 32767.0f ? 32767 : v <= -32767.0f ? -32767 : v == v ? (int)lrintf(v) : 0);
-                isum += r;
-                /* 4-bit: byte j of the packed row holds elements 2j (low) and 2j+1 (high). */
-                if (m->bits == 4) qb[(i & 1) * 16 + i / 2] = r;
-                else qb[i] = r;
-            }
-            sq += d[b] * (float)isum;
+        const float *xg = x + g * gs;
+        float amax = 0;
+        bool nan = false;
+        for (size_t i = 0; i < gs; i++) {
+            amax = fmaxf(amax, fabsf(xg[i]));
+            nan |= xg[i] != xg[i];
         }
-        gqsum[g] = sq;
+        float dg = amax / 32767.0f, id = dg > 0 ? 1.0f / dg : 0.0f;
+        if (nan) dg = NAN;
+        /* one scale per group, written for each of its blocks */
+        for (size_t b = g * gs / 32; b < (g + 1) * gs / 32; b++) d[b] = dg;
+        int16_t *qg = q + g * gs;
+        int32_t isum = 0;
+        for (size_t i = 0; i < gs; i++) {
+            float v = xg[i] * id;
+            /* clamp first: x / d may round a hair past 32767 */
+            int16_t r = (int16_t)(v >= 32767.0f ? 32767 : v <= -32767.0f ? -32767 : v == v ? (int)lrintf(v) : 0);
+            isum += r;
+            /* 4-bit: byte j of the packed row holds elements 2j (low) and 2j+1 (high), so each
+             * block of 32 is stored as its even elements, then its odd ones. */
+            size_t j = i % 32;
+            if (m->bits == 4) qg[i - j + (j & 1) * 16 + j / 2] = r;
+            else qg[i] = r;
+        }
+        gqsum[g] = dg * (float)isum;
     }
 }
 
@@ -73,7 +72,7 @@ static inline float sb_at(uint32_t sb_type, const void *base, size_t i) {
     }
 }
 
-/* Per group: s * sum_i q_i * (d_b(i) * xq_i) + bias * gqsum, summed in double. */
+/* Per group: s * sum_i q_i d_b(i) xq_i + bias * gqsum, summed in double. */
 float cm_mlx_dotq_ref(const cm_matrix *m, size_t row, const void *xq) {
     if (!dotq_shape_ok(m)) return 0.0f;
     size_t nb = m->cols / 32, ng = m->cols / m->group_size, gs = m->group_size;
@@ -87,16 +86,16 @@ float cm_mlx_dotq_ref(const cm_matrix *m, size_t row, const void *xq) {
         double bias = sb_at(m->sb_type, m->biases, row * ng + g);
         double qx = 0;
         for (size_t k = 0; k < gs; k++) {
-            size_t i = g * gs + k, b = i / 32, j = i % 32;
+            size_t i = g * gs + k, j = i % 32;
             int wq, xv;
             if (m->bits == 4) {
                 wq = (w[i / 2] >> (4 * (i & 1))) & 15;
-                xv = q[b * 32 + (j & 1) * 16 + j / 2];
+                xv = q[i - j + (j & 1) * 16 + j / 2];
             } else {
                 wq = w[i];
                 xv = q[i];
             }
-            qx += (double)d[b] * wq * xv;
+            qx += (double)d[i / 32] * wq * xv;
         }
         sum += s * qx + bias * gqsum[g];
     }
