@@ -5,184 +5,17 @@
  * Q4_K and Q6_K. Block layouts are those of quants_ref.c, the oracle the tests compare with.
  * Compiled only on x86 with -mavx512f -mavx512bw -mavx512vl -mavx512vnni (and the AVX2 set);
  * chosen by cm_gemm_select() and cm_dotq_select() (quants_ref.c). */
-#include "compute/cpu/quants.h"
-
-#include <immintrin.h>
-
-/* Weight rows per prefill tile: 8 accumulators plus the 8 activation vectors of a block stay in
- * the 32 vector registers. */
-#define TR 8
-
-static inline float f16(const uint8_t *p) {
-    uint16_t h;
-    memcpy(&h, p, 2);
-    return _cvtsh_ss(h);
-}
-
-static inline int32_t rd_i32(const uint8_t *p) {
-    int32_t v;
-    memcpy(&v, p, 4);
-    return v;
-}
-
-/* ---- prefill: activations ---- */
+#include "compute/cpu/quants_gemm_x86.h"
 
 void cm_gemm_prep_avx512(const float *x, size_t ldx, const cm_gemm_act *a, size_t g0, size_t g1) {
-    size_t nb = a->cols / 32;
-    const __m128i bias = _mm_set1_epi8((char)0x80);
-    for (size_t g = g0; g < g1; g++) {
-        uint8_t *grp = a->mem + g * nb * CM_GEMM_ACT_BLOCK;
-        size_t nt = LM_MIN((size_t)CM_GEMM_TOK, a->n - g * CM_GEMM_TOK);
-        if (nt < CM_GEMM_TOK) memset(grp, 0, nb * CM_GEMM_ACT_BLOCK); /* padding lanes give 0 */
-        for (size_t t = 0; t < nt; t++) {
-            const float *xt = x + (g * CM_GEMM_TOK + t) * ldx;
-            uint8_t *blk = grp;
-            for (size_t b = 0; b < nb; b++, blk += CM_GEMM_ACT_BLOCK) {
-                uint8_t q8[34];
-                cm_quantize_q8_0_avx2(xt + 32 * b, q8, 32);
-                for (int k = 0; k < 8; k++) memcpy(blk + 64 * k + 4 * t, q8 + 2 + 4 * k, 4);
-                /* signed byte sums: sad of the biased bytes minus 8 * 128 per half of 16 */
-                __m128i lo = _mm_xor_si128(_mm_loadu_si128((const __m128i *)(q8 + 2)), bias);
-                __m128i hi = _mm_xor_si128(_mm_loadu_si128((const __m128i *)(q8 + 18)), bias);
-                __m128i sl = _mm_sad_epu8(lo, _mm_setzero_si128()), sh = _mm_sad_epu8(hi, _mm_setzero_si128());
-                int32_t s0 = _mm_cvtsi128_si32(sl) + _mm_extract_epi32(sl, 2) - 2048;
-                int32_t s1 = _mm_cvtsi128_si32(sh) + _mm_extract_epi32(sh, 2) - 2048;
-                float d = f16(q8), xs = d * (float)(s0 + s1);
-                int32_t n0 = -s0, n1 = -s1;
-                memcpy(blk + 512 + 4 * t, &d, 4);
-                memcpy(blk + 576 + 4 * t, &n0, 4);
-                memcpy(blk + 640 + 4 * t, &n1, 4);
-                memcpy(blk + 704 + 4 * t, &xs, 4);
-            }
-        }
-    }
-}
-
-/* ---- prefill: weights ----
- * A tile of TR rows is unpacked once into the thread's scratch and then used for every token
- * group: per block b of 32 elements, u8 wq[b][TR][32] (element order), f32 dw[b][2][TR] (the
- * scale of the block, or of its two halves of 16), f32 nm[b][TR] (minus the block's min, for the
- * types with one). A row's value is dw * (q - k) + (-nm), k the type's offset (0, 8, 16, 32 or
- * 128), which the tile subtracts through the activations' sums. */
-typedef void (*unpack_fn)(const uint8_t *row, size_t nb, uint8_t *wq, float *dw, float *nm, int r);
-
-/* cm_gemm_scratch_bytes() (quants_ref.c) sizes this, and the accumulators, for TR = 8. */
-static void unpack_q4_0(const uint8_t *row, size_t nb, uint8_t *wq, float *dw, float *nm, int r) {
-    (void)nm;
-    const __m128i m4 = _mm_set1_epi8(0x0F);
-    for (size_t b = 0; b < nb; b++, row += 18) {
-        __m128i qs = _mm_loadu_si128((const __m128i *)(row + 2));
-        uint8_t *o = wq + (b * TR + (size_t)r) * 32;
-        _mm_storeu_si128((__m128i *)o, _mm_and_si128(qs, m4));
-        _mm_storeu_si128((__m128i *)(o + 16), _mm_and_si128(_mm_srli_epi16(qs, 4), m4));
-        dw[b * 2 * TR + (size_t)r] = f16(row);
-    }
-}
-
-static void unpack_q5_0(const uint8_t *row, size_t nb, uint8_t *wq, float *dw, float *nm, int r) {
-    (void)nm;
-    const __m256i m4 = _mm256_set1_epi8(0x0F), h16 = _mm256_set1_epi8(0x10);
-    for (size_t b = 0; b < nb; b++, row += 22) {
-        uint32_t qh;
-        memcpy(&qh, row + 2, 4);
-        __m128i qs = _mm_loadu_si128((const __m128i *)(row + 6));
-        __m256i v = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(qs, 4), qs), m4);
-        v = _mm256_mask_add_epi8(v, (__mmask32)qh, v, h16); /* bit j of qh is element j's 5th */
-        _mm256_storeu_si256((__m256i *)(wq + (b * TR + (size_t)r) * 32), v);
-        dw[b * 2 * TR + (size_t)r] = f16(row);
-    }
-}
-
-static void unpack_q8_0(const uint8_t *row, size_t nb, uint8_t *wq, float *dw, float *nm, int r) {
-    (void)nm;
-    const __m256i bias = _mm256_set1_epi8((char)0x80);
-    for (size_t b = 0; b < nb; b++, row += 34) {
-        __m256i v = _mm256_loadu_si256((const __m256i *)(row + 2));
-        _mm256_storeu_si256((__m256i *)(wq + (b * TR + (size_t)r) * 32), _mm256_xor_si256(v, bias));
-        dw[b * 2 * TR + (size_t)r] = f16(row);
-    }
-}
-
-/* Scale and min of sub-block j of Q4_K/Q5_K (as k4_scale_min in quants_ref.c). */
-static inline void k4_scale_min(int j, const uint8_t *s, int *sc, int *mn) {
-    if (j < 4) {
-        *sc = s[j] & 63;
-        *mn = s[j + 4] & 63;
-    } else {
-        *sc = (s[j + 4] & 0xF) | ((s[j - 4] >> 6) << 4);
-        *mn = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
-    }
-}
-
-static inline void unpack_k45(const uint8_t *row, size_t nb, uint8_t *wq, float *dw, float *nm,
-                              int r, bool five) {
-    const __m256i m4 = _mm256_set1_epi8(0x0F), h16 = _mm256_set1_epi8(0x10);
-    size_t bb = five ? 176 : 144;
-    for (size_t sb = 0; sb < nb / 8; sb++, row += bb) {
-        float d = f16(row), dmin = f16(row + 2);
-        const uint8_t *s = row + 4, *qs = row + (five ? 48 : 16);
-        __m256i qh = five ? _mm256_loadu_si256((const __m256i *)(row + 16)) : _mm256_setzero_si256();
-        for (int j = 0; j < 8; j += 2, qs += 32) {
-            __m256i raw = _mm256_loadu_si256((const __m256i *)qs);
-            __m256i lo = _mm256_and_si256(raw, m4), hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
-            if (five) {
-                lo = _mm256_mask_add_epi8(lo, _mm256_test_epi8_mask(qh, _mm256_set1_epi8((char)(1 << j))), lo, h16);
-                hi = _mm256_mask_add_epi8(hi, _mm256_test_epi8_mask(qh, _mm256_set1_epi8((char)(2 << j))), hi, h16);
-            }
-            size_t b = sb * 8 + (size_t)j;
-            _mm256_storeu_si256((__m256i *)(wq + (b * TR + (size_t)r) * 32), lo);
-            _mm256_storeu_si256((__m256i *)(wq + ((b + 1) * TR + (size_t)r) * 32), hi);
-            for (int h = 0; h < 2; h++) {
-                int sc, mn;
-                k4_scale_min(j + h, s, &sc, &mn);
-                dw[(b + (size_t)h) * 2 * TR + (size_t)r] = d * (float)sc;
-                nm[(b + (size_t)h) * TR + (size_t)r] = -(dmin * (float)mn);
-            }
-        }
-    }
-}
-
-static void unpack_q4_k(const uint8_t *row, size_t nb, uint8_t *wq, float *dw, float *nm, int r) {
-    unpack_k45(row, nb, wq, dw, nm, r, false);
-}
-
-static void unpack_q5_k(const uint8_t *row, size_t nb, uint8_t *wq, float *dw, float *nm, int r) {
-    unpack_k45(row, nb, wq, dw, nm, r, true);
-}
-
-/* Q6_K: q in 0..63 (offset 32), one int8 scale per 16 elements. */
-static void unpack_q6_k(const uint8_t *row, size_t nb, uint8_t *wq, float *dw, float *nm, int r) {
-    (void)nm;
-    const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
-    for (size_t sb = 0; sb < nb / 8; sb++, row += 210) {
-        float d = f16(row + 208);
-        for (int h = 0; h < 2; h++) {
-            const uint8_t *ql = row + 64 * h;
-            const int8_t *sc = (const int8_t *)(row + 192 + 8 * h);
-            __m256i l0 = _mm256_loadu_si256((const __m256i *)ql);
-            __m256i l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
-            __m256i qh = _mm256_loadu_si256((const __m256i *)(row + 128 + 32 * h));
-            __m256i q[4];
-            q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30));
-            q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30));
-            q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(qh, m30));
-            q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
-                                   _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30));
-            for (int k = 0; k < 4; k++) {
-                size_t b = sb * 8 + 4 * (size_t)h + (size_t)k;
-                _mm256_storeu_si256((__m256i *)(wq + (b * TR + (size_t)r) * 32), q[k]);
-                dw[b * 2 * TR + (size_t)r] = d * (float)sc[2 * k];
-                dw[b * 2 * TR + TR + (size_t)r] = d * (float)sc[2 * k + 1];
-            }
-        }
-    }
+    gx_prep(x, ldx, a, g0, g1);
 }
 
 /* One tile: TR rows (already unpacked) times the 16 tokens of a group over nb blocks, added to
  * out[TR][16] (or stored, when first).
  * bk: elements per scale (32, or 16 for Q6_K); kshift: log2 of the offset k (-1: none);
  * has_min: add nm * d * sum(q) of the tokens. */
-static inline __attribute__((always_inline)) void tile(const uint8_t *wq, const float *dw,
+static inline __attribute__((always_inline)) void tile512(const uint8_t *wq, const float *dw,
                                                        const float *nm, size_t nb,
                                                        const uint8_t *act, float *out, bool first,
                                                        int bk, int kshift, bool has_min) {
@@ -212,14 +45,14 @@ static inline __attribute__((always_inline)) void tile(const uint8_t *wq, const 
             if (bk == 32) {
                 __m512i s = c0;
                 #pragma GCC unroll 8
-                for (int k = 0; k < 8; k++) s = _mm512_dpbusd_epi32(s, _mm512_set1_epi32(rd_i32(w + 4 * k)), x[k]);
+                for (int k = 0; k < 8; k++) s = _mm512_dpbusd_epi32(s, _mm512_set1_epi32(gx_rd32(w + 4 * k)), x[k]);
                 acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(dx, _mm512_set1_ps(dw[r])), acc[r]);
             } else {
                 __m512i s0 = c0, s1 = c1;
                 #pragma GCC unroll 8
                 for (int k = 0; k < 4; k++) {
-                    s0 = _mm512_dpbusd_epi32(s0, _mm512_set1_epi32(rd_i32(w + 4 * k)), x[k]);
-                    s1 = _mm512_dpbusd_epi32(s1, _mm512_set1_epi32(rd_i32(w + 16 + 4 * k)), x[k + 4]);
+                    s0 = _mm512_dpbusd_epi32(s0, _mm512_set1_epi32(gx_rd32(w + 4 * k)), x[k]);
+                    s1 = _mm512_dpbusd_epi32(s1, _mm512_set1_epi32(gx_rd32(w + 16 + 4 * k)), x[k + 4]);
                 }
                 acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s0), _mm512_mul_ps(dx, _mm512_set1_ps(dw[r])), acc[r]);
                 acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s1), _mm512_mul_ps(dx, _mm512_set1_ps(dw[TR + r])), acc[r]);
@@ -231,50 +64,10 @@ static inline __attribute__((always_inline)) void tile(const uint8_t *wq, const 
     for (int r = 0; r < TR; r++) _mm512_store_ps(out + 16 * r, acc[r]);
 }
 
-/* Blocks per step over the columns: a step's activations (16 x 768 bytes per group) and
- * weights (16 x 352 bytes) stay in L1 while every token group passes over them. */
-#define KC 16
-
-static inline __attribute__((always_inline)) void gemm(const cm_matrix *w, size_t r0, size_t r1,
-                                                       const cm_gemm_act *a, float *y, size_t ldy,
-                                                       void *scratch, unpack_fn unpack, int bk,
-                                                       int kshift, bool has_min) {
-    size_t nb = w->cols / 32;
-    uint8_t *wq = (uint8_t *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
-    float *dw = (float *)(wq + nb * TR * 32), *nm = dw + nb * 2 * TR;
-    float *acc = (float *)(((uintptr_t)(nm + nb * TR) + 63) & ~(uintptr_t)63); /* (n_grp, TR, 16) */
-    const uint8_t *base = w->data;
-    for (size_t rt = r0; rt < r1; rt += TR) {
-        size_t nr = LM_MIN((size_t)TR, r1 - rt);
-        for (size_t r = 0; r < nr; r++) unpack(base + (rt + r) * w->row_bytes, nb, wq, dw, nm, (int)r);
-        for (size_t r = nr; r < TR; r++) {
-            for (size_t b = 0; b < nb; b++) {
-                memset(wq + (b * TR + r) * 32, 0, 32);
-                dw[b * 2 * TR + r] = dw[b * 2 * TR + TR + r] = nm[b * TR + r] = 0.0f;
-            }
-        }
-        for (size_t k0 = 0; k0 < nb; k0 += KC) {
-            size_t kn = LM_MIN((size_t)KC, nb - k0);
-            for (size_t g = 0; g < a->n_grp; g++)
-                tile(wq + k0 * TR * 32, dw + k0 * 2 * TR, nm + k0 * TR, kn,
-                     a->mem + (g * nb + k0) * CM_GEMM_ACT_BLOCK, acc + g * TR * 16, k0 == 0, bk,
-                     kshift, has_min);
-        }
-        for (size_t g = 0; g < a->n_grp; g++) {
-            size_t nt = LM_MIN((size_t)CM_GEMM_TOK, a->n - g * CM_GEMM_TOK);
-            const float *out = acc + g * TR * 16;
-            for (size_t t = 0; t < nt; t++) {
-                float *yt = y + (g * CM_GEMM_TOK + t) * ldy + rt;
-                for (size_t r = 0; r < nr; r++) yt[r] = out[r * 16 + t];
-            }
-        }
-    }
-}
-
 #define GEMM(name, bk, kshift, has_min) \
     void cm_gemm_##name##_avx512(const cm_matrix *w, size_t r0, size_t r1, const cm_gemm_act *a, \
                                  float *y, size_t ldy, void *scratch) { \
-        gemm(w, r0, r1, a, y, ldy, scratch, unpack_##name, bk, kshift, has_min); \
+        gx_gemm(w, r0, r1, a, y, ldy, scratch, gx_unpack_##name, tile512, bk, kshift, has_min); \
     }
 GEMM(q4_0, 32, 3, false)
 GEMM(q5_0, 32, 4, false)
@@ -317,7 +110,7 @@ float cm_dotq_q8_0_avx512(const void *row, const void *xq, size_t n) {
         __m512i s = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_xor_si512(x, bias), w);
         __m512i c = _mm512_dpbusd_epi32(_mm512_setzero_si512(), bias, w);
         acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(s, c)),
-                              two_scales(f16(b) * f16(y), f16(b + 34) * f16(y + 34)), acc);
+                              two_scales(gx_f16(b) * gx_f16(y), gx_f16(b + 34) * gx_f16(y + 34)), acc);
     }
     float sum = _mm512_reduce_add_ps(acc);
     if (i < nb) {
@@ -325,7 +118,7 @@ float cm_dotq_q8_0_avx512(const void *row, const void *xq, size_t n) {
         __m256i w = ld256(b + 2), x = ld256(y + 2);
         __m256i s = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_xor_si256(x, bias8), w);
         __m256i c = _mm256_dpbusd_epi32(_mm256_setzero_si256(), bias8, w);
-        sum += hsum256(_mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(s, c)), _mm256_set1_ps(f16(b) * f16(y))));
+        sum += hsum256(_mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(s, c)), _mm256_set1_ps(gx_f16(b) * gx_f16(y))));
     }
     return sum;
 }
@@ -347,14 +140,14 @@ float cm_dotq_q4_0_avx512(const void *row, const void *xq, size_t n) {
         __m512i s = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w, x);
         __m512i c = _mm512_dpbusd_epi32(_mm512_setzero_si512(), k8, x);
         acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(s, c)),
-                              two_scales(f16(b) * f16(y), f16(b + 18) * f16(y + 34)), acc);
+                              two_scales(gx_f16(b) * gx_f16(y), gx_f16(b + 18) * gx_f16(y + 34)), acc);
     }
     float sum = _mm512_reduce_add_ps(acc);
     if (i < nb) {
         __m256i x = ld256(y + 2);
         __m256i s = _mm256_dpbusd_epi32(_mm256_setzero_si256(), q4_0_nibbles(b), x);
         __m256i c = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set1_epi8(8), x);
-        sum += hsum256(_mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(s, c)), _mm256_set1_ps(f16(b) * f16(y))));
+        sum += hsum256(_mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(s, c)), _mm256_set1_ps(gx_f16(b) * gx_f16(y))));
     }
     return sum;
 }
@@ -380,12 +173,12 @@ float cm_dotq_q4_k_avx512(const void *row, const void *xq, size_t n) {
     __m512 acc = _mm512_setzero_ps();
     float mins = 0;
     for (size_t i = 0; i < n / 256; i++, b += 144, y += 292) {
-        float yd = q8k_d(y), d = f16(b) * yd, dmin = f16(b + 2) * yd;
+        float yd = q8k_d(y), d = gx_f16(b) * yd, dmin = gx_f16(b + 2) * yd;
         const uint8_t *s = b + 4, *qs = b + 16, *q8 = y + 4;
         int sc[8], msum = 0;
         for (int j = 0; j < 8; j++) {
             int m;
-            k4_scale_min(j, s, &sc[j], &m);
+            gx_k4_scale_min(j, s, &sc[j], &m);
             msum += m * (q8k_bsum(y, 2 * j) + q8k_bsum(y, 2 * j + 1));
         }
         __m512i sum = _mm512_setzero_si512();
@@ -412,7 +205,7 @@ float cm_dotq_q6_k_avx512(const void *row, const void *xq, size_t n) {
     __m512 acc = _mm512_setzero_ps();
     float corr_sum = 0;
     for (size_t i = 0; i < n / 256; i++, b += 210, y += 292) {
-        float d = f16(b + 208) * q8k_d(y);
+        float d = gx_f16(b + 208) * q8k_d(y);
         const int8_t *sc = (const int8_t *)(b + 192);
         int corr = 0;
         for (int s = 0; s < 16; s++) corr += sc[s] * q8k_bsum(y, s);
