@@ -137,7 +137,7 @@ static void test_kernels(void **state) {
             for (size_t si = 0; si < LM_ARRAY_LEN(k_sb); si++)
                 for (size_t ni = 0; ni < LM_ARRAY_LEN(k_groups); ni++) {
                     uint32_t bits = k_bits[bi], gs = k_gs[gi], sb = k_sb[si];
-                    size_t cols = gs * k_groups[ni], ng = k_groups[ni], n_tok = 5;
+                    size_t cols = gs * k_groups[ni], ng = k_groups[ni], n_tok = 11;
                     mlx_mat f;
                     mat_make(&f, rows, cols, bits, gs, sb, 1000 + bi * 100 + gi * 10 + si + ni * 7);
                     size_t xb = cm_mlx_xq_bytes(&f.m);
@@ -148,8 +148,11 @@ static void test_kernels(void **state) {
                         make_x(x + t * cols, cols, 50 + t + ni);
                         cm_mlx_quantize_x(&f.m, x + t * cols, xq + t * xb, feat);
                     }
-                    cm_mlx_dotq_fn dq = cm_mlx_dotq_select(&f.m, feat);
-                    cm_mlx_gemmq_fn gq = cm_mlx_gemmq_select(&f.m, feat);
+                    /* every kernel this CPU has: AVX2 alone, then the best (AVX-512) */
+                    for (int k = 0; k < 2; k++) {
+                    uint32_t fs = k == 0 ? feat & (LM_CPU_AVX2 | LM_CPU_FMA | LM_CPU_F16C | LM_CPU_NEON) : feat;
+                    cm_mlx_dotq_fn dq = cm_mlx_dotq_select(&f.m, fs);
+                    cm_mlx_gemmq_fn gq = cm_mlx_gemmq_select(&f.m, fs);
                     assert_true((dq == NULL) == (gq == NULL));
                     if (gq) gq(&f.m, 1, rows, xq, xb, n_tok, y, rows);
                     for (size_t t = 0; t < n_tok; t++) {
@@ -188,6 +191,7 @@ static void test_kernels(void **state) {
                                              bits, gs, sb, cols, r, t, got, ref);
                             }
                         }
+                    }
                     }
                     lm_free(x);
                     lm_free(y);
@@ -271,6 +275,18 @@ static void test_select(void **state) {
     bad = m;
     bad.type = CM_Q4_0;
     assert_null(cm_mlx_gemmq_select(&bad, feat));
+#ifdef CM_HAVE_X86_KERNELS
+    const uint32_t avx2 = LM_CPU_AVX2 | LM_CPU_FMA | LM_CPU_F16C;
+    const uint32_t avx512 = avx2 | LM_CPU_AVX512F | LM_CPU_AVX512BW | LM_CPU_AVX512VL | LM_CPU_AVX512VNNI;
+    if ((feat & avx2) == avx2) {
+        assert_ptr_equal(cm_mlx_dotq_select(&m, avx2), cm_mlx_dotq_avx2);
+        assert_ptr_equal(cm_mlx_gemmq_select(&m, avx2), cm_mlx_gemmq_avx2);
+    }
+    if ((feat & avx512) == avx512) {
+        assert_ptr_equal(cm_mlx_dotq_select(&m, feat), cm_mlx_dotq_avx512);
+        assert_ptr_equal(cm_mlx_gemmq_select(&m, feat), cm_mlx_gemmq_avx512);
+    }
+#endif
     /* The oracle gives 0 for a shape it does not handle rather than reading out of bounds. */
     bad = m;
     bad.bits = 3;

@@ -107,6 +107,10 @@ float cm_mlx_dot_avx2(const cm_matrix *m, size_t row, const float *x);
 float cm_mlx_dotq_avx2(const cm_matrix *m, size_t row, const void *xq);
 void cm_mlx_gemmq_avx2(const cm_matrix *m, size_t r0, size_t r1, const void *xq, size_t xq_stride,
                        size_t n, float *y, size_t ldy);
+/* quants_mlx_avx512.c: the AVX2 set plus AVX-512 F/BW/VL/VNNI; same contract. */
+float cm_mlx_dotq_avx512(const cm_matrix *m, size_t row, const void *xq);
+void cm_mlx_gemmq_avx512(const cm_matrix *m, size_t r0, size_t r1, const void *xq, size_t xq_stride,
+                         size_t n, float *y, size_t ldy);
 void cm_quantize_q8_0_avx2(const float *x, void *out, size_t n);
 void cm_quantize_q8_k_avx2(const float *x, void *out, size_t n);
 void cm_mlx_dequant_avx2(const cm_matrix *m, size_t row, float *out);
@@ -197,6 +201,13 @@ size_t cm_gemm_scratch_bytes(size_t cols, size_t n);
 cm_gemm_fn cm_gemm_select(uint32_t type, uint32_t cpu_features, cm_gemm_prep_fn *prep);
 
 #if defined(__x86_64__) || defined(__i386__) || defined(_M_X64)
+/* quants_avx2.c: the same tiles without VNNI (no Q8_0). */
+void cm_gemm_prep_avx2(const float *x, size_t ldx, const cm_gemm_act *a, size_t g0, size_t g1);
+void cm_gemm_q4_0_avx2(const cm_matrix *w, size_t r0, size_t r1, const cm_gemm_act *a, float *y, size_t ldy, void *scratch);
+void cm_gemm_q5_0_avx2(const cm_matrix *w, size_t r0, size_t r1, const cm_gemm_act *a, float *y, size_t ldy, void *scratch);
+void cm_gemm_q4_k_avx2(const cm_matrix *w, size_t r0, size_t r1, const cm_gemm_act *a, float *y, size_t ldy, void *scratch);
+void cm_gemm_q5_k_avx2(const cm_matrix *w, size_t r0, size_t r1, const cm_gemm_act *a, float *y, size_t ldy, void *scratch);
+void cm_gemm_q6_k_avx2(const cm_matrix *w, size_t r0, size_t r1, const cm_gemm_act *a, float *y, size_t ldy, void *scratch);
 /* quants_avx512.c: need AVX2_SET plus LM_CPU_AVX512F | BW | VL | VNNI. */
 void cm_gemm_prep_avx512(const float *x, size_t ldx, const cm_gemm_act *a, size_t g0, size_t g1);
 void cm_gemm_q4_0_avx512(const cm_matrix *w, size_t r0, size_t r1, const cm_gemm_act *a, float *y, size_t ldy, void *scratch);

@@ -104,11 +104,14 @@ float cm_mlx_dotq_ref(const cm_matrix *m, size_t row, const void *xq) {
 
 #ifdef CM_HAVE_X86_KERNELS
 static const uint32_t MLX_AVX2_SET = LM_CPU_AVX2 | LM_CPU_FMA | LM_CPU_F16C;
+static const uint32_t MLX_AVX512_SET = LM_CPU_AVX2 | LM_CPU_FMA | LM_CPU_F16C | LM_CPU_AVX512F |
+                                       LM_CPU_AVX512BW | LM_CPU_AVX512VL | LM_CPU_AVX512VNNI;
 #endif
 
 cm_mlx_dotq_fn cm_mlx_dotq_select(const cm_matrix *m, uint32_t cpu_features) {
     if (!dotq_shape_ok(m)) return NULL;
 #ifdef CM_HAVE_X86_KERNELS
+    if ((cpu_features & MLX_AVX512_SET) == MLX_AVX512_SET) return cm_mlx_dotq_avx512;
     if ((cpu_features & MLX_AVX2_SET) == MLX_AVX2_SET) return cm_mlx_dotq_avx2;
 #endif
 #ifdef CM_HAVE_NEON_KERNELS
@@ -121,6 +124,7 @@ cm_mlx_dotq_fn cm_mlx_dotq_select(const cm_matrix *m, uint32_t cpu_features) {
 cm_mlx_gemmq_fn cm_mlx_gemmq_select(const cm_matrix *m, uint32_t cpu_features) {
     if (!dotq_shape_ok(m)) return NULL;
 #ifdef CM_HAVE_X86_KERNELS
+    if ((cpu_features & MLX_AVX512_SET) == MLX_AVX512_SET) return cm_mlx_gemmq_avx512;
     if ((cpu_features & MLX_AVX2_SET) == MLX_AVX2_SET) return cm_mlx_gemmq_avx2;
 #endif
 #ifdef CM_HAVE_NEON_KERNELS

@@ -1,0 +1,164 @@
+/* compute/cpu/quants_mlx_avx512.c: AVX-512 VNNI integer kernels for MLX affine 4-bit and 8-bit
+ * matrices, the same contract as quants_mlx_avx2.c (which see) with 512-bit vectors: the 32
+ * quants of a block widened to int16 in one register and multiplied into int32 pairs with
+ * _mm512_dpwssd_epi32 (VNNI), accumulated over the group, one float step per group.
+ * Compiled with the AVX-512 flags by its suffix; chosen when the CPU has AVX-512 F/BW/VL/VNNI. */
+#include "compute/cpu/quants.h"
+
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__) && defined(__FMA__) && defined(__F16C__)
+#include <immintrin.h>
+#include <string.h>
+
+#define ALWAYS_INLINE inline __attribute__((always_inline))
+
+/* 8 scales or biases from element i on (all 8 present). */
+static ALWAYS_INLINE __m256 load8(uint32_t sb, const void *base, size_t i) {
+    const uint8_t *p = (const uint8_t *)base;
+    if (sb == CM_BF16)
+        return _mm256_castsi256_ps(_mm256_slli_epi32(
+            _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(const void *)(p + 2 * i))), 16));
+    if (sb == CM_F16) return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(p + 2 * i)));
+    return _mm256_loadu_ps((const float *)(const void *)(p + 4 * i));
+}
+
+static ALWAYS_INLINE float load1(uint32_t sb, const void *base, size_t i) {
+    const uint8_t *p = (const uint8_t *)base;
+    if (sb == CM_BF16) return lm_bf16_to_f32((uint16_t)(p[2 * i] | (p[2 * i + 1] << 8)));
+    if (sb == CM_F16) return _cvtsh_ss((unsigned short)(p[2 * i] | (p[2 * i + 1] << 8)));
+    float f;
+    memcpy(&f, p + 4 * i, sizeof f);
+    return f;
+}
+
+/* Up to 8 values from element i on, zero past cnt. */
+static ALWAYS_INLINE __m256 load_n(uint32_t sb, const void *base, size_t i, size_t cnt) {
+    if (cnt == 8) return load8(sb, base, i);
+    float t[8] = {0};
+    for (size_t k = 0; k < cnt; k++) t[k] = load1(sb, base, i + k);
+    return _mm256_loadu_ps(t);
+}
+
+static ALWAYS_INLINE __m256 loadf_n(const float *p, size_t cnt) {
+    if (cnt == 8) return _mm256_loadu_ps(p);
+    float t[8] = {0};
+    for (size_t k = 0; k < cnt; k++) t[k] = p[k];
+    return _mm256_loadu_ps(t);
+}
+
+static ALWAYS_INLINE float hsum(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* The 32 quants of a block as 32 int16, in the order cm_mlx_quantize_x stores x. */
+static ALWAYS_INLINE __m512i unpack(uint32_t bits, const uint8_t *w) {
+    if (bits == 4) {
+        __m128i raw = _mm_loadu_si128((const __m128i *)(const void *)w), m4 = _mm_set1_epi8(15);
+        return _mm512_cvtepu8_epi16(_mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(raw, 4), m4), _mm_and_si128(raw, m4)));
+    }
+    return _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)(const void *)w));
+}
+
+static ALWAYS_INLINE __m512i xload(const int16_t *x) { return _mm512_loadu_si512((const void *)x); }
+
+static ALWAYS_INLINE float dotq(const cm_matrix *m, size_t row, const void *xq, uint32_t bits, uint32_t sb) {
+    size_t nb = m->cols / 32, ng = m->cols / m->group_size, bpg = m->group_size / 32;
+    const uint8_t *base = xq;
+    const float *d = (const float *)(const void *)base, *gqsum = d + nb;
+    const int16_t *q = (const int16_t *)(const void *)(base + cm_mlx_xq_qoff(m));
+    const uint8_t *w = (const uint8_t *)m->data + row * m->row_bytes;
+    size_t bbytes = bits * 4;
+    size_t s0 = row * ng;
+    __m512 acc = _mm512_setzero_ps();
+    __m256 bacc = _mm256_setzero_ps();
+    float st[8], dg[8];
+    for (size_t g0 = 0; g0 < ng; g0 += 8) {
+        size_t cnt = ng - g0 < 8 ? ng - g0 : 8;
+        __m256 s8 = load_n(sb, m->scales, s0 + g0, cnt), b8 = load_n(sb, m->biases, s0 + g0, cnt);
+        bacc = _mm256_fmadd_ps(b8, loadf_n(gqsum + g0, cnt), bacc);
+        for (size_t k = 0; k < cnt; k++) dg[k] = d[(g0 + k) * bpg]; /* the group's scale */
+        _mm256_storeu_ps(st, _mm256_mul_ps(s8, loadf_n(dg, cnt)));
+        for (size_t k = 0; k < cnt; k++) {
+            size_t b = (g0 + k) * bpg;
+            __m512i is = _mm512_dpwssd_epi32(_mm512_setzero_si512(), unpack(bits, w + b * bbytes), xload(q + b * 32));
+            for (size_t j = 1; j < bpg; j++)
+                is = _mm512_dpwssd_epi32(is, unpack(bits, w + (b + j) * bbytes), xload(q + (b + j) * 32));
+            acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(is), _mm512_set1_ps(st[k]), acc);
+        }
+    }
+    return _mm512_reduce_add_ps(acc) + hsum(bacc);
+}
+
+float cm_mlx_dotq_avx512(const cm_matrix *m, size_t row, const void *xq) {
+    switch (m->sb_type * 16 + m->bits) {
+    case CM_BF16 * 16 + 4: return dotq(m, row, xq, 4, CM_BF16);
+    case CM_BF16 * 16 + 8: return dotq(m, row, xq, 8, CM_BF16);
+    case CM_F16 * 16 + 4: return dotq(m, row, xq, 4, CM_F16);
+    case CM_F16 * 16 + 8: return dotq(m, row, xq, 8, CM_F16);
+    case CM_F32 * 16 + 4: return dotq(m, row, xq, 4, CM_F32);
+    case CM_F32 * 16 + 8: return dotq(m, row, xq, 8, CM_F32);
+    default: return cm_mlx_dotq_ref(m, row, xq);
+    }
+}
+
+/* Prefill: tiles of TT tokens share each unpacked weight block (32 vector registers: TT int32
+ * and TT float accumulators plus the block). */
+#define TT 8
+static ALWAYS_INLINE void gemmq(const cm_matrix *m, size_t r0, size_t r1, const void *xq,
+                                size_t xq_stride, size_t n, float *y, size_t ldy, uint32_t bits,
+                                uint32_t sb) {
+    size_t nb = m->cols / 32, ng = m->cols / m->group_size, bpg = m->group_size / 32;
+    size_t qoff = cm_mlx_xq_qoff(m), bbytes = bits * 4;
+    for (size_t r = r0; r < r1; r++) {
+        const uint8_t *w = (const uint8_t *)m->data + r * m->row_bytes;
+        size_t s0 = r * ng;
+        for (size_t t0 = 0; t0 < n; t0 += TT) {
+            size_t nt = n - t0 < TT ? n - t0 : TT;
+            const uint8_t *xb[TT];
+            for (size_t t = 0; t < TT; t++) xb[t] = (const uint8_t *)xq + (t0 + (t < nt ? t : 0)) * xq_stride;
+            __m512 acc[TT];
+            for (size_t t = 0; t < TT; t++) acc[t] = _mm512_setzero_ps();
+            for (size_t g = 0; g < ng; g++) {
+                __m512i is[TT];
+                for (size_t t = 0; t < TT; t++) is[t] = _mm512_setzero_si512();
+                for (size_t j = 0; j < bpg; j++) {
+                    size_t b = g * bpg + j;
+                    __m512i qv = unpack(bits, w + b * bbytes);
+                    for (size_t t = 0; t < TT; t++)
+                        is[t] = _mm512_dpwssd_epi32(is[t], qv, xload((const int16_t *)(const void *)(xb[t] + qoff) + b * 32));
+                }
+                float s = load1(sb, m->scales, s0 + g);
+                for (size_t t = 0; t < TT; t++) {
+                    const float *d = (const float *)(const void *)xb[t];
+                    acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(is[t]), _mm512_set1_ps(s * d[g * bpg]), acc[t]);
+                }
+            }
+            for (size_t t = 0; t < nt; t++) {
+                const float *gqsum = (const float *)(const void *)xb[t] + nb;
+                float extra = 0;
+                for (size_t g = 0; g < ng; g++) extra += load1(sb, m->biases, s0 + g) * gqsum[g];
+                y[(t0 + t) * ldy + r] = _mm512_reduce_add_ps(acc[t]) + extra;
+            }
+        }
+    }
+}
+
+void cm_mlx_gemmq_avx512(const cm_matrix *m, size_t r0, size_t r1, const void *xq, size_t xq_stride,
+                         size_t n, float *y, size_t ldy) {
+    switch (m->sb_type * 16 + m->bits) {
+    case CM_BF16 * 16 + 4: gemmq(m, r0, r1, xq, xq_stride, n, y, ldy, 4, CM_BF16); break;
+    case CM_BF16 * 16 + 8: gemmq(m, r0, r1, xq, xq_stride, n, y, ldy, 8, CM_BF16); break;
+    case CM_F16 * 16 + 4: gemmq(m, r0, r1, xq, xq_stride, n, y, ldy, 4, CM_F16); break;
+    case CM_F16 * 16 + 8: gemmq(m, r0, r1, xq, xq_stride, n, y, ldy, 8, CM_F16); break;
+    case CM_F32 * 16 + 4: gemmq(m, r0, r1, xq, xq_stride, n, y, ldy, 4, CM_F32); break;
+    case CM_F32 * 16 + 8: gemmq(m, r0, r1, xq, xq_stride, n, y, ldy, 8, CM_F32); break;
+    default:
+        for (size_t r = r0; r < r1; r++)
+            for (size_t t = 0; t < n; t++)
+                y[t * ldy + r] = cm_mlx_dotq_ref(m, r, (const uint8_t *)xq + t * xq_stride);
+    }
+}
+
+#endif
