@@ -7,7 +7,8 @@
 #     run under qemu-aarch64 on a CPU with dotprod (-cpu max: SDOT kernels) and one without
 #     (-cpu cortex-a53: the plain-NEON fallback, and proof that nothing else in the binary needs
 #     ARMv8.2), then once more built with CMake's flags for *_neon.c on Linux/aarch64.
-# On an AArch64 host the test is built with cc and run directly. Without a cross compiler or
+#  3. the kernel unit tests (tests/unit/test_quants*.c) over a minimal cmocka, on both CPUs.
+# On an AArch64 host the tests are built with cc and run directly. Without a cross compiler or
 # qemu-aarch64 (macOS on Intel, say) it prints SKIP and succeeds; scripts/deps.sh installs both on
 # Debian/Ubuntu (gcc-aarch64-linux-gnu, libc6-dev-arm64-cross, qemu-user).
 set -euo pipefail
@@ -118,4 +119,25 @@ else
         echo "test-arm: (no clang that links for aarch64: the clang -mcpu=apple-m1 build is skipped)"
     fi
 fi
+# 3. the kernel unit tests of tests/unit, unchanged, over tests/arm/cmocka (a minimal cmocka) and
+# every portable source of core/ and compute/cpu/ (the pool, ops.c's threaded matmul and prefill).
+CPU_SRCS=(src/core/*.c $(ls src/compute/cpu/*.c | grep -v -e '_avx2\.c$' -e '_avx512\.c$' -e '_neon\.c$'))
+for t in test_quants test_quants_mlx; do
+    [ -f "tests/unit/$t.c" ] || continue
+    "$CC_ARM" "${COMMON[@]}" -O2 -I"$B/inc" -Itests/arm/cmocka -Itests/unit "${CPU_SRCS[@]}" "$B/test_kernels_arm.neon.o" \
+        tests/arm/cjson_stub.c tests/arm/cmocka/cmocka_shim.c tests/unit/testutil.c "tests/unit/$t.c" "${LINK[@]}" -o "$B/$t"
+    if [ "$native" = 1 ]; then
+        LM_TEST_DATA=$PWD/tests/data LM_SOURCE_DIR=$PWD "$B/$t" | tail -1
+    else
+        for cpu in max cortex-a53; do
+            echo "test-arm: tests/unit/$t.c under qemu-aarch64 -cpu $cpu:"
+            if ! LM_TEST_DATA=$PWD/tests/data LM_SOURCE_DIR=$PWD "$QEMU" -cpu "$cpu" "$B/$t" >"$B/$t.$cpu.log"; then
+                grep -E 'FAIL' "$B/$t.$cpu.log" | head -20
+                tail -1 "$B/$t.$cpu.log"
+                exit 1
+            fi
+            tail -1 "$B/$t.$cpu.log"
+        done
+    fi
+done
 echo "test-arm: passed"
