@@ -153,7 +153,8 @@ typedef struct wc_entry {
 } wc_entry;
 
 typedef struct word_cache {
-    int32_t *slots; /* entry index, -1 empty */
+    uint64_t *slots; /* (hash high 32 bits << 32) | entry index; UINT64_MAX empty: a probe
+                        touches an entry only when the tag matches */
     wc_entry *e;
     size_t n, n_slots;
     lm_buf keys;
@@ -190,7 +191,7 @@ static bool encode_word_cached(const tok_tokenizer *t, const char *w, size_t n, 
     }
     if (c->n == c->n_slots / 2 && c->n_slots < WC_MAX_SLOTS) { /* full: double and rehash */
         size_t ns = c->n_slots * 2;
-        int32_t *slots = lm_malloc(ns * sizeof *slots);
+        uint64_t *slots = lm_malloc(ns * sizeof *slots);
         wc_entry *e = slots ? lm_realloc(c->e, ns / 2 * sizeof *e) : NULL;
         if (!e) {
             lm_free(slots);
@@ -200,8 +201,8 @@ static bool encode_word_cached(const tok_tokenizer *t, const char *w, size_t n, 
         memset(slots, 0xff, ns * sizeof *slots);
         for (size_t k = 0; k < c->n; k++) {
             size_t j = e[k].hash & (ns - 1);
-            while (slots[j] >= 0) j = (j + 1) & (ns - 1);
-            slots[j] = (int32_t)k;
+            while (slots[j] != UINT64_MAX) j = (j + 1) & (ns - 1);
+            slots[j] = (e[k].hash & 0xffffffff00000000ull) | k;
         }
         lm_free(c->slots);
         c->slots = slots;
@@ -210,9 +211,10 @@ static bool encode_word_cached(const tok_tokenizer *t, const char *w, size_t n, 
     size_t mask = c->n_slots - 1;
     uint64_t h = tok_hash(w, n);
     size_t i = h & mask;
-    for (; c->slots[i] >= 0; i = (i + 1) & mask) {
-        const wc_entry *e = &c->e[c->slots[i]];
-        if (e->hash == h && e->key_len == n && memcmp(c->keys.data + e->key_off, w, n) == 0)
+    for (uint64_t v; (v = c->slots[i]) != UINT64_MAX; i = (i + 1) & mask) {
+        if ((v >> 32) != (h >> 32)) continue;
+        const wc_entry *e = &c->e[(uint32_t)v];
+        if (e->key_len == n && memcmp(c->keys.data + e->key_off, w, n) == 0)
             return tok_vec_append(out, c->ids.ids + e->ids_off, e->n_ids);
     }
     size_t before = out->n;
@@ -223,7 +225,7 @@ static bool encode_word_cached(const tok_tokenizer *t, const char *w, size_t n, 
         if (!lm_buf_append(&c->keys, w, n) || !tok_vec_append(&c->ids, out->ids + before, e.n_ids))
             return false;
         c->e[c->n] = e;
-        c->slots[i] = (int32_t)c->n++;
+        c->slots[i] = (h & 0xffffffff00000000ull) | c->n++;
     }
     return true;
 }
