@@ -20,9 +20,10 @@ static const char LS_HELP[] =
     "  -c, --ctx N   context for the KV cache estimate (default: the model's, at most 4096)\n";
 
 static const char RM_HELP[] =
-    "Usage: locallm rm ORG/NAME\n"
+    "Usage: locallm rm ORG/NAME | SHORTNAME\n"
     "\n"
-    "Removes a model (models--ORG--NAME with all its revisions) from the Hugging Face cache.\n";
+    "Removes a model (models--ORG--NAME with all its revisions) from the Hugging Face cache.\n"
+    "A short name (llama3.2:3b) names its repository.\n";
 
 static void gb(char *out, size_t cap, uint64_t bytes) { snprintf(out, cap, "%.1f GB", (double)bytes / 1e9); }
 
@@ -124,15 +125,20 @@ int cli_rm(int argc, char **argv) {
         return CLI_EXIT_OK;
     }
     if (argc != 2) return cli_usage_error("rm", "expected one model id (ORG/NAME)");
+    /* a short name removes its repo (the whole repo: for GGUF every quant in it) */
+    char id[512], quant[64];
+    const hub_model_entry *entry = hub_catalog_find(argv[1]);
+    if (!entry || !hub_split_quant(entry->repo, id, sizeof id, quant, sizeof quant))
+        snprintf(id, sizeof id, "%s", argv[1]);
     char org[128], name[128], rev[256];
-    if (strchr(argv[1], '@') || !hub_parse_id(argv[1], org, sizeof org, name, sizeof name, rev, sizeof rev))
+    if (strchr(id, '@') || !hub_parse_id(id, org, sizeof org, name, sizeof name, rev, sizeof rev))
         return cli_usage_error("rm", "'%s' is not a valid Hugging Face model id (ORG/NAME)", argv[1]);
     char *cache = cli_hf_cache_dir();
     if (!cache) return cli_error("no Hugging Face cache folder: set HF_HUB_CACHE or HF_HOME");
     lm_error err = {0};
-    lm_status st = hub_cache_remove(cache, argv[1], &err);
+    lm_status st = hub_cache_remove(cache, id, &err);
     free(cache);
     if (st) return cli_error("%s", err.msg);
-    printf("removed %s\n", argv[1]);
+    printf("removed %s\n", id);
     return CLI_EXIT_OK;
 }

@@ -179,7 +179,9 @@ grep -q "^llama3.2:3b .* yes  *Meta" "$TMP/out" || fail "ls --available must say
 HF_HUB_OFFLINE=1 L run llama3.2:3b -p "Hi" -n 8 --no-stats || fail "run by short name"
 want=$(timeout 60 "$CLI" run "$SRC/models/tinychat" -p "Hi" -n 8 --no-stats 2>/dev/null)
 [[ $(cat "$TMP/out") == "$want" && -n $want ]] || fail "short name output differs"; pass
-rm -rf "$HF_HUB_CACHE/models--mlx-community--Llama-3.2-3B-Instruct-4bit"
+L rm llama3.2:3b || fail "rm by short name"
+grep -q "^removed mlx-community/Llama-3.2-3B-Instruct-4bit$" "$TMP/out" || fail "rm short name output"; pass
+[[ ! -e $HF_HUB_CACHE/models--mlx-community--Llama-3.2-3B-Instruct-4bit ]] || fail "rm by short name left the folder"; pass
 
 # ---- ls / rm ----
 L ls || fail "ls"
