@@ -3,8 +3,9 @@
  * Q6_K and MLX rows of every bit width. Each unpacks the quants to 8-float vectors and
  * accumulates with FMA; block layouts are the same as in quants_ref.c, which is the oracle the
  * tests compare against.
+ * Also the prefill tiles without VNNI (the end of the file; shared parts in quants_gemm_x86.h).
  * Compiled only on x86 with -mavx2 -mfma -mf16c; chosen by cm_dot_select() (quants_ref.c). */
-#include "compute/cpu/quants.h"
+#include "compute/cpu/quants_gemm_x86.h"
 
 #include <immintrin.h>
 
@@ -814,3 +815,72 @@ void cm_quantize_q8_k_avx2(const float *x, void *out, size_t n) {
         memcpy(b + 260, sums, sizeof sums);
     }
 }
+
+/* ---- prefill: tiles of 8 rows times 16 tokens without VNNI ----
+ * The AVX-512 tile (quants_avx512.c) with each vpdpbusd replaced by maddubs (unsigned weight
+ * times signed activation bytes, pairs summed in int16) and madd with ones. Two groups of 4
+ * bytes are added in int16 before widening: 4 products of q <= 63 and |x| <= 127 stay below
+ * 2^15, which is why Q8_0 (q + 128 up to 255) has no tile here. */
+static inline __attribute__((always_inline)) void tile256(const uint8_t *wq, const float *dw,
+                                                          const float *nm, size_t nb,
+                                                          const uint8_t *act, float *out, bool first,
+                                                          int bk, int kshift, bool has_min) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    for (int h = 0; h < 2; h++) {  /* tokens 0..7, then 8..15 of the group */
+        const uint8_t *ah = act + 32 * h, *wb = wq;
+        const float *dwb = dw, *nmb = nm;
+        __m256 acc[TR];
+        #pragma GCC unroll 8
+        for (int r = 0; r < TR; r++) acc[r] = first ? _mm256_setzero_ps() : _mm256_load_ps(out + 16 * r + 8 * h);
+        for (size_t b = 0; b < nb; b++, ah += CM_GEMM_ACT_BLOCK, wb += TR * 32, dwb += 2 * TR, nmb += TR) {
+            __m256 dx = _mm256_load_ps((const float *)(ah + 512));
+            __m256i c0 = _mm256_setzero_si256(), c1 = c0;
+            if (kshift >= 0) {
+                __m256i n0 = _mm256_load_si256((const __m256i *)(ah + 576));
+                __m256i n1 = _mm256_load_si256((const __m256i *)(ah + 640));
+                if (bk == 32) {
+                    c0 = _mm256_slli_epi32(_mm256_add_epi32(n0, n1), kshift);
+                } else {
+                    c0 = _mm256_slli_epi32(n0, kshift);
+                    c1 = _mm256_slli_epi32(n1, kshift);
+                }
+            }
+            __m256 xs = has_min ? _mm256_load_ps((const float *)(ah + 704)) : _mm256_setzero_ps();
+            #pragma GCC unroll 8
+            for (int r = 0; r < TR; r++) {
+                const uint8_t *w = wb + 32 * r;
+                __m256i s[2] = {c0, c1};
+                #pragma GCC unroll 4
+                for (int k = 0; k < 8; k += 2) {
+                    __m256i x0 = _mm256_load_si256((const __m256i *)(ah + 64 * k));
+                    __m256i x1 = _mm256_load_si256((const __m256i *)(ah + 64 * (k + 1)));
+                    __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(_mm256_set1_epi32(gx_rd32(w + 4 * k)), x0),
+                                                 _mm256_maddubs_epi16(_mm256_set1_epi32(gx_rd32(w + 4 * k + 4)), x1));
+                    int half = bk == 32 ? 0 : k / 4;
+                    s[half] = _mm256_add_epi32(s[half], _mm256_madd_epi16(p, ones));
+                }
+                acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s[0]), _mm256_mul_ps(dx, _mm256_set1_ps(dwb[r])), acc[r]);
+                if (bk == 16)
+                    acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s[1]), _mm256_mul_ps(dx, _mm256_set1_ps(dwb[TR + r])), acc[r]);
+                if (has_min) acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(nmb[r]), xs, acc[r]);
+            }
+        }
+        #pragma GCC unroll 8
+        for (int r = 0; r < TR; r++) _mm256_store_ps(out + 16 * r + 8 * h, acc[r]);
+    }
+}
+
+void cm_gemm_prep_avx2(const float *x, size_t ldx, const cm_gemm_act *a, size_t g0, size_t g1) {
+    gx_prep(x, ldx, a, g0, g1);
+}
+
+#define GEMM(name, bk, kshift, has_min) \
+    void cm_gemm_##name##_avx2(const cm_matrix *w, size_t r0, size_t r1, const cm_gemm_act *a, \
+                               float *y, size_t ldy, void *scratch) { \
+        gx_gemm(w, r0, r1, a, y, ldy, scratch, gx_unpack_##name, tile256, bk, kshift, has_min); \
+    }
+GEMM(q4_0, 32, 3, false)
+GEMM(q5_0, 32, 4, false)
+GEMM(q4_k, 32, -1, true)
+GEMM(q5_k, 32, -1, true)
+GEMM(q6_k, 16, 5, false)
