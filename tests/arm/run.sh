@@ -7,7 +7,8 @@
 #     run under qemu-aarch64 on a CPU with dotprod (-cpu max: SDOT kernels) and one without
 #     (-cpu cortex-a53: the plain-NEON fallback, and proof that nothing else in the binary needs
 #     ARMv8.2), then once more built with CMake's flags for *_neon.c on Linux/aarch64.
-#  3. the kernel unit tests (tests/unit/test_quants*.c) over a minimal cmocka, on both CPUs.
+#  3. the unit tests of the CPU backend (test_quants*, test_attention, test_pool) over a minimal
+#     cmocka, on both CPUs.
 # On an AArch64 host the tests are built with cc and run directly. Without a cross compiler or
 # qemu-aarch64 (macOS on Intel, say) it prints SKIP and succeeds; scripts/deps.sh installs both on
 # Debian/Ubuntu (gcc-aarch64-linux-gnu, libc6-dev-arm64-cross, qemu-user).
@@ -122,7 +123,7 @@ fi
 # 3. the kernel unit tests of tests/unit, unchanged, over tests/arm/cmocka (a minimal cmocka) and
 # every portable source of core/ and compute/cpu/ (the pool, ops.c's threaded matmul and prefill).
 CPU_SRCS=(src/core/*.c $(ls src/compute/cpu/*.c | grep -v -e '_avx2\.c$' -e '_avx512\.c$' -e '_neon\.c$'))
-for t in test_quants test_quants_mlx; do
+for t in test_quants test_quants_mlx test_attention test_pool; do
     [ -f "tests/unit/$t.c" ] || continue
     "$CC_ARM" "${COMMON[@]}" -O2 -I"$B/inc" -Itests/arm/cmocka -Itests/unit "${CPU_SRCS[@]}" "$B/test_kernels_arm.neon.o" \
         tests/arm/cjson_stub.c tests/arm/cmocka/cmocka_shim.c tests/unit/testutil.c "tests/unit/$t.c" "${LINK[@]}" -o "$B/$t"
