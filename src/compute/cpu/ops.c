@@ -93,6 +93,7 @@ typedef struct matmul_job {
     cm_dotq_fn dotq;     /* decode: integer kernel over c->xq, preferred when set */
     cm_mlx_dot_fn mlx_dot;
     cm_mlx_dotq_fn mlx_dotq; /* decode: MLX integer kernel over c->xq (cm_mlx_quantize_x) */
+    cm_dot_fn fdot;      /* several tokens: SIMD float dot of a dequantized row (NULL: dot_f32) */
 } matmul_job;
 
 static void matmul_task(void *p, int ith, int nth) {
@@ -122,7 +123,11 @@ static void matmul_task(void *p, int ith, int nth) {
             cm_dequant_row(w, r, row);
             wr = row;
         }
-        for (size_t t = 0; t < j->n; t++) j->y[t * w->rows + r] = dot_f32(wr, j->x + t * w->cols, w->cols);
+        if (j->fdot) {
+            for (size_t t = 0; t < j->n; t++) j->y[t * w->rows + r] = j->fdot(wr, j->x + t * w->cols, w->cols);
+        } else {
+            for (size_t t = 0; t < j->n; t++) j->y[t * w->rows + r] = dot_f32(wr, j->x + t * w->cols, w->cols);
+        }
     }
 }
 
@@ -227,7 +232,8 @@ static void matmul_one(cm_ctx *c, const cm_matrix *w, const float *x, size_t n, 
         for (size_t t = 0; t < n; t++) matmul_one(c, w, x + t * w->cols, 1, y + t * w->rows);
         return;
     }
-    matmul_job j = {c, w, x, n, y, NULL, NULL, NULL, NULL};
+    matmul_job j = {c, w, x, n, y, NULL, NULL, NULL, NULL, NULL};
+    if (n > 1 && c->features) j.fdot = cm_dot_select(CM_F32, c->features);
     if (n == 1) {
         if (w->type == CM_MLX) {
             j.mlx_dotq = cm_mlx_dotq_select(w, c->features);
