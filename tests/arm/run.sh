@@ -70,6 +70,20 @@ while IFS= read -r f; do
 done < <(find src -name '*.c' ! -name '*_avx2.c' ! -name '*_avx512.c' ! -path '*/cuda/*' | sort)
 [ "$fail" = 0 ] || exit 1
 echo "test-arm: $n_src library sources compile for aarch64 ($CC_ARM -fsyntax-only)"
+# Apple builds with clang: the same check with clang for the M1 when this clang targets aarch64.
+if [ "$native" = 0 ] && command -v clang >/dev/null 2>&1 &&
+    echo 'int x;' | clang --target=aarch64-linux-gnu -fsyntax-only -x c - 2>/dev/null; then
+    while IFS= read -r f; do
+        if ! clang --target=aarch64-linux-gnu -mcpu=apple-m1 "${COMMON[@]}" -I"$B/inc" "${HOSTINC[@]}" \
+            -fsyntax-only "$f" 2>"$B/syntax.log"; then
+            echo "test-arm: FAIL: $f does not compile with clang -mcpu=apple-m1:"
+            grep -m5 error "$B/syntax.log" || head -5 "$B/syntax.log"
+            fail=1
+        fi
+    done < <(find src -name '*.c' ! -name '*_avx2.c' ! -name '*_avx512.c' ! -path '*/cuda/*' | sort)
+    [ "$fail" = 0 ] || exit 1
+    echo "test-arm: and with clang --target=aarch64-linux-gnu -mcpu=apple-m1"
+fi
 
 # 2. the kernel test. -ffp-contract=off on both sides so dequantized values compare bit for bit.
 SRCS=(src/core/alloc.c src/core/error.c src/core/util.c src/core/file.c src/core/pool.c src/compute/cpu/quants_ref.c
