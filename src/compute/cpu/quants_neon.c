@@ -1,16 +1,19 @@
 /* compute/cpu/quants_neon.c: AArch64 NEON kernels (Apple Silicon, Graviton, Raspberry Pi 4/5).
  * Owns: float row dots (F32, F16, BF16), the Q8_0/Q8_K activation quantizers (byte-identical to
- * cm_quantize_ref), integer row dots of Q8_0, Q4_0, Q5_0, Q4_K, Q5_K, Q6_K against those
- * activations, dequantizers of the common types, and MLX affine 4/8-bit rows (float dot, and
+ * cm_quantize_ref), integer row dots of Q8_0, Q4_0, Q5_0, Q2_K..Q6_K against those activations,
+ * the prefill tiles (cm_gemm_fn) of Q8_0, Q4_0, Q5_0, Q4_K, Q5_K, Q6_K and their activation
+ * quantizer, dequantizers of the common types, and MLX affine 4/8-bit rows (float dot, and
  * integer decode/prefill against cm_mlx_quantize_x's activations).
- * Does not own: choosing among them (cm_*_select in quants_ref.c) or threads (ops.c).
+ * Does not own: choosing among them (cm_*_select in quants_ref.c and quants_mlx_ref.c) or
+ * threads (ops.c).
  *
- * The integer kernels exist twice: *_neon with widening multiplies (SMULL + SADALP, any ARMv8
- * CPU) and *_neon_dp with SDOT (FEAT_DotProd: Apple M1 and later, Cortex-A55/A76 and later),
- * chosen at run time from LM_CPU_DOTPROD. Both come from the one body at the end of this file,
- * which includes itself once per variant so the two can never drift apart. Only the _dp pass is
- * compiled for armv8.2-a+dotprod (a GCC pragma when the command line does not already enable
- * it), so the rest of the file runs on a plain ARMv8.0 core such as the Cortex-A53.
+ * The integer dots exist twice: *_neon with widening multiplies (SMULL + SADALP, any ARMv8 CPU)
+ * and *_neon_dp with SDOT (FEAT_DotProd: Apple M1 and later, Cortex-A55/A76 and later), chosen
+ * at run time from LM_CPU_DOTPROD; the prefill tiles exist only with SDOT (without it ops.c falls
+ * back to row dots). Both variants come from the one body at the end of this file, which includes
+ * itself once per variant so the two can never drift apart. Only the _dp pass is compiled for
+ * armv8.2-a+dotprod (a GCC pragma when the command line does not already enable it), so the rest
+ * of the file runs on a plain ARMv8.0 core such as the Cortex-A53 (tests/arm checks both).
  *
  * Block layouts: see quants_ref.c. Every load goes through byte vectors or memcpy, so rows need
  * no alignment. Little-endian only, like every AArch64 system we target. */
