@@ -14,6 +14,7 @@ SRC=${LM_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
 MODEL=$SRC/models/tinychat
 TMP=$(mktemp -d)
 PIDS=()
+SERVERS=()
 cleanup() {
     for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
     for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
@@ -38,6 +39,7 @@ serve() {
     shift
     "$CLI" serve "$@" --port 0 2>"$TMP/$name.log" &
     PIDS+=($!)
+    SERVERS+=("$!:$name")
     local pid=$! port=
     for _ in $(seq 1 100); do
         port=$(sed -n 's|.*listening on http://127\.0\.0\.1:\([0-9]*\).*|\1|p' "$TMP/$name.log")
@@ -313,4 +315,14 @@ jcheck '"no provider could answer: local: cannot load the model" in j["error"]["
 ! grep -q "$LM_TEST_CLOUD_KEY" "$TMP"/*.log || fail "an API key was logged"
 pass
 
+# Every server stops cleanly on SIGTERM (under ASan: nothing leaked, cloud calls included).
+for entry in "${SERVERS[@]}"; do
+    pid=${entry%%:*}
+    kill -TERM "$pid"
+    rc=0
+    wait "$pid" || rc=$?
+    [[ $rc -eq 0 ]] || fail "serve ${entry#*:} exited $rc after SIGTERM"
+    grep -q "stopped" "$TMP/${entry#*:}.log" || fail "serve ${entry#*:}: no clean stop in the log"
+    pass
+done
 echo "test_providers: $n_checks checks passed"
