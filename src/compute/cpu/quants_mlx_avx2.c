@@ -124,20 +124,32 @@ float cm_mlx_dotq_avx2(const cm_matrix *m, size_t row, const void *xq) {
 
 /* Prefill: tiles of TT tokens share each unpacked weight block. */
 #define TT 4
+#define RC 16
 static ALWAYS_INLINE void gemmq(const cm_matrix *m, size_t r0, size_t r1, const void *xq,
                                 size_t xq_stride, size_t n, float *y, size_t ldy, uint32_t bits,
                                 uint32_t sb) {
     size_t nb = m->cols / 32, ng = m->cols / m->group_size, bpg = m->group_size / 32;
     size_t qoff = cm_mlx_xq_qoff(m), bbytes = bits * 4;
-    for (size_t r = r0; r < r1; r++) {
-        const uint8_t *w = (const uint8_t *)m->data + r * m->row_bytes;
-        size_t s0 = r * ng;
+    /* chunks of RC rows (a few KB of weights) stay in L1 while every tile of TT tokens passes;
+     * a tile's activations stay in L1 for the chunk's rows */
+    for (size_t rc = r0; rc < r1; rc += RC) {
+        size_t re = r1 - rc < RC ? r1 : rc + RC;
         for (size_t t0 = 0; t0 < n; t0 += TT) {
             size_t nt = n - t0 < TT ? n - t0 : TT;
             const uint8_t *xb[TT];
             for (size_t t = 0; t < TT; t++) xb[t] = (const uint8_t *)xq + (t0 + (t < nt ? t : 0)) * xq_stride;
+            for (size_t r = rc; r < re; r++) {
+            const uint8_t *w = (const uint8_t *)m->data + r * m->row_bytes;
+            size_t s0 = r * ng;
+            /* bias * gqsum first, 8 groups at a time, into the lanes of the accumulators */
             __m256 acc[TT];
             for (size_t t = 0; t < TT; t++) acc[t] = _mm256_setzero_ps();
+            for (size_t g0 = 0; g0 < ng; g0 += 8) {
+                size_t cnt = ng - g0 < 8 ? ng - g0 : 8;
+                __m256 b8 = load_n(sb, m->biases, s0 + g0, cnt);
+                for (size_t t = 0; t < TT; t++)
+                    acc[t] = _mm256_fmadd_ps(b8, loadf_n((const float *)(const void *)xb[t] + nb + g0, cnt), acc[t]);
+            }
             for (size_t g = 0; g < ng; g++) {
                 __m256i is[TT];
                 for (size_t t = 0; t < TT; t++) is[t] = _mm256_setzero_si256();
@@ -154,11 +166,7 @@ static ALWAYS_INLINE void gemmq(const cm_matrix *m, size_t r0, size_t r1, const 
                     acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(is[t]), _mm256_set1_ps(s * d[g * bpg]), acc[t]);
                 }
             }
-            for (size_t t = 0; t < nt; t++) {
-                const float *gqsum = (const float *)(const void *)xb[t] + nb;
-                float extra = 0;
-                for (size_t g = 0; g < ng; g++) extra += load1(sb, m->biases, s0 + g) * gqsum[g];
-                y[(t0 + t) * ldy + r] = hsum(acc[t]) + extra;
+            for (size_t t = 0; t < nt; t++) y[(t0 + t) * ldy + r] = hsum(acc[t]);
             }
         }
     }

@@ -52,6 +52,16 @@ static ALWAYS_INLINE float hsum(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
+/* Up to 16 scales or biases from element i on, lanes outside k zero (and not read). */
+static ALWAYS_INLINE __m512 load16_mask(uint32_t sb, const void *base, size_t i, __mmask16 k) {
+    const uint8_t *p = (const uint8_t *)base;
+    if (sb == CM_BF16)
+        return _mm512_castsi512_ps(_mm512_slli_epi32(
+            _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(k, (const void *)(p + 2 * i))), 16));
+    if (sb == CM_F16) return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(k, (const void *)(p + 2 * i)));
+    return _mm512_maskz_loadu_ps(k, (const void *)(p + 4 * i));
+}
+
 /* The 32 quants of a block as 32 int16, in the order cm_mlx_quantize_x stores x. */
 static ALWAYS_INLINE __m512i unpack(uint32_t bits, const uint8_t *w) {
     if (bits == 4) {
@@ -106,20 +116,32 @@ float cm_mlx_dotq_avx512(const cm_matrix *m, size_t row, const void *xq) {
 /* Prefill: tiles of TT tokens share each unpacked weight block (32 vector registers: TT int32
  * and TT float accumulators plus the block). */
 #define TT 8
+#define RC 16
 static ALWAYS_INLINE void gemmq(const cm_matrix *m, size_t r0, size_t r1, const void *xq,
                                 size_t xq_stride, size_t n, float *y, size_t ldy, uint32_t bits,
                                 uint32_t sb) {
     size_t nb = m->cols / 32, ng = m->cols / m->group_size, bpg = m->group_size / 32;
     size_t qoff = cm_mlx_xq_qoff(m), bbytes = bits * 4;
-    for (size_t r = r0; r < r1; r++) {
-        const uint8_t *w = (const uint8_t *)m->data + r * m->row_bytes;
-        size_t s0 = r * ng;
+    /* chunks of RC rows (a few KB of weights) stay in L1 while every tile of TT tokens passes;
+     * a tile's activations stay in L1 for the chunk's rows */
+    for (size_t rc = r0; rc < r1; rc += RC) {
+        size_t re = r1 - rc < RC ? r1 : rc + RC;
         for (size_t t0 = 0; t0 < n; t0 += TT) {
             size_t nt = n - t0 < TT ? n - t0 : TT;
             const uint8_t *xb[TT];
             for (size_t t = 0; t < TT; t++) xb[t] = (const uint8_t *)xq + (t0 + (t < nt ? t : 0)) * xq_stride;
+            for (size_t r = rc; r < re; r++) {
+            const uint8_t *w = (const uint8_t *)m->data + r * m->row_bytes;
+            size_t s0 = r * ng;
+            /* bias * gqsum first, 16 groups at a time, into the lanes of the accumulators */
             __m512 acc[TT];
             for (size_t t = 0; t < TT; t++) acc[t] = _mm512_setzero_ps();
+            for (size_t g0 = 0; g0 < ng; g0 += 16) {
+                __mmask16 k = ng - g0 >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (ng - g0)) - 1);
+                __m512 b16 = load16_mask(sb, m->biases, s0 + g0, k);
+                for (size_t t = 0; t < TT; t++)
+                    acc[t] = _mm512_fmadd_ps(b16, _mm512_maskz_loadu_ps(k, (const float *)(const void *)xb[t] + nb + g0), acc[t]);
+            }
             for (size_t g = 0; g < ng; g++) {
                 __m512i is[TT];
                 for (size_t t = 0; t < TT; t++) is[t] = _mm512_setzero_si512();
@@ -135,11 +157,7 @@ static ALWAYS_INLINE void gemmq(const cm_matrix *m, size_t r0, size_t r1, const 
                     acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(is[t]), _mm512_set1_ps(s * d[g * bpg]), acc[t]);
                 }
             }
-            for (size_t t = 0; t < nt; t++) {
-                const float *gqsum = (const float *)(const void *)xb[t] + nb;
-                float extra = 0;
-                for (size_t g = 0; g < ng; g++) extra += load1(sb, m->biases, s0 + g) * gqsum[g];
-                y[(t0 + t) * ldy + r] = _mm512_reduce_add_ps(acc[t]) + extra;
+            for (size_t t = 0; t < nt; t++) y[(t0 + t) * ldy + r] = _mm512_reduce_add_ps(acc[t]);
             }
         }
     }
