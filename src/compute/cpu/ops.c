@@ -35,8 +35,8 @@ cm_ctx *cm_ctx_new(lm_pool *pool, bool force_ref) {
 #elif defined(__aarch64__)
     if (c->features & LM_CPU_NEON) c->kernels = "neon";
 #endif
-    cm_gemm_prep_fn prep;
-    if (cm_gemm_select(CM_Q4_0, c->features, &prep) && !strcmp(c->kernels, "avx2")) c->kernels = "avx512";
+    const uint32_t v512 = LM_CPU_AVX512F | LM_CPU_AVX512BW | LM_CPU_AVX512VL | LM_CPU_AVX512VNNI;
+    if ((c->features & v512) == v512 && !strcmp(c->kernels, "avx2")) c->kernels = "avx512";
     return c;
 }
 
