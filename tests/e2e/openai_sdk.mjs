@@ -5,6 +5,7 @@
 // Usage: node openai_sdk.mjs SDK_DIR BASE_URL API_KEY
 //   SDK_DIR: the npm prefix holding node_modules/openai.
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 
@@ -15,6 +16,7 @@ if (!sdkDir || !baseURL || !apiKey) {
 }
 const sdk = await import(pathToFileURL(resolve(sdkDir, 'node_modules/openai/index.mjs')).href);
 const OpenAI = sdk.default;
+const sdkVersion = JSON.parse(readFileSync(resolve(sdkDir, 'node_modules/openai/package.json'), 'utf8')).version;
 
 // No retries: a failure must show, not be hidden by a second attempt.
 const client = new OpenAI({ baseURL, apiKey, maxRetries: 0, timeout: 60_000 });
@@ -299,4 +301,4 @@ await check('the server still answers after the errors', async () => {
   assert.equal(r.choices[0].message.content, '7 plus 5 is 12.');
 });
 
-console.log(`openai_sdk.mjs: ${n} checks passed (openai ${sdk.VERSION ?? 'sdk'})`);
+console.log(`openai_sdk.mjs: ${n} checks passed (openai ${sdkVersion})`);
