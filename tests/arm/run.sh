@@ -6,7 +6,8 @@
 #  2. tests/arm/test_kernels_arm.c (NEON kernels vs the reference) is cross-built statically and
 #     run under qemu-aarch64 on a CPU with dotprod (-cpu max: SDOT kernels) and one without
 #     (-cpu cortex-a53: the plain-NEON fallback, and proof that nothing else in the binary needs
-#     ARMv8.2), then once more built with CMake's flags for *_neon.c on Linux/aarch64.
+#     ARMv8.2), then built with CMake's flags for *_neon.c on Linux/aarch64, with UBSan, and with
+#     clang -mcpu=apple-m1;
 #  3. the unit tests of the CPU backend (test_quants*, test_attention, test_pool) over a minimal
 #     cmocka, on both CPUs.
 # On an AArch64 host the tests are built with cc and run directly. Without a cross compiler or
@@ -109,8 +110,10 @@ clang_ok=0
 if [ "$native" = 0 ] && command -v clang >/dev/null 2>&1 &&
     echo 'int main(void){return 0;}' | clang --target=aarch64-linux-gnu -static -x c - -o "$B/clang_probe" 2>/dev/null; then
     clang_ok=1
+    TFLAGS_GCC=("${TFLAGS[@]}")
     TFLAGS+=(--target=aarch64-linux-gnu -mcpu=apple-m1)
     build clang "$B/test_kernels_arm_clang_m1"
+    TFLAGS=("${TFLAGS_GCC[@]}")
 fi
 
 if [ "$native" = 1 ]; then
@@ -127,6 +130,17 @@ else
     # into the plain kernels too; this run (a Raspberry Pi 3-class CPU) would die of SIGILL then.
     echo "test-arm: qemu-aarch64 -cpu cortex-a53, the same build:"
     "$QEMU" -cpu cortex-a53 "$B/test_kernels_arm_cmakeflags" --expect-dotprod 0
+    # UndefinedBehaviorSanitizer (misaligned loads, overflows, shifts), linked dynamically against
+    # the cross libc that qemu finds through QEMU_LD_PREFIX.
+    sysroot=$("$CC_ARM" -print-sysroot 2>/dev/null || true)
+    [ -n "$sysroot" ] && [ "$sysroot" != / ] || sysroot=/usr/aarch64-linux-gnu
+    if "$CC_ARM" "${TFLAGS[@]}" -O1 -g -fsanitize=undefined -fno-sanitize-recover=all "${SRCS[@]}" \
+        src/compute/cpu/quants_neon.c -lm -lpthread -o "$B/test_kernels_arm_ubsan" 2>/dev/null; then
+        echo "test-arm: qemu-aarch64 -cpu max, built with -fsanitize=undefined:"
+        QEMU_LD_PREFIX=$sysroot "$QEMU" -cpu max "$B/test_kernels_arm_ubsan" --expect-dotprod 1
+    else
+        echo "test-arm: (no aarch64 UBSan runtime: the -fsanitize=undefined run is skipped)"
+    fi
     if [ "$clang_ok" = 1 ]; then
         echo "test-arm: qemu-aarch64 -cpu max, built with clang -mcpu=apple-m1:"
         "$QEMU" -cpu max "$B/test_kernels_arm_clang_m1" --expect-dotprod 1
