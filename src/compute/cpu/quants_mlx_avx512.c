@@ -2,8 +2,12 @@
  * matrices, the same contract as quants_mlx_avx2.c (which see) with 512-bit vectors: the 32
  * quants of a block widened to int16 in one register and multiplied into int32 pairs with
  * _mm512_dpwssd_epi32 (VNNI), accumulated over the group, one float step per group.
+ * Prefill (cm_mlx_gemm_tiles_avx512) works on tiles of 16 tokens in 32-bit lanes (quants_mlx.h):
+ * each weight pair is broadcast to all lanes, so one _mm512_dpwssd_epi32 does 16 tokens and the
+ * float step per group is shared by 16 tokens too.
  * Compiled with the AVX-512 flags by its suffix; chosen when the CPU has AVX-512 F/BW/VL/VNNI. */
 #include "compute/cpu/quants.h"
+#include "compute/cpu/quants_mlx.h"
 
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__) && defined(__FMA__) && defined(__F16C__)
 #include <immintrin.h>
@@ -176,6 +180,82 @@ void cm_mlx_gemmq_avx512(const cm_matrix *m, size_t r0, size_t r1, const void *x
         for (size_t r = r0; r < r1; r++)
             for (size_t t = 0; t < n; t++)
                 y[t * ldy + r] = cm_mlx_dotq_ref(m, r, (const uint8_t *)xq + t * xq_stride);
+    }
+}
+
+/* ---- prefill over token-lane tiles ---- */
+
+/* The weights of one group of a row as 32-bit lanes holding the element pairs (2p, 2p+1) as
+ * int16: for 4 bits a packed byte is one pair (low nibble first), for 8 bits two bytes are. */
+static ALWAYS_INLINE void unpack_pairs(uint32_t bits, const uint8_t *w, size_t gs, uint32_t *out) {
+    if (bits == 4) {
+        const __m512i m4 = _mm512_set1_epi32(15);
+        for (size_t k = 0; k < gs / 2; k += 16) {
+            __m512i b = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(const void *)(w + k)));
+            __m512i pr = _mm512_or_si512(_mm512_and_si512(b, m4), _mm512_slli_epi32(_mm512_srli_epi32(b, 4), 16));
+            _mm512_storeu_si512((void *)(out + k), pr);
+        }
+    } else {
+        for (size_t k = 0; k < gs; k += 32)
+            _mm512_storeu_si512((void *)(out + k / 2),
+                                _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)(const void *)(w + k))));
+    }
+}
+
+/* NR rows from r against one tile (nt tokens from t0): two int32 accumulators per row (even and
+ * odd pairs) to hide the dpwssd latency, one float accumulator per row, 16 tokens a lane each. */
+static ALWAYS_INLINE void tile_rows(const cm_matrix *m, size_t r, size_t NR, const uint8_t *tile, size_t t0,
+                                    size_t nt, float *y, size_t ldy) {
+    size_t ng = m->cols / m->group_size, gs = m->group_size, np = gs / 2, gbytes = gs * m->bits / 8;
+    const int32_t *xq = (const int32_t *)(const void *)tile;
+    const float *dv = (const float *)(const void *)(tile + m->cols * 2 * CM_MLX_LANES), *gq = dv + ng * CM_MLX_LANES;
+    uint32_t wp[4][64];
+    __m512 accf[4];
+    for (size_t i = 0; i < NR; i++) accf[i] = _mm512_setzero_ps();
+    for (size_t g = 0; g < ng; g++) {
+        for (size_t i = 0; i < NR; i++)
+            unpack_pairs(m->bits, (const uint8_t *)m->data + (r + i) * m->row_bytes + g * gbytes, gs, wp[i]);
+        __m512i a0[4], a1[4];
+        for (size_t i = 0; i < NR; i++) a0[i] = a1[i] = _mm512_setzero_si512();
+        const int32_t *xg = xq + g * np * CM_MLX_LANES;
+        for (size_t p = 0; p < np; p += 2) {
+            __m512i x0 = _mm512_loadu_si512((const void *)(xg + p * CM_MLX_LANES));
+            __m512i x1 = _mm512_loadu_si512((const void *)(xg + (p + 1) * CM_MLX_LANES));
+            for (size_t i = 0; i < NR; i++) {
+                a0[i] = _mm512_dpwssd_epi32(a0[i], _mm512_set1_epi32((int)wp[i][p]), x0);
+                a1[i] = _mm512_dpwssd_epi32(a1[i], _mm512_set1_epi32((int)wp[i][p + 1]), x1);
+            }
+        }
+        __m512 d16 = _mm512_loadu_ps(dv + g * CM_MLX_LANES), q16 = _mm512_loadu_ps(gq + g * CM_MLX_LANES);
+        for (size_t i = 0; i < NR; i++) {
+            size_t gi = (r + i) * ng + g;
+            __m512 v = _mm512_cvtepi32_ps(_mm512_add_epi32(a0[i], a1[i]));
+            accf[i] = _mm512_fmadd_ps(v, _mm512_mul_ps(_mm512_set1_ps(load1(m->sb_type, m->scales, gi)), d16), accf[i]);
+            accf[i] = _mm512_fmadd_ps(_mm512_set1_ps(load1(m->sb_type, m->biases, gi)), q16, accf[i]);
+        }
+    }
+    for (size_t i = 0; i < NR; i++) {
+        float out[CM_MLX_LANES];
+        _mm512_storeu_ps(out, accf[i]);
+        for (size_t t = 0; t < nt; t++) y[(t0 + t) * ldy + r + i] = out[t];
+    }
+}
+
+void cm_mlx_gemm_tiles_avx512(const cm_matrix *m, size_t r0, size_t r1, const uint8_t *tiles, size_t n,
+                              float *y, size_t ldy) {
+    size_t tb = cm_mlx_tile_bytes(m);
+    for (size_t r = r0; r < r1; r += 4) {
+        size_t nr = r1 - r < 4 ? r1 - r : 4;
+        for (size_t t0 = 0; t0 < n; t0 += CM_MLX_LANES) {
+            const uint8_t *tile = tiles + t0 / CM_MLX_LANES * tb;
+            size_t nt = n - t0 < CM_MLX_LANES ? n - t0 : CM_MLX_LANES;
+            switch (nr) {
+            case 4: tile_rows(m, r, 4, tile, t0, nt, y, ldy); break;
+            case 3: tile_rows(m, r, 3, tile, t0, nt, y, ldy); break;
+            case 2: tile_rows(m, r, 2, tile, t0, nt, y, ldy); break;
+            default: tile_rows(m, r, 1, tile, t0, nt, y, ldy); break;
+            }
+        }
     }
 }
 

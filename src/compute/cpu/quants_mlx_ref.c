@@ -3,6 +3,7 @@
  * float x), the oracle cm_mlx_dotq_ref, and choosing the SIMD kernel (cm_mlx_dotq_select).
  * Does not own: the float MLX kernels (quants_ref.c) or the SIMD loops (quants_mlx_avx2.c). */
 #include "compute/cpu/quants.h"
+#include "compute/cpu/quants_mlx.h"
 
 #include <math.h>
 #include <string.h>
@@ -144,10 +145,49 @@ typedef struct mlx_job {
     uint8_t *xq;
     uint32_t features;
     cm_mlx_gemmq_fn fn;
+    bool tiles;          /* token-lane tiles (quants_mlx.h) for cm_mlx_gemm_tiles_avx512 */
 } mlx_job;
+
+/* Tile k of quants_mlx.h from tokens [16k, 16k + 16) of x, with cm_mlx_quantize_x's rounding. */
+static void prep_tile(const cm_matrix *m, const float *x, size_t n, uint8_t *tile, size_t k) {
+    size_t cols = m->cols, gs = m->group_size, ng = cols / gs;
+    memset(tile, 0, cm_mlx_tile_bytes(m));
+    int16_t *q = (int16_t *)(void *)tile;
+    float *dv = (float *)(void *)(tile + cols * 2 * CM_MLX_LANES), *gq = dv + ng * CM_MLX_LANES;
+    for (size_t t = 0; t < CM_MLX_LANES && k * CM_MLX_LANES + t < n; t++) {
+        const float *xt = x + (k * CM_MLX_LANES + t) * cols;
+        for (size_t g = 0; g < ng; g++) {
+            const float *xg = xt + g * gs;
+            float amax = 0;
+            bool nan = false;
+            for (size_t i = 0; i < gs; i++) {
+                amax = fmaxf(amax, fabsf(xg[i]));
+                nan |= xg[i] != xg[i];
+            }
+            float dg = amax / 32767.0f, id = dg > 0 ? 1.0f / dg : 0.0f;
+            if (nan) dg = NAN;
+            int32_t isum = 0;
+            for (size_t i = 0; i < gs; i++) {
+                float v = xg[i] * id;
+                int16_t r = (int16_t)(v >= 32767.0f ? 32767 : v <= -32767.0f ? -32767 : v == v ? (int)lrintf(v) : 0);
+                isum += r;
+                size_t e = g * gs + i;
+                q[((e / 2) * CM_MLX_LANES + t) * 2 + (e & 1)] = r;
+            }
+            dv[g * CM_MLX_LANES + t] = dg;
+            gq[g * CM_MLX_LANES + t] = dg * (float)isum;
+        }
+    }
+}
 
 static void mlx_prep_task(void *p, int ith, int nth) {
     mlx_job *j = p;
+    if (j->tiles) {
+        size_t nt = (j->n + CM_MLX_LANES - 1) / CM_MLX_LANES;
+        for (size_t k = nt * (size_t)ith / (size_t)nth; k < nt * (size_t)(ith + 1) / (size_t)nth; k++)
+            prep_tile(j->w, j->x, j->n, j->xq + k * j->xb, k);
+        return;
+    }
     size_t t0 = j->n * (size_t)ith / (size_t)nth, t1 = j->n * (size_t)(ith + 1) / (size_t)nth;
     for (size_t t = t0; t < t1; t++)
         cm_mlx_quantize_x(j->w, j->x + t * j->w->cols, j->xq + t * j->xb, j->features);
@@ -159,22 +199,34 @@ static void mlx_gemm_task(void *p, int ith, int nth) {
     size_t units = (j->w->rows + 7) / 8;
     size_t r0 = units * (size_t)ith / (size_t)nth * 8, r1 = units * (size_t)(ith + 1) / (size_t)nth * 8;
     if (r1 > j->w->rows) r1 = j->w->rows;
-    if (r0 < r1) j->fn(j->w, r0, r1, j->xq, j->xb, j->n, j->y, j->w->rows);
+    if (r0 >= r1) return;
+#ifdef CM_HAVE_X86_KERNELS
+    if (j->tiles) {
+        cm_mlx_gemm_tiles_avx512(j->w, r0, r1, j->xq, j->n, j->y, j->w->rows);
+        return;
+    }
+#endif
+    j->fn(j->w, r0, r1, j->xq, j->xb, j->n, j->y, j->w->rows);
 }
 
 bool cm_mlx_matmul(lm_pool *pool, uint32_t cpu_features, uint8_t **buf, size_t *cap,
                    const cm_matrix *w, const float *x, size_t n, float *y) {
     cm_mlx_gemmq_fn fn = cm_mlx_gemmq_select(w, cpu_features);
     if (!fn || n == 0) return false;
-    size_t xb = cm_mlx_xq_bytes(w), need;
-    if (!lm_mul_ok(xb, n, &need)) return false;
+    bool tiles = false;
+#ifdef CM_HAVE_X86_KERNELS
+    tiles = fn == cm_mlx_gemmq_avx512;
+#endif
+    size_t xb = tiles ? cm_mlx_tile_bytes(w) : cm_mlx_xq_bytes(w), need;
+    size_t units = tiles ? (n + CM_MLX_LANES - 1) / CM_MLX_LANES : n;
+    if (!lm_mul_ok(xb, units, &need)) return false;
     if (need > *cap) {
         uint8_t *q = lm_realloc(*buf, need);
         if (!q) return false;
         *buf = q;
         *cap = need;
     }
-    mlx_job j = {w, x, n, xb, y, *buf, cpu_features, fn};
+    mlx_job j = {w, x, n, xb, y, *buf, cpu_features, fn, tiles};
     lm_pool_run(pool, mlx_prep_task, &j);
     lm_pool_run(pool, mlx_gemm_task, &j);
     return true;
