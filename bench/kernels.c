@@ -19,6 +19,9 @@
 #include <stdlib.h>
 #include <time.h>
 
+/* keeps the decode loop from being optimized away */
+volatile float g_sink;
+
 static double cpu_now(void) {
     struct timespec t;
     clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
@@ -89,10 +92,9 @@ int main(int argc, char **argv) {
         cm_dotq_fn dq = cm_dotq_select(type, f, &at);
         if (dq && cm_quantize_ref(at, x, xq, cols)) {
             double best = 1e9;
-            volatile float sink = 0;
             for (int it = 0; it < 7; it++) {
                 double t0 = cpu_now();
-                for (size_t i = 0; i < rows; i++) sink += dq(w8 + i * rb, xq, cols);
+                for (size_t i = 0; i < rows; i++) g_sink += dq(w8 + i * rb, xq, cols);
                 best = LM_MIN(best, cpu_now() - t0);
             }
             printf("%s decode  %-4s %zux%zu: %.3f ms, %.1f GB/s of weights\n", name, ti->name, rows, cols,
