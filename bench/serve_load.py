@@ -176,7 +176,14 @@ def main():
         else:
             sys.exit("serve_load: the model did not load: " + open(log.name).read()[-2000:])
 
-        one_request(port, "Warm up", 4, a.timeout)  # first touch of the mapped weights
+        # Warm-up: one request per slot at once, so every slot's session has run once and the
+        # mapped weights are paged in before anything is timed.
+        warm = [threading.Thread(target=one_request, args=(port, "Warm up %d" % i, 4, a.timeout))
+                for i in range(a.parallel)]
+        for t in warm:
+            t.start()
+        for t in warm:
+            t.join()
         rows = []
         for n in clients:
             r = run_round(port, n, a.requests, a.max_tokens, a.timeout)
