@@ -43,8 +43,10 @@ static const char CHAT_HELP[] =
     "  -v, --verbose            print each turn's stats to stderr\n"
     "  -h, --help               show this help\n"
     "\n"
+    "Cloud providers (OpenAI-compatible endpoints):\n"
     "      --provider NAME      answer with this cloud provider instead of a local model\n"
     CLI_CLOUD_HELP
+    "\n"
     "The provider that answered is named by /stats, by -v, and on stderr whenever it is not\n"
     "the first choice. Example: locallm chat --provider mine --base-url http://127.0.0.1:8080/v1\n"
     "--model tinychat --api-key-env MY_KEY\n";

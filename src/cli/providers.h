@@ -28,7 +28,6 @@ typedef struct cli_cloud_flags {
 
 /* The help lines of these options (chat and serve print them). */
 #define CLI_CLOUD_HELP                                                                          \
-    "Cloud providers (OpenAI-compatible endpoints):\n"                                         \
     "      --fallback A[,B]     when the local model is not ready or fails before its first\n" \
     "                           token, ask these providers in order (built in: openai, groq)\n" \
     "      --base-url URL       endpoint of the first provider named (e.g. http://host/v1)\n"  \

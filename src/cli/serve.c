@@ -30,7 +30,9 @@ static const char SERVE_HELP[] =
     "  -t, --threads N          threads (default: one per core)\n"
     "  -h, --help               show this help\n"
     "\n"
+    "Cloud providers (OpenAI-compatible endpoints):\n"
     CLI_CLOUD_HELP
+    "\n"
     "With --fallback, chat requests are answered by the cloud while the model loads, when it\n"
     "cannot be loaded, or when it fails before its first token; the response's \"provider\"\n"
     "and \"model\" fields and the x-locallm-provider header say who answered.\n";
