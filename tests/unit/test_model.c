@@ -15,9 +15,12 @@ static void ids_of(cJSON *arr, lm_token *out, size_t *n) {
     cJSON_ArrayForEach(it, arr) out[(*n)++] = (lm_token)it->valueint;
 }
 
+static bool g_force_ref; /* load models on the reference kernels */
+
 static lm_model *load(const char *rel, int threads) {
     lm_model_params mp = lm_model_default_params();
     mp.n_threads = threads;
+    mp.force_ref_kernels = g_force_ref;
     lm_model *m = NULL;
     lm_error err = {0};
     lm_status st = lm_model_load(tu_data(rel), &mp, &m, &err);
@@ -68,6 +71,14 @@ static void check_greedy(const char *rel, const char *section, int threads, bool
 static void test_greedy_f32(void **st) { (void)st; check_greedy("stories260K/stories260K-f32.gguf", NULL, 1, false, 80); }
 static void test_greedy_f32_threads(void **st) { (void)st; check_greedy("stories260K/stories260K-f32.gguf", NULL, 3, false, 80); }
 static void test_greedy_f32_kv_f32(void **st) { (void)st; check_greedy("stories260K/stories260K-f32.gguf", NULL, 2, true, 80); }
+/* The reference kernels everywhere (attention's portable loops included), F16 and F32 caches. */
+static void test_greedy_f32_force_ref(void **st) {
+    (void)st;
+    g_force_ref = true;
+    check_greedy("stories260K/stories260K-f32.gguf", NULL, 2, false, 80);
+    check_greedy("stories260K/stories260K-f32.gguf", NULL, 3, true, 80);
+    g_force_ref = false;
+}
 /* q8_0: all 80 with the F32 cache. With the F16 cache token 67 flips (316 for 310: a near-tie
  * after 67 steps of this 260K-parameter model with head_dim 8), so the first 64 are checked. */
 static void test_greedy_q8_0(void **st) { (void)st; check_greedy("stories260K/stories260K-q8_0.gguf", "q8_0", 2, true, 80); }
@@ -195,6 +206,7 @@ int main(void) {
         cmocka_unit_test(test_greedy_f32),
         cmocka_unit_test(test_greedy_f32_threads),
         cmocka_unit_test(test_greedy_f32_kv_f32),
+        cmocka_unit_test(test_greedy_f32_force_ref),
         cmocka_unit_test(test_greedy_q8_0),
         cmocka_unit_test(test_greedy_q8_0_f16_cache),
         cmocka_unit_test(test_logits_f32),
