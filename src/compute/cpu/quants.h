@@ -1,7 +1,9 @@
-/* compute/cpu/quants.h: row-dot kernels chosen for the CPU at run time, for compute/cpu/ only.
- * Owns: the kernel signatures and cm_dot_select()/cm_mlx_dot_select(), which hand back the best
- * kernel the CPU features allow and fall back to the reference (quants_ref.c) otherwise.
- * The SIMD entry points live in quants_avx2.c (compiled with -mavx2 -mfma -mf16c). */
+/* compute/cpu/quants.h: row-dot and prefill kernels chosen for the CPU at run time, for
+ * compute/cpu/ only.
+ * Owns: the kernel signatures and the cm_*_select() functions, which hand back the best kernel
+ * the CPU features allow and fall back to the reference (quants_ref.c) otherwise.
+ * The SIMD entry points live in quants_avx2.c (-mavx2 -mfma -mf16c), quants_avx512.c (plus
+ * AVX-512 F/BW/VL/VNNI), quants_neon.c and quants_mlx_*.c. */
 #ifndef LM_COMPUTE_CPU_QUANTS_H
 #define LM_COMPUTE_CPU_QUANTS_H
 
