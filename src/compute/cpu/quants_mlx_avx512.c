@@ -96,9 +96,24 @@ static ALWAYS_INLINE float dotq(const cm_matrix *m, size_t row, const void *xq, 
         _mm256_storeu_ps(st, _mm256_mul_ps(s8, loadf_n(dg, cnt)));
         for (size_t k = 0; k < cnt; k++) {
             size_t b = (g0 + k) * bpg;
-            __m512i is = _mm512_dpwssd_epi32(_mm512_setzero_si512(), unpack(bits, w + b * bbytes), xload(q + b * 32));
-            for (size_t j = 1; j < bpg; j++)
-                is = _mm512_dpwssd_epi32(is, unpack(bits, w + (b + j) * bbytes), xload(q + (b + j) * 32));
+            __m512i is;
+            if (bits == 4 && bpg % 2 == 0) {
+                /* two blocks per 32-byte load: bytes widened to int16, low and high nibbles
+                 * split, then each block's [low | high] halves gathered by one shuffle */
+                __m512i is2 = _mm512_setzero_si512();
+                is = _mm512_setzero_si512();
+                for (size_t j = 0; j < bpg; j += 2) {
+                    __m512i wv = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)(const void *)(w + (b + j) * 16)));
+                    __m512i lo = _mm512_and_si512(wv, _mm512_set1_epi16(15)), hi = _mm512_srli_epi16(wv, 4);
+                    is = _mm512_dpwssd_epi32(is, _mm512_shuffle_i64x2(lo, hi, 0x44), xload(q + (b + j) * 32));
+                    is2 = _mm512_dpwssd_epi32(is2, _mm512_shuffle_i64x2(lo, hi, 0xEE), xload(q + (b + j + 1) * 32));
+                }
+                is = _mm512_add_epi32(is, is2);
+            } else {
+                is = _mm512_dpwssd_epi32(_mm512_setzero_si512(), unpack(bits, w + b * bbytes), xload(q + b * 32));
+                for (size_t j = 1; j < bpg; j++)
+                    is = _mm512_dpwssd_epi32(is, unpack(bits, w + (b + j) * bbytes), xload(q + (b + j) * 32));
+            }
             acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(is), _mm512_set1_ps(st[k]), acc);
         }
     }
