@@ -129,20 +129,48 @@ static inline __m256i q4_0_nibbles(const uint8_t *b) {
     return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(qs, 4), qs), _mm256_set1_epi8(0x0F));
 }
 
-/* Q4_0 row x Q8_0 activations: sum((q - 8) * x) = sum(q * x) - sum(8 * x). */
+static inline short rd16s(const uint8_t *p) {
+    short v;
+    memcpy(&v, p, 2);
+    return v;
+}
+
+/* Q4_0 row x Q8_0 activations: sum((q - 8) * x) = sum(q * x) - sum(8 * x). Four blocks a step:
+ * the nibbles of two blocks come from one 256-bit load pair, low nibbles then high, so a vector
+ * holds [A 0..15, B 0..15, A 16..31, B 16..31] and the activations are permuted to match; the
+ * four scale products are converted and multiplied together and spread over their lanes. */
 float cm_dotq_q4_0_avx512(const void *row, const void *xq, size_t n) {
     const uint8_t *b = row, *y = xq;
     size_t nb = n / 32, i = 0;
-    const __m512i k8 = _mm512_set1_epi8(8);
-    __m512 acc = _mm512_setzero_ps();
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    const __m512i k8 = _mm512_set1_epi8(8), zero = _mm512_setzero_si512();
+    const __m512i xorder = _mm512_setr_epi64(0, 1, 4, 5, 2, 3, 6, 7);
+    const __m512i s01 = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1);
+    const __m512i s23 = _mm512_setr_epi32(2, 2, 2, 2, 3, 3, 3, 3, 2, 2, 2, 2, 3, 3, 3, 3);
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = acc0;
+    for (; i + 4 <= nb; i += 4, b += 72, y += 136) {
+        __m128i dw = _mm_setr_epi16(rd16s(b), rd16s(b + 18), rd16s(b + 36), rd16s(b + 54), 0, 0, 0, 0);
+        __m128i dy = _mm_setr_epi16(rd16s(y), rd16s(y + 34), rd16s(y + 68), rd16s(y + 102), 0, 0, 0, 0);
+        __m512 d = _mm512_castps128_ps512(_mm_mul_ps(_mm_cvtph_ps(dw), _mm_cvtph_ps(dy)));
+        __m256i v01 = _mm256_set_m128i(_mm_loadu_si128((const __m128i *)(b + 20)), _mm_loadu_si128((const __m128i *)(b + 2)));
+        __m256i v23 = _mm256_set_m128i(_mm_loadu_si128((const __m128i *)(b + 56)), _mm_loadu_si128((const __m128i *)(b + 38)));
+        __m512i w01 = cat256(_mm256_and_si256(v01, m4), _mm256_and_si256(_mm256_srli_epi16(v01, 4), m4));
+        __m512i w23 = cat256(_mm256_and_si256(v23, m4), _mm256_and_si256(_mm256_srli_epi16(v23, 4), m4));
+        __m512i x01 = _mm512_permutexvar_epi64(xorder, cat256(ld256(y + 2), ld256(y + 36)));
+        __m512i x23 = _mm512_permutexvar_epi64(xorder, cat256(ld256(y + 70), ld256(y + 104)));
+        __m512i i01 = _mm512_sub_epi32(_mm512_dpbusd_epi32(zero, w01, x01), _mm512_dpbusd_epi32(zero, k8, x01));
+        __m512i i23 = _mm512_sub_epi32(_mm512_dpbusd_epi32(zero, w23, x23), _mm512_dpbusd_epi32(zero, k8, x23));
+        acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i01), _mm512_permutexvar_ps(s01, d), acc0);
+        acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i23), _mm512_permutexvar_ps(s23, d), acc1);
+    }
     for (; i + 2 <= nb; i += 2, b += 36, y += 68) {
         __m512i w = cat256(q4_0_nibbles(b), q4_0_nibbles(b + 18)), x = cat256(ld256(y + 2), ld256(y + 36));
-        __m512i s = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w, x);
-        __m512i c = _mm512_dpbusd_epi32(_mm512_setzero_si512(), k8, x);
-        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(s, c)),
-                              two_scales(gx_f16(b) * gx_f16(y), gx_f16(b + 18) * gx_f16(y + 34)), acc);
+        __m512i s = _mm512_dpbusd_epi32(zero, w, x);
+        __m512i c = _mm512_dpbusd_epi32(zero, k8, x);
+        acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(s, c)),
+                               two_scales(gx_f16(b) * gx_f16(y), gx_f16(b + 18) * gx_f16(y + 34)), acc0);
     }
-    float sum = _mm512_reduce_add_ps(acc);
+    float sum = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
     if (i < nb) {
         __m256i x = ld256(y + 2);
         __m256i s = _mm256_dpbusd_epi32(_mm256_setzero_si256(), q4_0_nibbles(b), x);
