@@ -23,6 +23,7 @@ static const char EVAL_HELP[] =
     "\"greedy\":[...]}\n"
     "  -t, --threads N        threads (default: one per core)\n"
     "  -c, --ctx N            context window in tokens (default: the model's, at most 4096)\n"
+    "      --kv-type T        KV cache element type: f16 (default) or f32\n"
     "  -h, --help             show this help\n";
 
 /* Index of the largest value; the lowest index wins ties so greedy runs are reproducible. */
@@ -76,7 +77,7 @@ int cli_eval(int argc, char **argv) {
     lm_token *ids = NULL;
     size_t n_ids = 0;
     int32_t k = 5, n_greedy = 0, n_threads = 0, n_ctx = 0;
-    bool json = false;
+    bool json = false, kv_f32 = false;
 
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = NULL;
@@ -102,6 +103,16 @@ int cli_eval(int argc, char **argv) {
             if (bad || !cli_parse_i32(cmd, "-t", v, 0, 1024, &n_threads)) goto usage;
         } else if (cli_opt(argc, argv, &i, "--ctx", "-c", &v, &bad, cmd)) {
             if (bad || !cli_parse_i32(cmd, "--ctx", v, 0, INT32_MAX, &n_ctx)) goto usage;
+        } else if (cli_opt(argc, argv, &i, "--kv-type", NULL, &v, &bad, cmd)) {
+            if (bad) goto usage;
+            if (strcmp(v, "f32") == 0) {
+                kv_f32 = true;
+            } else if (strcmp(v, "f16") == 0) {
+                kv_f32 = false;
+            } else {
+                cli_usage_error(cmd, "--kv-type: expected f16 or f32, got '%s'", v);
+                goto usage;
+            }
         } else if (a[0] == '-' && a[1] != '\0') {
             cli_usage_error(cmd, "unknown option '%s'", a);
             goto usage;
@@ -159,6 +170,7 @@ int cli_eval(int argc, char **argv) {
 
     lm_session_params sp = lm_session_default_params();
     sp.n_ctx = n_ctx;
+    sp.kv_f32 = kv_f32;
     lm_error err = {0};
     if (lm_session_new(model, &sp, &session, &err) != LM_OK) {
         cli_error("cannot create a session: %s", err.msg[0] ? err.msg : "unknown error");

@@ -131,7 +131,9 @@ cmp -s "$TMP/out" "$TMP/sampled1" || fail "run --seed 42 twice gave different te
 pass
 
 # ---- eval ----
-expect_ok eval "$MODEL" --ids "$PROMPT_IDS" --greedy 80 --json --logits-out "$TMP/logits.f32"
+# The float64 reference is matched to 1e-3 with the F32 KV cache; the default F16 cache is
+# checked below against the same row with its own tolerance.
+expect_ok eval "$MODEL" --ids "$PROMPT_IDS" --greedy 80 --json --kv-type f32 --logits-out "$TMP/logits.f32"
 json=$(cat "$TMP/out")
 greedy=$(sed -n 's/.*"greedy":\[\([0-9,]*\)\]}$/\1/p' <<<"$json")
 [[ $greedy == "$GREEDY_IDS" ]] || fail "eval --greedy 80 ids: $greedy"
@@ -157,8 +159,16 @@ if [[ $(printf '\001\000' | od -An -tu2 | tr -d ' ') == 1 ]]; then # little-endi
         { d = $1 - $2; if (d < 0) d = -d; if (d > m) m = d; n++ }
         END { if (n != 512 || m >= 1e-3) { printf "n=%d max diff %g\n", n, m; exit 1 } }' ||
         fail "eval --logits-out differs from reference_logits.f32 row 4 by 1e-3 or more"
+    # Default F16 cache: K/V rounded to half precision moves these logits by under 1.5e-2.
+    expect_ok eval "$MODEL" --ids "$PROMPT_IDS" --logits-out "$TMP/logits16.f32"
+    od -An -v -tf4 "$TMP/logits16.f32" | tr -s ' ' '\n' | sed '/^$/d' >"$TMP/got16.txt"
+    paste "$TMP/got16.txt" "$TMP/want.txt" | awk '
+        { d = $1 - $2; if (d < 0) d = -d; if (d > m) m = d; n++ }
+        END { if (n != 512 || m >= 1.5e-2) { printf "n=%d max diff %g\n", n, m; exit 1 } }' ||
+        fail "eval (F16 KV cache) --logits-out differs from reference_logits.f32 row 4 by 1.5e-2 or more"
     pass
 fi
+expect_error any "--kv-type: expected f16 or f32, got 'q8'" eval "$MODEL" --ids "$PROMPT_IDS" --kv-type q8
 
 # Plain output: one line per position, then the greedy ids.
 expect_ok eval "$MODEL" --ids "$PROMPT_IDS" --top 2 --greedy 3
