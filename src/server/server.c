@@ -97,7 +97,7 @@ static const char *error_type(unsigned status) {
     case 401: return "authentication_error";
     case 404: return "not_found_error";
     case 429: return "rate_limit_error";
-    case 500: case 503: return "server_error";
+    case 500: case 502: case 503: return "server_error";
     default: return "invalid_request_error";
     }
 }

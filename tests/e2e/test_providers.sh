@@ -279,6 +279,21 @@ assert text == "The capital of France is Paris.", text
 assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["prompt_tokens"] == 27
 EOF
 pass
+# Its model is still loading (a FIFO nobody writes to: the load blocks in open()): the cloud
+# answers meanwhile and /health says "loading".
+mkfifo "$TMP/loading.gguf"
+serve loading "$TMP/loading.gguf" --fallback cloud "${CLOUD[@]}"
+LOADING_PORT=$PORT
+curl -s -o "$TMP/body" --max-time 5 "http://127.0.0.1:$LOADING_PORT/health"
+jcheck 'j["status"] == "loading" and j["fallback"] == ["cloud"]'
+post "$LOADING_PORT" "$FRANCE"
+[[ $code == 200 ]] || fail "serve --fallback while loading: HTTP $code"
+jcheck 'j["provider"] == "cloud" and j["choices"][0]["message"]["content"] == "The capital of France is Paris."'
+grep -q "the local model is still loading: asking cloud" "$TMP/loading.log" || fail "serve --fallback while loading: not logged"
+pass
+# Let the load finish (as a failure: the FIFO holds no GGUF) so the server can stop.
+(exec 3>"$TMP/loading.gguf")
+
 # /v1/completions has no cloud fallback: 503 with the load error.
 code=$(curl -s -o "$TMP/body" -w '%{http_code}' --max-time 10 -d '{"prompt":"x"}' "http://127.0.0.1:$NOMODEL_PORT/v1/completions")
 [[ $code == 503 ]] || fail "completions without a model: HTTP $code"
@@ -310,7 +325,7 @@ BOTH_PORT=$PORT
 sleep 0.3
 post "$BOTH_PORT" "$FRANCE"
 [[ $code == 502 ]] || fail "serve, both down: HTTP $code"
-jcheck '"no provider could answer: local: cannot load the model" in j["error"]["message"] and "dead: http://127.0.0.1:" in j["error"]["message"]'
+jcheck '"no provider could answer: local: cannot load the model" in j["error"]["message"] and "dead: http://127.0.0.1:" in j["error"]["message"] and j["error"]["type"] == "server_error"'
 # Keys never reach the logs.
 ! grep -q "$LM_TEST_CLOUD_KEY" "$TMP"/*.log || fail "an API key was logged"
 pass
