@@ -1,6 +1,10 @@
 /* provider/openai.c: an OpenAI-compatible chat completions client over libcurl with real SSE
  * streaming: pieces reach the caller as the server sends them. HTTP and API errors are mapped to
- * lm_status with the server's own message; connect and first-byte timeouts; cancellable. */
+ * lm_status with the server's own message; connect and first-byte timeouts; cancellable.
+ * Tool calls (delta.tool_calls, streamed in fragments) are gathered and handed on, once the
+ * answer ends, as the Hermes text a local Qwen-style model writes:
+ * <tool_call>\n{"name": ..., "arguments": {...}}\n</tool_call>, so the caller parses one format
+ * whichever provider answered (the server turns it back into OpenAI tool_calls). */
 #include "provider/provider.h"
 
 #include <curl/curl.h>
@@ -16,6 +20,8 @@ typedef struct openai_provider {
 static pthread_once_t g_curl_once = PTHREAD_ONCE_INIT;
 static void curl_init_once(void) { curl_global_init(CURL_GLOBAL_DEFAULT); }
 
+#define MAX_CALLS 16
+
 typedef struct call_state {
     openai_provider *op;
     CURL *curl;
@@ -30,12 +36,65 @@ typedef struct call_state {
     double t0, first_piece;
     int32_t n_pieces;
     lm_finish finish;
+    lm_buf call_name[MAX_CALLS], call_args[MAX_CALLS]; /* tool calls by index, as they stream */
+    int n_calls;
+    bool calls_sent;
 } call_state;
+
+/* Gathers one delta.tool_calls array: fragments of the same index are appended. */
+static void gather_calls(call_state *c, const cJSON *calls) {
+    const cJSON *tc;
+    cJSON_ArrayForEach(tc, calls) {
+        const cJSON *idx = cJSON_GetObjectItem(tc, "index");
+        int i = cJSON_IsNumber(idx) ? (int)idx->valuedouble : c->n_calls - (c->n_calls > 0);
+        if (i < 0 || i >= MAX_CALLS) continue;
+        if (i >= c->n_calls) c->n_calls = i + 1;
+        const cJSON *fn = cJSON_GetObjectItem(tc, "function");
+        const cJSON *name = fn ? cJSON_GetObjectItem(fn, "name") : NULL;
+        const cJSON *args = fn ? cJSON_GetObjectItem(fn, "arguments") : NULL;
+        if (cJSON_IsString(name)) lm_buf_puts(&c->call_name[i], name->valuestring);
+        if (cJSON_IsString(args)) lm_buf_puts(&c->call_args[i], args->valuestring);
+    }
+}
+
+/* Hands the gathered tool calls to the caller as Hermes text. Returns non-zero when the
+ * caller asked to stop. */
+static int send_calls(call_state *c) {
+    if (c->calls_sent || c->n_calls == 0) return 0;
+    c->calls_sent = true;
+    for (int i = 0; i < c->n_calls; i++) {
+        if (!c->call_name[i].len) continue;
+        cJSON *o = cJSON_CreateObject(), *args = NULL;
+        if (!o) return 0;
+        cJSON_AddStringToObject(o, "name", c->call_name[i].data);
+        const char *a = c->call_args[i].data ? c->call_args[i].data : "{}";
+        if (lm_json_parse(a, strlen(a), "tool call arguments", &args, NULL) == LM_OK)
+            cJSON_AddItemToObject(o, "arguments", args);
+        else
+            cJSON_AddStringToObject(o, "arguments", a); /* not JSON: passed on as given */
+        char *json = lm_json_print(o);
+        cJSON_Delete(o);
+        if (!json) return 0;
+        lm_buf piece = {0};
+        lm_buf_printf(&piece, "%s<tool_call>\n%s\n</tool_call>", c->n_pieces ? "\n" : "", json);
+        lm_free(json);
+        if (c->first_piece < 0) c->first_piece = lm_time_ms();
+        c->n_pieces++;
+        int stop = piece.data && c->fn ? c->fn(piece.data, piece.len, c->user) : 0;
+        lm_buf_free(&piece);
+        if (stop) {
+            c->user_stop = true;
+            return 1;
+        }
+    }
+    return 0;
+}
 
 static int on_event(const char *data, size_t len, void *user) {
     call_state *c = user;
     if (len == 6 && memcmp(data, "[DONE]", 6) == 0) {
         c->done = true;
+        send_calls(c);
         return 1;
     }
     cJSON *j = NULL;
@@ -62,8 +121,16 @@ static int on_event(const char *data, size_t len, void *user) {
                 return 1;
             }
         }
+        cJSON *calls = delta ? cJSON_GetObjectItem(delta, "tool_calls") : NULL;
+        if (cJSON_IsArray(calls)) gather_calls(c, calls);
         cJSON *fr = cJSON_GetObjectItem(ch, "finish_reason");
-        if (cJSON_IsString(fr)) c->finish = strcmp(fr->valuestring, "length") == 0 ? LM_FINISH_LENGTH : LM_FINISH_STOP;
+        if (cJSON_IsString(fr)) {
+            c->finish = strcmp(fr->valuestring, "length") == 0 ? LM_FINISH_LENGTH : LM_FINISH_STOP;
+            if (send_calls(c)) {
+                cJSON_Delete(j);
+                return 1;
+            }
+        }
     }
     cJSON *usage = cJSON_GetObjectItem(j, "usage");
     if (cJSON_IsObject(usage) && c->stats) {
@@ -233,6 +300,7 @@ static lm_status openai_chat(lm_provider *p, const lm_message *msgs, size_t n, c
         st = lm_fail(err, LM_ERR_NETWORK, "%s: %s: %s", p->name, url, curl_easy_strerror(rc));
     } else {
         sse_finish(&c.sse);
+        send_calls(&c); /* a stream that ended without finish_reason or [DONE] */
     }
     if (stats) {
         double t1 = lm_time_ms();
@@ -240,7 +308,9 @@ static lm_status openai_chat(lm_provider *p, const lm_message *msgs, size_t n, c
         stats->finish = st ? LM_FINISH_ERROR : c.finish;
         if (!stats->n_generated) stats->n_generated = c.n_pieces;
         stats->decode_ms = c.first_piece >= 0 ? t1 - c.first_piece : 0;
-        if (stats->decode_ms > 0) stats->decode_tok_s = stats->n_generated / (stats->decode_ms / 1000.0);
+        /* pieces that came in one burst (or tool calls handed on at the end) give no rate */
+        if (stats->decode_ms >= 1 && c.n_pieces > 1)
+            stats->decode_tok_s = stats->n_generated / (stats->decode_ms / 1000.0);
     }
     /* A failure after text streamed is reported through the status; the fallback manager reads
        n_pieces through stats->ttft... keep it simple: it checks whether its callback was called. */
@@ -248,6 +318,10 @@ out:
     curl_slist_free_all(hdr);
     if (c.curl) curl_easy_cleanup(c.curl);
     sse_free(&c.sse);
+    for (int i = 0; i < MAX_CALLS; i++) {
+        lm_buf_free(&c.call_name[i]);
+        lm_buf_free(&c.call_args[i]);
+    }
     lm_buf_free(&c.err_body);
     lm_free(text);
     return st;

@@ -476,7 +476,8 @@ static void run_cloud(job *jb) {
     const srv_config *cfg = sv->cfg;
     lm_buf why = {0};
     jb->status = LM_ERR_NETWORK;
-    jb->holding = false; /* the cloud sends text, never Hermes tags */
+    /* The provider hands tool calls on as Hermes text: held back and parsed as for local. */
+    jb->holding = jb->rq.tools_json != NULL;
     for (size_t i = 0; i < cfg->n_fallback && !atomic_load(&sv->stopping); i++) {
         const lm_openai_params *op = &cfg->fallback[i];
         snprintf(jb->provider, sizeof jb->provider, "%s", op->name ? op->name : "cloud");

@@ -294,6 +294,28 @@ pass
 # Let the load finish (as a failure: the FIFO holds no GGUF) so the server can stop.
 (exec 3>"$TMP/loading.gguf")
 
+# Tool calls from the cloud come back as tool calls (the provider hands them on as Hermes text,
+# which the server parses like a local model's): refs.json weather_call and time_call.
+TOOLS='[{"type": "function", "function": {"name": "get_weather", "description": "Get the current weather in a city.", "parameters": {"type": "object", "properties": {"city": {"type": "string", "description": "The name of the city, e.g. Paris"}}, "required": ["city"]}}}, {"type": "function", "function": {"name": "get_time", "description": "Get the current local time in a city.", "parameters": {"type": "object", "properties": {"city": {"type": "string", "description": "The name of the city, e.g. Tokyo"}}, "required": ["city"]}}}]'
+post "$NOMODEL_PORT" "{\"temperature\":0,\"tools\":$TOOLS,\"messages\":[{\"role\":\"user\",\"content\":\"What's the weather in Paris?\"}]}"
+[[ $code == 200 ]] || fail "serve --fallback tool call: HTTP $code"
+jcheck 'j["provider"] == "cloud" and j["choices"][0]["finish_reason"] == "tool_calls" and j["choices"][0]["message"]["content"] is None'
+jcheck '(lambda t: len(t) == 1 and t[0]["function"]["name"] == "get_weather" and json.loads(t[0]["function"]["arguments"]) == {"city": "Paris"})(j["choices"][0]["message"]["tool_calls"])'
+curl -sN --max-time 60 -d "{\"temperature\":0,\"stream\":true,\"tools\":$TOOLS,\"messages\":[{\"role\":\"user\",\"content\":\"What time is it in Tokyo?\"}]}" \
+    "http://127.0.0.1:$NOMODEL_PORT/v1/chat/completions" >"$TMP/body" || fail "serve --fallback streamed tool call"
+python3 - "$TMP/body" <<'EOF' || fail "serve --fallback: streamed tool call from the cloud"
+import json, sys
+frames = open(sys.argv[1]).read().split("\n\n")[:-1]
+assert frames[-1] == "data: [DONE]"
+chunks = [json.loads(f[6:]) for f in frames[:-1]]
+assert not "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks)
+calls = [t for c in chunks for t in c["choices"][0]["delta"].get("tool_calls", [])]
+assert len(calls) == 1 and calls[0]["function"]["name"] == "get_time"
+assert json.loads(calls[0]["function"]["arguments"]) == {"city": "Tokyo"}
+assert chunks[-1]["choices"][0]["finish_reason"] == "tool_calls"
+EOF
+pass
+
 # /v1/completions has no cloud fallback: 503 with the load error.
 code=$(curl -s -o "$TMP/body" -w '%{http_code}' --max-time 10 -d '{"prompt":"x"}' "http://127.0.0.1:$NOMODEL_PORT/v1/completions")
 [[ $code == 503 ]] || fail "completions without a model: HTTP $code"
