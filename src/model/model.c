@@ -38,7 +38,7 @@ static void model_release(lm_model *m) {
 
 void lm_model_free(lm_model *m) { model_release(m); }
 
-static void build_quant_summary(lm_model *m);
+static bool build_quant_summary(lm_model *m);
 
 static lm_status add_eog(lm_model *m, lm_token id) {
     if (id < 0 || lm_model_is_eog(m, id)) return LM_OK;
@@ -125,7 +125,10 @@ lm_status lm_model_load(const char *path, const lm_model_params *params, lm_mode
         model_release(m);
         return lm_fail(err, LM_ERR_CANCELLED, "%s: loading cancelled", path);
     }
-    build_quant_summary(m);
+    if (!build_quant_summary(m)) {
+        model_release(m);
+        return lm_fail_nomem(err, "weight type summary");
+    }
     m->generation = atomic_fetch_add(&g_generation, 1);
     m->magic = LM_MODEL_MAGIC;
     *out = m;
@@ -160,11 +163,12 @@ static void group_summary(const cm_matrix *const *ws, size_t n, lm_buf *b) {
     for (size_t j = 0; j < k; j++) lm_buf_printf(b, "%s%s x%d", j ? ", " : "", names[j], counts[j]);
 }
 
-static void build_quant_summary(lm_model *m) {
+/* False when out of memory (the model is then not handed out: a load fails as a whole). */
+static bool build_quant_summary(lm_model *m) {
     lm_buf b = {0};
     size_t nl = (size_t)m->hp.n_layer;
     const cm_matrix **ws = lm_malloc((nl * 4 + 1) * sizeof *ws);
-    if (!ws) return;
+    if (!ws) return false;
     for (size_t l = 0; l < nl; l++) {
         ws[4 * l] = &m->layers[l].wq;
         ws[4 * l + 1] = &m->layers[l].wk;
@@ -190,8 +194,10 @@ static void build_quant_summary(lm_model *m) {
         lm_buf_printf(&b, "; output: %s", t);
     }
     snprintf(m->quant_summary, sizeof m->quant_summary, "%s", b.data ? b.data : "");
+    bool ok = !b.oom;
     lm_buf_free(&b);
     lm_free(ws);
+    return ok;
 }
 
 void lm_model_get_info(const lm_model *m, lm_model_info *o) {
