@@ -41,11 +41,12 @@ test-asan:
 	cmake --build $(ASAN_BUILD) -j $(JOBS)
 	cd $(ASAN_BUILD) && ctest $(CTEST_ARGS) -j $(JOBS)
 
-# The thread pool and server tests again under ThreadSanitizer.
+# The thread pool and server tests again under ThreadSanitizer (only the two targets they need:
+# test_pool and the CLI that tests/e2e/test_server.sh drives).
 test-tsan:
 	CC=clang cmake -S . -B $(TSAN_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLM_TSAN=ON
-	cmake --build $(TSAN_BUILD) -j $(JOBS) --target test_pool
-	cd $(TSAN_BUILD) && ctest $(CTEST_ARGS) -R 'test_pool'
+	cmake --build $(TSAN_BUILD) -j $(JOBS) --target test_pool locallm
+	cd $(TSAN_BUILD) && ctest $(CTEST_ARGS) -R '^(test_pool|e2e_test_server)$$'
 
 # The NEON kernels cross-built for aarch64 and run under qemu-aarch64, with and without dotprod,
 # plus an aarch64 syntax check of every library source (SKIP without the cross tools).
