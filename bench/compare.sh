@@ -13,6 +13,8 @@
 #   per process, R rounds (same threads, prompt lengths 128 and 512, 64 decoded tokens), and
 #   prints a markdown table of medians and locallm/llama.cpp ratios, with the decode floor
 #   (file bytes / read bandwidth of bench/membw.c with the same threads).
+# --models takes preset:type pairs; presets qwen2.5-0.5b, llama-3.2-1b, llama-3.2-3b; types Q4_0, Q8_0,
+# F16 and Q4_K_M (llama-quantize's mix of Q4_K/Q6_K, with its Q5_0/Q8_0 fallbacks on 896-wide rows).
 # --quick: Qwen2.5-0.5B-shaped Q4_0 only, one round. --locallm-prompts: shorter prompt lengths for
 # locallm only (for slow configurations; the table says so). Raw JSON lines are kept in
 # $LOCALLM_BENCH_DIR/runs/<date>/.
@@ -36,7 +38,7 @@ while [ $# -gt 0 ]; do
         --models) models=$2; shift ;;
         --threads) threads=$2; shift ;;
         --locallm-prompts) lprompts=$2; shift ;;
-        -h|--help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "compare.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
     esac
     shift

@@ -3,10 +3,15 @@
 with random weights, for benchmarks (speed does not depend on the weights' values).
 
     python3 tools/make_synthetic_gguf.py --preset qwen2.5-0.5b --type Q4_0 --out /tmp/x.gguf
+    python3 tools/make_synthetic_gguf.py --preset llama-3.2-1b --type Q4_K_M --out /tmp/y.gguf
     python3 tools/make_synthetic_gguf.py --list-presets
 
 Every weight matrix (token embedding included) gets --type; norms, biases and rope_freqs stay
-F32. The vocabulary is a synthetic SentencePiece one ("llama" tokenizer model) of the real size:
+F32. --type Q4_K_M mixes types the way llama-quantize's Q4_K_M does: Q4_K matrices, Q6_K for
+attn_v and ffn_down in the first and last eighth of the layers and every third layer between,
+Q6_K for the output matrix (the token embedding when it is tied, else Q4_K); a row length that is
+not a multiple of 256 falls back like llama.cpp (Q4_K -> Q5_0, Q6_K -> Q8_0), so the 896-wide
+Qwen2.5-0.5B gets mostly Q5_0/Q8_0 there. Random quants, with sane half-float scales. The vocabulary is a synthetic SentencePiece one ("llama" tokenizer model) of the real size:
 <unk>, <s>, </s>, the 256 byte tokens <0x00>..<0xFF>, then unique dummy pieces, with scores and
 token types, which both locallm and llama.cpp load. Files are hundreds of MB: write them to /tmp,
 never into the repository. Needs numpy only.
@@ -28,12 +33,25 @@ PRESETS = {
                          n_head_kv=8, n_ff=8192, n_vocab=128256, n_ctx=131072, rope_base=500000.0,
                          rms_eps=1e-5, qkv_bias=False, tied=True,
                          rope_freqs=dict(factor=32.0, low=1.0, high=4.0, orig=8192)),
+    "llama-3.2-3b": dict(arch="llama", name="Llama-3.2-3B (synthetic)", n_layer=28, n_embd=3072, n_head=24,
+                         n_head_kv=8, n_ff=8192, n_vocab=128256, n_ctx=131072, rope_base=500000.0,
+                         rms_eps=1e-5, qkv_bias=False, tied=True,
+                         rope_freqs=dict(factor=32.0, low=1.0, high=4.0, orig=8192)),
 }
 
 # ggml tensor types: (id, elements per block, bytes per block)
-GGML_TYPES = {"F32": (0, 1, 4), "F16": (1, 1, 2), "Q4_0": (2, 32, 18), "Q8_0": (8, 32, 34)}
+GGML_TYPES = {"F32": (0, 1, 4), "F16": (1, 1, 2), "Q4_0": (2, 32, 18), "Q5_0": (6, 32, 22),
+              "Q8_0": (8, 32, 34), "Q4_K": (12, 256, 144), "Q6_K": (14, 256, 210)}
 # llama_ftype of general.file_type
-FILE_TYPES = {"F32": 0, "F16": 1, "Q4_0": 2, "Q8_0": 7}
+FILE_TYPES = {"F32": 0, "F16": 1, "Q4_0": 2, "Q8_0": 7, "Q4_K_M": 15}
+# half-float scale fields of each block: (byte offset, low, high); every other byte is random.
+# Q4_0 {d; qs[16]}, Q5_0 {d; qh[4]; qs[16]}, Q8_0 {d; qs[32]}, Q4_K {d; dmin; scales[12]; qs[128]}
+# (any 12 bytes are valid packed 6-bit scales/mins), Q6_K {ql[128]; qh[64]; i8 scales[16]; d}.
+# The ranges keep random weights within about +-0.02..0.2 for every type.
+SCALE_FIELDS = {"Q4_0": [(0, 0.01, 0.03)], "Q5_0": [(0, 0.005, 0.015)], "Q8_0": [(0, 0.00125, 0.00375)],
+                "Q4_K": [(0, 1e-4, 1e-3), (2, 1e-4, 1e-3)], "Q6_K": [(208, 1e-4, 5e-4)]}
+# llama.cpp's fallback for k-quants on rows that are not a multiple of 256
+K_FALLBACK = {"Q4_K": "Q5_0", "Q6_K": "Q8_0"}
 
 # GGUF metadata value types
 U32, I32, F32, BOOL, STR, ARR = 4, 5, 6, 7, 8, 9
@@ -114,32 +132,57 @@ def llama3_rope_freqs(head_dim, base, rf):
     return out
 
 
-def tensor_list(p, wtype):
+def use_more_bits(i, n):
+    """llama.cpp's Q4_K_M rule: first and last eighth of the layers and every third between."""
+    return i < n // 8 or i >= 7 * n // 8 or (i - n // 8) % 3 == 2
+
+
+def weight_type(ftype, name, layer, p, ne0):
+    """The type of one weight matrix for --type ftype."""
+    if ftype != "Q4_K_M":
+        return ftype
+    t = "Q4_K"
+    if name == "output.weight" or (name == "token_embd.weight" and p["tied"]):
+        t = "Q6_K"
+    elif name.endswith(("attn_v.weight", "ffn_down.weight")) and use_more_bits(layer, p["n_layer"]):
+        t = "Q6_K"
+    if ne0 % 256:
+        t = K_FALLBACK[t]
+    return t
+
+
+def tensor_list(p, ftype):
     """(name, ne (innermost first), type, kind) of every tensor, in llama.cpp's order."""
     E, hd = p["n_embd"], p["n_embd"] // p["n_head"]
     Q, KV, F = p["n_head"] * hd, p["n_head_kv"] * hd, p["n_ff"]
-    t = [("token_embd.weight", (E, p["n_vocab"]), wtype, "w")]
+    t = [("token_embd.weight", (E, p["n_vocab"]), ftype, "w")]
     if p["rope_freqs"]:
         t.append(("rope_freqs.weight", (hd // 2,), "F32", "rope"))
     for l in range(p["n_layer"]):
         b = "blk.%d." % l
         t.append((b + "attn_norm.weight", (E,), "F32", "norm"))
-        t.append((b + "attn_q.weight", (E, Q), wtype, "w"))
-        t.append((b + "attn_k.weight", (E, KV), wtype, "w"))
-        t.append((b + "attn_v.weight", (E, KV), wtype, "w"))
+        t.append((b + "attn_q.weight", (E, Q), ftype, "w"))
+        t.append((b + "attn_k.weight", (E, KV), ftype, "w"))
+        t.append((b + "attn_v.weight", (E, KV), ftype, "w"))
         if p["qkv_bias"]:
             t.append((b + "attn_q.bias", (Q,), "F32", "bias"))
             t.append((b + "attn_k.bias", (KV,), "F32", "bias"))
             t.append((b + "attn_v.bias", (KV,), "F32", "bias"))
-        t.append((b + "attn_output.weight", (Q, E), wtype, "w"))
+        t.append((b + "attn_output.weight", (Q, E), ftype, "w"))
         t.append((b + "ffn_norm.weight", (E,), "F32", "norm"))
-        t.append((b + "ffn_gate.weight", (E, F), wtype, "w"))
-        t.append((b + "ffn_up.weight", (E, F), wtype, "w"))
-        t.append((b + "ffn_down.weight", (F, E), wtype, "w"))
+        t.append((b + "ffn_gate.weight", (E, F), ftype, "w"))
+        t.append((b + "ffn_up.weight", (E, F), ftype, "w"))
+        t.append((b + "ffn_down.weight", (F, E), ftype, "w"))
     t.append(("output_norm.weight", (E,), "F32", "norm"))
     if not p["tied"]:
-        t.append(("output.weight", (E, p["n_vocab"]), wtype, "w"))
-    return t
+        t.append(("output.weight", (E, p["n_vocab"]), ftype, "w"))
+    out = []
+    for name, ne, ttype, kind in t:
+        if kind == "w":
+            layer = int(name.split(".")[1]) if name.startswith("blk.") else -1
+            ttype = weight_type(ftype, name, layer, p, ne[0])
+        out.append((name, ne, ttype, kind))
+    return out
 
 
 def nbytes(ne, ttype):
@@ -163,17 +206,16 @@ def write_weight(f, rng, n, ttype):
     for s in range(0, nb, chunk // blk * 8):
         m = min(chunk // blk * 8, nb - s)
         a = np.frombuffer(rng.bytes(m * bsz), dtype=np.uint8).reshape(m, bsz).copy()
-        # scale d: a sane half float (random quants of either type then span about +-0.02..0.1)
-        scale = 0.0025 if ttype == "Q8_0" else 0.02
-        d = (rng.random(m, dtype=np.float32) * scale + scale / 2).astype("<f2")
-        a[:, 0:2] = d.view(np.uint8).reshape(m, 2)
+        for off, lo, hi in SCALE_FIELDS[ttype]:
+            d = (lo + rng.random(m, dtype=np.float32) * (hi - lo)).astype("<f2")
+            a[:, off:off + 2] = d.view(np.uint8).reshape(m, 2)
         f.write(a.tobytes())
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--preset", choices=sorted(PRESETS))
-    ap.add_argument("--type", default="Q4_0", choices=["Q4_0", "Q8_0", "F16"])
+    ap.add_argument("--type", default="Q4_0", choices=["Q4_0", "Q8_0", "F16", "Q4_K_M"])
     ap.add_argument("--out")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--no-rope-freqs", action="store_true", help="leave out rope_freqs.weight (llama)")
@@ -250,8 +292,13 @@ def main():
                 f.write(np.asarray(llama3_rope_freqs(hd, p["rope_base"], p["rope_freqs"]), dtype="<f4").tobytes())
             f.write(b"\0" * (-f.tell() % ALIGN))
     os.replace(tmp, a.out)
-    print("%s: %s %s, %d tensors, %.1f MiB" % (a.out, a.preset, a.type, len(tensors),
-                                               os.path.getsize(a.out) / 2 ** 20), file=sys.stderr)
+    mix = {}
+    for _, _, ttype, kind in tensors:
+        if kind == "w":
+            mix[ttype] = mix.get(ttype, 0) + 1
+    print("%s: %s %s, %d tensors (%s), %.1f MiB" % (
+        a.out, a.preset, a.type, len(tensors), ", ".join("%d %s" % (v, k) for k, v in sorted(mix.items())),
+        os.path.getsize(a.out) / 2 ** 20), file=sys.stderr)
     return 0
 
 
