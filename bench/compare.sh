@@ -38,7 +38,7 @@ while [ $# -gt 0 ]; do
         --models) models=$2; shift ;;
         --threads) threads=$2; shift ;;
         --locallm-prompts) lprompts=$2; shift ;;
-        -h|--help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "compare.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
     esac
     shift
