@@ -8,9 +8,10 @@ JOBS       ?= $(shell nproc 2>/dev/null || sysctl -n hw.ncpu 2>/dev/null || echo
 PROMPT     ?= Once upon a time
 CTEST_ARGS ?= --output-on-failure
 
-.PHONY: all build deps run test test-release test-asan test-tsan test-arm clean fuzz fuzz-build fuzz-bundle check-fuzz testdata
+.PHONY: all build deps run test test-release test-asan test-tsan test-arm clean fuzz fuzz-build fuzz-bundle check-fuzz testdata soak
 
 FUZZ_BUILD   ?= build-fuzz
+SOAK_SECONDS ?= 60
 FUZZ_SECONDS ?= 30
 
 all: build
@@ -78,6 +79,11 @@ fuzz: deps testdata fuzz-build
 # to run for hours on a bigger machine: bash run_long.sh bundle SECONDS.
 fuzz-bundle: testdata fuzz-build
 	bash tests/fuzz/bundle.sh $(FUZZ_BUILD)
+
+# The server under SOAK_SECONDS of concurrent good, malformed, slow and vanishing clients
+# (loopback); make test runs a 15 s one as the soak_server ctest.
+soak: build
+	python3 tests/soak/soak.py $(BUILD)/locallm models/tinychat --seconds $(SOAK_SECONDS)
 
 check-fuzz:
 	$(MAKE) fuzz FUZZ_SECONDS=30
