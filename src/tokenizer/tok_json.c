@@ -215,14 +215,16 @@ static bool encode_word_cached(const tok_tokenizer *t, const char *w, size_t n, 
         if ((v >> 32) != (h >> 32)) continue;
         const wc_entry *e = &c->e[(uint32_t)v];
         if (e->key_len == n && memcmp(c->keys.data + e->key_off, w, n) == 0)
-            return tok_vec_append(out, c->ids.ids + e->ids_off, e->n_ids);
+            return e->n_ids == 0 || tok_vec_append(out, c->ids.ids + e->ids_off, e->n_ids);
     }
     size_t before = out->n;
     if (!tok_bpe_encode_word(t, w, n, byte_level, out)) return false;
     if (c->n < c->n_slots / 2) { /* full: later words are merged without being remembered */
         wc_entry e = {h, (uint32_t)c->keys.len, (uint32_t)n, (uint32_t)c->ids.n,
                       (uint32_t)(out->n - before)};
-        if (!lm_buf_append(&c->keys, w, n) || !tok_vec_append(&c->ids, out->ids + before, e.n_ids))
+        /* a word may give no ids; then out->ids and c->ids.ids can still be NULL */
+        if (!lm_buf_append(&c->keys, w, n) ||
+            (e.n_ids && !tok_vec_append(&c->ids, out->ids + before, e.n_ids)))
             return false;
         c->e[c->n] = e;
         c->slots[i] = (h & 0xffffffff00000000ull) | c->n++;
