@@ -86,6 +86,10 @@ bool cli_load_model(const char *path, int32_t n_threads, lm_model **out, double 
  * capped at 4096). When the check is on (cli_set_mem_check), before downloading a catalog model
  * and before loading, the memory the model needs (weights + KV cache + overhead) is compared with
  * the available memory; too little is an error unless --force was given (cli_set_force). */
+/* Resolves a model reference (path, hub id, catalog short name) to a local path: a hub id not in
+ * the cache is downloaded (unless offline), and the memory check runs unless --force. Prints the
+ * error and returns false when it cannot. */
+bool cli_resolve_ref(const char *ref_in, int32_t n_ctx, char *resolved, size_t cap);
 bool cli_load_model_ctx(const char *ref, int32_t n_threads, int32_t n_ctx, lm_model **out,
                         double *load_ms);
 /* --force: load or download even when the memory check says it will not fit. */

@@ -179,20 +179,24 @@ int cli_serve(int argc, char **argv) {
         if (!default_ref) return cli_error("out of memory");
         model_ref = default_ref;
     }
-    /* A Hugging Face id is looked up in the cache (the library reads no environment). */
+    /* A hub id or short name is looked up in the cache and downloaded on first use; the memory
+     * check runs unless --force. */
     char resolved[4096];
-    char *cache = cli_hf_cache_dir();
-    lm_error err = {0};
-    lm_status st = lm_resolve_model(model_ref, cache, resolved, sizeof resolved, &err);
-    free(cache);
-    if (st != LM_OK && n_clouds) {
-        /* the cloud answers; /health and the log say why the model is missing */
-        fprintf(stderr, "locallm serve: warning: %s; chat requests go to %s\n", err.msg,
-                clouds[0].name);
-        snprintf(resolved, sizeof resolved, "%s", model_ref);
-    } else if (st != LM_OK) {
+    if (n_clouds) {
+        /* with a cloud behind it, a missing model is not fatal: look in the cache only */
+        char *cache = cli_hf_cache_dir();
+        lm_error err = {0};
+        bool have_local = lm_resolve_model(model_ref, cache, resolved, sizeof resolved, &err) == LM_OK;
+        free(cache);
+        if (!have_local) {
+            /* the cloud answers; /health and the log say why the model is missing */
+            fprintf(stderr, "locallm serve: warning: %s; chat requests go to %s\n", err.msg,
+                    clouds[0].name);
+            snprintf(resolved, sizeof resolved, "%s", model_ref);
+        }
+    } else if (!cli_resolve_ref(model_ref, n_ctx, resolved, sizeof resolved)) {
         free(default_ref);
-        return cli_error("cannot load model: %s", err.msg);
+        return CLI_EXIT_ERROR;
     }
 
     srv_config cfg = {0};
@@ -218,7 +222,8 @@ int cli_serve(int argc, char **argv) {
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    st = srv_run(&cfg, &g_stop, &err);
+    lm_error err = {0};
+    lm_status st = srv_run(&cfg, &g_stop, &err);
     free(default_ref);
     free(fallback);
     free(clouds);

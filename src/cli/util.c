@@ -334,9 +334,7 @@ bool cli_load_model(const char *ref, int32_t n_threads, lm_model **out, double *
     return cli_load_model_ctx(ref, n_threads, 0, out, load_ms);
 }
 
-bool cli_load_model_ctx(const char *ref_in, int32_t n_threads, int32_t n_ctx, lm_model **out,
-                        double *load_ms) {
-    *out = NULL;
+bool cli_resolve_ref(const char *ref_in, int32_t n_ctx, char *resolved, size_t cap) {
     /* A catalog short name ("llama3.2:3b") stands for its repo id. */
     char ref[512];
     const hub_model_entry *entry = NULL;
@@ -351,14 +349,13 @@ bool cli_load_model_ctx(const char *ref_in, int32_t n_threads, int32_t n_ctx, lm
         entry = hub_catalog_find(ref_in);
     }
     /* A Hugging Face id is looked up in the cache first (the library reads no environment). */
-    char resolved[4096];
     char *cache = cli_hf_cache_dir();
     lm_error rerr = {0};
-    lm_status rst = lm_resolve_model(ref, cache, resolved, sizeof resolved, &rerr);
+    lm_status rst = lm_resolve_model(ref, cache, resolved, cap, &rerr);
     free(cache);
     /* a hub id not in the cache (or with a :QUANT suffix) is fetched, from the cache first */
     if (rst != LM_OK && access(ref, F_OK) != 0 && strchr(ref, '/') && ref[0] != '/' && ref[0] != '.') {
-        int probe = cli_hub_fetch(ref, NULL, 0, true, true, false, resolved, sizeof resolved);
+        int probe = cli_hub_fetch(ref, NULL, 0, true, true, false, resolved, cap);
         if (probe == CLI_EXIT_OK) {
             rst = LM_OK;
         } else if (probe == CLI_EXIT_ERROR && !cli_hub_offline()) {
@@ -368,20 +365,25 @@ bool cli_load_model_ctx(const char *ref_in, int32_t n_threads, int32_t n_ctx, lm
                 if (!cli_mem_check_need(ref_in, "download", &need)) return false;
             }
             fprintf(stderr, "locallm: %s is not in the cache; downloading it\n", ref);
-            if (cli_hub_fetch(ref, NULL, 0, false, false, true, resolved, sizeof resolved) != CLI_EXIT_OK) {
-                *out = NULL;
+            if (cli_hub_fetch(ref, NULL, 0, false, false, true, resolved, cap) != CLI_EXIT_OK)
                 return false;
-            }
             rst = LM_OK;
         }
     }
     if (rst != LM_OK) {
-        *out = NULL;
         cli_error("cannot load model: %s", rerr.msg);
         return false;
     }
+    if (g_mem_check && !cli_mem_check_path(ref_in, resolved, n_ctx, 1)) return false;
+    return true;
+}
+
+bool cli_load_model_ctx(const char *ref_in, int32_t n_threads, int32_t n_ctx, lm_model **out,
+                        double *load_ms) {
+    *out = NULL;
+    char resolved[4096];
+    if (!cli_resolve_ref(ref_in, n_ctx, resolved, sizeof resolved)) return false;
     const char *path = resolved;
-    if (g_mem_check && !cli_mem_check_path(ref_in, path, n_ctx, 1)) return false;
     lm_model_params mp = lm_model_default_params();
     mp.n_threads = n_threads;
     progress_state ps = {.last_percent = -1, .drawn = false};
