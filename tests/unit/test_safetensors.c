@@ -367,7 +367,8 @@ static void copy_file(const char *from, const char *dir, const char *name, size_
 
 static void write_text(const char *dir, const char *name, const char *text) {
     char path[4096];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
+    int n = snprintf(path, sizeof path, "%s/%s", dir, name);
+    assert_true(n > 0 && (size_t)n < sizeof path);
     FILE *f = fopen(path, "wb");
     assert_non_null(f);
     fputs(text, f);
