@@ -65,7 +65,14 @@ timeout 300 node "$SRC/tests/e2e/openai_sdk.mjs" "$SDK_DIR" "http://127.0.0.1:$p
     fail "openai_sdk.mjs"
 ! grep -q "$KEY" "$TMP/log" || fail "the API key appears in the server log"
 # The aborted stream was cancelled on the server: fewer tokens than its 400, marked as gone.
-n_gone=$(sed -n 's/.* + \([0-9]*\) generated tokens, finish client gone$/\1/p' "$TMP/log" | head -1)
+# The server writes that line when the cancelled job ends, which can come after the client has
+# exited: wait for it (up to 10 s) instead of reading the log once.
+n_gone=
+for _ in $(seq 1 100); do
+    n_gone=$(sed -n 's/.* + \([0-9]*\) generated tokens, finish client gone$/\1/p' "$TMP/log" | head -1)
+    [[ -n $n_gone ]] && break
+    sleep 0.1
+done
 [[ -n $n_gone && $n_gone -lt 400 ]] || fail "the aborted stream was not cancelled on the server (${n_gone:-no} tokens)"
 kill -TERM "$PID"
 rc=0
