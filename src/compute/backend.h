@@ -31,6 +31,9 @@ enum cm_type {
     CM_F64 = 28,
     CM_BF16 = 30,
     CM_MLX = 1000,
+    /* Ours, never in a file: the activations of the AVX-512 Q4_0 decode kernel (quants_ref.c
+     * documents the layout). GGUF tensors with ids of 1000 and up are refused. */
+    CM_Q8_0X4 = 1001,
 };
 
 typedef struct cm_type_info {

@@ -287,7 +287,7 @@ static lm_status parse_tensor_info(reader *r, uint64_t idx, gguf_tensor *t) {
     }
     if (!rd_u32(r, "type", &t->type)) return err->code;
     if (!rd(r, 8, "offset", &t->offset)) return err->code;
-    const cm_type_info *ti = t->type == CM_MLX ? NULL : cm_type_get(t->type);
+    const cm_type_info *ti = t->type >= CM_MLX ? NULL : cm_type_get(t->type);
     if (!ti)
         return lm_fail(err, LM_ERR_UNSUPPORTED, "%s: tensor '%s': unknown tensor type id %u",
                        r->name, nm, t->type);

@@ -485,7 +485,7 @@ static void test_quantize_select(void **state) {
     (void)state;
     uint32_t feat = lm_cpu_features();
     assert_null(cm_quantize_select(CM_Q2_K, feat));
-    const uint32_t types[] = {CM_Q8_0, CM_Q8_K, CM_Q4_K, CM_Q8_1};
+    const uint32_t types[] = {CM_Q8_0, CM_Q8_K, CM_Q4_K, CM_Q8_1, CM_Q8_0X4};
     const size_t n = 8 * 256;
     float *x = lm_malloc(n * sizeof(float));
     uint8_t *a = lm_malloc(n * 2), *b = lm_malloc(n * 2);
@@ -513,6 +513,16 @@ static void test_quantize_select(void **state) {
             memset(b, 0x55, bytes);
             assert_true(cm_quantize_ref(types[ti], x, a, n));
             fn(x, b, n);
+            if (types[ti] == CM_Q8_0X4 && !memcmp(a, b, bytes)) {
+                /* groups of 4 blocks: also lengths whose last group holds 1, 2 and 3 */
+                for (size_t cut = 32; cut <= 96 && !memcmp(a, b, bytes); cut += 32) {
+                    assert_true(cm_type_row_bytes(types[ti], n - cut, &bytes));
+                    memset(a, 0xAA, bytes);
+                    memset(b, 0x55, bytes);
+                    assert_true(cm_quantize_ref(types[ti], x, a, n - cut));
+                    fn(x, b, n - cut);
+                }
+            }
             if (memcmp(a, b, bytes)) {
                 size_t k = 0;
                 while (a[k] == b[k]) k++;
@@ -601,10 +611,15 @@ static void test_dotq(void **state) {
         uint32_t type = types[ti];
         cm_dotq_fn fn = cm_dotq_select(type, fi < LM_ARRAY_LEN(types) ? feat : feat & ~avx512, &at);
         if (!fn) continue;
-        assert_int_equal(at, cm_type_get(type)->block_size == 256 ? CM_Q8_K : CM_Q8_0);
+        if (type == CM_Q4_0 && (feat & avx512) == avx512 && fi < LM_ARRAY_LEN(types))
+            assert_int_equal(at, CM_Q8_0X4);
+        else
+            assert_int_equal(at, cm_type_get(type)->block_size == 256 ? CM_Q8_K : CM_Q8_0);
         /* 480: 15 blocks of 32, so the AVX-512 loops of 4 and 2 blocks and the single-block tail
          * all run */
-        size_t lens[] = {256, 768, 13 * 256, 4096, cm_type_get(type)->block_size == 32 ? 480 : 1280};
+        bool b32 = cm_type_get(type)->block_size == 32;
+        /* 288 and 320: 9 and 10 blocks, the last group of 4 holding 1 and 2 (Q8_0X4's tails) */
+        size_t lens[] = {256, 768, 13 * 256, 4096, b32 ? 480 : 1280, b32 ? 288 : 512, b32 ? 320 : 2304};
         for (size_t li = 0; li < LM_ARRAY_LEN(lens); li++) {
             size_t n = lens[li];
             uint64_t xbytes;
@@ -638,7 +653,7 @@ static void test_dotq(void **state) {
         }
     }
 #if defined(__x86_64__)
-    if (feat & LM_CPU_AVX2) assert_int_equal(n_tested, (feat & avx512) == avx512 ? 80 : 40);
+    if (feat & LM_CPU_AVX2) assert_int_equal(n_tested, (feat & avx512) == avx512 ? 112 : 56);
 #endif
 }
 

@@ -307,14 +307,19 @@ static void dec_multi(cm_ctx *c, const cm_matrix *const *w, size_t nw, const flo
     dec_job j;
     memset(&j, 0, sizeof j);
     size_t cols = w[0]->cols;
-    size_t off[2] = {0, (cols / 32 * 34 + 63) & ~(size_t)63}, need = off[1] + cols / 256 * 292;
-    size_t xoff[MULTI_MAX];
-    bool used[2] = {false, false}, take[MULTI_MAX] = {false};
-    uint32_t acts[2] = {CM_Q8_0, CM_Q8_K};
+    enum { N_ACT = 3 };
+    const uint32_t acts[N_ACT] = {CM_Q8_0, CM_Q8_0X4, CM_Q8_K};
+    size_t off[N_ACT], need = 0, xoff[MULTI_MAX];
+    for (int a = 0; a < N_ACT; a++) {
+        const cm_type_info *ai = cm_type_get(acts[a]);
+        off[a] = need;
+        if (cols % ai->block_size == 0) need += (cols / ai->block_size * ai->block_bytes + 63) & ~(size_t)63;
+    }
+    bool used[N_ACT] = {false, false, false}, take[MULTI_MAX] = {false};
     for (size_t i = 0; i < nw; i++) {
         uint32_t act = 0;
         cm_dotq_fn fn = w[i]->type == CM_MLX || w[i]->cols != cols ? NULL : cm_dotq_select(w[i]->type, c->features, &act);
-        int a = act == CM_Q8_K ? 1 : 0;
+        int a = act == CM_Q8_K ? 2 : act == CM_Q8_0X4 ? 1 : 0;
         if (!fn || cols % cm_type_get(act)->block_size || !cm_quantize_select(act, c->features)) continue;
         take[i] = used[a] = true;
         j.w[j.nw] = w[i];
@@ -331,7 +336,7 @@ static void dec_multi(cm_ctx *c, const cm_matrix *const *w, size_t nw, const flo
         c->xq = q;
         c->xq_cap = need;
     }
-    for (int a = 0; a < 2; a++)
+    for (int a = 0; a < N_ACT; a++)
         if (used[a]) cm_quantize_select(acts[a], c->features)(x, c->xq + off[a], cols);
     for (size_t k = 0; k < j.nw; k++) j.xq[k] = c->xq + xoff[k];
     lm_pool_run(c->pool, dec_task, &j);

@@ -114,6 +114,7 @@ float cm_mlx_dotq_avx512(const cm_matrix *m, size_t row, const void *xq);
 void cm_mlx_gemmq_avx512(const cm_matrix *m, size_t r0, size_t r1, const void *xq, size_t xq_stride,
                          size_t n, float *y, size_t ldy);
 void cm_quantize_q8_0_avx2(const float *x, void *out, size_t n);
+void cm_quantize_q8_0x4_avx2(const float *x, void *out, size_t n);
 void cm_quantize_q8_k_avx2(const float *x, void *out, size_t n);
 void cm_mlx_dequant_avx2(const cm_matrix *m, size_t row, float *out);
 void cm_dequant_f16_avx2(const void *row, float *out, size_t n);

@@ -38,7 +38,19 @@ static const cm_type_info g_types[] = {
     [CM_BF16] = {"BF16", 1, 2, true},
 };
 
+/* Q8_0X4: the activations of the AVX-512 Q4_0 decode kernel, never a tensor's type. x in the
+ * Q8_0 blocks of CM_Q8_0 (same d and quants), regrouped so that one 512-bit vpdpbusd of four
+ * Q4_0 blocks' nibbles meets them without shuffles. Groups of 4 blocks (the last one has the
+ * nb % 4 blocks left, if any); a group of r blocks takes 64 * r bytes in four fields of 16 * r:
+ *   i8  lo[16r]:  lo[16k + j] = q_k[j], the elements of block k under Q4_0's low nibbles
+ *   i8  hi[16r]:  hi[16k + j] = q_k[16 + j], under the high nibbles
+ *   i32 nsum[4r]: lane 4k + i: -8 * (lo[16k + 4i ..+3] + hi[16k + 4i ..+3]), Q4_0's offset 8
+ *   f32 d[4r]:    lane 4k + i: d_k
+ * Multi-byte fields little-endian. Blocks of 32 elements, 64 bytes each on average. */
+static const cm_type_info g_q8_0x4 = {"Q8_0X4", QK, 64, false};
+
 const cm_type_info *cm_type_get(uint32_t type) {
+    if (type == CM_Q8_0X4) return &g_q8_0x4;
     if (type >= LM_ARRAY_LEN(g_types) || !g_types[type].name) return NULL;
     return &g_types[type];
 }
@@ -307,6 +319,21 @@ void cm_dequant_ref(uint32_t type, const void *row, float *out, size_t n) {
         for (size_t i = 0; i < n; i++) out[i] = lm_bf16_to_f32(rd16(p + 2 * i));
         return;
     default: break;
+    }
+    if (type == CM_Q8_0X4) {
+        size_t nb = n / QK;
+        for (size_t g = 0; g < nb; g += 4) {
+            size_t r = LM_MIN((size_t)4, nb - g);
+            const uint8_t *o = p + 64 * g;
+            for (size_t k = 0; k < r; k++) {
+                float d = rdf32(o + 48 * r + 16 * k);
+                for (int j = 0; j < 16; j++) {
+                    out[QK * (g + k) + (size_t)j] = d * (float)(int8_t)o[16 * k + (size_t)j];
+                    out[QK * (g + k) + 16 + (size_t)j] = d * (float)(int8_t)o[16 * r + 16 * k + (size_t)j];
+                }
+            }
+        }
+        return;
     }
     block_dq_fn fn = block_dq(type);
     const cm_type_info *t = cm_type_get(type);
@@ -603,9 +630,35 @@ static void q_q8_k(const float *x, uint8_t *b) {
     }
 }
 
+/* The Q8_0X4 layout (see g_q8_0x4) of n elements, from the Q8_0 blocks of x. */
+static void q_q8_0x4(const float *x, uint8_t *out, size_t n) {
+    size_t nb = n / QK;
+    for (size_t g = 0; g < nb; g += 4) {
+        size_t r = LM_MIN((size_t)4, nb - g);
+        uint8_t *o = out + 64 * g;
+        for (size_t k = 0; k < r; k++) {
+            uint8_t b[34];
+            q_q8_0(x + QK * (g + k), b);
+            memcpy(o + 16 * k, b + 2, 16);
+            memcpy(o + 16 * r + 16 * k, b + 18, 16);
+            union { float f; uint32_t u; } d = {h2f(rd16(b))};
+            for (size_t i = 0; i < 4; i++) {
+                int sum = 0;
+                for (size_t j = 0; j < 4; j++) sum += (int8_t)b[2 + 4 * i + j] + (int8_t)b[18 + 4 * i + j];
+                wr32(o + 32 * r + 4 * (4 * k + i), (uint32_t)(-8 * sum));
+                wr32(o + 48 * r + 4 * (4 * k + i), d.u);
+            }
+        }
+    }
+}
+
 bool cm_quantize_ref(uint32_t type, const float *x, void *out, size_t n) {
     uint8_t *p = out;
     switch (type) {
+    case CM_Q8_0X4:
+        if (n % QK) return false;
+        q_q8_0x4(x, p, n);
+        return true;
     case CM_F32:
         memcpy(out, x, n * sizeof(float));
         return true;
@@ -699,6 +752,15 @@ float cm_mlx_dot_row(const cm_matrix *m, size_t row, const float *x) {
 
 float cm_dotq_ref(uint32_t type, const void *row, uint32_t act_type, const void *xq, size_t n) {
     const cm_type_info *t = cm_type_get(type), *ta = cm_type_get(act_type);
+    if (act_type == CM_Q8_0X4 && t && n % QK == 0) {
+        /* grouped, not block by block: dequantize it whole */
+        float *xf = lm_malloc(n * sizeof(float));
+        if (!xf) return NAN;
+        cm_dequant_ref(CM_Q8_0X4, xq, xf, n);
+        float r = cm_dot_ref(type, row, xf, n);
+        lm_free(xf);
+        return r;
+    }
     block_dq_fn fa = block_dq(act_type);
     if (!t || !ta || !fa || ta->block_size < t->block_size) return 0.0f;
     /* Activation blocks are the larger (Q8_K 256) or equal (Q8_0 32): one at a time. */
@@ -792,7 +854,7 @@ cm_dotq_fn cm_dotq_select(uint32_t type, uint32_t cpu_features, uint32_t *act_ty
     if ((cpu_features & avx512) == avx512) {
         switch (type) {
         case CM_Q8_0: *act_type = CM_Q8_0; return cm_dotq_q8_0_avx512;
-        case CM_Q4_0: *act_type = CM_Q8_0; return cm_dotq_q4_0_avx512;
+        case CM_Q4_0: *act_type = CM_Q8_0X4; return cm_dotq_q4_0_avx512;
         case CM_Q4_K: *act_type = CM_Q8_K; return cm_dotq_q4_k_avx512;
         case CM_Q6_K: *act_type = CM_Q8_K; return cm_dotq_q6_k_avx512;
         default: break; /* the AVX2 kernels below */
@@ -1014,6 +1076,7 @@ REF_Q(q4_1, CM_Q4_1)
 REF_Q(q5_0, CM_Q5_0)
 REF_Q(q5_1, CM_Q5_1)
 REF_Q(q8_0, CM_Q8_0)
+REF_Q(q8_0x4, CM_Q8_0X4)
 REF_Q(q8_1, CM_Q8_1)
 REF_Q(q4_k, CM_Q4_K)
 REF_Q(q5_k, CM_Q5_K)
@@ -1024,6 +1087,7 @@ cm_quantize_fn cm_quantize_select(uint32_t type, uint32_t cpu_features) {
 #ifdef CM_HAVE_X86_KERNELS
     if ((cpu_features & AVX2_SET) == AVX2_SET) {
         if (type == CM_Q8_0) return cm_quantize_q8_0_avx2;
+        if (type == CM_Q8_0X4) return cm_quantize_q8_0x4_avx2;
         if (type == CM_Q8_K) return cm_quantize_q8_k_avx2;
     }
 #endif
@@ -1043,6 +1107,7 @@ cm_quantize_fn cm_quantize_select(uint32_t type, uint32_t cpu_features) {
     case CM_Q5_0: return q_ref_q5_0;
     case CM_Q5_1: return q_ref_q5_1;
     case CM_Q8_0: return q_ref_q8_0;
+    case CM_Q8_0X4: return q_ref_q8_0x4;
     case CM_Q8_1: return q_ref_q8_1;
     case CM_Q4_K: return q_ref_q4_k;
     case CM_Q5_K: return q_ref_q5_k;
