@@ -190,55 +190,64 @@ static inline float q8k_d(const uint8_t *y) {
     memcpy(&d, y, 4);
     return d;
 }
-static inline int q8k_bsum(const uint8_t *y, int s) {
-    int16_t v;
-    memcpy(&v, y + 260 + 2 * s, 2);
-    return v;
-}
 
-/* Q4_K row x Q8_K: per super-block d*yd * sum_j sc_j sum(q q8) - dmin*yd * sum_j m_j sum(q8);
- * the two sub-blocks of 32 that share 32 bytes of nibbles go in one vector, their 6-bit scales
- * multiply the integer sums. */
+/* Q4_K row x Q8_K: per super-block d*yd * sum_j sc_j sum(q q8) - dmin*yd * sum_j m_j sum(q8).
+ * The 8 six-bit scales and mins come out of their 12 bytes with 32-bit masks and shifts (sc 0-3
+ * = s[0-3] & 63, sc 4-7 = s[8-11] & 15 | (s[0-3] >> 6) << 4; the mins likewise from s[4-7] and
+ * the high nibbles of s[8-11]). 64 bytes of nibbles a step: the low nibbles hold sub-blocks j and
+ * j + 2, the high ones j + 1 and j + 3, each against its 32 activations. The integer dot of a
+ * lane (|p| < 2^15) times its sub-block's scale is one vpdpwssd: the scale sits in the low half
+ * of its 32-bit lane and the high half, p's sign, meets zero. The mins meet the activations'
+ * sums of 16 through one pmaddwd. */
 float cm_dotq_q4_k_avx512(const void *row, const void *xq, size_t n) {
     const uint8_t *b = row, *y = xq;
-    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    const __m512i ia = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 2, 2, 2, 2, 2);
+    const __m512i ib = _mm512_setr_epi32(1, 1, 1, 1, 1, 1, 1, 1, 3, 3, 3, 3, 3, 3, 3, 3);
+    const __m512i four = _mm512_set1_epi32(4);
     __m512 acc = _mm512_setzero_ps();
-    float mins = 0;
+    __m128 macc = _mm_setzero_ps();
     for (size_t i = 0; i < n / 256; i++, b += 144, y += 292) {
         pf(b, 0);
         pf(b, 64);
         pf(b, 128);
-        float yd = q8k_d(y), d = gx_f16(b) * yd, dmin = gx_f16(b + 2) * yd;
-        const uint8_t *s = b + 4, *qs = b + 16, *q8 = y + 4;
-        int sc[8], msum = 0;
-        for (int j = 0; j < 8; j++) {
-            int m;
-            gx_k4_scale_min(j, s, &sc[j], &m);
-            msum += m * (q8k_bsum(y, 2 * j) + q8k_bsum(y, 2 * j + 1));
+        float yd = q8k_d(y);
+        uint32_t w0 = (uint32_t)gx_rd32(b + 4), w1 = (uint32_t)gx_rd32(b + 8), w2 = (uint32_t)gx_rd32(b + 12);
+        uint64_t scs = (w0 & 0x3F3F3F3Fu) | (uint64_t)((w2 & 0x0F0F0F0Fu) | ((w0 >> 2) & 0x30303030u)) << 32;
+        uint64_t mns = (w1 & 0x3F3F3F3Fu) | (uint64_t)(((w2 >> 4) & 0x0F0F0F0Fu) | ((w1 >> 2) & 0x30303030u)) << 32;
+        __m512i sc = _mm512_cvtepu8_epi32(_mm_cvtsi64_si128((long long)scs));
+        __m128i pairs = _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)(y + 260)), _mm_loadu_si128((const __m128i *)(y + 276)));
+        __m128i msum = _mm_madd_epi16(_mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)mns)), pairs);
+        macc = _mm_fmadd_ps(_mm_set1_ps(gx_f16(b + 2) * yd), _mm_cvtepi32_ps(msum), macc);
+        const uint8_t *qs = b + 16, *q8 = y + 4;
+        __m512i sum = _mm512_setzero_si512(), sa = _mm512_permutexvar_epi32(ia, sc), sb = _mm512_permutexvar_epi32(ib, sc);
+        for (int h = 0; h < 2; h++, qs += 64, q8 += 128) {
+            __m512i raw = _mm512_loadu_si512((const void *)qs);
+            __m512i xa = cat256(ld256(q8), ld256(q8 + 64)), xb = cat256(ld256(q8 + 32), ld256(q8 + 96));
+            __m512i pa = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_and_si512(raw, m4), xa);
+            __m512i pb = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_and_si512(_mm512_srli_epi16(raw, 4), m4), xb);
+            sum = _mm512_dpwssd_epi32(sum, pa, sa);
+            sum = _mm512_dpwssd_epi32(sum, pb, sb);
+            sa = _mm512_permutexvar_epi32(_mm512_add_epi32(ia, four), sc);
+            sb = _mm512_permutexvar_epi32(_mm512_add_epi32(ib, four), sc);
         }
-        __m512i sum = _mm512_setzero_si512();
-        for (int j = 0; j < 8; j += 2, qs += 32, q8 += 64) {
-            __m256i raw = ld256(qs);
-            __m512i w = cat256(_mm256_and_si256(raw, m4), _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4));
-            __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w, _mm512_loadu_si512((const void *)q8));
-            __m512i scv = _mm512_mask_blend_epi32((__mmask16)0xFF00, _mm512_set1_epi32(sc[j]), _mm512_set1_epi32(sc[j + 1]));
-            sum = _mm512_add_epi32(sum, _mm512_mullo_epi32(p, scv));
-        }
-        acc = _mm512_fmadd_ps(_mm512_set1_ps(d), _mm512_cvtepi32_ps(sum), acc);
-        mins += dmin * (float)msum;
+        acc = _mm512_fmadd_ps(_mm512_set1_ps(gx_f16(b) * yd), _mm512_cvtepi32_ps(sum), acc);
     }
-    return _mm512_reduce_add_ps(acc) - mins;
+    __m128 m = _mm_add_ps(macc, _mm_movehl_ps(macc, macc));
+    m = _mm_add_ss(m, _mm_movehdup_ps(m));
+    return _mm512_reduce_add_ps(acc) - _mm_cvtss_f32(m);
 }
 
 /* Q6_K row x Q8_K: d*yd * sum_s sc_s (sum(q q8) - 32 sum(q8)), q in 0..63; four sub-blocks of
- * 16 per vector, each scale spread over its 4 lanes. */
+ * 16 per vector, each scale spread over its 4 lanes and applied by vpdpwssd (a lane's integer dot
+ * is under 4 * 63 * 128 < 2^15; the scale in its low half, zero against p's sign). */
 float cm_dotq_q6_k_avx512(const void *row, const void *xq, size_t n) {
     const uint8_t *b = row, *y = xq;
     const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
     const __m128i spread0 = _mm_setr_epi8(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
     const __m128i spread1 = _mm_setr_epi8(4, 4, 4, 4, 5, 5, 5, 5, 6, 6, 6, 6, 7, 7, 7, 7);
     __m512 acc = _mm512_setzero_ps();
-    float corr_sum = 0;
+    __m256 cacc = _mm256_setzero_ps();
     for (size_t i = 0; i < n / 256; i++, b += 210, y += 292) {
         pf(b, 0);
         pf(b, 64);
@@ -246,8 +255,10 @@ float cm_dotq_q6_k_avx512(const void *row, const void *xq, size_t n) {
         pf(b, 192);
         float d = gx_f16(b + 208) * q8k_d(y);
         const int8_t *sc = (const int8_t *)(b + 192);
-        int corr = 0;
-        for (int s = 0; s < 16; s++) corr += sc[s] * q8k_bsum(y, s);
+        /* the offset 32: sum_s sc_s * bsum_s in one pmaddwd */
+        __m256i corr = _mm256_madd_epi16(_mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)sc)),
+                                         _mm256_loadu_si256((const __m256i *)(y + 260)));
+        cacc = _mm256_fmadd_ps(_mm256_set1_ps(d * 32.0f), _mm256_cvtepi32_ps(corr), cacc);
         __m512i sum = _mm512_setzero_si512();
         for (int h = 0; h < 2; h++) {
             const uint8_t *ql = b + 64 * h, *q8 = y + 4 + 128 * h;
@@ -261,15 +272,15 @@ float cm_dotq_q6_k_avx512(const void *row, const void *xq, size_t n) {
             int64_t s8v;
             memcpy(&s8v, sc + 8 * h, 8);
             s8 = _mm_cvtsi64_si128(s8v);
-            __m512i sc0 = _mm512_cvtepi8_epi32(_mm_shuffle_epi8(s8, spread0));
-            __m512i sc1 = _mm512_cvtepi8_epi32(_mm_shuffle_epi8(s8, spread1));
+            /* int16 in the low half, zero in the high half of each lane */
+            __m512i sc0 = _mm512_cvtepu16_epi32(_mm256_cvtepi8_epi16(_mm_shuffle_epi8(s8, spread0)));
+            __m512i sc1 = _mm512_cvtepu16_epi32(_mm256_cvtepi8_epi16(_mm_shuffle_epi8(s8, spread1)));
             __m512i p0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), cat256(q0, q1), _mm512_loadu_si512((const void *)q8));
             __m512i p1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), cat256(q2, q3), _mm512_loadu_si512((const void *)(q8 + 64)));
-            sum = _mm512_add_epi32(sum, _mm512_mullo_epi32(p0, sc0));
-            sum = _mm512_add_epi32(sum, _mm512_mullo_epi32(p1, sc1));
+            sum = _mm512_dpwssd_epi32(sum, p0, sc0);
+            sum = _mm512_dpwssd_epi32(sum, p1, sc1);
         }
         acc = _mm512_fmadd_ps(_mm512_set1_ps(d), _mm512_cvtepi32_ps(sum), acc);
-        corr_sum += d * 32.0f * (float)corr;
     }
-    return _mm512_reduce_add_ps(acc) - corr_sum;
+    return _mm512_reduce_add_ps(acc) - hsum256(cacc);
 }
