@@ -220,7 +220,9 @@ void cm_gemm_q4_k_avx512(const cm_matrix *w, size_t r0, size_t r1, const cm_gemm
 void cm_gemm_q5_k_avx512(const cm_matrix *w, size_t r0, size_t r1, const cm_gemm_act *a, float *y, size_t ldy, void *scratch);
 void cm_gemm_q6_k_avx512(const cm_matrix *w, size_t r0, size_t r1, const cm_gemm_act *a, float *y, size_t ldy, void *scratch);
 float cm_dotq_q8_0_avx512(const void *row, const void *xq, size_t n);
+/* Q4_0 and Q5_0 take CM_Q8_0X4 activations, Q8_0 CM_Q8_0, the K types CM_Q8_K. */
 float cm_dotq_q4_0_avx512(const void *row, const void *xq, size_t n);
+float cm_dotq_q5_0_avx512(const void *row, const void *xq, size_t n);
 float cm_dotq_q4_k_avx512(const void *row, const void *xq, size_t n);
 float cm_dotq_q6_k_avx512(const void *row, const void *xq, size_t n);
 #endif

@@ -2,7 +2,7 @@
  * Owns: the prefill kernels (a tile of 8 weight rows times 16 tokens, vpdpbusd with the tokens in
  * the lanes and each weight's 4 bytes broadcast) with their activation quantizer, and VNNI
  * versions of the decode dot kernels (one row times Q8_0 / Q8_0X4 / Q8_K activations) for Q8_0,
- * Q4_0, Q4_K and Q6_K. Block layouts are those of quants_ref.c, the oracle the tests compare with.
+ * Q4_0, Q5_0, Q4_K and Q6_K. Block layouts are those of quants_ref.c, the oracle the tests compare with.
  * Compiled only on x86 with -mavx512f -mavx512bw -mavx512vl -mavx512vnni (and the AVX2 set);
  * chosen by cm_gemm_select() and cm_dotq_select() (quants_ref.c). */
 #include "compute/cpu/quants_gemm_x86.h"
@@ -181,6 +181,69 @@ float cm_dotq_q4_0_avx512(const void *row, const void *xq, size_t n) {
         acc1 = q4_0x4_step(b + 72, y + 256, 4, acc1);
     }
     for (; g < nb; g += 4, b += 72, y += 256) acc0 = q4_0x4_step(b, y, LM_MIN((size_t)4, nb - g), acc0);
+    return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+}
+
+/* Q5_0 row x Q8_0X4: Q4_0's step with the fifth bits and the offset 16 (twice the -8 * sum the
+ * activations carry). Four blocks of 22 bytes: d at word 11k, qh at byte 22k + 2, the quants at
+ * words 11k + 3 .. 11k + 10. Bit j of qh is element j's fifth bit and bit 16 + j element
+ * 16 + j's, so the low halves of the four qh make a 64-bit mask over the low-nibble bytes and
+ * the high halves one over the high-nibble bytes; a masked byte add puts the 16 in. */
+static inline __m512 q5_0x4_step(const uint8_t *b, const uint8_t *y, size_t r, __m512 acc) {
+    static const int16_t qw[32] = {3, 4, 5, 6, 7, 8, 9, 10, 14, 15, 16, 17, 18, 19, 20, 21,
+                                   25, 26, 27, 28, 29, 30, 31, 32, 36, 37, 38, 39, 40, 41, 42, 43};
+    static const int16_t sw[32] = {0, 0, 0, 0, 11, 11, 11, 11, 22, 22, 22, 22, 33, 33, 33, 33};
+    const __m512i qidx = _mm512_loadu_si512((const void *)qw), sidx = _mm512_loadu_si512((const void *)sw);
+    const __m512i m4 = _mm512_set1_epi8(0x0F), h16 = _mm512_set1_epi8(0x10);
+    __m512i r0, r1, xl, xh, s;
+    __m512 dx;
+    uint64_t ml = 0, mh = 0;
+    for (size_t k = 0; k < r; k++) {
+        uint32_t qh = (uint32_t)gx_rd32(b + 22 * k + 2);
+        ml |= (uint64_t)(qh & 0xFFFFu) << (16 * k);
+        mh |= (uint64_t)(qh >> 16) << (16 * k);
+    }
+    if (r == 4) {
+        r0 = _mm512_loadu_si512((const void *)b);
+        r1 = _mm512_maskz_loadu_epi16((__mmask32)0xFFF, b + 64);
+        xl = _mm512_loadu_si512((const void *)y);
+        xh = _mm512_loadu_si512((const void *)(y + 64));
+        s = _mm512_loadu_si512((const void *)(y + 128));
+        dx = _mm512_loadu_ps((const void *)(y + 192));
+    } else {
+        size_t words = 11 * r;
+        __mmask64 mb = ((__mmask64)1 << (16 * r)) - 1;
+        __mmask16 mlanes = (__mmask16)((1u << (4 * r)) - 1);
+        r0 = _mm512_maskz_loadu_epi16(words >= 32 ? (__mmask32)0xFFFFFFFF : (__mmask32)((1u << words) - 1), b);
+        r1 = words > 32 ? _mm512_maskz_loadu_epi16((__mmask32)((1u << (words - 32)) - 1), b + 64) : _mm512_setzero_si512();
+        xl = _mm512_maskz_loadu_epi8(mb, y);
+        xh = _mm512_maskz_loadu_epi8(mb, y + 16 * r);
+        s = _mm512_maskz_loadu_epi32(mlanes, y + 32 * r);
+        dx = _mm512_maskz_loadu_ps(mlanes, y + 48 * r);
+    }
+    __m512i q = _mm512_permutex2var_epi16(r0, qidx, r1);
+    __m512i lo = _mm512_and_si512(q, m4), hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
+    lo = _mm512_mask_add_epi8(lo, (__mmask64)ml, lo, h16);
+    hi = _mm512_mask_add_epi8(hi, (__mmask64)mh, hi, h16);
+    s = _mm512_add_epi32(s, s);
+    s = _mm512_dpbusd_epi32(s, lo, xl);
+    s = _mm512_dpbusd_epi32(s, hi, xh);
+    __m512 dw = _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutex2var_epi16(r0, sidx, r1))); /* word 33 is in r1 */
+    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(dw, dx), acc);
+}
+
+float cm_dotq_q5_0_avx512(const void *row, const void *xq, size_t n) {
+    const uint8_t *b = row, *y = xq;
+    size_t nb = n / 32, g = 0;
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = acc0;
+    for (; g + 8 <= nb; g += 8, b += 176, y += 512) {
+        pf(b, 0);
+        pf(b, 64);
+        pf(b, 128);
+        acc0 = q5_0x4_step(b, y, 4, acc0);
+        acc1 = q5_0x4_step(b + 88, y + 256, 4, acc1);
+    }
+    for (; g < nb; g += 4, b += 88, y += 256) acc0 = q5_0x4_step(b, y, LM_MIN((size_t)4, nb - g), acc0);
     return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
 }
 

@@ -855,6 +855,7 @@ cm_dotq_fn cm_dotq_select(uint32_t type, uint32_t cpu_features, uint32_t *act_ty
         switch (type) {
         case CM_Q8_0: *act_type = CM_Q8_0; return cm_dotq_q8_0_avx512;
         case CM_Q4_0: *act_type = CM_Q8_0X4; return cm_dotq_q4_0_avx512;
+        case CM_Q5_0: *act_type = CM_Q8_0X4; return cm_dotq_q5_0_avx512;
         case CM_Q4_K: *act_type = CM_Q8_K; return cm_dotq_q4_k_avx512;
         case CM_Q6_K: *act_type = CM_Q8_K; return cm_dotq_q6_k_avx512;
         default: break; /* the AVX2 kernels below */
