@@ -78,7 +78,60 @@ static ALWAYS_INLINE float dotq(const cm_matrix *m, size_t row, const void *xq, 
     return _mm512_reduce_add_ps(acc) + hsum(bacc);
 }
 
+/* 4-bit, groups of 64 (mlx-community's default): 16 groups a step without scalar work. The
+ * activations' scales of the 16 groups (d of every other block of 32) come from one two-source
+ * permute, the weights' scales and biases 16 at a time; each group's integer dot (two blocks,
+ * their bytes widened once and split into low and high nibbles) is converted and added times its
+ * scale, broadcast from a 16-float array. The last step masks the groups past the end. */
+static ALWAYS_INLINE float dotq4_g64(const cm_matrix *m, size_t row, const void *xq, uint32_t sb) {
+    size_t nb = m->cols / 32, ng = nb / 2;
+    const float *d = (const float *)xq, *gqsum = d + nb;
+    const int16_t *q = (const int16_t *)(const void *)((const uint8_t *)xq + cm_mlx_xq_qoff(m));
+    const uint8_t *w = (const uint8_t *)m->data + row * m->row_bytes;
+    size_t s0 = row * ng;
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i m15 = _mm512_set1_epi16(15);
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = acc0, bacc = acc0;
+    for (size_t g0 = 0; g0 < ng; g0 += 16) {
+        size_t cnt = ng - g0 < 16 ? ng - g0 : 16;
+        __mmask16 k16 = (__mmask16)((1u << cnt) - 1), klo = (__mmask16)((1u << LM_MIN(cnt * 2, (size_t)16)) - 1);
+        __mmask16 khi = (__mmask16)(cnt > 8 ? (1u << (cnt * 2 - 16)) - 1 : 0);
+        __m512 s16 = load16_mask(sb, m->scales, s0 + g0, k16), b16 = load16_mask(sb, m->biases, s0 + g0, k16);
+        bacc = _mm512_fmadd_ps(b16, _mm512_maskz_loadu_ps(k16, gqsum + g0), bacc);
+        __m512 d16 = _mm512_permutex2var_ps(_mm512_maskz_loadu_ps(klo, d + 2 * g0), even,
+                                            _mm512_maskz_loadu_ps(khi, d + 2 * g0 + 16));
+        float st[16] __attribute__((aligned(64)));
+        _mm512_store_ps(st, _mm512_mul_ps(s16, d16));
+        const uint8_t *wg = w + g0 * 32;
+        const int16_t *qg = q + g0 * 64;
+        for (size_t k = 0; k < cnt; k += 2, wg += 64, qg += 128) {
+            _mm_prefetch((const char *)(wg + 4096), _MM_HINT_T0);
+            __m512i wv = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)(const void *)wg));
+            __m512i lo = _mm512_and_si512(wv, m15), hi = _mm512_srli_epi16(wv, 4);
+            __m512i is = _mm512_dpwssd_epi32(_mm512_setzero_si512(), _mm512_shuffle_i64x2(lo, hi, 0x44), xload(qg));
+            is = _mm512_dpwssd_epi32(is, _mm512_shuffle_i64x2(lo, hi, 0xEE), xload(qg + 32));
+            acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(is), _mm512_set1_ps(st[k]), acc0);
+            if (k + 1 == cnt) break;
+            wv = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)(const void *)(wg + 32)));
+            lo = _mm512_and_si512(wv, m15);
+            hi = _mm512_srli_epi16(wv, 4);
+            is = _mm512_dpwssd_epi32(_mm512_setzero_si512(), _mm512_shuffle_i64x2(lo, hi, 0x44), xload(qg + 64));
+            is = _mm512_dpwssd_epi32(is, _mm512_shuffle_i64x2(lo, hi, 0xEE), xload(qg + 96));
+            acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(is), _mm512_set1_ps(st[k + 1]), acc1);
+        }
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) + _mm512_reduce_add_ps(bacc);
+}
+
 float cm_mlx_dotq_avx512(const cm_matrix *m, size_t row, const void *xq) {
+    if (m->bits == 4 && m->group_size == 64) {
+        switch (m->sb_type) {
+        case CM_BF16: return dotq4_g64(m, row, xq, CM_BF16);
+        case CM_F16: return dotq4_g64(m, row, xq, CM_F16);
+        case CM_F32: return dotq4_g64(m, row, xq, CM_F32);
+        default: break;
+        }
+    }
     switch (m->sb_type * 16 + m->bits) {
     case CM_BF16 * 16 + 4: return dotq(m, row, xq, 4, CM_BF16);
     case CM_BF16 * 16 + 8: return dotq(m, row, xq, 8, CM_BF16);
