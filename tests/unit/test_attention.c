@@ -9,6 +9,7 @@
 #include <stdlib.h>
 
 #include "compute/backend.h"
+#include "compute/cpu/attention.h"
 
 typedef struct shape {
     size_t n_tok, pos0, n_head, n_head_kv, hd, window;
@@ -153,6 +154,89 @@ static void test_attention_fast_5(void **st) { (void)st; check_all(5, false); }
 
 /* F16 rows: bit-identical to core's round-to-nearest-even for random values, ties, subnormals,
  * overflow and odd lengths, on both kernel sets. */
+/* Each table of inner loops (reference, AVX2 alone, and the best for this CPU: AVX-512 where it
+ * has it) kernel by kernel against the reference table, lengths around the vector widths: scores
+ * and accum within 1e-5 of sum |terms|, exp within 4 ulp-ish (4e-6 relative), F16 conversions
+ * and scale exact, SwiGLU within 1e-5 relative. */
+static void test_kernel_tables(void **state) {
+    (void)state;
+    const cm_attn_kernels *ref = cm_attn_kernels_get(0);
+    uint32_t feat = lm_cpu_features();
+    const uint32_t avx2 = LM_CPU_AVX2 | LM_CPU_FMA | LM_CPU_F16C;
+    const cm_attn_kernels *tabs[] = {ref, cm_attn_kernels_get(feat & avx2), cm_attn_kernels_get(feat)};
+    const size_t lens[] = {1, 3, 7, 8, 15, 16, 17, 31, 33, 64, 100, 128};
+    const size_t nmax = 128;
+    float *q = malloc(nmax * sizeof(float)), *k = malloc(nmax * nmax * sizeof(float));
+    float *a = malloc(nmax * nmax * sizeof(float)), *b = malloc(nmax * nmax * sizeof(float));
+    float *p = malloc(nmax * sizeof(float)), *u = malloc(nmax * sizeof(float));
+    uint16_t *h = malloc(nmax * sizeof(uint16_t)), *h2 = malloc(nmax * sizeof(uint16_t));
+    assert_true(q && k && a && b && p && u && h && h2);
+    for (size_t ti = 0; ti < LM_ARRAY_LEN(tabs); ti++) {
+        const cm_attn_kernels *t = tabs[ti];
+        for (size_t li = 0; li < LM_ARRAY_LEN(lens); li++) {
+            size_t n = lens[li], hd = lens[(li + 5) % LM_ARRAY_LEN(lens)];
+            tu_rand_floats(q, hd, 10 + li);
+            tu_rand_floats(k, n * hd, 20 + li);
+            tu_rand_floats(p, n, 30 + li);
+            /* scores */
+            ref->scores(a, q, k, n, hd, 0.125f);
+            t->scores(b, q, k, n, hd, 0.125f);
+            for (size_t j = 0; j < n; j++) {
+                double mag = 0;
+                for (size_t d = 0; d < hd; d++) mag += fabs((double)q[d] * k[j * hd + d]);
+                if (!(fabs(a[j] - b[j]) <= 1e-5 * 0.125 * mag + 1e-30))
+                    fail_msg("%s scores n=%zu hd=%zu key %zu: %g vs ref %g", t->name, n, hd, j, b[j], a[j]);
+            }
+            /* exp_sum */
+            for (size_t j = 0; j < n; j++) a[j] = b[j] = 8.0f * p[j] - 3.0f;
+            float sa = ref->exp_sum(a, n, 1.5f), sb = t->exp_sum(b, n, 1.5f);
+            assert_true(fabsf(sa - sb) <= 4e-6f * sa);
+            for (size_t j = 0; j < n; j++) assert_true(fabsf(a[j] - b[j]) <= 4e-6f * a[j]);
+            /* accum, onto a nonzero acc */
+            tu_rand_floats(a, hd, 40 + li);
+            memcpy(b, a, hd * sizeof(float));
+            ref->accum(a, p, k, n, hd);
+            t->accum(b, p, k, n, hd);
+            for (size_t d = 0; d < hd; d++) {
+                double mag = 1;
+                for (size_t j = 0; j < n; j++) mag += fabs((double)p[j] * k[j * hd + d]);
+                if (!(fabs(a[d] - b[d]) <= 1e-5 * mag))
+                    fail_msg("%s accum n=%zu hd=%zu dim %zu: %g vs ref %g", t->name, n, hd, d, b[d], a[d]);
+            }
+            /* scale, F16 both ways, SwiGLU */
+            memcpy(a, k, n * sizeof(float));
+            memcpy(b, k, n * sizeof(float));
+            ref->scale(a, n, 0.37f);
+            t->scale(b, n, 0.37f);
+            assert_memory_equal(a, b, n * sizeof(float));
+            for (size_t i = 0; i < n; i++) k[i] *= 1000.0f; /* reach large halves */
+            ref->f32_to_f16(h, k, n);
+            t->f32_to_f16(h2, k, n);
+            assert_memory_equal(h, h2, n * sizeof(uint16_t));
+            ref->f16_to_f32(a, h, n);
+            t->f16_to_f32(b, h, n);
+            assert_memory_equal(a, b, n * sizeof(float));
+            for (size_t i = 0; i < n; i++) a[i] = b[i] = 12.0f * p[i] - 6.0f;
+            tu_rand_floats(u, n, 50 + li);
+            ref->swiglu(a, u, n);
+            t->swiglu(b, u, n);
+            for (size_t i = 0; i < n; i++) assert_true(fabsf(a[i] - b[i]) <= 1e-5f * fabsf(a[i]) + 1e-30f);
+        }
+    }
+#if defined(__x86_64__)
+    if ((feat & avx2) == avx2) assert_string_equal(tabs[1]->name, "avx2");
+    if (feat & LM_CPU_AVX512F) assert_string_equal(tabs[2]->name, "avx512");
+#endif
+    free(q);
+    free(k);
+    free(a);
+    free(b);
+    free(p);
+    free(u);
+    free(h);
+    free(h2);
+}
+
 static void test_kv_store_f16(void **state) {
     (void)state;
     float x[203];
@@ -246,6 +330,7 @@ int main(void) {
         cmocka_unit_test(test_attention_fast_1),  cmocka_unit_test(test_attention_fast_3),
         cmocka_unit_test(test_attention_ref_5),   cmocka_unit_test(test_attention_fast_5),
         cmocka_unit_test(test_kv_store_f16),      cmocka_unit_test(test_swiglu),
+        cmocka_unit_test(test_kernel_tables),
         cmocka_unit_test(test_fused_equal_unfused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

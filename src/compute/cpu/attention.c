@@ -1,7 +1,7 @@
 /* compute/cpu/attention.c: causal grouped-query attention over the KV cache in one pass per
  * query (online softmax), cache rows in F16 or F32, and the element-wise ops of a layer.
  * Owns: how attention is tiled and split over the pool, the KV row format, and the portable
- * inner loops (the oracle for attention_avx2.c).
+ * inner loops (the oracle for attention_avx2.c and attention_avx512.c).
  * Does not own: matrix products (ops.c) or where the cache lives (model/forward.c). */
 #include "compute/cpu/attention.h"
 
@@ -87,6 +87,8 @@ static const cm_attn_kernels kernels_ref = {
 const cm_attn_kernels *cm_attn_kernels_get(uint32_t cpu_features) {
 #ifdef CM_HAVE_ATTN_AVX2
     uint32_t need = LM_CPU_AVX2 | LM_CPU_FMA | LM_CPU_F16C;
+    uint32_t need512 = need | LM_CPU_AVX512F | LM_CPU_AVX512BW | LM_CPU_AVX512VL | LM_CPU_AVX512DQ;
+    if ((cpu_features & need512) == need512) return &cm_attn_kernels_avx512;
     if ((cpu_features & need) == need) return &cm_attn_kernels_avx2;
 #else
     (void)cpu_features;
