@@ -66,7 +66,7 @@ int main(int argc, char **argv) {
     uint32_t all = lm_cpu_features();
     const uint32_t v512 = LM_CPU_AVX512F | LM_CPU_AVX512BW | LM_CPU_AVX512VL | LM_CPU_AVX512VNNI;
     uint8_t *act = malloc(cm_gemm_act_bytes(n, cols) + 64), *scratch = malloc(cm_gemm_scratch_bytes(cols, n));
-    uint8_t *xq = malloc(cols / 32 * 34 + cols / 256 * 292 + 64); /* Q8_0 or Q8_K */
+    uint8_t *xq = malloc(cols / 32 * 64 + cols / 256 * 292 + 64); /* Q8_0, Q8_0X4 or Q8_K */
     if (!act || !scratch || !xq) return 1;
     cm_gemm_act a = {n, cols, (n + CM_GEMM_TOK - 1) / CM_GEMM_TOK, (uint8_t *)(((uintptr_t)act + 63) & ~(uintptr_t)63)};
     for (int set = 0; set < 2; set++) {

@@ -187,22 +187,19 @@ float cm_dotq_q4_0_avx512(const void *row, const void *xq, size_t n) {
 /* Q5_0 row x Q8_0X4: Q4_0's step with the fifth bits and the offset 16 (twice the -8 * sum the
  * activations carry). Four blocks of 22 bytes: d at word 11k, qh at byte 22k + 2, the quants at
  * words 11k + 3 .. 11k + 10. Bit j of qh is element j's fifth bit and bit 16 + j element
- * 16 + j's, so the low halves of the four qh make a 64-bit mask over the low-nibble bytes and
- * the high halves one over the high-nibble bytes; a masked byte add puts the 16 in. */
+ * 16 + j's, so the low halves of the four qh (gathered by a third word permute) make a 64-bit
+ * mask over the low-nibble bytes and the high halves one over the high-nibble bytes; a masked
+ * byte add puts the 16 in. */
 static inline __m512 q5_0x4_step(const uint8_t *b, const uint8_t *y, size_t r, __m512 acc) {
     static const int16_t qw[32] = {3, 4, 5, 6, 7, 8, 9, 10, 14, 15, 16, 17, 18, 19, 20, 21,
                                    25, 26, 27, 28, 29, 30, 31, 32, 36, 37, 38, 39, 40, 41, 42, 43};
     static const int16_t sw[32] = {0, 0, 0, 0, 11, 11, 11, 11, 22, 22, 22, 22, 33, 33, 33, 33};
+    /* the low 16 bits of the four qh (words 11k + 1), then their high 16 bits (11k + 2) */
+    static const int16_t hw[32] = {1, 12, 23, 34, 2, 13, 24, 35};
     const __m512i qidx = _mm512_loadu_si512((const void *)qw), sidx = _mm512_loadu_si512((const void *)sw);
     const __m512i m4 = _mm512_set1_epi8(0x0F), h16 = _mm512_set1_epi8(0x10);
     __m512i r0, r1, xl, xh, s;
     __m512 dx;
-    uint64_t ml = 0, mh = 0;
-    for (size_t k = 0; k < r; k++) {
-        uint32_t qh = (uint32_t)gx_rd32(b + 22 * k + 2);
-        ml |= (uint64_t)(qh & 0xFFFFu) << (16 * k);
-        mh |= (uint64_t)(qh >> 16) << (16 * k);
-    }
     if (r == 4) {
         r0 = _mm512_loadu_si512((const void *)b);
         r1 = _mm512_maskz_loadu_epi16((__mmask32)0xFFF, b + 64);
@@ -222,6 +219,8 @@ static inline __m512 q5_0x4_step(const uint8_t *b, const uint8_t *y, size_t r, _
         dx = _mm512_maskz_loadu_ps(mlanes, y + 48 * r);
     }
     __m512i q = _mm512_permutex2var_epi16(r0, qidx, r1);
+    __m128i qh = _mm512_castsi512_si128(_mm512_permutex2var_epi16(r0, _mm512_loadu_si512((const void *)hw), r1));
+    uint64_t ml = (uint64_t)_mm_cvtsi128_si64(qh), mh = (uint64_t)_mm_extract_epi64(qh, 1);
     __m512i lo = _mm512_and_si512(q, m4), hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
     lo = _mm512_mask_add_epi8(lo, (__mmask64)ml, lo, h16);
     hi = _mm512_mask_add_epi8(hi, (__mmask64)mh, hi, h16);
