@@ -10,6 +10,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -243,7 +244,24 @@ static void stream_frame(stream *st, const cJSON *j) {
 typedef struct reader_ctx {
     stream *st;
     srv *sv;
+    int fd; /* the client's socket, read only from MHD's thread of the connection; -1: unknown */
 } reader_ctx;
+
+static bool peer_closed(int fd);
+
+/* The client closed its end (a barge-in: the voice front end drops the stream when the user
+ * speaks again). MHD alone notices only when a write fails, which a socket buffer can put off
+ * past the end of a fast generation; peeking at the socket each time MHD asks for data sees the
+ * FIN at once. Called with st->mu held, from MHD's thread of the connection (which owns fd). */
+static bool stream_client_gone(reader_ctx *rc) {
+    stream *st = rc->st;
+    if (atomic_load(&st->gone)) return true;
+    if (rc->fd < 0 || !peer_closed(rc->fd)) return false;
+    atomic_store(&st->gone, true);
+    if (st->session && !st->done) lm_session_cancel(st->session);
+    if (st->provider && !st->done) lm_provider_cancel(st->provider);
+    return true;
+}
 
 static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
     reader_ctx *rc = cls;
@@ -251,6 +269,10 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
     (void)pos;
     pthread_mutex_lock(&st->mu);
     while (st->rd == st->out.len && !st->done && !atomic_load(&rc->sv->stopping)) {
+        if (stream_client_gone(rc)) {
+            pthread_mutex_unlock(&st->mu);
+            return MHD_CONTENT_READER_END_WITH_ERROR;
+        }
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
         ts.tv_nsec += 200 * 1000000L;
@@ -261,7 +283,9 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
         pthread_cond_timedwait(&st->cv, &st->mu, &ts);
     }
     ssize_t ret;
-    if (st->rd < st->out.len) {
+    if (!st->done && stream_client_gone(rc)) {
+        ret = MHD_CONTENT_READER_END_WITH_ERROR;
+    } else if (st->rd < st->out.len) {
         size_t n = st->out.len - st->rd;
         if (n > max) n = max;
         memcpy(buf, st->out.data + st->rd, n);
@@ -306,7 +330,10 @@ typedef struct job {
     size_t emitted;      /* bytes of text already sent as deltas */
     bool sent_first;
     bool holding;        /* tools: the text may be a tool call, keep it back */
-    int fd;              /* not streamed: the client's socket, watched for a hang-up; or -1 */
+    int fd;              /* the client's socket, watched for a hang-up between tokens; or -1.
+                            Streamed: a dup owned by the job (MHD's own number may be closed
+                            and reused while the job still runs), closed by job_free */
+    bool fd_owned;
     lm_gen_stats stats;
     int32_t n_prompt, n_cached; /* completions: counted here */
     lm_status status;
@@ -411,7 +438,10 @@ static int on_sentence(const char *text, size_t len, void *user) {
 static int on_piece(const char *utf8, size_t len, void *user) {
     job *jb = user;
     lm_buf_append(&jb->text, utf8, len);
-    if (jb->fd >= 0 && peer_closed(jb->fd)) return 1;
+    if (jb->fd >= 0 && peer_closed(jb->fd)) {
+        if (jb->st) atomic_store(&jb->st->gone, true);
+        return 1;
+    }
     if (jb->st) {
         if (atomic_load(&jb->st->gone)) return 1;
         if (jb->holding) {
@@ -727,6 +757,7 @@ static void job_done(srv *sv) {
 }
 
 static void job_free(job *jb) {
+    if (jb->fd_owned && jb->fd >= 0) close(jb->fd);
     srv_request_free(&jb->rq);
     lm_buf_free(&jb->text);
     lm_sentences_free(jb->sent);
@@ -903,6 +934,12 @@ static enum MHD_Result handle_generate(srv *sv, struct MHD_Connection *c, conn_c
     st->refs = 2;
     rc->st = st;
     rc->sv = sv;
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    rc->fd = ci ? ci->connect_fd : -1;
+    if (rc->fd >= 0) {
+        jb->fd = fcntl(rc->fd, F_DUPFD_CLOEXEC, 0);
+        jb->fd_owned = jb->fd >= 0;
+    }
     jb->st = st;
     struct MHD_Response *r =
         MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, stream_read, rc, stream_free);
@@ -926,10 +963,9 @@ static enum MHD_Result handle_generate(srv *sv, struct MHD_Connection *c, conn_c
     pthread_detach(th);
     /* Each token is a small frame: without TCP_NODELAY, Nagle's algorithm may hold one back
        until the client acknowledges the previous one (a delayed ACK: up to 40 ms or more). */
-    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
-    if (ci) {
+    if (rc->fd >= 0) {
         int one = 1;
-        setsockopt(ci->connect_fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        setsockopt(rc->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     }
     enum MHD_Result ret = MHD_queue_response(c, 200, r);
     MHD_destroy_response(r);

@@ -74,6 +74,7 @@ for _ in $(seq 1 100); do
     sleep 0.1
 done
 [[ -n $n_gone && $n_gone -lt 2000 ]] || fail "the aborted stream was not cancelled on the server (${n_gone:-no} tokens)"
+echo "test_openai_sdk: the aborted stream stopped after $n_gone of its 2000 tokens"
 kill -TERM "$PID"
 rc=0
 wait "$PID" || rc=$?
