@@ -805,27 +805,25 @@ void cm_quantize_q8_0_avx2(const float *x, void *out, size_t n) {
     }
 }
 
-/* Q8_0X4 (quants_ref.c): the Q8_0 blocks regrouped by four, with the lane sums times -8. */
+/* Q8_0X4 (quants_ref.c): the Q8_0 blocks of cm_quantize_q8_0_avx2 regrouped by four, with the
+ * lane sums times -8. */
 void cm_quantize_q8_0x4_avx2(const float *x, void *out, size_t n) {
     uint8_t *o = out;
     size_t nb = n / 32;
+    const __m128i ones8 = _mm_set1_epi8(1), ones16 = _mm_set1_epi16(1);
     for (size_t g = 0; g < nb; g += 4, o += 256) {
         size_t r = LM_MIN((size_t)4, nb - g);
         for (size_t k = 0; k < r; k++, x += 32) {
-            float d = absmax(x, 32) / 127.0f, id = d ? 1.0f / d : 0.0f;
-            float dh = _cvtsh_ss(lm_f32_to_f16(d));
-            int8_t q[32];
-            quant32(x, id, q, NULL);
-            memcpy(o + 16 * k, q, 16);
-            memcpy(o + 16 * r + 16 * k, q + 16, 16);
+            uint8_t b[34];
+            cm_quantize_q8_0_avx2(x, b, 32);
+            memcpy(o + 16 * k, b + 2, 16);
+            memcpy(o + 16 * r + 16 * k, b + 18, 16);
             /* lane i: bytes 4i..4i+3 of both halves, summed as int16 pairs then widened */
-            __m128i ql = _mm_loadu_si128((const __m128i *)q), qh = _mm_loadu_si128((const __m128i *)(q + 16));
-            __m128i ones = _mm_set1_epi16(1);
-            __m128i sl = _mm_madd_epi16(_mm_maddubs_epi16(_mm_set1_epi8(1), ql), ones);
-            __m128i sh = _mm_madd_epi16(_mm_maddubs_epi16(_mm_set1_epi8(1), qh), ones);
-            __m128i ns = _mm_mullo_epi32(_mm_add_epi32(sl, sh), _mm_set1_epi32(-8));
-            _mm_storeu_si128((__m128i *)(o + 32 * r + 16 * k), ns);
-            _mm_storeu_ps((float *)(o + 48 * r + 16 * k), _mm_set1_ps(dh));
+            __m128i ql = _mm_loadu_si128((const __m128i *)(b + 2)), qh = _mm_loadu_si128((const __m128i *)(b + 18));
+            __m128i sl = _mm_madd_epi16(_mm_maddubs_epi16(ones8, ql), ones16);
+            __m128i sh = _mm_madd_epi16(_mm_maddubs_epi16(ones8, qh), ones16);
+            _mm_storeu_si128((__m128i *)(o + 32 * r + 16 * k), _mm_mullo_epi32(_mm_add_epi32(sl, sh), _mm_set1_epi32(-8)));
+            _mm_storeu_ps((float *)(o + 48 * r + 16 * k), _mm_set1_ps(f16(b)));
         }
     }
 }

@@ -81,12 +81,8 @@ GEMM(q6_k, 16, 5, false)
  * offset, 8 or 32, comes back through the sums of the activations); Q8_0 rows meet the
  * activations plus 128 and give back 128 * sum(row). Two blocks of 32 per 512-bit vector. */
 
-/* Decode streams every row once and the hardware prefetcher alone leaves a thread well below
- * the memory's bandwidth: each kernel asks for the line PF_DIST bytes ahead of what it reads
- * (Llama-3.2-1B Q4_0, one thread, Zen 4: 18.2 tok/s without, 24.7 with 4 KiB, 22 with 1 or
- * 16 KiB). Prefetches never fault, so running past the matrix is harmless. */
-#define PF_DIST 4096
-static inline void pf(const uint8_t *p, int off) { _mm_prefetch((const char *)(p + PF_DIST + off), _MM_HINT_T0); }
+/* Decode prefetch: the line CM_DECODE_PREFETCH bytes ahead (quants.h says why and how far). */
+static inline void pf(const uint8_t *p, int off) { _mm_prefetch((const char *)(p + CM_DECODE_PREFETCH + off), _MM_HINT_T0); }
 
 static inline float hsum256(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -184,8 +180,9 @@ float cm_dotq_q4_0_avx512(const void *row, const void *xq, size_t n) {
     return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
 }
 
-/* Q5_0 row x Q8_0X4: Q4_0's step with the fifth bits and the offset 16 (twice the -8 * sum the
- * activations carry). Four blocks of 22 bytes: d at word 11k, qh at byte 22k + 2, the quants at
+/* Q5_0 row x Q8_0X4 (its step kept apart from Q4_0's: a shared load/finish form measured 10-17 %
+ * slower in bench/kernels.c): Q4_0's step with the fifth bits and the offset 16 (twice the
+ * -8 * sum the activations carry). Four blocks of 22 bytes: d at word 11k, qh at byte 22k + 2, the quants at
  * words 11k + 3 .. 11k + 10. Bit j of qh is element j's fifth bit and bit 16 + j element
  * 16 + j's, so the low halves of the four qh (gathered by a third word permute) make a 64-bit
  * mask over the low-nibble bytes and the high halves one over the high-nibble bytes; a masked

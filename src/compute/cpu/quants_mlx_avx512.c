@@ -52,8 +52,7 @@ static ALWAYS_INLINE float dotq(const cm_matrix *m, size_t row, const void *xq, 
         _mm256_storeu_ps(st, _mm256_mul_ps(s8, loadf_n(dg, cnt)));
         for (size_t k = 0; k < cnt; k++) {
             size_t b = (g0 + k) * bpg;
-            /* as quants_avx512.c's decode kernels: the line 4 KiB ahead (no fault past the end) */
-            _mm_prefetch((const char *)(w + b * bbytes + 4096), _MM_HINT_T0);
+            _mm_prefetch((const char *)(w + b * bbytes + CM_DECODE_PREFETCH), _MM_HINT_T0);
             __m512i is;
             if (bits == 4 && bpg % 2 == 0) {
                 /* two blocks per 32-byte load: bytes widened to int16, low and high nibbles
@@ -105,7 +104,7 @@ static ALWAYS_INLINE float dotq4_g64(const cm_matrix *m, size_t row, const void 
         const uint8_t *wg = w + g0 * 32;
         const int16_t *qg = q + g0 * 64;
         for (size_t k = 0; k < cnt; k += 2, wg += 64, qg += 128) {
-            _mm_prefetch((const char *)(wg + 4096), _MM_HINT_T0);
+            _mm_prefetch((const char *)(wg + CM_DECODE_PREFETCH), _MM_HINT_T0);
             __m512i wv = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)(const void *)wg));
             __m512i lo = _mm512_and_si512(wv, m15), hi = _mm512_srli_epi16(wv, 4);
             __m512i is = _mm512_dpwssd_epi32(_mm512_setzero_si512(), _mm512_shuffle_i64x2(lo, hi, 0x44), xload(qg));
