@@ -249,6 +249,13 @@ typedef struct reader_ctx {
 
 static bool peer_closed(int fd);
 
+/* The client is gone: stop the generation still running for it. With st->mu held. */
+static void stream_cancel_locked(stream *st) {
+    atomic_store(&st->gone, true);
+    if (st->session && !st->done) lm_session_cancel(st->session);
+    if (st->provider && !st->done) lm_provider_cancel(st->provider);
+}
+
 /* The client closed its end (a barge-in: the voice front end drops the stream when the user
  * speaks again). MHD alone notices only when a write fails, which a socket buffer can put off
  * past the end of a fast generation; peeking at the socket each time MHD asks for data sees the
@@ -257,9 +264,7 @@ static bool stream_client_gone(reader_ctx *rc) {
     stream *st = rc->st;
     if (atomic_load(&st->gone)) return true;
     if (rc->fd < 0 || !peer_closed(rc->fd)) return false;
-    atomic_store(&st->gone, true);
-    if (st->session && !st->done) lm_session_cancel(st->session);
-    if (st->provider && !st->done) lm_provider_cancel(st->provider);
+    stream_cancel_locked(st);
     return true;
 }
 
@@ -307,9 +312,7 @@ static void stream_free(void *cls) {
     reader_ctx *rc = cls;
     stream *st = rc->st;
     pthread_mutex_lock(&st->mu);
-    atomic_store(&st->gone, true);
-    if (st->session && !st->done) lm_session_cancel(st->session);
-    if (st->provider && !st->done) lm_provider_cancel(st->provider);
+    stream_cancel_locked(st);
     pthread_mutex_unlock(&st->mu);
     stream_unref(st);
     lm_free(rc);
