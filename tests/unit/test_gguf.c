@@ -744,6 +744,9 @@ static void test_bad_tensors(void **state) {
     expect_fail(&b, LM_ERR_UNSUPPORTED, "tensor 'blk.3.attn_q.weight': unknown tensor type id 99");
     ONE_TENSOR("t", 2, ne, CM_MLX, 0);
     expect_fail(&b, LM_ERR_UNSUPPORTED, "unknown tensor type id 1000");
+    /* our internal activation layout has a type id too; never a file's */
+    ONE_TENSOR("t", 2, ne, CM_Q8_0X4, 0);
+    expect_fail(&b, LM_ERR_UNSUPPORTED, "unknown tensor type id 1001");
     ONE_TENSOR("t", 2, ne, CM_Q8_0, 0);
     expect_fail(&b, LM_ERR_FORMAT, "tensor 't': rows of 4 elements are not a whole number of");
     ONE_TENSOR("t", 2, ne, CM_F32, 16);
