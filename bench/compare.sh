@@ -22,6 +22,7 @@ set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
+. "$here/lib.sh"
 dir=${LOCALLM_BENCH_DIR:-/tmp/locallm-bench}
 models="qwen2.5-0.5b:Q4_0 qwen2.5-0.5b:Q8_0 llama-3.2-1b:Q4_0 llama-3.2-1b:Q8_0"
 reps=3
@@ -55,7 +56,6 @@ fi
 command -v node >/dev/null || { echo "compare.sh: needs node and npm for the llama.cpp peer" >&2; exit 1; }
 
 mkdir -p "$dir"
-log() { printf '%s\n' "$*" >&2; }
 
 # 1. the peer
 peer=$here/peer
@@ -68,12 +68,7 @@ if [ ! -f "$peer/node_modules/node-llama-cpp/package.json" ] || ! cmp -s "$here/
 fi
 
 # 2. locallm
-if [ -z "${LOCALLM:-}" ]; then
-    log "building locallm (Release) in $dir/build"
-    cmake -S "$root" -B "$dir/build" -DCMAKE_BUILD_TYPE=Release >/dev/null
-    cmake --build "$dir/build" -j"$threads" --target locallm >/dev/null
-    LOCALLM=$dir/build/locallm
-fi
+bench_locallm "$root" "$dir" "$threads"
 
 # 3. memory bandwidth
 cc -std=c11 -O3 -march=native -pthread "$here/membw.c" -o "$dir/membw"

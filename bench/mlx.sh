@@ -19,6 +19,7 @@ set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
+. "$here/lib.sh"
 dir=${LOCALLM_BENCH_DIR:-/tmp/locallm-bench}
 models="qwen2.5-0.5b:4 qwen2.5-0.5b:8 llama-3.2-1b:4 llama-3.2-1b:8"
 reps=5
@@ -50,14 +51,8 @@ fi
 [ -n "$python" ] || { echo "mlx.sh: needs python3 with numpy for tools/make_synthetic_gguf.py (apt-get install python3-numpy)" >&2; exit 1; }
 
 mkdir -p "$dir"
-log() { printf '%s\n' "$*" >&2; }
 
-if [ -z "${LOCALLM:-}" ]; then
-    log "building locallm (Release) in $dir/build"
-    cmake -S "$root" -B "$dir/build" -DCMAKE_BUILD_TYPE=Release >/dev/null
-    cmake --build "$dir/build" -j"$threads" --target locallm >/dev/null
-    LOCALLM=$dir/build/locallm
-fi
+bench_locallm "$root" "$dir" "$threads"
 
 tok_for() {
     case $1 in

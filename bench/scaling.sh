@@ -13,6 +13,7 @@ set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
+. "$here/lib.sh"
 dir=${LOCALLM_BENCH_DIR:-/tmp/locallm-bench}
 threads="1 2 4 8 16"
 models="llama-3.2-1b:Q4_0"
@@ -31,13 +32,7 @@ while [ $# -gt 0 ]; do
 done
 
 mkdir -p "$dir"
-log() { printf '%s\n' "$*" >&2; }
-if [ -z "${LOCALLM:-}" ]; then
-    log "building locallm (Release) in $dir/build"
-    cmake -S "$root" -B "$dir/build" -DCMAKE_BUILD_TYPE=Release >/dev/null
-    cmake --build "$dir/build" -j"$(nproc)" --target locallm >/dev/null
-    LOCALLM=$dir/build/locallm
-fi
+bench_locallm "$root" "$dir" "$(nproc)"
 cc -std=c11 -O3 -march=native -pthread "$here/membw.c" -o "$dir/membw"
 
 runs=$dir/scaling/$(date -u +%Y%m%dT%H%M%SZ)
