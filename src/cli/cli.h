@@ -81,6 +81,8 @@ char *cli_default_model(void);
  * a terminal and the model is big. On failure prints the error and returns false. *load_ms
  * (may be NULL) gets the wall time of the load. */
 bool cli_load_model(const char *path, int32_t n_threads, lm_model **out, double *load_ms);
+/* An engine on model with its default threads (the model's -t); prints the error. */
+bool cli_engine_new(const lm_model *model, lm_engine **out);
 
 /* Like cli_load_model, sizing the memory check for a context of n_ctx tokens (0: the model's,
  * capped at 4096). When the check is on (cli_set_mem_check), before downloading a catalog model
