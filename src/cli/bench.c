@@ -24,7 +24,11 @@ static const char BENCH_HELP[] =
     "                          (500-token system prompt + 30), of turn 5 (1,000 tokens cached +\n"
     "                          30 new) against a full re-prefill, and after partial prefill\n"
     "                          (the final call adds 5 tokens)\n"
-    "      --json              print one JSON object\n"
+    "      --parallel LIST     instead: LIST concurrent conversations (e.g. 1,4,8) on one engine,\n"
+    "                          each prefilling --prompt-tokens random tokens (default 32) and\n"
+    "                          generating -n tokens: aggregate and per-stream tok/s, TTFT\n"
+    "      --prompt-tokens N   prompt of each conversation with --parallel\n"
+    "      --json              print one JSON object (one line per count with --parallel)\n"
     "  -h, --help              show this help\n";
 
 /* Decode runs after a prompt this long, so attention has something to look at. */
@@ -136,7 +140,9 @@ int cli_bench(int argc, char **argv) {
     const char *model_path = NULL;
     int32_t *lens = NULL;
     size_t n_lens = 0;
-    int32_t n_gen = 64, n_threads = 0, reps = 3;
+    int32_t n_gen = 64, n_threads = 0, reps = 3, n_prompt_tokens = 32;
+    int32_t *par = NULL;
+    size_t n_par = 0;
     bool json = false, conversation = false;
 
     for (int i = 1; i < argc; i++) {
@@ -155,6 +161,15 @@ int cli_bench(int argc, char **argv) {
             lens = NULL;
             if (bad || !cli_parse_i32_list(cmd, "-p", v, 1, 1 << 20, &lens, &n_lens))
                 return CLI_EXIT_USAGE;
+        } else if (cli_opt(argc, argv, &i, "--parallel", NULL, &v, &bad, cmd)) {
+            free(par);
+            par = NULL;
+            if (bad || !cli_parse_i32_list(cmd, "--parallel", v, 1, 1024, &par, &n_par)) {
+                free(lens);
+                return CLI_EXIT_USAGE;
+            }
+        } else if (cli_opt(argc, argv, &i, "--prompt-tokens", NULL, &v, &bad, cmd)) {
+            if (bad || !cli_parse_i32(cmd, "--prompt-tokens", v, 1, 1 << 20, &n_prompt_tokens)) goto usage;
         } else if (cli_opt(argc, argv, &i, "-n", "--n-gen", &v, &bad, cmd)) {
             if (bad || !cli_parse_i32(cmd, "-n", v, 0, 1 << 20, &n_gen)) goto usage;
         } else if (cli_opt(argc, argv, &i, "-t", "--threads", &v, &bad, cmd)) {
@@ -198,6 +213,10 @@ int cli_bench(int argc, char **argv) {
         model_path = default_path;
     }
     if (!cli_load_model(model_path, n_threads, &model, &load_ms)) goto done;
+    if (par) {
+        rc = cli_bench_parallel(model, model_path, par, n_par, n_prompt_tokens, n_gen > 0 ? n_gen : 1, reps, json);
+        goto done;
+    }
     if (!cli_engine_new(model, &engine)) goto done;
     lm_model_info mi;
     memset(&mi, 0, sizeof mi);
@@ -333,9 +352,11 @@ done:
     free(prefill_tok_s);
     free(ttft_ms);
     free(lens);
+    free(par);
     return rc;
 
 usage:
     free(lens);
+    free(par);
     return CLI_EXIT_USAGE;
 }

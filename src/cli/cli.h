@@ -28,6 +28,9 @@ int cli_tokenize(int argc, char **argv);
 int cli_detokenize(int argc, char **argv);
 int cli_info(int argc, char **argv);
 int cli_bench(int argc, char **argv);
+/* bench --parallel (cli/bench_parallel.c): ns[0..n_ns) concurrent conversations in turn. */
+int cli_bench_parallel(lm_model *model, const char *model_path, const int32_t *ns, size_t n_ns, int32_t n_prompt,
+                       int32_t n_gen, int32_t reps, bool json);
 int cli_serve(int argc, char **argv);
 int cli_chat(int argc, char **argv);
 int cli_template(int argc, char **argv);

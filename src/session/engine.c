@@ -215,35 +215,49 @@ static bool has_work(lm_engine *e) {
     return false;
 }
 
-static void *scheduler_main(void *arg) {
-    lm_engine *e = arg;
+/* Runs one pass of whatever waits, if any (under mu; mu is let go during the pass). The batch
+ * buffers are the engine's: `running` says who is using them. */
+static bool one_pass(lm_engine *e) {
     cm_batch b;
     memset(&b, 0, sizeof b);
     b.ids = e->ids;
     b.seqs = e->seqs;
+    if (!build_pass(e, &b)) return false;
+    e->running = true;
+    e->stats.n_passes++;
+    e->stats.n_tokens += b.n_tok;
+    if (b.n_seq > 1) e->stats.n_shared++;
+    if ((int32_t)b.n_seq > e->stats.max_seqs_in_pass) e->stats.max_seqs_in_pass = (int32_t)b.n_seq;
+    pthread_mutex_unlock(&e->mu);
+    lm_forward(e->model, e->ctx, &b);
+    pthread_mutex_lock(&e->mu);
+    after_pass(e, &b);
+    e->running = false;
+    return true;
+}
+
+static void *scheduler_main(void *arg) {
+    lm_engine *e = arg;
     pthread_mutex_lock(&e->mu);
     for (;;) {
         settle(e);
         if (e->stopping) break;
-        if (!has_work(e)) {
-            pthread_cond_wait(&e->work, &e->mu);
-            continue;
-        }
-        if (!build_pass(e, &b)) {
-            pthread_cond_wait(&e->work, &e->mu);
-            continue;
-        }
-        e->stats.n_passes++;
-        e->stats.n_tokens += b.n_tok;
-        if (b.n_seq > 1) e->stats.n_shared++;
-        if ((int32_t)b.n_seq > e->stats.max_seqs_in_pass) e->stats.max_seqs_in_pass = (int32_t)b.n_seq;
-        pthread_mutex_unlock(&e->mu);
-        lm_forward(e->model, e->ctx, &b);
-        pthread_mutex_lock(&e->mu);
-        after_pass(e, &b);
+        if (e->running || !has_work(e) || !one_pass(e)) pthread_cond_wait(&e->work, &e->mu);
     }
     pthread_mutex_unlock(&e->mu);
     return NULL;
+}
+
+/* A session waiting for its evaluation runs the passes itself while the scheduler is not using
+ * the engine: a lone caller's prompt and token-by-token evaluations then cost no hand-over
+ * between threads. Passes it runs serve everyone waiting. Under mu. */
+static void drive_until_done(lm_engine *e, lm_session *s) {
+    while (!s->req->done) {
+        settle(e);
+        if (s->req->done) break;
+        if (e->running || !one_pass(e)) pthread_cond_wait(&s->cv, &e->mu);
+    }
+    pthread_cond_signal(&e->work); /* others may have work left: the scheduler takes over */
 }
 
 /* ---- the sessions' side ---- */
@@ -260,7 +274,9 @@ void engine_submit(lm_engine *e, lm_session *s) {
     if (e->tail) e->tail->next = s;
     else e->head = s;
     e->tail = s;
-    pthread_cond_signal(&e->work);
+    /* an evaluation is driven by its own thread (engine_finish) when the engine is free; a
+       generation is the scheduler's, so the caller's callbacks never hold a pass */
+    if (r->kind == REQ_GEN) pthread_cond_signal(&e->work);
     pthread_mutex_unlock(&e->mu);
 }
 
@@ -292,6 +308,7 @@ void engine_stop(lm_engine *e, lm_session *s, size_t keep) {
 
 void engine_finish(lm_engine *e, lm_session *s) {
     pthread_mutex_lock(&e->mu);
+    if (s->req->kind == REQ_EVAL) drive_until_done(e, s);
     while (!s->req->done) pthread_cond_wait(&s->cv, &e->mu);
     lm_session **pp = &e->head, *prev = NULL;
     while (*pp && *pp != s) {

@@ -78,6 +78,7 @@ struct lm_engine {
     pthread_cond_t work;      /* a request arrived or changed, or stopping */
     lm_session *head, *tail;  /* (mu) sessions with a request, oldest first */
     bool stopping;            /* (mu) */
+    bool running;             /* (mu) a pass is being run (by the scheduler or a session) */
     atomic_int refs;          /* the caller's handle and each session */
     lm_engine_stats stats;    /* (mu) */
     /* the pass being built and run: the scheduler thread only */
