@@ -67,6 +67,10 @@ typedef struct lm_file {
 /* Maps (or reads, when use_mmap is false) the whole file. Errors name the path. */
 lm_status lm_file_open(lm_file *f, const char *path, bool use_mmap, lm_error *err);
 void lm_file_close(lm_file *f);
+/* The pages of [p, p + n) of a mapped file are not needed any more (their bytes were copied into
+ * another layout): they leave the process's resident memory and are read again from the file
+ * only if touched. Whole pages inside the range only; nothing for a file read into memory. */
+void lm_file_release(const lm_file *f, const void *p, size_t n);
 /* Reads a whole file into a NUL-terminated heap buffer (freed with lm_free). */
 lm_status lm_read_text(const char *path, char **out, size_t *len, lm_error *err);
 bool lm_path_exists(const char *path);

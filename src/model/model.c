@@ -77,6 +77,12 @@ static int guess_tool_format(const lm_model *m) {
     return CHAT_TOOLS_HERMES; /* the most common convention of small chat models */
 }
 
+/* cm_net.drop: a weight the backend copied leaves resident memory (whole pages of the mapping). */
+static void drop_pages(void *user, const void *data, size_t bytes) {
+    const lm_model *m = user;
+    lm_file_release(&m->gguf->file, data, bytes);
+}
+
 /* The network description the backend runs, from the loaded hyper-parameters. */
 static void fill_net(lm_model *m) {
     const lm_hparams *hp = &m->hp;
@@ -178,6 +184,10 @@ lm_status lm_model_load(const char *path, const lm_model_params *params, lm_mode
     m->tool_format = guess_tool_format(m);
     m->n_threads = p.n_threads > 0 ? p.n_threads : lm_cpu_count();
     fill_net(m);
+    if (m->gguf) {
+        m->net.drop = drop_pages;
+        m->net.drop_user = m;
+    }
     if ((st = m->be->ops->prepare(m->be, &m->net, p.progress, p.progress_user, err))) {
         model_destroy(m);
         return st;
