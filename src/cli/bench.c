@@ -28,6 +28,10 @@ static const char BENCH_HELP[] =
     "                          each prefilling --prompt-tokens random tokens (default 32) and\n"
     "                          generating -n tokens: aggregate and per-stream tok/s, TTFT\n"
     "      --prompt-tokens N   prompt of each conversation with --parallel\n"
+    "      --long-prompt N     with --parallel K: while K conversations generate, one with an\n"
+    "                          N-token prompt joins: the largest gap between two tokens of the\n"
+    "                          K streams, and the newcomer's time to first token\n"
+    "  -c, --ctx N             context of the long conversation (default: its prompt + 16)\n"
     "      --json              print one JSON object (one line per count with --parallel)\n"
     "  -h, --help              show this help\n";
 
@@ -140,7 +144,7 @@ int cli_bench(int argc, char **argv) {
     const char *model_path = NULL;
     int32_t *lens = NULL;
     size_t n_lens = 0;
-    int32_t n_gen = 64, n_threads = 0, reps = 3, n_prompt_tokens = 32;
+    int32_t n_gen = 64, n_threads = 0, reps = 3, n_prompt_tokens = 32, long_prompt = 0, n_ctx = 0;
     int32_t *par = NULL;
     size_t n_par = 0;
     bool json = false, conversation = false;
@@ -168,6 +172,10 @@ int cli_bench(int argc, char **argv) {
                 free(lens);
                 return CLI_EXIT_USAGE;
             }
+        } else if (cli_opt(argc, argv, &i, "--long-prompt", NULL, &v, &bad, cmd)) {
+            if (bad || !cli_parse_i32(cmd, "--long-prompt", v, 1, 1 << 20, &long_prompt)) goto usage;
+        } else if (cli_opt(argc, argv, &i, "-c", "--ctx", &v, &bad, cmd)) {
+            if (bad || !cli_parse_i32(cmd, "-c", v, 1, 1 << 22, &n_ctx)) goto usage;
         } else if (cli_opt(argc, argv, &i, "--prompt-tokens", NULL, &v, &bad, cmd)) {
             if (bad || !cli_parse_i32(cmd, "--prompt-tokens", v, 1, 1 << 20, &n_prompt_tokens)) goto usage;
         } else if (cli_opt(argc, argv, &i, "-n", "--n-gen", &v, &bad, cmd)) {
@@ -213,6 +221,10 @@ int cli_bench(int argc, char **argv) {
         model_path = default_path;
     }
     if (!cli_load_model(model_path, n_threads, &model, &load_ms)) goto done;
+    if (par && long_prompt) {
+        rc = cli_bench_long_prompt(model, model_path, par[0], long_prompt, n_ctx, json);
+        goto done;
+    }
     if (par) {
         rc = cli_bench_parallel(model, model_path, par, n_par, n_prompt_tokens, n_gen > 0 ? n_gen : 1, reps, json);
         goto done;

@@ -31,6 +31,10 @@ int cli_bench(int argc, char **argv);
 /* bench --parallel (cli/bench_parallel.c): ns[0..n_ns) concurrent conversations in turn. */
 int cli_bench_parallel(lm_model *model, const char *model_path, const int32_t *ns, size_t n_ns, int32_t n_prompt,
                        int32_t n_gen, int32_t reps, bool json);
+/* bench --parallel N --long-prompt P: the largest gap between two tokens of N generating
+ * conversations while a P-token prompt joins, and that request's time to first token. */
+int cli_bench_long_prompt(lm_model *model, const char *model_path, int32_t n_streams, int32_t long_prompt,
+                          int32_t n_ctx, bool json);
 int cli_serve(int argc, char **argv);
 int cli_chat(int argc, char **argv);
 int cli_template(int argc, char **argv);
