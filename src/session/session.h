@@ -125,9 +125,11 @@ typedef struct chat_prompt {
     lm_buf text;              /* the rendered conversation */
     int32_t n_dropped;        /* messages trimmed to fit */
 } chat_prompt;
-/* Renders msgs with m's template (trimming to fit n_ctx - reserve tokens) and tokenizes. */
+/* Renders msgs with m's template (trimming to fit n_ctx - reserve tokens) and tokenizes. cancel
+ * (may be NULL) is looked at between renderings: LM_ERR_CANCELLED once it is set. */
 lm_status chat_prompt_build(const lm_model *m, size_t n_ctx, const lm_message *msgs, size_t n,
-                            const lm_chat_params *cp, size_t reserve, chat_prompt *out, lm_error *err);
+                            const lm_chat_params *cp, size_t reserve, const atomic_bool *cancel,
+                            chat_prompt *out, lm_error *err);
 void chat_prompt_free(chat_prompt *p);
 /* A chat turn on s with the prompt already built (lm_session_chat after its rendering). */
 lm_status session_chat_prompt(lm_session *s, const chat_prompt *p, const lm_gen_params *gp,
