@@ -177,6 +177,22 @@ const char *lm_token_piece(const lm_model *m, lm_token id);
 /* ---- sampling ---------------------------------------------------------------------------------- */
 
 #define LM_MAX_STOP 8
+#define LM_MAX_TOP_LOGPROBS 20
+
+/* One generated token, as token_fn sees it: its id and, when top_logprobs >= 0, its log-
+ * probability under the model (log-softmax of the raw logits: before temperature, penalties and
+ * the other samplers) and the n_top most likely tokens at that step, most likely first. The
+ * arrays are valid during the call only. */
+typedef struct lm_token_info {
+    lm_token id;
+    float logprob;
+    int32_t n_top;
+    const lm_token *top_ids;
+    const float *top_logprobs;
+} lm_token_info;
+/* Called for each generated token, in order, before its text reaches the piece callback (on the
+ * same thread). Return non-zero to stop, as the piece callback does. */
+typedef int (*lm_token_fn)(const lm_token_info *info, void *user);
 
 typedef struct lm_gen_params {
     int32_t max_tokens;        /* <= 0: until the context is full */
@@ -191,6 +207,11 @@ typedef struct lm_gen_params {
     uint64_t seed;
     const char *stop[LM_MAX_STOP]; /* stop strings (NULL-terminated list); never delivered */
     bool ignore_eos;           /* keep going past end-of-generation tokens */
+    lm_token_fn token_fn;      /* may be NULL: called for each generated token */
+    void *token_user;
+    int32_t top_logprobs;      /* -1 (default): no log-probabilities; 0..LM_MAX_TOP_LOGPROBS:
+                                  token_fn gets each token's log-probability and this many of the
+                                  most likely alternatives */
 } lm_gen_params;
 
 lm_gen_params lm_gen_default_params(void);

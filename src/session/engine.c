@@ -16,6 +16,7 @@
  * A new request joins at the next pass; a finished or cancelled one leaves at once. */
 #include "session/session.h"
 
+#include <math.h>
 #include <stdio.h>
 
 lm_engine_params lm_engine_default_params(void) {
@@ -143,6 +144,30 @@ static size_t build_pass(lm_engine *e, cm_batch *b) {
     return n_seq;
 }
 
+/* The log-probability of id and the n most likely tokens under the raw logits x (log-softmax). */
+static void log_probs(const float *x, size_t V, lm_token id, int32_t n, req_tok *t) {
+    float mx = x[0];
+    for (size_t i = 1; i < V; i++) mx = x[i] > mx ? x[i] : mx;
+    double sum = 0;
+    for (size_t i = 0; i < V; i++) sum += exp((double)x[i] - mx);
+    float lse = mx + (float)log(sum);
+    t->logprob = x[id] - lse;
+    /* the n best by insertion into a short sorted list */
+    int32_t k = 0;
+    for (size_t i = 0; i < V && n > 0; i++) {
+        float v = x[i];
+        if (k == n && v <= x[t->top_ids[k - 1]]) continue;
+        int32_t j = k < n ? k++ : n - 1;
+        while (j > 0 && x[t->top_ids[j - 1]] < v) {
+            t->top_ids[j] = t->top_ids[j - 1];
+            j--;
+        }
+        t->top_ids[j] = (lm_token)i;
+    }
+    t->n_top = k;
+    for (int32_t j = 0; j < k; j++) t->top_lp[j] = x[t->top_ids[j]] - lse;
+}
+
 /* Samples the next token of a generating request from the logits of its last evaluated token,
  * or ends it (under mu). */
 static void gen_next(lm_engine *e, lm_session *s) {
@@ -160,6 +185,8 @@ static void gen_next(lm_engine *e, lm_session *s) {
         req_end(r, LM_OK, LM_FINISH_LENGTH, NULL);
         return;
     }
+    size_t V = (size_t)m->hp.n_vocab;
+    if (r->raw) memcpy(r->raw, s->logits, V * sizeof(float));
     lm_token id = smp_sample(r->smp, s->logits, s->tokens.ids, s->tokens.n);
     s->logits_valid = false; /* the sampler works on them in place */
     if (!r->ignore_eos && lm_model_is_eog(m, id)) {
@@ -167,7 +194,10 @@ static void gen_next(lm_engine *e, lm_session *s) {
         req_end(r, LM_OK, LM_FINISH_STOP, NULL);
         return;
     }
-    r->out[(r->out_head + r->out_n) % REQ_QUEUE] = id;
+    req_tok *t = &r->out[(r->out_head + r->out_n) % REQ_QUEUE];
+    t->id = id;
+    t->n_top = 0;
+    if (r->raw) log_probs(r->raw, V, id, r->top_logprobs, t);
     r->out_n++;
     r->n_sampled++;
     if (r->n_sampled >= r->max_new) {
@@ -280,7 +310,7 @@ void engine_submit(lm_engine *e, lm_session *s) {
     pthread_mutex_unlock(&e->mu);
 }
 
-size_t engine_wait_tokens(lm_engine *e, lm_session *s, lm_token *out, size_t cap, bool *done) {
+size_t engine_wait_tokens(lm_engine *e, lm_session *s, req_tok *out, size_t cap, bool *done) {
     seq_req *r = s->req;
     pthread_mutex_lock(&e->mu);
     while (!r->done && r->out_n == 0) pthread_cond_wait(&s->cv, &e->mu);
