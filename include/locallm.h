@@ -121,7 +121,8 @@ typedef struct lm_engine_params {
                                  0: 512 */
     int32_t max_seqs;         /* sessions whose tokens one pass may hold; 0: 16 */
     int32_t prefill_chunk;    /* tokens of a prompt per pass while other sessions are generating,
-                                 so a long prompt never stalls their streams; 0: 64 */
+                                 so a long prompt never stalls their streams (the chunk is also
+                                 cut so such a pass stays near 120 ms); 0: 128 */
 } lm_engine_params;
 
 lm_engine_params lm_engine_default_params(void);

@@ -9,8 +9,9 @@
  *  - every generating session with a token to evaluate gets its one token (decode), unless it is
  *    REQ_QUEUE tokens ahead of its thread;
  *  - then prompts, oldest request first, get what is left of max_batch tokens: each at most its
- *    n_batch, and at most prefill_chunk while any session is generating (so a long prompt is
- *    spread over passes and never stalls the streams of the others);
+ *    n_batch, and while any session is generating at most a chunk that keeps such a pass near
+ *    PASS_TARGET_MS (adapted to the measured pass times, at most prefill_chunk), so a long prompt
+ *    is spread over passes and never stalls the streams of the others;
  *  - a request that wants the logits of every prompt token runs alone in its passes;
  *  - at most max_seqs sessions per pass, and max_logits rows of logits.
  * A new request joins at the next pass; a finished or cancelled one leaves at once. */
@@ -118,7 +119,10 @@ static size_t build_pass(lm_engine *e, cm_batch *b) {
         n_tok++;
         n_seq++;
     }
-    size_t chunk = decoding ? (size_t)e->p.prefill_chunk : max_batch;
+    /* beside generating sessions a prompt goes in chunks sized so that a pass stays near
+       PASS_TARGET_MS (see adapt_chunk), never more than prefill_chunk */
+    size_t chunk = decoding ? (size_t)e->chunk : max_batch;
+    e->mixed = false;
     for (lm_session *s = e->head; s && n_seq < max_seqs && n_tok < max_batch; s = s->next) {
         if (part_of(s) != PART_PROMPT || wants_all_logits(s->req)) continue;
         seq_req *r = s->req;
@@ -132,6 +136,7 @@ static size_t build_pass(lm_engine *e, cm_batch *b) {
         memcpy(e->ids + n_tok, r->ids + r->n_done, n * sizeof *e->ids);
         e->seqs[n_seq] = (cm_seq){.kv = s->kv, .t0 = n_tok, .n = n, .pos0 = s->tokens.n,
                                   .n_logits = last ? 1 : 0, .logits = s->logits};
+        e->mixed = e->mixed || (decoding && n > 1);
         e->seq_sess[n_seq] = s;
         e->seq_final[n_seq] = false;
         n_logits += last ? 1 : 0;
@@ -247,6 +252,19 @@ static bool has_work(lm_engine *e) {
 
 /* Runs one pass of whatever waits, if any (under mu; mu is let go during the pass). The batch
  * buffers are the engine's: `running` says who is using them. */
+/* A pass that held both generating sessions and a prompt's chunk: the next chunk is scaled so
+ * that such a pass takes about PASS_TARGET_MS (a token of the generating sessions then never
+ * waits much longer than that: attention over a long prompt's growing context makes later chunks
+ * dearer, and the chunk follows). */
+#define PASS_TARGET_MS 120.0
+
+static void adapt_chunk(lm_engine *e, double ms) {
+    if (!e->mixed || ms <= 0) return;
+    double c = e->chunk * PASS_TARGET_MS / ms;
+    c = c < 8 ? 8 : c > e->p.prefill_chunk ? e->p.prefill_chunk : c;
+    e->chunk = 0.5 * e->chunk + 0.5 * c; /* smoothed: one slow pass (preemption) does not halve it */
+}
+
 static bool one_pass(lm_engine *e) {
     cm_batch b;
     memset(&b, 0, sizeof b);
@@ -259,8 +277,11 @@ static bool one_pass(lm_engine *e) {
     if (b.n_seq > 1) e->stats.n_shared++;
     if ((int32_t)b.n_seq > e->stats.max_seqs_in_pass) e->stats.max_seqs_in_pass = (int32_t)b.n_seq;
     pthread_mutex_unlock(&e->mu);
+    double t0 = lm_time_ms();
     lm_forward(e->model, e->ctx, &b);
+    double ms = lm_time_ms() - t0;
     pthread_mutex_lock(&e->mu);
+    adapt_chunk(e, ms);
     after_pass(e, &b);
     e->running = false;
     return true;
@@ -394,7 +415,7 @@ lm_status lm_engine_new(const lm_model *m, const lm_engine_params *pp, lm_engine
     if (p.n_threads == 0) p.n_threads = m->n_threads;
     if (p.max_batch == 0) p.max_batch = 512;
     if (p.max_seqs == 0) p.max_seqs = 16;
-    if (p.prefill_chunk == 0) p.prefill_chunk = 64;
+    if (p.prefill_chunk == 0) p.prefill_chunk = 128;
     if (p.max_seqs > p.max_batch) p.max_seqs = p.max_batch;
     lm_engine *e = lm_calloc(1, sizeof *e);
     if (!e) return lm_fail_nomem(err, "engine");
@@ -405,6 +426,7 @@ lm_status lm_engine_new(const lm_model *m, const lm_engine_params *pp, lm_engine
     e->model = m;
     e->p = p;
     e->max_logits = (size_t)p.max_seqs;
+    e->chunk = p.prefill_chunk < 32 ? p.prefill_chunk : 32; /* grows to what the pass times allow */
     size_t T = (size_t)p.max_batch, S = (size_t)p.max_seqs;
     e->ids = lm_malloc(T * sizeof *e->ids);
     e->seqs = lm_calloc(S, sizeof *e->seqs);

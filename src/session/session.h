@@ -83,6 +83,8 @@ struct lm_engine {
     cm_ctx *ctx;
     lm_engine_params p;
     size_t max_logits;        /* rows of logits a pass may hold for several sessions */
+    double chunk;             /* (mu) tokens of a prompt per pass beside generating sessions */
+    bool mixed;               /* (mu) the pass being run holds both */
     pthread_t thread;
     bool thread_started;
     pthread_mutex_t mu;
