@@ -66,13 +66,21 @@ typedef struct lm_model_params {
     void *log_user;
     const char *chat_template;/* NULL: the model's own; else a built-in name ("llama3", "mistral",
                                  "chatml", "zephyr") or Jinja source text. Copied. */
+    bool vocab_only;          /* load only the vocabulary and chat template: no weights are read
+                                 and the path may also be a tokenizer.json file or a folder of
+                                 tokenizer files alone (see lm_model_load) */
 } lm_model_params;
 
 lm_model_params lm_model_default_params(void);
 
 /* Loads a GGUF file or a Hugging Face model folder (safetensors + config.json, MLX quantized
  * folders too). On success *out owns the model; free it with lm_model_free(). Sessions made from
- * a model must be freed before it; a session used after its model is freed reports LM_ERR_MISUSE. */
+ * a model must be freed before it; a session used after its model is freed reports LM_ERR_MISUSE.
+ * With params->vocab_only the path may also be a tokenizer.json file (one named tokenizer.json
+ * brings its folder's tokenizer_config.json and chat_template.jinja) or a folder holding
+ * tokenizer.json without weights; such a model tokenizes, detokenizes and renders chat
+ * templates (lm_n_vocab counts the tokenizer's vocabulary), and lm_session_new refuses it with
+ * LM_ERR_UNSUPPORTED. */
 lm_status lm_model_load(const char *path, const lm_model_params *params, lm_model **out,
                         lm_error *err);
 void lm_model_free(lm_model *m);

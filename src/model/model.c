@@ -80,7 +80,8 @@ lm_status lm_model_load(const char *path, const lm_model_params *params, lm_mode
         return lm_fail(err, LM_ERR_CANCELLED, "%s: loading cancelled", path);
     }
     lm_status st;
-    if (lm_is_dir(path)) st = lm_model_load_hf(m, path, &p, err);
+    if (p.vocab_only) st = lm_model_load_vocab(m, path, &p, err);
+    else if (lm_is_dir(path)) st = lm_model_load_hf(m, path, &p, err);
     else if (lm_path_exists(path)) st = lm_model_load_gguf(m, path, &p, err);
     else st = lm_fail(err, LM_ERR_IO, "%s: no such file or folder", path);
     if (st) {
@@ -114,7 +115,8 @@ lm_status lm_model_load(const char *path, const lm_model_params *params, lm_mode
             return lm_fail_nomem(err, "chat template");
         }
     }
-    m->n_threads = p.n_threads > 0 ? p.n_threads : lm_cpu_count();
+    /* a vocabulary alone never runs the model: one thread, no workers */
+    m->n_threads = p.vocab_only ? 1 : p.n_threads > 0 ? p.n_threads : lm_cpu_count();
     m->pool = lm_pool_new(m->n_threads);
     m->cm = m->pool ? cm_ctx_new(m->pool, p.force_ref_kernels) : NULL;
     if (!m->cm) {
@@ -125,7 +127,9 @@ lm_status lm_model_load(const char *path, const lm_model_params *params, lm_mode
         model_release(m);
         return lm_fail(err, LM_ERR_CANCELLED, "%s: loading cancelled", path);
     }
-    if (!build_quant_summary(m)) {
+    if (p.vocab_only) {
+        snprintf(m->quant_summary, sizeof m->quant_summary, "none (vocabulary only)");
+    } else if (!build_quant_summary(m)) {
         model_release(m);
         return lm_fail_nomem(err, "weight type summary");
     }

@@ -39,6 +39,8 @@ lm_status lm_session_new(lm_model *m, const lm_session_params *p, lm_session **o
     if (!out) return lm_fail(err, LM_ERR_MISUSE, "lm_session_new: out is NULL");
     *out = NULL;
     if (!m || m->magic != LM_MODEL_MAGIC) return lm_fail(err, LM_ERR_MISUSE, "lm_session_new: the model is NULL or freed");
+    if (!m->layers)
+        return lm_fail(err, LM_ERR_UNSUPPORTED, "%s: loaded with vocab_only: it tokenizes and renders templates, but has no weights to run", m->path);
     lm_session_params sp = p ? *p : lm_session_default_params();
     size_t n_ctx = sp.n_ctx > 0 ? (size_t)sp.n_ctx : (size_t)LM_MIN(m->hp.n_ctx_train, 4096);
     size_t n_batch = sp.n_batch > 0 ? (size_t)sp.n_batch : 64;
