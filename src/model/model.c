@@ -81,6 +81,8 @@ lm_status lm_model_load(const char *path, const lm_model_params *params, lm_mode
     }
     lm_status st;
     if (p.vocab_only) st = lm_model_load_vocab(m, path, &p, err);
+    else if (lm_is_dir(path) && lm_model_is_tokenizer_only(path))
+        st = lm_fail(err, LM_ERR_UNSUPPORTED, "%s: a tokenizer without a model (tokenizer.json, no config.json): it can tokenize and render templates (vocab_only), not run", path);
     else if (lm_is_dir(path)) st = lm_model_load_hf(m, path, &p, err);
     else if (lm_path_exists(path)) st = lm_model_load_gguf(m, path, &p, err);
     else st = lm_fail(err, LM_ERR_IO, "%s: no such file or folder", path);

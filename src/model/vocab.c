@@ -53,6 +53,14 @@ static lm_status load_gguf(lm_model *m, const char *path, const lm_model_params 
     return LM_OK;
 }
 
+bool lm_model_is_tokenizer_only(const char *dir) {
+    char *tj = lm_path_join(dir, "tokenizer.json"), *cj = lm_path_join(dir, "config.json");
+    bool yes = tj && cj && lm_path_exists(tj) && !lm_path_exists(cj);
+    lm_free(tj);
+    lm_free(cj);
+    return yes;
+}
+
 lm_status lm_model_load_vocab(lm_model *m, const char *path, const lm_model_params *p, lm_error *err) {
     lm_status st;
     m->format = "tokenizer";
