@@ -319,6 +319,7 @@ typedef struct player {
     bool remove_files;   /* the WAVs are ours (a temporary folder): deleted once played */
     clip *head, *tail;
     pid_t pid;           /* the player process now playing; 0 when none */
+    bool killed;         /* player_stop ended it: however it exits, that is no failure */
     bool stopped;        /* player_stop ran this turn: later clips are dropped, not played */
     bool quit;
     /* this turn's playback (player_reset clears it) */
@@ -405,10 +406,9 @@ static void *player_main(void *arg) {
             while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
             }
             pthread_mutex_lock(&pl->mu);
-            /* a player we stopped (SIGTERM) did not fail */
-            bool stopped = WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM;
-            if (!stopped && !(WIFEXITED(status) && WEXITSTATUS(status) == 0)) pl->failed = true;
+            if (!pl->killed && !(WIFEXITED(status) && WEXITSTATUS(status) == 0)) pl->failed = true;
             pl->pid = 0;
+            pl->killed = false;
         } else {
             pl->failed = true;
         }
@@ -469,7 +469,10 @@ static void player_stop(player *pl) {
     }
     pl->head = pl->tail = NULL;
     pl->stopped = true;
-    if (pl->pid > 0) kill(pl->pid, SIGTERM);
+    if (pl->pid > 0 && !pl->killed) {
+        kill(pl->pid, SIGTERM);
+        pl->killed = true;
+    }
     pthread_cond_broadcast(&pl->cv);
     pthread_mutex_unlock(&pl->mu);
 }
@@ -819,9 +822,10 @@ static bool voice_loop(shared *sh, player *pl, turn *tmpl, convo *c, const lm_ch
     }
 }
 
-/* The folder the WAV files go to: --out-dir (made if missing), else a new temporary one in
- * tmp_dir (*made_tmp set). */
-static bool wav_folder(const voice_opts *o, char *tmp_dir, bool *made_tmp, const char **out_dir) {
+/* The folder the WAV files go to: --out-dir (made if missing), else a new temporary one
+ * ($TMPDIR, else /tmp) written into tmp_dir (cap bytes; *made_tmp set). */
+static bool wav_folder(const voice_opts *o, char *tmp_dir, size_t cap, bool *made_tmp,
+                       const char **out_dir) {
     *made_tmp = false;
     if (o->out_dir) {
         if (mkdir(o->out_dir, 0777) != 0 && errno != EEXIST) {
@@ -830,6 +834,12 @@ static bool wav_folder(const voice_opts *o, char *tmp_dir, bool *made_tmp, const
         }
         *out_dir = o->out_dir;
         return true;
+    }
+    const char *base = getenv("TMPDIR");
+    if (!base || !*base) base = "/tmp";
+    if ((size_t)snprintf(tmp_dir, cap, "%s/locallm-voice-XXXXXX", base) >= cap) {
+        cli_error("$TMPDIR is too long: %s", base);
+        return false;
     }
     if (!mkdtemp(tmp_dir)) {
         cli_error("cannot make a temporary folder: %s", strerror(errno));
@@ -863,7 +873,7 @@ int cli_voice(int argc, char **argv) {
     if (fstat(fileno(in), &st) == 0 && S_ISREG(st.st_mode)) paced = true;
 
     rc = CLI_EXIT_ERROR;
-    char tmp_dir[] = "/tmp/locallm-voice-XXXXXX";
+    char tmp_dir[4096] = "";
     bool made_tmp = false;
     const char *out_dir = NULL;
     char *default_path = NULL;
@@ -881,7 +891,7 @@ int cli_voice(int argc, char **argv) {
     bool reader_started = false;
     pthread_t th;
 
-    if (tts && !wav_folder(&o, tmp_dir, &made_tmp, &out_dir)) goto done;
+    if (tts && !wav_folder(&o, tmp_dir, sizeof tmp_dir, &made_tmp, &out_dir)) goto done;
     /* played WAVs in a folder of ours are deleted; without a player they are what is left */
     if (made_tmp && !prog) fprintf(stderr, "locallm voice: WAV files in %s\n", out_dir);
     if (prog && !(playing = player_start(&pl, prog, made_tmp))) {
