@@ -581,6 +581,79 @@ static lm_gen_params gen_params(const chat_opts *o) {
     return gp;
 }
 
+/* What answers a chat, and what it owns: the local model (unless --provider), the cloud
+ * providers, and a fallback manager over them when there is more than one. */
+typedef struct answerers {
+    char *default_path;
+    lm_model *model;
+    lm_provider *list[17];
+    size_t n_list;
+    lm_provider *manager;
+    char local_err[800]; /* why the local model is unavailable, with clouds behind it */
+} answerers;
+
+static void answerers_free(answerers *a) {
+    lm_provider_free(a->manager);
+    for (size_t k = 0; k < a->n_list; k++) lm_provider_free(a->list[k]);
+    lm_model_free(a->model);
+    free(a->default_path);
+}
+
+/* Loads the local model and opens the providers into *a, and points b at what answers.
+ * false after printing the error. */
+static bool open_answerers(const chat_opts *o, const cli_cloud *clouds, size_t n_clouds,
+                           answerers *a, backend *b) {
+    lm_error err = {0};
+    const char *model_path = o->model_path;
+    if (n_clouds > 16) {
+        cli_usage_error("chat", "at most 16 providers");
+        return false;
+    }
+    if (!o->cf.provider) {
+        if (!model_path && !(model_path = a->default_path = cli_default_chat_model())) {
+            cli_error("out of memory");
+            return false;
+        }
+        cli_load_opts lo = {.n_threads = o->n_threads, .n_ctx = o->n_ctx, .chat_template = o->tpl};
+        if (n_clouds == 0) {
+            if (!cli_load(model_path, &lo, &a->model, NULL)) return false;
+        } else if (!cli_load_quiet(model_path, &lo, &a->model, a->local_err, sizeof a->local_err)) {
+            fprintf(stderr, "locallm chat: the local model is unavailable (%s); answering with "
+                    "%s%s\n", a->local_err, clouds[0].name, n_clouds > 1 ? " and the others" : "");
+        }
+        if (a->model) {
+            lm_session_params sp = lm_session_default_params();
+            sp.n_ctx = o->n_ctx;
+            if (lm_provider_local_new(a->model, &sp, &a->list[a->n_list], &err) != LM_OK) {
+                cli_error("cannot create a session: %s", err.msg[0] ? err.msg : "unknown error");
+                return false;
+            }
+            a->n_list++;
+        }
+    }
+    for (size_t k = 0; k < n_clouds; k++) {
+        lm_openai_params op = cli_cloud_params(&clouds[k], &o->cf);
+        if (lm_provider_openai_new(&op, &a->list[a->n_list], &err) != LM_OK) {
+            cli_error("%s: %s", clouds[k].name, err.msg);
+            return false;
+        }
+        a->n_list++;
+    }
+    memset(b, 0, sizeof *b);
+    b->preferred = o->cf.provider ? o->cf.provider : "local";
+    b->local_err = a->local_err[0] ? a->local_err : NULL;
+    if (a->n_list == 1 && !b->local_err) {
+        b->p = a->list[0];
+    } else {
+        if (lm_provider_fallback_new(a->list, a->n_list, &a->manager, &err) != LM_OK) {
+            cli_error("%s", err.msg);
+            return false;
+        }
+        b->p = a->manager;
+    }
+    return true;
+}
+
 int cli_chat(int argc, char **argv) {
     const char *cmd = "chat";
     chat_opts o;
@@ -589,14 +662,11 @@ int cli_chat(int argc, char **argv) {
     o.fl = lm_gen_default_params();
     int prc = parse(argc, argv, &o);
     if (prc >= 0) return prc;
-    const char *model_path = o.model_path;
-    cli_cloud_flags cf = o.cf;
+    const cli_cloud_flags *cf = &o.cf;
     lm_gen_params gp = gen_params(&o);
     lm_chat_params cp = lm_chat_default_params();
     if (o.max_messages >= 0) cp.max_messages = o.max_messages;
-    bool verbose = o.verbose;
-
-    if (verbose)
+    if (o.verbose)
         fprintf(stderr,
                 "sampling: max %d tokens, temperature %g, top-k %d, top-p %g, min-p %g, "
                 "repeat penalty %g%s\n",
@@ -604,17 +674,17 @@ int cli_chat(int argc, char **argv) {
                 (double)gp.min_p, (double)gp.repeat_penalty,
                 gp.stop[0] ? ", with stop strings" : "");
 
-    bool want_cloud = cli_cloud_wanted(&cf);
-    if (!want_cloud && (cf.base_url || cf.model || cf.api_key_env || cf.providers_file))
+    bool want_cloud = cli_cloud_wanted(cf);
+    if (!want_cloud && (cf->base_url || cf->model || cf->api_key_env || cf->providers_file))
         return cli_usage_error(cmd, "--base-url, --model, --api-key-env and --providers need "
                                     "--provider or --fallback");
-    if (cf.provider && model_path)
+    if (cf->provider && o.model_path)
         return cli_usage_error(cmd, "--provider answers instead of a local model; drop '%s' or "
-                                    "use --fallback %s", model_path, cf.provider);
+                                    "use --fallback %s", o.model_path, cf->provider);
     cli_cloud *clouds = NULL;
     size_t n_clouds = 0;
     if (want_cloud) {
-        int crc = cli_cloud_resolve(cmd, &cf, &clouds, &n_clouds);
+        int crc = cli_cloud_resolve(cmd, cf, &clouds, &n_clouds);
         if (crc != CLI_EXIT_OK) return crc;
     }
     for (size_t k = 0; k < n_clouds; k++) {
@@ -623,85 +693,25 @@ int cli_chat(int argc, char **argv) {
                     clouds[k].name, clouds[k].api_key_env);
     }
 
-    char *default_path = NULL;
     int rc = CLI_EXIT_ERROR;
-    lm_model *model = NULL;
-    lm_provider *list[17] = {NULL};
-    size_t n_list = 0;
-    lm_provider *manager = NULL;
-    convo c = {0};
-    char local_err[800] = "";
-    lm_error err = {0};
-    if (n_clouds > 16) {
-        cli_usage_error(cmd, "at most 16 providers");
-        goto done;
-    }
-    if (!cf.provider) {
-        if (!model_path) {
-            default_path = cli_default_chat_model();
-            if (!default_path) {
-                cli_error("out of memory");
-                goto done;
-            }
-            model_path = default_path;
-        }
-        cli_load_opts lo = {.n_threads = o.n_threads, .n_ctx = o.n_ctx, .chat_template = o.tpl};
-        if (n_clouds == 0) {
-            if (!cli_load(model_path, &lo, &model, NULL)) goto done;
-        } else if (!cli_load_quiet(model_path, &lo, &model, local_err, sizeof local_err)) {
-            fprintf(stderr, "locallm chat: the local model is unavailable (%s); answering with "
-                    "%s%s\n", local_err, clouds[0].name, n_clouds > 1 ? " and the others" : "");
-        }
-        if (model) {
-            lm_session_params sp = lm_session_default_params();
-            sp.n_ctx = o.n_ctx;
-            if (lm_provider_local_new(model, &sp, &list[n_list], &err) != LM_OK) {
-                cli_error("cannot create a session: %s", err.msg[0] ? err.msg : "unknown error");
-                goto done;
-            }
-            n_list++;
-        }
-    }
-    for (size_t k = 0; k < n_clouds; k++) {
-        lm_openai_params op = cli_cloud_params(&clouds[k], &cf);
-        if (lm_provider_openai_new(&op, &list[n_list], &err) != LM_OK) {
-            cli_error("%s: %s", clouds[k].name, err.msg);
-            goto done;
-        }
-        n_list++;
-    }
+    answerers a;
+    memset(&a, 0, sizeof a);
     backend b;
-    memset(&b, 0, sizeof b);
-    b.preferred = cf.provider ? cf.provider : "local";
-    b.local_err = local_err[0] ? local_err : NULL;
-    if (n_list == 1 && !b.local_err) {
-        b.p = list[0];
-    } else {
-        if (lm_provider_fallback_new(list, n_list, &manager, &err) != LM_OK) {
-            cli_error("%s", err.msg);
-            goto done;
-        }
-        b.p = manager;
+    convo c = {0};
+    if (open_answerers(&o, clouds, n_clouds, &a, &b)) {
+        if (o.verbose)
+            for (size_t k = 0; k < n_clouds; k++)
+                fprintf(stderr, "provider %s: %s, model %s\n", clouds[k].name, clouds[k].base_url,
+                        clouds[k].model);
+        if (o.system && !convo_set_system(&c, o.system))
+            cli_error("out of memory");
+        else if (isatty(STDIN_FILENO))
+            rc = run_repl(&b, &c, &cp, &gp, o.verbose);
+        else
+            rc = run_pipe(&b, &c, &cp, &gp, o.verbose);
     }
-    if (verbose && n_clouds)
-        for (size_t k = 0; k < n_clouds; k++)
-            fprintf(stderr, "provider %s: %s, model %s\n", clouds[k].name, clouds[k].base_url,
-                    clouds[k].model);
-    if (o.system && !convo_set_system(&c, o.system)) {
-        cli_error("out of memory");
-        goto done;
-    }
-    if (isatty(STDIN_FILENO))
-        rc = run_repl(&b, &c, &cp, &gp, verbose);
-    else
-        rc = run_pipe(&b, &c, &cp, &gp, verbose);
-
-done:
     cli_messages_free(c.msgs, c.n);
-    lm_provider_free(manager);
-    for (size_t k = 0; k < n_list; k++) lm_provider_free(list[k]);
-    lm_model_free(model);
+    answerers_free(&a);
     free(clouds);
-    free(default_path);
     return rc;
 }

@@ -50,12 +50,18 @@ static void print_help(FILE *f) {
           f);
 }
 
+static const cli_option VERSION_OPTIONS[] = {{0, NULL, NULL, NULL}};
+static const cli_command VERSION_CMD = {"version", "Usage: locallm version\n",
+                                        "Prints the version of locallm.\n", VERSION_OPTIONS, NULL};
+
 static int version(int argc, char **argv) {
-    if (argc > 1 && cli_is_help(argv[1])) {
-        fputs("Usage: locallm version\n\nPrints the version of locallm.\n", stdout);
-        return CLI_EXIT_OK;
+    cli_args a;
+    cli_args_init(&a, &VERSION_CMD, argc, argv);
+    for (int id; (id = cli_args_next(&a)) != CLI_ARGS_END;) {
+        if (id == CLI_ARGS_HELP) return CLI_EXIT_OK;
+        if (id == CLI_ARGS_ERROR) return CLI_EXIT_USAGE;
+        return cli_usage_error("version", "unexpected argument '%s'", a.val);
     }
-    if (argc > 1) return cli_usage_error("version", "unexpected argument '%s'", argv[1]);
     printf("locallm %s\n", lm_version());
     return CLI_EXIT_OK;
 }

@@ -1,7 +1,8 @@
 /* cli/util.c: helpers shared by the subcommands of the locallm tool.
- * Owns: error/usage messages, strict number and list parsing, option scanning, the default model
- * path, loading a model with a progress bar and a memory check (--force), JSON string escaping and
- * the clock.
+ * Owns: error/usage messages, strict number and list parsing, the legacy option scanner, the
+ * sampling options every generating command shares (cli_gen_opt), the embedded models' paths,
+ * resolving and loading a model (progress bar, memory check and --force, --chat-template,
+ * vocab_only), reading files and streams, JSON string escaping and the clock.
  * Does not own: any subcommand's behaviour (one file per subcommand). */
 #include "cli/cli.h"
 #include "hub/hub.h"
