@@ -1,7 +1,8 @@
 /* cli/cli.h: the internal header of the locallm command-line tool.
- * Owns: what the subcommands share: error and usage reporting, strict number parsing, option
- * scanning, the default model path, model loading with a progress bar, JSON string output and a
- * clock. The CLI only calls the public API (include/locallm.h); it is allowed to print and exit.
+ * Owns: what the subcommands share: error and usage reporting, strict number parsing, the
+ * option tables (options.c) and the shared options, the embedded models' paths, model loading
+ * with a progress bar, JSON string output and a clock. The CLI calls the public API
+ * (include/locallm.h) and a few internal headers (hub, server); it is allowed to print and exit.
  * Exit codes: 0 success, 1 an error while doing the work, 2 a usage error. */
 #ifndef LM_CLI_H
 #define LM_CLI_H
