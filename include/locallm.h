@@ -79,13 +79,21 @@ typedef struct lm_model_params {
     const char *device;       /* where the weights live and every engine on them runs: NULL or
                                  "auto" (a GPU when this build has a GPU backend and one is
                                  present, else the CPU), "cpu", "cuda" or "cuda:N". Copied. */
+    bool vocab_only;          /* load only the vocabulary and chat template: no weights are read
+                                 and the path may also be a tokenizer.json file or a folder of
+                                 tokenizer files alone (see lm_model_load) */
 } lm_model_params;
 
 lm_model_params lm_model_default_params(void);
 
 /* Loads a GGUF file or a Hugging Face model folder (safetensors + config.json, MLX quantized
  * folders too) and prepares its weights for the device. On success *out is the caller's handle;
- * lm_model_free() drops it (engines made on the model keep it alive until they are freed). */
+ * lm_model_free() drops it (engines made on the model keep it alive until they are freed).
+ * With params->vocab_only the path may also be a tokenizer.json file (one named tokenizer.json
+ * brings its folder's tokenizer_config.json and chat_template.jinja) or a folder holding
+ * tokenizer.json without weights; such a model tokenizes, detokenizes and renders chat
+ * templates (lm_n_vocab counts the tokenizer's vocabulary), and lm_engine_new refuses it with
+ * LM_ERR_UNSUPPORTED. */
 lm_status lm_model_load(const char *path, const lm_model_params *params, lm_model **out,
                         lm_error *err);
 void lm_model_free(lm_model *m);

@@ -409,6 +409,8 @@ lm_status lm_engine_new(const lm_model *m, const lm_engine_params *pp, lm_engine
     if (!out) return lm_fail(err, LM_ERR_MISUSE, "lm_engine_new: out is NULL");
     *out = NULL;
     if (!m || m->magic != LM_MODEL_MAGIC) return lm_fail(err, LM_ERR_MISUSE, "lm_engine_new: the model is NULL or freed");
+    if (!m->be || !m->net.layers)
+        return lm_fail(err, LM_ERR_UNSUPPORTED, "%s: loaded with vocab_only: it tokenizes and renders templates, but has no weights to run", m->path);
     lm_engine_params p = pp ? *pp : lm_engine_default_params();
     if (p.n_threads < 0 || p.max_batch < 0 || p.max_seqs < 0 || p.prefill_chunk < 0)
         return lm_fail(err, LM_ERR_MISUSE, "lm_engine_new: n_threads, max_batch, max_seqs and prefill_chunk must not be negative");
