@@ -35,9 +35,11 @@ static const char *clip(char out[48], const char *s) {
 }
 
 /* ---- NUL inside strings ----
- * cJSON decodes "\u0000" into a NUL byte and ends the C string there, so "Hello\u0000 world"
- * would silently lose everything after it and a role "user\u0000evil" would read as "user". The
- * raw body is scanned instead: the JSON is known to be valid when this runs. */
+ * cJSON decodes "\u0000" into a NUL byte (and keeps a raw NUL byte) and the C string ends there,
+ * so "Hello\u0000 world" would silently lose everything after it and a role "user\u0000evil"
+ * would read as "user". The raw body is scanned instead, with cJSON's lexical rules (every byte
+ * up to 0x20 is white space between tokens); it has parsed when this runs, and the walk moves
+ * forward on every step whatever the bytes. */
 
 typedef struct nul_scan {
     const char *p, *end;
@@ -46,7 +48,7 @@ typedef struct nul_scan {
 } nul_scan;
 
 static void scan_ws(nul_scan *s) {
-    while (s->p < s->end && (*s->p == ' ' || *s->p == '\t' || *s->p == '\n' || *s->p == '\r')) s->p++;
+    while (s->p < s->end && (unsigned char)*s->p <= 32) s->p++;
 }
 
 /* Moves past the string at s->p (its opening quote); true when it holds a \u0000 escape.
@@ -59,6 +61,7 @@ static bool scan_str(nul_scan *s, const char **body, size_t *n) {
             if (s->p[1] == 'u' && s->end - s->p >= 6 && memcmp(s->p + 2, "0000", 4) == 0) nul = true;
             s->p += 2;
         } else {
+            if (*s->p == 0) nul = true;
             s->p++;
         }
     }
@@ -91,6 +94,7 @@ static bool scan_value(nul_scan *s, int depth) {
         s->p++;
         for (size_t i = 0;; i++) {
             scan_ws(s);
+            const char *start = s->p;
             if (s->p >= s->end) return false;
             if (*s->p == close) {
                 s->p++;
@@ -113,15 +117,19 @@ static bool scan_value(nul_scan *s, int depth) {
             if (scan_value(s, depth + 1)) return true;
             s->path_n = saved;
             s->path[saved] = 0;
+            if (s->p == start) s->p++;
         }
     }
-    while (s->p < s->end && !strchr(",]} \t\r\n", *s->p)) s->p++; /* number, true, false, null */
+    /* number, true, false, null */
+    const char *start = s->p;
+    while (s->p < s->end && *s->p != ',' && *s->p != ']' && *s->p != '}' && (unsigned char)*s->p > 32) s->p++;
+    if (s->p == start) s->p++;
     return false;
 }
 
-/* Names in path the first string of the body (a value or a key) holding "\u0000". */
+/* Names in path the first string of the body (a value or a key) holding "\u0000" or a raw NUL. */
 static bool find_nul(const char *body, size_t len, char *path, size_t cap) {
-    bool maybe = false;
+    bool maybe = memchr(body, 0, len) != NULL;
     for (size_t i = 0; i + 6 <= len && !maybe; i++)
         maybe = body[i] == '\\' && body[i + 1] == 'u' && memcmp(body + i + 2, "0000", 4) == 0;
     if (!maybe) return false;

@@ -49,6 +49,17 @@ static void test_nul_in_strings(void **state) {
     /* in a key, after nested values and escapes that look alike */
     BAD(true, "{\"a\":{\"b\":[1,{\"c\":\"\\\\u0000\"}]},\"mod\\u0000el\":1,\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}",
         "mod\\u0000el", "must not contain a NUL");
+    /* a raw NUL byte inside a string (cJSON keeps it), and NUL bytes between tokens, which cJSON
+       reads as white space: found without looping (a fuzzer's find) */
+    static const char raw[] = "{\"messages\":[{\"role\":\"user\",\"content\":\"a\0b\"}]}";
+    srv_request rq0;
+    srv_reqerr e0;
+    assert_false(srv_request_parse(raw, sizeof raw - 1, true, 4096, &rq0, &e0));
+    assert_string_equal(e0.param, "messages[0].content");
+    static const char hang[] = "\x01{\"olots_choice\":\"auto\",\"\x07e\xbe\x18w\xe4\xfe\x7f\0\0ssages\":[\0\0\0\0\0\0\0\0\0\0\0"
+                               "{\"t\x7f\\u0000max_tuncots_choice\":\"au\0\0\0\0\"}]}";
+    assert_false(srv_request_parse(hang, sizeof hang - 1, true, 4096, &rq0, &e0));
+    assert_int_equal(e0.status, 400);
     /* "\\u0000" (an escaped backslash, then text) is not a NUL, and U+0001 is allowed */
     srv_request rq;
     srv_reqerr e;
