@@ -457,9 +457,9 @@ lm_hub_params lm_hub_default_params(void);
  * huggingface_hub does (blobs/<etag>, snapshots/<commit>/<file> symlinks, refs/<revision>,
  * .locks/), so both share one cache. ref: "org/name[@revision][:QUANT]" or a catalog short name
  * ("llama3.2:3b"); for a GGUF repository one .gguf is fetched, the first whose name holds QUANT
- * (default Q4_K_M). out (cap bytes) gets the snapshot folder, or the chosen .gguf in it. Files the
- * snapshot already holds are reported LM_HUB_FILE_CACHED without a request. Offline, the cache
- * alone answers. Errors: LM_ERR_NETWORK (unreachable, HTTP errors, interrupted: run it again to
+ * (default Q4_K_M). out (cap bytes) gets the snapshot folder, or the chosen .gguf in it. After
+ * the one listing request, files the snapshot already holds are reported LM_HUB_FILE_CACHED and
+ * not asked about again. Offline, the cache alone answers. Errors: LM_ERR_NETWORK (unreachable, HTTP errors, interrupted: run it again to
  * resume), LM_ERR_FORMAT (a listing or file the hub should not send: unsafe names, hash mismatch,
  * more bytes than announced), LM_ERR_UNSUPPORTED (no usable model files), LM_ERR_IO (the cache),
  * LM_ERR_CANCELLED, LM_ERR_MISUSE (bad id or params). The library reads no environment: the

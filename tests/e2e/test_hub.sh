@@ -5,7 +5,12 @@
 # (blobs named by etag, relative symlinks, refs/main), run on a pulled GGUF and auto-download on
 # a fresh cache, an interrupted pull resumed with a Range request, a corrupted transfer rejected,
 # offline mode, ls/rm, refused ids, 401 and 404 messages, short names (run, pull, ls --available)
-# and the memory check (LM_MEM_AVAILABLE_OVERRIDE, --force). Bounded in time.
+# and the memory check (LM_MEM_AVAILABLE_OVERRIDE, --force). Hub manners (issue 19): .locks/ per
+# blob and a pull that waits for another process holding one, a complete repo pulled again without
+# a request per file and with one "up to date" line, the HF_* variables as huggingface_hub reads
+# them. Hostile repositories (issue 20): control characters in file names, a 60,000-file listing,
+# a redirect to ftp://, oversized and overflowing non-LFS files, a corrupted small file, symlink
+# loops in a cached snapshot. Bounded in time.
 set -euo pipefail
 
 CLI=${1:?usage: test_hub.sh /path/to/locallm}
