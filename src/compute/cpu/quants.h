@@ -7,7 +7,7 @@
 #ifndef LM_COMPUTE_CPU_QUANTS_H
 #define LM_COMPUTE_CPU_QUANTS_H
 
-#include "compute/backend.h"
+#include "compute/cpu/cpu.h"
 
 /* Dot product of n elements of one row of a fixed type with float x. n is a whole number of
  * blocks of the type. Never NULL once selected for a type with can_matmul. */
@@ -203,6 +203,10 @@ typedef void (*cm_gemm_prep_fn)(const float *x, size_t ldx, const cm_gemm_act *a
 typedef void (*cm_gemm_fn)(const cm_matrix *w, size_t r0, size_t r1, const cm_gemm_act *a,
                            float *y, size_t ldy, void *scratch);
 size_t cm_gemm_scratch_bytes(size_t cols, size_t n);
+/* The activation quantizer of the K types' tiles: Q8_K blocks (one scale per 256 elements) made by
+ * the quantizer cm_quantize_select gives for this CPU, in the cm_gemm_act layout, so batched and
+ * one-token products of a K-type matrix quantize alike. cols a multiple of 256. */
+cm_gemm_prep_fn cm_gemm_prep_q8k_select(uint32_t cpu_features);
 /* The tiled kernel for type on this CPU, and its activation quantizer in *prep; NULL (then use
  * cm_dequant_row and float dots) when there is none. Results equal cm_dot_ref of the row with
  * the dequantized Q8_0 activations up to float rounding. */
