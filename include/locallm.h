@@ -536,6 +536,61 @@ void lm_sentences_free(lm_sentences *s);
 /* Version string, static. */
 const char *lm_version(void);
 
+/* ---- hub downloads ------------------------------------------------------------------------------ */
+
+/* What a pull is doing with one file; lm_hub_progress_fn receives it. */
+typedef enum lm_hub_event {
+    LM_HUB_FILE_START = 0,    /* its download begins (done > 0: a partial download is resumed) */
+    LM_HUB_FILE_PROGRESS = 1, /* bytes arrived; done counts them from the file's start */
+    LM_HUB_FILE_DONE = 2,     /* complete, and verified when the hub gave its hash */
+    LM_HUB_FILE_CACHED = 3,   /* already complete in the cache: nothing was downloaded */
+    LM_HUB_FILE_WAITING = 4,  /* another process (a huggingface_hub download, another pull)
+                                 holds the file's lock in .locks/; repeated about once a second */
+} lm_hub_event;
+
+typedef struct lm_hub_progress {
+    lm_hub_event event;
+    const char *file;         /* repo-relative name ("model.safetensors"); valid during the call */
+    uint64_t done, total;     /* bytes of this file; total 0 when the hub did not say */
+    size_t index, n_files;    /* this file's place (from 0) among the n_files the pull needs */
+} lm_hub_progress;
+
+/* Called from the pulling thread. Return non-zero to cancel: the pull returns LM_ERR_CANCELLED,
+ * a partial download stays in the cache (blobs/<etag>.incomplete) and the next pull resumes it. */
+typedef int (*lm_hub_progress_fn)(const lm_hub_progress *p, void *user);
+
+typedef struct lm_hub_params {
+    const char *cache_dir;    /* required: the Hugging Face cache folder (see lm_resolve_model) */
+    const char *endpoint;     /* NULL: "https://huggingface.co" (usually from $HF_ENDPOINT) */
+    const char *token;        /* NULL: none; sent as "Authorization: Bearer ...", never logged */
+    bool offline;             /* resolve from the cache only, no network ($HF_HUB_OFFLINE) */
+    const char *const *includes; /* fnmatch globs the files must match; NULL: the files a model
+                                    needs (config, tokenizer, weights; one .gguf by :QUANT) */
+    size_t n_includes;
+    lm_hub_progress_fn progress; /* may be NULL */
+    void *progress_user;
+    int32_t etag_timeout_s;   /* metadata: seconds to connect, and for a file's HEAD to answer;
+                                 <= 0: 10 ($HF_HUB_ETAG_TIMEOUT) */
+    int32_t download_timeout_s; /* a transfer with no byte for this long fails; <= 0: 60
+                                   ($HF_HUB_DOWNLOAD_TIMEOUT) */
+} lm_hub_params;
+
+/* cache_dir NULL, the default endpoint, no token, online, timeouts 10 s and 60 s. */
+lm_hub_params lm_hub_default_params(void);
+
+/* Downloads what a model needs from the Hugging Face hub into p->cache_dir, laid out as
+ * huggingface_hub does (blobs/<etag>, snapshots/<commit>/<file> symlinks, refs/<revision>,
+ * .locks/), so both share one cache. ref: "org/name[@revision][:QUANT]" or a catalog short name
+ * ("llama3.2:3b"); for a GGUF repository one .gguf is fetched, the first whose name holds QUANT
+ * (default Q4_K_M). out (cap bytes) gets the snapshot folder, or the chosen .gguf in it. After
+ * the one listing request, files the snapshot already holds are reported LM_HUB_FILE_CACHED and
+ * not asked about again. Offline, the cache alone answers. Errors: LM_ERR_NETWORK (unreachable, HTTP errors, interrupted: run it again to
+ * resume), LM_ERR_FORMAT (a listing or file the hub should not send: unsafe names, hash mismatch,
+ * more bytes than announced), LM_ERR_UNSUPPORTED (no usable model files), LM_ERR_IO (the cache),
+ * LM_ERR_CANCELLED, LM_ERR_MISUSE (bad id or params). The library reads no environment: the
+ * caller turns $HF_* variables into params (locallm pull shows how). */
+lm_status lm_hub_pull(const char *ref, const lm_hub_params *p, char *out, size_t cap, lm_error *err);
+
 #ifdef __cplusplus
 }
 #endif

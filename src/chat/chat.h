@@ -21,7 +21,12 @@ typedef struct jinja_opts {
     size_t max_output;  /* bytes; 0: 16 MiB */
     size_t max_steps;   /* loop iterations + calls; 0: 10 million */
     size_t max_depth;   /* recursion (macros, nesting); 0: 200 */
+    /* bytes one render may hold besides its output: values, copies of the variables, captured
+     * macro and {% set %} block text, temporaries (tojson, join, ...); 0: JINJA_MAX_MEMORY */
+    size_t max_memory;
 } jinja_opts;
+
+#define JINJA_MAX_MEMORY ((size_t)128 << 20)
 
 jinja_opts jinja_default_opts(void); /* transformers' settings: trim_blocks, lstrip_blocks */
 
@@ -30,7 +35,8 @@ lm_status jinja_parse(const char *src, size_t len, jinja_template **out, lm_erro
 void jinja_free(jinja_template *t);
 /* Renders with vars, a JSON object whose members are the template's variables (messages, tools,
  * add_generation_prompt, bos_token, ...). Appends to out. raise_exception(msg) gives
- * LM_ERR_TEMPLATE with msg; runaway templates LM_ERR_TEMPLATE naming the limit. */
+ * LM_ERR_TEMPLATE with msg; runaway templates LM_ERR_TEMPLATE naming the limit (max_steps,
+ * max_output, max_depth, max_memory). A for loop over range() does not build the list. */
 lm_status jinja_render(const jinja_template *t, const cJSON *vars, const jinja_opts *opts,
                        lm_buf *out, lm_error *err);
 

@@ -49,8 +49,10 @@ int cli_rm(int argc, char **argv);
  * CLI_EXIT_USAGE for an invalid id, CLI_EXIT_ERROR on failure (printed when report is true). */
 int cli_hub_fetch(const char *ref, const char *const *includes, size_t n_includes, bool quiet,
                   bool offline, bool report, char *out, size_t cap);
-/* True when HF_HUB_OFFLINE is 1 / true / yes. */
+/* True when HF_HUB_OFFLINE (or the older TRANSFORMERS_OFFLINE) is true (cli_env_true). */
 bool cli_hub_offline(void);
+/* True when the variable is set to 1, ON, YES or TRUE in any case (huggingface_hub's rule). */
+bool cli_env_true(const char *name);
 
 /* Prints "locallm: error: <message>" to stderr; returns CLI_EXIT_ERROR. */
 int cli_error(const char *fmt, ...) CLI_PRINTF(1, 2);
@@ -224,9 +226,12 @@ bool cli_mem_check_path(const char *what, const char *path, int32_t n_ctx, int32
 struct hub_mem_need;
 bool cli_mem_check_need(const char *what, const char *verb, const struct hub_mem_need *need);
 
-/* The Hugging Face cache folder: $HF_HUB_CACHE, else $HF_HOME/hub, else
- * $XDG_CACHE_HOME/huggingface/hub, else ~/.cache/huggingface/hub. malloc'd; NULL if unknown. */
+/* The Hugging Face cache folder: $HF_HUB_CACHE (or the older $HUGGINGFACE_HUB_CACHE), else
+ * $HF_HOME/hub, else $XDG_CACHE_HOME/huggingface/hub, else ~/.cache/huggingface/hub. malloc'd;
+ * NULL if unknown. */
 char *cli_hf_cache_dir(void);
+/* The token file: $HF_TOKEN_PATH, else the HF_HOME of cli_hf_cache_dir + "/token". malloc'd. */
+char *cli_hf_token_path(void);
 
 /* Writes s as a JSON string literal (quotes included). */
 void cli_json_string(FILE *f, const char *s);

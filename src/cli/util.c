@@ -13,6 +13,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -262,23 +263,40 @@ static bool worth_a_bar(const char *path) {
     return st.st_size >= CLI_BAR_MIN_BYTES;
 }
 
+bool cli_env_true(const char *name) {
+    const char *v = getenv(name);
+    if (!v) return false;
+    return strcmp(v, "1") == 0 || strcasecmp(v, "ON") == 0 || strcasecmp(v, "YES") == 0 || strcasecmp(v, "TRUE") == 0;
+}
+
+/* huggingface_hub's HF_HOME: $HF_HOME, else $XDG_CACHE_HOME/huggingface, else
+ * ~/.cache/huggingface. Into buf; false when none is known. */
+static bool hf_home(char *buf, size_t cap) {
+    const char *home = getenv("HF_HOME");
+    if (home && *home) return (size_t)snprintf(buf, cap, "%s", home) < cap;
+    const char *xdg = getenv("XDG_CACHE_HOME");
+    if (xdg && *xdg) return (size_t)snprintf(buf, cap, "%s/huggingface", xdg) < cap;
+    const char *h = getenv("HOME");
+    if (!h || !*h) return false;
+    return (size_t)snprintf(buf, cap, "%s/.cache/huggingface", h) < cap;
+}
+
 char *cli_hf_cache_dir(void) {
     const char *c = getenv("HF_HUB_CACHE");
+    if (!c || !*c) c = getenv("HUGGINGFACE_HUB_CACHE"); /* the older name, still read by huggingface_hub */
     if (c && *c) return strdup(c);
-    char buf[4096];
-    const char *home = getenv("HF_HOME");
-    if (home && *home) {
-        snprintf(buf, sizeof buf, "%s/hub", home);
-        return strdup(buf);
-    }
-    const char *xdg = getenv("XDG_CACHE_HOME");
-    if (xdg && *xdg) {
-        snprintf(buf, sizeof buf, "%s/huggingface/hub", xdg);
-        return strdup(buf);
-    }
-    const char *h = getenv("HOME");
-    if (!h || !*h) return NULL;
-    snprintf(buf, sizeof buf, "%s/.cache/huggingface/hub", h);
+    char home[4000], buf[4096];
+    if (!hf_home(home, sizeof home)) return NULL;
+    snprintf(buf, sizeof buf, "%s/hub", home);
+    return strdup(buf);
+}
+
+char *cli_hf_token_path(void) {
+    const char *p = getenv("HF_TOKEN_PATH");
+    if (p && *p) return strdup(p);
+    char home[4000], buf[4096];
+    if (!hf_home(home, sizeof home)) return NULL;
+    snprintf(buf, sizeof buf, "%s/token", home);
     return strdup(buf);
 }
 

@@ -9,15 +9,134 @@
 #include <stdio.h>
 #include <string.h>
 
+/* The message and param go into a JSON error body and the log: lm_escape_text keeps them valid
+ * UTF-8 without control characters whatever the request quoted into them. */
 static bool fail(srv_reqerr *e, const char *param, const char *fmt, ...) LM_PRINTF(3, 4);
 static bool fail(srv_reqerr *e, const char *param, const char *fmt, ...) {
+    char tmp[512];
     va_list ap;
     va_start(ap, fmt);
     e->status = 400;
-    snprintf(e->param, sizeof e->param, "%s", param ? param : "");
-    vsnprintf(e->msg, sizeof e->msg, fmt, ap);
+    vsnprintf(tmp, sizeof tmp, fmt, ap);
     va_end(ap);
+    lm_escape_text(e->msg, sizeof e->msg, tmp, strlen(tmp));
+    snprintf(tmp, sizeof tmp, "%s", param ? param : "");
+    lm_escape_text(e->param, sizeof e->param, tmp, strlen(tmp));
     return false;
+}
+
+/* At most 40 bytes of s for quoting in a message, cut before a character, not inside one. */
+static const char *clip(char out[48], const char *s) {
+    size_t n = strlen(s);
+    if (n > 40) n = lm_utf8_complete_len(s, 40);
+    memcpy(out, s, n);
+    out[n] = 0;
+    return out;
+}
+
+/* ---- NUL inside strings ----
+ * cJSON decodes "\u0000" into a NUL byte (and keeps a raw NUL byte) and the C string ends there,
+ * so "Hello\u0000 world" would silently lose everything after it and a role "user\u0000evil"
+ * would read as "user". The raw body is scanned instead, with cJSON's lexical rules (every byte
+ * up to 0x20 is white space between tokens); it has parsed when this runs, and the walk moves
+ * forward on every step whatever the bytes. */
+
+typedef struct nul_scan {
+    const char *p, *end;
+    char path[64];
+    size_t path_n;
+} nul_scan;
+
+static void scan_ws(nul_scan *s) {
+    while (s->p < s->end && (unsigned char)*s->p <= 32) s->p++;
+}
+
+/* Moves past the string at s->p (its opening quote); true when it holds a \u0000 escape.
+ * *body and *n get its raw text between the quotes. */
+static bool scan_str(nul_scan *s, const char **body, size_t *n) {
+    bool nul = false;
+    const char *b = ++s->p;
+    while (s->p < s->end && *s->p != '"') {
+        if (*s->p == '\\' && s->p + 1 < s->end) {
+            if (s->p[1] == 'u' && s->end - s->p >= 6 && memcmp(s->p + 2, "0000", 4) == 0) nul = true;
+            s->p += 2;
+        } else {
+            if (*s->p == 0) nul = true;
+            s->p++;
+        }
+    }
+    *body = b;
+    *n = (size_t)(s->p - b);
+    if (s->p < s->end) s->p++;
+    return nul;
+}
+
+/* Appends ".key" (or "key" at the top) or "[i]" to the path; it is cut at its buffer's end. */
+static void path_push(nul_scan *s, const char *key, size_t key_n, size_t index) {
+    size_t room = sizeof s->path - s->path_n;
+    if (key)
+        snprintf(s->path + s->path_n, room, "%s%.*s", s->path_n ? "." : "", (int)LM_MIN(key_n, 40), key);
+    else
+        snprintf(s->path + s->path_n, room, "[%zu]", index);
+    s->path_n = strlen(s->path);
+}
+
+/* True when the value at s->p, or one inside it, holds a NUL; s->path then names it. */
+static bool scan_value(nul_scan *s, int depth) {
+    scan_ws(s);
+    if (s->p >= s->end || depth > 2000) return false;
+    const char *t;
+    size_t n;
+    if (*s->p == '"') return scan_str(s, &t, &n);
+    if (*s->p == '{' || *s->p == '[') {
+        bool obj = *s->p == '{';
+        char close = obj ? '}' : ']';
+        s->p++;
+        for (size_t i = 0;; i++) {
+            scan_ws(s);
+            const char *start = s->p;
+            if (s->p >= s->end) return false;
+            if (*s->p == close) {
+                s->p++;
+                return false;
+            }
+            if (*s->p == ',') {
+                s->p++;
+                scan_ws(s);
+            }
+            size_t saved = s->path_n;
+            if (obj) {
+                bool key_nul = scan_str(s, &t, &n);
+                path_push(s, t, n, 0);
+                if (key_nul) return true;
+                scan_ws(s);
+                if (s->p < s->end && *s->p == ':') s->p++;
+            } else {
+                path_push(s, NULL, 0, i);
+            }
+            if (scan_value(s, depth + 1)) return true;
+            s->path_n = saved;
+            s->path[saved] = 0;
+            if (s->p == start) s->p++;
+        }
+    }
+    /* number, true, false, null */
+    const char *start = s->p;
+    while (s->p < s->end && *s->p != ',' && *s->p != ']' && *s->p != '}' && (unsigned char)*s->p > 32) s->p++;
+    if (s->p == start) s->p++;
+    return false;
+}
+
+/* Names in path the first string of the body (a value or a key) holding "\u0000" or a raw NUL. */
+static bool find_nul(const char *body, size_t len, char *path, size_t cap) {
+    bool maybe = memchr(body, 0, len) != NULL;
+    for (size_t i = 0; i + 6 <= len && !maybe; i++)
+        maybe = body[i] == '\\' && body[i + 1] == 'u' && memcmp(body + i + 2, "0000", 4) == 0;
+    if (!maybe) return false;
+    nul_scan s = {.p = body, .end = body + len};
+    if (!scan_value(&s, 0)) return false;
+    snprintf(path, cap, "%s", s.path_n ? s.path : "(the body)");
+    return true;
 }
 
 static bool keep(srv_request *rq, char *s, size_t cap) {
@@ -83,9 +202,10 @@ static bool message_content(srv_request *rq, size_t cap, const cJSON *c, size_t 
             return fail(e, param, "'%s[%zu]' must be an object with a string 'type'", param, k);
         }
         if (strcmp(type->valuestring, "text") != 0) {
+            char q[48];
             lm_buf_free(&b);
-            return fail(e, param, "'%s[%zu]': content part type '%.40s' is not supported (only 'text')",
-                        param, k, type->valuestring);
+            return fail(e, param, "'%s[%zu]': content part type '%s' is not supported (only 'text')",
+                        param, k, clip(q, type->valuestring));
         }
         if (!cJSON_IsString(text)) {
             lm_buf_free(&b);
@@ -126,9 +246,10 @@ static bool parse_messages(srv_request *rq, const cJSON *msgs, srv_reqerr *e) {
         const char *r = NULL;
         for (size_t k = 0; k < sizeof ROLES / sizeof ROLES[0]; k++)
             if (strcmp(role->valuestring, ROLES[k]) == 0) r = ROLES[k];
+        char q[48];
         if (!r)
-            return fail(e, param, "'%s': unknown role '%.40s' (expected system, user, assistant or tool)",
-                        param, role->valuestring);
+            return fail(e, param, "'%s': unknown role '%s' (expected system, user, assistant or tool)",
+                        param, clip(q, role->valuestring));
         /* Templates know "system"; OpenAI's newer "developer" means the same here. */
         rq->msgs[i].role = strcmp(r, "developer") == 0 ? "system" : r;
         if (!message_content(rq, cap, cJSON_GetObjectItemCaseSensitive(m, "content"), i,
@@ -290,9 +411,10 @@ static bool parse_misc(srv_request *rq, const cJSON *root, srv_reqerr *e) {
         const cJSON *type = cJSON_GetObjectItemCaseSensitive(rf, "type");
         if (!cJSON_IsObject(rf) || !cJSON_IsString(type))
             return fail(e, "response_format", "'response_format' must be an object with a string 'type'");
+        char q[48];
         if (strcmp(type->valuestring, "text") != 0)
-            return fail(e, "response_format", "response_format type '%.40s' is not supported (only 'text')",
-                        type->valuestring);
+            return fail(e, "response_format", "response_format type '%s' is not supported (only 'text')",
+                        clip(q, type->valuestring));
     }
     return true;
 }
@@ -337,6 +459,11 @@ bool srv_request_parse(const char *body, size_t len, bool chat, int32_t n_ctx, s
     }
     if (!cJSON_IsObject(rq->root)) {
         fail(e, NULL, "the request body must be a JSON object");
+        goto done;
+    }
+    char nul_at[64];
+    if (find_nul(body, len, nul_at, sizeof nul_at)) {
+        fail(e, nul_at, "'%s' must not contain a NUL character (\\u0000)", nul_at);
         goto done;
     }
     if (!parse_misc(rq, rq->root, e) || !parse_sampling(rq, rq->root, n_ctx, e)) goto done;
