@@ -154,7 +154,7 @@ CPU_SRCS=(src/core/*.c $(ls src/compute/cpu/*.c | grep -v -e '_avx2\.c$' -e '_av
 for t in test_quants test_quants_mlx test_attention test_pool; do
     [ -f "tests/unit/$t.c" ] || continue
     "$CC_ARM" "${COMMON[@]}" -O2 -I"$B/inc" -Itests/arm/cmocka -Itests/unit "${CPU_SRCS[@]}" "$B/test_kernels_arm.neon.o" \
-        tests/arm/cjson_stub.c tests/arm/engine_stub.c tests/arm/cmocka/cmocka_shim.c tests/unit/testutil.c \
+        tests/arm/cjson_stub.c tests/arm/cmocka/cmocka_shim.c tests/unit/testutil.c \
         "tests/unit/$t.c" "${LINK[@]}" -o "$B/$t"
     if [ "$native" = 1 ]; then
         LM_TEST_DATA=$PWD/tests/data LM_SOURCE_DIR=$PWD "$B/$t" | tail -1
