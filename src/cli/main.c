@@ -24,6 +24,7 @@ static const command COMMANDS[] = {
     {"pull", cli_pull, "download a model from the Hugging Face hub into its cache"},
     {"ls", cli_ls, "list the models in the Hugging Face cache"},
     {"rm", cli_rm, "remove a model from the Hugging Face cache"},
+    {"convert", cli_convert, "convert a Hugging Face or MLX folder to GGUF (any quant type) or MLX"},
     {"version", NULL, "print the version"},
 };
 
