@@ -256,7 +256,7 @@ static lm_status assign_types(conv *c) {
     int n_attn_v = 0, i_attn_v = 0, n_fallback = 0;
     for (size_t i = 0; i < c->n_t; i++) {
         has_output |= c->t[i].role == R_OUTPUT;
-        n_attn_v += c->t[i].role == R_V || c->t[i].role == R_QKV;
+        n_attn_v += (c->t[i].role == R_V || c->t[i].role == R_QKV) && !c->t[i].bias; /* weights only */
     }
     for (size_t i = 0; i < c->n_t; i++) {
         plan *pl = &c->t[i];
