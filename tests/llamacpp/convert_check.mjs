@@ -28,6 +28,9 @@ import fs from "node:fs";
 import path from "node:path";
 import { getLlama, LlamaLogLevel } from "node-llama-cpp";
 
+// One thread on each side: ctest runs tests two at a time on small machines, where spinning
+// thread pools of two engines at once would only slow each other down.
+
 const NEAR_TIE = 0.25;          // logits: beyond the engines' compute noise (RMS 0.04-0.12)
 const RMS_MAX = 0.3, RMS_MEAN_MAX = 0.15;
 const TINYCHAT_TYPES = ["F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q4_K_M", "Q5_K_M", "Q6_K"];
@@ -54,25 +57,25 @@ function locallm(argv) {
 
 function convert(src, out, type) {
     const t0 = Date.now();
-    locallm(["convert", src, "-o", out, "--type", type, "-q", "-t", "2"]);
+    locallm(["convert", src, "-o", out, "--type", type, "-q", "-t", "1"]);
     return Date.now() - t0;
 }
 
 // locallm's greedy continuation and, per prompt position, its top-2 (id, logit)
 function localEval(file, ids, nGreedy, top = 2) {
-    const j = JSON.parse(locallm(["eval", file, "--ids", ids.join(","), "--top", String(top), "--greedy", String(nGreedy), "--json", "-t", "2"]));
+    const j = JSON.parse(locallm(["eval", file, "--ids", ids.join(","), "--top", String(top), "--greedy", String(nGreedy), "--json", "-t", "1"]));
     return { greedy: j.greedy ?? [], top: j.positions.map((p) => p.top) };
 }
 
 const llama = await getLlama({
     gpu: false, build: "never", usePrebuiltBinaries: true, skipDownload: true, progressLogs: false,
-    maxThreads: 2, logLevel: LlamaLogLevel.error, logger: () => {}
+    maxThreads: 1, logLevel: LlamaLogLevel.error, logger: () => {}
 });
 if (llama.gpu !== false) throw new Error(`expected a CPU-only llama.cpp, got gpu=${llama.gpu}`);
 
 async function withModel(file, fn) {
     const model = await llama.loadModel({ modelPath: file, gpuLayers: 0, useMmap: true });
-    const context = await model.createContext({ contextSize: 512, batchSize: 512, sequences: 1, threads: { ideal: 2, min: 1 }, ignoreMemorySafetyChecks: true });
+    const context = await model.createContext({ contextSize: 512, batchSize: 512, sequences: 1, threads: { ideal: 1, min: 1 }, ignoreMemorySafetyChecks: true });
     try {
         return await fn(model, context.getSequence());
     } finally {
