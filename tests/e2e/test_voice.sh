@@ -171,6 +171,7 @@ PY
 pass
 
 # ---- the server's x_sentences: a streamed chat sends one whole sentence per chunk ----
+: >"$TMP/srv.log" # exists before the first read below
 "$CLI" serve "$MODEL" --port 0 2>"$TMP/srv.log" &
 SRV=$!
 trap 'kill $SRV 2>/dev/null || true; rm -rf "$TMP"' EXIT
