@@ -1,7 +1,8 @@
 /* tests/unit/test_convert.c: lm_convert (`locallm convert`) read back by locallm itself; the same
  * files against llama.cpp are tests/llamacpp/test_convert_llamacpp.sh.
  *  - Every architecture fixture (llama 3 with rope_freqs, sharded llama 2, mistral, qwen2, qwen3
- *    with its q/k norms, phi3, and an MLX 4-bit qwen3) converted to an F32 GGUF reproduces
+ *    with its q/k norms, phi3, the sliding-window phi3 and mistral, and an MLX 4-bit qwen3 against
+ *    its own folder) converted to an F32 GGUF reproduces
  *    transformers' references (tests/data/models/<name>/refs.json) at 1e-4 relative, and its 24
  *    greedy tokens: names, q/k row order, norms, biases and RoPE metadata are right.
  *  - tinychat converted to every GGUF type: the per-tensor types are llama.cpp's mix, the logits
@@ -154,6 +155,7 @@ static void test_fixtures_f32(void **state) {
     check_refs("qwen3-f32", "bpe", 1e-4);    /* q/k norms, head_dim 32 with hidden 64 */
     check_refs("phi3-f32", "spm", 1e-4);     /* fused qkv and gate_up */
     check_refs("phi3-swa-f32", "spm", 1e-4); /* sliding window 24: phi3.attention.sliding_window */
+    check_refs("mistral-swa-f32", "spm", 1e-4); /* window 32, as llama.attention.sliding_window */
 }
 
 /* The Qwen3 GGUF carries qwen3's keys and the q/k norm tensors. */
