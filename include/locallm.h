@@ -531,6 +531,32 @@ const char *lm_sentences_errmsg(const lm_sentences *s);
 /* Accepts NULL. */
 void lm_sentences_free(lm_sentences *s);
 
+/* ---- converting models ------------------------------------------------------------------------ */
+
+typedef struct lm_convert_params {
+    const char *format;       /* "gguf" or "mlx"; NULL: "gguf" when the output ends in ".gguf" */
+    const char *type;         /* GGUF: llama.cpp's names, case-insensitive: F32, F16 (NULL: F16),
+                                 BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K_M, Q5_K_M, Q6_K; the
+                                 quantized ones use llama.cpp's per-tensor mix */
+    int32_t mlx_bits;         /* MLX: 4 or 8 (0: 4) */
+    int32_t mlx_group_size;   /* MLX: 32 or 64 (0: 64) */
+    bool vocab_only;          /* GGUF: metadata and tokenizer only, no tensors */
+    int32_t n_threads;        /* 0: one per online core */
+    lm_progress_fn progress;  /* may be NULL; return non-zero to cancel */
+    void *progress_user;
+    lm_log_fn log;            /* may be NULL */
+    void *log_user;
+} lm_convert_params;
+
+lm_convert_params lm_convert_default_params(void);
+
+/* Converts a Hugging Face model folder (safetensors f32/f16/bf16, sharded or not, or MLX
+ * quantized) into a GGUF file at out (metadata as llama.cpp's converter writes it: architecture,
+ * hyper-parameters, tokenizer, chat template) or, with format "mlx", a new MLX folder out
+ * (which must not exist). Nothing is left at out on failure: files are written under a temporary
+ * name and renamed when complete. */
+lm_status lm_convert(const char *src, const char *out, const lm_convert_params *p, lm_error *err);
+
 /* ---- misc --------------------------------------------------------------------------------------- */
 
 /* Version string, static. */

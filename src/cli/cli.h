@@ -43,6 +43,7 @@ int cli_voice(int argc, char **argv);
 int cli_pull(int argc, char **argv);
 int cli_ls(int argc, char **argv);
 int cli_rm(int argc, char **argv);
+int cli_convert(int argc, char **argv);
 
 /* pull.c: downloads (or, offline, finds in the cache) ref "org/name[@rev][:QUANT]" with the
  * HF_ENDPOINT / HF_TOKEN settings; out gets the snapshot folder or the chosen .gguf. Returns

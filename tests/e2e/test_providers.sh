@@ -37,6 +37,7 @@ fail() {
 serve() {
     local name=$1
     shift
+    : >"$TMP/$name.log" # exists before the first read below (the background redirection may lag)
     "$CLI" serve "$@" --port 0 2>"$TMP/$name.log" &
     PIDS+=($!)
     SERVERS+=("$!:$name")
