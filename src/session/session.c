@@ -183,7 +183,10 @@ lm_status session_generate_from(lm_session *s, const lm_gen_params *gp_in, lm_pi
     size_t n_stop = 0;
     while (n_stop < LM_MAX_STOP && gp.stop[n_stop]) n_stop++;
     smp_sampler smp;
-    if (smp_init(&smp, &gp, (size_t)m->hp.n_vocab)) return sfail(s, LM_ERR_NOMEM, "out of memory for the sampler");
+    lm_error serr = {0};
+    const smp_vocab sv = {m->tok, m->eog, m->n_eog};
+    lm_status sst = smp_init(&smp, &gp, (size_t)m->hp.n_vocab, &sv, &serr);
+    if (sst) return sfail(s, sst, "%s", serr.msg);
     tok_stream *ts = tok_stream_new(m->tok, true);
     size_t max_tok = gp.max_tokens > 0 ? (size_t)gp.max_tokens : SIZE_MAX;
     size_t cap_itl = max_tok < 4096 ? max_tok : 4096;
@@ -225,6 +228,11 @@ lm_status session_generate_from(lm_session *s, const lm_gen_params *gp_in, lm_pi
             break;
         }
         lm_token id = smp_sample(&smp, s->logits, s->tokens.ids, s->tokens.n);
+        if (id < 0) { /* the grammar allows nothing more, or the sampler ran out of memory */
+            finish = smp.status ? LM_FINISH_ERROR : LM_FINISH_STOP;
+            if (smp.status) st = sfail(s, smp.status, "out of memory in the grammar sampler");
+            break;
+        }
         if (!gp.ignore_eos && lm_model_is_eog(m, id)) {
             finish = LM_FINISH_STOP;
             stop_token = id;

@@ -20,7 +20,7 @@ static lm_gen_params base(void) {
 /* Empirical frequencies of many draws match softmax(logits / T) restricted as the filters say. */
 static void draw(lm_gen_params p, const float *logits, size_t n, double *freq, int draws) {
     smp_sampler s;
-    assert_int_equal(smp_init(&s, &p, n), LM_OK);
+    assert_int_equal(smp_init(&s, &p, n, NULL, NULL), LM_OK);
     float tmp[8];
     for (size_t i = 0; i < n; i++) freq[i] = 0;
     for (int d = 0; d < draws; d++) {
@@ -79,7 +79,7 @@ static void test_seed_determinism(void **state) {
     lm_token a[64], b[64];
     for (int run = 0; run < 2; run++) {
         smp_sampler s;
-        assert_int_equal(smp_init(&s, &p, 8), LM_OK);
+        assert_int_equal(smp_init(&s, &p, 8, NULL, NULL), LM_OK);
         for (int i = 0; i < 64; i++) {
             float tmp[8];
             memcpy(tmp, logits, sizeof tmp);
@@ -96,7 +96,7 @@ static void test_penalties(void **state) {
     p.temperature = 0;
     p.repeat_penalty = 2.0f;
     smp_sampler s;
-    assert_int_equal(smp_init(&s, &p, 4), LM_OK);
+    assert_int_equal(smp_init(&s, &p, 4, NULL, NULL), LM_OK);
     float l[4] = {3.0f, 2.0f, -1.0f, 0.5f};
     lm_token hist[] = {0};
     /* 3/2 = 1.5 < 2: id 1 wins */
@@ -106,7 +106,7 @@ static void test_penalties(void **state) {
     p.repeat_penalty = 1.0f;
     p.presence_penalty = 0.5f;
     p.frequency_penalty = 0.25f;
-    assert_int_equal(smp_init(&s, &p, 4), LM_OK);
+    assert_int_equal(smp_init(&s, &p, 4, NULL, NULL), LM_OK);
     float l2[4] = {3.0f, 2.0f, -1.0f, 0.5f};
     lm_token hist2[] = {0, 0, 0, 0};
     /* 3 - 4*0.25 - 0.5 = 1.5 */
@@ -115,7 +115,7 @@ static void test_penalties(void **state) {
     /* the window: only the last token counts */
     smp_free(&s);
     p.penalty_last_n = 1;
-    assert_int_equal(smp_init(&s, &p, 4), LM_OK);
+    assert_int_equal(smp_init(&s, &p, 4, NULL, NULL), LM_OK);
     float l3[4] = {3.0f, 2.0f, -1.0f, 0.5f};
     lm_token hist3[] = {0, 0, 0, 1};
     assert_int_equal(smp_sample(&s, l3, hist3, 4), 0);
