@@ -35,6 +35,7 @@ static const char CHAT_HELP[] =
     "      --repeat-penalty R   penalise repeated tokens (1: off)\n"
     "      --seed S             sampling seed\n"
     "      --stop S             stop string (may be repeated, up to 7)\n"
+    CLI_STRUCTURED_HELP
     "      --max-messages N     keep at most N non-system messages in the prompt (0: all;\n"
     "                           default 10)\n"
     "      --chat-template T    llama3, mistral, chatml, zephyr, or a file of Jinja source\n"
@@ -565,10 +566,14 @@ int cli_chat(int argc, char **argv) {
     size_t n_stop = 0;
     cli_cloud_flags cf;
     memset(&cf, 0, sizeof cf);
+    cli_structured so = {0};
 
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = NULL;
         bool bad = false;
+        int sr = cli_structured_opt(argc, argv, &i, cmd, &so);
+        if (sr < 0) return -sr;
+        if (sr > 0) continue;
         int cloud = cli_cloud_opt(argc, argv, &i, cmd, true, &cf);
         if (cloud < 0) return CLI_EXIT_USAGE;
         if (cloud > 0) continue;
@@ -697,7 +702,7 @@ int cli_chat(int argc, char **argv) {
                     clouds[k].name, clouds[k].api_key_env);
     }
 
-    char *default_path = NULL;
+    char *default_path = NULL, *structured = NULL;
     int rc = CLI_EXIT_ERROR;
     lm_model *model = NULL;
     lm_provider *list[17] = {NULL};
@@ -706,6 +711,7 @@ int cli_chat(int argc, char **argv) {
     convo c = {0};
     char local_err[800] = "";
     lm_error err = {0};
+    if (cli_structured_load(&so, &gp, &structured) != CLI_EXIT_OK) goto done;
     if (n_clouds > 16) {
         cli_usage_error(cmd, "at most 16 providers");
         goto done;
@@ -777,5 +783,6 @@ done:
     lm_model_free(model);
     free(clouds);
     free(default_path);
+    free(structured);
     return rc;
 }

@@ -114,6 +114,22 @@ bool cli_mem_check_need(const char *what, const char *verb, const struct hub_mem
  * $XDG_CACHE_HOME/huggingface/hub, else ~/.cache/huggingface/hub. malloc'd; NULL if unknown. */
 char *cli_hf_cache_dir(void);
 
+/* Structured output options of run and chat: --grammar FILE, --json-schema FILE, --json. */
+typedef struct cli_structured {
+    const char *grammar_path, *schema_path;
+    bool json;
+} cli_structured;
+/* Returns 1 when argv[*i] was one of them (so updated, *i advanced; one of them at most), 0 when
+ * it was not, or -CLI_EXIT_USAGE after printing the error. */
+int cli_structured_opt(int argc, char **argv, int *i, const char *cmd, cli_structured *so);
+/* Reads the file so names into *text (the caller free()s it) and sets gp's fields. Returns
+ * CLI_EXIT_OK, or CLI_EXIT_ERROR after printing why the file cannot be read. */
+int cli_structured_load(const cli_structured *so, lm_gen_params *gp, char **text);
+#define CLI_STRUCTURED_HELP \
+    "      --grammar FILE       the reply follows the GBNF grammar in FILE (rule root)\n" \
+    "      --json-schema FILE   the reply is JSON that the JSON Schema in FILE allows\n" \
+    "      --json               the reply is a JSON object\n"
+
 /* Writes s as a JSON string literal (quotes included). */
 void cli_json_string(FILE *f, const char *s);
 

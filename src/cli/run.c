@@ -27,6 +27,7 @@ static const char RUN_HELP[] =
     "  -t, --threads N          threads (default: one per core)\n"
     "  -c, --ctx N              context window in tokens (default: the model's, at most 4096)\n"
     "      --stop S             stop when S is generated (may be repeated, up to 7)\n"
+    CLI_STRUCTURED_HELP
     "      --no-stats           do not print timings to stderr\n"
     "      --force              load even when the model looks too big for the available memory\n"
     "  -h, --help               show this help\n";
@@ -91,10 +92,14 @@ int cli_run(int argc, char **argv) {
     gp.max_tokens = 128;
     gp.temperature = 0.0f;
     size_t n_stop = 0;
+    cli_structured so = {0};
 
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = NULL;
         bool bad = false;
+        int sr = cli_structured_opt(argc, argv, &i, cmd, &so);
+        if (sr < 0) return -sr;
+        if (sr > 0) continue;
         if (cli_is_help(a)) {
             fputs(RUN_HELP, stdout);
             return CLI_EXIT_OK;
@@ -154,16 +159,25 @@ int cli_run(int argc, char **argv) {
         return cli_usage_error(cmd, "give the prompt with -p or -f, not both");
     if (gp.max_tokens == 0) gp.max_tokens = -1;
 
+    char *structured = NULL;
+    int src = cli_structured_load(&so, &gp, &structured);
+    if (src != CLI_EXIT_OK) return src;
     char *prompt = NULL;
     size_t prompt_len = 0;
     if (prompt_file) {
         prompt = read_file(prompt_file, &prompt_len);
-        if (!prompt) return cli_error("cannot read prompt file '%s': %s", prompt_file, strerror(errno));
+        if (!prompt) {
+            free(structured);
+            return cli_error("cannot read prompt file '%s': %s", prompt_file, strerror(errno));
+        }
     } else {
         const char *p = prompt_arg ? prompt_arg : "";
         prompt_len = strlen(p);
         prompt = malloc(prompt_len + 1);
-        if (!prompt) return cli_error("out of memory");
+        if (!prompt) {
+            free(structured);
+            return cli_error("out of memory");
+        }
         memcpy(prompt, p, prompt_len + 1);
     }
 
@@ -172,6 +186,7 @@ int cli_run(int argc, char **argv) {
         default_path = cli_default_model();
         if (!default_path) {
             free(prompt);
+            free(structured);
             return cli_error("out of memory");
         }
         model_path = default_path;
@@ -230,5 +245,6 @@ done:
     lm_model_free(model);
     free(default_path);
     free(prompt);
+    free(structured);
     return rc;
 }

@@ -436,3 +436,38 @@ double cli_now_ms(void) {
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
+
+int cli_structured_opt(int argc, char **argv, int *i, const char *cmd, cli_structured *so) {
+    const char *v = NULL;
+    bool bad = false;
+    const char **slot;
+    if (strcmp(argv[*i], "--json") == 0) {
+        if (so->grammar_path || so->schema_path)
+            return -cli_usage_error(cmd, "give one of --grammar, --json-schema and --json");
+        so->json = true;
+        return 1;
+    }
+    if (cli_opt(argc, argv, i, "--grammar", NULL, &v, &bad, cmd)) slot = &so->grammar_path;
+    else if (cli_opt(argc, argv, i, "--json-schema", NULL, &v, &bad, cmd)) slot = &so->schema_path;
+    else return 0;
+    if (bad) return -CLI_EXIT_USAGE;
+    if (so->grammar_path || so->schema_path || so->json)
+        return -cli_usage_error(cmd, "give one of --grammar, --json-schema and --json");
+    *slot = v;
+    return 1;
+}
+
+int cli_structured_load(const cli_structured *so, lm_gen_params *gp, char **text) {
+    *text = NULL;
+    gp->json_object = so->json;
+    const char *path = so->grammar_path ? so->grammar_path : so->schema_path;
+    if (!path) return CLI_EXIT_OK;
+    char *t = cli_read_file(path, NULL);
+    if (!t)
+        return cli_error("cannot read the %s file '%s': %s", so->grammar_path ? "grammar" : "JSON Schema", path,
+                         strerror(errno));
+    *text = t;
+    if (so->grammar_path) gp->grammar = t;
+    else gp->json_schema = t;
+    return CLI_EXIT_OK;
+}

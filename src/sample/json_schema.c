@@ -4,9 +4,10 @@
  * of what cannot be enforced.
  * Does not own: compiling or running the grammar (grammar.c, matcher.c).
  *
- * The JSON written is RFC 8259 with limits that keep a small model from running away: at most
- * 20 white-space characters in a row, 16 digits before and after the decimal point, 3 in an
- * exponent. Object keys come in the order "properties" lists them. */
+ * The JSON written is RFC 8259 with limits that keep a small model from running away: white space
+ * between tokens is nothing, one space, or one newline and up to 20 spaces or tabs (compact and
+ * pretty-printed JSON both fit), numbers have at most 16 digits before and after the decimal
+ * point and 3 in an exponent. Object keys come in the order "properties" lists them. */
 #include "sample/sample.h"
 
 #include <stdio.h>
@@ -644,7 +645,7 @@ done:
 static bool emit_prims(conv *c) {
     const char *P = c->prefix;
     lm_buf *o = c->out;
-    lm_buf_printf(o, "%s-ws ::= [ \\t\\n]{0,20}\n", P);
+    lm_buf_printf(o, "%s-ws ::= ( \" \" | \"\\n\" [ \\t]{0,20} )?\n", P);
     if (c->prim[P_STRING]) lm_buf_printf(o, "%s-string ::= \"\\\"\" %s-char* \"\\\"\"\n", P, P);
     if (c->prim[P_CHAR])
         lm_buf_printf(o, "%s-char ::= [^\"\\\\\\x00-\\x1F] | \"\\\\\" ( [\"\\\\/bfnrt] | \"u\" [0-9a-fA-F]{4} )\n", P);
@@ -719,6 +720,6 @@ bool smp_json_object_grammar(lm_buf *out) {
                      "json-string ::= \"\\\"\" json-char* \"\\\"\"\n"
                      "json-char ::= [^\"\\\\\\x00-\\x1F] | \"\\\\\" ( [\"\\\\/bfnrt] | \"u\" [0-9a-fA-F]{4} )\n"
                      "json-number ::= \"-\"? ( \"0\" | [1-9] [0-9]{0,15} ) ( \".\" [0-9]{1,16} )? ( [eE] [-+]? [0-9]{1,3} )?\n"
-                     "json-ws ::= [ \\t\\n]{0,20}\n");
+                     "json-ws ::= ( \" \" | \"\\n\" [ \\t]{0,20} )?\n");
     return !out->oom;
 }
