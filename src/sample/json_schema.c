@@ -67,26 +67,12 @@ static bool name_used(const conv *c, const char *name) {
     return false;
 }
 
-/* A new rule name prefix-hint (hint sanitised), unique; owned by c. NULL on failure. */
-static const char *new_name(conv *c, const char *hint, const cJSON *node) {
+/* Records name (copied) as taken, for node when it is a $ref target. NULL on failure. */
+static const char *add_name(conv *c, const char *name, const cJSON *node) {
     if (c->n_names >= MAX_RULES) {
         cfail(c, LM_ERR_UNSUPPORTED, "$", "the schema needs more than %d grammar rules", MAX_RULES);
         return NULL;
     }
-    char base[96];
-    size_t n = (size_t)snprintf(base, sizeof base, "%s", c->prefix);
-    if (hint && *hint && n + 1 < sizeof base) {
-        base[n++] = '-';
-        for (const char *h = hint; *h && n + 1 < sizeof base - 12; h++) {
-            char ch = *h;
-            bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9');
-            base[n++] = ok ? ch : '-';
-        }
-        base[n] = 0;
-    }
-    char name[112];
-    snprintf(name, sizeof name, "%s", base);
-    for (unsigned k = 2; name_used(c, name); k++) snprintf(name, sizeof name, "%s-%u", base, k);
     if (c->n_names == c->cap_names) {
         size_t cap = c->cap_names ? c->cap_names * 2 : 32;
         named *v = lm_realloc(c->names, cap * sizeof *v);
@@ -104,6 +90,25 @@ static const char *new_name(conv *c, const char *hint, const cJSON *node) {
     }
     c->names[c->n_names++] = (named){node, s};
     return s;
+}
+
+/* A new rule name prefix-hint (hint sanitised), unique; owned by c. NULL on failure. */
+static const char *new_name(conv *c, const char *hint, const cJSON *node) {
+    char base[96];
+    size_t n = (size_t)snprintf(base, sizeof base, "%s", c->prefix);
+    if (hint && *hint && n + 1 < sizeof base) {
+        base[n++] = '-';
+        for (const char *h = hint; *h && n + 1 < sizeof base - 12; h++) {
+            char ch = *h;
+            bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9');
+            base[n++] = ok ? ch : '-';
+        }
+        base[n] = 0;
+    }
+    char name[112];
+    snprintf(name, sizeof name, "%s", base);
+    for (unsigned k = 2; name_used(c, name); k++) snprintf(name, sizeof name, "%s-%u", base, k);
+    return add_name(c, name, node);
 }
 
 static const char *prim(conv *c, enum prim p) {
@@ -671,21 +676,15 @@ lm_status smp_json_schema_rules(const cJSON *schema, const cJSON *root_doc, cons
                                 uint32_t flags, lm_buf *out, lm_error *err) {
     conv c = {.doc = root_doc ? root_doc : schema, .prefix = prefix, .what = what ? what : "json_schema",
               .flags = flags, .out = out, .err = err};
-    /* the value rule is the prefix itself */
+    /* taken: the value rule (the prefix itself) and the shared rules (a property called "ws"
+       must not become prefix-ws) */
     lm_buf b = {0};
-    char *self = lm_strdup(prefix);
-    bool ok = self != NULL;
-    if (ok) {
-        c.names = lm_malloc(32 * sizeof *c.names);
-        ok = c.names != NULL;
-        if (ok) {
-            c.cap_names = 32;
-            c.names[c.n_names++] = (named){NULL, self};
-        } else {
-            lm_free(self);
-        }
+    bool ok = add_name(&c, prefix, NULL) != NULL;
+    for (int i = 0; ok && i < P_COUNT; i++) {
+        char nm[96];
+        snprintf(nm, sizeof nm, "%s-%s", prefix, PRIM_NAMES[i]);
+        ok = add_name(&c, nm, NULL) != NULL;
     }
-    if (!ok) cnomem(&c);
     const char *top = ok ? visit(&c, schema, "$", "value") : NULL;
     if (top) {
         lm_buf_puts(&b, top);
