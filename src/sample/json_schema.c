@@ -7,7 +7,9 @@
  * The JSON written is RFC 8259 with limits that keep a small model from running away: white space
  * between tokens is nothing, one space, or one newline and up to 20 spaces or tabs (compact and
  * pretty-printed JSON both fit), numbers have at most 16 digits before and after the decimal
- * point and 3 in an exponent. Object keys come in the order "properties" lists them. */
+ * point and 3 in an exponent, and \u escapes never name a surrogate (strict parsers such as
+ * cJSON refuse a lone one; characters past U+FFFF are written as UTF-8). Object keys come in the
+ * order "properties" lists them. */
 #include "sample/sample.h"
 
 #include <stdio.h>
@@ -653,7 +655,7 @@ static bool emit_prims(conv *c) {
     lm_buf_printf(o, "%s-ws ::= ( \" \" | \"\\n\" [ \\t]{0,20} )?\n", P);
     if (c->prim[P_STRING]) lm_buf_printf(o, "%s-string ::= \"\\\"\" %s-char* \"\\\"\"\n", P, P);
     if (c->prim[P_CHAR])
-        lm_buf_printf(o, "%s-char ::= [^\"\\\\\\x00-\\x1F] | \"\\\\\" ( [\"\\\\/bfnrt] | \"u\" [0-9a-fA-F]{4} )\n", P);
+        lm_buf_printf(o, "%s-char ::= [^\"\\\\\\x00-\\x1F] | \"\\\\\" ( [\"\\\\/bfnrt] | \"u\" ( [0-9a-cA-Ce-fE-F] [0-9a-fA-F]{3} | [dD] [0-7] [0-9a-fA-F]{2} ) )\n", P);
     if (c->prim[P_INTEGER]) lm_buf_printf(o, "%s-integer ::= \"-\"? ( \"0\" | [1-9] [0-9]{0,15} )\n", P);
     if (c->prim[P_NUMBER])
         lm_buf_printf(o, "%s-number ::= %s-integer ( \".\" [0-9]{1,16} )? ( [eE] [-+]? [0-9]{1,3} )?\n", P, P);
@@ -717,7 +719,7 @@ bool smp_json_object_grammar(lm_buf *out) {
                      "json-string json-ws \":\" json-ws json-value json-ws )* )? \"}\"\n"
                      "json-array ::= \"[\" json-ws ( json-value json-ws ( \",\" json-ws json-value json-ws )* )? \"]\"\n"
                      "json-string ::= \"\\\"\" json-char* \"\\\"\"\n"
-                     "json-char ::= [^\"\\\\\\x00-\\x1F] | \"\\\\\" ( [\"\\\\/bfnrt] | \"u\" [0-9a-fA-F]{4} )\n"
+                     "json-char ::= [^\"\\\\\\x00-\\x1F] | \"\\\\\" ( [\"\\\\/bfnrt] | \"u\" ( [0-9a-cA-Ce-fE-F] [0-9a-fA-F]{3} | [dD] [0-7] [0-9a-fA-F]{2} ) )\n"
                      "json-number ::= \"-\"? ( \"0\" | [1-9] [0-9]{0,15} ) ( \".\" [0-9]{1,16} )? ( [eE] [-+]? [0-9]{1,3} )?\n"
                      "json-ws ::= ( \" \" | \"\\n\" [ \\t]{0,20} )?\n");
     return !out->oom;

@@ -686,8 +686,10 @@ static void j_byte(jchk *j, int c) {
             j->count = 0;
         } else j->mode = J_BAD;
         return;
-    case J_HEX:
+    case J_HEX: /* never a surrogate: after a first digit d, the second is 0-7 */
         if (digit || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')) {
+            if (j->count == 1 && j->lo == 'd' && !(c >= '0' && c <= '7')) j->mode = J_BAD;
+            j->lo = j->count == 0 && (c == 'd' || c == 'D') ? 'd' : 0;
             if (++j->count == 4) j->mode = J_STR;
         } else j->mode = J_BAD;
         return;
@@ -776,6 +778,8 @@ static void test_json_checker(void **state) {
     assert_false(j_check("{\"a\": \"\xed\xa0\x80\"}", &whole));
     assert_false(j_check("{} ", &whole));
     assert_false(j_check("[1]", &whole));
+    assert_false(j_check("{\"a\": \"\\uDA00\"}", &whole));
+    assert_true(j_check("{\"a\": \"\\uD7FF\\ue000\"}", &whole) && whole);
 }
 
 /* Random walks through JSON mode: at each step, every token's bit against the checker. */
