@@ -54,6 +54,17 @@ lm_status chat_tool_grammar(const char *tools_json, int format, const char *func
             st = lm_fail(err, LM_ERR_FORMAT, "%s: expected a function with a string 'name'", what);
             goto done;
         }
+        bool utf8 = true;
+        for (size_t i = 0, n = strlen(name->valuestring); i < n && utf8;) {
+            uint32_t cp;
+            int l = lm_utf8_decode(name->valuestring + i, n - i, &cp);
+            utf8 = !(l == 1 && (unsigned char)name->valuestring[i] >= 0x80);
+            i += (size_t)l;
+        }
+        if (!utf8) {
+            st = lm_fail(err, LM_ERR_FORMAT, "%s: the function name is not valid UTF-8", what);
+            goto done;
+        }
         if (function && strcmp(function, name->valuestring) != 0) {
             k++;
             continue;

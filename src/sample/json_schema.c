@@ -152,13 +152,26 @@ static void put_literal(lm_buf *b, const char *s) {
     lm_buf_putc(b, '"');
 }
 
+/* Grammar literals must be UTF-8, and cJSON passes any bytes through its strings. */
+static bool utf8_valid(const char *s) {
+    size_t n = strlen(s);
+    for (size_t i = 0; i < n;) {
+        uint32_t cp;
+        int l = lm_utf8_decode(s + i, n - i, &cp);
+        if (l == 1 && (unsigned char)s[i] >= 0x80) return false;
+        i += (size_t)l;
+    }
+    return true;
+}
+
 /* Appends the JSON text of v (compact) as a grammar literal. */
-static bool put_json_literal(conv *c, lm_buf *b, const cJSON *v) {
+static bool put_json_literal(conv *c, lm_buf *b, const cJSON *v, const char *path) {
     char *t = lm_json_print(v);
     if (!t) return cnomem(c);
-    put_literal(b, t);
+    bool ok = utf8_valid(t);
+    if (ok) put_literal(b, t);
     lm_free(t);
-    return true;
+    return ok ? true : cfail(c, LM_ERR_FORMAT, path, "a value in enum or const is not valid UTF-8");
 }
 
 static bool emit_rule(conv *c, const char *name, lm_buf *body) {
@@ -330,6 +343,7 @@ static bool object_body(conv *c, const cJSON *node, const char *path, const char
             sub_path(sp, sizeof sp, path, ".properties.%s", p->string);
             for (size_t j = 0; j < i && ok; j++)
                 if (strcmp(pv[j].key, p->string) == 0) ok = cfail(c, LM_ERR_FORMAT, sp, "listed twice");
+            if (ok && !utf8_valid(p->string)) ok = cfail(c, LM_ERR_FORMAT, sp, "the property name is not valid UTF-8");
             if (!ok) break;
             pv[i].key = lm_strdup(p->string); /* the raw key for now, the literal below */
             if (!pv[i].key) {
@@ -557,7 +571,7 @@ static const char *visit(conv *c, const cJSON *node, const char *path, const cha
         any_kw = "oneOf";
     }
     if (cn) {
-        if (!put_json_literal(c, &b, cn)) goto done;
+        if (!put_json_literal(c, &b, cn, path)) goto done;
     } else if (en) {
         if (!cJSON_IsArray(en) || cJSON_GetArraySize(en) == 0) {
             cfail(c, LM_ERR_FORMAT, path, "enum must be a non-empty array");
@@ -568,7 +582,7 @@ static const char *visit(conv *c, const cJSON *node, const char *path, const cha
         cJSON_ArrayForEach(v, en) {
             if (!first) lm_buf_puts(&b, " | ");
             first = false;
-            if (!put_json_literal(c, &b, v)) goto done;
+            if (!put_json_literal(c, &b, v, path)) goto done;
         }
     } else if (any) {
         if (!cJSON_IsArray(any) || cJSON_GetArraySize(any) == 0) {
