@@ -191,7 +191,7 @@ static void test_errors(void **state) {
         {"{\"type\":\"object\",\"additionalProperties\":3}", LM_ERR_FORMAT, "$.additionalProperties: must be a boolean or a schema"},
         {"{\"type\":5}", LM_ERR_FORMAT, "'type' must be a type name or a list of them"},
         {"{\"type\":\"object\",", LM_ERR_FORMAT, "json_schema"},
-        {"{\"properties\":{\"u\":{\"enum\":[\"a\xf5b\"]}}}", LM_ERR_FORMAT,
+        {"{\"properties\":{\"u\":{\"enum\":[\"a\xf5" "b\"]}}}", LM_ERR_FORMAT,
          "json_schema: $.properties.u: a value in enum or const is not valid UTF-8"},
         {"{\"properties\":{\"\xc3\":{}}}", LM_ERR_FORMAT, "the property name is not valid UTF-8"},
     };
