@@ -12,6 +12,7 @@
  * order "properties" lists them. */
 #include "sample/sample.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -216,7 +217,8 @@ static bool has(const cJSON *node, const char *k) { return cJSON_GetObjectItemCa
 static bool get_count(conv *c, const cJSON *node, const char *k, const char *path, long *v) {
     const cJSON *x = cJSON_GetObjectItemCaseSensitive(node, k);
     if (!x) return true;
-    if (!cJSON_IsNumber(x) || x->valuedouble < 0 || x->valuedouble != (double)(long)x->valuedouble)
+    /* floor, not a cast: a cast of 1e30 to long is undefined */
+    if (!cJSON_IsNumber(x) || !(x->valuedouble >= 0) || x->valuedouble != floor(x->valuedouble))
         return cfail(c, LM_ERR_FORMAT, path, "'%s' must be a non-negative integer", k);
     if (x->valuedouble > MAX_COUNT) {
         if (c->flags & SMP_SCHEMA_LENIENT) return true;

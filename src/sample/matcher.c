@@ -30,6 +30,7 @@ typedef struct mstate {
     uint8_t nk;
     bool accepting;         /* holds the empty stack */
     bool tok_tops;          /* some top is a token element */
+    uint64_t first[4];      /* bytes some top takes: any other byte leads to the dead state */
     uint8_t kb[SMALL];      /* inline transitions: byte -> state */
     int32_t kv[SMALL];
     int32_t *dense;         /* 256 transitions, -1 unknown; NULL until SMALL is outgrown */
@@ -219,8 +220,16 @@ static int32_t state_of(smp_matcher *m, uint32_t *v, size_t n) {
     if (n) memcpy(m->pool + m->n_pool, v, n * sizeof *v);
     m->n_pool += n;
     s->accepting = n > 0 && v[0] == 0;
-    for (size_t i = 0; i < n; i++)
-        if (v[i] && m->g->kind[m->f_pos[v[i]]] != GE_BYTES) s->tok_tops = true;
+    for (size_t i = 0; i < n; i++) {
+        if (!v[i]) continue;
+        uint32_t p = m->f_pos[v[i]];
+        if (m->g->kind[p] != GE_BYTES) {
+            s->tok_tops = true;
+            continue;
+        }
+        const uint64_t *set = m->g->sets[m->g->arg[p]];
+        for (int w = 0; w < 4; w++) s->first[w] |= set[w];
+    }
     m->n_states++;
     if ((size_t)m->n_states * 2 > m->s_hash_cap) {
         if (!state_hash_rebuild(m, m->s_hash_cap * 2)) {
@@ -319,6 +328,7 @@ static int32_t step_byte(smp_matcher *m, int32_t s, uint8_t b) {
 /* Cached transition; FAIL on NOMEM. */
 static inline int32_t trans(smp_matcher *m, int32_t s, uint8_t b) {
     mstate *S = &m->st[s];
+    if (!((S->first[b >> 6] >> (b & 63)) & 1)) return 0;
     if (S->dense) {
         int32_t v = S->dense[b];
         if (v >= 0) return v;

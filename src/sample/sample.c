@@ -164,18 +164,33 @@ lm_token smp_sample(smp_sampler *s, float *logits, const lm_token *hist, size_t 
             return -1;
         }
         if (n_allowed == 0) return -1;
+        if (greedy) { /* the best allowed one, without listing them */
+            int32_t best = -1;
+            for (size_t w = 0; w < (n + 63) / 64; w++) {
+                uint64_t bits = mask[w];
+                if (bits == ~0ull) {
+                    for (size_t i = w * 64; i < w * 64 + 64; i++)
+                        if (best < 0 || logits[i] > logits[best]) best = (int32_t)i;
+                } else {
+                    for (; bits; bits &= bits - 1) {
+                        size_t i = w * 64 + smp_ctz64(bits);
+                        if (best < 0 || logits[i] > logits[best]) best = (int32_t)i;
+                    }
+                }
+            }
+            return accepted(s, best);
+        }
         nc = 0;
-        for (size_t w = 0; w < (n + 63) / 64; w++)
-            for (uint64_t bits = mask[w]; bits; bits &= bits - 1)
-                s->idx[nc++] = (int32_t)(w * 64 + smp_ctz64(bits));
+        for (size_t w = 0; w < (n + 63) / 64; w++) {
+            uint64_t bits = mask[w];
+            if (bits == ~0ull) {
+                for (int j = 0; j < 64; j++) s->idx[nc++] = (int32_t)(w * 64 + (size_t)j);
+            } else {
+                for (; bits; bits &= bits - 1) s->idx[nc++] = (int32_t)(w * 64 + smp_ctz64(bits));
+            }
+        }
     } else {
         for (size_t i = 0; i < n; i++) s->idx[i] = (int32_t)i;
-    }
-    if (greedy) {
-        int32_t best = s->idx[0];
-        for (size_t i = 1; i < nc; i++)
-            if (logits[s->idx[i]] > logits[best]) best = s->idx[i];
-        return accepted(s, best);
     }
     size_t k = nc;
     if (p->top_k > 0 && (size_t)p->top_k < nc) k = (size_t)p->top_k;
