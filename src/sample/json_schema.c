@@ -719,7 +719,11 @@ lm_status smp_json_schema_grammar(const char *schema, size_t len, uint32_t flags
     lm_status st = lm_json_parse(schema, len, "json_schema", &doc, err);
     if (st) return st;
     size_t start = out->len;
-    st = smp_json_schema_rules(doc, doc, "root", "json_schema", flags, out, err);
+    /* white space around the value, as JSON allows: models often open with a space or end
+       with a newline, and a token such as "}\n" must not be refused for its newline */
+    lm_buf_puts(out, "root ::= json-ws json json-ws\n");
+    st = out->oom ? lm_fail_nomem(err, "the JSON Schema grammar")
+                  : smp_json_schema_rules(doc, doc, "json", "json_schema", flags, out, err);
     cJSON_Delete(doc);
     if (st) { /* nothing half-written stays */
         out->len = start;
@@ -729,7 +733,7 @@ lm_status smp_json_schema_grammar(const char *schema, size_t len, uint32_t flags
 }
 
 bool smp_json_object_grammar(lm_buf *out) {
-    lm_buf_puts(out, "root ::= json-object\n"
+    lm_buf_puts(out, "root ::= json-ws json-object json-ws\n"
                      "json-value ::= json-object | json-array | json-string | json-number | \"true\" | \"false\" | \"null\"\n"
                      "json-object ::= \"{\" json-ws ( json-string json-ws \":\" json-ws json-value json-ws ( \",\" json-ws "
                      "json-string json-ws \":\" json-ws json-value json-ws )* )? \"}\"\n"

@@ -82,7 +82,8 @@ enum {
                                      instead of failing: the output still parses */
 };
 
-/* Appends to out a grammar whose rule root matches the JSON values schema (JSON text) allows.
+/* Appends to out a grammar whose rule root matches the JSON values schema (JSON text) allows,
+ * with optional white space before and after (rules json, json-...).
  * Supported: type (string, number, integer, boolean, null, object, array, or a list of them),
  * properties, required (others optional, in the listed order), additionalProperties (false, or
  * true / a schema; absent: only the listed properties when there are any, like OpenAI's strict
@@ -98,7 +99,7 @@ lm_status smp_json_schema_grammar(const char *schema, size_t len, uint32_t flags
  * (usually schema). what names the schema in errors ("json_schema", "tools[2].parameters"). */
 lm_status smp_json_schema_rules(const cJSON *schema, const cJSON *root_doc, const char *prefix,
                                 const char *what, uint32_t flags, lm_buf *out, lm_error *err);
-/* Appends the grammar of JSON mode: root is any JSON object. */
+/* Appends the grammar of JSON mode: root is any JSON object, optional white space around it. */
 bool smp_json_object_grammar(lm_buf *out);
 
 /* ---- the sampler ---- */

@@ -334,8 +334,8 @@ static bool parse_structured(srv_request *rq, const cJSON *root, srv_reqerr *e) 
     bool ok = true;
     if (st == LM_ERR_NOMEM) ok = fail(e, NULL, "out of memory");
     else if (st) /* the converter's message starts "json_schema: $.path: ..." */
-        ok = fail(e, "response_format", "response_format.json_schema.schema%s",
-                  strncmp(err.msg, "json_schema: $", 14) == 0 ? err.msg + 13 : err.msg);
+        ok = fail(e, "response_format", "response_format.json_schema.schema: %s",
+                  strncmp(err.msg, "json_schema: ", 13) == 0 ? err.msg + 13 : err.msg);
     else ok = check_grammar(g.data ? g.data : "", g.len, "response_format", e);
     lm_buf_free(&g);
     if (ok) rq->gp.json_schema = rq->schema_text;

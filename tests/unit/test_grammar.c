@@ -522,7 +522,10 @@ static void test_brute_force_finite(void **state) {
     for (int k = 0; k < 3; k++) vocab_free(&v[k]);
 }
 
-/* ---- an independent JSON prefix checker (the language of smp_json_object_grammar) ---- */
+/* ---- an independent JSON prefix checker (the language of smp_json_object_grammar: an object,
+ * white space between tokens either nothing, one space, or one newline and up to 20 spaces or
+ * tabs, also before and after the object; numbers of at most 16+16+3 digits; no surrogate \u
+ * escapes) ---- */
 
 enum { J_START, J_VALUE, J_OBJ_FIRST, J_OBJ_KEY, J_COLON, J_AFTER, J_ARR_FIRST, J_STR, J_ESC, J_HEX, J_U8, J_LIT,
        J_NEG, J_ZERO, J_INT, J_DOT, J_FRAC, J_E, J_ESIGN, J_EXP, J_DONE, J_BAD };
@@ -541,7 +544,8 @@ typedef struct jchk {
 
 static bool ws_allowed(const jchk *j) {
     switch (j->mode) {
-    case J_VALUE: case J_OBJ_FIRST: case J_OBJ_KEY: case J_COLON: case J_ARR_FIRST: return true;
+    case J_START: case J_VALUE: case J_OBJ_FIRST: case J_OBJ_KEY: case J_COLON: case J_ARR_FIRST: case J_DONE:
+        return true;
     case J_AFTER: return j->depth > 0;
     default: return false;
     }
@@ -591,10 +595,7 @@ static void j_value_start(jchk *j, int c) {
 }
 
 static void j_byte(jchk *j, int c) {
-    if (j->mode == J_BAD || j->mode == J_DONE) {
-        j->mode = J_BAD;
-        return;
-    }
+    if (j->mode == J_BAD) return;
     if (ws_allowed(j) && (c == ' ' || c == '\t' || c == '\n' || c == '\r')) {
         if (c == ' ' && j->ws == 0) j->ws = 1;
         else if (c == '\n' && j->ws == 0) {
@@ -606,6 +607,7 @@ static void j_byte(jchk *j, int c) {
     }
     bool digit = c >= '0' && c <= '9';
     switch (j->mode) {
+    case J_DONE: j->mode = J_BAD; return;
     case J_START:
         if (c == '{') j_push(j, false);
         else j->mode = J_BAD;
@@ -776,7 +778,9 @@ static void test_json_checker(void **state) {
     assert_false(j_check("{\"a\":  1}", &whole));  /* two spaces */
     assert_false(j_check("{\"a\": \"\x01\"}", &whole));
     assert_false(j_check("{\"a\": \"\xed\xa0\x80\"}", &whole));
-    assert_false(j_check("{} ", &whole));
+    assert_true(j_check(" {} ", &whole) && whole);   /* white space around the object */
+    assert_true(j_check("\n\t{}\n", &whole) && whole);
+    assert_false(j_check("{}  ", &whole));
     assert_false(j_check("[1]", &whole));
     assert_false(j_check("{\"a\": \"\\uDA00\"}", &whole));
     assert_true(j_check("{\"a\": \"\\uD7FF\\ue000\"}", &whole) && whole);

@@ -77,7 +77,8 @@ static void test_objects(void **state) {
         {"{\"name\":\"Ann\",\"age\":30,}", REJECT},
         {"{\"name\":\"A\\u00e9\\n\\\"\",\"age\":1}", WHOLE},
         {"{\"name\":\"A\nB\",\"age\":1}", REJECT},        /* a raw newline inside a string */
-        {"{\"name\":\"Ann\",\"age\":30}  ", REJECT},
+        {"{\"name\":\"Ann\",\"age\":30}  ", REJECT},  /* one space or one newline and indent */
+        {" {\"name\":\"Ann\",\"age\":30}\n", WHOLE},
     };
     check_schema("{\"type\":\"object\",\"properties\":{\"name\":{\"type\":\"string\",\"description\":\"who\"},"
                  "\"age\":{\"type\":\"integer\"},\"email\":{\"type\":\"string\",\"format\":\"email\"},"
@@ -221,7 +222,7 @@ static void test_json_mode(void **state) {
     lm_buf g = {0};
     assert_true(smp_json_object_grammar(&g));
     const take_case c[] = {{"{}", WHOLE}, {"{\"a\":[1,{\"b\":\"c\"},true,null,-0.5E+2]}", WHOLE}, {"[]", REJECT},
-                           {"\"x\"", REJECT}, {" {}", REJECT}, {"{\"a\":1", PREFIX}, {"{\"a\" 1}", REJECT},
+                           {"\"x\"", REJECT}, {" {}", WHOLE}, {"{}\n", WHOLE}, {"{}\n\n", REJECT}, {"{\"a\":1", PREFIX}, {"{\"a\" 1}", REJECT},
                            {"{\"a\":1}{", REJECT}};
     check_grammar_text(g.data, "json mode", c, LM_ARRAY_LEN(c), true);
     lm_buf_free(&g);
