@@ -29,6 +29,8 @@ static const char *const PRIM_NAMES[P_COUNT] = {"ws", "string", "char", "number"
 typedef struct named {
     const cJSON *node; /* a $ref target, or NULL for a plain used name */
     char *name;
+    int open;          /* a $ref target still being written: the nesting of objects and arrays
+                          when it started; -1 once written */
 } named;
 
 typedef struct conv {
@@ -43,6 +45,8 @@ typedef struct conv {
     size_t n_names, cap_names;
     bool prim[P_COUNT];
     int depth;
+    int nesting; /* objects and arrays entered: a $ref back to a target open at the same
+                    nesting would be a rule that reaches itself without reading anything */
 } conv;
 
 static bool cfail(conv *c, lm_status code, const char *path, const char *fmt, ...) LM_PRINTF(4, 5);
@@ -91,7 +95,7 @@ static const char *add_name(conv *c, const char *name, const cJSON *node) {
         cnomem(c);
         return NULL;
     }
-    c->names[c->n_names++] = (named){node, s};
+    c->names[c->n_names++] = (named){node, s, -1};
     return s;
 }
 
@@ -545,12 +549,20 @@ static const char *visit(conv *c, const cJSON *node, const char *path, const cha
         if (!target) goto done;
         for (size_t i = 0; i < c->n_names; i++)
             if (c->names[i].node == target) {
+                if (c->names[i].open == c->nesting) {
+                    cfail(c, LM_ERR_UNSUPPORTED, path,
+                          "$ref '%.80s' comes back to itself without an object or array in between, so it "
+                          "describes no value", ref->valuestring);
+                    goto done;
+                }
                 result = c->names[i].name;
                 goto done;
             }
         const char *slash = strrchr(ref->valuestring, '/');
         const char *tn = new_name(c, slash && slash[1] ? slash + 1 : "self", target);
         if (!tn) goto done;
+        size_t tn_index = c->n_names - 1;
+        c->names[tn_index].open = c->nesting;
         char tp[256];
         sub_path(tp, sizeof tp, "$", "%s", ref->valuestring + 1);
         for (char *q = tp + 1; *q; q++)
@@ -558,6 +570,7 @@ static const char *visit(conv *c, const cJSON *node, const char *path, const cha
         /* the target's own rule, written under the reserved name so recursion finds it */
         const char *inner = visit(c, target, tp, slash && slash[1] ? slash + 1 : "self");
         if (!inner) goto done;
+        c->names[tn_index].open = -1;
         lm_buf_puts(&b, inner);
         if (emit_rule(c, tn, &b)) result = tn;
         goto done;
@@ -642,12 +655,16 @@ static const char *visit(conv *c, const cJSON *node, const char *path, const cha
             else if (strcmp(t, "null") == 0) put_prim(c, &b, P_NULL);
             else if (strcmp(t, "object") == 0) {
                 lm_buf ob = {0};
+                c->nesting++;
                 ok = object_body(c, node, path, name, &ob);
+                c->nesting--;
                 if (ok) lm_buf_printf(&b, "%s", ob.data ? ob.data : "");
                 lm_buf_free(&ob);
             } else if (strcmp(t, "array") == 0) {
                 lm_buf ab = {0};
+                c->nesting++;
                 ok = array_body(c, node, path, name, &ab);
+                c->nesting--;
                 if (ok) lm_buf_printf(&b, "%s", ab.data ? ab.data : "");
                 lm_buf_free(&ab);
             } else {

@@ -195,6 +195,10 @@ static void test_errors(void **state) {
         {"{\"properties\":{\"u\":{\"enum\":[\"a\xf5" "b\"]}}}", LM_ERR_FORMAT,
          "json_schema: $.properties.u: a value in enum or const is not valid UTF-8"},
         {"{\"properties\":{\"\xc3\":{}}}", LM_ERR_FORMAT, "the property name is not valid UTF-8"},
+        {"{\"$ref\":\"#\"}", LM_ERR_UNSUPPORTED,
+         "json_schema: $: $ref '#' comes back to itself without an object or array in between"},
+        {"{\"$defs\":{\"a\":{\"anyOf\":[{\"$ref\":\"#/$defs/b\"},{\"type\":\"null\"}]},\"b\":{\"$ref\":\"#/$defs/a\"}},"
+         "\"$ref\":\"#/$defs/a\"}", LM_ERR_UNSUPPORTED, "$.$defs.b: $ref '#/$defs/a' comes back to itself"},
     };
     for (size_t i = 0; i < LM_ARRAY_LEN(c); i++) {
         lm_buf out = {0};
