@@ -295,7 +295,7 @@ static bool array_body(conv *c, const cJSON *node, const char *path, const char 
         lm_buf_puts(b, opt ? " )? " : " ");
     }
     lm_buf_puts(b, "\"]\"");
-    return true;
+    return b->oom ? cnomem(c) : true;
 }
 
 typedef struct prop {
@@ -416,6 +416,7 @@ static bool object_body(conv *c, const cJSON *node, const char *path, const char
         if (extra) lm_buf_puts(&xm, extra);
         else lm_buf_printf(&xm, "%s-value", P);
         lm_buf_printf(&xm, " %s-ws", P);
+        if (xm.oom) ok = cnomem(c);
     }
     /* names relative to the prefix, for the rest_k rules */
     size_t plen = strlen(P);
@@ -658,6 +659,7 @@ static const char *visit(conv *c, const cJSON *node, const char *path, const cha
                 c->nesting++;
                 ok = object_body(c, node, path, name, &ob);
                 c->nesting--;
+                if (ok && ob.oom) ok = cnomem(c);
                 if (ok) lm_buf_printf(&b, "%s", ob.data ? ob.data : "");
                 lm_buf_free(&ob);
             } else if (strcmp(t, "array") == 0) {
@@ -665,6 +667,7 @@ static const char *visit(conv *c, const cJSON *node, const char *path, const cha
                 c->nesting++;
                 ok = array_body(c, node, path, name, &ab);
                 c->nesting--;
+                if (ok && ab.oom) ok = cnomem(c);
                 if (ok) lm_buf_printf(&b, "%s", ab.data ? ab.data : "");
                 lm_buf_free(&ab);
             } else {

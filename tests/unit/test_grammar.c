@@ -964,6 +964,77 @@ static void test_padded_vocab(void **state) {
     vocab_free(&v);
 }
 
+/* ---- allocation failures: every allocation of schema -> grammar -> matcher -> steps ---- */
+
+static lm_status alloc_attempt(const tok_tokenizer *tok, lm_token eog) {
+    static const char schema[] = "{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"string\"},"
+                                 "\"b\":{\"type\":\"array\",\"items\":{\"type\":\"integer\"},\"maxItems\":3},"
+                                 "\"c\":{\"enum\":[\"x\",null]}},\"required\":[\"a\"]}";
+    static const char text[] = "{\"a\": \"h\u00e9 \\n \xe4\xb8\xad\", \"b\": [1, 22], \"c\": null}";
+    lm_buf g = {0};
+    lm_error err = {0};
+    lm_status st = smp_json_schema_grammar(schema, sizeof schema - 1, 0, &g, &err);
+    smp_grammar *gr = NULL;
+    smp_matcher *m = NULL;
+    if (!st) st = smp_grammar_compile(g.data, g.len, &gr, &err);
+    if (!st) st = smp_matcher_new(gr, tok, &eog, 1, (size_t)tok_n_vocab(tok), &m, &err);
+    for (size_t i = 0; !st && i < sizeof text - 1; i += 3) {
+        uint32_t na;
+        if (!smp_matcher_mask(m, &na)) st = LM_ERR_NOMEM;
+        else st = smp_matcher_accept_bytes(m, text + i, LM_MIN(3, sizeof text - 1 - i));
+    }
+    if (!st && !smp_matcher_can_end(m)) st = LM_ERR_FORMAT;
+    if (st && st != LM_ERR_NOMEM) fail_msg("status %d (%s) with allocation %ld failing", st, err.msg, lm_alloc_count());
+    smp_matcher_free(m);
+    smp_grammar_free(gr);
+    lm_buf_free(&g);
+    return st;
+}
+
+static void test_alloc_failures(void **state) {
+    (void)state;
+    vocab v;
+    vocab_load(&v, "tinychat", tu_src("models/tinychat"));
+    lm_alloc_fail_at(-1); /* count only */
+    assert_int_equal(alloc_attempt(v.tok, v.eog), LM_OK);
+    long total = lm_alloc_count();
+    lm_alloc_fail_at(0);
+    long n, recovered = 0;
+    for (n = 1;; n++) {
+        lm_alloc_fail_at(n);
+        lm_status st = alloc_attempt(v.tok, v.eog);
+        bool fired = lm_alloc_failed();
+        lm_alloc_fail_at(0);
+        if (!fired) {
+            assert_int_equal(st, LM_OK);
+            break;
+        }
+        /* NOMEM, or a whole match anyway when the allocation was optional (a state's table of
+           256 transitions: without it they stay in the short inline list) */
+        assert_true(st == LM_ERR_NOMEM || st == LM_OK);
+        recovered += st == LM_OK;
+    }
+    assert_true(n > total);
+    /* the trie of a fresh tokenizer: NULL when an allocation fails, built on a later call */
+    vocab w;
+    lm_error err = {0};
+    if (tok_load_dir(tu_src("models/tinychat"), &w.tok, &err)) fail_msg("%s", err.msg);
+    for (n = 1;; n++) {
+        lm_alloc_fail_at(n);
+        const tok_trie *tr = tok_get_trie(w.tok);
+        bool fired = lm_alloc_failed();
+        lm_alloc_fail_at(0);
+        if (!fired) {
+            assert_non_null(tr);
+            break;
+        }
+        assert_null(tr);
+    }
+    print_message("%ld allocations swept (schema to mask; %ld recovered), %ld for the trie\n", total, recovered, n);
+    tok_free(w.tok);
+    vocab_free(&v);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_literals_and_escapes),
@@ -978,6 +1049,7 @@ int main(void) {
         cmocka_unit_test(test_brute_force_json),
         cmocka_unit_test(test_token_refs),
         cmocka_unit_test(test_padded_vocab),
+        cmocka_unit_test(test_alloc_failures),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
