@@ -12,8 +12,9 @@
  *       with the default sampling chain (temperature 0.8, top-k 40, top-p 0.95, min-p 0.05).
  *       Each rep is a fresh sampler, so the mask caches start empty every time.
  *   grammar_bench decode MODEL SCHEMA_FILE [-n TOKENS] [-r REPS] [-t THREADS] [--temp T]
- *       End to end: lm_session_complete on MODEL, unconstrained and with the schema, alternating,
- *       REPS each; median decode tok/s and tokens of each (the schema's reply may end sooner).
+ *       End to end: lm_session_complete on MODEL, unconstrained (ignore_eos, so all TOKENS are
+ *       decoded) and with the schema, alternating, REPS each; median decode tok/s and mean
+ *       tokens of each (the schema's reply ends where its JSON does, or at TOKENS).
  *
  * One JSON object per line. Built against the library by bench/grammar.sh; never part of it. */
 #include "chat/chat.h"
@@ -233,7 +234,9 @@ static int bench_decode(const char *model_path, const char *schema_path, int n_t
             gp.max_tokens = n_tok;
             gp.temperature = temp;
             gp.seed = (uint64_t)r + 1;
+            /* free text runs the full N tokens; the schema's reply ends where its JSON does */
             if (constrained) gp.json_schema = schema;
+            else gp.ignore_eos = true;
             lm_session_truncate(s, 0);
             lm_gen_stats st;
             if (lm_session_complete(s, PROMPT, sizeof PROMPT - 1, &gp, NULL, NULL, &st)) {

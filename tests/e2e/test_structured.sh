@@ -5,7 +5,8 @@
 # with python3), and bad files or flags fail with the message and exit code. Server: OpenAI's
 # response_format json_object and json_schema (streamed too) and llama.cpp's grammar field give
 # content that parses and matches; a schema keyword that cannot be enforced, a bad grammar and a
-# malformed response_format are 400s naming where the problem is.
+# malformed response_format are 400s naming where the problem is. The OpenAI provider sends them
+# on: `chat --provider` against this server gets the same constrained replies.
 set -euo pipefail
 
 CLI=${1:?usage: test_structured.sh /path/to/locallm}
@@ -173,6 +174,16 @@ bad "{\"messages\":[$U],\"response_format\":{\"type\":\"json_schema\"}}" respons
 bad "{\"messages\":[$U],\"response_format\":{\"type\":\"yaml\"}}" response_format "type 'yaml' is not supported"
 bad "{\"messages\":[$U],\"grammar\":\"root ::= x\"}" grammar "grammar line 1 column 10: rule 'x' is used but never defined"
 bad "{\"messages\":[$U],\"grammar\":\"root ::= \\\"a\\\"\",\"response_format\":{\"type\":\"json_object\"}}" grammar "not both"
+# through the OpenAI-compatible provider: the fields travel (response_format, grammar)
+echo "Is Paris in France?" | "$CLI" chat --provider cloud --base-url "$BASE/v1" --model tinychat \
+    --grammar "$TMP/yn.gbnf" >"$TMP/out" 2>"$TMP/err" || fail "chat --provider --grammar"
+reply=$(cat "$TMP/out")
+[[ $reply == "yes." || $reply == "no." ]] || fail "chat --provider --grammar gave '$reply'"
+pass
+echo "What's the weather like in Oslo?" | "$CLI" chat --provider cloud --base-url "$BASE/v1" --model tinychat \
+    --json-schema "$TMP/weather.json" -n 200 >"$TMP/out" 2>"$TMP/err" || fail "chat --provider --json-schema"
+check_weather "$TMP/out"
+pass
 # still serving
 post "{\"messages\":[$U],\"temperature\":0,\"max_tokens\":200,\"response_format\":{\"type\":\"json_object\"}}"
 [[ $code == 200 ]] || fail "after the errors: $code"
