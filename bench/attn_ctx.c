@@ -37,6 +37,11 @@ int main(int argc, char **argv) {
         fprintf(stderr, "%s\n", err.msg);
         return 1;
     }
+    lm_engine *eng = NULL;
+    if (lm_engine_new(m, NULL, &eng, &err)) {
+        fprintf(stderr, "%s\n", err.msg);
+        return 1;
+    }
     int32_t nv = lm_n_vocab(m);
     float *logits = malloc((size_t)nv * sizeof(float));
     printf("threads %d, kv %s, %d decode steps\n", threads, f32 ? "f32" : "f16", n_gen);
@@ -47,7 +52,7 @@ int main(int argc, char **argv) {
         sp.n_batch = 256;
         sp.kv_f32 = f32;
         lm_session *s = NULL;
-        if (lm_session_new(m, &sp, &s, &err)) {
+        if (lm_session_new(eng, &sp, &s, &err)) {
             fprintf(stderr, "%s\n", err.msg);
             return 1;
         }
@@ -74,6 +79,7 @@ int main(int argc, char **argv) {
         free(ids);
     }
     free(logits);
+    lm_engine_free(eng);
     lm_model_free(m);
     return 0;
 }

@@ -220,8 +220,13 @@ static int bench_decode(const char *model_path, const char *schema_path, int n_t
         fprintf(stderr, "%s\n", err.msg);
         return 1;
     }
+    lm_engine *eng = NULL;
+    if (lm_engine_new(m, NULL, &eng, &err)) {
+        fprintf(stderr, "%s\n", err.msg);
+        return 1;
+    }
     lm_session *s = NULL;
-    if (lm_session_new(m, NULL, &s, &err)) {
+    if (lm_session_new(eng, NULL, &s, &err)) {
         fprintf(stderr, "%s\n", err.msg);
         return 1;
     }
@@ -262,6 +267,7 @@ static int bench_decode(const char *model_path, const char *schema_path, int n_t
            model_path, info.n_vocab, info.n_threads, (double)temp, t0, t1, 100.0 * (1.0 - t1 / t0),
            (double)k0 / rr, (double)k1 / rr, rr);
     lm_session_free(s);
+    lm_engine_free(eng);
     lm_model_free(m);
     lm_free(schema);
     return 0;

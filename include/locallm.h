@@ -5,8 +5,15 @@
  *    live handle also keep the message in the handle (lm_session_errmsg).
  *  - Who frees what is said beside each declaration. Every _free accepts NULL.
  *  - Structs handed in by the caller start from their *_default_params() and only grow at the end.
- *  - An lm_model is immutable after load and may be shared by threads; an lm_session is used by
- *    one thread at a time (lm_session_cancel is the one call allowed from another thread).
+ *  - Three objects carry the work: an lm_model (weights, vocabulary, template: immutable after
+ *    load, shared by any number of threads), an lm_engine (the compute context on the model's
+ *    device: scratch, the CPU thread pool, and the scheduler that merges the steps of its
+ *    conversations into shared forward passes), and lm_sessions (one conversation each: tokens
+ *    and KV cache). A session is used by one thread at a time; sessions of one engine may be used
+ *    from different threads at the same time, and their work then shares passes.
+ *  - Lifetimes are reference counted upward: an engine keeps its model alive and a session its
+ *    engine, so the handles may be freed in any order (lm_model_free drops the caller's handle;
+ *    the weights go when the last engine made on them goes).
  */
 #ifndef LOCALLM_H
 #define LOCALLM_H
@@ -36,6 +43,7 @@ typedef enum lm_status {
     LM_ERR_NETWORK = 8,     /* a network peer failed or could not be reached */
     LM_ERR_TEMPLATE = 9,    /* a chat template failed to render (raise_exception, runaway) */
     LM_ERR_CONTEXT = 10,    /* the prompt cannot fit the context window */
+    LM_ERR_BUSY = 11,       /* every slot is taken and the wait queue is full */
 } lm_status;
 
 /* Static string naming the code ("LM_ERR_FORMAT"); never NULL. */
@@ -57,22 +65,27 @@ typedef int (*lm_progress_fn)(float fraction, const char *stage, void *user);
 typedef struct lm_model lm_model;
 
 typedef struct lm_model_params {
-    int32_t n_threads;        /* 0: one per online core */
+    int32_t n_threads;        /* default CPU threads of engines made on the model (their
+                                 lm_engine_params.n_threads 0); 0: one per online core */
     bool use_mmap;            /* false: read the weights into owned memory */
-    bool force_ref_kernels;   /* run every kernel on the plain C reference path (bisecting) */
+    bool force_ref_kernels;   /* CPU: run every kernel on the plain C reference path (bisecting);
+                                 the kernels are chosen once, at load */
     lm_progress_fn progress;  /* may be NULL */
     void *progress_user;
     lm_log_fn log;            /* may be NULL: the library stays silent */
     void *log_user;
     const char *chat_template;/* NULL: the model's own; else a built-in name ("llama3", "mistral",
                                  "chatml", "zephyr") or Jinja source text. Copied. */
+    const char *device;       /* where the weights live and every engine on them runs: NULL or
+                                 "auto" (a GPU when this build has a GPU backend and one is
+                                 present, else the CPU), "cpu", "cuda" or "cuda:N". Copied. */
 } lm_model_params;
 
 lm_model_params lm_model_default_params(void);
 
 /* Loads a GGUF file or a Hugging Face model folder (safetensors + config.json, MLX quantized
- * folders too). On success *out owns the model; free it with lm_model_free(). Sessions made from
- * a model must be freed before it; a session used after its model is freed reports LM_ERR_MISUSE. */
+ * folders too) and prepares its weights for the device. On success *out is the caller's handle;
+ * lm_model_free() drops it (engines made on the model keep it alive until they are freed). */
 lm_status lm_model_load(const char *path, const lm_model_params *params, lm_model **out,
                         lm_error *err);
 void lm_model_free(lm_model *m);
@@ -80,12 +93,13 @@ void lm_model_free(lm_model *m);
 typedef struct lm_model_info {
     const char *arch;         /* "llama", "qwen2", ...; owned by the model */
     const char *format;       /* "gguf", "safetensors", "mlx" */
-    const char *kernels;      /* CPU kernel set in use: "ref", "avx2", "avx512", "neon" */
+    const char *kernels;      /* the backend's kernels, chosen at load: "ref", "avx2", "avx512",
+                                 "neon" on the CPU */
     int32_t n_vocab, n_ctx_train, n_embd, n_layer, n_head, n_head_kv, head_dim, n_ff;
     float rope_theta, norm_eps;
     uint64_t n_params;        /* parameters, a tied output counted once */
     uint64_t weight_bytes;    /* bytes of tensor data */
-    int32_t n_threads;
+    int32_t n_threads;        /* engines' default (lm_model_params.n_threads) */
     const char *quant;        /* weight types by tensor group, e.g. "attn: Q8_0 x15; ffn: Q8_0 x10,
                                  F32 x5; embd: Q8_0; output: tied"; owned by the model */
 } lm_model_info;
@@ -95,6 +109,46 @@ void lm_model_get_info(const lm_model *m, lm_model_info *out);
 /* Bytes of KV cache a session needs per context token (all layers, K and V) with the default
  * F16 cache; twice that with lm_session_params.kv_f32. */
 uint64_t lm_model_kv_bytes_per_token(const lm_model *m);
+
+/* ---- engines: where conversations run ------------------------------------------------------- */
+
+typedef struct lm_engine lm_engine;
+
+typedef struct lm_engine_params {
+    int32_t n_threads;        /* CPU threads of its pool, the scheduler's own included; 0: the
+                                 model's lm_model_params.n_threads */
+    int32_t max_batch;        /* tokens per forward pass (a prompt's chunk when it runs alone);
+                                 0: 512 */
+    int32_t max_seqs;         /* sessions whose tokens one pass may hold; 0: 16 */
+    int32_t prefill_chunk;    /* tokens of a prompt per pass while other sessions are generating,
+                                 so a long prompt never stalls their streams; 0: 64 */
+} lm_engine_params;
+
+lm_engine_params lm_engine_default_params(void);
+
+/* An engine on m's device: its scratch, its CPU thread pool (one per engine, never one per
+ * session) and a scheduler thread that runs the forward passes of all its sessions. Sessions that
+ * work at the same time (from different threads) share passes: a prompt of one is evaluated in
+ * chunks between the generation steps of the others, and the next tokens of all that generate are
+ * computed in one pass that reads each weight once. The engine holds a reference to m. *out is
+ * freed with lm_engine_free (sessions made on it keep it alive until they are freed). */
+lm_status lm_engine_new(const lm_model *m, const lm_engine_params *p, lm_engine **out,
+                        lm_error *err);
+void lm_engine_free(lm_engine *e);
+/* The model the engine runs (borrowed: valid while the engine lives). */
+const lm_model *lm_engine_model(const lm_engine *e);
+
+/* What the scheduler did so far, for tests and benchmarks. */
+typedef struct lm_engine_stats {
+    uint64_t n_passes;        /* forward passes run */
+    uint64_t n_tokens;        /* tokens evaluated, prompts included */
+    uint64_t n_shared;        /* passes that held tokens of two sessions or more */
+    int32_t max_seqs_in_pass; /* the most sessions one pass held */
+} lm_engine_stats;
+void lm_engine_get_stats(const lm_engine *e, lm_engine_stats *out);
+
+/* Runs a short generation so the first real request is not cold (page faults, caches). */
+lm_status lm_engine_warmup(lm_engine *e, lm_error *err);
 
 /* ---- tokens ----------------------------------------------------------------------------------- */
 
@@ -162,15 +216,16 @@ typedef struct lm_session lm_session;
 
 typedef struct lm_session_params {
     int32_t n_ctx;            /* context window in tokens; 0: the model's, capped at 4096 */
-    int32_t n_batch;          /* prefill micro-batch; 0: default (64) */
+    int32_t n_batch;          /* the most of its prompt one pass takes; 0: the engine's max_batch */
     bool kv_f32;              /* keep the KV cache in F32 (default false: F16, half the memory
                                  and bandwidth, relative error about 5e-4 per element) */
 } lm_session_params;
 
 lm_session_params lm_session_default_params(void);
 
-/* A session borrows the model, which must outlive it. *out is freed with lm_session_free(). */
-lm_status lm_session_new(lm_model *m, const lm_session_params *p, lm_session **out, lm_error *err);
+/* A conversation on engine e (which it keeps alive), with its own KV cache. *out is freed with
+ * lm_session_free(). */
+lm_status lm_session_new(lm_engine *e, const lm_session_params *p, lm_session **out, lm_error *err);
 void lm_session_free(lm_session *s);
 
 /* Last error message on this session; valid until the next call on it. Never NULL. */
@@ -234,8 +289,9 @@ lm_status lm_session_generate(lm_session *s, const lm_token *prompt, size_t n,
                               const lm_gen_params *gp, lm_piece_fn fn, void *user,
                               lm_gen_stats *stats);
 
-/* Asks the session's running call to stop as soon as it can (within one micro-batch).
- * Safe to call from any thread. The flag is cleared at the start of the next call. */
+/* Asks the session's running call to stop as soon as it can (before the engine's next pass).
+ * Safe to call from any thread, and from a signal handler (it only sets a flag). The flag is
+ * cleared at the start of the next call. */
 void lm_session_cancel(lm_session *s);
 
 /* ---- chat ------------------------------------------------------------------------------------ */
@@ -281,9 +337,6 @@ lm_status lm_session_chat(lm_session *s, const lm_message *msgs, size_t n,
 lm_status lm_session_prefill_partial(lm_session *s, const lm_message *msgs, size_t n,
                                      const lm_chat_params *cp);
 
-/* Runs a short generation so the first real request is not cold (page faults, caches). */
-lm_status lm_model_warmup(lm_model *m, lm_error *err);
-
 /* ---- model references ------------------------------------------------------------------------ */
 
 /* Resolves a model reference into out (cap bytes): an existing file or folder is returned as is;
@@ -298,6 +351,7 @@ lm_status lm_resolve_model(const char *ref, const char *cache_dir, char *out, si
 /* ---- providers: one interface for the local model and OpenAI-compatible endpoints ------------ */
 
 typedef struct lm_provider lm_provider;
+typedef struct lm_response_cache lm_response_cache; /* below */
 
 typedef struct lm_openai_params {
     const char *name;          /* shown in results ("openai", "groq"); copied */
@@ -309,15 +363,56 @@ typedef struct lm_openai_params {
     int32_t total_timeout_ms;      /* 0: none */
 } lm_openai_params;
 
+/* One call on a provider: the handle through which it is cancelled (from any thread) and which
+ * keeps what the call left behind: its error message, who answered and the tool calls of the
+ * reply. Reusable: each provider call clears those. *out is freed with lm_call_free. */
+typedef struct lm_call lm_call;
+lm_status lm_call_new(lm_call **out, lm_error *err);
+void lm_call_free(lm_call *c);
+/* Stops the call as soon as it can (a queued call leaves the queue; a running one stops between
+ * tokens); the call then returns LM_ERR_CANCELLED, or LM_OK with finish LM_FINISH_CANCELLED once
+ * text was delivered. Safe from any thread, before or during the call. The flag stays set until
+ * lm_call_reset: a call made on a cancelled handle returns LM_ERR_CANCELLED at once. */
+void lm_call_cancel(lm_call *c);
+void lm_call_reset(lm_call *c);
+/* Message of the call's failure ("" after success); owned by c, valid until its next call. */
+const char *lm_call_errmsg(const lm_call *c);
+/* The provider that answered (a fallback manager names the one it used), or NULL when none did;
+ * while the call runs, the one answering. Owned by c, valid until its next call. */
+const char *lm_call_answered_by(const lm_call *c);
+/* Why a fallback manager skipped providers ("local: busy; groq: HTTP 503 ..."), or "". */
+const char *lm_call_skipped(const lm_call *c);
+/* Tool calls of the reply, when the request offered tools and the model called some: a JSON array
+ * of OpenAI tool calls ({"id","type":"function","function":{"name","arguments"}}), or NULL. The
+ * text of a call is held back from the piece callback; what came before it is delivered. Owned
+ * by c, valid until its next call. */
+const char *lm_call_tool_calls(const lm_call *c);
+
 /* An OpenAI-compatible chat endpoint (OpenAI, Groq, vLLM, llama.cpp, locallm serve), streamed
- * over SSE. *out freed with lm_provider_free. */
+ * over SSE. Calls from several threads at once each use their own connection. *out freed with
+ * lm_provider_free. */
 lm_status lm_provider_openai_new(const lm_openai_params *p, lm_provider **out, lm_error *err);
-/* The local model behind the same interface; it owns one session on m (m must outlive it). */
-lm_status lm_provider_local_new(lm_model *m, const lm_session_params *sp, lm_provider **out,
+
+typedef struct lm_local_params {
+    int32_t n_slots;          /* sessions, so calls at the same time run concurrently on the
+                                 engine (their steps share passes); 0: 1 */
+    int32_t n_queue;          /* calls that wait for a slot beyond those; more are refused with
+                                 LM_ERR_BUSY; 0: 16; -1: none wait */
+    lm_session_params session;/* of every slot */
+    lm_response_cache *cache; /* borrowed (must outlive the provider); may be NULL */
+} lm_local_params;
+
+lm_local_params lm_local_default_params(void);
+
+/* The local model behind the same interface: a pool of slots (sessions on engine e, which it keeps
+ * alive). A call takes the free slot whose cached tokens share the longest prefix with its prompt
+ * (a follow-up turn lands where its conversation is cached), waits in a bounded queue when all
+ * are busy, and parses the model family's tool-call format (chat/tools.c) out of the reply. */
+lm_status lm_provider_local_new(lm_engine *e, const lm_local_params *p, lm_provider **out,
                                 lm_error *err);
 /* A fallback manager over providers (borrowed; they must outlive it), tried in order: one that
- * is not ready or fails before its first piece is skipped; once text has streamed, a failure
- * is reported, not retried elsewhere. */
+ * is not ready, busy, or fails before its first piece is skipped; once text has streamed, a
+ * failure is reported, not retried elsewhere. */
 lm_status lm_provider_fallback_new(lm_provider *const *list, size_t n, lm_provider **out,
                                    lm_error *err);
 void lm_provider_free(lm_provider *p);
@@ -325,17 +420,17 @@ void lm_provider_free(lm_provider *p);
 /* Owned by the provider. */
 const char *lm_provider_name(const lm_provider *p);
 bool lm_provider_is_ready(lm_provider *p);
-/* A streamed chat turn. err gets the reason on failure (the server's own message for HTTP
- * errors). stats may be NULL; remote providers fill what the server reports. */
+/* A streamed chat turn. Any number of threads may call one provider at once, each with its own
+ * call handle (which may be NULL: then the call cannot be cancelled and its message is lost).
+ * stats may be NULL; remote providers fill what the server reports. */
 lm_status lm_provider_chat(lm_provider *p, const lm_message *msgs, size_t n,
                            const lm_chat_params *cp, const lm_gen_params *gp, lm_piece_fn fn,
-                           void *user, lm_gen_stats *stats, lm_error *err);
-/* Stops the running chat call as soon as possible; safe from any thread. */
-void lm_provider_cancel(lm_provider *p);
-/* For a fallback manager: the name of the provider that answered the last call (NULL if none)
- * and why others were skipped ("local: not ready; groq: HTTP 503 ..."). Owned by p. */
-const char *lm_provider_answered_by(const lm_provider *p);
-const char *lm_provider_skipped(const lm_provider *p);
+                           void *user, lm_call *call, lm_gen_stats *stats);
+/* A plain completion of prompt text (no template), with the cached prefix reused. Remote
+ * providers answer LM_ERR_UNSUPPORTED (a fallback manager skips them). */
+lm_status lm_provider_complete(lm_provider *p, const char *prompt, size_t len,
+                               const lm_gen_params *gp, lm_piece_fn fn, void *user, lm_call *call,
+                               lm_gen_stats *stats);
 
 /* ---- response cache ------------------------------------------------------------------------ */
 

@@ -31,6 +31,11 @@ import sys
 import numpy as np
 
 PRESETS = {
+    # tiny: for committed test fixtures (tests/data/synthetic), rows a multiple of 256 so K-quants
+    # are used as such
+    "tiny": dict(arch="qwen2", name="tiny (synthetic)", n_layer=2, n_embd=256, n_head=4,
+                 n_head_kv=2, n_ff=512, n_vocab=512, n_ctx=4096, rope_base=10000.0,
+                 rms_eps=1e-6, qkv_bias=True, tied=False, rope_freqs=None),
     "qwen2.5-0.5b": dict(arch="qwen2", name="Qwen2.5-0.5B (synthetic)", n_layer=24, n_embd=896, n_head=14,
                          n_head_kv=2, n_ff=4864, n_vocab=151936, n_ctx=32768, rope_base=1000000.0,
                          rms_eps=1e-6, qkv_bias=True, tied=True, rope_freqs=None),

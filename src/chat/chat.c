@@ -64,15 +64,13 @@ static bool add_ref(cJSON *obj, const char *key, const cJSON *item) {
     return true;
 }
 
-lm_status chat_render(const char *template_src, const cJSON *messages, const chat_vars *vars,
-                      const jinja_opts *opts, lm_buf *out, lm_error *err) {
-    if (!template_src || !messages || !vars || !out)
+lm_status chat_render_parsed(const jinja_template *t, const cJSON *messages, const chat_vars *vars,
+                             const jinja_opts *opts, lm_buf *out, lm_error *err) {
+    if (!t || !messages || !vars || !out)
         return lm_fail(err, LM_ERR_MISUSE, "chat_render: NULL template, messages, vars or output");
     if (!cJSON_IsArray(messages))
         return lm_fail(err, LM_ERR_MISUSE, "chat_render: messages must be a JSON array");
-    jinja_template *t = NULL;
-    lm_status st = jinja_parse(template_src, strlen(template_src), &t, err);
-    if (st) return st;
+    lm_status st;
     cJSON *v = cJSON_CreateObject();
     bool ok = v != NULL;
     if (ok && vars->extra && cJSON_IsObject(vars->extra))
@@ -88,6 +86,19 @@ lm_status chat_render(const char *template_src, const cJSON *messages, const cha
     if (!ok) st = lm_fail_nomem(err, "template variables");
     else st = jinja_render(t, v, opts, out, err);
     cJSON_Delete(v);
+    return st;
+}
+
+lm_status chat_render(const char *template_src, const cJSON *messages, const chat_vars *vars,
+                      const jinja_opts *opts, lm_buf *out, lm_error *err) {
+    if (!template_src || !messages || !vars || !out)
+        return lm_fail(err, LM_ERR_MISUSE, "chat_render: NULL template, messages, vars or output");
+    if (!cJSON_IsArray(messages))
+        return lm_fail(err, LM_ERR_MISUSE, "chat_render: messages must be a JSON array");
+    jinja_template *t = NULL;
+    lm_status st = jinja_parse(template_src, strlen(template_src), &t, err);
+    if (st) return st;
+    st = chat_render_parsed(t, messages, vars, opts, out, err);
     jinja_free(t);
     return st;
 }

@@ -51,9 +51,14 @@ enum chat_builtin { CHAT_BUILTIN_NONE, CHAT_BUILTIN_LLAMA3, CHAT_BUILTIN_MISTRAL
 /* Jinja source of a built-in format by name ("llama3", "mistral", "chatml", "zephyr"), or NULL. */
 const char *chat_builtin_source(const char *name);
 
-/* Renders messages (a JSON array of OpenAI-style message objects) with template src. */
+/* Renders messages (a JSON array of OpenAI-style message objects) with template src (parsed, then
+ * rendered by chat_render_parsed). */
 lm_status chat_render(const char *template_src, const cJSON *messages, const chat_vars *vars,
                       const jinja_opts *opts, lm_buf *out, lm_error *err);
+/* The same with a template parsed once (a model's, at load). t is only read: several threads may
+ * render one template at once. */
+lm_status chat_render_parsed(const jinja_template *t, const cJSON *messages, const chat_vars *vars,
+                             const jinja_opts *opts, lm_buf *out, lm_error *err);
 
 /* Tool calls parsed out of generated text. */
 typedef struct chat_tool_call {

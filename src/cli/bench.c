@@ -24,7 +24,11 @@ static const char BENCH_HELP[] =
     "                          (500-token system prompt + 30), of turn 5 (1,000 tokens cached +\n"
     "                          30 new) against a full re-prefill, and after partial prefill\n"
     "                          (the final call adds 5 tokens)\n"
-    "      --json              print one JSON object\n"
+    "      --parallel LIST     instead: LIST concurrent conversations (e.g. 1,4,8) on one engine,\n"
+    "                          each prefilling --prompt-tokens random tokens (default 32) and\n"
+    "                          generating -n tokens: aggregate and per-stream tok/s, TTFT\n"
+    "      --prompt-tokens N   prompt of each conversation with --parallel\n"
+    "      --json              print one JSON object (one line per count with --parallel)\n"
     "  -h, --help              show this help\n";
 
 /* Decode runs after a prompt this long, so attention has something to look at. */
@@ -53,7 +57,7 @@ static void fill_ids(lm_token *ids, size_t n, int32_t n_vocab, uint64_t seed) {
  * context), [1] turn 5 (30 new tokens on 1,000 cached), [2] the same turn without reuse (1,030
  * prefilled), [3] after partial prefill (5 new tokens on 1,025 cached); each is the new tokens'
  * prefill plus one decode step, what a user waits for. */
-static bool time_conversation(lm_model *model, const lm_token *ids, int32_t reps, double conv[4]);
+static bool time_conversation(lm_engine *engine, const lm_token *ids, int32_t reps, double conv[4]);
 
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
@@ -76,11 +80,11 @@ static double peak_rss_mb(void) {
 }
 
 /* Opens a session whose context holds n_tokens (the default one when that is enough). */
-static bool open_session(lm_model *model, int32_t default_ctx, size_t n_tokens, lm_session **s) {
+static bool open_session(lm_engine *engine, int32_t default_ctx, size_t n_tokens, lm_session **s) {
     lm_session_params sp = lm_session_default_params();
     if (n_tokens > (size_t)default_ctx) sp.n_ctx = (int32_t)n_tokens;
     lm_error err = {0};
-    if (lm_session_new(model, &sp, s, &err) != LM_OK) {
+    if (lm_session_new(engine, &sp, s, &err) != LM_OK) {
         cli_error("cannot create a session of %zu tokens: %s", n_tokens,
                   err.msg[0] ? err.msg : "unknown error");
         return false;
@@ -103,13 +107,13 @@ static bool timed_eval(lm_session *s, const lm_token *ids, size_t from, size_t t
 
 /* One session for every figure: the cached prefixes are cut back (lm_session_truncate) rather
  * than prefilled again for each repetition, so only the timed parts cost time more than once. */
-static bool time_conversation(lm_model *model, const lm_token *ids, int32_t reps, double conv[4]) {
+static bool time_conversation(lm_engine *engine, const lm_token *ids, int32_t reps, double conv[4]) {
     enum { SYS = 500, USER = 30, HIST = 1000, PARTIAL_TAIL = 5 };
     size_t n = (size_t)reps;
     double *v = malloc(4 * n * sizeof *v);
-    float *logits = malloc((size_t)lm_n_vocab(model) * sizeof *logits);
+    float *logits = malloc((size_t)lm_n_vocab(lm_engine_model(engine)) * sizeof *logits);
     lm_session *s = NULL;
-    bool ok = v && logits && open_session(model, 0, HIST + USER + 2, &s);
+    bool ok = v && logits && open_session(engine, 0, HIST + USER + 2, &s);
     if (!v || !logits) cli_error("out of memory");
     for (size_t r = 0; ok && r < n; r++) ok = timed_eval(s, ids, 0, SYS + USER, logits, &v[r]);
     /* the history of turns 1-4: ids[0..HIST) in the cache (untimed) */
@@ -136,7 +140,9 @@ int cli_bench(int argc, char **argv) {
     const char *model_path = NULL;
     int32_t *lens = NULL;
     size_t n_lens = 0;
-    int32_t n_gen = 64, n_threads = 0, reps = 3;
+    int32_t n_gen = 64, n_threads = 0, reps = 3, n_prompt_tokens = 32;
+    int32_t *par = NULL;
+    size_t n_par = 0;
     bool json = false, conversation = false;
 
     for (int i = 1; i < argc; i++) {
@@ -155,6 +161,15 @@ int cli_bench(int argc, char **argv) {
             lens = NULL;
             if (bad || !cli_parse_i32_list(cmd, "-p", v, 1, 1 << 20, &lens, &n_lens))
                 return CLI_EXIT_USAGE;
+        } else if (cli_opt(argc, argv, &i, "--parallel", NULL, &v, &bad, cmd)) {
+            free(par);
+            par = NULL;
+            if (bad || !cli_parse_i32_list(cmd, "--parallel", v, 1, 1024, &par, &n_par)) {
+                free(lens);
+                return CLI_EXIT_USAGE;
+            }
+        } else if (cli_opt(argc, argv, &i, "--prompt-tokens", NULL, &v, &bad, cmd)) {
+            if (bad || !cli_parse_i32(cmd, "--prompt-tokens", v, 1, 1 << 20, &n_prompt_tokens)) goto usage;
         } else if (cli_opt(argc, argv, &i, "-n", "--n-gen", &v, &bad, cmd)) {
             if (bad || !cli_parse_i32(cmd, "-n", v, 0, 1 << 20, &n_gen)) goto usage;
         } else if (cli_opt(argc, argv, &i, "-t", "--threads", &v, &bad, cmd)) {
@@ -182,6 +197,7 @@ int cli_bench(int argc, char **argv) {
     int rc = CLI_EXIT_ERROR;
     char *default_path = NULL;
     lm_model *model = NULL;
+    lm_engine *engine = NULL;
     lm_session *s = NULL;
     lm_token *ids = NULL;
     float *logits = NULL;
@@ -197,6 +213,11 @@ int cli_bench(int argc, char **argv) {
         model_path = default_path;
     }
     if (!cli_load_model(model_path, n_threads, &model, &load_ms)) goto done;
+    if (par) {
+        rc = cli_bench_parallel(model, model_path, par, n_par, n_prompt_tokens, n_gen > 0 ? n_gen : 1, reps, json);
+        goto done;
+    }
+    if (!cli_engine_new(model, &engine)) goto done;
     lm_model_info mi;
     memset(&mi, 0, sizeof mi);
     lm_model_get_info(model, &mi);
@@ -219,7 +240,7 @@ int cli_bench(int argc, char **argv) {
     fill_ids(ids, max_len, n_vocab, SEED);
 
     /* One untimed pass first: touches the mapped weights and warms the thread pool. */
-    if (!open_session(model, default_ctx, DECODE_PROMPT, &s)) goto done;
+    if (!open_session(engine, default_ctx, DECODE_PROMPT, &s)) goto done;
     if (lm_session_eval(s, ids, DECODE_PROMPT, logits, NULL) != LM_OK) {
         cli_error("warm-up eval failed: %s", lm_session_errmsg(s));
         goto done;
@@ -231,7 +252,7 @@ int cli_bench(int argc, char **argv) {
         size_t p = (size_t)lens[k];
         for (int32_t r = 0; r < reps; r++) {
             /* TTFT: the prompt plus the first decode step, as a user waits for it. */
-            if (!open_session(model, default_ctx, p + 1, &s)) goto done;
+            if (!open_session(engine, default_ctx, p + 1, &s)) goto done;
             double t0 = cli_now_ms();
             if (lm_session_eval(s, ids, p, logits, NULL) != LM_OK) {
                 cli_error("prefill of %zu tokens failed: %s", p, lm_session_errmsg(s));
@@ -255,7 +276,7 @@ int cli_bench(int argc, char **argv) {
 
     if (n_gen > 0) {
         for (int32_t r = 0; r < reps; r++) {
-            if (!open_session(model, default_ctx, DECODE_PROMPT + (size_t)n_gen, &s)) goto done;
+            if (!open_session(engine, default_ctx, DECODE_PROMPT + (size_t)n_gen, &s)) goto done;
             if (lm_session_eval(s, ids, DECODE_PROMPT, logits, NULL) != LM_OK) {
                 cli_error("decode prompt failed: %s", lm_session_errmsg(s));
                 goto done;
@@ -281,7 +302,7 @@ int cli_bench(int argc, char **argv) {
 
     double conv[4] = {0, 0, 0, 0}; /* turn 1, turn 5, full re-prefill, after partial prefill */
     if (conversation) {
-        if (!time_conversation(model, ids, reps, conv)) goto done;
+        if (!time_conversation(engine, ids, reps, conv)) goto done;
     }
     double rss = peak_rss_mb();
     if (json) {
@@ -321,6 +342,7 @@ int cli_bench(int argc, char **argv) {
 
 done:
     lm_session_free(s);
+    lm_engine_free(engine);
     lm_model_free(model);
     free(default_path);
     free(ids);
@@ -330,9 +352,11 @@ done:
     free(prefill_tok_s);
     free(ttft_ms);
     free(lens);
+    free(par);
     return rc;
 
 usage:
     free(lens);
+    free(par);
     return CLI_EXIT_USAGE;
 }

@@ -352,17 +352,18 @@ static bool convo_save(const convo *c, const char *path) {
 /* What answers: the local model, one cloud provider, or a fallback manager over them. */
 typedef struct backend {
     lm_provider *p;
+    lm_call *call;          /* of the turn running (one handle, reset each turn) */
     const char *preferred;  /* the provider asked first: "local" unless --provider */
     const char *local_err;  /* why the local model is unavailable; NULL when it is loaded */
     char last[64];          /* who answered the last turn */
 } backend;
 
-static lm_provider *volatile g_provider;
+static lm_call *volatile g_call;
 
 static void on_sigint(int sig) {
     (void)sig;
-    lm_provider *p = g_provider;
-    if (p) lm_provider_cancel(p); /* only sets flags: safe in a signal handler */
+    lm_call *c = g_call;
+    if (c) lm_call_cancel(c); /* only sets a flag: safe in a signal handler */
 }
 
 typedef struct reply {
@@ -383,22 +384,22 @@ static int on_piece(const char *utf8, size_t len, void *user) {
 static bool chat_turn(backend *b, convo *c, const lm_chat_params *cp, const lm_gen_params *gp,
                       lm_gen_stats *gs) {
     reply r = {{0}};
-    g_provider = b->p;
+    lm_call_reset(b->call);
+    g_call = b->call;
     struct sigaction sa, old_sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_sigint;
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, &old_sa);
-    lm_error err = {0};
-    lm_status st = lm_provider_chat(b->p, c->msgs, c->n, cp, gp, on_piece, &r, gs, &err);
+    lm_status st = lm_provider_chat(b->p, c->msgs, c->n, cp, gp, on_piece, &r, b->call, gs);
     sigaction(SIGINT, &old_sa, NULL);
-    g_provider = NULL;
+    g_call = NULL;
     fputc('\n', stdout);
     fflush(stdout);
-    const char *by = lm_provider_answered_by(b->p);
+    const char *by = lm_call_answered_by(b->call);
     snprintf(b->last, sizeof b->last, "%s", by ? by : lm_provider_name(b->p));
     if (st == LM_OK && strcmp(b->last, b->preferred) != 0) {
-        const char *skipped = lm_provider_skipped(b->p);
+        const char *skipped = lm_call_skipped(b->call);
         fprintf(stderr, "locallm chat: answered by %s (%s%s%s%s)\n", b->last,
                 b->local_err ? "local: " : "", b->local_err ? b->local_err : "",
                 b->local_err && skipped[0] ? "; " : "", skipped);
@@ -412,9 +413,9 @@ static bool chat_turn(backend *b, convo *c, const lm_chat_params *cp, const lm_g
     } else {
         if (b->local_err)
             cli_error("generation failed: local: %s; %s", b->local_err,
-                      err.msg[0] ? err.msg : lm_status_str(st));
+                      lm_call_errmsg(b->call)[0] ? lm_call_errmsg(b->call) : lm_status_str(st));
         else
-            cli_error("generation failed: %s", err.msg[0] ? err.msg : lm_status_str(st));
+            cli_error("generation failed: %s", lm_call_errmsg(b->call)[0] ? lm_call_errmsg(b->call) : lm_status_str(st));
         /* the user message that failed is taken back so the next turn is clean */
         if (c->n && strcmp(c->msgs[c->n - 1].role, "user") == 0) {
             c->n--;
@@ -705,6 +706,8 @@ int cli_chat(int argc, char **argv) {
     char *default_path = NULL, *structured = NULL;
     int rc = CLI_EXIT_ERROR;
     lm_model *model = NULL;
+    lm_engine *engine = NULL;
+    lm_call *call = NULL;
     lm_provider *list[17] = {NULL};
     size_t n_list = 0;
     lm_provider *manager = NULL;
@@ -733,9 +736,10 @@ int cli_chat(int argc, char **argv) {
                     "%s%s\n", local_err, clouds[0].name, n_clouds > 1 ? " and the others" : "");
         }
         if (model) {
-            lm_session_params sp = lm_session_default_params();
-            sp.n_ctx = n_ctx;
-            if (lm_provider_local_new(model, &sp, &list[n_list], &err) != LM_OK) {
+            if (!cli_engine_new(model, &engine)) goto done;
+            lm_local_params lp = lm_local_default_params();
+            lp.session.n_ctx = n_ctx;
+            if (lm_provider_local_new(engine, &lp, &list[n_list], &err) != LM_OK) {
                 cli_error("cannot create a session: %s", err.msg[0] ? err.msg : "unknown error");
                 goto done;
             }
@@ -750,8 +754,13 @@ int cli_chat(int argc, char **argv) {
         }
         n_list++;
     }
+    if (lm_call_new(&call, &err) != LM_OK) {
+        cli_error("%s", err.msg);
+        goto done;
+    }
     backend b;
     memset(&b, 0, sizeof b);
+    b.call = call;
     b.preferred = cf.provider ? cf.provider : "local";
     b.local_err = local_err[0] ? local_err : NULL;
     if (n_list == 1 && !b.local_err) {
@@ -780,6 +789,8 @@ done:
     cli_messages_free(c.msgs, c.n);
     lm_provider_free(manager);
     for (size_t k = 0; k < n_list; k++) lm_provider_free(list[k]);
+    lm_call_free(call);
+    lm_engine_free(engine);
     lm_model_free(model);
     free(clouds);
     free(default_path);

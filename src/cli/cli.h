@@ -28,6 +28,9 @@ int cli_tokenize(int argc, char **argv);
 int cli_detokenize(int argc, char **argv);
 int cli_info(int argc, char **argv);
 int cli_bench(int argc, char **argv);
+/* bench --parallel (cli/bench_parallel.c): ns[0..n_ns) concurrent conversations in turn. */
+int cli_bench_parallel(lm_model *model, const char *model_path, const int32_t *ns, size_t n_ns, int32_t n_prompt,
+                       int32_t n_gen, int32_t reps, bool json);
 int cli_serve(int argc, char **argv);
 int cli_chat(int argc, char **argv);
 int cli_template(int argc, char **argv);
@@ -81,6 +84,8 @@ char *cli_default_model(void);
  * a terminal and the model is big. On failure prints the error and returns false. *load_ms
  * (may be NULL) gets the wall time of the load. */
 bool cli_load_model(const char *path, int32_t n_threads, lm_model **out, double *load_ms);
+/* An engine on model with its default threads (the model's -t); prints the error. */
+bool cli_engine_new(const lm_model *model, lm_engine **out);
 
 /* Like cli_load_model, sizing the memory check for a context of n_ctx tokens (0: the model's,
  * capped at 4096). When the check is on (cli_set_mem_check), before downloading a catalog model

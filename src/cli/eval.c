@@ -134,11 +134,13 @@ int cli_eval(int argc, char **argv) {
 
     int rc = CLI_EXIT_ERROR;
     lm_model *model = NULL;
+    lm_engine *engine = NULL;
     lm_session *session = NULL;
     float *all = NULL, *last = NULL;
     int32_t *top = NULL;
     lm_token *greedy = NULL;
     if (!cli_load_model(model_path, n_threads, &model, NULL)) goto done;
+    if (!cli_engine_new(model, &engine)) goto done;
     int32_t n_vocab = lm_n_vocab(model);
     if (n_vocab <= 0) {
         cli_error("model '%s' reports no vocabulary", model_path);
@@ -172,7 +174,7 @@ int cli_eval(int argc, char **argv) {
     sp.n_ctx = n_ctx;
     sp.kv_f32 = kv_f32;
     lm_error err = {0};
-    if (lm_session_new(model, &sp, &session, &err) != LM_OK) {
+    if (lm_session_new(engine, &sp, &session, &err) != LM_OK) {
         cli_error("cannot create a session: %s", err.msg[0] ? err.msg : "unknown error");
         goto done;
     }
@@ -232,6 +234,7 @@ int cli_eval(int argc, char **argv) {
 
 done:
     lm_session_free(session);
+    lm_engine_free(engine);
     lm_model_free(model);
     free(all);
     free(last);

@@ -194,14 +194,16 @@ int cli_run(int argc, char **argv) {
 
     int rc = CLI_EXIT_ERROR;
     lm_model *model = NULL;
+    lm_engine *engine = NULL;
     lm_session *session = NULL;
     double load_ms = 0;
     if (!cli_load_model_ctx(model_path, n_threads, n_ctx, &model, &load_ms)) goto done;
+    if (!cli_engine_new(model, &engine)) goto done;
 
     lm_session_params sp = lm_session_default_params();
     sp.n_ctx = n_ctx;
     lm_error err = {0};
-    if (lm_session_new(model, &sp, &session, &err) != LM_OK) {
+    if (lm_session_new(engine, &sp, &session, &err) != LM_OK) {
         cli_error("cannot create a session: %s", err.msg[0] ? err.msg : "unknown error");
         goto done;
     }
@@ -242,6 +244,7 @@ int cli_run(int argc, char **argv) {
 
 done:
     lm_session_free(session);
+    lm_engine_free(engine);
     lm_model_free(model);
     free(default_path);
     free(prompt);

@@ -330,6 +330,15 @@ bool cli_mem_check_path(const char *what, const char *path, int32_t n_ctx, int32
     return cli_mem_check_need(what, "load", &need);
 }
 
+bool cli_engine_new(const lm_model *model, lm_engine **out) {
+    lm_error err = {0};
+    if (lm_engine_new(model, NULL, out, &err) != LM_OK) {
+        cli_error("cannot start the engine: %s", err.msg[0] ? err.msg : "unknown error");
+        return false;
+    }
+    return true;
+}
+
 bool cli_load_model(const char *ref, int32_t n_threads, lm_model **out, double *load_ms) {
     return cli_load_model_ctx(ref, n_threads, 0, out, load_ms);
 }

@@ -482,6 +482,7 @@ int cli_voice(int argc, char **argv) {
     }
     int rc = CLI_EXIT_ERROR;
     lm_model *model = NULL;
+    lm_engine *engine = NULL;
     lm_session *session = NULL;
     lm_sentences *chunker = NULL;
     convo c = {0};
@@ -494,14 +495,15 @@ int cli_voice(int argc, char **argv) {
     pthread_t th;
 
     if (!cli_load_chat_model(model_path, n_threads, tpl, &model)) goto done;
+    if (!cli_engine_new(model, &engine)) goto done;
     lm_session_params sp = lm_session_default_params();
     sp.n_ctx = n_ctx;
     lm_error err = {0};
-    if (lm_session_new(model, &sp, &session, &err) != LM_OK) {
+    if (lm_session_new(engine, &sp, &session, &err) != LM_OK) {
         cli_error("cannot create a session: %s", err.msg[0] ? err.msg : "unknown error");
         goto done;
     }
-    lm_model_warmup(model, &err); /* best effort: a cold first turn only costs latency */
+    lm_engine_warmup(engine, &err); /* best effort: a cold first turn only costs latency */
     if ((system && !convo_add(&c, "system", system)) || !convo_reserve(&c)) goto nomem;
 
     lm_gen_params gp = lm_gen_default_params();
@@ -637,6 +639,7 @@ done:
     free(c.msgs);
     lm_sentences_free(chunker);
     lm_session_free(session);
+    lm_engine_free(engine);
     lm_model_free(model);
     free(default_path);
     if (in != stdin && (rc == CLI_EXIT_OK || !reader_started)) fclose(in);

@@ -1,7 +1,12 @@
-/* compute/backend.h: the internal header of src/compute, what the forward pass is written against.
+/* compute/backend.h: the internal header of src/compute: what the forward pass is written against.
  * Owns: tensor element types (GGML numbering, plus MLX affine groups), weight matrices as views,
- * matrix products over the thread pool, and the element-wise ops of a transformer layer.
- * Does not own: where weights come from (formats/) or what they mean (model/). */
+ * the description of a network (cm_net) that a model hands to its backend, the batch descriptor
+ * (tokens of several sequences in one pass), and the backend interface: a table of operations at
+ * the granularity the forward pass fuses, plus weight upload, per-sequence KV caches, scratch and
+ * synchronisation. The CPU backend (compute/cpu/) implements it; a device backend (CUDA) is
+ * another table, never another forward pass.
+ * Does not own: where weights come from (formats/), what they mean (model/) or which sequences
+ * share a pass (session/engine.c). Nothing above src/compute includes an ISA or CUDA header. */
 #ifndef LM_COMPUTE_BACKEND_H
 #define LM_COMPUTE_BACKEND_H
 
@@ -52,7 +57,7 @@ bool cm_type_row_bytes(uint32_t type, uint64_t n, uint64_t *bytes);
 typedef struct cm_matrix {
     uint32_t type;
     size_t rows, cols;
-    const void *data;      /* row r starts at data + r * row_bytes */
+    const void *data;      /* row r starts at data + r * row_bytes (backend memory once uploaded) */
     size_t row_bytes;
     /* CM_MLX only: w = scale * q + bias per group of group_size along a row; q packed little-
      * endian from the low bits into uint32 words (row_bytes = cols * bits / 8). */
@@ -60,9 +65,12 @@ typedef struct cm_matrix {
     uint32_t sb_type;      /* CM_F32, CM_F16 or CM_BF16: type of scales and biases */
     const void *scales;    /* (rows, cols / group_size) */
     const void *biases;
+    /* Set by the backend when the weights are prepared (cm_backend_ops.prepare): how it runs
+     * this matrix (for the CPU, the kernels chosen once for its type). NULL before. */
+    const void *plan;
 } cm_matrix;
 
-/* ---- reference quant kernels (compute/cpu/quants_ref.c) ---- */
+/* ---- reference quant kernels (compute/cpu/quants_ref.c): format facts, any backend's oracle ---- */
 
 /* Dequantizes n elements (a whole number of blocks) of a row of type into out. */
 void cm_dequant_ref(uint32_t type, const void *row, float *out, size_t n);
@@ -75,75 +83,140 @@ bool cm_quantize_ref(uint32_t type, const float *x, void *out, size_t n);
 void cm_mlx_dequant_row(const cm_matrix *m, size_t row, float *out);
 float cm_mlx_dot_row(const cm_matrix *m, size_t row, const float *x);
 
-/* Any matrix row to floats (dispatches on type). */
-void cm_dequant_row(const cm_matrix *m, size_t row, float *out);
+/* ---- the network a model hands to its backend ---- */
 
-/* ---- the compute context: kernels chosen once, the pool, scratch ---- */
+/* One transformer layer. Norm weights and biases are float arrays (host memory until prepared). */
+typedef struct cm_layer {
+    cm_matrix wq, wk, wv, wo, w_gate, w_up, w_down;
+    const float *attn_norm, *ffn_norm, *q_norm, *k_norm; /* q/k norms: NULL unless qwen3 */
+    const float *bq, *bk, *bv;                           /* NULL without biases */
+} cm_layer;
 
-typedef struct cm_ctx cm_ctx;
+/* Everything the forward pass needs, in the shape every architecture of model/arch.c reduces to:
+ * pre-norm layers of grouped-query attention with RoPE and a SwiGLU MLP. */
+typedef struct cm_net {
+    int32_t n_vocab, n_embd, n_layer, n_head, n_head_kv, head_dim, n_ff, n_rot;
+    float norm_eps;
+    bool rope_interleaved;     /* rotate pairs (GGUF llama) instead of halves (HF, NEOX) */
+    float rope_attn_factor;    /* longrope magnitude scaling, 1 otherwise */
+    int32_t sliding_window;    /* 0: none */
+    const float *inv_freq;     /* n_rot/2, scaling applied */
+    const float *inv_freq_long;/* longrope long factors (sequences whose cache is longer than
+                                  rope_orig_ctx use them), or NULL */
+    int32_t rope_orig_ctx;
+    cm_layer *layers;          /* n_layer */
+    cm_matrix tok_embd;        /* (n_vocab, n_embd) */
+    cm_matrix output;          /* (n_vocab, n_embd); the embedding when tied */
+    const float *output_norm;
+    void *backend_data;        /* what prepare made (plans, device copies); release frees it */
+    /* Called by prepare for each matrix whose bytes it copied into a layout of its own, as soon
+     * as it has: the source (a view into the model's mapped file) may leave resident memory, so a
+     * repacked model never holds both copies at once. May be NULL. */
+    void (*drop)(void *user, const void *data, size_t bytes);
+    void *drop_user;
+} cm_net;
 
-/* pool is borrowed (may be NULL: single thread). NULL on NOMEM. */
-cm_ctx *cm_ctx_new(lm_pool *pool, bool force_ref);
-void cm_ctx_free(cm_ctx *c);
-const char *cm_ctx_kernels(const cm_ctx *c); /* "ref", "avx2", "avx512", "neon" */
-int cm_ctx_threads(const cm_ctx *c);
-lm_pool *cm_ctx_pool(const cm_ctx *c);         /* borrowed; for ops split over the pool */
-uint32_t cm_ctx_features(const cm_ctx *c);     /* CPU features kernels may use; 0 with force_ref */
-/* Reserves per-thread scratch for attention over n_ctx positions and rows of max_cols; false on
- * NOMEM. Call once when a session is made, so ops never allocate. */
-bool cm_ctx_reserve(cm_ctx *c, size_t n_ctx, size_t max_cols);
+/* ---- batches ----
+ * A pass evaluates the tokens of several sequences at once. Each sequence's tokens are contiguous
+ * in the batch and at consecutive positions; each sequence has its own KV cache. The tokens whose
+ * logits are wanted are a tail of each sequence (none, the last, or all of its tokens). */
 
-/* Y (n, rows) = X (n, cols) · W^T, row-major and contiguous. Split over the pool by rows. */
-void cm_matmul(cm_ctx *c, const cm_matrix *w, const float *x, size_t n, float *y);
-/* y[i] = the product of x with w[i] for i < nw, every w[i] of the same cols: the activations are
- * quantized once for all of them (Q, K, V of one normed x; gate and up) and the rows of all the
- * matrices are split over the pool in one run. The same values as nw cm_matmul calls. */
-void cm_matmul_multi(cm_ctx *c, const cm_matrix *const *w, size_t nw, const float *x, size_t n,
-                     float *const *y);
+typedef struct cm_kv cm_kv; /* one sequence's KV cache, in the backend's memory */
 
-/* ---- element-wise ops (compute/cpu/attention.c; single thread unless they take a cm_ctx) ---- */
+typedef struct cm_seq {
+    cm_kv *kv;
+    size_t t0, n;        /* its tokens: batch rows [t0, t0 + n) */
+    size_t pos0;         /* position of row t0: the tokens already in its cache */
+    size_t n_logits;     /* its last n_logits tokens want logits (0 <= n_logits <= n) */
+    float *logits;       /* host memory for (n_logits, n_vocab) floats when n_logits > 0 */
+} cm_seq;
 
-void cm_rmsnorm(float *y, const float *x, const float *w, size_t n, float eps);
-/* x += r, then y = rmsnorm(x) * w: a residual add fused with the norm that follows it (the same
- * numbers as cm_add then cm_rmsnorm). */
-void cm_add_rmsnorm(float *x, const float *r, float *y, const float *w, size_t n, float eps);
-/* Rotary embedding of one head vector x[hd] at position pos, first n_rot dims rotated.
- * interleaved: pairs (x[2i], x[2i+1]) (GGUF llama); else halves (x[i], x[i+n_rot/2]) (HF/NEOX).
- * inv_freq[n_rot/2] holds theta^(-2i/n_rot), already scaled (llama3, linear, longrope). */
-void cm_rope(float *x, size_t n_rot, size_t pos, const float *inv_freq, float attn_factor,
-             bool interleaved);
-/* The same rotation in two steps, so the sines are computed once per position for every head
- * and layer: cs[n_rot] gets (cos, sin) * attn_factor of pos * inv_freq[i], i < n_rot/2, and
- * cm_rope_apply rotates x with it (the same numbers as cm_rope). */
-void cm_rope_cs(float *cs, size_t n_rot, size_t pos, const float *inv_freq, float attn_factor);
-void cm_rope_apply(float *x, size_t n_rot, const float *cs, bool interleaved);
-void cm_softmax(float *x, size_t n);
-/* gate[i] = silu(gate[i]) * up[i], in place; split over the pool when n is large. */
-void cm_swiglu(cm_ctx *c, float *gate, const float *up, size_t n);
-void cm_add(float *y, const float *x, size_t n); /* y += x */
+typedef struct cm_batch {
+    const lm_token *ids; /* n_tok ids, each in [0, n_vocab) (the caller checks) */
+    size_t n_tok;
+    const cm_seq *seqs;  /* n_seq, in batch order */
+    size_t n_seq;
+    size_t n_logits;     /* sum of the sequences' n_logits */
+} cm_batch;
 
-/* ---- KV cache and attention (compute/cpu/attention.c) ---- */
+/* ---- backends ---- */
 
-/* Writes n floats as one cache row of type CM_F16 (rounded to nearest even) or CM_F32. */
-void cm_kv_store(const cm_ctx *c, uint32_t type, void *dst, const float *src, size_t n);
+typedef struct cm_backend cm_backend; /* a device with the kernels chosen for it; immutable */
+typedef struct cm_ctx cm_ctx;         /* a compute context: scratch, thread pool or stream; one
+                                         thread drives it at a time */
 
-typedef struct cm_attn_args {
-    float *out;            /* (n_tok, n_head, hd) */
-    const float *q;        /* (n_tok, n_head, hd), RoPE applied */
-    const void *k, *v;     /* one layer of the cache: (n_head_kv, ctx_stride, hd) of kv_type */
-    uint32_t kv_type;      /* CM_F16 or CM_F32 */
-    size_t n_tok, pos0;    /* queries at positions pos0..pos0+n_tok-1; keys 0..pos0+n_tok-1 */
-    size_t n_head, n_head_kv, hd, ctx_stride;
-    size_t window;         /* sliding window in positions, 0: none */
-    float scale;           /* usually 1/sqrt(hd) */
-    float *scratch;        /* cm_ctx_threads() * cm_attention_scratch(hd) floats, caller's */
-} cm_attn_args;
+/* Sizes a compute context is made for; every buffer is allocated once, at cm_ctx creation, so a
+ * device backend can capture a step as a graph. */
+typedef struct cm_ctx_params {
+    int32_t n_threads;        /* CPU: threads of the context's pool, the driving thread included */
+    size_t max_tokens;        /* tokens per pass */
+    size_t max_seqs;          /* sequences per pass */
+    size_t max_logits;        /* rows of logits per pass */
+    size_t max_ctx;           /* longest cache a sequence may have (attention scratch) */
+} cm_ctx_params;
 
-/* Floats of scratch cm_attention needs per pool thread. */
-size_t cm_attention_scratch(size_t hd);
-/* Causal grouped-query attention, one pass over the keys per tile of queries with an online
- * softmax; query heads that share a KV head are done together so each cache row is read once
- * per tile. Split over the pool by (KV head, query tile). Allocates nothing. */
-void cm_attention(cm_ctx *c, const cm_attn_args *a);
+/* Activation buffers of a context, (rows, width) floats, named rather than pointed at so the
+ * forward pass never touches backend memory. */
+enum cm_buf { CM_BUF_X /* residual stream (n, n_embd) */, CM_BUF_XB /* its norm (n, n_embd) */,
+              CM_BUF_Q /* queries (n, n_head * head_dim) */, CM_BUF_ATT /* attention out */,
+              CM_BUF_H /* SwiGLU of gate and up (n, n_ff) */ };
+
+/* The operations. Each runs over the rows [0, n) of the named buffers; ops on a context run in
+ * the order they are called (a device backend queues them; cm_backend_ops.end waits). */
+typedef struct cm_backend_ops {
+    const char *name;                          /* "cpu", "cuda" */
+
+    /* Once per model, at load: chooses how each matrix runs (cm_matrix.plan) and moves the
+     * weights into the backend's memory and layout (the CPU keeps the mapping). progress may be
+     * NULL; non-zero from it cancels (LM_ERR_CANCELLED). release undoes prepare. */
+    lm_status (*prepare)(const cm_backend *be, cm_net *net, lm_progress_fn progress, void *user,
+                         lm_error *err);
+    void (*release)(const cm_backend *be, cm_net *net);
+
+    /* Compute contexts; NOMEM names what did not fit. */
+    lm_status (*ctx_new)(const cm_backend *be, const cm_net *net, const cm_ctx_params *p,
+                         cm_ctx **out, lm_error *err);
+    void (*ctx_free)(cm_ctx *c);
+
+    /* Per-sequence KV caches for n_ctx positions (every layer, K and V) of CM_F16 or CM_F32.
+     * truncate tells the backend that only positions [0, n) stay valid (the CPU needs nothing). */
+    lm_status (*kv_new)(cm_ctx *c, size_t n_ctx, uint32_t type, cm_kv **out, lm_error *err);
+    void (*kv_truncate)(cm_kv *kv, size_t n);
+    void (*kv_free)(cm_kv *kv);
+
+    /* One pass: begin takes the batch (ids, positions and sequences to the device) and embeds
+     * it: X = embedding rows, XB = rmsnorm(X) * layer 0's attention norm. */
+    void (*begin)(cm_ctx *c, const cm_batch *b);
+    /* XB (all rows) -> Q, and K, V into each sequence's cache of layer l at its positions:
+     * the three products, biases, q/k norms and RoPE (the sequence's variant). */
+    void (*qkv)(cm_ctx *c, int l, const cm_batch *b);
+    /* Q -> ATT: causal attention of each sequence's queries over its own cache (with the
+     * sliding window). logits_only: only the rows that want logits, written compacted at rows
+     * [0, b->n_logits) of ATT, and the same rows of X moved there too (the last layer). */
+    void (*attention)(cm_ctx *c, int l, const cm_batch *b, bool logits_only);
+    /* X += src · w^T over rows [0, n); then XB = rmsnorm(X) * norm when norm is not NULL. */
+    void (*project_add)(cm_ctx *c, const cm_matrix *w, enum cm_buf src, size_t n, const float *norm);
+    /* XB -> H = silu(XB · gate^T) * (XB · up^T) over rows [0, n). */
+    void (*gate_up)(cm_ctx *c, const cm_layer *L, size_t n);
+    /* XB rows [0, b->n_logits) · output^T -> each sequence's logits; then waits for the pass. */
+    void (*end)(cm_ctx *c, const cm_batch *b);
+
+    /* What the context runs on, for lm_model_info and logs ("avx512", "cuda:0 H100"). */
+    const char *(*describe)(const cm_backend *be);
+    void (*free)(cm_backend *be);
+} cm_backend_ops;
+
+struct cm_backend {
+    const cm_backend_ops *ops;
+    void *impl;               /* the backend's own state (kernel tables, device handle) */
+};
+
+/* The CPU backend with the kernels for this CPU (force_ref: the plain C reference everywhere,
+ * for bisecting). *out is freed with cm_backend_free. */
+lm_status cm_backend_cpu_new(bool force_ref, cm_backend **out, lm_error *err);
+/* A device backend by name ("cuda", "cuda:1"). LM_ERR_UNSUPPORTED naming the device when this
+ * build has none, LM_ERR_IO when no such device is present. */
+lm_status cm_backend_device_new(const char *device, cm_backend **out, lm_error *err);
+void cm_backend_free(cm_backend *be);
 
 #endif /* LM_COMPUTE_BACKEND_H */

@@ -16,6 +16,7 @@ const char *lm_status_str(lm_status s) {
     case LM_ERR_NETWORK: return "LM_ERR_NETWORK";
     case LM_ERR_TEMPLATE: return "LM_ERR_TEMPLATE";
     case LM_ERR_CONTEXT: return "LM_ERR_CONTEXT";
+    case LM_ERR_BUSY: return "LM_ERR_BUSY";
     }
     return "LM_ERR_UNKNOWN";
 }

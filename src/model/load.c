@@ -76,7 +76,7 @@ static lm_status compute_inv_freq(lm_model *m, const rope_scaling *rs, lm_error 
         }
         f[i] = (float)inv;
     }
-    m->inv_freq = f;
+    m->net.inv_freq = f;
     m->hp.rope_attn_factor = 1.0f;
     if (rs->kind == HF_ROPE_LONGROPE && rs->short_f && rs->n_factors == (int32_t)half) {
         float *lf = lm_malloc(half * sizeof(float));
@@ -85,8 +85,8 @@ static lm_status compute_inv_freq(lm_model *m, const rope_scaling *rs, lm_error 
             lf[i] = f[i] / rs->long_f[i];
             f[i] = f[i] / rs->short_f[i];
         }
-        m->inv_freq_long = lf;
-        m->rope_orig_ctx = rs->orig;
+        m->net.inv_freq_long = lf;
+        m->net.rope_orig_ctx = rs->orig;
         double scale = (double)m->hp.n_ctx_train / (double)(rs->orig > 0 ? rs->orig : 1);
         if (scale > 1.0) m->hp.rope_attn_factor = (float)sqrt(1.0 + log(scale) / log((double)rs->orig));
     }
@@ -224,17 +224,17 @@ lm_status lm_model_load_gguf(lm_model *m, const char *path, const lm_model_param
         return lm_fail(err, LM_ERR_FORMAT, "%s: the vocabulary has %d tokens but token_embd.weight has %d rows", path, tok_n_vocab(m->tok), hp->n_vocab);
 
     int64_t E = hp->n_embd, Q = (int64_t)hp->n_head * hp->head_dim, KV = (int64_t)hp->n_head_kv * hp->head_dim;
-    if ((st = gt_matrix(&c, "token_embd.weight", hp->n_vocab, E, &m->tok_embd, true))) return st;
-    if ((st = gt_vector(&c, "output_norm.weight", E, &m->output_norm, true))) return st;
+    if ((st = gt_matrix(&c, "token_embd.weight", hp->n_vocab, E, &m->net.tok_embd, true))) return st;
+    if ((st = gt_vector(&c, "output_norm.weight", E, &m->net.output_norm, true))) return st;
     if (gguf_find_tensor(m->gguf, "output.weight")) {
-        if ((st = gt_matrix(&c, "output.weight", hp->n_vocab, E, &m->output, true))) return st;
+        if ((st = gt_matrix(&c, "output.weight", hp->n_vocab, E, &m->net.output, true))) return st;
     } else {
-        m->output = m->tok_embd;
+        m->net.output = m->net.tok_embd;
     }
-    m->layers = lm_calloc((size_t)hp->n_layer, sizeof *m->layers);
-    if (!m->layers) return lm_fail_nomem(err, "layers");
+    m->net.layers = lm_calloc((size_t)hp->n_layer, sizeof *m->net.layers);
+    if (!m->net.layers) return lm_fail_nomem(err, "layers");
     for (int32_t l = 0; l < hp->n_layer; l++) {
-        lm_layer *L = &m->layers[l];
+        lm_layer *L = &m->net.layers[l];
         char n[96];
 #define NAME(s) (snprintf(n, sizeof n, "blk.%d." s, l), n)
         if ((st = gt_vector(&c, NAME("attn_norm.weight"), E, &L->attn_norm, true)) ||
@@ -462,24 +462,24 @@ lm_status lm_model_load_hf(lm_model *m, const char *dir, const lm_model_params *
     }
     hf_ctx c = {m, m->st, cfg, dir, err};
     int64_t E = hp->n_embd, Q = (int64_t)hp->n_head * hp->head_dim, KV = (int64_t)hp->n_head_kv * hp->head_dim;
-    if ((st = hf_matrix(&c, "model.embed_tokens", hp->n_vocab, E, &m->tok_embd, true))) goto done;
-    if ((st = hf_vector(&c, "model.norm.weight", E, &m->output_norm, true))) goto done;
+    if ((st = hf_matrix(&c, "model.embed_tokens", hp->n_vocab, E, &m->net.tok_embd, true))) goto done;
+    if ((st = hf_vector(&c, "model.norm.weight", E, &m->net.output_norm, true))) goto done;
     bool has_head = st_find(m->st, "lm_head.weight") != NULL;
     if (has_head && !cfg->tie_word_embeddings) {
-        if ((st = hf_matrix(&c, "lm_head", hp->n_vocab, E, &m->output, true))) goto done;
+        if ((st = hf_matrix(&c, "lm_head", hp->n_vocab, E, &m->net.output, true))) goto done;
     } else if (cfg->tie_word_embeddings) {
-        m->output = m->tok_embd;
+        m->net.output = m->net.tok_embd;
     } else {
         st = lm_fail(err, LM_ERR_FORMAT, "%s: missing tensor 'lm_head.weight' (config.json says tie_word_embeddings is false)", dir);
         goto done;
     }
-    m->layers = lm_calloc((size_t)hp->n_layer, sizeof *m->layers);
-    if (!m->layers) {
+    m->net.layers = lm_calloc((size_t)hp->n_layer, sizeof *m->net.layers);
+    if (!m->net.layers) {
         st = lm_fail_nomem(err, "layers");
         goto done;
     }
     for (int32_t l = 0; l < hp->n_layer; l++) {
-        lm_layer *L = &m->layers[l];
+        lm_layer *L = &m->net.layers[l];
         char n[128];
 #define NAME(s) (snprintf(n, sizeof n, "model.layers.%d." s, l), n)
         if ((st = hf_vector(&c, NAME("input_layernorm.weight"), E, &L->attn_norm, true)) ||

@@ -2,12 +2,9 @@
  * tokenize/detokenize through the model's tokenizer. */
 #include "model/model.h"
 
-#include <stdatomic.h>
 #include <stdio.h>
 
 #include "chat/chat.h"
-
-static atomic_uint_fast64_t g_generation = 1; /* unique id per loaded model, checked by sessions */
 
 lm_model_params lm_model_default_params(void) {
     lm_model_params p;
@@ -16,27 +13,36 @@ lm_model_params lm_model_default_params(void) {
     return p;
 }
 
-static void model_release(lm_model *m) {
+static void model_destroy(lm_model *m) {
     if (!m) return;
     m->magic = 0;
-    lm_session_detach_all(m);
-    cm_ctx_free(m->cm);
-    lm_pool_free(m->pool);
+    if (m->be) {
+        if (m->net.backend_data) m->be->ops->release(m->be, &m->net);
+        cm_backend_free(m->be);
+    }
     for (size_t i = 0; i < m->n_owned; i++) lm_free(m->owned[i]);
     lm_free(m->owned);
-    lm_free(m->layers);
+    lm_free(m->net.layers);
     lm_free(m->eog);
+    jinja_free(m->tmpl);
     lm_free(m->chat_template);
     lm_free(m->path);
     tok_free(m->tok);
     gguf_close(m->gguf);
     st_close(m->st);
-    pthread_mutex_destroy(&m->compute_mu);
-    pthread_mutex_destroy(&m->sess_mu);
     lm_free(m);
 }
 
-void lm_model_free(lm_model *m) { model_release(m); }
+void lm_model_retain(const lm_model *m) {
+    /* the count is the one field that changes after load (see model.h) */
+    atomic_fetch_add(&((lm_model *)m)->refs, 1);
+}
+
+void lm_model_release(const lm_model *m) {
+    if (m && atomic_fetch_sub(&((lm_model *)m)->refs, 1) == 1) model_destroy((lm_model *)m);
+}
+
+void lm_model_free(lm_model *m) { lm_model_release(m); }
 
 static bool build_quant_summary(lm_model *m);
 
@@ -59,6 +65,54 @@ static const char *guess_builtin(const tok_tokenizer *t) {
     return NULL;
 }
 
+/* How the model writes tool calls: from its template and vocabulary (Hermes/Qwen's
+ * <tool_call>, Llama 3.1's <|python_tag|> or bare JSON, Mistral's [TOOL_CALLS]). */
+static int guess_tool_format(const lm_model *m) {
+    const char *t = m->chat_template ? m->chat_template : "";
+    if (strstr(t, "<tool_call>") || (m->tok && tok_find(m->tok, "<tool_call>") >= 0)) return CHAT_TOOLS_HERMES;
+    if (strstr(t, "[TOOL_CALLS]") || (m->tok && tok_find(m->tok, "[TOOL_CALLS]") >= 0)) return CHAT_TOOLS_MISTRAL;
+    if (strstr(t, "<|python_tag|>") || strstr(t, "<|start_header_id|>") ||
+        (m->tok && tok_find(m->tok, "<|python_tag|>") >= 0))
+        return CHAT_TOOLS_LLAMA3;
+    return CHAT_TOOLS_HERMES; /* the most common convention of small chat models */
+}
+
+/* cm_net.drop: a weight the backend copied leaves resident memory (whole pages of the mapping). */
+static void drop_pages(void *user, const void *data, size_t bytes) {
+    const lm_model *m = user;
+    lm_file_release(&m->gguf->file, data, bytes);
+}
+
+/* The network description the backend runs, from the loaded hyper-parameters. */
+static void fill_net(lm_model *m) {
+    const lm_hparams *hp = &m->hp;
+    cm_net *n = &m->net;
+    n->n_vocab = hp->n_vocab;
+    n->n_embd = hp->n_embd;
+    n->n_layer = hp->n_layer;
+    n->n_head = hp->n_head;
+    n->n_head_kv = hp->n_head_kv;
+    n->head_dim = hp->head_dim;
+    n->n_ff = hp->n_ff;
+    n->n_rot = hp->n_rot;
+    n->norm_eps = hp->norm_eps;
+    n->rope_interleaved = hp->rope_interleaved;
+    n->rope_attn_factor = hp->rope_attn_factor;
+    n->sliding_window = hp->sliding_window;
+}
+
+/* The backend of params.device: NULL or "auto" is the CPU (the only backend of a build without
+ * CUDA, or when no GPU is present); "cpu" forces it. */
+static lm_status make_backend(const lm_model_params *p, cm_backend **out, lm_error *err) {
+    const char *dev = p->device;
+    if (dev && strcmp(dev, "auto") != 0 && strcmp(dev, "cpu") != 0) return cm_backend_device_new(dev, out, err);
+    if (dev && !strcmp(dev, "auto")) {
+        lm_error e = {0};
+        if (cm_backend_device_new("cuda", out, &e) == LM_OK) return LM_OK;
+    }
+    return cm_backend_cpu_new(p->force_ref_kernels, out, err);
+}
+
 lm_status lm_model_load(const char *path, const lm_model_params *params, lm_model **out, lm_error *err) {
     lm_error_clear(err);
     if (!out || !path) return lm_fail(err, LM_ERR_MISUSE, "lm_model_load: path and out must not be NULL");
@@ -66,25 +120,28 @@ lm_status lm_model_load(const char *path, const lm_model_params *params, lm_mode
     lm_model_params p = params ? *params : lm_model_default_params();
     lm_model *m = lm_calloc(1, sizeof *m);
     if (!m) return lm_fail_nomem(err, "model");
-    pthread_mutex_init(&m->compute_mu, NULL);
-    pthread_mutex_init(&m->sess_mu, NULL);
+    atomic_init(&m->refs, 1);
     m->log.fn = p.log;
     m->log.user = p.log_user;
     m->path = lm_strdup(path);
     if (!m->path) {
-        model_release(m);
+        model_destroy(m);
         return lm_fail_nomem(err, "model path");
     }
     if (p.progress && p.progress(0.0f, "opening", p.progress_user)) {
-        model_release(m);
+        model_destroy(m);
         return lm_fail(err, LM_ERR_CANCELLED, "%s: loading cancelled", path);
     }
-    lm_status st;
+    lm_status st = make_backend(&p, &m->be, err);
+    if (st) {
+        model_destroy(m);
+        return st;
+    }
     if (lm_is_dir(path)) st = lm_model_load_hf(m, path, &p, err);
     else if (lm_path_exists(path)) st = lm_model_load_gguf(m, path, &p, err);
     else st = lm_fail(err, LM_ERR_IO, "%s: no such file or folder", path);
     if (st) {
-        model_release(m);
+        model_destroy(m);
         return st;
     }
     /* end-of-generation ids: the tokenizer's eos and the usual end-of-turn tokens */
@@ -93,7 +150,7 @@ lm_status lm_model_load(const char *path, const lm_model_params *params, lm_mode
         st = add_eog(m, tok_eos(m->tok));
         for (size_t i = 0; !st && i < LM_ARRAY_LEN(eot); i++) st = add_eog(m, tok_find(m->tok, eot[i]));
         if (st) {
-            model_release(m);
+            model_destroy(m);
             return lm_fail_nomem(err, "eos ids");
         }
     }
@@ -103,33 +160,48 @@ lm_status lm_model_load(const char *path, const lm_model_params *params, lm_mode
         lm_free(m->chat_template);
         m->chat_template = lm_strdup(src ? src : p.chat_template);
         if (!m->chat_template) {
-            model_release(m);
+            model_destroy(m);
             return lm_fail_nomem(err, "chat template");
         }
     } else if (!m->chat_template) {
         const char *name = guess_builtin(m->tok);
         const char *src = name ? chat_builtin_source(name) : NULL;
         if (src && !(m->chat_template = lm_strdup(src))) {
-            model_release(m);
+            model_destroy(m);
             return lm_fail_nomem(err, "chat template");
         }
     }
+    /* parsed once; a template that does not parse fails each chat call with its error, not the
+     * load (the weights are still good for plain completion) */
+    if (m->chat_template) {
+        st = jinja_parse(m->chat_template, strlen(m->chat_template), &m->tmpl, &m->tmpl_err);
+        if (st == LM_ERR_NOMEM) {
+            model_destroy(m);
+            return lm_fail_nomem(err, "chat template");
+        }
+        if (st) lm_log(&m->log, 1, "%s: the chat template does not parse: %s", path, m->tmpl_err.msg);
+    }
+    m->tool_format = guess_tool_format(m);
     m->n_threads = p.n_threads > 0 ? p.n_threads : lm_cpu_count();
-    m->pool = lm_pool_new(m->n_threads);
-    m->cm = m->pool ? cm_ctx_new(m->pool, p.force_ref_kernels) : NULL;
-    if (!m->cm) {
-        model_release(m);
-        return lm_fail_nomem(err, "thread pool");
+    fill_net(m);
+    if (m->gguf) {
+        m->net.drop = drop_pages;
+        m->net.drop_user = m;
+    }
+    if ((st = m->be->ops->prepare(m->be, &m->net, p.progress, p.progress_user, err))) {
+        model_destroy(m);
+        return st;
     }
     if (p.progress && p.progress(1.0f, "ready", p.progress_user)) {
-        model_release(m);
+        model_destroy(m);
         return lm_fail(err, LM_ERR_CANCELLED, "%s: loading cancelled", path);
     }
     if (!build_quant_summary(m)) {
-        model_release(m);
+        model_destroy(m);
         return lm_fail_nomem(err, "weight type summary");
     }
-    m->generation = atomic_fetch_add(&g_generation, 1);
+    lm_log(&m->log, 2, "%s: %s %s, %d layers, kernels %s", path, m->arch_name, m->format, (int)m->hp.n_layer,
+           m->be->ops->describe(m->be));
     m->magic = LM_MODEL_MAGIC;
     *out = m;
     return LM_OK;
@@ -170,27 +242,27 @@ static bool build_quant_summary(lm_model *m) {
     const cm_matrix **ws = lm_malloc((nl * 4 + 1) * sizeof *ws);
     if (!ws) return false;
     for (size_t l = 0; l < nl; l++) {
-        ws[4 * l] = &m->layers[l].wq;
-        ws[4 * l + 1] = &m->layers[l].wk;
-        ws[4 * l + 2] = &m->layers[l].wv;
-        ws[4 * l + 3] = &m->layers[l].wo;
+        ws[4 * l] = &m->net.layers[l].wq;
+        ws[4 * l + 1] = &m->net.layers[l].wk;
+        ws[4 * l + 2] = &m->net.layers[l].wv;
+        ws[4 * l + 3] = &m->net.layers[l].wo;
     }
     lm_buf_puts(&b, "attn: ");
     group_summary(ws, nl * 4, &b);
     for (size_t l = 0; l < nl; l++) {
-        ws[3 * l] = &m->layers[l].w_gate;
-        ws[3 * l + 1] = &m->layers[l].w_up;
-        ws[3 * l + 2] = &m->layers[l].w_down;
+        ws[3 * l] = &m->net.layers[l].w_gate;
+        ws[3 * l + 1] = &m->net.layers[l].w_up;
+        ws[3 * l + 2] = &m->net.layers[l].w_down;
     }
     lm_buf_puts(&b, "; ffn: ");
     group_summary(ws, nl * 3, &b);
     char t[32];
-    type_name(&m->tok_embd, t, sizeof t);
+    type_name(&m->net.tok_embd, t, sizeof t);
     lm_buf_printf(&b, "; embd: %s", t);
-    if (m->output.data == m->tok_embd.data) {
+    if (m->net.output.data == m->net.tok_embd.data) {
         lm_buf_puts(&b, "; output: tied");
     } else {
-        type_name(&m->output, t, sizeof t);
+        type_name(&m->net.output, t, sizeof t);
         lm_buf_printf(&b, "; output: %s", t);
     }
     snprintf(m->quant_summary, sizeof m->quant_summary, "%s", b.data ? b.data : "");
@@ -205,7 +277,7 @@ void lm_model_get_info(const lm_model *m, lm_model_info *o) {
     if (!m) return;
     o->arch = m->arch_name;
     o->format = m->format;
-    o->kernels = cm_ctx_kernels(m->cm);
+    o->kernels = m->be->ops->describe(m->be);
     o->n_vocab = m->hp.n_vocab;
     o->n_ctx_train = m->hp.n_ctx_train;
     o->n_embd = m->hp.n_embd;

@@ -1,13 +1,15 @@
 /* model/model.h: the internal header of src/model.
  * Owns: the lm_model (hyper-parameters, weight views bound to roles by the architecture table,
- * tokenizer, chat template), the forward pass written once against compute/backend.h, and the
- * KV cache layout. */
+ * tokenizer, parsed chat template, the backend its weights were prepared for) and the forward
+ * pass, written once against compute/backend.h. Compute state (scratch, pools, KV caches) lives
+ * in engines (session/), never in the model. */
 #ifndef LM_MODEL_H
 #define LM_MODEL_H
 
-#include <pthread.h>
+#include <stdatomic.h>
 
 #include "compute/backend.h"
+#include "chat/chat.h"
 #include "formats/formats.h"
 #include "tokenizer/tokenizer.h"
 
@@ -39,24 +41,20 @@ typedef struct lm_hparams {
     float rope_attn_factor;   /* longrope magnitude scaling, 1 otherwise */
 } lm_hparams;
 
-typedef struct lm_layer {
-    cm_matrix wq, wk, wv, wo, w_gate, w_up, w_down;
-    const float *attn_norm, *ffn_norm, *q_norm, *k_norm; /* float copies (owned by the model) */
-    const float *bq, *bk, *bv;                           /* NULL without biases */
-} lm_layer;
+/* The layers and weights are the backend's network description (compute/backend.h). */
+typedef cm_layer lm_layer;
 
+/* Immutable once lm_model_load returns: every field below is written by the loader only. Many
+ * engines and threads read it at once with no lock. The one exception is refs, an atomic count of
+ * the holders (the caller's handle and each engine made on it): the model is released when the
+ * last one lets go. */
 struct lm_model {
     lm_hparams hp;
     char arch_name[32];
     const char *format;       /* "gguf", "safetensors", "mlx" */
     char *path;
-    lm_layer *layers;
-    cm_matrix tok_embd;       /* (n_vocab, n_embd) */
-    cm_matrix output;         /* (n_vocab, n_embd); the embedding when tied */
-    const float *output_norm;
-    float *inv_freq;          /* n_rot/2, scaling applied */
-    float *inv_freq_long;     /* longrope long factors, or NULL */
-    int32_t rope_orig_ctx;    /* longrope switch point */
+    cm_net net;               /* layers, embedding, output, RoPE tables: what the backend runs */
+    cm_backend *be;           /* the device the weights were prepared for */
     /* owned storage */
     void **owned;             /* float copies and re-aligned tensors */
     size_t n_owned, cap_owned;
@@ -64,61 +62,34 @@ struct lm_model {
     st_set *st;
     tok_tokenizer *tok;       /* NULL when the folder has no tokenizer */
     char *chat_template;      /* owned: the model's own template or the override, or NULL */
+    jinja_template *tmpl;     /* chat_template parsed at load; NULL when none or it did not parse */
+    lm_error tmpl_err;        /* why chat_template did not parse (code LM_OK when it did) */
+    int tool_format;          /* enum chat_tool_format of its replies (chat/tools.c) */
     lm_token *eog;            /* end-of-generation ids */
     size_t n_eog;
     uint64_t n_params, weight_bytes;
     char quant_summary[512];  /* weight types by tensor group (lm_model_info.quant) */
-    lm_pool *pool;
-    cm_ctx *cm;
-    pthread_mutex_t compute_mu; /* one forward pass at a time uses the pool and scratch */
     lm_logger log;
-    int32_t n_threads;
+    int32_t n_threads;        /* engines' default thread count (lm_model_params.n_threads) */
+    atomic_int refs;
     uint32_t magic;           /* LM_MODEL_MAGIC while alive */
-    uint64_t generation;      /* unique per load */
-    struct lm_session *sessions; /* live sessions, detached when the model is freed */
-    pthread_mutex_t sess_mu;
 };
 
-/* Marks every live session of m as orphaned (model/session.c); called by lm_model_free. */
-void lm_session_detach_all(lm_model *m);
-
 #define LM_MODEL_MAGIC 0x4C4D4D44u
+
+/* Holders of a model (engines) take a reference and drop it when done; the last drop frees it. */
+void lm_model_retain(const lm_model *m);
+void lm_model_release(const lm_model *m);
 
 /* Loaders (model/load.c). */
 lm_status lm_model_load_gguf(lm_model *m, const char *path, const lm_model_params *p, lm_error *err);
 lm_status lm_model_load_hf(lm_model *m, const char *dir, const lm_model_params *p, lm_error *err);
-/* Computes inv_freq from hparams and scaling (model/load.c). */
 lm_status lm_model_keep(lm_model *m, void *p); /* takes ownership; frees p on failure */
 bool lm_model_is_eog(const lm_model *m, lm_token id);
 
-/* KV cache of one session: per layer (n_head_kv, n_ctx, head_dim) for K and for V, elements
- * of type (CM_F16 by default: half the memory and bandwidth; CM_F32 on request). K is stored
- * with RoPE applied. */
-typedef struct lm_kv {
-    void *k, *v;
-    uint32_t type;            /* CM_F16 or CM_F32 */
-    size_t n_ctx;
-    size_t layer_stride;      /* elements per layer */
-    float *attn_scratch;      /* cm_attention's scratch for every thread of the model's pool */
-} lm_kv;
-
-/* Per-session scratch for a micro-batch of up to n_batch tokens. */
-typedef struct lm_fwd_buf {
-    size_t n_batch;
-    float *x, *xb, *q, *k, *v, *att, *o, *gate, *up, *logits;
-    float *rope_cs;           /* (n_batch, n_rot): cos/sin of each position, shared by all layers */
-} lm_fwd_buf;
-
-/* f32: keep the cache in F32 instead of F16. */
-lm_status lm_kv_init(lm_kv *kv, const lm_model *m, size_t n_ctx, bool f32);
-void lm_kv_free(lm_kv *kv);
-lm_status lm_fwd_buf_init(lm_fwd_buf *b, const lm_model *m, size_t n_batch);
-void lm_fwd_buf_free(lm_fwd_buf *b);
-
-/* Runs n tokens (n <= b->n_batch) at positions pos0..pos0+n-1 through the model, writing K/V
- * into the cache. logits: NULL, or n_vocab floats for the last token; all_logits: NULL or
- * n * n_vocab. The caller holds no lock; this takes the model's compute lock. */
-void lm_forward(const lm_model *m, lm_kv *kv, lm_fwd_buf *b, const lm_token *ids, size_t n,
-                size_t pos0, float *logits, float *all_logits);
+/* The one forward pass of every architecture in the table (model/forward.c): runs the batch
+ * through the model on a compute context of m's backend: every token's K and V go into its
+ * sequence's cache, and the rows that want logits get them. */
+void lm_forward(const lm_model *m, cm_ctx *c, const cm_batch *b);
 
 #endif /* LM_MODEL_H */

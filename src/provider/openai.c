@@ -1,10 +1,9 @@
 /* provider/openai.c: an OpenAI-compatible chat completions client over libcurl with real SSE
  * streaming: pieces reach the caller as the server sends them. HTTP and API errors are mapped to
  * lm_status with the server's own message; connect and first-byte timeouts; cancellable.
- * Tool calls (delta.tool_calls, streamed in fragments) are gathered and handed on, once the
- * answer ends, as the Hermes text a local Qwen-style model writes:
- * <tool_call>\n{"name": ..., "arguments": {...}}\n</tool_call>, so the caller parses one format
- * whichever provider answered (the server turns it back into OpenAI tool_calls). */
+ * Tool calls (delta.tool_calls, streamed in fragments) are gathered and kept in the call handle
+ * as OpenAI tool calls once the answer ends (lm_call_tool_calls), as the local provider does.
+ * Each call has its own curl handle, so threads may call one provider at once. */
 #include "provider/provider.h"
 
 #include <curl/curl.h>
@@ -24,6 +23,7 @@ static void curl_init_once(void) { curl_global_init(CURL_GLOBAL_DEFAULT); }
 
 typedef struct call_state {
     openai_provider *op;
+    lm_call *call;
     CURL *curl;
     sse_parser sse;
     lm_piece_fn fn;
@@ -36,7 +36,7 @@ typedef struct call_state {
     double t0, first_piece;
     int32_t n_pieces;
     lm_finish finish;
-    lm_buf call_name[MAX_CALLS], call_args[MAX_CALLS]; /* tool calls by index, as they stream */
+    lm_buf call_name[MAX_CALLS], call_args[MAX_CALLS], call_id[MAX_CALLS]; /* tool calls by index */
     int n_calls;
     bool calls_sent;
 } call_state;
@@ -49,6 +49,8 @@ static void gather_calls(call_state *c, const cJSON *calls) {
         int i = cJSON_IsNumber(idx) ? (int)idx->valuedouble : c->n_calls - (c->n_calls > 0);
         if (i < 0 || i >= MAX_CALLS) continue;
         if (i >= c->n_calls) c->n_calls = i + 1;
+        const cJSON *id = cJSON_GetObjectItem(tc, "id");
+        if (cJSON_IsString(id) && !c->call_id[i].len) lm_buf_puts(&c->call_id[i], id->valuestring);
         const cJSON *fn = cJSON_GetObjectItem(tc, "function");
         const cJSON *name = fn ? cJSON_GetObjectItem(fn, "name") : NULL;
         const cJSON *args = fn ? cJSON_GetObjectItem(fn, "arguments") : NULL;
@@ -57,36 +59,30 @@ static void gather_calls(call_state *c, const cJSON *calls) {
     }
 }
 
-/* Hands the gathered tool calls to the caller as Hermes text. Returns non-zero when the
- * caller asked to stop. */
+/* Keeps the gathered tool calls in the call handle as an OpenAI tool_calls array. */
 static int send_calls(call_state *c) {
     if (c->calls_sent || c->n_calls == 0) return 0;
     c->calls_sent = true;
-    for (int i = 0; i < c->n_calls; i++) {
+    cJSON *arr = cJSON_CreateArray();
+    for (int i = 0; arr && i < c->n_calls; i++) {
         if (!c->call_name[i].len) continue;
-        cJSON *o = cJSON_CreateObject(), *args = NULL;
-        if (!o) return 0;
-        cJSON_AddStringToObject(o, "name", c->call_name[i].data);
-        const char *a = c->call_args[i].data ? c->call_args[i].data : "{}";
-        if (lm_json_parse(a, strlen(a), "tool call arguments", &args, NULL) == LM_OK)
-            cJSON_AddItemToObject(o, "arguments", args);
-        else
-            cJSON_AddStringToObject(o, "arguments", a); /* not JSON: passed on as given */
-        char *json = lm_json_print(o);
-        cJSON_Delete(o);
-        if (!json) return 0;
-        lm_buf piece = {0};
-        lm_buf_printf(&piece, "%s<tool_call>\n%s\n</tool_call>", c->n_pieces ? "\n" : "", json);
-        lm_free(json);
-        if (c->first_piece < 0) c->first_piece = lm_time_ms();
-        c->n_pieces++;
-        int stop = piece.data && c->fn ? c->fn(piece.data, piece.len, c->user) : 0;
-        lm_buf_free(&piece);
-        if (stop) {
-            c->user_stop = true;
-            return 1;
+        cJSON *o = cJSON_CreateObject(), *fn = cJSON_CreateObject();
+        if (!o || !fn || !cJSON_AddItemToArray(arr, o)) {
+            cJSON_Delete(o);
+            cJSON_Delete(fn);
+            break;
         }
+        char id[64];
+        snprintf(id, sizeof id, "%s", c->call_id[i].len ? c->call_id[i].data : "call");
+        if (!c->call_id[i].len) snprintf(id, sizeof id, "call_%d", i);
+        cJSON_AddStringToObject(o, "id", id);
+        cJSON_AddStringToObject(o, "type", "function");
+        cJSON_AddStringToObject(fn, "name", c->call_name[i].data);
+        cJSON_AddStringToObject(fn, "arguments", c->call_args[i].data ? c->call_args[i].data : "{}");
+        cJSON_AddItemToObject(o, "function", fn);
     }
+    if (arr && cJSON_GetArraySize(arr) > 0) call_set_tool_calls(c->call, lm_json_print(arr));
+    cJSON_Delete(arr);
     return 0;
 }
 
@@ -164,7 +160,7 @@ static int on_progress(void *user, curl_off_t dt, curl_off_t dn, curl_off_t ut, 
     (void)ut;
     (void)un;
     call_state *c = user;
-    if (atomic_load(&c->op->base.cancel)) return 1;
+    if (call_cancelled(c->call)) return 1;
     if (!c->got_byte && lm_time_ms() - c->t0 > c->op->first_byte_ms) {
         c->first_byte_timeout = true;
         return 1;
@@ -245,15 +241,15 @@ static cJSON *build_body(openai_provider *op, const lm_message *msgs, size_t n, 
     return b;
 }
 
-static lm_status openai_chat(lm_provider *p, const lm_message *msgs, size_t n, const lm_chat_params *cp,
-                             const lm_gen_params *gp, lm_piece_fn fn, void *user, lm_gen_stats *stats, lm_error *err) {
+static lm_status openai_chat_err(lm_provider *p, const lm_message *msgs, size_t n, const lm_chat_params *cp,
+                                 const lm_gen_params *gp, lm_piece_fn fn, void *user, lm_call *call, lm_gen_stats *stats,
+                                 lm_error *err) {
     openai_provider *op = (openai_provider *)p;
     pthread_once(&g_curl_once, curl_init_once);
     if (stats) {
         memset(stats, 0, sizeof *stats);
         stats->stop_token = -1;
     }
-    atomic_store(&p->cancel, false);
     cJSON *body = build_body(op, msgs, n, cp, gp, err);
     if (!body) return err && err->code ? err->code : lm_fail_nomem(err, "request");
     char *text = lm_json_print(body);
@@ -265,6 +261,7 @@ static lm_status openai_chat(lm_provider *p, const lm_message *msgs, size_t n, c
     call_state c;
     memset(&c, 0, sizeof c);
     c.op = op;
+    c.call = call;
     c.fn = fn;
     c.user = user;
     c.stats = stats;
@@ -302,7 +299,7 @@ static lm_status openai_chat(lm_provider *p, const lm_message *msgs, size_t n, c
     if (c.http_code == 0) curl_easy_getinfo(c.curl, CURLINFO_RESPONSE_CODE, &c.http_code);
     if (c.user_stop) {
         c.finish = LM_FINISH_CANCELLED;
-    } else if (atomic_load(&p->cancel)) {
+    } else if (call_cancelled(call)) {
         c.finish = LM_FINISH_CANCELLED;
         st = lm_fail(err, LM_ERR_CANCELLED, "%s: cancelled", p->name);
     } else if (c.first_byte_timeout) {
@@ -345,9 +342,18 @@ out:
     for (int i = 0; i < MAX_CALLS; i++) {
         lm_buf_free(&c.call_name[i]);
         lm_buf_free(&c.call_args[i]);
+        lm_buf_free(&c.call_id[i]);
     }
     lm_buf_free(&c.err_body);
     lm_free(text);
+    return st;
+}
+
+static lm_status openai_chat(lm_provider *p, const lm_message *msgs, size_t n, const lm_chat_params *cp,
+                             const lm_gen_params *gp, lm_piece_fn fn, void *user, lm_call *call, lm_gen_stats *stats) {
+    lm_error e = {0};
+    lm_status st = openai_chat_err(p, msgs, n, cp, gp, fn, user, call, stats, &e);
+    if (st) snprintf(call->errmsg, sizeof call->errmsg, "%s", e.msg[0] ? e.msg : lm_status_str(st));
     return st;
 }
 
@@ -355,8 +361,6 @@ static bool openai_is_ready(lm_provider *p) {
     (void)p;
     return true; /* configured; reachability is learned by trying */
 }
-
-static void openai_cancel(lm_provider *p) { atomic_store(&p->cancel, true); }
 
 static void openai_destroy(lm_provider *p) {
     openai_provider *op = (openai_provider *)p;
@@ -367,7 +371,7 @@ static void openai_destroy(lm_provider *p) {
     lm_free(op);
 }
 
-static const provider_ops OPENAI_OPS = {openai_is_ready, openai_chat, openai_cancel, openai_destroy};
+static const provider_ops OPENAI_OPS = {openai_is_ready, openai_chat, NULL, openai_destroy};
 
 lm_status lm_provider_openai_new(const lm_openai_params *prm, lm_provider **out, lm_error *err) {
     if (!prm || !out || !prm->base_url || !prm->base_url[0])

@@ -1,11 +1,15 @@
 /* server/server.c: the OpenAI-compatible HTTP server on libmicrohttpd.
- * Owns: routing, authentication, body limits, background model loading, slots (one lm_session
- * each, chosen by the longest shared conversation prefix), the bounded wait queue, generation
- * jobs, SSE streaming and cancelling a generation whose client disconnected.
- * Does not own: request validation (server/request.c), generation (session/).
- * Threads: MHD runs one thread per connection, so a handler may block on a slot and run a
- * non-streamed generation itself; a streamed one runs in its own thread and hands SSE frames to
- * MHD's content reader through a small locked buffer. */
+ * Owns: routing, authentication, body limits, background model loading, generation jobs, SSE
+ * streaming, noticing a client that went away, and OpenAI-shaped responses and errors.
+ * Does not own: request validation (server/request.c), slots, queueing, fallback to the cloud and
+ * tool-call parsing (the library's providers: one local provider whose slots are sessions of one
+ * engine, so concurrent requests share forward passes, behind a fallback manager with the cloud
+ * providers of srv_config), generation (session/).
+ * Threads: MHD runs one thread per connection. Every generation runs in a job thread of its own
+ * that calls the provider; the connection's thread waits for the job's first output (or its end),
+ * watching the socket meanwhile, so a request that fails before any output (a full queue, a bad
+ * prompt) still gets its HTTP status, and one whose client leaves while it waits is cancelled.
+ * A streamed job hands SSE frames to MHD's content reader through a small locked buffer. */
 #include "server/server.h"
 
 #include <arpa/inet.h>
@@ -26,26 +30,24 @@
 
 enum { LOAD_LOADING, LOAD_READY, LOAD_FAILED };
 
-typedef struct slot {
-    lm_session *s;
-    bool busy;
-    char *key;      /* what it served last (server/request.c make_key), owned */
-    uint64_t used;  /* tick of its last use */
-} slot;
+typedef struct job job;
 
 typedef struct srv {
     const srv_config *cfg;
     lm_model *model;
+    lm_engine *eng;
+    lm_provider *local;        /* slots on eng; NULL until loaded */
+    lm_provider **clouds;      /* cfg->n_fallback, made at start */
+    lm_provider *with_local;   /* fallback over local then the clouds: once loaded */
+    lm_provider *clouds_only;  /* fallback over the clouds: before (NULL without clouds) */
     _Atomic int state;
     _Atomic float progress;
     char load_err[320];
     int32_t n_ctx;
-    slot *slots;
-    int n_slots;
     pthread_mutex_t mu;
-    pthread_cond_t cv;   /* a slot was freed, a job ended, or stopping */
-    int n_waiting, n_jobs;
-    uint64_t tick;
+    pthread_cond_t cv;         /* a job ended */
+    job *jobs;                 /* (mu) running jobs, to cancel when stopping */
+    int n_jobs;                /* (mu) */
     _Atomic bool stopping;
     _Atomic uint64_t counter;
 } srv;
@@ -136,216 +138,100 @@ static enum MHD_Result send_error(struct MHD_Connection *c, unsigned status, con
     return send_json(c, status, error_json(status, param, msg));
 }
 
-/* ---- slots ---- */
 
-static size_t common_prefix(const char *a, const char *b) {
-    size_t n = 0;
-    while (a[n] && a[n] == b[n]) n++;
-    return n;
-}
+/* ---- jobs ---- */
 
-/* Waits for a free slot and takes the one that shares the longest prefix with key (the most
- * recently used among equals). Returns the index, -1 when the queue is full, -2 when stopping. */
-static int acquire_slot(srv *sv, const char *key) {
-    pthread_mutex_lock(&sv->mu);
-    int best = -1;
-    bool waited = false;
-    for (;;) {
-        if (atomic_load(&sv->stopping)) break;
-        size_t best_len = 0;
-        for (int i = 0; i < sv->n_slots; i++) {
-            slot *sl = &sv->slots[i];
-            if (sl->busy) continue;
-            size_t len = sl->key ? common_prefix(sl->key, key) : 0;
-            if (best < 0 || len > best_len ||
-                (len == best_len && sl->used > sv->slots[best].used)) {
-                best = i;
-                best_len = len;
-            }
-        }
-        if (best >= 0) break;
-        if (!waited) {
-            if (sv->n_waiting >= (sv->cfg->n_queue > 0 ? sv->cfg->n_queue : 16)) {
-                pthread_mutex_unlock(&sv->mu);
-                return -1;
-            }
-            sv->n_waiting++;
-            waited = true;
-        }
-        pthread_cond_wait(&sv->cv, &sv->mu);
-    }
-    if (waited) sv->n_waiting--;
-    if (best >= 0) {
-        sv->slots[best].busy = true;
-        sv->n_jobs++;
-    }
-    pthread_mutex_unlock(&sv->mu);
-    return best >= 0 ? best : -2;
-}
-
-/* Gives the slot back; key (owned, may be NULL) becomes what it served. */
-static void release_slot(srv *sv, int i, char *key) {
-    pthread_mutex_lock(&sv->mu);
-    slot *sl = &sv->slots[i];
-    if (key) {
-        lm_free(sl->key);
-        sl->key = key;
-    }
-    sl->busy = false;
-    sl->used = ++sv->tick;
-    pthread_cond_broadcast(&sv->cv);
-    pthread_mutex_unlock(&sv->mu);
-}
-
-/* ---- streams: a generation thread writes SSE frames, MHD's reader takes them ---- */
-
-typedef struct stream {
+struct job {
+    srv *sv;
+    srv_request rq;
+    char id[48];
+    long long created;
+    lm_call *call;
+    job *next;                /* in sv->jobs */
+    /* what the job hands to the connection: SSE frames, the end; guarded by mu */
     pthread_mutex_t mu;
     pthread_cond_t cv;
     lm_buf out;
     size_t rd;
-    bool done;            /* the job wrote its last frame */
-    _Atomic bool gone;    /* the client went away (or the response was dropped) */
-    int refs;             /* the job and the response */
-    lm_session *session;  /* to cancel; NULL once the job finished */
-    lm_provider *provider; /* the same for a cloud answer */
-} stream;
+    bool done;                /* the job wrote its last frame (or ended) */
+    bool plain_error;         /* it failed before any output: the connection answers with a status */
+    int refs;                 /* the job thread and the connection's side */
+    _Atomic bool gone;        /* the client went away (or the response was dropped) */
+    /* the job thread's own */
+    lm_buf text;              /* content generated */
+    size_t emitted;           /* bytes of text sent as deltas */
+    bool sent_first;
+    int fd;                   /* a dup of the client's socket, watched between tokens; or -1 */
+    lm_gen_stats stats;
+    lm_status status;
+    char errmsg[640];
+    char provider[64];        /* who answered: "local" or a cloud provider's name */
+    const char *model_name;   /* model_id, or the cloud's model */
+    lm_sentences *sent;       /* x_sentences: cuts the streamed content into whole sentences */
+    cJSON *tool_calls;        /* of the reply, or NULL */
+};
 
-static void stream_unref(stream *st) {
-    pthread_mutex_lock(&st->mu);
-    bool last = --st->refs == 0;
-    pthread_mutex_unlock(&st->mu);
+static void job_unref(job *jb) {
+    pthread_mutex_lock(&jb->mu);
+    bool last = --jb->refs == 0;
+    pthread_mutex_unlock(&jb->mu);
     if (!last) return;
-    lm_buf_free(&st->out);
-    pthread_mutex_destroy(&st->mu);
-    pthread_cond_destroy(&st->cv);
-    lm_free(st);
+    if (jb->fd >= 0) close(jb->fd);
+    srv_request_free(&jb->rq);
+    lm_call_free(jb->call);
+    lm_buf_free(&jb->out);
+    lm_buf_free(&jb->text);
+    lm_sentences_free(jb->sent);
+    cJSON_Delete(jb->tool_calls);
+    pthread_mutex_destroy(&jb->mu);
+    pthread_cond_destroy(&jb->cv);
+    lm_free(jb);
 }
 
-static void stream_push(stream *st, const char *s, size_t n) {
-    pthread_mutex_lock(&st->mu);
-    lm_buf_append(&st->out, s, n);
-    pthread_cond_broadcast(&st->cv);
-    pthread_mutex_unlock(&st->mu);
+/* The client went away: stop the generation still running for it. */
+static void job_cancel(job *jb) {
+    atomic_store(&jb->gone, true);
+    lm_call_cancel(jb->call);
 }
 
-static void stream_frame(stream *st, const cJSON *j) {
+static void job_push(job *jb, const char *s, size_t n) {
+    pthread_mutex_lock(&jb->mu);
+    lm_buf_append(&jb->out, s, n);
+    pthread_cond_broadcast(&jb->cv);
+    pthread_mutex_unlock(&jb->mu);
+}
+
+static void job_frame(job *jb, const cJSON *j) {
     char *text = j ? lm_json_print(j) : NULL;
     if (!text) return;
-    pthread_mutex_lock(&st->mu);
-    lm_buf_puts(&st->out, "data: ");
-    lm_buf_puts(&st->out, text);
-    lm_buf_puts(&st->out, "\n\n");
-    pthread_cond_broadcast(&st->cv);
-    pthread_mutex_unlock(&st->mu);
+    pthread_mutex_lock(&jb->mu);
+    lm_buf_puts(&jb->out, "data: ");
+    lm_buf_puts(&jb->out, text);
+    lm_buf_puts(&jb->out, "\n\n");
+    pthread_cond_broadcast(&jb->cv);
+    pthread_mutex_unlock(&jb->mu);
     lm_free(text);
 }
 
-typedef struct reader_ctx {
-    stream *st;
-    srv *sv;
-    int fd; /* the client's socket, read only from MHD's thread of the connection; -1: unknown */
-} reader_ctx;
-
-static bool peer_closed(int fd);
-
-/* The client is gone: stop the generation still running for it. With st->mu held. */
-static void stream_cancel_locked(stream *st) {
-    atomic_store(&st->gone, true);
-    if (st->session && !st->done) lm_session_cancel(st->session);
-    if (st->provider && !st->done) lm_provider_cancel(st->provider);
-}
-
-/* The client closed its end (a barge-in: the voice front end drops the stream when the user
- * speaks again). MHD alone notices only when a write fails, which a socket buffer can put off
- * past the end of a fast generation; peeking at the socket each time MHD asks for data sees the
- * FIN at once. Called with st->mu held, from MHD's thread of the connection (which owns fd). */
-static bool stream_client_gone(reader_ctx *rc) {
-    stream *st = rc->st;
-    if (atomic_load(&st->gone)) return true;
-    if (rc->fd < 0 || !peer_closed(rc->fd)) return false;
-    stream_cancel_locked(st);
-    return true;
-}
-
-static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
-    reader_ctx *rc = cls;
-    stream *st = rc->st;
-    (void)pos;
-    pthread_mutex_lock(&st->mu);
-    while (st->rd == st->out.len && !st->done && !atomic_load(&rc->sv->stopping)) {
-        if (stream_client_gone(rc)) {
-            pthread_mutex_unlock(&st->mu);
-            return MHD_CONTENT_READER_END_WITH_ERROR;
-        }
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 200 * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
-        pthread_cond_timedwait(&st->cv, &st->mu, &ts);
+/* The model a cloud provider answers with, by its name. */
+static const char *model_of(const srv *sv, const char *provider) {
+    for (size_t i = 0; provider && i < sv->cfg->n_fallback; i++) {
+        const lm_openai_params *op = &sv->cfg->fallback[i];
+        if (strcmp(op->name ? op->name : "cloud", provider) == 0) return op->model ? op->model : sv->cfg->model_id;
     }
-    ssize_t ret;
-    if (!st->done && stream_client_gone(rc)) {
-        ret = MHD_CONTENT_READER_END_WITH_ERROR;
-    } else if (st->rd < st->out.len) {
-        size_t n = st->out.len - st->rd;
-        if (n > max) n = max;
-        memcpy(buf, st->out.data + st->rd, n);
-        st->rd += n;
-        if (st->rd == st->out.len) {
-            lm_buf_reset(&st->out);
-            st->rd = 0;
-        }
-        ret = (ssize_t)n;
-    } else {
-        ret = st->done ? MHD_CONTENT_READER_END_OF_STREAM : MHD_CONTENT_READER_END_WITH_ERROR;
+    return sv->cfg->model_id;
+}
+
+/* Who is answering, from the call handle (a fallback manager names the provider it is using). */
+static void job_note_provider(job *jb) {
+    const char *who = lm_call_answered_by(jb->call);
+    if (who && strcmp(who, jb->provider) != 0) {
+        pthread_mutex_lock(&jb->mu); /* the connection's thread reads it for the header */
+        snprintf(jb->provider, sizeof jb->provider, "%s", who);
+        jb->model_name = model_of(jb->sv, who);
+        pthread_mutex_unlock(&jb->mu);
     }
-    pthread_mutex_unlock(&st->mu);
-    return ret;
 }
-
-/* MHD drops the response: the transfer ended, well or not. Cancel a generation still running. */
-static void stream_free(void *cls) {
-    reader_ctx *rc = cls;
-    stream *st = rc->st;
-    pthread_mutex_lock(&st->mu);
-    stream_cancel_locked(st);
-    pthread_mutex_unlock(&st->mu);
-    stream_unref(st);
-    lm_free(rc);
-}
-
-/* ---- generation jobs ---- */
-
-static const char TC_OPEN[] = "<tool_call>";
-
-typedef struct job {
-    srv *sv;
-    srv_request rq;
-    int slot;
-    char id[48];
-    long long created;
-    stream *st;          /* NULL: not streamed */
-    lm_buf text;         /* everything generated */
-    size_t emitted;      /* bytes of text already sent as deltas */
-    bool sent_first;
-    bool holding;        /* tools: the text may be a tool call, keep it back */
-    int fd;              /* the client's socket, watched for a hang-up between tokens; or -1.
-                            Streamed: a dup owned by the job (MHD's own number may be closed
-                            and reused while the job still runs), closed by job_free */
-    bool fd_owned;
-    lm_gen_stats stats;
-    int32_t n_prompt, n_cached; /* completions: counted here */
-    lm_status status;
-    char errmsg[640];
-    bool cloud;               /* answered by srv_config.fallback: no slot */
-    char provider[64];        /* who answered: "local" or a cloud provider's name */
-    const char *model_name;   /* the model responses name: model_id or the cloud's model */
-    lm_sentences *sent;       /* x_sentences: cuts the streamed content into whole sentences */
-} job;
 
 static cJSON *chunk_base(job *jb) {
     cJSON *o = cJSON_CreateObject();
@@ -358,16 +244,14 @@ static cJSON *chunk_base(job *jb) {
     return o;
 }
 
-/* One streamed choice. delta_text NULL: no content; tool_calls (taken) may be NULL;
+/* One streamed choice. delta_text NULL: no content; tool_calls (borrowed) may be NULL;
  * finish NULL: still going. */
-static void emit_chunk(job *jb, const char *delta_text, size_t n, cJSON *tool_calls,
-                       const char *finish) {
+static void emit_chunk(job *jb, const char *delta_text, size_t n, const cJSON *tool_calls, const char *finish) {
     cJSON *o = chunk_base(jb), *choices = cJSON_CreateArray(), *ch = cJSON_CreateObject();
     if (!o || !choices || !ch) {
         cJSON_Delete(o);
         cJSON_Delete(choices);
         cJSON_Delete(ch);
-        cJSON_Delete(tool_calls);
         return;
     }
     char *tmp = NULL;
@@ -388,11 +272,11 @@ static void emit_chunk(job *jb, const char *delta_text, size_t n, cJSON *tool_ca
             else if (!jb->sent_first)
                 cJSON_AddNullToObject(delta, "content");
             if (tool_calls) {
+                cJSON *calls = cJSON_Duplicate(tool_calls, true);
                 int k = 0;
                 cJSON *tc;
-                cJSON_ArrayForEach(tc, tool_calls) cJSON_AddNumberToObject(tc, "index", k++);
-                cJSON_AddItemToObject(delta, "tool_calls", tool_calls);
-                tool_calls = NULL;
+                cJSON_ArrayForEach(tc, calls) cJSON_AddNumberToObject(tc, "index", k++);
+                if (calls) cJSON_AddItemToObject(delta, "tool_calls", calls);
             }
             cJSON_AddItemToObject(ch, "delta", delta);
         }
@@ -407,20 +291,10 @@ static void emit_chunk(job *jb, const char *delta_text, size_t n, cJSON *tool_ca
         cJSON_AddNullToObject(ch, "finish_reason");
     cJSON_AddItemToArray(choices, ch);
     cJSON_AddItemToObject(o, "choices", choices);
-    stream_frame(jb->st, o);
+    job_frame(jb, o);
     cJSON_Delete(o);
-    cJSON_Delete(tool_calls);
     lm_free(tmp);
     jb->sent_first = true;
-}
-
-/* True while text (n bytes) could still become "<tool_call>" or starts with it. */
-static bool maybe_tool_call(const char *text, size_t n) {
-    size_t k = strlen(TC_OPEN);
-    size_t i = 0;
-    while (i < n && (text[i] == ' ' || text[i] == '\n')) i++;
-    size_t m = n - i < k ? n - i : k;
-    return memcmp(text + i, TC_OPEN, m) == 0;
 }
 
 /* True when the peer closed the socket: an orderly shutdown reads as 0 bytes. Data the client
@@ -441,178 +315,24 @@ static int on_sentence(const char *text, size_t len, void *user) {
 static int on_piece(const char *utf8, size_t len, void *user) {
     job *jb = user;
     lm_buf_append(&jb->text, utf8, len);
+    if (atomic_load(&jb->gone)) return 1;
     if (jb->fd >= 0 && peer_closed(jb->fd)) {
-        if (jb->st) atomic_store(&jb->st->gone, true);
+        job_cancel(jb);
         return 1;
     }
-    if (jb->st) {
-        if (atomic_load(&jb->st->gone)) return 1;
-        if (jb->holding) {
-            if (maybe_tool_call(jb->text.data, jb->text.len)) return 0;
-            jb->holding = false;
-        }
-        if (jb->text.len > jb->emitted) {
-            if (jb->sent) /* on_sentence emits each sentence once it is complete */
-                lm_sentences_push(jb->sent, jb->text.data + jb->emitted, jb->text.len - jb->emitted);
-            else
-                emit_chunk(jb, jb->text.data + jb->emitted, jb->text.len - jb->emitted, NULL, NULL);
-            jb->emitted = jb->text.len;
-        }
+    job_note_provider(jb);
+    if (jb->rq.stream && jb->text.len > jb->emitted) {
+        if (jb->sent) /* on_sentence emits each sentence once it is complete */
+            lm_sentences_push(jb->sent, jb->text.data + jb->emitted, jb->text.len - jb->emitted);
+        else
+            emit_chunk(jb, jb->text.data + jb->emitted, jb->text.len - jb->emitted, NULL, NULL);
+        jb->emitted = jb->text.len;
     }
     return atomic_load(&jb->sv->stopping) ? 1 : 0;
 }
 
-static lm_status run_completion(job *jb, lm_session *s) {
-    const lm_model *m = jb->sv->model;
-    const char *p = jb->rq.prompt;
-    size_t len = strlen(p), n = 0;
-    uint32_t flags = LM_TOK_PARSE_SPECIAL | LM_TOK_ADD_SPECIAL;
-    lm_error err = {0};
-    lm_status st = lm_tokenize(m, p, len, flags, NULL, 0, &n, &err);
-    if (st != LM_OK && st != LM_ERR_TOO_SMALL) goto fail;
-    lm_token *ids = lm_malloc((n ? n : 1) * sizeof *ids);
-    if (!ids) return LM_ERR_NOMEM;
-    st = lm_tokenize(m, p, len, flags, ids, n, &n, &err);
-    if (st != LM_OK) {
-        lm_free(ids);
-        goto fail;
-    }
-    if (n == 0) {
-        lm_free(ids);
-        snprintf(jb->errmsg, sizeof jb->errmsg, "'prompt' gives no tokens");
-        return LM_ERR_FORMAT;
-    }
-    /* Reuse the cached tokens the prompt starts with; at least one is evaluated for logits. */
-    size_t n_past = lm_session_n_past(s), k = 0;
-    const lm_token *cached = lm_session_tokens(s);
-    while (k < n_past && k + 1 < n && cached[k] == ids[k]) k++;
-    st = lm_session_truncate(s, k);
-    if (st == LM_OK)
-        st = lm_session_generate(s, ids + k, n - k, &jb->rq.gp, on_piece, jb, &jb->stats);
-    lm_free(ids);
-    jb->n_prompt = (int32_t)n;
-    jb->n_cached = (int32_t)k;
-    if (st != LM_OK) snprintf(jb->errmsg, sizeof jb->errmsg, "%s", lm_session_errmsg(s));
-    return st;
-fail:
-    snprintf(jb->errmsg, sizeof jb->errmsg, "%s", err.msg);
-    return st;
-}
-
-/* Answers a chat job from the cloud providers of srv_config.fallback, in order: one that fails
- * before its first piece is skipped (the reasons are joined into the error when all fail); once
- * text has streamed, a failure is reported. A provider runs one call at a time, so each job
- * makes its own client (a few strdups; curl connects per call anyway). The loop is the library's
- * fallback manager unrolled, so that the chunks name the provider while it streams. */
-static void run_cloud(job *jb) {
-    srv *sv = jb->sv;
-    const srv_config *cfg = sv->cfg;
-    lm_buf why = {0};
-    jb->status = LM_ERR_NETWORK;
-    /* The provider hands tool calls on as Hermes text: held back and parsed as for local. */
-    jb->holding = jb->rq.tools_json != NULL;
-    for (size_t i = 0; i < cfg->n_fallback && !atomic_load(&sv->stopping); i++) {
-        const lm_openai_params *op = &cfg->fallback[i];
-        snprintf(jb->provider, sizeof jb->provider, "%s", op->name ? op->name : "cloud");
-        jb->model_name = op->model ? op->model : cfg->model_id;
-        lm_provider *p = NULL;
-        lm_error err = {0};
-        jb->status = lm_provider_openai_new(op, &p, &err);
-        if (jb->status == LM_OK) {
-            if (jb->st) {
-                pthread_mutex_lock(&jb->st->mu);
-                jb->st->provider = atomic_load(&jb->st->gone) ? NULL : p;
-                pthread_mutex_unlock(&jb->st->mu);
-                if (atomic_load(&jb->st->gone)) {
-                    lm_provider_free(p);
-                    jb->status = LM_ERR_CANCELLED;
-                    break;
-                }
-            }
-            lm_chat_params cp = lm_chat_default_params();
-            cp.tools_json = jb->rq.tools_json;
-            cp.max_messages = 0;
-            memset(&jb->stats, 0, sizeof jb->stats);
-            jb->status = lm_provider_chat(p, jb->rq.msgs, jb->rq.n_msgs, &cp, &jb->rq.gp,
-                                          on_piece, jb, &jb->stats, &err);
-            if (jb->st) {
-                pthread_mutex_lock(&jb->st->mu);
-                jb->st->provider = NULL;
-                pthread_mutex_unlock(&jb->st->mu);
-            }
-            lm_provider_free(p);
-        }
-        if (jb->status == LM_OK || jb->status == LM_ERR_CANCELLED || jb->text.len) {
-            if (jb->status != LM_OK) snprintf(jb->errmsg, sizeof jb->errmsg, "%s", err.msg);
-            break;
-        }
-        lm_buf_printf(&why, "%s%s", why.len ? "; " : "", err.msg[0] ? err.msg : lm_status_str(jb->status));
-        slog(sv, 1, "%s: %s failed: %s", jb->id, jb->provider, err.msg);
-    }
-    if (jb->status != LM_OK && jb->status != LM_ERR_CANCELLED && !jb->text.len) {
-        char local[330];
-        int state = atomic_load(&sv->state);
-        snprintf(local, sizeof local, "%.320s", state == LOAD_READY ? jb->errmsg
-                                            : state == LOAD_FAILED ? sv->load_err
-                                                                   : "the model is still loading");
-        snprintf(jb->errmsg, sizeof jb->errmsg, "no provider could answer: local: %.250s; %s", local,
-                 why.data ? why.data : "stopping");
-    }
-    lm_buf_free(&why);
-    jb->n_prompt = jb->stats.n_prompt;
-    jb->n_cached = jb->stats.n_cached;
-}
-
-/* Runs the generation on the job's slot; the slot is released afterwards. A chat that fails
- * before its first piece goes to the cloud providers when there are any. */
-static void run_job(job *jb) {
-    srv *sv = jb->sv;
-    if (!jb->rq.seeded) jb->rq.gp.seed = lm_time_ns() ^ atomic_fetch_add(&sv->counter, 1);
-    if (jb->cloud) {
-        run_cloud(jb);
-        return;
-    }
-    lm_session *s = sv->slots[jb->slot].s;
-    if (jb->st) {
-        pthread_mutex_lock(&jb->st->mu);
-        jb->st->session = s;
-        pthread_mutex_unlock(&jb->st->mu);
-    }
-    jb->holding = jb->rq.tools_json != NULL;
-    if (jb->rq.chat) {
-        lm_chat_params cp = lm_chat_default_params();
-        cp.tools_json = jb->rq.tools_json;
-        cp.max_messages = 0; /* an API client sends the conversation it wants */
-        jb->status = lm_session_chat(s, jb->rq.msgs, jb->rq.n_msgs, &cp, &jb->rq.gp, on_piece, jb,
-                                     &jb->stats);
-        if (jb->status != LM_OK)
-            snprintf(jb->errmsg, sizeof jb->errmsg, "%s", lm_session_errmsg(s));
-        jb->n_prompt = jb->stats.n_prompt;
-        jb->n_cached = jb->stats.n_cached;
-    } else {
-        jb->status = run_completion(jb, s);
-    }
-    if (jb->st) {
-        pthread_mutex_lock(&jb->st->mu);
-        jb->st->session = NULL;
-        pthread_mutex_unlock(&jb->st->mu);
-    }
-    /* The slot remembers this conversation only if its cache holds it. */
-    char *key = jb->status == LM_OK ? jb->rq.key : NULL;
-    if (key) jb->rq.key = NULL;
-    release_slot(sv, jb->slot, key);
-    if (jb->status != LM_OK && jb->status != LM_ERR_CANCELLED && jb->rq.chat &&
-        sv->cfg->n_fallback && !jb->sent_first && jb->text.len == 0 &&
-        !atomic_load(&sv->stopping) && !(jb->st && atomic_load(&jb->st->gone))) {
-        slog(sv, 1, "%s: the local model failed before its first token (%s); asking %s", jb->id,
-             jb->errmsg, sv->cfg->fallback[0].name ? sv->cfg->fallback[0].name : "the cloud");
-        memset(&jb->stats, 0, sizeof jb->stats);
-        run_cloud(jb);
-    }
-}
-
-static const char *finish_name(const job *jb, bool tool_calls) {
-    if (tool_calls) return "tool_calls";
+static const char *finish_name(const job *jb) {
+    if (jb->tool_calls) return "tool_calls";
     return jb->stats.finish == LM_FINISH_LENGTH ? "length" : "stop";
 }
 
@@ -620,6 +340,7 @@ static unsigned status_http(lm_status st) {
     switch (st) {
     case LM_ERR_FORMAT: case LM_ERR_CONTEXT: case LM_ERR_TEMPLATE: case LM_ERR_UNSUPPORTED:
     case LM_ERR_MISUSE: return 400;
+    case LM_ERR_BUSY: return 429;
     case LM_ERR_NETWORK: return 502; /* a cloud provider failed */
     default: return 500;
     }
@@ -632,10 +353,10 @@ static cJSON *usage_json(const job *jb) {
         cJSON_Delete(d);
         return NULL;
     }
-    cJSON_AddNumberToObject(u, "prompt_tokens", jb->n_prompt);
+    cJSON_AddNumberToObject(u, "prompt_tokens", jb->stats.n_prompt);
     cJSON_AddNumberToObject(u, "completion_tokens", jb->stats.n_generated);
-    cJSON_AddNumberToObject(u, "total_tokens", jb->n_prompt + jb->stats.n_generated);
-    cJSON_AddNumberToObject(d, "cached_tokens", jb->n_cached);
+    cJSON_AddNumberToObject(u, "total_tokens", jb->stats.n_prompt + jb->stats.n_generated);
+    cJSON_AddNumberToObject(d, "cached_tokens", jb->stats.n_cached);
     cJSON_AddItemToObject(u, "prompt_tokens_details", d);
     return u;
 }
@@ -647,14 +368,6 @@ static cJSON *timings_json(const job *jb) {
     cJSON_AddNumberToObject(t, "ttft_ms", jb->stats.ttft_ms);
     cJSON_AddNumberToObject(t, "decode_tok_s", jb->stats.decode_tok_s);
     return t;
-}
-
-/* Tool calls in the generated text when the request had tools; *content_len gets the text
- * before them. */
-static cJSON *job_tool_calls(const job *jb, size_t *content_len) {
-    *content_len = jb->text.len;
-    if (!jb->rq.chat || !jb->rq.tools_json || !jb->text.len) return NULL;
-    return srv_parse_tool_calls(jb->text.data, jb->text.len, content_len);
 }
 
 /* The non-streamed response body. */
@@ -673,32 +386,32 @@ static cJSON *job_response(job *jb) {
     cJSON_AddStringToObject(o, "model", jb->model_name);
     if (jb->sv->cfg->n_fallback) cJSON_AddStringToObject(o, "provider", jb->provider);
     cJSON_AddNumberToObject(ch, "index", 0);
-    size_t content_len = 0;
-    cJSON *calls = job_tool_calls(jb, &content_len);
     if (jb->rq.chat) {
         cJSON *msg = cJSON_CreateObject();
         if (msg) {
             cJSON_AddStringToObject(msg, "role", "assistant");
-            char *content = lm_malloc(content_len + 1);
+            /* the content before a tool call, without the white space that led up to it */
+            size_t cl = jb->text.len;
+            if (jb->tool_calls)
+                while (cl && (text[cl - 1] == ' ' || text[cl - 1] == '\n' || text[cl - 1] == '\t')) cl--;
+            char *content = lm_malloc(cl + 1);
             if (content) {
-                memcpy(content, text, content_len);
-                content[content_len] = '\0';
+                memcpy(content, text, cl);
+                content[cl] = '\0';
             }
-            if (calls && content_len == 0)
+            if (jb->tool_calls && cl == 0)
                 cJSON_AddNullToObject(msg, "content");
             else
                 cJSON_AddStringToObject(msg, "content", content ? content : "");
             lm_free(content);
-            if (calls) cJSON_AddItemToObject(msg, "tool_calls", calls);
+            if (jb->tool_calls) cJSON_AddItemToObject(msg, "tool_calls", cJSON_Duplicate(jb->tool_calls, true));
             cJSON_AddItemToObject(ch, "message", msg);
-        } else {
-            cJSON_Delete(calls);
         }
     } else {
         cJSON_AddStringToObject(ch, "text", text);
     }
     cJSON_AddNullToObject(ch, "logprobs");
-    cJSON_AddStringToObject(ch, "finish_reason", finish_name(jb, calls != NULL));
+    cJSON_AddStringToObject(ch, "finish_reason", finish_name(jb));
     cJSON_AddItemToArray(choices, ch);
     cJSON_AddItemToObject(o, "choices", choices);
     cJSON_AddItemToObject(o, "usage", usage_json(jb));
@@ -706,84 +419,190 @@ static cJSON *job_response(job *jb) {
     return o;
 }
 
-/* After a streamed generation: held-back text or tool calls, the finish chunk, usage, [DONE]. */
+/* After a streamed generation: the last sentence, tool calls, the finish chunk, usage, [DONE]. */
 static void finish_stream(job *jb) {
-    stream *st = jb->st;
     if (jb->status != LM_OK && jb->status != LM_ERR_CANCELLED) {
         cJSON *e = error_json(status_http(jb->status), NULL, jb->errmsg);
-        stream_frame(st, e);
+        job_frame(jb, e);
         cJSON_Delete(e);
-    } else if (!atomic_load(&st->gone)) {
+    } else if (!atomic_load(&jb->gone)) {
         if (jb->sent) { /* the last sentence, even unterminated */
             if (jb->text.len > jb->emitted)
                 lm_sentences_push(jb->sent, jb->text.data + jb->emitted, jb->text.len - jb->emitted);
             jb->emitted = jb->text.len;
             lm_sentences_flush(jb->sent);
         }
-        size_t content_len = 0;
-        cJSON *calls = jb->holding ? job_tool_calls(jb, &content_len) : NULL;
-        if (calls) {
-            if (content_len > jb->emitted)
-                emit_chunk(jb, jb->text.data + jb->emitted, content_len - jb->emitted, NULL, NULL);
-            emit_chunk(jb, NULL, 0, calls, NULL);
-        } else if (jb->text.len > jb->emitted) {
-            emit_chunk(jb, jb->text.data + jb->emitted, jb->text.len - jb->emitted, NULL, NULL);
-        } else if (!jb->sent_first && jb->rq.chat) {
-            emit_chunk(jb, "", 0, NULL, NULL);
-        }
-        emit_chunk(jb, NULL, 0, NULL, finish_name(jb, calls != NULL));
+        if (jb->tool_calls) emit_chunk(jb, NULL, 0, jb->tool_calls, NULL);
+        else if (!jb->sent_first && jb->rq.chat) emit_chunk(jb, "", 0, NULL, NULL);
+        emit_chunk(jb, NULL, 0, NULL, finish_name(jb));
         if (jb->rq.include_usage) {
             cJSON *o = chunk_base(jb);
             if (o) {
                 cJSON_AddItemToObject(o, "choices", cJSON_CreateArray());
                 cJSON_AddItemToObject(o, "usage", usage_json(jb));
                 cJSON_AddItemToObject(o, "timings", timings_json(jb));
-                stream_frame(st, o);
+                job_frame(jb, o);
                 cJSON_Delete(o);
             }
         }
     }
     const char done[] = "data: [DONE]\n\n";
-    stream_push(st, done, sizeof done - 1);
-    pthread_mutex_lock(&st->mu);
-    st->done = true;
-    pthread_cond_broadcast(&st->cv);
-    pthread_mutex_unlock(&st->mu);
+    job_push(jb, done, sizeof done - 1);
 }
 
-/* A job counted by acquire_slot is over: srv_run may free what it used once none is left. */
-static void job_done(srv *sv) {
+/* Runs the generation through the providers: the local model's slots (then the clouds when it
+ * fails before its first piece), or the clouds alone while the model is not loaded. */
+static void run_job(job *jb) {
+    srv *sv = jb->sv;
+    if (!jb->rq.seeded) jb->rq.gp.seed = lm_time_ns() ^ atomic_fetch_add(&sv->counter, 1);
+    bool ready = atomic_load(&sv->state) == LOAD_READY;
+    lm_provider *p = ready ? (sv->with_local ? sv->with_local : sv->local) : sv->clouds_only;
+    if (jb->rq.chat) {
+        lm_chat_params cp = lm_chat_default_params();
+        cp.tools_json = jb->rq.tools_json;
+        cp.max_messages = 0; /* an API client sends the conversation it wants */
+        jb->status = lm_provider_chat(p, jb->rq.msgs, jb->rq.n_msgs, &cp, &jb->rq.gp, on_piece, jb, jb->call,
+                                      &jb->stats);
+    } else {
+        jb->status = lm_provider_complete(p, jb->rq.prompt, strlen(jb->rq.prompt), &jb->rq.gp, on_piece, jb, jb->call,
+                                          &jb->stats);
+    }
+    job_note_provider(jb);
+    const char *calls = lm_call_tool_calls(jb->call);
+    if (calls && jb->status == LM_OK) lm_json_parse(calls, strlen(calls), "tool calls", &jb->tool_calls, NULL);
+    if (jb->status != LM_OK) {
+        const char *msg = lm_call_errmsg(jb->call);
+        if (!ready && jb->rq.chat && !strncmp(msg, "no provider could answer: ", 26)) {
+            /* the local model is part of the story: name it first, as the fallback manager does */
+            int state = atomic_load(&sv->state);
+            snprintf(jb->errmsg, sizeof jb->errmsg, "no provider could answer: local: %.250s; %s",
+                     state == LOAD_FAILED ? sv->load_err : "the model is still loading", msg + 26);
+        } else {
+            snprintf(jb->errmsg, sizeof jb->errmsg, "%s", msg);
+        }
+    }
+}
+
+static void *job_main(void *arg) {
+    job *jb = arg;
+    srv *sv = jb->sv;
+    /* x_sentences (chat without tools); without memory for it, token pieces are streamed */
+    if (jb->rq.stream && jb->rq.x_sentences && jb->rq.chat && !jb->rq.tools_json)
+        jb->sent = lm_sentences_new(NULL, on_sentence, jb);
+    run_job(jb);
+    const char *skipped = lm_call_skipped(jb->call);
+    if (skipped[0])
+        slog(sv, 1, "%s: failed before its first token: %s; %s%s", jb->id, skipped,
+             jb->status == LM_OK ? "answered by " : "", jb->status == LM_OK ? jb->provider : "no provider answered");
+    bool gone = atomic_load(&jb->gone);
+    bool plain = jb->status != LM_OK && !jb->sent_first;
+    if (jb->rq.stream && !plain) finish_stream(jb);
+    slog(sv, 2, "%s: %s by %s, %d prompt (%d cached) + %d generated tokens, finish %s", jb->id,
+         jb->status == LM_OK ? "ok" : lm_status_str(jb->status), jb->provider, (int)jb->stats.n_prompt,
+         (int)jb->stats.n_cached, (int)jb->stats.n_generated,
+         gone ? "cancelled (client gone)" : lm_finish_str(jb->stats.finish));
+    pthread_mutex_lock(&jb->mu);
+    jb->plain_error = plain;
+    jb->done = true;
+    pthread_cond_broadcast(&jb->cv);
+    pthread_mutex_unlock(&jb->mu);
     pthread_mutex_lock(&sv->mu);
+    for (job **pp = &sv->jobs; *pp; pp = &(*pp)->next)
+        if (*pp == jb) {
+            *pp = jb->next;
+            break;
+        }
     sv->n_jobs--;
     pthread_cond_broadcast(&sv->cv);
     pthread_mutex_unlock(&sv->mu);
-}
-
-static void job_free(job *jb) {
-    if (jb->fd_owned && jb->fd >= 0) close(jb->fd);
-    srv_request_free(&jb->rq);
-    lm_buf_free(&jb->text);
-    lm_sentences_free(jb->sent);
-    lm_free(jb);
-}
-
-static void *stream_thread(void *arg) {
-    job *jb = arg;
-    /* x_sentences (chat without tools); without memory for it, token pieces are streamed */
-    if (jb->rq.x_sentences && jb->rq.chat && !jb->rq.tools_json)
-        jb->sent = lm_sentences_new(NULL, on_sentence, jb);
-    run_job(jb);
-    bool gone = atomic_load(&jb->st->gone); /* before the last frame: then MHD lets go */
-    finish_stream(jb);
-    slog(jb->sv, 2, "%s: %s by %s, %d prompt (%d cached) + %d generated tokens, finish %s",
-         jb->id, jb->status == LM_OK ? "ok" : lm_status_str(jb->status), jb->provider, (int)jb->n_prompt,
-         (int)jb->n_cached, (int)jb->stats.n_generated,
-         gone ? "client gone" : lm_finish_str(jb->stats.finish));
-    srv *sv = jb->sv;
-    stream_unref(jb->st);
-    job_free(jb);
-    job_done(sv);
+    job_unref(jb);
     return NULL;
+}
+
+/* ---- streams: MHD's reader takes the job's frames ---- */
+
+typedef struct reader_ctx {
+    job *jb;
+    int fd; /* the client's socket, read only from MHD's thread of the connection; -1: unknown */
+} reader_ctx;
+
+/* The client closed its end (a barge-in: the voice front end drops the stream when the user
+ * speaks again). MHD alone notices only when a write fails, which a socket buffer can put off
+ * past the end of a fast generation; peeking at the socket each time MHD asks for data sees the
+ * FIN at once. From MHD's thread of the connection (which owns fd). */
+static bool stream_client_gone(reader_ctx *rc) {
+    job *jb = rc->jb;
+    if (atomic_load(&jb->gone)) return true;
+    if (rc->fd < 0 || !peer_closed(rc->fd)) return false;
+    job_cancel(jb);
+    return true;
+}
+
+static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
+    reader_ctx *rc = cls;
+    job *jb = rc->jb;
+    (void)pos;
+    pthread_mutex_lock(&jb->mu);
+    while (jb->rd == jb->out.len && !jb->done && !atomic_load(&jb->sv->stopping)) {
+        if (stream_client_gone(rc)) {
+            pthread_mutex_unlock(&jb->mu);
+            return MHD_CONTENT_READER_END_WITH_ERROR;
+        }
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 200 * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&jb->cv, &jb->mu, &ts);
+    }
+    ssize_t ret;
+    if (!jb->done && stream_client_gone(rc)) {
+        ret = MHD_CONTENT_READER_END_WITH_ERROR;
+    } else if (jb->rd < jb->out.len) {
+        size_t n = jb->out.len - jb->rd;
+        if (n > max) n = max;
+        memcpy(buf, jb->out.data + jb->rd, n);
+        jb->rd += n;
+        if (jb->rd == jb->out.len) {
+            lm_buf_reset(&jb->out);
+            jb->rd = 0;
+        }
+        ret = (ssize_t)n;
+    } else {
+        ret = jb->done ? MHD_CONTENT_READER_END_OF_STREAM : MHD_CONTENT_READER_END_WITH_ERROR;
+    }
+    pthread_mutex_unlock(&jb->mu);
+    return ret;
+}
+
+/* MHD drops the response: the transfer ended, well or not. Cancel a generation still running. */
+static void stream_free(void *cls) {
+    reader_ctx *rc = cls;
+    if (!rc->jb->done) job_cancel(rc->jb);
+    job_unref(rc->jb);
+    lm_free(rc);
+}
+
+/* Waits until the job has output to send (stream) or has ended, watching the client's socket:
+ * a client that leaves meanwhile cancels its call (a queued request leaves the queue). */
+static bool wait_for_job(job *jb, int fd) {
+    pthread_mutex_lock(&jb->mu);
+    while (!jb->done && !(jb->rq.stream && jb->out.len > 0)) {
+        if (fd >= 0 && !atomic_load(&jb->gone) && peer_closed(fd)) job_cancel(jb);
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 50 * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&jb->cv, &jb->mu, &ts);
+    }
+    bool done = jb->done;
+    pthread_mutex_unlock(&jb->mu);
+    return done;
 }
 
 /* ---- HTTP ---- */
@@ -842,6 +661,16 @@ static enum MHD_Result handle_health(srv *sv, struct MHD_Connection *c) {
     int state = atomic_load(&sv->state);
     if (state == LOAD_READY) {
         cJSON_AddStringToObject(root, "status", "ok");
+        /* what the engine did: forward passes, tokens through them, passes shared by requests */
+        lm_engine_stats es;
+        lm_engine_get_stats(sv->eng, &es);
+        cJSON *e = cJSON_AddObjectToObject(root, "engine");
+        if (e) {
+            cJSON_AddNumberToObject(e, "passes", (double)es.n_passes);
+            cJSON_AddNumberToObject(e, "tokens", (double)es.n_tokens);
+            cJSON_AddNumberToObject(e, "shared_passes", (double)es.n_shared);
+            cJSON_AddNumberToObject(e, "max_requests_in_pass", es.max_seqs_in_pass);
+        }
         return send_json(c, 200, root);
     }
     if (state == LOAD_FAILED) {
@@ -862,49 +691,68 @@ static enum MHD_Result handle_health(srv *sv, struct MHD_Connection *c) {
 
 static enum MHD_Result handle_generate(srv *sv, struct MHD_Connection *c, conn_ctx *cc, bool chat) {
     int state = atomic_load(&sv->state);
-    bool cloud = state != LOAD_READY && chat && sv->cfg->n_fallback > 0;
+    bool cloud = state != LOAD_READY && chat && sv->clouds_only;
     if (state != LOAD_READY && !cloud)
         return send_error(c, 503, NULL, "%s", state == LOAD_FAILED ? sv->load_err : "the model is still loading");
     job *jb = lm_calloc(1, sizeof *jb);
     if (!jb) return send_error(c, 500, NULL, "out of memory");
+    if (lm_call_new(&jb->call, NULL) != LM_OK) {
+        lm_free(jb);
+        return send_error(c, 500, NULL, "out of memory");
+    }
+    pthread_mutex_init(&jb->mu, NULL);
+    pthread_cond_init(&jb->cv, NULL);
+    jb->refs = 1;
     jb->sv = sv;
     jb->fd = -1;
-    jb->cloud = cloud;
-    jb->model_name = sv->cfg->model_id;
+    jb->model_name = cloud ? model_of(sv, sv->cfg->fallback[0].name ? sv->cfg->fallback[0].name : "cloud") : sv->cfg->model_id;
     snprintf(jb->provider, sizeof jb->provider, "%s",
              cloud ? (sv->cfg->fallback[0].name ? sv->cfg->fallback[0].name : "cloud") : "local");
     srv_reqerr re;
-    if (!srv_request_parse(cc->body.data ? cc->body.data : "", cc->body.len, chat, sv->n_ctx,
-                           &jb->rq, &re)) {
-        lm_free(jb);
+    if (!srv_request_parse(cc->body.data ? cc->body.data : "", cc->body.len, chat, sv->n_ctx, &jb->rq, &re)) {
+        job_unref(jb);
         slog(sv, 2, "400 %s", re.msg);
         return send_error(c, (unsigned)re.status, re.param, "%s", re.msg);
     }
     jb->created = (long long)time(NULL);
-    snprintf(jb->id, sizeof jb->id, "%s-%016llx%04x", chat ? "chatcmpl" : "cmpl",
-             (unsigned long long)lm_time_ns(),
+    snprintf(jb->id, sizeof jb->id, "%s-%016llx%04x", chat ? "chatcmpl" : "cmpl", (unsigned long long)lm_time_ns(),
              (unsigned)(atomic_fetch_add(&sv->counter, 1) & 0xffff));
-    if (cloud) {
-        jb->slot = -1;
-        pthread_mutex_lock(&sv->mu);
-        sv->n_jobs++; /* srv_run waits for it like for a slot's job */
-        pthread_mutex_unlock(&sv->mu);
-        slog(sv, 2, "%s: the local model is %s: asking %s", jb->id,
-             state == LOAD_FAILED ? "unavailable" : "still loading", jb->provider);
-    } else {
-        jb->slot = acquire_slot(sv, jb->rq.key);
+    if (cloud)
+        slog(sv, 2, "%s: the local model is %s: asking %s", jb->id, state == LOAD_FAILED ? "unavailable" : "still loading",
+             jb->provider);
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    int fd = ci ? ci->connect_fd : -1;
+    /* the job owns a dup: MHD's own number may be closed and reused while the job still runs */
+    if (fd >= 0) jb->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    pthread_mutex_lock(&sv->mu);
+    bool stopping = atomic_load(&sv->stopping);
+    if (!stopping) {
+        jb->next = sv->jobs;
+        sv->jobs = jb;
+        sv->n_jobs++;
+        jb->refs = 2;
     }
-    if (jb->slot < 0 && !cloud) {
-        bool full = jb->slot == -1;
-        job_free(jb);
-        return full ? send_error(c, 429, NULL, "the server is busy: too many requests are waiting")
-                    : send_error(c, 503, NULL, "the server is shutting down");
+    pthread_mutex_unlock(&sv->mu);
+    pthread_t th;
+    if (stopping || pthread_create(&th, NULL, job_main, jb) != 0) {
+        if (!stopping) {
+            pthread_mutex_lock(&sv->mu);
+            for (job **pp = &sv->jobs; *pp; pp = &(*pp)->next)
+                if (*pp == jb) {
+                    *pp = jb->next;
+                    break;
+                }
+            sv->n_jobs--;
+            jb->refs = 1;
+            pthread_cond_broadcast(&sv->cv);
+            pthread_mutex_unlock(&sv->mu);
+        }
+        job_unref(jb);
+        return stopping ? send_error(c, 503, NULL, "the server is shutting down")
+                        : send_error(c, 500, NULL, "cannot start the generation");
     }
-    if (!jb->rq.stream) {
-        const union MHD_ConnectionInfo *ci =
-            MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
-        jb->fd = ci ? ci->connect_fd : -1;
-        run_job(jb);
+    pthread_detach(th);
+    if (wait_for_job(jb, fd) && (jb->plain_error || !jb->rq.stream)) {
         enum MHD_Result ret;
         if (jb->status != LM_OK) {
             ret = send_error(c, status_http(jb->status), NULL, "%s", jb->errmsg);
@@ -914,61 +762,31 @@ static enum MHD_Result handle_generate(srv *sv, struct MHD_Connection *c, conn_c
             cJSON_Delete(resp);
             ret = text ? send_text_p(c, 200, text, "application/json", NULL, jb->provider) : MHD_NO;
         }
-        slog(sv, 2, "%s: %s by %s, %d prompt (%d cached) + %d generated tokens, finish %s",
-             jb->id, jb->status == LM_OK ? "ok" : lm_status_str(jb->status), jb->provider,
-             (int)jb->n_prompt, (int)jb->n_cached, (int)jb->stats.n_generated,
-             lm_finish_str(jb->stats.finish));
-        job_free(jb);
-        job_done(sv);
+        job_unref(jb);
         return ret;
     }
-    stream *st = lm_calloc(1, sizeof *st);
+    /* streamed: the first frames are ready; MHD's reader takes the rest as they come */
     reader_ctx *rc = lm_calloc(1, sizeof *rc);
-    if (!st || !rc) {
-        lm_free(st);
+    struct MHD_Response *r = rc ? MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, stream_read, rc, stream_free)
+                                : NULL;
+    if (!r) {
         lm_free(rc);
-        if (!cloud) release_slot(sv, jb->slot, NULL);
-        job_free(jb);
-        job_done(sv);
+        job_cancel(jb);
+        job_unref(jb);
         return send_error(c, 500, NULL, "out of memory");
     }
-    pthread_mutex_init(&st->mu, NULL);
-    pthread_cond_init(&st->cv, NULL);
-    st->refs = 2;
-    rc->st = st;
-    rc->sv = sv;
-    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
-    rc->fd = ci ? ci->connect_fd : -1;
-    if (rc->fd >= 0) {
-        jb->fd = fcntl(rc->fd, F_DUPFD_CLOEXEC, 0);
-        jb->fd_owned = jb->fd >= 0;
-    }
-    jb->st = st;
-    struct MHD_Response *r =
-        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, stream_read, rc, stream_free);
-    if (r) {
-        MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
-        MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
-        /* Chosen before the answer starts: if the local model then fails before its first
-           token, the chunks' "provider" and "model" fields name the cloud that took over. */
-        MHD_add_response_header(r, "x-locallm-provider", jb->provider);
-    }
-    pthread_t th;
-    if (!r || pthread_create(&th, NULL, stream_thread, jb) != 0) {
-        if (r) MHD_destroy_response(r); /* calls stream_free: one reference */
-        else stream_free(rc);
-        stream_unref(st);
-        if (!cloud) release_slot(sv, jb->slot, NULL);
-        job_free(jb);
-        job_done(sv);
-        return send_error(c, 500, NULL, "cannot start the generation");
-    }
-    pthread_detach(th);
+    rc->jb = jb; /* the connection's reference moves to the reader */
+    rc->fd = fd;
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+    pthread_mutex_lock(&jb->mu);
+    MHD_add_response_header(r, "x-locallm-provider", jb->provider);
+    pthread_mutex_unlock(&jb->mu);
     /* Each token is a small frame: without TCP_NODELAY, Nagle's algorithm may hold one back
        until the client acknowledges the previous one (a delayed ACK: up to 40 ms or more). */
-    if (rc->fd >= 0) {
+    if (fd >= 0) {
         int one = 1;
-        setsockopt(rc->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     }
     enum MHD_Result ret = MHD_queue_response(c, 200, r);
     MHD_destroy_response(r);
@@ -1031,6 +849,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 
 static int on_progress(float fraction, const char *stage, void *user) {
     srv *sv = user;
+    (void)stage;
     atomic_store(&sv->progress, fraction);
     return atomic_load(&sv->stopping) ? 1 : 0;
 }
@@ -1044,23 +863,31 @@ static void *load_thread(void *arg) {
     lm_error err = {0};
     lm_model *m = NULL;
     lm_status st = lm_model_load(sv->cfg->model_path, &mp, &m, &err);
+    if (st == LM_OK) {
+        sv->model = m;
+        lm_engine_params ep = lm_engine_default_params();
+        ep.max_seqs = sv->cfg->n_parallel > 0 ? sv->cfg->n_parallel : 1;
+        st = lm_engine_new(m, &ep, &sv->eng, &err);
+    }
+    if (st == LM_OK) {
+        lm_local_params lp = lm_local_default_params();
+        lp.n_slots = sv->cfg->n_parallel > 0 ? sv->cfg->n_parallel : 1;
+        lp.n_queue = sv->cfg->n_queue > 0 ? sv->cfg->n_queue : 16;
+        lp.session.n_ctx = sv->cfg->n_ctx;
+        st = lm_provider_local_new(sv->eng, &lp, &sv->local, &err);
+    }
+    if (st == LM_OK && sv->cfg->n_fallback) {
+        lm_provider *list[1 + 16];
+        size_t n = 0;
+        list[n++] = sv->local;
+        for (size_t i = 0; i < sv->cfg->n_fallback && n < LM_ARRAY_LEN(list); i++) list[n++] = sv->clouds[i];
+        st = lm_provider_fallback_new(list, n, &sv->with_local, &err);
+    }
     if (st != LM_OK) {
-        snprintf(sv->load_err, sizeof sv->load_err, "cannot load the model: %s",
-                 err.msg[0] ? err.msg : lm_status_str(st));
+        snprintf(sv->load_err, sizeof sv->load_err, "cannot load the model: %s", err.msg[0] ? err.msg : lm_status_str(st));
         slog(sv, 0, "%s", sv->load_err);
         atomic_store(&sv->state, LOAD_FAILED);
         return NULL;
-    }
-    sv->model = m;
-    lm_session_params sp = lm_session_default_params();
-    sp.n_ctx = sv->cfg->n_ctx;
-    for (int i = 0; i < sv->n_slots; i++) {
-        if (lm_session_new(m, &sp, &sv->slots[i].s, &err) != LM_OK) {
-            snprintf(sv->load_err, sizeof sv->load_err, "cannot create a session: %s", err.msg);
-            slog(sv, 0, "%s", sv->load_err);
-            atomic_store(&sv->state, LOAD_FAILED);
-            return NULL;
-        }
     }
     lm_model_info info;
     lm_model_get_info(m, &info);
@@ -1068,17 +895,27 @@ static void *load_thread(void *arg) {
                                    : (info.n_ctx_train > 0 && info.n_ctx_train < 4096 ? info.n_ctx_train : 4096);
     atomic_store(&sv->progress, 1.0f);
     atomic_store(&sv->state, LOAD_READY);
-    slog(sv, 2, "model %s ready (%d slots, context %d)", sv->cfg->model_id, sv->n_slots, (int)sv->n_ctx);
+    slog(sv, 2, "model %s ready (%d slots, context %d)", sv->cfg->model_id, sv->cfg->n_parallel > 0 ? sv->cfg->n_parallel : 1,
+         (int)sv->n_ctx);
     return NULL;
 }
 
 /* ---- the server ---- */
 
+static void free_providers(srv *sv) {
+    lm_provider_free(sv->with_local);
+    lm_provider_free(sv->clouds_only);
+    lm_provider_free(sv->local);
+    for (size_t i = 0; sv->clouds && i < sv->cfg->n_fallback; i++) lm_provider_free(sv->clouds[i]);
+    lm_free(sv->clouds);
+    lm_engine_free(sv->eng);
+    lm_model_free(sv->model);
+}
+
 lm_status srv_run(const srv_config *cfg, const volatile sig_atomic_t *stop, lm_error *err) {
     srv sv;
     memset(&sv, 0, sizeof sv);
     sv.cfg = cfg;
-    sv.n_slots = cfg->n_parallel > 0 ? cfg->n_parallel : 1;
     atomic_init(&sv.state, LOAD_LOADING);
     atomic_init(&sv.progress, 0.0f);
     atomic_init(&sv.stopping, false);
@@ -1087,8 +924,23 @@ lm_status srv_run(const srv_config *cfg, const volatile sig_atomic_t *stop, lm_e
     cJSON *dummy = NULL;
     if (lm_json_parse("{}", 2, "init", &dummy, err) != LM_OK) return err->code;
     cJSON_Delete(dummy);
-    sv.slots = lm_calloc((size_t)sv.n_slots, sizeof *sv.slots);
-    if (!sv.slots) return lm_fail_nomem(err, "server slots");
+    if (cfg->n_fallback > 16) return lm_fail(err, LM_ERR_MISUSE, "at most 16 fallback providers (got %zu)", cfg->n_fallback);
+    if (cfg->n_fallback) {
+        sv.clouds = lm_calloc(cfg->n_fallback, sizeof *sv.clouds);
+        if (!sv.clouds) return lm_fail_nomem(err, "providers");
+        for (size_t i = 0; i < cfg->n_fallback; i++) {
+            lm_status st = lm_provider_openai_new(&cfg->fallback[i], &sv.clouds[i], err);
+            if (st) {
+                free_providers(&sv);
+                return st;
+            }
+        }
+        lm_status st = lm_provider_fallback_new(sv.clouds, cfg->n_fallback, &sv.clouds_only, err);
+        if (st) {
+            free_providers(&sv);
+            return st;
+        }
+    }
     pthread_mutex_init(&sv.mu, NULL);
     pthread_cond_init(&sv.cv, NULL);
 
@@ -1109,7 +961,7 @@ lm_status srv_run(const srv_config *cfg, const volatile sig_atomic_t *stop, lm_e
         sa = (const struct sockaddr *)&a6;
         flags |= MHD_USE_IPv6;
     } else {
-        lm_free(sv.slots);
+        free_providers(&sv);
         return lm_fail(err, LM_ERR_MISUSE, "--host: '%s' is not a numeric IPv4 or IPv6 address", host);
     }
     struct MHD_Daemon *d = MHD_start_daemon(
@@ -1117,9 +969,9 @@ lm_status srv_run(const srv_config *cfg, const volatile sig_atomic_t *stop, lm_e
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, &sv, MHD_OPTION_CONNECTION_LIMIT, 256u,
         MHD_OPTION_CONNECTION_TIMEOUT, 600u, MHD_OPTION_END);
     if (!d) {
-        lm_free(sv.slots);
-        return lm_fail(err, LM_ERR_NETWORK, "cannot listen on %s port %u (in use or not allowed?)",
-                       host, (unsigned)cfg->port);
+        free_providers(&sv);
+        return lm_fail(err, LM_ERR_NETWORK, "cannot listen on %s port %u (in use or not allowed?)", host,
+                       (unsigned)cfg->port);
     }
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
     uint16_t port = di ? di->port : cfg->port;
@@ -1139,21 +991,14 @@ lm_status srv_run(const srv_config *cfg, const volatile sig_atomic_t *stop, lm_e
     atomic_store(&sv.stopping, true);
     if (loading) pthread_join(loader, NULL);
     pthread_mutex_lock(&sv.mu);
-    for (int i = 0; i < sv.n_slots; i++)
-        if (sv.slots[i].busy && sv.slots[i].s) lm_session_cancel(sv.slots[i].s);
-    pthread_cond_broadcast(&sv.cv);
+    for (job *jb = sv.jobs; jb; jb = jb->next) lm_call_cancel(jb->call);
     pthread_mutex_unlock(&sv.mu);
-    /* Streamed jobs run in their own threads: wait for them before freeing their sessions. */
     MHD_stop_daemon(d);
+    /* jobs run in their own threads: wait for them before freeing the providers they use */
     pthread_mutex_lock(&sv.mu);
     while (sv.n_jobs > 0) pthread_cond_wait(&sv.cv, &sv.mu);
     pthread_mutex_unlock(&sv.mu);
-    for (int i = 0; i < sv.n_slots; i++) {
-        lm_session_free(sv.slots[i].s);
-        lm_free(sv.slots[i].key);
-    }
-    lm_free(sv.slots);
-    lm_model_free(sv.model);
+    free_providers(&sv);
     pthread_mutex_destroy(&sv.mu);
     pthread_cond_destroy(&sv.cv);
     return LM_OK;

@@ -59,6 +59,7 @@ static lm_status render(const lm_model *m, const lm_message *msgs, size_t n, con
                         const lm_chat_params *cp, bool gen_prompt, lm_buf *out, lm_error *err) {
     if (!m->chat_template)
         return lm_fail(err, LM_ERR_UNSUPPORTED, "%s: the model has no chat template and no built-in format fits its tokenizer; pass one (chat_template)", m->path);
+    if (!m->tmpl) return lm_fail(err, m->tmpl_err.code ? m->tmpl_err.code : LM_ERR_FORMAT, "%s: chat template: %s", m->path, m->tmpl_err.msg);
     cJSON *arr = NULL, *tools = NULL, *vars = NULL;
     lm_status st = messages_json(msgs, n, keep, &arr, err);
     if (!st && cp->tools_json) st = lm_json_parse(cp->tools_json, strlen(cp->tools_json), "tools", &tools, err);
@@ -66,7 +67,7 @@ static lm_status render(const lm_model *m, const lm_message *msgs, size_t n, con
     if (!st) {
         chat_vars cv = {m->tok ? tok_bos_text(m->tok) : "", m->tok ? tok_eos_text(m->tok) : "", gen_prompt, tools, vars};
         jinja_opts jo = jinja_default_opts();
-        st = chat_render(m->chat_template, arr, &cv, &jo, out, err);
+        st = chat_render_parsed(m->tmpl, arr, &cv, &jo, out, err);
         if (!st && out->oom) st = lm_fail_nomem(err, "prompt");
     }
     cJSON_Delete(arr);
@@ -101,67 +102,116 @@ static size_t common_prefix(const lm_token *a, size_t na, const lm_token *b, siz
     return i;
 }
 
-/* Renders and tokenizes the conversation, dropping the oldest turns until it fits. */
-static lm_status build_prompt(lm_session *s, const lm_message *msgs, size_t n, const lm_chat_params *cp,
-                              bool gen_prompt, size_t reserve, tok_vec *ids, int32_t *n_dropped, lm_buf *text_out) {
-    lm_model *m = s->model;
-    lm_error err = {0};
+static bool is_system(const lm_message *m) { return m->role && strcmp(m->role, "system") == 0; }
+static bool is_user(const lm_message *m) { return m->role && strcmp(m->role, "user") == 0; }
+
+/* Renders keep's messages and tokenizes them into p. */
+static lm_status render_tokens(const lm_model *m, const lm_message *msgs, size_t n, const bool *keep,
+                               const lm_chat_params *cp, chat_prompt *p, lm_error *err) {
+    lm_buf_reset(&p->text);
+    p->ids.n = 0;
+    lm_status st = render(m, msgs, n, keep, cp, cp->add_generation_prompt, &p->text, err);
+    if (!st)
+        st = tok_encode(m->tok, p->text.data ? p->text.data : "", p->text.len, LM_TOK_ADD_SPECIAL | LM_TOK_PARSE_SPECIAL,
+                        &p->ids, err);
+    return st;
+}
+
+void chat_prompt_free(chat_prompt *p) {
+    tok_vec_free(&p->ids);
+    lm_buf_free(&p->text);
+    memset(p, 0, sizeof *p);
+}
+
+/* Old turns are dropped whole (a non-system message and what follows up to the next user
+ * message), oldest first, system messages always kept, the last turn never. How many to drop is
+ * found by bisection over the turns (the prompt only shrinks as more are dropped), so a
+ * conversation of n messages costs O(log n) renderings, not n. */
+lm_status chat_prompt_build(const lm_model *m, size_t n_ctx, const lm_message *msgs, size_t n,
+                            const lm_chat_params *cp, size_t reserve, chat_prompt *p, lm_error *err) {
+    memset(p, 0, sizeof *p);
+    if (!m->tok) return lm_fail(err, LM_ERR_UNSUPPORTED, "%s: the model has no tokenizer", m->path);
     bool *keep = lm_malloc((n ? n : 1) * sizeof *keep);
-    if (!keep) return LM_ERR_NOMEM;
-    size_t n_nonsys = 0;
+    size_t *starts = lm_malloc((n ? n : 1) * sizeof *starts);
+    if (!keep || !starts) {
+        lm_free(keep);
+        lm_free(starts);
+        return lm_fail_nomem(err, "messages");
+    }
     for (size_t i = 0; i < n; i++) {
+        if (!msgs[i].role) {
+            lm_free(keep);
+            lm_free(starts);
+            return lm_fail(err, LM_ERR_MISUSE, "message %zu has no role", i);
+        }
         keep[i] = true;
-        if (!msgs[i].role || strcmp(msgs[i].role, "system") != 0) n_nonsys++;
     }
-    *n_dropped = 0;
     /* the guide's rule: at most the last max_messages non-system messages */
-    if (cp->max_messages > 0) {
+    size_t n_nonsys = 0, first = 0;
+    for (size_t i = 0; i < n; i++) n_nonsys += !is_system(&msgs[i]);
+    if (cp->max_messages > 0)
         for (size_t i = 0; i < n && n_nonsys > (size_t)cp->max_messages; i++) {
-            if (msgs[i].role && strcmp(msgs[i].role, "system") == 0) continue;
+            if (is_system(&msgs[i])) continue;
             keep[i] = false;
             n_nonsys--;
-            (*n_dropped)++;
+            p->n_dropped++;
+            first = i + 1;
         }
+    /* turn starts among the kept messages: the first non-system one, then each user message */
+    size_t n_starts = 0;
+    for (size_t i = first; i < n; i++) {
+        if (!keep[i] || is_system(&msgs[i])) continue;
+        if (n_starts == 0 || is_user(&msgs[i])) starts[n_starts++] = i;
     }
-    lm_status st;
-    lm_buf text = {0};
-    for (;;) {
-        lm_buf_reset(&text);
-        ids->n = 0;
-        st = render(m, msgs, n, keep, cp, gen_prompt, &text, &err);
-        if (!st) st = tok_encode(m->tok, text.data ? text.data : "", text.len, LM_TOK_ADD_SPECIAL | LM_TOK_PARSE_SPECIAL, ids, &err);
-        if (st) break;
-        if (ids->n + reserve <= s->n_ctx) break;
-        /* drop the oldest whole turn: a non-system message and what follows up to the next user */
-        if (cp->no_trim || n_nonsys <= 1) {
-            st = lm_fail(&err, LM_ERR_CONTEXT, "the prompt is %zu tokens and max_tokens %zu, but the context window is %zu tokens%s",
-                         ids->n, reserve, s->n_ctx, cp->no_trim ? "" : " even with only the last message kept");
-            break;
-        }
-        size_t i = 0;
-        while (i < n && (!keep[i] || (msgs[i].role && strcmp(msgs[i].role, "system") == 0))) i++;
-        keep[i] = false;
-        n_nonsys--;
-        (*n_dropped)++;
-        for (i++; i < n && n_nonsys > 1; i++) {
-            if (!keep[i] || (msgs[i].role && strcmp(msgs[i].role, "system") == 0)) continue;
-            if (msgs[i].role && strcmp(msgs[i].role, "user") == 0) break;
-            keep[i] = false;
-            n_nonsys--;
-            (*n_dropped)++;
+    lm_status st = render_tokens(m, msgs, n, keep, cp, p, err);
+    if (!st && p->ids.n + reserve > n_ctx) {
+        if (cp->no_trim || n_starts < 2) {
+            st = lm_fail(err, LM_ERR_CONTEXT, "the prompt is %zu tokens and max_tokens %zu, but the context window is %zu tokens%s",
+                         p->ids.n, reserve, n_ctx, cp->no_trim ? "" : " even with only the last message kept");
+        } else {
+            /* drop the first k turns: k = n_starts - 1 keeps only the last; find the least k that fits */
+            size_t lo = 1, hi = n_starts - 1, best = 0;
+            bool *trial = lm_malloc(n * sizeof *trial);
+            if (!trial) st = lm_fail_nomem(err, "messages");
+            while (!st && lo <= hi) {
+                size_t k = lo + (hi - lo) / 2;
+                memcpy(trial, keep, n * sizeof *trial);
+                for (size_t i = starts[0]; i < starts[k]; i++)
+                    if (!is_system(&msgs[i])) trial[i] = false;
+                st = render_tokens(m, msgs, n, trial, cp, p, err);
+                if (st) break;
+                if (p->ids.n + reserve <= n_ctx) {
+                    best = k;
+                    if (k == 1) break;
+                    hi = k - 1;
+                } else {
+                    lo = k + 1;
+                }
+            }
+            if (!st && !best) {
+                memcpy(trial, keep, n * sizeof *trial);
+                for (size_t i = starts[0]; i < starts[n_starts - 1]; i++)
+                    if (!is_system(&msgs[i])) trial[i] = false;
+                st = render_tokens(m, msgs, n, trial, cp, p, err);
+                if (!st)
+                    st = lm_fail(err, LM_ERR_CONTEXT, "the prompt is %zu tokens and max_tokens %zu, but the context window is %zu tokens even with only the last message kept",
+                                 p->ids.n, reserve, n_ctx);
+            } else if (!st) {
+                /* render the chosen cut again unless it was the last one tried */
+                memcpy(trial, keep, n * sizeof *trial);
+                for (size_t i = starts[0]; i < starts[best]; i++)
+                    if (!is_system(&msgs[i])) trial[i] = false;
+                st = render_tokens(m, msgs, n, trial, cp, p, err);
+                for (size_t i = starts[0]; i < starts[best]; i++) p->n_dropped += !is_system(&msgs[i]);
+            }
+            lm_free(trial);
         }
     }
     lm_free(keep);
-    if (!st && text_out) {
-        *text_out = text;
-        memset(&text, 0, sizeof text);
-    }
-    lm_buf_free(&text);
-    if (st) {
-        memcpy(s->errmsg, err.msg, sizeof s->errmsg);
-        return st;
-    }
-    return LM_OK;
+    lm_free(starts);
+    if (!st && (p->text.oom)) st = lm_fail_nomem(err, "prompt");
+    if (st) chat_prompt_free(p);
+    return st;
 }
 
 typedef struct tee {
@@ -176,27 +226,57 @@ static int tee_piece(const char *p, size_t n, void *user) {
     return t->fn ? t->fn(p, n, t->user) : 0;
 }
 
-/* Cuts the cache back to the common prefix with ids and prefills the rest. A full match still
- * re-evaluates the last token, because its logits are needed. */
-static lm_status sync_prefix(lm_session *s, const tok_vec *ids, lm_gen_stats *stats) {
+/* Cuts the cache back to the common prefix with ids; the rest is the prompt still to evaluate
+ * (*n_new tokens from *from). A full match still re-evaluates the last token when its logits are
+ * not held, because generation starts from them. */
+static void sync_prefix(lm_session *s, const tok_vec *ids, size_t *from, lm_gen_stats *stats) {
     size_t lcp = common_prefix(s->tokens.ids, s->tokens.n, ids->ids, ids->n);
     if (lcp == ids->n && lcp > 0 && !(s->logits_valid && s->tokens.n == lcp)) lcp--;
-    if (lcp < s->tokens.n) {
-        s->tokens.n = lcp;
-        s->logits_valid = false;
-    }
+    session_truncate(s, lcp);
     if (stats) {
         stats->n_prompt = (int32_t)ids->n;
         stats->n_cached = (int32_t)lcp;
         stats->n_prefilled = (int32_t)(ids->n - lcp);
     }
-    double t = lm_time_ms();
-    lm_status st = session_prefill(s, ids->ids + lcp, ids->n - lcp, NULL);
-    if (stats) {
-        stats->prefill_ms = lm_time_ms() - t;
-        size_t np = ids->n - lcp;
-        stats->prefill_tok_s = stats->prefill_ms > 0 ? (double)np / (stats->prefill_ms / 1000.0) : 0;
+    *from = lcp;
+}
+
+lm_status session_chat_prompt(lm_session *s, const chat_prompt *p, const lm_gen_params *gp_in, lm_piece_fn fn,
+                              void *user, lm_gen_stats *stats, double t0) {
+    lm_gen_params gp = gp_in ? *gp_in : lm_gen_default_params();
+    /* the response cache answers greedy turns it has seen, without running the model */
+    char *key = NULL;
+    if (s->rcache && gp.temperature <= 0.0f) {
+        key = rc_make_key(p->text.data ? p->text.data : "", p->text.len, &gp);
+        lm_buf hit = {0};
+        lm_finish fin;
+        int32_t ng;
+        if (key && rc_lookup(s->rcache, key, &hit, &fin, &ng)) {
+            if (hit.len && fn) fn(hit.data, hit.len, user);
+            if (stats) {
+                stats->n_prompt = (int32_t)p->ids.n;
+                stats->n_generated = ng;
+                stats->finish = fin;
+                stats->from_cache = true;
+                stats->ttft_ms = lm_time_ms() - t0;
+            }
+            lm_buf_free(&hit);
+            lm_free(key);
+            return LM_OK;
+        }
+        lm_buf_free(&hit);
     }
+    size_t from;
+    sync_prefix(s, &p->ids, &from, stats);
+    if (!key) return session_generate(s, p->ids.ids + from, p->ids.n - from, &gp, fn, user, stats, t0);
+    tee t = {fn, user, {0}};
+    lm_gen_stats local;
+    lm_gen_stats *sp = stats ? stats : &local;
+    lm_status st = session_generate(s, p->ids.ids + from, p->ids.n - from, &gp, tee_piece, &t, sp, t0);
+    if (!st && !t.text.oom && (sp->finish == LM_FINISH_STOP || sp->finish == LM_FINISH_LENGTH))
+        rc_store(s->rcache, key, t.text.data ? t.text.data : "", t.text.len, sp->finish, sp->n_generated);
+    lm_buf_free(&t.text);
+    lm_free(key);
     return st;
 }
 
@@ -210,59 +290,24 @@ lm_status lm_session_chat(lm_session *s, const lm_message *msgs, size_t n, const
     lm_status st = session_check(s);
     if (st) return st;
     atomic_store(&s->cancel, false);
-    if (!s->model->tok) return LM_ERR_UNSUPPORTED;
+    const lm_model *m = s->eng->model;
+    if (!m->tok) return session_fail(s, LM_ERR_UNSUPPORTED, "%s: the model has no tokenizer, so it cannot chat", m->path);
     lm_chat_params cp = cp_in ? *cp_in : lm_chat_default_params();
     lm_gen_params gp = gp_in ? *gp_in : lm_gen_default_params();
     size_t reserve = gp.max_tokens > 0 ? (size_t)gp.max_tokens : 0;
-    tok_vec ids = {0};
-    int32_t dropped = 0;
-    lm_buf prompt = {0};
-    st = build_prompt(s, msgs, n, &cp, cp.add_generation_prompt, reserve, &ids, &dropped, &prompt);
+    chat_prompt p;
+    lm_error err = {0};
+    st = chat_prompt_build(m, s->n_ctx, msgs, n, &cp, reserve, &p, &err);
     if (stats) {
         stats->tokenize_ms = lm_time_ms() - t0;
-        stats->n_dropped_messages = dropped;
+        stats->n_dropped_messages = st ? 0 : p.n_dropped;
     }
-    /* the response cache answers greedy turns it has seen, without running the model */
-    char *key = NULL;
-    if (!st && s->rcache && gp.temperature <= 0.0f) {
-        key = rc_make_key(prompt.data ? prompt.data : "", prompt.len, &gp);
-        lm_buf hit = {0};
-        lm_finish fin;
-        int32_t ng;
-        if (key && rc_lookup(s->rcache, key, &hit, &fin, &ng)) {
-            if (hit.len && fn) fn(hit.data, hit.len, user);
-            if (stats) {
-                stats->n_prompt = (int32_t)ids.n;
-                stats->n_generated = ng;
-                stats->finish = fin;
-                stats->from_cache = true;
-                stats->ttft_ms = lm_time_ms() - t0;
-            }
-            lm_buf_free(&hit);
-            lm_free(key);
-            lm_buf_free(&prompt);
-            tok_vec_free(&ids);
-            return LM_OK;
-        }
-        lm_buf_free(&hit);
-    }
-    lm_buf_free(&prompt);
-    if (!st) st = sync_prefix(s, &ids, stats);
-    tok_vec_free(&ids);
     if (st) {
-        lm_free(key);
-        if (stats) stats->finish = st == LM_ERR_CANCELLED ? LM_FINISH_CANCELLED : LM_FINISH_ERROR;
-        return st;
+        if (stats) stats->finish = LM_FINISH_ERROR;
+        return session_fail(s, st, "%s", err.msg);
     }
-    if (!key) return session_generate_from(s, &gp, fn, user, stats, t0);
-    tee t = {fn, user, {0}};
-    lm_gen_stats local;
-    lm_gen_stats *sp = stats ? stats : &local;
-    st = session_generate_from(s, &gp, tee_piece, &t, sp, t0);
-    if (!st && !t.text.oom && (sp->finish == LM_FINISH_STOP || sp->finish == LM_FINISH_LENGTH))
-        rc_store(s->rcache, key, t.text.data ? t.text.data : "", t.text.len, sp->finish, sp->n_generated);
-    lm_buf_free(&t.text);
-    lm_free(key);
+    st = session_chat_prompt(s, &p, &gp, fn, user, stats, t0);
+    chat_prompt_free(&p);
     return st;
 }
 
@@ -270,24 +315,23 @@ lm_status lm_session_prefill_partial(lm_session *s, const lm_message *msgs, size
     lm_status st = session_check(s);
     if (st) return st;
     atomic_store(&s->cancel, false);
-    if (!s->model->tok) return LM_ERR_UNSUPPORTED;
+    const lm_model *m = s->eng->model;
+    if (!m->tok) return session_fail(s, LM_ERR_UNSUPPORTED, "%s: the model has no tokenizer, so it cannot chat", m->path);
     if (n == 0 || !msgs[n - 1].content) return LM_OK;
     lm_chat_params cp = cp_in ? *cp_in : lm_chat_default_params();
     /* Render with the partial text, then keep only the prompt up to the last space of that text:
        the last word and the turn's closing markers will still change. */
-    lm_model *m = s->model;
     lm_error err = {0};
     lm_buf text = {0};
     st = render(m, msgs, n, NULL, &cp, false, &text, &err);
     if (st) {
-        memcpy(s->errmsg, err.msg, sizeof s->errmsg);
         lm_buf_free(&text);
-        return st;
+        return session_fail(s, st, "%s", err.msg);
     }
     const char *partial = msgs[n - 1].content;
     size_t pl = strlen(partial);
     const char *at = NULL;
-    for (const char *p = text.data; pl && (p = strstr(p, partial)); p++) at = p; /* last occurrence */
+    for (const char *q = text.data; pl && q && (q = strstr(q, partial)); q++) at = q; /* last occurrence */
     const char *sp = NULL;
     for (size_t i = pl; i > 0; i--)
         if (partial[i - 1] == ' ') {
@@ -303,9 +347,8 @@ lm_status lm_session_prefill_partial(lm_session *s, const lm_message *msgs, size
     st = tok_encode(m->tok, text.data, cut, LM_TOK_ADD_SPECIAL | LM_TOK_PARSE_SPECIAL, &ids, &err);
     lm_buf_free(&text);
     if (st) {
-        memcpy(s->errmsg, err.msg, sizeof s->errmsg);
         tok_vec_free(&ids);
-        return st;
+        return session_fail(s, st, "%s", err.msg);
     }
     if (ids.n > 0) ids.n--; /* the last token may merge with what follows */
     if (ids.n + 1 >= s->n_ctx) {
@@ -313,33 +356,8 @@ lm_status lm_session_prefill_partial(lm_session *s, const lm_message *msgs, size
         return LM_OK;
     }
     size_t lcp = common_prefix(s->tokens.ids, s->tokens.n, ids.ids, ids.n);
-    if (lcp < s->tokens.n) {
-        s->tokens.n = lcp;
-        s->logits_valid = false;
-    }
+    session_truncate(s, lcp);
     st = session_prefill(s, ids.ids + lcp, ids.n - lcp, NULL);
     tok_vec_free(&ids);
-    return st;
-}
-
-lm_status lm_model_warmup(lm_model *m, lm_error *err) {
-    lm_session *s = NULL;
-    lm_session_params sp = lm_session_default_params();
-    sp.n_ctx = 64;
-    lm_status st = lm_session_new(m, &sp, &s, err);
-    if (st) return st;
-    lm_token ids[8];
-    lm_token bos = lm_token_bos(m);
-    for (int i = 0; i < 8; i++) ids[i] = (lm_token)((i == 0 && bos >= 0) ? bos : (i * 31) % m->hp.n_vocab);
-    float *logits = lm_malloc((size_t)m->hp.n_vocab * sizeof(float));
-    if (!logits) {
-        lm_session_free(s);
-        return lm_fail_nomem(err, "warm-up");
-    }
-    st = lm_session_eval(s, ids, 8, logits, NULL);
-    for (int i = 0; !st && i < 4; i++) st = lm_session_eval(s, &ids[i], 1, logits, NULL);
-    if (st) lm_fail(err, st, "warm-up: %s", lm_session_errmsg(s));
-    lm_free(logits);
-    lm_session_free(s);
     return st;
 }

@@ -1,6 +1,7 @@
-/* session/session.c: an lm_session, one conversation's tokens and KV cache, and the generation
- * loop: prefill in micro-batches, sample, stream UTF-8-safe pieces through the stop-string
- * matcher, cancel between micro-batches and tokens, and measure. */
+/* session/session.c: an lm_session, one conversation's tokens and KV cache on an engine, and the
+ * session's side of generation: the engine's scheduler evaluates and samples; this thread turns
+ * the sampled tokens into UTF-8-safe pieces through the stop-string matcher, calls the caller's
+ * callback, asks the scheduler to stop, keeps the context exact and measures. */
 #include "session/session.h"
 
 #include <math.h>
@@ -14,8 +15,7 @@ lm_session_params lm_session_default_params(void) {
     return p;
 }
 
-static lm_status sfail(lm_session *s, lm_status code, const char *fmt, ...) LM_PRINTF(3, 4);
-static lm_status sfail(lm_session *s, lm_status code, const char *fmt, ...) {
+lm_status session_fail(lm_session *s, lm_status code, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     lm_error e;
@@ -27,70 +27,57 @@ static lm_status sfail(lm_session *s, lm_status code, const char *fmt, ...) {
 
 const char *lm_session_errmsg(const lm_session *s) { return s ? s->errmsg : "session is NULL"; }
 
-void lm_session_detach_all(lm_model *m) {
-    pthread_mutex_lock(&m->sess_mu);
-    for (lm_session *s = m->sessions; s; s = s->next) s->model = NULL;
-    m->sessions = NULL;
-    pthread_mutex_unlock(&m->sess_mu);
-}
-
-lm_status lm_session_new(lm_model *m, const lm_session_params *p, lm_session **out, lm_error *err) {
+lm_status lm_session_new(lm_engine *e, const lm_session_params *p, lm_session **out, lm_error *err) {
     lm_error_clear(err);
     if (!out) return lm_fail(err, LM_ERR_MISUSE, "lm_session_new: out is NULL");
     *out = NULL;
-    if (!m || m->magic != LM_MODEL_MAGIC) return lm_fail(err, LM_ERR_MISUSE, "lm_session_new: the model is NULL or freed");
+    if (!e) return lm_fail(err, LM_ERR_MISUSE, "lm_session_new: the engine is NULL");
+    const lm_model *m = e->model;
     lm_session_params sp = p ? *p : lm_session_default_params();
+    if (sp.n_ctx < 0 || sp.n_batch < 0) return lm_fail(err, LM_ERR_MISUSE, "lm_session_new: n_ctx and n_batch must not be negative");
     size_t n_ctx = sp.n_ctx > 0 ? (size_t)sp.n_ctx : (size_t)LM_MIN(m->hp.n_ctx_train, 4096);
-    size_t n_batch = sp.n_batch > 0 ? (size_t)sp.n_batch : 64;
-    if (n_batch > n_ctx) n_batch = n_ctx;
+    if (n_ctx == 0) n_ctx = 4096;
+    size_t n_batch = sp.n_batch > 0 ? (size_t)sp.n_batch : (size_t)e->p.max_batch;
     lm_session *s = lm_calloc(1, sizeof *s);
     if (!s) return lm_fail_nomem(err, "session");
-    s->model = m;
     s->n_ctx = n_ctx;
     s->n_batch = n_batch;
     atomic_init(&s->cancel, false);
-    if (lm_kv_init(&s->kv, m, n_ctx, sp.kv_f32) || lm_fwd_buf_init(&s->buf, m, n_batch) ||
-        !(s->logits = lm_malloc((size_t)m->hp.n_vocab * sizeof(float)))) {
-        lm_kv_free(&s->kv);
-        lm_fwd_buf_free(&s->buf);
+    pthread_cond_init(&s->cv, NULL);
+    s->logits = lm_malloc((size_t)m->hp.n_vocab * sizeof(float));
+    lm_status st = s->logits ? LM_OK : lm_fail_nomem(err, "session logits");
+    if (!st) {
+        s->tokens.ids = lm_malloc(n_ctx * sizeof *s->tokens.ids);
+        s->tokens.cap = n_ctx;
+        if (!s->tokens.ids) st = lm_fail_nomem(err, "session tokens");
+    }
+    if (!st) st = m->be->ops->kv_new(e->ctx, n_ctx, sp.kv_f32 ? CM_F32 : CM_F16, &s->kv, err);
+    if (st) {
+        pthread_cond_destroy(&s->cv);
+        lm_free(s->logits);
+        lm_free(s->tokens.ids);
         lm_free(s);
-        return lm_fail(err, LM_ERR_NOMEM, "out of memory for a session of %zu tokens (%llu MB of KV cache)", n_ctx,
-                       (unsigned long long)(lm_model_kv_bytes_per_token(m) * (sp.kv_f32 ? 2u : 1u) * n_ctx >> 20));
+        return st;
     }
-    pthread_mutex_lock(&m->compute_mu);
-    bool ok = cm_ctx_reserve(m->cm, n_ctx, (size_t)LM_MAX(LM_MAX(m->hp.n_embd, m->hp.n_ff), m->hp.n_head * m->hp.head_dim));
-    pthread_mutex_unlock(&m->compute_mu);
-    if (!ok) {
-        lm_session_free(s);
-        return lm_fail_nomem(err, "compute scratch");
-    }
-    pthread_mutex_lock(&m->sess_mu);
-    s->next = m->sessions;
-    m->sessions = s;
-    pthread_mutex_unlock(&m->sess_mu);
+    engine_retain(e);
+    s->eng = e;
     *out = s;
     return LM_OK;
 }
 
 void lm_session_free(lm_session *s) {
     if (!s) return;
-    lm_model *m = s->model;
-    if (m) {
-        pthread_mutex_lock(&m->sess_mu);
-        for (lm_session **pp = &m->sessions; *pp; pp = &(*pp)->next)
-            if (*pp == s) {
-                *pp = s->next;
-                break;
-            }
-        pthread_mutex_unlock(&m->sess_mu);
-    }
-    lm_kv_free(&s->kv);
-    lm_fwd_buf_free(&s->buf);
+    lm_engine *e = s->eng;
+    e->model->be->ops->kv_free(s->kv);
     tok_vec_free(&s->tokens);
     lm_free(s->logits);
+    pthread_cond_destroy(&s->cv);
     lm_free(s);
+    engine_release(e);
 }
 
+/* Only an atomic store, so a signal handler may call it: the scheduler looks at the flag before
+ * every pass, and a request it is not running has nothing to stop. */
 void lm_session_cancel(lm_session *s) {
     if (s) atomic_store(&s->cancel, true);
 }
@@ -98,42 +85,54 @@ void lm_session_cancel(lm_session *s) {
 size_t lm_session_n_past(const lm_session *s) { return s ? s->tokens.n : 0; }
 const lm_token *lm_session_tokens(const lm_session *s) { return s ? s->tokens.ids : NULL; }
 
-lm_status lm_session_truncate(lm_session *s, size_t n) {
-    if (!s) return LM_ERR_MISUSE;
-    if (!s->model) return sfail(s, LM_ERR_MISUSE, "the session's model was freed");
-    if (n > s->tokens.n) return sfail(s, LM_ERR_MISUSE, "cannot truncate %zu tokens to %zu", s->tokens.n, n);
-    if (n < s->tokens.n) s->logits_valid = false;
+void session_truncate(lm_session *s, size_t n) {
+    if (n >= s->tokens.n) return;
     s->tokens.n = n;
+    s->logits_valid = false;
+    s->eng->model->be->ops->kv_truncate(s->kv, n);
+}
+
+lm_status lm_session_truncate(lm_session *s, size_t n) {
+    lm_status st = session_check(s);
+    if (st) return st;
+    if (n > s->tokens.n) return session_fail(s, LM_ERR_MISUSE, "cannot truncate %zu tokens to %zu", s->tokens.n, n);
+    session_truncate(s, n);
     return LM_OK;
 }
 
 lm_status session_check(lm_session *s) {
     if (!s) return LM_ERR_MISUSE;
     s->errmsg[0] = 0;
-    if (!s->model || s->model->magic != LM_MODEL_MAGIC) return sfail(s, LM_ERR_MISUSE, "the session's model was freed; make a new session");
     return LM_OK;
 }
 
-/* Evaluates ids in micro-batches, appending them to the context. Checks cancellation between
- * micro-batches; the cache then holds exactly the tokens processed. */
-lm_status session_prefill(lm_session *s, const lm_token *ids, size_t n, float *all_logits) {
-    lm_model *m = s->model;
+/* Checks that ids fit the context and the vocabulary. */
+static lm_status check_ids(lm_session *s, const lm_token *ids, size_t n) {
     if (s->tokens.n + n > s->n_ctx)
-        return sfail(s, LM_ERR_CONTEXT, "%zu tokens do not fit the context: %zu already in it, window is %zu", n, s->tokens.n, s->n_ctx);
+        return session_fail(s, LM_ERR_CONTEXT, "%zu tokens do not fit the context: %zu already in it, window is %zu", n,
+                            s->tokens.n, s->n_ctx);
+    int32_t nv = s->eng->model->hp.n_vocab;
     for (size_t i = 0; i < n; i++)
-        if (ids[i] < 0 || ids[i] >= m->hp.n_vocab)
-            return sfail(s, LM_ERR_MISUSE, "token id %d at index %zu is outside the vocabulary (0..%d)", ids[i], i, m->hp.n_vocab - 1);
-    size_t done = 0;
-    while (done < n) {
-        if (atomic_load(&s->cancel)) return sfail(s, LM_ERR_CANCELLED, "cancelled after %zu of %zu prompt tokens", done, n);
-        size_t b = LM_MIN(s->n_batch, n - done);
-        bool last = done + b == n;
-        lm_forward(m, &s->kv, &s->buf, ids + done, b, s->tokens.n, last ? s->logits : NULL,
-                   all_logits ? all_logits + done * (size_t)m->hp.n_vocab : NULL);
-        if (!tok_vec_append(&s->tokens, ids + done, b)) return sfail(s, LM_ERR_NOMEM, "out of memory for the token history");
-        done += b;
-        if (last) s->logits_valid = true;
-    }
+        if (ids[i] < 0 || ids[i] >= nv)
+            return session_fail(s, LM_ERR_MISUSE, "token id %d at index %zu is outside the vocabulary (0..%d)", ids[i], i,
+                                nv - 1);
+    return LM_OK;
+}
+
+lm_status session_prefill(lm_session *s, const lm_token *ids, size_t n, float *all_logits) {
+    lm_status st = check_ids(s, ids, n);
+    if (st || n == 0) return st;
+    seq_req r;
+    memset(&r, 0, sizeof r);
+    r.kind = REQ_EVAL;
+    r.ids = ids;
+    r.n_ids = n;
+    r.all_logits = all_logits;
+    r.pending = -1;
+    s->req = &r;
+    engine_submit(s->eng, s);
+    engine_finish(s->eng, s);
+    if (r.status) return session_fail(s, r.status, "%s", r.errmsg);
     return LM_OK;
 }
 
@@ -141,12 +140,13 @@ lm_status lm_session_eval(lm_session *s, const lm_token *ids, size_t n, float *l
     lm_status st = session_check(s);
     if (st) return st;
     atomic_store(&s->cancel, false);
+    size_t V = (size_t)s->eng->model->hp.n_vocab;
     if (n == 0) {
-        if (logits && s->logits_valid) memcpy(logits, s->logits, (size_t)s->model->hp.n_vocab * sizeof(float));
+        if (logits && s->logits_valid) memcpy(logits, s->logits, V * sizeof(float));
         return LM_OK;
     }
     if ((st = session_prefill(s, ids, n, all_logits))) return st;
-    if (logits) memcpy(logits, s->logits, (size_t)s->model->hp.n_vocab * sizeof(float));
+    if (logits) memcpy(logits, s->logits, V * sizeof(float));
     return LM_OK;
 }
 
@@ -165,138 +165,162 @@ static int cmp_double(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
+/* The p-th percentile (0..100) of sorted xs by the nearest-rank rule, the same for every p, so
+ * p95 is never below p50. */
+static double nearest_rank(const double *xs, size_t n, double p) {
+    size_t k = (size_t)ceil(p / 100.0 * (double)n);
+    return xs[k ? k - 1 : 0];
+}
+
+/* The caller's side of one generation. */
+typedef struct gen_side {
+    lm_piece_fn fn;
+    void *user;
+    tok_stream *ts;
+    smp_stop stop;
+    lm_buf piece, text;
+    double first_piece_ms;
+    double *itl;
+    size_t n_itl, cap_itl;
+    double t_prev;
+} gen_side;
+
 /* Delivers text to the caller; returns true when the caller asked to stop. */
-static bool deliver(lm_buf *text, lm_piece_fn fn, void *user, gen_state *g) {
-    if (!text->len) return false;
+static bool deliver(gen_side *g) {
+    if (!g->text.len) return false;
     if (g->first_piece_ms < 0) g->first_piece_ms = lm_time_ms();
-    int r = fn ? fn(text->data, text->len, user) : 0;
-    lm_buf_reset(text);
+    int r = g->fn ? g->fn(g->text.data, g->text.len, g->user) : 0;
+    lm_buf_reset(&g->text);
     return r != 0;
 }
 
-lm_status session_generate_from(lm_session *s, const lm_gen_params *gp_in, lm_piece_fn fn, void *user,
-                                lm_gen_stats *stats, double t_start) {
-    lm_model *m = s->model;
+lm_status session_generate(lm_session *s, const lm_token *prompt, size_t n, const lm_gen_params *gp_in,
+                           lm_piece_fn fn, void *user, lm_gen_stats *stats, double t_start) {
+    lm_engine *e = s->eng;
+    const lm_model *m = e->model;
     lm_gen_params gp = gp_in ? *gp_in : lm_gen_default_params();
-    if (!s->logits_valid) return sfail(s, LM_ERR_MISUSE, "nothing to continue from: the context is empty");
-    if (!m->tok) return sfail(s, LM_ERR_UNSUPPORTED, "%s: the model has no tokenizer, so it cannot produce text", m->path);
+    if (n == 0 && !s->logits_valid) return session_fail(s, LM_ERR_MISUSE, "nothing to continue from: the context is empty");
+    if (!m->tok) return session_fail(s, LM_ERR_UNSUPPORTED, "%s: the model has no tokenizer, so it cannot produce text", m->path);
+    lm_status st = check_ids(s, prompt, n);
+    if (st) return st;
     size_t n_stop = 0;
     while (n_stop < LM_MAX_STOP && gp.stop[n_stop]) n_stop++;
     smp_sampler smp;
     lm_error serr = {0};
     const smp_vocab sv = {m->tok, m->eog, m->n_eog};
-    lm_status sst = smp_init(&smp, &gp, (size_t)m->hp.n_vocab, &sv, &serr);
-    if (sst) return sfail(s, sst, "%s", serr.msg);
-    tok_stream *ts = tok_stream_new(m->tok, true);
+    st = smp_init(&smp, &gp, (size_t)m->hp.n_vocab, &sv, &serr);
+    if (st) return session_fail(s, st, "%s", serr.msg);
+    gen_side g;
+    memset(&g, 0, sizeof g);
+    g.fn = fn;
+    g.user = user;
+    g.first_piece_ms = -1;
+    g.ts = tok_stream_new(m->tok, true);
     size_t max_tok = gp.max_tokens > 0 ? (size_t)gp.max_tokens : SIZE_MAX;
-    size_t cap_itl = max_tok < 4096 ? max_tok : 4096;
-    double *itl = lm_malloc((cap_itl ? cap_itl : 1) * sizeof(double));
-    if (!ts || !itl) {
+    g.cap_itl = max_tok < 4096 ? max_tok : 4096;
+    g.itl = lm_malloc((g.cap_itl ? g.cap_itl : 1) * sizeof(double));
+    if (!g.ts || !g.itl) {
         smp_free(&smp);
-        tok_stream_free(ts);
-        lm_free(itl);
-        return sfail(s, LM_ERR_NOMEM, "out of memory for generation");
+        tok_stream_free(g.ts);
+        lm_free(g.itl);
+        return session_fail(s, LM_ERR_NOMEM, "out of memory for generation");
     }
     /* Prime the decoder with the last context token, so the first new piece decodes as a
        continuation (SentencePiece strips the leading space only at the start of a text). */
-    if (s->tokens.n > 0) {
+    lm_token prime = n ? prompt[n - 1] : s->tokens.ids[s->tokens.n - 1];
+    if (prime >= 0) {
         lm_buf scratch = {0};
-        tok_stream_push(ts, s->tokens.ids[s->tokens.n - 1], &scratch);
-        tok_stream_finish(ts, &scratch);
+        tok_stream_push(g.ts, prime, &scratch);
+        tok_stream_finish(g.ts, &scratch);
         lm_buf_free(&scratch);
     }
-    smp_stop stop;
-    smp_stop_init(&stop, gp.stop, n_stop);
-    lm_buf piece = {0}, text = {0};
-    gen_state g = {.first_piece_ms = -1};
+    smp_stop_init(&g.stop, gp.stop, n_stop);
+    size_t base = s->tokens.n + n; /* the context after the prompt */
+
+    seq_req r;
+    memset(&r, 0, sizeof r);
+    r.kind = REQ_GEN;
+    r.ids = prompt;
+    r.n_ids = n;
+    r.smp = &smp;
+    r.max_new = max_tok;
+    r.ignore_eos = gp.ignore_eos;
+    r.pending = -1;
+    r.stop_token = -1;
+    double t_submit = lm_time_ms();
+    s->req = &r;
+    engine_submit(e, s);
+
     lm_finish finish = LM_FINISH_NONE;
-    lm_token stop_token = -1;
-    lm_status st = LM_OK;
-    size_t n_gen = 0, n_itl = 0;
-    double t_dec0 = lm_time_ms(), t_prev = t_dec0;
-    for (;;) {
-        if (atomic_load(&s->cancel)) {
-            finish = LM_FINISH_CANCELLED;
-            break;
-        }
-        if (n_gen >= max_tok) {
-            finish = LM_FINISH_LENGTH;
-            break;
-        }
-        if (s->tokens.n >= s->n_ctx) {
-            finish = LM_FINISH_LENGTH;
-            break;
-        }
-        lm_token id = smp_sample(&smp, s->logits, s->tokens.ids, s->tokens.n);
-        if (id < 0) { /* the grammar allows nothing more, or the sampler ran out of memory */
-            finish = smp.status ? LM_FINISH_ERROR : LM_FINISH_STOP;
-            if (smp.status) st = sfail(s, smp.status, "out of memory in the grammar sampler");
-            break;
-        }
-        if (!gp.ignore_eos && lm_model_is_eog(m, id)) {
-            finish = LM_FINISH_STOP;
-            stop_token = id;
-            break;
-        }
-        n_gen++;
-        double now = lm_time_ms();
-        if (n_gen > 1 && n_itl < cap_itl) itl[n_itl++] = now - t_prev;
-        t_prev = now;
-        lm_buf_reset(&piece);
-        tok_stream_push(ts, id, &piece);
-        smp_stop_push(&stop, piece.data ? piece.data : "", piece.len, &text);
-        if (deliver(&text, fn, user, &g)) {
-            finish = LM_FINISH_CANCELLED;
-            /* the token was delivered: keep it in the context */
-            if (s->tokens.n < s->n_ctx) st = session_prefill(s, &id, 1, NULL);
-            break;
-        }
-        if (stop.hit) {
-            finish = LM_FINISH_STOP;
-            break;
-        }
-        if (n_gen >= max_tok) {
-            finish = LM_FINISH_LENGTH;
-            break;
-        }
-        if (s->tokens.n >= s->n_ctx) {
-            finish = LM_FINISH_LENGTH;
-            break;
-        }
-        st = session_prefill(s, &id, 1, NULL);
-        if (st) {
-            finish = st == LM_ERR_CANCELLED ? LM_FINISH_CANCELLED : LM_FINISH_ERROR;
-            if (st == LM_ERR_CANCELLED) st = LM_OK;
-            break;
+    size_t n_gen = 0, keep = SIZE_MAX;
+    bool stopping = false, done = false;
+    lm_token got[REQ_QUEUE];
+    while (!done) {
+        size_t k = engine_wait_tokens(e, s, got, REQ_QUEUE, &done);
+        for (size_t i = 0; i < k && !stopping; i++) {
+            n_gen++;
+            double now = lm_time_ms();
+            if (n_gen > 1 && g.n_itl < g.cap_itl) g.itl[g.n_itl++] = now - g.t_prev;
+            g.t_prev = now;
+            lm_buf_reset(&g.piece);
+            tok_stream_push(g.ts, got[i], &g.piece);
+            smp_stop_push(&g.stop, g.piece.data ? g.piece.data : "", g.piece.len, &g.text);
+            if (deliver(&g)) {
+                finish = LM_FINISH_CANCELLED;
+                keep = n_gen; /* the token was delivered: it stays in the context */
+            } else if (g.stop.hit) {
+                finish = LM_FINISH_STOP;
+                keep = n_gen - 1;
+            } else {
+                continue;
+            }
+            stopping = true;
+            engine_stop(e, s, keep);
         }
     }
-    if (finish != LM_FINISH_CANCELLED && finish != LM_FINISH_ERROR && !stop.hit) {
-        lm_buf_reset(&piece);
-        tok_stream_finish(ts, &piece);
-        smp_stop_push(&stop, piece.data ? piece.data : "", piece.len, &text);
-        if (!stop.hit) smp_stop_flush(&stop, &text);
-        deliver(&text, fn, user, &g);
+    engine_finish(e, s);
+    st = r.status; /* LM_ERR_CANCELLED only while the prompt was evaluated */
+    if (st) {
+        finish = st == LM_ERR_CANCELLED ? LM_FINISH_CANCELLED : LM_FINISH_ERROR;
+        session_fail(s, st, "%s", r.errmsg);
+    } else if (finish == LM_FINISH_NONE) {
+        finish = r.finish != LM_FINISH_NONE ? r.finish : LM_FINISH_STOP;
+    }
+    /* The context keeps the prompt and the generated tokens the caller saw, never those the
+     * scheduler evaluated after a stop was asked for. */
+    if (keep != SIZE_MAX && s->tokens.n > base + keep) session_truncate(s, base + keep);
+    if (st == LM_OK && finish != LM_FINISH_CANCELLED && !g.stop.hit) {
+        lm_buf_reset(&g.piece);
+        tok_stream_finish(g.ts, &g.piece);
+        smp_stop_push(&g.stop, g.piece.data ? g.piece.data : "", g.piece.len, &g.text);
+        if (!g.stop.hit) smp_stop_flush(&g.stop, &g.text);
+        deliver(&g);
     }
     double t_end = lm_time_ms();
     if (stats) {
+        if (n) {
+            stats->prefill_ms = (r.t_first_logits > 0 ? r.t_first_logits : t_end) - t_submit;
+            stats->prefill_tok_s = stats->prefill_ms > 0 ? (double)n / (stats->prefill_ms / 1000.0) : 0;
+        }
+        double t_dec0 = r.t_first_logits > 0 ? r.t_first_logits : t_submit;
         stats->n_generated = (int32_t)n_gen;
         stats->decode_ms = t_end - t_dec0;
-        stats->decode_tok_s = n_gen > 1 && t_end > t_dec0 ? (double)(n_gen) / ((t_end - t_dec0) / 1000.0) : 0;
+        stats->decode_tok_s = n_gen > 1 && t_end > t_dec0 ? (double)n_gen / ((t_end - t_dec0) / 1000.0) : 0;
         stats->ttft_ms = (g.first_piece_ms >= 0 ? g.first_piece_ms : t_end) - t_start;
-        if (n_itl) {
-            qsort(itl, n_itl, sizeof(double), cmp_double);
-            stats->itl_p50_ms = itl[n_itl / 2];
-            stats->itl_p95_ms = itl[(size_t)((double)(n_itl - 1) * 0.95)];
+        if (g.n_itl) {
+            qsort(g.itl, g.n_itl, sizeof(double), cmp_double);
+            stats->itl_p50_ms = nearest_rank(g.itl, g.n_itl, 50);
+            stats->itl_p95_ms = nearest_rank(g.itl, g.n_itl, 95);
         }
         stats->finish = finish;
-        stats->stop_token = stop_token;
+        stats->stop_token = r.stop_token;
     }
     smp_free(&smp);
-    smp_stop_free(&stop);
-    tok_stream_free(ts);
-    lm_free(itl);
-    lm_buf_free(&piece);
-    lm_buf_free(&text);
+    smp_stop_free(&g.stop);
+    tok_stream_free(g.ts);
+    lm_free(g.itl);
+    lm_buf_free(&g.piece);
+    lm_buf_free(&g.text);
     return st;
 }
 
@@ -314,21 +338,7 @@ lm_status lm_session_generate(lm_session *s, const lm_token *prompt, size_t n, c
         stats->n_prompt = (int32_t)n;
         stats->n_prefilled = (int32_t)n;
     }
-    double tp = lm_time_ms();
-    st = session_prefill(s, prompt, n, NULL);
-    if (stats) {
-        stats->prefill_ms = lm_time_ms() - tp;
-        stats->prefill_tok_s = stats->prefill_ms > 0 ? (double)n / (stats->prefill_ms / 1000.0) : 0;
-    }
-    if (st == LM_ERR_CANCELLED) {
-        if (stats) stats->finish = LM_FINISH_CANCELLED;
-        return st;
-    }
-    if (st) {
-        if (stats) stats->finish = LM_FINISH_ERROR;
-        return st;
-    }
-    return session_generate_from(s, gp, fn, user, stats, t0);
+    return session_generate(s, prompt, n, gp, fn, user, stats, t0);
 }
 
 lm_status lm_session_complete(lm_session *s, const char *prompt, size_t len, const lm_gen_params *gp,
@@ -336,17 +346,18 @@ lm_status lm_session_complete(lm_session *s, const char *prompt, size_t len, con
     double t0 = lm_time_ms();
     lm_status st = session_check(s);
     if (st) return st;
-    if (!s->model->tok) return sfail(s, LM_ERR_UNSUPPORTED, "%s: the model has no tokenizer; use token ids", s->model->path);
+    const lm_model *m = s->eng->model;
+    if (!m->tok) return session_fail(s, LM_ERR_UNSUPPORTED, "%s: the model has no tokenizer; use token ids", m->path);
     tok_vec ids = {0};
     lm_error err = {0};
     uint32_t flags = LM_TOK_PARSE_SPECIAL | (s->tokens.n == 0 ? LM_TOK_ADD_SPECIAL : 0);
-    st = tok_encode(s->model->tok, prompt, len, flags, &ids, &err);
+    st = tok_encode(m->tok, prompt, len, flags, &ids, &err);
     if (st) {
         tok_vec_free(&ids);
-        return sfail(s, st, "%s", err.msg);
+        return session_fail(s, st, "%s", err.msg);
     }
     /* A completion must not end with the tokenizer's EOS (add_eos_token models): drop it. */
-    if (ids.n && (flags & LM_TOK_ADD_SPECIAL) && ids.ids[ids.n - 1] == tok_eos(s->model->tok) && ids.n > 1) ids.n--;
+    if (ids.n && (flags & LM_TOK_ADD_SPECIAL) && ids.ids[ids.n - 1] == tok_eos(m->tok) && ids.n > 1) ids.n--;
     double tk = lm_time_ms() - t0;
     st = lm_session_generate(s, ids.ids, ids.n, gp, fn, user, stats);
     if (stats) {

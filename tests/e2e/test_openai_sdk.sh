@@ -69,7 +69,7 @@ timeout 300 node "$SRC/tests/e2e/openai_sdk.mjs" "$SDK_DIR" "http://127.0.0.1:$p
 # exited: wait for it (up to 10 s) instead of reading the log once.
 n_gone=
 for _ in $(seq 1 100); do
-    n_gone=$(sed -n 's/.* + \([0-9]*\) generated tokens, finish client gone$/\1/p' "$TMP/log" | head -1)
+    n_gone=$(sed -n 's/.* + \([0-9]*\) generated tokens, finish cancelled (client gone)$/\1/p' "$TMP/log" | head -1)
     [[ -n $n_gone ]] && break
     sleep 0.1
 done

@@ -44,7 +44,7 @@ static void check_fixture(const char *name, double tol, bool kv_f32) {
         sp.n_ctx = 512;
         sp.kv_f32 = kv_f32;
         lm_session *s = NULL;
-        assert_int_equal(lm_session_new(m, &sp, &s, &err), LM_OK);
+        assert_int_equal(tu_session_new(m, &sp, &s, &err), LM_OK);
         float *all = malloc(n * nv * sizeof(float));
         if (lm_session_eval(s, ids, n, NULL, all)) fail_msg("%s/%s: %s", name, sname, lm_session_errmsg(s));
         /* last logits: relative error norm */
@@ -113,7 +113,7 @@ static void test_stories_hf(void **state) {
     lm_error err = {0};
     if (lm_model_load(tu_data("stories260K/hf"), NULL, &m, &err)) fail_msg("%s", err.msg);
     lm_session *s = NULL;
-    assert_int_equal(lm_session_new(m, NULL, &s, &err), LM_OK);
+    assert_int_equal(tu_session_new(m, NULL, &s, &err), LM_OK);
     lm_token prompt[] = {1, 403, 407, 261, 378};
     size_t nv = (size_t)lm_n_vocab(m);
     float *logits = malloc(nv * sizeof(float));

@@ -6,6 +6,10 @@
 
 #include "provider/provider.h"
 
+#include <pthread.h>
+#include <stdatomic.h>
+#include <time.h>
+
 static const char STREAM[] =
     "data: {\"choices\":[{\"delta\":{\"role\":\"assistant\",\"content\":\"Hel\"}}]}\r\n\r\n"
     ": keep-alive comment\n\n"
@@ -58,44 +62,302 @@ static int collect(const char *s, size_t n, void *user) {
     return 0;
 }
 
+static lm_gen_params greedy(int max_tokens) {
+    lm_gen_params gp = lm_gen_default_params();
+    gp.temperature = 0;
+    gp.max_tokens = max_tokens;
+    return gp;
+}
+
 static void test_fallback(void **state) {
     (void)state;
     lm_model *m = NULL;
+    lm_engine *e = NULL;
+    lm_call *call = NULL;
     lm_error err = {0};
     assert_int_equal(lm_model_load(tu_src("models/tinychat"), NULL, &m, &err), LM_OK);
+    assert_int_equal(lm_engine_new(m, NULL, &e, &err), LM_OK);
+    assert_int_equal(lm_call_new(&call, &err), LM_OK);
     lm_provider *local = NULL, *dead = NULL, *fb = NULL, *fb2 = NULL;
-    assert_int_equal(lm_provider_local_new(m, NULL, &local, &err), LM_OK);
+    assert_int_equal(lm_provider_local_new(e, NULL, &local, &err), LM_OK);
     lm_openai_params op = {.name = "groq", .base_url = "http://127.0.0.1:1/v1", .model = "x", .api_key = "secret", .connect_timeout_ms = 2000};
     assert_int_equal(lm_provider_openai_new(&op, &dead, &err), LM_OK);
     assert_string_equal(lm_provider_name(dead), "groq");
     lm_provider *order[2] = {dead, local};
     assert_int_equal(lm_provider_fallback_new(order, 2, &fb, &err), LM_OK);
     lm_message msgs[1] = {{.role = "user", .content = "What is the capital of France?"}};
-    lm_gen_params gp = lm_gen_default_params();
-    gp.temperature = 0;
-    gp.max_tokens = 32;
+    lm_gen_params gp = greedy(32);
     lm_buf out = {0};
-    assert_int_equal(lm_provider_chat(fb, msgs, 1, NULL, &gp, collect, &out, NULL, &err), LM_OK);
+    assert_int_equal(lm_provider_chat(fb, msgs, 1, NULL, &gp, collect, &out, call, NULL), LM_OK);
     assert_string_equal(out.data, "The capital of France is Paris.");
-    assert_string_equal(lm_provider_answered_by(fb), "local");
-    assert_non_null(strstr(lm_provider_skipped(fb), "groq"));
-    assert_null(strstr(lm_provider_skipped(fb), "secret")); /* keys never appear in messages */
+    assert_string_equal(lm_call_answered_by(call), "local");
+    assert_non_null(strstr(lm_call_skipped(call), "groq"));
+    assert_null(strstr(lm_call_skipped(call), "secret")); /* keys never appear in messages */
+    assert_string_equal(lm_call_errmsg(call), "");
     lm_buf_free(&out);
-    /* the local model unloaded: its provider is not ready; with only the dead endpoint left,
-       the error names both */
-    lm_provider *order2[2] = {local, dead};
-    assert_int_equal(lm_provider_fallback_new(order2, 2, &fb2, &err), LM_OK);
-    lm_model_free(m);
-    assert_false(lm_provider_is_ready(local));
-    assert_int_equal(lm_provider_chat(fb2, msgs, 1, NULL, &gp, collect, &out, NULL, &err), LM_ERR_NETWORK);
-    assert_non_null(strstr(err.msg, "local: not ready"));
-    assert_non_null(strstr(err.msg, "groq"));
-    assert_null(lm_provider_answered_by(fb2));
+    /* only the dead endpoint: the error names it, and nobody answered */
+    assert_int_equal(lm_provider_fallback_new(&dead, 1, &fb2, &err), LM_OK);
+    assert_int_equal(lm_provider_chat(fb2, msgs, 1, NULL, &gp, collect, &out, call, NULL), LM_ERR_NETWORK);
+    assert_non_null(strstr(lm_call_errmsg(call), "no provider could answer"));
+    assert_non_null(strstr(lm_call_errmsg(call), "groq"));
+    assert_null(lm_call_answered_by(call));
+    assert_null(out.data);
+    /* a cancelled handle stays cancelled until reset */
+    lm_call_cancel(call);
+    assert_int_equal(lm_provider_chat(local, msgs, 1, NULL, &gp, collect, &out, call, NULL), LM_ERR_CANCELLED);
+    lm_call_reset(call);
+    assert_int_equal(lm_provider_chat(local, msgs, 1, NULL, &gp, collect, &out, call, NULL), LM_OK);
+    lm_buf_free(&out);
+    /* a NULL call handle works too */
+    assert_int_equal(lm_provider_chat(local, msgs, 1, NULL, &gp, collect, &out, NULL, NULL), LM_OK);
+    assert_string_equal(out.data, "The capital of France is Paris.");
     lm_buf_free(&out);
     lm_provider_free(fb);
     lm_provider_free(fb2);
     lm_provider_free(local);
     lm_provider_free(dead);
+    lm_call_free(call);
+    lm_engine_free(e);
+    lm_model_free(m);
+}
+
+/* ---- concurrency: slots, the queue, cancel ---- */
+
+typedef struct worker {
+    lm_provider *p;
+    lm_call *call;
+    const char *question;
+    int max_tokens;
+    int delay_ms;          /* per piece: a slow client */
+    lm_status st;
+    lm_gen_stats stats;
+    lm_buf out;
+    atomic_int *started;
+} worker;
+
+static int slow_collect(const char *s, size_t n, void *user) {
+    worker *w = user;
+    if (w->started) atomic_fetch_add(w->started, 1);
+    lm_buf_append(&w->out, s, n);
+    if (w->delay_ms) {
+        struct timespec ts = {0, w->delay_ms * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    return 0;
+}
+
+static void *worker_main(void *arg) {
+    worker *w = arg;
+    lm_message msgs[1] = {{.role = "user", .content = w->question}};
+    lm_gen_params gp = greedy(w->max_tokens);
+    w->st = lm_provider_chat(w->p, msgs, 1, NULL, &gp, slow_collect, w, w->call, &w->stats);
+    return NULL;
+}
+
+/* Calls at the same time on a provider with enough slots each get the reply they get alone,
+ * and share the engine's passes. */
+static void test_concurrent_calls(void **state) {
+    (void)state;
+    static const char *const qs[4] = {"What is the capital of France?", "What colour is the sky?",
+                                      "Hello!", "What is 2 plus 2?"};
+    lm_model *m = NULL;
+    lm_engine *e = NULL;
+    lm_error err = {0};
+    assert_int_equal(lm_model_load(tu_src("models/tinychat"), NULL, &m, &err), LM_OK);
+    assert_int_equal(lm_engine_new(m, NULL, &e, &err), LM_OK);
+    lm_local_params lp = lm_local_default_params();
+    lp.n_slots = 4;
+    lm_provider *local = NULL;
+    assert_int_equal(lm_provider_local_new(e, &lp, &local, &err), LM_OK);
+    /* alone first */
+    char *alone[4];
+    for (int i = 0; i < 4; i++) {
+        worker w = {.p = local, .question = qs[i], .max_tokens = 24};
+        worker_main(&w);
+        assert_int_equal(w.st, LM_OK);
+        alone[i] = lm_buf_take(&w.out);
+    }
+    lm_engine_stats before;
+    lm_engine_get_stats(e, &before);
+    worker ws[4];
+    pthread_t th[4];
+    memset(ws, 0, sizeof ws);
+    for (int i = 0; i < 4; i++) {
+        ws[i] = (worker){.p = local, .question = qs[i], .max_tokens = 24, .delay_ms = 2};
+        assert_int_equal(lm_call_new(&ws[i].call, &err), LM_OK);
+        assert_int_equal(pthread_create(&th[i], NULL, worker_main, &ws[i]), 0);
+    }
+    for (int i = 0; i < 4; i++) pthread_join(th[i], NULL);
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(ws[i].st, LM_OK);
+        assert_string_equal(ws[i].out.data, alone[i]);
+        assert_string_equal(lm_call_answered_by(ws[i].call), "local");
+        lm_buf_free(&ws[i].out);
+        lm_call_free(ws[i].call);
+        lm_free(alone[i]);
+    }
+    lm_engine_stats after;
+    lm_engine_get_stats(e, &after);
+    assert_true(after.n_shared > before.n_shared); /* the calls shared passes */
+    assert_true(after.max_seqs_in_pass >= 2);
+    lm_provider_free(local);
+    lm_engine_free(e);
+    lm_model_free(m);
+}
+
+/* One slot and no queue: a second call while the first runs is refused with LM_ERR_BUSY; with
+ * a queue it waits, and a cancelled waiter leaves the queue at once. */
+static void test_busy_and_queue(void **state) {
+    (void)state;
+    lm_model *m = NULL;
+    lm_engine *e = NULL;
+    lm_error err = {0};
+    assert_int_equal(lm_model_load(tu_src("models/tinychat"), NULL, &m, &err), LM_OK);
+    assert_int_equal(lm_engine_new(m, NULL, &e, &err), LM_OK);
+    lm_local_params lp = lm_local_default_params();
+    lp.n_slots = 1;
+    lp.n_queue = -1;
+    lm_provider *one = NULL;
+    assert_int_equal(lm_provider_local_new(e, &lp, &one, &err), LM_OK);
+    atomic_int started;
+    atomic_init(&started, 0);
+    worker long_w = {.p = one, .question = "Tell me a story.", .max_tokens = 64, .delay_ms = 20, .started = &started};
+    lm_gen_params gp = greedy(64);
+    gp.ignore_eos = true;
+    assert_int_equal(lm_call_new(&long_w.call, &err), LM_OK);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, worker_main, &long_w), 0);
+    while (atomic_load(&started) == 0) {
+        struct timespec ts = {0, 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    lm_call *c2 = NULL;
+    assert_int_equal(lm_call_new(&c2, &err), LM_OK);
+    lm_message msgs[1] = {{.role = "user", .content = "Hello!"}};
+    lm_buf out = {0};
+    assert_int_equal(lm_provider_chat(one, msgs, 1, NULL, &gp, collect, &out, c2, NULL), LM_ERR_BUSY);
+    assert_non_null(strstr(lm_call_errmsg(c2), "busy"));
+    /* the running call is cancelled from here: it ends early, with what it delivered */
+    lm_call_cancel(long_w.call);
+    pthread_join(th, NULL);
+    assert_int_equal(long_w.st, LM_OK);
+    assert_int_equal(long_w.stats.finish, LM_FINISH_CANCELLED);
+    assert_true(long_w.stats.n_generated < 64);
+    lm_buf_free(&long_w.out);
+    lm_call_free(long_w.call);
+    lm_provider_free(one);
+
+    /* one slot, a queue of 1: a waiter that is cancelled returns LM_ERR_CANCELLED without running */
+    lp.n_queue = 1;
+    assert_int_equal(lm_provider_local_new(e, &lp, &one, &err), LM_OK);
+    atomic_store(&started, 0);
+    worker w1 = {.p = one, .question = "Tell me a story.", .max_tokens = 40, .delay_ms = 20, .started = &started};
+    worker w2 = {.p = one, .question = "Hello!", .max_tokens = 8};
+    assert_int_equal(lm_call_new(&w1.call, &err), LM_OK);
+    assert_int_equal(lm_call_new(&w2.call, &err), LM_OK);
+    pthread_t t1, t2;
+    assert_int_equal(pthread_create(&t1, NULL, worker_main, &w1), 0);
+    while (atomic_load(&started) == 0) {
+        struct timespec ts = {0, 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    assert_int_equal(pthread_create(&t2, NULL, worker_main, &w2), 0);
+    struct timespec ts = {0, 50 * 1000000L};
+    nanosleep(&ts, NULL);
+    lm_call_cancel(w2.call);
+    pthread_join(t2, NULL);
+    assert_int_equal(w2.st, LM_ERR_CANCELLED);
+    assert_null(w2.out.data);
+    assert_non_null(strstr(lm_call_errmsg(w2.call), "waiting for a slot"));
+    pthread_join(t1, NULL);
+    assert_int_equal(w1.st, LM_OK);
+    lm_buf_free(&w1.out);
+    lm_call_free(w1.call);
+    lm_call_free(w2.call);
+    lm_call_free(c2);
+    lm_provider_free(one);
+    lm_engine_free(e);
+    lm_model_free(m);
+}
+
+/* tinychat writes Hermes tool calls: the local provider keeps the call text out of the stream
+ * and hands OpenAI tool calls in the call handle. */
+static void test_tool_calls(void **state) {
+    (void)state;
+    lm_model *m = NULL;
+    lm_engine *e = NULL;
+    lm_call *call = NULL;
+    lm_error err = {0};
+    assert_int_equal(lm_model_load(tu_src("models/tinychat"), NULL, &m, &err), LM_OK);
+    assert_int_equal(lm_engine_new(m, NULL, &e, &err), LM_OK);
+    assert_int_equal(lm_call_new(&call, &err), LM_OK);
+    lm_provider *local = NULL;
+    assert_int_equal(lm_provider_local_new(e, NULL, &local, &err), LM_OK);
+    cJSON *refs = tu_json(tu_src("models/tinychat/refs.json"));
+    int n_checked = 0;
+    cJSON *p;
+    cJSON_ArrayForEach(p, cJSON_GetObjectItem(refs, "prompts")) {
+        cJSON *tools = cJSON_GetObjectItem(p, "tools");
+        const char *reply = cJSON_GetObjectItem(p, "reply_text")->valuestring;
+        const char *tc = strstr(reply, "<tool_call>");
+        if (!cJSON_IsArray(tools) || !tc) continue;
+        /* what the model calls, from the reference reply */
+        cJSON *want = cJSON_Parse(tc + strlen("<tool_call>"));
+        if (!want) { /* the JSON runs up to </tool_call>: cut there */
+            char buf[512];
+            const char *e2 = strstr(tc, "</tool_call>");
+            size_t k = (size_t)(e2 - tc) - strlen("<tool_call>");
+            memcpy(buf, tc + strlen("<tool_call>"), k);
+            buf[k] = 0;
+            want = cJSON_Parse(buf);
+        }
+        assert_non_null(want);
+        lm_message msgs[4];
+        size_t n = 0;
+        cJSON *msg;
+        cJSON_ArrayForEach(msg, cJSON_GetObjectItem(p, "messages")) {
+            msgs[n] = (lm_message){.role = cJSON_GetObjectItem(msg, "role")->valuestring,
+                                   .content = cJSON_GetObjectItem(msg, "content")->valuestring};
+            n++;
+        }
+        char *tools_json = cJSON_PrintUnformatted(tools);
+        lm_chat_params cp = lm_chat_default_params();
+        cp.tools_json = tools_json;
+        lm_gen_params gp = greedy(96);
+        lm_buf out = {0};
+        assert_int_equal(lm_provider_chat(local, msgs, n, &cp, &gp, collect, &out, call, NULL), LM_OK);
+        const char *calls = lm_call_tool_calls(call);
+        assert_non_null(calls);
+        assert_null(out.data); /* the reply is the call alone: no text was streamed */
+        cJSON *got = cJSON_Parse(calls);
+        assert_int_equal(cJSON_GetArraySize(got), 1);
+        cJSON *g0 = cJSON_GetArrayItem(got, 0);
+        assert_string_equal(cJSON_GetObjectItem(g0, "type")->valuestring, "function");
+        assert_non_null(strstr(cJSON_GetObjectItem(g0, "id")->valuestring, "call_"));
+        cJSON *fn = cJSON_GetObjectItem(g0, "function");
+        assert_string_equal(cJSON_GetObjectItem(fn, "name")->valuestring, cJSON_GetObjectItem(want, "name")->valuestring);
+        char *want_args = cJSON_PrintUnformatted(cJSON_GetObjectItem(want, "arguments"));
+        assert_string_equal(cJSON_GetObjectItem(fn, "arguments")->valuestring, want_args);
+        cJSON_free(want_args);
+        cJSON_Delete(got);
+        cJSON_Delete(want);
+        cJSON_free(tools_json);
+        n_checked++;
+    }
+    assert_true(n_checked >= 1);
+    /* without tools, plain text comes through and there are no calls */
+    lm_message plain[1] = {{.role = "user", .content = "Hello!"}};
+    lm_gen_params gp = greedy(16);
+    lm_buf out = {0};
+    assert_int_equal(lm_provider_chat(local, plain, 1, NULL, &gp, collect, &out, call, NULL), LM_OK);
+    assert_null(lm_call_tool_calls(call));
+    assert_non_null(out.data);
+    lm_buf_free(&out);
+    cJSON_Delete(refs);
+    lm_provider_free(local);
+    lm_call_free(call);
+    lm_engine_free(e);
+    lm_model_free(m);
 }
 
 static void test_bad_params(void **state) {
@@ -111,6 +373,9 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sse_splits),
         cmocka_unit_test(test_fallback),
+        cmocka_unit_test(test_concurrent_calls),
+        cmocka_unit_test(test_busy_and_queue),
+        cmocka_unit_test(test_tool_calls),
         cmocka_unit_test(test_bad_params),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -148,8 +148,10 @@ static void test_tinychat_tool_calls(void **state) {
     lm_model_params mp = lm_model_default_params();
     mp.n_threads = 1; /* a 5M model: a second thread only waits at the barriers of a busy machine */
     if (lm_model_load(tu_src("models/tinychat"), &mp, &model, &err)) fail_msg("%s", err.msg);
+    lm_engine *engine = NULL;
+    assert_int_equal(lm_engine_new(model, NULL, &engine, &err), LM_OK);
     lm_session *s = NULL;
-    assert_int_equal(lm_session_new(model, NULL, &s, &err), LM_OK);
+    assert_int_equal(lm_session_new(engine, NULL, &s, &err), LM_OK);
     tally with;
 #ifdef UNDER_ASAN
     const int limit = 50;
@@ -172,6 +174,7 @@ static void test_tinychat_tool_calls(void **state) {
     assert_true(with.right >= without.right);
 #endif
     lm_session_free(s);
+    lm_engine_free(engine);
     lm_model_free(model);
     cJSON_Delete(eval);
 }

@@ -24,5 +24,8 @@ void tu_rand_floats(float *x, size_t n, uint64_t seed);
 const char *tu_write_temp(const void *data, size_t n, const char *suffix);
 /* A new empty temp directory (static buffer). */
 const char *tu_temp_dir(void);
+/* A session on an engine of its own (the session keeps the engine alive: lm_session_free
+ * releases both). For tests of one conversation at a time. */
+lm_status tu_session_new(const lm_model *m, const lm_session_params *sp, lm_session **s, lm_error *err);
 
 #endif

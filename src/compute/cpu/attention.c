@@ -210,15 +210,22 @@ size_t cm_attention_scratch(size_t hd) {
            2 * line_up(ATTN_ROWS) + 16;
 }
 
-typedef struct attn_job {
+typedef struct attn_seq {
     const cm_attn_args *a;
+    size_t n_tb, n_gb;  /* tiles along tokens and along the group */
+    size_t tile0;       /* index of its first tile among all sequences' */
+} attn_seq;
+
+typedef struct attn_job {
     const cm_attn_kernels *k;
+    const attn_seq *seqs;
+    size_t n_seq;
     size_t group;       /* query heads per KV head */
     size_t rows_t;      /* query tokens per tile */
     size_t rows_g;      /* heads per tile (a chunk of the group) */
-    size_t n_tb, n_gb;  /* tiles along tokens and along the group */
-    size_t n_tiles;
-    size_t n_split;     /* > 1: each tile's keys are cut in n_split ranges, one per thread */
+    size_t n_tiles;     /* over all sequences */
+    float *scratch;     /* per thread, cm_attention_scratch(hd) floats each */
+    size_t hd;
 } attn_job;
 
 /* First key position token t may attend to (sliding window). */
@@ -243,12 +250,11 @@ static tile_state tile_state_of(float *scratch, size_t hd) {
     return st;
 }
 
-/* One tile: tokens [t0, t1) x heads [g0, g1) of KV head kvh, one pass over their keys, or over
- * the part ks of n_split of them. With n_split > 1 the unnormalized state (acc, running max and
- * sum) stays in scratch for attn_merge; else the tile's output is written. */
-static void attn_tile(const attn_job *j, float *scratch, size_t kvh, size_t t0, size_t t1,
-                      size_t g0, size_t g1, size_t ks, size_t n_split) {
-    const cm_attn_args *a = j->a;
+/* One tile: tokens [t0, t1) x heads [g0, g1) of KV head kvh, one pass over their keys. Key tiles
+ * start at multiples of ATTN_KB positions whatever the tile's queries are, so each query sees its
+ * keys in the same pieces, and gets the same numbers, however queries are grouped. */
+static void attn_tile(const attn_job *j, const cm_attn_args *a, float *scratch, size_t kvh, size_t t0,
+                      size_t t1, size_t g0, size_t g1) {
     const cm_attn_kernels *k = j->k;
     size_t hd = a->hd, ng = g1 - g0, n_rows = (t1 - t0) * ng;
     tile_state st = tile_state_of(scratch, hd);
@@ -263,14 +269,7 @@ static void attn_tile(const attn_job *j, float *scratch, size_t kvh, size_t t0, 
     size_t esz = f16 ? 2 : 4;
     const uint8_t *kb = (const uint8_t *)a->k + kvh * a->ctx_stride * hd * esz;
     const uint8_t *vb = (const uint8_t *)a->v + kvh * a->ctx_stride * hd * esz;
-    size_t j_lo = first_key(a, t0), j_hi = a->pos0 + t1; /* keys [j_lo, j_hi) */
-    if (n_split > 1) {
-        /* whole key tiles per part, so parts never share a converted tile */
-        size_t n_kt = (j_hi - j_lo + ATTN_KB - 1) / ATTN_KB;
-        size_t a0 = j_lo + n_kt * ks / n_split * ATTN_KB, a1 = j_lo + n_kt * (ks + 1) / n_split * ATTN_KB;
-        j_hi = LM_MIN(j_hi, a1);
-        j_lo = a0;
-    }
+    size_t j_lo = first_key(a, t0) / ATTN_KB * ATTN_KB, j_hi = a->pos0 + t1; /* keys [j_lo, j_hi) */
     for (size_t j0 = j_lo; j0 < j_hi; j0 += ATTN_KB) {
         size_t j1 = LM_MIN(j0 + ATTN_KB, j_hi), n_keys = j1 - j0;
         const float *kt, *vt;
@@ -307,7 +306,6 @@ static void attn_tile(const attn_job *j, float *scratch, size_t kvh, size_t t0, 
             }
         }
     }
-    if (n_split > 1) return;
     for (size_t t = t0; t < t1; t++)
         for (size_t g = g0; g < g1; g++) {
             size_t r = (t - t0) * ng + (g - g0), h = kvh * j->group + g;
@@ -319,71 +317,67 @@ static void attn_tile(const attn_job *j, float *scratch, size_t kvh, size_t t0, 
 
 static void attn_task(void *p, int ith, int nth) {
     const attn_job *j = p;
-    const cm_attn_args *a = j->a;
-    float *scratch = a->scratch + (size_t)ith * cm_attention_scratch(a->hd);
+    float *scratch = j->scratch + (size_t)ith * cm_attention_scratch(j->hd);
     /* Tiles are dealt round-robin: later query tiles see more keys, so striding mixes long and
      * short ones on every thread. */
-    size_t n_tasks = j->n_tiles * j->n_split;
-    for (size_t task = (size_t)ith; task < n_tasks; task += (size_t)nth) {
-        size_t ks = task % j->n_split, tile = task / j->n_split;
-        size_t gb = tile % j->n_gb, rest = tile / j->n_gb;
-        size_t tb = rest % j->n_tb, kvh = rest / j->n_tb;
+    size_t s = 0;
+    for (size_t tile = (size_t)ith; tile < j->n_tiles; tile += (size_t)nth) {
+        while (s + 1 < j->n_seq && tile >= j->seqs[s + 1].tile0) s++;
+        while (tile < j->seqs[s].tile0) s--;
+        const attn_seq *q = &j->seqs[s];
+        const cm_attn_args *a = q->a;
+        size_t local = tile - q->tile0;
+        size_t gb = local % q->n_gb, rest = local / q->n_gb;
+        size_t tb = rest % q->n_tb, kvh = rest / q->n_tb;
         size_t t0 = tb * j->rows_t, t1 = LM_MIN(t0 + j->rows_t, a->n_tok);
         size_t g0 = gb * j->rows_g, g1 = LM_MIN(g0 + j->rows_g, j->group);
-        attn_tile(j, scratch, kvh, t0, t1, g0, g1, ks, j->n_split);
+        attn_tile(j, a, scratch, kvh, t0, t1, g0, g1);
     }
 }
 
-/* Combines the n_split partial states of every tile (task i left in thread i's scratch):
- * out = sum_i e^(m_i - M) acc_i / sum_i e^(m_i - M) l_i, M the largest running max. */
-static void attn_merge(const attn_job *j) {
-    const cm_attn_args *a = j->a;
-    size_t hd = a->hd, per = cm_attention_scratch(hd);
-    for (size_t tile = 0; tile < j->n_tiles; tile++) {
-        size_t gb = tile % j->n_gb, rest = tile / j->n_gb;
-        size_t tb = rest % j->n_tb, kvh = rest / j->n_tb;
-        size_t t0 = tb * j->rows_t, t1 = LM_MIN(t0 + j->rows_t, a->n_tok);
-        size_t g0 = gb * j->rows_g, g1 = LM_MIN(g0 + j->rows_g, j->group), ng = g1 - g0;
-        for (size_t t = t0; t < t1; t++)
-            for (size_t g = g0; g < g1; g++) {
-                size_t r = (t - t0) * ng + (g - g0), h = kvh * j->group + g;
-                float *o = a->out + (t * a->n_head + h) * hd;
-                float m = -INFINITY, l = 0;
-                for (size_t ks = 0; ks < j->n_split; ks++) {
-                    tile_state st = tile_state_of(a->scratch + (tile * j->n_split + ks) * per, hd);
-                    if (st.l[r] > 0 && st.mx[r] > m) m = st.mx[r];
-                }
-                memset(o, 0, hd * sizeof(float));
-                for (size_t ks = 0; ks < j->n_split; ks++) {
-                    tile_state st = tile_state_of(a->scratch + (tile * j->n_split + ks) * per, hd);
-                    if (!(st.l[r] > 0)) continue; /* a part with no key for this row */
-                    float f = expf(st.mx[r] - m);
-                    l += f * st.l[r];
-                    for (size_t d = 0; d < hd; d++) o[d] += f * st.acc[r * hd + d];
-                }
-                float inv = l > 0 ? 1.0f / l : 0.0f;
-                for (size_t d = 0; d < hd; d++) o[d] *= inv;
-            }
+/* Tiles of every sequence with rows_g heads per tile; returns their count. */
+static size_t count_tiles(attn_job *j, attn_seq *seqs, const cm_attn_args *a, size_t n) {
+    size_t total = 0;
+    j->rows_t = ATTN_ROWS / j->rows_g;
+    for (size_t i = 0; i < n; i++) {
+        seqs[i].a = &a[i];
+        seqs[i].n_gb = (j->group + j->rows_g - 1) / j->rows_g;
+        seqs[i].n_tb = (a[i].n_tok + j->rows_t - 1) / j->rows_t;
+        seqs[i].tile0 = total;
+        total += a[i].n_tok ? a[i].n_head_kv * seqs[i].n_tb * seqs[i].n_gb : 0;
+    }
+    return total;
+}
+
+/* Sequences per pool run of cm_attention_multi (its tile table lives on the stack). */
+#define ATTN_MULTI_MAX 64
+
+void cm_attention_multi(cm_ctx *c, const cm_attn_args *a, size_t n) {
+    for (size_t i0 = 0; i0 < n; i0 += ATTN_MULTI_MAX) {
+        size_t k = LM_MIN((size_t)ATTN_MULTI_MAX, n - i0);
+        attn_seq seqs[ATTN_MULTI_MAX];
+        attn_job j;
+        j.k = cm_attn_kernels_get(cm_ctx_features(c));
+        j.seqs = seqs;
+        j.n_seq = k;
+        j.group = a[i0].n_head / a[i0].n_head_kv;
+        j.rows_g = LM_MIN(j.group, (size_t)ATTN_ROWS);
+        j.scratch = a[i0].scratch;
+        j.hd = a[i0].hd;
+        j.n_tiles = count_tiles(&j, seqs, a + i0, k);
+        /* Fewer tiles than threads (decode of a model with few KV heads): split each group's
+         * heads over more tiles. Each then reads its KV head's cache again, but the threads work
+         * in parallel, and no query's numbers change. */
+        size_t nth = (size_t)cm_ctx_threads(c);
+        while (j.n_tiles < nth && j.rows_g > 1) {
+            j.rows_g = (j.rows_g + 1) / 2;
+            j.n_tiles = count_tiles(&j, seqs, a + i0, k);
+        }
+        if (j.n_tiles) lm_pool_run(cm_ctx_pool(c), attn_task, &j);
     }
 }
 
 void cm_attention(cm_ctx *c, const cm_attn_args *a) {
     if (a->n_tok == 0) return;
-    attn_job j;
-    j.a = a;
-    j.k = cm_attn_kernels_get(cm_ctx_features(c));
-    j.group = a->n_head / a->n_head_kv;
-    j.rows_g = LM_MIN(j.group, (size_t)ATTN_ROWS);
-    j.rows_t = ATTN_ROWS / j.rows_g;
-    j.n_gb = (j.group + j.rows_g - 1) / j.rows_g;
-    j.n_tb = (a->n_tok + j.rows_t - 1) / j.rows_t;
-    j.n_tiles = a->n_head_kv * j.n_tb * j.n_gb;
-    /* Decode on more threads than tiles (e.g. 2 KV heads, 16 threads): cut each tile's keys in
-     * parts, one per thread, each part at least 4 key tiles long, and merge afterwards. */
-    size_t nth = (size_t)cm_ctx_threads(c), n_keys = a->pos0 + a->n_tok;
-    j.n_split = 1;
-    if (j.n_tiles < nth) j.n_split = LM_MIN(nth / j.n_tiles, n_keys / (4 * ATTN_KB));
-    if (j.n_split < 2) j.n_split = 1;
-    lm_pool_run(cm_ctx_pool(c), attn_task, &j);
-    if (j.n_split > 1) attn_merge(&j);
+    cm_attention_multi(c, a, 1);
 }

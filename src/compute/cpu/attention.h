@@ -6,7 +6,7 @@
 #ifndef LM_COMPUTE_CPU_ATTENTION_H
 #define LM_COMPUTE_CPU_ATTENTION_H
 
-#include "compute/backend.h"
+#include "compute/cpu/cpu.h"
 
 typedef struct cm_attn_kernels {
     const char *name;

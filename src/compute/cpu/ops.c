@@ -1,42 +1,73 @@
-/* compute/cpu/ops.c: the compute context (kernel choice, pool, scratch), matrix products split
- * over the pool by rows.
- * Owns: how work is split over threads. Does not own: the block formats (quants_*.c). */
-#include "compute/backend.h"
-#include "compute/cpu/quants.h"
+/* compute/cpu/ops.c: the CPU compute context (kernel choice, pool, scratch), the per-matrix kernel
+ * plans, and matrix products split over the pool by rows.
+ * Owns: how a product is split over threads and which kernel runs it. Does not own: the block
+ * formats (quants_*.c) or the passes of a layer (cpu_backend.c). */
+#include "compute/cpu/ctx.h"
 
 #include <math.h>
 
-struct cm_ctx {
-    lm_pool *pool;     /* borrowed */
-    int nth;
-    bool force_ref;
-    const char *kernels;
-    float *scratch;    /* per-thread row buffers: nth * scratch_per */
-    size_t scratch_per;
-    uint32_t features; /* 0 when force_ref */
-    uint8_t *xq;       /* the activation quantized for integer dot kernels */
-    size_t xq_cap;
-    uint8_t *act;      /* prefill: all tokens' activations (cm_gemm_act), unaligned base */
-    size_t act_cap;
-    uint8_t *tiles;    /* prefill: per-thread unpacked weight tiles, tiles_per bytes each */
-    size_t tiles_per;
-};
+uint32_t cm_cpu_features(bool force_ref) { return force_ref ? 0 : lm_cpu_features(); }
+
+const char *cm_cpu_kernels_name(uint32_t f) {
+    const char *k = "ref";
+#if defined(__x86_64__) || defined(__i386__)
+    if ((f & (LM_CPU_AVX2 | LM_CPU_FMA | LM_CPU_F16C)) == (LM_CPU_AVX2 | LM_CPU_FMA | LM_CPU_F16C)) k = "avx2";
+    const uint32_t v512 = LM_CPU_AVX512F | LM_CPU_AVX512BW | LM_CPU_AVX512VL | LM_CPU_AVX512VNNI;
+    if ((f & v512) == v512 && !strcmp(k, "avx2")) k = "avx512";
+#elif defined(__aarch64__)
+    if (f & LM_CPU_NEON) k = "neon";
+#endif
+    return k;
+}
+
+size_t cm_plan_size(void) { return sizeof(cm_plan); }
+
+void cm_plan_init(cm_plan *p, const cm_matrix *w, uint32_t features) {
+    memset(p, 0, sizeof *p);
+    if (w->type == CM_MLX) {
+        p->mlx_dotq = cm_mlx_dotq_select(w, features);
+        p->mlx_dot = cm_mlx_dot_select(w, features);
+        return;
+    }
+    p->dot = cm_dot_select(w->type, features);
+    p->fdot = cm_dot_select(CM_F32, features);
+    p->dequant = cm_dequant_select(w->type, features);
+    uint32_t act = 0;
+    cm_dotq_fn dq = cm_dotq_select(w->type, features, &act);
+    if (dq) {
+        const cm_type_info *ai = cm_type_get(act);
+        cm_quantize_fn q = cm_quantize_select(act, features);
+        if (ai && q && w->cols % ai->block_size == 0) {
+            p->dotq = dq;
+            p->act = act;
+            p->quant = q;
+        }
+    }
+    if (w->cols % 32 == 0) p->gemm = cm_gemm_select(w->type, features, &p->prep);
+    p->r16 = cm_r16_bytes(w) ? cm_r16_select(w->type, features) : NULL;
+    /* the K types: the tiles quantize as the one-token kernel does (Q8_K), so a token's result
+     * does not depend on how many share the product */
+    if (p->gemm && p->act == CM_Q8_K) {
+        if (w->cols % 256 == 0) p->prep = cm_gemm_prep_q8k_select(features);
+        else p->gemm = NULL;
+    }
+}
+
+/* The plan of w: the one chosen at load, or one made now into tmp (tests, bench programs). */
+static const cm_plan *plan_of(const cm_ctx *c, const cm_matrix *w, cm_plan *tmp) {
+    if (w->plan) return w->plan;
+    cm_plan_init(tmp, w, c->features);
+    return tmp;
+}
 
 cm_ctx *cm_ctx_new(lm_pool *pool, bool force_ref) {
     cm_ctx *c = lm_calloc(1, sizeof *c);
     if (!c) return NULL;
     c->pool = pool;
     c->nth = lm_pool_size(pool);
-    c->force_ref = force_ref;
-    c->features = force_ref ? 0 : lm_cpu_features();
-    c->kernels = "ref";
-#if defined(__x86_64__) || defined(__i386__)
-    if ((c->features & (LM_CPU_AVX2 | LM_CPU_FMA | LM_CPU_F16C)) == (LM_CPU_AVX2 | LM_CPU_FMA | LM_CPU_F16C)) c->kernels = "avx2";
-#elif defined(__aarch64__)
-    if (c->features & LM_CPU_NEON) c->kernels = "neon";
-#endif
-    const uint32_t v512 = LM_CPU_AVX512F | LM_CPU_AVX512BW | LM_CPU_AVX512VL | LM_CPU_AVX512VNNI;
-    if ((c->features & v512) == v512 && !strcmp(c->kernels, "avx2")) c->kernels = "avx512";
+    c->features = cm_cpu_features(force_ref);
+    c->kernels = cm_cpu_kernels_name(c->features);
+    c->attn = cm_attn_kernels_get(c->features);
     return c;
 }
 
@@ -46,6 +77,8 @@ void cm_ctx_free(cm_ctx *c) {
     lm_free(c->xq);
     lm_free(c->act);
     lm_free(c->tiles);
+    lm_free(c->r16act);
+    if (c->own_pool) lm_pool_free(c->pool);
     lm_free(c);
 }
 
@@ -66,68 +99,63 @@ static bool ensure_scratch(cm_ctx *c, size_t per) {
     return true;
 }
 
-static inline float dot_f32(const float *a, const float *b, size_t n) {
-    float s0 = 0, s1 = 0, s2 = 0, s3 = 0, s4 = 0, s5 = 0, s6 = 0, s7 = 0;
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        s0 += a[i] * b[i];
-        s1 += a[i + 1] * b[i + 1];
-        s2 += a[i + 2] * b[i + 2];
-        s3 += a[i + 3] * b[i + 3];
-        s4 += a[i + 4] * b[i + 4];
-        s5 += a[i + 5] * b[i + 5];
-        s6 += a[i + 6] * b[i + 6];
-        s7 += a[i + 7] * b[i + 7];
-    }
-    for (; i < n; i++) s0 += a[i] * b[i];
-    return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7));
+static bool ensure_xq(cm_ctx *c, size_t need) {
+    if (need <= c->xq_cap) return true;
+    uint8_t *q = lm_realloc(c->xq, need);
+    if (!q) return false;
+    c->xq = q;
+    c->xq_cap = need;
+    return true;
 }
 
 typedef struct matmul_job {
     cm_ctx *c;
     const cm_matrix *w;
+    const cm_plan *p;
     const float *x;
     size_t n;
     float *y;
-    cm_dot_fn dot;       /* decode: float-activation kernel */
-    cm_dotq_fn dotq;     /* decode: integer kernel over c->xq, preferred when set */
-    cm_mlx_dot_fn mlx_dot;
-    cm_mlx_dotq_fn mlx_dotq; /* decode: MLX integer kernel over c->xq (cm_mlx_quantize_x) */
-    cm_dot_fn fdot;      /* several tokens: SIMD float dot of a dequantized row (NULL: dot_f32) */
+    bool use_dotq;     /* decode: integer kernel over c->xq */
+    bool use_mlx_dotq; /* decode: MLX integer kernel over c->xq (cm_mlx_quantize_x) */
 } matmul_job;
 
-static void matmul_task(void *p, int ith, int nth) {
-    matmul_job *j = p;
+static void matmul_task(void *ctx, int ith, int nth) {
+    matmul_job *j = ctx;
     const cm_matrix *w = j->w;
+    const cm_plan *p = j->p;
     size_t r0 = w->rows * (size_t)ith / (size_t)nth, r1 = w->rows * (size_t)(ith + 1) / (size_t)nth;
-    if (j->n == 1) {
-        const uint8_t *base = w->data;
-        if (j->mlx_dotq) {
-            for (size_t r = r0; r < r1; r++) j->y[r] = j->mlx_dotq(w, r, j->c->xq);
-        } else if (j->mlx_dot) {
-            for (size_t r = r0; r < r1; r++) j->y[r] = j->mlx_dot(w, r, j->x);
-        } else if (j->dotq) {
-            for (size_t r = r0; r < r1; r++) j->y[r] = j->dotq(base + r * w->row_bytes, j->c->xq, w->cols);
-        } else {
-            for (size_t r = r0; r < r1; r++) j->y[r] = j->dot(base + r * w->row_bytes, j->x, w->cols);
+    if (w->type == CM_MLX) { /* one token, or no tiled kernel: row by row for each token */
+        for (size_t t = 0; t < j->n; t++) {
+            const float *x = j->x + t * w->cols;
+            float *y = j->y + t * w->rows;
+            if (j->use_mlx_dotq)
+                for (size_t r = r0; r < r1; r++) y[r] = p->mlx_dotq(w, r, j->c->xq);
+            else
+                for (size_t r = r0; r < r1; r++) y[r] = p->mlx_dot(w, r, x);
         }
         return;
     }
-    /* Several tokens: dequantize each weight row once and reuse it for every token. */
+    const uint8_t *base = w->data;
+    if (j->n == 1) {
+        if (j->use_dotq)
+            for (size_t r = r0; r < r1; r++) j->y[r] = p->dotq(base + r * w->row_bytes, j->c->xq, w->cols);
+        else
+            for (size_t r = r0; r < r1; r++) j->y[r] = p->dot(base + r * w->row_bytes, j->x, w->cols);
+        return;
+    }
+    /* Several tokens: dequantize each weight row once and reuse it for every token. The float
+     * types' dot kernels give the same numbers as dequantizing and then the F32 dot (the same
+     * order of additions), so a token's result does not depend on how many share the pass. */
     float *row = j->c->scratch + (size_t)ith * j->c->scratch_per;
     for (size_t r = r0; r < r1; r++) {
         const float *wr;
         if (w->type == CM_F32) {
-            wr = (const float *)((const uint8_t *)w->data + r * w->row_bytes);
+            wr = (const float *)(base + r * w->row_bytes);
         } else {
-            cm_dequant_row(w, r, row);
+            p->dequant(base + r * w->row_bytes, row, w->cols);
             wr = row;
         }
-        if (j->fdot) {
-            for (size_t t = 0; t < j->n; t++) j->y[t * w->rows + r] = j->fdot(wr, j->x + t * w->cols, w->cols);
-        } else {
-            for (size_t t = 0; t < j->n; t++) j->y[t * w->rows + r] = dot_f32(wr, j->x + t * w->cols, w->cols);
-        }
+        for (size_t t = 0; t < j->n; t++) j->y[t * w->rows + r] = p->fdot(wr, j->x + t * w->cols, w->cols);
     }
 }
 
@@ -188,88 +216,75 @@ static bool ensure_gemm(cm_ctx *c, size_t n, size_t cols) {
     return true;
 }
 
-/* The products of x (n > 1 tokens) with those of w[0..nw) (nw <= MULTI_MAX) that have a tiled
- * kernel and w[0]->cols columns; sets done[i] for the ones it computed. */
-static void gemm_multi(cm_ctx *c, const cm_matrix *const *w, size_t nw, const float *x, size_t n,
-                       float *const *y, bool *done) {
+/* The products of x (n > 1 tokens) with those of w[0..nw) (nw <= MULTI_MAX) not done yet that
+ * have a tiled kernel, w[0]->cols columns and the activation quantizer of the first of them; sets
+ * done[i] for the ones it computed. Returns how many. */
+static size_t gemm_multi(cm_ctx *c, const cm_matrix *const *w, size_t nw, const float *x, size_t n,
+                         float *const *y, bool *done) {
     gemm_job j;
     memset(&j, 0, sizeof j);
     j.c = c;
     j.x = x;
-    size_t cols = w[0]->cols;
+    size_t first = 0;
+    while (first < nw && done[first]) first++;
+    if (first == nw) return 0;
+    size_t cols = w[first]->cols;
     bool take[MULTI_MAX] = {false};
     for (size_t i = 0; i < nw; i++) {
-        cm_gemm_prep_fn prep = NULL;
-        cm_gemm_fn fn = w[i]->type == CM_MLX || w[i]->cols != cols || cols % 32 ? NULL
-                      : cm_gemm_select(w[i]->type, c->features, &prep);
-        if (!fn) continue;
+        cm_plan tmp;
+        const cm_plan *p = plan_of(c, w[i], &tmp);
+        if (w[i]->type == CM_MLX || w[i]->cols != cols || !p->gemm || done[i]) continue;
+        if (j.nw && p->prep != j.prep) continue; /* another activation rule: a later run */
         take[i] = true;
         j.w[j.nw] = w[i];
         j.y[j.nw] = y[i];
-        j.fn[j.nw] = fn;
+        j.fn[j.nw] = p->gemm;
         j.units += (w[i]->rows + 15) / 16;
-        j.prep = prep;
+        j.prep = p->prep;
         j.nw++;
     }
-    if (!j.nw || !ensure_gemm(c, n, cols)) return;
+    if (!j.nw || !ensure_gemm(c, n, cols)) return 0;
     j.act.n = n;
     j.act.cols = cols;
     j.act.n_grp = (n + CM_GEMM_TOK - 1) / CM_GEMM_TOK;
     j.act.mem = (uint8_t *)(((uintptr_t)c->act + 63) & ~(uintptr_t)63);
     lm_pool_run(c->pool, gemm_prep_task, &j);
     lm_pool_run(c->pool, gemm_task, &j);
-    for (size_t i = 0; i < nw; i++) done[i] = take[i];
+    for (size_t i = 0; i < nw; i++) done[i] = done[i] || take[i];
+    return j.nw;
 }
 
 /* ---- decode, and the float path of the other types ---- */
 
 /* The product of one matrix, without the tiled kernels. */
 static void matmul_one(cm_ctx *c, const cm_matrix *w, const float *x, size_t n, float *y) {
+    cm_plan tmp;
+    const cm_plan *p = plan_of(c, w, &tmp);
     if (n > 1 && w->type == CM_MLX && cm_mlx_matmul(c->pool, c->features, &c->xq, &c->xq_cap, w, x, n, y))
         return;
+    matmul_job j = {c, w, p, x, n, y, false, false};
+    if (w->type == CM_MLX) {
+        if (n == 1 && p->mlx_dotq && ensure_xq(c, cm_mlx_xq_bytes(w))) {
+            cm_mlx_quantize_x(w, x, c->xq, c->features);
+            j.use_mlx_dotq = true;
+        }
+        if (n > 1 || j.use_mlx_dotq) {
+            lm_pool_run(c->pool, matmul_task, &j);
+            return;
+        }
+        lm_pool_run(c->pool, matmul_task, &j);
+        return;
+    }
     if (n > 1 && !ensure_scratch(c, w->cols)) {
-        /* No scratch: fall back to per-token dots, slower but correct. */
+        /* No scratch: per-token products, slower but correct. */
         for (size_t t = 0; t < n; t++) matmul_one(c, w, x + t * w->cols, 1, y + t * w->rows);
         return;
     }
-    matmul_job j = {c, w, x, n, y, NULL, NULL, NULL, NULL, NULL};
-    if (n > 1 && c->features) j.fdot = cm_dot_select(CM_F32, c->features);
-    if (n == 1) {
-        if (w->type == CM_MLX) {
-            j.mlx_dotq = cm_mlx_dotq_select(w, c->features);
-            size_t need = j.mlx_dotq ? cm_mlx_xq_bytes(w) : 0;
-            if (need > c->xq_cap) {
-                uint8_t *q = lm_realloc(c->xq, need);
-                if (q) {
-                    c->xq = q;
-                    c->xq_cap = need;
-                } else {
-                    j.mlx_dotq = NULL;
-                }
-            }
-            if (j.mlx_dotq) cm_mlx_quantize_x(w, x, c->xq, c->features);
-            else j.mlx_dot = cm_mlx_dot_select(w, c->features);
-        } else {
-            uint32_t act = 0;
-            j.dotq = cm_dotq_select(w->type, c->features, &act);
-            cm_quantize_fn quant = j.dotq ? cm_quantize_select(act, c->features) : NULL;
-            if (j.dotq) {
-                const cm_type_info *ai = cm_type_get(act);
-                size_t need = ai ? w->cols / ai->block_size * ai->block_bytes : 0;
-                if (!ai || !quant || w->cols % ai->block_size) {
-                    j.dotq = NULL;
-                } else if (need > c->xq_cap) {
-                    uint8_t *q = lm_realloc(c->xq, need);
-                    if (q) {
-                        c->xq = q;
-                        c->xq_cap = need;
-                    } else {
-                        j.dotq = NULL;
-                    }
-                }
-                if (j.dotq) quant(x, c->xq, w->cols);
-            }
-            if (!j.dotq) j.dot = cm_dot_select(w->type, c->features);
+    if (n == 1 && p->dotq) {
+        const cm_type_info *ai = cm_type_get(p->act);
+        if (ensure_xq(c, w->cols / ai->block_size * ai->block_bytes)) {
+            p->quant(x, c->xq, w->cols);
+            j.use_dotq = true;
         }
     }
     lm_pool_run(c->pool, matmul_task, &j);
@@ -300,47 +315,145 @@ static void dec_task(void *p, int ith, int nth) {
 }
 
 /* One token through those of w[0..nw) (nw <= MULTI_MAX) that have integer dot kernels: x is
- * quantized once per activation type (Q8_0, Q8_K) and all rows share one pool run. Sets done[i]
- * for the ones it computed. */
+ * quantized once per activation type (Q8_0, Q8_0X4, Q8_K) and all rows share one pool run. Sets
+ * done[i] for the ones it computed. */
 static void dec_multi(cm_ctx *c, const cm_matrix *const *w, size_t nw, const float *x,
                       float *const *y, bool *done) {
     dec_job j;
     memset(&j, 0, sizeof j);
-    size_t cols = w[0]->cols;
+    size_t first = 0;
+    while (first < nw && done[first]) first++;
+    if (first == nw) return;
+    size_t cols = w[first]->cols;
     enum { N_ACT = 3 };
     const uint32_t acts[N_ACT] = {CM_Q8_0, CM_Q8_0X4, CM_Q8_K};
+    cm_quantize_fn quant[N_ACT] = {NULL, NULL, NULL};
     size_t off[N_ACT], need = 0, xoff[MULTI_MAX];
     for (int a = 0; a < N_ACT; a++) {
         const cm_type_info *ai = cm_type_get(acts[a]);
         off[a] = need;
         if (cols % ai->block_size == 0) need += (cols / ai->block_size * ai->block_bytes + 63) & ~(size_t)63;
     }
-    bool used[N_ACT] = {false, false, false}, take[MULTI_MAX] = {false};
+    bool take[MULTI_MAX] = {false};
     for (size_t i = 0; i < nw; i++) {
-        uint32_t act = 0;
-        cm_dotq_fn fn = w[i]->type == CM_MLX || w[i]->cols != cols ? NULL : cm_dotq_select(w[i]->type, c->features, &act);
-        int a = act == CM_Q8_K ? 2 : act == CM_Q8_0X4 ? 1 : 0;
-        if (!fn || cols % cm_type_get(act)->block_size || !cm_quantize_select(act, c->features)) continue;
-        take[i] = used[a] = true;
+        cm_plan tmp;
+        const cm_plan *p = plan_of(c, w[i], &tmp);
+        if (done[i] || w[i]->type == CM_MLX || w[i]->cols != cols || !p->dotq) continue;
+        int a = p->act == CM_Q8_K ? 2 : p->act == CM_Q8_0X4 ? 1 : 0;
+        quant[a] = p->quant;
+        take[i] = true;
         j.w[j.nw] = w[i];
         j.y[j.nw] = y[i];
-        j.fn[j.nw] = fn;
+        j.fn[j.nw] = p->dotq;
         xoff[j.nw] = off[a];
         j.units += (w[i]->rows + 15) / 16;
         j.nw++;
     }
-    if (j.nw < 2) return; /* one matrix: matmul_one does the same */
-    if (need > c->xq_cap) {
-        uint8_t *q = lm_realloc(c->xq, need);
-        if (!q) return;
-        c->xq = q;
-        c->xq_cap = need;
-    }
+    if (j.nw < 2 || !ensure_xq(c, need)) return; /* one matrix: matmul_one does the same */
     for (int a = 0; a < N_ACT; a++)
-        if (used[a]) cm_quantize_select(acts[a], c->features)(x, c->xq + off[a], cols);
+        if (quant[a]) quant[a](x, c->xq + off[a], cols);
     for (size_t k = 0; k < j.nw; k++) j.xq[k] = c->xq + xoff[k];
     lm_pool_run(c->pool, dec_task, &j);
-    for (size_t i = 0; i < nw; i++) done[i] = take[i];
+    for (size_t i = 0; i < nw; i++) done[i] = done[i] || take[i];
+}
+
+/* ---- R16: repacked matrices, one kernel for any number of tokens ---- */
+
+/* Tokens per unit of work: the activations of a unit's tokens (up to 64 x cols bytes) stay in
+ * L2 while its groups stream past. */
+#define R16_TOK 64
+
+typedef struct r16_job {
+    const cm_matrix *w[MULTI_MAX];
+    float *y[MULTI_MAX];
+    size_t groups[MULTI_MAX];   /* row groups of each */
+    size_t nw, n_groups;        /* groups over all matrices */
+    size_t n, n_tb;             /* tokens, and their blocks of R16_TOK */
+    const float *x;
+    uint8_t *act;
+    size_t act_bytes;
+    cm_quantize_fn q8;
+} r16_job;
+
+static void r16_quant_chunk(void *ctx, int chunk, int n_chunks, int ith) {
+    (void)ith;
+    r16_job *j = ctx;
+    size_t cols = j->w[0]->cols;
+    for (size_t t = j->n * (size_t)chunk / (size_t)n_chunks; t < j->n * (size_t)(chunk + 1) / (size_t)n_chunks; t++)
+        cm_r16_quantize(j->x + t * cols, cols, j->act + t * j->act_bytes, j->q8);
+}
+
+/* Units are (token block, group of all matrices); a chunk is a range of them. */
+static void r16_chunk(void *ctx, int chunk, int n_chunks, int ith) {
+    (void)ith;
+    r16_job *j = ctx;
+    size_t units = j->n_tb * j->n_groups;
+    size_t u0 = units * (size_t)chunk / (size_t)n_chunks, u1 = units * (size_t)(chunk + 1) / (size_t)n_chunks;
+    while (u0 < u1) {
+        size_t tb = u0 / j->n_groups, gi = u0 % j->n_groups, end = LM_MIN(u1, (tb + 1) * j->n_groups) - tb * j->n_groups;
+        size_t t0 = tb * R16_TOK, nt = LM_MIN((size_t)R16_TOK, j->n - t0);
+        /* groups [gi, end) of the concatenated matrices */
+        size_t off = 0;
+        for (size_t i = 0; i < j->nw && gi < end; i++) {
+            size_t g_end = off + j->groups[i];
+            if (gi < g_end) {
+                size_t a = gi - off, b = LM_MIN(end, g_end) - off;
+                const cm_matrix *w = j->w[i];
+                ((const cm_plan *)w->plan)->r16(w->data, w->cols, w->rows, a, b, j->act + t0 * j->act_bytes, j->act_bytes,
+                                                 nt, j->y[i] + t0 * w->rows, w->rows);
+                gi = off + b;
+            }
+            off = g_end;
+        }
+        u0 = (tb + 1) * j->n_groups < u1 ? (tb + 1) * j->n_groups : u1;
+    }
+}
+
+static bool ensure_r16act(cm_ctx *c, size_t need) {
+    need += 64;
+    if (need <= c->r16act_cap) return true;
+    uint8_t *a = lm_realloc(c->r16act, need);
+    if (!a) return false;
+    c->r16act = a;
+    c->r16act_cap = need;
+    return true;
+}
+
+/* The products of x with those of w[0..nw) not done yet whose weights are repacked (R16) and that
+ * have w's first such matrix's columns; sets done[i] for them. Returns how many. */
+static size_t r16_multi(cm_ctx *c, const cm_matrix *const *w, size_t nw, const float *x, size_t n, float *const *y,
+                        bool *done) {
+    r16_job j;
+    memset(&j, 0, sizeof j);
+    size_t cols = 0;
+    bool take[MULTI_MAX] = {false};
+    for (size_t i = 0; i < nw; i++) {
+        const cm_plan *p = w[i]->plan;
+        if (done[i] || !p || !p->packed || (cols && w[i]->cols != cols)) continue;
+        cols = w[i]->cols;
+        take[i] = true;
+        j.w[j.nw] = w[i];
+        j.y[j.nw] = y[i];
+        j.groups[j.nw] = (w[i]->rows + 15) / 16;
+        j.n_groups += j.groups[j.nw];
+        j.nw++;
+    }
+    if (!j.nw) return 0;
+    j.act_bytes = cm_r16_act_bytes(cols);
+    size_t need;
+    if (!lm_mul_ok(j.act_bytes, n, &need) || !ensure_r16act(c, need)) return 0;
+    j.act = (uint8_t *)(((uintptr_t)c->r16act + 63) & ~(uintptr_t)63);
+    j.x = x;
+    j.n = n;
+    j.n_tb = (n + R16_TOK - 1) / R16_TOK;
+    j.q8 = cm_quantize_select(CM_Q8_0, c->features);
+    if (n >= 8 && c->nth > 1) lm_pool_run_chunks(c->pool, r16_quant_chunk, &j, c->nth);
+    else r16_quant_chunk(&j, 0, 1, 0);
+    size_t units = j.n_tb * j.n_groups;
+    size_t n_chunks = LM_MIN(units, (size_t)c->nth * 8);
+    lm_pool_run_chunks(c->pool, r16_chunk, &j, (int)n_chunks);
+    for (size_t i = 0; i < nw; i++) done[i] = done[i] || take[i];
+    return j.nw;
 }
 
 void cm_matmul_multi(cm_ctx *c, const cm_matrix *const *w, size_t nw, const float *x, size_t n,
@@ -349,8 +462,11 @@ void cm_matmul_multi(cm_ctx *c, const cm_matrix *const *w, size_t nw, const floa
     for (size_t i0 = 0; i0 < nw; i0 += MULTI_MAX) {
         size_t k = LM_MIN((size_t)MULTI_MAX, nw - i0);
         bool done[MULTI_MAX] = {false};
-        if (n > 1) gemm_multi(c, w + i0, k, x, n, y + i0, done);
-        else dec_multi(c, w + i0, k, x, y + i0, done);
+        while (r16_multi(c, w + i0, k, x, n, y + i0, done)) {}
+        if (n > 1)
+            while (gemm_multi(c, w + i0, k, x, n, y + i0, done)) {}
+        else
+            dec_multi(c, w + i0, k, x, y + i0, done);
         for (size_t i = 0; i < k; i++)
             if (!done[i]) matmul_one(c, w[i0 + i], x, n, y[i0 + i]);
     }
@@ -360,8 +476,24 @@ void cm_matmul(cm_ctx *c, const cm_matrix *w, const float *x, size_t n, float *y
     cm_matmul_multi(c, &w, 1, x, n, &y);
 }
 
-/* Element-wise ops and attention live in attention.c. */
+void cm_dequant_row(const cm_matrix *m, size_t row, float *out) {
+    if (m->type == CM_MLX) {
+        cm_mlx_dequant_row(m, row, out);
+        return;
+    }
+    const cm_plan *p = m->plan;
+    if (p && p->packed) {
+        cm_r16_dequant_row(m->data, m->cols, row, out);
+        return;
+    }
+    const uint8_t *r = (const uint8_t *)m->data + row * m->row_bytes;
+    if (p && p->dequant) p->dequant(r, out, m->cols);
+    else cm_dequant_ref(m->type, r, out, m->cols);
+}
 
-bool cm_ctx_reserve(cm_ctx *c, size_t n_ctx, size_t max_cols) {
-    return ensure_scratch(c, LM_MAX(n_ctx, max_cols));
+bool cm_ctx_reserve(cm_ctx *c, size_t max_tokens, size_t max_cols) {
+    if (!ensure_scratch(c, max_cols)) return false;
+    /* decode activations of every type, and the prefill tiles of max_tokens tokens */
+    if (!ensure_xq(c, 3 * (max_cols / 32 * 36 + 64) + max_cols / 256 * 292 + 256)) return false;
+    return max_tokens < 2 || max_cols % 32 || ensure_gemm(c, max_tokens, max_cols);
 }

@@ -127,6 +127,8 @@ float cm_dot_f16_neon(const void *row, const float *x, size_t n) {
         a2 = vfmaq_f32(a2, w2, vld1q_f32(x + i + 8));
         a3 = vfmaq_f32(a3, w3, vld1q_f32(x + i + 12));
     }
+    for (; i + 4 <= n; i += 4) /* the F32 kernel's tail, so both add in one order */
+        a0 = vfmaq_f32(a0, vcvt_f32_f16(vreinterpret_f16_u8(vld1_u8(p + 2 * i))), vld1q_f32(x + i));
     float s = vaddvq_f32(vaddq_f32(vaddq_f32(a0, a1), vaddq_f32(a2, a3)));
     for (; i < n; i++) s += f16s(p + 2 * i) * x[i];
     return s;
@@ -152,6 +154,9 @@ float cm_dot_bf16_neon(const void *row, const float *x, size_t n) {
         a2 = vfmaq_f32(a2, w2, vld1q_f32(x + i + 8));
         a3 = vfmaq_f32(a3, w3, vld1q_f32(x + i + 12));
     }
+    for (; i + 4 <= n; i += 4) /* the F32 kernel's tail, so both add in one order */
+        a0 = vfmaq_f32(a0, vreinterpretq_f32_u32(vshll_n_u16(vreinterpret_u16_u8(vld1_u8(p + 2 * i)), 16)),
+                       vld1q_f32(x + i));
     float s = vaddvq_f32(vaddq_f32(vaddq_f32(a0, a1), vaddq_f32(a2, a3)));
     for (; i < n; i++) s += bf16s(p + 2 * i) * x[i];
     return s;

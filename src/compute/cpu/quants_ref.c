@@ -915,6 +915,74 @@ cm_dotq_fn cm_dotq_select(uint32_t type, uint32_t cpu_features, uint32_t *act_ty
 
 /* ---- prefill kernels ---- */
 
+/* The prefill activations of the K types, quantized as their one-token kernels quantize them
+ * (Q8_K: one scale per 256 elements, cm_quantize_ref), so a token gives the same integer dot
+ * products whether it is decoded alone or in a batch (with the very quantizer the one-token kernel
+ * uses: cm_quantize_select's, whose rounding of ties may differ from the reference's). The scale
+ * of a 256-element block is that of each of its 32-element blocks in the cm_gemm_act layout. cols
+ * must be a multiple of 256. */
+static void prep_q8k(const float *x, size_t ldx, const cm_gemm_act *a, size_t g0, size_t g1, cm_quantize_fn quant) {
+    size_t nb = a->cols / 32;
+    uint8_t q8k[292]; /* float d; int8 qs[256]; int16 bsums[16] */
+    for (size_t g = g0; g < g1; g++) {
+        uint8_t *grp = a->mem + g * nb * CM_GEMM_ACT_BLOCK;
+        size_t nt = LM_MIN((size_t)CM_GEMM_TOK, a->n - g * CM_GEMM_TOK);
+        if (nt < CM_GEMM_TOK) memset(grp, 0, nb * CM_GEMM_ACT_BLOCK); /* padding lanes give 0 */
+        for (size_t t = 0; t < nt; t++) {
+            const float *xt = x + (g * CM_GEMM_TOK + t) * ldx;
+            for (size_t sb = 0; sb < nb / 8; sb++) {
+                quant(xt + 256 * sb, q8k, 256);
+                float d;
+                memcpy(&d, q8k, 4);
+                const int8_t *q = (const int8_t *)(q8k + 4);
+                for (size_t b = 0; b < 8; b++) {
+                    uint8_t *blk = grp + (sb * 8 + b) * CM_GEMM_ACT_BLOCK;
+                    const int8_t *qb = q + 32 * b;
+                    for (int k = 0; k < 8; k++) memcpy(blk + 64 * k + 4 * t, qb + 4 * k, 4);
+                    int32_t s0 = 0, s1 = 0;
+                    for (int i = 0; i < 16; i++) {
+                        s0 += qb[i];
+                        s1 += qb[16 + i];
+                    }
+                    int32_t n0 = -s0, n1 = -s1;
+                    float xs = d * (float)(s0 + s1);
+                    memcpy(blk + 512 + 4 * t, &d, 4);
+                    memcpy(blk + 576 + 4 * t, &n0, 4);
+                    memcpy(blk + 640 + 4 * t, &n1, 4);
+                    memcpy(blk + 704 + 4 * t, &xs, 4);
+                }
+            }
+        }
+    }
+}
+
+static void quant_q8k_ref(const float *x, void *out, size_t n) { cm_quantize_ref(CM_Q8_K, x, out, n); }
+static void prep_q8k_ref(const float *x, size_t ldx, const cm_gemm_act *a, size_t g0, size_t g1) {
+    prep_q8k(x, ldx, a, g0, g1, quant_q8k_ref);
+}
+#ifdef CM_HAVE_X86_KERNELS
+static void prep_q8k_avx2(const float *x, size_t ldx, const cm_gemm_act *a, size_t g0, size_t g1) {
+    prep_q8k(x, ldx, a, g0, g1, cm_quantize_q8_k_avx2);
+}
+#endif
+#ifdef CM_HAVE_NEON_KERNELS
+static void prep_q8k_neon(const float *x, size_t ldx, const cm_gemm_act *a, size_t g0, size_t g1) {
+    prep_q8k(x, ldx, a, g0, g1, cm_quantize_q8_k_neon);
+}
+#endif
+
+cm_gemm_prep_fn cm_gemm_prep_q8k_select(uint32_t cpu_features) {
+    cm_quantize_fn q = cm_quantize_select(CM_Q8_K, cpu_features);
+#ifdef CM_HAVE_X86_KERNELS
+    if (q == (cm_quantize_fn)cm_quantize_q8_k_avx2) return prep_q8k_avx2;
+#endif
+#ifdef CM_HAVE_NEON_KERNELS
+    if (q == cm_quantize_q8_k_neon) return prep_q8k_neon;
+#endif
+    (void)q;
+    return prep_q8k_ref;
+}
+
 size_t cm_gemm_act_bytes(size_t n, size_t cols) {
     return (n + CM_GEMM_TOK - 1) / CM_GEMM_TOK * (cols / 32) * CM_GEMM_ACT_BLOCK;
 }
@@ -1118,23 +1186,3 @@ cm_quantize_fn cm_quantize_select(uint32_t type, uint32_t cpu_features) {
     }
 }
 
-/* The fastest kernel for this CPU (lm_cpu_features() is computed once): values equal the
- * reference's up to contraction, so callers on the force_ref path see the same numbers. */
-void cm_dequant_row(const cm_matrix *m, size_t row, float *out) {
-    uint32_t feat = lm_cpu_features();
-    if (m->type == CM_MLX) {
-#ifdef CM_HAVE_X86_KERNELS
-        if ((feat & AVX2_SET) == AVX2_SET && m->bits >= 2 && m->bits <= 8 && m->group_size > 0 &&
-            m->group_size % 32 == 0) {
-            cm_mlx_dequant_avx2(m, row, out);
-            return;
-        }
-#endif
-        cm_mlx_dequant_row(m, row, out);
-        return;
-    }
-    cm_dequant_fn fn = cm_dequant_select(m->type, feat);
-    const uint8_t *r = (const uint8_t *)m->data + row * m->row_bytes;
-    if (fn) fn(r, out, m->cols);
-    else cm_dequant_ref(m->type, r, out, m->cols);
-}
