@@ -48,8 +48,13 @@ ${CC:-cc} -std=c11 -O2 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -I"$root/incl
 
 gguf=$dir/qwen2.5-0.5b-Q4_0-qwen2tok.gguf
 if [ ! -f "$gguf" ]; then
+    python=${PYTHON:-}
+    for p in python3 /usr/bin/python3; do
+        [ -z "$python" ] && "$p" -c 'import numpy' 2>/dev/null && python=$p
+    done
+    [ -n "$python" ] || { echo "grammar.sh: needs python3 with numpy (apt-get install python3-numpy)" >&2; exit 1; }
     log "writing $gguf"
-    python3 "$root/tools/make_synthetic_gguf.py" --preset qwen2.5-0.5b --type Q4_0 \
+    "$python" "$root/tools/make_synthetic_gguf.py" --preset qwen2.5-0.5b --type Q4_0 \
         --tokenizer-json "$qwen_tok/tokenizer.json" --out "$gguf" >&2
 fi
 
