@@ -60,7 +60,9 @@ fi
 
 lscpu | sed -n 's/^Model name: *//p' | sed 's/^/{"what":"cpu","model":"/; s/$/"}/'
 "$dir/grammar_bench" compile "$qwen_tok" -r 200
-"$dir/grammar_bench" sampler "$qwen_tok" "$schema" -n "$tokens" -r "$reps"
+"$dir/grammar_bench" compile "$root/models/tinychat" -r 200
+"$dir/grammar_bench" sampler "$qwen_tok" "$schema" -n "$tokens" -r "$reps" --logits 151936
+"$dir/grammar_bench" sampler "$root/models/tinychat" "$schema" -n "$tokens" -r "$reps"
 for temp in 0 1; do
     "$dir/grammar_bench" decode "$root/models/tinychat" "$schema" -n "$tokens" -r "$reps" -t 1 --temp "$temp"
     "$dir/grammar_bench" decode "$gguf" "$schema" -n "$tokens" -r "$reps" -t "$threads" --temp "$temp"

@@ -6,11 +6,13 @@
  *       a nested object and optional parameters): median ms of the tools JSON -> grammar text,
  *       the text -> compiled grammar, and the matcher's set-up on the vocabulary (its first
  *       state); plus the one-time byte trie of the vocabulary (first use per tokenizer).
- *   grammar_bench sampler TOKENIZER_DIR SCHEMA_FILE [-n TOKENS] [-r REPS]
- *       smp_sample alone on logits shaped like the model's (n_vocab floats, seeded random) over
+ *   grammar_bench sampler TOKENIZER_DIR SCHEMA_FILE [-n TOKENS] [-r REPS] [--logits N]
+ *       smp_sample alone on logits shaped like the model's (N floats, default the vocabulary's
+ *       size; Qwen2.5's are padded to 151,936; seeded random) over
  *       the tokenizer's vocabulary: us per token unconstrained and with the schema, greedy and
- *       with the default sampling chain (temperature 0.8, top-k 40, top-p 0.95, min-p 0.05).
- *       Each rep is a fresh sampler, so the mask caches start empty every time.
+ *       with the default sampling chain (temperature 0.8, top-k 40, top-p 0.95, min-p 0.05), and
+ *       the slowest single step (a state's first mask). Each rep is a fresh sampler, so the mask
+ *       caches start empty every time (set-up is counted in the mean).
  *   grammar_bench decode MODEL SCHEMA_FILE [-n TOKENS] [-r REPS] [-t THREADS] [--temp T]
  *       End to end: lm_session_complete on MODEL, unconstrained (ignore_eos, so all TOKENS are
  *       decoded) and with the schema, alternating, REPS each; median decode tok/s and mean
@@ -139,7 +141,7 @@ static void fill_logits(float *l, size_t n, lm_rng *r) {
     for (int k = 0; k < 8; k++) l[lm_rng_next(r) % n] += 8.0f;
 }
 
-static int bench_sampler(const char *tokdir, const char *schema_path, int n_tok, int reps) {
+static int bench_sampler(const char *tokdir, const char *schema_path, int n_tok, int reps, int n_logits) {
     tok_tokenizer *t = NULL;
     lm_error err = {0};
     if (tok_load_dir(tokdir, &t, &err)) {
@@ -154,12 +156,13 @@ static int bench_sampler(const char *tokdir, const char *schema_path, int n_tok,
     }
     tok_get_trie(t); /* built once per process; not part of a request */
     lm_token eos = tok_eos(t);
-    size_t nv = 151936 > (size_t)tok_n_vocab(t) ? 151936 : (size_t)tok_n_vocab(t); /* Qwen2.5's padded logits */
+    size_t nv = (size_t)tok_n_vocab(t); /* a model's logits may be padded past it (Qwen2.5: 151,936) */
+    if (n_logits > 0 && (size_t)n_logits > nv) nv = (size_t)n_logits;
     smp_vocab v = {t, &eos, 1};
     float *logits = malloc(nv * sizeof *logits);
     lm_token *hist = malloc((size_t)n_tok * sizeof *hist);
     for (int greedy = 1; greedy >= 0; greedy--) {
-        double us[2][64];
+        double us[2][64], worst[2] = {0, 0};
         int toks[2] = {0, 0};
         for (int r = 0; r < reps && r < 64; r++) {
             for (int constrained = 0; constrained < 2; constrained++) {
@@ -182,7 +185,9 @@ static int bench_sampler(const char *tokdir, const char *schema_path, int n_tok,
                     logits[eos] = -10.0f; /* keep going: the reply ends where the grammar does */
                     double a = lm_time_ms();
                     lm_token id = smp_sample(&s, logits, hist, (size_t)n);
-                    spent += lm_time_ms() - a;
+                    double d = lm_time_ms() - a;
+                    spent += d;
+                    if (d > worst[constrained]) worst[constrained] = d;
                     if (id < 0 || id == eos) break;
                     hist[n] = id;
                 }
@@ -194,8 +199,10 @@ static int bench_sampler(const char *tokdir, const char *schema_path, int n_tok,
         int rr = reps < 64 ? reps : 64;
         double u0 = median(us[0], rr), u1 = median(us[1], rr);
         printf("{\"what\":\"sampler\",\"sampling\":\"%s\",\"n_vocab\":%zu,\"us_per_token_free\":%.1f,"
-               "\"us_per_token_schema\":%.1f,\"extra_us\":%.1f,\"tokens_free\":%d,\"tokens_schema\":%d,\"reps\":%d}\n",
-               greedy ? "greedy" : "default chain", nv, u0, u1, u1 - u0, toks[0], toks[1], rr);
+               "\"us_per_token_schema\":%.1f,\"extra_us\":%.1f,\"worst_step_us_free\":%.0f,\"worst_step_us_schema\":%.0f,"
+               "\"tokens_free\":%d,\"tokens_schema\":%d,\"reps\":%d}\n",
+               greedy ? "greedy" : "default chain", nv, u0, u1, u1 - u0, worst[0] * 1000.0, worst[1] * 1000.0, toks[0],
+               toks[1], rr);
     }
     free(logits);
     free(hist);
@@ -275,21 +282,22 @@ static int bench_decode(const char *model_path, const char *schema_path, int n_t
 
 int main(int argc, char **argv) {
     if (argc < 3) {
-        fprintf(stderr, "usage: grammar_bench compile TOKENIZER_DIR [-r N] | sampler TOKENIZER_DIR SCHEMA [-n N] [-r N] |"
+        fprintf(stderr, "usage: grammar_bench compile TOKENIZER_DIR [-r N] | sampler TOKENIZER_DIR SCHEMA [-n N] [-r N] [--logits N] |"
                         " decode MODEL SCHEMA [-n N] [-r N] [-t N] [--temp T]\n");
         return 2;
     }
-    int reps = 5, n_tok = 128, threads = 0;
+    int reps = 5, n_tok = 128, threads = 0, n_logits = 0;
     float temp = 0;
     for (int i = 3; i < argc; i++) {
         if (strcmp(argv[i], "-r") == 0 && i + 1 < argc) reps = atoi(argv[++i]);
         else if (strcmp(argv[i], "-n") == 0 && i + 1 < argc) n_tok = atoi(argv[++i]);
         else if (strcmp(argv[i], "-t") == 0 && i + 1 < argc) threads = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--logits") == 0 && i + 1 < argc) n_logits = atoi(argv[++i]);
         else if (strcmp(argv[i], "--temp") == 0 && i + 1 < argc) temp = (float)atof(argv[++i]);
     }
     if (strcmp(argv[1], "compile") == 0) return bench_compile(argv[2], reps);
     if (argc < 4) return 2;
-    if (strcmp(argv[1], "sampler") == 0) return bench_sampler(argv[2], argv[3], n_tok, reps);
+    if (strcmp(argv[1], "sampler") == 0) return bench_sampler(argv[2], argv[3], n_tok, reps, n_logits);
     if (strcmp(argv[1], "decode") == 0) return bench_decode(argv[2], argv[3], n_tok, reps, threads, temp);
     return 2;
 }
