@@ -74,6 +74,11 @@ lm_status smp_accept(smp_sampler *s, lm_token id) {
     return s->matcher ? smp_matcher_accept(s->matcher, id) : LM_OK;
 }
 
+void smp_prepare(smp_sampler *s) {
+    if (s->matcher && !s->status && !smp_matcher_done(s->matcher) && !smp_matcher_mask(s->matcher, NULL))
+        s->status = LM_ERR_NOMEM;
+}
+
 static void apply_penalties(smp_sampler *s, float *logits, const lm_token *hist, size_t n_hist) {
     const lm_gen_params *p = &s->p;
     bool rep = p->repeat_penalty != 1.0f && p->repeat_penalty > 0;
