@@ -9,6 +9,7 @@
  * once). Each conversation has two turns; the second reuses the first's KV cache. A fourth
  * conversation is cancelled from the main thread while it runs. Prints the replies and what the
  * engine did; exits non-zero if anything went wrong. */
+#define _POSIX_C_SOURCE 200809L /* nanosleep */
 #include <locallm.h>
 
 #include <pthread.h>

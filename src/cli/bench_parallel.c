@@ -10,6 +10,7 @@
 
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -177,6 +178,153 @@ done:
     free(w);
     free(th);
     free(ttft);
+    lm_engine_free(eng);
+    return rc;
+}
+
+/* ---- a long prompt joining running streams ---- */
+
+typedef struct gworker {
+    lm_session *s;
+    lm_token *prompt;
+    size_t n_prompt;
+    int32_t n_gen;
+    bool is_long;
+    atomic_int *n_ready;      /* streams that have started generating */
+    atomic_bool *long_done;   /* the long request has its first token */
+    atomic_long *stop_after;  /* pieces each stream still delivers once the long one is done */
+    double t_long_start;      /* when the long request was sent (ms), 0 before */
+    double *t_long_start_p;
+    double last, max_gap;     /* this stream's largest gap while the long request ran */
+    long pieces;
+    lm_gen_stats st;
+    lm_status status;
+} gworker;
+
+static int gap_piece(const char *p, size_t n, void *u) {
+    (void)p;
+    (void)n;
+    gworker *w = u;
+    double now = cli_now_ms();
+    if (w->is_long) {
+        atomic_store(w->long_done, true);
+        return 1; /* its first token is what is measured */
+    }
+    if (++w->pieces == 5) atomic_fetch_add(w->n_ready, 1);
+    double ts = *w->t_long_start_p;
+    if (ts > 0 && w->last > 0 && !atomic_load(w->long_done) && now - w->last > w->max_gap) w->max_gap = now - w->last;
+    w->last = now;
+    if (atomic_load(w->long_done) && --w->n_gen <= 0) return 1;
+    return 0;
+}
+
+static void *gworker_main(void *arg) {
+    gworker *w = arg;
+    lm_gen_params gp = lm_gen_default_params();
+    gp.temperature = 0;
+    gp.max_tokens = w->is_long ? 8 : 100000;
+    gp.ignore_eos = true;
+    w->status = lm_session_generate(w->s, w->prompt, w->n_prompt, &gp, gap_piece, w, &w->st);
+    if (!w->is_long && w->pieces < 5) atomic_fetch_add(w->n_ready, 1000); /* ended early: wake the waiter */
+    return NULL;
+}
+
+int cli_bench_long_prompt(lm_model *model, const char *model_path, int32_t n_streams, int32_t long_prompt,
+                          int32_t n_ctx, bool json) {
+    lm_engine *eng = NULL;
+    lm_error err = {0};
+    lm_engine_params ep = lm_engine_default_params();
+    if (lm_engine_new(model, &ep, &eng, &err) != LM_OK) return cli_error("cannot start the engine: %s", err.msg);
+    int32_t V = lm_n_vocab(model);
+    int n = n_streams + 1, rc = CLI_EXIT_ERROR;
+    gworker *w = calloc((size_t)n, sizeof *w);
+    pthread_t *th = calloc((size_t)n, sizeof *th);
+    atomic_int n_ready;
+    atomic_bool long_done;
+    atomic_long stop_after;
+    atomic_init(&n_ready, 0);
+    atomic_init(&long_done, false);
+    atomic_init(&stop_after, 0);
+    double t_long = 0;
+    if (!w || !th) {
+        cli_error("out of memory");
+        goto done;
+    }
+    uint64_t seed = 0x2545F4914F6CDD1Dull;
+    for (int i = 0; i < n; i++) {
+        lm_session_params sp = lm_session_default_params();
+        sp.n_ctx = i == n_streams ? (n_ctx > long_prompt + 16 ? n_ctx : long_prompt + 16) : 4096;
+        if (lm_session_new(eng, &sp, &w[i].s, &err) != LM_OK) {
+            cli_error("cannot create session %d: %s", i, err.msg);
+            goto done;
+        }
+        w[i].is_long = i == n_streams;
+        w[i].n_prompt = (size_t)(w[i].is_long ? long_prompt : 32);
+        w[i].prompt = malloc(w[i].n_prompt * sizeof *w[i].prompt);
+        if (!w[i].prompt) {
+            cli_error("out of memory");
+            goto done;
+        }
+        int32_t lo = V > 2000 ? 100 : 1, span = V > 2000 ? (V < 30000 ? V - 200 : 30000) : V - 1;
+        for (size_t t = 0; t < w[i].n_prompt; t++) {
+            seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+            w[i].prompt[t] = lo + (lm_token)((seed >> 33) % (uint64_t)span);
+        }
+        w[i].n_gen = 16; /* pieces after the long request's first token */
+        w[i].n_ready = &n_ready;
+        w[i].long_done = &long_done;
+        w[i].stop_after = &stop_after;
+        w[i].t_long_start_p = &t_long;
+    }
+    for (int i = 0; i < n_streams; i++) pthread_create(&th[i], NULL, gworker_main, &w[i]);
+    while (atomic_load(&n_ready) < n_streams) {
+        struct timespec ts = {0, 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    if (atomic_load(&n_ready) >= 1000) {
+        atomic_store(&long_done, true);
+        for (int i = 0; i < n_streams; i++) pthread_join(th[i], NULL);
+        cli_error("a stream ended before its fifth piece of text (its tokens give no text?): use a model whose "
+                  "random tokens decode to text, such as the synthetic GGUF files of tools/make_synthetic_gguf.py");
+        goto done;
+    }
+    t_long = cli_now_ms();
+    double t0 = t_long;
+    pthread_create(&th[n_streams], NULL, gworker_main, &w[n_streams]);
+    for (int i = 0; i <= n_streams; i++) pthread_join(th[i], NULL);
+    double max_gap = 0;
+    for (int i = 0; i < n_streams; i++) {
+        if (w[i].status != LM_OK) {
+            cli_error("stream %d: %s", i, lm_session_errmsg(w[i].s));
+            goto done;
+        }
+        if (w[i].max_gap > max_gap) max_gap = w[i].max_gap;
+    }
+    if (w[n_streams].status != LM_OK) {
+        cli_error("the long request: %s", lm_session_errmsg(w[n_streams].s));
+        goto done;
+    }
+    double ttft = w[n_streams].st.ttft_ms;
+    (void)t0;
+    if (json) {
+        printf("{\"engine\":\"locallm\",\"mode\":\"long_prompt\",\"streams\":%d,\"long_prompt\":%d,\"max_gap_ms\":%.1f,"
+               "\"long_ttft_ms\":%.1f,\"model\":",
+               (int)n_streams, (int)long_prompt, max_gap, ttft);
+        cli_json_string(stdout, model_path);
+        fputs("}\n", stdout);
+    } else {
+        printf("%d streams generating while a %d-token prompt prefills: largest gap between two tokens %.1f ms; "
+               "the long request's first token after %.1f ms\n",
+               (int)n_streams, (int)long_prompt, max_gap, ttft);
+    }
+    rc = CLI_EXIT_OK;
+done:
+    for (int i = 0; w && i < n; i++) {
+        lm_session_free(w[i].s);
+        free(w[i].prompt);
+    }
+    free(w);
+    free(th);
     lm_engine_free(eng);
     return rc;
 }

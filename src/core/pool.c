@@ -19,9 +19,8 @@
 #include <sched.h>
 #include <stdatomic.h>
 #include <unistd.h>
-#if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
-#define CPU_RELAX() _mm_pause()
+#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
+#define CPU_RELAX() __builtin_ia32_pause() /* no ISA header outside src/compute */
 #elif defined(__aarch64__)
 #define CPU_RELAX() __asm__ __volatile__("yield")
 #else

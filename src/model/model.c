@@ -132,12 +132,16 @@ lm_status lm_model_load(const char *path, const lm_model_params *params, lm_mode
         model_destroy(m);
         return lm_fail(err, LM_ERR_CANCELLED, "%s: loading cancelled", path);
     }
-    lm_status st = make_backend(&p, &m->be, err);
+    /* a vocabulary alone needs no device */
+    lm_status st = p.vocab_only ? LM_OK : make_backend(&p, &m->be, err);
     if (st) {
         model_destroy(m);
         return st;
     }
-    if (lm_is_dir(path)) st = lm_model_load_hf(m, path, &p, err);
+    if (p.vocab_only) st = lm_model_load_vocab(m, path, &p, err);
+    else if (lm_is_dir(path) && lm_model_is_tokenizer_only(path))
+        st = lm_fail(err, LM_ERR_UNSUPPORTED, "%s: a tokenizer without a model (tokenizer.json, no config.json): it can tokenize and render templates (vocab_only), not run", path);
+    else if (lm_is_dir(path)) st = lm_model_load_hf(m, path, &p, err);
     else if (lm_path_exists(path)) st = lm_model_load_gguf(m, path, &p, err);
     else st = lm_fail(err, LM_ERR_IO, "%s: no such file or folder", path);
     if (st) {
@@ -182,26 +186,31 @@ lm_status lm_model_load(const char *path, const lm_model_params *params, lm_mode
         if (st) lm_log(&m->log, 1, "%s: the chat template does not parse: %s", path, m->tmpl_err.msg);
     }
     m->tool_format = guess_tool_format(m);
-    m->n_threads = p.n_threads > 0 ? p.n_threads : lm_cpu_count();
-    fill_net(m);
-    if (m->gguf) {
-        m->net.drop = drop_pages;
-        m->net.drop_user = m;
-    }
-    if ((st = m->be->ops->prepare(m->be, &m->net, p.progress, p.progress_user, err))) {
-        model_destroy(m);
-        return st;
+    /* a vocabulary alone never runs the model */
+    m->n_threads = p.vocab_only ? 1 : p.n_threads > 0 ? p.n_threads : lm_cpu_count();
+    if (!p.vocab_only) {
+        fill_net(m);
+        if (m->gguf) {
+            m->net.drop = drop_pages;
+            m->net.drop_user = m;
+        }
+        if ((st = m->be->ops->prepare(m->be, &m->net, p.progress, p.progress_user, err))) {
+            model_destroy(m);
+            return st;
+        }
     }
     if (p.progress && p.progress(1.0f, "ready", p.progress_user)) {
         model_destroy(m);
         return lm_fail(err, LM_ERR_CANCELLED, "%s: loading cancelled", path);
     }
-    if (!build_quant_summary(m)) {
+    if (p.vocab_only) {
+        snprintf(m->quant_summary, sizeof m->quant_summary, "none (vocabulary only)");
+    } else if (!build_quant_summary(m)) {
         model_destroy(m);
         return lm_fail_nomem(err, "weight type summary");
     }
     lm_log(&m->log, 2, "%s: %s %s, %d layers, kernels %s", path, m->arch_name, m->format, (int)m->hp.n_layer,
-           m->be->ops->describe(m->be));
+           m->be ? m->be->ops->describe(m->be) : "none (vocabulary only)");
     m->magic = LM_MODEL_MAGIC;
     *out = m;
     return LM_OK;
@@ -277,7 +286,7 @@ void lm_model_get_info(const lm_model *m, lm_model_info *o) {
     if (!m) return;
     o->arch = m->arch_name;
     o->format = m->format;
-    o->kernels = m->be->ops->describe(m->be);
+    o->kernels = m->be ? m->be->ops->describe(m->be) : "none";
     o->n_vocab = m->hp.n_vocab;
     o->n_ctx_train = m->hp.n_ctx_train;
     o->n_embd = m->hp.n_embd;

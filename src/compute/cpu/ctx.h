@@ -20,6 +20,7 @@ struct cm_plan {
     cm_dot_fn fdot;           /* the F32 dot that follows dequant */
     cm_mlx_dotq_fn mlx_dotq;  /* MLX decode */
     cm_mlx_dot_fn mlx_dot;
+    cm_mlx_gemmq_fn mlx_gemmq; /* MLX, several tokens */
     cm_r16_fn r16;            /* the kernel of the R16 layout, for every number of tokens */
     bool packed;              /* the matrix's data is in the R16 layout (cm_r16_pack at load) */
 };

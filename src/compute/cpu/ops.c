@@ -27,6 +27,7 @@ void cm_plan_init(cm_plan *p, const cm_matrix *w, uint32_t features) {
     if (w->type == CM_MLX) {
         p->mlx_dotq = cm_mlx_dotq_select(w, features);
         p->mlx_dot = cm_mlx_dot_select(w, features);
+        p->mlx_gemmq = cm_mlx_gemmq_select(w, features);
         return;
     }
     p->dot = cm_dot_select(w->type, features);
@@ -260,7 +261,7 @@ static size_t gemm_multi(cm_ctx *c, const cm_matrix *const *w, size_t nw, const 
 static void matmul_one(cm_ctx *c, const cm_matrix *w, const float *x, size_t n, float *y) {
     cm_plan tmp;
     const cm_plan *p = plan_of(c, w, &tmp);
-    if (n > 1 && w->type == CM_MLX && cm_mlx_matmul(c->pool, c->features, &c->xq, &c->xq_cap, w, x, n, y))
+    if (n > 1 && w->type == CM_MLX && cm_mlx_matmul(c->pool, c->features, p->mlx_gemmq, &c->xq, &c->xq_cap, w, x, n, y))
         return;
     matmul_job j = {c, w, p, x, n, y, false, false};
     if (w->type == CM_MLX) {

@@ -74,11 +74,11 @@ float cm_mlx_dotq_ref(const cm_matrix *m, size_t row, const void *xq);
 typedef void (*cm_mlx_gemmq_fn)(const cm_matrix *m, size_t r0, size_t r1, const void *xq,
                                 size_t xq_stride, size_t n, float *y, size_t ldy);
 cm_mlx_gemmq_fn cm_mlx_gemmq_select(const cm_matrix *m, uint32_t cpu_features);
-/* y (n, rows) = x (n, cols) . w^T for an MLX matrix through the tiled integer kernel, split over
- * pool by rows: prepares the n activations into *buf (grown with lm_realloc; *cap its size,
- * owned by the caller) and runs cm_mlx_gemmq_select's kernel. False (nothing written) when no
- * kernel fits or on NOMEM: use the float path. */
-bool cm_mlx_matmul(lm_pool *pool, uint32_t cpu_features, uint8_t **buf, size_t *cap,
+/* y (n, rows) = x (n, cols) . w^T for an MLX matrix through the tiled integer kernel fn (what
+ * cm_mlx_gemmq_select chose for it, NULL when none), split over pool by rows: prepares the n
+ * activations into *buf (grown with lm_realloc; *cap its size, owned by the caller) and runs fn.
+ * False (nothing written) when fn is NULL or on NOMEM: use the float path. */
+bool cm_mlx_matmul(lm_pool *pool, uint32_t cpu_features, cm_mlx_gemmq_fn fn, uint8_t **buf, size_t *cap,
                    const cm_matrix *w, const float *x, size_t n, float *y);
 
 /* Dequantizes n elements (whole blocks) of a row of a fixed type; same values as
