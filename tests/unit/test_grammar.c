@@ -154,6 +154,36 @@ static void test_flat_states(void **state) {
     smp_grammar_free(g);
 }
 
+/* Past its budget (262,144 states) the matcher drops its caches and starts again from the
+ * current state: a grammar whose every prefix is a new state (j items of k letters) goes
+ * through that and still takes exactly its language. */
+static void test_cache_rebuild(void **state) {
+    (void)state;
+    smp_grammar *g = compile_ok("root ::= item{0,400}\nitem ::= [a-z]{0,1000} \",\"");
+    smp_matcher *m = NULL;
+    lm_error err = {0};
+    assert_int_equal(smp_matcher_new(g, NULL, NULL, 0, 1, &m, &err), LM_OK);
+    char item[1002];
+    memset(item, 'q', 1000);
+    item[1000] = ',';
+    size_t most = 0, fewest_after = SIZE_MAX, n_states = 0;
+    for (int j = 0; j < 300; j++) {
+        for (int k = 0; k < 1000; k++) {
+            assert_int_equal(smp_matcher_accept_bytes(m, item + k, 1), LM_OK);
+            smp_matcher_stats(m, &n_states, NULL);
+            if (n_states > most) most = n_states;
+            else if (n_states < most && n_states < fewest_after) fewest_after = n_states;
+        }
+        assert_int_equal(smp_matcher_accept_bytes(m, "q", 1), LM_ERR_MISUSE); /* a 1001st letter */
+        assert_int_equal(smp_matcher_accept_bytes(m, ",", 1), LM_OK);
+        assert_true(smp_matcher_can_end(m));
+    }
+    assert_int_equal(most, 262144);   /* it grew to the budget (the step past it rebuilt) */
+    assert_true(fewest_after < 1000); /* and started again small */
+    smp_matcher_free(m);
+    smp_grammar_free(g);
+}
+
 /* ---- the compiler on invalid grammars: the message and where ---- */
 
 typedef struct bad_case {
@@ -1042,6 +1072,7 @@ int main(void) {
         cmocka_unit_test(test_operators),
         cmocka_unit_test(test_rules_and_layout),
         cmocka_unit_test(test_flat_states),
+        cmocka_unit_test(test_cache_rebuild),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_trie),
         cmocka_unit_test(test_brute_force_finite),
