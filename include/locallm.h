@@ -221,6 +221,21 @@ typedef struct lm_gen_params {
     int32_t top_logprobs;      /* -1 (default): no log-probabilities; 0..LM_MAX_TOP_LOGPROBS:
                                   token_fn gets each token's log-probability and this many of the
                                   most likely alternatives */
+    /* Structured output: set at most one of the three (NULL / false: free text). Texts are
+     * borrowed for the call. Sampling then only picks tokens that keep the reply a prefix of a
+     * match, and end-of-generation only once it is a whole one, so the reply always matches
+     * unless it is cut short (max_tokens, a full context, a stop string, a cancel). A bad
+     * grammar or schema fails the call: LM_ERR_FORMAT (with its line and column, or JSON path)
+     * or LM_ERR_UNSUPPORTED (a schema keyword locallm cannot enforce, named with its path). */
+    const char *grammar;       /* GBNF as llama.cpp's --grammar takes it: rules "name ::= ...",
+                                  output starts at "root"; strings, [classes], . ( ) | * + ?
+                                  {m,n}, tokens <[id]> / <|text|> / !<...>, # comments */
+    const char *json_schema;   /* a JSON Schema (the subset OpenAI's strict mode accepts: type,
+                                  properties, required, additionalProperties, items, min/maxItems,
+                                  min/maxLength, enum, const, anyOf, $ref/$defs); the reply is one
+                                  JSON value it allows, key order as listed, optional keys may be
+                                  left out */
+    bool json_object;          /* any JSON object (OpenAI's response_format "json_object") */
 } lm_gen_params;
 
 lm_gen_params lm_gen_default_params(void);

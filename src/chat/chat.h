@@ -83,4 +83,17 @@ lm_status chat_parse_tool_calls(int format, const char *text, size_t len, chat_t
                                 size_t *n, size_t *content_len, lm_error *err);
 void chat_tool_calls_free(chat_tool_call *calls, size_t n);
 
+/* Appends to out a grammar (sample/grammar.c syntax, rule root) that a reply calling tools in
+ * format (enum chat_tool_format) must follow: tool_choice "required" when function is NULL (any
+ * of the tools), a named function otherwise; parallel allows several calls (Hermes: several
+ * <tool_call> blocks; Mistral: several array elements; Llama 3's bare JSON object holds one, so
+ * parallel has no effect there). Each call is {"name": "...", "arguments": {...}} ("parameters"
+ * for Llama 3) with the arguments following the tool's "parameters" schema; keywords the schema
+ * converter cannot enforce (pattern, minimum...) are ignored rather than refused. Mistral's
+ * grammar starts with the token [TOOL_CALLS] (<[TOOL_CALLS]>), which the vocabulary must have.
+ * Errors: LM_ERR_FORMAT (malformed tools, unknown function), LM_ERR_UNSUPPORTED (format NONE);
+ * out is left as it was. */
+lm_status chat_tool_grammar(const char *tools_json, int format, const char *function, bool parallel,
+                            lm_buf *out, lm_error *err);
+
 #endif /* LM_CHAT_H */

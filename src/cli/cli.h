@@ -91,6 +91,8 @@ enum cli_option_id {
     /* cloud providers (providers.h) */
     CLI_O_PROVIDER, CLI_O_FALLBACK, CLI_O_BASE_URL, CLI_O_MODEL, CLI_O_API_KEY_ENV,
     CLI_O_PROVIDERS, CLI_O_TIMEOUT, CLI_O_CONNECT_TIMEOUT,
+    /* structured output (run, chat); --json there is CLI_O_JSON */
+    CLI_O_GRAMMAR, CLI_O_JSON_SCHEMA,
     CLI_O_OWN = 100,
 };
 
@@ -233,6 +235,23 @@ bool cli_mem_check_need(const char *what, const char *verb, const struct hub_mem
 char *cli_hf_cache_dir(void);
 /* The token file: $HF_TOKEN_PATH, else the HF_HOME of cli_hf_cache_dir + "/token". malloc'd. */
 char *cli_hf_token_path(void);
+
+/* Structured output options of run and chat: --grammar FILE, --json-schema FILE, --json. */
+#define CLI_OPT_STRUCTURED                                                                   \
+    {CLI_O_GRAMMAR, "--grammar|--grammar-file", "FILE",                                      \
+     "the reply follows the GBNF grammar in FILE (output starts at rule root)"},            \
+    {CLI_O_JSON_SCHEMA, "--json-schema", "FILE", "the reply is JSON the JSON Schema in FILE allows"}, \
+    {CLI_O_JSON, "--json", NULL, "the reply is a JSON object"}
+typedef struct cli_structured {
+    const char *grammar_path, *schema_path;
+    bool json;
+} cli_structured;
+/* Records a CLI_OPT_STRUCTURED option with id. Returns 1 when id is one of them (one of the
+ * three at most), 0 when it is not, -1 after a usage error. */
+int cli_structured_opt(const cli_args *a, int id, cli_structured *so);
+/* Reads the file so names into *text (the caller free()s it) and sets gp's fields. Returns
+ * CLI_EXIT_OK, or CLI_EXIT_ERROR after printing why the file cannot be read. */
+int cli_structured_load(const cli_structured *so, lm_gen_params *gp, char **text);
 
 /* Writes s as a JSON string literal (quotes included). */
 void cli_json_string(FILE *f, const char *s);

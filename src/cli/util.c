@@ -608,3 +608,30 @@ double cli_now_ms(void) {
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
+
+int cli_structured_opt(const cli_args *a, int id, cli_structured *so) {
+    if (id != CLI_O_GRAMMAR && id != CLI_O_JSON_SCHEMA && id != CLI_O_JSON) return 0;
+    if (so->grammar_path || so->schema_path || so->json) {
+        cli_usage_error(a->cmd->name, "give one of --grammar, --json-schema and --json");
+        return -1;
+    }
+    if (id == CLI_O_GRAMMAR) so->grammar_path = a->val;
+    else if (id == CLI_O_JSON_SCHEMA) so->schema_path = a->val;
+    else so->json = true;
+    return 1;
+}
+
+int cli_structured_load(const cli_structured *so, lm_gen_params *gp, char **text) {
+    *text = NULL;
+    gp->json_object = so->json;
+    const char *path = so->grammar_path ? so->grammar_path : so->schema_path;
+    if (!path) return CLI_EXIT_OK;
+    char *t = cli_read_file(path, NULL);
+    if (!t)
+        return cli_error("cannot read the %s file '%s': %s", so->grammar_path ? "grammar" : "JSON Schema", path,
+                         strerror(errno));
+    *text = t;
+    if (so->grammar_path) gp->grammar = t;
+    else gp->json_schema = t;
+    return CLI_EXIT_OK;
+}

@@ -262,6 +262,30 @@ static cJSON *build_body(openai_provider *op, const lm_message *msgs, size_t n, 
             cJSON *st = cJSON_AddArrayToObject(b, "stop");
             for (int i = 0; i < LM_MAX_STOP && gp->stop[i]; i++) cJSON_AddItemToArray(st, cJSON_CreateString(gp->stop[i]));
         }
+        /* structured output as OpenAI spells it; a GBNF grammar as llama.cpp's server (and
+           locallm serve) take it, which other endpoints refuse with their own error */
+        if (gp->json_schema) {
+            cJSON *schema = NULL;
+            if (lm_json_parse(gp->json_schema, strlen(gp->json_schema), "json_schema", &schema, err)) {
+                cJSON_Delete(b);
+                return NULL;
+            }
+            cJSON *rf = cJSON_AddObjectToObject(b, "response_format");
+            cJSON *js = rf ? cJSON_AddObjectToObject(rf, "json_schema") : NULL;
+            if (js) {
+                cJSON_AddStringToObject(rf, "type", "json_schema");
+                cJSON_AddStringToObject(js, "name", "response");
+                cJSON_AddBoolToObject(js, "strict", true);
+                cJSON_AddItemToObject(js, "schema", schema);
+            } else {
+                cJSON_Delete(schema);
+            }
+        } else if (gp->json_object) {
+            cJSON *rf = cJSON_AddObjectToObject(b, "response_format");
+            if (rf) cJSON_AddStringToObject(rf, "type", "json_object");
+        } else if (gp->grammar) {
+            cJSON_AddStringToObject(b, "grammar", gp->grammar);
+        }
     }
     if (cp && cp->tools_json) {
         cJSON *tools = NULL;

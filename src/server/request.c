@@ -3,6 +3,7 @@
  * error wording, and finding Hermes/Qwen tool calls in generated text.
  * Does not own: HTTP (server/server.c) or generation (session/). */
 #include "server/server.h"
+#include "sample/sample.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -389,6 +390,79 @@ static bool parse_sampling(srv_request *rq, const cJSON *root, int32_t n_ctx, sr
     return parse_stop(rq, root, e);
 }
 
+/* Compiles grammar text once, so a bad grammar is a 400 now rather than a failed generation. */
+static bool check_grammar(const char *text, size_t len, const char *param, srv_reqerr *e) {
+    smp_grammar *g = NULL;
+    lm_error err = {0};
+    lm_status st = smp_grammar_compile(text, len, &g, &err);
+    smp_grammar_free(g);
+    if (st == LM_ERR_NOMEM) return fail(e, NULL, "out of memory");
+    return st ? fail(e, param, "%s", err.msg) : true;
+}
+
+/* response_format (OpenAI): text, json_object, or json_schema {name, schema, strict}; and
+ * llama.cpp's "grammar" extension (GBNF text). */
+static bool parse_structured(srv_request *rq, const cJSON *root, srv_reqerr *e) {
+    const cJSON *gr = cJSON_GetObjectItemCaseSensitive(root, "grammar");
+    const cJSON *rf = cJSON_GetObjectItemCaseSensitive(root, "response_format");
+    bool has_rf = rf && !cJSON_IsNull(rf);
+    if (gr && !cJSON_IsNull(gr)) {
+        if (!cJSON_IsString(gr)) return fail(e, "grammar", "'grammar' must be a string of GBNF rules");
+        if (gr->valuestring[0]) {
+            if (has_rf) return fail(e, "grammar", "give 'grammar' or 'response_format', not both");
+            if (!check_grammar(gr->valuestring, strlen(gr->valuestring), "grammar", e)) return false;
+            rq->gp.grammar = gr->valuestring;
+        }
+    }
+    if (!has_rf) return true;
+    const cJSON *type = cJSON_GetObjectItemCaseSensitive(rf, "type");
+    if (!cJSON_IsObject(rf) || !cJSON_IsString(type))
+        return fail(e, "response_format", "'response_format' must be an object with a string 'type'");
+    const char *t = type->valuestring;
+    if (strcmp(t, "text") == 0) return true;
+    if (strcmp(t, "json_object") == 0) {
+        rq->gp.json_object = true;
+        return true;
+    }
+    if (strcmp(t, "json_schema") != 0)
+        return fail(e, "response_format", "response_format type '%.40s' is not supported (expected 'text', "
+                    "'json_object' or 'json_schema')", t);
+    const cJSON *js = cJSON_GetObjectItemCaseSensitive(rf, "json_schema");
+    if (!cJSON_IsObject(js))
+        return fail(e, "response_format", "response_format type 'json_schema' needs a 'json_schema' object "
+                    "with the schema in 'schema'");
+    const cJSON *strict = cJSON_GetObjectItemCaseSensitive(js, "strict");
+    if (strict && !cJSON_IsNull(strict) && !cJSON_IsBool(strict))
+        return fail(e, "response_format", "'response_format.json_schema.strict' must be a boolean");
+    const cJSON *name = cJSON_GetObjectItemCaseSensitive(js, "name");
+    if (name && !cJSON_IsNull(name) && !cJSON_IsString(name))
+        return fail(e, "response_format", "'response_format.json_schema.name' must be a string");
+    const cJSON *schema = cJSON_GetObjectItemCaseSensitive(js, "schema");
+    /* OpenAI lets schema be left out (any JSON); locallm then asks for any object, as
+       json_object does */
+    if (!schema || cJSON_IsNull(schema)) {
+        rq->gp.json_object = true;
+        return true;
+    }
+    if (!cJSON_IsObject(schema) && !cJSON_IsBool(schema))
+        return fail(e, "response_format", "'response_format.json_schema.schema' must be a JSON Schema object");
+    rq->schema_text = lm_json_print(schema);
+    if (!rq->schema_text) return fail(e, NULL, "out of memory");
+    /* converted and compiled now, so what cannot be enforced is a 400 naming where it is */
+    lm_buf g = {0};
+    lm_error err = {0};
+    lm_status st = smp_json_schema_grammar(rq->schema_text, strlen(rq->schema_text), 0, &g, &err);
+    bool ok = true;
+    if (st == LM_ERR_NOMEM) ok = fail(e, NULL, "out of memory");
+    else if (st) /* the converter's message starts "json_schema: $.path: ..." */
+        ok = fail(e, "response_format", "response_format.json_schema.schema: %s",
+                  strncmp(err.msg, "json_schema: ", 13) == 0 ? err.msg + 13 : err.msg);
+    else ok = check_grammar(g.data ? g.data : "", g.len, "response_format", e);
+    lm_buf_free(&g);
+    if (ok) rq->gp.json_schema = rq->schema_text;
+    return ok;
+}
+
 static bool parse_misc(srv_request *rq, const cJSON *root, srv_reqerr *e) {
     const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
     if (model && !cJSON_IsNull(model) && !cJSON_IsString(model))
@@ -406,17 +480,7 @@ static bool parse_misc(srv_request *rq, const cJSON *root, srv_reqerr *e) {
             return false;
         }
     }
-    const cJSON *rf = cJSON_GetObjectItemCaseSensitive(root, "response_format");
-    if (rf && !cJSON_IsNull(rf)) {
-        const cJSON *type = cJSON_GetObjectItemCaseSensitive(rf, "type");
-        if (!cJSON_IsObject(rf) || !cJSON_IsString(type))
-            return fail(e, "response_format", "'response_format' must be an object with a string 'type'");
-        char q[48];
-        if (strcmp(type->valuestring, "text") != 0)
-            return fail(e, "response_format", "response_format type '%s' is not supported (only 'text')",
-                        clip(q, type->valuestring));
-    }
-    return true;
+    return parse_structured(rq, root, e);
 }
 
 /* Slot key: the conversation as plain text, so that requests continuing a conversation share
@@ -501,6 +565,7 @@ void srv_request_free(srv_request *rq) {
     lm_free(rq->owned);
     lm_free(rq->msgs);
     lm_free(rq->tools_json);
+    lm_free(rq->schema_text);
     lm_free(rq->key);
     cJSON_Delete(rq->root);
     memset(rq, 0, sizeof *rq);
