@@ -14,7 +14,8 @@
 #include <malloc.h>
 #endif
 
-enum { O_HOST = CLI_O_OWN, O_PORT, O_API_KEY, O_PARALLEL, O_QUEUE };
+enum { O_HOST = CLI_O_OWN, O_PORT, O_API_KEY, O_PARALLEL, O_QUEUE, O_ALLOW_HOST, O_HEADER_TIMEOUT, O_BODY_TIMEOUT,
+       O_CONNS_PER_IP, O_MAX_MESSAGES };
 
 static const cli_option SERVE_OPTIONS[] = {
     {O_HOST, "--host", "ADDR", "numeric address to bind (default 127.0.0.1, this machine only)"},
@@ -22,6 +23,11 @@ static const cli_option SERVE_OPTIONS[] = {
     {O_API_KEY, "--api-key", "KEY", "require 'Authorization: Bearer KEY' (default: $LOCALLM_API_KEY)"},
     {O_PARALLEL, "--parallel|-np", "N", "requests generated at once, each with its own KV cache (default 1)"},
     {O_QUEUE, "--queue", "N", "requests that may wait for a slot before 429 (default 16)"},
+    {O_ALLOW_HOST, "--allow-host", "NAME", "on a loopback address, take this Host name too (repeat, or NAME,NAME; '*': any)"},
+    {O_HEADER_TIMEOUT, "--header-timeout", "S", "seconds a client has to send its headers (default 10)"},
+    {O_BODY_TIMEOUT, "--body-timeout", "S", "seconds a client has to send its body after the headers (default 60)"},
+    {O_CONNS_PER_IP, "--max-conns-per-ip", "N", "connections of one client address (default 64)"},
+    {O_MAX_MESSAGES, "--max-messages", "N", "messages in one chat request before 400 (default 1024)"},
     {CLI_O_CTX, "-c|--ctx|--ctx-size", "N", "context window per slot (default: the model's, at most 4096)"},
     CLI_OPT_THREADS,
     CLI_OPT_FORCE,
@@ -68,10 +74,31 @@ static void on_listen(const char *host, uint16_t port, void *user) {
             v6 ? "]" : "", (unsigned)port);
 }
 
-/* True for an address only this machine can reach: 127.0.0.0/8, ::1, localhost. */
-static bool is_loopback(const char *host) {
-    return strncmp(host, "127.", 4) == 0 || strcmp(host, "::1") == 0 || strcmp(host, "[::1]") == 0 ||
-           strcmp(host, "localhost") == 0;
+/* --allow-host NAME[,NAME...]: the names are copied into buf (cap bytes, *used so far). */
+typedef struct host_list {
+    const char *names[64];
+    size_t n;
+    char buf[4096];
+    size_t used;
+} host_list;
+
+static bool add_hosts(const char *val, host_list *h) {
+    size_t len = strlen(val);
+    if (len + 1 > sizeof h->buf - h->used) {
+        cli_usage_error("serve", "--allow-host: the names are too long");
+        return false;
+    }
+    char *copy = h->buf + h->used;
+    memcpy(copy, val, len + 1);
+    h->used += len + 1;
+    for (char *save = NULL, *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        if (h->n == LM_ARRAY_LEN(h->names)) {
+            cli_usage_error("serve", "--allow-host: at most %zu names", LM_ARRAY_LEN(h->names));
+            return false;
+        }
+        h->names[h->n++] = t;
+    }
+    return true;
 }
 
 /* The id clients see: the last path component of the model reference. */
@@ -97,6 +124,8 @@ int cli_serve(int argc, char **argv) {
 #endif
     const char *model_ref = NULL, *host = "127.0.0.1", *api_key = getenv("LOCALLM_API_KEY");
     int32_t port = 8080, n_parallel = 1, n_queue = 16, n_ctx = 0, n_threads = 0;
+    int32_t header_s = 10, body_s = 60, per_ip = 64, max_msgs = (int32_t)SRV_MAX_MESSAGES;
+    static host_list allow; /* static: 4 KB off the stack; serve runs once */
     cli_cloud_flags cf;
     memset(&cf, 0, sizeof cf);
     cli_args a;
@@ -120,6 +149,11 @@ int cli_serve(int argc, char **argv) {
         case O_PORT: ok = cli_args_i32(&a, 0, 65535, &port); break;
         case O_PARALLEL: ok = cli_args_i32(&a, 1, 256, &n_parallel); break;
         case O_QUEUE: ok = cli_args_i32(&a, 1, 100000, &n_queue); break;
+        case O_ALLOW_HOST: ok = add_hosts(a.val, &allow); break;
+        case O_HEADER_TIMEOUT: ok = cli_args_i32(&a, 1, 3600, &header_s); break;
+        case O_BODY_TIMEOUT: ok = cli_args_i32(&a, 1, 3600, &body_s); break;
+        case O_CONNS_PER_IP: ok = cli_args_i32(&a, 2, 256, &per_ip); break;
+        case O_MAX_MESSAGES: ok = cli_args_i32(&a, 1, 1000000, &max_msgs); break;
         case CLI_O_CTX: ok = cli_args_i32(&a, 0, INT32_MAX, &n_ctx); break;
         case CLI_O_THREADS: ok = cli_args_i32(&a, 0, 1024, &n_threads); break;
         case CLI_O_FORCE: cli_set_force(true); break;
@@ -129,7 +163,7 @@ int cli_serve(int argc, char **argv) {
     if (!cli_cloud_wanted(&cf) && (cf.base_url || cf.model || cf.api_key_env || cf.providers_file))
         return cli_usage_error(cmd, "--base-url, --model, --api-key-env and --providers need "
                                     "--fallback");
-    if (!is_loopback(host) && (!api_key || !api_key[0]))
+    if (!srv_host_is_loopback(host) && (!api_key || !api_key[0]))
         fprintf(stderr, "locallm serve: warning: listening on %s without an API key: anyone who can reach "
                         "this address can use the model%s; set --api-key or LOCALLM_API_KEY\n",
                 host, cli_cloud_wanted(&cf) ? " and your cloud providers' keys" : "");
@@ -188,6 +222,12 @@ int cli_serve(int argc, char **argv) {
     cfg.n_queue = n_queue;
     cfg.n_ctx = n_ctx;
     cfg.n_threads = n_threads;
+    cfg.allow_hosts = allow.names;
+    cfg.n_allow_hosts = allow.n;
+    cfg.header_timeout_s = (uint32_t)header_s;
+    cfg.body_timeout_s = (uint32_t)body_s;
+    cfg.max_conns_per_ip = (uint32_t)per_ip;
+    cfg.max_messages = (uint32_t)max_msgs;
     cfg.log = log_line;
     cfg.on_listen = on_listen;
     cfg.fallback = fallback;

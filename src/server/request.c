@@ -1,6 +1,6 @@
 /* server/request.c: OpenAI request bodies → chat messages and generation params.
  * Owns: validating every field the server understands (type, range, count) with OpenAI's
- * error wording, and finding Hermes/Qwen tool calls in generated text.
+ * error wording. Tool calls in generated text are the library's (the providers parse them).
  * Does not own: HTTP (server/server.c) or generation (session/). */
 #include "server/server.h"
 #include "sample/sample.h"
@@ -225,11 +225,14 @@ static bool message_content(srv_request *rq, size_t cap, const cJSON *c, size_t 
     return true;
 }
 
-static bool parse_messages(srv_request *rq, const cJSON *msgs, srv_reqerr *e) {
+static bool parse_messages(srv_request *rq, const cJSON *msgs, size_t max_msgs, srv_reqerr *e) {
     if (!msgs) return fail(e, "messages", "'messages' is required");
     if (!cJSON_IsArray(msgs)) return fail(e, "messages", "'messages' must be an array");
     size_t n = (size_t)cJSON_GetArraySize(msgs);
     if (n == 0) return fail(e, "messages", "'messages' must not be empty");
+    /* each message costs template work and memory before the prompt is cut to the window */
+    if (n > max_msgs)
+        return fail(e, "messages", "'messages' has %zu messages; at most %zu are allowed per request", n, max_msgs);
     rq->msgs = lm_calloc(n, sizeof *rq->msgs);
     size_t cap = 2 * n + 2;
     rq->owned = lm_calloc(cap, sizeof *rq->owned);
@@ -483,32 +486,8 @@ static bool parse_misc(srv_request *rq, const cJSON *root, srv_reqerr *e) {
     return parse_structured(rq, root, e);
 }
 
-/* Slot key: the conversation as plain text, so that requests continuing a conversation share
- * a prefix with the one that served its start. */
-static bool make_key(srv_request *rq, srv_reqerr *e) {
-    lm_buf b = {0};
-    if (rq->chat) {
-        lm_buf_puts(&b, "chat\x1e");
-        if (rq->tools_json) lm_buf_puts(&b, rq->tools_json);
-        for (size_t i = 0; i < rq->n_msgs; i++) {
-            lm_buf_printf(&b, "\x1e%s\x1f", rq->msgs[i].role);
-            if (rq->msgs[i].content) lm_buf_puts(&b, rq->msgs[i].content);
-            if (rq->msgs[i].tool_calls_json) lm_buf_puts(&b, rq->msgs[i].tool_calls_json);
-        }
-    } else {
-        lm_buf_puts(&b, "text\x1e");
-        lm_buf_puts(&b, rq->prompt);
-    }
-    if (b.oom) {
-        lm_buf_free(&b);
-        return fail(e, NULL, "out of memory");
-    }
-    rq->key = lm_buf_take(&b);
-    return rq->key ? true : fail(e, NULL, "out of memory");
-}
-
-bool srv_request_parse(const char *body, size_t len, bool chat, int32_t n_ctx, srv_request *rq,
-                       srv_reqerr *e) {
+bool srv_request_parse(const char *body, size_t len, bool chat, int32_t n_ctx, size_t max_msgs,
+                       srv_request *rq, srv_reqerr *e) {
     memset(rq, 0, sizeof *rq);
     memset(e, 0, sizeof *e);
     rq->chat = chat;
@@ -532,7 +511,8 @@ bool srv_request_parse(const char *body, size_t len, bool chat, int32_t n_ctx, s
     }
     if (!parse_misc(rq, rq->root, e) || !parse_sampling(rq, rq->root, n_ctx, e)) goto done;
     if (chat) {
-        if (!parse_messages(rq, cJSON_GetObjectItemCaseSensitive(rq->root, "messages"), e) ||
+        if (!parse_messages(rq, cJSON_GetObjectItemCaseSensitive(rq->root, "messages"),
+                            max_msgs ? max_msgs : SRV_MAX_MESSAGES, e) ||
             !parse_tools(rq, rq->root, e))
             goto done;
     } else {
@@ -553,7 +533,7 @@ bool srv_request_parse(const char *body, size_t len, bool chat, int32_t n_ctx, s
         }
         rq->prompt = p->valuestring;
     }
-    ok = make_key(rq, e);
+    ok = true;
 done:
     if (!ok) srv_request_free(rq);
     return ok;
@@ -566,77 +546,6 @@ void srv_request_free(srv_request *rq) {
     lm_free(rq->msgs);
     lm_free(rq->tools_json);
     lm_free(rq->schema_text);
-    lm_free(rq->key);
     cJSON_Delete(rq->root);
     memset(rq, 0, sizeof *rq);
-}
-
-/* ---- tool calls ---- */
-
-static const char TC_OPEN[] = "<tool_call>", TC_CLOSE[] = "</tool_call>";
-
-static const char *find(const char *s, const char *end, const char *needle) {
-    size_t n = strlen(needle);
-    for (const char *p = s; p + n <= end; p++)
-        if (memcmp(p, needle, n) == 0) return p;
-    return NULL;
-}
-
-cJSON *srv_parse_tool_calls(const char *text, size_t len, size_t *content_len) {
-    const char *end = text + len;
-    const char *first = find(text, end, TC_OPEN);
-    if (!first) return NULL;
-    cJSON *arr = cJSON_CreateArray();
-    if (!arr) return NULL;
-    const char *p = first;
-    int n = 0;
-    while (p && p < end) {
-        const char *body = p + strlen(TC_OPEN);
-        const char *close = find(body, end, TC_CLOSE);
-        const char *body_end = close ? close : end;
-        cJSON *call = NULL;
-        if (lm_json_parse(body, (size_t)(body_end - body), "tool call", &call, &(lm_error){0}) != LM_OK)
-            break;
-        const cJSON *name = cJSON_GetObjectItemCaseSensitive(call, "name");
-        const cJSON *args = cJSON_GetObjectItemCaseSensitive(call, "arguments");
-        if (!cJSON_IsString(name)) {
-            cJSON_Delete(call);
-            break;
-        }
-        char *args_text = NULL;
-        if (cJSON_IsString(args))
-            args_text = lm_strdup(args->valuestring);
-        else if (args)
-            args_text = lm_json_print(args);
-        else
-            args_text = lm_strdup("{}");
-        cJSON *tc = cJSON_CreateObject(), *fn = cJSON_CreateObject();
-        char id[40];
-        snprintf(id, sizeof id, "call_%08llx%02d", (unsigned long long)(lm_time_ns() & 0xffffffffu), n);
-        if (!tc || !fn || !args_text) {
-            cJSON_Delete(tc);
-            cJSON_Delete(fn);
-            lm_free(args_text);
-            cJSON_Delete(call);
-            break;
-        }
-        cJSON_AddStringToObject(tc, "id", id);
-        cJSON_AddStringToObject(tc, "type", "function");
-        cJSON_AddStringToObject(fn, "name", name->valuestring);
-        cJSON_AddStringToObject(fn, "arguments", args_text);
-        cJSON_AddItemToObject(tc, "function", fn);
-        cJSON_AddItemToArray(arr, tc);
-        lm_free(args_text);
-        cJSON_Delete(call);
-        n++;
-        p = close ? find(close, end, TC_OPEN) : NULL;
-    }
-    if (n == 0) {
-        cJSON_Delete(arr);
-        return NULL;
-    }
-    size_t cl = (size_t)(first - text);
-    while (cl && (text[cl - 1] == ' ' || text[cl - 1] == '\n' || text[cl - 1] == '\t')) cl--;
-    *content_len = cl;
-    return arr;
 }

@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -50,6 +51,7 @@ typedef struct srv {
     int n_jobs;                /* (mu) */
     _Atomic bool stopping;
     _Atomic uint64_t counter;
+    srv_guard *guard;          /* read deadlines and the cap on connections still sending headers */
 } srv;
 
 static void slog(srv *sv, int level, const char *fmt, ...) LM_PRINTF(3, 4);
@@ -98,6 +100,7 @@ static enum MHD_Result send_json(struct MHD_Connection *c, unsigned status, cJSO
 static const char *error_type(unsigned status) {
     switch (status) {
     case 401: return "authentication_error";
+    case 403: return "permission_error";
     case 404: return "not_found_error";
     case 429: return "rate_limit_error";
     case 500: case 502: case 503: return "server_error";
@@ -130,11 +133,13 @@ static enum MHD_Result send_error(struct MHD_Connection *c, unsigned status, con
                                   const char *fmt, ...) LM_PRINTF(4, 5);
 static enum MHD_Result send_error(struct MHD_Connection *c, unsigned status, const char *param,
                                   const char *fmt, ...) {
-    char msg[512];
+    char raw[512], msg[512];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    vsnprintf(raw, sizeof raw, fmt, ap);
     va_end(ap);
+    /* the message may quote the request (a path, a method, a header): keep it valid UTF-8 */
+    lm_escape_text(msg, sizeof msg, raw, strlen(raw));
     return send_json(c, status, error_json(status, param, msg));
 }
 
@@ -610,15 +615,53 @@ static bool wait_for_job(job *jb, int fd) {
 typedef struct conn_ctx {
     lm_buf body;
     bool too_big;
+    bool headers_checked;      /* the access handler's first call passed */
+    const char *raw_uri;       /* the request target as MHD read it (its read buffer) */
+    size_t raw_uri_len;        /* up to the first NUL */
 } conn_ctx;
+
+static srv_guard_conn *guard_conn(struct MHD_Connection *c) {
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci ? ci->socket_context : NULL;
+}
+
+/* The request line was read: the request's context starts here, so the access handler can tell
+ * a target with a NUL in it (the C string MHD hands on ends early). */
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c) {
+    (void)cls;
+    (void)c;
+    conn_ctx *cc = lm_calloc(1, sizeof *cc);
+    if (cc) {
+        cc->raw_uri = uri;
+        cc->raw_uri_len = strlen(uri);
+    }
+    return cc;
+}
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
                          enum MHD_RequestTerminationCode toe) {
+    srv *sv = cls;
+    (void)toe;
+    /* a kept-alive connection now waits for its next request */
+    srv_guard_phase_set(sv->guard, guard_conn(c), SRV_GUARD_IDLE);
     conn_ctx *cc = *con_cls;
     if (!cc) return;
     lm_buf_free(&cc->body);
     lm_free(cc);
     *con_cls = NULL;
+}
+
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code) {
+    srv *sv = cls;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *fd = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+        const union MHD_ConnectionInfo *sa = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        *socket_context = fd ? srv_guard_open(sv->guard, fd->connect_fd, sa ? sa->client_addr : NULL) : NULL;
+    } else if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+        srv_guard_close(sv->guard, *socket_context);
+        *socket_context = NULL;
+    }
 }
 
 /* Compares without stopping at the first difference, so timing says nothing about the key. */
@@ -709,7 +752,8 @@ static enum MHD_Result handle_generate(srv *sv, struct MHD_Connection *c, conn_c
     snprintf(jb->provider, sizeof jb->provider, "%s",
              cloud ? (sv->cfg->fallback[0].name ? sv->cfg->fallback[0].name : "cloud") : "local");
     srv_reqerr re;
-    if (!srv_request_parse(cc->body.data ? cc->body.data : "", cc->body.len, chat, sv->n_ctx, &jb->rq, &re)) {
+    if (!srv_request_parse(cc->body.data ? cc->body.data : "", cc->body.len, chat, sv->n_ctx, sv->cfg->max_messages,
+                           &jb->rq, &re)) {
         job_unref(jb);
         slog(sv, 2, "400 %s", re.msg);
         return send_error(c, (unsigned)re.status, re.param, "%s", re.msg);
@@ -793,6 +837,80 @@ static enum MHD_Result handle_generate(srv *sv, struct MHD_Connection *c, conn_c
     return ret;
 }
 
+enum route { R_NONE, R_HEALTH, R_MODELS, R_CHAT, R_COMPLETIONS };
+
+static enum route route_of(const char *url) {
+    if (strcmp(url, "/health") == 0) return R_HEALTH;
+    if (strcmp(url, "/v1/models") == 0 || strcmp(url, "/models") == 0) return R_MODELS;
+    if (strcmp(url, "/v1/chat/completions") == 0 || strcmp(url, "/chat/completions") == 0) return R_CHAT;
+    if (strcmp(url, "/v1/completions") == 0 || strcmp(url, "/completions") == 0) return R_COMPLETIONS;
+    return R_NONE;
+}
+
+static const char *header(struct MHD_Connection *c, const char *name) {
+    return MHD_lookup_connection_value(c, MHD_HEADER_KIND, name);
+}
+
+/* The request line pieces sit one after another in MHD's read buffer ("GET\0/x\0HTTP/1.1"),
+ * so a target longer than its C string holds a NUL. MHD cuts the query ('?') and decodes %xx
+ * in place, which only shortens the string: only the raw target's length counts. */
+static bool target_has_nul(const conn_ctx *cc, const char *version) {
+    if (!cc->raw_uri) return false;
+    return version > cc->raw_uri && (size_t)(version - cc->raw_uri) > cc->raw_uri_len + 1 &&
+           (size_t)(version - cc->raw_uri) < cc->raw_uri_len + 4096 &&
+           memchr(cc->raw_uri + cc->raw_uri_len + 1, ' ', (size_t)(version - cc->raw_uri) - cc->raw_uri_len - 1) == NULL;
+}
+
+/* The access handler's first call, with the headers and before any of the body: everything
+ * that can refuse the request without reading its body does, so an unauthenticated or
+ * unwanted upload is never buffered. Returns MHD_YES to go on reading the body. */
+static enum MHD_Result check_head(srv *sv, struct MHD_Connection *c, conn_ctx *cc, const char *url,
+                                  const char *method, const char *version, bool *answered) {
+    *answered = true;
+    const char *host = header(c, MHD_HTTP_HEADER_HOST), *origin = header(c, "Origin");
+    /* RFC 9112 3.2: a server MUST answer 400 to an HTTP/1.1 request without Host */
+    if (!host && strcmp(version, MHD_HTTP_VERSION_1_1) == 0)
+        return send_error(c, 400, NULL, "the request has no Host header (required in HTTP/1.1)");
+    if (target_has_nul(cc, version)) return send_error(c, 400, NULL, "the request target contains a NUL byte");
+    if (!srv_host_allowed(sv->cfg, host)) {
+        slog(sv, 1, "403 Host '%.100s' refused", host);
+        return send_error(c, 403, NULL,
+                          "Host '%.100s' is not allowed: this server listens on a loopback address and takes "
+                          "only localhost, 127.0.0.1 and [::1] (start it with --allow-host NAME to take another)",
+                          host);
+    }
+    if (!srv_origin_allowed(sv->cfg, origin)) {
+        slog(sv, 1, "403 Origin '%.100s' refused", origin);
+        return send_error(c, 403, NULL, "Origin '%.100s' is not allowed (start the server with --cors ORIGIN to allow it)",
+                          origin);
+    }
+    const char *te = header(c, MHD_HTTP_HEADER_TRANSFER_ENCODING);
+    if (te && strcasecmp(te, "chunked") != 0)
+        return send_error(c, 400, NULL, "Transfer-Encoding '%.60s' is not supported (only chunked)", te);
+    enum route rt = route_of(url);
+    if (rt == R_NONE) return send_error(c, 404, NULL, "no such path: %.200s", url);
+    bool want_get = rt == R_HEALTH || rt == R_MODELS;
+    if (want_get ? strcmp(method, "GET") != 0 : strcmp(method, "POST") != 0) {
+        char msg[300], esc[300];
+        snprintf(msg, sizeof msg, "method %.20s is not allowed on %s (use %s)", method, url, want_get ? "GET" : "POST");
+        lm_escape_text(esc, sizeof esc, msg, strlen(msg));
+        cJSON *j = error_json(405, NULL, esc);
+        char *text = j ? lm_json_print(j) : NULL;
+        cJSON_Delete(j);
+        return text ? send_text(c, 405, text, "application/json", want_get ? "GET" : "POST") : MHD_NO;
+    }
+    if (rt != R_HEALTH && !authorized(sv, c))
+        return send_error(c, 401, NULL, "invalid or missing API key (send 'Authorization: Bearer <key>')");
+    /* Refuse a declared oversized body before reading it. */
+    const char *cl = header(c, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    if (cl && strtoull(cl, NULL, 10) > SRV_MAX_BODY)
+        return send_error(c, 413, NULL, "the request body is larger than %u bytes", SRV_MAX_BODY);
+    *answered = false;
+    cc->headers_checked = true;
+    srv_guard_phase_set(sv->guard, guard_conn(c), SRV_GUARD_BODY);
+    return MHD_YES;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
                                   const char *method, const char *version,
                                   const char *upload_data, size_t *upload_size, void **con_cls) {
@@ -802,11 +920,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         cc = lm_calloc(1, sizeof *cc);
         if (!cc) return MHD_NO;
         *con_cls = cc;
-        /* Refuse a declared oversized body before reading it. */
-        const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-        if (cl && strtoull(cl, NULL, 10) > SRV_MAX_BODY)
-            return send_error(c, 413, NULL, "the request body is larger than %u bytes", SRV_MAX_BODY);
-        return MHD_YES;
+    }
+    if (!cc->headers_checked) {
+        bool answered;
+        enum MHD_Result ret = check_head(sv, c, cc, url, method, version, &answered);
+        if (answered) srv_guard_phase_set(sv->guard, guard_conn(c), SRV_GUARD_BUSY);
+        return ret;
     }
     if (*upload_size) {
         if (!cc->too_big && cc->body.len + *upload_size > SRV_MAX_BODY) {
@@ -817,32 +936,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         *upload_size = 0;
         return MHD_YES;
     }
+    srv_guard_phase_set(sv->guard, guard_conn(c), SRV_GUARD_BUSY);
     if (cc->too_big)
         return send_error(c, 413, NULL, "the request body is larger than %u bytes", SRV_MAX_BODY);
     if (cc->body.oom) return send_error(c, 500, NULL, "out of memory reading the request body");
-
-    bool get = strcmp(method, "GET") == 0, post = strcmp(method, "POST") == 0;
-    enum { R_NONE, R_HEALTH, R_MODELS, R_CHAT, R_COMPLETIONS } route = R_NONE;
-    if (strcmp(url, "/health") == 0) route = R_HEALTH;
-    else if (strcmp(url, "/v1/models") == 0 || strcmp(url, "/models") == 0) route = R_MODELS;
-    else if (strcmp(url, "/v1/chat/completions") == 0 || strcmp(url, "/chat/completions") == 0) route = R_CHAT;
-    else if (strcmp(url, "/v1/completions") == 0 || strcmp(url, "/completions") == 0) route = R_COMPLETIONS;
-    if (route == R_NONE) return send_error(c, 404, NULL, "no such path: %.200s", url);
-    bool want_get = route == R_HEALTH || route == R_MODELS;
-    if ((want_get && !get) || (!want_get && !post)) {
-        char msg[300];
-        snprintf(msg, sizeof msg, "method %.20s is not allowed on %s (use %s)", method, url,
-                 want_get ? "GET" : "POST");
-        cJSON *j = error_json(405, NULL, msg);
-        char *text = j ? lm_json_print(j) : NULL;
-        cJSON_Delete(j);
-        return text ? send_text(c, 405, text, "application/json", want_get ? "GET" : "POST") : MHD_NO;
-    }
-    if (route == R_HEALTH) return handle_health(sv, c);
-    if (!authorized(sv, c))
-        return send_error(c, 401, NULL, "invalid or missing API key (send 'Authorization: Bearer <key>')");
-    if (route == R_MODELS) return handle_models(sv, c);
-    return handle_generate(sv, c, cc, route == R_CHAT);
+    enum route rt = route_of(url);
+    if (rt == R_HEALTH) return handle_health(sv, c);
+    if (rt == R_MODELS) return handle_models(sv, c);
+    return handle_generate(sv, c, cc, rt == R_CHAT);
 }
 
 /* ---- model loading ---- */
@@ -964,11 +1065,26 @@ lm_status srv_run(const srv_config *cfg, const volatile sig_atomic_t *stop, lm_e
         free_providers(&sv);
         return lm_fail(err, LM_ERR_MISUSE, "--host: '%s' is not a numeric IPv4 or IPv6 address", host);
     }
+    unsigned per_ip = cfg->max_conns_per_ip ? cfg->max_conns_per_ip : 64u;
+    lm_status gst = srv_guard_new(cfg->header_timeout_s ? cfg->header_timeout_s : 10u,
+                                  cfg->body_timeout_s ? cfg->body_timeout_s : 60u, per_ip > 1 ? per_ip / 2 : 1u,
+                                  &sv.guard, err);
+    if (gst) {
+        free_providers(&sv);
+        return gst;
+    }
+    /* MHD answers a line it cannot hold in a connection's memory (a chunk line with a long
+     * extension) with its own HTML 500; 256 KB per connection (touched only as used) takes
+     * extensions of 200 KB to the handler, which answers JSON. The idle timeout stays long: a slow reader of a stream is the client's business, and the
+     * guard bounds the headers and the body from their start. */
     struct MHD_Daemon *d = MHD_start_daemon(
         flags, cfg->port, NULL, NULL, on_request, &sv, MHD_OPTION_SOCK_ADDR, sa,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, &sv, MHD_OPTION_CONNECTION_LIMIT, 256u,
-        MHD_OPTION_CONNECTION_TIMEOUT, 600u, MHD_OPTION_END);
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, &sv, MHD_OPTION_NOTIFY_CONNECTION, on_connection, &sv,
+        MHD_OPTION_URI_LOG_CALLBACK, on_uri, &sv, MHD_OPTION_CONNECTION_LIMIT, 256u,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)SRV_CONN_MEMORY,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, per_ip, MHD_OPTION_CONNECTION_TIMEOUT, 600u, MHD_OPTION_END);
     if (!d) {
+        srv_guard_free(sv.guard);
         free_providers(&sv);
         return lm_fail(err, LM_ERR_NETWORK, "cannot listen on %s port %u (in use or not allowed?)", host,
                        (unsigned)cfg->port);
@@ -994,6 +1110,7 @@ lm_status srv_run(const srv_config *cfg, const volatile sig_atomic_t *stop, lm_e
     for (job *jb = sv.jobs; jb; jb = jb->next) lm_call_cancel(jb->call);
     pthread_mutex_unlock(&sv.mu);
     MHD_stop_daemon(d);
+    srv_guard_free(sv.guard);
     /* jobs run in their own threads: wait for them before freeing the providers they use */
     pthread_mutex_lock(&sv.mu);
     while (sv.n_jobs > 0) pthread_cond_wait(&sv.cv, &sv.mu);

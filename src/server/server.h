@@ -12,6 +12,8 @@
 #include <signal.h>
 
 #define SRV_MAX_BODY (8u * 1024u * 1024u) /* request bodies over this get 413 */
+#define SRV_CONN_MEMORY (256u * 1024u)    /* MHD's memory per connection: headers, chunk lines */
+#define SRV_MAX_MESSAGES 1024u            /* the default cap on messages in a chat request */
 
 typedef struct srv_config {
     const char *model_path;  /* a resolved file or folder; loaded in the background */
@@ -34,6 +36,21 @@ typedef struct srv_config {
     /* Called once the socket listens, with the bound port; may be NULL. */
     void (*on_listen)(const char *host, uint16_t port, void *user);
     void *listen_user;
+    /* Host names a request may carry besides loopback ones (localhost, 127.x.y.z, [::1], any
+     * port) while host is a loopback address; "*" allows any. Elsewhere any Host is taken.
+     * Against DNS rebinding: a page whose name resolves to 127.0.0.1 still sends its own name. */
+    const char *const *allow_hosts;
+    size_t n_allow_hosts;
+    /* Origins a browser request may come from (the Origin header; "*": any). A request whose
+     * Origin is not listed gets 403; one without Origin (curl, the SDKs) is not affected.
+     * Empty by default. */
+    char **cors;
+    size_t n_cors;
+    uint32_t header_timeout_s;  /* whole headers within this, from the connection; 0: 10 */
+    uint32_t body_timeout_s;    /* the whole body within this, from the headers; 0: 60 */
+    uint32_t max_conns_per_ip;  /* connections of one client address; 0: 64. Half of them at
+                                   most may be waiting for their headers: the oldest go first */
+    uint32_t max_messages;      /* messages in a chat request before 400; 0: SRV_MAX_MESSAGES */
 } srv_config;
 
 /* Starts listening, loads the model in the background (/health says 503 "loading" meanwhile)
@@ -58,7 +75,6 @@ typedef struct srv_request {
     lm_gen_params gp;         /* gp.json_schema points at schema_text, gp.grammar into root */
     char *schema_text;        /* response_format.json_schema.schema as JSON text, or NULL */
     bool seeded;              /* "seed" was given */
-    char *key;                /* text used to pick the slot with the longest shared prefix */
     bool x_sentences;         /* locallm extension for voice clients: a streamed chat (without
                                  tools) sends whole sentences, one per chunk (lm_sentences_*) */
 } srv_request;
@@ -70,15 +86,46 @@ typedef struct srv_reqerr {
     char msg[256];
 } srv_reqerr;
 
-/* Parses and validates a request body into *rq (zeroed first). n_ctx bounds max_tokens.
+/* Parses and validates a request body into *rq (zeroed first). n_ctx bounds max_tokens;
+ * max_msgs (0: SRV_MAX_MESSAGES) the messages of a chat.
  * On failure returns false with *e filled (status 400) and *rq released. */
-bool srv_request_parse(const char *body, size_t len, bool chat, int32_t n_ctx, srv_request *rq,
-                       srv_reqerr *e);
+bool srv_request_parse(const char *body, size_t len, bool chat, int32_t n_ctx, size_t max_msgs,
+                       srv_request *rq, srv_reqerr *e);
 void srv_request_free(srv_request *rq);
 
-/* Hermes/Qwen tool calls "<tool_call>{"name":..,"arguments":{..}}</tool_call>" in text.
- * Returns a JSON array of OpenAI tool calls ({id,type,function{name,arguments}}) or NULL when
- * the text has none that parse; *content_len gets the length of the text before the first. */
-cJSON *srv_parse_tool_calls(const char *text, size_t len, size_t *content_len);
+/* ---- connection guard (server/guard.c) ---- */
+
+/* True for an address only this machine reaches (127.0.0.0/8, ::1, localhost); NULL or "" is
+ * the default bind, loopback. */
+bool srv_host_is_loopback(const char *host);
+/* Whether a request with this Host header value (NULL: none) may be served (cfg->allow_hosts). */
+bool srv_host_allowed(const srv_config *cfg, const char *host_header);
+/* Whether a request with this Origin header value (NULL: none) may be served (cfg->cors). */
+bool srv_origin_allowed(const srv_config *cfg, const char *origin);
+
+typedef enum srv_guard_phase {
+    SRV_GUARD_HEAD,  /* a new connection sending its headers: header deadline */
+    SRV_GUARD_BODY,  /* headers read, body arriving: body deadline */
+    SRV_GUARD_BUSY,  /* the request is being answered: no deadline */
+    SRV_GUARD_IDLE,  /* kept alive, waiting for the next request: the longer of the header
+                        deadline and 30 s */
+} srv_guard_phase;
+typedef struct srv_guard srv_guard;
+typedef struct srv_guard_conn srv_guard_conn;
+struct sockaddr;
+
+/* Starts the watchdog thread. pending_per_addr: connections of one address waiting for their
+ * headers (0: no cap); over it, the one waiting longest is shut down. Free with srv_guard_free
+ * after the HTTP daemon stopped. */
+lm_status srv_guard_new(unsigned header_s, unsigned body_s, unsigned pending_per_addr, srv_guard **out,
+                        lm_error *err);
+void srv_guard_free(srv_guard *g);
+/* A connection on socket fd from sa began (phase HEAD). NULL when out of memory (unguarded).
+ * srv_guard_close before the socket is closed ends it. */
+srv_guard_conn *srv_guard_open(srv_guard *g, int fd, const struct sockaddr *sa);
+void srv_guard_phase_set(srv_guard *g, srv_guard_conn *gc, srv_guard_phase ph);
+void srv_guard_close(srv_guard *g, srv_guard_conn *gc);
+/* Connections shut down so far for a deadline or the per-address cap. */
+uint64_t srv_guard_n_shut(const srv_guard *g);
 
 #endif /* LM_SERVER_H */
