@@ -1266,7 +1266,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 
     if (strcmp(method, "OPTIONS") == 0) return handle_preflight(sv, c);
     route rt = find_route(url);
-    if (rt.kind == R_NONE) return send_error(c, 404, NULL, "no such path: %.200s", url);
+    if (rt.kind == R_NONE) return send_api_error(c, rt.api, 404, NULL, "no such path: %.200s", url);
     bool want_get = rt.kind <= R_MODEL;
     bool ok = want_get ? strcmp(method, "GET") == 0 || (rt.kind == R_ROOT && strcmp(method, "HEAD") == 0)
                        : strcmp(method, "POST") == 0;
