@@ -1058,6 +1058,8 @@ static enum MHD_Result handle_health(srv *sv, struct MHD_Connection *c) {
     return send_json(c, 503, root);
 }
 
+static enum MHD_Result send_stream(struct MHD_Connection *c, job *jb, int fd, int api);
+
 /* Ollama's answer to a request without messages or prompt ("load the model"): it is loaded. */
 static enum MHD_Result send_ollama_loaded(struct MHD_Connection *c, job *jb) {
     cJSON *r = srv_ollama_loaded(&jb->rq, jb->model_name);
@@ -1161,6 +1163,12 @@ static enum MHD_Result handle_generate(srv *sv, struct MHD_Connection *c, conn_c
         return ret;
     }
     /* streamed: the first frames are ready; MHD's reader takes the rest as they come */
+    return send_stream(c, jb, fd, api);
+}
+
+/* The streamed response of a job whose first frames are ready; takes the connection's
+ * reference to the job. */
+static enum MHD_Result send_stream(struct MHD_Connection *c, job *jb, int fd, int api) {
     reader_ctx *rc = lm_calloc(1, sizeof *rc);
     struct MHD_Response *r = rc ? MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, stream_read, rc, stream_free)
                                 : NULL;
