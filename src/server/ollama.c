@@ -194,6 +194,7 @@ static bool parse_options(srv_request *rq, const cJSON *o, int32_t n_ctx, srv_re
     gp->top_p = 0.9f;
     gp->repeat_penalty = 1.1f;
     gp->penalty_last_n = 64;
+    gp->max_tokens = -1; /* num_predict -1: until the context is full */
     if (!o || cJSON_IsNull(o)) return true;
     if (!cJSON_IsObject(o)) return srv_req_fail(e, "options", "'options' must be an object");
     double d = gp->temperature;

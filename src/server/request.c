@@ -541,21 +541,8 @@ bool srv_request_parse(const char *body, size_t len, bool chat, int32_t n_ctx, s
     rq->gp = lm_gen_default_params();
     rq->gp.max_tokens = -1;
     rq->gp.repeat_penalty = 1.0f;
-    lm_error jerr = {0};
     bool ok = false;
-    if (lm_json_parse(body, len, "request body", &rq->root, &jerr) != LM_OK) {
-        fail(e, NULL, "%s", jerr.code == LM_ERR_NOMEM ? "out of memory" : jerr.msg);
-        goto done;
-    }
-    if (!cJSON_IsObject(rq->root)) {
-        fail(e, NULL, "the request body must be a JSON object");
-        goto done;
-    }
-    char nul_at[64];
-    if (find_nul(body, len, nul_at, sizeof nul_at)) {
-        fail(e, nul_at, "'%s' must not contain a NUL character (\\u0000)", nul_at);
-        goto done;
-    }
+    if (!srv_req_begin(body, len, rq, e)) goto done;
     if (!parse_misc(rq, rq->root, e) || !parse_sampling(rq, rq->root, n_ctx, e) || !parse_logprobs(rq, rq->root, e))
         goto done;
     if (chat) {

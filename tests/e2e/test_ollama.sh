@@ -158,6 +158,18 @@ err 401 "no API key" "invalid or missing API key"
 # GET / answers as Ollama's does (clients probe it)
 code=$(curl -s -o "$TMP/body" -w '%{http_code}' "$BASE/")
 [[ $code == 200 ]] && grep -q "Ollama is running" "$TMP/body" || fail "GET /: $code"
+code=$(curl -s -o /dev/null -I -w '%{http_code}' "$BASE/")
+[[ $code == 200 ]] || fail "HEAD /: $code"
+pass
+# a request without options runs until the model stops (num_predict -1); tinychat stops long
+# before any cap, so this checks the defaults work, not the absence of a cap
+AUTH=(-H "Authorization: Bearer $KEY")
+req POST /api/generate '{"model":"tinychat","prompt":"Once upon","raw":true,"stream":false,"options":{"temperature":0}}'
+python3 - "$TMP/body" <<'EOF' || fail "raw generate without num_predict"
+import json, sys
+o = json.load(open(sys.argv[1]))
+assert o["done_reason"] == "stop" and o["eval_count"] > 6 and o["prompt_eval_count"] == 4, o
+EOF
 pass
 
 kill -TERM "$PID"
