@@ -375,12 +375,21 @@ static int on_token(const lm_token_info *ti, void *user) {
     return 0;
 }
 
+/* s as a valid UTF-8 C string (put_utf8), malloc'd; NULL when out of memory. */
+static char *utf8_copy(const char *s, size_t n) {
+    lm_buf b = {0};
+    put_utf8(&b, s, n);
+    if (b.oom) {
+        lm_buf_free(&b);
+        return NULL;
+    }
+    return lm_buf_take(&b);
+}
+
 /* {"token": text, "logprob": lp, "bytes": [...]}, as OpenAI (and Ollama) spell one. */
 static cJSON *tok_json(const char *s, size_t n, float lp) {
     cJSON *o = cJSON_CreateObject(), *bytes = cJSON_CreateArray();
-    lm_buf b = {0};
-    put_utf8(&b, s, n);
-    char *text = lm_buf_take(&b);
+    char *text = utf8_copy(s, n);
     if (!o || !bytes || !text) {
         cJSON_Delete(o);
         cJSON_Delete(bytes);
@@ -424,21 +433,21 @@ static cJSON *lp_completions(const job *jb, size_t from, size_t to) {
     }
     for (size_t k = from; k < to; k++) {
         const lp_tok *t = &jb->lp[k];
-        cJSON *tj = tok_json(jb->lp_text.data + t->off, t->len, t->logprob);
+        char *text = utf8_copy(jb->lp_text.data + t->off, t->len);
         cJSON *top = cJSON_CreateObject();
-        cJSON_AddItemToArray(toks, cJSON_CreateString(tj ? cJSON_GetObjectItem(tj, "token")->valuestring : ""));
+        cJSON_AddItemToArray(toks, cJSON_CreateString(text ? text : ""));
+        lm_free(text);
         cJSON_AddItemToArray(lps, cJSON_CreateNumber(t->logprob));
         cJSON_AddItemToArray(offs, cJSON_CreateNumber((double)(t->end - t->len)));
         for (int32_t i = 0; top && i < t->n_top; i++) {
             char s[256];
             size_t n;
             alt_text(jb->sv->model, t->top_ids[i], s, sizeof s, &n);
-            cJSON *aj = tok_json(s, n, t->top_lp[i]);
-            if (aj) cJSON_AddNumberToObject(top, cJSON_GetObjectItem(aj, "token")->valuestring, t->top_lp[i]);
-            cJSON_Delete(aj);
+            char *alt = utf8_copy(s, n);
+            if (alt) cJSON_AddNumberToObject(top, alt, t->top_lp[i]);
+            lm_free(alt);
         }
         cJSON_AddItemToArray(tops, top ? top : cJSON_CreateNull());
-        cJSON_Delete(tj);
     }
     return o;
 }
