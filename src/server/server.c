@@ -1,6 +1,8 @@
-/* server/server.c: the OpenAI-compatible HTTP server on libmicrohttpd.
- * Owns: routing, authentication, body limits, background model loading, generation jobs, SSE
- * streaming, noticing a client that went away, and OpenAI-shaped responses and errors.
+/* server/server.c: the OpenAI- and Ollama-compatible HTTP server on libmicrohttpd.
+ * Owns: routing, authentication, body limits, CORS headers for the --cors origins, background
+ * model loading, generation jobs, SSE (OpenAI) and NDJSON (Ollama) streaming, logprobs, noticing
+ * a client that went away, and OpenAI-shaped responses and errors (Ollama's objects are built
+ * by server/ollama.c).
  * Does not own: request validation (server/request.c), slots, queueing, fallback to the cloud and
  * tool-call parsing (the library's providers: one local provider whose slots are sessions of one
  * engine, so concurrent requests share forward passes, behind a fallback manager with the cloud

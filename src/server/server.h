@@ -1,7 +1,9 @@
-/* server/server.h: the internal header of src/server, an OpenAI-compatible HTTP server.
+/* server/server.h: the internal header of src/server, an OpenAI- and Ollama-compatible HTTP
+ * server.
  * Owns: the HTTP side (libmicrohttpd), mapping request bodies to chat/generation params, the
  * slots (one lm_session each, keeping its KV cache), the bounded wait queue, SSE streaming,
- * cancelling a generation whose client went away, and OpenAI-shaped responses and errors.
+ * cancelling a generation whose client went away, and OpenAI-shaped responses and errors
+ * (Ollama's shapes live in server/ollama.c).
  * Does not own: generation (session/), templates and tool-call formats (chat/). The CLI
  * (cli/serve.c) turns options into an srv_config and calls srv_run. */
 #ifndef LM_SERVER_H
