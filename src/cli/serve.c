@@ -95,7 +95,7 @@ static const char *model_id(const char *ref) {
 /* The options of serve. */
 typedef struct serve_opts {
     const char *model_ref, *host, *api_key, *tpl;
-    const char *origins[64];
+    char *origins[64];
     size_t n_origins;
     char *copies[64];           /* strtok_r cuts each --cors value in a copy of its own */
     size_t n_copies;
@@ -187,8 +187,8 @@ static int run_server(const serve_opts *o, const char *resolved, const lm_openai
     cfg.fallback = fallback;
     cfg.n_fallback = n_clouds;
     cfg.chat_template = tpl;
-    cfg.cors_origins = o->origins;
-    cfg.n_cors_origins = o->n_origins;
+    cfg.cors = (char **)o->origins; /* the array is const here, its strings are not */
+    cfg.n_cors = o->n_origins;
 
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);

@@ -69,9 +69,10 @@ static void slog(srv *sv, lm_log_level level, const char *fmt, ...) {
 
 /* ---- responses ---- */
 
-bool srv_cors_allowed(const srv_config *cfg, const char *origin) {
-    for (size_t i = 0; origin && i < cfg->n_cors_origins; i++)
-        if (strcmp(cfg->cors_origins[i], "*") == 0 || strcmp(cfg->cors_origins[i], origin) == 0) return true;
+/* True when origin (an Origin header's value; NULL: none) is in cfg->cors or the list holds "*". */
+static bool origin_listed(const srv_config *cfg, const char *origin) {
+    for (size_t i = 0; origin && i < cfg->n_cors; i++)
+        if (strcmp(cfg->cors[i], "*") == 0 || strcmp(cfg->cors[i], origin) == 0) return true;
     return false;
 }
 
@@ -89,7 +90,7 @@ static void add_cors(struct MHD_Response *r, struct MHD_Connection *c) {
     const char *origin = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Origin");
     const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
     const srv *sv = ci ? ci->socket_context : NULL;
-    if (!origin || !sv || !srv_cors_allowed(sv->cfg, origin)) return;
+    if (!origin || !sv || !origin_listed(sv->cfg, origin)) return;
     MHD_add_response_header(r, "Access-Control-Allow-Origin", origin);
     MHD_add_response_header(r, "Vary", "Origin");
 }
@@ -1240,7 +1241,7 @@ static route find_route(const char *url) {
 /* A CORS preflight: a browser asks whether its origin may send the request it describes. */
 static enum MHD_Result handle_preflight(srv *sv, struct MHD_Connection *c) {
     const char *origin = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Origin");
-    if (!origin || !srv_cors_allowed(sv->cfg, origin))
+    if (!origin || !origin_listed(sv->cfg, origin))
         return send_error(c, 403, NULL, "origin '%.100s' is not allowed (serve --cors ORIGIN allows one)",
                           origin ? origin : "(none)");
     struct MHD_Response *r = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);

@@ -40,16 +40,14 @@ typedef struct srv_config {
     /* The model's chat template replaced: a built-in name ("llama3", "mistral", "chatml",
      * "zephyr") or Jinja source text (lm_model_params.chat_template); NULL: the model's own. */
     const char *chat_template;
-    /* The browser origins allowed to call the server (--cors), exactly as a browser sends them
-     * in its Origin header ("http://localhost:3000"); "*" allows any. Responses to a listed
-     * origin carry Access-Control-Allow-Origin, and its CORS preflight (OPTIONS) is answered.
-     * None by default. Borrowed for the server's life. srv_cors_allowed() tells. */
-    const char *const *cors_origins;
-    size_t n_cors_origins;
+    /* Origins a browser request may come from (the Origin header, exactly as a browser sends
+     * it: "http://localhost:3000"; "*": any), from --cors. Responses to a listed origin carry
+     * Access-Control-Allow-Origin, and its CORS preflight (OPTIONS) is answered; a preflight
+     * from another origin gets 403. Empty by default. Borrowed for the server's life. */
+    char **cors;
+    size_t n_cors;
 } srv_config;
 
-/* True when origin (an Origin header's value) is in cfg->cors_origins (or the list holds "*"). */
-bool srv_cors_allowed(const srv_config *cfg, const char *origin);
 
 /* Starts listening, loads the model in the background (/health says 503 "loading" meanwhile)
  * and serves until *stop becomes non-zero (set it from a signal handler). Then it cancels
