@@ -1015,7 +1015,7 @@ static enum MHD_Result handle_ollama_info(srv *sv, struct MHD_Connection *c, con
     }
     bool ready = atomic_load(&sv->state) == LOAD_READY;
     srv_model_facts f = {sv->cfg->model_id, sv->cfg->model_path, ready ? sv->model : NULL,
-                         ready ? sv->model->chat_template : NULL, sv->n_ctx};
+                         ready ? sv->model->chat_template : NULL, ready ? sv->n_ctx : 0};
     if (kind == R_TAGS) return send_json(c, 200, srv_ollama_tags(&f));
     cJSON *root = NULL;
     lm_json_parse(cc->body.data ? cc->body.data : "", cc->body.len, "request body", &root, NULL);
