@@ -171,9 +171,9 @@ def get(port, path=b"/health", host=b"localhost", extra=b""):
 CHAT = json.dumps({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 4, "temperature": 0}).encode()
 
 
-def post(port, body, host=b"localhost", extra=b"", path=b"/v1/chat/completions"):
+def post(port, body, host=b"localhost", extra=b"", path=b"/v1/chat/completions", timeout=60):
     return request(port, b"POST " + path + b" HTTP/1.1\r\nHost: " + host + b"\r\nConnection: close\r\n" + extra +
-                   b"Content-Length: %d\r\n\r\n" % len(body) + body, timeout=60)
+                   b"Content-Length: %d\r\n\r\n" % len(body) + body, timeout=timeout)
 
 
 def check_rebinding():
@@ -427,7 +427,7 @@ def check_queue():
     res = {}
 
     def run_long():
-        res["long"] = post(p, long_body)
+        res["long"] = post(p, long_body, timeout=400)  # minutes under TSan
     th = threading.Thread(target=run_long)
     th.start()
     time.sleep(0.5)
@@ -441,7 +441,7 @@ def check_queue():
     time.sleep(0.5)
     for s in gone:
         s.close()
-    th.join(120)
+    th.join(450)
     st, _, ans = res.get("long", (None, b"", b""))
     if st != 200:
         fail("the long request: %s %r" % (st, ans[:200]), srv)
