@@ -96,10 +96,12 @@ static bool parse_message(srv_request *rq, size_t cap, const cJSON *m, size_t i,
     return true;
 }
 
-static bool parse_messages(srv_request *rq, const cJSON *msgs, srv_reqerr *e) {
+static bool parse_messages(srv_request *rq, const cJSON *msgs, size_t max_msgs, srv_reqerr *e) {
     if (msgs && !cJSON_IsNull(msgs) && !cJSON_IsArray(msgs))
         return srv_req_fail(e, "messages", "'messages' must be an array");
     size_t n = msgs ? (size_t)cJSON_GetArraySize(msgs) : 0;
+    if (n > max_msgs)
+        return srv_req_fail(e, "messages", "'messages' has %zu messages; at most %zu are allowed per request", n, max_msgs);
     rq->msgs = lm_calloc(n + 1, sizeof *rq->msgs);
     size_t cap = n + 2;
     rq->owned = lm_calloc(cap, sizeof *rq->owned);
@@ -282,7 +284,7 @@ static bool parse_common(srv_request *rq, const cJSON *root, const char *model_i
 }
 
 bool srv_ollama_parse(const char *body, size_t len, bool chat, int32_t n_ctx, const char *model_id,
-                      srv_request *rq, srv_reqerr *e) {
+                      size_t max_msgs, srv_request *rq, srv_reqerr *e) {
     memset(rq, 0, sizeof *rq);
     memset(e, 0, sizeof *e);
     rq->api = SRV_API_OLLAMA;
@@ -292,7 +294,8 @@ bool srv_ollama_parse(const char *body, size_t len, bool chat, int32_t n_ctx, co
     bool ok = srv_req_begin(body, len, rq, e) && parse_common(rq, rq->root, model_id, e) &&
               parse_options(rq, cJSON_GetObjectItemCaseSensitive(rq->root, "options"), n_ctx, e) &&
               parse_format(rq, rq->root, e);
-    if (ok && chat) ok = parse_messages(rq, cJSON_GetObjectItemCaseSensitive(rq->root, "messages"), e) &&
+    if (ok && chat) ok = parse_messages(rq, cJSON_GetObjectItemCaseSensitive(rq->root, "messages"),
+                                        max_msgs ? max_msgs : SRV_MAX_MESSAGES, e) &&
                          srv_req_tools(rq, rq->root, e);
     if (ok && !chat) ok = parse_prompt(rq, rq->root, e);
     if (!ok) srv_request_free(rq);

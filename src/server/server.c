@@ -1168,7 +1168,8 @@ static enum MHD_Result handle_generate(srv *sv, struct MHD_Connection *c, conn_c
     srv_reqerr re;
     const char *body = cc->body.data ? cc->body.data : "";
     bool parsed = api == SRV_API_OLLAMA
-                      ? srv_ollama_parse(body, cc->body.len, chat, sv->n_ctx, sv->cfg->model_id, &jb->rq, &re)
+                      ? srv_ollama_parse(body, cc->body.len, chat, sv->n_ctx, sv->cfg->model_id, sv->cfg->max_messages,
+                                         &jb->rq, &re)
                       : srv_request_parse(body, cc->body.len, chat, sv->n_ctx, sv->cfg->max_messages, &jb->rq, &re);
     if (!parsed) {
         job_unref(jb);

@@ -163,10 +163,11 @@ bool srv_req_begin(const char *body, size_t len, srv_request *rq, srv_reqerr *e)
 
 /* ---- the Ollama API (server/ollama.c) ---- */
 
-/* Parses an Ollama /api/chat (chat) or /api/generate body into *rq, as srv_request_parse does.
- * model_id is the served model: another name is a 404 (e->status). */
+/* Parses an Ollama /api/chat (chat) or /api/generate body into *rq, as srv_request_parse does
+ * (max_msgs, 0: SRV_MAX_MESSAGES, bounds a chat's messages). model_id is the served model:
+ * another name is a 404 (e->status). */
 bool srv_ollama_parse(const char *body, size_t len, bool chat, int32_t n_ctx, const char *model_id,
-                      srv_request *rq, srv_reqerr *e);
+                      size_t max_msgs, srv_request *rq, srv_reqerr *e);
 /* created_at as Ollama writes it: RFC 3339 in UTC with nanoseconds. */
 void srv_ollama_time(char out[40]);
 

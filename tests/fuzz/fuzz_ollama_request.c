@@ -14,7 +14,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     bool chat = data[0] & 1;
     srv_request rq;
     srv_reqerr e;
-    if (srv_ollama_parse((const char *)data + 1, size - 1, chat, 2048, "tinychat", &rq, &e)) {
+    if (srv_ollama_parse((const char *)data + 1, size - 1, chat, 2048, "tinychat", 0, &rq, &e)) {
         if (!rq.root || rq.api != SRV_API_OLLAMA || rq.ollama_generate == chat) abort();
         if (!rq.ollama_load) {
             if (rq.chat && rq.n_msgs == 0) abort();

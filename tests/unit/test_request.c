@@ -119,6 +119,18 @@ static void test_message_cap(void **state) {
     assert_int_equal(rq.n_msgs, 5);
     assert_string_equal(rq.msgs[4].content, "m4");
     srv_request_free(&rq);
+    /* the Ollama API's /api/chat keeps the same cap (its body names the model) */
+    lm_buf_reset(&b);
+    lm_buf_puts(&b, "{\"model\":\"m\",\"messages\":[");
+    for (int i = 0; i < 5; i++) lm_buf_printf(&b, "%s{\"role\":\"user\",\"content\":\"m%d\"}", i ? "," : "", i);
+    lm_buf_puts(&b, "]}");
+    assert_false(b.oom);
+    assert_false(srv_ollama_parse(b.data, b.len, true, 4096, "m", 4, &rq, &e));
+    assert_int_equal(e.status, 400);
+    assert_string_equal(e.msg, "'messages' has 5 messages; at most 4 are allowed per request");
+    assert_true(srv_ollama_parse(b.data, b.len, true, 4096, "m", 5, &rq, &e));
+    assert_int_equal(rq.n_msgs, 5);
+    srv_request_free(&rq);
     lm_buf_free(&b);
 }
 
