@@ -3,10 +3,24 @@
  * Owns: how a product is split over threads and which kernel runs it. Does not own: the block
  * formats (quants_*.c) or the passes of a layer (cpu_backend.c). */
 #include "compute/cpu/ctx.h"
+#include "compute/cpu/quants_mlx.h"
 
 #include <math.h>
+#include <stdlib.h>
 
-uint32_t cm_cpu_features(bool force_ref) { return force_ref ? 0 : lm_cpu_features(); }
+/* LOCALLM_CPU narrows the features to an older kernel set, so one machine can run (and time) the
+ * paths of others: "ref" (the reference kernels), "avx2" (AVX2, FMA, F16C only), "neon" (no
+ * dotprod). Unset, empty or any other value: everything the CPU has. Never widens. */
+uint32_t cm_cpu_features(bool force_ref) {
+    if (force_ref) return 0;
+    uint32_t f = lm_cpu_features();
+    const char *e = getenv("LOCALLM_CPU");
+    if (!e) return f;
+    if (!strcmp(e, "ref")) return 0;
+    if (!strcmp(e, "avx2")) return f & (LM_CPU_AVX2 | LM_CPU_FMA | LM_CPU_F16C);
+    if (!strcmp(e, "neon")) return f & LM_CPU_NEON;
+    return f;
+}
 
 const char *cm_cpu_kernels_name(uint32_t f) {
     const char *k = "ref";
@@ -86,7 +100,6 @@ void cm_ctx_free(cm_ctx *c) {
 const char *cm_ctx_kernels(const cm_ctx *c) { return c->kernels; }
 int cm_ctx_threads(const cm_ctx *c) { return c->nth; }
 lm_pool *cm_ctx_pool(const cm_ctx *c) { return c->pool; }
-uint32_t cm_ctx_features(const cm_ctx *c) { return c->features; }
 
 /* Makes sure every thread has `per` floats of scratch. Called before a pool run only. */
 static bool ensure_scratch(cm_ctx *c, size_t per) {
@@ -253,6 +266,65 @@ static size_t gemm_multi(cm_ctx *c, const cm_matrix *const *w, size_t nw, const 
     lm_pool_run(c->pool, gemm_task, &j);
     for (size_t i = 0; i < nw; i++) done[i] = done[i] || take[i];
     return j.nw;
+}
+
+/* ---- MLX products of several tokens (quants.h, cm_mlx_matmul) ---- */
+
+typedef struct mlx_job {
+    const cm_matrix *w;
+    const float *x;
+    size_t n, xb;
+    float *y;
+    uint8_t *xq;
+    uint32_t features;
+    cm_mlx_gemmq_fn fn;
+    cm_mlx_tiles_fn tiles; /* the token-lane tiles kernel (quants_mlx.h), or NULL: fn */
+} mlx_job;
+
+static void mlx_prep_task(void *p, int ith, int nth) {
+    mlx_job *j = p;
+    if (j->tiles) {
+        size_t nt = (j->n + CM_MLX_LANES - 1) / CM_MLX_LANES;
+        for (size_t k = nt * (size_t)ith / (size_t)nth; k < nt * (size_t)(ith + 1) / (size_t)nth; k++)
+            cm_mlx_prep_tile(j->w, j->x, j->n, j->xq + k * j->xb, k);
+        return;
+    }
+    size_t t0 = j->n * (size_t)ith / (size_t)nth, t1 = j->n * (size_t)(ith + 1) / (size_t)nth;
+    for (size_t t = t0; t < t1; t++)
+        cm_mlx_quantize_x(j->w, j->x + t * j->w->cols, j->xq + t * j->xb, j->features);
+}
+
+/* Rows in units of 8 so neighbouring threads do not write the same cache lines of y. */
+static void mlx_gemm_task(void *p, int ith, int nth) {
+    mlx_job *j = p;
+    size_t units = (j->w->rows + 7) / 8;
+    size_t r0 = units * (size_t)ith / (size_t)nth * 8, r1 = units * (size_t)(ith + 1) / (size_t)nth * 8;
+    if (r1 > j->w->rows) r1 = j->w->rows;
+    if (r0 >= r1) return;
+    if (j->tiles) {
+        j->tiles(j->w, r0, r1, j->xq, j->n, j->y, j->w->rows);
+        return;
+    }
+    j->fn(j->w, r0, r1, j->xq, j->xb, j->n, j->y, j->w->rows);
+}
+
+bool cm_mlx_matmul(lm_pool *pool, uint32_t cpu_features, cm_mlx_gemmq_fn fn, uint8_t **buf, size_t *cap,
+                   const cm_matrix *w, const float *x, size_t n, float *y) {
+    if (!fn || n == 0) return false;
+    cm_mlx_tiles_fn tiles = cm_mlx_tiles_select(fn);
+    size_t xb = tiles ? cm_mlx_tile_bytes(w) : cm_mlx_xq_bytes(w), need;
+    size_t units = tiles ? (n + CM_MLX_LANES - 1) / CM_MLX_LANES : n;
+    if (!lm_mul_ok(xb, units, &need)) return false;
+    if (need > *cap) {
+        uint8_t *q = lm_realloc(*buf, need);
+        if (!q) return false;
+        *buf = q;
+        *cap = need;
+    }
+    mlx_job j = {w, x, n, xb, y, *buf, cpu_features, fn, tiles};
+    lm_pool_run(pool, mlx_prep_task, &j);
+    lm_pool_run(pool, mlx_gemm_task, &j);
+    return true;
 }
 
 /* ---- decode, and the float path of the other types ---- */
@@ -496,5 +568,7 @@ bool cm_ctx_reserve(cm_ctx *c, size_t max_tokens, size_t max_cols) {
     if (!ensure_scratch(c, max_cols)) return false;
     /* decode activations of every type, and the prefill tiles of max_tokens tokens */
     if (!ensure_xq(c, 3 * (max_cols / 32 * 36 + 64) + max_cols / 256 * 292 + 256)) return false;
+    size_t r16;
+    if (!lm_mul_ok(LM_MAX(max_tokens, (size_t)1), cm_r16_act_bytes(max_cols), &r16) || !ensure_r16act(c, r16)) return false;
     return max_tokens < 2 || max_cols % 32 || ensure_gemm(c, max_tokens, max_cols);
 }

@@ -1,7 +1,7 @@
 /* compute/cpu/quants.h: row-dot and prefill kernels chosen for the CPU at run time, for
  * compute/cpu/ only.
- * Owns: the kernel signatures and the cm_*_select() functions, which hand back the best kernel
- * the CPU features allow and fall back to the reference (quants_ref.c) otherwise.
+ * Owns: the kernel signatures and the cm_*_select() functions (all in select.c), which hand back
+ * the best kernel the CPU features allow and fall back to the reference (quants_ref.c) otherwise.
  * The SIMD entry points live in quants_avx2.c (-mavx2 -mfma -mf16c), quants_avx512.c (plus
  * AVX-512 F/BW/VL/VNNI), quants_neon.c and quants_mlx_*.c. */
 #ifndef LM_COMPUTE_CPU_QUANTS_H
@@ -66,6 +66,9 @@ typedef float (*cm_mlx_dotq_fn)(const cm_matrix *m, size_t row, const void *xq);
 /* NULL when no integer kernel fits m (bits other than 4 and 8, group size not a multiple of 32,
  * or a CPU without one): use cm_mlx_dot_select. */
 cm_mlx_dotq_fn cm_mlx_dotq_select(const cm_matrix *m, uint32_t cpu_features);
+/* Whether m has a shape the integer kernels take (bits 4 or 8, group size a multiple of 32 up to
+ * 128 dividing cols, scales of F32, F16 or BF16). */
+bool cm_mlx_dotq_shape_ok(const cm_matrix *m);
 /* The oracle: the dot of the dequantized row with the dequantized xq, in double. */
 float cm_mlx_dotq_ref(const cm_matrix *m, size_t row, const void *xq);
 /* Several tokens at once (prefill): y[t * ldy + r] for rows r in [r0, r1) and t < n, the
@@ -121,7 +124,6 @@ void cm_mlx_gemmq_avx512(const cm_matrix *m, size_t r0, size_t r1, const void *x
 void cm_quantize_q8_0_avx2(const float *x, void *out, size_t n);
 void cm_quantize_q8_0x4_avx2(const float *x, void *out, size_t n);
 void cm_quantize_q8_k_avx2(const float *x, void *out, size_t n);
-void cm_mlx_dequant_avx2(const cm_matrix *m, size_t row, float *out);
 void cm_dequant_f16_avx2(const void *row, float *out, size_t n);
 void cm_dequant_bf16_avx2(const void *row, float *out, size_t n);
 void cm_dequant_q8_0_avx2(const void *row, float *out, size_t n);
@@ -207,6 +209,8 @@ size_t cm_gemm_scratch_bytes(size_t cols, size_t n);
  * the quantizer cm_quantize_select gives for this CPU, in the cm_gemm_act layout, so batched and
  * one-token products of a K-type matrix quantize alike. cols a multiple of 256. */
 cm_gemm_prep_fn cm_gemm_prep_q8k_select(uint32_t cpu_features);
+/* What it selects, with the Q8_K quantizer quant (quants_ref.c). */
+void cm_gemm_prep_q8k(const float *x, size_t ldx, const cm_gemm_act *a, size_t g0, size_t g1, cm_quantize_fn quant);
 /* The tiled kernel for type on this CPU, and its activation quantizer in *prep; NULL (then use
  * cm_dequant_row and float dots) when there is none. Results equal cm_dot_ref of the row with
  * the dequantized Q8_0 activations up to float rounding. */
