@@ -42,6 +42,7 @@ void cm_plan_init(cm_plan *p, const cm_matrix *w, uint32_t features) {
         p->mlx_dotq = cm_mlx_dotq_select(w, features);
         p->mlx_dot = cm_mlx_dot_select(w, features);
         p->mlx_gemmq = cm_mlx_gemmq_select(w, features);
+        p->r16m = cm_r16m_select(w, features);
         return;
     }
     p->dot = cm_dot_select(w->type, features);
@@ -446,6 +447,7 @@ typedef struct r16_job {
     uint8_t *act;
     size_t act_bytes;
     cm_quantize_fn q8;
+    bool mlx;                   /* R16M matrices (MLX 4-bit) and their activations */
 } r16_job;
 
 static void r16_quant_chunk(void *ctx, int chunk, int n_chunks, int ith) {
@@ -453,7 +455,8 @@ static void r16_quant_chunk(void *ctx, int chunk, int n_chunks, int ith) {
     r16_job *j = ctx;
     size_t cols = j->w[0]->cols;
     for (size_t t = j->n * (size_t)chunk / (size_t)n_chunks; t < j->n * (size_t)(chunk + 1) / (size_t)n_chunks; t++)
-        cm_r16_quantize(j->x + t * cols, cols, j->act + t * j->act_bytes, j->q8);
+        if (j->mlx) cm_r16m_quantize(j->x + t * cols, cols, j->act + t * j->act_bytes);
+        else cm_r16_quantize(j->x + t * cols, cols, j->act + t * j->act_bytes, j->q8);
 }
 
 /* Units are (token block, group of all matrices); a chunk is a range of them. */
@@ -472,8 +475,12 @@ static void r16_chunk(void *ctx, int chunk, int n_chunks, int ith) {
             if (gi < g_end) {
                 size_t a = gi - off, b = LM_MIN(end, g_end) - off;
                 const cm_matrix *w = j->w[i];
-                ((const cm_plan *)w->plan)->r16(w->data, w->cols, w->rows, a, b, j->act + t0 * j->act_bytes, j->act_bytes,
-                                                 nt, j->y[i] + t0 * w->rows, w->rows);
+                const cm_plan *p = w->plan;
+                if (j->mlx)
+                    p->r16m(w, w->data, a, b, j->act + t0 * j->act_bytes, j->act_bytes, nt, j->y[i] + t0 * w->rows, w->rows);
+                else
+                    p->r16(w->data, w->cols, w->rows, a, b, j->act + t0 * j->act_bytes, j->act_bytes, nt,
+                           j->y[i] + t0 * w->rows, w->rows);
                 gi = off + b;
             }
             off = g_end;
@@ -492,8 +499,9 @@ static bool ensure_r16act(cm_ctx *c, size_t need) {
     return true;
 }
 
-/* The products of x with those of w[0..nw) not done yet whose weights are repacked (R16) and that
- * have w's first such matrix's columns; sets done[i] for them. Returns how many. */
+/* The products of x with those of w[0..nw) not done yet whose weights are repacked (R16, or R16M
+ * for MLX: the kind of the first such matrix) and that have its columns; sets done[i] for them.
+ * Returns how many. */
 static size_t r16_multi(cm_ctx *c, const cm_matrix *const *w, size_t nw, const float *x, size_t n, float *const *y,
                         bool *done) {
     r16_job j;
@@ -502,8 +510,9 @@ static size_t r16_multi(cm_ctx *c, const cm_matrix *const *w, size_t nw, const f
     bool take[MULTI_MAX] = {false};
     for (size_t i = 0; i < nw; i++) {
         const cm_plan *p = w[i]->plan;
-        if (done[i] || !p || !p->packed || (cols && w[i]->cols != cols)) continue;
+        if (done[i] || !p || !p->packed || (cols && (w[i]->cols != cols || (w[i]->type == CM_MLX) != j.mlx))) continue;
         cols = w[i]->cols;
+        j.mlx = w[i]->type == CM_MLX;
         take[i] = true;
         j.w[j.nw] = w[i];
         j.y[j.nw] = y[i];
@@ -512,7 +521,7 @@ static size_t r16_multi(cm_ctx *c, const cm_matrix *const *w, size_t nw, const f
         j.nw++;
     }
     if (!j.nw) return 0;
-    j.act_bytes = cm_r16_act_bytes(cols);
+    j.act_bytes = j.mlx ? cm_r16m_act_bytes(cols) : cm_r16_act_bytes(cols);
     size_t need;
     if (!lm_mul_ok(j.act_bytes, n, &need) || !ensure_r16act(c, need)) return 0;
     j.act = (uint8_t *)(((uintptr_t)c->r16act + 63) & ~(uintptr_t)63);
@@ -550,13 +559,14 @@ void cm_matmul(cm_ctx *c, const cm_matrix *w, const float *x, size_t n, float *y
 }
 
 void cm_dequant_row(const cm_matrix *m, size_t row, float *out) {
-    if (m->type == CM_MLX) {
-        cm_mlx_dequant_row(m, row, out);
-        return;
-    }
     const cm_plan *p = m->plan;
     if (p && p->packed) {
-        cm_r16_dequant_row(m->data, m->cols, row, out);
+        if (m->type == CM_MLX) cm_r16m_dequant_row(m, m->data, row, out);
+        else cm_r16_dequant_row(m->data, m->cols, row, out);
+        return;
+    }
+    if (m->type == CM_MLX) {
+        cm_mlx_dequant_row(m, row, out);
         return;
     }
     const uint8_t *r = (const uint8_t *)m->data + row * m->row_bytes;
@@ -569,6 +579,6 @@ bool cm_ctx_reserve(cm_ctx *c, size_t max_tokens, size_t max_cols) {
     /* decode activations of every type, and the prefill tiles of max_tokens tokens */
     if (!ensure_xq(c, 3 * (max_cols / 32 * 36 + 64) + max_cols / 256 * 292 + 256)) return false;
     size_t r16;
-    if (!lm_mul_ok(LM_MAX(max_tokens, (size_t)1), cm_r16_act_bytes(max_cols), &r16) || !ensure_r16act(c, r16)) return false;
+    if (!lm_mul_ok(LM_MAX(max_tokens, (size_t)1), cm_r16m_act_bytes(max_cols), &r16) || !ensure_r16act(c, r16)) return false;
     return max_tokens < 2 || max_cols % 32 || ensure_gemm(c, max_tokens, max_cols);
 }

@@ -284,4 +284,31 @@ void cm_r16_gemm_avx512(const void *packed, size_t cols, size_t rows, size_t g0,
  * the weights are not repacked). */
 cm_r16_fn cm_r16_select(uint32_t type, uint32_t cpu_features);
 
+/* ---- R16M: MLX 4-bit weights repacked at load into R16 form (quants_r16m_ref.c has the layout) ---- */
+
+/* Bytes of w repacked, 0 when it cannot be (MLX with bits 4, group size a multiple of 32 dividing
+ * cols, scales of F16, BF16 or F32), and of one MLX group of 16 rows. */
+size_t cm_r16m_bytes(const cm_matrix *w);
+size_t cm_r16m_group_bytes(const cm_matrix *w);
+/* Rows [r0, r1) of w (its data, scales and biases in MLX form) into out (cm_r16m_bytes); r0 a
+ * multiple of 16, r1 too unless it is w->rows. */
+void cm_r16m_pack_rows(const cm_matrix *w, void *out, size_t r0, size_t r1);
+/* One row of w repacked at packed, dequantized (w gives the shape, group size and scale type). */
+void cm_r16m_dequant_row(const cm_matrix *w, const void *packed, size_t row, float *out);
+/* Per-token activation bytes for cols columns, and the quantizer filling them from x. */
+size_t cm_r16m_act_bytes(size_t cols);
+void cm_r16m_quantize(const float *x, size_t cols, void *act);
+/* As cm_r16_fn, for a matrix w whose repacked weights are at packed. */
+typedef void (*cm_r16m_fn)(const cm_matrix *w, const void *packed, size_t g0, size_t g1, const uint8_t *act,
+                           size_t act_stride, size_t n_tok, float *y, size_t ldy);
+void cm_r16m_gemm_ref(const cm_matrix *w, const void *packed, size_t g0, size_t g1, const uint8_t *act,
+                      size_t act_stride, size_t n_tok, float *y, size_t ldy);
+#ifdef CM_HAVE_X86_KERNELS
+/* quants_r16m_avx512.c: AVX-512 F/BW/VL/VNNI. */
+void cm_r16m_gemm_avx512(const cm_matrix *w, const void *packed, size_t g0, size_t g1, const uint8_t *act,
+                         size_t act_stride, size_t n_tok, float *y, size_t ldy);
+#endif
+/* The R16M kernel for w on this CPU; NULL when there is none (w keeps the MLX kernels). */
+cm_r16m_fn cm_r16m_select(const cm_matrix *w, uint32_t cpu_features);
+
 #endif /* LM_COMPUTE_CPU_QUANTS_H */
