@@ -276,6 +276,9 @@ typedef void (*cm_r16_fn)(const void *packed, size_t cols, size_t rows, size_t g
 void cm_r16_gemm_ref(const void *packed, size_t cols, size_t rows, size_t g0, size_t g1, const uint8_t *act,
                      size_t act_stride, size_t n_tok, float *y, size_t ldy);
 #ifdef CM_HAVE_X86_KERNELS
+/* quants_r16_avx2.c: AVX2, FMA, F16C. */
+void cm_r16_gemm_avx2(const void *packed, size_t cols, size_t rows, size_t g0, size_t g1, const uint8_t *act,
+                      size_t act_stride, size_t n_tok, float *y, size_t ldy);
 /* quants_r16_avx512.c: AVX-512 F/BW/VL/VNNI. */
 void cm_r16_gemm_avx512(const void *packed, size_t cols, size_t rows, size_t g0, size_t g1, const uint8_t *act,
                         size_t act_stride, size_t n_tok, float *y, size_t ldy);
@@ -304,9 +307,19 @@ typedef void (*cm_r16m_fn)(const cm_matrix *w, const void *packed, size_t g0, si
 void cm_r16m_gemm_ref(const cm_matrix *w, const void *packed, size_t g0, size_t g1, const uint8_t *act,
                       size_t act_stride, size_t n_tok, float *y, size_t ldy);
 #ifdef CM_HAVE_X86_KERNELS
+/* quants_r16_avx2.c: AVX2, FMA, F16C. */
+void cm_r16m_gemm_avx2(const cm_matrix *w, const void *packed, size_t g0, size_t g1, const uint8_t *act,
+                       size_t act_stride, size_t n_tok, float *y, size_t ldy);
 /* quants_r16m_avx512.c: AVX-512 F/BW/VL/VNNI. */
 void cm_r16m_gemm_avx512(const cm_matrix *w, const void *packed, size_t g0, size_t g1, const uint8_t *act,
                          size_t act_stride, size_t n_tok, float *y, size_t ldy);
+#endif
+#ifdef CM_HAVE_NEON_DOTPROD
+/* quants_neon.c, with SDOT (LM_CPU_DOTPROD): R16 and R16M. */
+void cm_r16_gemm_neon_dp(const void *packed, size_t cols, size_t rows, size_t g0, size_t g1, const uint8_t *act,
+                         size_t act_stride, size_t n_tok, float *y, size_t ldy);
+void cm_r16m_gemm_neon_dp(const cm_matrix *w, const void *packed, size_t g0, size_t g1, const uint8_t *act,
+                          size_t act_stride, size_t n_tok, float *y, size_t ldy);
 #endif
 /* The R16M kernel for w on this CPU; NULL when there is none (w keeps the MLX kernels). */
 cm_r16m_fn cm_r16m_select(const cm_matrix *w, uint32_t cpu_features);

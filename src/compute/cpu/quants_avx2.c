@@ -4,7 +4,7 @@
  * accumulates with FMA; block layouts are the same as in quants_ref.c, which is the oracle the
  * tests compare against.
  * Also the prefill tiles without VNNI (the end of the file; shared parts in quants_gemm_x86.h).
- * Compiled only on x86 with -mavx2 -mfma -mf16c; chosen by cm_dot_select() (quants_ref.c). */
+ * Compiled only on x86 with -mavx2 -mfma -mf16c; chosen by the cm_*_select() of select.c. */
 #include "compute/cpu/quants_gemm_x86.h"
 
 #include <immintrin.h>

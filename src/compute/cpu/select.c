@@ -414,6 +414,10 @@ cm_r16_fn cm_r16_select(uint32_t type, uint32_t cpu_features) {
     const uint32_t avx512 = LM_CPU_AVX2 | LM_CPU_FMA | LM_CPU_F16C | LM_CPU_AVX512F | LM_CPU_AVX512BW |
                             LM_CPU_AVX512VL | LM_CPU_AVX512VNNI;
     if ((cpu_features & avx512) == avx512) return cm_r16_gemm_avx512;
+    if ((cpu_features & AVX2_SET) == AVX2_SET) return cm_r16_gemm_avx2;
+#endif
+#ifdef CM_HAVE_NEON_DOTPROD
+    if ((cpu_features & (LM_CPU_NEON | LM_CPU_DOTPROD)) == (LM_CPU_NEON | LM_CPU_DOTPROD)) return cm_r16_gemm_neon_dp;
 #endif
     (void)cpu_features;
     return NULL;
@@ -425,6 +429,10 @@ cm_r16m_fn cm_r16m_select(const cm_matrix *w, uint32_t cpu_features) {
     const uint32_t avx512 = LM_CPU_AVX2 | LM_CPU_FMA | LM_CPU_F16C | LM_CPU_AVX512F | LM_CPU_AVX512BW |
                             LM_CPU_AVX512VL | LM_CPU_AVX512VNNI;
     if ((cpu_features & avx512) == avx512) return cm_r16m_gemm_avx512;
+    if ((cpu_features & AVX2_SET) == AVX2_SET) return cm_r16m_gemm_avx2;
+#endif
+#ifdef CM_HAVE_NEON_DOTPROD
+    if ((cpu_features & (LM_CPU_NEON | LM_CPU_DOTPROD)) == (LM_CPU_NEON | LM_CPU_DOTPROD)) return cm_r16m_gemm_neon_dp;
 #endif
     (void)cpu_features;
     return NULL;
