@@ -51,14 +51,14 @@ static void on_signal(int sig) {
     g_stop = 1;
 }
 
-static void log_line(int level, const char *msg, void *user) {
+static void log_line(lm_log_level level, const char *msg, void *user) {
     (void)user;
     static const char *const names[] = {"error", "warning", "info", "debug"};
     time_t now = time(NULL);
     struct tm tm;
     char ts[32] = "";
     if (gmtime_r(&now, &tm)) strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    fprintf(stderr, "%s locallm serve: %s: %s\n", ts, names[level < 0 || level > 3 ? 3 : level], msg);
+    fprintf(stderr, "%s locallm serve: %s: %s\n", ts, names[(unsigned)level > LM_LOG_DEBUG ? LM_LOG_DEBUG : level], msg);
 }
 
 static void on_listen(const char *host, uint16_t port, void *user) {
@@ -165,7 +165,7 @@ int cli_serve(int argc, char **argv) {
         /* with a cloud behind it, a missing model is not fatal: look in the cache only */
         char *cache = cli_hf_cache_dir();
         lm_error err = {0};
-        bool have_local = lm_resolve_model(model_ref, cache, resolved, sizeof resolved, &err) == LM_OK;
+        bool have_local = lm_hub_resolve(model_ref, cache, resolved, sizeof resolved, &err) == LM_OK;
         free(cache);
         if (!have_local) {
             /* the cloud answers; /health and the log say why the model is missing */

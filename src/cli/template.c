@@ -135,7 +135,7 @@ int cli_template(int argc, char **argv) {
     cp.vars_json = vars_json;
     lm_error err = {0};
     size_t len = 0;
-    lm_status st = lm_chat_render(model, msgs, n, &cp, NULL, 0, &len, &err);
+    lm_status st = lm_model_chat_render(model, msgs, n, &cp, NULL, 0, &len, &err);
     if (st == LM_ERR_TOO_SMALL || st == LM_OK) {
         out = malloc(len + 1);
         if (!out) {
@@ -143,7 +143,7 @@ int cli_template(int argc, char **argv) {
             goto done;
         }
         memset(&err, 0, sizeof err);
-        st = lm_chat_render(model, msgs, n, &cp, out, len + 1, &len, &err);
+        st = lm_model_chat_render(model, msgs, n, &cp, out, len + 1, &len, &err);
     }
     if (st != LM_OK) {
         cli_error("cannot render the template: %s", err.msg[0] ? err.msg : lm_status_str(st));
@@ -157,14 +157,14 @@ int cli_template(int argc, char **argv) {
     /* As apply_chat_template(tokenize=True): the template already wrote any BOS text, so
      * special-token text is parsed but nothing is added. */
     size_t n_ids = 0;
-    st = lm_tokenize(model, out, len, LM_TOK_PARSE_SPECIAL, NULL, 0, &n_ids, &err);
+    st = lm_model_tokenize(model, out, len, LM_TOK_PARSE_SPECIAL, NULL, 0, &n_ids, &err);
     if (st == LM_ERR_TOO_SMALL || (st == LM_OK && n_ids > 0)) {
         tok = malloc((n_ids ? n_ids : 1) * sizeof *tok);
         if (!tok) {
             cli_error("out of memory");
             goto done;
         }
-        st = lm_tokenize(model, out, len, LM_TOK_PARSE_SPECIAL, tok, n_ids, &n_ids, &err);
+        st = lm_model_tokenize(model, out, len, LM_TOK_PARSE_SPECIAL, tok, n_ids, &n_ids, &err);
     }
     if (st != LM_OK) {
         cli_error("cannot tokenize the prompt: %s", err.msg[0] ? err.msg : lm_status_str(st));

@@ -376,7 +376,7 @@ bool cli_resolve_ref(const char *ref_in, int32_t n_ctx, char *resolved, size_t c
     /* A Hugging Face id is looked up in the cache first (the library reads no environment). */
     char *cache = cli_hf_cache_dir();
     lm_error rerr = {0};
-    lm_status rst = lm_resolve_model(ref, cache, resolved, cap, &rerr);
+    lm_status rst = lm_hub_resolve(ref, cache, resolved, cap, &rerr);
     free(cache);
     /* a hub id not in the cache (or with a :QUANT suffix) is fetched, from the cache first */
     if (rst != LM_OK && access(ref, F_OK) != 0 && strchr(ref, '/') && ref[0] != '/' && ref[0] != '.') {
@@ -499,7 +499,7 @@ bool cli_load_quiet(const char *ref, const cli_load_opts *o, lm_model **out, cha
     char resolved[4096];
     char *cache = cli_hf_cache_dir();
     lm_error err = {0};
-    lm_status st = lm_resolve_model(ref, cache, resolved, sizeof resolved, &err);
+    lm_status st = lm_hub_resolve(ref, cache, resolved, sizeof resolved, &err);
     free(cache);
     if (st != LM_OK) {
         free(tpl);

@@ -47,8 +47,8 @@ static bool is_commit(const char *s) {
     return true;
 }
 
-lm_status lm_resolve_model(const char *ref, const char *cache_dir, char *out, size_t cap, lm_error *err) {
-    if (!ref || !out) return lm_fail(err, LM_ERR_MISUSE, "lm_resolve_model: ref and out must not be NULL");
+lm_status lm_hub_resolve(const char *ref, const char *cache_dir, char *out, size_t cap, lm_error *err) {
+    if (!ref || !out) return lm_fail(err, LM_ERR_MISUSE, "lm_hub_resolve: ref and out must not be NULL");
     if (lm_path_exists(ref)) {
         if (strlen(ref) >= cap) return lm_fail(err, LM_ERR_TOO_SMALL, "path of %zu bytes does not fit", strlen(ref));
         memcpy(out, ref, strlen(ref) + 1);

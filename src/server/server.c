@@ -52,8 +52,8 @@ typedef struct srv {
     _Atomic uint64_t counter;
 } srv;
 
-static void slog(srv *sv, int level, const char *fmt, ...) LM_PRINTF(3, 4);
-static void slog(srv *sv, int level, const char *fmt, ...) {
+static void slog(srv *sv, lm_log_level level, const char *fmt, ...) LM_PRINTF(3, 4);
+static void slog(srv *sv, lm_log_level level, const char *fmt, ...) {
     if (!sv->cfg->log) return;
     char msg[512];
     va_list ap;
@@ -488,16 +488,16 @@ static void *job_main(void *arg) {
     srv *sv = jb->sv;
     /* x_sentences (chat without tools); without memory for it, token pieces are streamed */
     if (jb->rq.stream && jb->rq.x_sentences && jb->rq.chat && !jb->rq.tools_json)
-        jb->sent = lm_sentences_new(NULL, on_sentence, jb);
+        lm_sentences_new(NULL, on_sentence, jb, &jb->sent, NULL);
     run_job(jb);
     const char *skipped = lm_call_skipped(jb->call);
     if (skipped[0])
-        slog(sv, 1, "%s: failed before its first token: %s; %s%s", jb->id, skipped,
+        slog(sv, LM_LOG_WARN, "%s: failed before its first token: %s; %s%s", jb->id, skipped,
              jb->status == LM_OK ? "answered by " : "", jb->status == LM_OK ? jb->provider : "no provider answered");
     bool gone = atomic_load(&jb->gone);
     bool plain = jb->status != LM_OK && !jb->sent_first;
     if (jb->rq.stream && !plain) finish_stream(jb);
-    slog(sv, 2, "%s: %s by %s, %d prompt (%d cached) + %d generated tokens, finish %s", jb->id,
+    slog(sv, LM_LOG_INFO, "%s: %s by %s, %d prompt (%d cached) + %d generated tokens, finish %s", jb->id,
          jb->status == LM_OK ? "ok" : lm_status_str(jb->status), jb->provider, (int)jb->stats.n_prompt,
          (int)jb->stats.n_cached, (int)jb->stats.n_generated,
          gone ? "cancelled (client gone)" : lm_finish_str(jb->stats.finish));
@@ -711,14 +711,14 @@ static enum MHD_Result handle_generate(srv *sv, struct MHD_Connection *c, conn_c
     srv_reqerr re;
     if (!srv_request_parse(cc->body.data ? cc->body.data : "", cc->body.len, chat, sv->n_ctx, &jb->rq, &re)) {
         job_unref(jb);
-        slog(sv, 2, "400 %s", re.msg);
+        slog(sv, LM_LOG_INFO, "400 %s", re.msg);
         return send_error(c, (unsigned)re.status, re.param, "%s", re.msg);
     }
     jb->created = (long long)time(NULL);
     snprintf(jb->id, sizeof jb->id, "%s-%016llx%04x", chat ? "chatcmpl" : "cmpl", (unsigned long long)lm_time_ns(),
              (unsigned)(atomic_fetch_add(&sv->counter, 1) & 0xffff));
     if (cloud)
-        slog(sv, 2, "%s: the local model is %s: asking %s", jb->id, state == LOAD_FAILED ? "unavailable" : "still loading",
+        slog(sv, LM_LOG_INFO, "%s: the local model is %s: asking %s", jb->id, state == LOAD_FAILED ? "unavailable" : "still loading",
              jb->provider);
     const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
     int fd = ci ? ci->connect_fd : -1;
@@ -885,7 +885,7 @@ static void *load_thread(void *arg) {
     }
     if (st != LM_OK) {
         snprintf(sv->load_err, sizeof sv->load_err, "cannot load the model: %s", err.msg[0] ? err.msg : lm_status_str(st));
-        slog(sv, 0, "%s", sv->load_err);
+        slog(sv, LM_LOG_ERROR, "%s", sv->load_err);
         atomic_store(&sv->state, LOAD_FAILED);
         return NULL;
     }
@@ -895,7 +895,7 @@ static void *load_thread(void *arg) {
                                    : (info.n_ctx_train > 0 && info.n_ctx_train < 4096 ? info.n_ctx_train : 4096);
     atomic_store(&sv->progress, 1.0f);
     atomic_store(&sv->state, LOAD_READY);
-    slog(sv, 2, "model %s ready (%d slots, context %d)", sv->cfg->model_id, sv->cfg->n_parallel > 0 ? sv->cfg->n_parallel : 1,
+    slog(sv, LM_LOG_INFO, "model %s ready (%d slots, context %d)", sv->cfg->model_id, sv->cfg->n_parallel > 0 ? sv->cfg->n_parallel : 1,
          (int)sv->n_ctx);
     return NULL;
 }
@@ -987,7 +987,7 @@ lm_status srv_run(const srv_config *cfg, const volatile sig_atomic_t *stop, lm_e
         struct timespec ts = {0, 100 * 1000000L};
         nanosleep(&ts, NULL);
     }
-    slog(&sv, 2, "stopping");
+    slog(&sv, LM_LOG_INFO, "stopping");
     atomic_store(&sv.stopping, true);
     if (loading) pthread_join(loader, NULL);
     pthread_mutex_lock(&sv.mu);

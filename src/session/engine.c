@@ -468,7 +468,7 @@ lm_status lm_engine_warmup(lm_engine *e, lm_error *err) {
     if (st) return st;
     const lm_model *m = e->model;
     lm_token ids[8];
-    lm_token bos = lm_token_bos(m);
+    lm_token bos = lm_model_token_bos(m);
     for (int i = 0; i < 8; i++) ids[i] = (lm_token)((i == 0 && bos >= 0) ? bos : (i * 31) % m->hp.n_vocab);
     st = lm_session_eval(s, ids, 8, NULL, NULL);
     for (int i = 0; !st && i < 4; i++) st = lm_session_eval(s, &ids[i], 1, NULL, NULL);

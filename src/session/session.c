@@ -293,12 +293,18 @@ lm_status session_generate(lm_session *s, const lm_token *prompt, size_t n, cons
         }
     }
     engine_finish(e, s);
-    st = r.status; /* LM_ERR_CANCELLED only while the prompt was evaluated */
+    st = r.status;
     if (st) {
         finish = st == LM_ERR_CANCELLED ? LM_FINISH_CANCELLED : LM_FINISH_ERROR;
         session_fail(s, st, "%s", r.errmsg);
     } else if (finish == LM_FINISH_NONE) {
         finish = r.finish != LM_FINISH_NONE ? r.finish : LM_FINISH_STOP;
+    }
+    /* A stop the caller asked for (a callback, lm_session_cancel) is LM_ERR_CANCELLED however far
+     * the call got; what was delivered stays delivered and in the context. */
+    if (st == LM_OK && finish == LM_FINISH_CANCELLED) {
+        st = LM_ERR_CANCELLED;
+        session_fail(s, st, "stopped by the caller after %zu generated tokens", n_gen);
     }
     /* The context keeps the prompt and the generated tokens the caller saw, never those the
      * scheduler evaluated after a stop was asked for. */
