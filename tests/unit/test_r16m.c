@@ -206,11 +206,44 @@ static void check_kernel(cm_r16m_fn fn, uint32_t feat) {
     assert_int_equal(n_tested, 5 * 3 * 11); /* n = 1..9, 14, 19 */
 }
 
+/* The SIMD quantizer writes the reference's bytes, NaN and Inf blocks, ties and extremes included. */
+static void test_quantize_select(void **state) {
+    (void)state;
+    assert_ptr_equal(cm_r16m_quantize_select(0), cm_r16m_quantize);
+    cm_r16m_quant_fn q = cm_r16m_quantize_select(lm_cpu_features());
+    size_t cols = 4864, ab = cm_r16m_act_bytes(cols);
+    float *x = malloc(cols * sizeof(float));
+    uint8_t *a = malloc(ab), *b = malloc(ab);
+    for (int round = 0; round < 20; round++) {
+        tu_rand_floats(x, cols, 4000 + (uint64_t)round);
+        for (size_t i = 0; i < cols; i++) x[i] *= round % 4 == 0 ? 1e-30f : round % 4 == 1 ? 1e4f : 1.0f;
+        if (round == 5) x[7] = NAN;
+        if (round == 6) x[40] = INFINITY;
+        if (round == 7) for (size_t i = 64; i < 96; i++) x[i] = 0.0f;
+        if (round == 8) for (size_t i = 0; i < 32; i++) x[i] = (float)i - 16.0f; /* exact quarters after scaling */
+        memset(a, 0x55, ab);
+        memset(b, 0x55, ab);
+        cm_r16m_quantize(x, cols, a);
+        q(x, cols, b);
+        assert_memory_equal(a, b, 2 * cols); /* hi and lo */
+        for (size_t k = 0; k < 2 * cols / 32; k++) {
+            float fa, fb;
+            memcpy(&fa, a + 2 * cols + 4 * k, 4);
+            memcpy(&fb, b + 2 * cols + 4 * k, 4);
+            assert_true((fa != fa && fb != fb) || !memcmp(&fa, &fb, 4));
+        }
+    }
+    free(x);
+    free(a);
+    free(b);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pack_roundtrip),
         cmocka_unit_test(test_ref_against_float),
         cmocka_unit_test(test_simd_bitwise),
+        cmocka_unit_test(test_quantize_select),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -313,7 +313,11 @@ void cm_r16m_gemm_avx2(const cm_matrix *w, const void *packed, size_t g0, size_t
 /* quants_r16m_avx512.c: AVX-512 F/BW/VL/VNNI. */
 void cm_r16m_gemm_avx512(const cm_matrix *w, const void *packed, size_t g0, size_t g1, const uint8_t *act,
                          size_t act_stride, size_t n_tok, float *y, size_t ldy);
+void cm_r16m_quantize_avx512(const float *x, size_t cols, void *act);
 #endif
+/* The fastest cm_r16m_quantize for this CPU (byte-identical to it). */
+typedef void (*cm_r16m_quant_fn)(const float *x, size_t cols, void *act);
+cm_r16m_quant_fn cm_r16m_quantize_select(uint32_t cpu_features);
 #ifdef CM_HAVE_NEON_DOTPROD
 /* quants_neon.c, with SDOT (LM_CPU_DOTPROD): R16 and R16M. */
 void cm_r16_gemm_neon_dp(const void *packed, size_t cols, size_t rows, size_t g0, size_t g1, const uint8_t *act,

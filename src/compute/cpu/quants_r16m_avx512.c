@@ -8,6 +8,7 @@
 #include "compute/cpu/quants.h"
 
 #include <immintrin.h>
+#include <math.h>
 
 static inline int32_t rd32(const void *p) {
     int32_t v;
@@ -108,5 +109,43 @@ void cm_r16m_gemm_avx512(const cm_matrix *w, const void *packed, size_t g0, size
             }
             for (size_t t = 0; t < nt; t++) _mm512_mask_storeu_ps(y + (t0 + t) * ldy + g * 16, keep, out[t]);
         }
+    }
+}
+
+/* cm_r16m_quantize with AVX-512 (byte-identical: the same comparisons, division, products and
+ * rounding half away from zero by truncation of f +- 0.5). */
+void cm_r16m_quantize_avx512(const float *x, size_t cols, void *act) {
+    size_t nb = cols / 32;
+    int8_t *hi = act, *lo = hi + cols;
+    float *d = (float *)(void *)(lo + cols), *bx = d + nb;
+    const __m512 lim = _mm512_set1_ps(32512.0f), half = _mm512_set1_ps(0.5f);
+    const __m512i sgn = _mm512_set1_epi32((int)0x80000000u), c128 = _mm512_set1_epi32(128), c255 = _mm512_set1_epi32(255);
+    for (size_t b = 0; b < nb; b++) {
+        __m512 x0 = _mm512_loadu_ps(x + 32 * b), x1 = _mm512_loadu_ps(x + 32 * b + 16);
+        __m512 a0 = _mm512_castsi512_ps(_mm512_andnot_si512(sgn, _mm512_castps_si512(x0)));
+        __m512 a1 = _mm512_castsi512_ps(_mm512_andnot_si512(sgn, _mm512_castps_si512(x1)));
+        /* a NaN or Inf anywhere: x - x is not 0 there */
+        __mmask16 bad0 = _mm512_cmp_ps_mask(_mm512_sub_ps(x0, x0), _mm512_setzero_ps(), _CMP_NEQ_UQ);
+        __mmask16 bad1 = _mm512_cmp_ps_mask(_mm512_sub_ps(x1, x1), _mm512_setzero_ps(), _CMP_NEQ_UQ);
+        bool bad = (bad0 | bad1) != 0;
+        float amax = bad ? 0.0f : _mm512_reduce_max_ps(_mm512_max_ps(a0, a1));
+        float db = amax / 32512.0f, id = db > 0 && !bad ? 32512.0f / amax : 0.0f;
+        __m512 idv = _mm512_set1_ps(id);
+        if (bad) x0 = x1 = _mm512_setzero_ps(); /* as the reference: v = 0, d = NaN */
+        __m512i v[2], s = _mm512_setzero_si512();
+        for (int h = 0; h < 2; h++) {
+            __m512 f = _mm512_mul_ps(h ? x1 : x0, idv);
+            f = _mm512_min_ps(_mm512_max_ps(f, _mm512_sub_ps(_mm512_setzero_ps(), lim)), lim);
+            __m512 r = _mm512_or_ps(half, _mm512_and_ps(f, _mm512_castsi512_ps(sgn))); /* +-0.5 with f's sign */
+            v[h] = _mm512_cvttps_epi32(_mm512_add_ps(f, r));
+            s = _mm512_add_epi32(s, v[h]);
+            __m512i l = _mm512_sub_epi32(_mm512_and_si512(_mm512_add_epi32(v[h], c128), c255), c128);
+            __m512i hv = _mm512_srai_epi32(_mm512_sub_epi32(v[h], l), 8);
+            _mm_storeu_si128((__m128i *)(void *)(hi + 32 * b + 16 * (size_t)h), _mm512_cvtepi32_epi8(hv));
+            _mm_storeu_si128((__m128i *)(void *)(lo + 32 * b + 16 * (size_t)h), _mm512_cvtepi32_epi8(l));
+        }
+        int32_t sum = _mm512_reduce_add_epi32(s);
+        d[b] = bad ? NAN : db;
+        bx[b] = d[b] * (float)sum;
     }
 }
