@@ -419,17 +419,19 @@ static bool load_params(const cli_load_opts *o, lm_model_params *mp, char **owne
     mp->n_threads = o->n_threads;
     mp->vocab_only = o->vocab_only;
     const char *t = o->chat_template;
-    if (t && !is_builtin_template(t)) {
-        *owned = cli_read_file(t, NULL);
-        if (!*owned) {
-            snprintf(why, cap, "--chat-template: '%s' is neither a built-in format (llama3, "
-                     "mistral, chatml, zephyr) nor a readable file: %s", t, strerror(errno));
-            return false;
-        }
-        t = *owned;
-    }
+    if (t && !(t = cli_chat_template(t, owned, why, cap))) return false;
     mp->chat_template = t;
     return true;
+}
+
+const char *cli_chat_template(const char *opt, char **owned, char *why, size_t cap) {
+    *owned = NULL;
+    if (is_builtin_template(opt)) return opt;
+    *owned = cli_read_file(opt, NULL);
+    if (!*owned)
+        snprintf(why, cap, "--chat-template: '%s' is neither a built-in format (llama3, "
+                 "mistral, chatml, zephyr) nor a readable file: %s", opt, strerror(errno));
+    return *owned;
 }
 
 /* The load error as one sentence that names the path once. */

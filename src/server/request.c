@@ -1,6 +1,6 @@
 /* server/request.c: OpenAI request bodies → chat messages and generation params.
  * Owns: validating every field the server understands (type, range, count) with OpenAI's
- * error wording, and finding Hermes/Qwen tool calls in generated text.
+ * error wording. Tool calls in generated text are the library's (the providers parse them).
  * Does not own: HTTP (server/server.c) or generation (session/). */
 #include "server/server.h"
 #include "sample/sample.h"
@@ -225,11 +225,14 @@ static bool message_content(srv_request *rq, size_t cap, const cJSON *c, size_t 
     return true;
 }
 
-static bool parse_messages(srv_request *rq, const cJSON *msgs, srv_reqerr *e) {
+static bool parse_messages(srv_request *rq, const cJSON *msgs, size_t max_msgs, srv_reqerr *e) {
     if (!msgs) return fail(e, "messages", "'messages' is required");
     if (!cJSON_IsArray(msgs)) return fail(e, "messages", "'messages' must be an array");
     size_t n = (size_t)cJSON_GetArraySize(msgs);
     if (n == 0) return fail(e, "messages", "'messages' must not be empty");
+    /* each message costs template work and memory before the prompt is cut to the window */
+    if (n > max_msgs)
+        return fail(e, "messages", "'messages' has %zu messages; at most %zu are allowed per request", n, max_msgs);
     rq->msgs = lm_calloc(n, sizeof *rq->msgs);
     size_t cap = 2 * n + 2;
     rq->owned = lm_calloc(cap, sizeof *rq->owned);
@@ -446,6 +449,10 @@ static bool parse_structured(srv_request *rq, const cJSON *root, srv_reqerr *e) 
     }
     if (!cJSON_IsObject(schema) && !cJSON_IsBool(schema))
         return fail(e, "response_format", "'response_format.json_schema.schema' must be a JSON Schema object");
+    return srv_req_schema(rq, schema, "response_format", e);
+}
+
+bool srv_req_schema(srv_request *rq, const cJSON *schema, const char *param, srv_reqerr *e) {
     rq->schema_text = lm_json_print(schema);
     if (!rq->schema_text) return fail(e, NULL, "out of memory");
     /* converted and compiled now, so what cannot be enforced is a 400 naming where it is */
@@ -455,12 +462,34 @@ static bool parse_structured(srv_request *rq, const cJSON *root, srv_reqerr *e) 
     bool ok = true;
     if (st == LM_ERR_NOMEM) ok = fail(e, NULL, "out of memory");
     else if (st) /* the converter's message starts "json_schema: $.path: ..." */
-        ok = fail(e, "response_format", "response_format.json_schema.schema: %s",
+        ok = fail(e, param, "%s: %s", strcmp(param, "response_format") == 0 ? "response_format.json_schema.schema" : param,
                   strncmp(err.msg, "json_schema: ", 13) == 0 ? err.msg + 13 : err.msg);
-    else ok = check_grammar(g.data ? g.data : "", g.len, "response_format", e);
+    else ok = check_grammar(g.data ? g.data : "", g.len, param, e);
     lm_buf_free(&g);
     if (ok) rq->gp.json_schema = rq->schema_text;
     return ok;
+}
+
+/* logprobs: chat takes "logprobs": true with "top_logprobs" 0..20 alternatives; completions take
+ * "logprobs": N, the alternatives wanted (0..5, OpenAI's limit). */
+static bool parse_logprobs(srv_request *rq, const cJSON *root, srv_reqerr *e) {
+    double d = 0;
+    bool present = false;
+    if (rq->chat) {
+        if (!get_bool(root, "logprobs", &rq->logprobs, e)) return false;
+        if (!get_num(root, "top_logprobs", 0, LM_MAX_TOP_LOGPROBS, true, &d, &present, e)) return false;
+        if (present && !rq->logprobs)
+            return fail(e, "top_logprobs", "'top_logprobs' needs 'logprobs' set to true");
+    } else {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, "logprobs");
+        if (cJSON_IsBool(v)) /* what a chat client would send; false is off */
+            present = cJSON_IsTrue(v);
+        else if (!get_num(root, "logprobs", 0, 5, true, &d, &present, e))
+            return false;
+        rq->logprobs = present;
+    }
+    if (rq->logprobs) rq->gp.top_logprobs = (int32_t)d;
+    return true;
 }
 
 static bool parse_misc(srv_request *rq, const cJSON *root, srv_reqerr *e) {
@@ -483,56 +512,21 @@ static bool parse_misc(srv_request *rq, const cJSON *root, srv_reqerr *e) {
     return parse_structured(rq, root, e);
 }
 
-/* Slot key: the conversation as plain text, so that requests continuing a conversation share
- * a prefix with the one that served its start. */
-static bool make_key(srv_request *rq, srv_reqerr *e) {
-    lm_buf b = {0};
-    if (rq->chat) {
-        lm_buf_puts(&b, "chat\x1e");
-        if (rq->tools_json) lm_buf_puts(&b, rq->tools_json);
-        for (size_t i = 0; i < rq->n_msgs; i++) {
-            lm_buf_printf(&b, "\x1e%s\x1f", rq->msgs[i].role);
-            if (rq->msgs[i].content) lm_buf_puts(&b, rq->msgs[i].content);
-            if (rq->msgs[i].tool_calls_json) lm_buf_puts(&b, rq->msgs[i].tool_calls_json);
-        }
-    } else {
-        lm_buf_puts(&b, "text\x1e");
-        lm_buf_puts(&b, rq->prompt);
-    }
-    if (b.oom) {
-        lm_buf_free(&b);
-        return fail(e, NULL, "out of memory");
-    }
-    rq->key = lm_buf_take(&b);
-    return rq->key ? true : fail(e, NULL, "out of memory");
-}
-
-bool srv_request_parse(const char *body, size_t len, bool chat, int32_t n_ctx, srv_request *rq,
-                       srv_reqerr *e) {
+bool srv_request_parse(const char *body, size_t len, bool chat, int32_t n_ctx, size_t max_msgs,
+                       srv_request *rq, srv_reqerr *e) {
     memset(rq, 0, sizeof *rq);
     memset(e, 0, sizeof *e);
     rq->chat = chat;
     rq->gp = lm_gen_default_params();
     rq->gp.max_tokens = -1;
     rq->gp.repeat_penalty = 1.0f;
-    lm_error jerr = {0};
     bool ok = false;
-    if (lm_json_parse(body, len, "request body", &rq->root, &jerr) != LM_OK) {
-        fail(e, NULL, "%s", jerr.code == LM_ERR_NOMEM ? "out of memory" : jerr.msg);
+    if (!srv_req_begin(body, len, rq, e)) goto done;
+    if (!parse_misc(rq, rq->root, e) || !parse_sampling(rq, rq->root, n_ctx, e) || !parse_logprobs(rq, rq->root, e))
         goto done;
-    }
-    if (!cJSON_IsObject(rq->root)) {
-        fail(e, NULL, "the request body must be a JSON object");
-        goto done;
-    }
-    char nul_at[64];
-    if (find_nul(body, len, nul_at, sizeof nul_at)) {
-        fail(e, nul_at, "'%s' must not contain a NUL character (\\u0000)", nul_at);
-        goto done;
-    }
-    if (!parse_misc(rq, rq->root, e) || !parse_sampling(rq, rq->root, n_ctx, e)) goto done;
     if (chat) {
-        if (!parse_messages(rq, cJSON_GetObjectItemCaseSensitive(rq->root, "messages"), e) ||
+        if (!parse_messages(rq, cJSON_GetObjectItemCaseSensitive(rq->root, "messages"),
+                            max_msgs ? max_msgs : SRV_MAX_MESSAGES, e) ||
             !parse_tools(rq, rq->root, e))
             goto done;
     } else {
@@ -553,10 +547,45 @@ bool srv_request_parse(const char *body, size_t len, bool chat, int32_t n_ctx, s
         }
         rq->prompt = p->valuestring;
     }
-    ok = make_key(rq, e);
+    ok = true;
 done:
     if (!ok) srv_request_free(rq);
     return ok;
+}
+
+/* ---- shared with server/ollama.c ---- */
+
+bool srv_req_fail(srv_reqerr *e, const char *param, const char *fmt, ...) {
+    char tmp[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(tmp, sizeof tmp, fmt, ap);
+    va_end(ap);
+    return fail(e, param, "%s", tmp);
+}
+
+bool srv_req_num(const cJSON *obj, const char *name, double lo, double hi, bool integral, double *out,
+                 bool *present, srv_reqerr *e) {
+    return get_num(obj, name, lo, hi, integral, out, present, e);
+}
+
+bool srv_req_bool(const cJSON *obj, const char *name, bool *out, srv_reqerr *e) {
+    return get_bool(obj, name, out, e);
+}
+
+bool srv_req_tools(srv_request *rq, const cJSON *root, srv_reqerr *e) {
+    return parse_tools(rq, root, e);
+}
+
+bool srv_req_begin(const char *body, size_t len, srv_request *rq, srv_reqerr *e) {
+    lm_error jerr = {0};
+    if (lm_json_parse(body, len, "request body", &rq->root, &jerr) != LM_OK)
+        return fail(e, NULL, "%s", jerr.code == LM_ERR_NOMEM ? "out of memory" : jerr.msg);
+    if (!cJSON_IsObject(rq->root)) return fail(e, NULL, "the request body must be a JSON object");
+    char nul_at[64];
+    if (find_nul(body, len, nul_at, sizeof nul_at))
+        return fail(e, nul_at, "'%s' must not contain a NUL character (\\u0000)", nul_at);
+    return true;
 }
 
 void srv_request_free(srv_request *rq) {
@@ -566,77 +595,6 @@ void srv_request_free(srv_request *rq) {
     lm_free(rq->msgs);
     lm_free(rq->tools_json);
     lm_free(rq->schema_text);
-    lm_free(rq->key);
     cJSON_Delete(rq->root);
     memset(rq, 0, sizeof *rq);
-}
-
-/* ---- tool calls ---- */
-
-static const char TC_OPEN[] = "<tool_call>", TC_CLOSE[] = "</tool_call>";
-
-static const char *find(const char *s, const char *end, const char *needle) {
-    size_t n = strlen(needle);
-    for (const char *p = s; p + n <= end; p++)
-        if (memcmp(p, needle, n) == 0) return p;
-    return NULL;
-}
-
-cJSON *srv_parse_tool_calls(const char *text, size_t len, size_t *content_len) {
-    const char *end = text + len;
-    const char *first = find(text, end, TC_OPEN);
-    if (!first) return NULL;
-    cJSON *arr = cJSON_CreateArray();
-    if (!arr) return NULL;
-    const char *p = first;
-    int n = 0;
-    while (p && p < end) {
-        const char *body = p + strlen(TC_OPEN);
-        const char *close = find(body, end, TC_CLOSE);
-        const char *body_end = close ? close : end;
-        cJSON *call = NULL;
-        if (lm_json_parse(body, (size_t)(body_end - body), "tool call", &call, &(lm_error){0}) != LM_OK)
-            break;
-        const cJSON *name = cJSON_GetObjectItemCaseSensitive(call, "name");
-        const cJSON *args = cJSON_GetObjectItemCaseSensitive(call, "arguments");
-        if (!cJSON_IsString(name)) {
-            cJSON_Delete(call);
-            break;
-        }
-        char *args_text = NULL;
-        if (cJSON_IsString(args))
-            args_text = lm_strdup(args->valuestring);
-        else if (args)
-            args_text = lm_json_print(args);
-        else
-            args_text = lm_strdup("{}");
-        cJSON *tc = cJSON_CreateObject(), *fn = cJSON_CreateObject();
-        char id[40];
-        snprintf(id, sizeof id, "call_%08llx%02d", (unsigned long long)(lm_time_ns() & 0xffffffffu), n);
-        if (!tc || !fn || !args_text) {
-            cJSON_Delete(tc);
-            cJSON_Delete(fn);
-            lm_free(args_text);
-            cJSON_Delete(call);
-            break;
-        }
-        cJSON_AddStringToObject(tc, "id", id);
-        cJSON_AddStringToObject(tc, "type", "function");
-        cJSON_AddStringToObject(fn, "name", name->valuestring);
-        cJSON_AddStringToObject(fn, "arguments", args_text);
-        cJSON_AddItemToObject(tc, "function", fn);
-        cJSON_AddItemToArray(arr, tc);
-        lm_free(args_text);
-        cJSON_Delete(call);
-        n++;
-        p = close ? find(close, end, TC_OPEN) : NULL;
-    }
-    if (n == 0) {
-        cJSON_Delete(arr);
-        return NULL;
-    }
-    size_t cl = (size_t)(first - text);
-    while (cl && (text[cl - 1] == ' ' || text[cl - 1] == '\n' || text[cl - 1] == '\t')) cl--;
-    *content_len = cl;
-    return arr;
 }

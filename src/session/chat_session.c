@@ -123,10 +123,139 @@ void chat_prompt_free(chat_prompt *p) {
     memset(p, 0, sizeof *p);
 }
 
+/* Trimming: which turns to drop. Dropping the first k turns (k = 1..n_starts-1; turn j starts at
+ * message starts[j]) only shortens the prompt, so the least k that fits is searched for. */
+typedef struct trim_ctx {
+    const lm_model *m;
+    const lm_message *msgs;
+    size_t n, n_ctx, reserve;
+    const bool *keep;
+    bool *trial;
+    const size_t *starts;
+    const lm_chat_params *cp;
+    const atomic_bool *cancel;
+    chat_prompt *p;
+    size_t rendered;            /* the k whose rendering p holds */
+} trim_ctx;
+
+/* Renders the conversation without its first k turns into t->p; *fits: it fits the window. */
+static lm_status try_cut(trim_ctx *t, size_t k, bool *fits, lm_error *err) {
+    if (t->cancel && atomic_load(t->cancel))
+        return lm_fail(err, LM_ERR_CANCELLED, "cancelled while the conversation was trimmed to fit");
+    memcpy(t->trial, t->keep, t->n * sizeof *t->trial);
+    for (size_t i = t->starts[0]; i < t->starts[k]; i++)
+        if (!is_system(&t->msgs[i])) t->trial[i] = false;
+    lm_status st = render_tokens(t->m, t->msgs, t->n, t->trial, t->cp, t->p, err);
+    t->rendered = k;
+    *fits = !st && t->p->ids.n + t->reserve <= t->n_ctx;
+    return st;
+}
+
+/* The first guess: where each turn begins in the full rendering (its content's first bytes,
+ * found in order) tells how many bytes dropping the first k turns removes; tokens are taken in
+ * proportion. About one pass over the text (at most 64 bytes compared at a place, so contents
+ * like "aaaa..." cost no more); 0 when a content is not found (a template that rewrites it). Only
+ * a guess: search_cut checks it. */
+static size_t guess_cut(const trim_ctx *t, size_t n_starts, const char *text, size_t len, size_t n_tokens) {
+    size_t need = t->p->ids.n + t->reserve - t->n_ctx; /* tokens to drop (the full prompt is over) */
+    const char *from = text, *end = text + len, *first = NULL;
+    for (size_t j = 0; j < n_starts; j++) {
+        const char *c = t->msgs[t->starts[j]].content;
+        size_t cl = c ? strlen(c) : 0;
+        if (cl > 64) cl = 64;
+        const char *at = NULL;
+        for (const char *q = from; cl && q + cl <= end && (q = memchr(q, c[0], (size_t)(end - q - cl + 1))); q++)
+            if (memcmp(q, c, cl) == 0) {
+                at = q;
+                break;
+            }
+        if (!at) return 0;
+        if (j == 0) first = at;
+        else if ((double)(at - first) / (double)len * (double)n_tokens >= (double)need) return j;
+        from = at + cl;
+    }
+    return n_starts - 1;
+}
+
+/* The least k in [1, hi] that fits, from the guess outwards (galloping, then bisection): a good
+ * guess costs two renderings, a bad one O(log n). Returns 0 when none fits; t->p holds the last
+ * rendering tried. */
+static lm_status search_cut(trim_ctx *t, size_t hi, size_t guess, size_t *best, lm_error *err) {
+    size_t lo = 1, step = 1;
+    bool fits;
+    *best = 0;
+    if (guess < lo || guess > hi) guess = lo + (hi - lo) / 2;
+    lm_status st = try_cut(t, guess, &fits, err);
+    if (st) return st;
+    if (fits) { /* look below for a smaller cut */
+        *best = hi = guess;
+        while (lo < hi) {
+            size_t k = guess > lo + step ? guess - step : lo;
+            if ((st = try_cut(t, k, &fits, err))) return st;
+            if (!fits) {
+                lo = k + 1;
+                break;
+            }
+            *best = hi = k;
+            step *= 2;
+        }
+        hi = *best - 1;
+    } else { /* look above */
+        lo = guess + 1;
+        while (lo <= hi) {
+            size_t k = guess + step < hi ? guess + step : hi;
+            if ((st = try_cut(t, k, &fits, err))) return st;
+            if (fits) {
+                *best = k;
+                hi = k - 1;
+                break;
+            }
+            lo = k + 1;
+            step *= 2;
+        }
+    }
+    while (lo <= hi && lo >= 1) { /* the answer is best, or lies in [lo, hi] */
+        size_t k = lo + (hi - lo) / 2;
+        if ((st = try_cut(t, k, &fits, err))) return st;
+        if (fits) {
+            *best = k;
+            if (k == lo) break;
+            hi = k - 1;
+        } else {
+            lo = k + 1;
+        }
+    }
+    return LM_OK;
+}
+
+/* Drops the fewest old turns that make the prompt in p (the full conversation, over the window)
+ * fit, leaving the result in p. */
+static lm_status trim_turns(trim_ctx *t, size_t n_starts, lm_error *err) {
+    t->trial = lm_malloc(t->n * sizeof *t->trial);
+    if (!t->trial) return lm_fail_nomem(err, "messages");
+    size_t guess = t->p->text.len ? guess_cut(t, n_starts, t->p->text.data, t->p->text.len, t->p->ids.n) : 0;
+    size_t best;
+    lm_status st = search_cut(t, n_starts - 1, guess, &best, err);
+    if (!st && !best) {
+        bool fits;
+        st = try_cut(t, n_starts - 1, &fits, err);
+        if (!st)
+            st = lm_fail(err, LM_ERR_CONTEXT, "the prompt is %zu tokens and max_tokens %zu, but the context window is %zu tokens even with only the last message kept",
+                         t->p->ids.n, t->reserve, t->n_ctx);
+    } else if (!st) {
+        bool fits;
+        if (t->rendered != best) st = try_cut(t, best, &fits, err);
+        for (size_t i = t->starts[0]; !st && i < t->starts[best]; i++) t->p->n_dropped += !is_system(&t->msgs[i]);
+    }
+    lm_free(t->trial);
+    return st;
+}
+
 /* Old turns are dropped whole (a non-system message and what follows up to the next user
- * message), oldest first, system messages always kept, the last turn never. How many to drop is
- * found by bisection over the turns (the prompt only shrinks as more are dropped), so a
- * conversation of n messages costs O(log n) renderings, not n. */
+ * message), oldest first, system messages always kept, the last turn never. The full rendering
+ * says where each turn begins, which gives the first guess of how many to drop; a few renderings
+ * around it find the least that fits (the prompt only shrinks as more are dropped), so a long
+ * conversation costs a few renderings, not one per turn nor log2(turns). */
 lm_status chat_prompt_build(const lm_model *m, size_t n_ctx, const lm_message *msgs, size_t n,
                             const lm_chat_params *cp, size_t reserve, const atomic_bool *cancel, chat_prompt *p,
                             lm_error *err) {
@@ -170,46 +299,8 @@ lm_status chat_prompt_build(const lm_model *m, size_t n_ctx, const lm_message *m
             st = lm_fail(err, LM_ERR_CONTEXT, "the prompt is %zu tokens and max_tokens %zu, but the context window is %zu tokens%s",
                          p->ids.n, reserve, n_ctx, cp->no_trim ? "" : " even with only the last message kept");
         } else {
-            /* drop the first k turns: k = n_starts - 1 keeps only the last; find the least k that fits */
-            size_t lo = 1, hi = n_starts - 1, best = 0;
-            bool *trial = lm_malloc(n * sizeof *trial);
-            if (!trial) st = lm_fail_nomem(err, "messages");
-            while (!st && lo <= hi) {
-                if (cancel && atomic_load(cancel)) {
-                    st = lm_fail(err, LM_ERR_CANCELLED, "cancelled while the conversation was trimmed to fit");
-                    break;
-                }
-                size_t k = lo + (hi - lo) / 2;
-                memcpy(trial, keep, n * sizeof *trial);
-                for (size_t i = starts[0]; i < starts[k]; i++)
-                    if (!is_system(&msgs[i])) trial[i] = false;
-                st = render_tokens(m, msgs, n, trial, cp, p, err);
-                if (st) break;
-                if (p->ids.n + reserve <= n_ctx) {
-                    best = k;
-                    if (k == 1) break;
-                    hi = k - 1;
-                } else {
-                    lo = k + 1;
-                }
-            }
-            if (!st && !best) {
-                memcpy(trial, keep, n * sizeof *trial);
-                for (size_t i = starts[0]; i < starts[n_starts - 1]; i++)
-                    if (!is_system(&msgs[i])) trial[i] = false;
-                st = render_tokens(m, msgs, n, trial, cp, p, err);
-                if (!st)
-                    st = lm_fail(err, LM_ERR_CONTEXT, "the prompt is %zu tokens and max_tokens %zu, but the context window is %zu tokens even with only the last message kept",
-                                 p->ids.n, reserve, n_ctx);
-            } else if (!st) {
-                /* render the chosen cut again unless it was the last one tried */
-                memcpy(trial, keep, n * sizeof *trial);
-                for (size_t i = starts[0]; i < starts[best]; i++)
-                    if (!is_system(&msgs[i])) trial[i] = false;
-                st = render_tokens(m, msgs, n, trial, cp, p, err);
-                for (size_t i = starts[0]; i < starts[best]; i++) p->n_dropped += !is_system(&msgs[i]);
-            }
-            lm_free(trial);
+            trim_ctx t = {m, msgs, n, n_ctx, reserve, keep, NULL, starts, cp, cancel, p, 0};
+            st = trim_turns(&t, n_starts, err);
         }
     }
     lm_free(keep);

@@ -6,7 +6,9 @@
 Starts the server on a free loopback port, then CLIENTS threads send, until SECONDS have passed,
 a seeded random mix of: good chat requests (streamed and not), good /v1/completions, bad JSON,
 wrong field types, a body over the 8 MB limit, truncated bodies, garbage bytes instead of HTTP,
-slow readers of a stream and clients that hang up mid-stream. Checks:
+slow readers of a stream, clients that hang up mid-stream, clients that trickle half a header
+(closed by the server's header deadline) and clients without the API key that send an 8 MB body
+(answered 401 on their headers, before the body). Checks:
   * every good request gets a complete answer: 200, finish_reason, content; streams end with
     `data: [DONE]` after a chunk carrying finish_reason;
   * every malformed request gets its 4xx (or, for garbage and oversized uploads, the connection
@@ -32,6 +34,8 @@ import tempfile
 import threading
 import time
 
+KEY = "soak-key"  # the server requires it: unauthenticated clients are one of the scenarios
+AUTH = b"Authorization: Bearer " + KEY.encode() + b"\r\n"
 PROMPTS = ["Hi", "Tell me a story.", "What is 2+2?", "Name a colour.", "Say hello in French.",
            "Write one sentence about cats.", "Why is the sky blue?", "Count to five."]
 
@@ -141,7 +145,7 @@ class Soak:
         c = self.conn()
         try:
             c.request("POST", path, self.body(rng, stream, completions),
-                      {"Content-Type": "application/json"})
+                      {"Content-Type": "application/json", "Authorization": "Bearer " + KEY})
             r = c.getresponse()
             if r.status != 200:
                 self.error(kind, "status %d: %r" % (r.status, r.read()[:300]))
@@ -165,7 +169,7 @@ class Soak:
     def expect_4xx(self, kind, body, headers=None):
         c = self.conn()
         try:
-            h = {"Content-Type": "application/json"}
+            h = {"Content-Type": "application/json", "Authorization": "Bearer " + KEY}
             h.update(headers or {})
             c.request("POST", "/v1/chat/completions", body, h)
             r = c.getresponse()
@@ -218,10 +222,10 @@ class Soak:
         got = b""
         try:
             if declared:
-                s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\n" + AUTH + b"Content-Type: application/json\r\n"
                           b"Content-Length: %d\r\n\r\n" % n)
             else:
-                s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\n" + AUTH + b"Content-Type: application/json\r\n"
                           b"Transfer-Encoding: chunked\r\n\r\n")
             chunk = b"{\"messages\":\"" + b"a" * (1 << 20)
             sent = 0
@@ -249,7 +253,7 @@ class Soak:
     def truncated(self, rng):
         body = self.body(rng, rng.random() < 0.5)
         cut = rng.randrange(0, len(body))
-        self.raw(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        self.raw(b"POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\n" + AUTH + b"Content-Type: application/json\r\n"
                  b"Content-Length: %d\r\n\r\n%s" % (len(body), body[:cut]), read=False)
         self.count("truncated body")
 
@@ -273,7 +277,7 @@ class Soak:
             c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
             c.sock = s
             c.request("POST", "/v1/chat/completions", self.body(rng, True),
-                      {"Content-Type": "application/json"})
+                      {"Content-Type": "application/json", "Authorization": "Bearer " + KEY})
             r = c.getresponse()
             if r.status != 200:
                 self.error(kind, "status %d" % r.status)
@@ -292,7 +296,7 @@ class Soak:
             c.request("POST", "/v1/chat/completions",
                       json.dumps({"messages": [{"role": "user", "content": rng.choice(PROMPTS)}],
                                   "max_tokens": 64, "stream": True}).encode(),
-                      {"Content-Type": "application/json"})
+                      {"Content-Type": "application/json", "Authorization": "Bearer " + KEY})
             r = c.getresponse()
             if r.status != 200:
                 self.error(kind, "status %d" % r.status)
@@ -304,6 +308,56 @@ class Soak:
         finally:
             c.close()
 
+    def slow_header(self, rng):
+        """Half a header, then a byte every 0.3 s: the server closes it at its header deadline."""
+        kind = "slow header"
+        s = socket.create_connection(("127.0.0.1", self.port), timeout=10)
+        t = time.time()
+        try:
+            s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nX-Slow: ")
+            s.settimeout(0.3)
+            while time.time() - t < 8:
+                try:
+                    if s.recv(1000) == b"":
+                        break
+                except socket.timeout:
+                    s.send(b"a")
+            else:
+                self.error(kind, "still open after 8 s")
+                return
+            self.count(kind)
+        except (ConnectionResetError, BrokenPipeError):
+            self.count(kind)
+        except OSError as e:
+            self.error(kind, repr(e))
+        finally:
+            s.close()
+
+    def unauth_big(self, rng):
+        """An 8 MB body without the key: the 401 comes on the headers; the body sent anyway."""
+        kind = "unauthenticated 8 MB body"
+        n = 8 * 1024 * 1024 - 64
+        s = socket.create_connection(("127.0.0.1", self.port), timeout=30)
+        try:
+            key = rng.choice([b"", b"Authorization: Bearer wrong\r\n"])
+            s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\n" + key +
+                      b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % n)
+            if rng.random() < 0.5:
+                try:
+                    s.sendall(b"x" * n)
+                except OSError:
+                    pass  # answered and closed
+            got = read_answer(s)
+            m = re.match(rb"HTTP/1\.1 (\d+)", got)
+            if not m or m.group(1) != b"401":
+                self.error(kind, "got %r" % got[:200])
+            else:
+                self.count(kind)
+        except OSError as e:
+            self.error(kind, repr(e))
+        finally:
+            s.close()
+
     def client(self, idx):
         rng = random.Random(self.a.seed * 1000 + idx)
         mix = [(30, lambda: self.good(rng, False)), (30, lambda: self.good(rng, True)),
@@ -311,7 +365,8 @@ class Soak:
                (8, lambda: self.bad_json(rng)), (8, lambda: self.wrong_types(rng)),
                (1, lambda: self.huge(rng)), (5, lambda: self.truncated(rng)),
                (5, lambda: self.garbage(rng)), (4, lambda: self.slow_reader(rng)),
-               (6, lambda: self.hang_up(rng))]
+               (6, lambda: self.hang_up(rng)), (3, lambda: self.slow_header(rng)),
+               (2, lambda: self.unauth_big(rng))]
         total = sum(w for w, _ in mix)
         while time.time() < self.deadline:
             x = rng.randrange(total)
@@ -325,7 +380,7 @@ class Soak:
     def start(self):
         self.log = tempfile.NamedTemporaryFile(prefix="soak-", suffix=".log", delete=False)
         cmd = [self.a.cli, "serve", self.a.model, "--port", "0", "--parallel", str(self.a.parallel),
-               "--queue", "256", "--threads", "1"]
+               "--queue", "256", "--threads", "1", "--api-key", KEY, "--header-timeout", "2"]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=self.log)
         t0 = time.time()
         while time.time() - t0 < 120:

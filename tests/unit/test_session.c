@@ -5,6 +5,8 @@
  * trimming keeps the system prompt; stop strings with a real tokenizer; unload and reload. */
 #include "testutil.h"
 
+#include "session/session.h"
+
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -274,6 +276,70 @@ static void test_callback_stop_and_stop_strings(void **state) {
     lm_session_free(s);
 }
 
+/* Tokens of the conversation sys + msgs[from..n) rendered whole (no trimming). */
+static size_t prompt_tokens(const lm_message *sys, const lm_message *msgs, size_t from, size_t n) {
+    lm_message sub[64];
+    size_t k = 0;
+    sub[k++] = *sys;
+    for (size_t i = from; i < n; i++) sub[k++] = msgs[i];
+    lm_chat_params cp = lm_chat_default_params();
+    cp.max_messages = 0;
+    chat_prompt p;
+    lm_error err = {0};
+    assert_int_equal(chat_prompt_build(g_model, 1u << 30, sub, k, &cp, 0, NULL, &p, &err), LM_OK);
+    size_t n_ids = p.ids.n;
+    chat_prompt_free(&p);
+    return n_ids;
+}
+
+/* Trimming drops exactly the fewest old turns that fit (issue 20, finding 5: the first guess
+ * comes from where turns begin in one rendering, then a few renderings check it), for every
+ * window size, with turns of very different lengths (a guess in proportion to bytes is off) and
+ * with contents that repeat ("aaaa...": found at the wrong place), against a brute force. */
+static void test_trimming_least_cut(void **state) {
+    (void)state;
+    static char text[3][400];
+    memset(text[0], 'a', 399);
+    memset(text[1], 'a', 40);
+    snprintf(text[2], sizeof text[2], "%s", "Tell me about the weather in Paris today, please.");
+    lm_message sys = {.role = "system", .content = "Be brief."};
+    for (int variant = 0; variant < 2; variant++) {
+        lm_message msgs[41];
+        msgs[0] = sys;
+        for (size_t i = 1; i < 41; i++) {
+            const char *c = variant == 0 ? text[i % 3] : text[(i * 7 / 3) % 2];
+            msgs[i] = (lm_message){.role = i % 2 ? "user" : "assistant", .content = c};
+        }
+        lm_chat_params cp = lm_chat_default_params();
+        cp.max_messages = 0;
+        size_t full = prompt_tokens(&sys, msgs, 1, 41);
+        for (size_t n_ctx = 60; n_ctx < full + 20; n_ctx += full / 23 + 1) {
+            /* brute force: the least number of turns (user message and its answer) to drop */
+            size_t want = 0;
+            bool none = true;
+            for (size_t k = 0; k < 20; k++) /* the last turn (messages 39, 40) is always kept */
+                if (prompt_tokens(&sys, msgs, 1 + 2 * k, 41) <= n_ctx) {
+                    want = 2 * k;
+                    none = false;
+                    break;
+                }
+            chat_prompt p;
+            lm_error err = {0};
+            lm_status st = chat_prompt_build(g_model, n_ctx, msgs, 41, &cp, 0, NULL, &p, &err);
+            if (none) {
+                assert_int_equal(st, LM_ERR_CONTEXT);
+                continue;
+            }
+            assert_int_equal(st, LM_OK);
+            if ((size_t)p.n_dropped != want)
+                fail_msg("variant %d, n_ctx %zu: dropped %d messages, the least is %zu", variant, n_ctx, p.n_dropped, want);
+            assert_true(p.ids.n <= n_ctx);
+            assert_int_equal(p.ids.n, prompt_tokens(&sys, msgs, 1 + want, 41));
+            chat_prompt_free(&p);
+        }
+    }
+}
+
 static void test_trimming(void **state) {
     (void)state;
     lm_session_params sp = lm_session_default_params();
@@ -486,6 +552,7 @@ int main(void) {
         cmocka_unit_test(test_cancel_prefill),
         cmocka_unit_test(test_callback_stop_and_stop_strings),
         cmocka_unit_test(test_trimming),
+        cmocka_unit_test(test_trimming_least_cut),
         cmocka_unit_test(test_warmup_unload_reload),
         cmocka_unit_test(test_load_progress_cancel),
         cmocka_unit_test(test_response_cache),
