@@ -36,7 +36,7 @@ enum cm_type {
     CM_F64 = 28,
     CM_BF16 = 30,
     CM_MLX = 1000,
-    /* Ours, never in a file: the activations of the AVX-512 Q4_0 decode kernel (quants_ref.c
+    /* Ours, never in a file: the activations of the AVX-512 Q4_0 decode kernel (compute/types.c
      * documents the layout). GGUF tensors with ids of 1000 and up are refused. */
     CM_Q8_0X4 = 1001,
 };
@@ -48,7 +48,8 @@ typedef struct cm_type_info {
     bool can_matmul;     /* has dequantize + dot kernels */
 } cm_type_info;
 
-/* NULL when the id is not a type we know (the caller reports it). */
+/* NULL when the id is not a type we know (the caller reports it). compute/types.c: format facts,
+ * no kernels. */
 const cm_type_info *cm_type_get(uint32_t type);
 /* Bytes of n elements of type; false when unknown type or n is not a whole number of blocks. */
 bool cm_type_row_bytes(uint32_t type, uint64_t n, uint64_t *bytes);
@@ -145,8 +146,10 @@ typedef struct cm_backend cm_backend; /* a device with the kernels chosen for it
 typedef struct cm_ctx cm_ctx;         /* a compute context: scratch, thread pool or stream; one
                                          thread drives it at a time */
 
-/* Sizes a compute context is made for; every buffer is allocated once, at cm_ctx creation, so a
- * device backend can capture a step as a graph. */
+/* Sizes a compute context is made for. Its buffers are allocated for them when it is made, so a
+ * pass within these sizes allocates nothing and a device backend can capture a step as a graph.
+ * The one exception: the CPU backend grows the activation buffer of the MLX prefill kernels on
+ * their first use (a failure there takes a slower path that needs none, never fails the pass). */
 typedef struct cm_ctx_params {
     int32_t n_threads;        /* CPU: threads of the context's pool, the driving thread included */
     size_t max_tokens;        /* tokens per pass */

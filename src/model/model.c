@@ -80,7 +80,9 @@ static int guess_tool_format(const lm_model *m) {
 /* cm_net.drop: a weight the backend copied leaves resident memory (whole pages of the mapping). */
 static void drop_pages(void *user, const void *data, size_t bytes) {
     const lm_model *m = user;
-    lm_file_release(&m->gguf->file, data, bytes);
+    if (m->gguf) lm_file_release(&m->gguf->file, data, bytes);
+    /* a folder's tensors: the file that holds the range (the others ignore it) */
+    for (uint32_t i = 0; m->st && i < m->st->n_files; i++) lm_file_release(&m->st->files[i], data, bytes);
 }
 
 /* The network description the backend runs, from the loaded hyper-parameters. */
@@ -195,7 +197,7 @@ lm_status lm_model_load(const char *path, const lm_model_params *params, lm_mode
     m->n_threads = p.vocab_only ? 1 : p.n_threads > 0 ? p.n_threads : lm_cpu_count();
     if (!p.vocab_only) {
         fill_net(m);
-        if (m->gguf) {
+        if (m->gguf || m->st) {
             m->net.drop = drop_pages;
             m->net.drop_user = m;
         }

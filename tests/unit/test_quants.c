@@ -4,8 +4,10 @@
 #include "testutil.h"
 
 #include <math.h>
+#include <stdlib.h>
 
 #include "compute/backend.h"
+#include "compute/cpu/cpu.h"
 #include "compute/cpu/quants.h"
 
 /* ---- independent per-element formulas (the GGML/GGUF block layouts) ---- */
@@ -801,6 +803,29 @@ static void test_matmul(void **state) {
     lm_pool_free(pool);
 }
 
+/* LOCALLM_CPU narrows the kernel set (never widens it), and names the set it leaves. */
+static void test_cpu_override(void **state) {
+    (void)state;
+    uint32_t all = lm_cpu_features();
+    unsetenv("LOCALLM_CPU");
+    assert_int_equal(cm_cpu_features(false), all);
+    assert_int_equal(cm_cpu_features(true), 0);
+    setenv("LOCALLM_CPU", "ref", 1);
+    assert_int_equal(cm_cpu_features(false), 0);
+    assert_string_equal(cm_cpu_kernels_name(cm_cpu_features(false)), "ref");
+    setenv("LOCALLM_CPU", "avx2", 1);
+    uint32_t f = cm_cpu_features(false);
+    assert_int_equal(f & ~(uint32_t)(LM_CPU_AVX2 | LM_CPU_FMA | LM_CPU_F16C), 0);
+    assert_int_equal(f & ~all, 0);
+    if ((all & (LM_CPU_AVX2 | LM_CPU_FMA | LM_CPU_F16C)) == (LM_CPU_AVX2 | LM_CPU_FMA | LM_CPU_F16C))
+        assert_string_equal(cm_cpu_kernels_name(f), "avx2");
+    setenv("LOCALLM_CPU", "neon", 1);
+    assert_int_equal(cm_cpu_features(false), all & LM_CPU_NEON);
+    setenv("LOCALLM_CPU", "avx512-please", 1); /* unknown: everything the CPU has */
+    assert_int_equal(cm_cpu_features(false), all);
+    unsetenv("LOCALLM_CPU");
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_type_table),
@@ -817,6 +842,7 @@ int main(void) {
         cmocka_unit_test(test_f16_all),
         cmocka_unit_test(test_quantize_select),
         cmocka_unit_test(test_dequant_select),
+        cmocka_unit_test(test_cpu_override),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -103,15 +103,22 @@ static void test_ref_against_float(void **state) {
     free(m.packed);
 }
 
+static void check_kernel(cm_r16_fn fn);
+
+/* The best kernel of this CPU, then the AVX2 one where the CPU also has AVX-512. */
 static void test_simd_bitwise(void **state) {
     (void)state;
-    cm_r16_fn fn = cm_r16_select(CM_Q4_0, lm_cpu_features());
-    if (!fn) {
-        /* this CPU has no R16 kernel: the matrices stay in their own layout (nothing to test
-           beyond the reference, which the other tests cover) */
-        assert_null(cm_r16_select(CM_Q4_0, 0));
-        return;
+    assert_null(cm_r16_select(CM_Q4_0, 0));
+    uint32_t all = lm_cpu_features(), sets[2] = {all, all & (LM_CPU_AVX2 | LM_CPU_FMA | LM_CPU_F16C)};
+    for (int fs = 0; fs < 2; fs++) {
+        cm_r16_fn fn = cm_r16_select(CM_Q4_0, sets[fs]);
+        /* no R16 kernel: the matrices stay in their own layout (the reference is tested above) */
+        if (!fn || (fs == 1 && fn == cm_r16_select(CM_Q4_0, all))) continue;
+        check_kernel(fn);
     }
+}
+
+static void check_kernel(cm_r16_fn fn) {
     static const size_t shapes[][2] = {{16, 32}, {37, 256}, {130, 896}, {5, 4864}};
     for (size_t s = 0; s < LM_ARRAY_LEN(shapes); s++) {
         size_t rows = shapes[s][0], cols = shapes[s][1], ng = (rows + 15) / 16, ab = cm_r16_act_bytes(cols);

@@ -148,18 +148,6 @@ void cm_rope(float *x, size_t n_rot, size_t pos, const float *inv_freq, float at
     }
 }
 
-void cm_softmax(float *x, size_t n) {
-    float m = -INFINITY;
-    for (size_t i = 0; i < n; i++) m = x[i] > m ? x[i] : m;
-    double sum = 0;
-    for (size_t i = 0; i < n; i++) {
-        x[i] = expf(x[i] - m);
-        sum += x[i];
-    }
-    float inv = (float)(1.0 / sum);
-    for (size_t i = 0; i < n; i++) x[i] *= inv;
-}
-
 void cm_add(float *y, const float *x, size_t n) {
     for (size_t i = 0; i < n; i++) y[i] += x[i];
 }

@@ -17,14 +17,16 @@ void cm_ctx_free(cm_ctx *c);
 const char *cm_ctx_kernels(const cm_ctx *c); /* "ref", "avx2", "avx512", "neon" */
 int cm_ctx_threads(const cm_ctx *c);
 lm_pool *cm_ctx_pool(const cm_ctx *c);         /* borrowed; for ops split over the pool */
-uint32_t cm_ctx_features(const cm_ctx *c);     /* CPU features kernels may use; 0 with force_ref */
-/* Sizes the matrix products' scratch (activation quantization, prefill tiles, dequantized rows)
- * for up to max_tokens rows of at most max_cols columns; false on NOMEM. Products within those
- * sizes never allocate. */
+/* Sizes the matrix products' scratch (activation quantization, prefill tiles, R16 activations,
+ * dequantized rows) for up to max_tokens rows of at most max_cols columns; false on NOMEM.
+ * Products within those sizes never allocate, except the MLX prefill kernels' activations (grown
+ * on first use; a failure takes the float path). */
 bool cm_ctx_reserve(cm_ctx *c, size_t max_tokens, size_t max_cols);
 
-/* The CPU features the kernels of this process may use: lm_cpu_features(), or 0 (the reference
- * kernels) with force_ref; and the name of the kernel set they select. */
+/* The CPU features the kernels of this process may use: lm_cpu_features() narrowed by the
+ * environment variable LOCALLM_CPU ("ref", "avx2", "neon": that kernel set on a CPU that has
+ * more, for tests and benchmarks), or 0 (the reference kernels) with force_ref; and the name of
+ * the kernel set they select. */
 uint32_t cm_cpu_features(bool force_ref);
 const char *cm_cpu_kernels_name(uint32_t features);
 /* Chooses the kernels of w for features once (cm_matrix.plan): writes a plan into *plan, which

@@ -77,7 +77,7 @@ static lm_status cpu_prepare(const cm_backend *be, cm_net *net, lm_progress_fn p
         cm_plan_init(p, w, im->features);
         w->plan = p;
         cw->orig[i] = w->data;
-        size_t bytes = p->r16 ? cm_r16_bytes(w) : 0;
+        size_t bytes = p->r16 ? cm_r16_bytes(w) : p->r16m ? cm_r16m_bytes(w) : 0;
         if (!bytes) continue;
         /* repacked once per source: the output matrix of a tied model is the embedding */
         void *buf = NULL;
@@ -93,8 +93,14 @@ static lm_status cpu_prepare(const cm_backend *be, cm_net *net, lm_progress_fn p
             /* in slices, each source slice let go once packed: never both copies of a big matrix */
             for (size_t r0 = 0; r0 < w->rows; r0 += 4096) {
                 size_t r1 = LM_MIN(w->rows, r0 + 4096);
-                cm_r16_pack_rows(w, buf, r0, r1);
+                if (p->r16m) cm_r16m_pack_rows(w, buf, r0, r1);
+                else cm_r16_pack_rows(w, buf, r0, r1);
                 if (net->drop) net->drop(net->drop_user, (const uint8_t *)w->data + r0 * w->row_bytes, (r1 - r0) * w->row_bytes);
+                if (net->drop && p->r16m) { /* MLX: the scales and biases went into the packed copy too */
+                    size_t sz = w->sb_type == CM_F32 ? 4 : 2, ng = w->cols / w->group_size;
+                    net->drop(net->drop_user, (const uint8_t *)w->scales + r0 * ng * sz, (r1 - r0) * ng * sz);
+                    net->drop(net->drop_user, (const uint8_t *)w->biases + r0 * ng * sz, (r1 - r0) * ng * sz);
+                }
             }
             src[cw->n_bufs] = w->data;
             cw->bufs[cw->n_bufs++] = buf;

@@ -22,7 +22,8 @@ struct cm_plan {
     cm_mlx_dot_fn mlx_dot;
     cm_mlx_gemmq_fn mlx_gemmq; /* MLX, several tokens */
     cm_r16_fn r16;            /* the kernel of the R16 layout, for every number of tokens */
-    bool packed;              /* the matrix's data is in the R16 layout (cm_r16_pack at load) */
+    cm_r16m_fn r16m;          /* MLX 4-bit: the kernel of the R16M layout */
+    bool packed;              /* the matrix's data is in the R16 (R16M for MLX) layout, packed at load */
 };
 
 struct cm_ctx {

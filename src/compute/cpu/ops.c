@@ -3,10 +3,24 @@
  * Owns: how a product is split over threads and which kernel runs it. Does not own: the block
  * formats (quants_*.c) or the passes of a layer (cpu_backend.c). */
 #include "compute/cpu/ctx.h"
+#include "compute/cpu/quants_mlx.h"
 
 #include <math.h>
+#include <stdlib.h>
 
-uint32_t cm_cpu_features(bool force_ref) { return force_ref ? 0 : lm_cpu_features(); }
+/* LOCALLM_CPU narrows the features to an older kernel set, so one machine can run (and time) the
+ * paths of others: "ref" (the reference kernels), "avx2" (AVX2, FMA, F16C only), "neon" (no
+ * dotprod). Unset, empty or any other value: everything the CPU has. Never widens. */
+uint32_t cm_cpu_features(bool force_ref) {
+    if (force_ref) return 0;
+    uint32_t f = lm_cpu_features();
+    const char *e = getenv("LOCALLM_CPU");
+    if (!e) return f;
+    if (!strcmp(e, "ref")) return 0;
+    if (!strcmp(e, "avx2")) return f & (LM_CPU_AVX2 | LM_CPU_FMA | LM_CPU_F16C);
+    if (!strcmp(e, "neon")) return f & LM_CPU_NEON;
+    return f;
+}
 
 const char *cm_cpu_kernels_name(uint32_t f) {
     const char *k = "ref";
@@ -28,6 +42,7 @@ void cm_plan_init(cm_plan *p, const cm_matrix *w, uint32_t features) {
         p->mlx_dotq = cm_mlx_dotq_select(w, features);
         p->mlx_dot = cm_mlx_dot_select(w, features);
         p->mlx_gemmq = cm_mlx_gemmq_select(w, features);
+        p->r16m = cm_r16m_select(w, features);
         return;
     }
     p->dot = cm_dot_select(w->type, features);
@@ -86,7 +101,6 @@ void cm_ctx_free(cm_ctx *c) {
 const char *cm_ctx_kernels(const cm_ctx *c) { return c->kernels; }
 int cm_ctx_threads(const cm_ctx *c) { return c->nth; }
 lm_pool *cm_ctx_pool(const cm_ctx *c) { return c->pool; }
-uint32_t cm_ctx_features(const cm_ctx *c) { return c->features; }
 
 /* Makes sure every thread has `per` floats of scratch. Called before a pool run only. */
 static bool ensure_scratch(cm_ctx *c, size_t per) {
@@ -255,6 +269,65 @@ static size_t gemm_multi(cm_ctx *c, const cm_matrix *const *w, size_t nw, const 
     return j.nw;
 }
 
+/* ---- MLX products of several tokens (quants.h, cm_mlx_matmul) ---- */
+
+typedef struct mlx_job {
+    const cm_matrix *w;
+    const float *x;
+    size_t n, xb;
+    float *y;
+    uint8_t *xq;
+    uint32_t features;
+    cm_mlx_gemmq_fn fn;
+    cm_mlx_tiles_fn tiles; /* the token-lane tiles kernel (quants_mlx.h), or NULL: fn */
+} mlx_job;
+
+static void mlx_prep_task(void *p, int ith, int nth) {
+    mlx_job *j = p;
+    if (j->tiles) {
+        size_t nt = (j->n + CM_MLX_LANES - 1) / CM_MLX_LANES;
+        for (size_t k = nt * (size_t)ith / (size_t)nth; k < nt * (size_t)(ith + 1) / (size_t)nth; k++)
+            cm_mlx_prep_tile(j->w, j->x, j->n, j->xq + k * j->xb, k);
+        return;
+    }
+    size_t t0 = j->n * (size_t)ith / (size_t)nth, t1 = j->n * (size_t)(ith + 1) / (size_t)nth;
+    for (size_t t = t0; t < t1; t++)
+        cm_mlx_quantize_x(j->w, j->x + t * j->w->cols, j->xq + t * j->xb, j->features);
+}
+
+/* Rows in units of 8 so neighbouring threads do not write the same cache lines of y. */
+static void mlx_gemm_task(void *p, int ith, int nth) {
+    mlx_job *j = p;
+    size_t units = (j->w->rows + 7) / 8;
+    size_t r0 = units * (size_t)ith / (size_t)nth * 8, r1 = units * (size_t)(ith + 1) / (size_t)nth * 8;
+    if (r1 > j->w->rows) r1 = j->w->rows;
+    if (r0 >= r1) return;
+    if (j->tiles) {
+        j->tiles(j->w, r0, r1, j->xq, j->n, j->y, j->w->rows);
+        return;
+    }
+    j->fn(j->w, r0, r1, j->xq, j->xb, j->n, j->y, j->w->rows);
+}
+
+bool cm_mlx_matmul(lm_pool *pool, uint32_t cpu_features, cm_mlx_gemmq_fn fn, uint8_t **buf, size_t *cap,
+                   const cm_matrix *w, const float *x, size_t n, float *y) {
+    if (!fn || n == 0) return false;
+    cm_mlx_tiles_fn tiles = cm_mlx_tiles_select(fn);
+    size_t xb = tiles ? cm_mlx_tile_bytes(w) : cm_mlx_xq_bytes(w), need;
+    size_t units = tiles ? (n + CM_MLX_LANES - 1) / CM_MLX_LANES : n;
+    if (!lm_mul_ok(xb, units, &need)) return false;
+    if (need > *cap) {
+        uint8_t *q = lm_realloc(*buf, need);
+        if (!q) return false;
+        *buf = q;
+        *cap = need;
+    }
+    mlx_job j = {w, x, n, xb, y, *buf, cpu_features, fn, tiles};
+    lm_pool_run(pool, mlx_prep_task, &j);
+    lm_pool_run(pool, mlx_gemm_task, &j);
+    return true;
+}
+
 /* ---- decode, and the float path of the other types ---- */
 
 /* The product of one matrix, without the tiled kernels. */
@@ -374,6 +447,8 @@ typedef struct r16_job {
     uint8_t *act;
     size_t act_bytes;
     cm_quantize_fn q8;
+    bool mlx;                   /* R16M matrices (MLX 4-bit) and their activations */
+    cm_r16m_quant_fn q16;
 } r16_job;
 
 static void r16_quant_chunk(void *ctx, int chunk, int n_chunks, int ith) {
@@ -381,7 +456,8 @@ static void r16_quant_chunk(void *ctx, int chunk, int n_chunks, int ith) {
     r16_job *j = ctx;
     size_t cols = j->w[0]->cols;
     for (size_t t = j->n * (size_t)chunk / (size_t)n_chunks; t < j->n * (size_t)(chunk + 1) / (size_t)n_chunks; t++)
-        cm_r16_quantize(j->x + t * cols, cols, j->act + t * j->act_bytes, j->q8);
+        if (j->mlx) j->q16(j->x + t * cols, cols, j->act + t * j->act_bytes);
+        else cm_r16_quantize(j->x + t * cols, cols, j->act + t * j->act_bytes, j->q8);
 }
 
 /* Units are (token block, group of all matrices); a chunk is a range of them. */
@@ -400,8 +476,12 @@ static void r16_chunk(void *ctx, int chunk, int n_chunks, int ith) {
             if (gi < g_end) {
                 size_t a = gi - off, b = LM_MIN(end, g_end) - off;
                 const cm_matrix *w = j->w[i];
-                ((const cm_plan *)w->plan)->r16(w->data, w->cols, w->rows, a, b, j->act + t0 * j->act_bytes, j->act_bytes,
-                                                 nt, j->y[i] + t0 * w->rows, w->rows);
+                const cm_plan *p = w->plan;
+                if (j->mlx)
+                    p->r16m(w, w->data, a, b, j->act + t0 * j->act_bytes, j->act_bytes, nt, j->y[i] + t0 * w->rows, w->rows);
+                else
+                    p->r16(w->data, w->cols, w->rows, a, b, j->act + t0 * j->act_bytes, j->act_bytes, nt,
+                           j->y[i] + t0 * w->rows, w->rows);
                 gi = off + b;
             }
             off = g_end;
@@ -420,8 +500,9 @@ static bool ensure_r16act(cm_ctx *c, size_t need) {
     return true;
 }
 
-/* The products of x with those of w[0..nw) not done yet whose weights are repacked (R16) and that
- * have w's first such matrix's columns; sets done[i] for them. Returns how many. */
+/* The products of x with those of w[0..nw) not done yet whose weights are repacked (R16, or R16M
+ * for MLX: the kind of the first such matrix) and that have its columns; sets done[i] for them.
+ * Returns how many. */
 static size_t r16_multi(cm_ctx *c, const cm_matrix *const *w, size_t nw, const float *x, size_t n, float *const *y,
                         bool *done) {
     r16_job j;
@@ -430,8 +511,9 @@ static size_t r16_multi(cm_ctx *c, const cm_matrix *const *w, size_t nw, const f
     bool take[MULTI_MAX] = {false};
     for (size_t i = 0; i < nw; i++) {
         const cm_plan *p = w[i]->plan;
-        if (done[i] || !p || !p->packed || (cols && w[i]->cols != cols)) continue;
+        if (done[i] || !p || !p->packed || (cols && (w[i]->cols != cols || (w[i]->type == CM_MLX) != j.mlx))) continue;
         cols = w[i]->cols;
+        j.mlx = w[i]->type == CM_MLX;
         take[i] = true;
         j.w[j.nw] = w[i];
         j.y[j.nw] = y[i];
@@ -440,7 +522,7 @@ static size_t r16_multi(cm_ctx *c, const cm_matrix *const *w, size_t nw, const f
         j.nw++;
     }
     if (!j.nw) return 0;
-    j.act_bytes = cm_r16_act_bytes(cols);
+    j.act_bytes = j.mlx ? cm_r16m_act_bytes(cols) : cm_r16_act_bytes(cols);
     size_t need;
     if (!lm_mul_ok(j.act_bytes, n, &need) || !ensure_r16act(c, need)) return 0;
     j.act = (uint8_t *)(((uintptr_t)c->r16act + 63) & ~(uintptr_t)63);
@@ -448,6 +530,7 @@ static size_t r16_multi(cm_ctx *c, const cm_matrix *const *w, size_t nw, const f
     j.n = n;
     j.n_tb = (n + R16_TOK - 1) / R16_TOK;
     j.q8 = cm_quantize_select(CM_Q8_0, c->features);
+    j.q16 = cm_r16m_quantize_select(c->features);
     if (n >= 8 && c->nth > 1) lm_pool_run_chunks(c->pool, r16_quant_chunk, &j, c->nth);
     else r16_quant_chunk(&j, 0, 1, 0);
     size_t units = j.n_tb * j.n_groups;
@@ -478,13 +561,14 @@ void cm_matmul(cm_ctx *c, const cm_matrix *w, const float *x, size_t n, float *y
 }
 
 void cm_dequant_row(const cm_matrix *m, size_t row, float *out) {
-    if (m->type == CM_MLX) {
-        cm_mlx_dequant_row(m, row, out);
-        return;
-    }
     const cm_plan *p = m->plan;
     if (p && p->packed) {
-        cm_r16_dequant_row(m->data, m->cols, row, out);
+        if (m->type == CM_MLX) cm_r16m_dequant_row(m, m->data, row, out);
+        else cm_r16_dequant_row(m->data, m->cols, row, out);
+        return;
+    }
+    if (m->type == CM_MLX) {
+        cm_mlx_dequant_row(m, row, out);
         return;
     }
     const uint8_t *r = (const uint8_t *)m->data + row * m->row_bytes;
@@ -496,5 +580,7 @@ bool cm_ctx_reserve(cm_ctx *c, size_t max_tokens, size_t max_cols) {
     if (!ensure_scratch(c, max_cols)) return false;
     /* decode activations of every type, and the prefill tiles of max_tokens tokens */
     if (!ensure_xq(c, 3 * (max_cols / 32 * 36 + 64) + max_cols / 256 * 292 + 256)) return false;
+    size_t r16;
+    if (!lm_mul_ok(LM_MAX(max_tokens, (size_t)1), cm_r16m_act_bytes(max_cols), &r16) || !ensure_r16act(c, r16)) return false;
     return max_tokens < 2 || max_cols % 32 || ensure_gemm(c, max_tokens, max_cols);
 }

@@ -1,7 +1,7 @@
 /* compute/cpu/quants.h: row-dot and prefill kernels chosen for the CPU at run time, for
  * compute/cpu/ only.
- * Owns: the kernel signatures and the cm_*_select() functions, which hand back the best kernel
- * the CPU features allow and fall back to the reference (quants_ref.c) otherwise.
+ * Owns: the kernel signatures and the cm_*_select() functions (all in select.c), which hand back
+ * the best kernel the CPU features allow and fall back to the reference (quants_ref.c) otherwise.
  * The SIMD entry points live in quants_avx2.c (-mavx2 -mfma -mf16c), quants_avx512.c (plus
  * AVX-512 F/BW/VL/VNNI), quants_neon.c and quants_mlx_*.c. */
 #ifndef LM_COMPUTE_CPU_QUANTS_H
@@ -66,6 +66,9 @@ typedef float (*cm_mlx_dotq_fn)(const cm_matrix *m, size_t row, const void *xq);
 /* NULL when no integer kernel fits m (bits other than 4 and 8, group size not a multiple of 32,
  * or a CPU without one): use cm_mlx_dot_select. */
 cm_mlx_dotq_fn cm_mlx_dotq_select(const cm_matrix *m, uint32_t cpu_features);
+/* Whether m has a shape the integer kernels take (bits 4 or 8, group size a multiple of 32 up to
+ * 128 dividing cols, scales of F32, F16 or BF16). */
+bool cm_mlx_dotq_shape_ok(const cm_matrix *m);
 /* The oracle: the dot of the dequantized row with the dequantized xq, in double. */
 float cm_mlx_dotq_ref(const cm_matrix *m, size_t row, const void *xq);
 /* Several tokens at once (prefill): y[t * ldy + r] for rows r in [r0, r1) and t < n, the
@@ -121,7 +124,6 @@ void cm_mlx_gemmq_avx512(const cm_matrix *m, size_t r0, size_t r1, const void *x
 void cm_quantize_q8_0_avx2(const float *x, void *out, size_t n);
 void cm_quantize_q8_0x4_avx2(const float *x, void *out, size_t n);
 void cm_quantize_q8_k_avx2(const float *x, void *out, size_t n);
-void cm_mlx_dequant_avx2(const cm_matrix *m, size_t row, float *out);
 void cm_dequant_f16_avx2(const void *row, float *out, size_t n);
 void cm_dequant_bf16_avx2(const void *row, float *out, size_t n);
 void cm_dequant_q8_0_avx2(const void *row, float *out, size_t n);
@@ -207,6 +209,8 @@ size_t cm_gemm_scratch_bytes(size_t cols, size_t n);
  * the quantizer cm_quantize_select gives for this CPU, in the cm_gemm_act layout, so batched and
  * one-token products of a K-type matrix quantize alike. cols a multiple of 256. */
 cm_gemm_prep_fn cm_gemm_prep_q8k_select(uint32_t cpu_features);
+/* What it selects, with the Q8_K quantizer quant (quants_ref.c). */
+void cm_gemm_prep_q8k(const float *x, size_t ldx, const cm_gemm_act *a, size_t g0, size_t g1, cm_quantize_fn quant);
 /* The tiled kernel for type on this CPU, and its activation quantizer in *prep; NULL (then use
  * cm_dequant_row and float dots) when there is none. Results equal cm_dot_ref of the row with
  * the dequantized Q8_0 activations up to float rounding. */
@@ -272,6 +276,9 @@ typedef void (*cm_r16_fn)(const void *packed, size_t cols, size_t rows, size_t g
 void cm_r16_gemm_ref(const void *packed, size_t cols, size_t rows, size_t g0, size_t g1, const uint8_t *act,
                      size_t act_stride, size_t n_tok, float *y, size_t ldy);
 #ifdef CM_HAVE_X86_KERNELS
+/* quants_r16_avx2.c: AVX2, FMA, F16C. */
+void cm_r16_gemm_avx2(const void *packed, size_t cols, size_t rows, size_t g0, size_t g1, const uint8_t *act,
+                      size_t act_stride, size_t n_tok, float *y, size_t ldy);
 /* quants_r16_avx512.c: AVX-512 F/BW/VL/VNNI. */
 void cm_r16_gemm_avx512(const void *packed, size_t cols, size_t rows, size_t g0, size_t g1, const uint8_t *act,
                         size_t act_stride, size_t n_tok, float *y, size_t ldy);
@@ -279,5 +286,46 @@ void cm_r16_gemm_avx512(const void *packed, size_t cols, size_t rows, size_t g0,
 /* The R16 kernel for type on this CPU; NULL when there is none faster than the row kernels (then
  * the weights are not repacked). */
 cm_r16_fn cm_r16_select(uint32_t type, uint32_t cpu_features);
+
+/* ---- R16M: MLX 4-bit weights repacked at load into R16 form (quants_r16m_ref.c has the layout) ---- */
+
+/* Bytes of w repacked, 0 when it cannot be (MLX with bits 4, group size a multiple of 32 dividing
+ * cols, scales of F16, BF16 or F32), and of one MLX group of 16 rows. */
+size_t cm_r16m_bytes(const cm_matrix *w);
+size_t cm_r16m_group_bytes(const cm_matrix *w);
+/* Rows [r0, r1) of w (its data, scales and biases in MLX form) into out (cm_r16m_bytes); r0 a
+ * multiple of 16, r1 too unless it is w->rows. */
+void cm_r16m_pack_rows(const cm_matrix *w, void *out, size_t r0, size_t r1);
+/* One row of w repacked at packed, dequantized (w gives the shape, group size and scale type). */
+void cm_r16m_dequant_row(const cm_matrix *w, const void *packed, size_t row, float *out);
+/* Per-token activation bytes for cols columns, and the quantizer filling them from x. */
+size_t cm_r16m_act_bytes(size_t cols);
+void cm_r16m_quantize(const float *x, size_t cols, void *act);
+/* As cm_r16_fn, for a matrix w whose repacked weights are at packed. */
+typedef void (*cm_r16m_fn)(const cm_matrix *w, const void *packed, size_t g0, size_t g1, const uint8_t *act,
+                           size_t act_stride, size_t n_tok, float *y, size_t ldy);
+void cm_r16m_gemm_ref(const cm_matrix *w, const void *packed, size_t g0, size_t g1, const uint8_t *act,
+                      size_t act_stride, size_t n_tok, float *y, size_t ldy);
+#ifdef CM_HAVE_X86_KERNELS
+/* quants_r16_avx2.c: AVX2, FMA, F16C. */
+void cm_r16m_gemm_avx2(const cm_matrix *w, const void *packed, size_t g0, size_t g1, const uint8_t *act,
+                       size_t act_stride, size_t n_tok, float *y, size_t ldy);
+/* quants_r16m_avx512.c: AVX-512 F/BW/VL/VNNI. */
+void cm_r16m_gemm_avx512(const cm_matrix *w, const void *packed, size_t g0, size_t g1, const uint8_t *act,
+                         size_t act_stride, size_t n_tok, float *y, size_t ldy);
+void cm_r16m_quantize_avx512(const float *x, size_t cols, void *act);
+#endif
+/* The fastest cm_r16m_quantize for this CPU (byte-identical to it). */
+typedef void (*cm_r16m_quant_fn)(const float *x, size_t cols, void *act);
+cm_r16m_quant_fn cm_r16m_quantize_select(uint32_t cpu_features);
+#ifdef CM_HAVE_NEON_DOTPROD
+/* quants_neon.c, with SDOT (LM_CPU_DOTPROD): R16 and R16M. */
+void cm_r16_gemm_neon_dp(const void *packed, size_t cols, size_t rows, size_t g0, size_t g1, const uint8_t *act,
+                         size_t act_stride, size_t n_tok, float *y, size_t ldy);
+void cm_r16m_gemm_neon_dp(const cm_matrix *w, const void *packed, size_t g0, size_t g1, const uint8_t *act,
+                          size_t act_stride, size_t n_tok, float *y, size_t ldy);
+#endif
+/* The R16M kernel for w on this CPU; NULL when there is none (w keeps the MLX kernels). */
+cm_r16m_fn cm_r16m_select(const cm_matrix *w, uint32_t cpu_features);
 
 #endif /* LM_COMPUTE_CPU_QUANTS_H */

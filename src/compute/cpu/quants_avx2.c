@@ -4,7 +4,7 @@
  * accumulates with FMA; block layouts are the same as in quants_ref.c, which is the oracle the
  * tests compare against.
  * Also the prefill tiles without VNNI (the end of the file; shared parts in quants_gemm_x86.h).
- * Compiled only on x86 with -mavx2 -mfma -mf16c; chosen by cm_dot_select() (quants_ref.c). */
+ * Compiled only on x86 with -mavx2 -mfma -mf16c; chosen by the cm_*_select() of select.c. */
 #include "compute/cpu/quants_gemm_x86.h"
 
 #include <immintrin.h>
@@ -144,32 +144,23 @@ float cm_dot_q4_0_avx2(const void *row, const float *x, size_t n) {
     return hsum(acc);
 }
 
-/* Q4_K: per sub-block of 32, d*sc * sum(q x) - dmin*m * sum(x). */
-float cm_dot_q4_k_avx2(const void *row, const float *x, size_t n) {
+/* Q4_K: per sub-block of 32, d*sc * sum(q x) - dmin*m * sum(x); Q5_K (five): the same with a 5th
+ * bit, bit j of qh[l] for element l of sub-block j. */
+static inline __attribute__((always_inline)) float dot_k45(const void *row, const float *x, size_t n, bool five) {
     const uint8_t *b = row;
-    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    size_t bb = five ? 176 : 144;
     __m256 acc = _mm256_setzero_ps();
-    for (size_t i = 0; i < n / 256; i++, b += 144) {
-        float d = f16(b), dmin = f16(b + 2);
-        const uint8_t *s = b + 4, *qs = b + 16;
+    for (size_t i = 0; i < n / 256; i++, b += bb) {
+        const uint8_t *qs = b + (five ? 48 : 16);
+        __m256i qh = five ? _mm256_loadu_si256((const __m256i *)(b + 16)) : _mm256_setzero_si256();
         float sc[8], mn[8];
-        for (int j = 0; j < 8; j++) {
-            int a, m;
-            if (j < 4) {
-                a = s[j] & 63;
-                m = s[j + 4] & 63;
-            } else {
-                a = (s[j + 4] & 0xF) | ((s[j - 4] >> 6) << 4);
-                m = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
-            }
-            sc[j] = d * (float)a;
-            mn[j] = dmin * (float)m;
-        }
+        gx_k45_scales(b + 4, f16(b), f16(b + 2), sc, mn);
         for (int j = 0; j < 8; j += 2, qs += 32, x += 64) {
-            __m256i raw = _mm256_loadu_si256((const __m256i *)qs);
+            __m256i w0, w1;
+            gx_k45_quants(_mm256_loadu_si256((const __m256i *)qs), qh, j, five, &w0, &w1);
             __m256 sx0, sx1;
-            __m256 q0 = dot32_u8(_mm256_and_si256(raw, m4), x, &sx0);
-            __m256 q1 = dot32_u8(_mm256_and_si256(_mm256_srli_epi16(raw, 4), m4), x + 32, &sx1);
+            __m256 q0 = dot32_u8(w0, x, &sx0);
+            __m256 q1 = dot32_u8(w1, x + 32, &sx1);
             acc = _mm256_fmadd_ps(_mm256_set1_ps(sc[j]), q0, acc);
             acc = _mm256_fnmadd_ps(_mm256_set1_ps(mn[j]), sx0, acc);
             acc = _mm256_fmadd_ps(_mm256_set1_ps(sc[j + 1]), q1, acc);
@@ -179,45 +170,8 @@ float cm_dot_q4_k_avx2(const void *row, const float *x, size_t n) {
     return hsum(acc);
 }
 
-/* Q5_K: Q4_K plus a 5th bit, bit j of qh[l] for element l of sub-block j. */
-float cm_dot_q5_k_avx2(const void *row, const float *x, size_t n) {
-    const uint8_t *b = row;
-    const __m256i m4 = _mm256_set1_epi8(0x0F), h16 = _mm256_set1_epi8(0x10);
-    __m256 acc = _mm256_setzero_ps();
-    for (size_t i = 0; i < n / 256; i++, b += 176) {
-        float d = f16(b), dmin = f16(b + 2);
-        const uint8_t *s = b + 4, *qs = b + 48;
-        __m256i qh = _mm256_loadu_si256((const __m256i *)(b + 16));
-        float sc[8], mn[8];
-        for (int j = 0; j < 8; j++) {
-            int a, m;
-            if (j < 4) {
-                a = s[j] & 63;
-                m = s[j + 4] & 63;
-            } else {
-                a = (s[j + 4] & 0xF) | ((s[j - 4] >> 6) << 4);
-                m = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
-            }
-            sc[j] = d * (float)a;
-            mn[j] = dmin * (float)m;
-        }
-        for (int j = 0; j < 8; j += 2, qs += 32, x += 64) {
-            __m256i raw = _mm256_loadu_si256((const __m256i *)qs);
-            __m256i b0 = _mm256_set1_epi8((char)(1 << j)), b1 = _mm256_set1_epi8((char)(2 << j));
-            __m256i h0 = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(qh, b0), b0), h16);
-            __m256i h1 = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(qh, b1), b1), h16);
-            __m256 sx0, sx1;
-            __m256 q0 = dot32_u8(_mm256_or_si256(_mm256_and_si256(raw, m4), h0), x, &sx0);
-            __m256 q1 = dot32_u8(
-                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(raw, 4), m4), h1), x + 32, &sx1);
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(sc[j]), q0, acc);
-            acc = _mm256_fnmadd_ps(_mm256_set1_ps(mn[j]), sx0, acc);
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(sc[j + 1]), q1, acc);
-            acc = _mm256_fnmadd_ps(_mm256_set1_ps(mn[j + 1]), sx1, acc);
-        }
-    }
-    return hsum(acc);
-}
+float cm_dot_q4_k_avx2(const void *row, const float *x, size_t n) { return dot_k45(row, x, n, false); }
+float cm_dot_q5_k_avx2(const void *row, const float *x, size_t n) { return dot_k45(row, x, n, true); }
 
 /* Q6_K {ql[128]; qh[64]; i8 scales[16]; f16 d}: per half of 128, q_k (k = 0..3) for element
  * 32k + l takes a nibble of ql (low for k = 0, 1; high for k = 2, 3; bytes l or l + 32) and bits
@@ -383,34 +337,29 @@ static inline int q8k_bsum(const uint8_t *y, int s) {
 }
 
 /* Q4_K row x Q8_K: d*yd * sum_j sc_j sum(q q8) - dmin*yd * sum_j m_j sum(q8), the sums of q8
- * per sub-block coming from bsums. Unsigned nibbles times signed q8 fit maddubs directly. */
-float cm_dotq_q4_k_avx2(const void *row, const void *xq, size_t n) {
+ * per sub-block coming from bsums. Unsigned nibbles times signed q8 fit maddubs directly. Q5_K
+ * (five): the same with the 5th bit or'ed in (5-bit values fit maddubs too). */
+static inline __attribute__((always_inline)) float dotq_k45(const void *row, const void *xq, size_t n, bool five) {
     const uint8_t *b = row, *y = xq;
-    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    size_t bb = five ? 176 : 144;
     __m256 acc = _mm256_setzero_ps();
     float mins = 0;
-    for (size_t i = 0; i < n / 256; i++, b += 144, y += 292) {
+    for (size_t i = 0; i < n / 256; i++, b += bb, y += 292) {
         float yd = q8k_d(y), d = f16(b) * yd, dmin = f16(b + 2) * yd;
-        const uint8_t *s = b + 4, *qs = b + 16, *q8 = y + 4;
+        const uint8_t *s = b + 4, *qs = b + (five ? 48 : 16), *q8 = y + 4;
+        __m256i qh = five ? _mm256_loadu_si256((const __m256i *)(b + 16)) : _mm256_setzero_si256();
         int sc[8], msum = 0;
         for (int j = 0; j < 8; j++) {
             int m;
-            if (j < 4) {
-                sc[j] = s[j] & 63;
-                m = s[j + 4] & 63;
-            } else {
-                sc[j] = (s[j + 4] & 0xF) | ((s[j - 4] >> 6) << 4);
-                m = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
-            }
+            gx_k4_scale_min(j, s, &sc[j], &m);
             msum += m * (q8k_bsum(y, 2 * j) + q8k_bsum(y, 2 * j + 1));
         }
         __m256i sum = _mm256_setzero_si256();
         for (int j = 0; j < 8; j += 2, qs += 32, q8 += 64) {
-            __m256i raw = _mm256_loadu_si256((const __m256i *)qs);
-            __m256i p0 = _mm256_maddubs_epi16(_mm256_and_si256(raw, m4),
-                                              _mm256_loadu_si256((const __m256i *)q8));
-            __m256i p1 = _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(raw, 4), m4),
-                                              _mm256_loadu_si256((const __m256i *)(q8 + 32)));
+            __m256i q0, q1;
+            gx_k45_quants(_mm256_loadu_si256((const __m256i *)qs), qh, j, five, &q0, &q1);
+            __m256i p0 = _mm256_maddubs_epi16(q0, _mm256_loadu_si256((const __m256i *)q8));
+            __m256i p1 = _mm256_maddubs_epi16(q1, _mm256_loadu_si256((const __m256i *)(q8 + 32)));
             sum = _mm256_add_epi32(sum, _mm256_madd_epi16(p0, _mm256_set1_epi16((short)sc[j])));
             sum = _mm256_add_epi32(sum, _mm256_madd_epi16(p1, _mm256_set1_epi16((short)sc[j + 1])));
         }
@@ -419,6 +368,9 @@ float cm_dotq_q4_k_avx2(const void *row, const void *xq, size_t n) {
     }
     return hsum(acc) - mins;
 }
+
+float cm_dotq_q4_k_avx2(const void *row, const void *xq, size_t n) { return dotq_k45(row, xq, n, false); }
+float cm_dotq_q5_k_avx2(const void *row, const void *xq, size_t n) { return dotq_k45(row, xq, n, true); }
 
 /* Q6_K row x Q8_K: d*yd * sum_s sc_s (sum(q q8) - 32 sum(q8)) with q in 0..63 unsigned; the
  * 16-element sub-blocks of both types line up, so bsums give sum(q8) per scale. */
@@ -459,47 +411,6 @@ float cm_dotq_q6_k_avx2(const void *row, const void *xq, size_t n) {
         corr_sum += d * 32.0f * (float)corr;
     }
     return hsum(acc) - corr_sum;
-}
-
-/* Q5_K row x Q8_K: Q4_K's kernel with the 5th bit (bit j of qh[l] for sub-block j) or'ed in. */
-float cm_dotq_q5_k_avx2(const void *row, const void *xq, size_t n) {
-    const uint8_t *b = row, *y = xq;
-    const __m256i m4 = _mm256_set1_epi8(0x0F), h16 = _mm256_set1_epi8(0x10);
-    __m256 acc = _mm256_setzero_ps();
-    float mins = 0;
-    for (size_t i = 0; i < n / 256; i++, b += 176, y += 292) {
-        float yd = q8k_d(y), d = f16(b) * yd, dmin = f16(b + 2) * yd;
-        const uint8_t *s = b + 4, *qs = b + 48, *q8 = y + 4;
-        __m256i qh = _mm256_loadu_si256((const __m256i *)(b + 16));
-        int sc[8], msum = 0;
-        for (int j = 0; j < 8; j++) {
-            int m;
-            if (j < 4) {
-                sc[j] = s[j] & 63;
-                m = s[j + 4] & 63;
-            } else {
-                sc[j] = (s[j + 4] & 0xF) | ((s[j - 4] >> 6) << 4);
-                m = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
-            }
-            msum += m * (q8k_bsum(y, 2 * j) + q8k_bsum(y, 2 * j + 1));
-        }
-        __m256i sum = _mm256_setzero_si256();
-        for (int j = 0; j < 8; j += 2, qs += 32, q8 += 64) {
-            __m256i raw = _mm256_loadu_si256((const __m256i *)qs);
-            __m256i b0 = _mm256_set1_epi8((char)(1 << j)), b1 = _mm256_set1_epi8((char)(2 << j));
-            __m256i h0 = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(qh, b0), b0), h16);
-            __m256i h1 = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(qh, b1), b1), h16);
-            __m256i q0 = _mm256_or_si256(_mm256_and_si256(raw, m4), h0);
-            __m256i q1 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(raw, 4), m4), h1);
-            __m256i p0 = _mm256_maddubs_epi16(q0, _mm256_loadu_si256((const __m256i *)q8));
-            __m256i p1 = _mm256_maddubs_epi16(q1, _mm256_loadu_si256((const __m256i *)(q8 + 32)));
-            sum = _mm256_add_epi32(sum, _mm256_madd_epi16(p0, _mm256_set1_epi16((short)sc[j])));
-            sum = _mm256_add_epi32(sum, _mm256_madd_epi16(p1, _mm256_set1_epi16((short)sc[j + 1])));
-        }
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sum), acc);
-        mins += dmin * (float)msum;
-    }
-    return hsum(acc) - mins;
 }
 
 /* Q5_0 row x Q8_0: (q - 16) in -16..15, signed bytes like Q4_0. */
@@ -585,36 +496,17 @@ void cm_dequant_q4_0_avx2(const void *row, float *y, size_t n) {
     }
 }
 
-/* Q4_K and Q5_K (qh != NULL) share the scale layout. */
+/* Q4_K and Q5_K (five) share the scale layout. */
 static void dequant_k45(const uint8_t *b, float *y, bool five) {
-    const __m256i m4 = _mm256_set1_epi8(0x0F), h16 = _mm256_set1_epi8(0x10);
-    float d = f16(b), dmin = f16(b + 2);
-    const uint8_t *s = b + 4, *qs = b + (five ? 48 : 16);
+    const uint8_t *qs = b + (five ? 48 : 16);
     __m256i qh = five ? _mm256_loadu_si256((const __m256i *)(b + 16)) : _mm256_setzero_si256();
+    float sc[8], mn[8];
+    gx_k45_scales(b + 4, f16(b), f16(b + 2), sc, mn);
     for (int j = 0; j < 8; j += 2, qs += 32, y += 64) {
-        float sc[2], mn[2];
-        for (int k = 0; k < 2; k++) {
-            int jj = j + k, a, m;
-            if (jj < 4) {
-                a = s[jj] & 63;
-                m = s[jj + 4] & 63;
-            } else {
-                a = (s[jj + 4] & 0xF) | ((s[jj - 4] >> 6) << 4);
-                m = (s[jj + 4] >> 4) | ((s[jj] >> 6) << 4);
-            }
-            sc[k] = d * (float)a;
-            mn[k] = dmin * (float)m;
-        }
-        __m256i raw = _mm256_loadu_si256((const __m256i *)qs);
-        __m256i q0 = _mm256_and_si256(raw, m4);
-        __m256i q1 = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
-        if (five) {
-            __m256i b0 = _mm256_set1_epi8((char)(1 << j)), b1 = _mm256_set1_epi8((char)(2 << j));
-            q0 = _mm256_or_si256(q0, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(qh, b0), b0), h16));
-            q1 = _mm256_or_si256(q1, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(qh, b1), b1), h16));
-        }
-        store_u8x32(y, q0, _mm256_set1_ps(sc[0]), _mm256_set1_ps(mn[0]));
-        store_u8x32(y + 32, q1, _mm256_set1_ps(sc[1]), _mm256_set1_ps(mn[1]));
+        __m256i q0, q1;
+        gx_k45_quants(_mm256_loadu_si256((const __m256i *)qs), qh, j, five, &q0, &q1);
+        store_u8x32(y, q0, _mm256_set1_ps(sc[j]), _mm256_set1_ps(mn[j]));
+        store_u8x32(y + 32, q1, _mm256_set1_ps(sc[j + 1]), _mm256_set1_ps(mn[j + 1]));
     }
 }
 
@@ -658,27 +550,6 @@ void cm_dequant_q6_k_avx2(const void *row, float *y, size_t n) {
                 _mm256_storeu_ps(yk + 16, _mm256_mul_ps(d1, i8x8(hi)));
                 _mm256_storeu_ps(yk + 24, _mm256_mul_ps(d1, i8x8(_mm_srli_si128(hi, 8))));
             }
-        }
-    }
-}
-
-/* MLX rows of any width 2..8 with group_size a multiple of 8: w = s * q + b. */
-void cm_mlx_dequant_avx2(const cm_matrix *m, size_t row, float *out) {
-    const uint8_t *p = (const uint8_t *)m->data + row * m->row_bytes;
-    size_t gs = m->group_size, n_groups = m->cols / gs;
-    uint32_t bits = m->bits;
-    const __m256i s0 = _mm256_setr_epi64x(0, bits, 2 * bits, 3 * bits);
-    const __m256i s1 = _mm256_setr_epi64x(4 * bits, 5 * bits, 6 * bits, 7 * bits);
-    const __m256i mb = _mm256_set1_epi64x((1ll << bits) - 1);
-    for (size_t g = 0; g < n_groups; g++) {
-        __m256 s = _mm256_set1_ps(sb_get(m->sb_type, m->scales, row * n_groups + g));
-        __m256 bias = _mm256_set1_ps(sb_get(m->sb_type, m->biases, row * n_groups + g));
-        const uint8_t *pg = p + g * gs * bits / 8;
-        for (size_t k = 0; k < gs; k += 8) {
-            uint64_t w = 0;
-            memcpy(&w, pg + k * bits / 8, bits);
-            __m256 q = _mm256_cvtepi32_ps(unpack8(w, s0, s1, mb));
-            _mm256_storeu_ps(out + g * gs + k, _mm256_add_ps(_mm256_mul_ps(s, q), bias));
         }
     }
 }

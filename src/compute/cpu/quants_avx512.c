@@ -4,7 +4,7 @@
  * versions of the decode dot kernels (one row times Q8_0 / Q8_0X4 / Q8_K activations) for Q8_0,
  * Q4_0, Q5_0, Q4_K and Q6_K. Block layouts are those of quants_ref.c, the oracle the tests compare with.
  * Compiled only on x86 with -mavx512f -mavx512bw -mavx512vl -mavx512vnni (and the AVX2 set);
- * chosen by cm_gemm_select() and cm_dotq_select() (quants_ref.c). */
+ * chosen by cm_gemm_select() and cm_dotq_select() (select.c). */
 #include "compute/cpu/quants_gemm_x86.h"
 
 void cm_gemm_prep_avx512(const float *x, size_t ldx, const cm_gemm_act *a, size_t g0, size_t g1) {

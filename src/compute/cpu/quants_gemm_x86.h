@@ -127,22 +127,41 @@ static inline void gx_k4_scale_min(int j, const uint8_t *s, int *sc, int *mn) {
     }
 }
 
+/* The 8 scales and mins of a Q4_K/Q5_K super-block, times d and dmin. */
+static inline void gx_k45_scales(const uint8_t *s, float d, float dmin, float *sc, float *mn) {
+    for (int j = 0; j < 8; j++) {
+        int a, m;
+        gx_k4_scale_min(j, s, &a, &m);
+        sc[j] = d * (float)a;
+        mn[j] = dmin * (float)m;
+    }
+}
+
+/* Sub-blocks j and j + 1 (j even) of a Q4_K/Q5_K super-block as unsigned bytes in element order:
+ * the low and high nibbles of raw (the 32 quant bytes they share), with the 5th bit (bit j of
+ * qh[l] for element l of sub-block j) or'ed in when five. */
+static inline __attribute__((always_inline)) void gx_k45_quants(__m256i raw, __m256i qh, int j, bool five,
+                                                                __m256i *q0, __m256i *q1) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F), h16 = _mm256_set1_epi8(0x10);
+    *q0 = _mm256_and_si256(raw, m4);
+    *q1 = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+    if (five) {
+        __m256i b0 = _mm256_set1_epi8((char)(1 << j)), b1 = _mm256_set1_epi8((char)(2 << j));
+        *q0 = _mm256_or_si256(*q0, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(qh, b0), b0), h16));
+        *q1 = _mm256_or_si256(*q1, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(qh, b1), b1), h16));
+    }
+}
+
 static inline void gx_unpack_k45(const uint8_t *row, size_t nb, uint8_t *wq, float *dw, float *nm,
                               int r, bool five) {
-    const __m256i m4 = _mm256_set1_epi8(0x0F), h16 = _mm256_set1_epi8(0x10);
     size_t bb = five ? 176 : 144;
     for (size_t sb = 0; sb < nb / 8; sb++, row += bb) {
         float d = gx_f16(row), dmin = gx_f16(row + 2);
         const uint8_t *s = row + 4, *qs = row + (five ? 48 : 16);
         __m256i qh = five ? _mm256_loadu_si256((const __m256i *)(row + 16)) : _mm256_setzero_si256();
         for (int j = 0; j < 8; j += 2, qs += 32) {
-            __m256i raw = _mm256_loadu_si256((const __m256i *)qs);
-            __m256i lo = _mm256_and_si256(raw, m4), hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
-            if (five) {
-                __m256i b0 = _mm256_set1_epi8((char)(1 << j)), b1 = _mm256_set1_epi8((char)(2 << j));
-                lo = _mm256_or_si256(lo, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(qh, b0), b0), h16));
-                hi = _mm256_or_si256(hi, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(qh, b1), b1), h16));
-            }
+            __m256i lo, hi;
+            gx_k45_quants(_mm256_loadu_si256((const __m256i *)qs), qh, j, five, &lo, &hi);
             size_t b = sb * 8 + (size_t)j;
             _mm256_storeu_si256((__m256i *)(wq + (b * TR + (size_t)r) * 32), lo);
             _mm256_storeu_si256((__m256i *)(wq + ((b + 1) * TR + (size_t)r) * 32), hi);

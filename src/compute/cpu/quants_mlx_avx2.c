@@ -1,7 +1,7 @@
 /* compute/cpu/quants_mlx_avx2.c: AVX2 integer kernels for MLX affine 4-bit and 8-bit matrices.
  * Owns: dotting MLX rows with an activation prepared by cm_mlx_quantize_x (quants.h gives the
  * layout), one token (decode) or a few at a time (prefill).
- * Does not own: preparing the activation or choosing the kernel (quants_mlx_ref.c).
+ * Does not own: preparing the activation or choosing the kernel (quants_mlx_ref.c, select.c).
  * Compiled with -mavx2 -mfma -mf16c (CMake picks the flags by the file's suffix).
  *
  * Per group of a row: sum_i q_i xq_i in int32 lanes, with q widened to int16 and the products

@@ -1,7 +1,8 @@
 /* compute/cpu/quants_mlx_ref.c: integer decode of MLX affine-quantized matrices, portable part.
- * Owns: the prepared-activation buffer of the MLX integer kernels (size, layout, filling it from
- * float x), the oracle cm_mlx_dotq_ref, and choosing the SIMD kernel (cm_mlx_dotq_select).
- * Does not own: the float MLX kernels (quants_ref.c) or the SIMD loops (quants_mlx_avx2.c). */
+ * Owns: the prepared-activation buffers of the MLX integer kernels (size, layout, filling them
+ * from float x: one token, or the token-lane tiles of quants_mlx.h) and the oracle cm_mlx_dotq_ref.
+ * Does not own: the float MLX kernels (quants_ref.c), the SIMD loops (quants_mlx_avx2.c, ...),
+ * choosing them (select.c) or running them over the pool (ops.c). */
 #include "compute/cpu/quants.h"
 #include "compute/cpu/quants_mlx.h"
 
@@ -16,7 +17,7 @@ size_t cm_mlx_xq_qoff(const cm_matrix *m) {
 
 size_t cm_mlx_xq_bytes(const cm_matrix *m) { return cm_mlx_xq_qoff(m) + m->cols * sizeof(int16_t); }
 
-static bool dotq_shape_ok(const cm_matrix *m) {
+bool cm_mlx_dotq_shape_ok(const cm_matrix *m) {
     return m->type == CM_MLX && (m->bits == 4 || m->bits == 8) && m->group_size > 0 &&
            m->group_size % 32 == 0 && m->group_size <= 128 && m->cols % m->group_size == 0 &&
            (m->sb_type == CM_F32 || m->sb_type == CM_F16 || m->sb_type == CM_BF16);
@@ -75,7 +76,7 @@ static inline float sb_at(uint32_t sb_type, const void *base, size_t i) {
 
 /* Per group: s * sum_i q_i d_b(i) xq_i + bias * gqsum, summed in double. */
 float cm_mlx_dotq_ref(const cm_matrix *m, size_t row, const void *xq) {
-    if (!dotq_shape_ok(m)) return 0.0f;
+    if (!cm_mlx_dotq_shape_ok(m)) return 0.0f;
     size_t nb = m->cols / 32, ng = m->cols / m->group_size, gs = m->group_size;
     const uint8_t *base = xq;
     const float *d = (const float *)(const void *)base, *gqsum = d + nb;
@@ -103,53 +104,10 @@ float cm_mlx_dotq_ref(const cm_matrix *m, size_t row, const void *xq) {
     return (float)sum;
 }
 
-#ifdef CM_HAVE_X86_KERNELS
-static const uint32_t MLX_AVX2_SET = LM_CPU_AVX2 | LM_CPU_FMA | LM_CPU_F16C;
-static const uint32_t MLX_AVX512_SET = LM_CPU_AVX2 | LM_CPU_FMA | LM_CPU_F16C | LM_CPU_AVX512F |
-                                       LM_CPU_AVX512BW | LM_CPU_AVX512VL | LM_CPU_AVX512VNNI;
-#endif
-
-cm_mlx_dotq_fn cm_mlx_dotq_select(const cm_matrix *m, uint32_t cpu_features) {
-    if (!dotq_shape_ok(m)) return NULL;
-#ifdef CM_HAVE_X86_KERNELS
-    if ((cpu_features & MLX_AVX512_SET) == MLX_AVX512_SET) return cm_mlx_dotq_avx512;
-    if ((cpu_features & MLX_AVX2_SET) == MLX_AVX2_SET) return cm_mlx_dotq_avx2;
-#endif
-#ifdef CM_HAVE_NEON_KERNELS
-    if (cpu_features & LM_CPU_NEON) return cm_mlx_dotq_neon;
-#endif
-    (void)cpu_features;
-    return NULL;
-}
-
-cm_mlx_gemmq_fn cm_mlx_gemmq_select(const cm_matrix *m, uint32_t cpu_features) {
-    if (!dotq_shape_ok(m)) return NULL;
-#ifdef CM_HAVE_X86_KERNELS
-    if ((cpu_features & MLX_AVX512_SET) == MLX_AVX512_SET) return cm_mlx_gemmq_avx512;
-    if ((cpu_features & MLX_AVX2_SET) == MLX_AVX2_SET) return cm_mlx_gemmq_avx2;
-#endif
-#ifdef CM_HAVE_NEON_KERNELS
-    if (cpu_features & LM_CPU_NEON) return cm_mlx_gemmq_neon;
-#endif
-    (void)cpu_features;
-    return NULL;
-}
-
-/* ---- a whole product over the pool ---- */
-
-typedef struct mlx_job {
-    const cm_matrix *w;
-    const float *x;
-    size_t n, xb;
-    float *y;
-    uint8_t *xq;
-    uint32_t features;
-    cm_mlx_gemmq_fn fn;
-    bool tiles;          /* token-lane tiles (quants_mlx.h) for cm_mlx_gemm_tiles_avx512 */
-} mlx_job;
+/* ---- the token-lane tiles of the prefill kernels (quants_mlx.h) ---- */
 
 /* Tile k of quants_mlx.h from tokens [16k, 16k + 16) of x, with cm_mlx_quantize_x's rounding. */
-static void prep_tile(const cm_matrix *m, const float *x, size_t n, uint8_t *tile, size_t k) {
+void cm_mlx_prep_tile(const cm_matrix *m, const float *x, size_t n, uint8_t *tile, size_t k) {
     size_t cols = m->cols, gs = m->group_size, ng = cols / gs;
     memset(tile, 0, cm_mlx_tile_bytes(m));
     int16_t *q = (int16_t *)(void *)tile;
@@ -178,55 +136,4 @@ static void prep_tile(const cm_matrix *m, const float *x, size_t n, uint8_t *til
             gq[g * CM_MLX_LANES + t] = dg * (float)isum;
         }
     }
-}
-
-static void mlx_prep_task(void *p, int ith, int nth) {
-    mlx_job *j = p;
-    if (j->tiles) {
-        size_t nt = (j->n + CM_MLX_LANES - 1) / CM_MLX_LANES;
-        for (size_t k = nt * (size_t)ith / (size_t)nth; k < nt * (size_t)(ith + 1) / (size_t)nth; k++)
-            prep_tile(j->w, j->x, j->n, j->xq + k * j->xb, k);
-        return;
-    }
-    size_t t0 = j->n * (size_t)ith / (size_t)nth, t1 = j->n * (size_t)(ith + 1) / (size_t)nth;
-    for (size_t t = t0; t < t1; t++)
-        cm_mlx_quantize_x(j->w, j->x + t * j->w->cols, j->xq + t * j->xb, j->features);
-}
-
-/* Rows in units of 8 so neighbouring threads do not write the same cache lines of y. */
-static void mlx_gemm_task(void *p, int ith, int nth) {
-    mlx_job *j = p;
-    size_t units = (j->w->rows + 7) / 8;
-    size_t r0 = units * (size_t)ith / (size_t)nth * 8, r1 = units * (size_t)(ith + 1) / (size_t)nth * 8;
-    if (r1 > j->w->rows) r1 = j->w->rows;
-    if (r0 >= r1) return;
-#ifdef CM_HAVE_X86_KERNELS
-    if (j->tiles) {
-        cm_mlx_gemm_tiles_avx512(j->w, r0, r1, j->xq, j->n, j->y, j->w->rows);
-        return;
-    }
-#endif
-    j->fn(j->w, r0, r1, j->xq, j->xb, j->n, j->y, j->w->rows);
-}
-
-bool cm_mlx_matmul(lm_pool *pool, uint32_t cpu_features, cm_mlx_gemmq_fn fn, uint8_t **buf, size_t *cap,
-                   const cm_matrix *w, const float *x, size_t n, float *y) {
-    if (!fn || n == 0) return false;
-    bool tiles = false;
-#ifdef CM_HAVE_X86_KERNELS
-    tiles = fn == cm_mlx_gemmq_avx512;
-#endif
-    size_t xb = tiles ? cm_mlx_tile_bytes(w) : cm_mlx_xq_bytes(w), need;
-    size_t units = tiles ? (n + CM_MLX_LANES - 1) / CM_MLX_LANES : n;
-    if (!lm_mul_ok(xb, units, &need)) return false;
-    if (need > *cap) {
-        uint8_t *q = lm_realloc(*buf, need);
-        if (!q) return false;
-        *buf = q;
-        *cap = need;
-    }
-    mlx_job j = {w, x, n, xb, y, *buf, cpu_features, fn, tiles};
-    lm_pool_run(pool, mlx_prep_task, &j);
-    lm_pool_run(pool, mlx_gemm_task, &j);
-    return true;
 }

@@ -4,8 +4,8 @@
  * the prefill tiles (cm_gemm_fn) of Q8_0, Q4_0, Q5_0, Q4_K, Q5_K, Q6_K and their activation
  * quantizer, dequantizers of the common types, and MLX affine 4/8-bit rows (float dot, and
  * integer decode/prefill against cm_mlx_quantize_x's activations).
- * Does not own: choosing among them (cm_*_select in quants_ref.c and quants_mlx_ref.c) or
- * threads (ops.c).
+ * the R16 (Q4_0) and R16M (MLX 4-bit) kernels over weights repacked at load (SDOT only).
+ * Does not own: choosing among them (select.c) or threads (ops.c).
  *
  * The integer dots exist twice: *_neon with widening multiplies (SMULL + SADALP, any ARMv8 CPU)
  * and *_neon_dp with SDOT (FEAT_DotProd: Apple M1 and later, Cortex-A55/A76 and later), chosen
@@ -950,6 +950,139 @@ void cm_gemm_q6_k_neon_dp(const cm_matrix *w, size_t r0, size_t r1, const cm_gem
                           size_t ldy, void *scratch) {
     (void)scratch;
     gemm_rows(CM_Q6_K, true, w, r0, r1, a, y, ldy);
+}
+
+/* ---- R16 and R16M (quants_r16_ref.c, quants_r16m_ref.c: layouts and oracles) ----
+ * A row group's 16 rows are 4 vectors of 4 int32 lanes; a block's 4 x 64 weight bytes hold, per
+ * quad of 4 rows, 16 bytes for each k: 4 bytes per row whose low nibbles are elements 4k..4k+3
+ * and high nibbles 16+4k.. . SDOT by lane multiplies them with 4 activation bytes broadcast from
+ * a 16-byte load. Quads go one at a time (8 weight vectors in registers) for up to 8 tokens.
+ * Integer sums are exact and the float operations are the oracle's (vfmaq_f32 fused as fmaf), so
+ * results equal the references bit for bit. Per block of 32 columns and 16 rows, one token: 16
+ * loads, 16 masks/shifts and 32 SDOT (Q4_0; 64 SDOT for MLX's two activation bytes), against 4
+ * loads, 8 masks/shifts and 8 VPDPBUSD of the AVX-512 kernel (4x the lanes). */
+#define R16_NT 8
+
+static inline __attribute__((always_inline)) void r16_unpack(const uint8_t *qs, int quad, int8x16_t *w) {
+    const uint8x16_t m4 = vdupq_n_u8(0x0F);
+    for (int k = 0; k < 4; k++) {
+        uint8x16_t raw = vld1q_u8(qs + 64 * k + 16 * quad);
+        w[k] = vreinterpretq_s8_u8(vandq_u8(raw, m4));
+        w[4 + k] = vreinterpretq_s8_u8(vshrq_n_u8(raw, 4));
+    }
+}
+
+/* The 32-column dot of 4 rows (w) with the activation bytes q: lanes are rows. */
+static inline __attribute__((always_inline)) int32x4_t r16_dot(int32x4_t s, const int8x16_t *w, const int8_t *q) {
+    int8x16_t a0 = vld1q_s8(q), a1 = vld1q_s8(q + 16);
+    s = vdotq_laneq_s32(s, w[0], a0, 0);
+    s = vdotq_laneq_s32(s, w[1], a0, 1);
+    s = vdotq_laneq_s32(s, w[2], a0, 2);
+    s = vdotq_laneq_s32(s, w[3], a0, 3);
+    s = vdotq_laneq_s32(s, w[4], a1, 0);
+    s = vdotq_laneq_s32(s, w[5], a1, 1);
+    s = vdotq_laneq_s32(s, w[6], a1, 2);
+    s = vdotq_laneq_s32(s, w[7], a1, 3);
+    return s;
+}
+
+static void r16_store(float *y, float32x4_t v, size_t n) {
+    if (n >= 4) {
+        vst1q_f32(y, v);
+        return;
+    }
+    float t[4];
+    vst1q_f32(t, v);
+    for (size_t i = 0; i < n; i++) y[i] = t[i];
+}
+
+void cm_r16_gemm_neon_dp(const void *packed, size_t cols, size_t rows, size_t g0, size_t g1, const uint8_t *act,
+                         size_t act_stride, size_t n_tok, float *y, size_t ldy) {
+    size_t nb = cols / 32;
+    for (size_t g = g0; g < g1; g++) {
+        const uint8_t *grp = (const uint8_t *)packed + g * nb * 288;
+        size_t nr = rows - g * 16 < 16 ? rows - g * 16 : 16;
+        for (size_t t0 = 0; t0 < n_tok; t0 += R16_NT) {
+            int nt = (int)(n_tok - t0 < R16_NT ? n_tok - t0 : R16_NT);
+            for (int quad = 0; quad < 4 && (size_t)(4 * quad) < nr; quad++) {
+                float32x4_t acc[R16_NT];
+                for (int t = 0; t < R16_NT; t++) acc[t] = vdupq_n_f32(0.0f);
+                for (size_t b = 0; b < nb; b++) {
+                    const uint8_t *blk = grp + b * 288;
+                    int8x16_t w[8];
+                    r16_unpack(blk + 32, quad, w);
+                    float16x4_t dh;
+                    memcpy(&dh, blk + 8 * quad, 8);
+                    float32x4_t dw = vcvt_f32_f16(dh);
+                    for (int t = 0; t < R16_NT; t++) {
+                        if (t >= nt) break;
+                        const uint8_t *a = act + (t0 + (size_t)t) * act_stride;
+                        float dx;
+                        int32_t c;
+                        memcpy(&dx, a + cols + 4 * b, 4);
+                        memcpy(&c, a + cols + 4 * nb + 4 * b, 4);
+                        int32x4_t s = r16_dot(vdupq_n_s32(c), w, (const int8_t *)a + 32 * b);
+                        acc[t] = vfmaq_f32(acc[t], vcvtq_f32_s32(s), vmulq_f32(dw, vdupq_n_f32(dx)));
+                    }
+                }
+                for (int t = 0; t < nt; t++)
+                    r16_store(y + (t0 + (size_t)t) * ldy + g * 16 + 4 * (size_t)quad, acc[t], nr - 4 * (size_t)quad);
+            }
+        }
+    }
+}
+
+static inline float32x4_t r16m_sb(uint32_t sb, const uint8_t *p) {
+    if (sb == CM_F32) {
+        float32x4_t v;
+        memcpy(&v, p, 16);
+        return v;
+    }
+    uint16x4_t h;
+    memcpy(&h, p, 8);
+    if (sb == CM_BF16) return vreinterpretq_f32_u32(vshll_n_u16(h, 16));
+    return vcvt_f32_f16(vreinterpret_f16_u16(h));
+}
+
+void cm_r16m_gemm_neon_dp(const cm_matrix *w, const void *packed, size_t g0, size_t g1, const uint8_t *act,
+                          size_t act_stride, size_t n_tok, float *y, size_t ldy) {
+    size_t cols = w->cols, gs = w->group_size, ng = cols / gs, nb = cols / 32, sz = w->sb_type == CM_F32 ? 4 : 2;
+    size_t gb = cm_r16m_group_bytes(w);
+    for (size_t g = g0; g < g1; g++) {
+        const uint8_t *grp = (const uint8_t *)packed + g * ng * gb;
+        size_t nr = w->rows - g * 16 < 16 ? w->rows - g * 16 : 16;
+        for (size_t t0 = 0; t0 < n_tok; t0 += R16_NT) {
+            int nt = (int)(n_tok - t0 < R16_NT ? n_tok - t0 : R16_NT);
+            for (int quad = 0; quad < 4 && (size_t)(4 * quad) < nr; quad++) {
+                float32x4_t acc[R16_NT];
+                for (int t = 0; t < R16_NT; t++) acc[t] = vdupq_n_f32(0.0f);
+                for (size_t gi = 0; gi < ng; gi++) {
+                    const uint8_t *gp = grp + gi * gb;
+                    float32x4_t sc = r16m_sb(w->sb_type, gp + 4 * sz * (size_t)quad);
+                    float32x4_t bi = r16m_sb(w->sb_type, gp + 16 * sz + 4 * sz * (size_t)quad);
+                    for (size_t bl = 0; bl < gs / 32; bl++) {
+                        size_t b = gi * (gs / 32) + bl;
+                        int8x16_t wv[8];
+                        r16_unpack(gp + 32 * sz + bl * 256, quad, wv);
+                        for (int t = 0; t < R16_NT; t++) {
+                            if (t >= nt) break;
+                            const uint8_t *a = act + (t0 + (size_t)t) * act_stride;
+                            const int8_t *hi = (const int8_t *)a + 32 * b, *lo = hi + cols;
+                            float dx, bx;
+                            memcpy(&dx, a + 2 * cols + 4 * b, 4);
+                            memcpy(&bx, a + 2 * cols + 4 * nb + 4 * b, 4);
+                            int32x4_t sh = r16_dot(vdupq_n_s32(0), wv, hi), sl = r16_dot(vdupq_n_s32(0), wv, lo);
+                            int32x4_t s = vaddq_s32(vshlq_n_s32(sh, 8), sl);
+                            acc[t] = vfmaq_f32(acc[t], vcvtq_f32_s32(s), vmulq_f32(sc, vdupq_n_f32(dx)));
+                            acc[t] = vfmaq_f32(acc[t], bi, vdupq_n_f32(bx));
+                        }
+                    }
+                }
+                for (int t = 0; t < nt; t++)
+                    r16_store(y + (t0 + (size_t)t) * ldy + g * 16 + 4 * (size_t)quad, acc[t], nr - 4 * (size_t)quad);
+            }
+        }
+    }
 }
 #endif /* CM_NEON_GEMM */
 

@@ -119,14 +119,3 @@ void cm_r16_gemm_ref(const void *packed, size_t cols, size_t rows, size_t g0, si
         }
     }
 }
-
-cm_r16_fn cm_r16_select(uint32_t type, uint32_t cpu_features) {
-    if (type != CM_Q4_0) return NULL;
-#ifdef CM_HAVE_X86_KERNELS
-    const uint32_t avx512 = LM_CPU_AVX2 | LM_CPU_FMA | LM_CPU_F16C | LM_CPU_AVX512F | LM_CPU_AVX512BW |
-                            LM_CPU_AVX512VL | LM_CPU_AVX512VNNI;
-    if ((cpu_features & avx512) == avx512) return cm_r16_gemm_avx512;
-#endif
-    (void)cpu_features;
-    return NULL;
-}

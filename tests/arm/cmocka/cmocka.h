@@ -41,6 +41,7 @@ int cm_shim_run(const char *group, const struct CMUnitTest *tests, size_t n, CMF
 #define assert_false(c) CM_SHIM_CHECK(!(c), "assert_false(%s)", #c)
 #define assert_null(p) CM_SHIM_CHECK((p) == NULL, "assert_null(%s)", #p)
 #define assert_non_null(p) CM_SHIM_CHECK((p) != NULL, "assert_non_null(%s)", #p)
+#define assert_ptr_equal(a, b) CM_SHIM_CHECK((a) == (b), "assert_ptr_equal(%s, %s)", #a, #b)
 #define assert_int_equal(a, b)                                                                       \
     do {                                                                                             \
         intmax_t a_ = (intmax_t)(a), b_ = (intmax_t)(b);                                             \
