@@ -94,7 +94,9 @@ typedef struct lm_model_params {
                                  lm_engine_params.n_threads 0); 0: one per online core */
     bool use_mmap;            /* false: read the weights into owned memory */
     bool force_ref_kernels;   /* CPU: run every kernel on the plain C reference path (bisecting);
-                                 the kernels are chosen once, at load */
+                                 the kernels are chosen once, at load. The one environment
+                                 variable the library reads, LOCALLM_CPU=ref|avx2|neon, narrows
+                                 the kernel set the same way (README) */
     lm_progress_fn progress;  /* may be NULL */
     void *progress_user;
     lm_log_fn log;            /* may be NULL: the library stays silent. Gets the load steps, the
