@@ -5,7 +5,9 @@ Usage: pty_session.py [--timeout S] [--log FILE] STEP... -- PROGRAM [ARGS...]
 Steps, in order:
   --expect REGEX   wait until the output since the last match matches REGEX (Python re, DOTALL)
   --send TEXT      type TEXT and Enter
-  --eof            type Ctrl-D at the start of a line
+  --eof            type Ctrl-D at the start of a line (typed again every 2 s, up to 4 times, while a
+                   following --status waits: libedit can lose a Ctrl-D that arrives while it
+                   switches the terminal's mode, and a person would press it again)
   --status N       then wait for the program to exit with status N
 The whole terminal output (carriage returns removed) goes to --log FILE, or to stdout. Exits 0
 when every step happened in time, 1 with the reason on stderr otherwise. Standard library only.
@@ -79,6 +81,7 @@ def main():
             sys.stderr.write(f"pty_session.py: {why}\n")
         sys.exit(0 if ok else 1)
 
+    eof_at, eof_again = None, 0  # the last Ctrl-D typed, and how many more may follow
     for kind, val in steps:
         deadline = time.time() + timeout
         if kind == "--expect":
@@ -100,6 +103,7 @@ def main():
             os.write(fd, val.encode() + b"\n")
         elif kind == "--eof":
             os.write(fd, b"\x04")
+            eof_at, eof_again = time.time(), 4
         elif kind == "--status":
             while True:
                 wpid, st = os.waitpid(pid, os.WNOHANG)
@@ -108,7 +112,10 @@ def main():
                     break
                 if time.time() > deadline:
                     finish(False, f"timed out after {timeout} s waiting for the program to exit")
-                read_some(deadline)
+                if eof_at is not None and eof_again > 0 and time.time() - eof_at > 2:
+                    os.write(fd, b"\x04")
+                    eof_at, eof_again = time.time(), eof_again - 1
+                read_some(min(deadline, time.time() + 0.5))
             while read_some(time.time() + 0.05) and select.select([fd], [], [], 0)[0]:
                 pass
             if status != int(val):
