@@ -926,7 +926,10 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
 /* MHD drops the response: the transfer ended, well or not. Cancel a generation still running. */
 static void stream_free(void *cls) {
     reader_ctx *rc = cls;
-    if (!rc->jb->done) job_cancel(rc->jb);
+    pthread_mutex_lock(&rc->jb->mu);
+    bool done = rc->jb->done; /* job_main sets it under the lock */
+    pthread_mutex_unlock(&rc->jb->mu);
+    if (!done) job_cancel(rc->jb);
     job_unref(rc->jb);
     lm_free(rc);
 }
