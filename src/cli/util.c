@@ -395,6 +395,9 @@ bool cli_load_model_ctx(const char *ref_in, int32_t n_threads, int32_t n_ctx, lm
     const char *path = resolved;
     lm_model_params mp = lm_model_default_params();
     mp.n_threads = n_threads;
+    /* where the model runs: auto (the default), cpu, cuda or cuda:N; the --device flag is to come */
+    const char *dev = getenv("LOCALLM_DEVICE");
+    if (dev && *dev) mp.device = dev;
     progress_state ps = {.last_percent = -1, .drawn = false};
     if (isatty(STDERR_FILENO) && worth_a_bar(path)) {
         mp.progress = draw_progress;

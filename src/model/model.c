@@ -95,14 +95,22 @@ static void fill_net(lm_model *m) {
     n->sliding_window = hp->sliding_window;
 }
 
-/* The backend of params.device: NULL or "auto" is the CPU (the only backend of a build without
- * CUDA, or when no GPU is present); "cpu" forces it. */
-static lm_status make_backend(const lm_model_params *p, cm_backend **out, lm_error *err) {
+/* The backend of params.device: "cpu" (or force_ref_kernels with NULL/"auto") is the CPU; "cuda" and
+ * "cuda:N" that device or an error; NULL and "auto" a GPU when this build has a GPU backend and one
+ * is present (*is_auto set: prepare may still fall back to the CPU), else the CPU. */
+static lm_status make_backend(const lm_model_params *p, const lm_logger *log, bool *is_auto, cm_backend **out,
+                              lm_error *err) {
     const char *dev = p->device;
+    *is_auto = false;
     if (dev && strcmp(dev, "auto") != 0 && strcmp(dev, "cpu") != 0) return cm_backend_device_new(dev, out, err);
-    if (dev && !strcmp(dev, "auto")) {
+    if (!dev || !strcmp(dev, "auto")) {
         lm_error e = {0};
-        if (cm_backend_device_new("cuda", out, &e) == LM_OK) return LM_OK;
+        if (cm_backend_device_new("cuda", out, &e) == LM_OK) {
+            *is_auto = true;
+            return LM_OK;
+        }
+        /* no GPU backend in this build (UNSUPPORTED) is not news; no GPU present is */
+        lm_log(log, e.code == LM_ERR_UNSUPPORTED ? 3 : 2, "device auto: %s; using the CPU", e.msg);
     }
     return cm_backend_cpu_new(p->force_ref_kernels, out, err);
 }
@@ -126,7 +134,8 @@ lm_status lm_model_load(const char *path, const lm_model_params *params, lm_mode
         model_destroy(m);
         return lm_fail(err, LM_ERR_CANCELLED, "%s: loading cancelled", path);
     }
-    lm_status st = make_backend(&p, &m->be, err);
+    bool auto_dev = false;
+    lm_status st = make_backend(&p, &m->log, &auto_dev, &m->be, err);
     if (st) {
         model_destroy(m);
         return st;
@@ -178,7 +187,17 @@ lm_status lm_model_load(const char *path, const lm_model_params *params, lm_mode
     m->tool_format = guess_tool_format(m);
     m->n_threads = p.n_threads > 0 ? p.n_threads : lm_cpu_count();
     fill_net(m);
-    if ((st = m->be->ops->prepare(m->be, &m->net, p.progress, p.progress_user, err))) {
+    st = m->be->ops->prepare(m->be, &m->net, p.progress, p.progress_user, err);
+    if (st && auto_dev && (st == LM_ERR_NOMEM || st == LM_ERR_UNSUPPORTED)) {
+        /* auto: weights that do not fit the GPU, or a type it cannot run, stay on the CPU */
+        lm_log(&m->log, 1, "%s: %s; running on the CPU instead", path, err ? err->msg : lm_status_str(st));
+        cm_backend_free(m->be);
+        m->be = NULL;
+        lm_error_clear(err);
+        st = cm_backend_cpu_new(p.force_ref_kernels, &m->be, err);
+        if (!st) st = m->be->ops->prepare(m->be, &m->net, p.progress, p.progress_user, err);
+    }
+    if (st) {
         model_destroy(m);
         return st;
     }
@@ -190,8 +209,8 @@ lm_status lm_model_load(const char *path, const lm_model_params *params, lm_mode
         model_destroy(m);
         return lm_fail_nomem(err, "weight type summary");
     }
-    lm_log(&m->log, 2, "%s: %s %s, %d layers, kernels %s", path, m->arch_name, m->format, (int)m->hp.n_layer,
-           m->be->ops->describe(m->be));
+    lm_log(&m->log, 2, "%s: %s %s, %d layers, device %s (kernels %s)", path, m->arch_name, m->format,
+           (int)m->hp.n_layer, m->be->ops->name, m->be->ops->describe(m->be));
     m->magic = LM_MODEL_MAGIC;
     *out = m;
     return LM_OK;
