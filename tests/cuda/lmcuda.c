@@ -26,6 +26,7 @@
 
 #include "compute/cuda/cuda.h"
 #include "model/model.h"
+#include "randmat.h"
 
 static int g_fail;
 
@@ -55,16 +56,18 @@ static double rel_err(const float *a, const float *b, size_t n) {
     return r > 0 ? sqrt(d / r) : sqrt(d);
 }
 
-static void *xmalloc(size_t n) {
-    void *p = malloc(n ? n : 1);
-    if (!p) {
-        fprintf(stderr, "lmcuda: out of host memory (%zu bytes)\n", n);
-        exit(2);
-    }
-    return p;
+/* The device under test: cuda, or LMCUDA_DEVICE (cpu runs the harness itself where there is no
+ * GPU: its own checks, not the backend's). */
+static const char *gpu_dev(void) {
+    const char *d = getenv("LMCUDA_DEVICE");
+    return d && *d ? d : "cuda";
 }
 
-static float frand(lm_rng *r, float lo, float hi) { return lo + (hi - lo) * (float)lm_rng_uniform(r); }
+static bool is_cuda(const cm_backend *be) { return !strcmp(be->ops->name, "cuda"); }
+
+static void set_graphs(cm_ctx *c, const cm_backend *be, bool on) {
+    if (is_cuda(be)) cm_cuda_set_graphs(c, on);
+}
 
 static cm_backend *cuda_backend(void) {
     cm_backend *be = NULL;
@@ -77,56 +80,6 @@ static cm_backend *cuda_backend(void) {
 }
 
 /* ---- kernels ---- */
-
-static void put_f16(uint8_t *p, float v) {
-    uint16_t h = lm_f32_to_f16(v);
-    p[0] = (uint8_t)h;
-    p[1] = (uint8_t)(h >> 8);
-}
-
-/* A random matrix of a GGML type: random bytes with every scale field set to a sane half. */
-static uint8_t *random_matrix(uint32_t type, size_t rows, size_t cols, lm_rng *r, size_t *row_bytes) {
-    const cm_type_info *ti = cm_type_get(type);
-    uint64_t rb = 0;
-    cm_type_row_bytes(type, cols, &rb);
-    *row_bytes = (size_t)rb;
-    uint8_t *d = xmalloc(rows * rb);
-    if (type == CM_F32 || type == CM_F16 || type == CM_BF16) {
-        for (size_t i = 0; i < rows * cols; i++) {
-            float v = frand(r, -1, 1);
-            if (type == CM_F32) memcpy(d + 4 * i, &v, 4);
-            else {
-                uint16_t h = type == CM_F16 ? lm_f32_to_f16(v) : lm_f32_to_bf16(v);
-                d[2 * i] = (uint8_t)h;
-                d[2 * i + 1] = (uint8_t)(h >> 8);
-            }
-        }
-        return d;
-    }
-    for (size_t i = 0; i < rows * rb; i++) d[i] = (uint8_t)lm_rng_next(r);
-    size_t nb = rows * cols / ti->block_size;
-    for (size_t b = 0; b < nb; b++) {
-        uint8_t *p = d + b * ti->block_bytes;
-        switch (type) {
-        case CM_Q4_0: case CM_Q5_0: case CM_Q8_0: put_f16(p, frand(r, 0.002f, 0.02f)); break;
-        case CM_Q4_1: case CM_Q5_1: case CM_Q8_1:
-            put_f16(p, frand(r, 0.002f, 0.02f));
-            put_f16(p + 2, frand(r, -0.05f, 0.05f));
-            break;
-        case CM_Q2_K: put_f16(p + 80, frand(r, 0.002f, 0.02f)); put_f16(p + 82, frand(r, 0.001f, 0.01f)); break;
-        case CM_Q3_K: put_f16(p + 108, frand(r, 0.002f, 0.02f)); break;
-        case CM_Q4_K: case CM_Q5_K: put_f16(p, frand(r, 0.0005f, 0.005f)); put_f16(p + 2, frand(r, 0.0005f, 0.005f)); break;
-        case CM_Q6_K: put_f16(p + 208, frand(r, 0.0005f, 0.005f)); break;
-        case CM_Q8_K: {
-            float v = frand(r, 0.002f, 0.02f);
-            memcpy(p, &v, 4);
-            break;
-        }
-        default: break;
-        }
-    }
-    return d;
-}
 
 /* y = W x for n tokens on one path; returns the relative error against ref, or -1 when the path
  * does not exist for the format. */
@@ -217,22 +170,8 @@ static int cmd_kernels(void) {
                 w.group_size = gs;
                 w.sb_type = sbt[k];
                 w.row_bytes = w.cols * bits / 8;
-                uint8_t *data = xmalloc(w.rows * w.row_bytes);
-                for (size_t i = 0; i < w.rows * w.row_bytes; i++) data[i] = (uint8_t)lm_rng_next(&r);
-                size_t ng = w.rows * w.cols / gs, es = sbt[k] == CM_F32 ? 4 : 2;
-                uint8_t *sc = xmalloc(ng * es), *bi = xmalloc(ng * es);
-                for (size_t g = 0; g < ng; g++) {
-                    float s = frand(&r, 0.001f, 0.02f), b = frand(&r, -0.05f, 0.05f);
-                    if (es == 4) {
-                        memcpy(sc + 4 * g, &s, 4);
-                        memcpy(bi + 4 * g, &b, 4);
-                    } else {
-                        uint16_t hs = sbt[k] == CM_F16 ? lm_f32_to_f16(s) : lm_f32_to_bf16(s);
-                        uint16_t hb = sbt[k] == CM_F16 ? lm_f32_to_f16(b) : lm_f32_to_bf16(b);
-                        memcpy(sc + 2 * g, &hs, 2);
-                        memcpy(bi + 2 * g, &hb, 2);
-                    }
-                }
+                uint8_t *sc, *bi;
+                uint8_t *data = random_mlx(w.rows, w.cols, bits, gs, sbt[k], &r, &sc, &bi);
                 w.data = data;
                 w.scales = sc;
                 w.biases = bi;
@@ -353,7 +292,7 @@ static int list_fixtures(const char *data, const char *models, fixture *fx, int 
     struct dirent *e;
     while ((e = readdir(d)) && n < cap) {
         if (e->d_name[0] == '.' || !strcmp(e->d_name, "README.md")) continue;
-        snprintf(fx[n].path, sizeof fx[n].path, "%s/%.200s", dir, e->d_name);
+        snprintf(fx[n].path, sizeof fx[n].path, "%.300s/%.200s", dir, e->d_name);
         snprintf(fx[n].name, sizeof fx[n].name, "%.100s", e->d_name);
         n++;
     }
@@ -451,7 +390,7 @@ static int cmd_fixtures(const char *data, const char *models) {
     for (int i = 0; i < n; i++) {
         runner cpu, gpu;
         if (!runner_open(&cpu, fx[i].path, "cpu", 512, 4)) continue;
-        if (!runner_open(&gpu, fx[i].path, "cuda", 512, 4)) {
+        if (!runner_open(&gpu, fx[i].path, gpu_dev(), 512, 4)) {
             runner_close(&cpu);
             continue;
         }
@@ -482,7 +421,7 @@ static int cmd_fixtures(const char *data, const char *models) {
         }
         runner cpu, gpu;
         if (!runner_open(&cpu, f->path, "cpu", 512, 4)) continue;
-        if (!runner_open(&gpu, f->path, "cuda", 512, 4)) {
+        if (!runner_open(&gpu, f->path, gpu_dev(), 512, 4)) {
             runner_close(&cpu);
             continue;
         }
@@ -657,7 +596,7 @@ static int cmd_batch(const char *data) {
            "(bit-exact), mixed prompt/decode passes against alone, 64 streams in one step against alone\n");
     for (int i = 0; i < n; i++) {
         runner ru;
-        if (!runner_open(&ru, fx[i].path, "cuda", 64, 64)) continue;
+        if (!runner_open(&ru, fx[i].path, gpu_dev(), 64, 64)) continue;
         size_t V = ru.V;
         lm_token prompts[B_SEQ][32], dec[B_SEQ][B_DEC];
         for (int s = 0; s < B_SEQ; s++) {
@@ -667,9 +606,9 @@ static int cmd_batch(const char *data) {
         size_t sz = (size_t)B_SEQ * B_DEC * V * sizeof(float);
         float *alone = decode_run(&ru, prompts, dec, false);
         float *tog = decode_run(&ru, prompts, dec, true);
-        cm_cuda_set_graphs(ru.c, false);
+        set_graphs(ru.c, ru.m->be, false);
         float *plain = decode_run(&ru, prompts, dec, true);
-        cm_cuda_set_graphs(ru.c, true);
+        set_graphs(ru.c, ru.m->be, true);
         bool exact = !memcmp(alone, tog, sz), gexact = !memcmp(tog, plain, sz);
         float *ra[B_SEQ], *rb[B_SEQ];
         mixed_run(&ru, prompts, dec, false, ra);
@@ -776,7 +715,7 @@ static double median(double *v, int n) {
 
 /* Decode tok/s at batch 1 after an 8-token prompt. */
 static double bench_decode(runner *ru, bool graphs, int steps) {
-    cm_cuda_set_graphs(ru->c, graphs);
+    set_graphs(ru->c, ru->m->be, graphs);
     cm_kv *kv = kv_new(ru, 1024, CM_F16);
     lm_token ids[8];
     random_ids(ids, 8, ru->V, 5);
@@ -792,7 +731,7 @@ static double bench_decode(runner *ru, bool graphs, int steps) {
     double ms = now_ms() - t0;
     ru->ops->kv_free(kv);
     free(lg);
-    cm_cuda_set_graphs(ru->c, true);
+    set_graphs(ru->c, ru->m->be, true);
     return steps / (ms / 1e3);
 }
 
@@ -857,17 +796,20 @@ static double bench_streams(runner *ru, size_t S, int steps) {
 }
 
 static int cmd_bench(int argc, char **argv) {
-    cm_backend *be = cuda_backend();
     lm_error err = {0};
-    double bw = 0;
-    if (cm_cuda_copy_bandwidth(be, (size_t)1 << 30, &bw, &err)) printf("FAIL: %s\n", err.msg);
-    printf("bench on %s: device-to-device copy %.0f GB/s (read + write, 1 GiB, median of 10)\n", be->ops->describe(be), bw);
-    cm_backend_free(be);
+    double bw = 1;
+    if (!strcmp(gpu_dev(), "cuda")) {
+        cm_backend *be = cuda_backend();
+        if (cm_cuda_copy_bandwidth(be, (size_t)1 << 30, &bw, &err)) printf("FAIL: %s\n", err.msg);
+        printf("bench on %s: device-to-device copy %.0f GB/s (read + write, 1 GiB, median of 10)\n", be->ops->describe(be),
+               bw);
+        cm_backend_free(be);
+    }
     for (int a = 0; a < argc; a++) {
         const char *path = argv[a];
         double t0 = now_ms();
         runner ru;
-        if (!runner_open(&ru, path, "cuda", 512, 64)) continue;
+        if (!runner_open(&ru, path, gpu_dev(), 512, 64)) continue;
         double load_ms = now_ms() - t0;
         lm_model_info info;
         lm_model_get_info(ru.m, &info);
@@ -881,7 +823,7 @@ static int cmd_bench(int argc, char **argv) {
         /* memory: the weights, this context and one 4096-token F16 cache */
         cm_kv *kv = kv_new(&ru, 4096, CM_F16);
         size_t w = 0, c = 0, k = 0;
-        cm_cuda_mem(ru.m->be, &w, &c, &k);
+        if (is_cuda(ru.m->be)) cm_cuda_mem(ru.m->be, &w, &c, &k);
         ru.ops->kv_free(kv);
         double over = ((double)(w + c + k) / (double)(file + k) - 1.0) * 100.0;
         printf("  %s\n    weights %.0f MB (file tensors %.0f MB), load %.0f ms\n", path, w / 1e6, file / 1e6, load_ms);

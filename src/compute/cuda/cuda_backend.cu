@@ -86,15 +86,9 @@ static void matrix_name(const cm_net *net, size_t i, char *out, size_t cap) {
     else snprintf(out, cap, "layer %zu %s", i / 7, ROLE[i % 7]);
 }
 
-/* The device format of a host matrix and the bytes per row of its arrays; false: no such format. */
-typedef struct finfo {
-    int g;
-    size_t q_row, s_row;
-} finfo;
-
 static int sb_code(uint32_t t) { return t == CM_F16 ? 1 : t == CM_BF16 ? 2 : 0; }
 
-static bool finfo_of(const cm_matrix *m, finfo *f) {
+bool finfo_of(const cm_matrix *m, finfo *f) {
     size_t c = m->cols;
     if (m->type == CM_MLX) {
         if (m->bits < 2 || m->bits > 8 || !m->group_size || m->group_size % 32 || c % m->group_size ||
@@ -138,7 +132,7 @@ static const char *type_name(const cm_matrix *m) {
 }
 
 /* Row r of m in the device format (the layouts are listed in cuda_fmt.cuh). */
-static void repack_row(const cm_matrix *m, size_t r, const finfo *f, uint8_t *q, uint8_t *s, uint8_t *b) {
+void repack_row(const cm_matrix *m, size_t r, const finfo *f, uint8_t *q, uint8_t *s, uint8_t *b) {
     const uint8_t *src = (const uint8_t *)m->data + r * m->row_bytes;
     if (m->type == CM_F32 || m->type == CM_F16 || m->type == CM_BF16) {
         memcpy(q, src, m->row_bytes);
@@ -1195,7 +1189,7 @@ extern "C" lm_status cm_backend_cuda_new(int device, cm_backend **out, lm_error 
         cudaGetLastError();
         return lm_fail(err, LM_ERR_IO, "device 'cuda:%d': %s", device, cudaGetErrorString(e));
     }
-    if ((e = cu_mm_init()) != cudaSuccess) {
+    if ((e = cu_mm_init(prop.sharedMemPerBlockOptin)) != cudaSuccess) {
         cudaGetLastError();
         return lm_fail(err, LM_ERR_UNSUPPORTED,
                        "device 'cuda:%d' (%s, compute capability %d.%d): this build has no kernels for it (%s); rebuild "

@@ -22,34 +22,48 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include <string.h>
+
 #include "compute/cuda/cuda_int.h"
 
-__device__ __forceinline__ float h2f(uint16_t h) { return __half2float(__ushort_as_half(h)); }
-__device__ __forceinline__ float bf2f(uint16_t h) { return __uint_as_float((uint32_t)h << 16); }
+/* The decoders are host code too, so tests/cuda/formats.cu checks them where there is no GPU. */
+#define CU_HD __host__ __device__ __forceinline__
+
+CU_HD float u2f(uint32_t u) {
+#ifdef __CUDA_ARCH__
+    return __uint_as_float(u);
+#else
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+#endif
+}
+CU_HD float h2f(uint16_t h) { return __half2float(__ushort_as_half(h)); }
+CU_HD float bf2f(uint16_t h) { return u2f((uint32_t)h << 16); }
 /* An int |v| < 2^22 as a float, exactly, without the quarter-rate I2F: 1.5 * 2^23 + v has v in
  * its low mantissa bits. */
-__device__ __forceinline__ float sif(int v) { return __int_as_float(0x4B400000 + v) - 12582912.0f; }
-__device__ __forceinline__ uint16_t ld16(const uint8_t *p) { return *(const uint16_t *)p; }
-__device__ __forceinline__ uint32_t byte_of(const uint32_t *w, int i) { return (w[i >> 2] >> (8 * (i & 3))) & 0xFFu; }
+CU_HD float sif(int v) { return u2f((uint32_t)(0x4B400000 + v)) - 12582912.0f; }
+CU_HD uint16_t ld16(const uint8_t *p) { return *(const uint16_t *)p; }
+CU_HD uint32_t byte_of(const uint32_t *w, int i) { return (w[i >> 2] >> (8 * (i & 3))) & 0xFFu; }
 
-__device__ __forceinline__ void ld32b(uint32_t *o, const uint8_t *p) { /* 32 bytes, 16-aligned */
+CU_HD void ld32b(uint32_t *o, const uint8_t *p) { /* 32 bytes, 16-aligned */
     uint4 a = ((const uint4 *)p)[0], b = ((const uint4 *)p)[1];
     o[0] = a.x; o[1] = a.y; o[2] = a.z; o[3] = a.w;
     o[4] = b.x; o[5] = b.y; o[6] = b.z; o[7] = b.w;
 }
-__device__ __forceinline__ void ld16b(uint32_t *o, const uint8_t *p) { /* 16 bytes, 16-aligned */
+CU_HD void ld16b(uint32_t *o, const uint8_t *p) { /* 16 bytes, 16-aligned */
     uint4 a = *(const uint4 *)p;
     o[0] = a.x; o[1] = a.y; o[2] = a.z; o[3] = a.w;
 }
 
-__device__ __forceinline__ float sb_at(const uint8_t *base, size_t i, int sb_type) {
+CU_HD float sb_at(const uint8_t *base, size_t i, int sb_type) {
     if (sb_type == 1) return h2f(((const uint16_t *)base)[i]);
     if (sb_type == 2) return bf2f(((const uint16_t *)base)[i]);
     return ((const float *)base)[i];
 }
 
 /* The 6-bit scale and min of sub-block j of Q4_K/Q5_K (quants_ref.c, k4_scale_min). */
-__device__ __forceinline__ void k4_sm(int j, const uint32_t *s, int *sc, int *mn) {
+CU_HD void k4_sm(int j, const uint32_t *s, int *sc, int *mn) {
     if (j < 4) {
         *sc = (int)(byte_of(s, j) & 63);
         *mn = (int)(byte_of(s, j + 4) & 63);
@@ -60,14 +74,14 @@ __device__ __forceinline__ void k4_sm(int j, const uint32_t *s, int *sc, int *mn
 }
 
 /* Scale i of Q3_K's 12 packed bytes, unbiased (quants_ref.c, q3k_scales). */
-__device__ __forceinline__ int q3k_sc(int i, const uint32_t *s) {
+CU_HD int q3k_sc(int i, const uint32_t *s) {
     int lo = i < 8 ? (int)(byte_of(s, i) & 0xF) : (int)(byte_of(s, i - 8) >> 4);
     int hi = (int)((byte_of(s, 8 + (i & 3)) >> (2 * (i >> 2))) & 3);
     return (lo | (hi << 4)) - 32;
 }
 
 template <int F>
-__device__ __forceinline__ void dq32(const gw &w, size_t row, int c, float *o) {
+CU_HD void dq32(const gw &w, size_t row, int c, float *o) {
     const uint8_t *qr = w.q + row * (size_t)w.q_row;
     if constexpr (F == G_F32 || F == G_F16 || F == G_BF16) {
         int e0 = c * 32;

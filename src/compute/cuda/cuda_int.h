@@ -62,6 +62,17 @@ typedef struct cu_dims {
     float eps, attn_factor;
 } cu_dims;
 
+/* The device format of a host matrix and the bytes per row of its arrays (cuda_backend.cu);
+ * finfo_of is false when there is no such format. repack_row writes row r of m in it (q_row
+ * bytes to q, s_row to s and, for MLX, to b). */
+struct cm_matrix;
+typedef struct finfo {
+    int g;
+    size_t q_row, s_row;
+} finfo;
+bool finfo_of(const struct cm_matrix *m, finfo *f);
+void repack_row(const struct cm_matrix *m, size_t r, const finfo *f, uint8_t *q, uint8_t *s, uint8_t *b);
+
 /* Epilogues of the matrix products. */
 enum { MM_STORE, MM_ADD, MM_SWIGLU };
 
@@ -80,8 +91,8 @@ cudaError_t cu_mmv(const gw *w, const float *x, int ldx, const float *norm, floa
 cudaError_t cu_mmq(const gw *w, const float *x, int ldx, int n, float *y, int ldy, int mode, cudaStream_t st);
 /* Whether a matrix of format fmt has a tensor-core path. */
 int cu_has_mmq(int fmt);
-/* Raises the dynamic shared memory limits of the kernels (once per device). */
-cudaError_t cu_mm_init(void);
+/* Loads the product kernels and raises their dynamic shared memory limits (once per device). */
+cudaError_t cu_mm_init(size_t smem_optin);
 
 /* ---- launchers (cuda_ops.cu) ---- */
 
@@ -106,7 +117,7 @@ cudaError_t cu_gather(float *dst, const float *src, const int *map, int n, int w
 cudaError_t cu_copy_rows(float *dst, const float *src, int n, int width, cudaStream_t st);
 /* h = silu(g) * u over n elements. */
 cudaError_t cu_swiglu(float *h, const float *g, const float *u, size_t n, cudaStream_t st);
-/* Attention's dynamic shared memory limit (once per device). */
+/* Loads the other kernels and sets attention's dynamic shared memory limit (once per model). */
 cudaError_t cu_ops_init(int head_dim);
 
 #endif /* LM_COMPUTE_CUDA_INT_H */

@@ -33,6 +33,25 @@ __device__ __forceinline__ void warp_sum(float *a) {
         for (int o = 16; o > 0; o >>= 1) a[t] += __shfl_xor_sync(0xffffffffu, a[t], o);
 }
 
+template <int NT>
+__device__ __forceinline__ void mv_dot(const float *wv, const float *xs, int cpad, int c, float *acc) {
+#pragma unroll
+    for (int t = 0; t < NT; t++) {
+        const float *xc = xs + t * cpad + (c << 5);
+#pragma unroll
+        for (int u = 0; u < 8; u++) {
+            float4 xv = *(const float4 *)(xc + (((u + c) & 7) << 2));
+            acc[t] = fmaf(wv[4 * u], xv.x, acc[t]);
+            acc[t] = fmaf(wv[4 * u + 1], xv.y, acc[t]);
+            acc[t] = fmaf(wv[4 * u + 2], xv.z, acc[t]);
+            acc[t] = fmaf(wv[4 * u + 3], xv.w, acc[t]);
+        }
+    }
+}
+
+/* One output row (two for PAIR) for NT tokens: lane L takes chunks L, L + 32, ... in that order,
+ * then the warp sums the lanes, so the order of additions never depends on the other tokens. A
+ * single row takes its chunks two at a time so that two loads are in flight per lane. */
 template <int F, int NT, bool PAIR>
 __device__ __forceinline__ void mv_row(const gw &w, size_t row, size_t row2, const float *xs, int cpad, int nch,
                                        int lane, float *acc, float *acc2) {
@@ -41,31 +60,26 @@ __device__ __forceinline__ void mv_row(const gw &w, size_t row, size_t row2, con
         acc[t] = 0.0f;
         acc2[t] = 0.0f;
     }
-    for (int c = lane; c < nch; c += 32) {
-        float wv[32], wv2[32];
-        dq32<F>(w, row, c, wv);
-        if (PAIR) dq32<F>(w, row2, c, wv2);
-#pragma unroll
-        for (int t = 0; t < NT; t++) {
-            const float *xc = xs + t * cpad + (c << 5);
-#pragma unroll
-            for (int u = 0; u < 8; u++) {
-                float4 xv = *(const float4 *)(xc + (((u + c) & 7) << 2));
-                acc[t] = fmaf(wv[4 * u], xv.x, acc[t]);
-                acc[t] = fmaf(wv[4 * u + 1], xv.y, acc[t]);
-                acc[t] = fmaf(wv[4 * u + 2], xv.z, acc[t]);
-                acc[t] = fmaf(wv[4 * u + 3], xv.w, acc[t]);
-                if (PAIR) {
-                    acc2[t] = fmaf(wv2[4 * u], xv.x, acc2[t]);
-                    acc2[t] = fmaf(wv2[4 * u + 1], xv.y, acc2[t]);
-                    acc2[t] = fmaf(wv2[4 * u + 2], xv.z, acc2[t]);
-                    acc2[t] = fmaf(wv2[4 * u + 3], xv.w, acc2[t]);
-                }
-            }
+    if (PAIR) {
+        for (int c = lane; c < nch; c += 32) {
+            float wv[32], wv2[32];
+            dq32<F>(w, row, c, wv);
+            dq32<F>(w, row2, c, wv2);
+            mv_dot<NT>(wv, xs, cpad, c, acc);
+            mv_dot<NT>(wv2, xs, cpad, c, acc2);
+        }
+        warp_sum<NT>(acc2);
+    } else {
+        for (int c = lane; c < nch; c += 64) {
+            float wv[32], wv2[32];
+            const int c2 = c + 32;
+            dq32<F>(w, row, c, wv);
+            if (c2 < nch) dq32<F>(w, row, c2, wv2);
+            mv_dot<NT>(wv, xs, cpad, c, acc);
+            if (c2 < nch) mv_dot<NT>(wv2, xs, cpad, c2, acc);
         }
     }
     warp_sum<NT>(acc);
-    if (PAIR) warp_sum<NT>(acc2);
 }
 
 __device__ __forceinline__ float silu_mul(float g, float u) { return g / (1.0f + expf(-g)) * u; }
@@ -294,16 +308,25 @@ struct mm_entry {
 static const mm_entry MM_TABLE[G_COUNT] = {CU_FORMATS(MM_ENTRY)};
 #undef MM_ENTRY
 
-/* Shared memory a float-path block may take (H100: 227 KB per block with the opt-in). */
-#define MV_SMEM_MAX (200 * 1024)
+/* Shared memory a float-path block may take: 200 KB, or less where the device allows less (H100:
+ * 227 KB per block with the opt-in). A fact of the device, set once by cu_mm_init. */
+static size_t g_mv_smem_max = 48 * 1024;
+#define MV_SMEM_MAX g_mv_smem_max
 
 int cu_has_mmq(int fmt) { return fmt != G_F32 && fmt != G_F16 && fmt != G_BF16; }
 
-cudaError_t cu_mm_init(void) {
+cudaError_t cu_mm_init(size_t smem_optin) {
+    size_t lim = smem_optin > 1024 ? smem_optin - 1024 : smem_optin; /* the kernel's static shared memory */
+    g_mv_smem_max = lim < 200 * 1024 ? lim : 200 * 1024;
     for (int f = 0; f < G_COUNT; f++) {
-        const void *fns[3] = {(const void *)MM_TABLE[f].v1, (const void *)MM_TABLE[f].v2, (const void *)MM_TABLE[f].v4};
-        for (int i = 0; i < 3; i++) {
-            cudaError_t e = cudaFuncSetAttribute(fns[i], cudaFuncAttributeMaxDynamicSharedMemorySize, MV_SMEM_MAX);
+        const void *fns[4] = {(const void *)MM_TABLE[f].v1, (const void *)MM_TABLE[f].v2, (const void *)MM_TABLE[f].v4,
+                              (const void *)MM_TABLE[f].q};
+        for (int i = 0; i < 4; i++) {
+            /* loads every kernel now: a first launch inside a graph capture would load it there */
+            cudaFuncAttributes at;
+            cudaError_t e = cudaFuncGetAttributes(&at, fns[i]);
+            if (e == cudaSuccess && i < 3)
+                e = cudaFuncSetAttribute(fns[i], cudaFuncAttributeMaxDynamicSharedMemorySize, (int)g_mv_smem_max);
             if (e != cudaSuccess) return e;
         }
     }

@@ -343,6 +343,21 @@ static attn_fn attn_pick(int hd) {
 }
 
 cudaError_t cu_ops_init(int head_dim) {
+    /* loads every kernel now: a first launch inside a graph capture would load it there */
+    const void *fns[] = {(const void *)k_attn<1>, (const void *)k_attn<2>, (const void *)k_attn<3>,
+                         (const void *)k_attn<4>, (const void *)k_attn<8>, (const void *)k_attn_combine,
+                         (const void *)k_rmsnorm, (const void *)k_qkv_post, (const void *)k_gather,
+                         (const void *)k_swiglu};
+    for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
+        cudaFuncAttributes at;
+        cudaError_t e = cudaFuncGetAttributes(&at, fns[i]);
+        if (e != cudaSuccess) return e;
+    }
+    for (int f = 0; f < G_COUNT; f++) {
+        cudaFuncAttributes at;
+        cudaError_t e = cudaFuncGetAttributes(&at, (const void *)EMBED_TABLE[f]);
+        if (e != cudaSuccess) return e;
+    }
     size_t smem = attn_smem(head_dim);
     if (smem <= 48 * 1024) return cudaSuccess;
     return cudaFuncSetAttribute((const void *)attn_pick(head_dim), cudaFuncAttributeMaxDynamicSharedMemorySize,
