@@ -819,11 +819,13 @@ static void cuda_kv_truncate(cm_kv *kv, size_t n) {
 #define DPTR(c, off, T) ((T *)((c)->ddesc + (off)))
 #define HPTR(c, off, T) ((T *)((c)->hdesc + (off)))
 
-/* Split a decode query's keys: ranges of at least 128 positions, at most CU_MAX_SPLITS of them. */
+/* Split a decode query's keys: ranges of at least 64 positions (two key tiles: a block's tiles
+ * are loaded one after the other, so short ranges keep the step's latency down), at most
+ * CU_MAX_SPLITS of them. */
 static void splits_of(size_t ctx, int *ns, int *len) {
     size_t l = (ctx + CU_MAX_SPLITS - 1) / CU_MAX_SPLITS;
     l = (l + 31) / 32 * 32;
-    if (l < 128) l = 128;
+    if (l < 64) l = 64;
     *len = (int)l;
     *ns = (int)((ctx + l - 1) / l);
 }

@@ -76,7 +76,7 @@ void repack_row(const struct cm_matrix *m, size_t r, const finfo *f, uint8_t *q,
 /* Epilogues of the matrix products. */
 enum { MM_STORE, MM_ADD, MM_SWIGLU };
 
-#define CU_MAX_SPLITS 16
+#define CU_MAX_SPLITS 32
 #define CU_ATT_ROWS 16     /* query rows (token, head) per attention block */
 
 /* ---- launchers (cuda_mm.cu) ---- */

@@ -69,7 +69,7 @@ __global__ void k_rmsnorm(const float *x, const float *w, float *y, int n, float
 
 /* ---- Q/K/V epilogue ---- */
 
-/* Block per token, a warp per head: Q heads, then K heads, then V heads. */
+/* Block (token, group of 4 heads), a warp per head: Q heads, then K heads, then V heads. */
 __global__ void __launch_bounds__(128) k_qkv_post(const float *qkv, float *q, const float *cs, const int *pos,
                                                   const int *seq_of, const cu_seq *seqs, const float *bq,
                                                   const float *bk, const float *bv, const float *qn,
@@ -81,7 +81,7 @@ __global__ void __launch_bounds__(128) k_qkv_post(const float *qkv, float *q, co
     const cu_seq sq = seqs[seq_of[t]];
     const int p = pos[t];
     float *v = hv[warp];
-    for (int h = warp; h < H + 2 * HKV; h += 4) {
+    for (int h = blockIdx.y * 4 + warp; h < H + 2 * HKV && h < (int)blockIdx.y * 4 + 4; h += 4) {
         int kind = h < H ? 0 : h < H + HKV ? 1 : 2, hh = kind == 0 ? h : kind == 1 ? h - H : h - H - HKV;
         const float *src = qkv + (size_t)t * (Qw + 2 * KVw) + (kind == 0 ? 0 : kind == 1 ? Qw : Qw + KVw) + hh * D;
         const float *bias = kind == 0 ? bq : kind == 1 ? bk : bv;
@@ -327,7 +327,8 @@ cudaError_t cu_qkv_post(const float *qkv, float *q, const float *cs, const int *
                         const cu_seq *seqs, const float *bq, const float *bk, const float *bv, const float *qn,
                         const float *kn, cu_dims d, int l, int n, cudaStream_t st) {
     if (n <= 0) return cudaSuccess;
-    k_qkv_post<<<n, 128, 0, st>>>(qkv, q, cs, pos, seq_of, seqs, bq, bk, bv, qn, kn, d, l);
+    dim3 grid((unsigned)n, (unsigned)((d.n_head + 2 * d.n_head_kv + 3) / 4));
+    k_qkv_post<<<grid, 128, 0, st>>>(qkv, q, cs, pos, seq_of, seqs, bq, bk, bv, qn, kn, d, l);
     return cudaGetLastError();
 }
 
