@@ -16,7 +16,9 @@
  *                          naming what did not fit; auto then runs on the CPU; no such GPU
  *   bench FILE...          decode at batch 1 (graphs on and off), prefill P=128/512, TTFT of a
  *                          500-token prompt, decode throughput at 1/8/32/64 streams of 512-token
- *                          contexts, device memory against weights + KV, and the copy bandwidth */
+ *                          contexts, device memory against weights + KV, and the copy bandwidth
+ *   profile FILE           one decode step and one 512-token prefill inside cudaProfilerStart/Stop
+ *                          (run under ncu --profile-from-start off) */
 #include <dirent.h>
 #include <math.h>
 #include <stdio.h>
@@ -846,6 +848,33 @@ static int cmd_bench(int argc, char **argv) {
     return 0;
 }
 
+/* One decode step (kernel by kernel, no graph) and one 512-token prefill between profiler start
+ * and stop, for ncu --profile-from-start off. */
+static int cmd_profile(const char *path) {
+    runner ru;
+    if (!runner_open(&ru, path, gpu_dev(), 512, 4)) return 1;
+    set_graphs(ru.c, ru.m->be, false);
+    cm_kv *kv = kv_new(&ru, 2048, CM_F16);
+    lm_token ids[513];
+    random_ids(ids, 513, ru.V, 3);
+    float *lg = xmalloc(ru.V * sizeof(float));
+    pass1(&ru, kv, ids, 256, 0, lg);
+    for (int i = 0; i < 4; i++) pass1(&ru, kv, ids + 256 + i, 1, 256 + (size_t)i, lg);
+    cm_cuda_profiler(true);
+    pass1(&ru, kv, ids + 260, 1, 260, lg);
+    cm_cuda_profiler(false);
+    ru.ops->kv_truncate(kv, 0);
+    pass1(&ru, kv, ids, 512, 0, lg); /* warm */
+    cm_cuda_profiler(true);
+    pass1(&ru, kv, ids, 512, 0, lg);
+    cm_cuda_profiler(false);
+    ru.ops->kv_free(kv);
+    free(lg);
+    runner_close(&ru);
+    printf("profile: a decode step at position 260 and a 512-token prefill of %s\n", path);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (argc >= 2 && !strcmp(argv[1], "kernels")) return cmd_kernels();
@@ -853,6 +882,8 @@ int main(int argc, char **argv) {
     if (argc >= 3 && !strcmp(argv[1], "batch")) return cmd_batch(argv[2]);
     if (argc >= 4 && !strcmp(argv[1], "errors")) return cmd_errors(argv[2], argv[3]);
     if (argc >= 3 && !strcmp(argv[1], "bench")) return cmd_bench(argc - 2, argv + 2);
-    fprintf(stderr, "usage: lmcuda kernels | fixtures DATA MODELS | batch DATA | errors DATA MODELS | bench FILE...\n");
+    if (argc >= 3 && !strcmp(argv[1], "profile")) return cmd_profile(argv[2]);
+    fprintf(stderr, "usage: lmcuda kernels | fixtures DATA MODELS | batch DATA | errors DATA MODELS | bench FILE... | "
+                    "profile FILE\n");
     return 2;
 }

@@ -6,6 +6,8 @@
 #   gen       synthetic benchmark files of real shapes (tools/make_synthetic_*.py, about 3.5 GB)
 #   test      lmcuda kernels, fixtures, batch and errors, and test_device
 #   bench     lmcuda bench on the generated files
+#   profile   Nsight Compute: time and DRAM throughput of every kernel of a decode step and of a
+#             512-token prefill of the 1B file, summed by kernel
 #   sanitize  compute-sanitizer memcheck, racecheck and synccheck on a subset
 # Usage: tests/cuda/run.sh STAGE... (or all). Environment: BUILD (default build-cuda), LMCUDA
 # and TEST_DEVICE (prebuilt programs: build is skipped), DATA and MODELS (the fixture folders,
@@ -86,6 +88,20 @@ stage_bench() {
     grep '^JSON ' "$LOGS/bench.log" | sed 's/^JSON //' >"$LOGS/bench.jsonl"
 }
 
+stage_profile() {
+    local f=$BENCH_DIR/llama-3.2-1b-q4_0.gguf ncu=ncu
+    command -v ncu >/dev/null || ncu=$(ls /opt/nvidia/nsight-compute/*/ncu /usr/local/cuda/bin/ncu 2>/dev/null | head -1)
+    if [ ! -e "$f" ] || [ -z "$ncu" ]; then
+        note "profile: needs $f (gen) and ncu"
+        FAILED=1
+        return
+    fi
+    run profile-ncu "$ncu" --profile-from-start off --clock-control none --csv --page raw \
+        --metrics gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed,launch__grid_size \
+        "$LMCUDA" profile "$f"
+    run profile python3 tests/cuda/ncu_summary.py "$LOGS/profile-ncu.log"
+}
+
 stage_sanitize() {
     local cs=compute-sanitizer
     command -v $cs >/dev/null || cs=/usr/local/cuda/bin/compute-sanitizer
@@ -100,9 +116,9 @@ stages=("$@")
 [ ${#stages[@]} = 0 ] && stages=(all)
 for s in "${stages[@]}"; do
     case $s in
-    all) stage_build; stage_gen; stage_test; stage_bench; stage_sanitize ;;
-    build | gen | test | bench | sanitize) "stage_$s" ;;
-    *) echo "run.sh: unknown stage '$s' (build gen test bench sanitize all)" >&2; exit 2 ;;
+    all) stage_build; stage_gen; stage_test; stage_bench; stage_profile; stage_sanitize ;;
+    build | gen | test | bench | profile | sanitize) "stage_$s" ;;
+    *) echo "run.sh: unknown stage '$s' (build gen test bench profile sanitize all)" >&2; exit 2 ;;
     esac
 done
 echo "== summary"

@@ -24,6 +24,8 @@ void cm_cuda_set_graphs(cm_ctx *c, bool on);
 /* Device bytes the backend holds now: weights (every model prepared on it), compute contexts and
  * KV caches. */
 void cm_cuda_mem(const cm_backend *be, size_t *weights, size_t *ctx, size_t *kv);
+/* Starts or stops the profiler's collection (ncu --profile-from-start off). */
+void cm_cuda_profiler(bool on);
 /* Takes device memory until about leave_free bytes are free (for out-of-memory tests); *hold is
  * given back with cm_cuda_unhold. */
 lm_status cm_cuda_hold(const cm_backend *be, size_t leave_free, void **hold, lm_error *err);

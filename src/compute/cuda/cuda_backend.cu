@@ -17,6 +17,7 @@ extern "C" {
 #include "compute/cuda/cuda.h"
 #include "compute/cuda/cuda_int.h"
 
+#include <cuda_profiler_api.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -1328,4 +1329,9 @@ extern "C" lm_status cm_cuda_hold(const cm_backend *be, size_t leave_free, void 
 extern "C" void cm_cuda_unhold(const cm_backend *be, void *hold) {
     cudaSetDevice(((cu_impl *)be->impl)->dev);
     if (hold) cudaFree(hold);
+}
+
+extern "C" void cm_cuda_profiler(bool on) {
+    if (on) cudaProfilerStart();
+    else cudaProfilerStop();
 }
