@@ -1,4 +1,5 @@
-# locallm: the two commands a newcomer needs are `make run` and `make test`.
+# locallm: the two commands a newcomer needs are `make run` and `make test`; `make install` puts
+# the CLI, the header and the libraries under PREFIX.
 # Everything else is CMake; this file only sequences set-up, build and test.
 # make CUDA=1: the same with the CUDA backend (LM_CUDA, needs nvcc), in its own build folder
 ifeq ($(CUDA),1)
@@ -12,9 +13,10 @@ TSAN_BUILD ?= build-tsan
 ARM_BUILD  ?= build-arm
 JOBS       ?= $(shell nproc 2>/dev/null || sysctl -n hw.ncpu 2>/dev/null || echo 2)
 PROMPT     ?= Once upon a time
+PREFIX     ?= /usr/local
 CTEST_ARGS ?= --output-on-failure
 
-.PHONY: all build deps run test test-release test-asan test-tsan test-arm test-cuda-build clean fuzz fuzz-build fuzz-bundle check-fuzz testdata soak
+.PHONY: all build cli install deps run test test-release test-asan test-tsan test-arm test-cuda-build clean fuzz fuzz-build fuzz-bundle check-fuzz testdata soak
 
 FUZZ_BUILD   ?= build-fuzz
 SOAK_SECONDS ?= 60
@@ -31,8 +33,18 @@ $(BUILD)/CMakeCache.txt:
 build: $(BUILD)/CMakeCache.txt
 	cmake --build $(BUILD) -j $(JOBS)
 
-run: deps build
-	./$(BUILD)/locallm run -p "$(PROMPT)"
+# Only the CLI (and the library it links), not the tests: what `make run` needs.
+cli: $(BUILD)/CMakeCache.txt
+	cmake --build $(BUILD) -j $(JOBS) --target locallm
+
+run: deps cli
+	$(BUILD)/locallm run -p "$(PROMPT)"
+
+# The header, liblocallm.a, liblocallm.so, locallm.pc, the CMake package, the CLI and the
+# embedded models, under PREFIX (default /usr/local; e.g. make install PREFIX=$$HOME/.local).
+install: $(BUILD)/CMakeCache.txt
+	cmake --build $(BUILD) -j $(JOBS) --target locallm locallm_lib locallm_shared
+	cmake --install $(BUILD) --prefix "$(PREFIX)"
 
 testdata:
 	@bash scripts/testdata.sh

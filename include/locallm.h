@@ -79,13 +79,21 @@ typedef struct lm_model_params {
     const char *device;       /* where the weights live and every engine on them runs: NULL or
                                  "auto" (a GPU when this build has a GPU backend and one is
                                  present, else the CPU), "cpu", "cuda" or "cuda:N". Copied. */
+    bool vocab_only;          /* load only the vocabulary and chat template: no weights are read
+                                 and the path may also be a tokenizer.json file or a folder of
+                                 tokenizer files alone (see lm_model_load) */
 } lm_model_params;
 
 lm_model_params lm_model_default_params(void);
 
 /* Loads a GGUF file or a Hugging Face model folder (safetensors + config.json, MLX quantized
  * folders too) and prepares its weights for the device. On success *out is the caller's handle;
- * lm_model_free() drops it (engines made on the model keep it alive until they are freed). */
+ * lm_model_free() drops it (engines made on the model keep it alive until they are freed).
+ * With params->vocab_only the path may also be a tokenizer.json file (one named tokenizer.json
+ * brings its folder's tokenizer_config.json and chat_template.jinja) or a folder holding
+ * tokenizer.json without weights; such a model tokenizes, detokenizes and renders chat
+ * templates (lm_n_vocab counts the tokenizer's vocabulary), and lm_engine_new refuses it with
+ * LM_ERR_UNSUPPORTED. */
 lm_status lm_model_load(const char *path, const lm_model_params *params, lm_model **out,
                         lm_error *err);
 void lm_model_free(lm_model *m);
@@ -121,7 +129,8 @@ typedef struct lm_engine_params {
                                  0: 512 */
     int32_t max_seqs;         /* sessions whose tokens one pass may hold; 0: 16 */
     int32_t prefill_chunk;    /* tokens of a prompt per pass while other sessions are generating,
-                                 so a long prompt never stalls their streams; 0: 64 */
+                                 so a long prompt never stalls their streams (the chunk is also
+                                 cut so such a pass stays near 120 ms); 0: 128 */
 } lm_engine_params;
 
 lm_engine_params lm_engine_default_params(void);
@@ -177,6 +186,22 @@ const char *lm_token_piece(const lm_model *m, lm_token id);
 /* ---- sampling ---------------------------------------------------------------------------------- */
 
 #define LM_MAX_STOP 8
+#define LM_MAX_TOP_LOGPROBS 20
+
+/* One generated token, as token_fn sees it: its id and, when top_logprobs >= 0, its log-
+ * probability under the model (log-softmax of the raw logits: before temperature, penalties and
+ * the other samplers) and the n_top most likely tokens at that step, most likely first. The
+ * arrays are valid during the call only. */
+typedef struct lm_token_info {
+    lm_token id;
+    float logprob;
+    int32_t n_top;
+    const lm_token *top_ids;
+    const float *top_logprobs;
+} lm_token_info;
+/* Called for each generated token, in order, before its text reaches the piece callback (on the
+ * same thread). Return non-zero to stop, as the piece callback does. */
+typedef int (*lm_token_fn)(const lm_token_info *info, void *user);
 
 typedef struct lm_gen_params {
     int32_t max_tokens;        /* <= 0: until the context is full */
@@ -191,6 +216,11 @@ typedef struct lm_gen_params {
     uint64_t seed;
     const char *stop[LM_MAX_STOP]; /* stop strings (NULL-terminated list); never delivered */
     bool ignore_eos;           /* keep going past end-of-generation tokens */
+    lm_token_fn token_fn;      /* may be NULL: called for each generated token */
+    void *token_user;
+    int32_t top_logprobs;      /* -1 (default): no log-probabilities; 0..LM_MAX_TOP_LOGPROBS:
+                                  token_fn gets each token's log-probability and this many of the
+                                  most likely alternatives */
 } lm_gen_params;
 
 lm_gen_params lm_gen_default_params(void);

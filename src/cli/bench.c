@@ -9,23 +9,41 @@
 #include <string.h>
 #include <sys/resource.h>
 
-static const char BENCH_HELP[] =
-    "Usage: locallm bench [MODEL] [options]\n"
-    "\n"
+enum { O_PROMPT_LENS = CLI_O_OWN, O_N_GEN, O_REPS, O_CONVERSATION, O_PARALLEL, O_PROMPT_TOKENS, O_LONG_PROMPT };
+
+static const cli_option BENCH_OPTIONS[] = {
+    {O_PROMPT_LENS, "-p|--prompt-lens", "LIST", "prompt lengths to prefill (default 128,512)"},
+    {O_N_GEN, "-n|--n-gen", "N", "tokens to decode, one at a time (default 64; 0 skips decode)"},
+    CLI_OPT_THREADS,
+    {O_REPS, "-r|--reps", "N", "repetitions (default 3)"},
+    {O_CONVERSATION, "--conversation", NULL,
+     "also time a voice conversation at the token level: TTFT of turn 1\n"
+     "(500-token system prompt + 30), of turn 5 (1,000 tokens cached +\n"
+     "30 new) against a full re-prefill, and after partial prefill\n"
+     "(the final call adds 5 tokens)"},
+    {O_PARALLEL, "--parallel", "LIST",
+     "instead: LIST concurrent conversations (e.g. 1,4,8) on one engine,\n"
+     "each prefilling --prompt-tokens random tokens and generating -n\n"
+     "tokens: aggregate and per-stream tok/s, TTFT p50/p99"},
+    {O_PROMPT_TOKENS, "--prompt-tokens", "N", "prompt of each conversation with --parallel (default 32)"},
+    {O_LONG_PROMPT, "--long-prompt", "N",
+     "with --parallel K: while K conversations generate, one with an\n"
+     "N-token prompt joins: the largest gap between two tokens of the K\n"
+     "streams, and the newcomer's time to first token"},
+    CLI_OPT_CTX,
+    {CLI_O_JSON, "--json", NULL, "print one JSON object (one line per count with --parallel)"},
+    CLI_OPT_FORCE,
+    {0, NULL, NULL, NULL},
+};
+
+static const cli_command BENCH_CMD = {
+    "bench",
+    "Usage: locallm bench [MODEL] [options]\n",
     "Measures prompt processing (prefill) and generation (decode) speed on random but seeded\n"
-    "token ids. Each figure is the median of the repetitions. MODEL defaults to the embedded model.\n"
-    "\n"
-    "Options:\n"
-    "  -p, --prompt-lens LIST  prompt lengths to prefill (default 128,512)\n"
-    "  -n, --n-gen N           tokens to decode, one at a time (default 64; 0 skips decode)\n"
-    "  -t, --threads N         threads (default: one per core)\n"
-    "  -r, --reps N            repetitions (default 3)\n"
-    "      --conversation      also time a voice conversation at the token level: TTFT of turn 1\n"
-    "                          (500-token system prompt + 30), of turn 5 (1,000 tokens cached +\n"
-    "                          30 new) against a full re-prefill, and after partial prefill\n"
-    "                          (the final call adds 5 tokens)\n"
-    "      --json              print one JSON object\n"
-    "  -h, --help              show this help\n";
+    "token ids. Each figure is the median of the repetitions. MODEL defaults to the embedded model.\n",
+    BENCH_OPTIONS,
+    NULL,
+};
 
 /* Decode runs after a prompt this long, so attention has something to look at. */
 enum { DECODE_PROMPT = 8, SEED = 1234 };
@@ -136,40 +154,49 @@ int cli_bench(int argc, char **argv) {
     const char *model_path = NULL;
     int32_t *lens = NULL;
     size_t n_lens = 0;
-    int32_t n_gen = 64, n_threads = 0, reps = 3;
+    int32_t n_gen = 64, n_threads = 0, reps = 3, n_prompt_tokens = 32, long_prompt = 0, n_ctx = 0;
+    int32_t *par = NULL;
+    size_t n_par = 0;
     bool json = false, conversation = false;
 
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = NULL;
-        bool bad = false;
-        if (cli_is_help(a)) {
-            fputs(BENCH_HELP, stdout);
+    cli_args a;
+    cli_args_init(&a, &BENCH_CMD, argc, argv);
+    for (int id; (id = cli_args_next(&a)) != CLI_ARGS_END;) {
+        bool ok = true;
+        switch (id) {
+        case CLI_ARGS_HELP:
             free(lens);
+            free(par);
             return CLI_EXIT_OK;
-        } else if (strcmp(a, "--json") == 0) {
-            json = true;
-        } else if (strcmp(a, "--conversation") == 0) {
-            conversation = true;
-        } else if (cli_opt(argc, argv, &i, "-p", "--prompt-lens", &v, &bad, cmd)) {
+        case CLI_ARGS_ERROR: goto usage;
+        case CLI_ARGS_POSITIONAL:
+            if (model_path) {
+                cli_usage_error(cmd, "unexpected argument '%s' (the model is '%s')", a.val, model_path);
+                goto usage;
+            }
+            model_path = a.val;
+            break;
+        case CLI_O_JSON: json = true; break;
+        case O_CONVERSATION: conversation = true; break;
+        case CLI_O_FORCE: cli_set_force(true); break;
+        case O_PROMPT_LENS:
             free(lens);
             lens = NULL;
-            if (bad || !cli_parse_i32_list(cmd, "-p", v, 1, 1 << 20, &lens, &n_lens))
-                return CLI_EXIT_USAGE;
-        } else if (cli_opt(argc, argv, &i, "-n", "--n-gen", &v, &bad, cmd)) {
-            if (bad || !cli_parse_i32(cmd, "-n", v, 0, 1 << 20, &n_gen)) goto usage;
-        } else if (cli_opt(argc, argv, &i, "-t", "--threads", &v, &bad, cmd)) {
-            if (bad || !cli_parse_i32(cmd, "-t", v, 0, 1024, &n_threads)) goto usage;
-        } else if (cli_opt(argc, argv, &i, "-r", "--reps", &v, &bad, cmd)) {
-            if (bad || !cli_parse_i32(cmd, "-r", v, 1, 1000, &reps)) goto usage;
-        } else if (a[0] == '-' && a[1] != '\0') {
-            cli_usage_error(cmd, "unknown option '%s'", a);
-            goto usage;
-        } else if (!model_path) {
-            model_path = a;
-        } else {
-            cli_usage_error(cmd, "unexpected argument '%s' (the model is '%s')", a, model_path);
-            goto usage;
+            ok = cli_parse_i32_list(cmd, a.opt, a.val, 1, 1 << 20, &lens, &n_lens);
+            break;
+        case O_N_GEN: ok = cli_args_i32(&a, 0, 1 << 20, &n_gen); break;
+        case O_PARALLEL:
+            free(par);
+            par = NULL;
+            ok = cli_parse_i32_list(cmd, a.opt, a.val, 1, 1024, &par, &n_par);
+            break;
+        case O_PROMPT_TOKENS: ok = cli_args_i32(&a, 1, 1 << 20, &n_prompt_tokens); break;
+        case O_LONG_PROMPT: ok = cli_args_i32(&a, 1, 1 << 20, &long_prompt); break;
+        case CLI_O_CTX: ok = cli_args_i32(&a, 1, 1 << 22, &n_ctx); break;
+        case CLI_O_THREADS: ok = cli_args_i32(&a, 0, 1024, &n_threads); break;
+        case O_REPS: ok = cli_args_i32(&a, 1, 1000, &reps); break;
         }
+        if (!ok) goto usage;
     }
     if (!lens) {
         static const int32_t DEFAULT_LENS[] = {128, 512};
@@ -198,6 +225,14 @@ int cli_bench(int argc, char **argv) {
         model_path = default_path;
     }
     if (!cli_load_model(model_path, n_threads, &model, &load_ms)) goto done;
+    if (par && long_prompt) {
+        rc = cli_bench_long_prompt(model, model_path, par[0], long_prompt, n_ctx, json);
+        goto done;
+    }
+    if (par) {
+        rc = cli_bench_parallel(model, model_path, par, n_par, n_prompt_tokens, n_gen > 0 ? n_gen : 1, reps, json);
+        goto done;
+    }
     if (!cli_engine_new(model, &engine)) goto done;
     lm_model_info mi;
     memset(&mi, 0, sizeof mi);
@@ -333,9 +368,11 @@ done:
     free(prefill_tok_s);
     free(ttft_ms);
     free(lens);
+    free(par);
     return rc;
 
 usage:
     free(lens);
+    free(par);
     return CLI_EXIT_USAGE;
 }

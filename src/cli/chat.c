@@ -1,8 +1,9 @@
-/* cli/chat.c: `locallm chat`, a conversation in the terminal (libedit) or over a pipe.
+/* cli/chat.c: `locallm chat`, a conversation in the terminal (libedit) or over a pipe, and the
+ * same conversation for `locallm run` on a chat model (cli_chat_local).
  * Owns: the options of chat and its presets, the REPL and its /-commands, Ctrl-C as cancelling
- * the reply, saving/loading conversations as OpenAI message arrays, and the helpers chat,
- * template and voice share (default chat model, loading with a template override, messages
- * from JSON). The library keeps the KV prefix between turns; this file only keeps the list. */
+ * the reply, saving/loading conversations as OpenAI message arrays, and reading messages from
+ * JSON for chat and template. The library keeps the KV prefix between turns; this file only
+ * keeps the list. */
 #include "cli/cli.h"
 #include "cli/providers.h"
 #include "core/core.h"
@@ -12,44 +13,43 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
-static const char CHAT_HELP[] =
-    "Usage: locallm chat [MODEL] [options]\n"
-    "\n"
+enum { O_PRESET = CLI_O_OWN, O_MAX_MESSAGES };
+
+static const cli_option CHAT_OPTIONS[] = {
+    CLI_OPT_SYSTEM,
+    {O_PRESET, "--preset", "NAME",
+     "conversational (300 tokens, temp 0.7, top-p 0.9, stops User:,\n"
+     "Human:, three newlines) or precise (500 tokens, temp 0.3,\n"
+     "top-p 0.95); the flags below override its fields"},
+    {CLI_O_N_PREDICT, "-n|--n-predict", "N", "tokens per reply at most (default 256)"},
+    CLI_OPT_SAMPLING,
+    {O_MAX_MESSAGES, "--max-messages", "N",
+     "keep at most N non-system messages in the prompt (0: all;\ndefault 10)"},
+    CLI_OPT_CHAT_TEMPLATE,
+    CLI_OPT_THREADS,
+    CLI_OPT_CTX,
+    {CLI_O_VERBOSE, "-v|--verbose", NULL, "print each turn's stats to stderr"},
+    CLI_OPT_FORCE,
+    CLI_OPT_HELP,
+    {CLI_HEADING, NULL, NULL, "Cloud providers (OpenAI-compatible endpoints):"},
+    {CLI_O_PROVIDER, "--provider", "NAME", "answer with this cloud provider instead of a local model"},
+    CLI_OPT_CLOUD,
+    {0, NULL, NULL, NULL},
+};
+
+static const cli_command CHAT_CMD = {
+    "chat",
+    "Usage: locallm chat [MODEL] [options]\n",
     "Chats with MODEL (default: the embedded chat model, models/tinychat). On a terminal it is an\n"
     "interactive prompt (type /help); otherwise each input line is one user message and each\n"
-    "reply is printed on its own line.\n"
-    "\n"
-    "Options:\n"
-    "      --system TEXT        system prompt\n"
-    "      --preset NAME        conversational (300 tokens, temp 0.7, top-p 0.9, stops User:,\n"
-    "                           Human:, three newlines) or precise (500 tokens, temp 0.3,\n"
-    "                           top-p 0.95); the flags below override its fields\n"
-    "  -n, --n-predict N        tokens per reply at most (default 256)\n"
-    "      --temp T             temperature (default 0: greedy)\n"
-    "      --top-k K            keep the K most likely tokens (0: off)\n"
-    "      --top-p P            nucleus sampling (1: off)\n"
-    "      --min-p P            drop tokens below P times the best one (0: off)\n"
-    "      --repeat-penalty R   penalise repeated tokens (1: off)\n"
-    "      --seed S             sampling seed\n"
-    "      --stop S             stop string (may be repeated, up to 7)\n"
-    "      --max-messages N     keep at most N non-system messages in the prompt (0: all;\n"
-    "                           default 10)\n"
-    "      --chat-template T    llama3, mistral, chatml, zephyr, or a file of Jinja source\n"
-    "  -t, --threads N          threads (default: one per core)\n"
-    "  -c, --ctx N              context window in tokens (default: the model's, at most 4096)\n"
-    "  -v, --verbose            print each turn's stats to stderr\n"
-    "  -h, --help               show this help\n"
-    "\n"
-    "Cloud providers (OpenAI-compatible endpoints):\n"
-    "      --provider NAME      answer with this cloud provider instead of a local model\n"
-    CLI_CLOUD_HELP
-    "\n"
+    "reply is printed on its own line.\n",
+    CHAT_OPTIONS,
     "The provider that answered is named by /stats, by -v, and on stderr whenever it is not\n"
     "the first choice. Example: locallm chat --provider mine --base-url http://127.0.0.1:8080/v1\n"
-    "--model tinychat --api-key-env MY_KEY\n";
+    "--model tinychat --api-key-env MY_KEY\n",
+};
 
 static const char REPL_HELP[] =
     "/system TEXT   set the system prompt\n"
@@ -61,120 +61,7 @@ static const char REPL_HELP[] =
     "/quit          leave (Ctrl-D too)\n"
     "Ctrl-C stops a reply; at the prompt it leaves.\n";
 
-/* ---- shared helpers --------------------------------------------------------------------------- */
-
-static bool is_dir(const char *p) {
-    struct stat st;
-    return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
-}
-
-char *cli_default_chat_model(void) {
-    const char *env = getenv("LOCALLM_CHAT_MODEL");
-    if (env && *env) return strdup(env);
-    char buf[4096];
-    ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
-    if (n > 0) {
-        buf[n] = '\0';
-        char *slash = strrchr(buf, '/');
-        if (slash) {
-            *slash = '\0';
-            char path[4200];
-            snprintf(path, sizeof path, "%s/../models/tinychat", buf);
-            if (is_dir(path)) return strdup(path);
-        }
-    }
-#ifdef LM_MODELS_DIR
-    return strdup(LM_MODELS_DIR "/tinychat");
-#else
-    return strdup("models/tinychat");
-#endif
-}
-
-char *cli_read_file(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    size_t cap = 4096, n = 0;
-    char *buf = malloc(cap);
-    while (buf) {
-        if (n + 1 >= cap) {
-            char *nb = realloc(buf, cap * 2);
-            if (!nb) {
-                free(buf);
-                buf = NULL;
-                break;
-            }
-            buf = nb;
-            cap *= 2;
-        }
-        size_t got = fread(buf + n, 1, cap - n - 1, f);
-        n += got;
-        if (got == 0) break;
-    }
-    bool failed = ferror(f);
-    fclose(f);
-    if (!buf || failed) {
-        free(buf);
-        return NULL;
-    }
-    buf[n] = '\0';
-    if (len) *len = n;
-    return buf;
-}
-
-static bool is_builtin_template(const char *name) {
-    static const char *const names[] = {"llama3", "mistral", "chatml", "zephyr"};
-    for (size_t k = 0; k < sizeof names / sizeof names[0]; k++)
-        if (strcmp(name, names[k]) == 0) return true;
-    return false;
-}
-
-/* Loads without printing (no progress bar): the reason for a failure goes into why. */
-static bool load_chat_model(const char *ref, int32_t n_threads, const char *chat_template,
-                            lm_model **out, char *why, size_t cap) {
-    *out = NULL;
-    char *source = NULL;
-    if (chat_template && !is_builtin_template(chat_template)) {
-        source = cli_read_file(chat_template, NULL);
-        if (!source) {
-            snprintf(why, cap, "--chat-template: '%s' is neither a built-in format (llama3, "
-                     "mistral, chatml, zephyr) nor a readable file: %s",
-                     chat_template, strerror(errno));
-            return false;
-        }
-    }
-    char resolved[4096];
-    char *cache = cli_hf_cache_dir();
-    lm_error err = {0};
-    lm_status st = lm_resolve_model(ref, cache, resolved, sizeof resolved, &err);
-    free(cache);
-    if (st != LM_OK) {
-        free(source);
-        snprintf(why, cap, "cannot load model: %s", err.msg);
-        return false;
-    }
-    lm_model_params mp = lm_model_default_params();
-    mp.n_threads = n_threads;
-    mp.chat_template = source ? source : chat_template;
-    st = lm_model_load(resolved, &mp, out, &err);
-    free(source);
-    if (st != LM_OK) {
-        *out = NULL;
-        snprintf(why, cap, "cannot load model '%.400s': %s", resolved,
-                 err.msg[0] ? err.msg : lm_status_str(st));
-        return false;
-    }
-    return true;
-}
-
-bool cli_load_chat_model(const char *ref, int32_t n_threads, const char *chat_template,
-                         lm_model **out) {
-    *out = NULL;
-    if (!chat_template) return cli_load_model(ref, n_threads, out, NULL);
-    char why[800];
-    if (load_chat_model(ref, n_threads, chat_template, out, why, sizeof why)) return true;
-    cli_error("%s", why);
-    return false;
-}
+/* ---- messages from JSON (chat's /load, template) ------------------------------------------- */
 
 static char *dup_or_null(const cJSON *j) {
     return cJSON_IsString(j) && j->valuestring ? strdup(j->valuestring) : NULL;
@@ -464,9 +351,13 @@ static int run_pipe(backend *b, convo *c, const lm_chat_params *cp, const lm_gen
     return rc;
 }
 
+/* The /-commands, for suggestions. */
+static const char *const REPL_COMMANDS[] = {"/system", "/reset", "/stats", "/save", "/load",
+                                            "/help", "/quit", "/exit"};
+
 static int run_repl(backend *b, convo *c, const lm_chat_params *cp, const lm_gen_params *gp,
                     bool verbose) {
-    fprintf(stderr, "locallm chat: type a message, /help for commands, Ctrl-D to leave.\n");
+    fprintf(stderr, "locallm: type a message, /help for commands, Ctrl-D to leave.\n");
     lm_gen_stats last;
     memset(&last, 0, sizeof last);
     bool have_last = false;
@@ -524,7 +415,14 @@ static int run_repl(backend *b, convo *c, const lm_chat_params *cp, const lm_gen
                     printf("loaded %zu messages from %s\n", n, arg);
                 }
             } else {
-                printf("unknown command '%s' (try /help)\n", p);
+                char word[64];
+                snprintf(word, sizeof word, "%.*s", (int)(cmdlen + 1 < sizeof word ? cmdlen + 1 : sizeof word - 1), p);
+                const char *near = cli_nearest(word, REPL_COMMANDS,
+                                               sizeof REPL_COMMANDS / sizeof REPL_COMMANDS[0]);
+                if (near)
+                    printf("unknown command '%s' (did you mean %s? /help lists them)\n", word, near);
+                else
+                    printf("unknown command '%s' (try /help)\n", word);
             }
 #undef IS
             free(line);
@@ -543,7 +441,53 @@ static int run_repl(backend *b, convo *c, const lm_chat_params *cp, const lm_gen
     return CLI_EXIT_OK;
 }
 
-/* ---- options ---------------------------------------------------------------------------------- */
+/* ---- run's conversation -------------------------------------------------------------------- */
+
+int cli_chat_local(lm_model *model, int32_t n_ctx, const char *system, const lm_gen_params *gp,
+                   const char *prompt, bool verbose) {
+    lm_local_params lp = lm_local_default_params();
+    lp.session.n_ctx = n_ctx;
+    lm_provider *local = NULL;
+    lm_engine *engine = NULL;
+    lm_call *call = NULL;
+    lm_error err = {0};
+    if (!cli_engine_new(model, &engine)) return CLI_EXIT_ERROR;
+    lm_status pst = lm_provider_local_new(engine, &lp, &local, &err);
+    lm_engine_free(engine); /* the provider keeps it */
+    if (pst != LM_OK) return cli_error("cannot create a session: %s", err.msg[0] ? err.msg : "unknown error");
+    if (lm_call_new(&call, &err) != LM_OK) {
+        lm_provider_free(local);
+        return cli_error("%s", err.msg);
+    }
+    backend b;
+    memset(&b, 0, sizeof b);
+    b.p = local;
+    b.call = call;
+    b.preferred = "local";
+    convo c = {0};
+    lm_chat_params cp = lm_chat_default_params();
+    int rc = CLI_EXIT_ERROR;
+    if (system && !convo_set_system(&c, system)) {
+        cli_error("out of memory");
+    } else if (!prompt) {
+        rc = run_repl(&b, &c, &cp, gp, verbose);
+    } else if (!convo_add(&c, "user", prompt)) {
+        cli_error("out of memory");
+    } else {
+        lm_gen_stats gs;
+        memset(&gs, 0, sizeof gs);
+        if (chat_turn(&b, &c, &cp, gp, &gs)) {
+            rc = CLI_EXIT_OK;
+            if (verbose) print_stats(stderr, &gs, b.last);
+        }
+    }
+    cli_messages_free(c.msgs, c.n);
+    lm_provider_free(local);
+    lm_call_free(call);
+    return rc;
+}
+
+/* ---- chat's options --------------------------------------------------------------------------- */
 
 enum {
     SET_MAX = 1 << 0,
@@ -556,98 +500,74 @@ enum {
     SET_STOP = 1 << 7,
 };
 
-int cli_chat(int argc, char **argv) {
-    const char *cmd = "chat";
-    const char *model_path = NULL, *system = NULL, *preset = NULL, *tpl = NULL;
-    int32_t n_threads = 0, n_ctx = 0, max_messages = -1;
-    bool verbose = false;
-    lm_gen_params fl = lm_gen_default_params(); /* the flags given */
-    unsigned set = 0;
-    size_t n_stop = 0;
+typedef struct chat_opts {
+    const char *model_path, *system, *preset, *tpl;
+    int32_t n_threads, n_ctx, max_messages;
+    bool verbose;
+    lm_gen_params fl; /* the flags given */
+    unsigned set;     /* which of them (SET_*) */
     cli_cloud_flags cf;
-    memset(&cf, 0, sizeof cf);
+} chat_opts;
 
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = NULL;
-        bool bad = false;
-        int cloud = cli_cloud_opt(argc, argv, &i, cmd, true, &cf);
+/* Fills *o from the arguments. Returns -1 to go on, else the exit code. */
+static int parse(int argc, char **argv, chat_opts *o) {
+    cli_args a;
+    cli_args_init(&a, &CHAT_CMD, argc, argv);
+    size_t n_stop = 0;
+    for (int id; (id = cli_args_next(&a)) != CLI_ARGS_END;) {
+        int g = cli_gen_opt(&a, id, &o->fl, &n_stop);
+        if (g < 0) return CLI_EXIT_USAGE;
+        if (g > 0) {
+            static const int bits[][2] = {{CLI_O_N_PREDICT, SET_MAX}, {CLI_O_TEMP, SET_TEMP},
+                                          {CLI_O_TOP_K, SET_TOPK},    {CLI_O_TOP_P, SET_TOPP},
+                                          {CLI_O_MIN_P, SET_MINP},    {CLI_O_REPEAT_PENALTY, SET_REP},
+                                          {CLI_O_SEED, SET_SEED},     {CLI_O_STOP, SET_STOP}};
+            for (size_t k = 0; k < sizeof bits / sizeof bits[0]; k++)
+                if (bits[k][0] == id) o->set |= (unsigned)bits[k][1];
+            continue;
+        }
+        int cloud = cli_cloud_opt(&a, id, &o->cf);
         if (cloud < 0) return CLI_EXIT_USAGE;
         if (cloud > 0) continue;
-        if (cli_is_help(a)) {
-            fputs(CHAT_HELP, stdout);
-            return CLI_EXIT_OK;
-        } else if (strcmp(a, "-v") == 0 || strcmp(a, "--verbose") == 0) {
-            verbose = true;
-        } else if (cli_opt(argc, argv, &i, "--system", NULL, &v, &bad, cmd)) {
-            if (bad) return CLI_EXIT_USAGE;
-            system = v;
-        } else if (cli_opt(argc, argv, &i, "--preset", NULL, &v, &bad, cmd)) {
-            if (bad) return CLI_EXIT_USAGE;
-            if (strcmp(v, "conversational") != 0 && strcmp(v, "precise") != 0)
-                return cli_usage_error(cmd, "--preset: '%s' is not a preset (expected "
-                                            "conversational or precise)", v);
-            preset = v;
-        } else if (cli_opt(argc, argv, &i, "--chat-template", NULL, &v, &bad, cmd)) {
-            if (bad) return CLI_EXIT_USAGE;
-            tpl = v;
-        } else if (cli_opt(argc, argv, &i, "--max-messages", NULL, &v, &bad, cmd)) {
-            if (bad || !cli_parse_i32(cmd, "--max-messages", v, 0, INT32_MAX, &max_messages))
-                return CLI_EXIT_USAGE;
-        } else if (cli_opt(argc, argv, &i, "-n", "--n-predict", &v, &bad, cmd)) {
-            if (bad || !cli_parse_i32(cmd, "-n", v, -1, INT32_MAX, &fl.max_tokens))
-                return CLI_EXIT_USAGE;
-            set |= SET_MAX;
-        } else if (cli_opt(argc, argv, &i, "--temp", "--temperature", &v, &bad, cmd)) {
-            if (bad || !cli_parse_float(cmd, "--temp", v, 0.0f, 100.0f, &fl.temperature))
-                return CLI_EXIT_USAGE;
-            set |= SET_TEMP;
-        } else if (cli_opt(argc, argv, &i, "--top-k", NULL, &v, &bad, cmd)) {
-            if (bad || !cli_parse_i32(cmd, "--top-k", v, 0, INT32_MAX, &fl.top_k))
-                return CLI_EXIT_USAGE;
-            set |= SET_TOPK;
-        } else if (cli_opt(argc, argv, &i, "--top-p", NULL, &v, &bad, cmd)) {
-            if (bad || !cli_parse_float(cmd, "--top-p", v, 0.0f, 1.0f, &fl.top_p))
-                return CLI_EXIT_USAGE;
-            set |= SET_TOPP;
-        } else if (cli_opt(argc, argv, &i, "--min-p", NULL, &v, &bad, cmd)) {
-            if (bad || !cli_parse_float(cmd, "--min-p", v, 0.0f, 1.0f, &fl.min_p))
-                return CLI_EXIT_USAGE;
-            set |= SET_MINP;
-        } else if (cli_opt(argc, argv, &i, "--repeat-penalty", NULL, &v, &bad, cmd)) {
-            if (bad || !cli_parse_float(cmd, "--repeat-penalty", v, 0.0f, 100.0f,
-                                        &fl.repeat_penalty))
-                return CLI_EXIT_USAGE;
-            set |= SET_REP;
-        } else if (cli_opt(argc, argv, &i, "--seed", "-s", &v, &bad, cmd)) {
-            if (bad || !cli_parse_u64(cmd, "--seed", v, &fl.seed)) return CLI_EXIT_USAGE;
-            set |= SET_SEED;
-        } else if (cli_opt(argc, argv, &i, "-t", "--threads", &v, &bad, cmd)) {
-            if (bad || !cli_parse_i32(cmd, "-t", v, 0, 1024, &n_threads)) return CLI_EXIT_USAGE;
-        } else if (cli_opt(argc, argv, &i, "--ctx", "-c", &v, &bad, cmd)) {
-            if (bad || !cli_parse_i32(cmd, "--ctx", v, 0, INT32_MAX, &n_ctx))
-                return CLI_EXIT_USAGE;
-        } else if (cli_opt(argc, argv, &i, "--stop", NULL, &v, &bad, cmd)) {
-            if (bad) return CLI_EXIT_USAGE;
-            if (n_stop + 1 >= LM_MAX_STOP)
-                return cli_usage_error(cmd, "--stop: at most %d stop strings", LM_MAX_STOP - 1);
-            if (!*v) return cli_usage_error(cmd, "--stop: the stop string is empty");
-            fl.stop[n_stop++] = v;
-            set |= SET_STOP;
-        } else if (a[0] == '-' && a[1] != '\0') {
-            return cli_usage_error(cmd, "unknown option '%s'", a);
-        } else if (!model_path) {
-            model_path = a;
-        } else {
-            return cli_usage_error(cmd, "unexpected argument '%s' (the model is '%s')", a,
-                                   model_path);
+        switch (id) {
+        case CLI_ARGS_HELP: return CLI_EXIT_OK;
+        case CLI_ARGS_ERROR: return CLI_EXIT_USAGE;
+        case CLI_ARGS_POSITIONAL:
+            if (o->model_path)
+                return cli_usage_error("chat", "unexpected argument '%s' (the model is '%s')", a.val,
+                                       o->model_path);
+            o->model_path = a.val;
+            break;
+        case CLI_O_VERBOSE: o->verbose = true; break;
+        case CLI_O_SYSTEM: o->system = a.val; break;
+        case CLI_O_CHAT_TEMPLATE: o->tpl = a.val; break;
+        case CLI_O_FORCE: cli_set_force(true); break;
+        case O_PRESET:
+            if (strcmp(a.val, "conversational") != 0 && strcmp(a.val, "precise") != 0)
+                return cli_usage_error("chat", "%s: '%s' is not a preset (expected "
+                                               "conversational or precise)", a.opt, a.val);
+            o->preset = a.val;
+            break;
+        case O_MAX_MESSAGES:
+            if (!cli_args_i32(&a, 0, INT32_MAX, &o->max_messages)) return CLI_EXIT_USAGE;
+            break;
+        case CLI_O_THREADS:
+            if (!cli_args_i32(&a, 0, 1024, &o->n_threads)) return CLI_EXIT_USAGE;
+            break;
+        case CLI_O_CTX:
+            if (!cli_args_i32(&a, 0, INT32_MAX, &o->n_ctx)) return CLI_EXIT_USAGE;
+            break;
         }
     }
+    return -1;
+}
 
-    /* preset first, then the flags given */
+/* The sampling settings: the preset first, then the flags given. */
+static lm_gen_params gen_params(const chat_opts *o) {
     lm_gen_params gp = lm_gen_default_params();
     gp.max_tokens = 256;
     gp.temperature = 0.0f;
-    if (preset && strcmp(preset, "conversational") == 0) {
+    if (o->preset && strcmp(o->preset, "conversational") == 0) {
         gp.max_tokens = 300;
         gp.temperature = 0.7f;
         gp.top_p = 0.9f;
@@ -655,23 +575,120 @@ int cli_chat(int argc, char **argv) {
         gp.stop[1] = "Human:";
         gp.stop[2] = "\n\n\n";
         gp.stop[3] = NULL;
-    } else if (preset) {
+    } else if (o->preset) {
         gp.max_tokens = 500;
         gp.temperature = 0.3f;
         gp.top_p = 0.95f;
     }
-    if (set & SET_MAX) gp.max_tokens = fl.max_tokens == 0 ? -1 : fl.max_tokens;
-    if (set & SET_TEMP) gp.temperature = fl.temperature;
-    if (set & SET_TOPK) gp.top_k = fl.top_k;
-    if (set & SET_TOPP) gp.top_p = fl.top_p;
-    if (set & SET_MINP) gp.min_p = fl.min_p;
-    if (set & SET_REP) gp.repeat_penalty = fl.repeat_penalty;
-    if (set & SET_SEED) gp.seed = fl.seed;
-    if (set & SET_STOP) memcpy(gp.stop, fl.stop, sizeof gp.stop);
-    lm_chat_params cp = lm_chat_default_params();
-    if (max_messages >= 0) cp.max_messages = max_messages;
+    const lm_gen_params *fl = &o->fl;
+    if (o->set & SET_MAX) gp.max_tokens = fl->max_tokens == 0 ? -1 : fl->max_tokens;
+    if (o->set & SET_TEMP) gp.temperature = fl->temperature;
+    if (o->set & SET_TOPK) gp.top_k = fl->top_k;
+    if (o->set & SET_TOPP) gp.top_p = fl->top_p;
+    if (o->set & SET_MINP) gp.min_p = fl->min_p;
+    if (o->set & SET_REP) gp.repeat_penalty = fl->repeat_penalty;
+    if (o->set & SET_SEED) gp.seed = fl->seed;
+    if (o->set & SET_STOP) memcpy(gp.stop, fl->stop, sizeof gp.stop);
+    return gp;
+}
 
-    if (verbose)
+/* What answers a chat, and what it owns: the local model (unless --provider), the cloud
+ * providers, and a fallback manager over them when there is more than one. */
+typedef struct answerers {
+    char *default_path;
+    lm_model *model;
+    lm_call *call;
+    lm_provider *list[17];
+    size_t n_list;
+    lm_provider *manager;
+    char local_err[800]; /* why the local model is unavailable, with clouds behind it */
+} answerers;
+
+static void answerers_free(answerers *a) {
+    lm_provider_free(a->manager);
+    for (size_t k = 0; k < a->n_list; k++) lm_provider_free(a->list[k]);
+    lm_call_free(a->call);
+    lm_model_free(a->model);
+    free(a->default_path);
+}
+
+/* Loads the local model and opens the providers into *a, and points b at what answers.
+ * false after printing the error. */
+static bool open_answerers(const chat_opts *o, const cli_cloud *clouds, size_t n_clouds,
+                           answerers *a, backend *b) {
+    lm_error err = {0};
+    const char *model_path = o->model_path;
+    if (n_clouds > 16) {
+        cli_usage_error("chat", "at most 16 providers");
+        return false;
+    }
+    if (!o->cf.provider) {
+        if (!model_path && !(model_path = a->default_path = cli_default_chat_model())) {
+            cli_error("out of memory");
+            return false;
+        }
+        cli_load_opts lo = {.n_threads = o->n_threads, .n_ctx = o->n_ctx, .chat_template = o->tpl};
+        if (n_clouds == 0) {
+            if (!cli_load(model_path, &lo, &a->model, NULL)) return false;
+        } else if (!cli_load_quiet(model_path, &lo, &a->model, a->local_err, sizeof a->local_err)) {
+            fprintf(stderr, "locallm chat: the local model is unavailable (%s); answering with "
+                    "%s%s\n", a->local_err, clouds[0].name, n_clouds > 1 ? " and the others" : "");
+        }
+        if (a->model) {
+            lm_local_params lp = lm_local_default_params();
+            lp.session.n_ctx = o->n_ctx;
+            lm_engine *engine = NULL;
+            if (!cli_engine_new(a->model, &engine)) return false;
+            lm_status pst = lm_provider_local_new(engine, &lp, &a->list[a->n_list], &err);
+            lm_engine_free(engine); /* the provider keeps it */
+            if (pst != LM_OK) {
+                cli_error("cannot create a session: %s", err.msg[0] ? err.msg : "unknown error");
+                return false;
+            }
+            a->n_list++;
+        }
+    }
+    for (size_t k = 0; k < n_clouds; k++) {
+        lm_openai_params op = cli_cloud_params(&clouds[k], &o->cf);
+        if (lm_provider_openai_new(&op, &a->list[a->n_list], &err) != LM_OK) {
+            cli_error("%s: %s", clouds[k].name, err.msg);
+            return false;
+        }
+        a->n_list++;
+    }
+    if (lm_call_new(&a->call, &err) != LM_OK) {
+        cli_error("%s", err.msg);
+        return false;
+    }
+    memset(b, 0, sizeof *b);
+    b->call = a->call;
+    b->preferred = o->cf.provider ? o->cf.provider : "local";
+    b->local_err = a->local_err[0] ? a->local_err : NULL;
+    if (a->n_list == 1 && !b->local_err) {
+        b->p = a->list[0];
+    } else {
+        if (lm_provider_fallback_new(a->list, a->n_list, &a->manager, &err) != LM_OK) {
+            cli_error("%s", err.msg);
+            return false;
+        }
+        b->p = a->manager;
+    }
+    return true;
+}
+
+int cli_chat(int argc, char **argv) {
+    const char *cmd = "chat";
+    chat_opts o;
+    memset(&o, 0, sizeof o);
+    o.max_messages = -1;
+    o.fl = lm_gen_default_params();
+    int prc = parse(argc, argv, &o);
+    if (prc >= 0) return prc;
+    const cli_cloud_flags *cf = &o.cf;
+    lm_gen_params gp = gen_params(&o);
+    lm_chat_params cp = lm_chat_default_params();
+    if (o.max_messages >= 0) cp.max_messages = o.max_messages;
+    if (o.verbose)
         fprintf(stderr,
                 "sampling: max %d tokens, temperature %g, top-k %d, top-p %g, min-p %g, "
                 "repeat penalty %g%s\n",
@@ -679,17 +696,17 @@ int cli_chat(int argc, char **argv) {
                 (double)gp.min_p, (double)gp.repeat_penalty,
                 gp.stop[0] ? ", with stop strings" : "");
 
-    bool want_cloud = cli_cloud_wanted(&cf);
-    if (!want_cloud && (cf.base_url || cf.model || cf.api_key_env || cf.providers_file))
+    bool want_cloud = cli_cloud_wanted(cf);
+    if (!want_cloud && (cf->base_url || cf->model || cf->api_key_env || cf->providers_file))
         return cli_usage_error(cmd, "--base-url, --model, --api-key-env and --providers need "
                                     "--provider or --fallback");
-    if (cf.provider && model_path)
+    if (cf->provider && o.model_path)
         return cli_usage_error(cmd, "--provider answers instead of a local model; drop '%s' or "
-                                    "use --fallback %s", model_path, cf.provider);
+                                    "use --fallback %s", o.model_path, cf->provider);
     cli_cloud *clouds = NULL;
     size_t n_clouds = 0;
     if (want_cloud) {
-        int crc = cli_cloud_resolve(cmd, &cf, &clouds, &n_clouds);
+        int crc = cli_cloud_resolve(cmd, cf, &clouds, &n_clouds);
         if (crc != CLI_EXIT_OK) return crc;
     }
     for (size_t k = 0; k < n_clouds; k++) {
@@ -698,95 +715,25 @@ int cli_chat(int argc, char **argv) {
                     clouds[k].name, clouds[k].api_key_env);
     }
 
-    char *default_path = NULL;
     int rc = CLI_EXIT_ERROR;
-    lm_model *model = NULL;
-    lm_engine *engine = NULL;
-    lm_call *call = NULL;
-    lm_provider *list[17] = {NULL};
-    size_t n_list = 0;
-    lm_provider *manager = NULL;
-    convo c = {0};
-    char local_err[800] = "";
-    lm_error err = {0};
-    if (n_clouds > 16) {
-        cli_usage_error(cmd, "at most 16 providers");
-        goto done;
-    }
-    if (!cf.provider) {
-        if (!model_path) {
-            default_path = cli_default_chat_model();
-            if (!default_path) {
-                cli_error("out of memory");
-                goto done;
-            }
-            model_path = default_path;
-        }
-        if (n_clouds == 0) {
-            if (!cli_load_chat_model(model_path, n_threads, tpl, &model)) goto done;
-        } else if (!load_chat_model(model_path, n_threads, tpl, &model, local_err,
-                                    sizeof local_err)) {
-            fprintf(stderr, "locallm chat: the local model is unavailable (%s); answering with "
-                    "%s%s\n", local_err, clouds[0].name, n_clouds > 1 ? " and the others" : "");
-        }
-        if (model) {
-            if (!cli_engine_new(model, &engine)) goto done;
-            lm_local_params lp = lm_local_default_params();
-            lp.session.n_ctx = n_ctx;
-            if (lm_provider_local_new(engine, &lp, &list[n_list], &err) != LM_OK) {
-                cli_error("cannot create a session: %s", err.msg[0] ? err.msg : "unknown error");
-                goto done;
-            }
-            n_list++;
-        }
-    }
-    for (size_t k = 0; k < n_clouds; k++) {
-        lm_openai_params op = cli_cloud_params(&clouds[k], &cf);
-        if (lm_provider_openai_new(&op, &list[n_list], &err) != LM_OK) {
-            cli_error("%s: %s", clouds[k].name, err.msg);
-            goto done;
-        }
-        n_list++;
-    }
-    if (lm_call_new(&call, &err) != LM_OK) {
-        cli_error("%s", err.msg);
-        goto done;
-    }
+    answerers a;
+    memset(&a, 0, sizeof a);
     backend b;
-    memset(&b, 0, sizeof b);
-    b.call = call;
-    b.preferred = cf.provider ? cf.provider : "local";
-    b.local_err = local_err[0] ? local_err : NULL;
-    if (n_list == 1 && !b.local_err) {
-        b.p = list[0];
-    } else {
-        if (lm_provider_fallback_new(list, n_list, &manager, &err) != LM_OK) {
-            cli_error("%s", err.msg);
-            goto done;
-        }
-        b.p = manager;
+    convo c = {0};
+    if (open_answerers(&o, clouds, n_clouds, &a, &b)) {
+        if (o.verbose)
+            for (size_t k = 0; k < n_clouds; k++)
+                fprintf(stderr, "provider %s: %s, model %s\n", clouds[k].name, clouds[k].base_url,
+                        clouds[k].model);
+        if (o.system && !convo_set_system(&c, o.system))
+            cli_error("out of memory");
+        else if (isatty(STDIN_FILENO))
+            rc = run_repl(&b, &c, &cp, &gp, o.verbose);
+        else
+            rc = run_pipe(&b, &c, &cp, &gp, o.verbose);
     }
-    if (verbose && n_clouds)
-        for (size_t k = 0; k < n_clouds; k++)
-            fprintf(stderr, "provider %s: %s, model %s\n", clouds[k].name, clouds[k].base_url,
-                    clouds[k].model);
-    if (system && !convo_set_system(&c, system)) {
-        cli_error("out of memory");
-        goto done;
-    }
-    if (isatty(STDIN_FILENO))
-        rc = run_repl(&b, &c, &cp, &gp, verbose);
-    else
-        rc = run_pipe(&b, &c, &cp, &gp, verbose);
-
-done:
     cli_messages_free(c.msgs, c.n);
-    lm_provider_free(manager);
-    for (size_t k = 0; k < n_list; k++) lm_provider_free(list[k]);
-    lm_call_free(call);
-    lm_engine_free(engine);
-    lm_model_free(model);
+    answerers_free(&a);
     free(clouds);
-    free(default_path);
     return rc;
 }

@@ -1,7 +1,8 @@
 /* cli/cli.h: the internal header of the locallm command-line tool.
- * Owns: what the subcommands share: error and usage reporting, strict number parsing, option
- * scanning, the default model path, model loading with a progress bar, JSON string output and a
- * clock. The CLI only calls the public API (include/locallm.h); it is allowed to print and exit.
+ * Owns: what the subcommands share: error and usage reporting, strict number parsing, the
+ * option tables (options.c) and the shared options, the embedded models' paths, model loading
+ * with a progress bar, JSON string output and a clock. The CLI calls the public API
+ * (include/locallm.h) and a few internal headers (hub, server); it is allowed to print and exit.
  * Exit codes: 0 success, 1 an error while doing the work, 2 a usage error. */
 #ifndef LM_CLI_H
 #define LM_CLI_H
@@ -28,6 +29,13 @@ int cli_tokenize(int argc, char **argv);
 int cli_detokenize(int argc, char **argv);
 int cli_info(int argc, char **argv);
 int cli_bench(int argc, char **argv);
+/* bench --parallel (cli/bench_parallel.c): ns[0..n_ns) concurrent conversations in turn. */
+int cli_bench_parallel(lm_model *model, const char *model_path, const int32_t *ns, size_t n_ns, int32_t n_prompt,
+                       int32_t n_gen, int32_t reps, bool json);
+/* bench --parallel N --long-prompt P: the largest gap between two tokens of N generating
+ * conversations while a P-token prompt joins, and that request's time to first token. */
+int cli_bench_long_prompt(lm_model *model, const char *model_path, int32_t n_streams, int32_t long_prompt,
+                          int32_t n_ctx, bool json);
 int cli_serve(int argc, char **argv);
 int cli_chat(int argc, char **argv);
 int cli_template(int argc, char **argv);
@@ -64,36 +72,140 @@ bool cli_parse_ids(const char *cmd, const char *opt, const char *s, lm_token **i
 bool cli_parse_i32_list(const char *cmd, const char *opt, const char *s, int32_t min,
                         int32_t max, int32_t **vals, size_t *n);
 
-/* Option scanning. If argv[*i] is the option name (or one of two spellings; alt may be NULL),
- * or "name=value", returns true and sets *val to its value, advancing *i past a separate value.
- * A missing value is reported as a usage error through *bad (set true). */
+/* ---- option tables (options.c) ----------------------------------------------------------------
+ * Every subcommand describes its options in one table; cli_args_next scans argv against it, prints
+ * the help made from it, and answers an unknown option with the nearest spelling in it ("did you
+ * mean --temp?"). Options shared by several commands are the CLI_OPT_* entries below, so they are
+ * spelled, explained and suggested the same way everywhere. */
+
+/* Ids of the shared options; a command numbers its own from CLI_O_OWN. */
+enum cli_option_id {
+    CLI_HEADING = -1, /* not an option: a section title in the help (the text is .help) */
+    CLI_O_HELP = 1,
+    CLI_O_THREADS, CLI_O_CTX, CLI_O_FORCE, CLI_O_N_PREDICT, CLI_O_TEMP, CLI_O_TOP_K, CLI_O_TOP_P,
+    CLI_O_MIN_P, CLI_O_REPEAT_PENALTY, CLI_O_SEED, CLI_O_STOP, CLI_O_SYSTEM, CLI_O_CHAT_TEMPLATE,
+    CLI_O_VERBOSE, CLI_O_JSON,
+    /* cloud providers (providers.h) */
+    CLI_O_PROVIDER, CLI_O_FALLBACK, CLI_O_BASE_URL, CLI_O_MODEL, CLI_O_API_KEY_ENV,
+    CLI_O_PROVIDERS, CLI_O_TIMEOUT, CLI_O_CONNECT_TIMEOUT,
+    CLI_O_OWN = 100,
+};
+
+/* One option. A table is an array of these ending with an all-zero entry. */
+typedef struct cli_option {
+    int id;            /* > 0: what cli_args_next returns for it; CLI_HEADING: a help section */
+    const char *names; /* every spelling, '|'-separated, in the order the help shows them */
+    const char *arg;   /* the value's name in the help ("N"); NULL: a flag, no value */
+    const char *help;  /* the description; '\n' continues it on the next line */
+} cli_option;
+
+typedef struct cli_command {
+    const char *name;          /* "run": named in messages ("Try 'locallm run --help'") */
+    const char *usage;         /* "Usage: locallm run ...\n" (one or more lines) */
+    const char *about;         /* what the command does, before the options; may be NULL */
+    const cli_option *options; /* the table */
+    const char *footer;        /* after the options; may be NULL */
+} cli_command;
+
+#define CLI_OPT_HELP {CLI_O_HELP, "-h|--help", NULL, "show this help"}
+#define CLI_OPT_THREADS {CLI_O_THREADS, "-t|--threads", "N", "threads (default: one per core)"}
+#define CLI_OPT_CTX                                                                          \
+    {CLI_O_CTX, "-c|--ctx|--ctx-size", "N",                                                  \
+     "context window in tokens (default: the model's, at most 4096)"}
+#define CLI_OPT_FORCE                                                                        \
+    {CLI_O_FORCE, "--force", NULL, "load even when the model looks too big for the memory"}
+#define CLI_OPT_SYSTEM {CLI_O_SYSTEM, "-sys|--system|--system-prompt", "TEXT", "system prompt"}
+#define CLI_OPT_CHAT_TEMPLATE                                                                \
+    {CLI_O_CHAT_TEMPLATE, "--chat-template", "T",                                            \
+     "llama3, mistral, chatml, zephyr, or a file of Jinja source"}
+/* The sampling options after -n (whose default each command states itself). */
+#define CLI_OPT_SAMPLING                                                                     \
+    {CLI_O_TEMP, "--temp|--temperature", "T", "temperature (default 0: greedy, reproducible)"}, \
+    {CLI_O_TOP_K, "--top-k", "K", "keep the K most likely tokens (0: off)"},                 \
+    {CLI_O_TOP_P, "--top-p", "P", "nucleus sampling (1: off)"},                              \
+    {CLI_O_MIN_P, "--min-p", "P", "drop tokens below P times the best one (0: off)"},        \
+    {CLI_O_REPEAT_PENALTY, "--repeat-penalty", "R", "penalise repeated tokens (1: off)"},    \
+    {CLI_O_SEED, "-s|--seed", "S", "sampling seed"},                                         \
+    {CLI_O_STOP, "--stop", "S", "stop when S is generated (may be repeated, up to 7)"}
+
+/* The scan of one command's arguments. argv[0] is the subcommand's name. */
+typedef struct cli_args {
+    const cli_command *cmd;
+    int argc;
+    char **argv;
+    int i;             /* the next argument to look at */
+    bool rest;         /* after "--": every argument is positional */
+    char opt[64];      /* the option just returned, as the user spelled it (for messages) */
+    const char *val;   /* its value, or the positional argument; borrows argv */
+} cli_args;
+
+enum { CLI_ARGS_END = 0, CLI_ARGS_POSITIONAL = -2, CLI_ARGS_HELP = -3, CLI_ARGS_ERROR = -4 };
+
+void cli_args_init(cli_args *a, const cli_command *cmd, int argc, char **argv);
+/* The next argument: an option's id (a->val holds its value, if it takes one),
+ * CLI_ARGS_POSITIONAL (a->val is the word), CLI_ARGS_END, CLI_ARGS_HELP (the help was printed:
+ * exit 0) or CLI_ARGS_ERROR (a usage error was printed, with the nearest option for an unknown
+ * one: exit CLI_EXIT_USAGE). */
+int cli_args_next(cli_args *a);
+/* a->val parsed strictly (see cli_parse_*), errors naming the option as spelled. */
+bool cli_args_i32(const cli_args *a, int32_t min, int32_t max, int32_t *out);
+bool cli_args_u64(const cli_args *a, uint64_t *out);
+bool cli_args_float(const cli_args *a, float min, float max, float *out);
+/* The help of cmd, made from its table. */
+void cli_print_help(const cli_command *cmd, FILE *f);
+/* The candidate nearest to word (a few edits away, or one it begins with 3+ letters of), or
+ * NULL when none is close. NULL entries are skipped. */
+const char *cli_nearest(const char *word, const char *const *cands, size_t n);
+
+/* util.c: applies a CLI_OPT_SAMPLING option (or -n) with id to *gp. Returns 1 when id is one of
+ * them, 0 when it is not, -1 after a usage error. *n_stop counts the --stop strings so far. */
+int cli_gen_opt(const cli_args *a, int id, lm_gen_params *gp, size_t *n_stop);
+
+/* Legacy single-option scanner, kept for commands written before the table
+ * (TODO(#19): none left once the other branches of this wave are merged; then remove it).
+ * If argv[*i] is the option name (or alt) or "name=value", returns true and sets *val,
+ * advancing *i past a separate value; a missing value is a usage error through *bad. */
 bool cli_opt(int argc, char **argv, int *i, const char *name, const char *alt, const char **val,
              bool *bad, const char *cmd);
 /* True when argv[i] is "-h" or "--help". */
 bool cli_is_help(const char *arg);
 
-/* The model used when none is named: $LOCALLM_DEFAULT_MODEL, else
- * <dir of the executable>/../models/stories260K.gguf, else LM_MODELS_DIR/stories260K.gguf.
- * Returns a malloc'd path (caller frees), NULL on allocation failure. */
+/* The model used when none is named: $LOCALLM_DEFAULT_MODEL, else stories260K.gguf in the
+ * models folder beside the executable (<exe dir>/../models, or ../share/locallm/models where
+ * `make install` put it), else LM_MODELS_DIR/stories260K.gguf. malloc'd (caller frees), NULL on
+ * allocation failure. */
 char *cli_default_model(void);
+/* The embedded chat model: $LOCALLM_CHAT_MODEL, else tinychat in the same folders. malloc'd. */
+char *cli_default_chat_model(void);
 
-/* Loads a model with n_threads (0: library default), drawing a progress bar on stderr when it is
- * a terminal and the model is big. On failure prints the error and returns false. *load_ms
- * (may be NULL) gets the wall time of the load. */
-bool cli_load_model(const char *path, int32_t n_threads, lm_model **out, double *load_ms);
+/* How cli_load and cli_load_quiet load a model. */
+typedef struct cli_load_opts {
+    int32_t n_threads;         /* 0: the library's default */
+    int32_t n_ctx;             /* sizes the memory check; 0: the model's, at most 4096 */
+    const char *chat_template; /* NULL: the model's own; a built-in name or a file of Jinja */
+    bool vocab_only;           /* tokenizer and template only (lm_model_params.vocab_only): a
+                                  tokenizer.json or a folder of tokenizer files loads too */
+} cli_load_opts;
+
+/* Resolves ref (path, hub id, catalog short name: cli_resolve_ref) and loads it, drawing a
+ * progress bar on stderr when it is a terminal and the model is big. On failure prints the error
+ * and returns false. *load_ms (may be NULL) gets the wall time of the load. */
+bool cli_load(const char *ref, const cli_load_opts *o, lm_model **out, double *load_ms);
+/* cli_load with only a thread count. */
+bool cli_load_model(const char *ref, int32_t n_threads, lm_model **out, double *load_ms);
 /* An engine on model with its default threads (the model's -t); prints the error. */
 bool cli_engine_new(const lm_model *model, lm_engine **out);
+/* Loads without printing, downloading or checking memory (a hub id must be in the cache): for
+ * a local model that a cloud provider stands behind. The reason for a failure goes into why. */
+bool cli_load_quiet(const char *ref, const cli_load_opts *o, lm_model **out, char *why,
+                    size_t cap);
 
-/* Like cli_load_model, sizing the memory check for a context of n_ctx tokens (0: the model's,
- * capped at 4096). When the check is on (cli_set_mem_check), before downloading a catalog model
- * and before loading, the memory the model needs (weights + KV cache + overhead) is compared with
- * the available memory; too little is an error unless --force was given (cli_set_force). */
 /* Resolves a model reference (path, hub id, catalog short name) to a local path: a hub id not in
- * the cache is downloaded (unless offline), and the memory check runs unless --force. Prints the
- * error and returns false when it cannot. */
+ * the cache is downloaded (unless offline), and, when the memory check is on (cli_set_mem_check),
+ * the memory the model needs (weights + KV cache at n_ctx + overhead) is compared with the
+ * available memory, before downloading a catalog model and before loading; too little is an
+ * error unless --force (cli_set_force). Prints the error and returns false when it cannot. */
 bool cli_resolve_ref(const char *ref_in, int32_t n_ctx, char *resolved, size_t cap);
-bool cli_load_model_ctx(const char *ref, int32_t n_threads, int32_t n_ctx, lm_model **out,
-                        double *load_ms);
 /* --force: load or download even when the memory check says it will not fit. */
 void cli_set_force(bool force);
 bool cli_force(void);
@@ -122,19 +234,21 @@ void cli_json_string(FILE *f, const char *s);
 /* Monotonic clock in milliseconds. */
 double cli_now_ms(void);
 
-/* chat.c: helpers shared by chat, template and voice. */
-/* The embedded chat model: $LOCALLM_CHAT_MODEL, else <exe dir>/../models/tinychat, else
- * LM_MODELS_DIR/tinychat. malloc'd (caller frees), NULL on allocation failure. */
-char *cli_default_chat_model(void);
-/* Like cli_load_model, with a chat template override (NULL: the model's own; a built-in name or
- * a file holding Jinja source). */
-bool cli_load_chat_model(const char *path, int32_t n_threads, const char *chat_template,
-                         lm_model **out);
+/* Reads a whole file into a malloc'd NUL-terminated string (*len, may be NULL, gets its length);
+ * NULL on failure with errno set. */
+char *cli_read_file(const char *path, size_t *len);
+/* Reads the rest of f the same way. */
+char *cli_read_stream(FILE *f, size_t *len);
+
+/* chat.c: helpers shared by chat, run, template and voice. */
+/* One conversation with a loaded local model, as `locallm run` has it with a chat model: prompt
+ * NULL opens the interactive prompt (stdin a terminal), else prompt is answered once. The reply
+ * streams to stdout; with verbose the turn's stats go to stderr. Returns the exit code. */
+int cli_chat_local(lm_model *model, int32_t n_ctx, const char *system, const lm_gen_params *gp,
+                   const char *prompt, bool verbose);
 /* Reads a JSON array of OpenAI messages from path. Every string is malloc'd; free the list with
  * cli_messages_free. On failure prints the error and returns false. */
 bool cli_messages_load(const char *path, lm_message **msgs, size_t *n);
 void cli_messages_free(lm_message *msgs, size_t n);
-/* Reads a whole file into a malloc'd NUL-terminated string; NULL on failure (errno set). */
-char *cli_read_file(const char *path, size_t *len);
 
 #endif /* LM_CLI_H */

@@ -1,19 +1,27 @@
 /* cli/detokenize.c: `locallm detokenize`, turn token ids into text.
- * Owns: the options of detokenize; the text is printed as the decoder gives it, no newline added. */
+ * Owns: the options of detokenize; the text is printed as the decoder gives it, no newline added.
+ * MODEL may be a tokenizer alone (a tokenizer.json, or a folder of tokenizer files). */
 #include "cli/cli.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-static const char DETOKENIZE_HELP[] =
-    "Usage: locallm detokenize MODEL --ids ID,ID,... [options]\n"
-    "\n"
-    "Prints the text of the token ids (no newline is added).\n"
-    "\n"
-    "Options:\n"
-    "      --ids LIST       comma-separated token ids (required)\n"
-    "      --skip-special   leave special tokens (BOS, EOS, ...) out of the text\n"
-    "  -h, --help           show this help\n";
+enum { O_IDS = CLI_O_OWN, O_SKIP_SPECIAL };
+
+static const cli_option DETOKENIZE_OPTIONS[] = {
+    {O_IDS, "--ids", "LIST", "comma-separated token ids (required)"},
+    {O_SKIP_SPECIAL, "--skip-special", NULL, "leave special tokens (BOS, EOS, ...) out of the text"},
+    {0, NULL, NULL, NULL},
+};
+
+static const cli_command DETOKENIZE_CMD = {
+    "detokenize",
+    "Usage: locallm detokenize MODEL --ids ID,ID,... [options]\n",
+    "Prints the text of the token ids (no newline is added). MODEL may be a tokenizer alone: a\n"
+    "tokenizer.json file or a folder holding it.\n",
+    DETOKENIZE_OPTIONS,
+    NULL,
+};
 
 int cli_detokenize(int argc, char **argv) {
     const char *cmd = "detokenize";
@@ -21,29 +29,28 @@ int cli_detokenize(int argc, char **argv) {
     lm_token *ids = NULL;
     size_t n_ids = 0;
     bool skip_special = false;
-
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = NULL;
-        bool bad = false;
-        if (cli_is_help(a)) {
-            fputs(DETOKENIZE_HELP, stdout);
-            free(ids);
-            return CLI_EXIT_OK;
-        } else if (strcmp(a, "--skip-special") == 0) {
-            skip_special = true;
-        } else if (cli_opt(argc, argv, &i, "--ids", NULL, &v, &bad, cmd)) {
+    cli_args a;
+    cli_args_init(&a, &DETOKENIZE_CMD, argc, argv);
+    for (int id; (id = cli_args_next(&a)) != CLI_ARGS_END;) {
+        int rc = -1;
+        switch (id) {
+        case CLI_ARGS_HELP: rc = CLI_EXIT_OK; break;
+        case CLI_ARGS_ERROR: rc = CLI_EXIT_USAGE; break;
+        case CLI_ARGS_POSITIONAL:
+            if (model_path)
+                rc = cli_usage_error(cmd, "unexpected argument '%s' (the model is '%s')", a.val, model_path);
+            model_path = a.val;
+            break;
+        case O_SKIP_SPECIAL: skip_special = true; break;
+        case O_IDS:
             free(ids);
             ids = NULL;
-            if (bad || !cli_parse_ids(cmd, "--ids", v, &ids, &n_ids)) return CLI_EXIT_USAGE;
-        } else if (a[0] == '-' && a[1] != '\0') {
+            if (!cli_parse_ids(cmd, a.opt, a.val, &ids, &n_ids)) rc = CLI_EXIT_USAGE;
+            break;
+        }
+        if (rc >= 0) {
             free(ids);
-            return cli_usage_error(cmd, "unknown option '%s'", a);
-        } else if (!model_path) {
-            model_path = a;
-        } else {
-            free(ids);
-            return cli_usage_error(cmd, "unexpected argument '%s' (the model is '%s')", a,
-                                   model_path);
+            return rc;
         }
     }
     if (!model_path || !ids) {
@@ -54,7 +61,8 @@ int cli_detokenize(int argc, char **argv) {
     int rc = CLI_EXIT_ERROR;
     lm_model *model = NULL;
     char *text = NULL;
-    if (!cli_load_model(model_path, 0, &model, NULL)) goto done;
+    cli_load_opts lo = {.vocab_only = true};
+    if (!cli_load(model_path, &lo, &model, NULL)) goto done;
     int32_t n_vocab = lm_n_vocab(model);
     for (size_t i = 0; i < n_ids; i++) {
         if (ids[i] >= n_vocab) {

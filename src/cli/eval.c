@@ -8,23 +8,29 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char EVAL_HELP[] =
-    "Usage: locallm eval MODEL --ids ID,ID,... [options]\n"
-    "\n"
+enum { O_IDS = CLI_O_OWN, O_TOP, O_GREEDY, O_LOGITS_OUT, O_KV_TYPE };
+
+static const cli_option EVAL_OPTIONS[] = {
+    {O_IDS, "--ids", "LIST", "comma-separated token ids (required)"},
+    {O_TOP, "--top", "K", "pairs printed per position (default 5)"},
+    {O_GREEDY, "--greedy", "N", "then continue greedily for N tokens and print their ids"},
+    {O_LOGITS_OUT, "--logits-out", "FILE", "write the last prompt position's logits as float32 little-endian"},
+    {CLI_O_JSON, "--json", NULL, "print JSON: {\"positions\":[{\"top\":[[id,logit],...]},...],\"greedy\":[...]}"},
+    CLI_OPT_THREADS,
+    CLI_OPT_CTX,
+    {O_KV_TYPE, "--kv-type", "T", "KV cache element type: f16 (default) or f32"},
+    CLI_OPT_FORCE,
+    {0, NULL, NULL, NULL},
+};
+
+static const cli_command EVAL_CMD = {
+    "eval",
+    "Usage: locallm eval MODEL --ids ID,ID,... [options]\n",
     "Feeds the token ids through the model and prints the K best (id, logit) pairs after each\n"
-    "position. Meant for checking numbers against a reference.\n"
-    "\n"
-    "Options:\n"
-    "      --ids LIST         comma-separated token ids (required)\n"
-    "      --top K            pairs printed per position (default 5)\n"
-    "      --greedy N         then continue greedily for N tokens and print their ids\n"
-    "      --logits-out FILE  write the last prompt position's logits as float32 little-endian\n"
-    "      --json             print JSON: {\"positions\":[{\"top\":[[id,logit],...]},...],"
-    "\"greedy\":[...]}\n"
-    "  -t, --threads N        threads (default: one per core)\n"
-    "  -c, --ctx N            context window in tokens (default: the model's, at most 4096)\n"
-    "      --kv-type T        KV cache element type: f16 (default) or f32\n"
-    "  -h, --help             show this help\n";
+    "position. Meant for checking numbers against a reference.\n",
+    EVAL_OPTIONS,
+    NULL,
+};
 
 /* Index of the largest value; the lowest index wins ties so greedy runs are reproducible. */
 static int32_t argmax(const float *x, int32_t n) {
@@ -79,49 +85,44 @@ int cli_eval(int argc, char **argv) {
     int32_t k = 5, n_greedy = 0, n_threads = 0, n_ctx = 0;
     bool json = false, kv_f32 = false;
 
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = NULL;
-        bool bad = false;
-        if (cli_is_help(a)) {
-            fputs(EVAL_HELP, stdout);
+    cli_args a;
+    cli_args_init(&a, &EVAL_CMD, argc, argv);
+    for (int id; (id = cli_args_next(&a)) != CLI_ARGS_END;) {
+        bool ok = true;
+        switch (id) {
+        case CLI_ARGS_HELP:
             free(ids);
             return CLI_EXIT_OK;
-        } else if (strcmp(a, "--json") == 0) {
-            json = true;
-        } else if (cli_opt(argc, argv, &i, "--ids", NULL, &v, &bad, cmd)) {
-            free(ids);
-            ids = NULL;
-            if (bad || !cli_parse_ids(cmd, "--ids", v, &ids, &n_ids)) return CLI_EXIT_USAGE;
-        } else if (cli_opt(argc, argv, &i, "--top", NULL, &v, &bad, cmd)) {
-            if (bad || !cli_parse_i32(cmd, "--top", v, 1, 1 << 20, &k)) goto usage;
-        } else if (cli_opt(argc, argv, &i, "--greedy", NULL, &v, &bad, cmd)) {
-            if (bad || !cli_parse_i32(cmd, "--greedy", v, 0, 1 << 20, &n_greedy)) goto usage;
-        } else if (cli_opt(argc, argv, &i, "--logits-out", NULL, &v, &bad, cmd)) {
-            if (bad) goto usage;
-            logits_out = v;
-        } else if (cli_opt(argc, argv, &i, "-t", "--threads", &v, &bad, cmd)) {
-            if (bad || !cli_parse_i32(cmd, "-t", v, 0, 1024, &n_threads)) goto usage;
-        } else if (cli_opt(argc, argv, &i, "--ctx", "-c", &v, &bad, cmd)) {
-            if (bad || !cli_parse_i32(cmd, "--ctx", v, 0, INT32_MAX, &n_ctx)) goto usage;
-        } else if (cli_opt(argc, argv, &i, "--kv-type", NULL, &v, &bad, cmd)) {
-            if (bad) goto usage;
-            if (strcmp(v, "f32") == 0) {
-                kv_f32 = true;
-            } else if (strcmp(v, "f16") == 0) {
-                kv_f32 = false;
-            } else {
-                cli_usage_error(cmd, "--kv-type: expected f16 or f32, got '%s'", v);
+        case CLI_ARGS_ERROR: goto usage;
+        case CLI_ARGS_POSITIONAL:
+            if (model_path) {
+                cli_usage_error(cmd, "unexpected argument '%s' (the model is '%s')", a.val, model_path);
                 goto usage;
             }
-        } else if (a[0] == '-' && a[1] != '\0') {
-            cli_usage_error(cmd, "unknown option '%s'", a);
-            goto usage;
-        } else if (!model_path) {
-            model_path = a;
-        } else {
-            cli_usage_error(cmd, "unexpected argument '%s' (the model is '%s')", a, model_path);
-            goto usage;
+            model_path = a.val;
+            break;
+        case CLI_O_JSON: json = true; break;
+        case CLI_O_FORCE: cli_set_force(true); break;
+        case O_IDS:
+            free(ids);
+            ids = NULL;
+            ok = cli_parse_ids(cmd, a.opt, a.val, &ids, &n_ids);
+            break;
+        case O_TOP: ok = cli_args_i32(&a, 1, 1 << 20, &k); break;
+        case O_GREEDY: ok = cli_args_i32(&a, 0, 1 << 20, &n_greedy); break;
+        case O_LOGITS_OUT: logits_out = a.val; break;
+        case CLI_O_THREADS: ok = cli_args_i32(&a, 0, 1024, &n_threads); break;
+        case CLI_O_CTX: ok = cli_args_i32(&a, 0, INT32_MAX, &n_ctx); break;
+        case O_KV_TYPE:
+            if (strcmp(a.val, "f32") == 0 || strcmp(a.val, "f16") == 0) {
+                kv_f32 = strcmp(a.val, "f32") == 0;
+            } else {
+                cli_usage_error(cmd, "%s: expected f16 or f32, got '%s'", a.opt, a.val);
+                ok = false;
+            }
+            break;
         }
+        if (!ok) goto usage;
     }
     if (!model_path) {
         cli_usage_error(cmd, "no model given");

@@ -5,15 +5,19 @@
 
 #include <string.h>
 
-static const char INFO_HELP[] =
-    "Usage: locallm info MODEL [--json]\n"
-    "\n"
-    "Prints the architecture, shapes, parameter count and memory needed by the model.\n"
-    "\n"
-    "Options:\n"
-    "      --json         print one JSON object\n"
-    "  -t, --threads N    threads the model would use (default: one per core)\n"
-    "  -h, --help         show this help\n";
+static const cli_option INFO_OPTIONS[] = {
+    {CLI_O_JSON, "--json", NULL, "print one JSON object"},
+    {CLI_O_THREADS, "-t|--threads", "N", "threads the model would use (default: one per core)"},
+    {0, NULL, NULL, NULL},
+};
+
+static const cli_command INFO_CMD = {
+    "info",
+    "Usage: locallm info MODEL [--json]\n",
+    "Prints the architecture, shapes, parameter count and memory needed by the model.\n",
+    INFO_OPTIONS,
+    NULL,
+};
 
 /* Sessions default to the model's context capped here (see lm_session_params.n_ctx). */
 enum { SESSION_CTX_CAP = 4096 };
@@ -35,23 +39,21 @@ int cli_info(int argc, char **argv) {
     bool json = false;
     int32_t n_threads = 0;
 
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = NULL;
-        bool bad = false;
-        if (cli_is_help(a)) {
-            fputs(INFO_HELP, stdout);
-            return CLI_EXIT_OK;
-        } else if (strcmp(a, "--json") == 0) {
-            json = true;
-        } else if (cli_opt(argc, argv, &i, "-t", "--threads", &v, &bad, cmd)) {
-            if (bad || !cli_parse_i32(cmd, "-t", v, 0, 1024, &n_threads)) return CLI_EXIT_USAGE;
-        } else if (a[0] == '-' && a[1] != '\0') {
-            return cli_usage_error(cmd, "unknown option '%s'", a);
-        } else if (!model_path) {
-            model_path = a;
-        } else {
-            return cli_usage_error(cmd, "unexpected argument '%s' (the model is '%s')", a,
-                                   model_path);
+    cli_args a;
+    cli_args_init(&a, &INFO_CMD, argc, argv);
+    for (int id; (id = cli_args_next(&a)) != CLI_ARGS_END;) {
+        switch (id) {
+        case CLI_ARGS_HELP: return CLI_EXIT_OK;
+        case CLI_ARGS_ERROR: return CLI_EXIT_USAGE;
+        case CLI_ARGS_POSITIONAL:
+            if (model_path)
+                return cli_usage_error(cmd, "unexpected argument '%s' (the model is '%s')", a.val, model_path);
+            model_path = a.val;
+            break;
+        case CLI_O_JSON: json = true; break;
+        case CLI_O_THREADS:
+            if (!cli_args_i32(&a, 0, 1024, &n_threads)) return CLI_EXIT_USAGE;
+            break;
         }
     }
     if (!model_path) return cli_usage_error(cmd, "no model given");

@@ -8,22 +8,36 @@
 #include <string.h>
 #include <time.h>
 
-static const char LS_HELP[] =
-    "Usage: locallm ls [--available [--ctx N]]\n"
-    "\n"
-    "Lists the models in the Hugging Face cache (HF_HUB_CACHE, else HF_HOME/hub, else\n"
-    "~/.cache/huggingface/hub): id, revision and commit, size, format, last modified.\n"
-    "\n"
-    "  --available   list the recommended models by short name instead: download size, the\n"
-    "                memory each needs (weights + KV cache at the context + overhead), whether\n"
-    "                it fits the available memory and whether it is cached\n"
-    "  -c, --ctx N   context for the KV cache estimate (default: the model's, at most 4096)\n";
+enum { O_AVAILABLE = CLI_O_OWN };
 
-static const char RM_HELP[] =
-    "Usage: locallm rm ORG/NAME | SHORTNAME\n"
-    "\n"
+static const cli_option LS_OPTIONS[] = {
+    {O_AVAILABLE, "-a|--available", NULL,
+     "list the recommended models by short name instead: download size, the\n"
+     "memory each needs (weights + KV cache at the context + overhead), whether\n"
+     "it fits the available memory and whether it is cached"},
+    {CLI_O_CTX, "-c|--ctx|--ctx-size", "N", "context for the KV cache estimate (default: the model's, at most 4096)"},
+    {0, NULL, NULL, NULL},
+};
+
+static const cli_command LS_CMD = {
+    "ls",
+    "Usage: locallm ls [--available [--ctx N]]   (also: locallm list)\n",
+    "Lists the models in the Hugging Face cache (HF_HUB_CACHE, else HF_HOME/hub, else\n"
+    "~/.cache/huggingface/hub): id, revision and commit, size, format, last modified.\n",
+    LS_OPTIONS,
+    NULL,
+};
+
+static const cli_option RM_OPTIONS[] = {{0, NULL, NULL, NULL}};
+
+static const cli_command RM_CMD = {
+    "rm",
+    "Usage: locallm rm ORG/NAME | SHORTNAME\n",
     "Removes a model (models--ORG--NAME with all its revisions) from the Hugging Face cache.\n"
-    "A short name (llama3.2:3b) names its repository.\n";
+    "A short name (llama3.2:3b, or llama3.2 for its default size) names its repository.\n",
+    RM_OPTIONS,
+    NULL,
+};
 
 static void gb(char *out, size_t cap, uint64_t bytes) { snprintf(out, cap, "%.1f GB", (double)bytes / 1e9); }
 
@@ -60,10 +74,23 @@ static int ls_available(int32_t ctx) {
         printf("%-18s %-50s %-5s %7s %9s %9s %-4s %-6s %s\n", e->name, e->repo, e->format, params, dl, mem,
                !known ? "?" : need.total <= avail ? "yes" : "no", cached ? "yes" : "no", e->desc);
     }
+    /* the family names that stand for a default size */
+    fputs("\nA name without its tag picks the default size:", stdout);
+    const char *sep = " ";
+    for (size_t i = 0; i < n; i++) {
+        char family[64];
+        snprintf(family, sizeof family, "%.*s", (int)strcspn(cat[i].name, ":"), cat[i].name);
+        const char *full = hub_catalog_default(family);
+        if (full && strcmp(full, cat[i].name) == 0) {
+            printf("%s%s = %s", sep, family, full);
+            sep = ", ";
+        }
+    }
+    fputs("\n", stdout);
     if (known) {
         char av[32];
         gb(av, sizeof av, avail);
-        printf("\nmemory available: %s; MEMORY = weights + F16 KV cache at %s + %llu MiB overhead\n", av,
+        printf("memory available: %s; MEMORY = weights + F16 KV cache at %s + %llu MiB overhead\n", av,
                ctx > 0 ? "the --ctx context" : "the model's context (at most 4096)",
                (unsigned long long)(HUB_MEM_OVERHEAD >> 20));
     }
@@ -75,18 +102,17 @@ static int ls_available(int32_t ctx) {
 int cli_ls(int argc, char **argv) {
     bool available = false;
     int32_t ctx = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *v = NULL;
-        bool bad = false;
-        if (cli_is_help(argv[i])) {
-            fputs(LS_HELP, stdout);
-            return CLI_EXIT_OK;
-        } else if (strcmp(argv[i], "--available") == 0 || strcmp(argv[i], "-a") == 0) {
-            available = true;
-        } else if (cli_opt(argc, argv, &i, "--ctx", "-c", &v, &bad, "ls")) {
-            if (bad || !cli_parse_i32("ls", "--ctx", v, 1, INT32_MAX, &ctx)) return CLI_EXIT_USAGE;
-        } else {
-            return cli_usage_error("ls", "unexpected argument '%s'", argv[i]);
+    cli_args a;
+    cli_args_init(&a, &LS_CMD, argc, argv);
+    for (int id; (id = cli_args_next(&a)) != CLI_ARGS_END;) {
+        switch (id) {
+        case CLI_ARGS_HELP: return CLI_EXIT_OK;
+        case CLI_ARGS_ERROR: return CLI_EXIT_USAGE;
+        case CLI_ARGS_POSITIONAL: return cli_usage_error("ls", "unexpected argument '%s'", a.val);
+        case O_AVAILABLE: available = true; break;
+        case CLI_O_CTX:
+            if (!cli_args_i32(&a, 1, INT32_MAX, &ctx)) return CLI_EXIT_USAGE;
+            break;
         }
     }
     if (ctx && !available) return cli_usage_error("ls", "--ctx goes with --available");
@@ -120,19 +146,28 @@ int cli_ls(int argc, char **argv) {
 }
 
 int cli_rm(int argc, char **argv) {
-    if (argc > 1 && cli_is_help(argv[1])) {
-        fputs(RM_HELP, stdout);
-        return CLI_EXIT_OK;
+    const char *ref = NULL;
+    cli_args a;
+    cli_args_init(&a, &RM_CMD, argc, argv);
+    for (int id; (id = cli_args_next(&a)) != CLI_ARGS_END;) {
+        switch (id) {
+        case CLI_ARGS_HELP: return CLI_EXIT_OK;
+        case CLI_ARGS_ERROR: return CLI_EXIT_USAGE;
+        case CLI_ARGS_POSITIONAL:
+            if (ref) return cli_usage_error("rm", "expected one model id (ORG/NAME)");
+            ref = a.val;
+            break;
+        }
     }
-    if (argc != 2) return cli_usage_error("rm", "expected one model id (ORG/NAME)");
+    if (!ref) return cli_usage_error("rm", "expected one model id (ORG/NAME)");
     /* a short name removes its repo (the whole repo: for GGUF every quant in it) */
     char id[512], quant[64];
-    const hub_model_entry *entry = hub_catalog_find(argv[1]);
+    const hub_model_entry *entry = hub_catalog_find(ref);
     if (!entry || !hub_split_quant(entry->repo, id, sizeof id, quant, sizeof quant))
-        snprintf(id, sizeof id, "%s", argv[1]);
+        snprintf(id, sizeof id, "%s", ref);
     char org[128], name[128], rev[256];
     if (strchr(id, '@') || !hub_parse_id(id, org, sizeof org, name, sizeof name, rev, sizeof rev))
-        return cli_usage_error("rm", "'%s' is not a valid Hugging Face model id (ORG/NAME)", argv[1]);
+        return cli_usage_error("rm", "'%s' is not a valid Hugging Face model id (ORG/NAME)", ref);
     char *cache = cli_hf_cache_dir();
     if (!cache) return cli_error("no Hugging Face cache folder: set HF_HUB_CACHE or HF_HOME");
     lm_error err = {0};

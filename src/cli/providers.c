@@ -18,44 +18,34 @@ static const builtin BUILTINS[] = {
     {"groq", "https://api.groq.com/openai/v1", "llama-3.1-8b-instant", "GROQ_API_KEY"},
 };
 
-int cli_cloud_opt(int argc, char **argv, int *i, const char *cmd, bool allow_provider,
-                  cli_cloud_flags *f) {
-    const char *v = NULL;
-    bool bad = false;
-    if (allow_provider && cli_opt(argc, argv, i, "--provider", NULL, &v, &bad, cmd)) {
-        if (bad) return -1;
+int cli_cloud_opt(const cli_args *a, int id, cli_cloud_flags *f) {
+    const char *cmd = a->cmd->name, *v = a->val;
+    switch (id) {
+    case CLI_O_PROVIDER:
         if (!*v || strchr(v, ',')) {
-            cli_usage_error(cmd, "--provider: expected one provider name (use --fallback for a list)");
+            cli_usage_error(cmd, "%s: expected one provider name (use --fallback for a list)", a->opt);
             return -1;
         }
         f->provider = v;
-    } else if (cli_opt(argc, argv, i, "--fallback", NULL, &v, &bad, cmd)) {
-        if (bad) return -1;
-        f->fallback = v;
-    } else if (cli_opt(argc, argv, i, "--base-url", NULL, &v, &bad, cmd)) {
-        if (bad) return -1;
+        break;
+    case CLI_O_FALLBACK: f->fallback = v; break;
+    case CLI_O_BASE_URL:
         if (strncmp(v, "http://", 7) != 0 && strncmp(v, "https://", 8) != 0) {
-            cli_usage_error(cmd, "--base-url: '%s' must start with http:// or https://", v);
+            cli_usage_error(cmd, "%s: '%s' must start with http:// or https://", a->opt, v);
             return -1;
         }
         f->base_url = v;
-    } else if (cli_opt(argc, argv, i, "--model", NULL, &v, &bad, cmd)) {
-        if (bad) return -1;
-        f->model = v;
-    } else if (cli_opt(argc, argv, i, "--api-key-env", NULL, &v, &bad, cmd)) {
-        if (bad) return -1;
-        f->api_key_env = v;
-    } else if (cli_opt(argc, argv, i, "--providers", NULL, &v, &bad, cmd)) {
-        if (bad) return -1;
-        f->providers_file = v;
-    } else if (cli_opt(argc, argv, i, "--timeout", NULL, &v, &bad, cmd)) {
-        if (bad || !cli_parse_float(cmd, "--timeout", v, 0.001f, 86400.0f, &f->timeout_s)) return -1;
-    } else if (cli_opt(argc, argv, i, "--connect-timeout", NULL, &v, &bad, cmd)) {
-        if (bad || !cli_parse_float(cmd, "--connect-timeout", v, 0.001f, 86400.0f,
-                                    &f->connect_timeout_s))
-            return -1;
-    } else {
-        return 0;
+        break;
+    case CLI_O_MODEL: f->model = v; break;
+    case CLI_O_API_KEY_ENV: f->api_key_env = v; break;
+    case CLI_O_PROVIDERS: f->providers_file = v; break;
+    case CLI_O_TIMEOUT:
+        if (!cli_args_float(a, 0.001f, 86400.0f, &f->timeout_s)) return -1;
+        break;
+    case CLI_O_CONNECT_TIMEOUT:
+        if (!cli_args_float(a, 0.001f, 86400.0f, &f->connect_timeout_s)) return -1;
+        break;
+    default: return 0;
     }
     return 1;
 }

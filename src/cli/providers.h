@@ -26,25 +26,27 @@ typedef struct cli_cloud_flags {
     float connect_timeout_s;    /* --connect-timeout (0: 5 s) */
 } cli_cloud_flags;
 
-/* The help lines of these options (chat and serve print them). */
-#define CLI_CLOUD_HELP                                                                          \
-    "      --fallback A[,B]     when the local model is not ready or fails before its first\n" \
-    "                           token, ask these providers in order (built in: openai, groq)\n" \
-    "      --base-url URL       endpoint of the first provider named (e.g. http://host/v1)\n"  \
-    "      --model NAME         model name sent to it\n"                                       \
-    "      --api-key-env VAR    environment variable holding its API key (openai:\n"           \
-    "                           OPENAI_API_KEY, groq: GROQ_API_KEY)\n"                         \
-    "      --providers FILE     providers config (default: $XDG_CONFIG_HOME/locallm/\n"        \
-    "                           providers.json or ~/.config/locallm/providers.json): a JSON\n" \
-    "                           array (or {\"providers\": [...]}) of {name, base_url, model,\n" \
-    "                           api_key_env}\n"                                                \
-    "      --timeout S          seconds to wait for a provider's first byte (default 15)\n"    \
-    "      --connect-timeout S  seconds to wait for its connection (default 5)\n"
+/* The table entries of these options (chat and serve; chat adds --provider before them). */
+#define CLI_OPT_CLOUD                                                                           \
+    {CLI_O_FALLBACK, "--fallback", "A[,B]",                                                     \
+     "when the local model is not ready or fails before its first\n"                            \
+     "token, ask these providers in order (built in: openai, groq)"},                          \
+    {CLI_O_BASE_URL, "--base-url", "URL", "endpoint of the first provider named (e.g. http://host/v1)"}, \
+    {CLI_O_MODEL, "--model", "NAME", "model name sent to it"},                                  \
+    {CLI_O_API_KEY_ENV, "--api-key-env", "VAR",                                                 \
+     "environment variable holding its API key (openai:\n"                                      \
+     "OPENAI_API_KEY, groq: GROQ_API_KEY)"},                                                    \
+    {CLI_O_PROVIDERS, "--providers", "FILE",                                                    \
+     "providers config (default: $XDG_CONFIG_HOME/locallm/\n"                                   \
+     "providers.json or ~/.config/locallm/providers.json): a JSON\n"                            \
+     "array (or {\"providers\": [...]}) of {name, base_url, model,\n"                           \
+     "api_key_env}"},                                                                          \
+    {CLI_O_TIMEOUT, "--timeout", "S", "seconds to wait for a provider's first byte (default 15)"}, \
+    {CLI_O_CONNECT_TIMEOUT, "--connect-timeout", "S", "seconds to wait for its connection (default 5)"}
 
-/* If argv[*i] is one of the options above (allow_provider: --provider too), stores it in *f and
- * returns 1; returns 0 when it is not one; -1 after printing a usage error. */
-int cli_cloud_opt(int argc, char **argv, int *i, const char *cmd, bool allow_provider,
-                  cli_cloud_flags *f);
+/* If id is one of the options above (or --provider), stores a's value in *f and returns 1;
+ * returns 0 when it is not one; -1 after printing a usage error. */
+int cli_cloud_opt(const cli_args *a, int id, cli_cloud_flags *f);
 
 /* True when any cloud option names a provider. */
 bool cli_cloud_wanted(const cli_cloud_flags *f);

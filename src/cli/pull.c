@@ -10,22 +10,26 @@
 #include <strings.h>
 #include <unistd.h>
 
-static const char PULL_HELP[] =
+enum { O_INCLUDE = CLI_O_OWN, O_QUIET };
+
+static const cli_option PULL_OPTIONS[] = {
+    {O_INCLUDE, "--include", "GLOB", "only files matching GLOB (fnmatch); may repeat"},
+    {O_QUIET, "-q|--quiet", NULL, "no progress output"},
+    {CLI_O_FORCE, "--force", NULL, "download a catalog model even when it will not fit in memory"},
+    {0, NULL, NULL, NULL},
+};
+
+static const cli_command PULL_CMD = {
+    "pull",
     "Usage: locallm pull ORG/NAME[@REVISION][:QUANT] [--include GLOB]...\n"
-    "       locallm pull SHORTNAME (e.g. llama3.2:3b; 'locallm ls --available' lists them)\n"
-    "\n"
+    "       locallm pull SHORTNAME (e.g. llama3.2 or llama3.2:3b; 'locallm ls --available')\n",
     "Downloads a model from the Hugging Face hub into its cache (the layout huggingface_hub\n"
     "uses) and prints the snapshot path. For a GGUF repository one .gguf is fetched: the one\n"
-    "whose name contains QUANT (default Q4_K_M) or matches --include.\n"
-    "\n"
-    "Options:\n"
-    "      --include GLOB  only files matching GLOB (fnmatch); may repeat\n"
-    "  -q, --quiet         no progress output\n"
-    "      --force         download a catalog model even when it will not fit in memory\n"
-    "  -h, --help          show this help\n"
-    "\n"
+    "whose name contains QUANT (default Q4_K_M) or matches --include.\n",
+    PULL_OPTIONS,
     "Environment: HF_ENDPOINT (default https://huggingface.co), HF_TOKEN (else $HF_HOME/token),\n"
-    "HF_HUB_OFFLINE=1 (cache only), HF_HUB_CACHE / HF_HOME (the cache folder).\n";
+    "HF_HUB_OFFLINE=1 (cache only), HF_HUB_CACHE / HF_HOME (the cache folder).\n",
+};
 
 static char *read_token(void) {
     const char *t = getenv("HF_TOKEN");
@@ -130,29 +134,22 @@ int cli_pull(int argc, char **argv) {
     const char *inc[64];
     size_t n_inc = 0;
     bool quiet = false;
-    for (int i = 1; i < argc; i++) {
-        const char *v = NULL;
-        bool bad = false;
-        if (cli_is_help(argv[i])) {
-            fputs(PULL_HELP, stdout);
-            return CLI_EXIT_OK;
-        }
-        if (cli_opt(argc, argv, &i, "--include", NULL, &v, &bad, cmd)) {
-            if (bad) return CLI_EXIT_USAGE;
+    cli_args a;
+    cli_args_init(&a, &PULL_CMD, argc, argv);
+    for (int oid; (oid = cli_args_next(&a)) != CLI_ARGS_END;) {
+        switch (oid) {
+        case CLI_ARGS_HELP: return CLI_EXIT_OK;
+        case CLI_ARGS_ERROR: return CLI_EXIT_USAGE;
+        case CLI_ARGS_POSITIONAL:
+            if (id) return cli_usage_error(cmd, "unexpected argument '%s'", a.val);
+            id = a.val;
+            break;
+        case O_INCLUDE:
             if (n_inc == sizeof inc / sizeof inc[0]) return cli_usage_error(cmd, "too many --include options");
-            inc[n_inc++] = v;
-        } else if (bad) {
-            return CLI_EXIT_USAGE;
-        } else if (strcmp(argv[i], "-q") == 0 || strcmp(argv[i], "--quiet") == 0) {
-            quiet = true;
-        } else if (strcmp(argv[i], "--force") == 0) {
-            cli_set_force(true);
-        } else if (argv[i][0] == '-') {
-            return cli_usage_error(cmd, "unknown option '%s'", argv[i]);
-        } else if (!id) {
-            id = argv[i];
-        } else {
-            return cli_usage_error(cmd, "unexpected argument '%s'", argv[i]);
+            inc[n_inc++] = a.val;
+            break;
+        case O_QUIET: quiet = true; break;
+        case CLI_O_FORCE: cli_set_force(true); break;
         }
     }
     if (!id) return cli_usage_error(cmd, "missing the model id (ORG/NAME[@REVISION][:QUANT])");

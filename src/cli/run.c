@@ -1,35 +1,157 @@
-/* cli/run.c: `locallm run`, generate text from a prompt and stream it to stdout.
- * Owns: the options of run, the streaming callback, Ctrl-C as cancellation, and the stats line. */
+/* cli/run.c: `locallm run`, as `ollama run` has it: a chat model answers through its template
+ * (one answer to a prompt, or the chat prompt on a terminal); a model without a template, or
+ * --raw, continues the prompt as plain text streamed to stdout.
+ * Owns: the options of run, where the prompt comes from (-p, -f, the words after MODEL, piped
+ * stdin), choosing chat or plain completion, and the plain completion itself with Ctrl-C as
+ * cancellation and its stats line. The chat itself is chat.c's (cli_chat_local). */
 #include "cli/cli.h"
 
-#include <signal.h>
 #include <errno.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
-static const char RUN_HELP[] =
-    "Usage: locallm run [MODEL] [options]\n"
-    "\n"
-    "Generates text after a prompt and streams it to stdout (the prompt is printed first).\n"
-    "MODEL defaults to the embedded model; it may be a path, a Hugging Face id (downloaded on\n"
-    "first use) or a short name such as llama3.2:3b ('locallm ls --available').\n"
-    "\n"
-    "Options:\n"
-    "  -p, --prompt TEXT        prompt text (default: empty)\n"
-    "  -f, --file FILE          read the prompt from FILE\n"
-    "  -n, --n-predict N        tokens to generate (default 128; 0 or -1: until the context is full)\n"
-    "      --temp T             temperature (default 0: greedy, reproducible)\n"
-    "      --top-k K            keep the K most likely tokens (0: off)\n"
-    "      --top-p P            nucleus sampling (1: off)\n"
-    "      --min-p P            drop tokens below P times the best one (0: off)\n"
-    "      --repeat-penalty R   penalise repeated tokens (1: off)\n"
-    "      --seed S             sampling seed\n"
-    "  -t, --threads N          threads (default: one per core)\n"
-    "  -c, --ctx N              context window in tokens (default: the model's, at most 4096)\n"
-    "      --stop S             stop when S is generated (may be repeated, up to 7)\n"
-    "      --no-stats           do not print timings to stderr\n"
-    "      --force              load even when the model looks too big for the available memory\n"
-    "  -h, --help               show this help\n";
+enum { O_PROMPT = CLI_O_OWN, O_FILE, O_RAW, O_NO_STATS };
+
+static const cli_option RUN_OPTIONS[] = {
+    {O_PROMPT, "-p|--prompt", "TEXT", "the prompt (or the words after MODEL, or text piped on stdin)"},
+    {O_FILE, "-f|--file", "FILE", "read the prompt from FILE"},
+    {O_RAW, "--raw", NULL, "continue the prompt as plain text, even with a chat model"},
+    CLI_OPT_SYSTEM,
+    CLI_OPT_CHAT_TEMPLATE,
+    {CLI_O_N_PREDICT, "-n|--n-predict", "N",
+     "tokens to generate at most (default: 128 for plain text; an answer\n"
+     "runs until the model ends its turn; 0 or -1: until the context is full)"},
+    CLI_OPT_SAMPLING,
+    CLI_OPT_THREADS,
+    CLI_OPT_CTX,
+    {CLI_O_VERBOSE, "-v|--verbose", NULL, "print the timings of each answer to stderr"},
+    {O_NO_STATS, "--no-stats", NULL, "do not print the timings plain completion prints to stderr"},
+    CLI_OPT_FORCE,
+    CLI_OPT_HELP,
+    {0, NULL, NULL, NULL},
+};
+
+static const cli_command RUN_CMD = {
+    "run",
+    "Usage: locallm run [MODEL] [PROMPT...] [options]\n",
+    "With a chat model (one with a chat template, such as models/tinychat or llama3.2), run\n"
+    "answers through the model's template: `locallm run MODEL` on a terminal opens the chat\n"
+    "prompt (as `locallm chat`, /help lists its commands); with a prompt (the words after MODEL,\n"
+    "-p, -f, or text piped on stdin) it prints one answer and exits. A model without a template\n"
+    "(the embedded stories260K) or --raw continues the prompt as plain text, printed first.\n"
+    "MODEL defaults to the embedded model; it may be a .gguf file, a model folder, a Hugging Face\n"
+    "id (downloaded on first use) or a short name such as llama3.2 or qwen2.5:7b\n"
+    "('locallm ls --available' lists them).\n",
+    RUN_OPTIONS,
+    "Examples:\n"
+    "  locallm run llama3.2                      chat on the terminal\n"
+    "  locallm run llama3.2 \"Why is the sky blue?\"\n"
+    "  echo \"Summarise: ...\" | locallm run llama3.2\n"
+    "  locallm run -p \"Once upon a time\"         a story from the embedded model\n",
+};
+
+typedef struct run_opts {
+    const char *model, *prompt_arg, *prompt_file, *system, *tpl;
+    char *words;            /* the words after MODEL joined by spaces (malloc'd) */
+    int32_t n_threads, n_ctx;
+    bool raw, verbose, no_stats, n_set;
+    lm_gen_params gp;
+} run_opts;
+
+/* Appends word to the prompt words. */
+static bool add_word(run_opts *o, const char *w) {
+    size_t have = o->words ? strlen(o->words) : 0, len = strlen(w);
+    char *s = realloc(o->words, have + len + 2);
+    if (!s) return false;
+    if (have) s[have++] = ' ';
+    memcpy(s + have, w, len + 1);
+    o->words = s;
+    return true;
+}
+
+/* Fills *o from the arguments. Returns -1 to go on, else the exit code. */
+static int parse(int argc, char **argv, run_opts *o) {
+    cli_args a;
+    cli_args_init(&a, &RUN_CMD, argc, argv);
+    size_t n_stop = 0;
+    for (int id; (id = cli_args_next(&a)) != CLI_ARGS_END;) {
+        int g = cli_gen_opt(&a, id, &o->gp, &n_stop);
+        if (g < 0) return CLI_EXIT_USAGE;
+        if (g > 0) {
+            o->n_set |= id == CLI_O_N_PREDICT;
+            continue;
+        }
+        switch (id) {
+        case CLI_ARGS_HELP: return CLI_EXIT_OK;
+        case CLI_ARGS_ERROR: return CLI_EXIT_USAGE;
+        case CLI_ARGS_POSITIONAL:
+            if (!o->model) o->model = a.val;
+            else if (!add_word(o, a.val)) return cli_error("out of memory");
+            break;
+        case O_PROMPT: o->prompt_arg = a.val; break;
+        case O_FILE: o->prompt_file = a.val; break;
+        case O_RAW: o->raw = true; break;
+        case O_NO_STATS: o->no_stats = true; break;
+        case CLI_O_VERBOSE: o->verbose = true; break;
+        case CLI_O_SYSTEM: o->system = a.val; break;
+        case CLI_O_CHAT_TEMPLATE: o->tpl = a.val; break;
+        case CLI_O_FORCE: cli_set_force(true); break;
+        case CLI_O_THREADS:
+            if (!cli_args_i32(&a, 0, 1024, &o->n_threads)) return CLI_EXIT_USAGE;
+            break;
+        case CLI_O_CTX:
+            if (!cli_args_i32(&a, 0, INT32_MAX, &o->n_ctx)) return CLI_EXIT_USAGE;
+            break;
+        }
+    }
+    if ((o->prompt_arg != NULL) + (o->prompt_file != NULL) + (o->words != NULL) > 1)
+        return cli_usage_error("run", "give the prompt one way: -p, -f, or the words after MODEL");
+    if (o->raw && o->system)
+        return cli_usage_error("run", "--raw continues plain text, which has no system prompt");
+    if (o->raw && o->tpl)
+        return cli_usage_error("run", "--raw continues plain text without the chat template");
+    return -1;
+}
+
+/* The prompt text (malloc'd): -p, -f, the words, or stdin when it is not a terminal; NULL
+ * without one (*failed tells an error, already printed, from no prompt). */
+static char *prompt_text(const run_opts *o, size_t *len, bool *failed) {
+    *failed = false;
+    char *p = NULL;
+    if (o->prompt_file) {
+        p = cli_read_file(o->prompt_file, len);
+        if (!p) cli_error("cannot read prompt file '%s': %s", o->prompt_file, strerror(errno));
+    } else if (o->prompt_arg || o->words) {
+        p = strdup(o->prompt_arg ? o->prompt_arg : o->words);
+        if (!p) cli_error("out of memory");
+        else *len = strlen(p);
+    } else if (!isatty(STDIN_FILENO)) {
+        /* `echo question | locallm run MODEL`: everything piped in is one prompt; its last line
+           break is the shell's, not part of the question */
+        p = cli_read_stream(stdin, len);
+        if (!p) cli_error("cannot read the prompt from stdin: %s", strerror(errno));
+        else if (*len && p[*len - 1] == '\n') p[--*len] = '\0';
+        if (p && *len && p[*len - 1] == '\r') p[--*len] = '\0';
+    } else {
+        return NULL;
+    }
+    *failed = p == NULL;
+    return p;
+}
+
+/* True when the model has a chat template (its own, the override, or a built-in that fits its
+ * tokenizer): rendering a message fails with LM_ERR_UNSUPPORTED only without one. */
+static bool has_chat_template(const lm_model *m) {
+    lm_message msg = {"user", "x", NULL, NULL, NULL};
+    lm_chat_params cp = lm_chat_default_params();
+    size_t len = 0;
+    lm_error err = {0};
+    return lm_chat_render(m, &msg, 1, &cp, NULL, 0, &len, &err) != LM_ERR_UNSUPPORTED;
+}
+
+/* ---- plain completion ---------------------------------------------------------------------- */
 
 /* The session Ctrl-C should cancel. lm_session_cancel() is safe from another thread; from a
  * signal handler it only sets the session's flag. */
@@ -42,156 +164,25 @@ static void on_sigint(int sig) {
 }
 
 static int put_piece(const char *utf8, size_t len, void *user) {
-    bool *wrote_any = user;
+    (void)user;
     if (len) {
         fwrite(utf8, 1, len, stdout);
         fflush(stdout);
-        *wrote_any = true;
     }
     return 0;
 }
 
-static char *read_file(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    size_t cap = 4096, n = 0;
-    char *buf = malloc(cap);
-    while (buf) {
-        if (n + 1 >= cap) {
-            char *nb = realloc(buf, cap * 2);
-            if (!nb) {
-                free(buf);
-                buf = NULL;
-                break;
-            }
-            buf = nb;
-            cap *= 2;
-        }
-        size_t got = fread(buf + n, 1, cap - n - 1, f);
-        n += got;
-        if (got == 0) break;
-    }
-    bool failed = ferror(f);
-    fclose(f);
-    if (!buf || failed) {
-        free(buf);
-        return NULL;
-    }
-    buf[n] = '\0';
-    *len = n;
-    return buf;
-}
-
-int cli_run(int argc, char **argv) {
-    const char *cmd = "run";
-    const char *model_path = NULL, *prompt_arg = NULL, *prompt_file = NULL;
-    int32_t n_threads = 0, n_ctx = 0;
-    bool stats = true;
-    lm_gen_params gp = lm_gen_default_params();
-    gp.max_tokens = 128;
-    gp.temperature = 0.0f;
-    size_t n_stop = 0;
-
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = NULL;
-        bool bad = false;
-        if (cli_is_help(a)) {
-            fputs(RUN_HELP, stdout);
-            return CLI_EXIT_OK;
-        } else if (strcmp(a, "--no-stats") == 0) {
-            stats = false;
-        } else if (strcmp(a, "--force") == 0) {
-            cli_set_force(true);
-        } else if (cli_opt(argc, argv, &i, "-p", "--prompt", &v, &bad, cmd)) {
-            if (bad) return CLI_EXIT_USAGE;
-            prompt_arg = v;
-        } else if (cli_opt(argc, argv, &i, "-f", "--file", &v, &bad, cmd)) {
-            if (bad) return CLI_EXIT_USAGE;
-            prompt_file = v;
-        } else if (cli_opt(argc, argv, &i, "-n", "--n-predict", &v, &bad, cmd)) {
-            if (bad || !cli_parse_i32(cmd, "-n", v, -1, INT32_MAX, &gp.max_tokens))
-                return CLI_EXIT_USAGE;
-        } else if (cli_opt(argc, argv, &i, "--temp", "--temperature", &v, &bad, cmd)) {
-            if (bad || !cli_parse_float(cmd, "--temp", v, 0.0f, 100.0f, &gp.temperature))
-                return CLI_EXIT_USAGE;
-        } else if (cli_opt(argc, argv, &i, "--top-k", NULL, &v, &bad, cmd)) {
-            if (bad || !cli_parse_i32(cmd, "--top-k", v, 0, INT32_MAX, &gp.top_k))
-                return CLI_EXIT_USAGE;
-        } else if (cli_opt(argc, argv, &i, "--top-p", NULL, &v, &bad, cmd)) {
-            if (bad || !cli_parse_float(cmd, "--top-p", v, 0.0f, 1.0f, &gp.top_p))
-                return CLI_EXIT_USAGE;
-        } else if (cli_opt(argc, argv, &i, "--min-p", NULL, &v, &bad, cmd)) {
-            if (bad || !cli_parse_float(cmd, "--min-p", v, 0.0f, 1.0f, &gp.min_p))
-                return CLI_EXIT_USAGE;
-        } else if (cli_opt(argc, argv, &i, "--repeat-penalty", NULL, &v, &bad, cmd)) {
-            if (bad || !cli_parse_float(cmd, "--repeat-penalty", v, 0.0f, 100.0f,
-                                        &gp.repeat_penalty))
-                return CLI_EXIT_USAGE;
-        } else if (cli_opt(argc, argv, &i, "--seed", "-s", &v, &bad, cmd)) {
-            if (bad || !cli_parse_u64(cmd, "--seed", v, &gp.seed)) return CLI_EXIT_USAGE;
-        } else if (cli_opt(argc, argv, &i, "-t", "--threads", &v, &bad, cmd)) {
-            if (bad || !cli_parse_i32(cmd, "-t", v, 0, 1024, &n_threads)) return CLI_EXIT_USAGE;
-        } else if (cli_opt(argc, argv, &i, "--ctx", "-c", &v, &bad, cmd)) {
-            if (bad || !cli_parse_i32(cmd, "--ctx", v, 0, INT32_MAX, &n_ctx))
-                return CLI_EXIT_USAGE;
-        } else if (cli_opt(argc, argv, &i, "--stop", NULL, &v, &bad, cmd)) {
-            if (bad) return CLI_EXIT_USAGE;
-            /* The list is NULL-terminated inside a fixed array, so one slot stays NULL. */
-            if (n_stop + 1 >= LM_MAX_STOP)
-                return cli_usage_error(cmd, "--stop: at most %d stop strings", LM_MAX_STOP - 1);
-            if (!*v) return cli_usage_error(cmd, "--stop: the stop string is empty");
-            gp.stop[n_stop++] = v;
-        } else if (a[0] == '-' && a[1] != '\0') {
-            return cli_usage_error(cmd, "unknown option '%s'", a);
-        } else if (!model_path) {
-            model_path = a;
-        } else {
-            return cli_usage_error(cmd, "unexpected argument '%s' (the model is '%s')", a,
-                                   model_path);
-        }
-    }
-    if (prompt_arg && prompt_file)
-        return cli_usage_error(cmd, "give the prompt with -p or -f, not both");
-    if (gp.max_tokens == 0) gp.max_tokens = -1;
-
-    char *prompt = NULL;
-    size_t prompt_len = 0;
-    if (prompt_file) {
-        prompt = read_file(prompt_file, &prompt_len);
-        if (!prompt) return cli_error("cannot read prompt file '%s': %s", prompt_file, strerror(errno));
-    } else {
-        const char *p = prompt_arg ? prompt_arg : "";
-        prompt_len = strlen(p);
-        prompt = malloc(prompt_len + 1);
-        if (!prompt) return cli_error("out of memory");
-        memcpy(prompt, p, prompt_len + 1);
-    }
-
-    char *default_path = NULL;
-    if (!model_path) {
-        default_path = cli_default_model();
-        if (!default_path) {
-            free(prompt);
-            return cli_error("out of memory");
-        }
-        model_path = default_path;
-    }
-
-    int rc = CLI_EXIT_ERROR;
-    lm_model *model = NULL;
-    lm_engine *engine = NULL;
-    lm_session *session = NULL;
-    double load_ms = 0;
-    if (!cli_load_model_ctx(model_path, n_threads, n_ctx, &model, &load_ms)) goto done;
-    if (!cli_engine_new(model, &engine)) goto done;
-
+static int complete(lm_model *model, const run_opts *o, const char *prompt, size_t prompt_len,
+                    double load_ms) {
     lm_session_params sp = lm_session_default_params();
-    sp.n_ctx = n_ctx;
+    sp.n_ctx = o->n_ctx;
+    lm_session *session = NULL;
+    lm_engine *engine = NULL;
     lm_error err = {0};
-    if (lm_session_new(engine, &sp, &session, &err) != LM_OK) {
-        cli_error("cannot create a session: %s", err.msg[0] ? err.msg : "unknown error");
-        goto done;
-    }
+    if (!cli_engine_new(model, &engine)) return CLI_EXIT_ERROR;
+    lm_status nst = lm_session_new(engine, &sp, &session, &err);
+    lm_engine_free(engine); /* the session keeps it */
+    if (nst != LM_OK) return cli_error("cannot create a session: %s", err.msg[0] ? err.msg : "unknown error");
 
     /* Like llama.cpp, the prompt is echoed so the output reads as one text. */
     fwrite(prompt, 1, prompt_len, stdout);
@@ -203,35 +194,81 @@ int cli_run(int argc, char **argv) {
     sa.sa_handler = on_sigint;
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, &old_sa);
-
-    bool wrote_any = false;
     lm_gen_stats gs;
     memset(&gs, 0, sizeof gs);
-    lm_status st = lm_session_complete(session, prompt, prompt_len, &gp, put_piece, &wrote_any,
-                                       &gs);
+    lm_gen_params gp = o->gp;
+    if (!o->n_set) gp.max_tokens = 128;
+    lm_status st = lm_session_complete(session, prompt, prompt_len, &gp, put_piece, NULL, &gs);
     sigaction(SIGINT, &old_sa, NULL);
     g_running = NULL;
     fputc('\n', stdout);
     fflush(stdout);
 
+    int rc = CLI_EXIT_OK;
     if (st != LM_OK && st != LM_ERR_CANCELLED) {
-        cli_error("generation failed: %s", lm_session_errmsg(session));
-        goto done;
-    }
-    if (stats) {
+        rc = cli_error("generation failed: %s", lm_session_errmsg(session));
+    } else if (!o->no_stats) {
         fprintf(stderr,
                 "load: %.1f ms | prompt: %d tokens, %.1f tok/s | first token: %.1f ms | "
                 "decode: %d tokens, %.1f tok/s | finish: %s\n",
                 load_ms, (int)gs.n_prompt, gs.prefill_tok_s, gs.ttft_ms, (int)gs.n_generated,
                 gs.decode_tok_s, lm_finish_str(gs.finish));
     }
-    rc = CLI_EXIT_OK;
+    lm_session_free(session);
+    return rc;
+}
+
+/* ---- the command --------------------------------------------------------------------------- */
+
+int cli_run(int argc, char **argv) {
+    run_opts o;
+    memset(&o, 0, sizeof o);
+    o.gp = lm_gen_default_params();
+    o.gp.temperature = 0.0f;
+    int rc = parse(argc, argv, &o);
+    if (rc >= 0) {
+        free(o.words);
+        return rc;
+    }
+    rc = CLI_EXIT_ERROR;
+    /* 0 means "until the context is full", as -1 does */
+    if (o.n_set && o.gp.max_tokens == 0) o.gp.max_tokens = -1;
+
+    size_t prompt_len = 0;
+    bool failed = false;
+    char *prompt = prompt_text(&o, &prompt_len, &failed);
+    char *default_path = NULL;
+    lm_model *model = NULL;
+    double load_ms = 0;
+    if (failed) goto done;
+    if (!o.model && !(o.model = default_path = cli_default_model())) {
+        cli_error("out of memory");
+        goto done;
+    }
+    cli_load_opts lo = {.n_threads = o.n_threads, .n_ctx = o.n_ctx, .chat_template = o.tpl};
+    if (!cli_load(o.model, &lo, &model, &load_ms)) goto done;
+
+    if (o.raw || !has_chat_template(model)) {
+        if (o.system) {
+            cli_error("%s has no chat template, so --system has nothing to go into (give one "
+                      "with --chat-template)", o.model);
+            goto done;
+        }
+        rc = complete(model, &o, prompt ? prompt : "", prompt ? prompt_len : 0, load_ms);
+        goto done;
+    }
+    if (prompt && prompt_len == 0) {
+        cli_error("nothing to ask: the prompt is empty");
+        goto done;
+    }
+    lm_gen_params gp = o.gp;
+    if (!o.n_set) gp.max_tokens = -1; /* an answer ends when the model ends its turn */
+    rc = cli_chat_local(model, o.n_ctx, o.system, &gp, prompt, o.verbose && !o.no_stats);
 
 done:
-    lm_session_free(session);
-    lm_engine_free(engine);
     lm_model_free(model);
     free(default_path);
     free(prompt);
+    free(o.words);
     return rc;
 }

@@ -8,37 +8,41 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 #ifdef __GLIBC__
 #include <malloc.h>
 #endif
 
-static const char SERVE_HELP[] =
-    "Usage: locallm serve [MODEL] [options]\n"
-    "\n"
+enum { O_HOST = CLI_O_OWN, O_PORT, O_API_KEY, O_PARALLEL, O_QUEUE };
+
+static const cli_option SERVE_OPTIONS[] = {
+    {O_HOST, "--host", "ADDR", "numeric address to bind (default 127.0.0.1, this machine only)"},
+    {O_PORT, "--port", "N", "port (default 8080; 0: any free port, printed on stderr)"},
+    {O_API_KEY, "--api-key", "KEY", "require 'Authorization: Bearer KEY' (default: $LOCALLM_API_KEY)"},
+    {O_PARALLEL, "--parallel|-np", "N", "requests generated at once, each with its own KV cache (default 1)"},
+    {O_QUEUE, "--queue", "N", "requests that may wait for a slot before 429 (default 16)"},
+    {CLI_O_CTX, "-c|--ctx|--ctx-size", "N", "context window per slot (default: the model's, at most 4096)"},
+    CLI_OPT_THREADS,
+    CLI_OPT_FORCE,
+    CLI_OPT_HELP,
+    {CLI_HEADING, NULL, NULL, "Cloud providers (OpenAI-compatible endpoints):"},
+    CLI_OPT_CLOUD,
+    {0, NULL, NULL, NULL},
+};
+
+static const cli_command SERVE_CMD = {
+    "serve",
+    "Usage: locallm serve [MODEL] [options]\n",
     "Serves MODEL over HTTP with OpenAI's API: POST /v1/chat/completions, POST /v1/completions,\n"
     "GET /v1/models and GET /health. MODEL defaults to the embedded chat model (models/tinychat).\n"
     "The socket listens at once; the model loads in the background (/health answers 503 until\n"
-    "it is ready). Ctrl-C or SIGTERM stops the server.\n"
-    "\n"
-    "Options:\n"
-    "      --host ADDR          numeric address to bind (default 127.0.0.1, this machine only)\n"
-    "      --port N             port (default 8080; 0: any free port, printed on stderr)\n"
-    "      --api-key KEY        require 'Authorization: Bearer KEY' (default: $LOCALLM_API_KEY)\n"
-    "      --parallel N         requests generated at once, each with its own KV cache (default 1)\n"
-    "      --queue N            requests that may wait for a slot before 429 (default 16)\n"
-    "  -c, --ctx N              context window per slot (default: the model's, at most 4096)\n"
-    "  -t, --threads N          threads (default: one per core)\n"
-    "  -h, --help               show this help\n"
-    "\n"
-    "Cloud providers (OpenAI-compatible endpoints):\n"
-    CLI_CLOUD_HELP
-    "\n"
+    "it is ready). Ctrl-C or SIGTERM stops the server.\n",
+    SERVE_OPTIONS,
     "With --fallback, chat requests are answered by the cloud while the model loads, when it\n"
     "cannot be loaded, or when it fails before its first token; the response's \"provider\"\n"
-    "and \"model\" fields and the x-locallm-provider header say who answered.\n";
+    "and \"model\" fields and the x-locallm-provider header say who answered.\n",
+};
 
 static volatile sig_atomic_t g_stop;
 
@@ -62,35 +66,6 @@ static void on_listen(const char *host, uint16_t port, void *user) {
     bool v6 = strchr(host, ':') != NULL;
     fprintf(stderr, "locallm serve: listening on http://%s%s%s:%u\n", v6 ? "[" : "", host,
             v6 ? "]" : "", (unsigned)port);
-}
-
-static bool is_dir(const char *p) {
-    struct stat st;
-    return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
-}
-
-/* Like cli_default_model(), for the chat model: $LOCALLM_CHAT_MODEL, else
- * <exe dir>/../models/tinychat, else LM_MODELS_DIR/tinychat. malloc'd. */
-static char *default_chat_model(void) {
-    const char *env = getenv("LOCALLM_CHAT_MODEL");
-    if (env && *env) return strdup(env);
-    char buf[4096];
-    ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
-    if (n > 0) {
-        buf[n] = '\0';
-        char *slash = strrchr(buf, '/');
-        if (slash) {
-            *slash = '\0';
-            char path[4200];
-            snprintf(path, sizeof path, "%s/../models/tinychat", buf);
-            if (is_dir(path)) return strdup(path);
-        }
-    }
-#ifdef LM_MODELS_DIR
-    return strdup(LM_MODELS_DIR "/tinychat");
-#else
-    return strdup("models/tinychat");
-#endif
 }
 
 /* The id clients see: the last path component of the model reference. */
@@ -118,38 +93,32 @@ int cli_serve(int argc, char **argv) {
     int32_t port = 8080, n_parallel = 1, n_queue = 16, n_ctx = 0, n_threads = 0;
     cli_cloud_flags cf;
     memset(&cf, 0, sizeof cf);
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = NULL;
-        bool bad = false;
-        int cloud = cli_cloud_opt(argc, argv, &i, cmd, false, &cf);
+    cli_args a;
+    cli_args_init(&a, &SERVE_CMD, argc, argv);
+    for (int id; (id = cli_args_next(&a)) != CLI_ARGS_END;) {
+        /* serve has no --provider: a cloud can only stand behind the local model */
+        int cloud = id == CLI_O_PROVIDER ? 0 : cli_cloud_opt(&a, id, &cf);
         if (cloud < 0) return CLI_EXIT_USAGE;
         if (cloud > 0) continue;
-        if (cli_is_help(a)) {
-            fputs(SERVE_HELP, stdout);
-            return CLI_EXIT_OK;
-        } else if (cli_opt(argc, argv, &i, "--host", NULL, &v, &bad, cmd)) {
-            if (bad) return CLI_EXIT_USAGE;
-            host = v;
-        } else if (cli_opt(argc, argv, &i, "--port", NULL, &v, &bad, cmd)) {
-            if (bad || !cli_parse_i32(cmd, "--port", v, 0, 65535, &port)) return CLI_EXIT_USAGE;
-        } else if (cli_opt(argc, argv, &i, "--api-key", NULL, &v, &bad, cmd)) {
-            if (bad) return CLI_EXIT_USAGE;
-            api_key = v;
-        } else if (cli_opt(argc, argv, &i, "--parallel", "-np", &v, &bad, cmd)) {
-            if (bad || !cli_parse_i32(cmd, "--parallel", v, 1, 256, &n_parallel)) return CLI_EXIT_USAGE;
-        } else if (cli_opt(argc, argv, &i, "--queue", NULL, &v, &bad, cmd)) {
-            if (bad || !cli_parse_i32(cmd, "--queue", v, 1, 100000, &n_queue)) return CLI_EXIT_USAGE;
-        } else if (cli_opt(argc, argv, &i, "--ctx", "-c", &v, &bad, cmd)) {
-            if (bad || !cli_parse_i32(cmd, "--ctx", v, 0, INT32_MAX, &n_ctx)) return CLI_EXIT_USAGE;
-        } else if (cli_opt(argc, argv, &i, "-t", "--threads", &v, &bad, cmd)) {
-            if (bad || !cli_parse_i32(cmd, "-t", v, 0, 1024, &n_threads)) return CLI_EXIT_USAGE;
-        } else if (a[0] == '-' && a[1] != '\0') {
-            return cli_usage_error(cmd, "unknown option '%s'", a);
-        } else if (!model_ref) {
-            model_ref = a;
-        } else {
-            return cli_usage_error(cmd, "unexpected argument '%s' (the model is '%s')", a, model_ref);
+        bool ok = true;
+        switch (id) {
+        case CLI_ARGS_HELP: return CLI_EXIT_OK;
+        case CLI_ARGS_ERROR: return CLI_EXIT_USAGE;
+        case CLI_ARGS_POSITIONAL:
+            if (model_ref)
+                return cli_usage_error(cmd, "unexpected argument '%s' (the model is '%s')", a.val, model_ref);
+            model_ref = a.val;
+            break;
+        case O_HOST: host = a.val; break;
+        case O_API_KEY: api_key = a.val; break;
+        case O_PORT: ok = cli_args_i32(&a, 0, 65535, &port); break;
+        case O_PARALLEL: ok = cli_args_i32(&a, 1, 256, &n_parallel); break;
+        case O_QUEUE: ok = cli_args_i32(&a, 1, 100000, &n_queue); break;
+        case CLI_O_CTX: ok = cli_args_i32(&a, 0, INT32_MAX, &n_ctx); break;
+        case CLI_O_THREADS: ok = cli_args_i32(&a, 0, 1024, &n_threads); break;
+        case CLI_O_FORCE: cli_set_force(true); break;
         }
+        if (!ok) return CLI_EXIT_USAGE;
     }
     if (!cli_cloud_wanted(&cf) && (cf.base_url || cf.model || cf.api_key_env || cf.providers_file))
         return cli_usage_error(cmd, "--base-url, --model, --api-key-env and --providers need "
@@ -175,7 +144,7 @@ int cli_serve(int argc, char **argv) {
     }
     char *default_ref = NULL;
     if (!model_ref) {
-        default_ref = default_chat_model();
+        default_ref = cli_default_chat_model();
         if (!default_ref) return cli_error("out of memory");
         model_ref = default_ref;
     }

@@ -1,26 +1,58 @@
 /* cli/template.c: `locallm template`, renders a conversation with the model's chat template.
  * Owns: the options of template, --var into template variables, and printing the prompt text
- * or its token ids exactly as the library produces them. */
+ * or its token ids exactly as the library produces them. MODEL may be a tokenizer alone (a
+ * tokenizer.json, or a folder with it and tokenizer_config.json / chat_template.jinja). */
 #include "cli/cli.h"
 #include "core/core.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-static const char TEMPLATE_HELP[] =
-    "Usage: locallm template MODEL --messages FILE.json [options]\n"
-    "\n"
+enum { O_MESSAGES = CLI_O_OWN, O_TOOLS, O_NO_GEN, O_VAR, O_IDS };
+
+static const cli_option TEMPLATE_OPTIONS[] = {
+    {O_MESSAGES, "--messages", "FILE", "the conversation (required)"},
+    {O_TOOLS, "--tools", "FILE", "a JSON array of tool schemas (OpenAI form)"},
+    {O_NO_GEN, "--no-generation-prompt", NULL, "do not open the assistant's turn at the end"},
+    {O_VAR, "--var", "NAME=VALUE", "a template variable (a string; may be repeated)"},
+    CLI_OPT_CHAT_TEMPLATE,
+    {O_IDS, "--ids", NULL, "print {\"ids\":[...]}, the prompt's token ids, instead"},
+    {0, NULL, NULL, NULL},
+};
+
+static const cli_command TEMPLATE_CMD = {
+    "template",
+    "Usage: locallm template MODEL --messages FILE.json [options]\n",
     "Prints the prompt MODEL's chat template makes of the messages (a JSON array of OpenAI\n"
-    "messages), exactly, with no newline added. MODEL is a model folder or a .gguf file.\n"
-    "\n"
-    "Options:\n"
-    "      --messages FILE         the conversation (required)\n"
-    "      --tools FILE            a JSON array of tool schemas (OpenAI form)\n"
-    "      --no-generation-prompt  do not open the assistant's turn at the end\n"
-    "      --var NAME=VALUE        a template variable (a string; may be repeated)\n"
-    "      --chat-template T       llama3, mistral, chatml, zephyr, or a file of Jinja source\n"
-    "      --ids                   print {\"ids\":[...]}, the prompt's token ids, instead\n"
-    "  -h, --help                  show this help\n";
+    "messages), exactly, with no newline added. MODEL is a model folder or a .gguf file, or a\n"
+    "tokenizer alone: a tokenizer.json, or a folder holding it with tokenizer_config.json or\n"
+    "chat_template.jinja (no weights needed).\n",
+    TEMPLATE_OPTIONS,
+    NULL,
+};
+
+/* Adds --var NAME=VALUE to vars (the last one of a name wins). false after a printed error. */
+static bool add_var(const cli_args *a, cJSON *vars) {
+    const char *v = a->val, *eq = strchr(v, '=');
+    if (!eq || eq == v) {
+        cli_usage_error("template", "%s: '%s' is not NAME=VALUE", a->opt, v);
+        return false;
+    }
+    char name[256];
+    size_t nl = (size_t)(eq - v);
+    if (nl >= sizeof name) {
+        cli_usage_error("template", "%s: the name is longer than %zu bytes", a->opt, sizeof name - 1);
+        return false;
+    }
+    memcpy(name, v, nl);
+    name[nl] = '\0';
+    cJSON_DeleteItemFromObjectCaseSensitive(vars, name);
+    if (!cJSON_AddStringToObject(vars, name, eq + 1)) {
+        cli_error("out of memory");
+        return false;
+    }
+    return true;
+}
 
 int cli_template(int argc, char **argv) {
     const char *cmd = "template";
@@ -30,54 +62,29 @@ int cli_template(int argc, char **argv) {
     cJSON *vars = cJSON_CreateObject();
     if (!vars) return cli_error("out of memory");
 
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = NULL;
-        bool bad = false;
-        if (cli_is_help(a)) {
-            fputs(TEMPLATE_HELP, stdout);
+    cli_args a;
+    cli_args_init(&a, &TEMPLATE_CMD, argc, argv);
+    for (int id; (id = cli_args_next(&a)) != CLI_ARGS_END;) {
+        switch (id) {
+        case CLI_ARGS_HELP:
             cJSON_Delete(vars);
             return CLI_EXIT_OK;
-        } else if (strcmp(a, "--no-generation-prompt") == 0) {
-            gen_prompt = false;
-        } else if (strcmp(a, "--ids") == 0) {
-            ids = true;
-        } else if (cli_opt(argc, argv, &i, "--messages", NULL, &v, &bad, cmd)) {
-            if (bad) goto usage;
-            messages_path = v;
-        } else if (cli_opt(argc, argv, &i, "--tools", NULL, &v, &bad, cmd)) {
-            if (bad) goto usage;
-            tools_path = v;
-        } else if (cli_opt(argc, argv, &i, "--chat-template", NULL, &v, &bad, cmd)) {
-            if (bad) goto usage;
-            tpl = v;
-        } else if (cli_opt(argc, argv, &i, "--var", NULL, &v, &bad, cmd)) {
-            if (bad) goto usage;
-            const char *eq = strchr(v, '=');
-            if (!eq || eq == v) {
-                cli_usage_error(cmd, "--var: '%s' is not NAME=VALUE", v);
+        case CLI_ARGS_ERROR: goto usage;
+        case CLI_ARGS_POSITIONAL:
+            if (model_path) {
+                cli_usage_error(cmd, "unexpected argument '%s' (the model is '%s')", a.val, model_path);
                 goto usage;
             }
-            char name[256];
-            size_t nl = (size_t)(eq - v);
-            if (nl >= sizeof name) {
-                cli_usage_error(cmd, "--var: the name is longer than %zu bytes", sizeof name - 1);
-                goto usage;
-            }
-            memcpy(name, v, nl);
-            name[nl] = '\0';
-            cJSON_DeleteItemFromObjectCaseSensitive(vars, name); /* the last one wins */
-            if (!cJSON_AddStringToObject(vars, name, eq + 1)) {
-                cJSON_Delete(vars);
-                return cli_error("out of memory");
-            }
-        } else if (a[0] == '-' && a[1] != '\0') {
-            cli_usage_error(cmd, "unknown option '%s'", a);
-            goto usage;
-        } else if (!model_path) {
-            model_path = a;
-        } else {
-            cli_usage_error(cmd, "unexpected argument '%s' (the model is '%s')", a, model_path);
-            goto usage;
+            model_path = a.val;
+            break;
+        case O_NO_GEN: gen_prompt = false; break;
+        case O_IDS: ids = true; break;
+        case O_MESSAGES: messages_path = a.val; break;
+        case O_TOOLS: tools_path = a.val; break;
+        case CLI_O_CHAT_TEMPLATE: tpl = a.val; break;
+        case O_VAR:
+            if (!add_var(&a, vars)) goto usage;
+            break;
         }
     }
     if (!model_path) {
@@ -118,7 +125,8 @@ int cli_template(int argc, char **argv) {
         cli_error("out of memory");
         goto done;
     }
-    if (!cli_load_chat_model(model_path, 0, tpl, &model)) goto done;
+    cli_load_opts lo = {.chat_template = tpl, .vocab_only = true};
+    if (!cli_load(model_path, &lo, &model, NULL)) goto done;
 
     lm_chat_params cp = lm_chat_default_params();
     cp.max_messages = 0;

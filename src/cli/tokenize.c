@@ -1,86 +1,54 @@
 /* cli/tokenize.c: `locallm tokenize`, turn text into token ids.
- * Owns: the options of tokenize and its two outputs: "id<TAB>piece" lines, or {"ids":[...]}. */
+ * Owns: the options of tokenize and its two outputs: "id<TAB>piece" lines, or {"ids":[...]}.
+ * MODEL may be a tokenizer alone (a tokenizer.json, or a folder of tokenizer files). */
 #include "cli/cli.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
-static const char TOKENIZE_HELP[] =
-    "Usage: locallm tokenize MODEL (--text TEXT | --file FILE) [options]\n"
-    "\n"
-    "Prints the token ids of the text, one 'id<TAB>piece' line per token.\n"
-    "\n"
-    "Options:\n"
-    "      --text TEXT       the text to tokenize\n"
-    "      --file FILE       read the text from FILE\n"
-    "      --no-bos-eos      do not add BOS/EOS tokens\n"
-    "      --split-special   treat special-token text (\"<s>\") as plain text\n"
-    "      --json            print {\"ids\":[...]} instead\n"
-    "  -h, --help            show this help\n";
+enum { O_TEXT = CLI_O_OWN, O_FILE, O_NO_BOS_EOS, O_SPLIT_SPECIAL };
 
-static char *slurp(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    size_t cap = 4096, n = 0;
-    char *buf = malloc(cap);
-    while (buf) {
-        if (n + 1 >= cap) {
-            char *nb = realloc(buf, cap * 2);
-            if (!nb) {
-                free(buf);
-                buf = NULL;
-                break;
-            }
-            buf = nb;
-            cap *= 2;
-        }
-        size_t got = fread(buf + n, 1, cap - n - 1, f);
-        n += got;
-        if (got == 0) break;
-    }
-    bool failed = ferror(f);
-    fclose(f);
-    if (!buf || failed) {
-        free(buf);
-        return NULL;
-    }
-    buf[n] = '\0';
-    *len = n;
-    return buf;
-}
+static const cli_option TOKENIZE_OPTIONS[] = {
+    {O_TEXT, "--text|-p", "TEXT", "the text to tokenize"},
+    {O_FILE, "--file|-f", "FILE", "read the text from FILE"},
+    {O_NO_BOS_EOS, "--no-bos-eos", NULL, "do not add BOS/EOS tokens"},
+    {O_SPLIT_SPECIAL, "--split-special", NULL, "treat special-token text (\"<s>\") as plain text"},
+    {CLI_O_JSON, "--json", NULL, "print {\"ids\":[...]} instead"},
+    {0, NULL, NULL, NULL},
+};
+
+static const cli_command TOKENIZE_CMD = {
+    "tokenize",
+    "Usage: locallm tokenize MODEL (--text TEXT | --file FILE) [options]\n",
+    "Prints the token ids of the text, one 'id<TAB>piece' line per token. MODEL is a model (a\n"
+    ".gguf file, a folder, a hub id or short name) or its tokenizer alone: a tokenizer.json file\n"
+    "or a folder holding it (with tokenizer_config.json), no weights needed.\n",
+    TOKENIZE_OPTIONS,
+    NULL,
+};
 
 int cli_tokenize(int argc, char **argv) {
     const char *cmd = "tokenize";
     const char *model_path = NULL, *text_arg = NULL, *file_arg = NULL;
     uint32_t flags = LM_TOK_ADD_SPECIAL | LM_TOK_PARSE_SPECIAL;
     bool json = false;
-
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = NULL;
-        bool bad = false;
-        if (cli_is_help(a)) {
-            fputs(TOKENIZE_HELP, stdout);
-            return CLI_EXIT_OK;
-        } else if (strcmp(a, "--json") == 0) {
-            json = true;
-        } else if (strcmp(a, "--no-bos-eos") == 0) {
-            flags &= ~(uint32_t)LM_TOK_ADD_SPECIAL;
-        } else if (strcmp(a, "--split-special") == 0) {
-            flags &= ~(uint32_t)LM_TOK_PARSE_SPECIAL;
-        } else if (cli_opt(argc, argv, &i, "--text", "-p", &v, &bad, cmd)) {
-            if (bad) return CLI_EXIT_USAGE;
-            text_arg = v;
-        } else if (cli_opt(argc, argv, &i, "--file", "-f", &v, &bad, cmd)) {
-            if (bad) return CLI_EXIT_USAGE;
-            file_arg = v;
-        } else if (a[0] == '-' && a[1] != '\0') {
-            return cli_usage_error(cmd, "unknown option '%s'", a);
-        } else if (!model_path) {
-            model_path = a;
-        } else {
-            return cli_usage_error(cmd, "unexpected argument '%s' (the model is '%s')", a,
-                                   model_path);
+    cli_args a;
+    cli_args_init(&a, &TOKENIZE_CMD, argc, argv);
+    for (int id; (id = cli_args_next(&a)) != CLI_ARGS_END;) {
+        switch (id) {
+        case CLI_ARGS_HELP: return CLI_EXIT_OK;
+        case CLI_ARGS_ERROR: return CLI_EXIT_USAGE;
+        case CLI_ARGS_POSITIONAL:
+            if (model_path)
+                return cli_usage_error(cmd, "unexpected argument '%s' (the model is '%s')", a.val, model_path);
+            model_path = a.val;
+            break;
+        case CLI_O_JSON: json = true; break;
+        case O_NO_BOS_EOS: flags &= ~(uint32_t)LM_TOK_ADD_SPECIAL; break;
+        case O_SPLIT_SPECIAL: flags &= ~(uint32_t)LM_TOK_PARSE_SPECIAL; break;
+        case O_TEXT: text_arg = a.val; break;
+        case O_FILE: file_arg = a.val; break;
         }
     }
     if (!model_path) return cli_usage_error(cmd, "no model given");
@@ -89,7 +57,7 @@ int cli_tokenize(int argc, char **argv) {
     char *text = NULL;
     size_t len = 0;
     if (file_arg) {
-        text = slurp(file_arg, &len);
+        text = cli_read_file(file_arg, &len);
         if (!text) return cli_error("cannot read '%s': %s", file_arg, strerror(errno));
     } else {
         len = strlen(text_arg);
@@ -101,7 +69,8 @@ int cli_tokenize(int argc, char **argv) {
     int rc = CLI_EXIT_ERROR;
     lm_model *model = NULL;
     lm_token *ids = NULL;
-    if (!cli_load_model(model_path, 0, &model, NULL)) goto done;
+    cli_load_opts lo = {.vocab_only = true};
+    if (!cli_load(model_path, &lo, &model, NULL)) goto done;
 
     lm_error err = {0};
     size_t n = 0;

@@ -1,7 +1,8 @@
 /* cli/util.c: helpers shared by the subcommands of the locallm tool.
- * Owns: error/usage messages, strict number and list parsing, option scanning, the default model
- * path, loading a model with a progress bar and a memory check (--force), JSON string escaping and
- * the clock.
+ * Owns: error/usage messages, strict number and list parsing, the legacy option scanner, the
+ * sampling options every generating command shares (cli_gen_opt), the embedded models' paths,
+ * resolving and loading a model (progress bar, memory check and --force, --chat-template,
+ * vocab_only), reading files and streams, JSON string escaping and the clock.
  * Does not own: any subcommand's behaviour (one file per subcommand). */
 #include "cli/cli.h"
 #include "hub/hub.h"
@@ -181,11 +182,6 @@ static char *join(const char *a, const char *b) {
     return s;
 }
 
-static bool is_file(const char *path) {
-    struct stat st;
-    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
-}
-
 /* Directory of the running executable, from /proc/self/exe where there is one (Linux), else
  * nothing: argv[0] may be a bare name found through PATH, which says nothing about the folder. */
 static char *exe_dir(void) {
@@ -199,22 +195,37 @@ static char *exe_dir(void) {
     return join(buf, "");
 }
 
-char *cli_default_model(void) {
-    const char *env = getenv("LOCALLM_DEFAULT_MODEL");
-    if (env && *env) return join(env, "");
+/* $env, else name (a file or a folder) in the models folder beside the executable (a build
+ * tree's ../models, an installed ../share/locallm/models), else in LM_MODELS_DIR. */
+static char *embedded_model(const char *env, const char *name) {
+    const char *e = getenv(env);
+    if (e && *e) return join(e, "");
     char *dir = exe_dir();
     if (dir) {
-        char *p = join(dir, "/../models/stories260K.gguf");
+        static const char *const rel[] = {"/../models/", "/../share/locallm/models/"};
+        for (size_t k = 0; k < sizeof rel / sizeof rel[0]; k++) {
+            size_t cap = strlen(dir) + strlen(rel[k]) + strlen(name) + 1;
+            char *p = malloc(cap);
+            if (!p) break;
+            snprintf(p, cap, "%s%s%s", dir, rel[k], name);
+            if (access(p, F_OK) == 0) {
+                free(dir);
+                return p;
+            }
+            free(p);
+        }
         free(dir);
-        if (p && is_file(p)) return p;
-        free(p);
     }
 #ifdef LM_MODELS_DIR
-    return join(LM_MODELS_DIR, "/stories260K.gguf");
+    return join(LM_MODELS_DIR "/", name);
 #else
-    return join("models", "/stories260K.gguf");
+    return join("models/", name);
 #endif
 }
+
+char *cli_default_model(void) { return embedded_model("LOCALLM_DEFAULT_MODEL", "stories260K.gguf"); }
+
+char *cli_default_chat_model(void) { return embedded_model("LOCALLM_CHAT_MODEL", "tinychat"); }
 
 typedef struct progress_state {
     int last_percent;
@@ -330,19 +341,6 @@ bool cli_mem_check_path(const char *what, const char *path, int32_t n_ctx, int32
     return cli_mem_check_need(what, "load", &need);
 }
 
-bool cli_engine_new(const lm_model *model, lm_engine **out) {
-    lm_error err = {0};
-    if (lm_engine_new(model, NULL, out, &err) != LM_OK) {
-        cli_error("cannot start the engine: %s", err.msg[0] ? err.msg : "unknown error");
-        return false;
-    }
-    return true;
-}
-
-bool cli_load_model(const char *ref, int32_t n_threads, lm_model **out, double *load_ms) {
-    return cli_load_model_ctx(ref, n_threads, 0, out, load_ms);
-}
-
 bool cli_resolve_ref(const char *ref_in, int32_t n_ctx, char *resolved, size_t cap) {
     /* A catalog short name ("llama3.2:3b") stands for its repo id. */
     char ref[512];
@@ -387,39 +385,186 @@ bool cli_resolve_ref(const char *ref_in, int32_t n_ctx, char *resolved, size_t c
     return true;
 }
 
-bool cli_load_model_ctx(const char *ref_in, int32_t n_threads, int32_t n_ctx, lm_model **out,
-                        double *load_ms) {
-    *out = NULL;
-    char resolved[4096];
-    if (!cli_resolve_ref(ref_in, n_ctx, resolved, sizeof resolved)) return false;
-    const char *path = resolved;
-    lm_model_params mp = lm_model_default_params();
-    mp.n_threads = n_threads;
-    /* where the model runs: auto (the default), cpu, cuda or cuda:N; the --device flag is to come */
+static bool is_builtin_template(const char *name) {
+    static const char *const names[] = {"llama3", "mistral", "chatml", "zephyr"};
+    for (size_t k = 0; k < sizeof names / sizeof names[0]; k++)
+        if (strcmp(name, names[k]) == 0) return true;
+    return false;
+}
+
+/* lm_model_params for o. A --chat-template that is not a built-in name is read from its file
+ * into *owned (the caller frees it); false with the reason in why when it cannot be. */
+static bool load_params(const cli_load_opts *o, lm_model_params *mp, char **owned, char *why,
+                        size_t cap) {
+    *mp = lm_model_default_params();
+    *owned = NULL;
+    mp->n_threads = o->n_threads;
+    mp->vocab_only = o->vocab_only;
+    /* where the model runs: auto (the default), cpu, cuda or cuda:N (--device is to come) */
     const char *dev = getenv("LOCALLM_DEVICE");
-    if (dev && *dev) mp.device = dev;
+    if (dev && *dev) mp->device = dev;
+    const char *t = o->chat_template;
+    if (t && !is_builtin_template(t)) {
+        *owned = cli_read_file(t, NULL);
+        if (!*owned) {
+            snprintf(why, cap, "--chat-template: '%s' is neither a built-in format (llama3, "
+                     "mistral, chatml, zephyr) nor a readable file: %s", t, strerror(errno));
+            return false;
+        }
+        t = *owned;
+    }
+    mp->chat_template = t;
+    return true;
+}
+
+/* The load error as one sentence that names the path once. */
+static void load_error(const char *path, lm_status st, const lm_error *err, char *why, size_t cap) {
+    if (err->msg[0] && strstr(err->msg, path))
+        snprintf(why, cap, "cannot load model: %s", err->msg);
+    else
+        snprintf(why, cap, "cannot load model '%.400s': %s", path,
+                 err->msg[0] ? err->msg : lm_status_str(st));
+}
+
+bool cli_load(const char *ref, const cli_load_opts *o, lm_model **out, double *load_ms) {
+    *out = NULL;
+    char why[800];
+    lm_model_params mp;
+    char *tpl = NULL;
+    if (!load_params(o, &mp, &tpl, why, sizeof why)) {
+        cli_error("%s", why);
+        return false;
+    }
+    char resolved[4096];
+    if (!cli_resolve_ref(ref, o->n_ctx, resolved, sizeof resolved)) {
+        free(tpl);
+        return false;
+    }
     progress_state ps = {.last_percent = -1, .drawn = false};
-    if (isatty(STDERR_FILENO) && worth_a_bar(path)) {
+    if (isatty(STDERR_FILENO) && !o->vocab_only && worth_a_bar(resolved)) {
         mp.progress = draw_progress;
         mp.progress_user = &ps;
     }
     lm_error err = {0};
     double t0 = cli_now_ms();
-    lm_status st = lm_model_load(path, &mp, out, &err);
+    lm_status st = lm_model_load(resolved, &mp, out, &err);
     double t1 = cli_now_ms();
+    free(tpl);
     if (ps.drawn) fputs("\r\033[K", stderr);
     if (st != LM_OK) {
         *out = NULL;
-        if (err.msg[0] && strstr(err.msg, path))
-            cli_error("cannot load model: %s", err.msg); /* the message names the path */
-        else if (err.msg[0])
-            cli_error("cannot load model '%s': %s", path, err.msg);
-        else
-            cli_error("cannot load model '%s': %s", path, lm_status_str(st));
+        load_error(resolved, st, &err, why, sizeof why);
+        cli_error("%s", why);
         return false;
     }
     if (load_ms) *load_ms = t1 - t0;
     return true;
+}
+
+bool cli_engine_new(const lm_model *model, lm_engine **out) {
+    lm_error err = {0};
+    if (lm_engine_new(model, NULL, out, &err) != LM_OK) {
+        cli_error("cannot start the engine: %s", err.msg[0] ? err.msg : "unknown error");
+        return false;
+    }
+    return true;
+}
+
+bool cli_load_model(const char *ref, int32_t n_threads, lm_model **out, double *load_ms) {
+    cli_load_opts o = {.n_threads = n_threads};
+    return cli_load(ref, &o, out, load_ms);
+}
+
+bool cli_load_quiet(const char *ref, const cli_load_opts *o, lm_model **out, char *why,
+                    size_t cap) {
+    *out = NULL;
+    lm_model_params mp;
+    char *tpl = NULL;
+    if (!load_params(o, &mp, &tpl, why, cap)) return false;
+    char resolved[4096];
+    char *cache = cli_hf_cache_dir();
+    lm_error err = {0};
+    lm_status st = lm_resolve_model(ref, cache, resolved, sizeof resolved, &err);
+    free(cache);
+    if (st != LM_OK) {
+        free(tpl);
+        snprintf(why, cap, "cannot load model: %s", err.msg);
+        return false;
+    }
+    st = lm_model_load(resolved, &mp, out, &err);
+    free(tpl);
+    if (st != LM_OK) {
+        *out = NULL;
+        load_error(resolved, st, &err, why, cap);
+        return false;
+    }
+    return true;
+}
+
+int cli_gen_opt(const cli_args *a, int id, lm_gen_params *gp, size_t *n_stop) {
+    bool ok = true;
+    switch (id) {
+    case CLI_O_N_PREDICT: ok = cli_args_i32(a, -1, INT32_MAX, &gp->max_tokens); break;
+    case CLI_O_TEMP: ok = cli_args_float(a, 0.0f, 100.0f, &gp->temperature); break;
+    case CLI_O_TOP_K: ok = cli_args_i32(a, 0, INT32_MAX, &gp->top_k); break;
+    case CLI_O_TOP_P: ok = cli_args_float(a, 0.0f, 1.0f, &gp->top_p); break;
+    case CLI_O_MIN_P: ok = cli_args_float(a, 0.0f, 1.0f, &gp->min_p); break;
+    case CLI_O_REPEAT_PENALTY: ok = cli_args_float(a, 0.0f, 100.0f, &gp->repeat_penalty); break;
+    case CLI_O_SEED: ok = cli_args_u64(a, &gp->seed); break;
+    case CLI_O_STOP:
+        /* the list is NULL-terminated inside a fixed array, so one slot stays NULL */
+        if (*n_stop + 1 >= LM_MAX_STOP) {
+            cli_usage_error(a->cmd->name, "%s: at most %d stop strings", a->opt, LM_MAX_STOP - 1);
+            return -1;
+        }
+        if (!*a->val) {
+            cli_usage_error(a->cmd->name, "%s: the stop string is empty", a->opt);
+            return -1;
+        }
+        gp->stop[(*n_stop)++] = a->val;
+        break;
+    default: return 0;
+    }
+    return ok ? 1 : -1;
+}
+
+char *cli_read_stream(FILE *f, size_t *len) {
+    size_t cap = 4096, n = 0;
+    char *buf = malloc(cap);
+    while (buf) {
+        if (n + 1 >= cap) {
+            char *nb = realloc(buf, cap * 2);
+            if (!nb) {
+                free(buf);
+                buf = NULL;
+                errno = ENOMEM;
+                break;
+            }
+            buf = nb;
+            cap *= 2;
+        }
+        size_t got = fread(buf + n, 1, cap - n - 1, f);
+        n += got;
+        if (got == 0) break;
+    }
+    if (buf && ferror(f)) {
+        free(buf);
+        return NULL;
+    }
+    if (!buf) return NULL;
+    buf[n] = '\0';
+    if (len) *len = n;
+    return buf;
+}
+
+char *cli_read_file(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    char *s = cli_read_stream(f, len);
+    int e = errno;
+    fclose(f);
+    errno = e;
+    return s;
 }
 
 void cli_json_string(FILE *f, const char *s) {

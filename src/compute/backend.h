@@ -109,6 +109,11 @@ typedef struct cm_net {
     cm_matrix output;          /* (n_vocab, n_embd); the embedding when tied */
     const float *output_norm;
     void *backend_data;        /* what prepare made (plans, device copies); release frees it */
+    /* Called by prepare for each matrix whose bytes it copied into a layout of its own, as soon
+     * as it has: the source (a view into the model's mapped file) may leave resident memory, so a
+     * repacked model never holds both copies at once. May be NULL. */
+    void (*drop)(void *user, const void *data, size_t bytes);
+    void *drop_user;
 } cm_net;
 
 /* ---- batches ----

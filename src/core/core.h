@@ -67,6 +67,10 @@ typedef struct lm_file {
 /* Maps (or reads, when use_mmap is false) the whole file. Errors name the path. */
 lm_status lm_file_open(lm_file *f, const char *path, bool use_mmap, lm_error *err);
 void lm_file_close(lm_file *f);
+/* The pages of [p, p + n) of a mapped file are not needed any more (their bytes were copied into
+ * another layout): they leave the process's resident memory and are read again from the file
+ * only if touched. Whole pages inside the range only; nothing for a file read into memory. */
+void lm_file_release(const lm_file *f, const void *p, size_t n);
 /* Reads a whole file into a NUL-terminated heap buffer (freed with lm_free). */
 lm_status lm_read_text(const char *path, char **out, size_t *len, lm_error *err);
 bool lm_path_exists(const char *path);
@@ -77,15 +81,26 @@ char *lm_path_join(const char *dir, const char *name);
 /* ---- thread pool ---- */
 
 typedef struct lm_pool lm_pool;
-/* fn runs on every thread of the pool, the caller's included, with ith in [0, nth). */
+/* One chunk of a run: chunk in [0, n_chunks), on thread ith (for what is per thread). */
+typedef void (*lm_chunk_fn)(void *ctx, int chunk, int n_chunks, int ith);
+/* The classic split: fn(ctx, ith, nth) for every ith in [0, nth), nth the pool's size. */
 typedef void (*lm_task_fn)(void *ctx, int ith, int nth);
 
 /* n_threads counts the caller: 1 starts no thread. NULL on failure. */
 lm_pool *lm_pool_new(int n_threads);
 void lm_pool_free(lm_pool *p);
 int lm_pool_size(const lm_pool *p);
-/* Runs fn on all threads and returns when all are done. One run at a time per pool. */
+/* Runs fn on each chunk once, the chunks taken from a shared counter by the threads that take
+ * part (the caller among them), and returns when all are done. One run at a time per pool, from
+ * any one thread at a time. */
+void lm_pool_run_chunks(lm_pool *p, lm_chunk_fn fn, void *ctx, int n_chunks);
+/* lm_pool_run_chunks with lm_pool_size(p) chunks, chunk c given to fn as ith = c (per-thread
+ * scratch indexed by ith stays private to the chunk running it). */
 void lm_pool_run(lm_pool *p, lm_task_fn fn, void *ctx);
+/* Threads taking part now (the pool drops threads the OS keeps preempting, core/pool.c), and a
+ * fixed number instead (tests, benchmarks). */
+int lm_pool_active(const lm_pool *p);
+void lm_pool_set_active(lm_pool *p, int n);
 /* Number of online cores. */
 int lm_cpu_count(void);
 

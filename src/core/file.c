@@ -8,6 +8,18 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+void lm_file_release(const lm_file *f, const void *p, size_t n) {
+    if (!f->mapped || !p || n == 0) return;
+    uintptr_t lo = (uintptr_t)p, hi = lo + n, base = (uintptr_t)f->data, end = base + f->size;
+    if (lo < base || hi > end || hi < lo) return;
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    if (!page) return;
+    /* only whole pages inside the range: the neighbours' bytes stay */
+    lo = (lo + page - 1) & ~(page - 1);
+    hi &= ~(page - 1);
+    if (hi > lo) madvise((void *)lo, hi - lo, MADV_DONTNEED);
+}
+
 lm_status lm_file_open(lm_file *f, const char *path, bool use_mmap, lm_error *err) {
     memset(f, 0, sizeof *f);
     int fd = open(path, O_RDONLY | O_CLOEXEC);

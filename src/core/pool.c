@@ -1,15 +1,26 @@
-/* core/pool.c: a persistent thread pool. Workers spin briefly on a generation counter, then sleep
- * on a condition variable, so back-to-back matmuls of one token cost no syscalls while an idle
- * model costs no CPU. The caller is thread 0 of every run. */
+/* core/pool.c: a persistent thread pool whose runs are split into chunks that threads take from a
+ * shared counter, and which lets go of threads the machine does not give it.
+ * Owns: waking workers (a short spin on a generation counter, then a condition variable, so
+ * back-to-back runs of one token cost no syscalls while an idle model costs no CPU), handing out
+ * chunks, waiting for a run's end, and the number of threads that take part.
+ *
+ * Why chunks from a counter: a run ends when its last chunk is done. Split statically, one thread
+ * that the OS preempted (speech recognition or TTS beside the model) stalls every run until it is
+ * scheduled again; with chunks taken by whoever is running, a thread that is off the CPU when a
+ * run starts takes nothing and the others do its share.
+ * Why fewer threads under contention: a thread preempted in the middle of a chunk still stalls the
+ * run. The caller measures how long it waits for others after its own last chunk; when waits of
+ * over a millisecond (a time slice lost, not a slow chunk) happen in more than 1 run in 32, the
+ * pool uses one thread less, and after a while tries one more again (a probe), keeping it if the
+ * waits stay rare. The caller is thread 0 of every run and always takes part. */
 #include "core.h"
 
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
 #include <unistd.h>
-#if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
-#define CPU_RELAX() _mm_pause()
+#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
+#define CPU_RELAX() __builtin_ia32_pause() /* no ISA header outside src/compute */
 #elif defined(__aarch64__)
 #define CPU_RELAX() __asm__ __volatile__("yield")
 #else
@@ -17,6 +28,10 @@
 #endif
 
 #define SPIN_ITERS 20000
+#define STALL_NS 1000000ull      /* a wait this long means a thread lost its time slice */
+#define WINDOW 256               /* runs per decision */
+#define MAX_STALLS (WINDOW / 32)
+#define PROBE_AFTER_NS 2000000000ull /* first probe for a dropped thread after 2 s, then longer */
 
 typedef struct worker {
     struct lm_pool *pool;
@@ -27,24 +42,68 @@ typedef struct worker {
 struct lm_pool {
     int n;
     worker *workers;
-    lm_task_fn fn;           /* written before gen is bumped, read after */
-    void *ctx;
-    atomic_uint gen;         /* bumped once per run */
-    atomic_int pending;      /* workers still running the current task */
+    /* the run: written by the caller before the claim word is published */
+    _Atomic(lm_chunk_fn) fn;
+    _Atomic(void *) ctx;
+    atomic_int n_chunks;
+    atomic_uint_fast64_t claim;  /* run generation << 32 | next chunk to take */
+    atomic_int done;             /* chunks finished in the current run */
+    atomic_uint gen;             /* bumped once per run (what sleeping workers watch) */
+    atomic_int n_active;         /* threads taking part, 1..n */
     atomic_int n_sleeping;
     atomic_bool stop;
     pthread_mutex_t mu;
-    pthread_cond_t cv;
+    pthread_cond_t cv;           /* a run started (for threads that take part) */
+    pthread_cond_t idle_cv;      /* n_active grew (for those that do not) */
+    /* adaptivity: the caller's alone */
+    int runs, stalls;            /* in the current window */
+    int n_best;                  /* threads before a probe, to fall back to */
+    bool probing;
+    uint64_t probe_at;           /* when to try one more thread (ns), 0: never */
+    uint64_t probe_wait;
 };
+
+/* Takes and runs chunks of run g until none is left; returns how many it ran. */
+static int take_chunks(lm_pool *p, uint32_t g, int ith) {
+    int ran = 0;
+    for (;;) {
+        uint64_t v = atomic_load_explicit(&p->claim, memory_order_acquire);
+        if ((uint32_t)(v >> 32) != g) break;
+        lm_chunk_fn fn = atomic_load_explicit(&p->fn, memory_order_relaxed);
+        void *ctx = atomic_load_explicit(&p->ctx, memory_order_relaxed);
+        int n = atomic_load_explicit(&p->n_chunks, memory_order_relaxed);
+        int c = (int)(uint32_t)v;
+        if (c >= n) break;
+        /* a successful claim proves run g is still on, so fn, ctx and n were its own */
+        if (!atomic_compare_exchange_weak_explicit(&p->claim, &v, v + 1, memory_order_acq_rel, memory_order_acquire))
+            continue;
+        fn(ctx, c, n, ith);
+        atomic_fetch_add_explicit(&p->done, 1, memory_order_release);
+        ran++;
+    }
+    return ran;
+}
 
 static void *worker_main(void *arg) {
     worker *w = arg;
     lm_pool *p = w->pool;
     unsigned seen = 0; /* gen at creation: a run may start before this thread does */
     for (;;) {
+        if (w->ith >= atomic_load(&p->n_active)) {
+            /* not taking part: sleep until the pool wants this thread again */
+            pthread_mutex_lock(&p->mu);
+            while (w->ith >= atomic_load(&p->n_active) && !atomic_load(&p->stop))
+                pthread_cond_wait(&p->idle_cv, &p->mu);
+            pthread_mutex_unlock(&p->mu);
+            if (atomic_load(&p->stop)) return NULL;
+            unsigned g = atomic_load(&p->gen);
+            take_chunks(p, g, w->ith); /* joins a run in flight, if any */
+            seen = g;
+            continue;
+        }
         unsigned g;
         int spins = 0;
-        while ((g = atomic_load(&p->gen)) == seen && !atomic_load(&p->stop)) {
+        while ((g = atomic_load(&p->gen)) == seen && !atomic_load(&p->stop) && w->ith < atomic_load(&p->n_active)) {
             if (++spins < SPIN_ITERS) {
                 CPU_RELAX();
                 continue;
@@ -57,9 +116,9 @@ static void *worker_main(void *arg) {
             spins = 0;
         }
         if (atomic_load(&p->stop)) return NULL;
+        if (g == seen) continue; /* left the run-taking threads meanwhile */
         seen = g;
-        p->fn(p->ctx, w->ith, p->n);
-        atomic_fetch_sub_explicit(&p->pending, 1, memory_order_release);
+        take_chunks(p, g, w->ith);
     }
 }
 
@@ -68,12 +127,20 @@ lm_pool *lm_pool_new(int n_threads) {
     lm_pool *p = lm_calloc(1, sizeof *p);
     if (!p) return NULL;
     p->n = n_threads;
+    atomic_init(&p->fn, NULL);
+    atomic_init(&p->ctx, NULL);
+    atomic_init(&p->n_chunks, 0);
+    atomic_init(&p->claim, 0);
+    atomic_init(&p->done, 0);
     atomic_init(&p->gen, 0);
-    atomic_init(&p->pending, 0);
+    atomic_init(&p->n_active, n_threads);
     atomic_init(&p->n_sleeping, 0);
     atomic_init(&p->stop, false);
+    p->n_best = n_threads;
+    p->probe_wait = PROBE_AFTER_NS;
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cv, NULL);
+    pthread_cond_init(&p->idle_cv, NULL);
     if (n_threads > 1) {
         p->workers = lm_calloc((size_t)n_threads, sizeof *p->workers);
         if (!p->workers) {
@@ -98,37 +165,131 @@ void lm_pool_free(lm_pool *p) {
     pthread_mutex_lock(&p->mu);
     atomic_store(&p->stop, true);
     pthread_cond_broadcast(&p->cv);
+    pthread_cond_broadcast(&p->idle_cv);
     pthread_mutex_unlock(&p->mu);
     if (p->workers)
         for (int i = 1; i < p->n; i++) pthread_join(p->workers[i].thread, NULL);
     pthread_mutex_destroy(&p->mu);
     pthread_cond_destroy(&p->cv);
+    pthread_cond_destroy(&p->idle_cv);
     lm_free(p->workers);
     lm_free(p);
 }
 
 int lm_pool_size(const lm_pool *p) { return p ? p->n : 1; }
+int lm_pool_active(const lm_pool *p) { return p ? atomic_load(&((lm_pool *)p)->n_active) : 1; }
+
+/* Sets the threads that take part; wakes those that now do. */
+static void set_active(lm_pool *p, int n) {
+    int was = atomic_exchange(&p->n_active, n);
+    if (n > was) {
+        pthread_mutex_lock(&p->mu);
+        pthread_cond_broadcast(&p->idle_cv);
+        pthread_mutex_unlock(&p->mu);
+    }
+}
+
+void lm_pool_set_active(lm_pool *p, int n) {
+    if (!p) return;
+    n = n < 1 ? 1 : n > p->n ? p->n : n;
+    set_active(p, n);
+    p->n_best = n;
+    p->probing = false;
+    p->probe_at = 0;
+    p->runs = p->stalls = 0;
+}
+
+/* After each run: counts the caller's long waits and moves the number of threads. */
+static void adapt(lm_pool *p, uint64_t now, bool stalled) {
+    int act = atomic_load(&p->n_active);
+    p->runs++;
+    p->stalls += stalled;
+    if (p->probing && p->stalls > MAX_STALLS) {
+        /* the probe failed: back, and wait longer before the next one */
+        set_active(p, p->n_best);
+        p->probing = false;
+        p->probe_wait = p->probe_wait * 2 < 16 * PROBE_AFTER_NS ? p->probe_wait * 2 : 16 * PROBE_AFTER_NS;
+        p->probe_at = now + p->probe_wait;
+        p->runs = p->stalls = 0;
+        return;
+    }
+    if (p->runs >= WINDOW) {
+        if (p->stalls > MAX_STALLS && act > 1) {
+            set_active(p, act - 1);
+            p->n_best = act - 1;
+            p->probe_at = now + p->probe_wait;
+        } else if (p->probing) {
+            p->n_best = act; /* the extra thread earns its place */
+            p->probe_wait = PROBE_AFTER_NS;
+            p->probe_at = act < p->n ? now + p->probe_wait : 0;
+        }
+        p->probing = false;
+        p->runs = p->stalls = 0;
+    }
+    if (!p->probing && p->probe_at && now >= p->probe_at && act < p->n) {
+        set_active(p, act + 1);
+        p->probing = true;
+        p->probe_at = 0;
+        p->runs = p->stalls = 0;
+    }
+}
+
+void lm_pool_run_chunks(lm_pool *p, lm_chunk_fn fn, void *ctx, int n_chunks) {
+    if (n_chunks <= 0) return;
+    if (!p || p->n == 1) {
+        for (int c = 0; c < n_chunks; c++) fn(ctx, c, n_chunks, 0);
+        return;
+    }
+    atomic_store_explicit(&p->fn, fn, memory_order_relaxed);
+    atomic_store_explicit(&p->ctx, ctx, memory_order_relaxed);
+    atomic_store_explicit(&p->n_chunks, n_chunks, memory_order_relaxed);
+    atomic_store_explicit(&p->done, 0, memory_order_relaxed);
+    uint32_t g = atomic_load(&p->gen) + 1;
+    atomic_store_explicit(&p->claim, (uint64_t)g << 32, memory_order_release);
+    atomic_store(&p->gen, g); /* seq_cst: pairs with the n_sleeping check below */
+    if (atomic_load(&p->n_sleeping) > 0) {
+        pthread_mutex_lock(&p->mu);
+        pthread_cond_broadcast(&p->cv);
+        pthread_mutex_unlock(&p->mu);
+    }
+    take_chunks(p, g, 0);
+    uint64_t t_own = 0;
+    int spins = 0;
+    while (atomic_load_explicit(&p->done, memory_order_acquire) < n_chunks) {
+        if (!t_own) t_own = lm_time_ns();
+        if (++spins < 2000) CPU_RELAX();
+        else sched_yield(); /* the one we wait for may want this core */
+    }
+    uint64_t now = t_own ? lm_time_ns() : 0;
+    if (t_own || p->probe_at || p->probing) {
+        if (!now) now = lm_time_ns();
+        adapt(p, now, t_own && now - t_own > STALL_NS);
+    } else if (++p->runs >= WINDOW) {
+        p->runs = p->stalls = 0; /* nobody kept the caller waiting: nothing to decide */
+    }
+}
+
+/* The classic form: n chunks of the pool's size, so a kernel that splits its work by (ith, nth)
+ * and keeps per-thread scratch by ith runs unchanged: each chunk index runs once per run, on
+ * whichever thread takes it. */
+typedef struct static_run {
+    lm_task_fn fn;
+    void *ctx;
+} static_run;
+
+static void static_chunk(void *ctx, int chunk, int n_chunks, int ith) {
+    (void)ith;
+    static_run *r = ctx;
+    r->fn(r->ctx, chunk, n_chunks);
+}
 
 void lm_pool_run(lm_pool *p, lm_task_fn fn, void *ctx) {
     if (!p || p->n == 1) {
         fn(ctx, 0, 1);
         return;
     }
-    p->fn = fn;
-    p->ctx = ctx;
-    atomic_store(&p->pending, p->n - 1);
-    atomic_fetch_add(&p->gen, 1); /* seq_cst: pairs with the n_sleeping check below */
-    if (atomic_load(&p->n_sleeping) > 0) {
-        pthread_mutex_lock(&p->mu);
-        pthread_cond_broadcast(&p->cv);
-        pthread_mutex_unlock(&p->mu);
-    }
-    fn(ctx, 0, p->n);
-    int spins = 0;
-    while (atomic_load_explicit(&p->pending, memory_order_acquire) > 0) {
-        if (++spins < SPIN_ITERS) CPU_RELAX();
-        else sched_yield();
-    }
+    static_run r = {fn, ctx};
+    lm_pool_run_chunks(p, static_chunk, &r, p->n);
 }
 
 int lm_cpu_count(void) {

@@ -57,6 +57,22 @@ static const hub_model_entry CATALOG[] = {
      "Meta Llama 3.1 70B Instruct, GGUF Q4_K_M"},
 };
 
+/* A family name without a tag picks its default size, as `ollama run llama3.2` does: the guide's
+ * default for Llama 3.2, and the size Ollama's library tags "latest" for the others. */
+static const struct {
+    const char *family, *name;
+} DEFAULTS[] = {
+    {"llama3.2", "llama3.2:3b"}, {"llama3.1", "llama3.1:8b"}, {"qwen2.5", "qwen2.5:7b"},
+    {"phi3", "phi3:mini"},       {"mistral", "mistral:7b"},
+};
+
+const char *hub_catalog_default(const char *family) {
+    if (!family) return NULL;
+    for (size_t i = 0; i < LM_ARRAY_LEN(DEFAULTS); i++)
+        if (strcmp(DEFAULTS[i].family, family) == 0) return DEFAULTS[i].name;
+    return NULL;
+}
+
 const hub_model_entry *hub_catalog(size_t *n) {
     if (n) *n = LM_ARRAY_LEN(CATALOG);
     return CATALOG;
@@ -64,6 +80,8 @@ const hub_model_entry *hub_catalog(size_t *n) {
 
 const hub_model_entry *hub_catalog_find(const char *name) {
     if (!name) return NULL;
+    const char *full = hub_catalog_default(name);
+    if (full) name = full;
     for (size_t i = 0; i < LM_ARRAY_LEN(CATALOG); i++)
         if (strcmp(CATALOG[i].name, name) == 0) return &CATALOG[i];
     return NULL;
@@ -87,7 +105,8 @@ lm_status hub_expand_ref(const char *ref, char *out, size_t cap, lm_error *err) 
     if (!e && hub_is_short_name(ref))
         return lm_fail(err, LM_ERR_IO,
                        "%s: unknown model name; known names include llama3.2:3b, qwen2.5:7b, phi3:mini, "
-                       "mistral:7b, llama3.1:8b (add -gguf for GGUF); 'locallm ls --available' lists them all",
+                       "mistral:7b, llama3.1:8b (add -gguf for GGUF; llama3.2 alone is llama3.2:3b); "
+                       "'locallm ls --available' lists them all",
                        ref);
     const char *s = e ? e->repo : ref;
     size_t n = strlen(s);

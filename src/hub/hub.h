@@ -70,8 +70,11 @@ typedef struct hub_model_entry {
 
 /* The whole table (constant, static storage) and its length. */
 const hub_model_entry *hub_catalog(size_t *n);
-/* The entry for a short name (exact, case-sensitive), NULL when there is none. */
+/* The entry for a short name (exact, case-sensitive; a family name without a tag, "llama3.2",
+ * gives its default size), NULL when there is none. */
 const hub_model_entry *hub_catalog_find(const char *name);
+/* The full short name a family name stands for ("llama3.2" -> "llama3.2:3b"), or NULL. Static. */
+const char *hub_catalog_default(const char *family);
 /* True when ref looks like a short name (no '/', has ':' or only [a-z0-9.-]) and is not a path. */
 bool hub_is_short_name(const char *ref);
 /* Expands ref into out: a catalog short name becomes its repo id, anything else is copied as is.

@@ -77,6 +77,12 @@ static int guess_tool_format(const lm_model *m) {
     return CHAT_TOOLS_HERMES; /* the most common convention of small chat models */
 }
 
+/* cm_net.drop: a weight the backend copied leaves resident memory (whole pages of the mapping). */
+static void drop_pages(void *user, const void *data, size_t bytes) {
+    const lm_model *m = user;
+    lm_file_release(&m->gguf->file, data, bytes);
+}
+
 /* The network description the backend runs, from the loaded hyper-parameters. */
 static void fill_net(lm_model *m) {
     const lm_hparams *hp = &m->hp;
@@ -134,13 +140,17 @@ lm_status lm_model_load(const char *path, const lm_model_params *params, lm_mode
         model_destroy(m);
         return lm_fail(err, LM_ERR_CANCELLED, "%s: loading cancelled", path);
     }
+    /* a vocabulary alone needs no device */
     bool auto_dev = false;
-    lm_status st = make_backend(&p, &m->log, &auto_dev, &m->be, err);
+    lm_status st = p.vocab_only ? LM_OK : make_backend(&p, &m->log, &auto_dev, &m->be, err);
     if (st) {
         model_destroy(m);
         return st;
     }
-    if (lm_is_dir(path)) st = lm_model_load_hf(m, path, &p, err);
+    if (p.vocab_only) st = lm_model_load_vocab(m, path, &p, err);
+    else if (lm_is_dir(path) && lm_model_is_tokenizer_only(path))
+        st = lm_fail(err, LM_ERR_UNSUPPORTED, "%s: a tokenizer without a model (tokenizer.json, no config.json): it can tokenize and render templates (vocab_only), not run", path);
+    else if (lm_is_dir(path)) st = lm_model_load_hf(m, path, &p, err);
     else if (lm_path_exists(path)) st = lm_model_load_gguf(m, path, &p, err);
     else st = lm_fail(err, LM_ERR_IO, "%s: no such file or folder", path);
     if (st) {
@@ -185,32 +195,41 @@ lm_status lm_model_load(const char *path, const lm_model_params *params, lm_mode
         if (st) lm_log(&m->log, 1, "%s: the chat template does not parse: %s", path, m->tmpl_err.msg);
     }
     m->tool_format = guess_tool_format(m);
-    m->n_threads = p.n_threads > 0 ? p.n_threads : lm_cpu_count();
-    fill_net(m);
-    st = m->be->ops->prepare(m->be, &m->net, p.progress, p.progress_user, err);
-    if (st && auto_dev && (st == LM_ERR_NOMEM || st == LM_ERR_UNSUPPORTED)) {
-        /* auto: weights that do not fit the GPU, or a type it cannot run, stay on the CPU */
-        lm_log(&m->log, 1, "%s: %s; running on the CPU instead", path, err ? err->msg : lm_status_str(st));
-        cm_backend_free(m->be);
-        m->be = NULL;
-        lm_error_clear(err);
-        st = cm_backend_cpu_new(p.force_ref_kernels, &m->be, err);
-        if (!st) st = m->be->ops->prepare(m->be, &m->net, p.progress, p.progress_user, err);
-    }
-    if (st) {
-        model_destroy(m);
-        return st;
+    /* a vocabulary alone never runs the model */
+    m->n_threads = p.vocab_only ? 1 : p.n_threads > 0 ? p.n_threads : lm_cpu_count();
+    if (!p.vocab_only) {
+        fill_net(m);
+        if (m->gguf) {
+            m->net.drop = drop_pages;
+            m->net.drop_user = m;
+        }
+        st = m->be->ops->prepare(m->be, &m->net, p.progress, p.progress_user, err);
+        if (st && auto_dev && (st == LM_ERR_NOMEM || st == LM_ERR_UNSUPPORTED)) {
+            /* auto: weights that do not fit the GPU, or a type it cannot run, stay on the CPU */
+            lm_log(&m->log, 1, "%s: %s; running on the CPU instead", path, err ? err->msg : lm_status_str(st));
+            cm_backend_free(m->be);
+            m->be = NULL;
+            lm_error_clear(err);
+            st = cm_backend_cpu_new(p.force_ref_kernels, &m->be, err);
+            if (!st) st = m->be->ops->prepare(m->be, &m->net, p.progress, p.progress_user, err);
+        }
+        if (st) {
+            model_destroy(m);
+            return st;
+        }
     }
     if (p.progress && p.progress(1.0f, "ready", p.progress_user)) {
         model_destroy(m);
         return lm_fail(err, LM_ERR_CANCELLED, "%s: loading cancelled", path);
     }
-    if (!build_quant_summary(m)) {
+    if (p.vocab_only) {
+        snprintf(m->quant_summary, sizeof m->quant_summary, "none (vocabulary only)");
+    } else if (!build_quant_summary(m)) {
         model_destroy(m);
         return lm_fail_nomem(err, "weight type summary");
     }
     lm_log(&m->log, 2, "%s: %s %s, %d layers, device %s (kernels %s)", path, m->arch_name, m->format,
-           (int)m->hp.n_layer, m->be->ops->name, m->be->ops->describe(m->be));
+           (int)m->hp.n_layer, m->be ? m->be->ops->name : "none", m->be ? m->be->ops->describe(m->be) : "none (vocabulary only)");
     m->magic = LM_MODEL_MAGIC;
     *out = m;
     return LM_OK;
@@ -286,7 +305,7 @@ void lm_model_get_info(const lm_model *m, lm_model_info *o) {
     if (!m) return;
     o->arch = m->arch_name;
     o->format = m->format;
-    o->kernels = m->be->ops->describe(m->be);
+    o->kernels = m->be ? m->be->ops->describe(m->be) : "none";
     o->n_vocab = m->hp.n_vocab;
     o->n_ctx_train = m->hp.n_ctx_train;
     o->n_embd = m->hp.n_embd;

@@ -84,6 +84,11 @@ void lm_model_release(const lm_model *m);
 /* Loaders (model/load.c). */
 lm_status lm_model_load_gguf(lm_model *m, const char *path, const lm_model_params *p, lm_error *err);
 lm_status lm_model_load_hf(lm_model *m, const char *dir, const lm_model_params *p, lm_error *err);
+/* The vocabulary and chat template alone (lm_model_params.vocab_only; model/vocab.c): from a GGUF
+ * file, a tokenizer.json file, or a folder holding tokenizer.json. m->net.layers stays NULL. */
+lm_status lm_model_load_vocab(lm_model *m, const char *path, const lm_model_params *p, lm_error *err);
+/* True when the folder holds tokenizer.json but no config.json. */
+bool lm_model_is_tokenizer_only(const char *dir);
 lm_status lm_model_keep(lm_model *m, void *p); /* takes ownership; frees p on failure */
 bool lm_model_is_eog(const lm_model *m, lm_token id);
 

@@ -260,7 +260,7 @@ static lm_status local_chat(lm_provider *p, const lm_message *msgs, size_t n, co
     size_t reserve = gp.max_tokens > 0 ? (size_t)gp.max_tokens : 0;
     chat_prompt pr;
     lm_error err = {0};
-    lm_status st = chat_prompt_build(m, lp->n_ctx, msgs, n, &cp, reserve, &pr, &err);
+    lm_status st = chat_prompt_build(m, lp->n_ctx, msgs, n, &cp, reserve, &call->cancel, &pr, &err);
     if (st) return call_fail(call, st, "%s: %s", p->name, err.msg);
     if (stats) {
         stats->tokenize_ms = lm_time_ms() - t0;

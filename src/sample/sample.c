@@ -15,6 +15,7 @@ lm_gen_params lm_gen_default_params(void) {
     p.repeat_penalty = 1.0f;
     p.penalty_last_n = 64;
     p.seed = 0xC0FFEE;
+    p.top_logprobs = -1;
     return p;
 }
 

@@ -661,6 +661,16 @@ static enum MHD_Result handle_health(srv *sv, struct MHD_Connection *c) {
     int state = atomic_load(&sv->state);
     if (state == LOAD_READY) {
         cJSON_AddStringToObject(root, "status", "ok");
+        /* what the engine did: forward passes, tokens through them, passes shared by requests */
+        lm_engine_stats es;
+        lm_engine_get_stats(sv->eng, &es);
+        cJSON *e = cJSON_AddObjectToObject(root, "engine");
+        if (e) {
+            cJSON_AddNumberToObject(e, "passes", (double)es.n_passes);
+            cJSON_AddNumberToObject(e, "tokens", (double)es.n_tokens);
+            cJSON_AddNumberToObject(e, "shared_passes", (double)es.n_shared);
+            cJSON_AddNumberToObject(e, "max_requests_in_pass", es.max_seqs_in_pass);
+        }
         return send_json(c, 200, root);
     }
     if (state == LOAD_FAILED) {

@@ -128,7 +128,8 @@ void chat_prompt_free(chat_prompt *p) {
  * found by bisection over the turns (the prompt only shrinks as more are dropped), so a
  * conversation of n messages costs O(log n) renderings, not n. */
 lm_status chat_prompt_build(const lm_model *m, size_t n_ctx, const lm_message *msgs, size_t n,
-                            const lm_chat_params *cp, size_t reserve, chat_prompt *p, lm_error *err) {
+                            const lm_chat_params *cp, size_t reserve, const atomic_bool *cancel, chat_prompt *p,
+                            lm_error *err) {
     memset(p, 0, sizeof *p);
     if (!m->tok) return lm_fail(err, LM_ERR_UNSUPPORTED, "%s: the model has no tokenizer", m->path);
     bool *keep = lm_malloc((n ? n : 1) * sizeof *keep);
@@ -174,6 +175,10 @@ lm_status chat_prompt_build(const lm_model *m, size_t n_ctx, const lm_message *m
             bool *trial = lm_malloc(n * sizeof *trial);
             if (!trial) st = lm_fail_nomem(err, "messages");
             while (!st && lo <= hi) {
+                if (cancel && atomic_load(cancel)) {
+                    st = lm_fail(err, LM_ERR_CANCELLED, "cancelled while the conversation was trimmed to fit");
+                    break;
+                }
                 size_t k = lo + (hi - lo) / 2;
                 memcpy(trial, keep, n * sizeof *trial);
                 for (size_t i = starts[0]; i < starts[k]; i++)
@@ -297,7 +302,7 @@ lm_status lm_session_chat(lm_session *s, const lm_message *msgs, size_t n, const
     size_t reserve = gp.max_tokens > 0 ? (size_t)gp.max_tokens : 0;
     chat_prompt p;
     lm_error err = {0};
-    st = chat_prompt_build(m, s->n_ctx, msgs, n, &cp, reserve, &p, &err);
+    st = chat_prompt_build(m, s->n_ctx, msgs, n, &cp, reserve, &s->cancel, &p, &err);
     if (stats) {
         stats->tokenize_ms = lm_time_ms() - t0;
         stats->n_dropped_messages = st ? 0 : p.n_dropped;

@@ -9,13 +9,15 @@
  *  - every generating session with a token to evaluate gets its one token (decode), unless it is
  *    REQ_QUEUE tokens ahead of its thread;
  *  - then prompts, oldest request first, get what is left of max_batch tokens: each at most its
- *    n_batch, and at most prefill_chunk while any session is generating (so a long prompt is
- *    spread over passes and never stalls the streams of the others);
+ *    n_batch, and while any session is generating at most a chunk that keeps such a pass near
+ *    PASS_TARGET_MS (adapted to the measured pass times, at most prefill_chunk), so a long prompt
+ *    is spread over passes and never stalls the streams of the others;
  *  - a request that wants the logits of every prompt token runs alone in its passes;
  *  - at most max_seqs sessions per pass, and max_logits rows of logits.
  * A new request joins at the next pass; a finished or cancelled one leaves at once. */
 #include "session/session.h"
 
+#include <math.h>
 #include <stdio.h>
 
 lm_engine_params lm_engine_default_params(void) {
@@ -117,7 +119,10 @@ static size_t build_pass(lm_engine *e, cm_batch *b) {
         n_tok++;
         n_seq++;
     }
-    size_t chunk = decoding ? (size_t)e->p.prefill_chunk : max_batch;
+    /* beside generating sessions a prompt goes in chunks sized so that a pass stays near
+       PASS_TARGET_MS (see adapt_chunk), never more than prefill_chunk */
+    size_t chunk = decoding ? (size_t)e->chunk : max_batch;
+    e->mixed = false;
     for (lm_session *s = e->head; s && n_seq < max_seqs && n_tok < max_batch; s = s->next) {
         if (part_of(s) != PART_PROMPT || wants_all_logits(s->req)) continue;
         seq_req *r = s->req;
@@ -131,6 +136,7 @@ static size_t build_pass(lm_engine *e, cm_batch *b) {
         memcpy(e->ids + n_tok, r->ids + r->n_done, n * sizeof *e->ids);
         e->seqs[n_seq] = (cm_seq){.kv = s->kv, .t0 = n_tok, .n = n, .pos0 = s->tokens.n,
                                   .n_logits = last ? 1 : 0, .logits = s->logits};
+        e->mixed = e->mixed || (decoding && n > 1);
         e->seq_sess[n_seq] = s;
         e->seq_final[n_seq] = false;
         n_logits += last ? 1 : 0;
@@ -141,6 +147,30 @@ static size_t build_pass(lm_engine *e, cm_batch *b) {
     b->n_seq = n_seq;
     b->n_logits = n_logits;
     return n_seq;
+}
+
+/* The log-probability of id and the n most likely tokens under the raw logits x (log-softmax). */
+static void log_probs(const float *x, size_t V, lm_token id, int32_t n, req_tok *t) {
+    float mx = x[0];
+    for (size_t i = 1; i < V; i++) mx = x[i] > mx ? x[i] : mx;
+    double sum = 0;
+    for (size_t i = 0; i < V; i++) sum += exp((double)x[i] - mx);
+    float lse = mx + (float)log(sum);
+    t->logprob = x[id] - lse;
+    /* the n best by insertion into a short sorted list */
+    int32_t k = 0;
+    for (size_t i = 0; i < V && n > 0; i++) {
+        float v = x[i];
+        if (k == n && v <= x[t->top_ids[k - 1]]) continue;
+        int32_t j = k < n ? k++ : n - 1;
+        while (j > 0 && x[t->top_ids[j - 1]] < v) {
+            t->top_ids[j] = t->top_ids[j - 1];
+            j--;
+        }
+        t->top_ids[j] = (lm_token)i;
+    }
+    t->n_top = k;
+    for (int32_t j = 0; j < k; j++) t->top_lp[j] = x[t->top_ids[j]] - lse;
 }
 
 /* Samples the next token of a generating request from the logits of its last evaluated token,
@@ -160,6 +190,8 @@ static void gen_next(lm_engine *e, lm_session *s) {
         req_end(r, LM_OK, LM_FINISH_LENGTH, NULL);
         return;
     }
+    size_t V = (size_t)m->hp.n_vocab;
+    if (r->raw) memcpy(r->raw, s->logits, V * sizeof(float));
     lm_token id = smp_sample(r->smp, s->logits, s->tokens.ids, s->tokens.n);
     s->logits_valid = false; /* the sampler works on them in place */
     if (!r->ignore_eos && lm_model_is_eog(m, id)) {
@@ -167,7 +199,10 @@ static void gen_next(lm_engine *e, lm_session *s) {
         req_end(r, LM_OK, LM_FINISH_STOP, NULL);
         return;
     }
-    r->out[(r->out_head + r->out_n) % REQ_QUEUE] = id;
+    req_tok *t = &r->out[(r->out_head + r->out_n) % REQ_QUEUE];
+    t->id = id;
+    t->n_top = 0;
+    if (r->raw) log_probs(r->raw, V, id, r->top_logprobs, t);
     r->out_n++;
     r->n_sampled++;
     if (r->n_sampled >= r->max_new) {
@@ -215,35 +250,65 @@ static bool has_work(lm_engine *e) {
     return false;
 }
 
-static void *scheduler_main(void *arg) {
-    lm_engine *e = arg;
+/* Runs one pass of whatever waits, if any (under mu; mu is let go during the pass). The batch
+ * buffers are the engine's: `running` says who is using them. */
+/* A pass that held both generating sessions and a prompt's chunk: the next chunk is scaled so
+ * that such a pass takes about PASS_TARGET_MS (a token of the generating sessions then never
+ * waits much longer than that: attention over a long prompt's growing context makes later chunks
+ * dearer, and the chunk follows). */
+#define PASS_TARGET_MS 120.0
+
+static void adapt_chunk(lm_engine *e, double ms) {
+    if (!e->mixed || ms <= 0) return;
+    double c = e->chunk * PASS_TARGET_MS / ms;
+    c = c < 8 ? 8 : c > e->p.prefill_chunk ? e->p.prefill_chunk : c;
+    e->chunk = 0.5 * e->chunk + 0.5 * c; /* smoothed: one slow pass (preemption) does not halve it */
+}
+
+static bool one_pass(lm_engine *e) {
     cm_batch b;
     memset(&b, 0, sizeof b);
     b.ids = e->ids;
     b.seqs = e->seqs;
+    if (!build_pass(e, &b)) return false;
+    e->running = true;
+    e->stats.n_passes++;
+    e->stats.n_tokens += b.n_tok;
+    if (b.n_seq > 1) e->stats.n_shared++;
+    if ((int32_t)b.n_seq > e->stats.max_seqs_in_pass) e->stats.max_seqs_in_pass = (int32_t)b.n_seq;
+    pthread_mutex_unlock(&e->mu);
+    double t0 = lm_time_ms();
+    lm_forward(e->model, e->ctx, &b);
+    double ms = lm_time_ms() - t0;
+    pthread_mutex_lock(&e->mu);
+    adapt_chunk(e, ms);
+    after_pass(e, &b);
+    e->running = false;
+    return true;
+}
+
+static void *scheduler_main(void *arg) {
+    lm_engine *e = arg;
     pthread_mutex_lock(&e->mu);
     for (;;) {
         settle(e);
         if (e->stopping) break;
-        if (!has_work(e)) {
-            pthread_cond_wait(&e->work, &e->mu);
-            continue;
-        }
-        if (!build_pass(e, &b)) {
-            pthread_cond_wait(&e->work, &e->mu);
-            continue;
-        }
-        e->stats.n_passes++;
-        e->stats.n_tokens += b.n_tok;
-        if (b.n_seq > 1) e->stats.n_shared++;
-        if ((int32_t)b.n_seq > e->stats.max_seqs_in_pass) e->stats.max_seqs_in_pass = (int32_t)b.n_seq;
-        pthread_mutex_unlock(&e->mu);
-        lm_forward(e->model, e->ctx, &b);
-        pthread_mutex_lock(&e->mu);
-        after_pass(e, &b);
+        if (e->running || !has_work(e) || !one_pass(e)) pthread_cond_wait(&e->work, &e->mu);
     }
     pthread_mutex_unlock(&e->mu);
     return NULL;
+}
+
+/* A session waiting for its evaluation runs the passes itself while the scheduler is not using
+ * the engine: a lone caller's prompt and token-by-token evaluations then cost no hand-over
+ * between threads. Passes it runs serve everyone waiting. Under mu. */
+static void drive_until_done(lm_engine *e, lm_session *s) {
+    while (!s->req->done) {
+        settle(e);
+        if (s->req->done) break;
+        if (e->running || !one_pass(e)) pthread_cond_wait(&s->cv, &e->mu);
+    }
+    pthread_cond_signal(&e->work); /* others may have work left: the scheduler takes over */
 }
 
 /* ---- the sessions' side ---- */
@@ -260,11 +325,13 @@ void engine_submit(lm_engine *e, lm_session *s) {
     if (e->tail) e->tail->next = s;
     else e->head = s;
     e->tail = s;
-    pthread_cond_signal(&e->work);
+    /* an evaluation is driven by its own thread (engine_finish) when the engine is free; a
+       generation is the scheduler's, so the caller's callbacks never hold a pass */
+    if (r->kind == REQ_GEN) pthread_cond_signal(&e->work);
     pthread_mutex_unlock(&e->mu);
 }
 
-size_t engine_wait_tokens(lm_engine *e, lm_session *s, lm_token *out, size_t cap, bool *done) {
+size_t engine_wait_tokens(lm_engine *e, lm_session *s, req_tok *out, size_t cap, bool *done) {
     seq_req *r = s->req;
     pthread_mutex_lock(&e->mu);
     while (!r->done && r->out_n == 0) pthread_cond_wait(&s->cv, &e->mu);
@@ -292,6 +359,7 @@ void engine_stop(lm_engine *e, lm_session *s, size_t keep) {
 
 void engine_finish(lm_engine *e, lm_session *s) {
     pthread_mutex_lock(&e->mu);
+    if (s->req->kind == REQ_EVAL) drive_until_done(e, s);
     while (!s->req->done) pthread_cond_wait(&s->cv, &e->mu);
     lm_session **pp = &e->head, *prev = NULL;
     while (*pp && *pp != s) {
@@ -341,13 +409,15 @@ lm_status lm_engine_new(const lm_model *m, const lm_engine_params *pp, lm_engine
     if (!out) return lm_fail(err, LM_ERR_MISUSE, "lm_engine_new: out is NULL");
     *out = NULL;
     if (!m || m->magic != LM_MODEL_MAGIC) return lm_fail(err, LM_ERR_MISUSE, "lm_engine_new: the model is NULL or freed");
+    if (!m->be || !m->net.layers)
+        return lm_fail(err, LM_ERR_UNSUPPORTED, "%s: loaded with vocab_only: it tokenizes and renders templates, but has no weights to run", m->path);
     lm_engine_params p = pp ? *pp : lm_engine_default_params();
     if (p.n_threads < 0 || p.max_batch < 0 || p.max_seqs < 0 || p.prefill_chunk < 0)
         return lm_fail(err, LM_ERR_MISUSE, "lm_engine_new: n_threads, max_batch, max_seqs and prefill_chunk must not be negative");
     if (p.n_threads == 0) p.n_threads = m->n_threads;
     if (p.max_batch == 0) p.max_batch = 512;
     if (p.max_seqs == 0) p.max_seqs = 16;
-    if (p.prefill_chunk == 0) p.prefill_chunk = 64;
+    if (p.prefill_chunk == 0) p.prefill_chunk = 128;
     if (p.max_seqs > p.max_batch) p.max_seqs = p.max_batch;
     lm_engine *e = lm_calloc(1, sizeof *e);
     if (!e) return lm_fail_nomem(err, "engine");
@@ -358,6 +428,7 @@ lm_status lm_engine_new(const lm_model *m, const lm_engine_params *pp, lm_engine
     e->model = m;
     e->p = p;
     e->max_logits = (size_t)p.max_seqs;
+    e->chunk = p.prefill_chunk < 32 ? p.prefill_chunk : 32; /* grows to what the pass times allow */
     size_t T = (size_t)p.max_batch, S = (size_t)p.max_seqs;
     e->ids = lm_malloc(T * sizeof *e->ids);
     e->seqs = lm_calloc(S, sizeof *e->seqs);

@@ -242,6 +242,14 @@ lm_status session_generate(lm_session *s, const lm_token *prompt, size_t n, cons
     r.smp = &smp;
     r.max_new = max_tok;
     r.ignore_eos = gp.ignore_eos;
+    r.top_logprobs = gp.token_fn && gp.top_logprobs >= 0 ? LM_MIN(gp.top_logprobs, LM_MAX_TOP_LOGPROBS) : -1;
+    if (r.top_logprobs >= 0 && !(r.raw = lm_malloc((size_t)m->hp.n_vocab * sizeof(float)))) {
+        smp_free(&smp);
+        smp_stop_free(&g.stop);
+        tok_stream_free(g.ts);
+        lm_free(g.itl);
+        return session_fail(s, LM_ERR_NOMEM, "out of memory for log-probabilities");
+    }
     r.pending = -1;
     r.stop_token = -1;
     double t_submit = lm_time_ms();
@@ -251,18 +259,24 @@ lm_status session_generate(lm_session *s, const lm_token *prompt, size_t n, cons
     lm_finish finish = LM_FINISH_NONE;
     size_t n_gen = 0, keep = SIZE_MAX;
     bool stopping = false, done = false;
-    lm_token got[REQ_QUEUE];
+    req_tok got[4];
     while (!done) {
-        size_t k = engine_wait_tokens(e, s, got, REQ_QUEUE, &done);
+        size_t k = engine_wait_tokens(e, s, got, LM_ARRAY_LEN(got), &done);
         for (size_t i = 0; i < k && !stopping; i++) {
             n_gen++;
             double now = lm_time_ms();
             if (n_gen > 1 && g.n_itl < g.cap_itl) g.itl[g.n_itl++] = now - g.t_prev;
             g.t_prev = now;
+            bool token_stop = false;
+            if (gp.token_fn) {
+                lm_token_info ti = {got[i].id, r.top_logprobs >= 0 ? got[i].logprob : 0.0f, got[i].n_top, got[i].top_ids,
+                                    got[i].top_lp};
+                token_stop = gp.token_fn(&ti, gp.token_user) != 0;
+            }
             lm_buf_reset(&g.piece);
-            tok_stream_push(g.ts, got[i], &g.piece);
+            tok_stream_push(g.ts, got[i].id, &g.piece);
             smp_stop_push(&g.stop, g.piece.data ? g.piece.data : "", g.piece.len, &g.text);
-            if (deliver(&g)) {
+            if (deliver(&g) || token_stop) {
                 finish = LM_FINISH_CANCELLED;
                 keep = n_gen; /* the token was delivered: it stays in the context */
             } else if (g.stop.hit) {
@@ -316,6 +330,7 @@ lm_status session_generate(lm_session *s, const lm_token *prompt, size_t n, cons
     smp_stop_free(&g.stop);
     tok_stream_free(g.ts);
     lm_free(g.itl);
+    lm_free(r.raw);
     lm_buf_free(&g.piece);
     lm_buf_free(&g.text);
     return st;

@@ -22,6 +22,15 @@ typedef enum req_kind { REQ_EVAL, REQ_GEN } req_kind;
 
 #define REQ_QUEUE 16 /* sampled tokens the scheduler may run ahead of the session's thread */
 
+/* A sampled token on its way to the session's thread. */
+typedef struct req_tok {
+    lm_token id;
+    float logprob;                             /* when the request wants log-probabilities */
+    int32_t n_top;
+    lm_token top_ids[LM_MAX_TOP_LOGPROBS];
+    float top_lp[LM_MAX_TOP_LOGPROBS];
+} req_tok;
+
 typedef struct seq_req {
     req_kind kind;
     const lm_token *ids;      /* the prompt (borrowed: the caller waits), appended to the cache */
@@ -32,10 +41,12 @@ typedef struct seq_req {
     smp_sampler *smp;         /* the session's sampler, used by the scheduler while active */
     size_t max_new;           /* tokens to generate at most */
     bool ignore_eos;
+    int32_t top_logprobs;     /* -1: none; else log-probabilities and this many alternatives */
+    float *raw;               /* n_vocab: the logits before sampling, when top_logprobs >= 0 */
     lm_token pending;         /* sampled, not evaluated yet; -1: none */
     size_t n_sampled;         /* tokens sampled (each handed to the session, but an EOG) */
     size_t n_gen_evaluated;   /* generated tokens evaluated into the cache */
-    lm_token out[REQ_QUEUE];  /* (mu) sampled tokens the session has not taken yet: a ring */
+    req_tok out[REQ_QUEUE];   /* (mu) sampled tokens the session has not taken yet: a ring */
     size_t out_head, out_n;   /* (mu) */
     bool stop;                /* (mu) the session asks to end: keep its first `keep` generated
                                  tokens in the cache (evaluating the last if it is not yet) */
@@ -72,12 +83,15 @@ struct lm_engine {
     cm_ctx *ctx;
     lm_engine_params p;
     size_t max_logits;        /* rows of logits a pass may hold for several sessions */
+    double chunk;             /* (mu) tokens of a prompt per pass beside generating sessions */
+    bool mixed;               /* (mu) the pass being run holds both */
     pthread_t thread;
     bool thread_started;
     pthread_mutex_t mu;
     pthread_cond_t work;      /* a request arrived or changed, or stopping */
     lm_session *head, *tail;  /* (mu) sessions with a request, oldest first */
     bool stopping;            /* (mu) */
+    bool running;             /* (mu) a pass is being run (by the scheduler or a session) */
     atomic_int refs;          /* the caller's handle and each session */
     lm_engine_stats stats;    /* (mu) */
     /* the pass being built and run: the scheduler thread only */
@@ -91,7 +105,7 @@ struct lm_engine {
 void engine_submit(lm_engine *e, lm_session *s);
 /* Waits until the request is done or has sampled tokens to take; copies up to cap of those into
  * out and returns how many (0 once done and drained). The caller holds no lock. */
-size_t engine_wait_tokens(lm_engine *e, lm_session *s, lm_token *out, size_t cap, bool *done);
+size_t engine_wait_tokens(lm_engine *e, lm_session *s, req_tok *out, size_t cap, bool *done);
 /* Asks the request to end, keeping `keep` generated tokens in the cache; finish is recorded as
  * the reason unless the scheduler finished first. */
 void engine_stop(lm_engine *e, lm_session *s, size_t keep);
@@ -124,9 +138,11 @@ typedef struct chat_prompt {
     lm_buf text;              /* the rendered conversation */
     int32_t n_dropped;        /* messages trimmed to fit */
 } chat_prompt;
-/* Renders msgs with m's template (trimming to fit n_ctx - reserve tokens) and tokenizes. */
+/* Renders msgs with m's template (trimming to fit n_ctx - reserve tokens) and tokenizes. cancel
+ * (may be NULL) is looked at between renderings: LM_ERR_CANCELLED once it is set. */
 lm_status chat_prompt_build(const lm_model *m, size_t n_ctx, const lm_message *msgs, size_t n,
-                            const lm_chat_params *cp, size_t reserve, chat_prompt *out, lm_error *err);
+                            const lm_chat_params *cp, size_t reserve, const atomic_bool *cancel,
+                            chat_prompt *out, lm_error *err);
 void chat_prompt_free(chat_prompt *p);
 /* A chat turn on s with the prompt already built (lm_session_chat after its rendering). */
 lm_status session_chat_prompt(lm_session *s, const chat_prompt *p, const lm_gen_params *gp,

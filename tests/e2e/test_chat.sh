@@ -133,7 +133,7 @@ if command -v script >/dev/null 2>&1 && script -qfec true /dev/null >/dev/null 2
     cmp -s "$TMP/c1.json" "$TMP/c2.json" || fail "chat REPL: /load then /save differs"
     pass
 else
-    echo "script (util-linux) not usable: the interactive prompt was not checked" >&2
+    fail "script (util-linux) is not usable, so the interactive prompt cannot be checked"
 fi
 
 # ---- template ----

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # tests/e2e/test_voice.sh: `locallm voice` end to end on models/tinychat.
 # Usage: test_voice.sh /path/to/locallm   (env: LM_SOURCE_DIR = repo)
-# Two utterances (partials, then a final) give tinychat's greedy replies, cut into sentences and
-# spoken in order (--tts - prints them); the library's chunker (lm_sentences_*) cuts early at a
+# Two utterances (partials, then a final; or plain text lines) give tinychat's greedy replies, cut
+# into sentences, printed and spoken in order (--tts -: printed only); the library's chunker (lm_sentences_*) cuts early at a
 # clause (--first-chunk) or a long sentence (--max-chunk); a TTS command gets one sentence per run
 # on stdin with $LOCALLM_WAV named turnN_sentM.wav; a barge-in stops the first reply after the
 # sentence being spoken, and the conversation keeps only that. The default TTS (espeak-ng) is
-# checked by test_voice_tts.sh.
+# checked by test_voice_tts.sh, playback (--play) by test_voice_play.sh.
 set -euo pipefail
 
 CLI=${1:?usage: test_voice.sh /path/to/locallm}
@@ -34,7 +34,7 @@ cat >"$TMP/two.jsonl" <<'JSON'
 {"final": "Hi"}
 {"partial": "What is"}
 {"partial": "What is the capital"}
-not json: a bad line is skipped with a warning
+{not json: a line starting with a brace must be JSON, or it is skipped with a warning
 {"partial": "What is the capital of Fra"}
 {"final": "What is the capital of France?"}
 JSON
@@ -114,6 +114,22 @@ cli voice "$MODEL" --tts - --transcripts "$TMP/timed.jsonl"
 grep -q "barge-in" "$TMP/err" && fail "voice with at_ms: unexpected barge-in"
 pass
 
+# ---- plain text lines are final transcripts: the same two turns, typed ----
+printf '%s\n' "Hi" "  " "What is the capital of France?" >"$TMP/plain.txt"
+rc=0
+"$CLI" voice "$MODEL" <"$TMP/plain.txt" >"$TMP/out" 2>"$TMP/err" || rc=$?
+[[ $rc -eq 0 ]] && cmp -s "$TMP/out" "$TMP/want" || fail "voice with plain text lines"
+[[ $(grep -c '^turn [12]: end of speech' "$TMP/err") -eq 2 ]] || fail "voice plain text: two turns"
+grep -q "warning" "$TMP/err" && fail "voice plain text: a warning"
+pass
+# -q prints nothing on stdout
+cli voice "$MODEL" -q --transcripts "$TMP/plain.txt"
+[[ $rc -eq 0 && ! -s $TMP/out && $(grep -c '^turn ' "$TMP/err") -eq 2 ]] || fail "voice -q"
+pass
+cli voice "$MODEL" --tts - --play
+[[ $rc -eq 2 ]] && grep -qF -- "--tts - means no speech" "$TMP/err" || fail "voice --tts - --play"
+pass
+
 # ---- a TTS command: one run per sentence, sentence on stdin, $LOCALLM_WAV ----
 cat >"$TMP/tts.sh" <<'SH'
 #!/bin/sh
@@ -125,7 +141,7 @@ chmod +x "$TMP/tts.sh"
 export SPOKEN=$TMP/spoken
 cli voice "$MODEL" --tts "$TMP/tts.sh" --transcripts "$TMP/two.jsonl" --out-dir "$TMP/wav"
 [[ $rc -eq 0 ]] || fail "voice --tts CMD exited $rc"
-[[ ! -s $TMP/out ]] || fail "voice --tts CMD wrote to stdout"
+cmp -s "$TMP/out" "$TMP/want" || fail "voice --tts CMD: the reply text on stdout"
 printf '%s\n' "turn1_sent1.wav|Hello!" "turn1_sent2.wav|How can I help you today?" \
     "turn2_sent1.wav|The capital of France is Paris." >"$TMP/want_spoken"
 cmp -s "$SPOKEN" "$TMP/want_spoken" || { cat "$SPOKEN" >&2; fail "voice --tts CMD: sentences and WAV names"; }

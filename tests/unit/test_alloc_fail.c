@@ -162,6 +162,30 @@ static void test_model_tinychat(void **state) {
     sweep("models/tinychat", load_model, p, 1L << 30, 1);
 }
 
+/* lm_model_params.vocab_only: the tokenizer and template alone */
+static lm_status load_vocab(const void *arg, lm_error *err) {
+    lm_model_params mp = lm_model_default_params();
+    mp.vocab_only = true;
+    lm_model *m = NULL;
+    lm_status st = lm_model_load(arg, &mp, &m, err);
+    if (st != LM_OK) {
+        assert_null(m);
+        return st;
+    }
+    assert_true(lm_n_vocab(m) > 0);
+    lm_model_free(m);
+    return LM_OK;
+}
+
+static void test_model_vocab_only(void **state) {
+    (void)state;
+    char p[4096];
+    snprintf(p, sizeof p, "%s", tu_data("stories260K/stories260K-f32.gguf"));
+    sweep("stories260K-f32.gguf (vocab_only)", load_vocab, p, 1L << 30, 1);
+    snprintf(p, sizeof p, "%s", tu_src("models/tinychat"));
+    sweep("models/tinychat (vocab_only)", load_vocab, p, 1L << 30, 1);
+}
+
 /* ---- tokenizers ---- */
 
 typedef struct tok_case {
@@ -302,6 +326,7 @@ int main(void) {
         cmocka_unit_test(test_model_gguf_read),
         cmocka_unit_test(test_model_hf),
         cmocka_unit_test(test_model_tinychat),
+        cmocka_unit_test(test_model_vocab_only),
         cmocka_unit_test(test_tokenizer_small),
         cmocka_unit_test(test_tokenizer_llama2),
         cmocka_unit_test(test_templates),

@@ -1,6 +1,7 @@
 /* tests/unit/test_catalog.c: the catalog of recommended models and the memory estimate.
  * Every short name expands to the repo id the guide names (and the -gguf ones to a GGUF repo with
- * a quant); a short name that is not in the catalog is an error listing known ones; short names
+ * a quant); a family name alone picks its default size; a short name that is not in the catalog
+ * is an error listing known ones; short names
  * resolve through a cache laid out like huggingface_hub's; the estimate is checked by arithmetic
  * for a catalog entry and for the stories260K fixtures (GGUF and Hugging Face folder). */
 #include "testutil.h"
@@ -93,6 +94,33 @@ static void other_refs_pass_through(void **state) {
     char small[8];
     lm_error err = {0};
     assert_int_equal(hub_expand_ref("llama3.2:3b", small, sizeof small, &err), LM_ERR_TOO_SMALL);
+}
+
+/* A family name without a tag stands for one size (what `ollama run llama3.2` picks); names that
+ * are not families stay as they are. */
+static void family_names_pick_the_default_size(void **state) {
+    (void)state;
+    static const char *const want[][2] = {{"llama3.2", "llama3.2:3b"}, {"llama3.1", "llama3.1:8b"},
+                                          {"qwen2.5", "qwen2.5:7b"},   {"phi3", "phi3:mini"},
+                                          {"mistral", "mistral:7b"}};
+    for (size_t i = 0; i < LM_ARRAY_LEN(want); i++) {
+        assert_string_equal(hub_catalog_default(want[i][0]), want[i][1]);
+        const hub_model_entry *e = hub_catalog_find(want[i][0]);
+        assert_non_null(e);
+        assert_string_equal(e->name, want[i][1]);
+        char out[512], full[512];
+        lm_error err = {0};
+        assert_int_equal(hub_expand_ref(want[i][0], out, sizeof out, &err), LM_OK);
+        assert_int_equal(hub_expand_ref(want[i][1], full, sizeof full, &err), LM_OK);
+        assert_string_equal(out, full);
+    }
+    assert_null(hub_catalog_default("llama3"));
+    assert_null(hub_catalog_default("llama3.2:3b"));
+    assert_null(hub_catalog_find("tinychat"));
+    char out[512];
+    lm_error err = {0};
+    assert_int_equal(hub_expand_ref("tinychat", out, sizeof out, &err), LM_OK);
+    assert_string_equal(out, "tinychat");
 }
 
 static void mkp(const char *p) {
@@ -218,6 +246,7 @@ int main(void) {
         cmocka_unit_test(every_short_name_expands),
         cmocka_unit_test(unknown_short_name_lists_known_ones),
         cmocka_unit_test(other_refs_pass_through),
+        cmocka_unit_test(family_names_pick_the_default_size),
         cmocka_unit_test(short_names_resolve_in_the_cache),
         cmocka_unit_test(estimate_for_a_catalog_entry),
         cmocka_unit_test(estimate_from_model_files),

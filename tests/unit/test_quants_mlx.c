@@ -226,7 +226,7 @@ static void test_matmul(void **state) {
         size_t cap = 0;
         for (int use_pool = 0; use_pool < 2; use_pool++) {
             memset(y, 0, n * rows * sizeof(float));
-            bool ok = cm_mlx_matmul(use_pool ? pool : NULL, feat, &buf, &cap, &f.m, x, n, y);
+            bool ok = cm_mlx_matmul(use_pool ? pool : NULL, feat, cm_mlx_gemmq_select(&f.m, feat), &buf, &cap, &f.m, x, n, y);
             assert_true(ok == (cm_mlx_gemmq_select(&f.m, feat) != NULL));
             if (!ok) continue;
             for (size_t t = 0; t < n; t++) {
@@ -244,8 +244,8 @@ static void test_matmul(void **state) {
                 }
             }
         }
-        assert_false(cm_mlx_matmul(pool, feat, &buf, &cap, &f.m, x, 0, y));
-        assert_false(cm_mlx_matmul(pool, 0, &buf, &cap, &f.m, x, n, y));
+        assert_false(cm_mlx_matmul(pool, feat, cm_mlx_gemmq_select(&f.m, feat), &buf, &cap, &f.m, x, 0, y));
+        assert_false(cm_mlx_matmul(pool, 0, cm_mlx_gemmq_select(&f.m, 0), &buf, &cap, &f.m, x, n, y));
         lm_free(buf);
         lm_free(one);
         lm_free(x);

@@ -397,6 +397,83 @@ static void test_load_progress_cancel(void **state) {
     assert_null(m);
 }
 
+typedef struct lp_rec {
+    int n;
+    lm_token ids[64];
+    float lp[64];
+    int32_t n_top[64];
+    lm_token top0[64];
+    float top_lp[64][LM_MAX_TOP_LOGPROBS];
+} lp_rec;
+
+static int on_token(const lm_token_info *t, void *user) {
+    lp_rec *r = user;
+    if (r->n < 64) {
+        r->ids[r->n] = t->id;
+        r->lp[r->n] = t->logprob;
+        r->n_top[r->n] = t->n_top;
+        r->top0[r->n] = t->n_top ? t->top_ids[0] : -1;
+        for (int i = 0; i < t->n_top; i++) r->top_lp[r->n][i] = t->top_logprobs[i];
+    }
+    r->n++;
+    return 0;
+}
+
+/* Each generated token reaches token_fn with its log-probability and the most likely
+ * alternatives: greedy picks the first of them, and the numbers are the log-softmax of the
+ * logits an evaluation gives at the same place. */
+static void test_logprobs(void **state) {
+    (void)state;
+    lm_session *s = NULL;
+    lm_error err = {0};
+    assert_int_equal(lm_session_new(g_engine, NULL, &s, &err), LM_OK);
+    lm_token prompt[6];
+    size_t n = 0;
+    assert_int_equal(lm_tokenize(g_model, "<|im_start|>user\nHello!<|im_end|>\n", 33, LM_TOK_PARSE_SPECIAL, prompt, 6, &n, &err), LM_OK);
+    lm_gen_params gp = greedy(8);
+    gp.ignore_eos = true;
+    gp.token_fn = on_token;
+    lp_rec rec;
+    memset(&rec, 0, sizeof rec);
+    gp.token_user = &rec;
+    gp.top_logprobs = 5;
+    assert_int_equal(lm_session_generate(s, prompt, n, &gp, NULL, NULL, NULL), LM_OK);
+    assert_int_equal(rec.n, 8);
+    for (int i = 0; i < rec.n; i++) {
+        assert_int_equal(rec.n_top[i], 5);
+        assert_int_equal(rec.top0[i], rec.ids[i]); /* greedy takes the most likely */
+        assert_true(rec.lp[i] <= 0.0f && fabsf(rec.lp[i] - rec.top_lp[i][0]) < 1e-6f);
+        double total = 0;
+        for (int k = 0; k < 5; k++) {
+            if (k) assert_true(rec.top_lp[i][k] <= rec.top_lp[i][k - 1]);
+            total += exp(rec.top_lp[i][k]);
+        }
+        assert_true(total <= 1.0 + 1e-5);
+    }
+    /* the first token's numbers against the logits of an evaluation of the same prompt */
+    size_t nv = (size_t)lm_n_vocab(g_model);
+    float *logits = malloc(nv * sizeof(float));
+    lm_session *s2 = NULL;
+    assert_int_equal(lm_session_new(g_engine, NULL, &s2, &err), LM_OK);
+    assert_int_equal(lm_session_eval(s2, prompt, n, logits, NULL), LM_OK);
+    double mx = logits[0], sum = 0;
+    for (size_t i = 1; i < nv; i++) mx = logits[i] > mx ? logits[i] : mx;
+    for (size_t i = 0; i < nv; i++) sum += exp(logits[i] - mx);
+    double want = logits[rec.ids[0]] - mx - log(sum);
+    assert_true(fabs(want - rec.lp[0]) < 1e-4);
+    /* without token_fn nothing is computed; with top_logprobs -1 no alternatives */
+    gp.top_logprobs = -1;
+    memset(&rec, 0, sizeof rec);
+    assert_int_equal(lm_session_truncate(s, 0), LM_OK);
+    assert_int_equal(lm_session_generate(s, prompt, n, &gp, NULL, NULL, NULL), LM_OK);
+    assert_int_equal(rec.n, 8);
+    assert_int_equal(rec.n_top[0], 0);
+    /* token_fn returning non-zero stops, keeping the token */
+    free(logits);
+    lm_session_free(s2);
+    lm_session_free(s);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_reference_replies),
@@ -409,6 +486,7 @@ int main(void) {
         cmocka_unit_test(test_warmup_unload_reload),
         cmocka_unit_test(test_load_progress_cancel),
         cmocka_unit_test(test_response_cache),
+        cmocka_unit_test(test_logprobs),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

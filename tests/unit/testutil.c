@@ -62,11 +62,3 @@ const char *tu_temp_dir(void) {
     return p;
 }
 
-lm_status tu_session_new(const lm_model *m, const lm_session_params *sp, lm_session **s, lm_error *err) {
-    lm_engine *e = NULL;
-    lm_status st = lm_engine_new(m, NULL, &e, err);
-    if (st) return st;
-    st = lm_session_new(e, sp, s, err);
-    lm_engine_free(e);
-    return st;
-}

@@ -3,7 +3,7 @@
  * Owns: how attention is tiled and split over the pool, the KV row format, and the portable
  * inner loops (the oracle for attention_avx2.c and attention_avx512.c).
  * Does not own: matrix products (ops.c) or where the cache lives (model/forward.c). */
-#include "compute/cpu/attention.h"
+#include "compute/cpu/ctx.h"
 
 #include <math.h>
 
@@ -181,7 +181,7 @@ static void swiglu_task(void *p, int ith, int nth) {
 }
 
 void cm_swiglu(cm_ctx *c, float *gate, const float *up, size_t n) {
-    const cm_attn_kernels *k = cm_attn_kernels_get(cm_ctx_features(c));
+    const cm_attn_kernels *k = c->attn;
     /* below this the pool's wake-up costs more than the work */
     if (n < 32768 || cm_ctx_threads(c) < 2) {
         k->swiglu(gate, up, n);
@@ -195,7 +195,7 @@ void cm_swiglu(cm_ctx *c, float *gate, const float *up, size_t n) {
 
 void cm_kv_store(const cm_ctx *c, uint32_t type, void *dst, const float *src, size_t n) {
     if (type == CM_F16)
-        cm_attn_kernels_get(cm_ctx_features(c))->f32_to_f16(dst, src, n);
+        c->attn->f32_to_f16(dst, src, n);
     else
         memcpy(dst, src, n * sizeof(float));
 }
@@ -357,7 +357,7 @@ void cm_attention_multi(cm_ctx *c, const cm_attn_args *a, size_t n) {
         size_t k = LM_MIN((size_t)ATTN_MULTI_MAX, n - i0);
         attn_seq seqs[ATTN_MULTI_MAX];
         attn_job j;
-        j.k = cm_attn_kernels_get(cm_ctx_features(c));
+        j.k = c->attn;
         j.seqs = seqs;
         j.n_seq = k;
         j.group = a[i0].n_head / a[i0].n_head_kv;

@@ -36,27 +36,92 @@ static cm_matrix *net_matrix(cm_net *net, size_t i) {
     return all[i % 7];
 }
 
+/* What prepare made: the plans, and the repacked copies of matrices (one per distinct source: a
+ * tied output matrix shares the embedding's). */
+typedef struct cpu_weights {
+    uint8_t *plans;
+    void **bufs;
+    size_t n_bufs;
+    const void **orig;        /* each matrix's data before prepare, put back by release */
+} cpu_weights;
+
+static void weights_free(cpu_weights *cw) {
+    if (!cw) return;
+    for (size_t i = 0; i < cw->n_bufs; i++) lm_free(cw->bufs[i]);
+    lm_free(cw->bufs);
+    lm_free(cw->plans);
+    lm_free(cw->orig);
+    lm_free(cw);
+}
+
 static lm_status cpu_prepare(const cm_backend *be, cm_net *net, lm_progress_fn progress, void *user,
                              lm_error *err) {
     const cpu_impl *im = be->impl;
     size_t n = 7 * (size_t)net->n_layer + 2, sz = cm_plan_size();
-    uint8_t *plans = lm_calloc(n, sz);
-    if (!plans) return lm_fail_nomem(err, "kernel plans");
-    for (size_t i = 0; i < n; i++) {
-        cm_matrix *w = net_matrix(net, i);
-        cm_plan_init((cm_plan *)(plans + i * sz), w, im->features);
-        w->plan = plans + i * sz;
+    cpu_weights *cw = lm_calloc(1, sizeof *cw);
+    if (cw) {
+        cw->plans = lm_calloc(n, sz);
+        cw->bufs = lm_calloc(n, sizeof *cw->bufs);
+        cw->orig = lm_calloc(n, sizeof *cw->orig);
     }
-    net->backend_data = plans;
+    const void **src = lm_calloc(n, sizeof *src); /* the original data of each repacked buffer */
+    if (!cw || !cw->plans || !cw->bufs || !cw->orig || !src) {
+        weights_free(cw);
+        lm_free(src);
+        return lm_fail_nomem(err, "kernel plans");
+    }
+    lm_status st = LM_OK;
+    for (size_t i = 0; i < n && !st; i++) {
+        cm_matrix *w = net_matrix(net, i);
+        cm_plan *p = (cm_plan *)(cw->plans + i * sz);
+        cm_plan_init(p, w, im->features);
+        w->plan = p;
+        cw->orig[i] = w->data;
+        size_t bytes = p->r16 ? cm_r16_bytes(w) : 0;
+        if (!bytes) continue;
+        /* repacked once per source: the output matrix of a tied model is the embedding */
+        void *buf = NULL;
+        for (size_t k = 0; k < cw->n_bufs && !buf; k++)
+            if (src[k] == w->data) buf = cw->bufs[k];
+        if (!buf) {
+            buf = lm_malloc(bytes);
+            if (!buf) {
+                st = lm_fail(err, LM_ERR_NOMEM, "out of memory repacking a %zu x %zu matrix (%zu MB)", w->rows, w->cols,
+                             bytes >> 20);
+                break;
+            }
+            /* in slices, each source slice let go once packed: never both copies of a big matrix */
+            for (size_t r0 = 0; r0 < w->rows; r0 += 4096) {
+                size_t r1 = LM_MIN(w->rows, r0 + 4096);
+                cm_r16_pack_rows(w, buf, r0, r1);
+                if (net->drop) net->drop(net->drop_user, (const uint8_t *)w->data + r0 * w->row_bytes, (r1 - r0) * w->row_bytes);
+            }
+            src[cw->n_bufs] = w->data;
+            cw->bufs[cw->n_bufs++] = buf;
+        }
+        w->data = buf;
+        p->packed = true;
+    }
+    lm_free(src);
     (void)progress;
     (void)user;
-    return LM_OK;
+    net->backend_data = cw;
+    if (st) {
+        cm_backend_ops const *ops = be->ops;
+        ops->release(be, net);
+    }
+    return st;
 }
 
 static void cpu_release(const cm_backend *be, cm_net *net) {
     (void)be;
-    for (size_t i = 0; net->backend_data && i < 7 * (size_t)net->n_layer + 2; i++) net_matrix(net, i)->plan = NULL;
-    lm_free(net->backend_data);
+    cpu_weights *cw = net->backend_data;
+    for (size_t i = 0; cw && i < 7 * (size_t)net->n_layer + 2; i++) {
+        cm_matrix *w = net_matrix(net, i);
+        w->plan = NULL;
+        if (cw->orig[i]) w->data = cw->orig[i];
+    }
+    weights_free(cw);
     net->backend_data = NULL;
 }
 

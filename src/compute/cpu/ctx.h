@@ -20,6 +20,9 @@ struct cm_plan {
     cm_dot_fn fdot;           /* the F32 dot that follows dequant */
     cm_mlx_dotq_fn mlx_dotq;  /* MLX decode */
     cm_mlx_dot_fn mlx_dot;
+    cm_mlx_gemmq_fn mlx_gemmq; /* MLX, several tokens */
+    cm_r16_fn r16;            /* the kernel of the R16 layout, for every number of tokens */
+    bool packed;              /* the matrix's data is in the R16 layout (cm_r16_pack at load) */
 };
 
 struct cm_ctx {
@@ -38,6 +41,8 @@ struct cm_ctx {
     size_t act_cap;
     uint8_t *tiles;            /* prefill: per-thread unpacked weight tiles, tiles_per bytes each */
     size_t tiles_per;
+    uint8_t *r16act;           /* R16 activations of every token (cm_r16_act_bytes each), unaligned */
+    size_t r16act_cap;
     /* the forward pass (cpu_backend.c); NULL for a kernels-only context */
     const cm_net *net;
     size_t max_tokens, max_seqs, max_logits, max_ctx;

@@ -27,6 +27,7 @@ void cm_plan_init(cm_plan *p, const cm_matrix *w, uint32_t features) {
     if (w->type == CM_MLX) {
         p->mlx_dotq = cm_mlx_dotq_select(w, features);
         p->mlx_dot = cm_mlx_dot_select(w, features);
+        p->mlx_gemmq = cm_mlx_gemmq_select(w, features);
         return;
     }
     p->dot = cm_dot_select(w->type, features);
@@ -44,6 +45,7 @@ void cm_plan_init(cm_plan *p, const cm_matrix *w, uint32_t features) {
         }
     }
     if (w->cols % 32 == 0) p->gemm = cm_gemm_select(w->type, features, &p->prep);
+    p->r16 = cm_r16_bytes(w) ? cm_r16_select(w->type, features) : NULL;
     /* the K types: the tiles quantize as the one-token kernel does (Q8_K), so a token's result
      * does not depend on how many share the product */
     if (p->gemm && p->act == CM_Q8_K) {
@@ -76,6 +78,7 @@ void cm_ctx_free(cm_ctx *c) {
     lm_free(c->xq);
     lm_free(c->act);
     lm_free(c->tiles);
+    lm_free(c->r16act);
     if (c->own_pool) lm_pool_free(c->pool);
     lm_free(c);
 }
@@ -223,7 +226,10 @@ static size_t gemm_multi(cm_ctx *c, const cm_matrix *const *w, size_t nw, const 
     memset(&j, 0, sizeof j);
     j.c = c;
     j.x = x;
-    size_t cols = w[0]->cols;
+    size_t first = 0;
+    while (first < nw && done[first]) first++;
+    if (first == nw) return 0;
+    size_t cols = w[first]->cols;
     bool take[MULTI_MAX] = {false};
     for (size_t i = 0; i < nw; i++) {
         cm_plan tmp;
@@ -255,7 +261,7 @@ static size_t gemm_multi(cm_ctx *c, const cm_matrix *const *w, size_t nw, const 
 static void matmul_one(cm_ctx *c, const cm_matrix *w, const float *x, size_t n, float *y) {
     cm_plan tmp;
     const cm_plan *p = plan_of(c, w, &tmp);
-    if (n > 1 && w->type == CM_MLX && cm_mlx_matmul(c->pool, c->features, &c->xq, &c->xq_cap, w, x, n, y))
+    if (n > 1 && w->type == CM_MLX && cm_mlx_matmul(c->pool, c->features, p->mlx_gemmq, &c->xq, &c->xq_cap, w, x, n, y))
         return;
     matmul_job j = {c, w, p, x, n, y, false, false};
     if (w->type == CM_MLX) {
@@ -316,7 +322,10 @@ static void dec_multi(cm_ctx *c, const cm_matrix *const *w, size_t nw, const flo
                       float *const *y, bool *done) {
     dec_job j;
     memset(&j, 0, sizeof j);
-    size_t cols = w[0]->cols;
+    size_t first = 0;
+    while (first < nw && done[first]) first++;
+    if (first == nw) return;
+    size_t cols = w[first]->cols;
     enum { N_ACT = 3 };
     const uint32_t acts[N_ACT] = {CM_Q8_0, CM_Q8_0X4, CM_Q8_K};
     cm_quantize_fn quant[N_ACT] = {NULL, NULL, NULL};
@@ -330,7 +339,7 @@ static void dec_multi(cm_ctx *c, const cm_matrix *const *w, size_t nw, const flo
     for (size_t i = 0; i < nw; i++) {
         cm_plan tmp;
         const cm_plan *p = plan_of(c, w[i], &tmp);
-        if (w[i]->type == CM_MLX || w[i]->cols != cols || !p->dotq) continue;
+        if (done[i] || w[i]->type == CM_MLX || w[i]->cols != cols || !p->dotq) continue;
         int a = p->act == CM_Q8_K ? 2 : p->act == CM_Q8_0X4 ? 1 : 0;
         quant[a] = p->quant;
         take[i] = true;
@@ -346,7 +355,106 @@ static void dec_multi(cm_ctx *c, const cm_matrix *const *w, size_t nw, const flo
         if (quant[a]) quant[a](x, c->xq + off[a], cols);
     for (size_t k = 0; k < j.nw; k++) j.xq[k] = c->xq + xoff[k];
     lm_pool_run(c->pool, dec_task, &j);
-    for (size_t i = 0; i < nw; i++) done[i] = take[i];
+    for (size_t i = 0; i < nw; i++) done[i] = done[i] || take[i];
+}
+
+/* ---- R16: repacked matrices, one kernel for any number of tokens ---- */
+
+/* Tokens per unit of work: the activations of a unit's tokens (up to 64 x cols bytes) stay in
+ * L2 while its groups stream past. */
+#define R16_TOK 64
+
+typedef struct r16_job {
+    const cm_matrix *w[MULTI_MAX];
+    float *y[MULTI_MAX];
+    size_t groups[MULTI_MAX];   /* row groups of each */
+    size_t nw, n_groups;        /* groups over all matrices */
+    size_t n, n_tb;             /* tokens, and their blocks of R16_TOK */
+    const float *x;
+    uint8_t *act;
+    size_t act_bytes;
+    cm_quantize_fn q8;
+} r16_job;
+
+static void r16_quant_chunk(void *ctx, int chunk, int n_chunks, int ith) {
+    (void)ith;
+    r16_job *j = ctx;
+    size_t cols = j->w[0]->cols;
+    for (size_t t = j->n * (size_t)chunk / (size_t)n_chunks; t < j->n * (size_t)(chunk + 1) / (size_t)n_chunks; t++)
+        cm_r16_quantize(j->x + t * cols, cols, j->act + t * j->act_bytes, j->q8);
+}
+
+/* Units are (token block, group of all matrices); a chunk is a range of them. */
+static void r16_chunk(void *ctx, int chunk, int n_chunks, int ith) {
+    (void)ith;
+    r16_job *j = ctx;
+    size_t units = j->n_tb * j->n_groups;
+    size_t u0 = units * (size_t)chunk / (size_t)n_chunks, u1 = units * (size_t)(chunk + 1) / (size_t)n_chunks;
+    while (u0 < u1) {
+        size_t tb = u0 / j->n_groups, gi = u0 % j->n_groups, end = LM_MIN(u1, (tb + 1) * j->n_groups) - tb * j->n_groups;
+        size_t t0 = tb * R16_TOK, nt = LM_MIN((size_t)R16_TOK, j->n - t0);
+        /* groups [gi, end) of the concatenated matrices */
+        size_t off = 0;
+        for (size_t i = 0; i < j->nw && gi < end; i++) {
+            size_t g_end = off + j->groups[i];
+            if (gi < g_end) {
+                size_t a = gi - off, b = LM_MIN(end, g_end) - off;
+                const cm_matrix *w = j->w[i];
+                ((const cm_plan *)w->plan)->r16(w->data, w->cols, w->rows, a, b, j->act + t0 * j->act_bytes, j->act_bytes,
+                                                 nt, j->y[i] + t0 * w->rows, w->rows);
+                gi = off + b;
+            }
+            off = g_end;
+        }
+        u0 = (tb + 1) * j->n_groups < u1 ? (tb + 1) * j->n_groups : u1;
+    }
+}
+
+static bool ensure_r16act(cm_ctx *c, size_t need) {
+    need += 64;
+    if (need <= c->r16act_cap) return true;
+    uint8_t *a = lm_realloc(c->r16act, need);
+    if (!a) return false;
+    c->r16act = a;
+    c->r16act_cap = need;
+    return true;
+}
+
+/* The products of x with those of w[0..nw) not done yet whose weights are repacked (R16) and that
+ * have w's first such matrix's columns; sets done[i] for them. Returns how many. */
+static size_t r16_multi(cm_ctx *c, const cm_matrix *const *w, size_t nw, const float *x, size_t n, float *const *y,
+                        bool *done) {
+    r16_job j;
+    memset(&j, 0, sizeof j);
+    size_t cols = 0;
+    bool take[MULTI_MAX] = {false};
+    for (size_t i = 0; i < nw; i++) {
+        const cm_plan *p = w[i]->plan;
+        if (done[i] || !p || !p->packed || (cols && w[i]->cols != cols)) continue;
+        cols = w[i]->cols;
+        take[i] = true;
+        j.w[j.nw] = w[i];
+        j.y[j.nw] = y[i];
+        j.groups[j.nw] = (w[i]->rows + 15) / 16;
+        j.n_groups += j.groups[j.nw];
+        j.nw++;
+    }
+    if (!j.nw) return 0;
+    j.act_bytes = cm_r16_act_bytes(cols);
+    size_t need;
+    if (!lm_mul_ok(j.act_bytes, n, &need) || !ensure_r16act(c, need)) return 0;
+    j.act = (uint8_t *)(((uintptr_t)c->r16act + 63) & ~(uintptr_t)63);
+    j.x = x;
+    j.n = n;
+    j.n_tb = (n + R16_TOK - 1) / R16_TOK;
+    j.q8 = cm_quantize_select(CM_Q8_0, c->features);
+    if (n >= 8 && c->nth > 1) lm_pool_run_chunks(c->pool, r16_quant_chunk, &j, c->nth);
+    else r16_quant_chunk(&j, 0, 1, 0);
+    size_t units = j.n_tb * j.n_groups;
+    size_t n_chunks = LM_MIN(units, (size_t)c->nth * 8);
+    lm_pool_run_chunks(c->pool, r16_chunk, &j, (int)n_chunks);
+    for (size_t i = 0; i < nw; i++) done[i] = done[i] || take[i];
+    return j.nw;
 }
 
 void cm_matmul_multi(cm_ctx *c, const cm_matrix *const *w, size_t nw, const float *x, size_t n,
@@ -355,6 +463,7 @@ void cm_matmul_multi(cm_ctx *c, const cm_matrix *const *w, size_t nw, const floa
     for (size_t i0 = 0; i0 < nw; i0 += MULTI_MAX) {
         size_t k = LM_MIN((size_t)MULTI_MAX, nw - i0);
         bool done[MULTI_MAX] = {false};
+        while (r16_multi(c, w + i0, k, x, n, y + i0, done)) {}
         if (n > 1)
             while (gemm_multi(c, w + i0, k, x, n, y + i0, done)) {}
         else
@@ -374,6 +483,10 @@ void cm_dequant_row(const cm_matrix *m, size_t row, float *out) {
         return;
     }
     const cm_plan *p = m->plan;
+    if (p && p->packed) {
+        cm_r16_dequant_row(m->data, m->cols, row, out);
+        return;
+    }
     const uint8_t *r = (const uint8_t *)m->data + row * m->row_bytes;
     if (p && p->dequant) p->dequant(r, out, m->cols);
     else cm_dequant_ref(m->type, r, out, m->cols);

@@ -74,11 +74,11 @@ float cm_mlx_dotq_ref(const cm_matrix *m, size_t row, const void *xq);
 typedef void (*cm_mlx_gemmq_fn)(const cm_matrix *m, size_t r0, size_t r1, const void *xq,
                                 size_t xq_stride, size_t n, float *y, size_t ldy);
 cm_mlx_gemmq_fn cm_mlx_gemmq_select(const cm_matrix *m, uint32_t cpu_features);
-/* y (n, rows) = x (n, cols) . w^T for an MLX matrix through the tiled integer kernel, split over
- * pool by rows: prepares the n activations into *buf (grown with lm_realloc; *cap its size,
- * owned by the caller) and runs cm_mlx_gemmq_select's kernel. False (nothing written) when no
- * kernel fits or on NOMEM: use the float path. */
-bool cm_mlx_matmul(lm_pool *pool, uint32_t cpu_features, uint8_t **buf, size_t *cap,
+/* y (n, rows) = x (n, cols) . w^T for an MLX matrix through the tiled integer kernel fn (what
+ * cm_mlx_gemmq_select chose for it, NULL when none), split over pool by rows: prepares the n
+ * activations into *buf (grown with lm_realloc; *cap its size, owned by the caller) and runs fn.
+ * False (nothing written) when fn is NULL or on NOMEM: use the float path. */
+bool cm_mlx_matmul(lm_pool *pool, uint32_t cpu_features, cm_mlx_gemmq_fn fn, uint8_t **buf, size_t *cap,
                    const cm_matrix *w, const float *x, size_t n, float *y);
 
 /* Dequantizes n elements (whole blocks) of a row of a fixed type; same values as
@@ -249,5 +249,35 @@ void cm_gemm_q5_k_neon_dp(const cm_matrix *w, size_t r0, size_t r1, const cm_gem
 void cm_gemm_q6_k_neon_dp(const cm_matrix *w, size_t r0, size_t r1, const cm_gemm_act *a, float *y, size_t ldy, void *scratch);
 #endif
 #endif
+
+/* ---- R16: weights repacked at load, 16 rows interleaved (quants_r16_ref.c has the layout) ---- */
+
+/* Bytes of w repacked (groups of 16 rows, the last padded), 0 when w cannot be (type Q4_0 with
+ * columns a multiple of 32 only, for now). */
+size_t cm_r16_bytes(const cm_matrix *w);
+/* Writes w's rows (its data, in the type's own layout) repacked into out (cm_r16_bytes); the
+ * _rows form only rows [r0, r1) (r0 a multiple of 16; r1 too unless it is w->rows). */
+void cm_r16_pack(const cm_matrix *w, void *out);
+void cm_r16_pack_rows(const cm_matrix *w, void *out, size_t r0, size_t r1);
+/* One row of a repacked matrix of cols columns, dequantized. */
+void cm_r16_dequant_row(const void *packed, size_t cols, size_t row, float *out);
+/* Per-token activation bytes of the R16 kernels for cols columns (a multiple of 64), and the
+ * quantizer filling them from x with a Q8_0 quantizer (cm_quantize_select's). */
+size_t cm_r16_act_bytes(size_t cols);
+void cm_r16_quantize(const float *x, size_t cols, void *act, cm_quantize_fn q8_0);
+/* y[t * ldy + r] for tokens t < n_tok and the rows r < rows of groups [g0, g1); the activations of
+ * token t at act + t * act_stride. Any n_tok: a token's numbers never depend on the others. */
+typedef void (*cm_r16_fn)(const void *packed, size_t cols, size_t rows, size_t g0, size_t g1,
+                          const uint8_t *act, size_t act_stride, size_t n_tok, float *y, size_t ldy);
+void cm_r16_gemm_ref(const void *packed, size_t cols, size_t rows, size_t g0, size_t g1, const uint8_t *act,
+                     size_t act_stride, size_t n_tok, float *y, size_t ldy);
+#ifdef CM_HAVE_X86_KERNELS
+/* quants_r16_avx512.c: AVX-512 F/BW/VL/VNNI. */
+void cm_r16_gemm_avx512(const void *packed, size_t cols, size_t rows, size_t g0, size_t g1, const uint8_t *act,
+                        size_t act_stride, size_t n_tok, float *y, size_t ldy);
+#endif
+/* The R16 kernel for type on this CPU; NULL when there is none faster than the row kernels (then
+ * the weights are not repacked). */
+cm_r16_fn cm_r16_select(uint32_t type, uint32_t cpu_features);
 
 #endif /* LM_COMPUTE_CPU_QUANTS_H */

@@ -209,9 +209,8 @@ static void mlx_gemm_task(void *p, int ith, int nth) {
     j->fn(j->w, r0, r1, j->xq, j->xb, j->n, j->y, j->w->rows);
 }
 
-bool cm_mlx_matmul(lm_pool *pool, uint32_t cpu_features, uint8_t **buf, size_t *cap,
+bool cm_mlx_matmul(lm_pool *pool, uint32_t cpu_features, cm_mlx_gemmq_fn fn, uint8_t **buf, size_t *cap,
                    const cm_matrix *w, const float *x, size_t n, float *y) {
-    cm_mlx_gemmq_fn fn = cm_mlx_gemmq_select(w, cpu_features);
     if (!fn || n == 0) return false;
     bool tiles = false;
 #ifdef CM_HAVE_X86_KERNELS

@@ -585,6 +585,17 @@ static lm_status cuda_prepare(const cm_backend *be, cm_net *net, lm_progress_fn 
         }
     }
     for (size_t i = 0; i < nm; i++) net_matrix(net, i)->plan = &cn->plans[i];
+    /* the weights live on the GPU now: the mapped file's pages may leave resident memory */
+    for (size_t i = 0; net->drop && i < nm; i++) {
+        const cm_matrix *m = net_matrix(net, i);
+        if (i == 7 * nl + 1 && unit_of[i] == unit_of[7 * nl]) continue; /* tied: dropped once */
+        net->drop(net->drop_user, m->data, m->rows * m->row_bytes);
+        if (m->type == CM_MLX) {
+            size_t sb = m->rows * (m->cols / m->group_size) * (m->sb_type == CM_F32 ? 4 : 2);
+            net->drop(net->drop_user, m->scales, sb);
+            net->drop(net->drop_user, m->biases, sb);
+        }
+    }
     net->backend_data = cn;
     cn = NULL;
 done:

@@ -1,0 +1,89 @@
+/* compute/cpu/quants_r16_avx512.c: the R16 kernel (quants_r16_ref.c has the layout and the oracle)
+ * with AVX-512 VNNI: the 16 rows of a group in the 16 int32 lanes, so a block of 32 columns is 4
+ * loads and 8 nibble masks shared by the tokens of a chunk, then per token 8 vpdpbusd against its
+ * activation bytes broadcast from memory, a convert and one fused multiply-add. No horizontal sum
+ * anywhere. Tokens go in chunks of up to 8 (their accumulators stay in registers); the same
+ * operations in the same order for each token whatever the chunk, hence bit-identical results
+ * for a token alone or in a batch, and equal to cm_r16_gemm_ref bit for bit.
+ * Compiled with the AVX-512 flags (F, BW, VL, VNNI); chosen by cm_r16_select. */
+#include "compute/cpu/quants.h"
+
+#include <immintrin.h>
+
+#define R16_BLOCK 288
+
+static inline int32_t rd32(const void *p) {
+    int32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+/* Rows of group grp (16 lanes) for NT tokens of act, added over blocks [0, nb). */
+#define R16_CHUNK(NT)                                                                                             \
+    static inline __attribute__((always_inline)) void chunk_##NT(const uint8_t *grp, size_t nb, size_t cols,     \
+                                                                 const uint8_t *act, size_t stride, __m512 *out) { \
+        const __m512i m4 = _mm512_set1_epi8(0x0F);                                                                \
+        __m512 acc[NT];                                                                                           \
+        _Pragma("GCC unroll 8") for (int t = 0; t < NT; t++) acc[t] = _mm512_setzero_ps();                        \
+        for (size_t b = 0; b < nb; b++) {                                                                          \
+            const uint8_t *blk = grp + b * R16_BLOCK;                                                             \
+            _mm_prefetch((const char *)blk + CM_DECODE_PREFETCH, _MM_HINT_T0);                                     \
+            _mm_prefetch((const char *)blk + CM_DECODE_PREFETCH + 64, _MM_HINT_T0);                                \
+            _mm_prefetch((const char *)blk + CM_DECODE_PREFETCH + 128, _MM_HINT_T0);                               \
+            _mm_prefetch((const char *)blk + CM_DECODE_PREFETCH + 192, _MM_HINT_T0);                               \
+            _mm_prefetch((const char *)blk + CM_DECODE_PREFETCH + 256, _MM_HINT_T0);                               \
+            __m512i lo[4], hi[4];                                                                                  \
+            _Pragma("GCC unroll 4") for (int k = 0; k < 4; k++) {                                                 \
+                __m512i raw = _mm512_loadu_si512((const void *)(blk + 32 + 64 * k));                             \
+                lo[k] = _mm512_and_si512(raw, m4);                                                                \
+                hi[k] = _mm512_and_si512(_mm512_srli_epi16(raw, 4), m4);                                          \
+            }                                                                                                      \
+            __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)blk));                                \
+            _Pragma("GCC unroll 8") for (int t = 0; t < NT; t++) {                                                \
+                const uint8_t *a = act + (size_t)t * stride;                                                      \
+                const int8_t *q = (const int8_t *)a + 32 * b;                                                     \
+                float dx = ((const float *)(a + cols))[b];                                                        \
+                __m512i s = _mm512_set1_epi32(((const int32_t *)(a + cols + 4 * (cols / 32)))[b]);               \
+                _Pragma("GCC unroll 4") for (int k = 0; k < 4; k++) {                                             \
+                    s = _mm512_dpbusd_epi32(s, lo[k], _mm512_set1_epi32(rd32(q + 4 * k)));                       \
+                    s = _mm512_dpbusd_epi32(s, hi[k], _mm512_set1_epi32(rd32(q + 16 + 4 * k)));                  \
+                }                                                                                                  \
+                acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(dw, _mm512_set1_ps(dx)), acc[t]);  \
+            }                                                                                                      \
+        }                                                                                                          \
+        _Pragma("GCC unroll 8") for (int t = 0; t < NT; t++) out[t] = acc[t];                                     \
+    }
+R16_CHUNK(1)
+R16_CHUNK(2)
+R16_CHUNK(3)
+R16_CHUNK(4)
+R16_CHUNK(5)
+R16_CHUNK(6)
+R16_CHUNK(7)
+R16_CHUNK(8)
+
+void cm_r16_gemm_avx512(const void *packed, size_t cols, size_t rows, size_t g0, size_t g1, const uint8_t *act,
+                        size_t act_stride, size_t n_tok, float *y, size_t ldy) {
+    size_t nb = cols / 32;
+    __m512 out[8];
+    for (size_t g = g0; g < g1; g++) {
+        const uint8_t *grp = (const uint8_t *)packed + g * nb * R16_BLOCK;
+        size_t nr = rows - g * 16 < 16 ? rows - g * 16 : 16;
+        __mmask16 keep = (__mmask16)((1u << nr) - 1);
+        for (size_t t0 = 0; t0 < n_tok; t0 += 8) {
+            size_t nt = n_tok - t0 < 8 ? n_tok - t0 : 8;
+            const uint8_t *a = act + t0 * act_stride;
+            switch (nt) {
+            case 1: chunk_1(grp, nb, cols, a, act_stride, out); break;
+            case 2: chunk_2(grp, nb, cols, a, act_stride, out); break;
+            case 3: chunk_3(grp, nb, cols, a, act_stride, out); break;
+            case 4: chunk_4(grp, nb, cols, a, act_stride, out); break;
+            case 5: chunk_5(grp, nb, cols, a, act_stride, out); break;
+            case 6: chunk_6(grp, nb, cols, a, act_stride, out); break;
+            case 7: chunk_7(grp, nb, cols, a, act_stride, out); break;
+            default: chunk_8(grp, nb, cols, a, act_stride, out); break;
+            }
+            for (size_t t = 0; t < nt; t++) _mm512_mask_storeu_ps(y + (t0 + t) * ldy + g * 16, keep, out[t]);
+        }
+    }
+}
