@@ -221,6 +221,21 @@ typedef struct lm_gen_params {
     int32_t top_logprobs;      /* -1 (default): no log-probabilities; 0..LM_MAX_TOP_LOGPROBS:
                                   token_fn gets each token's log-probability and this many of the
                                   most likely alternatives */
+    /* Structured output: set at most one of the three (NULL / false: free text). Texts are
+     * borrowed for the call. Sampling then only picks tokens that keep the reply a prefix of a
+     * match, and end-of-generation only once it is a whole one, so the reply always matches
+     * unless it is cut short (max_tokens, a full context, a stop string, a cancel). A bad
+     * grammar or schema fails the call: LM_ERR_FORMAT (with its line and column, or JSON path)
+     * or LM_ERR_UNSUPPORTED (a schema keyword locallm cannot enforce, named with its path). */
+    const char *grammar;       /* GBNF as llama.cpp's --grammar takes it: rules "name ::= ...",
+                                  output starts at "root"; strings, [classes], . ( ) | * + ?
+                                  {m,n}, tokens <[id]> / <|text|> / !<...>, # comments */
+    const char *json_schema;   /* a JSON Schema (the subset OpenAI's strict mode accepts: type,
+                                  properties, required, additionalProperties, items, min/maxItems,
+                                  min/maxLength, enum, const, anyOf, $ref/$defs); the reply is one
+                                  JSON value it allows, key order as listed, optional keys may be
+                                  left out */
+    bool json_object;          /* any JSON object (OpenAI's response_format "json_object") */
 } lm_gen_params;
 
 lm_gen_params lm_gen_default_params(void);
@@ -531,10 +546,91 @@ const char *lm_sentences_errmsg(const lm_sentences *s);
 /* Accepts NULL. */
 void lm_sentences_free(lm_sentences *s);
 
+/* ---- converting models ------------------------------------------------------------------------ */
+
+typedef struct lm_convert_params {
+    const char *format;       /* "gguf" or "mlx"; NULL: "gguf" when the output ends in ".gguf" */
+    const char *type;         /* GGUF: llama.cpp's names, case-insensitive: F32, F16 (NULL: F16),
+                                 BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K_M, Q5_K_M, Q6_K; the
+                                 quantized ones use llama.cpp's per-tensor mix */
+    int32_t mlx_bits;         /* MLX: 4 or 8 (0: 4) */
+    int32_t mlx_group_size;   /* MLX: 32 or 64 (0: 64) */
+    bool vocab_only;          /* GGUF: metadata and tokenizer only, no tensors */
+    int32_t n_threads;        /* 0: one per online core */
+    lm_progress_fn progress;  /* may be NULL; return non-zero to cancel */
+    void *progress_user;
+    lm_log_fn log;            /* may be NULL */
+    void *log_user;
+} lm_convert_params;
+
+lm_convert_params lm_convert_default_params(void);
+
+/* Converts a Hugging Face model folder (safetensors f32/f16/bf16, sharded or not, or MLX
+ * quantized) into a GGUF file at out (metadata as llama.cpp's converter writes it: architecture,
+ * hyper-parameters, tokenizer, chat template) or, with format "mlx", a new MLX folder out
+ * (which must not exist). Nothing is left at out on failure: files are written under a temporary
+ * name and renamed when complete. */
+lm_status lm_convert(const char *src, const char *out, const lm_convert_params *p, lm_error *err);
+
 /* ---- misc --------------------------------------------------------------------------------------- */
 
 /* Version string, static. */
 const char *lm_version(void);
+
+/* ---- hub downloads ------------------------------------------------------------------------------ */
+
+/* What a pull is doing with one file; lm_hub_progress_fn receives it. */
+typedef enum lm_hub_event {
+    LM_HUB_FILE_START = 0,    /* its download begins (done > 0: a partial download is resumed) */
+    LM_HUB_FILE_PROGRESS = 1, /* bytes arrived; done counts them from the file's start */
+    LM_HUB_FILE_DONE = 2,     /* complete, and verified when the hub gave its hash */
+    LM_HUB_FILE_CACHED = 3,   /* already complete in the cache: nothing was downloaded */
+    LM_HUB_FILE_WAITING = 4,  /* another process (a huggingface_hub download, another pull)
+                                 holds the file's lock in .locks/; repeated about once a second */
+} lm_hub_event;
+
+typedef struct lm_hub_progress {
+    lm_hub_event event;
+    const char *file;         /* repo-relative name ("model.safetensors"); valid during the call */
+    uint64_t done, total;     /* bytes of this file; total 0 when the hub did not say */
+    size_t index, n_files;    /* this file's place (from 0) among the n_files the pull needs */
+} lm_hub_progress;
+
+/* Called from the pulling thread. Return non-zero to cancel: the pull returns LM_ERR_CANCELLED,
+ * a partial download stays in the cache (blobs/<etag>.incomplete) and the next pull resumes it. */
+typedef int (*lm_hub_progress_fn)(const lm_hub_progress *p, void *user);
+
+typedef struct lm_hub_params {
+    const char *cache_dir;    /* required: the Hugging Face cache folder (see lm_resolve_model) */
+    const char *endpoint;     /* NULL: "https://huggingface.co" (usually from $HF_ENDPOINT) */
+    const char *token;        /* NULL: none; sent as "Authorization: Bearer ...", never logged */
+    bool offline;             /* resolve from the cache only, no network ($HF_HUB_OFFLINE) */
+    const char *const *includes; /* fnmatch globs the files must match; NULL: the files a model
+                                    needs (config, tokenizer, weights; one .gguf by :QUANT) */
+    size_t n_includes;
+    lm_hub_progress_fn progress; /* may be NULL */
+    void *progress_user;
+    int32_t etag_timeout_s;   /* metadata: seconds to connect, and for a file's HEAD to answer;
+                                 <= 0: 10 ($HF_HUB_ETAG_TIMEOUT) */
+    int32_t download_timeout_s; /* a transfer with no byte for this long fails; <= 0: 60
+                                   ($HF_HUB_DOWNLOAD_TIMEOUT) */
+} lm_hub_params;
+
+/* cache_dir NULL, the default endpoint, no token, online, timeouts 10 s and 60 s. */
+lm_hub_params lm_hub_default_params(void);
+
+/* Downloads what a model needs from the Hugging Face hub into p->cache_dir, laid out as
+ * huggingface_hub does (blobs/<etag>, snapshots/<commit>/<file> symlinks, refs/<revision>,
+ * .locks/), so both share one cache. ref: "org/name[@revision][:QUANT]" or a catalog short name
+ * ("llama3.2:3b"); for a GGUF repository one .gguf is fetched, the first whose name holds QUANT
+ * (default Q4_K_M). out (cap bytes) gets the snapshot folder, or the chosen .gguf in it. After
+ * the one listing request, files the snapshot already holds are reported LM_HUB_FILE_CACHED and
+ * not asked about again. Offline, the cache alone answers. Errors: LM_ERR_NETWORK (unreachable, HTTP errors, interrupted: run it again to
+ * resume), LM_ERR_FORMAT (a listing or file the hub should not send: unsafe names, hash mismatch,
+ * more bytes than announced), LM_ERR_UNSUPPORTED (no usable model files), LM_ERR_IO (the cache),
+ * LM_ERR_CANCELLED, LM_ERR_MISUSE (bad id or params). The library reads no environment: the
+ * caller turns $HF_* variables into params (locallm pull shows how). */
+lm_status lm_hub_pull(const char *ref, const lm_hub_params *p, char *out, size_t cap, lm_error *err);
 
 #ifdef __cplusplus
 }

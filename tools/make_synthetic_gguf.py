@@ -13,11 +13,16 @@ Q6_K for the output matrix (the token embedding when it is tied, else Q4_K); a r
 not a multiple of 256 falls back like llama.cpp (Q4_K -> Q5_0, Q6_K -> Q8_0), so the 896-wide
 Qwen2.5-0.5B gets mostly Q5_0/Q8_0 there. Random quants, with sane half-float scales. The vocabulary is a synthetic SentencePiece one ("llama" tokenizer model) of the real size:
 <unk>, <s>, </s>, the 256 byte tokens <0x00>..<0xFF>, then unique dummy pieces, with scores and
-token types, which both locallm and llama.cpp load. Files are hundreds of MB: write them to /tmp,
-never into the repository. Needs numpy only.
+token types, which both locallm and llama.cpp load. --tokenizer-json FILE writes that real
+byte-level BPE tokenizer instead (tokenizer.ggml.model "gpt2" with its tokens, merges, added
+tokens, tokenizer.ggml.pre --pre, eos/pad from the added tokens), padded with [PADn] entries up to
+the preset's vocabulary as llama.cpp's converter does, e.g. the Qwen2.5 shape with the real Qwen2
+tokenizer of tests/data/tokenizers/qwen2 (bench/grammar.sh). Files are hundreds of MB: write them
+to /tmp, never into the repository. Needs numpy only.
 """
 
 import argparse
+import json
 import math
 import os
 import struct
@@ -117,6 +122,40 @@ def vocabulary(n):
         i += 1
     scores = [0.0] * 259 + [-float(j) for j in range(n - 259)]
     return tokens, scores, types
+
+
+def bpe_vocabulary(path, n, pre, eos_text):
+    """A tokenizer.json's byte-level BPE as GGUF metadata (gpt2 model), padded to n tokens."""
+    tj = json.load(open(path, encoding="utf-8"))
+    model = tj["model"]
+    if model.get("type") != "BPE":
+        raise SystemExit("%s: not a BPE tokenizer" % path)
+    vocab = dict(model["vocab"])
+    types = {}
+    for t in tj.get("added_tokens", []):
+        vocab[t["content"]] = t["id"]
+        types[t["id"]] = 3 if t.get("special") else 4  # CONTROL, USER_DEFINED
+    if max(vocab.values()) >= n:
+        raise SystemExit("%s: %d tokens do not fit a vocabulary of %d" % (path, max(vocab.values()) + 1, n))
+    tokens = ["[PAD%d]" % i for i in range(n)]
+    ttypes = [5] * n  # UNUSED, as llama.cpp pads
+    for piece, i in vocab.items():
+        tokens[i] = piece
+        ttypes[i] = types.get(i, 1)
+    merges = [m if isinstance(m, str) else " ".join(m) for m in model.get("merges", [])]
+    eos = vocab.get(eos_text)
+    if eos is None:
+        raise SystemExit("%s: no token %r for end of sequence" % (path, eos_text))
+    return [
+        kv("tokenizer.ggml.model", STR, "gpt2"),
+        kv("tokenizer.ggml.pre", STR, pre),
+        kv_array("tokenizer.ggml.tokens", STR, tokens),
+        kv_array("tokenizer.ggml.token_type", I32, ttypes),
+        kv_array("tokenizer.ggml.merges", STR, merges),
+        kv("tokenizer.ggml.eos_token_id", U32, eos),
+        kv("tokenizer.ggml.padding_token_id", U32, eos),
+        kv("tokenizer.ggml.add_bos_token", BOOL, False),
+    ]
 
 
 def llama3_rope_freqs(head_dim, base, rf):
@@ -225,6 +264,9 @@ def main():
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--no-rope-freqs", action="store_true", help="leave out rope_freqs.weight (llama)")
     ap.add_argument("--list-presets", action="store_true")
+    ap.add_argument("--tokenizer-json", help="write this byte-level BPE tokenizer (tokenizer.json) as the vocabulary")
+    ap.add_argument("--pre", default="qwen2", help="tokenizer.ggml.pre for --tokenizer-json (default qwen2)")
+    ap.add_argument("--eos", default="<|im_end|>", help="end-of-sequence token text for --tokenizer-json")
     a = ap.parse_args()
     if a.list_presets:
         for k, p in sorted(PRESETS.items()):
@@ -256,18 +298,21 @@ def main():
     ]
     if arch == "llama":
         meta.append(kv(arch + ".vocab_size", U32, p["n_vocab"]))
-    tokens, scores, types = vocabulary(p["n_vocab"])
-    meta += [
-        kv("tokenizer.ggml.model", STR, "llama"),
-        kv_array("tokenizer.ggml.tokens", STR, tokens),
-        kv_array("tokenizer.ggml.scores", F32, scores),
-        kv_array("tokenizer.ggml.token_type", I32, types),
-        kv("tokenizer.ggml.unknown_token_id", U32, 0),
-        kv("tokenizer.ggml.bos_token_id", U32, 1),
-        kv("tokenizer.ggml.eos_token_id", U32, 2),
-        kv("tokenizer.ggml.add_bos_token", BOOL, True),
-        kv("tokenizer.ggml.add_eos_token", BOOL, False),
-    ]
+    if a.tokenizer_json:
+        meta += bpe_vocabulary(a.tokenizer_json, p["n_vocab"], a.pre, a.eos)
+    else:
+        tokens, scores, types = vocabulary(p["n_vocab"])
+        meta += [
+            kv("tokenizer.ggml.model", STR, "llama"),
+            kv_array("tokenizer.ggml.tokens", STR, tokens),
+            kv_array("tokenizer.ggml.scores", F32, scores),
+            kv_array("tokenizer.ggml.token_type", I32, types),
+            kv("tokenizer.ggml.unknown_token_id", U32, 0),
+            kv("tokenizer.ggml.bos_token_id", U32, 1),
+            kv("tokenizer.ggml.eos_token_id", U32, 2),
+            kv("tokenizer.ggml.add_bos_token", BOOL, True),
+            kv("tokenizer.ggml.add_eos_token", BOOL, False),
+        ]
 
     tensors = tensor_list(p, a.type)
     infos, offset = [], 0

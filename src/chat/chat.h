@@ -21,7 +21,12 @@ typedef struct jinja_opts {
     size_t max_output;  /* bytes; 0: 16 MiB */
     size_t max_steps;   /* loop iterations + calls; 0: 10 million */
     size_t max_depth;   /* recursion (macros, nesting); 0: 200 */
+    /* bytes one render may hold besides its output: values, copies of the variables, captured
+     * macro and {% set %} block text, temporaries (tojson, join, ...); 0: JINJA_MAX_MEMORY */
+    size_t max_memory;
 } jinja_opts;
+
+#define JINJA_MAX_MEMORY ((size_t)128 << 20)
 
 jinja_opts jinja_default_opts(void); /* transformers' settings: trim_blocks, lstrip_blocks */
 
@@ -30,7 +35,8 @@ lm_status jinja_parse(const char *src, size_t len, jinja_template **out, lm_erro
 void jinja_free(jinja_template *t);
 /* Renders with vars, a JSON object whose members are the template's variables (messages, tools,
  * add_generation_prompt, bos_token, ...). Appends to out. raise_exception(msg) gives
- * LM_ERR_TEMPLATE with msg; runaway templates LM_ERR_TEMPLATE naming the limit. */
+ * LM_ERR_TEMPLATE with msg; runaway templates LM_ERR_TEMPLATE naming the limit (max_steps,
+ * max_output, max_depth, max_memory). A for loop over range() does not build the list. */
 lm_status jinja_render(const jinja_template *t, const cJSON *vars, const jinja_opts *opts,
                        lm_buf *out, lm_error *err);
 
@@ -76,5 +82,18 @@ enum chat_tool_format { CHAT_TOOLS_NONE, CHAT_TOOLS_HERMES /* <tool_call>{..}</t
 lm_status chat_parse_tool_calls(int format, const char *text, size_t len, chat_tool_call **calls,
                                 size_t *n, size_t *content_len, lm_error *err);
 void chat_tool_calls_free(chat_tool_call *calls, size_t n);
+
+/* Appends to out a grammar (sample/grammar.c syntax, rule root) that a reply calling tools in
+ * format (enum chat_tool_format) must follow: tool_choice "required" when function is NULL (any
+ * of the tools), a named function otherwise; parallel allows several calls (Hermes: several
+ * <tool_call> blocks; Mistral: several array elements; Llama 3's bare JSON object holds one, so
+ * parallel has no effect there). Each call is {"name": "...", "arguments": {...}} ("parameters"
+ * for Llama 3) with the arguments following the tool's "parameters" schema; keywords the schema
+ * converter cannot enforce (pattern, minimum...) are ignored rather than refused. Mistral's
+ * grammar starts with the token [TOOL_CALLS] (<[TOOL_CALLS]>), which the vocabulary must have.
+ * Errors: LM_ERR_FORMAT (malformed tools, unknown function), LM_ERR_UNSUPPORTED (format NONE);
+ * out is left as it was. */
+lm_status chat_tool_grammar(const char *tools_json, int format, const char *function, bool parallel,
+                            lm_buf *out, lm_error *err);
 
 #endif /* LM_CHAT_H */

@@ -25,6 +25,7 @@ static const cli_option CHAT_OPTIONS[] = {
      "top-p 0.95); the flags below override its fields"},
     {CLI_O_N_PREDICT, "-n|--n-predict", "N", "tokens per reply at most (default 256)"},
     CLI_OPT_SAMPLING,
+    CLI_OPT_STRUCTURED,
     {O_MAX_MESSAGES, "--max-messages", "N",
      "keep at most N non-system messages in the prompt (0: all;\ndefault 10)"},
     CLI_OPT_CHAT_TEMPLATE,
@@ -507,6 +508,7 @@ typedef struct chat_opts {
     lm_gen_params fl; /* the flags given */
     unsigned set;     /* which of them (SET_*) */
     cli_cloud_flags cf;
+    cli_structured so;
 } chat_opts;
 
 /* Fills *o from the arguments. Returns -1 to go on, else the exit code. */
@@ -529,6 +531,9 @@ static int parse(int argc, char **argv, chat_opts *o) {
         int cloud = cli_cloud_opt(&a, id, &o->cf);
         if (cloud < 0) return CLI_EXIT_USAGE;
         if (cloud > 0) continue;
+        int so = cli_structured_opt(&a, id, &o->so);
+        if (so < 0) return CLI_EXIT_USAGE;
+        if (so > 0) continue;
         switch (id) {
         case CLI_ARGS_HELP: return CLI_EXIT_OK;
         case CLI_ARGS_ERROR: return CLI_EXIT_USAGE;
@@ -720,7 +725,8 @@ int cli_chat(int argc, char **argv) {
     memset(&a, 0, sizeof a);
     backend b;
     convo c = {0};
-    if (open_answerers(&o, clouds, n_clouds, &a, &b)) {
+    char *structured = NULL; /* the --grammar / --json-schema file */
+    if (cli_structured_load(&o.so, &gp, &structured) == CLI_EXIT_OK && open_answerers(&o, clouds, n_clouds, &a, &b)) {
         if (o.verbose)
             for (size_t k = 0; k < n_clouds; k++)
                 fprintf(stderr, "provider %s: %s, model %s\n", clouds[k].name, clouds[k].base_url,
@@ -735,5 +741,6 @@ int cli_chat(int argc, char **argv) {
     cli_messages_free(c.msgs, c.n);
     answerers_free(&a);
     free(clouds);
+    free(structured);
     return rc;
 }

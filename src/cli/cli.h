@@ -43,14 +43,17 @@ int cli_voice(int argc, char **argv);
 int cli_pull(int argc, char **argv);
 int cli_ls(int argc, char **argv);
 int cli_rm(int argc, char **argv);
+int cli_convert(int argc, char **argv);
 
 /* pull.c: downloads (or, offline, finds in the cache) ref "org/name[@rev][:QUANT]" with the
  * HF_ENDPOINT / HF_TOKEN settings; out gets the snapshot folder or the chosen .gguf. Returns
  * CLI_EXIT_USAGE for an invalid id, CLI_EXIT_ERROR on failure (printed when report is true). */
 int cli_hub_fetch(const char *ref, const char *const *includes, size_t n_includes, bool quiet,
                   bool offline, bool report, char *out, size_t cap);
-/* True when HF_HUB_OFFLINE is 1 / true / yes. */
+/* True when HF_HUB_OFFLINE (or the older TRANSFORMERS_OFFLINE) is true (cli_env_true). */
 bool cli_hub_offline(void);
+/* True when the variable is set to 1, ON, YES or TRUE in any case (huggingface_hub's rule). */
+bool cli_env_true(const char *name);
 
 /* Prints "locallm: error: <message>" to stderr; returns CLI_EXIT_ERROR. */
 int cli_error(const char *fmt, ...) CLI_PRINTF(1, 2);
@@ -88,6 +91,8 @@ enum cli_option_id {
     /* cloud providers (providers.h) */
     CLI_O_PROVIDER, CLI_O_FALLBACK, CLI_O_BASE_URL, CLI_O_MODEL, CLI_O_API_KEY_ENV,
     CLI_O_PROVIDERS, CLI_O_TIMEOUT, CLI_O_CONNECT_TIMEOUT,
+    /* structured output (run, chat); --json there is CLI_O_JSON */
+    CLI_O_GRAMMAR, CLI_O_JSON_SCHEMA,
     CLI_O_OWN = 100,
 };
 
@@ -224,9 +229,29 @@ bool cli_mem_check_path(const char *what, const char *path, int32_t n_ctx, int32
 struct hub_mem_need;
 bool cli_mem_check_need(const char *what, const char *verb, const struct hub_mem_need *need);
 
-/* The Hugging Face cache folder: $HF_HUB_CACHE, else $HF_HOME/hub, else
- * $XDG_CACHE_HOME/huggingface/hub, else ~/.cache/huggingface/hub. malloc'd; NULL if unknown. */
+/* The Hugging Face cache folder: $HF_HUB_CACHE (or the older $HUGGINGFACE_HUB_CACHE), else
+ * $HF_HOME/hub, else $XDG_CACHE_HOME/huggingface/hub, else ~/.cache/huggingface/hub. malloc'd;
+ * NULL if unknown. */
 char *cli_hf_cache_dir(void);
+/* The token file: $HF_TOKEN_PATH, else the HF_HOME of cli_hf_cache_dir + "/token". malloc'd. */
+char *cli_hf_token_path(void);
+
+/* Structured output options of run and chat: --grammar FILE, --json-schema FILE, --json. */
+#define CLI_OPT_STRUCTURED                                                                   \
+    {CLI_O_GRAMMAR, "--grammar|--grammar-file", "FILE",                                      \
+     "the reply follows the GBNF grammar in FILE (output starts at rule root)"},            \
+    {CLI_O_JSON_SCHEMA, "--json-schema", "FILE", "the reply is JSON the JSON Schema in FILE allows"}, \
+    {CLI_O_JSON, "--json", NULL, "the reply is a JSON object"}
+typedef struct cli_structured {
+    const char *grammar_path, *schema_path;
+    bool json;
+} cli_structured;
+/* Records a CLI_OPT_STRUCTURED option with id. Returns 1 when id is one of them (one of the
+ * three at most), 0 when it is not, -1 after a usage error. */
+int cli_structured_opt(const cli_args *a, int id, cli_structured *so);
+/* Reads the file so names into *text (the caller free()s it) and sets gp's fields. Returns
+ * CLI_EXIT_OK, or CLI_EXIT_ERROR after printing why the file cannot be read. */
+int cli_structured_load(const cli_structured *so, lm_gen_params *gp, char **text);
 
 /* Writes s as a JSON string literal (quotes included). */
 void cli_json_string(FILE *f, const char *s);

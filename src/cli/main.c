@@ -28,6 +28,7 @@ static const command COMMANDS[] = {
     {"template", cli_template, "render a conversation with the model's chat template", NULL, false},
     {"eval", cli_eval, "feed token ids and print the top logits (testing)", NULL, true},
     {"bench", cli_bench, "measure prefill and decode speed", NULL, true},
+    {"convert", cli_convert, "convert a Hugging Face or MLX folder to GGUF (any quant type) or MLX", NULL, false},
     {"version", NULL, "print the version", NULL, false},
 };
 enum { N_COMMANDS = sizeof COMMANDS / sizeof COMMANDS[0] };

@@ -1,10 +1,13 @@
 /* cli/pull.c: `locallm pull ORG/NAME[@REV][:QUANT]`, download a model into the Hugging Face cache.
- * Owns: the environment the hub library does not read (HF_ENDPOINT, HF_TOKEN or the token file,
- * HF_HUB_OFFLINE, the cache folder), the progress display, and cli_hub_fetch used by model
- * loading to download on first use. */
+ * Owns: the environment the hub library does not read, turned into lm_hub_params as
+ * huggingface_hub reads it (HF_ENDPOINT, HF_TOKEN / HUGGING_FACE_HUB_TOKEN / HF_TOKEN_PATH,
+ * HF_HUB_DISABLE_IMPLICIT_TOKEN, HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE, HF_HUB_ETAG_TIMEOUT,
+ * HF_HUB_DOWNLOAD_TIMEOUT, HF_HUB_DISABLE_PROGRESS_BARS, the cache folder), the progress display,
+ * and cli_hub_fetch used by model loading to download on first use. */
 #include "cli/cli.h"
 #include "hub/hub.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -24,24 +27,33 @@ static const cli_command PULL_CMD = {
     "Usage: locallm pull ORG/NAME[@REVISION][:QUANT] [--include GLOB]...\n"
     "       locallm pull SHORTNAME (e.g. llama3.2 or llama3.2:3b; 'locallm ls --available')\n",
     "Downloads a model from the Hugging Face hub into its cache (the layout huggingface_hub\n"
-    "uses) and prints the snapshot path. For a GGUF repository one .gguf is fetched: the one\n"
-    "whose name contains QUANT (default Q4_K_M) or matches --include.\n",
+    "uses, .locks/ included, so both can share it) and prints the snapshot path. For a GGUF\n"
+    "repository one .gguf is fetched: the one whose name contains QUANT (default Q4_K_M) or\n"
+    "matches --include. Files already in the cache are not fetched again.\n",
     PULL_OPTIONS,
-    "Environment: HF_ENDPOINT (default https://huggingface.co), HF_TOKEN (else $HF_HOME/token),\n"
-    "HF_HUB_OFFLINE=1 (cache only), HF_HUB_CACHE / HF_HOME (the cache folder).\n",
+    "Environment (as huggingface_hub reads it; true is 1, ON, YES or TRUE in any case):\n"
+    "  HF_ENDPOINT                    the hub (default https://huggingface.co)\n"
+    "  HF_TOKEN, HUGGING_FACE_HUB_TOKEN  the access token, else the file HF_TOKEN_PATH\n"
+    "                                 (default $HF_HOME/token)\n"
+    "  HF_HUB_DISABLE_IMPLICIT_TOKEN  true: send no token\n"
+    "  HF_HUB_OFFLINE, TRANSFORMERS_OFFLINE  true: the cache only, no network\n"
+    "  HF_HUB_ETAG_TIMEOUT            seconds for metadata requests (default 10)\n"
+    "  HF_HUB_DOWNLOAD_TIMEOUT        seconds a download may go without data (default 60)\n"
+    "  HF_HUB_DISABLE_PROGRESS_BARS   true: a line per file instead of a progress bar\n"
+    "  HF_HUB_CACHE (HUGGINGFACE_HUB_CACHE), HF_HOME, XDG_CACHE_HOME  the cache folder\n",
 };
 
 static char *read_token(void) {
+    /* huggingface_hub's get_token_to_send: no implicit token when disabled */
+    if (cli_env_true("HF_HUB_DISABLE_IMPLICIT_TOKEN")) return NULL;
     const char *t = getenv("HF_TOKEN");
+    if (!t || !*t) t = getenv("HUGGING_FACE_HUB_TOKEN");
     if (t && *t) return strdup(t);
-    char path[4096];
-    const char *home = getenv("HF_HOME");
-    const char *h = getenv("HOME");
-    if (home && *home) snprintf(path, sizeof path, "%s/token", home);
-    else if (h && *h) snprintf(path, sizeof path, "%s/.cache/huggingface/token", h);
-    else return NULL;
+    char *path = cli_hf_token_path();
+    if (!path) return NULL;
     size_t len = 0;
     char *s = cli_read_file(path, &len);
+    free(path);
     if (!s) return NULL;
     while (len && (s[len - 1] == '\n' || s[len - 1] == '\r' || s[len - 1] == ' ')) s[--len] = 0;
     if (!len) {
@@ -51,16 +63,28 @@ static char *read_token(void) {
     return s;
 }
 
-bool cli_hub_offline(void) {
-    const char *v = getenv("HF_HUB_OFFLINE");
-    return v && (strcmp(v, "1") == 0 || strcasecmp(v, "true") == 0 || strcasecmp(v, "yes") == 0);
+bool cli_hub_offline(void) { return cli_env_true("HF_HUB_OFFLINE") || cli_env_true("TRANSFORMERS_OFFLINE"); }
+
+/* Seconds from a variable (huggingface_hub reads a number, fractions allowed), rounded up;
+ * 0 (the library default) when unset or not a positive number. */
+static int32_t env_seconds(const char *name) {
+    const char *v = getenv(name);
+    if (!v || !*v) return 0;
+    char *end = NULL;
+    double d = strtod(v, &end);
+    if (end == v || *end || !(d > 0)) {
+        fprintf(stderr, "locallm: warning: %s='%s' is not a number of seconds; using the default\n", name, v);
+        return 0;
+    }
+    return d > 86400 ? 86400 : (int32_t)ceil(d);
 }
 
 typedef struct progress {
-    bool tty, quiet;
-    char file[512];
+    bool tty, quiet, bars;
+    bool line_open;         /* a progress bar is drawn without its newline */
+    char file[512], waiting[512];
     double t0, last;
-    uint64_t last_done;
+    size_t n_cached, n_fetched;
 } progress;
 
 static void human(char *out, size_t cap, double b) {
@@ -70,26 +94,49 @@ static void human(char *out, size_t cap, double b) {
     snprintf(out, cap, k ? "%.1f %s" : "%.0f %s", b, u[k]);
 }
 
-static int on_progress(void *user, const char *file, uint64_t done, uint64_t total) {
+static void end_line(progress *p) {
+    if (p->line_open) fputc('\n', stderr);
+    p->line_open = false;
+}
+
+static int on_progress(const lm_hub_progress *e, void *user) {
     progress *p = user;
+    if (e->event == LM_HUB_FILE_CACHED) {
+        p->n_cached++; /* complete files stay quiet: one "up to date" line at the end */
+        return 0;
+    }
     if (p->quiet) return 0;
+    const char *file = e->file;
+    if (e->event == LM_HUB_FILE_WAITING) {
+        if (strcmp(p->waiting, file) != 0) {
+            end_line(p);
+            snprintf(p->waiting, sizeof p->waiting, "%s", file);
+            fprintf(stderr, "waiting for another download of %s to finish (its lock in .locks/ is held)\n", file);
+        }
+        return 0;
+    }
     double now = cli_now_ms();
-    bool fresh = strcmp(p->file, file) != 0;
-    if (fresh) {
-        if (p->tty && p->file[0]) fputc('\n', stderr);
+    if (e->event == LM_HUB_FILE_START) {
+        end_line(p);
+        p->n_fetched++;
         snprintf(p->file, sizeof p->file, "%s", file);
         p->t0 = now;
         p->last = 0;
-        if (!p->tty) fprintf(stderr, "downloading %s (%llu bytes)\n", file, (unsigned long long)total);
+        if (!p->bars) {
+            if (e->done) fprintf(stderr, "downloading %s (%llu bytes, resuming at %llu)\n", file,
+                                 (unsigned long long)e->total, (unsigned long long)e->done);
+            else fprintf(stderr, "downloading %s (%llu bytes)\n", file, (unsigned long long)e->total);
+        }
+        if (p->bars) p->last = -1e9; /* draw at once */
     }
-    bool end = total && done >= total;
-    if (!p->tty) {
-        if (end && p->last_done != done) fprintf(stderr, "done %s\n", file);
-        p->last_done = done;
+    if (!p->bars) {
+        if (e->event == LM_HUB_FILE_DONE) fprintf(stderr, "done %s\n", file);
         return 0;
     }
+    bool end = e->event == LM_HUB_FILE_DONE;
     if (!end && now - p->last < 100) return 0;
     p->last = now;
+    uint64_t done = e->done, total = e->total;
     double secs = (now - p->t0) / 1000.0;
     double rate = secs > 0 ? (double)done / secs : 0;
     char d[32], t[32], r[32], eta[32] = "";
@@ -97,11 +144,13 @@ static int on_progress(void *user, const char *file, uint64_t done, uint64_t tot
     human(t, sizeof t, (double)total);
     human(r, sizeof r, rate);
     if (rate <= 0) snprintf(r, sizeof r, "-");
-    if (total && rate > 0 && !end) snprintf(eta, sizeof eta, " ETA %.0fs", (double)(total - done) / rate);
+    if (total && rate > 0 && !end && done < total) snprintf(eta, sizeof eta, " ETA %.0fs", (double)(total - done) / rate);
     int width = 30, fill = total ? (int)((double)done / (double)total * width) : 0;
     if (fill > width) fill = width;
     fprintf(stderr, "\r\033[K%-30.30s [%.*s%*s] %s / %s %s/s%s", file, fill, "##############################",
             width - fill, "", d, t, r, eta);
+    p->line_open = true;
+    if (end) end_line(p);
     return 0;
 }
 
@@ -116,12 +165,25 @@ int cli_hub_fetch(const char *ref, const char *const *includes, size_t n_include
     if (!cache) return cli_error("no Hugging Face cache folder: set HF_HUB_CACHE or HF_HOME");
     char *token = read_token();
     const char *ep = getenv("HF_ENDPOINT");
-    hub_opts o = {.endpoint = ep && *ep ? ep : "https://huggingface.co", .token = token, .cache_dir = cache,
-                  .offline = offline, .includes = includes, .n_includes = n_includes};
+    lm_hub_params hp = lm_hub_default_params();
+    hp.endpoint = ep && *ep ? ep : "https://huggingface.co";
+    hp.token = token;
+    hp.cache_dir = cache;
+    hp.offline = offline;
+    hp.includes = includes;
+    hp.n_includes = n_includes;
+    int32_t t = env_seconds("HF_HUB_ETAG_TIMEOUT");
+    if (t) hp.etag_timeout_s = t;
+    if ((t = env_seconds("HF_HUB_DOWNLOAD_TIMEOUT"))) hp.download_timeout_s = t;
     progress p = {.tty = isatty(STDERR_FILENO) != 0, .quiet = quiet};
+    p.bars = p.tty && !cli_env_true("HF_HUB_DISABLE_PROGRESS_BARS");
+    hp.progress = on_progress;
+    hp.progress_user = &p;
     lm_error err = {0};
-    lm_status st = hub_pull(&o, ref, on_progress, &p, out, cap, &err);
-    if (p.tty && p.file[0] && !quiet) fputc('\n', stderr);
+    lm_status st = lm_hub_pull(ref, &hp, out, cap, &err);
+    end_line(&p);
+    if (st == LM_OK && !quiet && !offline && p.n_fetched == 0)
+        fprintf(stderr, "%s: up to date (%zu file%s in the cache)\n", base, p.n_cached, p.n_cached == 1 ? "" : "s");
     free(token);
     free(cache);
     if (st != LM_OK) return report ? cli_error("%s", err.msg) : CLI_EXIT_ERROR;

@@ -24,6 +24,7 @@ static const cli_option RUN_OPTIONS[] = {
      "tokens to generate at most (default: 128 for plain text; an answer\n"
      "runs until the model ends its turn; 0 or -1: until the context is full)"},
     CLI_OPT_SAMPLING,
+    CLI_OPT_STRUCTURED,
     CLI_OPT_THREADS,
     CLI_OPT_CTX,
     {CLI_O_VERBOSE, "-v|--verbose", NULL, "print the timings of each answer to stderr"},
@@ -58,6 +59,7 @@ typedef struct run_opts {
     int32_t n_threads, n_ctx;
     bool raw, verbose, no_stats, n_set;
     lm_gen_params gp;
+    cli_structured so;
 } run_opts;
 
 /* Appends word to the prompt words. */
@@ -83,6 +85,9 @@ static int parse(int argc, char **argv, run_opts *o) {
             o->n_set |= id == CLI_O_N_PREDICT;
             continue;
         }
+        int so = cli_structured_opt(&a, id, &o->so);
+        if (so < 0) return CLI_EXIT_USAGE;
+        if (so > 0) continue;
         switch (id) {
         case CLI_ARGS_HELP: return CLI_EXIT_OK;
         case CLI_ARGS_ERROR: return CLI_EXIT_USAGE;
@@ -237,10 +242,10 @@ int cli_run(int argc, char **argv) {
     size_t prompt_len = 0;
     bool failed = false;
     char *prompt = prompt_text(&o, &prompt_len, &failed);
-    char *default_path = NULL;
+    char *default_path = NULL, *structured = NULL;
     lm_model *model = NULL;
     double load_ms = 0;
-    if (failed) goto done;
+    if (failed || cli_structured_load(&o.so, &o.gp, &structured) != CLI_EXIT_OK) goto done;
     if (!o.model && !(o.model = default_path = cli_default_model())) {
         cli_error("out of memory");
         goto done;
@@ -270,5 +275,6 @@ done:
     free(default_path);
     free(prompt);
     free(o.words);
+    free(structured);
     return rc;
 }

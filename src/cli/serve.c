@@ -68,6 +68,12 @@ static void on_listen(const char *host, uint16_t port, void *user) {
             v6 ? "]" : "", (unsigned)port);
 }
 
+/* True for an address only this machine can reach: 127.0.0.0/8, ::1, localhost. */
+static bool is_loopback(const char *host) {
+    return strncmp(host, "127.", 4) == 0 || strcmp(host, "::1") == 0 || strcmp(host, "[::1]") == 0 ||
+           strcmp(host, "localhost") == 0;
+}
+
 /* The id clients see: the last path component of the model reference. */
 static const char *model_id(const char *ref) {
     size_t len = strlen(ref);
@@ -123,6 +129,10 @@ int cli_serve(int argc, char **argv) {
     if (!cli_cloud_wanted(&cf) && (cf.base_url || cf.model || cf.api_key_env || cf.providers_file))
         return cli_usage_error(cmd, "--base-url, --model, --api-key-env and --providers need "
                                     "--fallback");
+    if (!is_loopback(host) && (!api_key || !api_key[0]))
+        fprintf(stderr, "locallm serve: warning: listening on %s without an API key: anyone who can reach "
+                        "this address can use the model%s; set --api-key or LOCALLM_API_KEY\n",
+                host, cli_cloud_wanted(&cf) ? " and your cloud providers' keys" : "");
     cli_cloud *clouds = NULL;
     size_t n_clouds = 0;
     if (cli_cloud_wanted(&cf)) {

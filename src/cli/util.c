@@ -13,6 +13,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -262,23 +263,40 @@ static bool worth_a_bar(const char *path) {
     return st.st_size >= CLI_BAR_MIN_BYTES;
 }
 
+bool cli_env_true(const char *name) {
+    const char *v = getenv(name);
+    if (!v) return false;
+    return strcmp(v, "1") == 0 || strcasecmp(v, "ON") == 0 || strcasecmp(v, "YES") == 0 || strcasecmp(v, "TRUE") == 0;
+}
+
+/* huggingface_hub's HF_HOME: $HF_HOME, else $XDG_CACHE_HOME/huggingface, else
+ * ~/.cache/huggingface. Into buf; false when none is known. */
+static bool hf_home(char *buf, size_t cap) {
+    const char *home = getenv("HF_HOME");
+    if (home && *home) return (size_t)snprintf(buf, cap, "%s", home) < cap;
+    const char *xdg = getenv("XDG_CACHE_HOME");
+    if (xdg && *xdg) return (size_t)snprintf(buf, cap, "%s/huggingface", xdg) < cap;
+    const char *h = getenv("HOME");
+    if (!h || !*h) return false;
+    return (size_t)snprintf(buf, cap, "%s/.cache/huggingface", h) < cap;
+}
+
 char *cli_hf_cache_dir(void) {
     const char *c = getenv("HF_HUB_CACHE");
+    if (!c || !*c) c = getenv("HUGGINGFACE_HUB_CACHE"); /* the older name, still read by huggingface_hub */
     if (c && *c) return strdup(c);
-    char buf[4096];
-    const char *home = getenv("HF_HOME");
-    if (home && *home) {
-        snprintf(buf, sizeof buf, "%s/hub", home);
-        return strdup(buf);
-    }
-    const char *xdg = getenv("XDG_CACHE_HOME");
-    if (xdg && *xdg) {
-        snprintf(buf, sizeof buf, "%s/huggingface/hub", xdg);
-        return strdup(buf);
-    }
-    const char *h = getenv("HOME");
-    if (!h || !*h) return NULL;
-    snprintf(buf, sizeof buf, "%s/.cache/huggingface/hub", h);
+    char home[4000], buf[4096];
+    if (!hf_home(home, sizeof home)) return NULL;
+    snprintf(buf, sizeof buf, "%s/hub", home);
+    return strdup(buf);
+}
+
+char *cli_hf_token_path(void) {
+    const char *p = getenv("HF_TOKEN_PATH");
+    if (p && *p) return strdup(p);
+    char home[4000], buf[4096];
+    if (!hf_home(home, sizeof home)) return NULL;
+    snprintf(buf, sizeof buf, "%s/token", home);
     return strdup(buf);
 }
 
@@ -592,4 +610,31 @@ double cli_now_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+int cli_structured_opt(const cli_args *a, int id, cli_structured *so) {
+    if (id != CLI_O_GRAMMAR && id != CLI_O_JSON_SCHEMA && id != CLI_O_JSON) return 0;
+    if (so->grammar_path || so->schema_path || so->json) {
+        cli_usage_error(a->cmd->name, "give one of --grammar, --json-schema and --json");
+        return -1;
+    }
+    if (id == CLI_O_GRAMMAR) so->grammar_path = a->val;
+    else if (id == CLI_O_JSON_SCHEMA) so->schema_path = a->val;
+    else so->json = true;
+    return 1;
+}
+
+int cli_structured_load(const cli_structured *so, lm_gen_params *gp, char **text) {
+    *text = NULL;
+    gp->json_object = so->json;
+    const char *path = so->grammar_path ? so->grammar_path : so->schema_path;
+    if (!path) return CLI_EXIT_OK;
+    char *t = cli_read_file(path, NULL);
+    if (!t)
+        return cli_error("cannot read the %s file '%s': %s", so->grammar_path ? "grammar" : "JSON Schema", path,
+                         strerror(errno));
+    *text = t;
+    if (so->grammar_path) gp->grammar = t;
+    else gp->json_schema = t;
+    return CLI_EXIT_OK;
 }

@@ -28,10 +28,17 @@
 
 /* ---- errors ---- */
 
-/* Formats the message into err (when not NULL), sets err->code and returns code, so call sites
- * stay one line: return lm_fail(err, LM_ERR_FORMAT, "%s: ...", path). */
+/* Formats the message into err (when not NULL; escaped with lm_escape_text), sets err->code and
+ * returns code, so call sites stay one line: return lm_fail(err, LM_ERR_FORMAT, "%s: ...", path). */
 lm_status lm_fail(lm_error *err, lm_status code, const char *fmt, ...) LM_PRINTF(3, 4);
 lm_status lm_failv(lm_error *err, lm_status code, const char *fmt, va_list ap);
+/* Copies n bytes of src into dst (cap bytes, always NUL-terminated when cap > 0) as printable,
+ * valid UTF-8: \n \r \t and other C0 controls and DEL become "\n", "\x1b"..., C1 controls
+ * (U+0080..U+009F) "\u009b", and each byte that is not part of a valid UTF-8 sequence "\xff".
+ * Stops before an escape or character that would not fit. Returns the length written. lm_fail and
+ * lm_log pass every message through it, so text quoted from files or the network is safe to print
+ * and to put in JSON. */
+size_t lm_escape_text(char *dst, size_t cap, const char *src, size_t n);
 /* Fills err for an allocation failure of what (e.g. "tensor table"). */
 lm_status lm_fail_nomem(lm_error *err, const char *what);
 void lm_error_clear(lm_error *err);
@@ -64,14 +71,16 @@ typedef struct lm_file {
     bool mapped;         /* mmap'd (else owned heap memory) */
 } lm_file;
 
-/* Maps (or reads, when use_mmap is false) the whole file. Errors name the path. */
+/* Maps (or reads, when use_mmap is false) the whole file. Errors name the path. Only a regular
+ * file (symlinks followed) is opened: a directory, FIFO, socket or device is LM_ERR_IO at once. */
 lm_status lm_file_open(lm_file *f, const char *path, bool use_mmap, lm_error *err);
 void lm_file_close(lm_file *f);
 /* The pages of [p, p + n) of a mapped file are not needed any more (their bytes were copied into
  * another layout): they leave the process's resident memory and are read again from the file
  * only if touched. Whole pages inside the range only; nothing for a file read into memory. */
 void lm_file_release(const lm_file *f, const void *p, size_t n);
-/* Reads a whole file into a NUL-terminated heap buffer (freed with lm_free). */
+/* Reads a whole regular file (as lm_file_open, never a FIFO) into a NUL-terminated heap buffer
+ * (freed with lm_free). */
 lm_status lm_read_text(const char *path, char **out, size_t *len, lm_error *err);
 bool lm_path_exists(const char *path);
 bool lm_is_dir(const char *path);
@@ -169,7 +178,8 @@ uint32_t lm_cpu_features(void);
 
 /* ---- JSON (cJSON, allocating through lm_malloc) ---- */
 
-/* Parses len bytes of JSON. On error fills err with what (a file name) and the byte offset. */
+/* Parses len bytes holding one JSON value (white space around it allowed, anything else after it
+ * is LM_ERR_FORMAT). On error fills err with what (a file name) and the byte offset. */
 lm_status lm_json_parse(const char *text, size_t len, const char *what, cJSON **out,
                         lm_error *err);
 /* Reads and parses a JSON file. */

@@ -1,4 +1,5 @@
-/* core/file.c: whole-file mappings (mmap, or a read into owned memory) and small path helpers. */
+/* core/file.c: whole-file mappings (mmap, or a read into owned memory) and small path helpers.
+ * Only regular files are read: FIFOs, sockets and devices are refused without blocking. */
 #include "core.h"
 
 #include <errno.h>
@@ -20,20 +21,42 @@ void lm_file_release(const lm_file *f, const void *p, size_t n) {
     if (hi > lo) madvise((void *)lo, hi - lo, MADV_DONTNEED);
 }
 
-lm_status lm_file_open(lm_file *f, const char *path, bool use_mmap, lm_error *err) {
-    memset(f, 0, sizeof *f);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+static const char *kind_of(mode_t m) {
+    if (S_ISDIR(m)) return "a directory";
+    if (S_ISFIFO(m)) return "a FIFO";
+    if (S_ISSOCK(m)) return "a socket";
+    if (S_ISCHR(m)) return "a character device";
+    if (S_ISBLK(m)) return "a block device";
+    return "not a regular file";
+}
+
+/* Opens path for reading only if it is a regular file (after symlinks). O_NONBLOCK keeps open()
+ * itself from waiting for a writer when path is a FIFO; fstat then refuses it, so a FIFO or a
+ * device given as a model or config file fails at once instead of hanging. */
+static lm_status open_regular(const char *path, int *fd_out, struct stat *st, lm_error *err) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) return lm_fail(err, LM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st) != 0) {
+    if (fstat(fd, st) != 0) {
         int e = errno;
         close(fd);
         return lm_fail(err, LM_ERR_IO, "%s: cannot stat: %s", path, strerror(e));
     }
-    if (S_ISDIR(st.st_mode)) {
+    if (!S_ISREG(st->st_mode)) {
         close(fd);
-        return lm_fail(err, LM_ERR_IO, "%s: is a directory, expected a file", path);
+        return lm_fail(err, LM_ERR_IO, "%s: is %s, expected a regular file", path, kind_of(st->st_mode));
     }
+    int fl = fcntl(fd, F_GETFL);
+    if (fl != -1) fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+    *fd_out = fd;
+    return LM_OK;
+}
+
+lm_status lm_file_open(lm_file *f, const char *path, bool use_mmap, lm_error *err) {
+    memset(f, 0, sizeof *f);
+    int fd = -1;
+    struct stat st;
+    lm_status ost = open_regular(path, &fd, &st, err);
+    if (ost) return ost;
     size_t size = (size_t)st.st_size;
     if (size == 0) {
         close(fd);
@@ -85,17 +108,28 @@ void lm_file_close(lm_file *f) {
 
 lm_status lm_read_text(const char *path, char **out, size_t *len, lm_error *err) {
     *out = NULL;
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return lm_fail(err, LM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    int fd = -1;
+    struct stat st;
+    lm_status ost = open_regular(path, &fd, &st, err);
+    if (ost) return ost;
     lm_buf b = {0};
     char tmp[65536];
-    size_t n;
-    while ((n = fread(tmp, 1, sizeof tmp, fp)) > 0) lm_buf_append(&b, tmp, n);
-    bool bad = ferror(fp);
-    fclose(fp);
+    bool bad = false;
+    int e = 0;
+    for (;;) {
+        ssize_t n = read(fd, tmp, sizeof tmp);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) {
+            bad = true;
+            e = errno;
+            break;
+        }
+        if (n == 0 || !lm_buf_append(&b, tmp, (size_t)n)) break;
+    }
+    close(fd);
     if (bad) {
         lm_buf_free(&b);
-        return lm_fail(err, LM_ERR_IO, "%s: read error", path);
+        return lm_fail(err, LM_ERR_IO, "%s: read error: %s", path, strerror(e));
     }
     if (b.oom) {
         lm_buf_free(&b);

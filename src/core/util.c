@@ -308,6 +308,16 @@ lm_status lm_json_parse(const char *text, size_t len, const char *what, cJSON **
             if (text[i] == '\n') line++;
         return lm_fail(err, LM_ERR_FORMAT, "%s: invalid JSON near byte %zu (line %zu)", what, off, line);
     }
+    /* One value and nothing after it but white space: "{...} xyz" is not a JSON document. */
+    size_t off = end && end >= text ? (size_t)(end - text) : len;
+    while (off < len && (text[off] == ' ' || text[off] == '\t' || text[off] == '\n' || text[off] == '\r')) off++;
+    if (off < len) {
+        cJSON_Delete(j);
+        size_t line = 1;
+        for (size_t i = 0; i < off; i++)
+            if (text[i] == '\n') line++;
+        return lm_fail(err, LM_ERR_FORMAT, "%s: unexpected text after the JSON value at byte %zu (line %zu)", what, off, line);
+    }
     *out = j;
     return LM_OK;
 }

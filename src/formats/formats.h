@@ -186,4 +186,50 @@ void hf_config_free(hf_config *c);
 bool hf_config_module_quant(const hf_config *c, const char *module, uint32_t *bits,
                             uint32_t *group_size);
 
+
+/* ============================ GGUF writing (formats/gguf_write.c) ============================ */
+
+/* Collects metadata and a tensor table in memory, then streams the tensors' data in the order
+ * they were declared. Setters never fail on their own: the first NOMEM or misuse (a key set
+ * twice, a bad shape) is kept and returned by gguf_w_begin. */
+typedef struct gguf_writer gguf_writer;
+gguf_writer *gguf_writer_new(void); /* NULL on NOMEM; free with gguf_writer_free */
+/* Also removes an unfinished "<path>.part". */
+void gguf_writer_free(gguf_writer *w);
+void gguf_w_u32(gguf_writer *w, const char *key, uint32_t v);
+void gguf_w_i32(gguf_writer *w, const char *key, int32_t v);
+void gguf_w_f32(gguf_writer *w, const char *key, float v);
+void gguf_w_bool(gguf_writer *w, const char *key, bool v);
+void gguf_w_str(gguf_writer *w, const char *key, const char *s);
+void gguf_w_arr_str(gguf_writer *w, const char *key, const char *const *s, size_t n);
+void gguf_w_arr_f32(gguf_writer *w, const char *key, const float *v, size_t n);
+void gguf_w_arr_i32(gguf_writer *w, const char *key, const int32_t *v, size_t n);
+/* Declares a tensor of type (enum cm_type, a GGML type) and shape ne[0..n_dims) (ne[0] the
+ * row length, a whole number of the type's blocks). */
+void gguf_w_tensor(gguf_writer *w, const char *name, uint32_t type, uint32_t n_dims,
+                   const uint64_t *ne);
+/* Writes the header to "<path>.part". After it only gguf_w_data and gguf_w_finish. */
+lm_status gguf_w_begin(gguf_writer *w, const char *path, lm_error *err);
+/* Appends n bytes of tensor data (tensors in declaration order, any split of the bytes). */
+lm_status gguf_w_data(gguf_writer *w, const void *data, size_t n, lm_error *err);
+/* Checks every tensor got all its bytes, closes and renames "<path>.part" to path. */
+lm_status gguf_w_finish(gguf_writer *w, lm_error *err);
+
+/* ========================= safetensors writing (formats/st_write.c) ========================= */
+
+/* Writes one safetensors file: an 8-byte header length, the JSON header (tensors sorted by name,
+ * each with dtype, shape and data_offsets; metadata when given) padded with spaces to 8 bytes,
+ * then the data in the order declared. Like the GGUF writer: declare, begin, data, finish. */
+typedef struct st_writer st_writer;
+st_writer *st_writer_new(void);
+void st_writer_free(st_writer *w);
+/* metadata: a JSON object of string values, or NULL; copied. */
+lm_status st_w_metadata(st_writer *w, const cJSON *metadata, lm_error *err);
+/* shape outermost first; dtype an enum st_dtype. name copied. */
+lm_status st_w_tensor(st_writer *w, const char *name, uint32_t dtype, uint32_t n_dims,
+                      const uint64_t *shape, lm_error *err);
+lm_status st_w_begin(st_writer *w, const char *path, lm_error *err);
+lm_status st_w_data(st_writer *w, const void *data, size_t n, lm_error *err);
+lm_status st_w_finish(st_writer *w, lm_error *err);
+
 #endif /* LM_FORMATS_H */

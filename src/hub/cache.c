@@ -68,7 +68,8 @@ static uint64_t dir_size(const char *dir, int64_t *mtime) {
     return sum;
 }
 
-/* True when some file under dir (one level of subfolders) ends with suffix. */
+/* True when some file under dir (depth levels of real subfolders; a symlink to a folder is not
+ * followed, so a snapshot holding `ln -s . a` is not walked again and again) ends with suffix. */
 static bool has_suffix_file(const char *dir, const char *suffix, int depth) {
     DIR *d = opendir(dir);
     if (!d) return false;
@@ -81,7 +82,8 @@ static bool has_suffix_file(const char *dir, const char *suffix, int depth) {
         if (n >= sl && strcmp(e->d_name + n - sl, suffix) == 0) found = true;
         else if (depth > 0) {
             char *p = lm_path_join(dir, e->d_name);
-            if (p && lm_is_dir(p)) found = has_suffix_file(p, suffix, depth - 1);
+            struct stat sb;
+            if (p && lstat(p, &sb) == 0 && S_ISDIR(sb.st_mode)) found = has_suffix_file(p, suffix, depth - 1);
             lm_free(p);
         }
     }

@@ -1,29 +1,46 @@
 /* hub/download.c: downloads a model from the Hugging Face hub into the shared cache, laid out as
  * huggingface_hub does: models--org--name/blobs/<etag> (written as <etag>.incomplete first and
- * resumed with a Range request), snapshots/<commit>/<file> relative symlinks into blobs, and
- * refs/<rev> holding the commit. A sha256 etag is verified. Offline mode reads only the cache. */
+ * resumed with a Range request), snapshots/<commit>/<file> relative symlinks into blobs,
+ * refs/<rev> holding the commit, and .locks/models--org--name/<etag>.lock, the file lock
+ * huggingface_hub takes around each blob, so a pull beside a Python download never writes the
+ * same .incomplete. A sha256 etag (LFS) or a git sha1 etag (small files) is verified; no file is
+ * written past the size the hub announced, and small (non-LFS) files not past HUB_MAX_GIT_FILE.
+ * A file the snapshot already holds is reported as cached without a request. Redirects may lead
+ * to http and https only. Offline mode reads only the cache.
+ * Owns: lm_hub_pull. Does not own: listing the cache (cache.c) or the catalog (catalog.c). */
 #include "hub/hub.h"
 
 #include <ctype.h>
 #include <curl/curl.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <fnmatch.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <strings.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
-/* ---- sha256 (FIPS 180-4) ---- */
+/* A repository listing more files than this is refused (model repositories hold dozens). */
+#define HUB_MAX_FILES 50000
+/* Files the hub keeps in git rather than LFS (their etag is a git sha1) are small: the hub refuses
+ * pushes of non-LFS files over 10 MB. Anything bigger served under such an etag is refused. */
+#define HUB_MAX_GIT_FILE ((uint64_t)32 << 20)
 
-typedef struct sha256 {
+/* ---- hashes: sha256 and sha1 (FIPS 180-4) over one padding scheme ---- */
+
+typedef struct hasher {
     uint32_t h[8];
     uint8_t block[64];
     size_t fill;
     uint64_t bytes;
-} sha256;
+    int n_words;                                     /* 8: sha256, 5: sha1 */
+    void (*compress)(uint32_t *h, const uint8_t *p); /* one 64-byte block */
+} hasher;
 
 static const uint32_t K256[64] = {
     0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
@@ -37,69 +54,99 @@ static const uint32_t K256[64] = {
 };
 
 static uint32_t ror(uint32_t x, int n) { return (x >> n) | (x << (32 - n)); }
+static uint32_t rol(uint32_t x, int n) { return (x << n) | (x >> (32 - n)); }
+static uint32_t be32(const uint8_t *p) {
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
 
-static void sha_block(sha256 *s, const uint8_t *p) {
+static void sha256_block(uint32_t *hs, const uint8_t *p) {
     uint32_t w[64];
-    for (int i = 0; i < 16; i++)
-        w[i] = (uint32_t)p[4 * i] << 24 | (uint32_t)p[4 * i + 1] << 16 | (uint32_t)p[4 * i + 2] << 8 | p[4 * i + 3];
+    for (int i = 0; i < 16; i++) w[i] = be32(p + 4 * i);
     for (int i = 16; i < 64; i++) {
         uint32_t s0 = ror(w[i - 15], 7) ^ ror(w[i - 15], 18) ^ (w[i - 15] >> 3);
         uint32_t s1 = ror(w[i - 2], 17) ^ ror(w[i - 2], 19) ^ (w[i - 2] >> 10);
         w[i] = w[i - 16] + s0 + w[i - 7] + s1;
     }
-    uint32_t a = s->h[0], b = s->h[1], c = s->h[2], d = s->h[3], e = s->h[4], f = s->h[5], g = s->h[6], h = s->h[7];
+    uint32_t a = hs[0], b = hs[1], c = hs[2], d = hs[3], e = hs[4], f = hs[5], g = hs[6], h = hs[7];
     for (int i = 0; i < 64; i++) {
         uint32_t t1 = h + (ror(e, 6) ^ ror(e, 11) ^ ror(e, 25)) + ((e & f) ^ (~e & g)) + K256[i] + w[i];
         uint32_t t2 = (ror(a, 2) ^ ror(a, 13) ^ ror(a, 22)) + ((a & b) ^ (a & c) ^ (b & c));
         h = g, g = f, f = e, e = d + t1, d = c, c = b, b = a, a = t1 + t2;
     }
-    s->h[0] += a, s->h[1] += b, s->h[2] += c, s->h[3] += d;
-    s->h[4] += e, s->h[5] += f, s->h[6] += g, s->h[7] += h;
+    hs[0] += a, hs[1] += b, hs[2] += c, hs[3] += d;
+    hs[4] += e, hs[5] += f, hs[6] += g, hs[7] += h;
 }
 
-static void sha_init(sha256 *s) {
-    static const uint32_t H0[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
-                                   0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
-    memcpy(s->h, H0, sizeof H0);
-    s->fill = 0;
-    s->bytes = 0;
+static void sha1_block(uint32_t *hs, const uint8_t *p) {
+    uint32_t w[80];
+    for (int i = 0; i < 16; i++) w[i] = be32(p + 4 * i);
+    for (int i = 16; i < 80; i++) w[i] = rol(w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16], 1);
+    uint32_t a = hs[0], b = hs[1], c = hs[2], d = hs[3], e = hs[4];
+    for (int i = 0; i < 80; i++) {
+        uint32_t f, k;
+        if (i < 20) f = (b & c) | (~b & d), k = 0x5A827999;
+        else if (i < 40) f = b ^ c ^ d, k = 0x6ED9EBA1;
+        else if (i < 60) f = (b & c) | (b & d) | (c & d), k = 0x8F1BBCDC;
+        else f = b ^ c ^ d, k = 0xCA62C1D6;
+        uint32_t t = rol(a, 5) + f + e + k + w[i];
+        e = d, d = c, c = rol(b, 30), b = a, a = t;
+    }
+    hs[0] += a, hs[1] += b, hs[2] += c, hs[3] += d, hs[4] += e;
 }
 
-static void sha_update(sha256 *s, const uint8_t *p, size_t n) {
+static void hash_init(hasher *s, bool sha1) {
+    static const uint32_t H256[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
+                                     0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
+    static const uint32_t H1[5] = {0x67452301, 0xEFCDAB89, 0x98BADCFE, 0x10325476, 0xC3D2E1F0};
+    memset(s, 0, sizeof *s);
+    s->n_words = sha1 ? 5 : 8;
+    s->compress = sha1 ? sha1_block : sha256_block;
+    memcpy(s->h, sha1 ? H1 : H256, (size_t)s->n_words * sizeof(uint32_t));
+}
+
+static void hash_update(hasher *s, const uint8_t *p, size_t n) {
     s->bytes += n;
     while (n) {
         size_t k = 64 - s->fill < n ? 64 - s->fill : n;
         memcpy(s->block + s->fill, p, k);
         s->fill += k, p += k, n -= k;
         if (s->fill == 64) {
-            sha_block(s, s->block);
+            s->compress(s->h, s->block);
             s->fill = 0;
         }
     }
 }
 
-static void sha_hex(sha256 *s, char out[65]) {
+/* Pads (0x80, zeros, the bit length big-endian) and writes the digest as lowercase hex. */
+static void hash_hex(hasher *s, char *out) {
     uint64_t bits = s->bytes * 8;
     uint8_t pad = 0x80, zero = 0, len[8];
-    sha_update(s, &pad, 1);
-    while (s->fill != 56) sha_update(s, &zero, 1);
+    hash_update(s, &pad, 1);
+    while (s->fill != 56) hash_update(s, &zero, 1);
     for (int i = 0; i < 8; i++) len[i] = (uint8_t)(bits >> (56 - 8 * i));
-    sha_update(s, len, 8);
-    for (int i = 0; i < 8; i++) snprintf(out + 8 * i, 9, "%08x", s->h[i]);
+    hash_update(s, len, 8);
+    for (int i = 0; i < s->n_words; i++) snprintf(out + 8 * i, 9, "%08x", s->h[i]);
 }
 
-static lm_status sha256_file(const char *path, char out[65], lm_error *err) {
+/* The sha256 of a file, or (git) the git blob id: sha1 of "blob <size>\0" and the content. */
+static lm_status hash_file(const char *path, bool git, char out[65], lm_error *err) {
     FILE *f = fopen(path, "rb");
     if (!f) return lm_fail(err, LM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    sha256 s;
-    sha_init(&s);
+    hasher s;
+    hash_init(&s, git);
+    if (git) {
+        struct stat sb;
+        char hdr[32];
+        int k = snprintf(hdr, sizeof hdr, "blob %llu", fstat(fileno(f), &sb) == 0 ? (unsigned long long)sb.st_size : 0ull);
+        hash_update(&s, (const uint8_t *)hdr, (size_t)k + 1); /* with its NUL */
+    }
     uint8_t buf[1 << 16];
     size_t n;
-    while ((n = fread(buf, 1, sizeof buf, f)) > 0) sha_update(&s, buf, n);
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0) hash_update(&s, buf, n);
     bool bad = ferror(f);
     fclose(f);
     if (bad) return lm_fail(err, LM_ERR_IO, "%s: read error", path);
-    sha_hex(&s, out);
+    hash_hex(&s, out);
     return LM_OK;
 }
 
@@ -129,13 +176,20 @@ static lm_status mkdirs(const char *path, lm_error *err) {
     return LM_OK;
 }
 
-/* A repo-relative file name from the API: no absolute path, no "." or ".." component, no empty
- * component, no backslash or control characters. */
+/* A repo-relative file name from the API: valid UTF-8 without control characters (C0, DEL, C1:
+ * names are printed to terminals), no backslash, no absolute path, no empty, "." or ".."
+ * component. */
 static bool rfilename_ok(const char *f) {
     size_t n = strlen(f);
     if (n == 0 || n > 1024 || f[0] == '/' || f[n - 1] == '/') return false;
-    for (size_t i = 0; i < n; i++)
-        if ((unsigned char)f[i] < 0x20 || f[i] == '\\' || f[i] == 0x7f) return false;
+    for (size_t i = 0; i < n;) {
+        unsigned char c = (unsigned char)f[i];
+        if (c < 0x20 || c == '\\' || c == 0x7f) return false;
+        uint32_t cp;
+        int l = lm_utf8_decode(f + i, n - i, &cp);
+        if (c >= 0x80 && (l <= 1 || (cp >= 0x80 && cp <= 0x9f))) return false;
+        i += (size_t)l;
+    }
     const char *p = f;
     while (*p) {
         const char *q = strchr(p, '/');
@@ -199,7 +253,7 @@ static bool wanted_name(const char *f) {
     return ends_with_ci(f, ".safetensors");
 }
 
-static bool included(const hub_opts *o, const char *f) {
+static bool included(const lm_hub_params *o, const char *f) {
     if (!o->n_includes) return true;
     for (size_t k = 0; k < o->n_includes; k++)
         if (fnmatch(o->includes[k], f, 0) == 0) return true;
@@ -209,7 +263,7 @@ static bool included(const hub_opts *o, const char *f) {
 /* Marks the files to fetch in keep[]. A repo with .gguf files yields one .gguf: the first (in
  * name order) that passes the includes and contains quant (default Q4_K_M unless includes name
  * one). gguf_index gets its index (-1 when not a GGUF repo). */
-static lm_status choose(const hub_opts *o, const char *id, const char *quant, char **files, size_t n,
+static lm_status choose(const lm_hub_params *o, const char *id, const char *quant, char **files, size_t n,
                         bool *keep, long *gguf_index, lm_error *err) {
     bool gguf = false;
     for (size_t i = 0; i < n; i++) gguf |= ends_with_ci(files[i], ".gguf");
@@ -247,19 +301,21 @@ static lm_status choose(const hub_opts *o, const char *id, const char *quant, ch
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
 static void curl_init(void) { curl_global_init(CURL_GLOBAL_DEFAULT); }
 
+typedef struct repo_ctx repo_ctx;
+static int report(repo_ctx *r, lm_hub_event ev, const char *file, uint64_t done, uint64_t total);
+
 typedef struct xfer {
     lm_buf body;            /* for API calls */
     FILE *f;                /* for downloads */
-    const char *path;
     bool write_failed;
     int write_errno;
     char etag[160], linked_etag[160];
     uint64_t linked_size, content_length;
-    hub_progress_fn fn;
-    void *user;
+    repo_ctx *r;            /* progress goes to r's callback */
     const char *file;
     uint64_t base, total, done;
-    bool cancelled;
+    uint64_t limit;         /* a download may not pass this size (0: no limit) */
+    bool over_limit, cancelled;
     long status;            /* the status of the current response */
 } xfer;
 
@@ -277,13 +333,17 @@ static size_t on_body(char *p, size_t sz, size_t nm, void *u) {
             }
             x->base = 0;
         }
+        if (x->limit && (x->base + x->done > x->limit || n > x->limit - x->base - x->done)) {
+            x->over_limit = true; /* never more on disk than announced */
+            return 0;
+        }
         if (fwrite(p, 1, n, x->f) != n) {
             x->write_failed = true;
             x->write_errno = errno;
             return 0;
         }
         x->done += n;
-        if (x->fn && x->fn(x->user, x->file, x->base + x->done, x->total)) {
+        if (report(x->r, LM_HUB_FILE_PROGRESS, x->file, x->base + x->done, x->total)) {
             x->cancelled = true;
             return 0;
         }
@@ -331,8 +391,12 @@ static int on_progress(void *u, curl_off_t dt, curl_off_t dn, curl_off_t ut, cur
     return ((xfer *)u)->cancelled;
 }
 
-/* Runs one request. range_from > 0 adds a Range header; head does a HEAD request. */
-static CURLcode perform(const hub_opts *o, const char *url, xfer *x, bool head, uint64_t range_from,
+enum req_kind { REQ_API, REQ_HEAD, REQ_GET };
+
+/* Runs one request. range_from > 0 adds a Range header. Metadata (REQ_API, REQ_HEAD) gets
+ * etag_timeout_s to connect, a HEAD as much to answer; a transfer fails after download_timeout_s
+ * without a byte. Only http and https are spoken, redirects included. */
+static CURLcode perform(const lm_hub_params *o, const char *url, xfer *x, enum req_kind kind, uint64_t range_from,
                         long *status, char *errbuf) {
     pthread_once(&curl_once, curl_init);
     CURL *c = curl_easy_init();
@@ -349,16 +413,26 @@ static CURLcode perform(const hub_opts *o, const char *url, xfer *x, bool head, 
         snprintf(range, sizeof range, "%llu-", (unsigned long long)range_from);
         curl_easy_setopt(c, CURLOPT_RANGE, range);
     }
+    long etag_s = o->etag_timeout_s > 0 ? o->etag_timeout_s : 10;
+    long dl_s = o->download_timeout_s > 0 ? o->download_timeout_s : 60;
     errbuf[0] = 0;
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
+#if LIBCURL_VERSION_NUM >= 0x075500 /* 7.85: the _STR forms; the bit masks are deprecated */
+    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+#else
+    curl_easy_setopt(c, CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
+    curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
+#endif
     curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);
     curl_easy_setopt(c, CURLOPT_MAXREDIRS, 10L);
     curl_easy_setopt(c, CURLOPT_UNRESTRICTED_AUTH, 0L);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 30L);
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, etag_s);
+    if (kind == REQ_HEAD) curl_easy_setopt(c, CURLOPT_TIMEOUT, etag_s);
     curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
-    curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, 60L);
+    curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, dl_s);
     curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
     curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(c, CURLOPT_HEADERDATA, x);
@@ -367,7 +441,7 @@ static CURLcode perform(const hub_opts *o, const char *url, xfer *x, bool head, 
     curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
     curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
     curl_easy_setopt(c, CURLOPT_XFERINFODATA, x);
-    if (head) curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
+    if (kind == REQ_HEAD) curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
     CURLcode rc = curl_easy_perform(c);
     *status = 0;
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
@@ -377,7 +451,7 @@ static CURLcode perform(const hub_opts *o, const char *url, xfer *x, bool head, 
 }
 
 /* The commit of a revision already in the cache ("" when none). */
-static void cached_commit(const hub_opts *o, const char *org, const char *name, const char *rev, char *out, size_t cap) {
+static void cached_commit(const lm_hub_params *o, const char *org, const char *name, const char *rev, char *out, size_t cap) {
     char path[4096], *text = NULL;
     size_t len = 0;
     lm_error e = {0};
@@ -389,7 +463,7 @@ static void cached_commit(const hub_opts *o, const char *org, const char *name, 
     }
 }
 
-static lm_status http_error(const hub_opts *o, const char *org, const char *name, const char *rev, const char *url,
+static lm_status http_error(const lm_hub_params *o, const char *org, const char *name, const char *rev, const char *url,
                             CURLcode rc, long status, const char *errbuf, lm_error *err) {
     const char *ep = o->endpoint;
     if (rc == CURLE_OK || rc == CURLE_HTTP_RETURNED_ERROR) {
@@ -400,6 +474,9 @@ static lm_status http_error(const hub_opts *o, const char *org, const char *name
                            org, name, status, o->token && o->token[0] ? " (the token sent was refused)" : "");
         return lm_fail(err, LM_ERR_NETWORK, "%s: HTTP %ld", url, status);
     }
+    if (rc == CURLE_UNSUPPORTED_PROTOCOL)
+        return lm_fail(err, LM_ERR_NETWORK, "%s: refused a redirect to a URL that is not http or https (%s)", url,
+                       errbuf[0] ? errbuf : curl_easy_strerror(rc));
     char commit[64];
     cached_commit(o, org, name, rev, commit, sizeof commit);
     if (commit[0])
@@ -420,13 +497,20 @@ static bool put_escaped(lm_buf *b, const char *s) {
 
 /* ---- one file ---- */
 
-typedef struct repo_ctx {
-    const hub_opts *o;
+struct repo_ctx {
+    const lm_hub_params *o;
     const char *org, *name, *rev, *commit;
     char dir[2048];      /* cache/models--org--name */
-    hub_progress_fn fn;
-    void *user;
-} repo_ctx;
+    char locks[2048];    /* cache/.locks/models--org--name */
+    size_t index, n_files;
+};
+
+/* Tells the caller's progress callback; non-zero means cancel. */
+static int report(repo_ctx *r, lm_hub_event ev, const char *file, uint64_t done, uint64_t total) {
+    if (!r || !r->o->progress) return 0;
+    lm_hub_progress p = {.event = ev, .file = file, .done = done, .total = total, .index = r->index, .n_files = r->n_files};
+    return r->o->progress(&p, r->o->progress_user);
+}
 
 static lm_status link_snapshot(repo_ctx *r, const char *file, const char *etag, lm_error *err) {
     char path[4096], target[4096];
@@ -451,8 +535,108 @@ static lm_status link_snapshot(repo_ctx *r, const char *file, const char *etag, 
     return LM_OK;
 }
 
+/* Takes .locks/models--org--name/<etag>.lock as huggingface_hub does (its filelock package:
+ * flock(LOCK_EX) on that file, which stays behind), polling while another process holds it and
+ * telling the callback about once a second. *fd gets the lock; close() releases it. A file
+ * system without flock gives -1: the download goes ahead unlocked. */
+static lm_status lock_blob(repo_ctx *r, const char *file, const char *etag, uint64_t total, int *fd, lm_error *err) {
+    *fd = -1;
+    lm_status st = mkdirs(r->locks, err);
+    if (st) return st;
+    char path[4200];
+    snprintf(path, sizeof path, "%s/%s.lock", r->locks, etag);
+    int lfd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (lfd < 0) return lm_fail(err, LM_ERR_IO, "%s: cannot open the lock file: %s", path, strerror(errno));
+    double last = -1e9;
+    while (flock(lfd, LOCK_EX | LOCK_NB) != 0) {
+        if (errno == EINTR) continue;
+        if (errno != EWOULDBLOCK) {
+            close(lfd);
+            return LM_OK;
+        }
+        double now = lm_time_ms();
+        if (now - last >= 1000) {
+            last = now;
+            if (report(r, LM_HUB_FILE_WAITING, file, 0, total)) {
+                close(lfd);
+                return lm_fail(err, LM_ERR_CANCELLED, "pull cancelled while %s waited for %s", file, path);
+            }
+        }
+        struct timespec ts = {0, 50 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    *fd = lfd;
+    return LM_OK;
+}
+
+/* Downloads blob into part (resuming what part holds) and renames it once complete and verified. */
+static lm_status download_blob(repo_ctx *r, const char *file, const char *url, const char *etag, uint64_t total,
+                               uint64_t limit, const char *blob, const char *part, lm_error *err) {
+    const lm_hub_params *o = r->o;
+    struct stat sb;
+    uint64_t have = stat(part, &sb) == 0 ? (uint64_t)sb.st_size : 0;
+    if ((total && have > total) || (limit && have > limit)) have = 0;
+    FILE *f = fopen(part, have ? "ab" : "wb");
+    if (!f) return lm_fail(err, LM_ERR_IO, "%s: cannot open for writing: %s", part, strerror(errno));
+    xfer x = {.f = f, .r = r, .file = file, .base = have, .total = total, .limit = limit};
+    char errbuf[CURL_ERROR_SIZE] = "";
+    long status = 0;
+    CURLcode rc = CURLE_OK;
+    lm_status st = LM_OK;
+    if (report(r, LM_HUB_FILE_START, file, have, total)) {
+        fclose(f);
+        return lm_fail(err, LM_ERR_CANCELLED, "pull cancelled");
+    }
+    if (!(total && have == total)) rc = perform(o, url, &x, REQ_GET, have, &status, errbuf);
+    if (fclose(f) != 0 && !x.write_failed) x.write_failed = true, x.write_errno = errno;
+    if (x.write_failed)
+        return lm_fail(err, LM_ERR_IO, "%s: write failed: %s", part, strerror(x.write_errno));
+    if (x.cancelled)
+        return lm_fail(err, LM_ERR_CANCELLED, "download of %s cancelled (partial file kept: %s)", file, part);
+    if (x.over_limit) {
+        unlink(part);
+        if (total)
+            return lm_fail(err, LM_ERR_FORMAT, "%s: the server sent more than the %llu bytes it announced; the partial file was deleted",
+                           file, (unsigned long long)total);
+        return lm_fail(err, LM_ERR_FORMAT, "%s: a file kept in git (not LFS) is larger than %llu bytes; refused, the partial file was deleted",
+                       file, (unsigned long long)limit);
+    }
+    if (rc != CURLE_OK || (status != 200 && status != 206 && status != 416 && !(total && have == total))) {
+        if (rc == CURLE_PARTIAL_FILE || rc == CURLE_RECV_ERROR || rc == CURLE_OPERATION_TIMEDOUT)
+            return lm_fail(err, LM_ERR_NETWORK, "download of %s from %s was interrupted (%s); run the pull again to resume from %s",
+                           file, o->endpoint, errbuf[0] ? errbuf : curl_easy_strerror(rc), part);
+        return http_error(o, r->org, r->name, r->rev, url, rc, status, errbuf, err);
+    }
+    if (stat(part, &sb) != 0 || (total && (uint64_t)sb.st_size != total))
+        return lm_fail(err, LM_ERR_NETWORK, "download of %s is incomplete (%llu of %llu bytes); run the pull again to resume",
+                       file, (unsigned long long)(stat(part, &sb) == 0 ? sb.st_size : 0), (unsigned long long)total);
+    bool git = is_hex(etag, 40);
+    if (git || is_hex(etag, 64)) {
+        char got[65];
+        if ((st = hash_file(part, git, got, err))) return st;
+        if (strcmp(got, etag) != 0) {
+            unlink(part);
+            return lm_fail(err, LM_ERR_FORMAT, "%s: %s mismatch (expected %s, got %s); the partial file was deleted",
+                           file, git ? "git sha1" : "sha256", etag, got);
+        }
+    }
+    if (rename(part, blob) != 0) return lm_fail(err, LM_ERR_IO, "%s: cannot rename to %s: %s", part, blob, strerror(errno));
+    if (report(r, LM_HUB_FILE_DONE, file, (uint64_t)sb.st_size, (uint64_t)sb.st_size))
+        return lm_fail(err, LM_ERR_CANCELLED, "pull cancelled");
+    return LM_OK;
+}
+
 static lm_status fetch_file(repo_ctx *r, const char *file, lm_error *err) {
-    const hub_opts *o = r->o;
+    const lm_hub_params *o = r->o;
+    /* A snapshot is named by its commit, so a file it already holds is that commit's file:
+     * complete (blobs are renamed into place only once whole and verified). No request. */
+    char snap[4200];
+    struct stat sb;
+    snprintf(snap, sizeof snap, "%s/snapshots/%s/%s", r->dir, r->commit, file);
+    if (stat(snap, &sb) == 0 && S_ISREG(sb.st_mode))
+        return report(r, LM_HUB_FILE_CACHED, file, (uint64_t)sb.st_size, (uint64_t)sb.st_size)
+                   ? lm_fail(err, LM_ERR_CANCELLED, "pull cancelled")
+                   : LM_OK;
     lm_buf url = {0};
     lm_buf_printf(&url, "%s/%s/%s/resolve/%s/", o->endpoint, r->org, r->name, r->commit);
     if (!put_escaped(&url, file)) {
@@ -462,10 +646,15 @@ static lm_status fetch_file(repo_ctx *r, const char *file, lm_error *err) {
     lm_status st = LM_OK;
     char errbuf[CURL_ERROR_SIZE];
     long status = 0;
+    int lock = -1;
     xfer h = {0};
-    CURLcode rc = perform(o, url.data, &h, true, 0, &status, errbuf);
+    CURLcode rc = perform(o, url.data, &h, REQ_HEAD, 0, &status, errbuf);
     if (rc != CURLE_OK || status >= 400) {
-        st = http_error(o, r->org, r->name, r->rev, url.data, rc, status, errbuf, err);
+        if (rc == CURLE_OPERATION_TIMEDOUT)
+            st = lm_fail(err, LM_ERR_NETWORK, "%s: no answer within %d s (%s)", url.data,
+                         o->etag_timeout_s > 0 ? o->etag_timeout_s : 10, errbuf[0] ? errbuf : curl_easy_strerror(rc));
+        else
+            st = http_error(o, r->org, r->name, r->rev, url.data, rc, status, errbuf, err);
         goto done;
     }
     char etag[160];
@@ -475,64 +664,28 @@ static lm_status fetch_file(repo_ctx *r, const char *file, lm_error *err) {
         goto done;
     }
     uint64_t total = h.linked_size ? h.linked_size : h.content_length;
+    bool git = is_hex(etag, 40);
+    if (git && total > HUB_MAX_GIT_FILE) {
+        st = lm_fail(err, LM_ERR_FORMAT, "%s: announced as %llu bytes, but a file kept in git (not LFS, etag %.12s) may have at most %llu; refused",
+                     file, (unsigned long long)total, etag, (unsigned long long)HUB_MAX_GIT_FILE);
+        goto done;
+    }
     char blob[4096], part[4200];
     snprintf(blob, sizeof blob, "%s/blobs/%s", r->dir, etag);
     snprintf(part, sizeof part, "%s.incomplete", blob);
     if (!lm_path_exists(blob)) {
-        struct stat sb;
-        uint64_t have = stat(part, &sb) == 0 ? (uint64_t)sb.st_size : 0;
-        if (total && have > total) have = 0;
-        FILE *f = fopen(part, have ? "ab" : "wb");
-        if (!f) {
-            st = lm_fail(err, LM_ERR_IO, "%s: cannot open for writing: %s", part, strerror(errno));
+        if ((st = lock_blob(r, file, etag, total, &lock, err))) goto done;
+        /* another process may have finished it while we waited */
+        if (!lm_path_exists(blob) &&
+            (st = download_blob(r, file, url.data, etag, total, total ? total : git ? HUB_MAX_GIT_FILE : 0, blob, part, err)))
             goto done;
-        }
-        xfer x = {.f = f, .path = part, .fn = r->fn, .user = r->user, .file = file, .base = have, .total = total};
-        if (!(total && have == total)) {
-            rc = perform(o, url.data, &x, false, have, &status, errbuf);
-        }
-        if (fclose(f) != 0 && !x.write_failed) x.write_failed = true, x.write_errno = errno;
-        if (x.write_failed) {
-            st = lm_fail(err, LM_ERR_IO, "%s: write failed: %s", part, strerror(x.write_errno));
-            goto done;
-        }
-        if (x.cancelled) {
-            st = lm_fail(err, LM_ERR_CANCELLED, "download of %s cancelled (partial file kept: %s)", file, part);
-            goto done;
-        }
-        if (rc != CURLE_OK || (status != 200 && status != 206 && status != 416 && !(total && have == total))) {
-            if (rc == CURLE_PARTIAL_FILE || rc == CURLE_RECV_ERROR || rc == CURLE_OPERATION_TIMEDOUT)
-                st = lm_fail(err, LM_ERR_NETWORK, "download of %s from %s was interrupted (%s); run the pull again to resume from %s",
-                             file, o->endpoint, errbuf[0] ? errbuf : curl_easy_strerror(rc), part);
-            else
-                st = http_error(o, r->org, r->name, r->rev, url.data, rc, status, errbuf, err);
-            goto done;
-        }
-        if (stat(part, &sb) != 0 || (total && (uint64_t)sb.st_size != total)) {
-            st = lm_fail(err, LM_ERR_NETWORK, "download of %s is incomplete (%llu of %llu bytes); run the pull again to resume",
-                         file, (unsigned long long)(stat(part, &sb) == 0 ? sb.st_size : 0), (unsigned long long)total);
-            goto done;
-        }
-        if (is_hex(etag, 64)) {
-            char got[65];
-            st = sha256_file(part, got, err);
-            if (st) goto done;
-            if (strcmp(got, etag) != 0) {
-                unlink(part);
-                st = lm_fail(err, LM_ERR_FORMAT, "%s: sha256 mismatch (expected %s, got %s); the partial file was deleted", file, etag, got);
-                goto done;
-            }
-        }
-        if (rename(part, blob) != 0) {
-            st = lm_fail(err, LM_ERR_IO, "%s: cannot rename to %s: %s", part, blob, strerror(errno));
-            goto done;
-        }
-    } else if (r->fn && r->fn(r->user, file, total, total)) {
+    } else if (report(r, LM_HUB_FILE_CACHED, file, total, total)) {
         st = lm_fail(err, LM_ERR_CANCELLED, "pull cancelled");
         goto done;
     }
     st = link_snapshot(r, file, etag, err);
 done:
+    if (lock >= 0) close(lock);
     lm_buf_free(&h.body);
     lm_buf_free(&url);
     return st;
@@ -540,21 +693,29 @@ done:
 
 /* ---- offline resolution ---- */
 
-static void collect(const char *root, const char *rel, char ***names, size_t *n, size_t *cap) {
+/* Adds the files under root/rel (names relative to root) to names. Real folders are descended, at
+ * most 16 deep; a symlink is followed only when it leads to a file (huggingface_hub links files,
+ * never folders), so a snapshot holding `ln -s . a` cannot make the walk recurse. At most
+ * HUB_MAX_FILES names. */
+static void collect(const char *root, const char *rel, int depth, char ***names, size_t *n, size_t *cap) {
     char path[4096];
     snprintf(path, sizeof path, "%s%s%s", root, rel[0] ? "/" : "", rel);
     DIR *d = opendir(path);
     if (!d) return;
     struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
+    while ((e = readdir(d)) != NULL && *n < HUB_MAX_FILES) {
         if (e->d_name[0] == '.') continue;
         char sub[4096], full[8200];
         snprintf(sub, sizeof sub, "%s%s%s", rel, rel[0] ? "/" : "", e->d_name);
         snprintf(full, sizeof full, "%s/%s", root, sub);
-        if (lm_is_dir(full)) {
-            if (strlen(rel) < 1024) collect(root, sub, names, n, cap);
+        struct stat sb;
+        if (lstat(full, &sb) != 0) continue;
+        if (S_ISDIR(sb.st_mode)) {
+            if (depth < 16 && strlen(sub) < 1024) collect(root, sub, depth + 1, names, n, cap);
             continue;
         }
+        if (S_ISLNK(sb.st_mode) && (stat(full, &sb) != 0 || !S_ISREG(sb.st_mode))) continue;
+        if (!S_ISREG(sb.st_mode)) continue;
         if (*n == *cap) {
             size_t nc = *cap ? *cap * 2 : 16;
             char **nn = lm_realloc(*names, nc * sizeof *nn);
@@ -585,14 +746,14 @@ static lm_status finish_out(const char *snap, char **files, long gi, char *out, 
     return LM_OK;
 }
 
-static lm_status pull_offline(const hub_opts *o, const char *base, const char *quant, char *out, size_t cap, lm_error *err) {
+static lm_status pull_offline(const lm_hub_params *o, const char *base, const char *quant, char *out, size_t cap, lm_error *err) {
     char snap[4096];
     lm_error e = {0};
     if (lm_resolve_model(base, o->cache_dir, snap, sizeof snap, &e) != LM_OK)
         return lm_fail(err, LM_ERR_IO, "offline mode (HF_HUB_OFFLINE=1): %s", e.msg);
     char **names = NULL;
     size_t n = 0, ncap = 0;
-    collect(snap, "", &names, &n, &ncap);
+    collect(snap, "", 0, &names, &n, &ncap);
     bool gguf = false;
     for (size_t i = 0; i < n; i++) gguf |= ends_with_ci(names[i], ".gguf");
     lm_status st = LM_OK;
@@ -615,11 +776,18 @@ static lm_status pull_offline(const hub_opts *o, const char *base, const char *q
 
 /* ---- the pull ---- */
 
-lm_status hub_pull(const hub_opts *opts, const char *repo_id, hub_progress_fn fn, void *user, char *out, size_t cap,
-                   lm_error *err) {
-    if (!opts || !repo_id || !out || !opts->cache_dir)
-        return lm_fail(err, LM_ERR_MISUSE, "hub_pull: opts, repo_id, cache_dir and out must not be NULL");
-    hub_opts o = *opts;
+lm_hub_params lm_hub_default_params(void) {
+    lm_hub_params p;
+    memset(&p, 0, sizeof p);
+    p.etag_timeout_s = 10;
+    p.download_timeout_s = 60;
+    return p;
+}
+
+lm_status lm_hub_pull(const char *repo_id, const lm_hub_params *opts, char *out, size_t cap, lm_error *err) {
+    if (!opts || !repo_id || !out || !opts->cache_dir || !opts->cache_dir[0])
+        return lm_fail(err, LM_ERR_MISUSE, "lm_hub_pull: ref, params, params->cache_dir and out must not be NULL");
+    lm_hub_params o = *opts;
     if (!o.endpoint || !o.endpoint[0]) o.endpoint = "https://huggingface.co";
     char expanded[512];
     lm_status xst = hub_expand_ref(repo_id, expanded, sizeof expanded, err);
@@ -646,7 +814,7 @@ lm_status hub_pull(const hub_opts *opts, const char *repo_id, hub_progress_fn fn
     xfer x = {0};
     char errbuf[CURL_ERROR_SIZE];
     long status = 0;
-    CURLcode rc = perform(&o, url.data, &x, false, 0, &status, errbuf);
+    CURLcode rc = perform(&o, url.data, &x, REQ_API, 0, &status, errbuf);
     lm_status st = LM_OK;
     cJSON *j = NULL;
     char **files = NULL;
@@ -665,20 +833,27 @@ lm_status hub_pull(const hub_opts *opts, const char *repo_id, hub_progress_fn fn
         goto done;
     }
     int ns = cJSON_GetArraySize(sib);
+    if (ns > HUB_MAX_FILES) {
+        st = lm_fail(err, LM_ERR_FORMAT, "%s: the repository lists %d files, more than the %d a model repository may have; refusing it",
+                     url.data, ns, HUB_MAX_FILES);
+        goto done;
+    }
     files = lm_calloc((size_t)ns + 1, sizeof *files);
     keep = lm_calloc((size_t)ns + 1, sizeof *keep);
     if (!files || !keep) {
         st = lm_fail_nomem(err, "file list");
         goto done;
     }
-    for (int i = 0; i < ns; i++) {
-        const cJSON *f = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(sib, i), "rfilename");
+    /* walked as a linked list: cJSON_GetArrayItem(i) in a loop is quadratic in the file count */
+    const cJSON *item;
+    cJSON_ArrayForEach(item, sib) {
+        const cJSON *f = cJSON_GetObjectItemCaseSensitive(item, "rfilename");
         if (!cJSON_IsString(f)) {
-            st = lm_fail(err, LM_ERR_FORMAT, "%s: siblings[%d].rfilename: expected a string", url.data, i);
+            st = lm_fail(err, LM_ERR_FORMAT, "%s: siblings[%zu].rfilename: expected a string", url.data, n);
             goto done;
         }
         if (!rfilename_ok(f->valuestring)) {
-            st = lm_fail(err, LM_ERR_FORMAT, "%s: siblings[%d].rfilename '%s' is not a safe relative path; refusing the repository", url.data, i, f->valuestring);
+            st = lm_fail(err, LM_ERR_FORMAT, "%s: siblings[%zu].rfilename '%s' is not a safe relative path; refusing the repository", url.data, n, f->valuestring);
             goto done;
         }
         if (!(files[n] = lm_strdup(f->valuestring))) {
@@ -690,15 +865,20 @@ lm_status hub_pull(const hub_opts *opts, const char *repo_id, hub_progress_fn fn
     long gi = -1;
     st = choose(&o, base, quant, files, n, keep, &gi, err);
     if (st) goto done;
-    repo_ctx r = {.o = &o, .org = org, .name = name, .rev = rev, .commit = sha->valuestring, .fn = fn, .user = user};
+    repo_ctx r = {.o = &o, .org = org, .name = name, .rev = rev, .commit = sha->valuestring};
     snprintf(r.dir, sizeof r.dir, "%s/models--%s--%s", o.cache_dir, org, name);
+    snprintf(r.locks, sizeof r.locks, "%s/.locks/models--%s--%s", o.cache_dir, org, name);
+    for (size_t i = 0; i < n; i++) r.n_files += keep[i];
     char path[4096];
     snprintf(path, sizeof path, "%s/blobs", r.dir);
     if ((st = mkdirs(path, err))) goto done;
     snprintf(path, sizeof path, "%s/snapshots/%s", r.dir, r.commit);
     if ((st = mkdirs(path, err))) goto done;
-    for (size_t i = 0; i < n; i++)
-        if (keep[i] && (st = fetch_file(&r, files[i], err))) goto done;
+    for (size_t i = 0; i < n; i++) {
+        if (!keep[i]) continue;
+        if ((st = fetch_file(&r, files[i], err))) goto done;
+        r.index++;
+    }
     if (!is_hex(rev, 40)) {
         char refs[4096];
         snprintf(refs, sizeof refs, "%s/refs/%s", r.dir, rev);

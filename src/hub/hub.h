@@ -11,30 +11,11 @@
 bool hub_parse_id(const char *ref, char *org, size_t org_cap, char *name, size_t name_cap,
                   char *rev, size_t rev_cap);
 
-/* ---- downloads (download.c) ---- */
-
-typedef struct hub_opts {
-    const char *endpoint;              /* "https://huggingface.co" when NULL */
-    const char *token;                 /* sent as "Authorization: Bearer ..." when not NULL/"" */
-    const char *cache_dir;             /* the hub cache folder (required) */
-    bool offline;                      /* never touch the network: resolve from the cache only */
-    const char *const *includes;       /* fnmatch globs restricting the files (may be NULL) */
-    size_t n_includes;
-} hub_opts;
-
-/* Called per received chunk: file (repo-relative), bytes done and total (0 when unknown).
- * Non-zero stops the pull with LM_ERR_CANCELLED. */
-typedef int (*hub_progress_fn)(void *user, const char *file, uint64_t done, uint64_t total);
+/* ---- downloads (download.c): lm_hub_pull in locallm.h ---- */
 
 /* Splits "org/name[@rev][:QUANT]" into the id part (copied to base) and the quant (may be "").
  * false when the id or the quant is not valid. */
 bool hub_split_quant(const char *ref, char *base, size_t base_cap, char *quant, size_t quant_cap);
-
-/* Downloads what a model needs from repo_id ("org/name[@rev][:QUANT]") into the cache, laid out
- * as huggingface_hub does (blobs/<etag>, relative symlinks in snapshots/<commit>/, refs/<rev>).
- * out gets the snapshot folder, or for a GGUF repo the path of the chosen .gguf in it. */
-lm_status hub_pull(const hub_opts *o, const char *repo_id, hub_progress_fn fn, void *user,
-                   char *out, size_t cap, lm_error *err);
 
 /* ---- the cache (cache.c) ---- */
 

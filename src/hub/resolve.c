@@ -61,8 +61,10 @@ lm_status lm_resolve_model(const char *ref, const char *cache_dir, char *out, si
     ref = expanded;
     if (strchr(ref, ':') && cache_dir) {
         /* a GGUF repo with a :QUANT suffix: the matching .gguf of the cached snapshot */
-        hub_opts o = {.cache_dir = cache_dir, .offline = true};
-        return hub_pull(&o, ref, NULL, NULL, out, cap, err);
+        lm_hub_params hp = lm_hub_default_params();
+        hp.cache_dir = cache_dir;
+        hp.offline = true;
+        return lm_hub_pull(ref, &hp, out, cap, err);
     }
     char org[128], name[128], rev[256];
     if (!hub_parse_id(ref, org, sizeof org, name, sizeof name, rev, sizeof rev))

@@ -566,15 +566,20 @@ lm_status lm_model_load_hf(lm_model *m, const char *dir, const lm_model_params *
     bool has_tok = lm_path_exists(tj);
     lm_free(tj);
     if (has_tok && (st = tok_load_dir(dir, &m->tok, err))) goto done;
+    /* The separate file wins over tokenizer_config.json, as transformers does. One that exists
+     * but cannot be read (or allocated) fails the load: running with a different template than
+     * the model's own would be a silent change of behaviour. */
     char *cj = lm_path_join(dir, "chat_template.jinja");
-    if (cj && lm_path_exists(cj)) {
+    if (!cj) {
+        st = lm_fail_nomem(err, "path");
+        goto done;
+    }
+    if (lm_path_exists(cj)) {
         size_t len;
-        lm_error e2 = {0};
-        if (lm_read_text(cj, &m->chat_template, &len, &e2) == LM_OK) {
-            /* the separate file wins over tokenizer_config.json, as transformers does */
-        }
+        st = lm_read_text(cj, &m->chat_template, &len, err);
     }
     lm_free(cj);
+    if (st) goto done;
     if (!m->chat_template && m->tok) {
         const char *t = tok_chat_template(m->tok, NULL);
         if (t && !(m->chat_template = lm_strdup(t))) {

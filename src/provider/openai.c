@@ -1,6 +1,7 @@
 /* provider/openai.c: an OpenAI-compatible chat completions client over libcurl with real SSE
  * streaming: pieces reach the caller as the server sends them. HTTP and API errors are mapped to
- * lm_status with the server's own message; connect and first-byte timeouts; cancellable.
+ * lm_status with the server's own message, the configured API key redacted from it; a 200 that is
+ * not an event stream is an error; connect and first-byte timeouts; cancellable.
  * Tool calls (delta.tool_calls, streamed in fragments) are gathered and kept in the call handle
  * as OpenAI tool calls once the answer ends (lm_call_tool_calls), as the local provider does.
  * Each call has its own curl handle, so threads may call one provider at once. */
@@ -9,6 +10,7 @@
 #include <curl/curl.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <strings.h>
 
 typedef struct openai_provider {
     lm_provider base;
@@ -30,8 +32,10 @@ typedef struct call_state {
     void *user;
     lm_gen_stats *stats;
     long http_code;
-    lm_buf err_body;     /* body of a non-200 answer */
+    lm_buf err_body;     /* body of a non-200 answer, or of a 200 that is not an event stream */
     bool got_byte, done, user_stop, api_error, first_byte_timeout;
+    bool type_checked, not_stream; /* a 200 whose Content-Type is not text/event-stream */
+    char content_type[64];
     char api_msg[200];
     double t0, first_piece;
     int32_t n_pieces;
@@ -40,6 +44,24 @@ typedef struct call_state {
     int n_calls;
     bool calls_sent;
 } call_state;
+
+/* Text from the upstream (an error body, an error event) with every occurrence of the configured
+ * API key replaced by "[redacted]": a server that echoes the Authorization header must not hand
+ * the key to whoever reads our error messages (clients of `serve`, logs). Appends to out. */
+static void redact(lm_buf *out, const char *s, size_t n, const char *key) {
+    size_t k = key ? strlen(key) : 0;
+    for (size_t i = 0; i < n;) {
+        if (k && i + k <= n && memcmp(s + i, key, k) == 0) {
+            lm_buf_puts(out, "[redacted]");
+            i += k;
+        } else if (k && i + k > n && n - i >= 4 && memcmp(s + i, key, n - i) == 0) {
+            lm_buf_puts(out, "[redacted]"); /* the start of the key where a capped body ends */
+            break;
+        } else {
+            lm_buf_putc(out, s[i++]);
+        }
+    }
+}
 
 /* Gathers one delta.tool_calls array: fragments of the same index are appended. */
 static void gather_calls(call_state *c, const cJSON *calls) {
@@ -98,7 +120,11 @@ static int on_event(const char *data, size_t len, void *user) {
     cJSON *e = cJSON_GetObjectItem(j, "error");
     if (e) {
         cJSON *m = cJSON_GetObjectItem(e, "message");
-        snprintf(c->api_msg, sizeof c->api_msg, "%s", cJSON_IsString(m) ? m->valuestring : "error event in the stream");
+        const char *t = cJSON_IsString(m) ? m->valuestring : "error event in the stream";
+        lm_buf r = {0};
+        redact(&r, t, strlen(t), c->op->api_key); /* before the cut to api_msg's size */
+        snprintf(c->api_msg, sizeof c->api_msg, "%s", r.data ? r.data : "");
+        lm_buf_free(&r);
         c->api_error = true;
         cJSON_Delete(j);
         return 1;
@@ -146,7 +172,21 @@ static size_t on_write(char *ptr, size_t size, size_t nmemb, void *user) {
     size_t n = size * nmemb;
     c->got_byte = true;
     if (c->http_code == 0) curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &c->http_code);
-    if (c->http_code != 200) {
+    if (c->http_code == 200 && !c->type_checked) {
+        /* A stream was asked for; plain JSON (a whole completion, or an error) is not one. */
+        c->type_checked = true;
+        char *ct = NULL;
+        curl_easy_getinfo(c->curl, CURLINFO_CONTENT_TYPE, &ct);
+        snprintf(c->content_type, sizeof c->content_type, "%s", ct ? ct : "no Content-Type");
+        if (ct) {
+            c->not_stream = strncasecmp(ct, "text/event-stream", 17) != 0;
+        } else {
+            size_t i = 0;
+            while (i < n && (ptr[i] == ' ' || ptr[i] == '\n' || ptr[i] == '\r' || ptr[i] == '\t')) i++;
+            c->not_stream = i < n && (ptr[i] == '{' || ptr[i] == '[');
+        }
+    }
+    if (c->http_code != 200 || c->not_stream) {
         if (c->err_body.len < 65536) lm_buf_append(&c->err_body, ptr, n);
         return n;
     }
@@ -166,6 +206,23 @@ static int on_progress(void *user, curl_off_t dt, curl_off_t dn, curl_off_t ut, 
         return 1;
     }
     return 0;
+}
+
+/* The message of an error body: error.message (or a string error) when it is OpenAI-shaped JSON,
+ * else the body itself; redacted. Appends to out. */
+static void upstream_message(lm_buf *out, const lm_buf *body, const char *key) {
+    cJSON *j = NULL;
+    const char *msg = NULL;
+    if (body->len && lm_json_parse(body->data, body->len, "error body", &j, NULL) == LM_OK) {
+        cJSON *e = cJSON_GetObjectItem(j, "error");
+        cJSON *m = e ? cJSON_GetObjectItem(e, "message") : NULL;
+        if (cJSON_IsString(m)) msg = m->valuestring;
+        else if (cJSON_IsString(e)) msg = e->valuestring;
+    }
+    if (msg) redact(out, msg, strlen(msg), key);
+    else if (body->len) redact(out, body->data, body->len, key);
+    else lm_buf_puts(out, "no message");
+    cJSON_Delete(j);
 }
 
 static cJSON *build_body(openai_provider *op, const lm_message *msgs, size_t n, const lm_chat_params *cp,
@@ -204,6 +261,30 @@ static cJSON *build_body(openai_provider *op, const lm_message *msgs, size_t n, 
         if (gp->stop[0]) {
             cJSON *st = cJSON_AddArrayToObject(b, "stop");
             for (int i = 0; i < LM_MAX_STOP && gp->stop[i]; i++) cJSON_AddItemToArray(st, cJSON_CreateString(gp->stop[i]));
+        }
+        /* structured output as OpenAI spells it; a GBNF grammar as llama.cpp's server (and
+           locallm serve) take it, which other endpoints refuse with their own error */
+        if (gp->json_schema) {
+            cJSON *schema = NULL;
+            if (lm_json_parse(gp->json_schema, strlen(gp->json_schema), "json_schema", &schema, err)) {
+                cJSON_Delete(b);
+                return NULL;
+            }
+            cJSON *rf = cJSON_AddObjectToObject(b, "response_format");
+            cJSON *js = rf ? cJSON_AddObjectToObject(rf, "json_schema") : NULL;
+            if (js) {
+                cJSON_AddStringToObject(rf, "type", "json_schema");
+                cJSON_AddStringToObject(js, "name", "response");
+                cJSON_AddBoolToObject(js, "strict", true);
+                cJSON_AddItemToObject(js, "schema", schema);
+            } else {
+                cJSON_Delete(schema);
+            }
+        } else if (gp->json_object) {
+            cJSON *rf = cJSON_AddObjectToObject(b, "response_format");
+            if (rf) cJSON_AddStringToObject(rf, "type", "json_object");
+        } else if (gp->grammar) {
+            cJSON_AddStringToObject(b, "grammar", gp->grammar);
         }
     }
     if (cp && cp->tools_json) {
@@ -281,16 +362,17 @@ static lm_status openai_chat_err(lm_provider *p, const lm_message *msgs, size_t 
     } else if (c.first_byte_timeout) {
         st = lm_fail(err, LM_ERR_NETWORK, "%s: no answer from %s within %d ms", p->name, url, op->first_byte_ms);
     } else if (c.http_code != 0 && c.http_code != 200) {
-        cJSON *j = NULL;
-        const char *msg = NULL;
-        if (c.err_body.len && lm_json_parse(c.err_body.data, c.err_body.len, "error body", &j, NULL) == LM_OK) {
-            cJSON *e = cJSON_GetObjectItem(j, "error");
-            cJSON *m = e ? cJSON_GetObjectItem(e, "message") : NULL;
-            if (cJSON_IsString(m)) msg = m->valuestring;
-        }
+        lm_buf m = {0};
+        upstream_message(&m, &c.err_body, op->api_key);
         st = lm_fail(err, LM_ERR_NETWORK, "%s: HTTP %ld from %s: %s", p->name, c.http_code, url,
-                     msg ? msg : (c.err_body.len ? c.err_body.data : "no message"));
-        cJSON_Delete(j);
+                     m.data ? m.data : "no message");
+        lm_buf_free(&m);
+    } else if (c.not_stream) {
+        lm_buf m = {0};
+        upstream_message(&m, &c.err_body, op->api_key);
+        st = lm_fail(err, LM_ERR_NETWORK, "%s: %s answered a streamed request with %s, not an event stream: %s",
+                     p->name, url, c.content_type, m.data ? m.data : "no message");
+        lm_buf_free(&m);
     } else if (c.api_error) {
         st = lm_fail(err, LM_ERR_NETWORK, "%s: the server reported an error: %s", p->name, c.api_msg);
     } else if (rc != CURLE_OK && !c.done) {

@@ -1,4 +1,5 @@
-/* sample/sample.c: the sampler chain and the stop-string matcher (see sample.h). */
+/* sample/sample.c: the sampler chain, with an optional grammar mask before it, and the
+ * stop-string matcher (see sample.h). */
 #include "sample/sample.h"
 
 #include <math.h>
@@ -19,26 +20,64 @@ lm_gen_params lm_gen_default_params(void) {
     return p;
 }
 
-lm_status smp_init(smp_sampler *s, const lm_gen_params *p, size_t n_vocab) {
+lm_status smp_init(smp_sampler *s, const lm_gen_params *p, size_t n_vocab, const smp_vocab *vocab,
+                   lm_error *err) {
     memset(s, 0, sizeof *s);
     s->p = *p;
+    /* the texts are borrowed for this call only; the compiled grammar is what stays */
+    s->p.grammar = NULL;
+    s->p.json_schema = NULL;
     s->n_vocab = n_vocab;
     lm_rng_seed(&s->rng, p->seed);
+    int n_req = (p->grammar != NULL) + (p->json_schema != NULL) + (p->json_object ? 1 : 0);
+    if (n_req > 1)
+        return lm_fail(err, LM_ERR_MISUSE, "structured output: set only one of grammar, json_schema and json_object");
+    if (n_req && (!vocab || !vocab->tok))
+        return lm_fail(err, LM_ERR_MISUSE, "structured output needs the model's tokenizer");
     s->prob = lm_malloc(n_vocab * sizeof(float));
     s->idx = lm_malloc(n_vocab * sizeof(int32_t));
     s->counts = lm_calloc(n_vocab, sizeof(int32_t));
     if (!s->prob || !s->idx || !s->counts) {
         smp_free(s);
-        return LM_ERR_NOMEM;
+        return lm_fail_nomem(err, "the sampler");
     }
-    return LM_OK;
+    if (!n_req) return LM_OK;
+    lm_buf text = {0};
+    lm_status st = LM_OK;
+    const char *gt = p->grammar;
+    size_t gl = gt ? strlen(gt) : 0;
+    if (p->json_schema) {
+        st = smp_json_schema_grammar(p->json_schema, strlen(p->json_schema), 0, &text, err);
+    } else if (p->json_object && !smp_json_object_grammar(&text)) {
+        st = lm_fail_nomem(err, "the JSON grammar");
+    }
+    if (!p->grammar) {
+        gt = text.data ? text.data : "";
+        gl = text.len;
+    }
+    if (!st) st = smp_grammar_compile(gt, gl, &s->grammar, err);
+    lm_buf_free(&text);
+    if (!st) st = smp_matcher_new(s->grammar, vocab->tok, vocab->eog, vocab->n_eog, n_vocab, &s->matcher, err);
+    if (st) smp_free(s);
+    return st;
 }
 
 void smp_free(smp_sampler *s) {
     lm_free(s->prob);
     lm_free(s->idx);
     lm_free(s->counts);
+    smp_matcher_free(s->matcher);
+    smp_grammar_free(s->grammar);
     memset(s, 0, sizeof *s);
+}
+
+lm_status smp_accept(smp_sampler *s, lm_token id) {
+    return s->matcher ? smp_matcher_accept(s->matcher, id) : LM_OK;
+}
+
+void smp_prepare(smp_sampler *s) {
+    if (s->matcher && !s->status && !smp_matcher_done(s->matcher) && !smp_matcher_mask(s->matcher, NULL))
+        s->status = LM_ERR_NOMEM;
 }
 
 static void apply_penalties(smp_sampler *s, float *logits, const lm_token *hist, size_t n_hist) {
@@ -91,24 +130,81 @@ static void top_k_desc(int32_t *idx, size_t n, size_t k, const float *l) {
     }
 }
 
+/* The grammar takes the token picked; -1 (with s->status) if it cannot. */
+static lm_token accepted(smp_sampler *s, lm_token id) {
+    if (!s->matcher) return id;
+    lm_status st = smp_matcher_accept(s->matcher, id);
+    if (st) {
+        s->status = st;
+        return -1;
+    }
+    return id;
+}
+
 lm_token smp_sample(smp_sampler *s, float *logits, const lm_token *hist, size_t n_hist) {
     const lm_gen_params *p = &s->p;
     size_t n = s->n_vocab;
+    if (s->status) return -1;
     apply_penalties(s, logits, hist, n_hist);
-    if (p->temperature <= 0.0f) {
+    bool greedy = p->temperature <= 0.0f;
+    if (greedy && !s->matcher) {
         size_t best = 0;
         for (size_t i = 1; i < n; i++)
             if (logits[i] > logits[best]) best = i;
         return (lm_token)best;
     }
-    size_t k = n;
-    if (p->top_k > 0 && (size_t)p->top_k < n) k = (size_t)p->top_k;
-    for (size_t i = 0; i < n; i++) s->idx[i] = (int32_t)i;
-    if (k <= 256) {
-        top_k_desc(s->idx, n, k, logits);
+    if (greedy) {
+        /* the unconstrained choice is usually allowed: then no mask is needed */
+        size_t best = 0;
+        for (size_t i = 1; i < n; i++)
+            if (logits[i] > logits[best]) best = i;
+        if (smp_matcher_allows(s->matcher, (lm_token)best)) return accepted(s, (lm_token)best);
+    }
+    /* candidates: every id, or those the grammar allows */
+    size_t nc = n;
+    if (s->matcher) {
+        uint32_t n_allowed = 0;
+        const uint64_t *mask = smp_matcher_mask(s->matcher, &n_allowed);
+        if (!mask) {
+            s->status = LM_ERR_NOMEM;
+            return -1;
+        }
+        if (n_allowed == 0) return -1;
+        if (greedy) { /* the best allowed one, without listing them */
+            int32_t best = -1;
+            for (size_t w = 0; w < (n + 63) / 64; w++) {
+                uint64_t bits = mask[w];
+                if (bits == ~0ull) {
+                    for (size_t i = w * 64; i < w * 64 + 64; i++)
+                        if (best < 0 || logits[i] > logits[best]) best = (int32_t)i;
+                } else {
+                    for (; bits; bits &= bits - 1) {
+                        size_t i = w * 64 + smp_ctz64(bits);
+                        if (best < 0 || logits[i] > logits[best]) best = (int32_t)i;
+                    }
+                }
+            }
+            return accepted(s, best);
+        }
+        nc = 0;
+        for (size_t w = 0; w < (n + 63) / 64; w++) {
+            uint64_t bits = mask[w];
+            if (bits == ~0ull) {
+                for (int j = 0; j < 64; j++) s->idx[nc++] = (int32_t)(w * 64 + (size_t)j);
+            } else {
+                for (; bits; bits &= bits - 1) s->idx[nc++] = (int32_t)(w * 64 + smp_ctz64(bits));
+            }
+        }
     } else {
-        sort_desc(s->idx, s->counts, n, logits); /* counts doubles as scratch; zeroed after */
-        memset(s->counts, 0, n * sizeof *s->counts);
+        for (size_t i = 0; i < n; i++) s->idx[i] = (int32_t)i;
+    }
+    size_t k = nc;
+    if (p->top_k > 0 && (size_t)p->top_k < nc) k = (size_t)p->top_k;
+    if (k <= 256) {
+        top_k_desc(s->idx, nc, k, logits);
+    } else {
+        sort_desc(s->idx, s->counts, nc, logits); /* counts doubles as scratch; zeroed after */
+        memset(s->counts, 0, nc * sizeof *s->counts);
     }
     float maxl = logits[s->idx[0]];
     double sum = 0;
@@ -142,9 +238,9 @@ lm_token smp_sample(smp_sampler *s, float *logits, const lm_token *hist, size_t 
     double r = lm_rng_uniform(&s->rng) * sum, acc = 0;
     for (size_t i = 0; i < k; i++) {
         acc += s->prob[i];
-        if (r < acc) return s->idx[i];
+        if (r < acc) return accepted(s, s->idx[i]);
     }
-    return s->idx[k - 1];
+    return accepted(s, s->idx[k - 1]);
 }
 
 /* ---- stop strings ---- */

@@ -3,21 +3,141 @@
  * error wording, and finding Hermes/Qwen tool calls in generated text.
  * Does not own: HTTP (server/server.c) or generation (session/). */
 #include "server/server.h"
+#include "sample/sample.h"
 
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
+/* The message and param go into a JSON error body and the log: lm_escape_text keeps them valid
+ * UTF-8 without control characters whatever the request quoted into them. */
 static bool fail(srv_reqerr *e, const char *param, const char *fmt, ...) LM_PRINTF(3, 4);
 static bool fail(srv_reqerr *e, const char *param, const char *fmt, ...) {
+    char tmp[512];
     va_list ap;
     va_start(ap, fmt);
     e->status = 400;
-    snprintf(e->param, sizeof e->param, "%s", param ? param : "");
-    vsnprintf(e->msg, sizeof e->msg, fmt, ap);
+    vsnprintf(tmp, sizeof tmp, fmt, ap);
     va_end(ap);
+    lm_escape_text(e->msg, sizeof e->msg, tmp, strlen(tmp));
+    snprintf(tmp, sizeof tmp, "%s", param ? param : "");
+    lm_escape_text(e->param, sizeof e->param, tmp, strlen(tmp));
     return false;
+}
+
+/* At most 40 bytes of s for quoting in a message, cut before a character, not inside one. */
+static const char *clip(char out[48], const char *s) {
+    size_t n = strlen(s);
+    if (n > 40) n = lm_utf8_complete_len(s, 40);
+    memcpy(out, s, n);
+    out[n] = 0;
+    return out;
+}
+
+/* ---- NUL inside strings ----
+ * cJSON decodes "\u0000" into a NUL byte (and keeps a raw NUL byte) and the C string ends there,
+ * so "Hello\u0000 world" would silently lose everything after it and a role "user\u0000evil"
+ * would read as "user". The raw body is scanned instead, with cJSON's lexical rules (every byte
+ * up to 0x20 is white space between tokens); it has parsed when this runs, and the walk moves
+ * forward on every step whatever the bytes. */
+
+typedef struct nul_scan {
+    const char *p, *end;
+    char path[64];
+    size_t path_n;
+} nul_scan;
+
+static void scan_ws(nul_scan *s) {
+    while (s->p < s->end && (unsigned char)*s->p <= 32) s->p++;
+}
+
+/* Moves past the string at s->p (its opening quote); true when it holds a \u0000 escape.
+ * *body and *n get its raw text between the quotes. */
+static bool scan_str(nul_scan *s, const char **body, size_t *n) {
+    bool nul = false;
+    const char *b = ++s->p;
+    while (s->p < s->end && *s->p != '"') {
+        if (*s->p == '\\' && s->p + 1 < s->end) {
+            if (s->p[1] == 'u' && s->end - s->p >= 6 && memcmp(s->p + 2, "0000", 4) == 0) nul = true;
+            s->p += 2;
+        } else {
+            if (*s->p == 0) nul = true;
+            s->p++;
+        }
+    }
+    *body = b;
+    *n = (size_t)(s->p - b);
+    if (s->p < s->end) s->p++;
+    return nul;
+}
+
+/* Appends ".key" (or "key" at the top) or "[i]" to the path; it is cut at its buffer's end. */
+static void path_push(nul_scan *s, const char *key, size_t key_n, size_t index) {
+    size_t room = sizeof s->path - s->path_n;
+    if (key)
+        snprintf(s->path + s->path_n, room, "%s%.*s", s->path_n ? "." : "", (int)LM_MIN(key_n, 40), key);
+    else
+        snprintf(s->path + s->path_n, room, "[%zu]", index);
+    s->path_n = strlen(s->path);
+}
+
+/* True when the value at s->p, or one inside it, holds a NUL; s->path then names it. */
+static bool scan_value(nul_scan *s, int depth) {
+    scan_ws(s);
+    if (s->p >= s->end || depth > 2000) return false;
+    const char *t;
+    size_t n;
+    if (*s->p == '"') return scan_str(s, &t, &n);
+    if (*s->p == '{' || *s->p == '[') {
+        bool obj = *s->p == '{';
+        char close = obj ? '}' : ']';
+        s->p++;
+        for (size_t i = 0;; i++) {
+            scan_ws(s);
+            const char *start = s->p;
+            if (s->p >= s->end) return false;
+            if (*s->p == close) {
+                s->p++;
+                return false;
+            }
+            if (*s->p == ',') {
+                s->p++;
+                scan_ws(s);
+            }
+            size_t saved = s->path_n;
+            if (obj) {
+                bool key_nul = scan_str(s, &t, &n);
+                path_push(s, t, n, 0);
+                if (key_nul) return true;
+                scan_ws(s);
+                if (s->p < s->end && *s->p == ':') s->p++;
+            } else {
+                path_push(s, NULL, 0, i);
+            }
+            if (scan_value(s, depth + 1)) return true;
+            s->path_n = saved;
+            s->path[saved] = 0;
+            if (s->p == start) s->p++;
+        }
+    }
+    /* number, true, false, null */
+    const char *start = s->p;
+    while (s->p < s->end && *s->p != ',' && *s->p != ']' && *s->p != '}' && (unsigned char)*s->p > 32) s->p++;
+    if (s->p == start) s->p++;
+    return false;
+}
+
+/* Names in path the first string of the body (a value or a key) holding "\u0000" or a raw NUL. */
+static bool find_nul(const char *body, size_t len, char *path, size_t cap) {
+    bool maybe = memchr(body, 0, len) != NULL;
+    for (size_t i = 0; i + 6 <= len && !maybe; i++)
+        maybe = body[i] == '\\' && body[i + 1] == 'u' && memcmp(body + i + 2, "0000", 4) == 0;
+    if (!maybe) return false;
+    nul_scan s = {.p = body, .end = body + len};
+    if (!scan_value(&s, 0)) return false;
+    snprintf(path, cap, "%s", s.path_n ? s.path : "(the body)");
+    return true;
 }
 
 static bool keep(srv_request *rq, char *s, size_t cap) {
@@ -83,9 +203,10 @@ static bool message_content(srv_request *rq, size_t cap, const cJSON *c, size_t 
             return fail(e, param, "'%s[%zu]' must be an object with a string 'type'", param, k);
         }
         if (strcmp(type->valuestring, "text") != 0) {
+            char q[48];
             lm_buf_free(&b);
-            return fail(e, param, "'%s[%zu]': content part type '%.40s' is not supported (only 'text')",
-                        param, k, type->valuestring);
+            return fail(e, param, "'%s[%zu]': content part type '%s' is not supported (only 'text')",
+                        param, k, clip(q, type->valuestring));
         }
         if (!cJSON_IsString(text)) {
             lm_buf_free(&b);
@@ -126,9 +247,10 @@ static bool parse_messages(srv_request *rq, const cJSON *msgs, srv_reqerr *e) {
         const char *r = NULL;
         for (size_t k = 0; k < sizeof ROLES / sizeof ROLES[0]; k++)
             if (strcmp(role->valuestring, ROLES[k]) == 0) r = ROLES[k];
+        char q[48];
         if (!r)
-            return fail(e, param, "'%s': unknown role '%.40s' (expected system, user, assistant or tool)",
-                        param, role->valuestring);
+            return fail(e, param, "'%s': unknown role '%s' (expected system, user, assistant or tool)",
+                        param, clip(q, role->valuestring));
         /* Templates know "system"; OpenAI's newer "developer" means the same here. */
         rq->msgs[i].role = strcmp(r, "developer") == 0 ? "system" : r;
         if (!message_content(rq, cap, cJSON_GetObjectItemCaseSensitive(m, "content"), i,
@@ -268,6 +390,79 @@ static bool parse_sampling(srv_request *rq, const cJSON *root, int32_t n_ctx, sr
     return parse_stop(rq, root, e);
 }
 
+/* Compiles grammar text once, so a bad grammar is a 400 now rather than a failed generation. */
+static bool check_grammar(const char *text, size_t len, const char *param, srv_reqerr *e) {
+    smp_grammar *g = NULL;
+    lm_error err = {0};
+    lm_status st = smp_grammar_compile(text, len, &g, &err);
+    smp_grammar_free(g);
+    if (st == LM_ERR_NOMEM) return fail(e, NULL, "out of memory");
+    return st ? fail(e, param, "%s", err.msg) : true;
+}
+
+/* response_format (OpenAI): text, json_object, or json_schema {name, schema, strict}; and
+ * llama.cpp's "grammar" extension (GBNF text). */
+static bool parse_structured(srv_request *rq, const cJSON *root, srv_reqerr *e) {
+    const cJSON *gr = cJSON_GetObjectItemCaseSensitive(root, "grammar");
+    const cJSON *rf = cJSON_GetObjectItemCaseSensitive(root, "response_format");
+    bool has_rf = rf && !cJSON_IsNull(rf);
+    if (gr && !cJSON_IsNull(gr)) {
+        if (!cJSON_IsString(gr)) return fail(e, "grammar", "'grammar' must be a string of GBNF rules");
+        if (gr->valuestring[0]) {
+            if (has_rf) return fail(e, "grammar", "give 'grammar' or 'response_format', not both");
+            if (!check_grammar(gr->valuestring, strlen(gr->valuestring), "grammar", e)) return false;
+            rq->gp.grammar = gr->valuestring;
+        }
+    }
+    if (!has_rf) return true;
+    const cJSON *type = cJSON_GetObjectItemCaseSensitive(rf, "type");
+    if (!cJSON_IsObject(rf) || !cJSON_IsString(type))
+        return fail(e, "response_format", "'response_format' must be an object with a string 'type'");
+    const char *t = type->valuestring;
+    if (strcmp(t, "text") == 0) return true;
+    if (strcmp(t, "json_object") == 0) {
+        rq->gp.json_object = true;
+        return true;
+    }
+    if (strcmp(t, "json_schema") != 0)
+        return fail(e, "response_format", "response_format type '%.40s' is not supported (expected 'text', "
+                    "'json_object' or 'json_schema')", t);
+    const cJSON *js = cJSON_GetObjectItemCaseSensitive(rf, "json_schema");
+    if (!cJSON_IsObject(js))
+        return fail(e, "response_format", "response_format type 'json_schema' needs a 'json_schema' object "
+                    "with the schema in 'schema'");
+    const cJSON *strict = cJSON_GetObjectItemCaseSensitive(js, "strict");
+    if (strict && !cJSON_IsNull(strict) && !cJSON_IsBool(strict))
+        return fail(e, "response_format", "'response_format.json_schema.strict' must be a boolean");
+    const cJSON *name = cJSON_GetObjectItemCaseSensitive(js, "name");
+    if (name && !cJSON_IsNull(name) && !cJSON_IsString(name))
+        return fail(e, "response_format", "'response_format.json_schema.name' must be a string");
+    const cJSON *schema = cJSON_GetObjectItemCaseSensitive(js, "schema");
+    /* OpenAI lets schema be left out (any JSON); locallm then asks for any object, as
+       json_object does */
+    if (!schema || cJSON_IsNull(schema)) {
+        rq->gp.json_object = true;
+        return true;
+    }
+    if (!cJSON_IsObject(schema) && !cJSON_IsBool(schema))
+        return fail(e, "response_format", "'response_format.json_schema.schema' must be a JSON Schema object");
+    rq->schema_text = lm_json_print(schema);
+    if (!rq->schema_text) return fail(e, NULL, "out of memory");
+    /* converted and compiled now, so what cannot be enforced is a 400 naming where it is */
+    lm_buf g = {0};
+    lm_error err = {0};
+    lm_status st = smp_json_schema_grammar(rq->schema_text, strlen(rq->schema_text), 0, &g, &err);
+    bool ok = true;
+    if (st == LM_ERR_NOMEM) ok = fail(e, NULL, "out of memory");
+    else if (st) /* the converter's message starts "json_schema: $.path: ..." */
+        ok = fail(e, "response_format", "response_format.json_schema.schema: %s",
+                  strncmp(err.msg, "json_schema: ", 13) == 0 ? err.msg + 13 : err.msg);
+    else ok = check_grammar(g.data ? g.data : "", g.len, "response_format", e);
+    lm_buf_free(&g);
+    if (ok) rq->gp.json_schema = rq->schema_text;
+    return ok;
+}
+
 static bool parse_misc(srv_request *rq, const cJSON *root, srv_reqerr *e) {
     const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
     if (model && !cJSON_IsNull(model) && !cJSON_IsString(model))
@@ -285,16 +480,7 @@ static bool parse_misc(srv_request *rq, const cJSON *root, srv_reqerr *e) {
             return false;
         }
     }
-    const cJSON *rf = cJSON_GetObjectItemCaseSensitive(root, "response_format");
-    if (rf && !cJSON_IsNull(rf)) {
-        const cJSON *type = cJSON_GetObjectItemCaseSensitive(rf, "type");
-        if (!cJSON_IsObject(rf) || !cJSON_IsString(type))
-            return fail(e, "response_format", "'response_format' must be an object with a string 'type'");
-        if (strcmp(type->valuestring, "text") != 0)
-            return fail(e, "response_format", "response_format type '%.40s' is not supported (only 'text')",
-                        type->valuestring);
-    }
-    return true;
+    return parse_structured(rq, root, e);
 }
 
 /* Slot key: the conversation as plain text, so that requests continuing a conversation share
@@ -339,6 +525,11 @@ bool srv_request_parse(const char *body, size_t len, bool chat, int32_t n_ctx, s
         fail(e, NULL, "the request body must be a JSON object");
         goto done;
     }
+    char nul_at[64];
+    if (find_nul(body, len, nul_at, sizeof nul_at)) {
+        fail(e, nul_at, "'%s' must not contain a NUL character (\\u0000)", nul_at);
+        goto done;
+    }
     if (!parse_misc(rq, rq->root, e) || !parse_sampling(rq, rq->root, n_ctx, e)) goto done;
     if (chat) {
         if (!parse_messages(rq, cJSON_GetObjectItemCaseSensitive(rq->root, "messages"), e) ||
@@ -374,6 +565,7 @@ void srv_request_free(srv_request *rq) {
     lm_free(rq->owned);
     lm_free(rq->msgs);
     lm_free(rq->tools_json);
+    lm_free(rq->schema_text);
     lm_free(rq->key);
     cJSON_Delete(rq->root);
     memset(rq, 0, sizeof *rq);

@@ -55,7 +55,8 @@ typedef struct srv_request {
     size_t n_owned;
     char *tools_json;         /* NULL when no tools or tool_choice "none" */
     const char *prompt;       /* completions */
-    lm_gen_params gp;
+    lm_gen_params gp;         /* gp.json_schema points at schema_text, gp.grammar into root */
+    char *schema_text;        /* response_format.json_schema.schema as JSON text, or NULL */
     bool seeded;              /* "seed" was given */
     char *key;                /* text used to pick the slot with the longest shared prefix */
     bool x_sentences;         /* locallm extension for voice clients: a streamed chat (without

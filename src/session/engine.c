@@ -194,6 +194,11 @@ static void gen_next(lm_engine *e, lm_session *s) {
     if (r->raw) memcpy(r->raw, s->logits, V * sizeof(float));
     lm_token id = smp_sample(r->smp, s->logits, s->tokens.ids, s->tokens.n);
     s->logits_valid = false; /* the sampler works on them in place */
+    if (id < 0) { /* the grammar allows nothing more (complete, no end token), or out of memory */
+        if (r->smp->status) req_end(r, r->smp->status, LM_FINISH_ERROR, "out of memory in the grammar sampler");
+        else req_end(r, LM_OK, LM_FINISH_STOP, NULL);
+        return;
+    }
     if (!r->ignore_eos && lm_model_is_eog(m, id)) {
         r->stop_token = id;
         req_end(r, LM_OK, LM_FINISH_STOP, NULL);

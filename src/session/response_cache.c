@@ -76,6 +76,9 @@ char *rc_make_key(const char *prompt, size_t len, const lm_gen_params *gp) {
                   gp->presence_penalty, gp->frequency_penalty, gp->penalty_last_n, gp->top_p, gp->min_p,
                   gp->temperature, gp->top_k, gp->ignore_eos);
     for (int i = 0; i < LM_MAX_STOP && gp->stop[i]; i++) lm_buf_printf(&b, "\x1e%s", gp->stop[i]);
+    /* structured output: a constrained reply is a different reply */
+    lm_buf_printf(&b, "\x1d%d\x1d%s\x1d%s", gp->json_object, gp->grammar ? gp->grammar : "",
+                  gp->json_schema ? gp->json_schema : "");
     if (b.oom) {
         lm_buf_free(&b);
         return NULL;

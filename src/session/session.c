@@ -206,7 +206,10 @@ lm_status session_generate(lm_session *s, const lm_token *prompt, size_t n, cons
     size_t n_stop = 0;
     while (n_stop < LM_MAX_STOP && gp.stop[n_stop]) n_stop++;
     smp_sampler smp;
-    if (smp_init(&smp, &gp, (size_t)m->hp.n_vocab)) return session_fail(s, LM_ERR_NOMEM, "out of memory for the sampler");
+    lm_error serr = {0};
+    const smp_vocab sv = {m->tok, m->eog, m->n_eog};
+    st = smp_init(&smp, &gp, (size_t)m->hp.n_vocab, &sv, &serr);
+    if (st) return session_fail(s, st, "%s", serr.msg);
     gen_side g;
     memset(&g, 0, sizeof g);
     g.fn = fn;

@@ -6,6 +6,8 @@
 
 #include "tokenizer/tokenizer.h"
 
+#include <stdatomic.h>
+
 enum tok_model { TOK_MODEL_SPM, TOK_MODEL_BPE };
 
 /* Open-addressing hash of vocabulary strings to ids. */
@@ -65,7 +67,13 @@ struct tok_tokenizer {
     int32_t *match_ids;
     size_t n_match;
     bool match_first[256]; /* some match-list token starts with this byte */
+    /* The byte trie, built on first use by tok_get_trie (trie.c). Published with a
+     * compare-and-swap, so a lost race frees its copy; zeroed by calloc like the rest. */
+    _Atomic(tok_trie *) trie;
 };
+
+/* trie.c */
+void tok_trie_free(tok_trie *tr);
 
 uint64_t tok_hash(const char *s, size_t n);
 /* Builds t->map over pieces [0, n_vocab). false on NOMEM. Later duplicates keep the first id. */

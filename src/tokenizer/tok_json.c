@@ -166,6 +166,7 @@ typedef struct match_list {
     size_t n, cap;
     pcre2_match_data *md;
     word_cache wc;
+    int match_err;   /* a PCRE2 error other than "no memory" (a match, depth or heap limit) */
 } match_list;
 
 static void match_list_free(match_list *m) {
@@ -232,7 +233,8 @@ static bool encode_word_cached(const tok_tokenizer *t, const char *w, size_t n, 
     return true;
 }
 
-/* All non-overlapping matches of re in text (valid UTF-8); false on NOMEM. */
+/* All non-overlapping matches of re in text (valid UTF-8); false on NOMEM, or when PCRE2 gave up
+ * (m->match_err says why: e.g. its match limit, on a pathological regex or text). */
 static bool find_all(pcre2_code *re, const char *text, size_t n, match_list *m) {
     m->n = 0;
     if (!m->md) {
@@ -249,7 +251,10 @@ static bool find_all(pcre2_code *re, const char *text, size_t n, match_list *m) 
             rc = pcre2_match(re, (PCRE2_SPTR)text, n, pos, PCRE2_NO_UTF_CHECK | PCRE2_NO_JIT, m->md,
                              NULL);
         if (rc == PCRE2_ERROR_NOMATCH) break;
-        if (rc < 0) return false;
+        if (rc < 0) {
+            if (rc != PCRE2_ERROR_NOMEMORY) m->match_err = rc;
+            return false;
+        }
         PCRE2_SIZE *ov = pcre2_get_ovector_pointer(m->md);
         size_t s = ov[0], e = ov[1];
         if (e == s) { /* empty match: step one code point */
@@ -638,8 +643,16 @@ lm_status tok_json_encode(const tok_tokenizer *t, const char *text, size_t len, 
         else if (t->add_eos && t->eos >= 0)
             ok = tok_vec_push(out, t->eos);
     }
+    int merr = m.match_err;
     match_list_free(&m);
     lm_buf_free(&fixed);
+    if (!ok && merr) {
+        PCRE2_UCHAR why[128];
+        if (pcre2_get_error_message(merr, why, sizeof why) < 0) snprintf((char *)why, sizeof why, "error %d", merr);
+        return lm_fail(err, LM_ERR_UNSUPPORTED,
+                       "tokenizer: a regex of its normalizer or pre-tokenizer gave up on this text "
+                       "(PCRE2 error %d: %s)", merr, (const char *)why);
+    }
     return ok ? LM_OK : lm_fail_nomem(err, "token ids");
 }
 

@@ -806,6 +806,7 @@ void tok_free(tok_tokenizer *t) {
     lm_free(t->template_texts);
     lm_free(t->match_ids);
     tok_json_pipe_free(t->pipe);
+    tok_trie_free(atomic_load(&t->trie));
     lm_free(t);
 }
 
@@ -1105,6 +1106,12 @@ const char *tok_chat_template(const tok_tokenizer *t, const char *name) {
     for (size_t i = 0; i < t->n_named_templates; i++)
         if (strcmp(t->template_names[i], name ? name : "default") == 0) return t->template_texts[i];
     return NULL;
+}
+
+bool tok_token_bytes(const tok_tokenizer *t, lm_token id, lm_buf *out) {
+    if (id < 0 || id >= t->n_vocab) return false;
+    bool first = false; /* mid-text: nothing is stripped */
+    return decode_one(t, id, &first, out);
 }
 
 const char *tok_model_name(const tok_tokenizer *t) {

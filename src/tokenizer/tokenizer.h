@@ -81,4 +81,34 @@ const char *tok_chat_template(const tok_tokenizer *t, const char *name);
 /* "llama" (SentencePiece), "gpt2" (byte-level BPE), "bpe" (tokenizer.json BPE) */
 const char *tok_model_name(const tok_tokenizer *t);
 
+/* ---- the vocabulary as bytes (grammar-constrained sampling, sample/grammar.c) ---- */
+
+/* Appends the bytes id decodes to in the middle of a text (as tok_stream delivers them after
+ * other tokens: SentencePiece's U+2581 becomes a space, <0xNN> one byte, byte-level pieces their
+ * bytes, added tokens their text; no leading space is stripped). false on NOMEM or a bad id. */
+bool tok_token_bytes(const tok_tokenizer *t, lm_token id, lm_buf *out);
+
+/* The text tokens as a byte trie in preorder (children in byte order), so a walk can skip a
+ * whole subtree in one step. Text tokens are those that decode to at least one byte and are not
+ * special (control, special added tokens, unknown, unused); they are the tokens a grammar
+ * constrains by their bytes. Node 0 is the root (the empty prefix). */
+typedef struct tok_trie {
+    int32_t n_vocab;        /* the tokenizer's */
+    uint32_t n_nodes;
+    uint32_t max_depth;     /* the longest token, in bytes */
+    const uint8_t *byte;    /* (n_nodes) the byte on the edge into node i (0 for the root) */
+    const uint16_t *depth;  /* (n_nodes) bytes from the root to node i */
+    const uint32_t *skip;   /* (n_nodes) the first node after the subtree of node i */
+    const int32_t *tok;     /* (n_nodes) a token whose bytes end at node i, or -1 */
+    const int32_t *next;    /* (n_vocab) the next token with the same bytes, or -1 */
+    const uint32_t *off;    /* (n_vocab) where the token's bytes start in bytes */
+    const uint16_t *len;    /* (n_vocab) how many; 0 for a token that is not in the trie */
+    const uint8_t *bytes;
+} tok_trie;
+
+/* Built on the first call (about 30 ms for a 150k vocabulary) and kept by t until tok_free;
+ * safe to call from several threads. Tokens longer than 65535 bytes are left out. NULL on
+ * NOMEM. */
+const tok_trie *tok_get_trie(const tok_tokenizer *t);
+
 #endif /* LM_TOKENIZER_H */

@@ -11,8 +11,9 @@
 #  3. the unit tests of the CPU backend (test_quants*, test_attention, test_pool) over a minimal
 #     cmocka, on both CPUs.
 # On an AArch64 host the tests are built with cc and run directly. Without a cross compiler or
-# qemu-aarch64 (macOS on Intel, say) it prints SKIP and succeeds; scripts/deps.sh installs both on
-# Debian/Ubuntu (gcc-aarch64-linux-gnu, libc6-dev-arm64-cross, qemu-user).
+# qemu-aarch64 (macOS on Intel, say) it prints SKIP and succeeds, except under CI=true, where that
+# is a failure; scripts/deps.sh installs both on Debian/Ubuntu (gcc-aarch64-linux-gnu,
+# libc6-dev-arm64-cross, qemu-user). It appends its count to build/test-summary.txt.
 set -euo pipefail
 
 B=${1:-build-arm}
@@ -31,6 +32,8 @@ else
     QEMU=${ARM_QEMU:-qemu-aarch64}
     if ! command -v "$CC_ARM" >/dev/null 2>&1 || ! command -v "$QEMU" >/dev/null 2>&1; then
         echo "test-arm: SKIP: needs $CC_ARM and $QEMU (scripts/deps.sh installs gcc-aarch64-linux-gnu and qemu-user on Debian/Ubuntu)"
+        S=${LM_TEST_SUMMARY:-build/test-summary.txt}; mkdir -p "$(dirname "$S")" && echo "arm: 0 ran, 0 passed, 0 failed, 1 skipped" >>"$S"
+        [ "${CI:-}" = true ] && { echo "test-arm: FAIL: a skip is a failure under CI=true" >&2; exit 1; }
         exit 0
     fi
 fi
@@ -61,6 +64,7 @@ else
 fi
 n_src=0
 fail=0
+ran=0
 while IFS= read -r f; do
     n_src=$((n_src + 1))
     if ! "$CC_ARM" "${COMMON[@]}" -I"$B/inc" "${HOSTINC[@]}" -fsyntax-only "$f" 2>"$B/syntax.log"; then
@@ -121,15 +125,15 @@ if [ "$native" = 1 ]; then
     "$B/test_kernels_arm_cmakeflags" 2>/dev/null || echo "test-arm: (the armv8.2-a+dotprod build does not run on this CPU)"
 else
     echo "test-arm: qemu-aarch64 -cpu max (FEAT_DotProd):"
-    "$QEMU" -cpu max "$B/test_kernels_arm" --expect-dotprod 1
+    ran=$((ran + 1)); "$QEMU" -cpu max "$B/test_kernels_arm" --expect-dotprod 1
     echo "test-arm: qemu-aarch64 -cpu cortex-a53 (ARMv8.0, no dotprod):"
-    "$QEMU" -cpu cortex-a53 "$B/test_kernels_arm" --expect-dotprod 0
+    ran=$((ran + 1)); "$QEMU" -cpu cortex-a53 "$B/test_kernels_arm" --expect-dotprod 0
     echo "test-arm: qemu-aarch64 -cpu max, quants_neon.c built with -march=armv8.2-a+dotprod+fp16:"
-    "$QEMU" -cpu max "$B/test_kernels_arm_cmakeflags" --expect-dotprod 1
+    ran=$((ran + 1)); "$QEMU" -cpu max "$B/test_kernels_arm_cmakeflags" --expect-dotprod 1
     # CMake's -march applies to the whole file, so the compiler could put ARMv8.2 instructions
     # into the plain kernels too; this run (a Raspberry Pi 3-class CPU) would die of SIGILL then.
     echo "test-arm: qemu-aarch64 -cpu cortex-a53, the same build:"
-    "$QEMU" -cpu cortex-a53 "$B/test_kernels_arm_cmakeflags" --expect-dotprod 0
+    ran=$((ran + 1)); "$QEMU" -cpu cortex-a53 "$B/test_kernels_arm_cmakeflags" --expect-dotprod 0
     # UndefinedBehaviorSanitizer (misaligned loads, overflows, shifts), linked dynamically against
     # the cross libc that qemu finds through QEMU_LD_PREFIX.
     sysroot=$("$CC_ARM" -print-sysroot 2>/dev/null || true)
@@ -137,13 +141,13 @@ else
     if "$CC_ARM" "${TFLAGS[@]}" -O1 -g -fsanitize=undefined -fno-sanitize-recover=all "${SRCS[@]}" \
         src/compute/cpu/quants_neon.c -lm -lpthread -o "$B/test_kernels_arm_ubsan" 2>/dev/null; then
         echo "test-arm: qemu-aarch64 -cpu max, built with -fsanitize=undefined:"
-        QEMU_LD_PREFIX=$sysroot "$QEMU" -cpu max "$B/test_kernels_arm_ubsan" --expect-dotprod 1
+        ran=$((ran + 1)); QEMU_LD_PREFIX=$sysroot "$QEMU" -cpu max "$B/test_kernels_arm_ubsan" --expect-dotprod 1
     else
         echo "test-arm: (no aarch64 UBSan runtime: the -fsanitize=undefined run is skipped)"
     fi
     if [ "$clang_ok" = 1 ]; then
         echo "test-arm: qemu-aarch64 -cpu max, built with clang -mcpu=apple-m1:"
-        "$QEMU" -cpu max "$B/test_kernels_arm_clang_m1" --expect-dotprod 1
+        ran=$((ran + 1)); "$QEMU" -cpu max "$B/test_kernels_arm_clang_m1" --expect-dotprod 1
     else
         echo "test-arm: (no clang that links for aarch64: the clang -mcpu=apple-m1 build is skipped)"
     fi
@@ -154,12 +158,14 @@ CPU_SRCS=(src/core/*.c $(ls src/compute/cpu/*.c | grep -v -e '_avx2\.c$' -e '_av
 for t in test_quants test_quants_mlx test_attention test_pool; do
     [ -f "tests/unit/$t.c" ] || continue
     "$CC_ARM" "${COMMON[@]}" -O2 -I"$B/inc" -Itests/arm/cmocka -Itests/unit "${CPU_SRCS[@]}" "$B/test_kernels_arm.neon.o" \
-        tests/arm/cjson_stub.c tests/arm/cmocka/cmocka_shim.c tests/unit/testutil.c "tests/unit/$t.c" "${LINK[@]}" -o "$B/$t"
+        tests/arm/cjson_stub.c tests/arm/cmocka/cmocka_shim.c tests/unit/testutil.c \
+        "tests/unit/$t.c" "${LINK[@]}" -o "$B/$t"
     if [ "$native" = 1 ]; then
         LM_TEST_DATA=$PWD/tests/data LM_SOURCE_DIR=$PWD "$B/$t" | tail -1
     else
         for cpu in max cortex-a53; do
             echo "test-arm: tests/unit/$t.c under qemu-aarch64 -cpu $cpu:"
+            ran=$((ran + 1))
             if ! LM_TEST_DATA=$PWD/tests/data LM_SOURCE_DIR=$PWD "$QEMU" -cpu "$cpu" "$B/$t" >"$B/$t.$cpu.log"; then
                 grep -E 'FAIL' "$B/$t.$cpu.log" | head -20
                 tail -1 "$B/$t.$cpu.log"
@@ -170,3 +176,4 @@ for t in test_quants test_quants_mlx test_attention test_pool; do
     fi
 done
 echo "test-arm: passed"
+S=${LM_TEST_SUMMARY:-build/test-summary.txt}; mkdir -p "$(dirname "$S")" && echo "arm: $ran ran, $ran passed, 0 failed, 0 skipped" >>"$S"

@@ -12,7 +12,8 @@
 # Usage: tests/cuda/run.sh STAGE... (or all). Environment: BUILD (default build-cuda), LMCUDA
 # and TEST_DEVICE (prebuilt programs: build is skipped), DATA and MODELS (the fixture folders,
 # default tests/data and models), BENCH_DIR (default /tmp/locallm-bench), LOGS (copies of each
-# stage's output, default $BUILD/cuda-logs), STEP_TIMEOUT (seconds per step, default 900).
+# stage's output, default $BUILD/cuda-logs), STEP_TIMEOUT (seconds per step, default 900),
+# DEADLINE_AT (epoch seconds: no step runs past it; one that cannot start is noted NOT RUN).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 BUILD=${BUILD:-build-cuda}
@@ -31,8 +32,17 @@ note() { SUMMARY+=("$1"); echo "== $1"; }
 run() {
     local name=$1
     shift
-    local t0=$SECONDS
-    if timeout "${STEP_TIMEOUT:-900}" "$@" 2>&1 | tee "$LOGS/$name.log"; then
+    local t0=$SECONDS lim=${STEP_TIMEOUT:-900}
+    if [ -n "${DEADLINE_AT:-}" ]; then
+        local left=$((DEADLINE_AT - $(date +%s)))
+        [ "$left" -lt "$lim" ] && lim=$left
+        if [ "$lim" -lt 10 ]; then
+            note "$name: NOT RUN (DEADLINE_AT reached)"
+            FAILED=1
+            return
+        fi
+    fi
+    if timeout "$lim" "$@" 2>&1 | tee "$LOGS/$name.log"; then
         note "$name: ok ($((SECONDS - t0)) s)"
     else
         note "$name: FAILED ($((SECONDS - t0)) s; log $LOGS/$name.log)"
@@ -96,7 +106,7 @@ stage_profile() {
         FAILED=1
         return
     fi
-    run profile-ncu "$ncu" --profile-from-start off --clock-control none --csv --page raw \
+    run profile-ncu "$ncu" --profile-from-start off --clock-control none --csv --page raw --print-units base \
         --metrics gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed,launch__grid_size \
         "$LMCUDA" profile "$f"
     run profile python3 tests/cuda/ncu_summary.py "$LOGS/profile-ncu.log"

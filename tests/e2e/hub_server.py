@@ -10,7 +10,15 @@ with ETag (quoted sha256 for .safetensors/.gguf, else a quoted git-like sha1) or
 (tokenizer.json, via a 302 redirect to /cdn/...), Range (206); 401 for test-org/gated, 404 for
 unknown repos. Modes set with GET /control?mode=cut|corrupt|norange|normal: "cut" sends half the bytes of
 the next big-file GET then closes; "corrupt" flips bytes of the next big-file GET; "norange"
-answers the next big-file GET with 200 and the whole file even when a Range was asked.
+answers the next big-file GET with 200 and the whole file even when a Range was asked;
+"corrupt_small" flips bytes of the next small-file GET; "stall" sends half of the next big-file
+GET, then nothing for 30 s; "slowhead" answers the next HEAD after 5 s.
+Hostile repositories (issue 20): test-org/evil-names and test-org/evil-c1 list file names with
+terminal control characters; test-org/many-files lists 60,000 files; test-org/lots lists the
+tiny model's files plus 20,000 others; test-org/redirect-ftp redirects config.json to an ftp://
+URL on a port this server also listens on (any connection there is logged "FTP-CONNECT");
+test-org/huge-config announces a 100 MB config.json under a git sha1 etag; test-org/overflow
+serves config.json without Content-Length and with 100,000 bytes more than its HEAD announced.
 """
 import hashlib
 import http.server
@@ -21,7 +29,18 @@ import threading
 
 SRC = os.environ.get("LM_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
 ROOT, PORT_FILE, LOG = sys.argv[1], sys.argv[2], sys.argv[3]
-COMMITS = {"test-org/tiny-model": "1" * 8 + "a" * 32, "test-org/tiny-gguf": "2" * 8 + "b" * 32}
+COMMITS = {"test-org/tiny-model": "1" * 8 + "a" * 32, "test-org/tiny-gguf": "2" * 8 + "b" * 32,
+           "test-org/lots": "3" * 8 + "c" * 32, "test-org/evil-names": "4" * 8 + "d" * 32,
+           "test-org/evil-c1": "5" * 8 + "e" * 32, "test-org/many-files": "6" * 8 + "f" * 32,
+           "test-org/redirect-ftp": "7" * 8 + "a" * 32, "test-org/huge-config": "8" * 8 + "b" * 32,
+           "test-org/overflow": "9" * 8 + "c" * 32}
+EXTRA = {  # names listed by the API beyond the files on disk
+    "test-org/lots": ["junk/%05d.txt" % i for i in range(20000)],
+    "test-org/evil-names": ["\x1b[31mevil\x07.safetensors"],
+    "test-org/evil-c1": ["\u009b31mx.safetensors"],
+    "test-org/many-files": ["f%05d.txt" % i for i in range(60000)],
+}
+FTP = {"port": 0}
 STATE = {"mode": "normal"}
 LOCK = threading.Lock()
 
@@ -42,6 +61,30 @@ def build():
     shutil.copy(os.path.join(d, "stories260K-f32.gguf"), os.path.join(tg, "stories260K-F32.gguf"))
     with open(os.path.join(tg, "README.md"), "w") as f:
         f.write("tiny gguf\n")
+    for repo in ("test-org/lots", "test-org/evil-names", "test-org/evil-c1", "test-org/many-files",
+                 "test-org/redirect-ftp", "test-org/huge-config", "test-org/overflow"):
+        d = os.path.join(ROOT, repo)
+        os.makedirs(d, exist_ok=True)
+        shutil.copy(os.path.join(SRC, "models/tinychat/config.json"), os.path.join(d, "config.json"))
+    for f in ("model.safetensors", "tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(os.path.join(SRC, "models/tinychat", f), os.path.join(ROOT, "test-org/lots", f))
+
+
+def ftp_listener():
+    """Accepts and logs connections on the port test-org/redirect-ftp redirects to."""
+    import socket
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(4)
+    FTP["port"] = srv.getsockname()[1]
+
+    def loop():
+        while True:
+            c, _ = srv.accept()
+            with LOCK, open(LOG, "a") as f:
+                f.write("FTP-CONNECT\n")
+            c.close()
+    threading.Thread(target=loop, daemon=True).start()
 
 
 def files(repo):
@@ -106,6 +149,31 @@ class H(http.server.BaseHTTPRequestHandler):
                 return self.send(401, b'{"error":"gated"}')
             if repo not in COMMITS or parts[3] != COMMITS[repo]:
                 return self.send(404, b'{"error":"not found"}')
+            if self.command == "HEAD" and STATE["mode"] == "slowhead":
+                STATE["mode"] = "normal"
+                import time
+                time.sleep(5)
+            if repo == "test-org/redirect-ftp":
+                return self.send(302, b"", "text/plain", {"Location": "ftp://127.0.0.1:%d/%s" % (FTP["port"], name)})
+            if repo == "test-org/huge-config" and self.command == "HEAD":
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(100 << 20))
+                self.send_header("ETag", '"%s"' % ("ab" * 20))
+                self.end_headers()
+                return
+            if repo == "test-org/overflow" and self.command == "GET":
+                path = os.path.join(ROOT, repo, name)
+                data = open(path, "rb").read() + b" " * 100000
+                self.send_response(200)
+                self.send_header("Content-Type", "application/octet-stream")
+                self.send_header("ETag", '"%s"' % etag(path, name))
+                self.send_header("Connection", "close")
+                self.end_headers()
+                self.wfile.write(data)
+                self.wfile.flush()
+                self.close_connection = True
+                return
             if name == "tokenizer.json":
                 path = os.path.join(ROOT, repo, name)
                 return self.send(302, b"", "text/plain", {"Location": "/cdn/%s/%s" % (repo, name),
@@ -120,7 +188,8 @@ class H(http.server.BaseHTTPRequestHandler):
         if repo not in COMMITS:
             return self.send(404, b'{"error":"Repository not found"}')
         import json
-        body = json.dumps({"id": repo, "sha": COMMITS[repo], "siblings": [{"rfilename": f} for f in files(repo)]})
+        names = files(repo) + EXTRA.get(repo, [])
+        body = json.dumps({"id": repo, "sha": COMMITS[repo], "siblings": [{"rfilename": f} for f in names]})
         self.send(200, body.encode())
 
     def blob(self, repo, name, redirected):
@@ -144,10 +213,12 @@ class H(http.server.BaseHTTPRequestHandler):
             code = 206
             hdr["Content-Range"] = "bytes %d-%d/%d" % (start, len(data) - 1, len(data))
         body = data[start:]
-        mode = STATE["mode"] if big else "normal"
+        small = not big and self.command == "GET"
+        mode = STATE["mode"] if big and STATE["mode"] in ("cut", "corrupt", "stall") else \
+            STATE["mode"] if small and STATE["mode"] == "corrupt_small" else "normal"
         if mode != "normal":
             STATE["mode"] = "normal"
-        if mode == "corrupt":
+        if mode in ("corrupt", "corrupt_small"):
             body = bytes(b ^ 0x5A for b in body[:64]) + body[64:]
         self.send_response(code)
         self.send_header("Content-Type", "application/octet-stream")
@@ -157,9 +228,12 @@ class H(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         if self.command == "HEAD":
             return
-        if mode == "cut":
+        if mode in ("cut", "stall"):
             self.wfile.write(body[: len(body) // 2])
             self.wfile.flush()
+            if mode == "stall":
+                import time
+                time.sleep(30)
             self.close_connection = True
             return
         self.wfile.write(body)
@@ -167,7 +241,14 @@ class H(http.server.BaseHTTPRequestHandler):
 
 if __name__ == "__main__":
     build()
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+    ftp_listener()
+    class Server(http.server.ThreadingHTTPServer):
+        def handle_error(self, request, client_address):
+            if isinstance(sys.exc_info()[1], ConnectionError):
+                return  # a client that cancelled or timed out on purpose
+            super().handle_error(request, client_address)
+
+    srv = Server(("127.0.0.1", 0), H)
     with open(PORT_FILE + ".tmp", "w") as f:
         f.write(str(srv.server_address[1]))
     os.rename(PORT_FILE + ".tmp", PORT_FILE)

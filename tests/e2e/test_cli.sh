@@ -255,4 +255,23 @@ expect_error 1 "missing-prompt.txt" run "$MODEL" -f "$TMP/missing-prompt.txt"
 printf 'not a gguf file at all, just text\n' >"$TMP/bad.gguf"
 expect_error 1 "bad.gguf" run "$TMP/bad.gguf" -p hi
 
+# ---- special files (issue 20, finding 12): a FIFO as the model or its config.json fails at once,
+# where open() used to wait for a writer forever ----
+mkfifo "$TMP/fifo.gguf"
+mkdir "$TMP/fifo-model"
+mkfifo "$TMP/fifo-model/config.json"
+# fifo_fails ARGS...: exits non-zero within 20 s (124 would be the timeout) naming the FIFO
+fifo_fails() {
+    rc=0
+    timeout 20 "$CLI" "$@" >"$TMP/out" 2>"$TMP/err" || rc=$?
+    [[ $rc -ne 0 && $rc -ne 124 ]] || fail "locallm $*: exit $rc (124: it hung)"
+    [[ $(head -c 15 "$TMP/err") == "locallm: error:" ]] || fail "locallm $*: no error line"
+    grep -qE "(fifo.gguf|config.json): is a FIFO, expected a regular file" "$TMP/err" || fail "locallm $*: message"
+    pass
+}
+fifo_fails run "$TMP/fifo.gguf" -p hi
+fifo_fails info "$TMP/fifo.gguf"
+fifo_fails run "$TMP/fifo-model" -p hi
+fifo_fails info "$TMP/fifo-model"
+
 echo "test_cli: $n_checks checks passed"

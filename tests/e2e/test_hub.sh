@@ -5,7 +5,12 @@
 # (blobs named by etag, relative symlinks, refs/main), run on a pulled GGUF and auto-download on
 # a fresh cache, an interrupted pull resumed with a Range request, a corrupted transfer rejected,
 # offline mode, ls/rm, refused ids, 401 and 404 messages, short names (run, pull, ls --available)
-# and the memory check (LM_MEM_AVAILABLE_OVERRIDE, --force). Bounded in time.
+# and the memory check (LM_MEM_AVAILABLE_OVERRIDE, --force). Hub manners (issue 19): .locks/ per
+# blob and a pull that waits for another process holding one, a complete repo pulled again without
+# a request per file and with one "up to date" line, the HF_* variables as huggingface_hub reads
+# them. Hostile repositories (issue 20): control characters in file names, a 60,000-file listing,
+# a redirect to ftp://, oversized and overflowing non-LFS files, a corrupted small file, symlink
+# loops in a cached snapshot. Bounded in time.
 set -euo pipefail
 
 CLI=${1:?usage: test_hub.sh /path/to/locallm}
@@ -62,11 +67,23 @@ for f in config.json generation_config.json tokenizer_config.json; do [[ -L $S/$
 [[ ! -e $S/README.md ]] || fail "README.md should not be fetched"; pass
 [[ -z $(ls "$R/blobs" | grep incomplete || true) ]] || fail "an .incomplete remains"; pass
 [[ $(ls "$R/blobs" | wc -l) == 6 ]] || fail "blobs: $(ls "$R/blobs")"; pass
-# a second pull downloads nothing
+grep -q "^downloading model.safetensors (10506464 bytes)$" "$TMP/err" && grep -q "^done model.safetensors$" "$TMP/err" ||
+    fail "a fresh pull prints a line per file"; pass
+# .locks/ as huggingface_hub lays it out: one lock file per blob
+LK=$HF_HUB_CACHE/.locks/models--test-org--tiny-model
+[[ -f $LK/$want_sha.lock && -f $LK/$tokj.lock ]] || fail "no .locks/models--test-org--tiny-model/<etag>.lock: $(ls -a "$LK" 2>&1)"; pass
+[[ $(ls "$LK" | wc -l) == 6 ]] || fail "lock files: $(ls "$LK")"; pass
+# a second pull downloads nothing, asks for no file's metadata and says "up to date" once
 n0=$(grep -c '^GET /test-org' "$TMP/log" || true)
+h0=$(grep -c '^HEAD /test-org' "$TMP/log" || true)
 L pull test-org/tiny-model || fail "second pull"
 n1=$(grep -c '^GET /test-org' "$TMP/log" || true)
+h1=$(grep -c '^HEAD /test-org' "$TMP/log" || true)
 [[ $n0 == "$n1" ]] || fail "second pull downloaded again ($n0 -> $n1)"; pass
+[[ $h0 == "$h1" ]] || fail "second pull asked for the metadata of complete files ($h0 -> $h1 HEAD)"; pass
+[[ $(cat "$TMP/err") == "test-org/tiny-model: up to date (6 files in the cache)" ]] || fail "second pull output: $(cat "$TMP/err")"; pass
+L pull -q test-org/tiny-model || fail "pull -q"
+[[ ! -s $TMP/err ]] || fail "pull -q printed: $(cat "$TMP/err")"; pass
 
 # ---- GGUF: one file by :QUANT, run after pull, auto-download on a fresh cache ----
 L pull test-org/tiny-gguf:q8_0 || fail "pull gguf"
@@ -182,6 +199,141 @@ want=$(timeout 60 "$CLI" run "$SRC/models/tinychat" -p "Hi" -n 8 --no-stats 2>/d
 L rm llama3.2:3b || fail "rm by short name"
 grep -q "^removed mlx-community/Llama-3.2-3B-Instruct-4bit$" "$TMP/out" || fail "rm short name output"; pass
 [[ ! -e $HF_HUB_CACHE/models--mlx-community--Llama-3.2-3B-Instruct-4bit ]] || fail "rm by short name left the folder"; pass
+
+# ---- hub manners (issue 19): .locks/ shared with huggingface_hub ----
+# Another downloader (Python's filelock takes flock on .locks/.../<etag>.lock, as here) holds the
+# lock of model.safetensors, writes the blob and lets go: the pull waits for it, then finds the
+# blob complete and never downloads it, so the two never write one <blob>.incomplete.
+C6=$TMP/c6
+mkdir -p "$C6/.locks/models--test-org--tiny-model" "$C6/models--test-org--tiny-model/blobs"
+python3 - "$C6" "$want_sha" "$SRC/models/tinychat/model.safetensors" <<'EOF' &
+import fcntl, os, shutil, sys, time
+cache, sha, src = sys.argv[1:4]
+lock = os.path.join(cache, ".locks/models--test-org--tiny-model", sha + ".lock")
+fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+fcntl.flock(fd, fcntl.LOCK_EX)
+open(lock + ".held", "w").close()
+time.sleep(2.5)
+blob = os.path.join(cache, "models--test-org--tiny-model/blobs", sha)
+shutil.copy(src, blob + ".incomplete")
+os.rename(blob + ".incomplete", blob)
+fcntl.flock(fd, fcntl.LOCK_UN)
+EOF
+HOLDER=$!
+for _ in $(seq 100); do [[ -f $C6/.locks/models--test-org--tiny-model/$want_sha.lock.held ]] && break; sleep 0.05; done
+g0=$(grep -c "^GET /test-org/tiny-model/resolve/$MC/model.safetensors" "$TMP/log" || true)
+HF_HUB_CACHE=$C6 L pull test-org/tiny-model || fail "pull beside a lock holder"
+wait "$HOLDER" || fail "the lock holder failed"
+g1=$(grep -c "^GET /test-org/tiny-model/resolve/$MC/model.safetensors" "$TMP/log" || true)
+[[ $g0 == "$g1" ]] || fail "model.safetensors was downloaded while another process held its lock"; pass
+grep -q "^waiting for another download of model.safetensors to finish" "$TMP/err" || fail "no waiting message"; pass
+cmp -s "$C6/models--test-org--tiny-model/snapshots/$MC/model.safetensors" "$SRC/models/tinychat/model.safetensors" ||
+    fail "the blob the other process wrote is not linked"; pass
+
+# ---- HF_* variables as huggingface_hub reads them (issue 19) ----
+for v in 1 ON on Yes TRUE true; do
+    HF_HUB_OFFLINE=$v HF_ENDPOINT=http://127.0.0.1:1 L pull test-org/tiny-model || fail "HF_HUB_OFFLINE=$v is true"
+done; pass
+for v in 0 off no false 2; do
+    HF_HUB_OFFLINE=$v HF_ENDPOINT=http://127.0.0.1:1 L pull test-org/tiny-model && fail "HF_HUB_OFFLINE=$v is not true"
+done; pass
+TRANSFORMERS_OFFLINE=YES HF_ENDPOINT=http://127.0.0.1:1 L pull test-org/tiny-model || fail "TRANSFORMERS_OFFLINE"; pass
+auth() { grep -c "^GET /api/models/test-org/gated.* auth=yes" "$TMP/log" || true; }
+echo "hf_from_file" >"$TMP/tokfile"
+a0=$(auth); HF_TOKEN_PATH=$TMP/tokfile L pull test-org/gated && fail "gated"
+[[ $(auth) -gt $a0 ]] || fail "HF_TOKEN_PATH: no token sent"; pass
+grep -q "the token sent was refused" "$TMP/err" || fail "HF_TOKEN_PATH message"; pass
+mkdir -p "$TMP/hfhome" && echo "hf_home_token" >"$TMP/hfhome/token"
+a0=$(auth); HF_HOME=$TMP/hfhome L pull test-org/gated && fail "gated"
+[[ $(auth) -gt $a0 ]] || fail "\$HF_HOME/token: no token sent"; pass
+a0=$(auth); HUGGING_FACE_HUB_TOKEN=legacy L pull test-org/gated && fail "gated"
+[[ $(auth) -gt $a0 ]] || fail "HUGGING_FACE_HUB_TOKEN: no token sent"; pass
+a0=$(auth); HF_TOKEN=secret HF_TOKEN_PATH=$TMP/tokfile HF_HUB_DISABLE_IMPLICIT_TOKEN=on L pull test-org/gated && fail "gated"
+[[ $(auth) == "$a0" ]] || fail "HF_HUB_DISABLE_IMPLICIT_TOKEN: a token was sent"; pass
+! grep -q "the token sent was refused" "$TMP/err" || fail "HF_HUB_DISABLE_IMPLICIT_TOKEN message"; pass
+# a download that stalls fails after HF_HUB_DOWNLOAD_TIMEOUT, a HEAD after HF_HUB_ETAG_TIMEOUT
+control stall
+t0=$(date +%s)
+HF_HUB_DOWNLOAD_TIMEOUT=1 HF_HUB_CACHE=$TMP/c8 L pull test-org/tiny-model && fail "a stalled download must fail"
+t1=$(date +%s)
+(( t1 - t0 < 15 )) || fail "HF_HUB_DOWNLOAD_TIMEOUT=1 took $((t1 - t0)) s"; pass
+grep -q "download of model.safetensors .* was interrupted" "$TMP/err" || fail "stall message"; pass
+control slowhead
+t0=$(date +%s)
+HF_HUB_ETAG_TIMEOUT=1 HF_HUB_CACHE=$TMP/c9 L pull test-org/tiny-model && fail "a slow HEAD must fail"
+t1=$(date +%s)
+(( t1 - t0 < 4 )) || fail "HF_HUB_ETAG_TIMEOUT=1 took $((t1 - t0)) s"; pass
+grep -q "config.json: no answer within 1 s" "$TMP/err" || fail "etag timeout message"; pass
+HF_HUB_ETAG_TIMEOUT=soon HF_HUB_CACHE=$TMP/c9 L pull test-org/tiny-model || fail "a bad timeout falls back to the default"
+grep -q "HF_HUB_ETAG_TIMEOUT='soon' is not a number of seconds" "$TMP/err" || fail "bad timeout warning"; pass
+# HF_HUB_DISABLE_PROGRESS_BARS on a terminal: plain lines instead of a redrawn bar
+python3 - "$CLI" "$TMP" <<'EOF' || fail "progress bars on a terminal"
+import os, pty, subprocess, sys
+cli, tmp = sys.argv[1:3]
+def run(cache, extra):
+    m, s = pty.openpty()
+    env = dict(os.environ, HF_HUB_CACHE=os.path.join(tmp, cache), **extra)
+    p = subprocess.Popen([cli, "pull", "test-org/tiny-model"], stdout=subprocess.DEVNULL, stderr=s, env=env)
+    os.close(s)
+    out = b""
+    while True:
+        try:
+            d = os.read(m, 65536)
+        except OSError:
+            break
+        if not d:
+            break
+        out += d
+    os.close(m)
+    assert p.wait(timeout=60) == 0, out
+    return out
+bars = run("c10", {})
+assert b"\x1b[K" in bars and b"model.safetensors" in bars, bars
+plain = run("c11", {"HF_HUB_DISABLE_PROGRESS_BARS": "True"})
+assert b"\x1b[K" not in plain, plain
+assert b"downloading model.safetensors (10506464 bytes)\r\n" in plain and b"done model.safetensors\r\n" in plain, plain
+EOF
+pass
+
+# ---- hostile repositories (issue 20) ----
+# file names with terminal controls: refused, and printed escaped (finding 7)
+L pull test-org/evil-names && fail "control characters in rfilename"
+! grep -q $'\x1b' "$TMP/err" || fail "a raw ESC reached the terminal"; pass
+grep -qF "rfilename '\x1b[31mevil\x07.safetensors' is not a safe relative path" "$TMP/err" || fail "evil name message"; pass
+L pull test-org/evil-c1 && fail "a C1 control in rfilename"
+! grep -q $'\xc2\x9b' "$TMP/err" || fail "a raw CSI reached the terminal"; pass
+grep -qF "rfilename '\u009b31mx.safetensors'" "$TMP/err" || fail "C1 name message"; pass
+# listings: 60,000 files are refused, 20,000 are read (walked, not indexed: finding 6)
+L pull test-org/many-files && fail "60,000 files"
+grep -q "the repository lists 60001 files, more than the 50000 a model repository may have" "$TMP/err" || fail "many files message"; pass
+L pull test-org/lots || fail "a listing of 20,004 files"
+LS=$HF_HUB_CACHE/models--test-org--lots/snapshots/33333333cccccccccccccccccccccccccccccccc
+[[ $(cat "$TMP/out") == "$LS" ]] || fail "lots path"; pass
+[[ $(ls "$LS" | wc -l) == 4 ]] || fail "lots files: $(ls "$LS")"; pass
+# a redirect to ftp:// is not followed (finding 15)
+L pull test-org/redirect-ftp && fail "a redirect to ftp"
+grep -q "refused a redirect to a URL that is not http or https" "$TMP/err" || fail "redirect message"; pass
+! grep -q FTP-CONNECT "$TMP/log" || fail "the ftp:// URL was contacted"; pass
+# files under a git sha1 etag: capped and verified (finding 15)
+L pull test-org/huge-config && fail "a 100 MB non-LFS file"
+grep -q "config.json: announced as 104857600 bytes, but a file kept in git (not LFS, etag abababababab) may have at most 33554432; refused" "$TMP/err" ||
+    fail "huge config message"; pass
+L pull test-org/overflow && fail "more bytes than announced"
+cfg_size=$(wc -c <"$SRC/models/tinychat/config.json" | tr -d ' ')
+grep -q "config.json: the server sent more than the $cfg_size bytes it announced; the partial file was deleted" "$TMP/err" ||
+    fail "overflow message"; pass
+[[ -z $(ls "$HF_HUB_CACHE/models--test-org--overflow/blobs") ]] || fail "overflow left: $(ls "$HF_HUB_CACHE/models--test-org--overflow/blobs")"; pass
+control corrupt_small
+HF_HUB_CACHE=$TMP/c7 L pull test-org/tiny-model && fail "a corrupted small file must fail"
+grep -q "config.json: git sha1 mismatch (expected " "$TMP/err" || fail "sha1 message"; pass
+# a cached snapshot with symlink loops resolves offline at once (finding 12)
+ln -s . "$S/loop-a"
+ln -s . "$S/loop-b"
+ln -s sub "$S/loop-c"
+HF_HUB_OFFLINE=1 L pull test-org/tiny-model || fail "offline with symlink loops"
+[[ $(cat "$TMP/out") == "$S" ]] || fail "offline path with loops"; pass
+HF_HUB_OFFLINE=1 L run test-org/tiny-model -p "Hi" -n 4 --no-stats || fail "run with symlink loops"; pass
+rm "$S/loop-a" "$S/loop-b" "$S/loop-c"
 
 # ---- ls / rm ----
 L ls || fail "ls"

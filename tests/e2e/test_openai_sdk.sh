@@ -46,6 +46,7 @@ fail() {
 }
 
 KEY=sdk-test-key-$$
+: >"$TMP/log" # exists before the first read below
 "$CLI" serve "$MODEL" --port 0 --parallel 2 --api-key "$KEY" 2>"$TMP/log" &
 PID=$!
 port=

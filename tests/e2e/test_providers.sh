@@ -37,6 +37,7 @@ fail() {
 serve() {
     local name=$1
     shift
+    : >"$TMP/$name.log" # exists before the first read below (the background redirection may lag)
     "$CLI" serve "$@" --port 0 2>"$TMP/$name.log" &
     PIDS+=($!)
     SERVERS+=("$!:$name")
@@ -279,10 +280,12 @@ assert text == "The capital of France is Paris.", text
 assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["prompt_tokens"] == 27
 EOF
 pass
-# Its model is still loading (a FIFO nobody writes to: the load blocks in open()): the cloud
-# answers meanwhile and /health says "loading".
-mkfifo "$TMP/loading.gguf"
-serve loading "$TMP/loading.gguf" --fallback cloud "${CLOUD[@]}"
+# Its model is still loading (tests/e2e/slow_open.c, preloaded, holds open() of loading.gguf
+# until loading.gguf.go exists): the cloud answers meanwhile and /health says "loading".
+${CC:-cc} -shared -fPIC -O1 -o "$TMP/slow_open.so" "$SRC/tests/e2e/slow_open.c" -ldl || fail "cannot build slow_open.so"
+cp "$SRC/tests/data/stories260K/stories260K-q8_0.gguf" "$TMP/loading.gguf"
+LD_PRELOAD=$TMP/slow_open.so ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0 \
+    serve loading "$TMP/loading.gguf" --fallback cloud "${CLOUD[@]}"
 LOADING_PORT=$PORT
 curl -s -o "$TMP/body" --max-time 5 "http://127.0.0.1:$LOADING_PORT/health"
 jcheck 'j["status"] == "loading" and j["fallback"] == ["cloud"]'
@@ -291,8 +294,8 @@ post "$LOADING_PORT" "$FRANCE"
 jcheck 'j["provider"] == "cloud" and j["choices"][0]["message"]["content"] == "The capital of France is Paris."'
 grep -q "the local model is still loading: asking cloud" "$TMP/loading.log" || fail "serve --fallback while loading: not logged"
 pass
-# Let the load finish (as a failure: the FIFO holds no GGUF) so the server can stop.
-(exec 3>"$TMP/loading.gguf")
+# Let the load finish so the server can stop.
+touch "$TMP/loading.gguf.go"
 
 # Tool calls from the cloud come back as tool calls (the provider hands them on as Hermes text,
 # which the server parses like a local model's): refs.json weather_call and time_call.

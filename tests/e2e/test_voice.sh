@@ -187,6 +187,7 @@ PY
 pass
 
 # ---- the server's x_sentences: a streamed chat sends one whole sentence per chunk ----
+: >"$TMP/srv.log" # exists before the loop reads it (the background job opens it later)
 "$CLI" serve "$MODEL" --port 0 2>"$TMP/srv.log" &
 SRV=$!
 trap 'kill $SRV 2>/dev/null || true; rm -rf "$TMP"' EXIT

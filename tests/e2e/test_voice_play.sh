@@ -2,7 +2,7 @@
 # tests/e2e/test_voice_play.sh: `locallm voice --play`, heard through the system's audio player,
 # on models/tinychat with the default TTS (espeak-ng). The player is a recording stub put first on
 # PATH in place of aplay (and of paplay): it logs each file it is given (name, RIFF header, size)
-# and "plays" it for $PLAY_SECONDS, logging whether it finished or was stopped.
+# and "plays" it for $PLAY_TICKS × 50 ms, logging whether it finished or was stopped.
 # Usage: test_voice_play.sh /path/to/locallm   (env: LM_SOURCE_DIR = repo)
 # Checks: plain text lines on stdin are what the user said; each sentence is synthesized to a real
 # WAV file and played in order, one player run per sentence, while the reply text is printed; the
@@ -45,11 +45,17 @@ for wav; do :; done
 name=$(basename "$wav")
 args=
 for a; do if [ "$a" = "$wav" ]; then args="$args FILE"; else args="$args $a"; fi; done
+# the trap is set before "start" is logged (the test stops the player only after it sees that
+# line); the playing is short sleeps, after each of which the shell runs a pending trap, because a
+# TERM that arrives between starting a background job and `wait` is only acted on once the job ends
+trap 'printf "killed %s\n" "$name" >>"$PLAYLOG"; exit 143' TERM
 printf 'start %s %s%s %s %s\n' "$name" "$(basename "$0")" "$args" "$(head -c 4 "$wav")" \
     "$(wc -c <"$wav" | tr -d ' ')" >>"$PLAYLOG"
-trap 'printf "killed %s\n" "$name" >>"$PLAYLOG"; exit 143' TERM
-sleep "${PLAY_SECONDS:-0.2}" &
-wait $!
+ticks=${PLAY_TICKS:-4}
+while [ "$ticks" -gt 0 ]; do
+    sleep 0.05
+    ticks=$((ticks - 1))
+done
 printf 'end %s\n' "$name" >>"$PLAYLOG"
 SH
 cp "$TMP/stub" "$TMP/aplay/aplay"
@@ -90,7 +96,7 @@ feed() {
     printf 'What is the capital of France?\n'
 }
 rc=0
-feed | PLAY_SECONDS=4 timeout 120 env PATH="$APLAY_PATH" "$CLI" voice "$MODEL" --play --json >"$TMP/out" 2>"$TMP/err" || rc=$?
+feed | PLAY_TICKS=80 timeout 120 env PATH="$APLAY_PATH" "$CLI" voice "$MODEL" --play --json >"$TMP/out" 2>"$TMP/err" || rc=$?
 [[ $rc -eq 0 ]] || fail "voice --play barge-in exited $rc"
 printf '%s\n' "start turn1_sent1.wav" "killed turn1_sent1.wav" "start turn2_sent1.wav" "end turn2_sent1.wav" >"$TMP/want"
 cut -d' ' -f1-2 "$PLAYLOG" | cmp -s - "$TMP/want" || fail "voice --play barge-in: the player was not stopped, or played the rest"

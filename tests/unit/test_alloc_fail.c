@@ -19,6 +19,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #if defined(__has_feature)
 #if __has_feature(address_sanitizer)
@@ -186,6 +188,66 @@ static void test_model_vocab_only(void **state) {
     sweep("models/tinychat (vocab_only)", load_vocab, p, 1L << 30, 1);
 }
 
+/* A folder whose chat_template.jinja (which wins over tokenizer_config.json's template) cannot
+ * be read or allocated must fail the load, never fall back to tokenizer_config.json's template:
+ * on success the rendered prompt must come from the file. */
+#define TEMPLATE_MARK "FROM-CHAT-TEMPLATE-JINJA"
+
+static lm_status load_model_template(const void *arg, lm_error *err) {
+    lm_model_params mp = lm_model_default_params();
+    mp.n_threads = 1;
+    lm_model *m = NULL;
+    lm_status st = lm_model_load(arg, &mp, &m, err);
+    if (st != LM_OK) {
+        assert_null(m);
+        return st;
+    }
+    lm_message msg = {"user", "hi", NULL, NULL, NULL};
+    char out[256];
+    size_t len = 0;
+    st = lm_chat_render(m, &msg, 1, NULL, out, sizeof out, &len, err);
+    if (st == LM_OK && !strstr(out, TEMPLATE_MARK))
+        fail_msg("the load succeeded with another template than chat_template.jinja: '%s'", out);
+    lm_model_free(m);
+    return st;
+}
+
+static void link_tinychat(const char *dir) {
+    static const char *const files[] = {"config.json", "generation_config.json", "model.safetensors",
+                                        "tokenizer.json", "tokenizer_config.json"};
+    for (size_t i = 0; i < LM_ARRAY_LEN(files); i++) {
+        char from[4200], to[4200];
+        snprintf(from, sizeof from, "%s/%s", tu_src("models/tinychat"), files[i]);
+        snprintf(to, sizeof to, "%s/%s", dir, files[i]);
+        assert_int_equal(symlink(from, to), 0);
+    }
+}
+
+static void test_model_template_file(void **state) {
+    (void)state;
+    char dir[4096], path[4200];
+    snprintf(dir, sizeof dir, "%s", tu_temp_dir());
+    link_tinychat(dir);
+    snprintf(path, sizeof path, "%s/chat_template.jinja", dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(TEMPLATE_MARK "{% for m in messages %}[{{ m.role }}] {{ m.content }}{% endfor %}", f);
+    fclose(f);
+    sweep("tinychat + chat_template.jinja", load_model_template, dir, 1L << 30, 1);
+    /* a chat_template.jinja that exists but cannot be read (here: a folder) fails the load with
+     * its own error */
+    char dir2[4096], p2[4200];
+    snprintf(dir2, sizeof dir2, "%s", tu_temp_dir());
+    link_tinychat(dir2);
+    snprintf(p2, sizeof p2, "%s/chat_template.jinja", dir2);
+    assert_int_equal(mkdir(p2, 0755), 0);
+    lm_model *m = NULL;
+    lm_error err = {0};
+    assert_int_equal(lm_model_load(dir2, NULL, &m, &err), LM_ERR_IO);
+    assert_null(m);
+    assert_non_null(strstr(err.msg, "chat_template.jinja"));
+}
+
 /* ---- tokenizers ---- */
 
 typedef struct tok_case {
@@ -330,6 +392,7 @@ int main(void) {
         cmocka_unit_test(test_tokenizer_small),
         cmocka_unit_test(test_tokenizer_llama2),
         cmocka_unit_test(test_templates),
+        cmocka_unit_test(test_model_template_file),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -67,24 +67,27 @@ static void test_offline_pull(void **state) {
     char p[2048];
     snprintf(p, sizeof p, "%s/models--org--g/snapshots/%s/m-F16.gguf", c, COMMIT);
     assert_int_equal(symlink("../../blobs/b1", p), 0);
-    hub_opts o = {.cache_dir = c, .offline = true, .endpoint = "http://127.0.0.1:1"};
+    lm_hub_params o = lm_hub_default_params();
+    o.cache_dir = c;
+    o.offline = true;
+    o.endpoint = "http://127.0.0.1:1";
     char out[2048], want[2048];
     lm_error err = {0};
-    assert_int_equal(hub_pull(&o, "org/g:q8_0", NULL, NULL, out, sizeof out, &err), LM_OK);
+    assert_int_equal(lm_hub_pull("org/g:q8_0", &o, out, sizeof out, &err), LM_OK);
     snprintf(want, sizeof want, "%s/models--org--g/snapshots/%s/m-Q8_0.gguf", c, COMMIT);
     assert_string_equal(out, want);
     const char *inc[] = {"*F16*"};
     o.includes = inc;
     o.n_includes = 1;
-    assert_int_equal(hub_pull(&o, "org/g", NULL, NULL, out, sizeof out, &err), LM_OK);
+    assert_int_equal(lm_hub_pull("org/g", &o, out, sizeof out, &err), LM_OK);
     assert_non_null(strstr(out, "/m-F16.gguf"));
     o.n_includes = 0;
-    assert_int_not_equal(hub_pull(&o, "org/g", NULL, NULL, out, sizeof out, &err), LM_OK);
+    assert_int_not_equal(lm_hub_pull("org/g", &o, out, sizeof out, &err), LM_OK);
     assert_non_null(strstr(err.msg, "Q4_K_M"));
     assert_non_null(strstr(err.msg, "m-Q8_0.gguf"));
-    assert_int_equal(hub_pull(&o, "org/missing", NULL, NULL, out, sizeof out, &err), LM_ERR_IO);
+    assert_int_equal(lm_hub_pull("org/missing", &o, out, sizeof out, &err), LM_ERR_IO);
     assert_non_null(strstr(err.msg, "offline"));
-    assert_int_equal(hub_pull(&o, "org/../x", NULL, NULL, out, sizeof out, &err), LM_ERR_MISUSE);
+    assert_int_equal(lm_hub_pull("org/../x", &o, out, sizeof out, &err), LM_ERR_MISUSE);
     assert_non_null(strstr(err.msg, "not a valid"));
 }
 

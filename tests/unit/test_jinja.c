@@ -251,6 +251,75 @@ static void test_limits(void **state) {
     lm_buf_free(&out);
 }
 
+/* Memory is bounded per render (max_memory), loops over range() build no list, and what a loop
+ * iteration allocates for itself (its frame, loop.*) is reused, so a template shipped in a model
+ * repository cannot exhaust memory before max_steps stops it. */
+static void test_memory_bound(void **state) {
+    (void)state;
+    jinja_opts o = jinja_default_opts();
+    lm_buf out = {0};
+    lm_error err = {0};
+    /* 2 million iterations in 1 MiB: only max_steps stops them (a list per range, or a frame
+     * and a loop object per iteration, would need far more) */
+    o.max_memory = 1 << 20;
+    o.max_steps = 2000000;
+    assert_int_equal(render_opts("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+                                 NULL, &o, &out, &err), LM_ERR_TEMPLATE);
+    assert_non_null(strstr(err.msg, "max_steps (2000000 loop iterations and calls) exceeded"));
+    /* a list that doubles: stopped at the default budget, the message names it and the line */
+    assert_int_equal(render_opts("{% set ns = namespace(l=[1]) %}\n{% for i in range(64) %}{% set ns.l = ns.l + ns.l %}{% endfor %}{{ ns.l|length }}",
+                                 NULL, NULL, &out, &err), LM_ERR_TEMPLATE);
+    assert_non_null(strstr(err.msg, "max_memory (134217728 bytes) exceeded"));
+    assert_non_null(strstr(err.msg, "line 2"));
+    assert_int_equal(out.len, 0);
+    /* range() as a value is refused before anything is allocated */
+    assert_int_equal(render_opts("{{ range(1000000000)|length }}", NULL, NULL, &out, &err), LM_ERR_TEMPLATE);
+    assert_non_null(strstr(err.msg, "max_memory"));
+    /* shared sublists print exponentially: str(), tojson, join and captured text are counted */
+    o = jinja_default_opts();
+    o.max_memory = 4 << 20;
+    const char *grow = "{% set ns = namespace(a=['abcdefgh']) %}{% for i in range(40) %}{% set ns.a = [ns.a, ns.a] %}{% endfor %}";
+    const char *uses[] = {"{{ ns.a }}", "{{ ns.a|tojson }}", "{{ ns.a|tojson(indent=2) }}", "{{ ns.a|join(',') }}",
+                          "{{ ns.a ~ 'x' }}", "{% set t %}{{ ns.a[0] }}{% endset %}", "{{ ns.a|string|length }}",
+                          "{% macro m() %}{{ ns.a[0] }}{% endmacro %}{{ m() }}"};
+    for (size_t i = 0; i < sizeof uses / sizeof uses[0]; i++) {
+        char src[512];
+        snprintf(src, sizeof src, "%s%s", grow, uses[i]);
+        assert_int_equal(render_opts(src, NULL, &o, &out, &err), LM_ERR_TEMPLATE);
+        if (!strstr(err.msg, "max_memory (4194304 bytes) exceeded")) fail_msg("%s: %s", uses[i], err.msg);
+    }
+    /* macro output held while a deep recursion captures it */
+    assert_int_equal(render_opts("{% macro m(n) %}{{ 'x' * 100000 }}{% if n %}{{ m(n - 1) }}{% endif %}{% endmacro %}{{ m(150) }}",
+                                 NULL, &o, &out, &err), LM_ERR_TEMPLATE);
+    assert_non_null(strstr(err.msg, "max_memory"));
+    /* x.extend(x) doubles once, as in Python, instead of growing without end */
+    R("{% set x = [1, 2] %}{% set _ = x.extend(x) %}{{ x }}", NULL, "[1, 2, 1, 2]");
+    /* integer powers by squaring: no loop of 2**63 steps, overflow still found */
+    R("{{ 1 ** 9223372036854775807 }} {{ 0 ** 9223372036854775807 }} {{ (-1) ** 9223372036854775807 }}", NULL, "1 0 -1");
+    R("{{ 2 ** 62 }} {{ (-2) ** 63 }} {{ 3 ** 0 }} {{ 7 ** 3 }}", NULL, "4611686018427387904 -9223372036854775808 1 343");
+    E("{{ 2 ** 63 }}", NULL, LM_ERR_TEMPLATE, "integer overflow");
+    E("{{ 3 ** 9223372036854775807 }}", NULL, LM_ERR_TEMPLATE, "integer overflow");
+    /* lazy ranges behave as lists did: loop variables, negative steps, filters, extremes */
+    R("{% for i in range(3) %}{{ loop.index }}{{ i }}{{ loop.previtem }}{{ loop.nextitem }}{{ loop.revindex }}{{ loop.last }},{% endfor %}",
+      NULL, "1013False,21022False,3211True,");
+    R("{% for i in range(5, 0, -2) %}{{ i }}{% endfor %}|{% for i in range(3) if i != 1 %}{{ i }}{{ loop.length }}{% endfor %}|"
+      "{% for i in range(0) %}x{% else %}empty{% endfor %}", NULL, "531|0222|empty");
+    R("{% for i in range(9223372036854775805, 9223372036854775807) %}{{ i }} {% endfor %}", NULL,
+      "9223372036854775805 9223372036854775806 ");
+    R("{% for i in range(-9223372036854775807 - 1, 9223372036854775807, 9223372036854775807) %}{{ i }} {% endfor %}", NULL,
+      "-9223372036854775808 -1 9223372036854775806 ");
+    R("{{ range(2, 11, 3)|list }} {{ range(3)|length }}", NULL, "[2, 5, 8] 3");
+    R("{% set range = [7] %}{% for i in range %}{{ i }}{% endfor %}", NULL, "7");
+    /* sort is a stable merge sort */
+    R("{{ [{'a': 2, 'b': 1}, {'a': 1, 'b': 2}, {'a': 2, 'b': 3}, {'a': 0, 'b': 4}]|sort(attribute='a')|map(attribute='b')|list }}",
+      NULL, "[4, 2, 1, 3]");
+    R("{{ [{'a': 2, 'b': 1}, {'a': 1, 'b': 2}, {'a': 2, 'b': 3}, {'a': 0, 'b': 4}]|sort(attribute='a', reverse=true)|map(attribute='b')|list }}",
+      NULL, "[1, 3, 2, 4]");
+    R("{{ [5, 3, 9, 1, 7, 3, 2, 8, 6, 4, 0]|sort }}", NULL, "[0, 1, 2, 3, 3, 4, 5, 6, 7, 8, 9]");
+    E("{{ [1, 'a']|sort }}", NULL, LM_ERR_TEMPLATE, "sort: cannot compare");
+    lm_buf_free(&out);
+}
+
 /* Every allocation of a parse and a render failing in turn gives LM_ERR_NOMEM and leaks nothing. */
 static void test_alloc_failures(void **state) {
     (void)state;
@@ -294,6 +363,7 @@ int main(void) {
         cmocka_unit_test(test_syntax_errors),
         cmocka_unit_test(test_runtime_errors),
         cmocka_unit_test(test_limits),
+        cmocka_unit_test(test_memory_bound),
         cmocka_unit_test(test_alloc_failures),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,11 +1,14 @@
 /* tests/unit/test_sample.c: the sampler chain against hand-computed distributions on fixed
- * logits, determinism of seeds, penalties, and the stop-string matcher with stop strings split at
- * every position. */
+ * logits, determinism of seeds, penalties, the stop-string matcher with stop strings split at
+ * every position, and structured output through the sampler (the grammar mask before the
+ * softmax, whole matches from random logits, errors from smp_init). */
 #include "testutil.h"
 
 #include <math.h>
+#include <stdlib.h>
 
 #include "sample/sample.h"
+#include "tokenizer/tokenizer.h"
 
 static lm_gen_params base(void) {
     lm_gen_params p = lm_gen_default_params();
@@ -20,7 +23,7 @@ static lm_gen_params base(void) {
 /* Empirical frequencies of many draws match softmax(logits / T) restricted as the filters say. */
 static void draw(lm_gen_params p, const float *logits, size_t n, double *freq, int draws) {
     smp_sampler s;
-    assert_int_equal(smp_init(&s, &p, n), LM_OK);
+    assert_int_equal(smp_init(&s, &p, n, NULL, NULL), LM_OK);
     float tmp[8];
     for (size_t i = 0; i < n; i++) freq[i] = 0;
     for (int d = 0; d < draws; d++) {
@@ -79,7 +82,7 @@ static void test_seed_determinism(void **state) {
     lm_token a[64], b[64];
     for (int run = 0; run < 2; run++) {
         smp_sampler s;
-        assert_int_equal(smp_init(&s, &p, 8), LM_OK);
+        assert_int_equal(smp_init(&s, &p, 8, NULL, NULL), LM_OK);
         for (int i = 0; i < 64; i++) {
             float tmp[8];
             memcpy(tmp, logits, sizeof tmp);
@@ -96,7 +99,7 @@ static void test_penalties(void **state) {
     p.temperature = 0;
     p.repeat_penalty = 2.0f;
     smp_sampler s;
-    assert_int_equal(smp_init(&s, &p, 4), LM_OK);
+    assert_int_equal(smp_init(&s, &p, 4, NULL, NULL), LM_OK);
     float l[4] = {3.0f, 2.0f, -1.0f, 0.5f};
     lm_token hist[] = {0};
     /* 3/2 = 1.5 < 2: id 1 wins */
@@ -106,7 +109,7 @@ static void test_penalties(void **state) {
     p.repeat_penalty = 1.0f;
     p.presence_penalty = 0.5f;
     p.frequency_penalty = 0.25f;
-    assert_int_equal(smp_init(&s, &p, 4), LM_OK);
+    assert_int_equal(smp_init(&s, &p, 4, NULL, NULL), LM_OK);
     float l2[4] = {3.0f, 2.0f, -1.0f, 0.5f};
     lm_token hist2[] = {0, 0, 0, 0};
     /* 3 - 4*0.25 - 0.5 = 1.5 */
@@ -115,7 +118,7 @@ static void test_penalties(void **state) {
     /* the window: only the last token counts */
     smp_free(&s);
     p.penalty_last_n = 1;
-    assert_int_equal(smp_init(&s, &p, 4), LM_OK);
+    assert_int_equal(smp_init(&s, &p, 4, NULL, NULL), LM_OK);
     float l3[4] = {3.0f, 2.0f, -1.0f, 0.5f};
     lm_token hist3[] = {0, 0, 0, 1};
     assert_int_equal(smp_sample(&s, l3, hist3, 4), 0);
@@ -157,12 +160,159 @@ static void test_stop_strings(void **state) {
     check_stop("caf\xc3\xa9!", s4, 1, "caf");
 }
 
+/* ---- structured output through the sampler ---- */
+
+static tok_tokenizer *tinychat(void) {
+    tok_tokenizer *t = NULL;
+    lm_error err = {0};
+    if (tok_load_dir(tu_src("models/tinychat"), &t, &err)) fail_msg("%s", err.msg);
+    return t;
+}
+
+/* The mask comes before the softmax: among the allowed tokens the draws follow their own
+ * logits renormalised, whatever the (higher) logits of the others. */
+static void test_grammar_distribution(void **state) {
+    (void)state;
+    tok_tokenizer *t = tinychat();
+    size_t n = (size_t)tok_n_vocab(t);
+    lm_token eog = tok_eos(t), a = tok_find(t, "a"), b = tok_find(t, "b");
+    smp_vocab v = {t, &eog, 1};
+    lm_gen_params p = base();
+    p.grammar = "root ::= [ab]";
+    float *logits = malloc(n * sizeof *logits);
+    int hits_a = 0, draws = 20000;
+    lm_error err = {0};
+    for (int d = 0; d < draws; d++) {
+        smp_sampler s;
+        p.seed = (uint64_t)d + 1;
+        assert_int_equal(smp_init(&s, &p, n, &v, &err), LM_OK);
+        for (size_t i = 0; i < n; i++) logits[i] = 5.0f;
+        logits[a] = 1.0f;
+        logits[b] = 0.0f;
+        if (d % 2) smp_prepare(&s); /* half the draws with the mask made ahead */
+        lm_token id = smp_sample(&s, logits, NULL, 0);
+        assert_true(id == a || id == b);
+        hits_a += id == a;
+        /* then only the end */
+        for (size_t i = 0; i < n; i++) logits[i] = 5.0f;
+        logits[eog] = -5.0f;
+        assert_int_equal(smp_sample(&s, logits, NULL, 0), eog);
+        smp_free(&s);
+    }
+    double want = exp(1.0) / (exp(1.0) + 1.0); /* 0.731 */
+    assert_true(fabs((double)hits_a / draws - want) < 0.012);
+    free(logits);
+    tok_free(t);
+}
+
+/* Sampling (random logits, temperature 1) and greedy: every output is a whole match. */
+static void test_grammar_outputs(void **state) {
+    (void)state;
+    tok_tokenizer *t = tinychat();
+    size_t n = (size_t)tok_n_vocab(t);
+    lm_token eog = tok_eos(t);
+    smp_vocab v = {t, &eog, 1};
+    float *logits = malloc(n * sizeof *logits);
+    const char *schema = "{\"type\":\"object\",\"properties\":{\"ok\":{\"type\":\"boolean\"},"
+                         "\"n\":{\"type\":\"integer\"}},\"required\":[\"ok\",\"n\"]}";
+    for (int run = 0; run < 40; run++) {
+        lm_gen_params p = base();
+        p.seed = (uint64_t)run;
+        p.temperature = run % 4 == 3 ? 0.0f : 1.0f;
+        p.top_k = run % 2 ? 40 : 0;
+        p.min_p = run % 3 == 1 ? 0.05f : 0.0f;
+        p.repeat_penalty = run % 5 == 2 ? 1.3f : 1.0f;
+        if (run % 2) p.json_schema = schema;
+        else p.grammar = "root ::= (\"yes\" | \"no\") (\", \" [a-z]{1,5})?";
+        smp_sampler s;
+        lm_error err = {0};
+        assert_int_equal(smp_init(&s, &p, n, &v, &err), LM_OK);
+        tok_vec out = {0};
+        lm_token id;
+        for (int step = 0;; step++) {
+            assert_true(step < 400);
+            tu_rand_floats(logits, n, (uint64_t)(run * 1000 + step));
+            for (size_t i = 0; i < n; i++) logits[i] *= 6.0f;
+            logits[eog] -= 3.0f; /* let it write a while */
+            id = smp_sample(&s, logits, out.ids, out.n);
+            assert_true(id >= 0);
+            if (id == eog) break;
+            tok_vec_push(&out, id);
+        }
+        lm_buf text = {0};
+        assert_int_equal(tok_decode(t, out.ids, out.n, false, &text, &err), LM_OK);
+        /* the text, checked by a fresh matcher over bytes */
+        smp_grammar *g = NULL;
+        lm_buf gt = {0};
+        if (p.json_schema) assert_int_equal(smp_json_schema_grammar(schema, strlen(schema), 0, &gt, &err), LM_OK);
+        else lm_buf_puts(&gt, p.grammar);
+        assert_int_equal(smp_grammar_compile(gt.data, gt.len, &g, &err), LM_OK);
+        smp_matcher *m = NULL;
+        assert_int_equal(smp_matcher_new(g, NULL, NULL, 0, 1, &m, &err), LM_OK);
+        assert_int_equal(smp_matcher_accept_bytes(m, text.data ? text.data : "", text.len), LM_OK);
+        assert_true(smp_matcher_can_end(m));
+        if (p.json_schema) {
+            cJSON *j = NULL;
+            assert_int_equal(lm_json_parse(text.data, text.len, "output", &j, &err), LM_OK);
+            assert_true(cJSON_IsBool(cJSON_GetObjectItem(j, "ok")) && cJSON_IsNumber(cJSON_GetObjectItem(j, "n")));
+            cJSON_Delete(j);
+        }
+        smp_matcher_free(m);
+        smp_grammar_free(g);
+        lm_buf_free(&gt);
+        lm_buf_free(&text);
+        tok_vec_free(&out);
+        smp_free(&s);
+    }
+    free(logits);
+    tok_free(t);
+}
+
+static void test_grammar_init_errors(void **state) {
+    (void)state;
+    tok_tokenizer *t = tinychat();
+    size_t n = (size_t)tok_n_vocab(t);
+    lm_token eog = tok_eos(t);
+    smp_vocab v = {t, &eog, 1};
+    smp_sampler s;
+    lm_error err = {0};
+    lm_gen_params p = base();
+    p.grammar = "root ::= \"a\" | b";
+    assert_int_equal(smp_init(&s, &p, n, &v, &err), LM_ERR_FORMAT);
+    assert_string_equal(err.msg, "grammar line 1 column 16: rule 'b' is used but never defined");
+    p = base();
+    p.json_schema = "{\"type\":\"object\",\"properties\":{\"a\":{\"not\":{}}}}";
+    assert_int_equal(smp_init(&s, &p, n, &v, &err), LM_ERR_UNSUPPORTED);
+    assert_string_equal(err.msg, "json_schema: $.properties.a: keyword 'not' is not supported");
+    p.json_object = true;
+    assert_int_equal(smp_init(&s, &p, n, &v, &err), LM_ERR_MISUSE);
+    assert_string_equal(err.msg, "structured output: set only one of grammar, json_schema and json_object");
+    p = base();
+    p.json_object = true;
+    assert_int_equal(smp_init(&s, &p, n, NULL, &err), LM_ERR_MISUSE);
+    /* a finished grammar with no end-of-generation id: nothing more to pick */
+    smp_vocab no_eog = {t, NULL, 0};
+    p = base();
+    p.grammar = "root ::= \"a\"";
+    assert_int_equal(smp_init(&s, &p, n, &no_eog, &err), LM_OK);
+    float *logits = calloc(n, sizeof *logits);
+    assert_int_equal(smp_sample(&s, logits, NULL, 0), tok_find(t, "a"));
+    assert_int_equal(smp_sample(&s, logits, NULL, 0), -1);
+    assert_int_equal(s.status, LM_OK);
+    smp_free(&s);
+    free(logits);
+    tok_free(t);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_distributions),
         cmocka_unit_test(test_seed_determinism),
         cmocka_unit_test(test_penalties),
         cmocka_unit_test(test_stop_strings),
+        cmocka_unit_test(test_grammar_distribution),
+        cmocka_unit_test(test_grammar_outputs),
+        cmocka_unit_test(test_grammar_init_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

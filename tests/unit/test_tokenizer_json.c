@@ -444,6 +444,32 @@ static void test_split_behaviors(void **state) {
     }
 }
 
+/* A pre-tokenizer regex that backtracks exponentially hits PCRE2's match limit: the error says
+ * so (issue 20, finding 11), where it used to read "out of memory allocating token ids". */
+static void test_regex_match_limit(void **state) {
+    (void)state;
+    const char *json =
+        "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"!\": 1}, \"merges\": []},"
+        " \"pre_tokenizer\": {\"type\": \"Split\", \"pattern\": {\"Regex\": \"(a|aa)+$\"},"
+        " \"behavior\": \"Isolated\", \"invert\": false}}";
+    tok_tokenizer *t = NULL;
+    lm_error err = {0};
+    if (tok_load_json_text(json, strlen(json), NULL, 0, "evil", &t, &err)) fail_msg("%s", err.msg);
+    char text[64];
+    memset(text, 'a', 60);
+    text[60] = '!';
+    tok_vec v = {0};
+    assert_int_equal(tok_encode(t, text, 61, 0, &v, &err), LM_ERR_UNSUPPORTED);
+    assert_non_null(strstr(err.msg, "tokenizer: a regex of its normalizer or pre-tokenizer gave up on this text (PCRE2 error -47: match limit exceeded)"));
+    assert_null(strstr(err.msg, "memory"));
+    tok_vec_free(&v);
+    /* the same regex on a short text works */
+    assert_int_equal(tok_encode(t, "aaa!", 4, 0, &v, &err), LM_OK);
+    assert_int_equal(v.n, 4);
+    tok_vec_free(&v);
+    tok_free(t);
+}
+
 /* NFKC, Lowercase, a Regex Replace and Punctuation/Digits/Whitespace pre-tokenizers. */
 static void test_normalizers(void **state) {
     (void)state;
@@ -713,6 +739,7 @@ int main(void) {
         cmocka_unit_test(test_added_tokens),   cmocka_unit_test(test_escapes),
         cmocka_unit_test(test_invalid_utf8),   cmocka_unit_test(test_split_behaviors),
         cmocka_unit_test(test_normalizers),    cmocka_unit_test(test_metaspace),
+        cmocka_unit_test(test_regex_match_limit),
         cmocka_unit_test(test_random_inputs),  cmocka_unit_test(test_alloc_failures),
         cmocka_unit_test(test_load_dir),       cmocka_unit_test(test_llama3_load_time),
     };

@@ -11,9 +11,12 @@
 typedef struct arena_blk arena_blk;
 typedef struct arena {
     arena_blk *head;
+    size_t bytes;  /* held in blocks, headers included */
+    size_t limit;  /* 0: none; else a block that would take bytes past it is refused */
+    bool over;     /* an allocation was refused by limit (not by the system) */
 } arena;
 
-void *arena_alloc(arena *a, size_t n); /* zeroed, 16-aligned; NULL on NOMEM */
+void *arena_alloc(arena *a, size_t n); /* zeroed, 16-aligned; NULL on NOMEM or past limit */
 void arena_free(arena *a);
 char *arena_strndup(arena *a, const char *s, size_t n);
 

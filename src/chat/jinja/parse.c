@@ -22,15 +22,22 @@ struct arena_blk {
 };
 
 void *arena_alloc(arena *a, size_t n) {
+    if (n > SIZE_MAX / 2) return NULL;
     n = (n + 15) & ~(size_t)15;
     if (!a->head || a->head->cap - a->head->used < n) {
         size_t cap = n > 16384 ? n : 16384;
-        arena_blk *b = lm_malloc(sizeof(arena_blk) + cap);
+        size_t total = sizeof(arena_blk) + cap;
+        if (a->limit && (total > a->limit || a->bytes > a->limit - total)) {
+            a->over = true;
+            return NULL;
+        }
+        arena_blk *b = lm_malloc(total);
         if (!b) return NULL;
         b->next = a->head;
         b->cap = cap;
         b->used = 0;
         a->head = b;
+        a->bytes += total;
     }
     void *p = a->head->data + a->head->used;
     a->head->used += n;
@@ -44,6 +51,7 @@ void arena_free(arena *a) {
         lm_free(a->head);
         a->head = n;
     }
+    a->bytes = 0;
 }
 
 char *arena_strndup(arena *a, const char *s, size_t n) {

@@ -29,12 +29,15 @@ struct vmethod {
 enum { F_RANGE = 1, F_NAMESPACE, F_RAISE, F_STRFTIME, F_DICT, F_LOOP_CYCLE };
 
 typedef struct ctx {
-    arena a;
+    arena a;              /* every value; its limit is max_memory */
     const jinja_opts *o;
     lm_buf *out;
+    lm_buf *final;        /* the caller's output (out differs while a macro or set block captures) */
     lm_error *err;
     lm_status st;
     size_t steps, depth, out0;
+    size_t held;          /* bytes in capture buffers now alive, counted against max_memory */
+    const node *cur;      /* the statement running, for messages that have no node at hand */
     frame *root;
     int brk; /* 1 break, 2 continue */
 } ctx;
@@ -59,7 +62,22 @@ static bool rfail(ctx *c, const node *at, const char *fmt, ...) {
     return false;
 }
 
+static size_t mem_limit(const ctx *c) { return c->o->max_memory ? c->o->max_memory : JINJA_MAX_MEMORY; }
+
+static bool mem_fail(ctx *c) {
+    return rfail(c, c->cur, "max_memory (%zu bytes) exceeded", mem_limit(c));
+}
+
+/* True while the render's memory plus more bytes of a temporary fit max_memory; else fails the
+ * render naming the limit. Called inside every loop that grows a temporary buffer. */
+static bool mem_ok(ctx *c, size_t more) {
+    size_t lim = mem_limit(c), used = c->a.bytes + c->held;
+    if (used <= lim && more <= lim - used) return true;
+    return mem_fail(c);
+}
+
 static bool nomem(ctx *c) {
+    if (c->a.over) return mem_fail(c);
     if (!c->st) c->st = lm_fail_nomem(c->err, "template render");
     return false;
 }
@@ -85,6 +103,10 @@ static bool vstr_copy(ctx *c, const char *p, size_t n, val *out) {
 }
 
 static bool vstr_buf(ctx *c, lm_buf *b, val *out) {
+    if (c->st) {
+        lm_buf_free(b);
+        return false;
+    }
     if (b->oom) {
         lm_buf_free(b);
         return nomem(c);
@@ -98,7 +120,12 @@ static vlist *list_new(ctx *c, size_t cap) {
     vlist *l = alloc(c, sizeof *l);
     if (!l) return NULL;
     if (cap) {
-        l->v = alloc(c, cap * sizeof(val));
+        size_t bytes;
+        if (!lm_mul_ok(cap, sizeof(val), &bytes)) {
+            mem_fail(c);
+            return NULL;
+        }
+        l->v = alloc(c, bytes);
         if (!l->v) return NULL;
         l->cap = cap;
     }
@@ -107,8 +134,9 @@ static vlist *list_new(ctx *c, size_t cap) {
 
 static bool list_push(ctx *c, vlist *l, val v) {
     if (l->n == l->cap) {
-        size_t cap = l->cap ? l->cap * 2 : 4;
-        val *nv = alloc(c, cap * sizeof(val));
+        size_t cap = l->cap ? l->cap * 2 : 4, bytes;
+        if (!lm_mul_ok(cap, sizeof(val), &bytes)) return mem_fail(c);
+        val *nv = alloc(c, bytes);
         if (!nv) return false;
         if (l->n) memcpy(nv, l->v, l->n * sizeof(val));
         l->v = nv;
@@ -304,9 +332,11 @@ static void fmt_float(double f, char *out, size_t cap) {
     snprintf(out, cap, "%s", r);
 }
 
-static void put_repr(lm_buf *b, val v);
+static void put_repr(ctx *c, lm_buf *b, val v);
 
-static void put_str(lm_buf *b, val v) {
+/* Python str() of v appended to b. Lists and dicts may share their items, so a small value can
+ * print as a huge text: the buffer counts against max_memory as it grows (c->st says when not). */
+static void put_str(ctx *c, lm_buf *b, val v) {
     char tmp[64];
     switch (v.t) {
     case V_UNDEF: break;
@@ -317,20 +347,22 @@ static void put_str(lm_buf *b, val v) {
     case V_STR: lm_buf_append(b, v.u.s.p, v.u.s.n); break;
     case V_LIST:
         lm_buf_putc(b, v.u.l->tuple ? '(' : '[');
-        for (size_t i = 0; i < v.u.l->n; i++) {
+        for (size_t i = 0; i < v.u.l->n && !c->st; i++) {
             if (i) lm_buf_puts(b, ", ");
-            put_repr(b, v.u.l->v[i]);
+            put_repr(c, b, v.u.l->v[i]);
+            if (!mem_ok(c, b->len)) return;
         }
         if (v.u.l->tuple && v.u.l->n == 1) lm_buf_putc(b, ',');
         lm_buf_putc(b, v.u.l->tuple ? ')' : ']');
         break;
     case V_DICT:
         lm_buf_putc(b, '{');
-        for (size_t i = 0; i < v.u.d->n; i++) {
+        for (size_t i = 0; i < v.u.d->n && !c->st; i++) {
             if (i) lm_buf_puts(b, ", ");
-            put_repr(b, vstr(v.u.d->kp[i], v.u.d->kn[i]));
+            put_repr(c, b, vstr(v.u.d->kp[i], v.u.d->kn[i]));
             lm_buf_puts(b, ": ");
-            put_repr(b, v.u.d->v[i]);
+            put_repr(c, b, v.u.d->v[i]);
+            if (!mem_ok(c, b->len)) return;
         }
         lm_buf_putc(b, '}');
         break;
@@ -339,9 +371,9 @@ static void put_str(lm_buf *b, val v) {
     }
 }
 
-static void put_repr(lm_buf *b, val v) {
+static void put_repr(ctx *c, lm_buf *b, val v) {
     if (v.t != V_STR) {
-        put_str(b, v);
+        put_str(c, b, v);
         return;
     }
     bool has_sq = memchr(v.u.s.p, '\'', v.u.s.n) != NULL;
@@ -384,7 +416,7 @@ static void json_str(lm_buf *b, const char *s, size_t n) {
 
 static void json_nl(lm_buf *b, int indent, int level) {
     lm_buf_putc(b, '\n');
-    for (int i = 0; i < indent * level; i++) lm_buf_putc(b, ' ');
+    for (int i = 0; i < indent * level && !b->oom; i++) lm_buf_putc(b, ' ');
 }
 
 /* json.dumps(v, ensure_ascii=False, indent=indent) as transformers' tojson calls it:
@@ -414,7 +446,7 @@ static bool put_json(ctx *c, lm_buf *b, val v, int indent, int level, const node
         for (size_t i = 0; i < v.u.l->n; i++) {
             if (i) lm_buf_puts(b, indent >= 0 ? "," : ", ");
             if (indent >= 0) json_nl(b, indent, level + 1);
-            if (!put_json(c, b, v.u.l->v[i], indent, level + 1, at)) return false;
+            if (!put_json(c, b, v.u.l->v[i], indent, level + 1, at) || !mem_ok(c, b->len)) return false;
         }
         if (indent >= 0) json_nl(b, indent, level);
         lm_buf_putc(b, ']');
@@ -430,7 +462,7 @@ static bool put_json(ctx *c, lm_buf *b, val v, int indent, int level, const node
             if (indent >= 0) json_nl(b, indent, level + 1);
             json_str(b, v.u.d->kp[i], v.u.d->kn[i]);
             lm_buf_puts(b, ": ");
-            if (!put_json(c, b, v.u.d->v[i], indent, level + 1, at)) return false;
+            if (!put_json(c, b, v.u.d->v[i], indent, level + 1, at) || !mem_ok(c, b->len)) return false;
         }
         if (indent >= 0) json_nl(b, indent, level);
         lm_buf_putc(b, '}');
@@ -447,7 +479,7 @@ static bool to_str(ctx *c, val v, val *out) {
         return true;
     }
     lm_buf b = {0};
-    put_str(&b, v);
+    put_str(c, &b, v);
     return vstr_buf(c, &b, out);
 }
 
@@ -732,8 +764,9 @@ static bool binop(ctx *c, const node *n, int op, val a, val b, val *out) {
     }
     case OP_CAT: {
         lm_buf buf = {0};
-        put_str(&buf, a);
-        put_str(&buf, b);
+        put_str(c, &buf, a);
+        if (!c->st) put_str(c, &buf, b);
+        if (!c->st) mem_ok(c, buf.len);
         return vstr_buf(c, &buf, out);
     }
     default: break;
@@ -758,7 +791,10 @@ static bool binop(ctx *c, const node *n, int op, val a, val b, val *out) {
         val s = a.t == V_STR ? a : b;
         int64_t k = a.t == V_STR ? ival(b) : ival(a);
         lm_buf buf = {0};
-        size_t lim = c->o->max_output ? c->o->max_output : (size_t)16 << 20;
+        size_t lim = c->o->max_output ? c->o->max_output : (size_t)16 << 20, total;
+        if (k > 0 && s.u.s.n && (!lm_mul_ok((size_t)k, s.u.s.n, &total) || total > lim))
+            return rfail(c, n, "max_output (%zu bytes) exceeded", lim);
+        if (k > 0 && !mem_ok(c, s.u.s.n * (size_t)k)) return false;
         for (int64_t i = 0; i < k; i++) {
             lm_buf_append(&buf, s.u.s.p, s.u.s.n);
             if (buf.len > lim) {
@@ -788,10 +824,12 @@ static bool binop(ctx *c, const node *n, int op, val a, val b, val *out) {
             *out = op == OP_FDIV ? vint(r) : vint(x - r * y);
             return true;
         case OP_POW:
-            if (y >= 0) {
-                int64_t p = 1;
-                for (int64_t i = 0; i < y; i++)
-                    if (__builtin_mul_overflow(p, x, &p)) goto ovf;
+            if (y >= 0) { /* by squaring: 1 ** 10**18 must not loop 10**18 times */
+                int64_t p = 1, base = x;
+                for (int64_t e = y; e > 0; e >>= 1) {
+                    if ((e & 1) && __builtin_mul_overflow(p, base, &p)) goto ovf;
+                    if (e > 1 && __builtin_mul_overflow(base, base, &base)) goto ovf;
+                }
                 *out = vint(p);
                 return true;
             }
@@ -863,7 +901,7 @@ static bool str_replace(ctx *c, val s, val from, val to, int64_t count, val *out
     size_t i = 0;
     int64_t done = 0;
     if (from.u.s.n == 0) {
-        for (; i <= s.u.s.n; i++) {
+        for (; i <= s.u.s.n && mem_ok(c, b.len); i++) {
             if (count < 0 || done < count) {
                 lm_buf_append(&b, to.u.s.p, to.u.s.n);
                 done++;
@@ -872,7 +910,7 @@ static bool str_replace(ctx *c, val s, val from, val to, int64_t count, val *out
         }
         return vstr_buf(c, &b, out);
     }
-    while (i < s.u.s.n) {
+    while (i < s.u.s.n && mem_ok(c, b.len)) {
         if ((count < 0 || done < count) && i + from.u.s.n <= s.u.s.n &&
             memcmp(s.u.s.p + i, from.u.s.p, from.u.s.n) == 0) {
             lm_buf_append(&b, to.u.s.p, to.u.s.n);
@@ -944,7 +982,8 @@ static bool join(ctx *c, vlist *l, val sep, val attr, val *out) {
             lm_buf_free(&b);
             return false;
         }
-        put_str(&b, v);
+        put_str(c, &b, v);
+        if (c->st || !mem_ok(c, b.len)) break;
     }
     return vstr_buf(c, &b, out);
 }
@@ -1048,7 +1087,8 @@ static bool call_method(ctx *c, const node *n, vmethod *m, const args *a, val *o
         if (IS("extend")) {
             vlist *l;
             if (!iter_list(c, arg(a, 0, NULL, NONE), n, &l)) return false;
-            for (size_t i = 0; i < l->n; i++)
+            size_t k = l->n; /* l may be the list itself: x.extend(x) doubles it, as in Python */
+            for (size_t i = 0; i < k; i++)
                 if (!list_push(c, s.u.l, l->v[i])) return false;
             *out = NONE;
             return true;
@@ -1097,6 +1137,34 @@ static bool do_strftime(ctx *c, const node *n, val fmt, val *out) {
     return vstr_copy(c, buf, k, out);
 }
 
+/* range(stop) / range(start, stop[, step]): the first value, the step and how many values. */
+static bool range_args(ctx *c, const node *n, const args *a, int64_t *lo, int64_t *st, size_t *count) {
+    int64_t hi;
+    *lo = 0;
+    *st = 1;
+    for (size_t i = 0; i < a->n_pos; i++)
+        if (!is_intlike(a->pos[i])) return rfail(c, n, "range() needs integers");
+    if (a->n_pos == 1) hi = ival(a->pos[0]);
+    else if (a->n_pos >= 2) {
+        *lo = ival(a->pos[0]);
+        hi = ival(a->pos[1]);
+        if (a->n_pos >= 3) *st = ival(a->pos[2]);
+    } else return rfail(c, n, "range() needs an argument");
+    if (*st == 0) return rfail(c, n, "range() step cannot be zero");
+    /* in unsigned arithmetic: hi - lo may not fit an int64_t */
+    uint64_t span, step = *st > 0 ? (uint64_t)*st : 0 - (uint64_t)*st;
+    if (*st > 0) span = hi > *lo ? (uint64_t)hi - (uint64_t)*lo : 0;
+    else span = *lo > hi ? (uint64_t)*lo - (uint64_t)hi : 0;
+    uint64_t k = span ? (span - 1) / step + 1 : 0;
+    *count = k > SIZE_MAX ? SIZE_MAX : (size_t)k;
+    return true;
+}
+
+/* The i-th value of a range (i < its count, so it fits an int64_t). */
+static val range_at(int64_t lo, int64_t st, size_t i) {
+    return vint((int64_t)((uint64_t)lo + (uint64_t)i * (uint64_t)st));
+}
+
 static bool call_value(ctx *c, frame *f, const node *n, val fn, const args *a, val *out) {
     (void)f;
     if (!step(c, n)) return false;
@@ -1128,21 +1196,15 @@ static bool call_value(ctx *c, frame *f, const node *n, val fn, const args *a, v
         return true;
     }
     case F_RANGE: {
-        int64_t lo = 0, hi, st = 1;
-        for (size_t i = 0; i < a->n_pos; i++)
-            if (!is_intlike(a->pos[i])) return rfail(c, n, "range() needs integers");
-        if (a->n_pos == 1) hi = ival(a->pos[0]);
-        else if (a->n_pos >= 2) {
-            lo = ival(a->pos[0]);
-            hi = ival(a->pos[1]);
-            if (a->n_pos >= 3) st = ival(a->pos[2]);
-        } else return rfail(c, n, "range() needs an argument");
-        if (st == 0) return rfail(c, n, "range() step cannot be zero");
-        vlist *l = list_new(c, 0);
+        int64_t lo, st;
+        size_t count;
+        if (!range_args(c, n, a, &lo, &st, &count)) return false;
+        size_t bytes;
+        if (!lm_mul_ok(count, sizeof(val), &bytes) || !mem_ok(c, bytes)) return mem_fail(c);
+        vlist *l = list_new(c, count);
         if (!l) return false;
-        for (int64_t i = lo; st > 0 ? i < hi : i > hi; i += st) {
-            if (!step(c, n) || !list_push(c, l, vint(i))) return false;
-        }
+        for (size_t i = 0; i < count; i++)
+            if (!step(c, n) || !list_push(c, l, range_at(lo, st, i))) return false;
         *out = vlistv(l);
         return true;
     }
@@ -1220,24 +1282,35 @@ static bool test_by_name(ctx *c, const node *at, val v, val tname, const val *ta
 
 /* ---- filters ---- */
 
+/* Stable merge sort (Python's sort is stable; reverse keeps equal items in their order). */
 static bool sort_vals(ctx *c, const node *n, vlist *l, val attr, bool reverse) {
-    /* insertion sort: stable, and lists in templates are short */
-    for (size_t i = 1; i < l->n; i++) {
-        val x = l->v[i];
-        val kx = x;
-        if (attr.t == V_STR && !get_attr(c, x, attr.u.s.p, attr.u.s.n, &kx)) return false;
-        size_t j = i;
-        while (j > 0) {
-            val ky = l->v[j - 1];
-            if (attr.t == V_STR && !get_attr(c, ky, attr.u.s.p, attr.u.s.n, &ky)) return false;
-            bool ok;
-            int r = cmp_vals(ky, kx, &ok);
-            if (!ok) return rfail(c, n, "sort: cannot compare %s with %s", type_name(ky), type_name(kx));
-            if (reverse ? r >= 0 : r <= 0) break;
-            l->v[j] = l->v[j - 1];
-            j--;
+    size_t len = l->n;
+    if (len < 2) return true;
+    val *key = alloc(c, len * sizeof(val)), *tv = alloc(c, len * sizeof(val)), *tk = alloc(c, len * sizeof(val));
+    if (!key || !tv || !tk) return false;
+    for (size_t i = 0; i < len; i++) {
+        key[i] = l->v[i];
+        if (attr.t == V_STR && !get_attr(c, l->v[i], attr.u.s.p, attr.u.s.n, &key[i])) return false;
+    }
+    for (size_t w = 1; w < len; w *= 2) {
+        for (size_t lo = 0; lo + w < len; lo += 2 * w) {
+            size_t mid = lo + w, hi = LM_MIN(lo + 2 * w, len), i = lo, j = mid, o = 0;
+            while (i < mid || j < hi) {
+                bool right = i >= mid;
+                if (!right && j < hi) {
+                    bool ok;
+                    int r = cmp_vals(key[i], key[j], &ok);
+                    if (!ok) return rfail(c, n, "sort: cannot compare %s with %s", type_name(key[i]), type_name(key[j]));
+                    right = reverse ? r < 0 : r > 0;
+                }
+                size_t k = right ? j++ : i++;
+                tv[o] = l->v[k];
+                tk[o++] = key[k];
+            }
+            memcpy(l->v + lo, tv, o * sizeof(val));
+            memcpy(key + lo, tk, o * sizeof(val));
         }
-        l->v[j] = x;
+        if (w > len / 2) break;
     }
     return true;
 }
@@ -1263,7 +1336,8 @@ static bool apply_filter(ctx *c, frame *f, const node *n, val v, const args *a, 
         val s;
         if (!to_str(c, v, &s)) return false;
         lm_buf b = {0};
-        for (size_t i = 0; i < s.u.s.n; i++) {
+        if (!mem_ok(c, s.u.s.n)) return false;
+        for (size_t i = 0; i < s.u.s.n && (i % 4096 || mem_ok(c, b.len)); i++) {
             char ch = s.u.s.p[i];
             if (ch == '&') lm_buf_puts(&b, "&amp;");
             else if (ch == '<') lm_buf_puts(&b, "&lt;");
@@ -1355,6 +1429,7 @@ static bool apply_filter(ctx *c, frame *f, const node *n, val v, const args *a, 
         size_t ls = 0;
         for (size_t i = 0; i <= s.u.s.n; i++) {
             if (i < s.u.s.n && s.u.s.p[i] != '\n') continue;
+            if (!mem_ok(c, b.len + pad.len)) break;
             bool empty = i == ls;
             if ((ls > 0 || first) && (blank || !empty) && pad.data) lm_buf_append(&b, pad.data, pad.len);
             lm_buf_append(&b, s.u.s.p + ls, i - ls);
@@ -1398,6 +1473,7 @@ static bool apply_filter(ctx *c, frame *f, const node *n, val v, const args *a, 
     if (F("reverse")) {
         if (v.t == V_STR) {
             lm_buf b = {0};
+            if (!mem_ok(c, v.u.s.n)) return false;
             for (size_t i = l->n; i-- > 0;) lm_buf_append(&b, l->v[i].u.s.p, l->v[i].u.s.n);
             return vstr_buf(c, &b, out);
         }
@@ -1421,6 +1497,9 @@ static bool apply_filter(ctx *c, frame *f, const node *n, val v, const args *a, 
         for (size_t i = 0; i < l->n; i++) {
             val ki = l->v[i];
             if (attr.t == V_STR && !get_attr(c, ki, attr.u.s.p, attr.u.s.n, &ki)) return false;
+            /* quadratic: every 16 comparisons count as a step, so a huge list meets max_steps */
+            c->steps += r->n / 16;
+            if (!step(c, n)) return false;
             bool seen = false;
             for (size_t j = 0; j < r->n && !seen; j++) {
                 val kj = r->v[j];
@@ -1599,6 +1678,10 @@ static bool eval(ctx *c, frame *f, const node *n, val *out) {
 static bool emit(ctx *c, const node *at, const char *s, size_t n) {
     size_t lim = c->o->max_output ? c->o->max_output : (size_t)16 << 20;
     if (c->out->len - c->out0 + n > lim) return rfail(c, at, "max_output (%zu bytes) exceeded", lim);
+    if (c->out != c->final) { /* captured text is held until the capture ends */
+        if (!mem_ok(c, n)) return false;
+        c->held += n;
+    }
     if (!lm_buf_append(c->out, s, n)) return nomem(c);
     return true;
 }
@@ -1614,39 +1697,66 @@ static bool assign_targets(ctx *c, frame *f, const node *n, val v) {
     return true;
 }
 
+/* What a for loop walks: a list, or a range() that is never built. */
+typedef struct seq {
+    vlist *l;        /* NULL: the range lo, lo + st, ... */
+    int64_t lo, st;
+    size_t n;
+} seq;
+
+static val seq_at(const seq *q, size_t i) { return q->l ? q->l->v[i] : range_at(q->lo, q->st, i); }
+
+/* True (with *q set) when the loop's iterable is a call of the global range(), which is then
+ * walked without building its list: nested range(100000) loops cost no memory per iteration. */
+static bool lazy_range(ctx *c, frame *f, const node *it, seq *q, bool *lazy) {
+    *lazy = false;
+    if (it->kind != E_CALL || it->a->kind != E_NAME) return true;
+    val fn = lookup(c, f, it->a->name, it->a->name_n);
+    if (fn.t != V_FUNC || fn.u.fn != F_RANGE) return true;
+    args ar;
+    if (!eval_args(c, f, it, &ar) || !step(c, it)) return false;
+    memset(q, 0, sizeof *q);
+    if (!range_args(c, it, &ar, &q->lo, &q->st, &q->n)) return false;
+    *lazy = true;
+    return true;
+}
+
 static bool exec_for(ctx *c, frame *f, const node *n) {
-    val it;
-    vlist *src;
-    if (!eval(c, f, n->a, &it)) return false;
-    if (it.t == V_DICT) { /* iterating a dict yields its keys */
-        if (!iter_list(c, it, n, &src)) return false;
-    } else if (!iter_list(c, it, n, &src)) {
-        return false;
+    seq src;
+    bool lazy;
+    if (!lazy_range(c, f, n->a, &src, &lazy)) return false;
+    if (!lazy) {
+        val it;
+        if (!eval(c, f, n->a, &it) || !iter_list(c, it, n, &src.l)) return false; /* a dict: its keys */
+        src.n = src.l->n;
     }
+    /* One frame (and one loop object, as Jinja's LoopContext) serves every iteration: what an
+     * iteration sets is cleared before the next, and nothing keeps a frame past its call. */
+    frame *lf = frame_new(c, f);
+    if (!lf) return false;
     /* the filtered sequence first, so loop.length/last count only kept items */
-    vlist *items = src;
+    seq items = src;
     if (n->b) {
-        items = list_new(c, src->n);
-        if (!items) return false;
-        for (size_t i = 0; i < src->n; i++) {
-            frame *tf = frame_new(c, f);
-            val cond;
-            if (!tf || !assign_targets(c, tf, n, src->v[i]) || !eval(c, tf, n->b, &cond)) return false;
-            if (truthy(cond) && !list_push(c, items, src->v[i])) return false;
+        items.l = list_new(c, 0);
+        if (!items.l) return false;
+        for (size_t i = 0; i < src.n; i++) {
+            val x = seq_at(&src, i), cond;
+            lf->vars.n = 0;
+            if (!step(c, n) || !assign_targets(c, lf, n, x) || !eval(c, lf, n->b, &cond)) return false;
+            if (truthy(cond) && !list_push(c, items.l, x)) return false;
         }
-    } else {
-        vlist *cp;
-        if (!copy_list(c, src, &cp)) return false; /* the body may append to the source */
-        items = cp;
+        items.n = items.l->n;
+    } else if (!lazy) {
+        if (!copy_list(c, src.l, &items.l)) return false; /* the body may append to the source */
     }
-    size_t len = items->n;
+    size_t len = items.n;
+    vdict *loop = alloc(c, sizeof *loop);
+    if (!loop) return false;
+    val lv = {.t = V_NS}; /* an object: loop.index is the key, never a dict method */
+    lv.u.d = loop;
     for (size_t i = 0; i < len; i++) {
         if (!step(c, n)) return false;
-        frame *lf = frame_new(c, f);
-        vdict *loop = alloc(c, sizeof *loop);
-        if (!lf || !loop) return false;
-        val lv = {.t = V_NS}; /* an object: loop.index is the key, never a dict method */
-        lv.u.d = loop;
+        lf->vars.n = 0;
         if (!dict_set(c, loop, "index", 5, vint((int64_t)i + 1)) ||
             !dict_set(c, loop, "index0", 6, vint((int64_t)i)) ||
             !dict_set(c, loop, "revindex", 8, vint((int64_t)(len - i))) ||
@@ -1656,9 +1766,9 @@ static bool exec_for(ctx *c, frame *f, const node *n) {
             !dict_set(c, loop, "length", 6, vint((int64_t)len)) ||
             !dict_set(c, loop, "depth", 5, vint(1)) ||
             !dict_set(c, loop, "depth0", 6, vint(0)) ||
-            !dict_set(c, loop, "previtem", 8, i ? items->v[i - 1] : UNDEF) ||
-            !dict_set(c, loop, "nextitem", 8, i + 1 < len ? items->v[i + 1] : UNDEF) ||
-            !dict_set(c, &lf->vars, "loop", 4, lv) || !assign_targets(c, lf, n, items->v[i]))
+            !dict_set(c, loop, "previtem", 8, i ? seq_at(&items, i - 1) : UNDEF) ||
+            !dict_set(c, loop, "nextitem", 8, i + 1 < len ? seq_at(&items, i + 1) : UNDEF) ||
+            !dict_set(c, &lf->vars, "loop", 4, lv) || !assign_targets(c, lf, n, seq_at(&items, i)))
             return false;
         if (!exec_body(c, lf, &n->body)) return false;
         if (c->brk == 1) {
@@ -1709,6 +1819,7 @@ static bool call_macro(ctx *c, const node *at, vmacro *m, const args *a, const v
     c->depth--;
     c->out = saved;
     c->out0 = saved0;
+    c->held -= local.len;
     c->brk = 0;
     if (!ok) {
         lm_buf_free(&local);
@@ -1718,6 +1829,7 @@ static bool call_macro(ctx *c, const node *at, vmacro *m, const args *a, const v
 }
 
 static bool exec_node(ctx *c, frame *f, const node *n) {
+    c->cur = n;
     size_t lim = c->o->max_depth ? c->o->max_depth : 200;
     if (c->depth > lim) return rfail(c, n, "max_depth (%zu) exceeded", lim);
     val v;
@@ -1736,10 +1848,10 @@ static bool exec_node(ctx *c, frame *f, const node *n) {
         if (!eval(c, f, n->a, &v)) return false;
         if (v.t == V_STR) return emit(c, n, v.u.s.p, v.u.s.n);
         lm_buf b = {0};
-        put_str(&b, v);
-        if (b.oom) {
+        put_str(c, &b, v);
+        if (c->st || b.oom) {
             lm_buf_free(&b);
-            return nomem(c);
+            return c->st ? false : nomem(c);
         }
         bool ok = emit(c, n, b.data ? b.data : "", b.len);
         lm_buf_free(&b);
@@ -1772,6 +1884,7 @@ static bool exec_node(ctx *c, frame *f, const node *n) {
         bool ok = exec_body(c, f, &n->body);
         c->out = saved;
         c->out0 = saved0;
+        c->held -= local.len;
         if (!ok) {
             lm_buf_free(&local);
             return false;
@@ -1826,7 +1939,8 @@ lm_status jinja_render(const jinja_template *t, const cJSON *vars, const jinja_o
                        lm_buf *out, lm_error *err) {
     if (!t || !out) return lm_fail(err, LM_ERR_MISUSE, "jinja_render: NULL template or output");
     jinja_opts dflt = jinja_default_opts();
-    ctx c = {.o = opts ? opts : &dflt, .out = out, .err = err, .out0 = out->len};
+    ctx c = {.o = opts ? opts : &dflt, .out = out, .final = out, .err = err, .out0 = out->len};
+    c.a.limit = mem_limit(&c);
     c.root = frame_new(&c, NULL);
     if (c.root && vars) {
         if (!cJSON_IsObject(vars)) {
