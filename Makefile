@@ -1,7 +1,13 @@
 # locallm: the two commands a newcomer needs are `make run` and `make test`; `make install` puts
 # the CLI, the header and the libraries under PREFIX.
 # Everything else is CMake; this file only sequences set-up, build and test.
+# make CUDA=1: the same with the CUDA backend (LM_CUDA, needs nvcc), in its own build folder
+ifeq ($(CUDA),1)
+BUILD      ?= build-cuda
+CMAKE_EXTRA := -DLM_CUDA=ON
+endif
 BUILD      ?= build
+CUDA_BUILD ?= build-cuda
 ASAN_BUILD ?= build-asan
 TSAN_BUILD ?= build-tsan
 ARM_BUILD  ?= build-arm
@@ -10,7 +16,7 @@ PROMPT     ?= Once upon a time
 PREFIX     ?= /usr/local
 CTEST_ARGS ?= --output-on-failure
 
-.PHONY: all build cli install deps run test test-release test-asan test-tsan test-arm clean fuzz fuzz-build fuzz-bundle check-fuzz testdata soak
+.PHONY: all build cli install deps run test test-release test-asan test-tsan test-arm test-cuda-build clean fuzz fuzz-build fuzz-bundle check-fuzz testdata soak
 
 FUZZ_BUILD   ?= build-fuzz
 SOAK_SECONDS ?= 60
@@ -22,7 +28,7 @@ deps:
 	@bash scripts/deps.sh
 
 $(BUILD)/CMakeCache.txt:
-	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release $(CMAKE_EXTRA)
 
 build: $(BUILD)/CMakeCache.txt
 	cmake --build $(BUILD) -j $(JOBS)
@@ -51,7 +57,7 @@ export LM_TEST_SUMMARY := $(SUMMARY)
 
 test: deps testdata
 	@mkdir -p $(dir $(SUMMARY)) && rm -f $(SUMMARY)
-	@$(MAKE) --no-print-directory test-release test-asan test-tsan test-arm
+	@$(MAKE) --no-print-directory test-release test-asan test-tsan test-arm test-cuda-build
 	@cat $(SUMMARY)
 	@awk -F'[ ,]+' '{r+=$$2; p+=$$4; f+=$$6; s+=$$8} END {printf "make test: %d ran in %d suites\ntotal: %d passed, %d failed, %d skipped\n", r, NR, p, f, s}' $(SUMMARY)
 
@@ -73,6 +79,16 @@ test-tsan:
 	CC=clang cmake -S . -B $(TSAN_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLM_TSAN=ON
 	cmake --build $(TSAN_BUILD) -j $(JOBS)
 	bash scripts/ctest.sh $(TSAN_BUILD) tsan $(CTEST_ARGS) -j $(JOBS) -E '$(TSAN_EXCLUDE)'
+
+# The CUDA backend built (so it cannot rot where no GPU runs it), the device formats checked on the
+# host and the no-GPU path of device selection tested; its GPU tests are tests/cuda/run.sh. Only
+# where nvcc is installed (deps.sh does not install CUDA).
+NVCC := $(shell command -v nvcc 2>/dev/null || { [ -x /usr/local/cuda/bin/nvcc ] && echo /usr/local/cuda/bin/nvcc; })
+test-cuda-build:
+	@if [ -z "$(NVCC)" ]; then echo "test-cuda-build: no nvcc: the CUDA backend is not built here"; else \
+	  cmake -S . -B $(CUDA_BUILD) -DCMAKE_BUILD_TYPE=Release -DLM_CUDA=ON -DCMAKE_CUDA_COMPILER=$(NVCC) >/dev/null && \
+	  cmake --build $(CUDA_BUILD) -j $(JOBS) --target locallm lmcuda test_device test_cuda_formats && \
+	  bash scripts/ctest.sh $(CUDA_BUILD) cuda $(CTEST_ARGS) -R '^(test_device|test_cuda_formats)$$'; fi
 
 # The NEON kernels cross-built for aarch64 and run under qemu-aarch64, with and without dotprod,
 # plus an aarch64 syntax check of every library source (SKIP without the cross tools).
@@ -114,4 +130,4 @@ check-fuzz:
 	$(MAKE) fuzz FUZZ_SECONDS=30
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) $(FUZZ_BUILD) $(ARM_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) $(FUZZ_BUILD) $(ARM_BUILD) $(CUDA_BUILD)

@@ -418,6 +418,9 @@ static bool load_params(const cli_load_opts *o, lm_model_params *mp, char **owne
     *owned = NULL;
     mp->n_threads = o->n_threads;
     mp->vocab_only = o->vocab_only;
+    /* where the model runs: auto (the default), cpu, cuda or cuda:N (--device is to come) */
+    const char *dev = getenv("LOCALLM_DEVICE");
+    if (dev && *dev) mp->device = dev;
     const char *t = o->chat_template;
     if (t && !(t = cli_chat_template(t, owned, why, cap))) return false;
     mp->chat_template = t;

@@ -103,14 +103,22 @@ static void fill_net(lm_model *m) {
     n->sliding_window = hp->sliding_window;
 }
 
-/* The backend of params.device: NULL or "auto" is the CPU (the only backend of a build without
- * CUDA, or when no GPU is present); "cpu" forces it. */
-static lm_status make_backend(const lm_model_params *p, cm_backend **out, lm_error *err) {
+/* The backend of params.device: "cpu" (or force_ref_kernels with NULL/"auto") is the CPU; "cuda" and
+ * "cuda:N" that device or an error; NULL and "auto" a GPU when this build has a GPU backend and one
+ * is present (*is_auto set: prepare may still fall back to the CPU), else the CPU. */
+static lm_status make_backend(const lm_model_params *p, const lm_logger *log, bool *is_auto, cm_backend **out,
+                              lm_error *err) {
     const char *dev = p->device;
+    *is_auto = false;
     if (dev && strcmp(dev, "auto") != 0 && strcmp(dev, "cpu") != 0) return cm_backend_device_new(dev, out, err);
-    if (dev && !strcmp(dev, "auto")) {
+    if (!dev || !strcmp(dev, "auto")) {
         lm_error e = {0};
-        if (cm_backend_device_new("cuda", out, &e) == LM_OK) return LM_OK;
+        if (cm_backend_device_new("cuda", out, &e) == LM_OK) {
+            *is_auto = true;
+            return LM_OK;
+        }
+        /* no GPU backend in this build (UNSUPPORTED) is not news; no GPU present is */
+        lm_log(log, e.code == LM_ERR_UNSUPPORTED ? LM_LOG_DEBUG : LM_LOG_INFO, "device auto: %s; using the CPU", e.msg);
     }
     return cm_backend_cpu_new(p->force_ref_kernels, out, err);
 }
@@ -136,7 +144,8 @@ lm_status lm_model_load(const char *path, const lm_model_params *params, lm_mode
         return lm_fail(err, LM_ERR_CANCELLED, "%s: loading cancelled", path);
     }
     /* a vocabulary alone needs no device */
-    lm_status st = p.vocab_only ? LM_OK : make_backend(&p, &m->be, err);
+    bool auto_dev = false;
+    lm_status st = p.vocab_only ? LM_OK : make_backend(&p, &m->log, &auto_dev, &m->be, err);
     if (st) {
         model_destroy(m);
         return st;
@@ -201,7 +210,17 @@ lm_status lm_model_load(const char *path, const lm_model_params *params, lm_mode
             m->net.drop = drop_pages;
             m->net.drop_user = m;
         }
-        if ((st = m->be->ops->prepare(m->be, &m->net, p.progress, p.progress_user, err))) {
+        st = m->be->ops->prepare(m->be, &m->net, p.progress, p.progress_user, err);
+        if (st && auto_dev && (st == LM_ERR_NOMEM || st == LM_ERR_UNSUPPORTED)) {
+            /* auto: weights that do not fit the GPU, or a type it cannot run, stay on the CPU */
+            lm_log(&m->log, LM_LOG_WARN, "%s: %s; running on the CPU instead", path, err ? err->msg : lm_status_str(st));
+            cm_backend_free(m->be);
+            m->be = NULL;
+            lm_error_clear(err);
+            st = cm_backend_cpu_new(p.force_ref_kernels, &m->be, err);
+            if (!st) st = m->be->ops->prepare(m->be, &m->net, p.progress, p.progress_user, err);
+        }
+        if (st) {
             model_destroy(m);
             return st;
         }
@@ -216,9 +235,9 @@ lm_status lm_model_load(const char *path, const lm_model_params *params, lm_mode
         model_destroy(m);
         return lm_fail_nomem(err, "weight type summary");
     }
-    lm_log(&m->log, LM_LOG_INFO, "%s: %s %s, %d layers, kernels %s, weights %s, loaded in %.0f ms", path, m->arch_name,
-           m->format, (int)m->hp.n_layer, m->be ? m->be->ops->describe(m->be) : "none (vocabulary only)",
-           m->quant_summary, lm_time_ms() - t0);
+    lm_log(&m->log, LM_LOG_INFO, "%s: %s %s, %d layers, device %s (kernels %s), weights %s, loaded in %.0f ms", path,
+           m->arch_name, m->format, (int)m->hp.n_layer, m->be ? m->be->ops->name : "none",
+           m->be ? m->be->ops->describe(m->be) : "none (vocabulary only)", m->quant_summary, lm_time_ms() - t0);
     m->magic = LM_MODEL_MAGIC;
     *out = m;
     return LM_OK;
