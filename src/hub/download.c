@@ -749,7 +749,7 @@ static lm_status finish_out(const char *snap, char **files, long gi, char *out, 
 static lm_status pull_offline(const lm_hub_params *o, const char *base, const char *quant, char *out, size_t cap, lm_error *err) {
     char snap[4096];
     lm_error e = {0};
-    if (lm_resolve_model(base, o->cache_dir, snap, sizeof snap, &e) != LM_OK)
+    if (hub_cache_snapshot(base, o->cache_dir, snap, sizeof snap, &e) != LM_OK)
         return lm_fail(err, LM_ERR_IO, "offline mode (HF_HUB_OFFLINE=1): %s", e.msg);
     char **names = NULL;
     size_t n = 0, ncap = 0;
