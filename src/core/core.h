@@ -1,6 +1,6 @@
 /* core/core.h: the internal header of src/core, the only one other areas include from it.
  * Owns: errors, allocation (with the fail-the-Nth hook for tests), mapped files, the thread pool,
- * clocks, growable buffers, UTF-8 and half-float helpers, CPU features, JSON set-up. */
+ * clocks, growable buffers, UTF-8 and half-float helpers, CPU features, JSON parsing and printing. */
 #ifndef LM_CORE_H
 #define LM_CORE_H
 
@@ -176,7 +176,7 @@ enum {
 };
 uint32_t lm_cpu_features(void);
 
-/* ---- JSON (cJSON, allocating through lm_malloc) ---- */
+/* ---- JSON (json.c: cJSON, with the host's cJSON allocator) ---- */
 
 /* Parses len bytes holding one JSON value (white space around it allowed, anything else after it
  * is LM_ERR_FORMAT). On error fills err with what (a file name) and the byte offset. */

@@ -91,7 +91,7 @@ if [ "$native" = 0 ] && command -v clang >/dev/null 2>&1 &&
 fi
 
 # 2. the kernel test. -ffp-contract=off on both sides so dequantized values compare bit for bit.
-SRCS=(src/core/alloc.c src/core/error.c src/core/util.c src/core/file.c src/core/pool.c src/compute/cpu/quants_ref.c
+SRCS=(src/core/alloc.c src/core/error.c src/core/util.c src/core/utf8.c src/core/file.c src/core/pool.c src/compute/cpu/quants_ref.c
       src/compute/cpu/quants_mlx_ref.c
       tests/arm/cjson_stub.c tests/arm/test_kernels_arm.c)
 TFLAGS=("${COMMON[@]}" -O2 -ffp-contract=off -I"$B/inc")
