@@ -1524,6 +1524,13 @@ lm_status tok_json_pipe_gguf(tok_tokenizer *t, const char *pre, lm_error *err) {
     return pre_regex(&L, rx, false, B_ISOLATED, false, "tokenizer.ggml.pre");
 }
 
+/* A tokenizer this file built (no trie yet): tok_free without reaching above this layer. */
+static void free_loaded(tok_tokenizer *t) {
+    if (!t) return;
+    tok_json_pipe_free(t->pipe);
+    tok_free_vocab(t);
+}
+
 lm_status tok_load_json_text(const char *json, size_t len, const char *config_text,
                              size_t config_len, const char *name, tok_tokenizer **out,
                              lm_error *err) {
@@ -1564,7 +1571,7 @@ lm_status tok_load_json_text(const char *json, size_t len, const char *config_te
         memcpy(L.t->model_name, "bpe", 4);
         st = load(&L, root, cfg, &big);
         if (st)
-            tok_free(L.t);
+            free_loaded(L.t);
         else
             *out = L.t;
     }
@@ -1600,7 +1607,7 @@ lm_status tok_load_dir(const char *dir, tok_tokenizer **out, lm_error *err) {
         size_t n;
         st = lm_read_text(cj, &(*out)->chat_template, &n, err);
         if (st) {
-            tok_free(*out);
+            free_loaded(*out);
             *out = NULL;
         }
     }
