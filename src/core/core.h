@@ -82,6 +82,10 @@ void lm_file_release(const lm_file *f, const void *p, size_t n);
 /* Reads a whole regular file (as lm_file_open, never a FIFO) into a NUL-terminated heap buffer
  * (freed with lm_free). */
 lm_status lm_read_text(const char *path, char **out, size_t *len, lm_error *err);
+/* Reads fd to its end into a NUL-terminated heap buffer (lm_free); *len (may be NULL) gets the
+ * length. what names the source in the message. On failure errno tells why (ENOMEM when out of
+ * memory). The one reader under lm_read_text and the CLI's files and stdin. */
+lm_status lm_read_fd(int fd, const char *what, char **out, size_t *len, lm_error *err);
 bool lm_path_exists(const char *path);
 bool lm_is_dir(const char *path);
 /* Joins dir and name with '/' into a new heap string (NULL on NOMEM). */
