@@ -110,10 +110,6 @@ void lm_pool_run_chunks(lm_pool *p, lm_chunk_fn fn, void *ctx, int n_chunks);
 /* lm_pool_run_chunks with lm_pool_size(p) chunks, chunk c given to fn as ith = c (per-thread
  * scratch indexed by ith stays private to the chunk running it). */
 void lm_pool_run(lm_pool *p, lm_task_fn fn, void *ctx);
-/* Threads taking part now (the pool drops threads the OS keeps preempting, core/pool.c), and a
- * fixed number instead (tests, benchmarks). */
-int lm_pool_active(const lm_pool *p);
-void lm_pool_set_active(lm_pool *p, int n);
 /* Number of online cores. */
 int lm_cpu_count(void);
 

@@ -197,7 +197,6 @@ gguf_writer *gguf_writer_new(void); /* NULL on NOMEM; free with gguf_writer_free
 /* Also removes an unfinished "<path>.part". */
 void gguf_writer_free(gguf_writer *w);
 void gguf_w_u32(gguf_writer *w, const char *key, uint32_t v);
-void gguf_w_i32(gguf_writer *w, const char *key, int32_t v);
 void gguf_w_f32(gguf_writer *w, const char *key, float v);
 void gguf_w_bool(gguf_writer *w, const char *key, bool v);
 void gguf_w_str(gguf_writer *w, const char *key, const char *s);

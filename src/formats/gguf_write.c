@@ -114,12 +114,6 @@ void gguf_w_u32(gguf_writer *w, const char *key, uint32_t v) {
     end_kv(w, key);
 }
 
-void gguf_w_i32(gguf_writer *w, const char *key, int32_t v) {
-    if (!begin_kv(w, key, GGUF_I32)) return;
-    put_le(&w->kv, (uint32_t)v, 4);
-    end_kv(w, key);
-}
-
 void gguf_w_f32(gguf_writer *w, const char *key, float v) {
     if (!begin_kv(w, key, GGUF_F32)) return;
     union { float f; uint32_t u; } c = {v};

@@ -192,7 +192,6 @@ lm_status tok_load_gguf(const gguf_file *g, tok_tokenizer **out, lm_error *err) 
     t->bos = get_id(g, "tokenizer.ggml.bos_token_id", n);
     t->eos = get_id(g, "tokenizer.ggml.eos_token_id", n);
     t->unk = get_id(g, "tokenizer.ggml.unknown_token_id", n);
-    t->pad = get_id(g, "tokenizer.ggml.padding_token_id", n);
     t->add_bos = get_flag(g, "tokenizer.ggml.add_bos_token", spm);
     t->add_eos = get_flag(g, "tokenizer.ggml.add_eos_token", false);
     t->add_space_prefix = get_flag(g, "tokenizer.ggml.add_space_prefix", true);

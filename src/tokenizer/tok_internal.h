@@ -54,7 +54,7 @@ struct tok_tokenizer {
                               -1 where the vocabulary has none */
     enum tok_model model;
     char model_name[8];
-    lm_token bos, eos, unk, pad;
+    lm_token bos, eos, unk;
     bool add_bos, add_eos, add_space_prefix;
     bool byte_fallback, fuse_unk, ignore_merges;
     tok_decode_rules dec;

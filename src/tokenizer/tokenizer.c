@@ -725,11 +725,6 @@ lm_status tok_stream_finish(tok_stream *s, lm_buf *out) {
     return LM_OK;
 }
 
-void tok_stream_reset(tok_stream *s) {
-    lm_buf_reset(&s->pending);
-    s->first = true;
-}
-
 void tok_stream_free(tok_stream *s) {
     if (!s) return;
     lm_buf_free(&s->pending);
@@ -763,9 +758,6 @@ lm_token tok_bos(const tok_tokenizer *t) {
 }
 lm_token tok_eos(const tok_tokenizer *t) {
     return t->eos;
-}
-lm_token tok_pad(const tok_tokenizer *t) {
-    return t->pad;
 }
 const char *tok_bos_text(const tok_tokenizer *t) {
     return t->bos_text ? t->bos_text : "";
