@@ -1,7 +1,8 @@
 /* cli/cli.h: the internal header of the locallm command-line tool.
  * Owns: what the subcommands share: error and usage reporting, strict number parsing, the
  * option tables (options.c) and the shared options, the embedded models' paths, model loading
- * with a progress bar, JSON string output and a clock. The helpers are layered, each file calling
+ * with a progress bar (load.c), the conversation chat and voice hold (convo.c), JSON string output
+ * and a clock. The helpers are layered, each file calling
  * only those before it: util.c, options.c, pull.c, load.c, then the subcommands (which never call
  * each other's files, bar chat.c's helpers below). The CLI calls the public API
  * (include/locallm.h) and a few internal headers (hub, server); it is allowed to print and exit.
@@ -267,6 +268,21 @@ double cli_now_ms(void);
 char *cli_read_file(const char *path, size_t *len);
 /* Reads the rest of f the same way. */
 char *cli_read_stream(FILE *f, size_t *len);
+
+/* ---- the conversation chat and voice hold (convo.c) ---- */
+
+typedef struct cli_convo {
+    lm_message *msgs; /* every string malloc'd, owned by the list */
+    size_t n, cap;
+} cli_convo;
+/* Keeps one slot spare past the list (voice puts the utterance being spoken there). */
+bool cli_convo_reserve(cli_convo *c);
+/* Appends copies of role and content. false when out of memory. */
+bool cli_convo_add(cli_convo *c, const char *role, const char *content);
+/* Frees the messages, or all but the system ones with keep_system. */
+void cli_convo_clear(cli_convo *c, bool keep_system);
+/* Frees the messages and the list. */
+void cli_convo_free(cli_convo *c);
 
 /* chat.c: helpers shared by chat, run, template and voice. */
 /* One conversation with a loaded local model, as `locallm run` has it with a chat model: prompt
