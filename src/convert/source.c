@@ -20,15 +20,6 @@ lm_status cv_progress_add(cv_progress *pr, uint64_t bytes, const char *stage, lm
 
 /* ---- source weights ---- */
 
-static uint32_t st_to_cm(uint32_t dtype) {
-    switch (dtype) {
-    case ST_F32: return CM_F32;
-    case ST_F16: return CM_F16;
-    case ST_BF16: return CM_BF16;
-    default: return UINT32_MAX;
-    }
-}
-
 lm_status cv_weight_find(const cv_src *s, const char *name, cv_weight *out, lm_error *err) {
     memset(out, 0, sizeof *out);
     const st_tensor *t = st_find(s->st, name);
@@ -50,7 +41,7 @@ lm_status cv_weight_find(const cv_src *s, const char *name, cv_weight *out, lm_e
             const st_tensor *sc = out->scales, *bi = out->biases;
             if (t->dtype != ST_U32 || t->n_dims != 2 || (t->shape[1] * 32) % bits || sc->n_dims != 2 ||
                 sc->shape[0] != t->shape[0] || bi->n_dims != 2 || bi->shape[0] != sc->shape[0] ||
-                bi->shape[1] != sc->shape[1] || bi->dtype != sc->dtype || st_to_cm(sc->dtype) == UINT32_MAX)
+                bi->shape[1] != sc->shape[1] || bi->dtype != sc->dtype || st_dtype_ggml(sc->dtype) == UINT32_MAX)
                 return lm_fail(err, LM_ERR_FORMAT, "%s: '%s': MLX weight, scales and biases do not fit together", s->dir, name);
             out->bits = bits;
             out->group_size = gs;
@@ -62,7 +53,7 @@ lm_status cv_weight_find(const cv_src *s, const char *name, cv_weight *out, lm_e
             return LM_OK;
         }
     }
-    if (st_to_cm(t->dtype) == UINT32_MAX)
+    if (st_dtype_ggml(t->dtype) == UINT32_MAX)
         return lm_fail(err, LM_ERR_UNSUPPORTED, "%s: tensor '%s' has dtype %s; expected F32, F16, BF16 or MLX-quantized U32",
                        s->dir, name, st_dtype_name(t->dtype));
     if (t->n_dims == 1) {
@@ -89,7 +80,7 @@ void cv_weight_rows(const cv_weight *w, size_t r0, size_t n, float *out) {
         m.row_bytes = w->cols * w->bits / 8;
         m.bits = w->bits;
         m.group_size = w->group_size;
-        m.sb_type = st_to_cm(w->scales->dtype);
+        m.sb_type = st_dtype_ggml(w->scales->dtype);
         m.scales = w->scales->data;
         m.biases = w->biases->data;
         for (size_t r = 0; r < n; r++) cm_mlx_dequant_row(&m, r0 + r, out + r * w->cols);

@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <cjson/cJSON.h>
@@ -86,6 +87,9 @@ lm_status lm_read_text(const char *path, char **out, size_t *len, lm_error *err)
  * length. what names the source in the message. On failure errno tells why (ENOMEM when out of
  * memory). The one reader under lm_read_text and the CLI's files and stdin. */
 lm_status lm_read_fd(int fd, const char *what, char **out, size_t *len, lm_error *err);
+/* Finishes a file written as part (f open on it): flushes and closes f, then renames part to
+ * path, so a reader never sees half a file. On any failure part is removed and err names it. */
+lm_status lm_file_publish(FILE *f, const char *part, const char *path, lm_error *err);
 bool lm_path_exists(const char *path);
 bool lm_is_dir(const char *path);
 /* Joins dir and name with '/' into a new heap string (NULL on NOMEM). */
@@ -134,6 +138,10 @@ void lm_buf_reset(lm_buf *b); /* len = 0, keeps memory */
 void lm_buf_free(lm_buf *b);
 /* Hands the data to the caller (lm_free) and resets b; returns "" copy when empty. */
 char *lm_buf_take(lm_buf *b);
+/* Copies b's text and a NUL into the caller's out (cap bytes) and frees b; *len_out (may be NULL)
+ * gets the length either way. When it does not fit: LM_ERR_TOO_SMALL, "the <what> is N bytes, the
+ * buffer holds cap", and out is left alone. */
+lm_status lm_buf_copy_out(lm_buf *b, char *out, size_t cap, size_t *len_out, const char *what, lm_error *err);
 
 /* ---- UTF-8 ---- */
 
@@ -186,6 +194,11 @@ lm_status lm_json_parse(const char *text, size_t len, const char *what, cJSON **
 lm_status lm_json_load(const char *path, cJSON **out, lm_error *err);
 /* Serializes without formatting into a heap string (lm_free), NULL on NOMEM. */
 char *lm_json_print(const cJSON *j);
+
+/* ---- libcurl (curl.c) ---- */
+
+/* curl_global_init, once per process (thread-safe); call before the first curl handle. */
+void lm_curl_init(void);
 
 /* ---- logging through params ---- */
 

@@ -1,4 +1,5 @@
-/* core/file.c: whole-file mappings (mmap, or a read into owned memory) and small path helpers.
+/* core/file.c: whole-file mappings (mmap, or a read into owned memory), reading a whole file or
+ * descriptor into a buffer (the one reader the library and the CLI use), and small path helpers.
  * Only regular files are read: FIFOs, sockets and devices are refused without blocking. */
 #include "core.h"
 
@@ -143,6 +144,25 @@ lm_status lm_read_text(const char *path, char **out, size_t *len, lm_error *err)
     lm_status rst = lm_read_fd(fd, path, out, len, err);
     close(fd);
     return rst;
+}
+
+lm_status lm_file_publish(FILE *f, const char *part, const char *path, lm_error *err) {
+    int rc = fflush(f);
+    int e = errno;
+    if (fclose(f) != 0 && rc == 0) {
+        rc = -1;
+        e = errno;
+    }
+    if (rc != 0) {
+        unlink(part);
+        return lm_fail(err, LM_ERR_IO, "%s: write failed: %s", part, strerror(e));
+    }
+    if (rename(part, path) != 0) {
+        e = errno;
+        unlink(part);
+        return lm_fail(err, LM_ERR_IO, "%s: cannot rename to %s: %s", part, path, strerror(e));
+    }
+    return LM_OK;
 }
 
 bool lm_path_exists(const char *path) {

@@ -80,6 +80,19 @@ char *lm_buf_take(lm_buf *b) {
     return d;
 }
 
+lm_status lm_buf_copy_out(lm_buf *b, char *out, size_t cap, size_t *len_out, const char *what, lm_error *err) {
+    size_t n = b->len;
+    if (len_out) *len_out = n;
+    if (n >= cap) {
+        lm_buf_free(b);
+        return lm_fail(err, LM_ERR_TOO_SMALL, "the %s is %zu bytes, the buffer holds %zu", what, n, cap);
+    }
+    if (n) memcpy(out, b->data, n);
+    out[n] = 0;
+    lm_buf_free(b);
+    return LM_OK;
+}
+
 /* ---- half floats ---- */
 
 float lm_f16_to_f32(uint16_t h) {

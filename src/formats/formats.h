@@ -129,6 +129,9 @@ void st_close(st_set *s);
 const st_tensor *st_find(const st_set *s, const char *name);
 uint32_t st_dtype_size(uint32_t dtype);
 const char *st_dtype_name(uint32_t dtype);
+/* The GGUF/GGML type id of a float dtype (F32 0, F16 1, BF16 30: the numbering compute/'s
+ * element types follow), UINT32_MAX for any other dtype. */
+uint32_t st_dtype_ggml(uint32_t dtype);
 
 /* ============================ config.json (formats/hf_config.c) ============================== */
 

@@ -298,9 +298,6 @@ static lm_status choose(const lm_hub_params *o, const char *id, const char *quan
 
 /* ---- HTTP ---- */
 
-static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
-static void curl_init(void) { curl_global_init(CURL_GLOBAL_DEFAULT); }
-
 typedef struct repo_ctx repo_ctx;
 static int report(repo_ctx *r, lm_hub_event ev, const char *file, uint64_t done, uint64_t total);
 
@@ -398,7 +395,7 @@ enum req_kind { REQ_API, REQ_HEAD, REQ_GET };
  * without a byte. Only http and https are spoken, redirects included. */
 static CURLcode perform(const lm_hub_params *o, const char *url, xfer *x, enum req_kind kind, uint64_t range_from,
                         long *status, char *errbuf) {
-    pthread_once(&curl_once, curl_init);
+    lm_curl_init();
     CURL *c = curl_easy_init();
     if (!c) return CURLE_FAILED_INIT;
     struct curl_slist *hdrs = NULL;

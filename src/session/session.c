@@ -1,7 +1,8 @@
 /* session/session.c: an lm_session, one conversation's tokens and KV cache on an engine, and the
  * session's side of generation: the engine's scheduler evaluates and samples; this thread turns
  * the sampled tokens into UTF-8-safe pieces through the stop-string matcher, calls the caller's
- * callback, asks the scheduler to stop, keeps the context exact and measures. */
+ * callback, asks the scheduler to stop, keeps the context exact and measures. Also the engine's
+ * warm-up, which is a throw-away session on it. */
 #include "session/session.h"
 
 #include <math.h>

@@ -154,7 +154,8 @@ else
 fi
 # 3. the kernel unit tests of tests/unit, unchanged, over tests/arm/cmocka (a minimal cmocka) and
 # every portable source of core/ and compute/cpu/ (the pool, ops.c's threaded matmul and prefill).
-CPU_SRCS=(src/core/*.c $(ls src/compute/cpu/*.c | grep -v -e '_avx2\.c$' -e '_avx512\.c$' -e '_neon\.c$'))
+# (not core/curl.c: nothing here speaks HTTP, and there is no cross-built libcurl to link)
+CPU_SRCS=($(ls src/core/*.c | grep -v -e '/curl\.c$') $(ls src/compute/cpu/*.c | grep -v -e '_avx2\.c$' -e '_avx512\.c$' -e '_neon\.c$'))
 for t in test_quants test_quants_mlx test_attention test_pool; do
     [ -f "tests/unit/$t.c" ] || continue
     "$CC_ARM" "${COMMON[@]}" -O2 -I"$B/inc" -Itests/arm/cmocka -Itests/unit "${CPU_SRCS[@]}" "$B/test_kernels_arm.neon.o" \
