@@ -42,7 +42,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "%s\n", err.msg);
         return 1;
     }
-    int32_t nv = lm_n_vocab(m);
+    int32_t nv = lm_model_n_vocab(m);
     float *logits = malloc((size_t)nv * sizeof(float));
     printf("threads %d, kv %s, %d decode steps\n", threads, f32 ? "f32" : "f16", n_gen);
     for (char *tok = strtok(ctxs, ","); tok; tok = strtok(NULL, ",")) {

@@ -30,7 +30,10 @@ const now = () => Number(process.hrtime.bigint()) / 1e9;
 const llama = await getLlama({ gpu: false, build: "never", usePrebuiltBinaries: true, skipDownload: true,
     progressLogs: false, maxThreads: opt.threads, logLevel: LlamaLogLevel.warn });
 const model = await llama.loadModel({ modelPath: opt.model, gpuLayers: 0, useMmap: true });
-const vocab = model.fileInsights?.vocabularySize;
+// node-llama-cpp 3.21.1 has no fileInsights.vocabularySize: read the vocabulary from the metadata
+// (without a size the prompt would be NaN ids, on which evaluate never returns)
+const vocab = model.fileInfo?.metadata?.tokenizer?.ggml?.tokens?.length ?? model.fileInsights?.vocabularySize;
+if (!Number.isInteger(vocab) || vocab <= 0) { console.error(`batch.mjs: ${opt.model}: no vocabulary size in its metadata`); process.exit(1); }
 const per = Math.ceil((opt.p + opt.g + 16) / 256) * 256;
 const context = await model.createContext({ contextSize: per * opt.n, sequences: opt.n, batchSize: 512,
     threads: { ideal: opt.threads, min: opt.threads }, ignoreMemorySafetyChecks: true });

@@ -2,7 +2,7 @@
 # bench/parallel.sh: concurrent conversations on one model, locallm against llama.cpp.
 #
 #   bench/parallel.sh [--reps R] [--threads T] [--streams "1 2 4 8 16"] [--gen G] [--prompt P]
-#                     [--models "qwen2.5-0.5b:Q4_0 llama-3.2-1b:Q4_0"] [--base REV]
+#                     [--models "qwen2.5-0.5b:Q4_0 llama-3.2-1b:Q4_0"] [--base REV | --base-bin PATH]
 #
 # For each synthetic file (tools/make_synthetic_gguf.py, into $LOCALLM_BENCH_DIR, default
 # /tmp/locallm-bench) and each stream count N, alternately and R times:
@@ -11,7 +11,7 @@
 #   - bench/llamacpp_batch.mjs --sequences N (node-llama-cpp 3.21.1: N sequences in one context,
 #     their tokens batched into shared llama_decode calls), same P, G and threads,
 #   - with --base REV, also the locallm of git revision REV (built into the bench dir) at N = 1:
-#     "one stream before the change".
+#     "one stream before the change" (--base-bin: that locallm already built, at PATH).
 # Prints a markdown table of medians (aggregate decode tok/s, per-stream tok/s, TTFT p50) with the
 # read bandwidth of bench/membw.c, and keeps the raw JSON lines in $dir/runs/<date>/ (copy them
 # into bench/runs/ to keep them with the results).
@@ -21,7 +21,7 @@ root=$(cd "$here/.." && pwd)
 . "$here/lib.sh"
 dir=${LOCALLM_BENCH_DIR:-/tmp/locallm-bench}
 models="qwen2.5-0.5b:Q4_0 llama-3.2-1b:Q4_0"
-reps=3 threads=2 streams="1 2 4 8 16" gen=128 prompt=32 base=
+reps=3 threads=2 streams="1 2 4 8 16" gen=128 prompt=32 base= base_bin=
 while [ $# -gt 0 ]; do
     case $1 in
         --reps) reps=$2; shift ;;
@@ -31,6 +31,7 @@ while [ $# -gt 0 ]; do
         --prompt) prompt=$2; shift ;;
         --models) models=$2; shift ;;
         --base) base=$2; shift ;;
+        --base-bin) base_bin=$2; shift ;;
         -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "parallel.sh: unknown option '$1'" >&2; exit 2 ;;
     esac
@@ -52,7 +53,7 @@ if [ ! -f "$peer/node_modules/node-llama-cpp/package.json" ] || ! cmp -s "$here/
     (cd "$peer" && { npm ci --no-audit --no-fund >&2 || npm install --no-audit --no-fund >&2; })
 fi
 bench_locallm "$root" "$dir" "$threads"
-BASE_BIN=
+BASE_BIN=$base_bin
 if [ -n "$base" ]; then
     rm -rf "$dir/base-src"
     git -C "$root" worktree add --detach -f "$dir/base-src" "$base" >/dev/null 2>&1 ||

@@ -96,7 +96,10 @@ int main(int argc, char **argv) {
         rc = 1;
     } else {
         print_metrics(1, &gs);
-        if (lm_session_chat(session, msgs, 3, &cp, &gp, on_piece, &r2, &gs) != LM_OK) {
+        /* a stop asked for by the callback (or Ctrl-C) returns LM_ERR_CANCELLED, finish "cancelled":
+           the text delivered so far stays in the conversation */
+        lm_status st = lm_session_chat(session, msgs, 3, &cp, &gp, on_piece, &r2, &gs);
+        if (st != LM_OK && st != LM_ERR_CANCELLED) {
             fprintf(stderr, "turn 2 failed: %s\n", lm_session_errmsg(session));
             rc = 1;
         } else {

@@ -54,9 +54,9 @@ static void *run(void *arg) {
         msgs[1].content = c->reply[0];
         size_t n = c->turn == 0 ? 1 : 3;
         c->st = lm_session_chat(c->s, msgs, n, NULL, &gp, on_piece, c, &c->stats[c->turn]);
+        if (c->st == LM_ERR_CANCELLED) c->turns++; /* stopped: what it said counts, no second turn */
         if (c->st != LM_OK) return NULL;
         c->turns++;
-        if (c->stats[c->turn].finish == LM_FINISH_CANCELLED) return NULL; /* stopped: no second turn */
     }
     return NULL;
 }

@@ -1,9 +1,25 @@
 /* locallm.h: the one public header of locallm, a C runtime for local LLMs.
  *
- * Conventions (see STYLE.md):
- *  - Every fallible call returns lm_status. Constructors fill the caller's lm_error; calls on a
- *    live handle also keep the message in the handle (lm_session_errmsg).
- *  - Who frees what is said beside each declaration. Every _free accepts NULL.
+ * Conventions (see STYLE.md). They hold for every declaration below; where one says nothing
+ * else, these rules are what it does.
+ *  - Names are lm_<object>_<verb>: the object is the handle the call works on (lm_model_tokenize,
+ *    lm_session_chat, lm_hub_pull); constructors are lm_<object>_new (lm_model_load for models),
+ *    destructors lm_<object>_free, and both accept and leave NULL safely.
+ *  - Errors: every fallible call returns lm_status (LM_OK is 0). Where the message goes:
+ *      * constructors, and calls on handles that many threads share (lm_model, lm_engine, the
+ *        hub and convert calls), fill the caller's lm_error *err (which may be NULL);
+ *      * calls on a handle one thread uses at a time keep it on that handle until its next call:
+ *        lm_session_errmsg, lm_call_errmsg, lm_sentences_errmsg;
+ *      * provider calls keep it on their lm_call (a provider is shared; the call is not).
+ *    No message is ever empty after a failure.
+ *  - Stopping: every stop the caller asks for (a callback returning non-zero, lm_session_cancel,
+ *    lm_call_cancel, a progress callback's cancel) makes the call return LM_ERR_CANCELLED, however
+ *    far it got. What was delivered before the stop stays delivered (and, for generation, in the
+ *    session's context); stats report finish = LM_FINISH_CANCELLED.
+ *  - Const: a call that only reads a handle takes it const (every lm_model call but
+ *    lm_model_free); a const handle may be used from any number of threads at once.
+ *  - Who frees what is said beside each declaration. Strings a call returns are owned by the
+ *    handle and valid until the next call on it, unless said otherwise.
  *  - Structs handed in by the caller start from their *_default_params() and only grow at the end.
  *  - Three objects carry the work: an lm_model (weights, vocabulary, template: immutable after
  *    load, shared by any number of threads), an lm_engine (the compute context on the model's
@@ -37,8 +53,8 @@ typedef enum lm_status {
     LM_ERR_FORMAT = 2,      /* the input is malformed (file, JSON, template, request) */
     LM_ERR_UNSUPPORTED = 3, /* well-formed but not something locallm can run (arch, quant type) */
     LM_ERR_NOMEM = 4,       /* an allocation failed */
-    LM_ERR_MISUSE = 5,      /* the caller broke a contract (NULL handle, freed model, bad params) */
-    LM_ERR_CANCELLED = 6,   /* a callback or lm_session_cancel() asked to stop */
+    LM_ERR_MISUSE = 5,      /* the caller broke a contract (NULL handle or out, bad params) */
+    LM_ERR_CANCELLED = 6,   /* the caller asked to stop: a callback, lm_session_cancel, lm_call_cancel */
     LM_ERR_TOO_SMALL = 7,   /* a caller buffer is too small; the needed size is reported */
     LM_ERR_NETWORK = 8,     /* a network peer failed or could not be reached */
     LM_ERR_TEMPLATE = 9,    /* a chat template failed to render (raise_exception, runaway) */
@@ -55,8 +71,17 @@ typedef struct lm_error {
     char msg[256];
 } lm_error;
 
-/* Log sink. level: 0 error, 1 warning, 2 info, 3 debug. msg is valid during the call only. */
-typedef void (*lm_log_fn)(int level, const char *msg, void *user);
+/* How much a log message matters; a sink may drop the levels it does not want. */
+typedef enum lm_log_level {
+    LM_LOG_ERROR = 0,   /* a call is about to fail (its status and message say the rest) */
+    LM_LOG_WARN = 1,    /* something was not as expected and a fallback was taken */
+    LM_LOG_INFO = 2,    /* one line per load step: what was loaded, where it runs, how long it took */
+    LM_LOG_DEBUG = 3,   /* details for bisecting (kernel choices, sizes) */
+} lm_log_level;
+
+/* Log sink: one line of text (no newline; control characters from files or the network are
+ * escaped), valid during the call only. Called from the thread doing the work. */
+typedef void (*lm_log_fn)(lm_log_level level, const char *msg, void *user);
 /* Load progress in [0,1] with a short stage name. Return non-zero to cancel the load. */
 typedef int (*lm_progress_fn)(float fraction, const char *stage, void *user);
 
@@ -72,7 +97,8 @@ typedef struct lm_model_params {
                                  the kernels are chosen once, at load */
     lm_progress_fn progress;  /* may be NULL */
     void *progress_user;
-    lm_log_fn log;            /* may be NULL: the library stays silent */
+    lm_log_fn log;            /* may be NULL: the library stays silent. Gets the load steps, the
+                                 device and kernels chosen, template problems and fallbacks */
     void *log_user;
     const char *chat_template;/* NULL: the model's own; else a built-in name ("llama3", "mistral",
                                  "chatml", "zephyr") or Jinja source text. Copied. */
@@ -92,7 +118,7 @@ lm_model_params lm_model_default_params(void);
  * With params->vocab_only the path may also be a tokenizer.json file (one named tokenizer.json
  * brings its folder's tokenizer_config.json and chat_template.jinja) or a folder holding
  * tokenizer.json without weights; such a model tokenizes, detokenizes and renders chat
- * templates (lm_n_vocab counts the tokenizer's vocabulary), and lm_engine_new refuses it with
+ * templates (lm_model_n_vocab counts the tokenizer's vocabulary), and lm_engine_new refuses it with
  * LM_ERR_UNSUPPORTED. */
 lm_status lm_model_load(const char *path, const lm_model_params *params, lm_model **out,
                         lm_error *err);
@@ -159,7 +185,7 @@ void lm_engine_get_stats(const lm_engine *e, lm_engine_stats *out);
 /* Runs a short generation so the first real request is not cold (page faults, caches). */
 lm_status lm_engine_warmup(lm_engine *e, lm_error *err);
 
-/* ---- tokens ----------------------------------------------------------------------------------- */
+/* ---- tokens: the model's vocabulary ----------------------------------------------------------- */
 
 enum {
     LM_TOK_ADD_SPECIAL = 1u << 0,   /* add BOS/EOS as the tokenizer's post-processor says */
@@ -167,21 +193,25 @@ enum {
                                        leave it off for untrusted text */
 };
 
-/* Writes up to cap ids into ids and sets *n_out to the number of ids the text needs. If cap is
- * too small returns LM_ERR_TOO_SMALL (nothing else changed); ids may be NULL with cap 0. */
-lm_status lm_tokenize(const lm_model *m, const char *text, size_t len, uint32_t flags,
+/* Tokenizes len bytes of text. Sets *n_out to the number of ids the text needs and, when that is
+ * at most cap, writes them to ids; otherwise returns LM_ERR_TOO_SMALL and writes nothing (ids may
+ * be NULL with cap 0, to ask for the size). */
+lm_status lm_model_tokenize(const lm_model *m, const char *text, size_t len, uint32_t flags,
                       lm_token *ids, size_t cap, size_t *n_out, lm_error *err);
 
-/* Decodes ids into text (as the tokenizer's decoder does). Writes at most cap bytes plus a NUL
- * when it fits; *len_out gets the text length. LM_ERR_TOO_SMALL when cap <= length. */
-lm_status lm_detokenize(const lm_model *m, const lm_token *ids, size_t n, bool skip_special,
+/* Decodes ids into text as the tokenizer's decoder does. *len_out gets the text's length in bytes
+ * (the NUL not counted). When cap > that length, the text and a terminating NUL are written to out;
+ * otherwise LM_ERR_TOO_SMALL, and out is left unchanged. */
+lm_status lm_model_detokenize(const lm_model *m, const lm_token *ids, size_t n, bool skip_special,
                         char *out, size_t cap, size_t *len_out, lm_error *err);
 
-lm_token lm_token_bos(const lm_model *m); /* -1 when the model has none */
-lm_token lm_token_eos(const lm_model *m);
-int32_t lm_n_vocab(const lm_model *m);
+/* The beginning- and end-of-sequence ids, -1 when the model has none. */
+lm_token lm_model_token_bos(const lm_model *m);
+lm_token lm_model_token_eos(const lm_model *m);
+/* The size of the vocabulary (the logits' length). */
+int32_t lm_model_n_vocab(const lm_model *m);
 /* Raw vocabulary entry of id (owned by the model), NULL when out of range. */
-const char *lm_token_piece(const lm_model *m, lm_token id);
+const char *lm_model_token_piece(const lm_model *m, lm_token id);
 
 /* ---- sampling ---------------------------------------------------------------------------------- */
 
@@ -214,7 +244,9 @@ typedef struct lm_gen_params {
     float frequency_penalty;   /* 0: off */
     int32_t penalty_last_n;    /* window of the penalties, in tokens; -1: whole history */
     uint64_t seed;
-    const char *stop[LM_MAX_STOP]; /* stop strings (NULL-terminated list); never delivered */
+    const char *stop[LM_MAX_STOP]; /* stop strings: the entries before the first NULL (all
+                                      LM_MAX_STOP may be used); the text is cut before a match,
+                                      which is never delivered */
     bool ignore_eos;           /* keep going past end-of-generation tokens */
     lm_token_fn token_fn;      /* may be NULL: called for each generated token */
     void *token_user;
@@ -275,14 +307,15 @@ lm_status lm_session_truncate(lm_session *s, size_t n);
 const lm_token *lm_session_tokens(const lm_session *s);
 
 /* Callback receiving generated text as it is produced: complete UTF-8 only, stop strings never
- * included. Return non-zero to stop (the call then returns LM_ERR_CANCELLED... see finish). */
+ * included. Return non-zero to stop: the call returns LM_ERR_CANCELLED with finish
+ * LM_FINISH_CANCELLED, and this piece stays delivered. */
 typedef int (*lm_piece_fn)(const char *utf8, size_t len, void *user);
 
 typedef enum lm_finish {
     LM_FINISH_NONE = 0,
     LM_FINISH_STOP = 1,       /* end-of-generation token or stop string */
     LM_FINISH_LENGTH = 2,     /* max_tokens or context full */
-    LM_FINISH_CANCELLED = 3,  /* callback or lm_session_cancel() */
+    LM_FINISH_CANCELLED = 3,  /* the caller stopped it (the call returned LM_ERR_CANCELLED) */
     LM_FINISH_ERROR = 4,
 } lm_finish;
 
@@ -308,8 +341,7 @@ typedef struct lm_gen_stats {
 } lm_gen_stats;
 
 /* Continues the session's context with the prompt text (tokenized with LM_TOK_PARSE_SPECIAL
- * and, if the context is empty, LM_TOK_ADD_SPECIAL) and generates. A callback that returns
- * non-zero ends it with finish = LM_FINISH_CANCELLED and status LM_OK. */
+ * and, if the context is empty, LM_TOK_ADD_SPECIAL) and generates. */
 lm_status lm_session_complete(lm_session *s, const char *prompt, size_t len,
                               const lm_gen_params *gp, lm_piece_fn fn, void *user,
                               lm_gen_stats *stats);
@@ -319,9 +351,9 @@ lm_status lm_session_generate(lm_session *s, const lm_token *prompt, size_t n,
                               const lm_gen_params *gp, lm_piece_fn fn, void *user,
                               lm_gen_stats *stats);
 
-/* Asks the session's running call to stop as soon as it can (before the engine's next pass).
- * Safe to call from any thread, and from a signal handler (it only sets a flag). The flag is
- * cleared at the start of the next call. */
+/* Asks the session's running call to stop as soon as it can (before the engine's next pass); it
+ * then returns LM_ERR_CANCELLED. Safe to call from any thread, and from a signal handler (it only
+ * sets a flag). The flag is cleared at the start of the next call. */
 void lm_session_cancel(lm_session *s);
 
 /* ---- chat ------------------------------------------------------------------------------------ */
@@ -349,7 +381,7 @@ lm_chat_params lm_chat_default_params(void);
 /* Renders messages with the model's chat template into out (cap bytes incl. NUL);
  * LM_ERR_TOO_SMALL with *len_out set when it does not fit. LM_ERR_TEMPLATE for template errors
  * (raise_exception's message is kept). */
-lm_status lm_chat_render(const lm_model *m, const lm_message *msgs, size_t n,
+lm_status lm_model_chat_render(const lm_model *m, const lm_message *msgs, size_t n,
                          const lm_chat_params *cp, char *out, size_t cap, size_t *len_out,
                          lm_error *err);
 
@@ -366,17 +398,6 @@ lm_status lm_session_chat(lm_session *s, const lm_message *msgs, size_t n,
  * lm_session_chat with the final text then only prefills the tail. Cancellable. */
 lm_status lm_session_prefill_partial(lm_session *s, const lm_message *msgs, size_t n,
                                      const lm_chat_params *cp);
-
-/* ---- model references ------------------------------------------------------------------------ */
-
-/* Resolves a model reference into out (cap bytes): an existing file or folder is returned as is;
- * otherwise "org/name[@revision]" (revision default "main", or a commit hash) is looked up in
- * the Hugging Face cache folder cache_dir as huggingface_hub lays it out, giving the snapshot
- * folder. Ids with "..", absolute parts or odd characters are refused before any file access.
- * The library reads no environment: the caller picks cache_dir ($HF_HUB_CACHE, else
- * $HF_HOME/hub, else ~/.cache/huggingface/hub is the usual rule). */
-lm_status lm_resolve_model(const char *ref, const char *cache_dir, char *out, size_t cap,
-                           lm_error *err);
 
 /* ---- providers: one interface for the local model and OpenAI-compatible endpoints ------------ */
 
@@ -400,9 +421,9 @@ typedef struct lm_call lm_call;
 lm_status lm_call_new(lm_call **out, lm_error *err);
 void lm_call_free(lm_call *c);
 /* Stops the call as soon as it can (a queued call leaves the queue; a running one stops between
- * tokens); the call then returns LM_ERR_CANCELLED, or LM_OK with finish LM_FINISH_CANCELLED once
- * text was delivered. Safe from any thread, before or during the call. The flag stays set until
- * lm_call_reset: a call made on a cancelled handle returns LM_ERR_CANCELLED at once. */
+ * tokens); the call then returns LM_ERR_CANCELLED (with what it delivered before kept). Safe from
+ * any thread, before or during the call. The flag stays set until lm_call_reset: a call made on
+ * a cancelled handle returns LM_ERR_CANCELLED at once. */
 void lm_call_cancel(lm_call *c);
 void lm_call_reset(lm_call *c);
 /* Message of the call's failure ("" after success); owned by c, valid until its next call. */
@@ -447,9 +468,10 @@ lm_status lm_provider_fallback_new(lm_provider *const *list, size_t n, lm_provid
                                    lm_error *err);
 void lm_provider_free(lm_provider *p);
 
-/* Owned by the provider. */
+/* The provider's name (owned by it, valid while it lives). */
 const char *lm_provider_name(const lm_provider *p);
-bool lm_provider_is_ready(lm_provider *p);
+/* Whether a call could be tried now (the local model loaded, a remote one configured). */
+bool lm_provider_is_ready(const lm_provider *p);
 /* A streamed chat turn. Any number of threads may call one provider at once, each with its own
  * call handle (which may be NULL: then the call cannot be cancelled and its message is lost).
  * stats may be NULL; remote providers fill what the server reports. */
@@ -468,8 +490,8 @@ lm_status lm_provider_complete(lm_provider *p, const char *prompt, size_t len,
  * parameters, used only for greedy (temperature 0) chat turns. Thread-safe; may be shared by
  * sessions. A hit delivers the cached text without running the model. */
 typedef struct lm_response_cache lm_response_cache;
-/* capacity: entries kept (0: 256). NULL on NOMEM. */
-lm_response_cache *lm_response_cache_new(size_t capacity);
+/* capacity: entries kept (0: 256). *out is freed with lm_response_cache_free. */
+lm_status lm_response_cache_new(size_t capacity, lm_response_cache **out, lm_error *err);
 void lm_response_cache_free(lm_response_cache *c);
 /* Attaches c (borrowed; NULL detaches) to the session's lm_session_chat calls. */
 void lm_session_set_response_cache(lm_session *s, lm_response_cache *c);
@@ -519,9 +541,11 @@ lm_sentences_params lm_sentences_default_params(void);
  * chunker it came from. */
 typedef int (*lm_sentence_fn)(const char *text, size_t len, void *user);
 
-/* p may be NULL (defaults); p is copied. NULL when fn is NULL or memory is short. Free with
- * lm_sentences_free(). One chunker per reply stream; not for several threads at once. */
-lm_sentences *lm_sentences_new(const lm_sentences_params *p, lm_sentence_fn fn, void *user);
+/* p may be NULL (defaults); p is copied. LM_ERR_MISUSE when fn or out is NULL, LM_ERR_NOMEM.
+ * *out is freed with lm_sentences_free(). One chunker per reply stream; not for several threads
+ * at once. */
+lm_status lm_sentences_new(const lm_sentences_params *p, lm_sentence_fn fn, void *user, lm_sentences **out,
+                           lm_error *err);
 
 /* Appends a piece of the reply (any bytes; len may be 0) and emits every chunk now known to be
  * complete. LM_OK, LM_ERR_NOMEM (the piece was not taken; the chunker is unchanged),
@@ -601,7 +625,7 @@ typedef struct lm_hub_progress {
 typedef int (*lm_hub_progress_fn)(const lm_hub_progress *p, void *user);
 
 typedef struct lm_hub_params {
-    const char *cache_dir;    /* required: the Hugging Face cache folder (see lm_resolve_model) */
+    const char *cache_dir;    /* required: the Hugging Face cache folder (see lm_hub_resolve) */
     const char *endpoint;     /* NULL: "https://huggingface.co" (usually from $HF_ENDPOINT) */
     const char *token;        /* NULL: none; sent as "Authorization: Bearer ...", never logged */
     bool offline;             /* resolve from the cache only, no network ($HF_HUB_OFFLINE) */
@@ -615,6 +639,15 @@ typedef struct lm_hub_params {
     int32_t download_timeout_s; /* a transfer with no byte for this long fails; <= 0: 60
                                    ($HF_HUB_DOWNLOAD_TIMEOUT) */
 } lm_hub_params;
+
+/* Resolves a model reference into out (cap bytes): an existing file or folder is returned as is;
+ * otherwise "org/name[@revision]" (revision default "main", or a commit hash) is looked up in
+ * the Hugging Face cache folder cache_dir as huggingface_hub lays it out, giving the snapshot
+ * folder. Ids with "..", absolute parts or odd characters are refused before any file access.
+ * The library reads no environment: the caller picks cache_dir ($HF_HUB_CACHE, else
+ * $HF_HOME/hub, else ~/.cache/huggingface/hub is the usual rule). */
+lm_status lm_hub_resolve(const char *ref, const char *cache_dir, char *out, size_t cap,
+                           lm_error *err);
 
 /* cache_dir NULL, the default endpoint, no token, online, timeouts 10 s and 60 s. */
 lm_hub_params lm_hub_default_params(void);

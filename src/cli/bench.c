@@ -125,7 +125,7 @@ static bool time_conversation(lm_engine *engine, const lm_token *ids, int32_t re
     enum { SYS = 500, USER = 30, HIST = 1000, PARTIAL_TAIL = 5 };
     size_t n = (size_t)reps;
     double *v = malloc(4 * n * sizeof *v);
-    float *logits = malloc((size_t)lm_n_vocab(lm_engine_model(engine)) * sizeof *logits);
+    float *logits = malloc((size_t)lm_model_n_vocab(lm_engine_model(engine)) * sizeof *logits);
     lm_session *s = NULL;
     bool ok = v && logits && open_session(engine, 0, HIST + USER + 2, &s);
     if (!v || !logits) cli_error("out of memory");
@@ -330,7 +330,7 @@ static int bench_single(const bench_opts *o, lm_model *model, double load_ms) {
     lm_model_info mi;
     memset(&mi, 0, sizeof mi);
     lm_model_get_info(model, &mi);
-    int32_t n_vocab = lm_n_vocab(model);
+    int32_t n_vocab = lm_model_n_vocab(model);
     w.default_ctx = mi.n_ctx_train > 0 && mi.n_ctx_train < 4096 ? mi.n_ctx_train : 4096;
 
     size_t max_len = o->conversation ? 1040 : DECODE_PROMPT;

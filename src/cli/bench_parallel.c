@@ -68,7 +68,7 @@ int cli_bench_parallel(lm_model *model, const char *model_path, const int32_t *n
     if (lm_engine_new(model, &ep, &eng, &err) != LM_OK) return cli_error("cannot start the engine: %s", err.msg);
     lm_model_info mi;
     lm_model_get_info(model, &mi);
-    int32_t V = lm_n_vocab(model);
+    int32_t V = lm_model_n_vocab(model);
     int rc = CLI_EXIT_ERROR;
     pworker *w = calloc((size_t)max_n, sizeof *w);
     pthread_t *th = calloc((size_t)max_n, sizeof *th);
@@ -136,7 +136,7 @@ int cli_bench_parallel(lm_model *model, const char *model_path, const int32_t *n
             double first = INFINITY, last = 0, t0 = INFINITY, per = 0;
             long gen = 0;
             for (int32_t i = 0; i < n; i++) {
-                if (w[i].status != LM_OK) {
+                if (w[i].status != LM_OK && w[i].status != LM_ERR_CANCELLED) {
                     cli_error("stream %d: %s", (int)i, lm_session_errmsg(w[i].s));
                     goto done;
                 }
@@ -235,7 +235,7 @@ int cli_bench_long_prompt(lm_model *model, const char *model_path, int32_t n_str
     lm_error err = {0};
     lm_engine_params ep = lm_engine_default_params();
     if (lm_engine_new(model, &ep, &eng, &err) != LM_OK) return cli_error("cannot start the engine: %s", err.msg);
-    int32_t V = lm_n_vocab(model);
+    int32_t V = lm_model_n_vocab(model);
     int n = n_streams + 1, rc = CLI_EXIT_ERROR;
     gworker *w = calloc((size_t)n, sizeof *w);
     pthread_t *th = calloc((size_t)n, sizeof *th);
@@ -294,13 +294,13 @@ int cli_bench_long_prompt(lm_model *model, const char *model_path, int32_t n_str
     for (int i = 0; i <= n_streams; i++) pthread_join(th[i], NULL);
     double max_gap = 0;
     for (int i = 0; i < n_streams; i++) {
-        if (w[i].status != LM_OK) {
+        if (w[i].status != LM_OK && w[i].status != LM_ERR_CANCELLED) {
             cli_error("stream %d: %s", i, lm_session_errmsg(w[i].s));
             goto done;
         }
         if (w[i].max_gap > max_gap) max_gap = w[i].max_gap;
     }
-    if (w[n_streams].status != LM_OK) {
+    if (w[n_streams].status != LM_OK && w[n_streams].status != LM_ERR_CANCELLED) {
         cli_error("the long request: %s", lm_session_errmsg(w[n_streams].s));
         goto done;
     }

@@ -201,6 +201,10 @@ typedef struct cli_load_opts {
  * progress bar on stderr when it is a terminal and the model is big. On failure prints the error
  * and returns false. *load_ms (may be NULL) gets the wall time of the load. */
 bool cli_load(const char *ref, const cli_load_opts *o, lm_model **out, double *load_ms);
+/* The lm_model_params.chat_template of a --chat-template value: a built-in name as it is, else
+ * the Jinja source read from the file (malloc'd into *owned, which the caller frees). NULL when
+ * the file cannot be read, with the reason in why. */
+const char *cli_chat_template(const char *opt, char **owned, char *why, size_t cap);
 /* cli_load with only a thread count. */
 bool cli_load_model(const char *ref, int32_t n_threads, lm_model **out, double *load_ms);
 /* An engine on model with its default threads (the model's -t); prints the error. */

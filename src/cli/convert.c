@@ -51,9 +51,9 @@ static int draw(float f, const char *stage, void *user) {
     return 0;
 }
 
-static void log_fn(int level, const char *msg, void *user) {
+static void log_fn(lm_log_level level, const char *msg, void *user) {
     bar *b = user;
-    if (level > 2 || b->quiet) return;
+    if (level > LM_LOG_INFO || b->quiet) return;
     if (b->drawn) fputc('\n', stderr);
     b->drawn = false;
     b->last = -1;

@@ -63,7 +63,7 @@ int cli_detokenize(int argc, char **argv) {
     char *text = NULL;
     cli_load_opts lo = {.vocab_only = true};
     if (!cli_load(model_path, &lo, &model, NULL)) goto done;
-    int32_t n_vocab = lm_n_vocab(model);
+    int32_t n_vocab = lm_model_n_vocab(model);
     for (size_t i = 0; i < n_ids; i++) {
         if (ids[i] >= n_vocab) {
             cli_error("--ids: id %ld at position %zu is outside the vocabulary (0 to %ld)",
@@ -81,7 +81,7 @@ int cli_detokenize(int argc, char **argv) {
         cli_error("out of memory");
         goto done;
     }
-    lm_status st = lm_detokenize(model, ids, n_ids, skip_special, text, cap, &len, &err);
+    lm_status st = lm_model_detokenize(model, ids, n_ids, skip_special, text, cap, &len, &err);
     if (st == LM_ERR_TOO_SMALL) {
         free(text);
         cap = len + 1;
@@ -90,7 +90,7 @@ int cli_detokenize(int argc, char **argv) {
             cli_error("out of memory for %zu bytes of text", len);
             goto done;
         }
-        st = lm_detokenize(model, ids, n_ids, skip_special, text, cap, &len, &err);
+        st = lm_model_detokenize(model, ids, n_ids, skip_special, text, cap, &len, &err);
     }
     if (st != LM_OK) {
         cli_error("cannot detokenize: %s", err.msg[0] ? err.msg : lm_status_str(st));

@@ -213,7 +213,7 @@ int cli_eval(int argc, char **argv) {
     lm_token *greedy = NULL;
     if (!cli_load_model(o.model_path, o.n_threads, &model, NULL)) goto done;
     if (!cli_engine_new(model, &engine)) goto done;
-    int32_t n_vocab = lm_n_vocab(model);
+    int32_t n_vocab = lm_model_n_vocab(model);
     if (n_vocab <= 0) {
         cli_error("model '%s' reports no vocabulary", o.model_path);
         goto done;

@@ -93,7 +93,7 @@ int cli_info(int argc, char **argv) {
                (long)mi.n_head, (long)mi.n_head_kv, (long)mi.head_dim, (long)mi.n_ff,
                (double)mi.rope_theta, (double)mi.norm_eps, (unsigned long long)mi.n_params,
                (unsigned long long)mi.weight_bytes, (long)mi.n_threads,
-               (long)lm_token_bos(model), (long)lm_token_eos(model),
+               (long)lm_model_token_bos(model), (long)lm_model_token_eos(model),
                (unsigned long long)kv_per_token, (long)kv_ctx, (unsigned long long)kv_bytes,
                (unsigned long long)mem_bytes, load_ms);
     } else {
@@ -107,7 +107,7 @@ int cli_info(int argc, char **argv) {
         printf("parameters:   %llu (%s of weights)\n", (unsigned long long)mi.n_params, wb);
         printf("weights:      %s\n", mi.quant ? mi.quant : "");
         printf("vocab:        %ld (bos %ld, eos %ld)\n", (long)mi.n_vocab,
-               (long)lm_token_bos(model), (long)lm_token_eos(model));
+               (long)lm_model_token_bos(model), (long)lm_model_token_eos(model));
         printf("context:      %ld (trained)\n", (long)mi.n_ctx_train);
         printf("layers:       %ld, embd %ld, ff %ld\n", (long)mi.n_layer, (long)mi.n_embd,
                (long)mi.n_ff);

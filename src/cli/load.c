@@ -122,7 +122,7 @@ bool cli_resolve_ref(const char *ref_in, int32_t n_ctx, char *resolved, size_t c
     /* A Hugging Face id is looked up in the cache first (the library reads no environment). */
     char *cache = cli_hf_cache_dir();
     lm_error rerr = {0};
-    lm_status rst = lm_resolve_model(ref, cache, resolved, cap, &rerr);
+    lm_status rst = lm_hub_resolve(ref, cache, resolved, cap, &rerr);
     free(cache);
     /* a hub id not in the cache (or with a :QUANT suffix) is fetched, from the cache first */
     if (rst != LM_OK && access(ref, F_OK) != 0 && strchr(ref, '/') && ref[0] != '/' && ref[0] != '.') {
@@ -165,17 +165,19 @@ static bool load_params(const cli_load_opts *o, lm_model_params *mp, char **owne
     mp->n_threads = o->n_threads;
     mp->vocab_only = o->vocab_only;
     const char *t = o->chat_template;
-    if (t && !is_builtin_template(t)) {
-        *owned = cli_read_file(t, NULL);
-        if (!*owned) {
-            snprintf(why, cap, "--chat-template: '%s' is neither a built-in format (llama3, "
-                     "mistral, chatml, zephyr) nor a readable file: %s", t, strerror(errno));
-            return false;
-        }
-        t = *owned;
-    }
+    if (t && !(t = cli_chat_template(t, owned, why, cap))) return false;
     mp->chat_template = t;
     return true;
+}
+
+const char *cli_chat_template(const char *opt, char **owned, char *why, size_t cap) {
+    *owned = NULL;
+    if (is_builtin_template(opt)) return opt;
+    *owned = cli_read_file(opt, NULL);
+    if (!*owned)
+        snprintf(why, cap, "--chat-template: '%s' is neither a built-in format (llama3, "
+                 "mistral, chatml, zephyr) nor a readable file: %s", opt, strerror(errno));
+    return *owned;
 }
 
 /* The load error as one sentence that names the path once. */
@@ -245,7 +247,7 @@ bool cli_load_quiet(const char *ref, const cli_load_opts *o, lm_model **out, cha
     char resolved[4096];
     char *cache = cli_hf_cache_dir();
     lm_error err = {0};
-    lm_status st = lm_resolve_model(ref, cache, resolved, sizeof resolved, &err);
+    lm_status st = lm_hub_resolve(ref, cache, resolved, sizeof resolved, &err);
     free(cache);
     if (st != LM_OK) {
         free(tpl);

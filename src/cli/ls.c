@@ -66,7 +66,7 @@ static int ls_available(int32_t ctx) {
         if (cached && quant[0]) {
             char path[4096];
             lm_error e2 = {0};
-            cached = lm_resolve_model(e->name, cache, path, sizeof path, &e2) == LM_OK;
+            cached = lm_hub_resolve(e->name, cache, path, sizeof path, &e2) == LM_OK;
         }
         gb(dl, sizeof dl, need.weights);
         gb(mem, sizeof mem, need.total);

@@ -153,7 +153,7 @@ static bool has_chat_template(const lm_model *m) {
     lm_chat_params cp = lm_chat_default_params();
     size_t len = 0;
     lm_error err = {0};
-    return lm_chat_render(m, &msg, 1, &cp, NULL, 0, &len, &err) != LM_ERR_UNSUPPORTED;
+    return lm_model_chat_render(m, &msg, 1, &cp, NULL, 0, &len, &err) != LM_ERR_UNSUPPORTED;
 }
 
 /* ---- plain completion ---------------------------------------------------------------------- */

@@ -14,15 +14,18 @@
 #include <malloc.h>
 #endif
 
-enum { O_HOST = CLI_O_OWN, O_PORT, O_API_KEY, O_PARALLEL, O_QUEUE };
+enum { O_HOST = CLI_O_OWN, O_PORT, O_API_KEY, O_PARALLEL, O_QUEUE, O_CORS };
 
 static const cli_option SERVE_OPTIONS[] = {
-    {O_HOST, "--host", "ADDR", "numeric address to bind (default 127.0.0.1, this machine only)"},
+    {O_HOST, "--host", "ADDR", "address or host name to bind (default 127.0.0.1, this machine only)"},
     {O_PORT, "--port", "N", "port (default 8080; 0: any free port, printed on stderr)"},
     {O_API_KEY, "--api-key", "KEY", "require 'Authorization: Bearer KEY' (default: $LOCALLM_API_KEY)"},
     {O_PARALLEL, "--parallel|-np", "N", "requests generated at once, each with its own KV cache (default 1)"},
     {O_QUEUE, "--queue", "N", "requests that may wait for a slot before 429 (default 16)"},
     {CLI_O_CTX, "-c|--ctx|--ctx-size", "N", "context window per slot (default: the model's, at most 4096)"},
+    CLI_OPT_CHAT_TEMPLATE,
+    {O_CORS, "--cors", "ORIGIN", "a browser origin allowed to call the server, e.g. http://localhost:3000\n"
+                                 "(repeat it or separate with commas; * allows any; default none)"},
     CLI_OPT_THREADS,
     CLI_OPT_FORCE,
     CLI_OPT_HELP,
@@ -34,8 +37,10 @@ static const cli_option SERVE_OPTIONS[] = {
 static const cli_command SERVE_CMD = {
     "serve",
     "Usage: locallm serve [MODEL] [options]\n",
-    "Serves MODEL over HTTP with OpenAI's API: POST /v1/chat/completions, POST /v1/completions,\n"
-    "GET /v1/models and GET /health. MODEL defaults to the embedded chat model (models/tinychat).\n"
+    "Serves MODEL over HTTP with OpenAI's API (POST /v1/chat/completions, POST /v1/completions,\n"
+    "GET /v1/models, GET /v1/models/ID) and Ollama's (POST /api/chat, POST /api/generate,\n"
+    "GET /api/tags, POST /api/show, GET /api/version), and GET /health. MODEL defaults to the\n"
+    "embedded chat model (models/tinychat).\n"
     "The socket listens at once; the model loads in the background (/health answers 503 until\n"
     "it is ready). Ctrl-C or SIGTERM stops the server.\n",
     SERVE_OPTIONS,
@@ -51,14 +56,14 @@ static void on_signal(int sig) {
     g_stop = 1;
 }
 
-static void log_line(int level, const char *msg, void *user) {
+static void log_line(lm_log_level level, const char *msg, void *user) {
     (void)user;
     static const char *const names[] = {"error", "warning", "info", "debug"};
     time_t now = time(NULL);
     struct tm tm;
     char ts[32] = "";
     if (gmtime_r(&now, &tm)) strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    fprintf(stderr, "%s locallm serve: %s: %s\n", ts, names[level < 0 || level > 3 ? 3 : level], msg);
+    fprintf(stderr, "%s locallm serve: %s: %s\n", ts, names[(unsigned)level > LM_LOG_DEBUG ? LM_LOG_DEBUG : level], msg);
 }
 
 static void on_listen(const char *host, uint16_t port, void *user) {
@@ -87,23 +92,52 @@ static const char *model_id(const char *ref) {
     return id;
 }
 
-int cli_serve(int argc, char **argv) {
-    const char *cmd = "serve";
-#ifdef __GLIBC__
-    /* Request bodies up to 8 MB are buffered whole. glibc raises its mmap threshold after such a
-     * block is freed, so later ones land in per-thread arenas and stay resident: a long-running
-     * server grew ~30 MB under tests/soak/soak.py. A fixed threshold gives big blocks back. */
-    mallopt(M_MMAP_THRESHOLD, 1 << 20);
-#endif
-    const char *model_ref = NULL, *host = "127.0.0.1", *api_key = getenv("LOCALLM_API_KEY");
-    int32_t port = 8080, n_parallel = 1, n_queue = 16, n_ctx = 0, n_threads = 0;
+/* The options of serve. */
+typedef struct serve_opts {
+    const char *model_ref, *host, *api_key, *tpl;
+    char *origins[64];
+    size_t n_origins;
+    char *copies[64];           /* strtok_r cuts each --cors value in a copy of its own */
+    size_t n_copies;
+    int32_t port, n_parallel, n_queue, n_ctx, n_threads;
     cli_cloud_flags cf;
-    memset(&cf, 0, sizeof cf);
+} serve_opts;
+
+/* Adds the comma-separated origins of one --cors value. */
+static bool add_origins(serve_opts *o, const char *val) {
+    char *copy = o->n_copies < LM_ARRAY_LEN(o->copies) ? strdup(val) : NULL;
+    if (!copy) {
+        cli_usage_error("serve", "--cors: too many values");
+        return false;
+    }
+    o->copies[o->n_copies++] = copy;
+    for (char *save = NULL, *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        while (*tok == ' ') tok++;
+        size_t len = strlen(tok);
+        while (len && tok[len - 1] == ' ') tok[--len] = '\0';
+        if (!len) continue;
+        /* a browser sends scheme://host[:port] with no path: a trailing slash would never match */
+        if (strcmp(tok, "*") != 0 && (!strstr(tok, "://") || tok[len - 1] == '/')) {
+            cli_usage_error("serve", "--cors: '%s' is not an origin (scheme://host[:port], as a browser "
+                            "sends it, e.g. http://localhost:3000; or *)", tok);
+            return false;
+        }
+        if (o->n_origins >= LM_ARRAY_LEN(o->origins)) {
+            cli_usage_error("serve", "--cors: at most %zu origins", LM_ARRAY_LEN(o->origins));
+            return false;
+        }
+        o->origins[o->n_origins++] = tok;
+    }
+    return true;
+}
+
+/* Reads the options into *o; returns -1 to go on, else the exit code. */
+static int parse_options(int argc, char **argv, serve_opts *o) {
     cli_args a;
     cli_args_init(&a, &SERVE_CMD, argc, argv);
     for (int id; (id = cli_args_next(&a)) != CLI_ARGS_END;) {
         /* serve has no --provider: a cloud can only stand behind the local model */
-        int cloud = id == CLI_O_PROVIDER ? 0 : cli_cloud_opt(&a, id, &cf);
+        int cloud = id == CLI_O_PROVIDER ? 0 : cli_cloud_opt(&a, id, &o->cf);
         if (cloud < 0) return CLI_EXIT_USAGE;
         if (cloud > 0) continue;
         bool ok = true;
@@ -111,87 +145,50 @@ int cli_serve(int argc, char **argv) {
         case CLI_ARGS_HELP: return CLI_EXIT_OK;
         case CLI_ARGS_ERROR: return CLI_EXIT_USAGE;
         case CLI_ARGS_POSITIONAL:
-            if (model_ref)
-                return cli_usage_error(cmd, "unexpected argument '%s' (the model is '%s')", a.val, model_ref);
-            model_ref = a.val;
+            if (o->model_ref)
+                return cli_usage_error("serve", "unexpected argument '%s' (the model is '%s')", a.val, o->model_ref);
+            o->model_ref = a.val;
             break;
-        case O_HOST: host = a.val; break;
-        case O_API_KEY: api_key = a.val; break;
-        case O_PORT: ok = cli_args_i32(&a, 0, 65535, &port); break;
-        case O_PARALLEL: ok = cli_args_i32(&a, 1, 256, &n_parallel); break;
-        case O_QUEUE: ok = cli_args_i32(&a, 1, 100000, &n_queue); break;
-        case CLI_O_CTX: ok = cli_args_i32(&a, 0, INT32_MAX, &n_ctx); break;
-        case CLI_O_THREADS: ok = cli_args_i32(&a, 0, 1024, &n_threads); break;
+        case O_HOST: o->host = a.val; break;
+        case O_API_KEY: o->api_key = a.val; break;
+        case CLI_O_CHAT_TEMPLATE: o->tpl = a.val; break;
+        case O_CORS: ok = add_origins(o, a.val); break;
+        case O_PORT: ok = cli_args_i32(&a, 0, 65535, &o->port); break;
+        case O_PARALLEL: ok = cli_args_i32(&a, 1, 256, &o->n_parallel); break;
+        case O_QUEUE: ok = cli_args_i32(&a, 1, 100000, &o->n_queue); break;
+        case CLI_O_CTX: ok = cli_args_i32(&a, 0, INT32_MAX, &o->n_ctx); break;
+        case CLI_O_THREADS: ok = cli_args_i32(&a, 0, 1024, &o->n_threads); break;
         case CLI_O_FORCE: cli_set_force(true); break;
         }
         if (!ok) return CLI_EXIT_USAGE;
     }
-    if (!cli_cloud_wanted(&cf) && (cf.base_url || cf.model || cf.api_key_env || cf.providers_file))
-        return cli_usage_error(cmd, "--base-url, --model, --api-key-env and --providers need "
-                                    "--fallback");
-    if (!is_loopback(host) && (!api_key || !api_key[0]))
-        fprintf(stderr, "locallm serve: warning: listening on %s without an API key: anyone who can reach "
-                        "this address can use the model%s; set --api-key or LOCALLM_API_KEY\n",
-                host, cli_cloud_wanted(&cf) ? " and your cloud providers' keys" : "");
-    cli_cloud *clouds = NULL;
-    size_t n_clouds = 0;
-    if (cli_cloud_wanted(&cf)) {
-        int crc = cli_cloud_resolve(cmd, &cf, &clouds, &n_clouds);
-        if (crc != CLI_EXIT_OK) return crc;
-    }
-    lm_openai_params *fallback = n_clouds ? calloc(n_clouds, sizeof *fallback) : NULL;
-    if (n_clouds && !fallback) {
-        free(clouds);
-        return cli_error("out of memory");
-    }
-    for (size_t k = 0; k < n_clouds; k++) {
-        fallback[k] = cli_cloud_params(&clouds[k], &cf);
-        if (clouds[k].api_key_env[0] && !fallback[k].api_key)
-            fprintf(stderr, "locallm serve: %s: $%s is not set; no API key is sent\n",
-                    clouds[k].name, clouds[k].api_key_env);
-        fprintf(stderr, "locallm serve: fallback %s: %s, model %s\n", clouds[k].name,
-                clouds[k].base_url, clouds[k].model);
-    }
-    char *default_ref = NULL;
-    if (!model_ref) {
-        default_ref = cli_default_chat_model();
-        if (!default_ref) return cli_error("out of memory");
-        model_ref = default_ref;
-    }
-    /* A hub id or short name is looked up in the cache and downloaded on first use; the memory
-     * check runs unless --force. */
-    char resolved[4096];
-    if (n_clouds) {
-        /* with a cloud behind it, a missing model is not fatal: look in the cache only */
-        char *cache = cli_hf_cache_dir();
-        lm_error err = {0};
-        bool have_local = lm_resolve_model(model_ref, cache, resolved, sizeof resolved, &err) == LM_OK;
-        free(cache);
-        if (!have_local) {
-            /* the cloud answers; /health and the log say why the model is missing */
-            fprintf(stderr, "locallm serve: warning: %s; chat requests go to %s\n", err.msg,
-                    clouds[0].name);
-            snprintf(resolved, sizeof resolved, "%s", model_ref);
-        }
-    } else if (!cli_resolve_ref(model_ref, n_ctx, resolved, sizeof resolved)) {
-        free(default_ref);
-        return CLI_EXIT_ERROR;
-    }
+    if (!cli_cloud_wanted(&o->cf) && (o->cf.base_url || o->cf.model || o->cf.api_key_env || o->cf.providers_file))
+        return cli_usage_error("serve", "--base-url, --model, --api-key-env and --providers need --fallback");
+    return -1;
+}
 
+/* Runs the server on the resolved model until a signal stops it. */
+static int run_server(const serve_opts *o, const char *resolved, const lm_openai_params *fallback, size_t n_clouds) {
+    char *tpl_owned = NULL, why[600];
+    const char *tpl = o->tpl ? cli_chat_template(o->tpl, &tpl_owned, why, sizeof why) : NULL;
+    if (o->tpl && !tpl) return cli_usage_error("serve", "%s", why);
     srv_config cfg = {0};
     cfg.model_path = resolved;
-    cfg.model_id = model_id(model_ref);
-    cfg.host = host;
-    cfg.port = (uint16_t)port;
-    cfg.api_key = api_key;
-    cfg.n_parallel = n_parallel;
-    cfg.n_queue = n_queue;
-    cfg.n_ctx = n_ctx;
-    cfg.n_threads = n_threads;
+    cfg.model_id = model_id(o->model_ref);
+    cfg.host = o->host;
+    cfg.port = (uint16_t)o->port;
+    cfg.api_key = o->api_key;
+    cfg.n_parallel = o->n_parallel;
+    cfg.n_queue = o->n_queue;
+    cfg.n_ctx = o->n_ctx;
+    cfg.n_threads = o->n_threads;
     cfg.log = log_line;
     cfg.on_listen = on_listen;
     cfg.fallback = fallback;
     cfg.n_fallback = n_clouds;
+    cfg.chat_template = tpl;
+    cfg.cors = (char **)o->origins; /* the array is const here, its strings are not */
+    cfg.n_cors = o->n_origins;
 
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
@@ -203,10 +200,89 @@ int cli_serve(int argc, char **argv) {
 
     lm_error err = {0};
     lm_status st = srv_run(&cfg, &g_stop, &err);
-    free(default_ref);
-    free(fallback);
-    free(clouds);
+    free(tpl_owned);
     if (st != LM_OK) return cli_error("%s", err.msg);
     fputs("locallm serve: stopped\n", stderr);
     return CLI_EXIT_OK;
+}
+
+/* Resolves the clouds and the model, then runs the server. */
+static int serve(serve_opts *o) {
+    if (!is_loopback(o->host) && (!o->api_key || !o->api_key[0]))
+        fprintf(stderr, "locallm serve: warning: listening on %s without an API key: anyone who can reach "
+                        "this address can use the model%s; set --api-key or LOCALLM_API_KEY\n",
+                o->host, cli_cloud_wanted(&o->cf) ? " and your cloud providers' keys" : "");
+    cli_cloud *clouds = NULL;
+    size_t n_clouds = 0;
+    if (cli_cloud_wanted(&o->cf)) {
+        int crc = cli_cloud_resolve("serve", &o->cf, &clouds, &n_clouds);
+        if (crc != CLI_EXIT_OK) return crc;
+    }
+    lm_openai_params *fallback = n_clouds ? calloc(n_clouds, sizeof *fallback) : NULL;
+    if (n_clouds && !fallback) {
+        free(clouds);
+        return cli_error("out of memory");
+    }
+    for (size_t k = 0; k < n_clouds; k++) {
+        fallback[k] = cli_cloud_params(&clouds[k], &o->cf);
+        if (clouds[k].api_key_env[0] && !fallback[k].api_key)
+            fprintf(stderr, "locallm serve: %s: $%s is not set; no API key is sent\n",
+                    clouds[k].name, clouds[k].api_key_env);
+        fprintf(stderr, "locallm serve: fallback %s: %s, model %s\n", clouds[k].name,
+                clouds[k].base_url, clouds[k].model);
+    }
+    char *default_ref = NULL;
+    if (!o->model_ref) {
+        default_ref = cli_default_chat_model();
+        if (!default_ref) {
+            free(fallback);
+            free(clouds);
+            return cli_error("out of memory");
+        }
+        o->model_ref = default_ref;
+    }
+    /* A hub id or short name is looked up in the cache and downloaded on first use; the memory
+     * check runs unless --force. */
+    char resolved[4096];
+    int rc = CLI_EXIT_OK;
+    if (n_clouds) {
+        /* with a cloud behind it, a missing model is not fatal: look in the cache only */
+        char *cache = cli_hf_cache_dir();
+        lm_error err = {0};
+        bool have_local = lm_hub_resolve(o->model_ref, cache, resolved, sizeof resolved, &err) == LM_OK;
+        free(cache);
+        if (!have_local) {
+            /* the cloud answers; /health and the log say why the model is missing */
+            fprintf(stderr, "locallm serve: warning: %s; chat requests go to %s\n", err.msg,
+                    clouds[0].name);
+            snprintf(resolved, sizeof resolved, "%s", o->model_ref);
+        }
+    } else if (!cli_resolve_ref(o->model_ref, o->n_ctx, resolved, sizeof resolved)) {
+        rc = CLI_EXIT_ERROR;
+    }
+    if (rc == CLI_EXIT_OK) rc = run_server(o, resolved, fallback, n_clouds);
+    free(default_ref);
+    free(fallback);
+    free(clouds);
+    return rc;
+}
+
+int cli_serve(int argc, char **argv) {
+#ifdef __GLIBC__
+    /* Request bodies up to 8 MB are buffered whole. glibc raises its mmap threshold after such a
+     * block is freed, so later ones land in per-thread arenas and stay resident: a long-running
+     * server grew ~30 MB under tests/soak/soak.py. A fixed threshold gives big blocks back. */
+    mallopt(M_MMAP_THRESHOLD, 1 << 20);
+#endif
+    serve_opts o;
+    memset(&o, 0, sizeof o);
+    o.host = "127.0.0.1";
+    o.api_key = getenv("LOCALLM_API_KEY");
+    o.port = 8080;
+    o.n_parallel = 1;
+    o.n_queue = 16;
+    int rc = parse_options(argc, argv, &o);
+    if (rc < 0) rc = serve(&o);
+    for (size_t k = 0; k < o.n_copies; k++) free(o.copies[k]);
+    return rc;
 }

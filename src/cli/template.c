@@ -121,11 +121,11 @@ static int print_ids(lm_model *model, const char *text, size_t len) {
     lm_error err = {0};
     lm_token *tok = NULL;
     size_t n_ids = 0;
-    lm_status st = lm_tokenize(model, text, len, LM_TOK_PARSE_SPECIAL, NULL, 0, &n_ids, &err);
+    lm_status st = lm_model_tokenize(model, text, len, LM_TOK_PARSE_SPECIAL, NULL, 0, &n_ids, &err);
     if (st == LM_ERR_TOO_SMALL || (st == LM_OK && n_ids > 0)) {
         tok = malloc((n_ids ? n_ids : 1) * sizeof *tok);
         if (!tok) return cli_error("out of memory");
-        st = lm_tokenize(model, text, len, LM_TOK_PARSE_SPECIAL, tok, n_ids, &n_ids, &err);
+        st = lm_model_tokenize(model, text, len, LM_TOK_PARSE_SPECIAL, tok, n_ids, &n_ids, &err);
     }
     if (st != LM_OK) {
         free(tok);
@@ -142,7 +142,7 @@ static int print_ids(lm_model *model, const char *text, size_t len) {
 static bool render(lm_model *model, const lm_message *msgs, size_t n, const lm_chat_params *cp, char **out,
                    size_t *len) {
     lm_error err = {0};
-    lm_status st = lm_chat_render(model, msgs, n, cp, NULL, 0, len, &err);
+    lm_status st = lm_model_chat_render(model, msgs, n, cp, NULL, 0, len, &err);
     if (st == LM_ERR_TOO_SMALL || st == LM_OK) {
         *out = malloc(*len + 1);
         if (!*out) {
@@ -150,7 +150,7 @@ static bool render(lm_model *model, const lm_message *msgs, size_t n, const lm_c
             return false;
         }
         memset(&err, 0, sizeof err);
-        st = lm_chat_render(model, msgs, n, cp, *out, *len + 1, len, &err);
+        st = lm_model_chat_render(model, msgs, n, cp, *out, *len + 1, len, &err);
     }
     if (st != LM_OK) {
         cli_error("cannot render the template: %s", err.msg[0] ? err.msg : lm_status_str(st));

@@ -75,7 +75,7 @@ int cli_tokenize(int argc, char **argv) {
     lm_error err = {0};
     size_t n = 0;
     /* First ask for the count, then tokenize into a buffer of that size. */
-    lm_status st = lm_tokenize(model, text, len, flags, NULL, 0, &n, &err);
+    lm_status st = lm_model_tokenize(model, text, len, flags, NULL, 0, &n, &err);
     if (st != LM_OK && st != LM_ERR_TOO_SMALL) {
         cli_error("cannot tokenize: %s", err.msg[0] ? err.msg : lm_status_str(st));
         goto done;
@@ -86,7 +86,7 @@ int cli_tokenize(int argc, char **argv) {
         goto done;
     }
     if (n > 0) {
-        st = lm_tokenize(model, text, len, flags, ids, n, &n, &err);
+        st = lm_model_tokenize(model, text, len, flags, ids, n, &n, &err);
         if (st != LM_OK) {
             cli_error("cannot tokenize: %s", err.msg[0] ? err.msg : lm_status_str(st));
             goto done;
@@ -98,7 +98,7 @@ int cli_tokenize(int argc, char **argv) {
         fputs("]}\n", stdout);
     } else {
         for (size_t i = 0; i < n; i++) {
-            const char *piece = lm_token_piece(model, ids[i]);
+            const char *piece = lm_model_token_piece(model, ids[i]);
             printf("%ld\t%s\n", (long)ids[i], piece ? piece : "");
         }
     }

@@ -914,7 +914,7 @@ int cli_voice(int argc, char **argv) {
     chp.max_chunk_chars = (size_t)o.max_chunk;
     turn t; /* the chunker's callback gets it; filled per turn */
     memset(&t, 0, sizeof t);
-    chunker = lm_sentences_new(&chp, on_sentence, &t);
+    lm_sentences_new(&chp, on_sentence, &t, &chunker, NULL);
     if (!chunker) goto nomem;
     t.ch = chunker;
     t.tts = tts;

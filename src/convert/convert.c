@@ -186,7 +186,7 @@ static lm_status assign_types(conv *c) {
                     return lm_fail(c->err, LM_ERR_UNSUPPORTED, "%s: tensor '%s': rows of %zu are not a multiple of %s's block of %u",
                                    c->s->dir, pl->name, ne0, ti->name, ti->block_size);
                 if (ne0 % cm_type_get(f)->block_size) f = CM_F16;
-                lm_log(&c->log, 3, "%s: %zu columns are not a multiple of %u: %s instead of %s", pl->name, ne0,
+                lm_log(&c->log, LM_LOG_DEBUG, "%s: %zu columns are not a multiple of %u: %s instead of %s", pl->name, ne0,
                        ti->block_size, cm_type_get(f)->name, ti->name);
                 t = f;
                 n_fallback++;
@@ -195,7 +195,7 @@ static lm_status assign_types(conv *c) {
         pl->type = t;
     }
     if (n_fallback)
-        lm_log(&c->log, 2, "%d tensors have rows that are not a multiple of 256: they use llama.cpp's fallback types", n_fallback);
+        lm_log(&c->log, LM_LOG_INFO, "%d tensors have rows that are not a multiple of 256: they use llama.cpp's fallback types", n_fallback);
     return LM_OK;
 }
 

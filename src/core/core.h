@@ -206,7 +206,7 @@ typedef struct lm_logger {
     lm_log_fn fn;
     void *user;
 } lm_logger;
-void lm_log(const lm_logger *lg, int level, const char *fmt, ...) LM_PRINTF(3, 4);
+void lm_log(const lm_logger *lg, lm_log_level level, const char *fmt, ...) LM_PRINTF(3, 4);
 
 /* ---- small RNG (xoshiro256**), deterministic across platforms ---- */
 

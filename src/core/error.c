@@ -100,7 +100,7 @@ void lm_error_clear(lm_error *err) {
     }
 }
 
-void lm_log(const lm_logger *lg, int level, const char *fmt, ...) {
+void lm_log(const lm_logger *lg, lm_log_level level, const char *fmt, ...) {
     if (!lg || !lg->fn) return;
     char raw[1024], msg[1024];
     va_list ap;

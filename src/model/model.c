@@ -118,6 +118,7 @@ lm_status lm_model_load(const char *path, const lm_model_params *params, lm_mode
     if (!out || !path) return lm_fail(err, LM_ERR_MISUSE, "lm_model_load: path and out must not be NULL");
     *out = NULL;
     lm_model_params p = params ? *params : lm_model_default_params();
+    double t0 = lm_time_ms();
     lm_model *m = lm_calloc(1, sizeof *m);
     if (!m) return lm_fail_nomem(err, "model");
     atomic_init(&m->refs, 1);
@@ -161,6 +162,8 @@ lm_status lm_model_load(const char *path, const lm_model_params *params, lm_mode
     /* chat template: the override, else the model's own, else a built-in fallback */
     if (p.chat_template) {
         const char *src = chat_builtin_source(p.chat_template);
+        lm_log(&m->log, LM_LOG_INFO, "%s: chat template: %s (given)%s", path, src ? p.chat_template : "Jinja source",
+               m->chat_template ? ", in place of the model's own" : "");
         lm_free(m->chat_template);
         m->chat_template = lm_strdup(src ? src : p.chat_template);
         if (!m->chat_template) {
@@ -170,6 +173,8 @@ lm_status lm_model_load(const char *path, const lm_model_params *params, lm_mode
     } else if (!m->chat_template) {
         const char *name = guess_builtin(m->tok);
         const char *src = name ? chat_builtin_source(name) : NULL;
+        if (src) lm_log(&m->log, LM_LOG_WARN, "%s: no chat template in the model; using the built-in '%s' its tokenizer suggests", path, name);
+        else if (m->tok) lm_log(&m->log, LM_LOG_WARN, "%s: no chat template in the model and none built in fits: chat needs lm_model_params.chat_template", path);
         if (src && !(m->chat_template = lm_strdup(src))) {
             model_destroy(m);
             return lm_fail_nomem(err, "chat template");
@@ -183,7 +188,7 @@ lm_status lm_model_load(const char *path, const lm_model_params *params, lm_mode
             model_destroy(m);
             return lm_fail_nomem(err, "chat template");
         }
-        if (st) lm_log(&m->log, 1, "%s: the chat template does not parse: %s", path, m->tmpl_err.msg);
+        if (st) lm_log(&m->log, LM_LOG_WARN, "%s: the chat template does not parse: %s", path, m->tmpl_err.msg);
     }
     m->tool_format = guess_tool_format(m);
     /* a vocabulary alone never runs the model */
@@ -209,8 +214,9 @@ lm_status lm_model_load(const char *path, const lm_model_params *params, lm_mode
         model_destroy(m);
         return lm_fail_nomem(err, "weight type summary");
     }
-    lm_log(&m->log, 2, "%s: %s %s, %d layers, kernels %s", path, m->arch_name, m->format, (int)m->hp.n_layer,
-           m->be ? m->be->ops->describe(m->be) : "none (vocabulary only)");
+    lm_log(&m->log, LM_LOG_INFO, "%s: %s %s, %d layers, kernels %s, weights %s, loaded in %.0f ms", path, m->arch_name,
+           m->format, (int)m->hp.n_layer, m->be ? m->be->ops->describe(m->be) : "none (vocabulary only)",
+           m->quant_summary, lm_time_ms() - t0);
     m->magic = LM_MODEL_MAGIC;
     *out = m;
     return LM_OK;
@@ -308,10 +314,10 @@ uint64_t lm_model_kv_bytes_per_token(const lm_model *m) {
     return (uint64_t)m->hp.n_layer * (uint64_t)m->hp.n_head_kv * (uint64_t)m->hp.head_dim * 2u * sizeof(uint16_t);
 }
 
-int32_t lm_n_vocab(const lm_model *m) { return m ? m->hp.n_vocab : 0; }
-lm_token lm_token_bos(const lm_model *m) { return m && m->tok ? tok_bos(m->tok) : -1; }
-lm_token lm_token_eos(const lm_model *m) { return m && m->tok ? tok_eos(m->tok) : -1; }
-const char *lm_token_piece(const lm_model *m, lm_token id) { return m && m->tok ? tok_piece(m->tok, id) : NULL; }
+int32_t lm_model_n_vocab(const lm_model *m) { return m ? m->hp.n_vocab : 0; }
+lm_token lm_model_token_bos(const lm_model *m) { return m && m->tok ? tok_bos(m->tok) : -1; }
+lm_token lm_model_token_eos(const lm_model *m) { return m && m->tok ? tok_eos(m->tok) : -1; }
+const char *lm_model_token_piece(const lm_model *m, lm_token id) { return m && m->tok ? tok_piece(m->tok, id) : NULL; }
 
 static lm_status need_tok(const lm_model *m, lm_error *err) {
     if (!m || m->magic != LM_MODEL_MAGIC) return lm_fail(err, LM_ERR_MISUSE, "the model handle is NULL or freed");
@@ -320,7 +326,7 @@ static lm_status need_tok(const lm_model *m, lm_error *err) {
     return LM_OK;
 }
 
-lm_status lm_tokenize(const lm_model *m, const char *text, size_t len, uint32_t flags, lm_token *ids,
+lm_status lm_model_tokenize(const lm_model *m, const char *text, size_t len, uint32_t flags, lm_token *ids,
                       size_t cap, size_t *n_out, lm_error *err) {
     lm_status st = need_tok(m, err);
     if (st) return st;
@@ -340,7 +346,7 @@ lm_status lm_tokenize(const lm_model *m, const char *text, size_t len, uint32_t 
     return LM_OK;
 }
 
-lm_status lm_detokenize(const lm_model *m, const lm_token *ids, size_t n, bool skip_special, char *out,
+lm_status lm_model_detokenize(const lm_model *m, const lm_token *ids, size_t n, bool skip_special, char *out,
                         size_t cap, size_t *len_out, lm_error *err) {
     lm_status st = need_tok(m, err);
     if (st) return st;

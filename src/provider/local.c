@@ -39,7 +39,7 @@ lm_local_params lm_local_default_params(void) {
     return p;
 }
 
-static bool local_ready(lm_provider *p) { return ((local_provider *)p)->n_slots > 0; }
+static bool local_ready(const lm_provider *p) { return ((const local_provider *)p)->n_slots > 0; }
 
 /* ---- slots ---- */
 

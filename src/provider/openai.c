@@ -353,6 +353,7 @@ static lm_status openai_chat_err(lm_provider *p, const lm_message *msgs, size_t 
     if (c.http_code == 0) curl_easy_getinfo(c.curl, CURLINFO_RESPONSE_CODE, &c.http_code);
     if (c.user_stop) {
         c.finish = LM_FINISH_CANCELLED;
+        st = lm_fail(err, LM_ERR_CANCELLED, "%s: stopped by the caller", p->name);
     } else if (call_cancelled(call)) {
         c.finish = LM_FINISH_CANCELLED;
         st = lm_fail(err, LM_ERR_CANCELLED, "%s: cancelled", p->name);
@@ -381,7 +382,7 @@ static lm_status openai_chat_err(lm_provider *p, const lm_message *msgs, size_t 
     if (stats) {
         double t1 = lm_time_ms();
         stats->ttft_ms = c.first_piece >= 0 ? c.first_piece - c.t0 : t1 - c.t0;
-        stats->finish = st ? LM_FINISH_ERROR : c.finish;
+        stats->finish = st == LM_ERR_CANCELLED ? LM_FINISH_CANCELLED : st ? LM_FINISH_ERROR : c.finish;
         if (!stats->n_generated) stats->n_generated = c.n_pieces;
         stats->decode_ms = c.first_piece >= 0 ? t1 - c.first_piece : 0;
         /* pieces that came in one burst (or tool calls handed on at the end) give no rate */
@@ -412,7 +413,7 @@ static lm_status openai_chat(lm_provider *p, const lm_message *msgs, size_t n, c
     return st;
 }
 
-static bool openai_is_ready(lm_provider *p) {
+static bool openai_is_ready(const lm_provider *p) {
     (void)p;
     return true; /* configured; reachability is learned by trying */
 }

@@ -73,7 +73,7 @@ void lm_provider_free(lm_provider *p) {
 }
 
 const char *lm_provider_name(const lm_provider *p) { return p ? p->name : ""; }
-bool lm_provider_is_ready(lm_provider *p) { return p && p->ops->is_ready(p); }
+bool lm_provider_is_ready(const lm_provider *p) { return p && p->ops->is_ready(p); }
 
 typedef struct chat_args {
     const lm_message *msgs;
@@ -160,8 +160,8 @@ typedef struct fallback_provider {
     size_t n;
 } fallback_provider;
 
-static bool fallback_ready(lm_provider *p) {
-    fallback_provider *fp = (fallback_provider *)p;
+static bool fallback_ready(const lm_provider *p) {
+    const fallback_provider *fp = (const fallback_provider *)p;
     for (size_t i = 0; i < fp->n; i++)
         if (lm_provider_is_ready(fp->list[i])) return true;
     return false;

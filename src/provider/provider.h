@@ -11,7 +11,7 @@
 #include "core/core.h"
 
 typedef struct provider_ops {
-    bool (*is_ready)(lm_provider *p);
+    bool (*is_ready)(const lm_provider *p);
     /* call is never NULL here (lm_provider_chat supplies a private one); its fields are reset */
     lm_status (*chat)(lm_provider *p, const lm_message *msgs, size_t n, const lm_chat_params *cp,
                       const lm_gen_params *gp, lm_piece_fn fn, void *user, lm_call *call,

@@ -446,6 +446,10 @@ static bool parse_structured(srv_request *rq, const cJSON *root, srv_reqerr *e) 
     }
     if (!cJSON_IsObject(schema) && !cJSON_IsBool(schema))
         return fail(e, "response_format", "'response_format.json_schema.schema' must be a JSON Schema object");
+    return srv_req_schema(rq, schema, "response_format", e);
+}
+
+bool srv_req_schema(srv_request *rq, const cJSON *schema, const char *param, srv_reqerr *e) {
     rq->schema_text = lm_json_print(schema);
     if (!rq->schema_text) return fail(e, NULL, "out of memory");
     /* converted and compiled now, so what cannot be enforced is a 400 naming where it is */
@@ -455,12 +459,34 @@ static bool parse_structured(srv_request *rq, const cJSON *root, srv_reqerr *e) 
     bool ok = true;
     if (st == LM_ERR_NOMEM) ok = fail(e, NULL, "out of memory");
     else if (st) /* the converter's message starts "json_schema: $.path: ..." */
-        ok = fail(e, "response_format", "response_format.json_schema.schema: %s",
+        ok = fail(e, param, "%s: %s", strcmp(param, "response_format") == 0 ? "response_format.json_schema.schema" : param,
                   strncmp(err.msg, "json_schema: ", 13) == 0 ? err.msg + 13 : err.msg);
-    else ok = check_grammar(g.data ? g.data : "", g.len, "response_format", e);
+    else ok = check_grammar(g.data ? g.data : "", g.len, param, e);
     lm_buf_free(&g);
     if (ok) rq->gp.json_schema = rq->schema_text;
     return ok;
+}
+
+/* logprobs: chat takes "logprobs": true with "top_logprobs" 0..20 alternatives; completions take
+ * "logprobs": N, the alternatives wanted (0..5, OpenAI's limit). */
+static bool parse_logprobs(srv_request *rq, const cJSON *root, srv_reqerr *e) {
+    double d = 0;
+    bool present = false;
+    if (rq->chat) {
+        if (!get_bool(root, "logprobs", &rq->logprobs, e)) return false;
+        if (!get_num(root, "top_logprobs", 0, LM_MAX_TOP_LOGPROBS, true, &d, &present, e)) return false;
+        if (present && !rq->logprobs)
+            return fail(e, "top_logprobs", "'top_logprobs' needs 'logprobs' set to true");
+    } else {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, "logprobs");
+        if (cJSON_IsBool(v)) /* what a chat client would send; false is off */
+            present = cJSON_IsTrue(v);
+        else if (!get_num(root, "logprobs", 0, 5, true, &d, &present, e))
+            return false;
+        rq->logprobs = present;
+    }
+    if (rq->logprobs) rq->gp.top_logprobs = (int32_t)d;
+    return true;
 }
 
 static bool parse_misc(srv_request *rq, const cJSON *root, srv_reqerr *e) {
@@ -515,22 +541,10 @@ bool srv_request_parse(const char *body, size_t len, bool chat, int32_t n_ctx, s
     rq->gp = lm_gen_default_params();
     rq->gp.max_tokens = -1;
     rq->gp.repeat_penalty = 1.0f;
-    lm_error jerr = {0};
     bool ok = false;
-    if (lm_json_parse(body, len, "request body", &rq->root, &jerr) != LM_OK) {
-        fail(e, NULL, "%s", jerr.code == LM_ERR_NOMEM ? "out of memory" : jerr.msg);
+    if (!srv_req_begin(body, len, rq, e)) goto done;
+    if (!parse_misc(rq, rq->root, e) || !parse_sampling(rq, rq->root, n_ctx, e) || !parse_logprobs(rq, rq->root, e))
         goto done;
-    }
-    if (!cJSON_IsObject(rq->root)) {
-        fail(e, NULL, "the request body must be a JSON object");
-        goto done;
-    }
-    char nul_at[64];
-    if (find_nul(body, len, nul_at, sizeof nul_at)) {
-        fail(e, nul_at, "'%s' must not contain a NUL character (\\u0000)", nul_at);
-        goto done;
-    }
-    if (!parse_misc(rq, rq->root, e) || !parse_sampling(rq, rq->root, n_ctx, e)) goto done;
     if (chat) {
         if (!parse_messages(rq, cJSON_GetObjectItemCaseSensitive(rq->root, "messages"), e) ||
             !parse_tools(rq, rq->root, e))
@@ -557,6 +571,45 @@ bool srv_request_parse(const char *body, size_t len, bool chat, int32_t n_ctx, s
 done:
     if (!ok) srv_request_free(rq);
     return ok;
+}
+
+/* ---- shared with server/ollama.c ---- */
+
+bool srv_req_fail(srv_reqerr *e, const char *param, const char *fmt, ...) {
+    char tmp[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(tmp, sizeof tmp, fmt, ap);
+    va_end(ap);
+    return fail(e, param, "%s", tmp);
+}
+
+bool srv_req_num(const cJSON *obj, const char *name, double lo, double hi, bool integral, double *out,
+                 bool *present, srv_reqerr *e) {
+    return get_num(obj, name, lo, hi, integral, out, present, e);
+}
+
+bool srv_req_bool(const cJSON *obj, const char *name, bool *out, srv_reqerr *e) {
+    return get_bool(obj, name, out, e);
+}
+
+bool srv_req_tools(srv_request *rq, const cJSON *root, srv_reqerr *e) {
+    return parse_tools(rq, root, e);
+}
+
+bool srv_req_key(srv_request *rq, srv_reqerr *e) {
+    return make_key(rq, e);
+}
+
+bool srv_req_begin(const char *body, size_t len, srv_request *rq, srv_reqerr *e) {
+    lm_error jerr = {0};
+    if (lm_json_parse(body, len, "request body", &rq->root, &jerr) != LM_OK)
+        return fail(e, NULL, "%s", jerr.code == LM_ERR_NOMEM ? "out of memory" : jerr.msg);
+    if (!cJSON_IsObject(rq->root)) return fail(e, NULL, "the request body must be a JSON object");
+    char nul_at[64];
+    if (find_nul(body, len, nul_at, sizeof nul_at))
+        return fail(e, nul_at, "'%s' must not contain a NUL character (\\u0000)", nul_at);
+    return true;
 }
 
 void srv_request_free(srv_request *rq) {

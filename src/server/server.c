@@ -1,6 +1,8 @@
-/* server/server.c: the OpenAI-compatible HTTP server on libmicrohttpd.
- * Owns: routing, authentication, body limits, background model loading, generation jobs, SSE
- * streaming, noticing a client that went away, and OpenAI-shaped responses and errors.
+/* server/server.c: the OpenAI- and Ollama-compatible HTTP server on libmicrohttpd.
+ * Owns: routing, authentication, body limits, CORS headers for the --cors origins, background
+ * model loading, generation jobs, SSE (OpenAI) and NDJSON (Ollama) streaming, logprobs, noticing
+ * a client that went away, and OpenAI-shaped responses and errors (Ollama's objects are built
+ * by server/ollama.c).
  * Does not own: request validation (server/request.c), slots, queueing, fallback to the cloud and
  * tool-call parsing (the library's providers: one local provider whose slots are sessions of one
  * engine, so concurrent requests share forward passes, behind a fallback manager with the cloud
@@ -11,11 +13,13 @@
  * prompt) still gets its HTTP status, and one whose client leaves while it waits is cancelled.
  * A streamed job hands SSE frames to MHD's content reader through a small locked buffer. */
 #include "server/server.h"
+#include "model/model.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <microhttpd.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
@@ -52,8 +56,8 @@ typedef struct srv {
     _Atomic uint64_t counter;
 } srv;
 
-static void slog(srv *sv, int level, const char *fmt, ...) LM_PRINTF(3, 4);
-static void slog(srv *sv, int level, const char *fmt, ...) {
+static void slog(srv *sv, lm_log_level level, const char *fmt, ...) LM_PRINTF(3, 4);
+static void slog(srv *sv, lm_log_level level, const char *fmt, ...) {
     if (!sv->cfg->log) return;
     char msg[512];
     va_list ap;
@@ -64,6 +68,32 @@ static void slog(srv *sv, int level, const char *fmt, ...) {
 }
 
 /* ---- responses ---- */
+
+/* True when origin (an Origin header's value; NULL: none) is in cfg->cors or the list holds "*". */
+static bool origin_listed(const srv_config *cfg, const char *origin) {
+    for (size_t i = 0; origin && i < cfg->n_cors; i++)
+        if (strcmp(cfg->cors[i], "*") == 0 || strcmp(cfg->cors[i], origin) == 0) return true;
+    return false;
+}
+
+/* MHD_OPTION_NOTIFY_CONNECTION: each connection's socket context is the server, so that
+ * add_cors finds the --cors list from the connection alone. */
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code) {
+    (void)c;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) *socket_context = cls;
+}
+
+/* A response to a browser origin in the --cors list names it in Access-Control-Allow-Origin
+ * (with Vary: Origin, since the header depends on it). */
+static void add_cors(struct MHD_Response *r, struct MHD_Connection *c) {
+    const char *origin = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Origin");
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    const srv *sv = ci ? ci->socket_context : NULL;
+    if (!origin || !sv || !origin_listed(sv->cfg, origin)) return;
+    MHD_add_response_header(r, "Access-Control-Allow-Origin", origin);
+    MHD_add_response_header(r, "Vary", "Origin");
+}
 
 /* Sends text (taken) with its content type; allow (may be NULL) becomes the Allow header,
  * provider (may be NULL) the x-locallm-provider header. */
@@ -76,6 +106,7 @@ static enum MHD_Result send_text_p(struct MHD_Connection *c, unsigned status, ch
         return MHD_NO;
     }
     MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
+    add_cors(r, c);
     if (allow) MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, allow);
     if (provider) MHD_add_response_header(r, "x-locallm-provider", provider);
     enum MHD_Result ret = MHD_queue_response(c, status, r);
@@ -138,6 +169,26 @@ static enum MHD_Result send_error(struct MHD_Connection *c, unsigned status, con
     return send_json(c, status, error_json(status, param, msg));
 }
 
+/* Ollama's error body: {"error": "..."}. */
+static cJSON *ollama_error_json(const char *msg) {
+    cJSON *o = cJSON_CreateObject();
+    if (o) cJSON_AddStringToObject(o, "error", msg);
+    return o;
+}
+
+/* An error in the shape of the request's API (enum srv_api). */
+static enum MHD_Result send_api_error(struct MHD_Connection *c, int api, unsigned status, const char *param,
+                                      const char *fmt, ...) LM_PRINTF(5, 6);
+static enum MHD_Result send_api_error(struct MHD_Connection *c, int api, unsigned status, const char *param,
+                                      const char *fmt, ...) {
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return send_json(c, status, api == SRV_API_OLLAMA ? ollama_error_json(msg) : error_json(status, param, msg));
+}
+
 
 /* ---- jobs ---- */
 
@@ -169,7 +220,28 @@ struct job {
     const char *model_name;   /* model_id, or the cloud's model */
     lm_sentences *sent;       /* x_sentences: cuts the streamed content into whole sentences */
     cJSON *tool_calls;        /* of the reply, or NULL */
+    uint64_t t0_ns;           /* when the request was taken (Ollama's total_duration) */
+    /* rq.logprobs: the generated tokens' log-probabilities, in order (from token_fn) */
+    struct lp_tok *lp;
+    size_t n_lp, cap_lp;
+    size_t lp_sent;           /* entries already sent in a chunk */
+    size_t lp_end;            /* bytes of the tokens' texts so far */
+    lm_buf lp_text;           /* the tokens' texts */
+    lm_token lp_win[4];       /* the last ids, decoded together so a token's text is exact */
+    int n_win;
+    bool lp_oom;
 };
+
+/* One generated token: its text (from the model's decoder), where that text ends in the reply,
+ * its log-probability and the most likely alternatives at its step. */
+typedef struct lp_tok {
+    size_t off, len;          /* its text in jb->lp_text */
+    size_t end;               /* bytes of the reply up to and including it */
+    float logprob;
+    int32_t n_top;
+    lm_token top_ids[LM_MAX_TOP_LOGPROBS];
+    float top_lp[LM_MAX_TOP_LOGPROBS];
+} lp_tok;
 
 static void job_unref(job *jb) {
     pthread_mutex_lock(&jb->mu);
@@ -183,6 +255,8 @@ static void job_unref(job *jb) {
     lm_buf_free(&jb->text);
     lm_sentences_free(jb->sent);
     cJSON_Delete(jb->tool_calls);
+    lm_free(jb->lp);
+    lm_buf_free(&jb->lp_text);
     pthread_mutex_destroy(&jb->mu);
     pthread_cond_destroy(&jb->cv);
     lm_free(jb);
@@ -201,13 +275,15 @@ static void job_push(job *jb, const char *s, size_t n) {
     pthread_mutex_unlock(&jb->mu);
 }
 
+/* One streamed object: an SSE event, or an NDJSON line for Ollama. */
 static void job_frame(job *jb, const cJSON *j) {
     char *text = j ? lm_json_print(j) : NULL;
     if (!text) return;
+    bool ndjson = jb->rq.api == SRV_API_OLLAMA;
     pthread_mutex_lock(&jb->mu);
-    lm_buf_puts(&jb->out, "data: ");
+    if (!ndjson) lm_buf_puts(&jb->out, "data: ");
     lm_buf_puts(&jb->out, text);
-    lm_buf_puts(&jb->out, "\n\n");
+    lm_buf_puts(&jb->out, ndjson ? "\n" : "\n\n");
     pthread_cond_broadcast(&jb->cv);
     pthread_mutex_unlock(&jb->mu);
     lm_free(text);
@@ -233,6 +309,187 @@ static void job_note_provider(job *jb) {
     }
 }
 
+/* ---- log-probabilities ---- */
+
+/* Appends s as valid UTF-8: a byte that starts no whole character becomes U+FFFD (a token can
+ * end inside a character; its "bytes" keep the exact ones). */
+static void put_utf8(lm_buf *b, const char *s, size_t n) {
+    for (size_t i = 0; i < n;) {
+        uint32_t cp;
+        int k = lm_utf8_decode(s + i, n - i, &cp);
+        if (cp == 0xFFFD && k == 1)
+            lm_buf_puts(b, "\xef\xbf\xbd");
+        else
+            lm_buf_append(b, s + i, (size_t)k);
+        i += (size_t)k;
+    }
+}
+
+/* Appends the text a token adds after the ones before it: the last few ids decoded with and
+ * without it, so that the decoder's rules about neighbours (a leading space) hold. */
+static void token_text(const lm_model *m, const lm_token *win, int n, lm_buf *out) {
+    char a[512], b[512];
+    size_t la = 0, lb = 0;
+    if (lm_model_detokenize(m, win, (size_t)n, false, a, sizeof a, &la, NULL) == LM_OK &&
+        lm_model_detokenize(m, win, (size_t)n - 1, false, b, sizeof b, &lb, NULL) == LM_OK && lb <= la &&
+        memcmp(a, b, lb) == 0) {
+        lm_buf_append(out, a + lb, la - lb);
+        return;
+    }
+    if (lm_model_detokenize(m, win + n - 1, 1, false, a, sizeof a, &la, NULL) == LM_OK) lm_buf_append(out, a, la);
+}
+
+/* lm_token_fn: records each generated token for the logprobs of the response. */
+static int on_token(const lm_token_info *ti, void *user) {
+    job *jb = user;
+    if (jb->lp_oom) return 0;
+    if (jb->n_lp == jb->cap_lp) {
+        size_t cap = jb->cap_lp ? 2 * jb->cap_lp : 64;
+        lp_tok *p = lm_realloc(jb->lp, cap * sizeof *p);
+        if (!p) {
+            jb->lp_oom = true; /* the reply goes on; its logprobs stop here */
+            return 0;
+        }
+        jb->lp = p;
+        jb->cap_lp = cap;
+    }
+    if (jb->n_win == (int)LM_ARRAY_LEN(jb->lp_win)) {
+        memmove(jb->lp_win, jb->lp_win + 1, (LM_ARRAY_LEN(jb->lp_win) - 1) * sizeof *jb->lp_win);
+        jb->n_win--;
+    }
+    jb->lp_win[jb->n_win++] = ti->id;
+    lp_tok *t = &jb->lp[jb->n_lp++];
+    t->off = jb->lp_text.len;
+    token_text(jb->sv->model, jb->lp_win, jb->n_win, &jb->lp_text);
+    if (jb->lp_text.oom) {
+        jb->lp_oom = true;
+        jb->n_lp--;
+        return 0;
+    }
+    t->len = jb->lp_text.len - t->off;
+    jb->lp_end += t->len;
+    t->end = jb->lp_end;
+    t->logprob = ti->logprob;
+    t->n_top = LM_MIN(ti->n_top, LM_MAX_TOP_LOGPROBS);
+    for (int32_t i = 0; i < t->n_top; i++) {
+        t->top_ids[i] = ti->top_ids[i];
+        t->top_lp[i] = ti->top_logprobs[i];
+    }
+    return 0;
+}
+
+/* s as a valid UTF-8 C string (put_utf8), malloc'd; NULL when out of memory. */
+static char *utf8_copy(const char *s, size_t n) {
+    lm_buf b = {0};
+    put_utf8(&b, s, n);
+    if (b.oom) {
+        lm_buf_free(&b);
+        return NULL;
+    }
+    return lm_buf_take(&b);
+}
+
+/* {"token": text, "logprob": lp, "bytes": [...]}, as OpenAI (and Ollama) spell one. */
+static cJSON *tok_json(const char *s, size_t n, float lp) {
+    cJSON *o = cJSON_CreateObject(), *bytes = cJSON_CreateArray();
+    char *text = utf8_copy(s, n);
+    if (!o || !bytes || !text) {
+        cJSON_Delete(o);
+        cJSON_Delete(bytes);
+        lm_free(text);
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++) cJSON_AddItemToArray(bytes, cJSON_CreateNumber((unsigned char)s[i]));
+    cJSON_AddStringToObject(o, "token", text);
+    cJSON_AddNumberToObject(o, "logprob", lp);
+    cJSON_AddItemToObject(o, "bytes", bytes);
+    lm_free(text);
+    return o;
+}
+
+/* The text of token id alone. */
+static void alt_text(const lm_model *m, lm_token id, char *out, size_t cap, size_t *len) {
+    *len = 0;
+    if (lm_model_detokenize(m, &id, 1, false, out, cap, len, NULL) != LM_OK) *len = 0;
+}
+
+static cJSON *lp_entry(const job *jb, const lp_tok *t) {
+    cJSON *o = tok_json(jb->lp_text.data + t->off, t->len, t->logprob);
+    cJSON *top = o ? cJSON_AddArrayToObject(o, "top_logprobs") : NULL;
+    for (int32_t i = 0; top && i < t->n_top; i++) {
+        char s[256];
+        size_t n;
+        alt_text(jb->sv->model, t->top_ids[i], s, sizeof s, &n);
+        cJSON_AddItemToArray(top, tok_json(s, n, t->top_lp[i]));
+    }
+    return o;
+}
+
+/* The legacy completions shape: parallel arrays, alternatives as {text: logprob} objects. */
+static cJSON *lp_completions(const job *jb, size_t from, size_t to) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON *toks = cJSON_AddArrayToObject(o, "tokens"), *lps = cJSON_AddArrayToObject(o, "token_logprobs");
+    cJSON *tops = cJSON_AddArrayToObject(o, "top_logprobs"), *offs = cJSON_AddArrayToObject(o, "text_offset");
+    if (!o || !toks || !lps || !tops || !offs) {
+        cJSON_Delete(o);
+        return NULL;
+    }
+    for (size_t k = from; k < to; k++) {
+        const lp_tok *t = &jb->lp[k];
+        char *text = utf8_copy(jb->lp_text.data + t->off, t->len);
+        cJSON *top = cJSON_CreateObject();
+        cJSON_AddItemToArray(toks, cJSON_CreateString(text ? text : ""));
+        lm_free(text);
+        cJSON_AddItemToArray(lps, cJSON_CreateNumber(t->logprob));
+        cJSON_AddItemToArray(offs, cJSON_CreateNumber((double)(t->end - t->len)));
+        for (int32_t i = 0; top && i < t->n_top; i++) {
+            char s[256];
+            size_t n;
+            alt_text(jb->sv->model, t->top_ids[i], s, sizeof s, &n);
+            char *alt = utf8_copy(s, n);
+            if (alt) cJSON_AddNumberToObject(top, alt, t->top_lp[i]);
+            lm_free(alt);
+        }
+        cJSON_AddItemToArray(tops, top ? top : cJSON_CreateNull());
+    }
+    return o;
+}
+
+/* The logprobs of the tokens not sent yet whose text lies within the first limit bytes of the
+ * reply (all of them when all is set), in the request's shape; NULL when not asked for. */
+static cJSON *lp_take(job *jb, size_t limit, bool all) {
+    if (!jb->rq.logprobs) return NULL;
+    size_t from = jb->lp_sent, to = from;
+    while (to < jb->n_lp && (all || jb->lp[to].end <= limit)) to++;
+    jb->lp_sent = to;
+    if (jb->rq.api == SRV_API_OPENAI && !jb->rq.chat) return lp_completions(jb, from, to);
+    cJSON *arr = cJSON_CreateArray();
+    for (size_t k = from; arr && k < to; k++) cJSON_AddItemToArray(arr, lp_entry(jb, &jb->lp[k]));
+    if (jb->rq.api == SRV_API_OLLAMA || !arr) return arr;
+    cJSON *o = cJSON_CreateObject();
+    if (!o) {
+        cJSON_Delete(arr);
+        return NULL;
+    }
+    cJSON_AddItemToObject(o, "content", arr);
+    cJSON_AddNullToObject(o, "refusal");
+    return o;
+}
+
+/* lp_take for a streamed chunk: NULL when no token is due (the chunk says "logprobs": null). */
+static cJSON *lp_chunk(job *jb, size_t limit, bool all) {
+    size_t to = jb->lp_sent;
+    while (to < jb->n_lp && (all || jb->lp[to].end <= limit)) to++;
+    return to > jb->lp_sent ? lp_take(jb, limit, all) : NULL;
+}
+
+/* At the end: tokens whose text was never delivered belong to a stop string (or a tool call
+ * held back) and are left out; otherwise every token is reported. */
+static bool lp_all(const job *jb) {
+    bool stop_string = jb->stats.finish == LM_FINISH_STOP && jb->stats.stop_token < 0 && jb->rq.gp.stop[0];
+    return !stop_string && !jb->tool_calls;
+}
+
 static cJSON *chunk_base(job *jb) {
     cJSON *o = cJSON_CreateObject();
     if (!o) return NULL;
@@ -244,14 +501,30 @@ static cJSON *chunk_base(job *jb) {
     return o;
 }
 
+/* One streamed Ollama object that is not the last. */
+static void emit_ollama(job *jb, const char *text, size_t n, const cJSON *tool_calls, cJSON *lp) {
+    srv_ollama_out o = {.rq = &jb->rq, .model = jb->model_name, .text = text ? text : "", .len = text ? n : 0,
+                        .tool_calls = tool_calls, .logprobs = lp};
+    cJSON *r = srv_ollama_response(&o);
+    job_frame(jb, r);
+    cJSON_Delete(r);
+    jb->sent_first = true;
+}
+
 /* One streamed choice. delta_text NULL: no content; tool_calls (borrowed) may be NULL;
- * finish NULL: still going. */
-static void emit_chunk(job *jb, const char *delta_text, size_t n, const cJSON *tool_calls, const char *finish) {
+ * finish NULL: still going; lp (taken) the tokens' logprobs or NULL. */
+static void emit_chunk(job *jb, const char *delta_text, size_t n, const cJSON *tool_calls, const char *finish,
+                       cJSON *lp) {
+    if (jb->rq.api == SRV_API_OLLAMA) {
+        emit_ollama(jb, delta_text, n, tool_calls, lp);
+        return;
+    }
     cJSON *o = chunk_base(jb), *choices = cJSON_CreateArray(), *ch = cJSON_CreateObject();
     if (!o || !choices || !ch) {
         cJSON_Delete(o);
         cJSON_Delete(choices);
         cJSON_Delete(ch);
+        cJSON_Delete(lp);
         return;
     }
     char *tmp = NULL;
@@ -280,11 +553,13 @@ static void emit_chunk(job *jb, const char *delta_text, size_t n, const cJSON *t
             }
             cJSON_AddItemToObject(ch, "delta", delta);
         }
-        cJSON_AddNullToObject(ch, "logprobs");
     } else {
         cJSON_AddStringToObject(ch, "text", tmp ? tmp : "");
-        cJSON_AddNullToObject(ch, "logprobs");
     }
+    if (lp)
+        cJSON_AddItemToObject(ch, "logprobs", lp);
+    else
+        cJSON_AddNullToObject(ch, "logprobs");
     if (finish)
         cJSON_AddStringToObject(ch, "finish_reason", finish);
     else
@@ -308,7 +583,7 @@ static bool peer_closed(int fd) {
 /* lm_sentence_fn for x_sentences: one chunk per sentence (trimmed: white space between
  * sentences is not sent). */
 static int on_sentence(const char *text, size_t len, void *user) {
-    emit_chunk(user, text, len, NULL, NULL);
+    emit_chunk(user, text, len, NULL, NULL, NULL);
     return 0;
 }
 
@@ -325,7 +600,8 @@ static int on_piece(const char *utf8, size_t len, void *user) {
         if (jb->sent) /* on_sentence emits each sentence once it is complete */
             lm_sentences_push(jb->sent, jb->text.data + jb->emitted, jb->text.len - jb->emitted);
         else
-            emit_chunk(jb, jb->text.data + jb->emitted, jb->text.len - jb->emitted, NULL, NULL);
+            emit_chunk(jb, jb->text.data + jb->emitted, jb->text.len - jb->emitted, NULL, NULL,
+                       lp_chunk(jb, jb->text.len, false));
         jb->emitted = jb->text.len;
     }
     return atomic_load(&jb->sv->stopping) ? 1 : 0;
@@ -370,8 +646,30 @@ static cJSON *timings_json(const job *jb) {
     return t;
 }
 
+/* The content before a tool call, without the white space that led up to it. */
+static size_t content_len(const job *jb) {
+    const char *text = jb->text.data ? jb->text.data : "";
+    size_t cl = jb->text.len;
+    if (jb->tool_calls)
+        while (cl && (text[cl - 1] == ' ' || text[cl - 1] == '\n' || text[cl - 1] == '\t')) cl--;
+    return cl;
+}
+
+/* Ollama's last streamed object (text "") or whole reply. */
+static cJSON *ollama_final(job *jb, const char *text, size_t n, const cJSON *tool_calls) {
+    srv_ollama_out o = {.rq = &jb->rq, .model = jb->model_name, .text = text, .len = n, .tool_calls = tool_calls,
+                        .logprobs = jb->rq.stream ? lp_chunk(jb, jb->text.len, lp_all(jb))
+                                                  : lp_take(jb, jb->text.len, lp_all(jb)),
+                        .stats = &jb->stats,
+                        .done_reason = jb->stats.finish == LM_FINISH_LENGTH ? "length" : "stop",
+                        .total_ns = lm_time_ns() - jb->t0_ns};
+    return srv_ollama_response(&o);
+}
+
 /* The non-streamed response body. */
 static cJSON *job_response(job *jb) {
+    if (jb->rq.api == SRV_API_OLLAMA)
+        return ollama_final(jb, jb->text.data ? jb->text.data : "", content_len(jb), jb->tool_calls);
     cJSON *o = cJSON_CreateObject(), *choices = cJSON_CreateArray(), *ch = cJSON_CreateObject();
     if (!o || !choices || !ch) {
         cJSON_Delete(o);
@@ -390,10 +688,7 @@ static cJSON *job_response(job *jb) {
         cJSON *msg = cJSON_CreateObject();
         if (msg) {
             cJSON_AddStringToObject(msg, "role", "assistant");
-            /* the content before a tool call, without the white space that led up to it */
-            size_t cl = jb->text.len;
-            if (jb->tool_calls)
-                while (cl && (text[cl - 1] == ' ' || text[cl - 1] == '\n' || text[cl - 1] == '\t')) cl--;
+            size_t cl = content_len(jb);
             char *content = lm_malloc(cl + 1);
             if (content) {
                 memcpy(content, text, cl);
@@ -410,7 +705,11 @@ static cJSON *job_response(job *jb) {
     } else {
         cJSON_AddStringToObject(ch, "text", text);
     }
-    cJSON_AddNullToObject(ch, "logprobs");
+    cJSON *lp = lp_take(jb, jb->text.len, lp_all(jb));
+    if (lp)
+        cJSON_AddItemToObject(ch, "logprobs", lp);
+    else
+        cJSON_AddNullToObject(ch, "logprobs");
     cJSON_AddStringToObject(ch, "finish_reason", finish_name(jb));
     cJSON_AddItemToArray(choices, ch);
     cJSON_AddItemToObject(o, "choices", choices);
@@ -419,8 +718,25 @@ static cJSON *job_response(job *jb) {
     return o;
 }
 
+/* After a streamed Ollama generation: tool calls, then the last object with the numbers. */
+static void finish_ollama(job *jb) {
+    cJSON *last = NULL;
+    if (jb->status != LM_OK && jb->status != LM_ERR_CANCELLED) {
+        last = ollama_error_json(jb->errmsg);
+    } else if (!atomic_load(&jb->gone)) {
+        if (jb->tool_calls) emit_ollama(jb, NULL, 0, jb->tool_calls, NULL);
+        last = ollama_final(jb, "", 0, NULL);
+    }
+    job_frame(jb, last);
+    cJSON_Delete(last);
+}
+
 /* After a streamed generation: the last sentence, tool calls, the finish chunk, usage, [DONE]. */
 static void finish_stream(job *jb) {
+    if (jb->rq.api == SRV_API_OLLAMA) {
+        finish_ollama(jb);
+        return;
+    }
     if (jb->status != LM_OK && jb->status != LM_ERR_CANCELLED) {
         cJSON *e = error_json(status_http(jb->status), NULL, jb->errmsg);
         job_frame(jb, e);
@@ -432,9 +748,9 @@ static void finish_stream(job *jb) {
             jb->emitted = jb->text.len;
             lm_sentences_flush(jb->sent);
         }
-        if (jb->tool_calls) emit_chunk(jb, NULL, 0, jb->tool_calls, NULL);
-        else if (!jb->sent_first && jb->rq.chat) emit_chunk(jb, "", 0, NULL, NULL);
-        emit_chunk(jb, NULL, 0, NULL, finish_name(jb));
+        if (jb->tool_calls) emit_chunk(jb, NULL, 0, jb->tool_calls, NULL, NULL);
+        else if (!jb->sent_first && jb->rq.chat) emit_chunk(jb, "", 0, NULL, NULL, NULL);
+        emit_chunk(jb, NULL, 0, NULL, finish_name(jb), lp_chunk(jb, jb->text.len, lp_all(jb)));
         if (jb->rq.include_usage) {
             cJSON *o = chunk_base(jb);
             if (o) {
@@ -455,6 +771,10 @@ static void finish_stream(job *jb) {
 static void run_job(job *jb) {
     srv *sv = jb->sv;
     if (!jb->rq.seeded) jb->rq.gp.seed = lm_time_ns() ^ atomic_fetch_add(&sv->counter, 1);
+    if (jb->rq.logprobs) {
+        jb->rq.gp.token_fn = on_token;
+        jb->rq.gp.token_user = jb;
+    }
     bool ready = atomic_load(&sv->state) == LOAD_READY;
     lm_provider *p = ready ? (sv->with_local ? sv->with_local : sv->local) : sv->clouds_only;
     if (jb->rq.chat) {
@@ -488,16 +808,16 @@ static void *job_main(void *arg) {
     srv *sv = jb->sv;
     /* x_sentences (chat without tools); without memory for it, token pieces are streamed */
     if (jb->rq.stream && jb->rq.x_sentences && jb->rq.chat && !jb->rq.tools_json)
-        jb->sent = lm_sentences_new(NULL, on_sentence, jb);
+        lm_sentences_new(NULL, on_sentence, jb, &jb->sent, NULL);
     run_job(jb);
     const char *skipped = lm_call_skipped(jb->call);
     if (skipped[0])
-        slog(sv, 1, "%s: failed before its first token: %s; %s%s", jb->id, skipped,
+        slog(sv, LM_LOG_WARN, "%s: failed before its first token: %s; %s%s", jb->id, skipped,
              jb->status == LM_OK ? "answered by " : "", jb->status == LM_OK ? jb->provider : "no provider answered");
     bool gone = atomic_load(&jb->gone);
     bool plain = jb->status != LM_OK && !jb->sent_first;
     if (jb->rq.stream && !plain) finish_stream(jb);
-    slog(sv, 2, "%s: %s by %s, %d prompt (%d cached) + %d generated tokens, finish %s", jb->id,
+    slog(sv, LM_LOG_INFO, "%s: %s by %s, %d prompt (%d cached) + %d generated tokens, finish %s", jb->id,
          jb->status == LM_OK ? "ok" : lm_status_str(jb->status), jb->provider, (int)jb->stats.n_prompt,
          (int)jb->stats.n_cached, (int)jb->stats.n_generated,
          gone ? "cancelled (client gone)" : lm_finish_str(jb->stats.finish));
@@ -607,6 +927,10 @@ static bool wait_for_job(job *jb, int fd) {
 
 /* ---- HTTP ---- */
 
+/* GET routes first (kind <= R_MODEL), then POST ones. */
+enum route_kind { R_NONE, R_HEALTH, R_ROOT, R_MODELS, R_TAGS, R_VERSION, R_MODEL, R_CHAT, R_COMPLETIONS,
+                  R_OLLAMA_CHAT, R_GENERATE, R_SHOW };
+
 typedef struct conn_ctx {
     lm_buf body;
     bool too_big;
@@ -655,6 +979,63 @@ static enum MHD_Result handle_models(srv *sv, struct MHD_Connection *c) {
     return send_json(c, 200, root);
 }
 
+/* GET /v1/models/{id}: the served model, or OpenAI's 404 for another id. */
+static enum MHD_Result handle_model(srv *sv, struct MHD_Connection *c, const char *id) {
+    if (strcmp(id, sv->cfg->model_id) != 0) {
+        char msg[400];
+        char shown[200];
+        lm_escape_text(shown, sizeof shown, id, strlen(id));
+        snprintf(msg, sizeof msg, "The model '%s' does not exist (this server has '%s')", shown, sv->cfg->model_id);
+        cJSON *j = error_json(404, "model", msg);
+        cJSON *e = cJSON_GetObjectItem(j, "error");
+        if (e) {
+            cJSON_ReplaceItemInObject(e, "type", cJSON_CreateString("invalid_request_error"));
+            cJSON_ReplaceItemInObject(e, "code", cJSON_CreateString("model_not_found"));
+        }
+        return send_json(c, 404, j);
+    }
+    cJSON *m = cJSON_CreateObject();
+    if (!m) return MHD_NO;
+    cJSON_AddStringToObject(m, "id", sv->cfg->model_id);
+    cJSON_AddStringToObject(m, "object", "model");
+    cJSON_AddNumberToObject(m, "created", (double)time(NULL));
+    cJSON_AddStringToObject(m, "owned_by", "locallm");
+    return send_json(c, 200, m);
+}
+
+/* GET /api/tags, POST /api/show, GET /api/version. */
+static enum MHD_Result handle_ollama_info(srv *sv, struct MHD_Connection *c, conn_ctx *cc, enum route_kind kind) {
+    if (kind == R_VERSION) {
+        cJSON *v = cJSON_CreateObject();
+        if (!v) return MHD_NO;
+        /* the Ollama API level followed (format as a JSON Schema, tools); locallm's own beside */
+        cJSON_AddStringToObject(v, "version", "0.5.0");
+        cJSON_AddStringToObject(v, "locallm_version", LM_VERSION);
+        return send_json(c, 200, v);
+    }
+    bool ready = atomic_load(&sv->state) == LOAD_READY;
+    srv_model_facts f = {sv->cfg->model_id, sv->cfg->model_path, ready ? sv->model : NULL,
+                         ready ? sv->model->chat_template : NULL, ready ? sv->n_ctx : 0};
+    if (kind == R_TAGS) return send_json(c, 200, srv_ollama_tags(&f));
+    cJSON *root = NULL;
+    lm_json_parse(cc->body.data ? cc->body.data : "", cc->body.len, "request body", &root, NULL);
+    const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
+    if (!cJSON_IsString(model)) model = cJSON_GetObjectItemCaseSensitive(root, "name"); /* older clients */
+    char name[300];
+    snprintf(name, sizeof name, "%.200s", cJSON_IsString(model) ? model->valuestring : "");
+    cJSON_Delete(root);
+    size_t n = strlen(sv->cfg->model_id);
+    if (!name[0]) return send_api_error(c, SRV_API_OLLAMA, 400, NULL, "model is required");
+    if (strncmp(name, sv->cfg->model_id, n) != 0 || (name[n] && strcmp(name + n, ":latest") != 0)) {
+        char shown[220];
+        lm_escape_text(shown, sizeof shown, name, strlen(name));
+        return send_api_error(c, SRV_API_OLLAMA, 404, NULL, "model '%s' not found", shown);
+    }
+    if (!ready) return send_api_error(c, SRV_API_OLLAMA, 503, NULL, "%s",
+                                      atomic_load(&sv->state) == LOAD_FAILED ? sv->load_err : "the model is still loading");
+    return send_json(c, 200, srv_ollama_show(&f));
+}
+
 static enum MHD_Result handle_health(srv *sv, struct MHD_Connection *c) {
     cJSON *root = cJSON_CreateObject();
     if (!root) return MHD_NO;
@@ -689,17 +1070,40 @@ static enum MHD_Result handle_health(srv *sv, struct MHD_Connection *c) {
     return send_json(c, 503, root);
 }
 
-static enum MHD_Result handle_generate(srv *sv, struct MHD_Connection *c, conn_ctx *cc, bool chat) {
+static enum MHD_Result send_stream(struct MHD_Connection *c, job *jb, int fd, int api);
+
+/* Ollama's answer to a request without messages or prompt ("load the model"): it is loaded. */
+static enum MHD_Result send_ollama_loaded(struct MHD_Connection *c, job *jb) {
+    cJSON *r = srv_ollama_loaded(&jb->rq, jb->model_name);
+    char *text = r ? lm_json_print(r) : NULL;
+    cJSON_Delete(r);
+    bool stream = jb->rq.stream;
+    job_unref(jb);
+    if (!text) return MHD_NO;
+    if (!stream) return send_text(c, 200, text, "application/json", NULL);
+    lm_buf b = {0};
+    lm_buf_puts(&b, text);
+    lm_buf_putc(&b, '\n');
+    lm_free(text);
+    char *line = b.oom ? NULL : lm_buf_take(&b);
+    lm_buf_free(&b);
+    return line ? send_text(c, 200, line, "application/x-ndjson", NULL) : MHD_NO;
+}
+
+/* A generation: chat (/v1/chat/completions, /api/chat) or not (/v1/completions, /api/generate)
+ * in the shape of api (enum srv_api). */
+static enum MHD_Result handle_generate(srv *sv, struct MHD_Connection *c, conn_ctx *cc, bool chat, int api) {
     int state = atomic_load(&sv->state);
     bool cloud = state != LOAD_READY && chat && sv->clouds_only;
     if (state != LOAD_READY && !cloud)
-        return send_error(c, 503, NULL, "%s", state == LOAD_FAILED ? sv->load_err : "the model is still loading");
+        return send_api_error(c, api, 503, NULL, "%s", state == LOAD_FAILED ? sv->load_err : "the model is still loading");
     job *jb = lm_calloc(1, sizeof *jb);
-    if (!jb) return send_error(c, 500, NULL, "out of memory");
+    if (!jb) return send_api_error(c, api, 500, NULL, "out of memory");
     if (lm_call_new(&jb->call, NULL) != LM_OK) {
         lm_free(jb);
-        return send_error(c, 500, NULL, "out of memory");
+        return send_api_error(c, api, 500, NULL, "out of memory");
     }
+    jb->t0_ns = lm_time_ns();
     pthread_mutex_init(&jb->mu, NULL);
     pthread_cond_init(&jb->cv, NULL);
     jb->refs = 1;
@@ -709,16 +1113,21 @@ static enum MHD_Result handle_generate(srv *sv, struct MHD_Connection *c, conn_c
     snprintf(jb->provider, sizeof jb->provider, "%s",
              cloud ? (sv->cfg->fallback[0].name ? sv->cfg->fallback[0].name : "cloud") : "local");
     srv_reqerr re;
-    if (!srv_request_parse(cc->body.data ? cc->body.data : "", cc->body.len, chat, sv->n_ctx, &jb->rq, &re)) {
+    const char *body = cc->body.data ? cc->body.data : "";
+    bool parsed = api == SRV_API_OLLAMA
+                      ? srv_ollama_parse(body, cc->body.len, chat, sv->n_ctx, sv->cfg->model_id, &jb->rq, &re)
+                      : srv_request_parse(body, cc->body.len, chat, sv->n_ctx, &jb->rq, &re);
+    if (!parsed) {
         job_unref(jb);
-        slog(sv, 2, "400 %s", re.msg);
-        return send_error(c, (unsigned)re.status, re.param, "%s", re.msg);
+        slog(sv, LM_LOG_INFO, "%d %s", re.status, re.msg);
+        return send_api_error(c, api, (unsigned)re.status, re.param, "%s", re.msg);
     }
+    if (jb->rq.ollama_load) return send_ollama_loaded(c, jb);
     jb->created = (long long)time(NULL);
     snprintf(jb->id, sizeof jb->id, "%s-%016llx%04x", chat ? "chatcmpl" : "cmpl", (unsigned long long)lm_time_ns(),
              (unsigned)(atomic_fetch_add(&sv->counter, 1) & 0xffff));
     if (cloud)
-        slog(sv, 2, "%s: the local model is %s: asking %s", jb->id, state == LOAD_FAILED ? "unavailable" : "still loading",
+        slog(sv, LM_LOG_INFO, "%s: the local model is %s: asking %s", jb->id, state == LOAD_FAILED ? "unavailable" : "still loading",
              jb->provider);
     const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
     int fd = ci ? ci->connect_fd : -1;
@@ -748,14 +1157,14 @@ static enum MHD_Result handle_generate(srv *sv, struct MHD_Connection *c, conn_c
             pthread_mutex_unlock(&sv->mu);
         }
         job_unref(jb);
-        return stopping ? send_error(c, 503, NULL, "the server is shutting down")
-                        : send_error(c, 500, NULL, "cannot start the generation");
+        return stopping ? send_api_error(c, api, 503, NULL, "the server is shutting down")
+                        : send_api_error(c, api, 500, NULL, "cannot start the generation");
     }
     pthread_detach(th);
     if (wait_for_job(jb, fd) && (jb->plain_error || !jb->rq.stream)) {
         enum MHD_Result ret;
         if (jb->status != LM_OK) {
-            ret = send_error(c, status_http(jb->status), NULL, "%s", jb->errmsg);
+            ret = send_api_error(c, api, status_http(jb->status), NULL, "%s", jb->errmsg);
         } else {
             cJSON *resp = job_response(jb);
             char *text = resp ? lm_json_print(resp) : NULL;
@@ -766,6 +1175,12 @@ static enum MHD_Result handle_generate(srv *sv, struct MHD_Connection *c, conn_c
         return ret;
     }
     /* streamed: the first frames are ready; MHD's reader takes the rest as they come */
+    return send_stream(c, jb, fd, api);
+}
+
+/* The streamed response of a job whose first frames are ready; takes the connection's
+ * reference to the job. */
+static enum MHD_Result send_stream(struct MHD_Connection *c, job *jb, int fd, int api) {
     reader_ctx *rc = lm_calloc(1, sizeof *rc);
     struct MHD_Response *r = rc ? MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, stream_read, rc, stream_free)
                                 : NULL;
@@ -773,11 +1188,13 @@ static enum MHD_Result handle_generate(srv *sv, struct MHD_Connection *c, conn_c
         lm_free(rc);
         job_cancel(jb);
         job_unref(jb);
-        return send_error(c, 500, NULL, "out of memory");
+        return send_api_error(c, api, 500, NULL, "out of memory");
     }
     rc->jb = jb; /* the connection's reference moves to the reader */
     rc->fd = fd;
-    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
+                            api == SRV_API_OLLAMA ? "application/x-ndjson" : "text/event-stream");
+    add_cors(r, c);
     MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
     pthread_mutex_lock(&jb->mu);
     MHD_add_response_header(r, "x-locallm-provider", jb->provider);
@@ -789,6 +1206,52 @@ static enum MHD_Result handle_generate(srv *sv, struct MHD_Connection *c, conn_c
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     }
     enum MHD_Result ret = MHD_queue_response(c, 200, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+/* ---- routes ---- */
+
+typedef struct route {
+    enum route_kind kind;
+    int api;          /* enum srv_api: the shape of its errors */
+    size_t arg;       /* R_MODEL: where the id starts in the URL */
+} route;
+
+static route find_route(const char *url) {
+    static const struct { const char *path; enum route_kind kind; int api; } table[] = {
+        {"/health", R_HEALTH, SRV_API_OPENAI}, {"/", R_ROOT, SRV_API_OLLAMA},
+        {"/v1/models", R_MODELS, SRV_API_OPENAI}, {"/models", R_MODELS, SRV_API_OPENAI},
+        {"/v1/chat/completions", R_CHAT, SRV_API_OPENAI}, {"/chat/completions", R_CHAT, SRV_API_OPENAI},
+        {"/v1/completions", R_COMPLETIONS, SRV_API_OPENAI}, {"/completions", R_COMPLETIONS, SRV_API_OPENAI},
+        {"/api/chat", R_OLLAMA_CHAT, SRV_API_OLLAMA}, {"/api/generate", R_GENERATE, SRV_API_OLLAMA},
+        {"/api/tags", R_TAGS, SRV_API_OLLAMA}, {"/api/show", R_SHOW, SRV_API_OLLAMA},
+        {"/api/version", R_VERSION, SRV_API_OLLAMA},
+    };
+    for (size_t i = 0; i < LM_ARRAY_LEN(table); i++)
+        if (strcmp(url, table[i].path) == 0) return (route){table[i].kind, table[i].api, 0};
+    static const char *const model_prefixes[] = {"/v1/models/", "/models/"};
+    for (size_t i = 0; i < LM_ARRAY_LEN(model_prefixes); i++) {
+        size_t n = strlen(model_prefixes[i]);
+        if (strncmp(url, model_prefixes[i], n) == 0 && url[n]) return (route){R_MODEL, SRV_API_OPENAI, n};
+    }
+    return (route){R_NONE, strncmp(url, "/api/", 5) == 0 ? SRV_API_OLLAMA : SRV_API_OPENAI, 0};
+}
+
+/* A CORS preflight: a browser asks whether its origin may send the request it describes. */
+static enum MHD_Result handle_preflight(srv *sv, struct MHD_Connection *c) {
+    const char *origin = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Origin");
+    if (!origin || !origin_listed(sv->cfg, origin))
+        return send_error(c, 403, NULL, "origin '%.100s' is not allowed (serve --cors ORIGIN allows one)",
+                          origin ? origin : "(none)");
+    struct MHD_Response *r = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+    if (!r) return MHD_NO;
+    const char *want = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Access-Control-Request-Headers");
+    add_cors(r, c);
+    MHD_add_response_header(r, "Access-Control-Allow-Methods", "GET, POST, HEAD, OPTIONS");
+    MHD_add_response_header(r, "Access-Control-Allow-Headers", want ? want : "Authorization, Content-Type");
+    MHD_add_response_header(r, "Access-Control-Max-Age", "600");
+    enum MHD_Result ret = MHD_queue_response(c, 204, r);
     MHD_destroy_response(r);
     return ret;
 }
@@ -821,28 +1284,32 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         return send_error(c, 413, NULL, "the request body is larger than %u bytes", SRV_MAX_BODY);
     if (cc->body.oom) return send_error(c, 500, NULL, "out of memory reading the request body");
 
-    bool get = strcmp(method, "GET") == 0, post = strcmp(method, "POST") == 0;
-    enum { R_NONE, R_HEALTH, R_MODELS, R_CHAT, R_COMPLETIONS } route = R_NONE;
-    if (strcmp(url, "/health") == 0) route = R_HEALTH;
-    else if (strcmp(url, "/v1/models") == 0 || strcmp(url, "/models") == 0) route = R_MODELS;
-    else if (strcmp(url, "/v1/chat/completions") == 0 || strcmp(url, "/chat/completions") == 0) route = R_CHAT;
-    else if (strcmp(url, "/v1/completions") == 0 || strcmp(url, "/completions") == 0) route = R_COMPLETIONS;
-    if (route == R_NONE) return send_error(c, 404, NULL, "no such path: %.200s", url);
-    bool want_get = route == R_HEALTH || route == R_MODELS;
-    if ((want_get && !get) || (!want_get && !post)) {
+    if (strcmp(method, "OPTIONS") == 0) return handle_preflight(sv, c);
+    route rt = find_route(url);
+    if (rt.kind == R_NONE) return send_api_error(c, rt.api, 404, NULL, "no such path: %.200s", url);
+    bool want_get = rt.kind <= R_MODEL;
+    bool ok = want_get ? strcmp(method, "GET") == 0 || (rt.kind == R_ROOT && strcmp(method, "HEAD") == 0)
+                       : strcmp(method, "POST") == 0;
+    if (!ok) {
         char msg[300];
         snprintf(msg, sizeof msg, "method %.20s is not allowed on %s (use %s)", method, url,
                  want_get ? "GET" : "POST");
-        cJSON *j = error_json(405, NULL, msg);
+        cJSON *j = rt.api == SRV_API_OLLAMA ? ollama_error_json(msg) : error_json(405, NULL, msg);
         char *text = j ? lm_json_print(j) : NULL;
         cJSON_Delete(j);
         return text ? send_text(c, 405, text, "application/json", want_get ? "GET" : "POST") : MHD_NO;
     }
-    if (route == R_HEALTH) return handle_health(sv, c);
+    if (rt.kind == R_HEALTH) return handle_health(sv, c);
+    if (rt.kind == R_ROOT) return send_text(c, 200, lm_strdup("Ollama is running (locallm " LM_VERSION ")"),
+                                            "text/plain; charset=utf-8", NULL);
     if (!authorized(sv, c))
-        return send_error(c, 401, NULL, "invalid or missing API key (send 'Authorization: Bearer <key>')");
-    if (route == R_MODELS) return handle_models(sv, c);
-    return handle_generate(sv, c, cc, route == R_CHAT);
+        return send_api_error(c, rt.api, 401, NULL, "invalid or missing API key (send 'Authorization: Bearer <key>')");
+    switch (rt.kind) {
+    case R_MODELS: return handle_models(sv, c);
+    case R_MODEL: return handle_model(sv, c, url + rt.arg);
+    case R_TAGS: case R_SHOW: case R_VERSION: return handle_ollama_info(sv, c, cc, rt.kind);
+    default: return handle_generate(sv, c, cc, rt.kind == R_CHAT || rt.kind == R_OLLAMA_CHAT, rt.api);
+    }
 }
 
 /* ---- model loading ---- */
@@ -861,6 +1328,7 @@ static void *load_thread(void *arg) {
     mp.progress = on_progress;
     mp.progress_user = sv;
     lm_error err = {0};
+    mp.chat_template = sv->cfg->chat_template;
     lm_model *m = NULL;
     lm_status st = lm_model_load(sv->cfg->model_path, &mp, &m, &err);
     if (st == LM_OK) {
@@ -885,7 +1353,7 @@ static void *load_thread(void *arg) {
     }
     if (st != LM_OK) {
         snprintf(sv->load_err, sizeof sv->load_err, "cannot load the model: %s", err.msg[0] ? err.msg : lm_status_str(st));
-        slog(sv, 0, "%s", sv->load_err);
+        slog(sv, LM_LOG_ERROR, "%s", sv->load_err);
         atomic_store(&sv->state, LOAD_FAILED);
         return NULL;
     }
@@ -895,7 +1363,7 @@ static void *load_thread(void *arg) {
                                    : (info.n_ctx_train > 0 && info.n_ctx_train < 4096 ? info.n_ctx_train : 4096);
     atomic_store(&sv->progress, 1.0f);
     atomic_store(&sv->state, LOAD_READY);
-    slog(sv, 2, "model %s ready (%d slots, context %d)", sv->cfg->model_id, sv->cfg->n_parallel > 0 ? sv->cfg->n_parallel : 1,
+    slog(sv, LM_LOG_INFO, "model %s ready (%d slots, context %d)", sv->cfg->model_id, sv->cfg->n_parallel > 0 ? sv->cfg->n_parallel : 1,
          (int)sv->n_ctx);
     return NULL;
 }
@@ -910,6 +1378,43 @@ static void free_providers(srv *sv) {
     lm_free(sv->clouds);
     lm_engine_free(sv->eng);
     lm_model_free(sv->model);
+}
+
+/* The address to bind: a numeric IPv4 or IPv6 address, or a host name (getaddrinfo; its first
+ * IPv4 address when it has one, so "localhost" binds 127.0.0.1 as clients mostly try first). */
+static lm_status resolve_host(const char *host, uint16_t port, struct sockaddr_storage *out, lm_error *err) {
+    struct addrinfo hints, *res = NULL;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE;
+    char name[256];
+    size_t n = strlen(host);
+    /* "[::1]" as a URL writes it */
+    if (n > 2 && host[0] == '[' && host[n - 1] == ']' && n - 2 < sizeof name) {
+        memcpy(name, host + 1, n - 2);
+        name[n - 2] = 0;
+        host = name;
+    }
+    int rc = getaddrinfo(host, NULL, &hints, &res);
+    if (rc != 0)
+        return lm_fail(err, LM_ERR_MISUSE, "--host: cannot resolve '%s': %s", host, gai_strerror(rc));
+    const struct addrinfo *pick = NULL;
+    for (const struct addrinfo *a = res; a; a = a->ai_next)
+        if (a->ai_family == AF_INET || (a->ai_family == AF_INET6 && !pick)) {
+            if (!pick || a->ai_family == AF_INET) pick = a;
+            if (a->ai_family == AF_INET) break;
+        }
+    if (!pick) {
+        freeaddrinfo(res);
+        return lm_fail(err, LM_ERR_MISUSE, "--host: '%s' has no IPv4 or IPv6 address", host);
+    }
+    memset(out, 0, sizeof *out);
+    memcpy(out, pick->ai_addr, pick->ai_addrlen);
+    if (pick->ai_family == AF_INET) ((struct sockaddr_in *)out)->sin_port = htons(port);
+    else ((struct sockaddr_in6 *)out)->sin6_port = htons(port);
+    freeaddrinfo(res);
+    return LM_OK;
 }
 
 lm_status srv_run(const srv_config *cfg, const volatile sig_atomic_t *stop, lm_error *err) {
@@ -941,28 +1446,19 @@ lm_status srv_run(const srv_config *cfg, const volatile sig_atomic_t *stop, lm_e
     pthread_cond_init(&sv.cv, NULL);
 
     const char *host = cfg->host && *cfg->host ? cfg->host : "127.0.0.1";
-    struct sockaddr_in a4;
-    struct sockaddr_in6 a6;
-    memset(&a4, 0, sizeof a4);
-    memset(&a6, 0, sizeof a6);
-    const struct sockaddr *sa;
+    struct sockaddr_storage ss;
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION;
-    if (inet_pton(AF_INET, host, &a4.sin_addr) == 1) {
-        a4.sin_family = AF_INET;
-        a4.sin_port = htons(cfg->port);
-        sa = (const struct sockaddr *)&a4;
-    } else if (inet_pton(AF_INET6, host, &a6.sin6_addr) == 1) {
-        a6.sin6_family = AF_INET6;
-        a6.sin6_port = htons(cfg->port);
-        sa = (const struct sockaddr *)&a6;
-        flags |= MHD_USE_IPv6;
-    } else {
+    lm_status rs = resolve_host(host, cfg->port, &ss, err);
+    if (rs) {
         free_providers(&sv);
-        return lm_fail(err, LM_ERR_MISUSE, "--host: '%s' is not a numeric IPv4 or IPv6 address", host);
+        return rs;
     }
+    if (ss.ss_family == AF_INET6) flags |= MHD_USE_IPv6;
+    const struct sockaddr *sa = (const struct sockaddr *)&ss;
     struct MHD_Daemon *d = MHD_start_daemon(
         flags, cfg->port, NULL, NULL, on_request, &sv, MHD_OPTION_SOCK_ADDR, sa,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, &sv, MHD_OPTION_CONNECTION_LIMIT, 256u,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, &sv, MHD_OPTION_NOTIFY_CONNECTION, on_connection, &sv,
+        MHD_OPTION_CONNECTION_LIMIT, 256u,
         MHD_OPTION_CONNECTION_TIMEOUT, 600u, MHD_OPTION_END);
     if (!d) {
         free_providers(&sv);
@@ -983,7 +1479,7 @@ lm_status srv_run(const srv_config *cfg, const volatile sig_atomic_t *stop, lm_e
         struct timespec ts = {0, 100 * 1000000L};
         nanosleep(&ts, NULL);
     }
-    slog(&sv, 2, "stopping");
+    slog(&sv, LM_LOG_INFO, "stopping");
     atomic_store(&sv.stopping, true);
     if (loading) pthread_join(loader, NULL);
     pthread_mutex_lock(&sv.mu);

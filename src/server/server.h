@@ -1,7 +1,9 @@
-/* server/server.h: the internal header of src/server, an OpenAI-compatible HTTP server.
+/* server/server.h: the internal header of src/server, an OpenAI- and Ollama-compatible HTTP
+ * server.
  * Owns: the HTTP side (libmicrohttpd), mapping request bodies to chat/generation params, the
  * slots (one lm_session each, keeping its KV cache), the bounded wait queue, SSE streaming,
- * cancelling a generation whose client went away, and OpenAI-shaped responses and errors.
+ * cancelling a generation whose client went away, and OpenAI-shaped responses and errors
+ * (Ollama's shapes live in server/ollama.c).
  * Does not own: generation (session/), templates and tool-call formats (chat/). The CLI
  * (cli/serve.c) turns options into an srv_config and calls srv_run. */
 #ifndef LM_SERVER_H
@@ -16,7 +18,8 @@
 typedef struct srv_config {
     const char *model_path;  /* a resolved file or folder; loaded in the background */
     const char *model_id;    /* the name /v1/models shows and responses carry */
-    const char *host;        /* numeric address to bind; NULL: 127.0.0.1 */
+    const char *host;        /* address or host name to bind (resolved with getaddrinfo, an IPv4
+                                address preferred); NULL: 127.0.0.1 */
     uint16_t port;           /* 0: any free port (srv_config.on_listen tells which) */
     const char *api_key;     /* NULL or "": no authentication. Never logged. */
     int32_t n_parallel;      /* slots (concurrent generations); <= 0: 1 */
@@ -34,7 +37,17 @@ typedef struct srv_config {
     /* Called once the socket listens, with the bound port; may be NULL. */
     void (*on_listen)(const char *host, uint16_t port, void *user);
     void *listen_user;
+    /* The model's chat template replaced: a built-in name ("llama3", "mistral", "chatml",
+     * "zephyr") or Jinja source text (lm_model_params.chat_template); NULL: the model's own. */
+    const char *chat_template;
+    /* Origins a browser request may come from (the Origin header, exactly as a browser sends
+     * it: "http://localhost:3000"; "*": any), from --cors. Responses to a listed origin carry
+     * Access-Control-Allow-Origin, and its CORS preflight (OPTIONS) is answered; a preflight
+     * from another origin gets 403. Empty by default. Borrowed for the server's life. */
+    char **cors;
+    size_t n_cors;
 } srv_config;
+
 
 /* Starts listening, loads the model in the background (/health says 503 "loading" meanwhile)
  * and serves until *stop becomes non-zero (set it from a signal handler). Then it cancels
@@ -61,7 +74,16 @@ typedef struct srv_request {
     char *key;                /* text used to pick the slot with the longest shared prefix */
     bool x_sentences;         /* locallm extension for voice clients: a streamed chat (without
                                  tools) sends whole sentences, one per chunk (lm_sentences_*) */
+    int api;                  /* enum srv_api: the API the request came in by, which shapes the
+                                 response */
+    bool ollama_generate;     /* /api/generate: the reply goes in "response", not "message" */
+    bool ollama_load;         /* Ollama's "load the model" request (no messages, no prompt):
+                                 answered at once, nothing is generated */
+    bool logprobs;            /* report each token's log-probability, with gp.top_logprobs
+                                 alternatives (gp.top_logprobs is set >= 0 then) */
 } srv_request;
+
+enum srv_api { SRV_API_OPENAI, SRV_API_OLLAMA };
 
 /* What went wrong with a request: an HTTP status and OpenAI's error fields. */
 typedef struct srv_reqerr {
@@ -75,6 +97,59 @@ typedef struct srv_reqerr {
 bool srv_request_parse(const char *body, size_t len, bool chat, int32_t n_ctx, srv_request *rq,
                        srv_reqerr *e);
 void srv_request_free(srv_request *rq);
+
+/* Helpers of request.c that the Ollama mapping (server/ollama.c) shares. */
+bool srv_req_fail(srv_reqerr *e, const char *param, const char *fmt, ...) LM_PRINTF(3, 4);
+/* A number field of obj in [lo, hi]; absent or null leaves *out and sets *present false. */
+bool srv_req_num(const cJSON *obj, const char *name, double lo, double hi, bool integral, double *out,
+                 bool *present, srv_reqerr *e);
+bool srv_req_bool(const cJSON *obj, const char *name, bool *out, srv_reqerr *e);
+/* "tools" and "tool_choice" of root (OpenAI's shape, which Ollama shares) into rq->tools_json. */
+bool srv_req_tools(srv_request *rq, const cJSON *root, srv_reqerr *e);
+/* A JSON Schema (object or boolean) for the reply: converted and compiled now so that what
+ * cannot be enforced is a 400 naming param; sets rq->schema_text and rq->gp.json_schema. */
+bool srv_req_schema(srv_request *rq, const cJSON *schema, const char *param, srv_reqerr *e);
+/* Parses body into rq->root (a JSON object without NUL characters in its strings). */
+bool srv_req_begin(const char *body, size_t len, srv_request *rq, srv_reqerr *e);
+/* Sets rq->key, the text that picks the slot (after the messages or prompt are parsed). */
+bool srv_req_key(srv_request *rq, srv_reqerr *e);
+
+/* ---- the Ollama API (server/ollama.c) ---- */
+
+/* Parses an Ollama /api/chat (chat) or /api/generate body into *rq, as srv_request_parse does.
+ * model_id is the served model: another name is a 404 (e->status). */
+bool srv_ollama_parse(const char *body, size_t len, bool chat, int32_t n_ctx, const char *model_id,
+                      srv_request *rq, srv_reqerr *e);
+/* created_at as Ollama writes it: RFC 3339 in UTC with nanoseconds. */
+void srv_ollama_time(char out[40]);
+
+/* What a generation produced, for shaping an Ollama response. */
+typedef struct srv_ollama_out {
+    const srv_request *rq;
+    const char *model;
+    const char *text;          /* the content of this chunk, or the whole reply */
+    size_t len;
+    const cJSON *tool_calls;   /* OpenAI tool calls (arguments as JSON text), or NULL */
+    cJSON *logprobs;           /* Ollama logprobs array to attach (taken), or NULL */
+    const lm_gen_stats *stats; /* NULL: a chunk (done false); else the final object */
+    const char *done_reason;
+    uint64_t total_ns;
+} srv_ollama_out;
+/* One Ollama response object: a streamed chunk, the last one, or the whole reply. */
+cJSON *srv_ollama_response(const srv_ollama_out *o);
+/* The "load" answer to a request without messages or prompt. */
+cJSON *srv_ollama_loaded(const srv_request *rq, const char *model);
+
+/* Facts of the served model for /api/tags and /api/show. */
+typedef struct srv_model_facts {
+    const char *id;
+    const char *path;          /* the file or folder it was loaded from */
+    const lm_model *model;     /* NULL while loading (details are then left out) */
+    const char *template_src;  /* the chat template in use, or NULL */
+    int32_t n_ctx;
+} srv_model_facts;
+cJSON *srv_ollama_tags(const srv_model_facts *f);
+cJSON *srv_ollama_show(const srv_model_facts *f);
 
 /* Hermes/Qwen tool calls "<tool_call>{"name":..,"arguments":{..}}</tool_call>" in text.
  * Returns a JSON array of OpenAI tool calls ({id,type,function{name,arguments}}) or NULL when

@@ -76,7 +76,7 @@ static lm_status render(const lm_model *m, const lm_message *msgs, size_t n, con
     return st;
 }
 
-lm_status lm_chat_render(const lm_model *m, const lm_message *msgs, size_t n, const lm_chat_params *cp_in,
+lm_status lm_model_chat_render(const lm_model *m, const lm_message *msgs, size_t n, const lm_chat_params *cp_in,
                          char *out, size_t cap, size_t *len_out, lm_error *err) {
     if (!m || m->magic != LM_MODEL_MAGIC) return lm_fail(err, LM_ERR_MISUSE, "the model is NULL or freed");
     lm_chat_params cp = cp_in ? *cp_in : lm_chat_default_params();
@@ -250,17 +250,17 @@ lm_status session_chat_prompt(lm_session *s, const chat_prompt *p, const lm_gen_
         lm_finish fin;
         int32_t ng;
         if (key && rc_lookup(s->rcache, key, &hit, &fin, &ng)) {
-            if (hit.len && fn) fn(hit.data, hit.len, user);
+            bool stopped = hit.len && fn && fn(hit.data, hit.len, user) != 0;
             if (stats) {
                 stats->n_prompt = (int32_t)p->ids.n;
                 stats->n_generated = ng;
-                stats->finish = fin;
+                stats->finish = stopped ? LM_FINISH_CANCELLED : fin;
                 stats->from_cache = true;
                 stats->ttft_ms = lm_time_ms() - t0;
             }
             lm_buf_free(&hit);
             lm_free(key);
-            return LM_OK;
+            return stopped ? session_fail(s, LM_ERR_CANCELLED, "stopped by the caller (a cached reply)") : LM_OK;
         }
         lm_buf_free(&hit);
     }

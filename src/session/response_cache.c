@@ -24,12 +24,14 @@ struct lm_response_cache {
     uint64_t hits, misses;
 };
 
-lm_response_cache *lm_response_cache_new(size_t capacity) {
+lm_status lm_response_cache_new(size_t capacity, lm_response_cache **out, lm_error *err) {
+    if (!out) return lm_fail(err, LM_ERR_MISUSE, "lm_response_cache_new: out is NULL");
     lm_response_cache *c = lm_calloc(1, sizeof *c);
-    if (!c) return NULL;
+    *out = c;
+    if (!c) return lm_fail(err, LM_ERR_NOMEM, "lm_response_cache_new: out of memory");
     pthread_mutex_init(&c->mu, NULL);
     c->capacity = capacity ? capacity : 256;
-    return c;
+    return LM_OK;
 }
 
 static void entry_free(rc_entry *e) {

@@ -301,12 +301,18 @@ lm_status session_generate(lm_session *s, const lm_token *prompt, size_t n, cons
         }
     }
     engine_finish(e, s);
-    st = r.status; /* LM_ERR_CANCELLED only while the prompt was evaluated */
+    st = r.status;
     if (st) {
         finish = st == LM_ERR_CANCELLED ? LM_FINISH_CANCELLED : LM_FINISH_ERROR;
         session_fail(s, st, "%s", r.errmsg);
     } else if (finish == LM_FINISH_NONE) {
         finish = r.finish != LM_FINISH_NONE ? r.finish : LM_FINISH_STOP;
+    }
+    /* A stop the caller asked for (a callback, lm_session_cancel) is LM_ERR_CANCELLED however far
+     * the call got; what was delivered stays delivered and in the context. */
+    if (st == LM_OK && finish == LM_FINISH_CANCELLED) {
+        st = LM_ERR_CANCELLED;
+        session_fail(s, st, "stopped by the caller after %zu generated tokens", n_gen);
     }
     /* The context keeps the prompt and the generated tokens the caller saw, never those the
      * scheduler evaluated after a stop was asked for. */
@@ -401,7 +407,7 @@ lm_status lm_engine_warmup(lm_engine *e, lm_error *err) {
     if (st) return st;
     const lm_model *m = e->model;
     lm_token ids[8];
-    lm_token bos = lm_token_bos(m);
+    lm_token bos = lm_model_token_bos(m);
     for (int i = 0; i < 8; i++) ids[i] = (lm_token)((i == 0 && bos >= 0) ? bos : (i * 31) % m->hp.n_vocab);
     st = lm_session_eval(s, ids, 8, NULL, NULL);
     for (int i = 0; !st && i < 4; i++) st = lm_session_eval(s, &ids[i], 1, NULL, NULL);

@@ -441,15 +441,19 @@ lm_sentences_params lm_sentences_default_params(void) {
     return p;
 }
 
-lm_sentences *lm_sentences_new(const lm_sentences_params *p, lm_sentence_fn fn, void *user) {
-    if (!fn) return NULL;
+lm_status lm_sentences_new(const lm_sentences_params *p, lm_sentence_fn fn, void *user, lm_sentences **out,
+                           lm_error *err) {
+    if (!out) return lm_fail(err, LM_ERR_MISUSE, "lm_sentences_new: out is NULL");
+    *out = NULL;
+    if (!fn) return lm_fail(err, LM_ERR_MISUSE, "lm_sentences_new: the chunk callback is NULL");
     lm_sentences *s = lm_calloc(1, sizeof *s);
-    if (!s) return NULL;
+    if (!s) return lm_fail(err, LM_ERR_NOMEM, "lm_sentences_new: out of memory");
     s->p = p ? *p : lm_sentences_default_params();
     s->fn = fn;
     s->user = user;
     s->line_start = true;
-    return s;
+    *out = s;
+    return LM_OK;
 }
 
 lm_status lm_sentences_push(lm_sentences *s, const char *piece, size_t len) {

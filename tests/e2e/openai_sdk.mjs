@@ -68,6 +68,33 @@ await check('models.list', async () => {
   assert.deepEqual(ids, ['tinychat']);
 });
 
+await check('models.retrieve', async () => {
+  const m = await client.models.retrieve('tinychat');
+  assert.equal(m.id, 'tinychat');
+  assert.equal(m.object, 'model');
+  assert.equal(m.owned_by, 'locallm');
+  await assert.rejects(client.models.retrieve('gpt-4o'), (e) =>
+    e instanceof sdk.NotFoundError && e.status === 404 && e.code === 'model_not_found' && /gpt-4o/.test(e.message));
+});
+
+await check('chat.completions.create with logprobs', async () => {
+  const r = await client.chat.completions.create({
+    model: 'tinychat', messages: FRANCE, temperature: 0, logprobs: true, top_logprobs: 3,
+  });
+  const lp = r.choices[0].logprobs.content;
+  // the tokens spell the reply; each is its own most likely alternative (greedy) with the
+  // same log-probability, and log-probabilities are <= 0 and sorted
+  assert.equal(lp.map((t) => t.token).join(''), r.choices[0].message.content);
+  for (const t of lp) {
+    assert.equal(t.top_logprobs.length, 3);
+    assert.equal(t.top_logprobs[0].token, t.token);
+    assert.equal(t.top_logprobs[0].logprob, t.logprob);
+    assert.ok(t.logprob <= 0);
+    assert.ok(t.top_logprobs[1].logprob <= t.top_logprobs[0].logprob);
+    assert.deepEqual(t.bytes, [...Buffer.from(t.token, 'utf8')]);
+  }
+});
+
 await check('chat.completions.create, not streamed', async () => {
   const { data: r, response } = await client.chat.completions
     .create({ model: 'tinychat', messages: FRANCE, temperature: 0 })

@@ -14,7 +14,7 @@ set -euo pipefail
 CLI=${1:?usage: test_readme.sh /path/to/locallm}
 SRC=${LM_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
 BUILD=${LM_BUILD_DIR:?LM_BUILD_DIR must name the build folder}
-CC=${LM_CC:-cc}
+CC=$(command -v "${LM_CC:-cc}") || { echo "FAIL: no C compiler (${LM_CC:-cc})" >&2; exit 1; } # absolute: the wrapper below is named cc
 README=$SRC/README.md
 TMP=$(mktemp -d)
 . "$(dirname "$0")/lib.sh"

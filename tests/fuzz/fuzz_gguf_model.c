@@ -44,14 +44,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (!info.arch || !info.quant || info.n_vocab <= 0 || info.n_layer <= 0 || info.n_embd <= 0) abort();
     lm_token ids[64];
     size_t n = 0;
-    if (lm_tokenize(m, "Hello the world", 15, LM_TOK_ADD_SPECIAL, ids, 64, &n, &err) == LM_OK) {
+    if (lm_model_tokenize(m, "Hello the world", 15, LM_TOK_ADD_SPECIAL, ids, 64, &n, &err) == LM_OK) {
         for (size_t i = 0; i < n; i++)
             if (ids[i] < 0 || ids[i] >= info.n_vocab) abort();
         char text[512];
         size_t len = 0;
-        lm_detokenize(m, ids, n, true, text, sizeof text, &len, &err);
+        lm_model_detokenize(m, ids, n, true, text, sizeof text, &len, &err);
     }
-    (void)lm_token_piece(m, lm_token_bos(m));
+    (void)lm_model_token_piece(m, lm_model_token_bos(m));
     (void)lm_model_kv_bytes_per_token(m);
     lm_model_free(m);
     return 0;

@@ -71,8 +71,8 @@ static bool feed(const lm_sentences_params *pp, const char *text, size_t len, ui
     memset(r, 0, sizeof *r);
     r->text = text;
     r->check_place = pp->keep_list_markers;
-    lm_sentences *s = lm_sentences_new(pp, on_chunk, r);
-    if (!s) return false;
+    lm_sentences *s = NULL;
+    if (lm_sentences_new(pp, on_chunk, r, &s, NULL) != LM_OK) return false;
     size_t i = 0;
     while (i < len) {
         seed = seed * 1103515245u + 12345u;

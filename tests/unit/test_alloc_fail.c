@@ -174,7 +174,7 @@ static lm_status load_vocab(const void *arg, lm_error *err) {
         assert_null(m);
         return st;
     }
-    assert_true(lm_n_vocab(m) > 0);
+    assert_true(lm_model_n_vocab(m) > 0);
     lm_model_free(m);
     return LM_OK;
 }
@@ -205,7 +205,7 @@ static lm_status load_model_template(const void *arg, lm_error *err) {
     lm_message msg = {"user", "hi", NULL, NULL, NULL};
     char out[256];
     size_t len = 0;
-    st = lm_chat_render(m, &msg, 1, NULL, out, sizeof out, &len, err);
+    st = lm_model_chat_render(m, &msg, 1, NULL, out, sizeof out, &len, err);
     if (st == LM_OK && !strstr(out, TEMPLATE_MARK))
         fail_msg("the load succeeded with another template than chat_template.jinja: '%s'", out);
     lm_model_free(m);

@@ -74,7 +74,7 @@ static void unknown_short_name_lists_known_ones(void **state) {
     assert_non_null(strstr(err.msg, "locallm ls --available"));
     /* the resolver says the same before touching the cache */
     char path[512];
-    assert_int_equal(lm_resolve_model("llama9:400b", "/nonexistent", path, sizeof path, &err), LM_ERR_IO);
+    assert_int_equal(lm_hub_resolve("llama9:400b", "/nonexistent", path, sizeof path, &err), LM_ERR_IO);
     assert_non_null(strstr(err.msg, "unknown model name"));
 }
 
@@ -165,15 +165,15 @@ static void short_names_resolve_in_the_cache(void **state) {
     make_repo(cache, "bartowski/Llama-3.2-3B-Instruct-GGUF", "Llama-3.2-3B-Instruct-Q4_K_M.gguf");
     char out[4096], want[4096];
     lm_error err = {0};
-    assert_int_equal(lm_resolve_model("llama3.2:3b", cache, out, sizeof out, &err), LM_OK);
+    assert_int_equal(lm_hub_resolve("llama3.2:3b", cache, out, sizeof out, &err), LM_OK);
     snprintf(want, sizeof want, "%s/models--mlx-community--Llama-3.2-3B-Instruct-4bit/snapshots/"
                                 "89abcdef0123456789abcdef0123456789abcdef", cache);
     assert_string_equal(out, want);
-    assert_int_equal(lm_resolve_model("llama3.2:3b-gguf", cache, out, sizeof out, &err), LM_OK);
+    assert_int_equal(lm_hub_resolve("llama3.2:3b-gguf", cache, out, sizeof out, &err), LM_OK);
     assert_non_null(strstr(out, "/models--bartowski--Llama-3.2-3B-Instruct-GGUF/snapshots/"));
     assert_non_null(strstr(out, "/Llama-3.2-3B-Instruct-Q4_K_M.gguf"));
     /* a catalog model not in the cache: the message names the repo id to pull */
-    assert_int_equal(lm_resolve_model("qwen2.5:7b", cache, out, sizeof out, &err), LM_ERR_IO);
+    assert_int_equal(lm_hub_resolve("qwen2.5:7b", cache, out, sizeof out, &err), LM_ERR_IO);
     assert_non_null(strstr(err.msg, "mlx-community/Qwen2.5-7B-Instruct-4bit"));
     char cmd[1200];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", cache);

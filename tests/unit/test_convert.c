@@ -85,7 +85,7 @@ static float *eval_all(lm_model *m, const lm_token *ids, size_t n) {
     lm_session *s = NULL;
     lm_error err = {0};
     assert_int_equal(tu_session_new(m, &sp, &s, &err), LM_OK);
-    size_t nv = (size_t)lm_n_vocab(m);
+    size_t nv = (size_t)lm_model_n_vocab(m);
     float *all = malloc(n * nv * sizeof(float));
     if (lm_session_eval(s, ids, n, NULL, all)) fail_msg("%s", lm_session_errmsg(s));
     lm_session_free(s);
@@ -113,7 +113,7 @@ static void check_refs(const char *fx, const char *tok, double tol) {
     char rel[256];
     snprintf(rel, sizeof rel, "models/%s/refs.json", fx);
     cJSON *ref = tu_json(tu_data(rel)), *seq;
-    size_t nv = (size_t)lm_n_vocab(m);
+    size_t nv = (size_t)lm_model_n_vocab(m);
     assert_int_equal(nv, 512);
     cJSON_ArrayForEach(seq, cJSON_GetObjectItem(ref, "sequences")) {
         cJSON *in = cJSON_GetObjectItem(seq, "input_ids");
@@ -527,7 +527,7 @@ static void test_mlx_output(void **state) {
         lm_message msg = {"user", "Hello!", NULL, NULL, NULL};
         char text[1024];
         size_t len;
-        assert_int_equal(lm_chat_render(m, &msg, 1, NULL, text, sizeof text, &len, &err), LM_OK);
+        assert_int_equal(lm_model_chat_render(m, &msg, 1, NULL, text, sizeof text, &len, &err), LM_OK);
         assert_non_null(strstr(text, "<|im_start|>user\nHello!<|im_end|>"));
         float *got = eval_all(m, ids, n);
         double e = rel_err(got + (n - 1) * 2048, want + (n - 1) * 2048, 2048);

@@ -64,7 +64,7 @@ static void test_fail_and_log_escape(void **state) {
 }
 
 static char g_logged[1024];
-static void log_to(int level, const char *msg, void *user) {
+static void log_to(lm_log_level level, const char *msg, void *user) {
     (void)level;
     (void)user;
     snprintf(g_logged, sizeof g_logged, "%s", msg);
@@ -73,8 +73,46 @@ static void log_to(int level, const char *msg, void *user) {
 static void test_log_escape(void **state) {
     (void)state;
     lm_logger lg = {log_to, NULL};
-    lm_log(&lg, 1, "upstream said: %s", "bad\x1b[2J\x9b\xc2\x9b!");
+    lm_log(&lg, LM_LOG_WARN, "upstream said: %s", "bad\x1b[2J\x9b\xc2\x9b!");
     assert_string_equal(g_logged, "upstream said: bad\\x1b[2J\\x9b\\u009b!");
+}
+
+/* The model's log sink hears the load: one INFO line naming what was loaded and how, and a
+ * WARN when a model has no chat template of its own. */
+typedef struct log_lines {
+    int n_info, n_warn, n_other;
+    char info[512], warn[512];
+} log_lines;
+
+static void collect_log(lm_log_level level, const char *msg, void *user) {
+    log_lines *l = user;
+    if (level == LM_LOG_INFO) snprintf(l->info, sizeof l->info, "%s", msg), l->n_info++;
+    else if (level == LM_LOG_WARN) snprintf(l->warn, sizeof l->warn, "%s", msg), l->n_warn++;
+    else l->n_other++;
+}
+
+static void test_model_log(void **state) {
+    (void)state;
+    log_lines l = {0};
+    lm_model_params mp = lm_model_default_params();
+    mp.log = collect_log;
+    mp.log_user = &l;
+    mp.n_threads = 1;
+    lm_model *m = NULL;
+    lm_error err = {0};
+    assert_int_equal(lm_model_load(tu_data("stories260K/stories260K-q8_0.gguf"), &mp, &m, &err), LM_OK);
+    lm_model_free(m);
+    assert_int_equal(l.n_info, 1);
+    assert_non_null(strstr(l.info, "stories260K-q8_0.gguf: llama gguf, 5 layers, kernels "));
+    assert_non_null(strstr(l.info, "Q8_0"));
+    assert_non_null(strstr(l.info, "loaded in "));
+    assert_int_equal(l.n_warn, 1); /* a base model: no template of its own */
+    assert_non_null(strstr(l.warn, "no chat template in the model"));
+    assert_int_equal(l.n_other, 0);
+    /* no sink: silent (and no crash) */
+    mp.log = NULL;
+    assert_int_equal(lm_model_load(tu_data("stories260K/stories260K-q8_0.gguf"), &mp, &m, &err), LM_OK);
+    lm_model_free(m);
 }
 
 static void test_json_trailing(void **state) {
@@ -177,6 +215,7 @@ int main(void) {
         cmocka_unit_test(test_escape_text),
         cmocka_unit_test(test_fail_and_log_escape),
         cmocka_unit_test(test_log_escape),
+        cmocka_unit_test(test_model_log),
         cmocka_unit_test(test_json_trailing),
         cmocka_unit_test(test_special_files),
     };

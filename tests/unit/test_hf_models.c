@@ -38,7 +38,7 @@ static void check_fixture(const char *name, double tol, bool kv_f32) {
     if (lm_model_load(tu_data(rel), &mp, &m, &err)) fail_msg("%s: %s", name, err.msg);
     snprintf(rel, sizeof rel, "models/%s/refs.json", name);
     cJSON *ref = tu_json(tu_data(rel));
-    size_t nv = (size_t)lm_n_vocab(m);
+    size_t nv = (size_t)lm_model_n_vocab(m);
     cJSON *seq;
     cJSON_ArrayForEach(seq, cJSON_GetObjectItem(ref, "sequences")) {
         const char *sname = cJSON_GetObjectItem(seq, "name")->valuestring;
@@ -132,7 +132,7 @@ static void test_stories_hf(void **state) {
     lm_session *s = NULL;
     assert_int_equal(tu_session_new(m, NULL, &s, &err), LM_OK);
     lm_token prompt[] = {1, 403, 407, 261, 378};
-    size_t nv = (size_t)lm_n_vocab(m);
+    size_t nv = (size_t)lm_model_n_vocab(m);
     float *logits = malloc(nv * sizeof(float));
     assert_int_equal(lm_session_eval(s, prompt, 5, logits, NULL), LM_OK);
     cJSON *g = cJSON_GetObjectItem(ref, "greedy_ids");
@@ -162,7 +162,7 @@ static void test_tinychat_top5(void **state) {
     lm_error err = {0};
     if (lm_model_load(dir, &mp, &m, &err)) fail_msg("%s", err.msg);
     cJSON *refs = tu_json(tu_src("models/tinychat/refs.json")), *p;
-    size_t nv = (size_t)lm_n_vocab(m);
+    size_t nv = (size_t)lm_model_n_vocab(m);
     float *logits = malloc(nv * sizeof(float));
     int n_prompts = 0;
     double worst = 0;
@@ -270,7 +270,7 @@ static void test_no_tokenizer(void **state) {
     assert_int_equal(lm_model_load(tu_data("models/qwen2-f32"), NULL, &m, &err), LM_OK);
     lm_token ids[8];
     size_t n;
-    assert_int_equal(lm_tokenize(m, "hi", 2, 0, ids, 8, &n, &err), LM_ERR_UNSUPPORTED);
+    assert_int_equal(lm_model_tokenize(m, "hi", 2, 0, ids, 8, &n, &err), LM_ERR_UNSUPPORTED);
     assert_non_null(strstr(err.msg, "tokenizer"));
     lm_model_free(m);
 }

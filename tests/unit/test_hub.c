@@ -41,19 +41,19 @@ static void test_resolve_cache(void **state) {
     fputs(commit, f);
     fclose(f);
     lm_error err = {0};
-    assert_int_equal(lm_resolve_model("org/tiny", cache, out, sizeof out, &err), LM_OK);
+    assert_int_equal(lm_hub_resolve("org/tiny", cache, out, sizeof out, &err), LM_OK);
     snprintf(p, sizeof p, "%s/models--org--tiny/snapshots/%s", cache, commit);
     assert_string_equal(out, p);
     char ref[128];
     snprintf(ref, sizeof ref, "org/tiny@%s", commit);
-    assert_int_equal(lm_resolve_model(ref, cache, out, sizeof out, &err), LM_OK);
-    assert_int_equal(lm_resolve_model("org/tiny@v2", cache, out, sizeof out, &err), LM_ERR_IO);
+    assert_int_equal(lm_hub_resolve(ref, cache, out, sizeof out, &err), LM_OK);
+    assert_int_equal(lm_hub_resolve("org/tiny@v2", cache, out, sizeof out, &err), LM_ERR_IO);
     assert_non_null(strstr(err.msg, "revision 'v2'"));
-    assert_int_equal(lm_resolve_model("org/missing", cache, out, sizeof out, &err), LM_ERR_IO);
+    assert_int_equal(lm_hub_resolve("org/missing", cache, out, sizeof out, &err), LM_ERR_IO);
     assert_non_null(strstr(err.msg, "locallm pull"));
-    assert_int_equal(lm_resolve_model("org/../etc", cache, out, sizeof out, &err), LM_ERR_IO);
+    assert_int_equal(lm_hub_resolve("org/../etc", cache, out, sizeof out, &err), LM_ERR_IO);
     /* an existing path is used as is */
-    assert_int_equal(lm_resolve_model(cache, NULL, out, sizeof out, &err), LM_OK);
+    assert_int_equal(lm_hub_resolve(cache, NULL, out, sizeof out, &err), LM_OK);
     assert_string_equal(out, cache);
 }
 

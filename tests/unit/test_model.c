@@ -34,7 +34,7 @@ static void greedy(lm_model *m, bool kv_f32, const lm_token *prompt, size_t np, 
     lm_session_params sp = lm_session_default_params();
     sp.kv_f32 = kv_f32;
     assert_int_equal(tu_session_new(m, &sp, &s, &err), LM_OK);
-    int32_t nv = lm_n_vocab(m);
+    int32_t nv = lm_model_n_vocab(m);
     float *logits = malloc((size_t)nv * sizeof(float));
     assert_int_equal(lm_session_eval(s, prompt, np, logits, NULL), LM_OK);
     for (size_t i = 0; i < n_gen; i++) {
@@ -98,7 +98,7 @@ static void check_logits(bool kv_f32, double tol) {
     lm_session_params sp = lm_session_default_params();
     sp.kv_f32 = kv_f32;
     assert_int_equal(tu_session_new(m, &sp, &s, &err), LM_OK);
-    size_t nv = (size_t)lm_n_vocab(m);
+    size_t nv = (size_t)lm_model_n_vocab(m);
     float *all = malloc(8 * nv * sizeof(float));
     assert_int_equal(lm_session_eval(s, ids, 8, NULL, all), LM_OK);
     /* top-5 per position within 1e-4 */
@@ -151,7 +151,7 @@ static void batch_vs_stepwise(const char *rel, float rel_tol) {
     lm_token ids[40];
     for (int i = 0; i < 40; i++) ids[i] = (lm_token)(260 + (i * 7) % 200);
     ids[0] = 1;
-    size_t nv = (size_t)lm_n_vocab(m);
+    size_t nv = (size_t)lm_model_n_vocab(m);
     float *a = malloc(nv * sizeof(float)), *b = malloc(nv * sizeof(float));
     lm_session *s1 = NULL, *s2 = NULL;
     lm_error err = {0};

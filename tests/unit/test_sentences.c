@@ -32,7 +32,8 @@ static int collect(const char *t, size_t n, void *user) {
 static void feed(const lm_sentences_params *p, const char *text, size_t step, uint64_t seed,
                  chunks *out) {
     memset(out, 0, sizeof *out);
-    lm_sentences *s = lm_sentences_new(p, collect, out);
+    lm_sentences *s = NULL;
+    assert_int_equal(lm_sentences_new(p, collect, out, &s, NULL), LM_OK);
     assert_non_null(s);
     size_t len = strlen(text), i = 0;
     lm_rng r;
@@ -214,7 +215,8 @@ static void test_early_first_chunk(void **state) {
     }
     /* after flush the next reply gets an early chunk again */
     chunks out = {0};
-    lm_sentences *s = lm_sentences_new(&p, collect, &out);
+    lm_sentences *s = NULL;
+    assert_int_equal(lm_sentences_new(&p, collect, &out, &s, NULL), LM_OK);
     assert_non_null(s);
     const char *t = "Well, you see, it is late.";
     assert_int_equal(lm_sentences_push(s, t, strlen(t)), LM_OK);
@@ -252,7 +254,8 @@ static void test_max_chunk(void **state) {
 static void test_emits_early(void **state) {
     (void)state;
     chunks out = {0};
-    lm_sentences *s = lm_sentences_new(NULL, collect, &out);
+    lm_sentences *s = NULL;
+    assert_int_equal(lm_sentences_new(NULL, collect, &out, &s, NULL), LM_OK);
     assert_non_null(s);
     assert_int_equal(lm_sentences_push(s, "Hello there.", 12), LM_OK);
     assert_int_equal(out.n, 0); /* could be "Mr." or "3.14": wait */
@@ -285,7 +288,8 @@ static void test_stop_and_reset(void **state) {
     (void)state;
     chunks out = {0};
     out.stop_after = 2;
-    lm_sentences *s = lm_sentences_new(NULL, collect, &out);
+    lm_sentences *s = NULL;
+    assert_int_equal(lm_sentences_new(NULL, collect, &out, &s, NULL), LM_OK);
     assert_non_null(s);
     const char *t = "One. Two. Three. Four.";
     assert_int_equal(lm_sentences_push(s, t, strlen(t)), LM_ERR_CANCELLED);
@@ -319,13 +323,18 @@ static void test_stop_and_reset(void **state) {
 
 static void test_misuse_and_nomem(void **state) {
     (void)state;
-    assert_null(lm_sentences_new(NULL, NULL, NULL));
+    lm_sentences *none = (lm_sentences *)&none;
+    lm_error err = {0};
+    assert_int_equal(lm_sentences_new(NULL, NULL, NULL, &none, &err), LM_ERR_MISUSE);
+    assert_null(none);
+    assert_non_null(strstr(err.msg, "callback is NULL"));
     assert_int_equal(lm_sentences_push(NULL, "a", 1), LM_ERR_MISUSE);
     assert_int_equal(lm_sentences_flush(NULL), LM_ERR_MISUSE);
     lm_sentences_reset(NULL);
     lm_sentences_free(NULL);
     chunks out = {0};
-    lm_sentences *s = lm_sentences_new(NULL, collect, &out);
+    lm_sentences *s = NULL;
+    assert_int_equal(lm_sentences_new(NULL, collect, &out, &s, NULL), LM_OK);
     assert_non_null(s);
     assert_int_equal(lm_sentences_push(s, NULL, 3), LM_ERR_MISUSE);
     assert_non_null(strstr(lm_sentences_errmsg(s), "piece: NULL"));
@@ -333,7 +342,7 @@ static void test_misuse_and_nomem(void **state) {
     assert_int_equal(lm_sentences_flush(s), LM_OK); /* empty input: no chunk */
     assert_int_equal(out.n, 0);
     lm_sentences_free(s);
-    s = lm_sentences_new(NULL, collect, &out);
+    assert_int_equal(lm_sentences_new(NULL, collect, &out, &s, NULL), LM_OK);
     assert_non_null(s);
     lm_alloc_fail_at(1);
     assert_int_equal(lm_sentences_push(s, "Hi. There", 9), LM_ERR_NOMEM);
@@ -345,8 +354,9 @@ static void test_misuse_and_nomem(void **state) {
     assert_int_equal(out.n, 2);
     lm_sentences_free(s);
     lm_alloc_fail_at(1);
-    assert_null(lm_sentences_new(NULL, collect, &out));
+    assert_int_equal(lm_sentences_new(NULL, collect, &out, &s, &err), LM_ERR_NOMEM);
     lm_alloc_fail_at(0);
+    assert_null(s);
 }
 
 static int total_len(const char *t, size_t n, void *user) {
@@ -366,7 +376,8 @@ static void test_bytes_and_growth(void **state) {
     feed(NULL, c.in, 1, 0, &got);
     check(&got, &c, "byte by byte");
     size_t got_len = 0;
-    lm_sentences *s = lm_sentences_new(NULL, total_len, &got_len);
+    lm_sentences *s = NULL;
+    assert_int_equal(lm_sentences_new(NULL, total_len, &got_len, &s, NULL), LM_OK);
     assert_non_null(s);
     for (int k = 0; k < 1000; k++) assert_int_equal(lm_sentences_push(s, "word ", 5), LM_OK);
     assert_int_equal(got_len, 0);

@@ -37,14 +37,14 @@ static void check_hello(const lm_model *m, const cJSON *refs) {
     lm_token ids[64];
     size_t n = 0;
     lm_error err = {0};
-    assert_int_equal(lm_tokenize(m, text, strlen(text), LM_TOK_ADD_SPECIAL | LM_TOK_PARSE_SPECIAL,
+    assert_int_equal(lm_model_tokenize(m, text, strlen(text), LM_TOK_ADD_SPECIAL | LM_TOK_PARSE_SPECIAL,
                                  ids, 64, &n, &err),
                      LM_OK);
     assert_int_equal(n, (size_t)cJSON_GetArraySize(want));
     for (size_t i = 0; i < n; i++) assert_int_equal(ids[i], cJSON_GetArrayItem(want, (int)i)->valueint);
     char back[256];
     size_t len = 0;
-    assert_int_equal(lm_detokenize(m, ids, n, true, back, sizeof back, &len, &err), LM_OK);
+    assert_int_equal(lm_model_detokenize(m, ids, n, true, back, sizeof back, &len, &err), LM_OK);
     assert_string_equal(back, text);
 }
 
@@ -54,7 +54,7 @@ static void tokenizer_folder(void **state) {
     const char *paths[] = {tu_data("tokenizers/llama3"), tu_data("tokenizers/llama3/tokenizer.json")};
     for (size_t k = 0; k < LM_ARRAY_LEN(paths); k++) {
         lm_model *m = load_vocab(paths[k]);
-        assert_int_equal(lm_n_vocab(m), 128256);
+        assert_int_equal(lm_model_n_vocab(m), 128256);
         check_hello(m, refs);
         /* the template of tokenizer_config.json: refs.json chat[0] */
         const cJSON *c = cJSON_GetArrayItem(cJSON_GetObjectItem(refs, "chat"), 0);
@@ -73,7 +73,7 @@ static void tokenizer_folder(void **state) {
         char out[4096];
         size_t len = 0;
         lm_error err = {0};
-        assert_int_equal(lm_chat_render(m, list, n, &cp, out, sizeof out, &len, &err), LM_OK);
+        assert_int_equal(lm_model_chat_render(m, list, n, &cp, out, sizeof out, &len, &err), LM_OK);
         assert_string_equal(out, cJSON_GetObjectItem(c, "text")->valuestring);
         /* no weights: no engine to run them */
         lm_engine *e = NULL;
@@ -92,11 +92,11 @@ static void tokenizer_folder(void **state) {
 static void gguf_metadata(void **state) {
     (void)state;
     lm_model *m = load_vocab(tu_data("stories260K/stories260K-f32.gguf"));
-    assert_int_equal(lm_n_vocab(m), 512);
+    assert_int_equal(lm_model_n_vocab(m), 512);
     lm_token ids[16];
     size_t n = 0;
     lm_error err = {0};
-    assert_int_equal(lm_tokenize(m, "Once upon a time", 16, LM_TOK_ADD_SPECIAL, ids, 16, &n, &err), LM_OK);
+    assert_int_equal(lm_model_tokenize(m, "Once upon a time", 16, LM_TOK_ADD_SPECIAL, ids, 16, &n, &err), LM_OK);
     const lm_token want[] = {1, 403, 407, 261, 378};
     assert_int_equal(n, LM_ARRAY_LEN(want));
     assert_memory_equal(ids, want, sizeof want);
