@@ -51,10 +51,7 @@ typedef struct chat_vars {
     const cJSON *extra;          /* JSON object of extra variables (date_string...) or NULL */
 } chat_vars;
 
-/* Built-in formats used when a model has no template. */
-enum chat_builtin { CHAT_BUILTIN_NONE, CHAT_BUILTIN_LLAMA3, CHAT_BUILTIN_MISTRAL,
-                    CHAT_BUILTIN_CHATML, CHAT_BUILTIN_ZEPHYR };
-/* Jinja source of a built-in format by name ("llama3", "mistral", "chatml", "zephyr"), or NULL. */
+/* Built-in formats used when a model has no template: the Jinja source of one by name ("llama3", "mistral", "chatml", "zephyr"), or NULL. */
 const char *chat_builtin_source(const char *name);
 
 /* Renders messages (a JSON array of OpenAI-style message objects) with template src (parsed, then

@@ -149,230 +149,251 @@ static bool time_conversation(lm_engine *engine, const lm_token *ids, int32_t re
     return ok;
 }
 
-int cli_bench(int argc, char **argv) {
-    const char *cmd = "bench";
-    const char *model_path = NULL;
-    int32_t *lens = NULL;
-    size_t n_lens = 0;
-    int32_t n_gen = 64, n_threads = 0, reps = 3, n_prompt_tokens = 32, long_prompt = 0, n_ctx = 0;
-    int32_t *par = NULL;
-    size_t n_par = 0;
-    bool json = false, conversation = false;
+typedef struct bench_opts {
+    const char *model_path;
+    int32_t *lens; /* prompt lengths (malloc'd) */
+    size_t n_lens;
+    int32_t n_gen, n_threads, reps, n_prompt_tokens, long_prompt, n_ctx;
+    int32_t *par; /* --parallel N[,N...] (malloc'd), NULL without */
+    size_t n_par;
+    bool json, conversation;
+} bench_opts;
 
+/* Options into *o; -1 to go on, else the exit code (o's lists freed). */
+static int parse_opts(int argc, char **argv, bench_opts *o) {
+    const char *cmd = "bench";
+    *o = (bench_opts){.n_gen = 64, .reps = 3, .n_prompt_tokens = 32};
     cli_args a;
     cli_args_init(&a, &BENCH_CMD, argc, argv);
-    for (int id; (id = cli_args_next(&a)) != CLI_ARGS_END;) {
+    int rc = -1;
+    for (int id; rc < 0 && (id = cli_args_next(&a)) != CLI_ARGS_END;) {
         bool ok = true;
         switch (id) {
-        case CLI_ARGS_HELP:
-            free(lens);
-            free(par);
-            return CLI_EXIT_OK;
-        case CLI_ARGS_ERROR: goto usage;
+        case CLI_ARGS_HELP: rc = CLI_EXIT_OK; break;
+        case CLI_ARGS_ERROR: ok = false; break;
         case CLI_ARGS_POSITIONAL:
-            if (model_path) {
-                cli_usage_error(cmd, "unexpected argument '%s' (the model is '%s')", a.val, model_path);
-                goto usage;
+            if (o->model_path) {
+                cli_usage_error(cmd, "unexpected argument '%s' (the model is '%s')", a.val, o->model_path);
+                ok = false;
             }
-            model_path = a.val;
+            o->model_path = a.val;
             break;
-        case CLI_O_JSON: json = true; break;
-        case O_CONVERSATION: conversation = true; break;
+        case CLI_O_JSON: o->json = true; break;
+        case O_CONVERSATION: o->conversation = true; break;
         case CLI_O_FORCE: cli_set_force(true); break;
         case O_PROMPT_LENS:
-            free(lens);
-            lens = NULL;
-            ok = cli_parse_i32_list(cmd, a.opt, a.val, 1, 1 << 20, &lens, &n_lens);
+            free(o->lens);
+            o->lens = NULL;
+            ok = cli_parse_i32_list(cmd, a.opt, a.val, 1, 1 << 20, &o->lens, &o->n_lens);
             break;
-        case O_N_GEN: ok = cli_args_i32(&a, 0, 1 << 20, &n_gen); break;
+        case O_N_GEN: ok = cli_args_i32(&a, 0, 1 << 20, &o->n_gen); break;
         case O_PARALLEL:
-            free(par);
-            par = NULL;
-            ok = cli_parse_i32_list(cmd, a.opt, a.val, 1, 1024, &par, &n_par);
+            free(o->par);
+            o->par = NULL;
+            ok = cli_parse_i32_list(cmd, a.opt, a.val, 1, 1024, &o->par, &o->n_par);
             break;
-        case O_PROMPT_TOKENS: ok = cli_args_i32(&a, 1, 1 << 20, &n_prompt_tokens); break;
-        case O_LONG_PROMPT: ok = cli_args_i32(&a, 1, 1 << 20, &long_prompt); break;
-        case CLI_O_CTX: ok = cli_args_i32(&a, 1, 1 << 22, &n_ctx); break;
-        case CLI_O_THREADS: ok = cli_args_i32(&a, 0, 1024, &n_threads); break;
-        case O_REPS: ok = cli_args_i32(&a, 1, 1000, &reps); break;
+        case O_PROMPT_TOKENS: ok = cli_args_i32(&a, 1, 1 << 20, &o->n_prompt_tokens); break;
+        case O_LONG_PROMPT: ok = cli_args_i32(&a, 1, 1 << 20, &o->long_prompt); break;
+        case CLI_O_CTX: ok = cli_args_i32(&a, 1, 1 << 22, &o->n_ctx); break;
+        case CLI_O_THREADS: ok = cli_args_i32(&a, 0, 1024, &o->n_threads); break;
+        case O_REPS: ok = cli_args_i32(&a, 1, 1000, &o->reps); break;
         }
-        if (!ok) goto usage;
+        if (!ok) rc = CLI_EXIT_USAGE;
     }
-    if (!lens) {
+    if (rc < 0 && !o->lens) {
         static const int32_t DEFAULT_LENS[] = {128, 512};
-        n_lens = 2;
-        lens = malloc(sizeof DEFAULT_LENS);
-        if (!lens) return cli_error("out of memory");
-        memcpy(lens, DEFAULT_LENS, sizeof DEFAULT_LENS);
+        o->n_lens = 2;
+        o->lens = malloc(sizeof DEFAULT_LENS);
+        if (!o->lens) rc = cli_error("out of memory");
+        else memcpy(o->lens, DEFAULT_LENS, sizeof DEFAULT_LENS);
     }
+    if (rc >= 0) {
+        free(o->lens);
+        free(o->par);
+        o->lens = o->par = NULL;
+    }
+    return rc;
+}
 
-    int rc = CLI_EXIT_ERROR;
-    char *default_path = NULL;
-    lm_model *model = NULL;
-    lm_engine *engine = NULL;
-    lm_session *s = NULL;
-    lm_token *ids = NULL;
-    float *logits = NULL;
-    double *samples = NULL, *samples2 = NULL, *prefill_tok_s = NULL, *ttft_ms = NULL;
-    double decode_tok_s = 0, load_ms = 0;
+/* What one run measured. */
+typedef struct bench_result {
+    double *prefill_tok_s, *ttft_ms; /* one per prompt length */
+    double decode_tok_s, load_ms;
+    double conv[4]; /* turn 1, turn 5, full re-prefill, after partial prefill */
+} bench_result;
 
-    if (!model_path) {
-        default_path = cli_default_model();
-        if (!default_path) {
-            cli_error("out of memory");
-            goto done;
+/* Scratch shared by the timed parts: the prompt ids, a logits row and reps samples twice. */
+typedef struct bench_scratch {
+    lm_engine *engine;
+    int32_t default_ctx;
+    lm_token *ids;
+    float *logits;
+    double *samples, *samples2;
+} bench_scratch;
+
+/* Prefill speed and TTFT (the prompt plus the first decode step, as a user waits for it) of each
+ * prompt length, each the median of reps fresh sessions. */
+static bool time_prefill(const bench_opts *o, bench_scratch *w, bench_result *res) {
+    for (size_t k = 0; k < o->n_lens; k++) {
+        size_t p = (size_t)o->lens[k];
+        for (int32_t r = 0; r < o->reps; r++) {
+            lm_session *s = NULL;
+            if (!open_session(w->engine, w->default_ctx, p + 1, &s)) return false;
+            double t0 = cli_now_ms();
+            bool ok = lm_session_eval(s, w->ids, p, w->logits, NULL) == LM_OK;
+            if (!ok) cli_error("prefill of %zu tokens failed: %s", p, lm_session_errmsg(s));
+            double t1 = cli_now_ms();
+            lm_token next = w->ids[0];
+            if (ok && !(ok = lm_session_eval(s, &next, 1, w->logits, NULL) == LM_OK))
+                cli_error("decode after %zu tokens failed: %s", p, lm_session_errmsg(s));
+            double t2 = cli_now_ms();
+            lm_session_free(s);
+            if (!ok) return false;
+            w->samples[r] = (double)p * 1000.0 / (t1 - t0 > 1e-6 ? t1 - t0 : 1e-6);
+            w->samples2[r] = t2 - t0;
         }
-        model_path = default_path;
+        res->prefill_tok_s[k] = median(w->samples, (size_t)o->reps);
+        res->ttft_ms[k] = median(w->samples2, (size_t)o->reps);
     }
-    if (!cli_load_model(model_path, n_threads, &model, &load_ms)) goto done;
-    if (par && long_prompt) {
-        rc = cli_bench_long_prompt(model, model_path, par[0], long_prompt, n_ctx, json);
-        goto done;
+    return true;
+}
+
+/* Decode speed: n_gen steps after a DECODE_PROMPT-token prompt, the median of reps sessions. */
+static bool time_decode(const bench_opts *o, bench_scratch *w, bench_result *res) {
+    for (int32_t r = 0; r < o->reps; r++) {
+        lm_session *s = NULL;
+        if (!open_session(w->engine, w->default_ctx, DECODE_PROMPT + (size_t)o->n_gen, &s)) return false;
+        bool ok = lm_session_eval(s, w->ids, DECODE_PROMPT, w->logits, NULL) == LM_OK;
+        if (!ok) cli_error("decode prompt failed: %s", lm_session_errmsg(s));
+        uint64_t state = SEED + 1 + (uint64_t)r;
+        double t0 = cli_now_ms();
+        for (int32_t g = 0; ok && g < o->n_gen; g++) {
+            /* A fixed pseudo-random id, not the argmax: decode speed must not depend on
+             * what the model predicts. */
+            lm_token next = w->ids[next_u64(&state) % DECODE_PROMPT];
+            if (!(ok = lm_session_eval(s, &next, 1, w->logits, NULL) == LM_OK))
+                cli_error("decode step %ld failed: %s", (long)g, lm_session_errmsg(s));
+        }
+        double t1 = cli_now_ms();
+        lm_session_free(s);
+        if (!ok) return false;
+        w->samples[r] = (double)o->n_gen * 1000.0 / (t1 - t0 > 1e-6 ? t1 - t0 : 1e-6);
     }
-    if (par) {
-        rc = cli_bench_parallel(model, model_path, par, n_par, n_prompt_tokens, n_gen > 0 ? n_gen : 1, reps, json);
-        goto done;
+    res->decode_tok_s = median(w->samples, (size_t)o->reps);
+    return true;
+}
+
+static void print_results(const bench_opts *o, const lm_model_info *mi, const bench_result *res) {
+    double rss = peak_rss_mb();
+    if (o->json) {
+        fputs("{\"model\":", stdout);
+        cli_json_string(stdout, o->model_path);
+        printf(",\"threads\":%ld,\"prefill\":[", (long)mi->n_threads);
+        for (size_t k = 0; k < o->n_lens; k++)
+            printf("%s{\"tokens\":%ld,\"tok_s\":%.3f,\"ttft_ms\":%.3f}", k ? "," : "",
+                   (long)o->lens[k], res->prefill_tok_s[k], res->ttft_ms[k]);
+        printf("],\"decode\":{\"tokens\":%ld,\"tok_s\":%.3f},\"load_ms\":%.3f,"
+               "\"peak_rss_mb\":%.1f",
+               (long)o->n_gen, res->decode_tok_s, res->load_ms, rss);
+        if (o->conversation)
+            printf(",\"conversation\":{\"turn1_ttft_ms\":%.3f,\"turn5_ttft_ms\":%.3f,"
+                   "\"full_reprefill_ttft_ms\":%.3f,\"partial_ttft_ms\":%.3f}",
+                   res->conv[0], res->conv[1], res->conv[2], res->conv[3]);
+        fputs("}\n", stdout);
+        return;
     }
-    if (!cli_engine_new(model, &engine)) goto done;
+    printf("model: %s (%s, %s kernels)\n", o->model_path, mi->arch ? mi->arch : "?",
+           mi->kernels ? mi->kernels : "?");
+    printf("threads: %ld, reps: %ld, load: %.1f ms, peak RSS: %.1f MB\n\n",
+           (long)mi->n_threads, (long)o->reps, res->load_ms, rss);
+    printf("%-8s %8s %12s %10s\n", "test", "tokens", "tok/s", "ttft ms");
+    for (size_t k = 0; k < o->n_lens; k++)
+        printf("%-8s %8ld %12.1f %10.2f\n", "prefill", (long)o->lens[k], res->prefill_tok_s[k],
+               res->ttft_ms[k]);
+    if (o->n_gen > 0) printf("%-8s %8ld %12.1f %10s\n", "decode", (long)o->n_gen, res->decode_tok_s, "-");
+    if (o->conversation) {
+        printf("\nconversation (TTFT = new tokens' prefill + one decode step):\n");
+        printf("  turn 1, 500-token system + 30:          %9.2f ms\n", res->conv[0]);
+        printf("  turn 5, 1000 cached + 30 new:           %9.2f ms\n", res->conv[1]);
+        printf("  turn 5 without reuse (1030 prefilled):  %9.2f ms\n", res->conv[2]);
+        printf("  after partial prefill (5 new):          %9.2f ms\n", res->conv[3]);
+    }
+}
+
+/* The single-stream figures on a loaded model: warm-up, prefill, decode, conversation. */
+static int bench_single(const bench_opts *o, lm_model *model, double load_ms) {
+    int rc = CLI_EXIT_ERROR;
+    bench_scratch w = {0};
+    bench_result res = {.load_ms = load_ms};
+    lm_session *s = NULL;
+    if (!cli_engine_new(model, &w.engine)) return rc;
     lm_model_info mi;
     memset(&mi, 0, sizeof mi);
     lm_model_get_info(model, &mi);
     int32_t n_vocab = lm_model_n_vocab(model);
-    int32_t default_ctx = mi.n_ctx_train > 0 && mi.n_ctx_train < 4096 ? mi.n_ctx_train : 4096;
+    w.default_ctx = mi.n_ctx_train > 0 && mi.n_ctx_train < 4096 ? mi.n_ctx_train : 4096;
 
-    size_t max_len = conversation ? 1040 : DECODE_PROMPT;
-    for (size_t k = 0; k < n_lens; k++)
-        if ((size_t)lens[k] > max_len) max_len = (size_t)lens[k];
-    ids = malloc(max_len * sizeof *ids);
-    logits = malloc((size_t)(n_vocab > 0 ? n_vocab : 1) * sizeof *logits);
-    samples = malloc((size_t)reps * sizeof *samples);
-    samples2 = malloc((size_t)reps * sizeof *samples2);
-    prefill_tok_s = calloc(n_lens, sizeof *prefill_tok_s);
-    ttft_ms = calloc(n_lens, sizeof *ttft_ms);
-    if (!ids || !logits || !samples || !samples2 || !prefill_tok_s || !ttft_ms) {
+    size_t max_len = o->conversation ? 1040 : DECODE_PROMPT;
+    for (size_t k = 0; k < o->n_lens; k++)
+        if ((size_t)o->lens[k] > max_len) max_len = (size_t)o->lens[k];
+    w.ids = malloc(max_len * sizeof *w.ids);
+    w.logits = malloc((size_t)(n_vocab > 0 ? n_vocab : 1) * sizeof *w.logits);
+    w.samples = malloc((size_t)o->reps * sizeof *w.samples);
+    w.samples2 = malloc((size_t)o->reps * sizeof *w.samples2);
+    res.prefill_tok_s = calloc(o->n_lens, sizeof *res.prefill_tok_s);
+    res.ttft_ms = calloc(o->n_lens, sizeof *res.ttft_ms);
+    if (!w.ids || !w.logits || !w.samples || !w.samples2 || !res.prefill_tok_s || !res.ttft_ms) {
         cli_error("out of memory");
         goto done;
     }
-    fill_ids(ids, max_len, n_vocab, SEED);
+    fill_ids(w.ids, max_len, n_vocab, SEED);
 
     /* One untimed pass first: touches the mapped weights and warms the thread pool. */
-    if (!open_session(engine, default_ctx, DECODE_PROMPT, &s)) goto done;
-    if (lm_session_eval(s, ids, DECODE_PROMPT, logits, NULL) != LM_OK) {
+    if (!open_session(w.engine, w.default_ctx, DECODE_PROMPT, &s)) goto done;
+    if (lm_session_eval(s, w.ids, DECODE_PROMPT, w.logits, NULL) != LM_OK) {
         cli_error("warm-up eval failed: %s", lm_session_errmsg(s));
         goto done;
     }
     lm_session_free(s);
     s = NULL;
-
-    for (size_t k = 0; k < n_lens; k++) {
-        size_t p = (size_t)lens[k];
-        for (int32_t r = 0; r < reps; r++) {
-            /* TTFT: the prompt plus the first decode step, as a user waits for it. */
-            if (!open_session(engine, default_ctx, p + 1, &s)) goto done;
-            double t0 = cli_now_ms();
-            if (lm_session_eval(s, ids, p, logits, NULL) != LM_OK) {
-                cli_error("prefill of %zu tokens failed: %s", p, lm_session_errmsg(s));
-                goto done;
-            }
-            double t1 = cli_now_ms();
-            lm_token next = ids[0];
-            if (lm_session_eval(s, &next, 1, logits, NULL) != LM_OK) {
-                cli_error("decode after %zu tokens failed: %s", p, lm_session_errmsg(s));
-                goto done;
-            }
-            double t2 = cli_now_ms();
-            lm_session_free(s);
-            s = NULL;
-            samples[r] = (double)p * 1000.0 / (t1 - t0 > 1e-6 ? t1 - t0 : 1e-6);
-            samples2[r] = t2 - t0;
-        }
-        prefill_tok_s[k] = median(samples, (size_t)reps);
-        ttft_ms[k] = median(samples2, (size_t)reps);
-    }
-
-    if (n_gen > 0) {
-        for (int32_t r = 0; r < reps; r++) {
-            if (!open_session(engine, default_ctx, DECODE_PROMPT + (size_t)n_gen, &s)) goto done;
-            if (lm_session_eval(s, ids, DECODE_PROMPT, logits, NULL) != LM_OK) {
-                cli_error("decode prompt failed: %s", lm_session_errmsg(s));
-                goto done;
-            }
-            uint64_t state = SEED + 1 + (uint64_t)r;
-            double t0 = cli_now_ms();
-            for (int32_t g = 0; g < n_gen; g++) {
-                /* A fixed pseudo-random id, not the argmax: decode speed must not depend on
-                 * what the model predicts. */
-                lm_token next = ids[next_u64(&state) % DECODE_PROMPT];
-                if (lm_session_eval(s, &next, 1, logits, NULL) != LM_OK) {
-                    cli_error("decode step %ld failed: %s", (long)g, lm_session_errmsg(s));
-                    goto done;
-                }
-            }
-            double t1 = cli_now_ms();
-            lm_session_free(s);
-            s = NULL;
-            samples[r] = (double)n_gen * 1000.0 / (t1 - t0 > 1e-6 ? t1 - t0 : 1e-6);
-        }
-        decode_tok_s = median(samples, (size_t)reps);
-    }
-
-    double conv[4] = {0, 0, 0, 0}; /* turn 1, turn 5, full re-prefill, after partial prefill */
-    if (conversation) {
-        if (!time_conversation(engine, ids, reps, conv)) goto done;
-    }
-    double rss = peak_rss_mb();
-    if (json) {
-        fputs("{\"model\":", stdout);
-        cli_json_string(stdout, model_path);
-        printf(",\"threads\":%ld,\"prefill\":[", (long)mi.n_threads);
-        for (size_t k = 0; k < n_lens; k++)
-            printf("%s{\"tokens\":%ld,\"tok_s\":%.3f,\"ttft_ms\":%.3f}", k ? "," : "",
-                   (long)lens[k], prefill_tok_s[k], ttft_ms[k]);
-        printf("],\"decode\":{\"tokens\":%ld,\"tok_s\":%.3f},\"load_ms\":%.3f,"
-               "\"peak_rss_mb\":%.1f",
-               (long)n_gen, decode_tok_s, load_ms, rss);
-        if (conversation)
-            printf(",\"conversation\":{\"turn1_ttft_ms\":%.3f,\"turn5_ttft_ms\":%.3f,"
-                   "\"full_reprefill_ttft_ms\":%.3f,\"partial_ttft_ms\":%.3f}",
-                   conv[0], conv[1], conv[2], conv[3]);
-        fputs("}\n", stdout);
-    } else {
-        printf("model: %s (%s, %s kernels)\n", model_path, mi.arch ? mi.arch : "?",
-               mi.kernels ? mi.kernels : "?");
-        printf("threads: %ld, reps: %ld, load: %.1f ms, peak RSS: %.1f MB\n\n",
-               (long)mi.n_threads, (long)reps, load_ms, rss);
-        printf("%-8s %8s %12s %10s\n", "test", "tokens", "tok/s", "ttft ms");
-        for (size_t k = 0; k < n_lens; k++)
-            printf("%-8s %8ld %12.1f %10.2f\n", "prefill", (long)lens[k], prefill_tok_s[k],
-                   ttft_ms[k]);
-        if (n_gen > 0) printf("%-8s %8ld %12.1f %10s\n", "decode", (long)n_gen, decode_tok_s, "-");
-        if (conversation) {
-            printf("\nconversation (TTFT = new tokens' prefill + one decode step):\n");
-            printf("  turn 1, 500-token system + 30:          %9.2f ms\n", conv[0]);
-            printf("  turn 5, 1000 cached + 30 new:           %9.2f ms\n", conv[1]);
-            printf("  turn 5 without reuse (1030 prefilled):  %9.2f ms\n", conv[2]);
-            printf("  after partial prefill (5 new):          %9.2f ms\n", conv[3]);
-        }
-    }
+    if (!time_prefill(o, &w, &res)) goto done;
+    if (o->n_gen > 0 && !time_decode(o, &w, &res)) goto done;
+    if (o->conversation && !time_conversation(w.engine, w.ids, o->reps, res.conv)) goto done;
+    print_results(o, &mi, &res);
     rc = CLI_EXIT_OK;
-
 done:
     lm_session_free(s);
-    lm_engine_free(engine);
+    lm_engine_free(w.engine);
+    free(w.ids);
+    free(w.logits);
+    free(w.samples);
+    free(w.samples2);
+    free(res.prefill_tok_s);
+    free(res.ttft_ms);
+    return rc;
+}
+
+int cli_bench(int argc, char **argv) {
+    bench_opts o;
+    int rc = parse_opts(argc, argv, &o);
+    if (rc >= 0) return rc;
+    rc = CLI_EXIT_ERROR;
+    char *default_path = NULL;
+    lm_model *model = NULL;
+    double load_ms = 0;
+    if (!o.model_path && !(o.model_path = default_path = cli_default_model())) cli_error("out of memory");
+    else if (cli_load_model(o.model_path, o.n_threads, &model, &load_ms)) {
+        if (o.par && o.long_prompt)
+            rc = cli_bench_long_prompt(model, o.model_path, o.par[0], o.long_prompt, o.n_ctx, o.json);
+        else if (o.par)
+            rc = cli_bench_parallel(model, o.model_path, o.par, o.n_par, o.n_prompt_tokens,
+                                    o.n_gen > 0 ? o.n_gen : 1, o.reps, o.json);
+        else
+            rc = bench_single(&o, model, load_ms);
+    }
     lm_model_free(model);
     free(default_path);
-    free(ids);
-    free(logits);
-    free(samples);
-    free(samples2);
-    free(prefill_tok_s);
-    free(ttft_ms);
-    free(lens);
-    free(par);
+    free(o.lens);
+    free(o.par);
     return rc;
-
-usage:
-    free(lens);
-    free(par);
-    return CLI_EXIT_USAGE;
 }

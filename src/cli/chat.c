@@ -142,50 +142,8 @@ bool cli_messages_load(const char *path, lm_message **out, size_t *n_out) {
 
 /* ---- the conversation ------------------------------------------------------------------------- */
 
-typedef struct convo {
-    lm_message *msgs;
-    size_t n, cap;
-} convo;
-
-static bool convo_add(convo *c, const char *role, const char *content) {
-    if (c->n == c->cap) {
-        size_t cap = c->cap ? c->cap * 2 : 8;
-        lm_message *m = realloc(c->msgs, cap * sizeof *m);
-        if (!m) return false;
-        c->msgs = m;
-        c->cap = cap;
-    }
-    lm_message *m = &c->msgs[c->n];
-    memset(m, 0, sizeof *m);
-    m->role = strdup(role);
-    m->content = strdup(content);
-    if (!m->role || !m->content) {
-        free((char *)m->role);
-        free((char *)m->content);
-        return false;
-    }
-    c->n++;
-    return true;
-}
-
-static void convo_clear(convo *c, bool keep_system) {
-    size_t w = 0;
-    for (size_t i = 0; i < c->n; i++) {
-        if (keep_system && strcmp(c->msgs[i].role, "system") == 0) {
-            c->msgs[w++] = c->msgs[i];
-            continue;
-        }
-        free((char *)c->msgs[i].role);
-        free((char *)c->msgs[i].content);
-        free((char *)c->msgs[i].tool_calls_json);
-        free((char *)c->msgs[i].tool_call_id);
-        free((char *)c->msgs[i].name);
-    }
-    c->n = w;
-}
-
 /* Sets (or with text NULL removes) the system message, kept first. */
-static bool convo_set_system(convo *c, const char *text) {
+static bool convo_set_system(cli_convo *c, const char *text) {
     if (c->n && strcmp(c->msgs[0].role, "system") == 0) {
         if (text) {
             char *t = strdup(text);
@@ -201,14 +159,14 @@ static bool convo_set_system(convo *c, const char *text) {
         return true;
     }
     if (!text) return true;
-    if (!convo_add(c, "system", text)) return false;
+    if (!cli_convo_add(c, "system", text)) return false;
     lm_message sys = c->msgs[c->n - 1];
     memmove(c->msgs + 1, c->msgs, (c->n - 1) * sizeof *c->msgs);
     c->msgs[0] = sys;
     return true;
 }
 
-static bool convo_save(const convo *c, const char *path) {
+static bool convo_save(const cli_convo *c, const char *path) {
     cJSON *arr = cJSON_CreateArray();
     for (size_t i = 0; arr && i < c->n; i++) {
         cJSON *o = cJSON_CreateObject();
@@ -268,7 +226,7 @@ static int on_piece(const char *utf8, size_t len, void *user) {
 
 /* Sends the conversation, streams the reply and appends it (also a cancelled, partial one).
  * Returns false on a generation error (printed). */
-static bool chat_turn(backend *b, convo *c, const lm_chat_params *cp, const lm_gen_params *gp,
+static bool chat_turn(backend *b, cli_convo *c, const lm_chat_params *cp, const lm_gen_params *gp,
                       lm_gen_stats *gs) {
     reply r = {{0}};
     lm_call_reset(b->call);
@@ -293,7 +251,7 @@ static bool chat_turn(backend *b, convo *c, const lm_chat_params *cp, const lm_g
     }
     bool ok = true;
     if (st == LM_OK || st == LM_ERR_CANCELLED) {
-        if (!convo_add(c, "assistant", r.text.data ? r.text.data : "")) {
+        if (!cli_convo_add(c, "assistant", r.text.data ? r.text.data : "")) {
             cli_error("out of memory");
             ok = false;
         }
@@ -327,7 +285,7 @@ static void print_stats(FILE *f, const lm_gen_stats *gs, const char *provider) {
 
 /* ---- modes ------------------------------------------------------------------------------------ */
 
-static int run_pipe(backend *b, convo *c, const lm_chat_params *cp, const lm_gen_params *gp,
+static int run_pipe(backend *b, cli_convo *c, const lm_chat_params *cp, const lm_gen_params *gp,
                     bool verbose) {
     char *line = NULL;
     size_t cap = 0;
@@ -336,7 +294,7 @@ static int run_pipe(backend *b, convo *c, const lm_chat_params *cp, const lm_gen
     while ((got = getline(&line, &cap, stdin)) >= 0) {
         while (got > 0 && (line[got - 1] == '\n' || line[got - 1] == '\r')) line[--got] = '\0';
         if (got == 0) continue;
-        if (!convo_add(c, "user", line)) {
+        if (!cli_convo_add(c, "user", line)) {
             rc = cli_error("out of memory");
             break;
         }
@@ -356,7 +314,7 @@ static int run_pipe(backend *b, convo *c, const lm_chat_params *cp, const lm_gen
 static const char *const REPL_COMMANDS[] = {"/system", "/reset", "/stats", "/save", "/load",
                                             "/help", "/quit", "/exit"};
 
-static int run_repl(backend *b, convo *c, const lm_chat_params *cp, const lm_gen_params *gp,
+static int run_repl(backend *b, cli_convo *c, const lm_chat_params *cp, const lm_gen_params *gp,
                     bool verbose) {
     fprintf(stderr, "locallm: type a message, /help for commands, Ctrl-D to leave.\n");
     lm_gen_stats last;
@@ -392,7 +350,7 @@ static int run_repl(backend *b, convo *c, const lm_chat_params *cp, const lm_gen
                 if (!convo_set_system(c, *arg ? arg : NULL)) cli_error("out of memory");
                 else printf(*arg ? "system prompt set\n" : "system prompt removed\n");
             } else if (IS("reset")) {
-                convo_clear(c, true);
+                cli_convo_clear(c, true);
                 printf("conversation cleared\n");
             } else if (IS("stats")) {
                 if (have_last)
@@ -429,7 +387,7 @@ static int run_repl(backend *b, convo *c, const lm_chat_params *cp, const lm_gen
             free(line);
             continue;
         }
-        bool ok = convo_add(c, "user", p);
+        bool ok = cli_convo_add(c, "user", p);
         free(line);
         if (!ok) return cli_error("out of memory");
         memset(&last, 0, sizeof last);
@@ -465,14 +423,14 @@ int cli_chat_local(lm_model *model, int32_t n_ctx, const char *system, const lm_
     b.p = local;
     b.call = call;
     b.preferred = "local";
-    convo c = {0};
+    cli_convo c = {0};
     lm_chat_params cp = lm_chat_default_params();
     int rc = CLI_EXIT_ERROR;
     if (system && !convo_set_system(&c, system)) {
         cli_error("out of memory");
     } else if (!prompt) {
         rc = run_repl(&b, &c, &cp, gp, verbose);
-    } else if (!convo_add(&c, "user", prompt)) {
+    } else if (!cli_convo_add(&c, "user", prompt)) {
         cli_error("out of memory");
     } else {
         lm_gen_stats gs;
@@ -724,7 +682,7 @@ int cli_chat(int argc, char **argv) {
     answerers a;
     memset(&a, 0, sizeof a);
     backend b;
-    convo c = {0};
+    cli_convo c = {0};
     char *structured = NULL; /* the --grammar / --json-schema file */
     if (cli_structured_load(&o.so, &gp, &structured) == CLI_EXIT_OK && open_answerers(&o, clouds, n_clouds, &a, &b)) {
         if (o.verbose)

@@ -1,7 +1,10 @@
 /* cli/cli.h: the internal header of the locallm command-line tool.
  * Owns: what the subcommands share: error and usage reporting, strict number parsing, the
  * option tables (options.c) and the shared options, the embedded models' paths, model loading
- * with a progress bar, JSON string output and a clock. The CLI calls the public API
+ * with a progress bar (load.c), the conversation chat and voice hold (convo.c), JSON string output
+ * and a clock. The helpers are layered, each file calling
+ * only those before it: util.c, options.c, pull.c, load.c, then the subcommands (which never call
+ * each other's files, bar chat.c's helpers below). The CLI calls the public API
  * (include/locallm.h) and a few internal headers (hub, server); it is allowed to print and exit.
  * Exit codes: 0 success, 1 an error while doing the work, 2 a usage error. */
 #ifndef LM_CLI_H
@@ -162,7 +165,7 @@ void cli_print_help(const cli_command *cmd, FILE *f);
  * NULL when none is close. NULL entries are skipped. */
 const char *cli_nearest(const char *word, const char *const *cands, size_t n);
 
-/* util.c: applies a CLI_OPT_SAMPLING option (or -n) with id to *gp. Returns 1 when id is one of
+/* Applies a CLI_OPT_SAMPLING option (or -n) with id to *gp. Returns 1 when id is one of
  * them, 0 when it is not, -1 after a usage error. *n_stop counts the --stop strings so far. */
 int cli_gen_opt(const cli_args *a, int id, lm_gen_params *gp, size_t *n_stop);
 
@@ -174,6 +177,8 @@ bool cli_opt(int argc, char **argv, int *i, const char *name, const char *alt, c
              bool *bad, const char *cmd);
 /* True when argv[i] is "-h" or "--help". */
 bool cli_is_help(const char *arg);
+
+/* ---- finding and loading the model (load.c) ---- */
 
 /* The model used when none is named: $LOCALLM_DEFAULT_MODEL, else stories260K.gguf in the
  * models folder beside the executable (<exe dir>/../models, or ../share/locallm/models where
@@ -217,7 +222,6 @@ bool cli_load_quiet(const char *ref, const cli_load_opts *o, lm_model **out, cha
 bool cli_resolve_ref(const char *ref_in, int32_t n_ctx, char *resolved, size_t cap);
 /* --force: load or download even when the memory check says it will not fit. */
 void cli_set_force(bool force);
-bool cli_force(void);
 /* Turns the memory check in cli_load_model on: main.c does for the commands that run a model
  * (run, chat, serve, voice, bench, eval), not for info, tokenize, detokenize or template, which
  * only read it. */
@@ -268,6 +272,21 @@ double cli_now_ms(void);
 char *cli_read_file(const char *path, size_t *len);
 /* Reads the rest of f the same way. */
 char *cli_read_stream(FILE *f, size_t *len);
+
+/* ---- the conversation chat and voice hold (convo.c) ---- */
+
+typedef struct cli_convo {
+    lm_message *msgs; /* every string malloc'd, owned by the list */
+    size_t n, cap;
+} cli_convo;
+/* Keeps one slot spare past the list (voice puts the utterance being spoken there). */
+bool cli_convo_reserve(cli_convo *c);
+/* Appends copies of role and content. false when out of memory. */
+bool cli_convo_add(cli_convo *c, const char *role, const char *content);
+/* Frees the messages, or all but the system ones with keep_system. */
+void cli_convo_clear(cli_convo *c, bool keep_system);
+/* Frees the messages and the list. */
+void cli_convo_free(cli_convo *c);
 
 /* chat.c: helpers shared by chat, run, template and voice. */
 /* One conversation with a loaded local model, as `locallm run` has it with a chat model: prompt

@@ -77,135 +77,73 @@ static bool write_logits(const char *path, const float *x, int32_t n) {
     return ok;
 }
 
-int cli_eval(int argc, char **argv) {
-    const char *cmd = "eval";
-    const char *model_path = NULL, *logits_out = NULL;
-    lm_token *ids = NULL;
-    size_t n_ids = 0;
-    int32_t k = 5, n_greedy = 0, n_threads = 0, n_ctx = 0;
-    bool json = false, kv_f32 = false;
+typedef struct eval_opts {
+    const char *model_path, *logits_out;
+    lm_token *ids; /* malloc'd */
+    size_t n_ids;
+    int32_t k, n_greedy, n_threads, n_ctx;
+    bool json, kv_f32;
+} eval_opts;
 
+/* Options into *o; -1 to go on, else the exit code (o->ids freed). */
+static int parse_opts(int argc, char **argv, eval_opts *o) {
+    const char *cmd = "eval";
+    *o = (eval_opts){.k = 5};
     cli_args a;
     cli_args_init(&a, &EVAL_CMD, argc, argv);
-    for (int id; (id = cli_args_next(&a)) != CLI_ARGS_END;) {
+    int rc = -1;
+    for (int id; rc < 0 && (id = cli_args_next(&a)) != CLI_ARGS_END;) {
         bool ok = true;
         switch (id) {
-        case CLI_ARGS_HELP:
-            free(ids);
-            return CLI_EXIT_OK;
-        case CLI_ARGS_ERROR: goto usage;
+        case CLI_ARGS_HELP: rc = CLI_EXIT_OK; break;
+        case CLI_ARGS_ERROR: ok = false; break;
         case CLI_ARGS_POSITIONAL:
-            if (model_path) {
-                cli_usage_error(cmd, "unexpected argument '%s' (the model is '%s')", a.val, model_path);
-                goto usage;
+            if (o->model_path) {
+                cli_usage_error(cmd, "unexpected argument '%s' (the model is '%s')", a.val, o->model_path);
+                ok = false;
             }
-            model_path = a.val;
+            o->model_path = a.val;
             break;
-        case CLI_O_JSON: json = true; break;
+        case CLI_O_JSON: o->json = true; break;
         case CLI_O_FORCE: cli_set_force(true); break;
         case O_IDS:
-            free(ids);
-            ids = NULL;
-            ok = cli_parse_ids(cmd, a.opt, a.val, &ids, &n_ids);
+            free(o->ids);
+            o->ids = NULL;
+            ok = cli_parse_ids(cmd, a.opt, a.val, &o->ids, &o->n_ids);
             break;
-        case O_TOP: ok = cli_args_i32(&a, 1, 1 << 20, &k); break;
-        case O_GREEDY: ok = cli_args_i32(&a, 0, 1 << 20, &n_greedy); break;
-        case O_LOGITS_OUT: logits_out = a.val; break;
-        case CLI_O_THREADS: ok = cli_args_i32(&a, 0, 1024, &n_threads); break;
-        case CLI_O_CTX: ok = cli_args_i32(&a, 0, INT32_MAX, &n_ctx); break;
+        case O_TOP: ok = cli_args_i32(&a, 1, 1 << 20, &o->k); break;
+        case O_GREEDY: ok = cli_args_i32(&a, 0, 1 << 20, &o->n_greedy); break;
+        case O_LOGITS_OUT: o->logits_out = a.val; break;
+        case CLI_O_THREADS: ok = cli_args_i32(&a, 0, 1024, &o->n_threads); break;
+        case CLI_O_CTX: ok = cli_args_i32(&a, 0, INT32_MAX, &o->n_ctx); break;
         case O_KV_TYPE:
             if (strcmp(a.val, "f32") == 0 || strcmp(a.val, "f16") == 0) {
-                kv_f32 = strcmp(a.val, "f32") == 0;
+                o->kv_f32 = strcmp(a.val, "f32") == 0;
             } else {
                 cli_usage_error(cmd, "%s: expected f16 or f32, got '%s'", a.opt, a.val);
                 ok = false;
             }
             break;
         }
-        if (!ok) goto usage;
+        if (!ok) rc = CLI_EXIT_USAGE;
     }
-    if (!model_path) {
-        cli_usage_error(cmd, "no model given");
-        goto usage;
+    if (rc < 0 && !o->model_path) rc = cli_usage_error(cmd, "no model given");
+    else if (rc < 0 && !o->ids) rc = cli_usage_error(cmd, "--ids is required");
+    if (rc >= 0) {
+        free(o->ids);
+        o->ids = NULL;
     }
-    if (!ids) {
-        cli_usage_error(cmd, "--ids is required");
-        goto usage;
-    }
+    return rc;
+}
 
-    int rc = CLI_EXIT_ERROR;
-    lm_model *model = NULL;
-    lm_engine *engine = NULL;
-    lm_session *session = NULL;
-    float *all = NULL, *last = NULL;
-    int32_t *top = NULL;
-    lm_token *greedy = NULL;
-    if (!cli_load_model(model_path, n_threads, &model, NULL)) goto done;
-    if (!cli_engine_new(model, &engine)) goto done;
-    int32_t n_vocab = lm_model_n_vocab(model);
-    if (n_vocab <= 0) {
-        cli_error("model '%s' reports no vocabulary", model_path);
-        goto done;
-    }
-    for (size_t i = 0; i < n_ids; i++) {
-        if (ids[i] >= n_vocab) {
-            cli_error("--ids: id %ld at position %zu is outside the vocabulary (0 to %ld)",
-                      (long)ids[i], i, (long)n_vocab - 1);
-            goto done;
-        }
-    }
-    if (k > n_vocab) k = n_vocab;
-
-    size_t n_all = 0;
-    if (n_ids > SIZE_MAX / sizeof(float) / (size_t)n_vocab) {
-        cli_error("--ids: too many ids");
-        goto done;
-    }
-    n_all = n_ids * (size_t)n_vocab;
-    all = malloc(n_all * sizeof *all);
-    last = malloc((size_t)n_vocab * sizeof *last);
-    top = malloc((size_t)k * sizeof *top);
-    greedy = malloc(((size_t)n_greedy + 1) * sizeof *greedy);
-    if (!all || !last || !top || !greedy) {
-        cli_error("out of memory for %zu x %ld logits", n_ids, (long)n_vocab);
-        goto done;
-    }
-
-    lm_session_params sp = lm_session_default_params();
-    sp.n_ctx = n_ctx;
-    sp.kv_f32 = kv_f32;
-    lm_error err = {0};
-    if (lm_session_new(engine, &sp, &session, &err) != LM_OK) {
-        cli_error("cannot create a session: %s", err.msg[0] ? err.msg : "unknown error");
-        goto done;
-    }
-    if (lm_session_eval(session, ids, n_ids, NULL, all) != LM_OK) {
-        cli_error("eval failed: %s", lm_session_errmsg(session));
-        goto done;
-    }
-    const float *row_last = all + (n_ids - 1) * (size_t)n_vocab;
-    if (logits_out && !write_logits(logits_out, row_last, n_vocab)) {
-        cli_error("cannot write logits to '%s'", logits_out);
-        goto done;
-    }
-
-    memcpy(last, row_last, (size_t)n_vocab * sizeof *last);
-    for (int32_t g = 0; g < n_greedy; g++) {
-        lm_token next = argmax(last, n_vocab);
-        greedy[g] = next;
-        if (g + 1 == n_greedy) break; /* the last id needs no logits after it */
-        if (lm_session_eval(session, &next, 1, last, NULL) != LM_OK) {
-            cli_error("eval of greedy token %ld failed: %s", (long)g,
-                      lm_session_errmsg(session));
-            goto done;
-        }
-    }
-
-    if (json) fputs("{\"positions\":[", stdout);
-    for (size_t p = 0; p < n_ids; p++) {
+/* The k best (id, logit) pairs of each of the n_ids rows of all, then the greedy ids. */
+static void print_eval(const eval_opts *o, const float *all, int32_t n_vocab, int32_t k, int32_t *top,
+                       const lm_token *greedy) {
+    if (o->json) fputs("{\"positions\":[", stdout);
+    for (size_t p = 0; p < o->n_ids; p++) {
         const float *row = all + p * (size_t)n_vocab;
         top_k(row, n_vocab, k, top);
-        if (json) {
+        if (o->json) {
             fputs(p ? ",{\"top\":[" : "{\"top\":[", stdout);
             for (int32_t j = 0; j < k; j++) {
                 printf("%s[%ld,", j ? "," : "", (long)top[j]);
@@ -214,7 +152,7 @@ int cli_eval(int argc, char **argv) {
             }
             fputs("]}", stdout);
         } else {
-            printf("pos %zu (id %ld):", p, (long)ids[p]);
+            printf("pos %zu (id %ld):", p, (long)o->ids[p]);
             for (int32_t j = 0; j < k; j++) {
                 printf("  %ld:", (long)top[j]);
                 print_logit(stdout, row[top[j]], false);
@@ -222,29 +160,94 @@ int cli_eval(int argc, char **argv) {
             fputc('\n', stdout);
         }
     }
-    if (json) {
+    if (o->json) {
         fputs("],\"greedy\":[", stdout);
-        for (int32_t g = 0; g < n_greedy; g++) printf("%s%ld", g ? "," : "", (long)greedy[g]);
+        for (int32_t g = 0; g < o->n_greedy; g++) printf("%s%ld", g ? "," : "", (long)greedy[g]);
         fputs("]}\n", stdout);
-    } else if (n_greedy > 0) {
+    } else if (o->n_greedy > 0) {
         fputs("greedy:", stdout);
-        for (int32_t g = 0; g < n_greedy; g++) printf(" %ld", (long)greedy[g]);
+        for (int32_t g = 0; g < o->n_greedy; g++) printf(" %ld", (long)greedy[g]);
         fputc('\n', stdout);
     }
-    rc = CLI_EXIT_OK;
+}
 
-done:
+/* Evaluates the ids on a fresh session of engine (every position's logits into all), writes
+ * --logits-out, then continues greedily from the last row's logits (in last) into greedy. */
+static bool run_eval(const eval_opts *o, lm_engine *engine, int32_t n_vocab, float *all, float *last,
+                     lm_token *greedy) {
+    lm_session_params sp = lm_session_default_params();
+    sp.n_ctx = o->n_ctx;
+    sp.kv_f32 = o->kv_f32;
+    lm_error err = {0};
+    lm_session *session = NULL;
+    if (lm_session_new(engine, &sp, &session, &err) != LM_OK) {
+        cli_error("cannot create a session: %s", err.msg[0] ? err.msg : "unknown error");
+        return false;
+    }
+    bool ok = lm_session_eval(session, o->ids, o->n_ids, NULL, all) == LM_OK;
+    if (!ok) cli_error("eval failed: %s", lm_session_errmsg(session));
+    const float *row_last = all + (o->n_ids - 1) * (size_t)n_vocab;
+    if (ok && o->logits_out && !(ok = write_logits(o->logits_out, row_last, n_vocab)))
+        cli_error("cannot write logits to '%s'", o->logits_out);
+    if (ok) memcpy(last, row_last, (size_t)n_vocab * sizeof *last);
+    for (int32_t g = 0; ok && g < o->n_greedy; g++) {
+        lm_token next = argmax(last, n_vocab);
+        greedy[g] = next;
+        if (g + 1 == o->n_greedy) break; /* the last id needs no logits after it */
+        if (!(ok = lm_session_eval(session, &next, 1, last, NULL) == LM_OK))
+            cli_error("eval of greedy token %ld failed: %s", (long)g, lm_session_errmsg(session));
+    }
     lm_session_free(session);
+    return ok;
+}
+
+int cli_eval(int argc, char **argv) {
+    eval_opts o;
+    int rc = parse_opts(argc, argv, &o);
+    if (rc >= 0) return rc;
+    rc = CLI_EXIT_ERROR;
+    lm_model *model = NULL;
+    lm_engine *engine = NULL;
+    float *all = NULL, *last = NULL;
+    int32_t *top = NULL;
+    lm_token *greedy = NULL;
+    if (!cli_load_model(o.model_path, o.n_threads, &model, NULL)) goto done;
+    if (!cli_engine_new(model, &engine)) goto done;
+    int32_t n_vocab = lm_model_n_vocab(model);
+    if (n_vocab <= 0) {
+        cli_error("model '%s' reports no vocabulary", o.model_path);
+        goto done;
+    }
+    for (size_t i = 0; i < o.n_ids; i++) {
+        if (o.ids[i] >= n_vocab) {
+            cli_error("--ids: id %ld at position %zu is outside the vocabulary (0 to %ld)",
+                      (long)o.ids[i], i, (long)n_vocab - 1);
+            goto done;
+        }
+    }
+    int32_t k = o.k > n_vocab ? n_vocab : o.k;
+    if (o.n_ids > SIZE_MAX / sizeof(float) / (size_t)n_vocab) {
+        cli_error("--ids: too many ids");
+        goto done;
+    }
+    all = malloc(o.n_ids * (size_t)n_vocab * sizeof *all);
+    last = malloc((size_t)n_vocab * sizeof *last);
+    top = malloc((size_t)k * sizeof *top);
+    greedy = malloc(((size_t)o.n_greedy + 1) * sizeof *greedy);
+    if (!all || !last || !top || !greedy) {
+        cli_error("out of memory for %zu x %ld logits", o.n_ids, (long)n_vocab);
+        goto done;
+    }
+    if (!run_eval(&o, engine, n_vocab, all, last, greedy)) goto done;
+    print_eval(&o, all, n_vocab, k, top, greedy);
+    rc = CLI_EXIT_OK;
+done:
     lm_engine_free(engine);
     lm_model_free(model);
     free(all);
     free(last);
     free(top);
     free(greedy);
-    free(ids);
+    free(o.ids);
     return rc;
-
-usage:
-    free(ids);
-    return CLI_EXIT_USAGE;
 }

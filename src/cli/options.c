@@ -4,9 +4,13 @@
  * typed value parsing that names the option as the user spelled it, and "did you mean"
  * suggestions for unknown options, commands and REPL commands (the nearest spelling by edit
  * distance, or the one the word begins).
- * Does not own: what an option means (each subcommand's file) or the option lists themselves. */
+ * The options several commands share and what they do to the parameters are here too: sampling
+ * (cli_gen_opt) and structured output (cli_structured_opt, cli_structured_load).
+ * Does not own: what a command's own options mean (each subcommand's file). */
 #include "cli/cli.h"
 
+#include <errno.h>
+#include <stdint.h>
 #include <string.h>
 
 /* ---- suggestions ------------------------------------------------------------------------------ */
@@ -240,4 +244,58 @@ void cli_print_help(const cli_command *cmd, FILE *f) {
         fputc('\n', f);
         fputs(cmd->footer, f);
     }
+}
+
+int cli_gen_opt(const cli_args *a, int id, lm_gen_params *gp, size_t *n_stop) {
+    bool ok = true;
+    switch (id) {
+    case CLI_O_N_PREDICT: ok = cli_args_i32(a, -1, INT32_MAX, &gp->max_tokens); break;
+    case CLI_O_TEMP: ok = cli_args_float(a, 0.0f, 100.0f, &gp->temperature); break;
+    case CLI_O_TOP_K: ok = cli_args_i32(a, 0, INT32_MAX, &gp->top_k); break;
+    case CLI_O_TOP_P: ok = cli_args_float(a, 0.0f, 1.0f, &gp->top_p); break;
+    case CLI_O_MIN_P: ok = cli_args_float(a, 0.0f, 1.0f, &gp->min_p); break;
+    case CLI_O_REPEAT_PENALTY: ok = cli_args_float(a, 0.0f, 100.0f, &gp->repeat_penalty); break;
+    case CLI_O_SEED: ok = cli_args_u64(a, &gp->seed); break;
+    case CLI_O_STOP:
+        /* the list is NULL-terminated inside a fixed array, so one slot stays NULL */
+        if (*n_stop + 1 >= LM_MAX_STOP) {
+            cli_usage_error(a->cmd->name, "%s: at most %d stop strings", a->opt, LM_MAX_STOP - 1);
+            return -1;
+        }
+        if (!*a->val) {
+            cli_usage_error(a->cmd->name, "%s: the stop string is empty", a->opt);
+            return -1;
+        }
+        gp->stop[(*n_stop)++] = a->val;
+        break;
+    default: return 0;
+    }
+    return ok ? 1 : -1;
+}
+
+int cli_structured_opt(const cli_args *a, int id, cli_structured *so) {
+    if (id != CLI_O_GRAMMAR && id != CLI_O_JSON_SCHEMA && id != CLI_O_JSON) return 0;
+    if (so->grammar_path || so->schema_path || so->json) {
+        cli_usage_error(a->cmd->name, "give one of --grammar, --json-schema and --json");
+        return -1;
+    }
+    if (id == CLI_O_GRAMMAR) so->grammar_path = a->val;
+    else if (id == CLI_O_JSON_SCHEMA) so->schema_path = a->val;
+    else so->json = true;
+    return 1;
+}
+
+int cli_structured_load(const cli_structured *so, lm_gen_params *gp, char **text) {
+    *text = NULL;
+    gp->json_object = so->json;
+    const char *path = so->grammar_path ? so->grammar_path : so->schema_path;
+    if (!path) return CLI_EXIT_OK;
+    char *t = cli_read_file(path, NULL);
+    if (!t)
+        return cli_error("cannot read the %s file '%s': %s", so->grammar_path ? "grammar" : "JSON Schema", path,
+                         strerror(errno));
+    *text = t;
+    if (so->grammar_path) gp->grammar = t;
+    else gp->json_schema = t;
+    return CLI_EXIT_OK;
 }

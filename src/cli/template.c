@@ -54,138 +54,146 @@ static bool add_var(const cli_args *a, cJSON *vars) {
     return true;
 }
 
-int cli_template(int argc, char **argv) {
-    const char *cmd = "template";
-    const char *model_path = NULL, *messages_path = NULL, *tools_path = NULL, *tpl = NULL;
-    bool gen_prompt = true, ids = false;
-    int rc = CLI_EXIT_ERROR;
-    cJSON *vars = cJSON_CreateObject();
-    if (!vars) return cli_error("out of memory");
+typedef struct template_opts {
+    const char *model_path, *messages_path, *tools_path, *tpl;
+    bool gen_prompt, ids;
+    cJSON *vars; /* --var NAME=VALUE, an object (owned) */
+} template_opts;
 
+/* Options into *o; -1 to go on, else the exit code (o->vars freed). */
+static int parse_opts(int argc, char **argv, template_opts *o) {
+    const char *cmd = "template";
+    *o = (template_opts){.gen_prompt = true, .vars = cJSON_CreateObject()};
+    if (!o->vars) return cli_error("out of memory");
     cli_args a;
     cli_args_init(&a, &TEMPLATE_CMD, argc, argv);
-    for (int id; (id = cli_args_next(&a)) != CLI_ARGS_END;) {
+    int rc = -1;
+    for (int id; rc < 0 && (id = cli_args_next(&a)) != CLI_ARGS_END;) {
         switch (id) {
-        case CLI_ARGS_HELP:
-            cJSON_Delete(vars);
-            return CLI_EXIT_OK;
-        case CLI_ARGS_ERROR: goto usage;
+        case CLI_ARGS_HELP: rc = CLI_EXIT_OK; break;
+        case CLI_ARGS_ERROR: rc = CLI_EXIT_USAGE; break;
         case CLI_ARGS_POSITIONAL:
-            if (model_path) {
-                cli_usage_error(cmd, "unexpected argument '%s' (the model is '%s')", a.val, model_path);
-                goto usage;
-            }
-            model_path = a.val;
+            if (o->model_path)
+                rc = cli_usage_error(cmd, "unexpected argument '%s' (the model is '%s')", a.val, o->model_path);
+            o->model_path = a.val;
             break;
-        case O_NO_GEN: gen_prompt = false; break;
-        case O_IDS: ids = true; break;
-        case O_MESSAGES: messages_path = a.val; break;
-        case O_TOOLS: tools_path = a.val; break;
-        case CLI_O_CHAT_TEMPLATE: tpl = a.val; break;
+        case O_NO_GEN: o->gen_prompt = false; break;
+        case O_IDS: o->ids = true; break;
+        case O_MESSAGES: o->messages_path = a.val; break;
+        case O_TOOLS: o->tools_path = a.val; break;
+        case CLI_O_CHAT_TEMPLATE: o->tpl = a.val; break;
         case O_VAR:
-            if (!add_var(&a, vars)) goto usage;
+            if (!add_var(&a, o->vars)) rc = CLI_EXIT_USAGE;
             break;
         }
     }
-    if (!model_path) {
-        cli_usage_error(cmd, "name the model (a folder or a .gguf file)");
-        goto usage;
+    if (rc < 0 && !o->model_path) rc = cli_usage_error(cmd, "name the model (a folder or a .gguf file)");
+    else if (rc < 0 && !o->messages_path) rc = cli_usage_error(cmd, "--messages FILE.json is required");
+    if (rc >= 0) {
+        cJSON_Delete(o->vars);
+        o->vars = NULL;
     }
-    if (!messages_path) {
-        cli_usage_error(cmd, "--messages FILE.json is required");
-        goto usage;
-    }
+    return rc;
+}
 
-    lm_message *msgs = NULL;
-    size_t n = 0;
-    char *tools = NULL, *vars_json = NULL, *out = NULL;
-    lm_token *tok = NULL;
-    lm_model *model = NULL;
-    if (!cli_messages_load(messages_path, &msgs, &n)) goto done;
-    if (tools_path) {
-        cJSON *t = NULL;
-        lm_error err = {0};
-        if (lm_json_load(tools_path, &t, &err) != LM_OK) {
-            cli_error("%s", err.msg);
-            goto done;
-        }
-        if (!cJSON_IsArray(t)) {
-            cJSON_Delete(t);
-            cli_error("%s: expected a JSON array of tools", tools_path);
-            goto done;
-        }
-        tools = lm_json_print(t);
-        cJSON_Delete(t);
-        if (!tools) {
-            cli_error("out of memory");
-            goto done;
-        }
-    }
-    if (cJSON_GetArraySize(vars) > 0 && !(vars_json = lm_json_print(vars))) {
-        cli_error("out of memory");
-        goto done;
-    }
-    cli_load_opts lo = {.chat_template = tpl, .vocab_only = true};
-    if (!cli_load(model_path, &lo, &model, NULL)) goto done;
-
-    lm_chat_params cp = lm_chat_default_params();
-    cp.max_messages = 0;
-    cp.add_generation_prompt = gen_prompt;
-    cp.tools_json = tools;
-    cp.vars_json = vars_json;
+/* The tools file as compact JSON text (lm_free) into *out; false after a printed error. */
+static bool load_tools(const char *path, char **out) {
+    cJSON *t = NULL;
     lm_error err = {0};
-    size_t len = 0;
-    lm_status st = lm_model_chat_render(model, msgs, n, &cp, NULL, 0, &len, &err);
-    if (st == LM_ERR_TOO_SMALL || st == LM_OK) {
-        out = malloc(len + 1);
-        if (!out) {
-            cli_error("out of memory");
-            goto done;
-        }
-        memset(&err, 0, sizeof err);
-        st = lm_model_chat_render(model, msgs, n, &cp, out, len + 1, &len, &err);
+    if (lm_json_load(path, &t, &err) != LM_OK) {
+        cli_error("%s", err.msg);
+        return false;
     }
-    if (st != LM_OK) {
-        cli_error("cannot render the template: %s", err.msg[0] ? err.msg : lm_status_str(st));
-        goto done;
+    if (!cJSON_IsArray(t)) {
+        cJSON_Delete(t);
+        cli_error("%s: expected a JSON array of tools", path);
+        return false;
     }
-    if (!ids) {
-        fwrite(out, 1, len, stdout);
-        rc = fflush(stdout) == 0 ? CLI_EXIT_OK : CLI_EXIT_ERROR;
-        goto done;
-    }
-    /* As apply_chat_template(tokenize=True): the template already wrote any BOS text, so
-     * special-token text is parsed but nothing is added. */
+    *out = lm_json_print(t);
+    cJSON_Delete(t);
+    if (!*out) cli_error("out of memory");
+    return *out != NULL;
+}
+
+/* Prints the prompt's token ids as apply_chat_template(tokenize=True) makes them: the template
+ * already wrote any BOS text, so special-token text is parsed but nothing is added. */
+static int print_ids(lm_model *model, const char *text, size_t len) {
+    lm_error err = {0};
+    lm_token *tok = NULL;
     size_t n_ids = 0;
-    st = lm_model_tokenize(model, out, len, LM_TOK_PARSE_SPECIAL, NULL, 0, &n_ids, &err);
+    lm_status st = lm_model_tokenize(model, text, len, LM_TOK_PARSE_SPECIAL, NULL, 0, &n_ids, &err);
     if (st == LM_ERR_TOO_SMALL || (st == LM_OK && n_ids > 0)) {
         tok = malloc((n_ids ? n_ids : 1) * sizeof *tok);
-        if (!tok) {
-            cli_error("out of memory");
-            goto done;
-        }
-        st = lm_model_tokenize(model, out, len, LM_TOK_PARSE_SPECIAL, tok, n_ids, &n_ids, &err);
+        if (!tok) return cli_error("out of memory");
+        st = lm_model_tokenize(model, text, len, LM_TOK_PARSE_SPECIAL, tok, n_ids, &n_ids, &err);
     }
     if (st != LM_OK) {
-        cli_error("cannot tokenize the prompt: %s", err.msg[0] ? err.msg : lm_status_str(st));
-        goto done;
+        free(tok);
+        return cli_error("cannot tokenize the prompt: %s", err.msg[0] ? err.msg : lm_status_str(st));
     }
     fputs("{\"ids\":[", stdout);
     for (size_t k = 0; k < n_ids; k++) printf(k ? ",%d" : "%d", (int)tok[k]);
     fputs("]}\n", stdout);
-    rc = CLI_EXIT_OK;
-
-done:
     free(tok);
+    return CLI_EXIT_OK;
+}
+
+/* Renders msgs with model's template into *out (malloc'd, *len bytes); false after a printed error. */
+static bool render(lm_model *model, const lm_message *msgs, size_t n, const lm_chat_params *cp, char **out,
+                   size_t *len) {
+    lm_error err = {0};
+    lm_status st = lm_model_chat_render(model, msgs, n, cp, NULL, 0, len, &err);
+    if (st == LM_ERR_TOO_SMALL || st == LM_OK) {
+        *out = malloc(*len + 1);
+        if (!*out) {
+            cli_error("out of memory");
+            return false;
+        }
+        memset(&err, 0, sizeof err);
+        st = lm_model_chat_render(model, msgs, n, cp, *out, *len + 1, len, &err);
+    }
+    if (st != LM_OK) {
+        cli_error("cannot render the template: %s", err.msg[0] ? err.msg : lm_status_str(st));
+        return false;
+    }
+    return true;
+}
+
+int cli_template(int argc, char **argv) {
+    template_opts o;
+    int rc = parse_opts(argc, argv, &o);
+    if (rc >= 0) return rc;
+    rc = CLI_EXIT_ERROR;
+    lm_message *msgs = NULL;
+    size_t n = 0, len = 0;
+    char *tools = NULL, *vars_json = NULL, *out = NULL;
+    lm_model *model = NULL;
+    if (!cli_messages_load(o.messages_path, &msgs, &n)) goto done;
+    if (o.tools_path && !load_tools(o.tools_path, &tools)) goto done;
+    if (cJSON_GetArraySize(o.vars) > 0 && !(vars_json = lm_json_print(o.vars))) {
+        cli_error("out of memory");
+        goto done;
+    }
+    cli_load_opts lo = {.chat_template = o.tpl, .vocab_only = true};
+    if (!cli_load(o.model_path, &lo, &model, NULL)) goto done;
+    lm_chat_params cp = lm_chat_default_params();
+    cp.max_messages = 0;
+    cp.add_generation_prompt = o.gen_prompt;
+    cp.tools_json = tools;
+    cp.vars_json = vars_json;
+    if (!render(model, msgs, n, &cp, &out, &len)) goto done;
+    if (o.ids) {
+        rc = print_ids(model, out, len);
+    } else {
+        fwrite(out, 1, len, stdout);
+        rc = fflush(stdout) == 0 ? CLI_EXIT_OK : CLI_EXIT_ERROR;
+    }
+done:
     free(out);
     lm_free(tools);
     lm_free(vars_json);
     cli_messages_free(msgs, n);
     lm_model_free(model);
-    cJSON_Delete(vars);
+    cJSON_Delete(o.vars);
     return rc;
-
-usage:
-    cJSON_Delete(vars);
-    return CLI_EXIT_USAGE;
 }

@@ -581,39 +581,8 @@ static int on_piece(const char *utf8, size_t len, void *user) {
 
 /* ---- the conversation ------------------------------------------------------------------------- */
 
-typedef struct convo {
-    lm_message *msgs;
-    size_t n, cap;
-} convo;
-
-/* Keeps one slot spare past the list, for the utterance being spoken. */
-static bool convo_reserve(convo *c) {
-    if (c->n + 1 < c->cap) return true;
-    size_t cap = c->cap ? c->cap * 2 : 8;
-    lm_message *m = realloc(c->msgs, cap * sizeof *m);
-    if (!m) return false;
-    c->msgs = m;
-    c->cap = cap;
-    return true;
-}
-
-static bool convo_add(convo *c, const char *role, const char *content) {
-    if (!convo_reserve(c)) return false;
-    lm_message *m = &c->msgs[c->n];
-    memset(m, 0, sizeof *m);
-    m->role = strdup(role);
-    m->content = strdup(content);
-    if (!m->role || !m->content) {
-        free((char *)m->role);
-        free((char *)m->content);
-        return false;
-    }
-    c->n++;
-    return convo_reserve(c);
-}
-
 /* The conversation plus the utterance (borrowed) as the last user message. */
-static const lm_message *with_user(convo *c, const char *text) {
+static const lm_message *with_user(cli_convo *c, const char *text) {
     memset(&c->msgs[c->n], 0, sizeof c->msgs[c->n]);
     c->msgs[c->n].role = "user";
     c->msgs[c->n].content = text;
@@ -717,7 +686,7 @@ static int speech_setup(const voice_opts *o, const char **tts, const char **prog
 
 /* One final utterance: the reply generated, cut into sentences, printed and spoken; then the
  * history gets what was spoken. false on an error (printed). */
-static bool one_turn(turn *t, shared *sh, player *pl, convo *c, const char *utterance,
+static bool one_turn(turn *t, shared *sh, player *pl, cli_convo *c, const char *utterance,
                      const lm_chat_params *cp, const lm_gen_params *gp, bool json) {
     lm_session *session = sh->session;
     if (pl) player_reset(pl);
@@ -760,7 +729,7 @@ static bool one_turn(turn *t, shared *sh, player *pl, convo *c, const char *utte
     /* history: the whole reply when it was all spoken, else only the spoken sentences; an
        utterance answered with nothing spoken is forgotten */
     const char *said = was_barged ? spoken : t->reply.data;
-    if (said && *said && (!convo_add(c, "user", utterance) || !convo_add(c, "assistant", said))) {
+    if (said && *said && (!cli_convo_add(c, "user", utterance) || !cli_convo_add(c, "assistant", said))) {
         cli_error("out of memory");
         return false;
     }
@@ -768,7 +737,7 @@ static bool one_turn(turn *t, shared *sh, player *pl, convo *c, const char *utte
 }
 
 /* Handles events until the transcript ends. false on an error (printed). */
-static bool voice_loop(shared *sh, player *pl, turn *tmpl, convo *c, const lm_chat_params *cp,
+static bool voice_loop(shared *sh, player *pl, turn *tmpl, cli_convo *c, const lm_chat_params *cp,
                        const lm_gen_params *gp, bool partial_prefill, bool json) {
     int turn_no = 0;
     for (;;) {
@@ -850,6 +819,40 @@ static bool wav_folder(const voice_opts *o, char *tmp_dir, size_t cap, bool *mad
     return true;
 }
 
+/* The model, an engine on it and the session of the conversation, warmed up; false after a
+ * printed error (what was made is left in the out-parameters to free). */
+static bool open_model(voice_opts *o, char **default_path, lm_model **model, lm_engine **engine,
+                       lm_session **session) {
+    if (!o->model_path && !(o->model_path = *default_path = cli_default_chat_model())) {
+        cli_error("out of memory");
+        return false;
+    }
+    cli_load_opts lo = {.n_threads = o->n_threads, .n_ctx = o->n_ctx, .chat_template = o->tpl};
+    if (!cli_load(o->model_path, &lo, model, NULL)) return false;
+    if (!cli_engine_new(*model, engine)) return false;
+    lm_session_params sp = lm_session_default_params();
+    sp.n_ctx = o->n_ctx;
+    lm_error err = {0};
+    if (lm_session_new(*engine, &sp, session, &err) != LM_OK) {
+        cli_error("cannot create a session: %s", err.msg[0] ? err.msg : "unknown error");
+        return false;
+    }
+    lm_engine_warmup(*engine, &err); /* best effort: a cold first turn only costs latency */
+    return true;
+}
+
+/* The events the loop left and the queue's lock (only once the reader is done with them). */
+static void shared_free(shared *sh) {
+    for (event *e = sh->head, *nx; e; e = nx) {
+        nx = e->next;
+        if (e == &oom_event) continue;
+        free(e->text);
+        free(e);
+    }
+    pthread_mutex_destroy(&sh->mu);
+    pthread_cond_destroy(&sh->cv);
+}
+
 int cli_voice(int argc, char **argv) {
     voice_opts o;
     memset(&o, 0, sizeof o);
@@ -883,7 +886,7 @@ int cli_voice(int argc, char **argv) {
     lm_sentences *chunker = NULL;
     static player pl; /* static like sh: a reader left running on an error may still stop it */
     bool playing = false;
-    convo c = {0};
+    cli_convo c = {0};
     /* static: on an error the reader thread is left blocked in its read, still using it */
     static shared sh;
     memset(&sh, 0, sizeof sh);
@@ -899,19 +902,8 @@ int cli_voice(int argc, char **argv) {
         cli_error("cannot start the audio player thread");
         goto done;
     }
-    if (!o.model_path && !(o.model_path = default_path = cli_default_chat_model())) goto nomem;
-    cli_load_opts lo = {.n_threads = o.n_threads, .n_ctx = o.n_ctx, .chat_template = o.tpl};
-    if (!cli_load(o.model_path, &lo, &model, NULL)) goto done;
-    if (!cli_engine_new(model, &engine)) goto done;
-    lm_session_params sp = lm_session_default_params();
-    sp.n_ctx = o.n_ctx;
-    lm_error err = {0};
-    if (lm_session_new(engine, &sp, &session, &err) != LM_OK) {
-        cli_error("cannot create a session: %s", err.msg[0] ? err.msg : "unknown error");
-        goto done;
-    }
-    lm_engine_warmup(engine, &err); /* best effort: a cold first turn only costs latency */
-    if ((o.system && !convo_add(&c, "system", o.system)) || !convo_reserve(&c)) goto nomem;
+    if (!open_model(&o, &default_path, &model, &engine, &session)) goto done;
+    if ((o.system && !cli_convo_add(&c, "system", o.system)) || !cli_convo_reserve(&c)) goto nomem;
 
     lm_gen_params gp = lm_gen_default_params();
     gp.max_tokens = o.max_tokens == 0 ? -1 : o.max_tokens;
@@ -953,24 +945,11 @@ done:
         else
             pthread_detach(th); /* it may be blocked reading; the process ends anyway */
     }
-    if (rc == CLI_EXIT_OK || !reader_started) {
-        for (event *e = sh.head, *nx; e; e = nx) {
-            nx = e->next;
-            if (e == &oom_event) continue;
-            free(e->text);
-            free(e);
-        }
-        pthread_mutex_destroy(&sh.mu);
-        pthread_cond_destroy(&sh.cv);
-    }
+    if (rc == CLI_EXIT_OK || !reader_started) shared_free(&sh);
     if (playing && (rc == CLI_EXIT_OK || !reader_started)) player_end(&pl);
     else if (playing) player_stop(&pl);
     if (made_tmp && prog) rmdir(tmp_dir); /* empty once every clip was played or dropped */
-    for (size_t i = 0; i < c.n; i++) {
-        free((char *)c.msgs[i].role);
-        free((char *)c.msgs[i].content);
-    }
-    free(c.msgs);
+    cli_convo_free(&c);
     lm_sentences_free(chunker);
     lm_session_free(session);
     lm_engine_free(engine);

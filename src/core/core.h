@@ -1,6 +1,6 @@
 /* core/core.h: the internal header of src/core, the only one other areas include from it.
  * Owns: errors, allocation (with the fail-the-Nth hook for tests), mapped files, the thread pool,
- * clocks, growable buffers, UTF-8 and half-float helpers, CPU features, JSON set-up. */
+ * clocks, growable buffers, UTF-8 and half-float helpers, CPU features, JSON parsing and printing. */
 #ifndef LM_CORE_H
 #define LM_CORE_H
 
@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <cjson/cJSON.h>
@@ -82,6 +83,13 @@ void lm_file_release(const lm_file *f, const void *p, size_t n);
 /* Reads a whole regular file (as lm_file_open, never a FIFO) into a NUL-terminated heap buffer
  * (freed with lm_free). */
 lm_status lm_read_text(const char *path, char **out, size_t *len, lm_error *err);
+/* Reads fd to its end into a NUL-terminated heap buffer (lm_free); *len (may be NULL) gets the
+ * length. what names the source in the message. On failure errno tells why (ENOMEM when out of
+ * memory). The one reader under lm_read_text and the CLI's files and stdin. */
+lm_status lm_read_fd(int fd, const char *what, char **out, size_t *len, lm_error *err);
+/* Finishes a file written as part (f open on it): flushes and closes f, then renames part to
+ * path, so a reader never sees half a file. On any failure part is removed and err names it. */
+lm_status lm_file_publish(FILE *f, const char *part, const char *path, lm_error *err);
 bool lm_path_exists(const char *path);
 bool lm_is_dir(const char *path);
 /* Joins dir and name with '/' into a new heap string (NULL on NOMEM). */
@@ -106,10 +114,6 @@ void lm_pool_run_chunks(lm_pool *p, lm_chunk_fn fn, void *ctx, int n_chunks);
 /* lm_pool_run_chunks with lm_pool_size(p) chunks, chunk c given to fn as ith = c (per-thread
  * scratch indexed by ith stays private to the chunk running it). */
 void lm_pool_run(lm_pool *p, lm_task_fn fn, void *ctx);
-/* Threads taking part now (the pool drops threads the OS keeps preempting, core/pool.c), and a
- * fixed number instead (tests, benchmarks). */
-int lm_pool_active(const lm_pool *p);
-void lm_pool_set_active(lm_pool *p, int n);
 /* Number of online cores. */
 int lm_cpu_count(void);
 
@@ -134,6 +138,10 @@ void lm_buf_reset(lm_buf *b); /* len = 0, keeps memory */
 void lm_buf_free(lm_buf *b);
 /* Hands the data to the caller (lm_free) and resets b; returns "" copy when empty. */
 char *lm_buf_take(lm_buf *b);
+/* Copies b's text and a NUL into the caller's out (cap bytes) and frees b; *len_out (may be NULL)
+ * gets the length either way. When it does not fit: LM_ERR_TOO_SMALL, "the <what> is N bytes, the
+ * buffer holds cap", and out is left alone. */
+lm_status lm_buf_copy_out(lm_buf *b, char *out, size_t cap, size_t *len_out, const char *what, lm_error *err);
 
 /* ---- UTF-8 ---- */
 
@@ -176,7 +184,7 @@ enum {
 };
 uint32_t lm_cpu_features(void);
 
-/* ---- JSON (cJSON, allocating through lm_malloc) ---- */
+/* ---- JSON (json.c: cJSON, with the host's cJSON allocator) ---- */
 
 /* Parses len bytes holding one JSON value (white space around it allowed, anything else after it
  * is LM_ERR_FORMAT). On error fills err with what (a file name) and the byte offset. */
@@ -186,6 +194,11 @@ lm_status lm_json_parse(const char *text, size_t len, const char *what, cJSON **
 lm_status lm_json_load(const char *path, cJSON **out, lm_error *err);
 /* Serializes without formatting into a heap string (lm_free), NULL on NOMEM. */
 char *lm_json_print(const cJSON *j);
+
+/* ---- libcurl (curl.c) ---- */
+
+/* curl_global_init, once per process (thread-safe); call before the first curl handle. */
+void lm_curl_init(void);
 
 /* ---- logging through params ---- */
 

@@ -1,4 +1,5 @@
-/* core/file.c: whole-file mappings (mmap, or a read into owned memory) and small path helpers.
+/* core/file.c: whole-file mappings (mmap, or a read into owned memory), reading a whole file or
+ * descriptor into a buffer (the one reader the library and the CLI use), and small path helpers.
  * Only regular files are read: FIFOs, sockets and devices are refused without blocking. */
 #include "core.h"
 
@@ -106,38 +107,61 @@ void lm_file_close(lm_file *f) {
     memset(f, 0, sizeof *f);
 }
 
+lm_status lm_read_fd(int fd, const char *what, char **out, size_t *len, lm_error *err) {
+    *out = NULL;
+    lm_buf b = {0};
+    char tmp[65536];
+    for (;;) {
+        ssize_t n = read(fd, tmp, sizeof tmp);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) {
+            int e = errno;
+            lm_buf_free(&b);
+            lm_fail(err, LM_ERR_IO, "%s: read error: %s", what, strerror(e));
+            errno = e;
+            return LM_ERR_IO;
+        }
+        if (n == 0 || !lm_buf_append(&b, tmp, (size_t)n)) break;
+    }
+    size_t n = b.len;
+    if (b.oom) lm_buf_free(&b);
+    else *out = lm_buf_take(&b);
+    if (!*out) {
+        lm_fail(err, LM_ERR_NOMEM, "%s: out of memory reading the file", what);
+        errno = ENOMEM;
+        return LM_ERR_NOMEM;
+    }
+    if (len) *len = n;
+    return LM_OK;
+}
+
 lm_status lm_read_text(const char *path, char **out, size_t *len, lm_error *err) {
     *out = NULL;
     int fd = -1;
     struct stat st;
     lm_status ost = open_regular(path, &fd, &st, err);
     if (ost) return ost;
-    lm_buf b = {0};
-    char tmp[65536];
-    bool bad = false;
-    int e = 0;
-    for (;;) {
-        ssize_t n = read(fd, tmp, sizeof tmp);
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) {
-            bad = true;
-            e = errno;
-            break;
-        }
-        if (n == 0 || !lm_buf_append(&b, tmp, (size_t)n)) break;
-    }
+    lm_status rst = lm_read_fd(fd, path, out, len, err);
     close(fd);
-    if (bad) {
-        lm_buf_free(&b);
-        return lm_fail(err, LM_ERR_IO, "%s: read error: %s", path, strerror(e));
+    return rst;
+}
+
+lm_status lm_file_publish(FILE *f, const char *part, const char *path, lm_error *err) {
+    int rc = fflush(f);
+    int e = errno;
+    if (fclose(f) != 0 && rc == 0) {
+        rc = -1;
+        e = errno;
     }
-    if (b.oom) {
-        lm_buf_free(&b);
-        return lm_fail(err, LM_ERR_NOMEM, "%s: out of memory reading the file", path);
+    if (rc != 0) {
+        unlink(part);
+        return lm_fail(err, LM_ERR_IO, "%s: write failed: %s", part, strerror(e));
     }
-    if (len) *len = b.len;
-    *out = lm_buf_take(&b);
-    if (!*out) return lm_fail(err, LM_ERR_NOMEM, "%s: out of memory reading the file", path);
+    if (rename(part, path) != 0) {
+        e = errno;
+        unlink(part);
+        return lm_fail(err, LM_ERR_IO, "%s: cannot rename to %s: %s", part, path, strerror(e));
+    }
     return LM_OK;
 }
 

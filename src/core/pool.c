@@ -177,7 +177,6 @@ void lm_pool_free(lm_pool *p) {
 }
 
 int lm_pool_size(const lm_pool *p) { return p ? p->n : 1; }
-int lm_pool_active(const lm_pool *p) { return p ? atomic_load(&((lm_pool *)p)->n_active) : 1; }
 
 /* Sets the threads that take part; wakes those that now do. */
 static void set_active(lm_pool *p, int n) {
@@ -187,16 +186,6 @@ static void set_active(lm_pool *p, int n) {
         pthread_cond_broadcast(&p->idle_cv);
         pthread_mutex_unlock(&p->mu);
     }
-}
-
-void lm_pool_set_active(lm_pool *p, int n) {
-    if (!p) return;
-    n = n < 1 ? 1 : n > p->n ? p->n : n;
-    set_active(p, n);
-    p->n_best = n;
-    p->probing = false;
-    p->probe_at = 0;
-    p->runs = p->stalls = 0;
 }
 
 /* After each run: counts the caller's long waits and moves the number of threads. */

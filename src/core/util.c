@@ -1,5 +1,5 @@
-/* core/util.c: clocks, the growable buffer, UTF-8 and half-float helpers, CPU features, JSON
- * set-up and the RNG. Small pieces every area needs. */
+/* core/util.c: clocks, the growable buffer, half-float conversions, CPU features and the RNG.
+ * Small pieces every area needs; UTF-8 is utf8.c, JSON is json.c. */
 #include "core.h"
 
 #include <math.h>
@@ -80,93 +80,17 @@ char *lm_buf_take(lm_buf *b) {
     return d;
 }
 
-/* ---- UTF-8 ---- */
-
-int lm_utf8_seq_len(unsigned char c) {
-    if (c < 0x80) return 1;
-    if (c < 0xC2) return 0;
-    if (c < 0xE0) return 2;
-    if (c < 0xF0) return 3;
-    if (c < 0xF5) return 4;
-    return 0;
-}
-
-int lm_utf8_decode(const char *s, size_t n, uint32_t *cp) {
-    const unsigned char *u = (const unsigned char *)s;
-    if (n == 0) {
-        *cp = 0xFFFD;
-        return 0;
+lm_status lm_buf_copy_out(lm_buf *b, char *out, size_t cap, size_t *len_out, const char *what, lm_error *err) {
+    size_t n = b->len;
+    if (len_out) *len_out = n;
+    if (n >= cap) {
+        lm_buf_free(b);
+        return lm_fail(err, LM_ERR_TOO_SMALL, "the %s is %zu bytes, the buffer holds %zu", what, n, cap);
     }
-    int len = lm_utf8_seq_len(u[0]);
-    if (len == 1) {
-        *cp = u[0];
-        return 1;
-    }
-    if (len == 0 || (size_t)len > n) {
-        *cp = 0xFFFD;
-        return 1;
-    }
-    uint32_t c = u[0] & (0xFF >> (len + 1));
-    for (int i = 1; i < len; i++) {
-        if ((u[i] & 0xC0) != 0x80) {
-            *cp = 0xFFFD;
-            return 1;
-        }
-        c = (c << 6) | (u[i] & 0x3F);
-    }
-    /* reject overlongs and surrogates */
-    if ((len == 3 && c < 0x800) || (len == 4 && (c < 0x10000 || c > 0x10FFFF)) || (c >= 0xD800 && c <= 0xDFFF)) {
-        *cp = 0xFFFD;
-        return 1;
-    }
-    *cp = c;
-    return len;
-}
-
-int lm_utf8_encode(uint32_t cp, char *out) {
-    unsigned char *o = (unsigned char *)out;
-    if (cp < 0x80) {
-        o[0] = (unsigned char)cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        o[0] = (unsigned char)(0xC0 | (cp >> 6));
-        o[1] = (unsigned char)(0x80 | (cp & 0x3F));
-        return 2;
-    }
-    if (cp >= 0xD800 && cp <= 0xDFFF) return 0;
-    if (cp < 0x10000) {
-        o[0] = (unsigned char)(0xE0 | (cp >> 12));
-        o[1] = (unsigned char)(0x80 | ((cp >> 6) & 0x3F));
-        o[2] = (unsigned char)(0x80 | (cp & 0x3F));
-        return 3;
-    }
-    if (cp <= 0x10FFFF) {
-        o[0] = (unsigned char)(0xF0 | (cp >> 18));
-        o[1] = (unsigned char)(0x80 | ((cp >> 12) & 0x3F));
-        o[2] = (unsigned char)(0x80 | ((cp >> 6) & 0x3F));
-        o[3] = (unsigned char)(0x80 | (cp & 0x3F));
-        return 4;
-    }
-    return 0;
-}
-
-size_t lm_utf8_complete_len(const char *s, size_t n) {
-    const unsigned char *u = (const unsigned char *)s;
-    /* Look back at most 3 bytes for the start of a sequence that runs past the end. */
-    for (size_t back = 1; back <= 3 && back <= n; back++) {
-        unsigned char c = u[n - back];
-        if ((c & 0xC0) == 0x80) continue; /* continuation byte: keep looking */
-        int len = lm_utf8_seq_len(c);
-        if (len > (int)back) {
-            /* check the bytes present are continuations; if not it is invalid, pass through */
-            for (size_t i = 1; i < back; i++)
-                if ((u[n - back + i] & 0xC0) != 0x80) return n;
-            return n - back;
-        }
-        return n;
-    }
-    return n;
+    if (n) memcpy(out, b->data, n);
+    out[n] = 0;
+    lm_buf_free(b);
+    return LM_OK;
 }
 
 /* ---- half floats ---- */
@@ -280,61 +204,6 @@ static void detect_features(void) { g_features = 0; }
 uint32_t lm_cpu_features(void) {
     pthread_once(&g_features_once, detect_features);
     return g_features;
-}
-
-/* ---- JSON ---- */
-
-static void *json_malloc(size_t n) { return lm_malloc(n); }
-static void json_free(void *p) { lm_free(p); }
-static pthread_once_t g_json_once = PTHREAD_ONCE_INIT;
-static void json_init(void) {
-    cJSON_Hooks h = {json_malloc, json_free};
-    cJSON_InitHooks(&h);
-}
-
-lm_status lm_json_parse(const char *text, size_t len, const char *what, cJSON **out, lm_error *err) {
-    pthread_once(&g_json_once, json_init);
-    *out = NULL;
-    const char *end = NULL;
-    long before = lm_alloc_count();
-    bool failed_before = lm_alloc_failed();
-    cJSON *j = cJSON_ParseWithLengthOpts(text, len, &end, false);
-    if (!j) {
-        if (!failed_before && lm_alloc_failed() && lm_alloc_count() > before)
-            return lm_fail(err, LM_ERR_NOMEM, "%s: out of memory parsing JSON", what);
-        size_t off = end && end >= text ? (size_t)(end - text) : 0;
-        size_t line = 1;
-        for (size_t i = 0; i < off && i < len; i++)
-            if (text[i] == '\n') line++;
-        return lm_fail(err, LM_ERR_FORMAT, "%s: invalid JSON near byte %zu (line %zu)", what, off, line);
-    }
-    /* One value and nothing after it but white space: "{...} xyz" is not a JSON document. */
-    size_t off = end && end >= text ? (size_t)(end - text) : len;
-    while (off < len && (text[off] == ' ' || text[off] == '\t' || text[off] == '\n' || text[off] == '\r')) off++;
-    if (off < len) {
-        cJSON_Delete(j);
-        size_t line = 1;
-        for (size_t i = 0; i < off; i++)
-            if (text[i] == '\n') line++;
-        return lm_fail(err, LM_ERR_FORMAT, "%s: unexpected text after the JSON value at byte %zu (line %zu)", what, off, line);
-    }
-    *out = j;
-    return LM_OK;
-}
-
-lm_status lm_json_load(const char *path, cJSON **out, lm_error *err) {
-    char *text;
-    size_t len;
-    lm_status st = lm_read_text(path, &text, &len, err);
-    if (st) return st;
-    st = lm_json_parse(text, len, path, out, err);
-    lm_free(text);
-    return st;
-}
-
-char *lm_json_print(const cJSON *j) {
-    pthread_once(&g_json_once, json_init);
-    return cJSON_PrintUnformatted(j);
 }
 
 /* ---- RNG: xoshiro256** seeded through splitmix64 ---- */

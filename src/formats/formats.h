@@ -129,6 +129,9 @@ void st_close(st_set *s);
 const st_tensor *st_find(const st_set *s, const char *name);
 uint32_t st_dtype_size(uint32_t dtype);
 const char *st_dtype_name(uint32_t dtype);
+/* The GGUF/GGML type id of a float dtype (F32 0, F16 1, BF16 30: the numbering compute/'s
+ * element types follow), UINT32_MAX for any other dtype. */
+uint32_t st_dtype_ggml(uint32_t dtype);
 
 /* ============================ config.json (formats/hf_config.c) ============================== */
 
@@ -197,7 +200,6 @@ gguf_writer *gguf_writer_new(void); /* NULL on NOMEM; free with gguf_writer_free
 /* Also removes an unfinished "<path>.part". */
 void gguf_writer_free(gguf_writer *w);
 void gguf_w_u32(gguf_writer *w, const char *key, uint32_t v);
-void gguf_w_i32(gguf_writer *w, const char *key, int32_t v);
 void gguf_w_f32(gguf_writer *w, const char *key, float v);
 void gguf_w_bool(gguf_writer *w, const char *key, bool v);
 void gguf_w_str(gguf_writer *w, const char *key, const char *s);

@@ -114,12 +114,6 @@ void gguf_w_u32(gguf_writer *w, const char *key, uint32_t v) {
     end_kv(w, key);
 }
 
-void gguf_w_i32(gguf_writer *w, const char *key, int32_t v) {
-    if (!begin_kv(w, key, GGUF_I32)) return;
-    put_le(&w->kv, (uint32_t)v, 4);
-    end_kv(w, key);
-}
-
 void gguf_w_f32(gguf_writer *w, const char *key, float v) {
     if (!begin_kv(w, key, GGUF_F32)) return;
     union { float f; uint32_t u; } c = {v};
@@ -285,21 +279,7 @@ lm_status gguf_w_finish(gguf_writer *w, lm_error *err) {
         return lm_fail(err, LM_ERR_MISUSE, "%s: tensor '%s' has %llu of %llu bytes written", w->path,
                        w->t[w->cur].name, (unsigned long long)w->cur_done,
                        (unsigned long long)w->t[w->cur].nbytes);
-    int rc = fflush(w->f);
-    int e = errno;
-    if (fclose(w->f) != 0 && rc == 0) {
-        rc = -1;
-        e = errno;
-    }
+    FILE *f = w->f;
     w->f = NULL;
-    if (rc != 0) {
-        unlink(w->part);
-        return lm_fail(err, LM_ERR_IO, "%s: write failed: %s", w->part, strerror(e));
-    }
-    if (rename(w->part, w->path) != 0) {
-        e = errno;
-        unlink(w->part);
-        return lm_fail(err, LM_ERR_IO, "%s: cannot rename to %s: %s", w->part, w->path, strerror(e));
-    }
-    return LM_OK;
+    return lm_file_publish(f, w->part, w->path, err);
 }

@@ -35,6 +35,15 @@ const char *st_dtype_name(uint32_t dtype) {
     return dtype < LM_ARRAY_LEN(DTYPES) ? DTYPES[dtype].name : "?";
 }
 
+uint32_t st_dtype_ggml(uint32_t dtype) {
+    switch (dtype) {
+    case ST_F32: return 0;
+    case ST_F16: return 1;
+    case ST_BF16: return 30;
+    default: return UINT32_MAX;
+    }
+}
+
 static bool dtype_from_name(const char *s, uint32_t *out) {
     for (uint32_t i = 0; i < LM_ARRAY_LEN(DTYPES); i++) {
         if (strcmp(s, DTYPES[i].name) == 0) {

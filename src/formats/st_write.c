@@ -176,20 +176,7 @@ lm_status st_w_finish(st_writer *w, lm_error *err) {
         return lm_fail(err, LM_ERR_MISUSE, "%s: tensor '%s' has %llu of %llu bytes written", w->path,
                        w->t[w->cur].name, (unsigned long long)w->cur_done,
                        (unsigned long long)w->t[w->cur].nbytes);
-    int rc = fflush(w->f), e = errno;
-    if (fclose(w->f) != 0 && rc == 0) {
-        rc = -1;
-        e = errno;
-    }
+    FILE *f = w->f;
     w->f = NULL;
-    if (rc != 0) {
-        unlink(w->part);
-        return lm_fail(err, LM_ERR_IO, "%s: write failed: %s", w->part, strerror(e));
-    }
-    if (rename(w->part, w->path) != 0) {
-        e = errno;
-        unlink(w->part);
-        return lm_fail(err, LM_ERR_IO, "%s: cannot rename to %s: %s", w->part, w->path, strerror(e));
-    }
-    return LM_OK;
+    return lm_file_publish(f, w->part, w->path, err);
 }

@@ -298,9 +298,6 @@ static lm_status choose(const lm_hub_params *o, const char *id, const char *quan
 
 /* ---- HTTP ---- */
 
-static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
-static void curl_init(void) { curl_global_init(CURL_GLOBAL_DEFAULT); }
-
 typedef struct repo_ctx repo_ctx;
 static int report(repo_ctx *r, lm_hub_event ev, const char *file, uint64_t done, uint64_t total);
 
@@ -398,7 +395,7 @@ enum req_kind { REQ_API, REQ_HEAD, REQ_GET };
  * without a byte. Only http and https are spoken, redirects included. */
 static CURLcode perform(const lm_hub_params *o, const char *url, xfer *x, enum req_kind kind, uint64_t range_from,
                         long *status, char *errbuf) {
-    pthread_once(&curl_once, curl_init);
+    lm_curl_init();
     CURL *c = curl_easy_init();
     if (!c) return CURLE_FAILED_INIT;
     struct curl_slist *hdrs = NULL;
@@ -749,7 +746,7 @@ static lm_status finish_out(const char *snap, char **files, long gi, char *out, 
 static lm_status pull_offline(const lm_hub_params *o, const char *base, const char *quant, char *out, size_t cap, lm_error *err) {
     char snap[4096];
     lm_error e = {0};
-    if (lm_hub_resolve(base, o->cache_dir, snap, sizeof snap, &e) != LM_OK)
+    if (hub_cache_snapshot(base, o->cache_dir, snap, sizeof snap, &e) != LM_OK)
         return lm_fail(err, LM_ERR_IO, "offline mode (HF_HUB_OFFLINE=1): %s", e.msg);
     char **names = NULL;
     size_t n = 0, ncap = 0;

@@ -6,11 +6,6 @@
 
 #include "core/core.h"
 
-/* Splits and validates "org/name[@revision]": only [A-Za-z0-9._-] in org and name, no ".." and no
- * leading '.', '-' or '/'; revision [A-Za-z0-9._/-] without "..". false when ref is not a valid id. */
-bool hub_parse_id(const char *ref, char *org, size_t org_cap, char *name, size_t name_cap,
-                  char *rev, size_t rev_cap);
-
 /* ---- downloads (download.c): lm_hub_pull in locallm.h ---- */
 
 /* Splits "org/name[@rev][:QUANT]" into the id part (copied to base) and the quant (may be "").
@@ -18,6 +13,16 @@ bool hub_parse_id(const char *ref, char *org, size_t org_cap, char *name, size_t
 bool hub_split_quant(const char *ref, char *base, size_t base_cap, char *quant, size_t quant_cap);
 
 /* ---- the cache (cache.c) ---- */
+
+/* Splits and validates "org/name[@revision]": only [A-Za-z0-9._-] in org and name, no ".." and no
+ * leading '.', '-' or '/'; revision [A-Za-z0-9._/-] without "..". false when ref is not a valid id. */
+bool hub_parse_id(const char *ref, char *org, size_t org_cap, char *name, size_t name_cap,
+                  char *rev, size_t rev_cap);
+
+/* The snapshot folder of id "org/name[@revision]" (no :QUANT) in cache_dir: refs/<revision> read
+ * for its commit unless the revision is one. LM_ERR_IO when the id is not valid, cache_dir is NULL
+ * or the repo, revision or snapshot is not cached; LM_ERR_TOO_SMALL when out is too small. */
+lm_status hub_cache_snapshot(const char *ref, const char *cache_dir, char *out, size_t cap, lm_error *err);
 
 typedef struct hub_cached {
     char id[256];        /* org/name */

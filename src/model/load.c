@@ -317,15 +317,6 @@ typedef struct hf_ctx {
     lm_error *err;
 } hf_ctx;
 
-static uint32_t st_to_cm(uint32_t dtype) {
-    switch (dtype) {
-    case ST_F32: return CM_F32;
-    case ST_F16: return CM_F16;
-    case ST_BF16: return CM_BF16;
-    default: return UINT32_MAX;
-    }
-}
-
 /* Returns data aligned for its element size, copying misaligned tensors (MLX writes no padding). */
 static const void *aligned_data(hf_ctx *c, const st_tensor *t, size_t align) {
     if (((uintptr_t)t->data % align) == 0) return t->data;
@@ -366,7 +357,7 @@ static lm_status hf_matrix(hf_ctx *c, const char *module, int64_t rows, int64_t 
         if (cols % gs || sc->n_dims != 2 || (int64_t)sc->shape[0] != rows || (int64_t)sc->shape[1] != cols / gs ||
             bi->n_dims != 2 || bi->shape[0] != sc->shape[0] || bi->shape[1] != sc->shape[1] || bi->dtype != sc->dtype)
             return lm_fail(c->err, LM_ERR_FORMAT, "%s: scales/biases of '%s' do not match %lld x %lld in groups of %u", c->dir, module, (long long)rows, (long long)cols, gs);
-        uint32_t sbt = st_to_cm(sc->dtype);
+        uint32_t sbt = st_dtype_ggml(sc->dtype);
         if (sbt == UINT32_MAX) return lm_fail(c->err, LM_ERR_UNSUPPORTED, "%s: scales of '%s' are %s; expected F32, F16 or BF16", c->dir, module, st_dtype_name(sc->dtype));
         out->type = CM_MLX;
         out->rows = (size_t)rows;
@@ -383,7 +374,7 @@ static lm_status hf_matrix(hf_ctx *c, const char *module, int64_t rows, int64_t 
         c->m->n_params += (uint64_t)rows * (uint64_t)cols;
         return LM_OK;
     }
-    uint32_t type = st_to_cm(w->dtype);
+    uint32_t type = st_dtype_ggml(w->dtype);
     if (type == UINT32_MAX)
         return lm_fail(c->err, LM_ERR_UNSUPPORTED, "%s: tensor '%s' has dtype %s; expected F32, F16, BF16 or MLX-quantized U32", c->dir, name, st_dtype_name(w->dtype));
     if (w->n_dims != 2 || (int64_t)w->shape[0] != rows || (int64_t)w->shape[1] != cols)
@@ -407,7 +398,7 @@ static lm_status hf_vector(hf_ctx *c, const char *name, int64_t n, const float *
         if (!required) return LM_OK;
         return lm_fail(c->err, LM_ERR_FORMAT, "%s: missing tensor '%s'", c->dir, name);
     }
-    uint32_t type = st_to_cm(t->dtype);
+    uint32_t type = st_dtype_ggml(t->dtype);
     if (type == UINT32_MAX) return lm_fail(c->err, LM_ERR_UNSUPPORTED, "%s: tensor '%s' has dtype %s; expected F32, F16 or BF16", c->dir, name, st_dtype_name(t->dtype));
     if (t->n_dims != 1 || (int64_t)t->shape[0] != n)
         return lm_fail(c->err, LM_ERR_FORMAT, "%s: tensor '%s' has shape [%llu], but config.json implies [%lld]", c->dir, name,
@@ -419,18 +410,8 @@ static lm_status hf_vector(hf_ctx *c, const char *name, int64_t n, const float *
     return LM_OK;
 }
 
-lm_status lm_model_load_hf(lm_model *m, const char *dir, const lm_model_params *p, lm_error *err) {
-    hf_config *cfg = lm_calloc(1, sizeof *cfg);
-    if (!cfg || lm_model_keep(m, cfg)) return lm_fail_nomem(err, "config");
-    lm_status st = hf_config_load(dir, cfg, err);
-    if (st) return st;
-    /* hf_config owns heap parts; free them at the end of loading (values copied out below) */
-    int ai = lm_arch_find(cfg->model_type);
-    if (ai < 0) {
-        st = lm_fail(err, LM_ERR_UNSUPPORTED, "%s/config.json: model_type '%s' is not supported (supported: %s)", dir, cfg->model_type, lm_arch_list());
-        goto done;
-    }
-    const lm_arch_desc *ad = &lm_arch_table[ai];
+/* The hyper-parameters of architecture ai from config.json, checked for consistency. */
+static lm_status hf_hparams(lm_model *m, int ai, const hf_config *cfg, const char *dir, lm_error *err) {
     lm_hparams *hp = &m->hp;
     hp->arch = ai;
     snprintf(m->arch_name, sizeof m->arch_name, "%s", cfg->model_type);
@@ -451,17 +432,143 @@ lm_status lm_model_load_hf(lm_model *m, const char *dir, const lm_model_params *
     hp->sliding_window = cfg->sliding_window;
     if (hp->n_vocab <= 0 || hp->n_embd <= 0 || hp->n_layer <= 0 || hp->n_head <= 0 || hp->n_head_kv <= 0 ||
         hp->n_head % hp->n_head_kv || hp->head_dim <= 0 || hp->n_ff <= 0 || hp->n_rot <= 0) {
-        st = lm_fail(err, LM_ERR_FORMAT, "%s/config.json: inconsistent sizes (vocab %d, hidden %d, layers %d, heads %d, kv heads %d, head_dim %d, intermediate %d)",
-                     dir, hp->n_vocab, hp->n_embd, hp->n_layer, hp->n_head, hp->n_head_kv, hp->head_dim, hp->n_ff);
+        return lm_fail(err, LM_ERR_FORMAT, "%s/config.json: inconsistent sizes (vocab %d, hidden %d, layers %d, heads %d, kv heads %d, head_dim %d, intermediate %d)",
+                       dir, hp->n_vocab, hp->n_embd, hp->n_layer, hp->n_head, hp->n_head_kv, hp->head_dim, hp->n_ff);
+    }
+    return LM_OK;
+}
+
+/* Binds layer l's tensors (model.layers.<l>.*) in the layout architecture ad describes. */
+static lm_status hf_layer(hf_ctx *c, const lm_arch_desc *ad, int32_t l, lm_layer *L) {
+    const lm_hparams *hp = &c->m->hp;
+    const hf_config *cfg = c->cfg;
+    int64_t E = hp->n_embd, Q = (int64_t)hp->n_head * hp->head_dim, KV = (int64_t)hp->n_head_kv * hp->head_dim;
+    lm_status st;
+    char n[128];
+#define NAME(s) (snprintf(n, sizeof n, "model.layers.%d." s, l), n)
+    if ((st = hf_vector(c, NAME("input_layernorm.weight"), E, &L->attn_norm, true)) ||
+        (st = hf_vector(c, NAME("post_attention_layernorm.weight"), E, &L->ffn_norm, true)) ||
+        (st = hf_matrix(c, NAME("self_attn.o_proj"), E, Q, &L->wo, true)) ||
+        (st = hf_matrix(c, NAME("mlp.down_proj"), E, hp->n_ff, &L->w_down, true)))
+        return st;
+    if (ad->fused_qkv) {
+        cm_matrix qkv;
+        if ((st = hf_matrix(c, NAME("self_attn.qkv_proj"), Q + 2 * KV, E, &qkv, true))) return st;
+        L->wq = L->wk = L->wv = qkv;
+        L->wq.rows = (size_t)Q;
+        L->wk.rows = L->wv.rows = (size_t)KV;
+        size_t sb_row = qkv.type == CM_MLX ? (qkv.cols / qkv.group_size) * (qkv.sb_type == CM_F32 ? 4 : 2) : 0;
+        L->wk.data = (const uint8_t *)qkv.data + (size_t)Q * qkv.row_bytes;
+        L->wv.data = (const uint8_t *)qkv.data + (size_t)(Q + KV) * qkv.row_bytes;
+        if (qkv.type == CM_MLX) {
+            L->wk.scales = (const uint8_t *)qkv.scales + (size_t)Q * sb_row;
+            L->wk.biases = (const uint8_t *)qkv.biases + (size_t)Q * sb_row;
+            L->wv.scales = (const uint8_t *)qkv.scales + (size_t)(Q + KV) * sb_row;
+            L->wv.biases = (const uint8_t *)qkv.biases + (size_t)(Q + KV) * sb_row;
+        }
+    } else {
+        if ((st = hf_matrix(c, NAME("self_attn.q_proj"), Q, E, &L->wq, true)) ||
+            (st = hf_matrix(c, NAME("self_attn.k_proj"), KV, E, &L->wk, true)) ||
+            (st = hf_matrix(c, NAME("self_attn.v_proj"), KV, E, &L->wv, true)))
+            return st;
+    }
+    if (ad->fused_gate_up) {
+        cm_matrix gu;
+        if ((st = hf_matrix(c, NAME("mlp.gate_up_proj"), 2 * (int64_t)hp->n_ff, E, &gu, true))) return st;
+        L->w_gate = L->w_up = gu;
+        L->w_gate.rows = L->w_up.rows = (size_t)hp->n_ff;
+        L->w_up.data = (const uint8_t *)gu.data + (size_t)hp->n_ff * gu.row_bytes;
+        if (gu.type == CM_MLX) {
+            size_t sb_row = (gu.cols / gu.group_size) * (gu.sb_type == CM_F32 ? 4 : 2);
+            L->w_up.scales = (const uint8_t *)gu.scales + (size_t)hp->n_ff * sb_row;
+            L->w_up.biases = (const uint8_t *)gu.biases + (size_t)hp->n_ff * sb_row;
+        }
+    } else {
+        if ((st = hf_matrix(c, NAME("mlp.gate_proj"), hp->n_ff, E, &L->w_gate, true)) ||
+            (st = hf_matrix(c, NAME("mlp.up_proj"), hp->n_ff, E, &L->w_up, true)))
+            return st;
+    }
+    bool bias = ad->qkv_bias || cfg->attention_bias;
+    if (bias && !ad->fused_qkv) {
+        if ((st = hf_vector(c, NAME("self_attn.q_proj.bias"), Q, &L->bq, true)) ||
+            (st = hf_vector(c, NAME("self_attn.k_proj.bias"), KV, &L->bk, true)) ||
+            (st = hf_vector(c, NAME("self_attn.v_proj.bias"), KV, &L->bv, true)))
+            return st;
+    }
+    if (ad->qk_norm) {
+        if ((st = hf_vector(c, NAME("self_attn.q_norm.weight"), hp->head_dim, &L->q_norm, true)) ||
+            (st = hf_vector(c, NAME("self_attn.k_norm.weight"), hp->head_dim, &L->k_norm, true)))
+            return st;
+    }
+#undef NAME
+    return LM_OK;
+}
+
+/* The end-of-generation ids of config.json / generation_config.json, the tokenizer (optional: a
+ * folder without one still runs on ids) and the chat template. */
+static lm_status hf_vocab(lm_model *m, const hf_config *cfg, const char *dir, lm_error *err) {
+    lm_status st = LM_OK;
+    /* end-of-generation ids from config/generation_config */
+    for (int32_t i = 0; i < cfg->n_eos; i++) {
+        lm_token *e = lm_realloc(m->eog, (m->n_eog + 1) * sizeof *e);
+        if (!e) {
+            return lm_fail_nomem(err, "eos ids");
+        }
+        m->eog = e;
+        m->eog[m->n_eog++] = cfg->eos_ids[i];
+    }
+
+    /* tokenizer (optional: a folder without one still runs on ids) */
+    char *tj = lm_path_join(dir, "tokenizer.json");
+    if (!tj) {
+        return lm_fail_nomem(err, "path");
+    }
+    bool has_tok = lm_path_exists(tj);
+    lm_free(tj);
+    if (has_tok && (st = tok_load_dir(dir, &m->tok, err))) return st;
+    /* The separate file wins over tokenizer_config.json, as transformers does. One that exists
+     * but cannot be read (or allocated) fails the load: running with a different template than
+     * the model's own would be a silent change of behaviour. */
+    char *cj = lm_path_join(dir, "chat_template.jinja");
+    if (!cj) {
+        return lm_fail_nomem(err, "path");
+    }
+    if (lm_path_exists(cj)) {
+        size_t len;
+        st = lm_read_text(cj, &m->chat_template, &len, err);
+    }
+    lm_free(cj);
+    if (st) return st;
+    if (!m->chat_template && m->tok) {
+        const char *t = tok_chat_template(m->tok, NULL);
+        if (t && !(m->chat_template = lm_strdup(t))) {
+            return lm_fail_nomem(err, "chat template");
+        }
+    }
+    return LM_OK;
+}
+
+lm_status lm_model_load_hf(lm_model *m, const char *dir, const lm_model_params *p, lm_error *err) {
+    hf_config *cfg = lm_calloc(1, sizeof *cfg);
+    if (!cfg || lm_model_keep(m, cfg)) return lm_fail_nomem(err, "config");
+    lm_status st = hf_config_load(dir, cfg, err);
+    if (st) return st;
+    /* hf_config owns heap parts; free them at the end of loading (values copied out below) */
+    int ai = lm_arch_find(cfg->model_type);
+    if (ai < 0) {
+        st = lm_fail(err, LM_ERR_UNSUPPORTED, "%s/config.json: model_type '%s' is not supported (supported: %s)", dir, cfg->model_type, lm_arch_list());
         goto done;
     }
+    const lm_arch_desc *ad = &lm_arch_table[ai];
+    lm_hparams *hp = &m->hp;
+    if ((st = hf_hparams(m, ai, cfg, dir, err))) goto done;
     if ((st = st_open_dir(dir, p->use_mmap, &m->st, err))) goto done;
     if (p->progress && p->progress(0.3f, "mapping weights", p->progress_user)) {
         st = lm_fail(err, LM_ERR_CANCELLED, "%s: loading cancelled", dir);
         goto done;
     }
     hf_ctx c = {m, m->st, cfg, dir, err};
-    int64_t E = hp->n_embd, Q = (int64_t)hp->n_head * hp->head_dim, KV = (int64_t)hp->n_head_kv * hp->head_dim;
+    int64_t E = hp->n_embd;
     if ((st = hf_matrix(&c, "model.embed_tokens", hp->n_vocab, E, &m->net.tok_embd, true))) goto done;
     if ((st = hf_vector(&c, "model.norm.weight", E, &m->net.output_norm, true))) goto done;
     bool has_head = st_find(m->st, "lm_head.weight") != NULL;
@@ -479,64 +586,7 @@ lm_status lm_model_load_hf(lm_model *m, const char *dir, const lm_model_params *
         goto done;
     }
     for (int32_t l = 0; l < hp->n_layer; l++) {
-        lm_layer *L = &m->net.layers[l];
-        char n[128];
-#define NAME(s) (snprintf(n, sizeof n, "model.layers.%d." s, l), n)
-        if ((st = hf_vector(&c, NAME("input_layernorm.weight"), E, &L->attn_norm, true)) ||
-            (st = hf_vector(&c, NAME("post_attention_layernorm.weight"), E, &L->ffn_norm, true)) ||
-            (st = hf_matrix(&c, NAME("self_attn.o_proj"), E, Q, &L->wo, true)) ||
-            (st = hf_matrix(&c, NAME("mlp.down_proj"), E, hp->n_ff, &L->w_down, true)))
-            goto done;
-        if (ad->fused_qkv) {
-            cm_matrix qkv;
-            if ((st = hf_matrix(&c, NAME("self_attn.qkv_proj"), Q + 2 * KV, E, &qkv, true))) goto done;
-            L->wq = L->wk = L->wv = qkv;
-            L->wq.rows = (size_t)Q;
-            L->wk.rows = L->wv.rows = (size_t)KV;
-            size_t sb_row = qkv.type == CM_MLX ? (qkv.cols / qkv.group_size) * (qkv.sb_type == CM_F32 ? 4 : 2) : 0;
-            L->wk.data = (const uint8_t *)qkv.data + (size_t)Q * qkv.row_bytes;
-            L->wv.data = (const uint8_t *)qkv.data + (size_t)(Q + KV) * qkv.row_bytes;
-            if (qkv.type == CM_MLX) {
-                L->wk.scales = (const uint8_t *)qkv.scales + (size_t)Q * sb_row;
-                L->wk.biases = (const uint8_t *)qkv.biases + (size_t)Q * sb_row;
-                L->wv.scales = (const uint8_t *)qkv.scales + (size_t)(Q + KV) * sb_row;
-                L->wv.biases = (const uint8_t *)qkv.biases + (size_t)(Q + KV) * sb_row;
-            }
-        } else {
-            if ((st = hf_matrix(&c, NAME("self_attn.q_proj"), Q, E, &L->wq, true)) ||
-                (st = hf_matrix(&c, NAME("self_attn.k_proj"), KV, E, &L->wk, true)) ||
-                (st = hf_matrix(&c, NAME("self_attn.v_proj"), KV, E, &L->wv, true)))
-                goto done;
-        }
-        if (ad->fused_gate_up) {
-            cm_matrix gu;
-            if ((st = hf_matrix(&c, NAME("mlp.gate_up_proj"), 2 * (int64_t)hp->n_ff, E, &gu, true))) goto done;
-            L->w_gate = L->w_up = gu;
-            L->w_gate.rows = L->w_up.rows = (size_t)hp->n_ff;
-            L->w_up.data = (const uint8_t *)gu.data + (size_t)hp->n_ff * gu.row_bytes;
-            if (gu.type == CM_MLX) {
-                size_t sb_row = (gu.cols / gu.group_size) * (gu.sb_type == CM_F32 ? 4 : 2);
-                L->w_up.scales = (const uint8_t *)gu.scales + (size_t)hp->n_ff * sb_row;
-                L->w_up.biases = (const uint8_t *)gu.biases + (size_t)hp->n_ff * sb_row;
-            }
-        } else {
-            if ((st = hf_matrix(&c, NAME("mlp.gate_proj"), hp->n_ff, E, &L->w_gate, true)) ||
-                (st = hf_matrix(&c, NAME("mlp.up_proj"), hp->n_ff, E, &L->w_up, true)))
-                goto done;
-        }
-        bool bias = ad->qkv_bias || cfg->attention_bias;
-        if (bias && !ad->fused_qkv) {
-            if ((st = hf_vector(&c, NAME("self_attn.q_proj.bias"), Q, &L->bq, true)) ||
-                (st = hf_vector(&c, NAME("self_attn.k_proj.bias"), KV, &L->bk, true)) ||
-                (st = hf_vector(&c, NAME("self_attn.v_proj.bias"), KV, &L->bv, true)))
-                goto done;
-        }
-        if (ad->qk_norm) {
-            if ((st = hf_vector(&c, NAME("self_attn.q_norm.weight"), hp->head_dim, &L->q_norm, true)) ||
-                (st = hf_vector(&c, NAME("self_attn.k_norm.weight"), hp->head_dim, &L->k_norm, true)))
-                goto done;
-        }
-#undef NAME
+        if ((st = hf_layer(&c, ad, l, &m->net.layers[l]))) goto done;
         if (p->progress && p->progress(0.3f + 0.6f * (float)(l + 1) / (float)hp->n_layer, "binding tensors", p->progress_user)) {
             st = lm_fail(err, LM_ERR_CANCELLED, "%s: loading cancelled", dir);
             goto done;
@@ -546,47 +596,7 @@ lm_status lm_model_load_hf(lm_model *m, const char *dir, const lm_model_params *
                        cfg->rope_original_max_pos, cfg->rope_short_factor, cfg->rope_long_factor, cfg->n_rope_factors, NULL};
     if ((st = compute_inv_freq(m, &rs, err))) goto done;
 
-    /* end-of-generation ids from config/generation_config */
-    for (int32_t i = 0; i < cfg->n_eos; i++) {
-        lm_token *e = lm_realloc(m->eog, (m->n_eog + 1) * sizeof *e);
-        if (!e) {
-            st = lm_fail_nomem(err, "eos ids");
-            goto done;
-        }
-        m->eog = e;
-        m->eog[m->n_eog++] = cfg->eos_ids[i];
-    }
-
-    /* tokenizer (optional: a folder without one still runs on ids) */
-    char *tj = lm_path_join(dir, "tokenizer.json");
-    if (!tj) {
-        st = lm_fail_nomem(err, "path");
-        goto done;
-    }
-    bool has_tok = lm_path_exists(tj);
-    lm_free(tj);
-    if (has_tok && (st = tok_load_dir(dir, &m->tok, err))) goto done;
-    /* The separate file wins over tokenizer_config.json, as transformers does. One that exists
-     * but cannot be read (or allocated) fails the load: running with a different template than
-     * the model's own would be a silent change of behaviour. */
-    char *cj = lm_path_join(dir, "chat_template.jinja");
-    if (!cj) {
-        st = lm_fail_nomem(err, "path");
-        goto done;
-    }
-    if (lm_path_exists(cj)) {
-        size_t len;
-        st = lm_read_text(cj, &m->chat_template, &len, err);
-    }
-    lm_free(cj);
-    if (st) goto done;
-    if (!m->chat_template && m->tok) {
-        const char *t = tok_chat_template(m->tok, NULL);
-        if (t && !(m->chat_template = lm_strdup(t))) {
-            st = lm_fail_nomem(err, "chat template");
-            goto done;
-        }
-    }
+    st = hf_vocab(m, cfg, dir, err);
 done:
     hf_config_free(cfg);
     return st;

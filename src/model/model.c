@@ -378,13 +378,5 @@ lm_status lm_model_detokenize(const lm_model *m, const lm_token *ids, size_t n, 
         lm_buf_free(&b);
         return st;
     }
-    if (len_out) *len_out = b.len;
-    if (b.len >= cap) {
-        lm_buf_free(&b);
-        return lm_fail(err, LM_ERR_TOO_SMALL, "the text is %zu bytes, the buffer holds %zu", b.len, cap);
-    }
-    memcpy(out, b.data ? b.data : "", b.len);
-    out[b.len] = 0;
-    lm_buf_free(&b);
-    return LM_OK;
+    return lm_buf_copy_out(&b, out, cap, len_out, "text", err);
 }

@@ -89,7 +89,10 @@ lm_status lm_model_load_hf(lm_model *m, const char *dir, const lm_model_params *
 lm_status lm_model_load_vocab(lm_model *m, const char *path, const lm_model_params *p, lm_error *err);
 /* True when the folder holds tokenizer.json but no config.json. */
 bool lm_model_is_tokenizer_only(const char *dir);
-lm_status lm_model_keep(lm_model *m, void *p); /* takes ownership; frees p on failure */
+/* Adds p (lm_malloc'd) to the storage the model frees with itself (model/load.c); takes
+ * ownership, and frees p on failure. */
+lm_status lm_model_keep(lm_model *m, void *p);
+/* True when id is one of the model's end-of-generation ids (model/load.c). */
 bool lm_model_is_eog(const lm_model *m, lm_token id);
 
 /* The one forward pass of every architecture in the table (model/forward.c): runs the batch

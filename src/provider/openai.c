@@ -18,9 +18,6 @@ typedef struct openai_provider {
     int32_t connect_ms, first_byte_ms, total_ms;
 } openai_provider;
 
-static pthread_once_t g_curl_once = PTHREAD_ONCE_INIT;
-static void curl_init_once(void) { curl_global_init(CURL_GLOBAL_DEFAULT); }
-
 #define MAX_CALLS 16
 
 typedef struct call_state {
@@ -302,7 +299,7 @@ static lm_status openai_chat_err(lm_provider *p, const lm_message *msgs, size_t 
                                  const lm_gen_params *gp, lm_piece_fn fn, void *user, lm_call *call, lm_gen_stats *stats,
                                  lm_error *err) {
     openai_provider *op = (openai_provider *)p;
-    pthread_once(&g_curl_once, curl_init_once);
+    lm_curl_init();
     if (stats) {
         memset(stats, 0, sizeof *stats);
         stats->stop_token = -1;

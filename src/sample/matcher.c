@@ -546,8 +546,6 @@ bool smp_matcher_can_end(const smp_matcher *m) { return m->done || m->st[m->cur]
 
 bool smp_matcher_done(const smp_matcher *m) { return m->done; }
 
-bool smp_matcher_failed(const smp_matcher *m) { return m->failed; }
-
 const uint64_t *smp_matcher_mask(smp_matcher *m, uint32_t *n_allowed) {
     if (m->failed) return NULL;
     int32_t s = m->cur;

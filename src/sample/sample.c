@@ -71,10 +71,6 @@ void smp_free(smp_sampler *s) {
     memset(s, 0, sizeof *s);
 }
 
-lm_status smp_accept(smp_sampler *s, lm_token id) {
-    return s->matcher ? smp_matcher_accept(s->matcher, id) : LM_OK;
-}
-
 void smp_prepare(smp_sampler *s) {
     if (s->matcher && !s->status && !smp_matcher_done(s->matcher) && !smp_matcher_mask(s->matcher, NULL))
         s->status = LM_ERR_NOMEM;

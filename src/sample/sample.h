@@ -136,8 +136,6 @@ void smp_free(smp_sampler *s);
  * and the grammar then advances by the token picked. Returns -1 when nothing is allowed (the
  * grammar is complete and the model has no end-of-generation id) or on NOMEM (s->status). */
 lm_token smp_sample(smp_sampler *s, float *logits, const lm_token *history, size_t n_history);
-/* Advances the grammar by a token the caller chose itself (forced text); LM_OK without one. */
-lm_status smp_accept(smp_sampler *s, lm_token id);
 /* Computes (and caches) the grammar's mask for the next smp_sample now, so a generation loop can
  * run it on another thread while the forward pass computes the logits (nothing else may touch s
  * meanwhile). Does nothing without a grammar or when the mask is cached already. */

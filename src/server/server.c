@@ -1537,10 +1537,6 @@ lm_status srv_run(const srv_config *cfg, const volatile sig_atomic_t *stop, lm_e
     atomic_init(&sv.progress, 0.0f);
     atomic_init(&sv.stopping, false);
     atomic_init(&sv.counter, 0);
-    /* The JSON allocator hooks are installed by the first parse; everything here builds JSON. */
-    cJSON *dummy = NULL;
-    if (lm_json_parse("{}", 2, "init", &dummy, err) != LM_OK) return err->code;
-    cJSON_Delete(dummy);
     if (cfg->n_fallback > 16) return lm_fail(err, LM_ERR_MISUSE, "at most 16 fallback providers (got %zu)", cfg->n_fallback);
     if (cfg->n_fallback) {
         sv.clouds = lm_calloc(cfg->n_fallback, sizeof *sv.clouds);

@@ -1,6 +1,6 @@
 /* session/chat_session.c: chat turns on a session: message list → template → tokens, longest
  * common prefix with the KV cache, trimming old turns to fit the window, prefill while the user
- * is still speaking, and model warm-up. */
+ * is still speaking. */
 #include "session/session.h"
 
 #include <stdio.h>
@@ -86,14 +86,7 @@ lm_status lm_model_chat_render(const lm_model *m, const lm_message *msgs, size_t
         lm_buf_free(&b);
         return st;
     }
-    if (len_out) *len_out = b.len;
-    if (b.len >= cap) {
-        lm_buf_free(&b);
-        return lm_fail(err, LM_ERR_TOO_SMALL, "the prompt is %zu bytes, the buffer holds %zu", b.len, cap);
-    }
-    memcpy(out, b.data ? b.data : "", b.len + 1);
-    lm_buf_free(&b);
-    return LM_OK;
+    return lm_buf_copy_out(&b, out, cap, len_out, "prompt", err);
 }
 
 static size_t common_prefix(const lm_token *a, size_t na, const lm_token *b, size_t nb) {

@@ -457,22 +457,3 @@ lm_status lm_engine_new(const lm_model *m, const lm_engine_params *pp, lm_engine
     *out = e;
     return LM_OK;
 }
-
-lm_status lm_engine_warmup(lm_engine *e, lm_error *err) {
-    lm_error_clear(err);
-    if (!e) return lm_fail(err, LM_ERR_MISUSE, "lm_engine_warmup: the engine is NULL");
-    lm_session *s = NULL;
-    lm_session_params sp = lm_session_default_params();
-    sp.n_ctx = 64;
-    lm_status st = lm_session_new(e, &sp, &s, err);
-    if (st) return st;
-    const lm_model *m = e->model;
-    lm_token ids[8];
-    lm_token bos = lm_model_token_bos(m);
-    for (int i = 0; i < 8; i++) ids[i] = (lm_token)((i == 0 && bos >= 0) ? bos : (i * 31) % m->hp.n_vocab);
-    st = lm_session_eval(s, ids, 8, NULL, NULL);
-    for (int i = 0; !st && i < 4; i++) st = lm_session_eval(s, &ids[i], 1, NULL, NULL);
-    if (st) lm_fail(err, st, "warm-up: %s", lm_session_errmsg(s));
-    lm_session_free(s);
-    return st;
-}

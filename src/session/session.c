@@ -1,7 +1,8 @@
 /* session/session.c: an lm_session, one conversation's tokens and KV cache on an engine, and the
  * session's side of generation: the engine's scheduler evaluates and samples; this thread turns
  * the sampled tokens into UTF-8-safe pieces through the stop-string matcher, calls the caller's
- * callback, asks the scheduler to stop, keeps the context exact and measures. */
+ * callback, asks the scheduler to stop, keeps the context exact and measures. Also the engine's
+ * warm-up, which is a throw-away session on it. */
 #include "session/session.h"
 
 #include <math.h>
@@ -194,6 +195,14 @@ static bool deliver(gen_side *g) {
     return r != 0;
 }
 
+/* The decoded piece through the stop strings to the caller (the held-back text too when last and
+ * no stop string matched); returns true when the caller asked to stop. */
+static bool emit(gen_side *g, bool last) {
+    smp_stop_push(&g->stop, g->piece.data ? g->piece.data : "", g->piece.len, &g->text);
+    if (last && !g->stop.hit) smp_stop_flush(&g->stop, &g->text);
+    return deliver(g);
+}
+
 lm_status session_generate(lm_session *s, const lm_token *prompt, size_t n, const lm_gen_params *gp_in,
                            lm_piece_fn fn, void *user, lm_gen_stats *stats, double t_start) {
     lm_engine *e = s->eng;
@@ -278,8 +287,7 @@ lm_status session_generate(lm_session *s, const lm_token *prompt, size_t n, cons
             }
             lm_buf_reset(&g.piece);
             tok_stream_push(g.ts, got[i].id, &g.piece);
-            smp_stop_push(&g.stop, g.piece.data ? g.piece.data : "", g.piece.len, &g.text);
-            if (deliver(&g) || token_stop) {
+            if (emit(&g, false) || token_stop) {
                 finish = LM_FINISH_CANCELLED;
                 keep = n_gen; /* the token was delivered: it stays in the context */
             } else if (g.stop.hit) {
@@ -312,9 +320,7 @@ lm_status session_generate(lm_session *s, const lm_token *prompt, size_t n, cons
     if (st == LM_OK && finish != LM_FINISH_CANCELLED && !g.stop.hit) {
         lm_buf_reset(&g.piece);
         tok_stream_finish(g.ts, &g.piece);
-        smp_stop_push(&g.stop, g.piece.data ? g.piece.data : "", g.piece.len, &g.text);
-        if (!g.stop.hit) smp_stop_flush(&g.stop, &g.text);
-        deliver(&g);
+        emit(&g, true);
     }
     double t_end = lm_time_ms();
     if (stats) {
@@ -386,5 +392,26 @@ lm_status lm_session_complete(lm_session *s, const char *prompt, size_t len, con
         stats->ttft_ms += tk;
     }
     tok_vec_free(&ids);
+    return st;
+}
+
+/* A few passes of a throw-away session, so the first real request does not pay for first-touch
+ * page faults and the kernels' caches (here, not in engine.c, which never calls sessions). */
+lm_status lm_engine_warmup(lm_engine *e, lm_error *err) {
+    lm_error_clear(err);
+    if (!e) return lm_fail(err, LM_ERR_MISUSE, "lm_engine_warmup: the engine is NULL");
+    lm_session *s = NULL;
+    lm_session_params sp = lm_session_default_params();
+    sp.n_ctx = 64;
+    lm_status st = lm_session_new(e, &sp, &s, err);
+    if (st) return st;
+    const lm_model *m = e->model;
+    lm_token ids[8];
+    lm_token bos = lm_model_token_bos(m);
+    for (int i = 0; i < 8; i++) ids[i] = (lm_token)((i == 0 && bos >= 0) ? bos : (i * 31) % m->hp.n_vocab);
+    st = lm_session_eval(s, ids, 8, NULL, NULL);
+    for (int i = 0; !st && i < 4; i++) st = lm_session_eval(s, &ids[i], 1, NULL, NULL);
+    if (st) lm_fail(err, st, "warm-up: %s", lm_session_errmsg(s));
+    lm_session_free(s);
     return st;
 }

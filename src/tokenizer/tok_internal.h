@@ -54,7 +54,7 @@ struct tok_tokenizer {
                               -1 where the vocabulary has none */
     enum tok_model model;
     char model_name[8];
-    lm_token bos, eos, unk, pad;
+    lm_token bos, eos, unk;
     bool add_bos, add_eos, add_space_prefix;
     bool byte_fallback, fuse_unk, ignore_merges;
     tok_decode_rules dec;
@@ -92,6 +92,9 @@ typedef struct tok_merge_text {
  * piece is not in the vocabulary (the merges before it are in). */
 size_t tok_merges_build(tok_tokenizer *t, const tok_merge_text *m, size_t n);
 
+/* Frees the vocabulary, hashes, templates and t itself, not t->pipe or the trie (tok_free does
+ * those too): what tok_json.c's loader undoes on failure. */
+void tok_free_vocab(tok_tokenizer *t);
 /* Allocates pieces/lengths/kinds/special (and scores when with_scores) for n tokens whose text
  * takes arena_bytes in total (NULs included). */
 bool tok_alloc_vocab(tok_tokenizer *t, int32_t n, size_t arena_bytes, bool with_scores);

@@ -959,10 +959,8 @@ static lm_status load_config(loader *L, const cJSON *cfg) {
     tok_tokenizer *t = L->t;
     const char *b = token_text(cJSON_GetObjectItemCaseSensitive(cfg, "bos_token"));
     const char *e = token_text(cJSON_GetObjectItemCaseSensitive(cfg, "eos_token"));
-    const char *p = token_text(cJSON_GetObjectItemCaseSensitive(cfg, "pad_token"));
     if (b) t->bos = tok_find(t, b);
     if (e) t->eos = tok_find(t, e);
-    if (p) t->pad = tok_find(t, p);
     t->add_bos = jbool(cfg, "add_bos_token", t->add_bos);
     t->add_eos = jbool(cfg, "add_eos_token", t->add_eos);
     const cJSON *ct = cJSON_GetObjectItemCaseSensitive(cfg, "chat_template");
@@ -1465,7 +1463,7 @@ static lm_status load(loader *L, const cJSON *root, const cJSON *cfg, big_lists 
     if (x && !cJSON_IsNull(x) && (st = add_decoder(L, x))) return st;
     x = cJSON_GetObjectItemCaseSensitive(root, "post_processor");
     if (x && !cJSON_IsNull(x) && (st = add_post(L, x))) return st;
-    t->bos = t->eos = t->pad = -1;
+    t->bos = t->eos = -1;
     if (L->p->prefix.n) t->bos = L->p->prefix.ids[0];
     t->add_bos = L->p->prefix.n > 0;
     if (cfg && (st = load_config(L, cfg))) return st;
@@ -1524,6 +1522,13 @@ lm_status tok_json_pipe_gguf(tok_tokenizer *t, const char *pre, lm_error *err) {
     return pre_regex(&L, rx, false, B_ISOLATED, false, "tokenizer.ggml.pre");
 }
 
+/* A tokenizer this file built (no trie yet): tok_free without reaching above this layer. */
+static void free_loaded(tok_tokenizer *t) {
+    if (!t) return;
+    tok_json_pipe_free(t->pipe);
+    tok_free_vocab(t);
+}
+
 lm_status tok_load_json_text(const char *json, size_t len, const char *config_text,
                              size_t config_len, const char *name, tok_tokenizer **out,
                              lm_error *err) {
@@ -1560,11 +1565,11 @@ lm_status tok_load_json_text(const char *json, size_t len, const char *config_te
     } else {
         L.t->pipe = L.p;
         L.t->model = TOK_MODEL_BPE;
-        L.t->unk = L.t->bos = L.t->eos = L.t->pad = -1;
+        L.t->unk = L.t->bos = L.t->eos = -1;
         memcpy(L.t->model_name, "bpe", 4);
         st = load(&L, root, cfg, &big);
         if (st)
-            tok_free(L.t);
+            free_loaded(L.t);
         else
             *out = L.t;
     }
@@ -1600,7 +1605,7 @@ lm_status tok_load_dir(const char *dir, tok_tokenizer **out, lm_error *err) {
         size_t n;
         st = lm_read_text(cj, &(*out)->chat_template, &n, err);
         if (st) {
-            tok_free(*out);
+            free_loaded(*out);
             *out = NULL;
         }
     }

@@ -58,7 +58,6 @@ typedef struct tok_stream tok_stream;
 tok_stream *tok_stream_new(const tok_tokenizer *t, bool skip_special);
 lm_status tok_stream_push(tok_stream *s, lm_token id, lm_buf *out);
 lm_status tok_stream_finish(tok_stream *s, lm_buf *out); /* flushes held-back bytes */
-void tok_stream_reset(tok_stream *s);
 void tok_stream_free(tok_stream *s);
 
 int32_t tok_n_vocab(const tok_tokenizer *t);
@@ -70,7 +69,6 @@ int tok_kind(const tok_tokenizer *t, lm_token id);
 bool tok_is_special(const tok_tokenizer *t, lm_token id); /* control / special added token */
 lm_token tok_bos(const tok_tokenizer *t); /* -1 if none */
 lm_token tok_eos(const tok_tokenizer *t);
-lm_token tok_pad(const tok_tokenizer *t);
 /* The text form of the bos/eos tokens as the template sees them ("" if none). Owned by t. */
 const char *tok_bos_text(const tok_tokenizer *t);
 const char *tok_eos_text(const tok_tokenizer *t);

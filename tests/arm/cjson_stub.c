@@ -1,6 +1,6 @@
-/* tests/arm/cjson_stub.c: the four cJSON entry points core/util.c calls, for the AArch64 kernel
- * test, which links util.c (half floats, CPU features) but never parses JSON and has no cross-
- * built cJSON library to link against. Every call fails as cJSON does on bad input. */
+/* tests/arm/cjson_stub.c: the cJSON entry points core/json.c and tests/unit/testutil.c call, for
+ * the AArch64 kernel tests, which link core/ but never parse JSON and have no cross-built cJSON
+ * library to link against. Every call fails as cJSON does on bad input. */
 #include <cjson/cJSON.h>
 
 void cJSON_InitHooks(cJSON_Hooks *hooks) { (void)hooks; }
@@ -17,3 +17,4 @@ char *cJSON_PrintUnformatted(const cJSON *item) {
     return NULL;
 }
 void cJSON_Delete(cJSON *item) { (void)item; }
+void cJSON_free(void *object) { (void)object; }

@@ -91,7 +91,7 @@ if [ "$native" = 0 ] && command -v clang >/dev/null 2>&1 &&
 fi
 
 # 2. the kernel test. -ffp-contract=off on both sides so dequantized values compare bit for bit.
-SRCS=(src/core/alloc.c src/core/error.c src/core/util.c src/core/file.c src/core/pool.c src/compute/types.c src/compute/cpu/quants_ref.c
+SRCS=(src/core/alloc.c src/core/error.c src/core/util.c src/core/utf8.c src/core/file.c src/core/pool.c src/compute/types.c src/compute/cpu/quants_ref.c
       src/compute/cpu/quants_mlx_ref.c src/compute/cpu/select.c src/compute/cpu/quants_r16_ref.c src/compute/cpu/quants_r16m_ref.c
       tests/arm/cjson_stub.c tests/arm/test_kernels_arm.c)
 TFLAGS=("${COMMON[@]}" -O2 -ffp-contract=off -I"$B/inc")
@@ -154,7 +154,8 @@ else
 fi
 # 3. the kernel unit tests of tests/unit (R16 and R16M included), unchanged, over tests/arm/cmocka (a minimal cmocka) and
 # every portable source of core/ and compute/cpu/ (the pool, ops.c's threaded matmul and prefill).
-CPU_SRCS=(src/core/*.c src/compute/types.c $(ls src/compute/cpu/*.c | grep -v -e '_avx2\.c$' -e '_avx512\.c$' -e '_neon\.c$'))
+# (not core/curl.c: nothing here speaks HTTP, and there is no cross-built libcurl to link)
+CPU_SRCS=($(ls src/core/*.c | grep -v -e '/curl\.c$') src/compute/types.c $(ls src/compute/cpu/*.c | grep -v -e '_avx2\.c$' -e '_avx512\.c$' -e '_neon\.c$'))
 for t in test_quants test_quants_mlx test_r16 test_r16m test_attention test_pool; do
     [ -f "tests/unit/$t.c" ] || continue
     "$CC_ARM" "${COMMON[@]}" -O2 -I"$B/inc" -Itests/arm/cmocka -Itests/unit "${CPU_SRCS[@]}" "$B/test_kernels_arm.neon.o" \

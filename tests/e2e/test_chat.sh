@@ -12,44 +12,19 @@ SRC=${LM_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
 MODEL=$SRC/models/tinychat
 REFS=$MODEL/refs.json
 TMP=$(mktemp -d)
+. "$(dirname "$0")/lib.sh"
 trap 'rm -rf "$TMP"' EXIT
 
-n_checks=0
-pass() { n_checks=$((n_checks + 1)); }
-fail() {
-    echo "FAIL: $*" >&2
-    for f in "$TMP"/out "$TMP"/err; do
-        [[ -f $f ]] && { echo "--- $(basename "$f"):" >&2; head -c 2000 "$f" >&2; echo >&2; }
-    done
-    exit 1
-}
-# cli INPUT ARGS...: runs the CLI with INPUT on stdin, stdout/stderr into $TMP/out and $TMP/err.
-cli() {
-    local input=$1
-    shift
-    rc=0
-    printf '%s' "$input" | "$CLI" "$@" >"$TMP/out" 2>"$TMP/err" || rc=$?
-}
-expect_error() {
-    local want_rc=$1 piece=$2
-    shift 2
-    cli "" "$@"
-    [[ $rc -eq $want_rc ]] || fail "locallm $* exited $rc, expected $want_rc"
-    [[ $(head -c 15 "$TMP/err") == "locallm: error:" ]] || fail "locallm $*: stderr does not start with 'locallm: error:'"
-    grep -qF -- "$piece" "$TMP/err" || fail "locallm $*: stderr does not mention '$piece'"
-    pass
-}
-
 # ---- help ----
-cli "" chat --help
+cli chat --help
 [[ $rc -eq 0 ]] && grep -q -- "--preset" "$TMP/out" || fail "chat --help"
 pass
-cli "" template --help
+cli template --help
 [[ $rc -eq 0 ]] && grep -q -- "--messages" "$TMP/out" || fail "template --help"
 pass
 
 # ---- chat, pipe mode: one message per line, one reply per line, nothing else on stdout ----
-cli $'Hi\nWhat is the capital of France?\n' chat "$MODEL"
+cli_in $'Hi\nWhat is the capital of France?\n' chat "$MODEL"
 [[ $rc -eq 0 ]] || fail "chat exited $rc"
 printf '%s\n' "Hello! How can I help you today?" "The capital of France is Paris." >"$TMP/want"
 cmp -s "$TMP/out" "$TMP/want" || fail "chat replies differ from the greedy references"
@@ -57,7 +32,7 @@ cmp -s "$TMP/out" "$TMP/want" || fail "chat replies differ from the greedy refer
 pass
 
 # the default model is tinychat; the second turn reuses the first turn's prefix (verbose stats)
-cli $'Hi\nWhat is the capital of France?\n' chat -v
+cli_in $'Hi\nWhat is the capital of France?\n' chat -v
 [[ $rc -eq 0 ]] || fail "chat (default model) exited $rc"
 cmp -s "$TMP/out" "$TMP/want" || fail "chat with the default model"
 [[ $(grep -c '^prompt: ' "$TMP/err") -eq 2 ]] || fail "chat -v: expected two stats lines"
@@ -66,36 +41,36 @@ cached=$(grep '^prompt: ' "$TMP/err" | sed -n 2p | sed -E 's/.*\(([0-9]+) cached
 pass
 
 # a system prompt (refs.json capital_forward), blank lines skipped
-cli $'\nWhat is the capital of France?\n\n' chat "$MODEL" --system "You are a helpful voice assistant."
+cli_in $'\nWhat is the capital of France?\n\n' chat "$MODEL" --system "You are a helpful voice assistant."
 [[ $rc -eq 0 ]] || fail "chat --system exited $rc"
 [[ $(cat "$TMP/out") == "The capital of France is Paris." ]] || fail "chat --system reply"
 pass
 
 # max tokens cut the reply: -n 3 gives the first three tokens of "Hello! How can ..."
-cli $'Hi\n' chat "$MODEL" -n 3
+cli_in $'Hi\n' chat "$MODEL" -n 3
 [[ $rc -eq 0 && $(cat "$TMP/out") == "Hello! How" ]] || fail "chat -n 3"
 pass
 
 # ---- presets: fields, and flags overriding them ----
-cli "" chat "$MODEL" --preset precise -v
+cli chat "$MODEL" --preset precise -v
 [[ $rc -eq 0 ]] || fail "chat --preset precise exited $rc"
 grep -qF "sampling: max 500 tokens, temperature 0.3, " "$TMP/err" || fail "precise preset fields"
 grep -qF "top-p 0.95," "$TMP/err" || fail "precise preset top-p"
 grep -qF "with stop strings" "$TMP/err" && fail "precise preset has no stop strings"
 pass
-cli "" chat "$MODEL" --preset=conversational -v
+cli chat "$MODEL" --preset=conversational -v
 grep -qF "sampling: max 300 tokens, temperature 0.7, " "$TMP/err" || fail "conversational preset fields"
 grep -qF "top-p 0.9," "$TMP/err" && grep -qF "with stop strings" "$TMP/err" || fail "conversational preset top-p/stops"
 pass
-cli "" chat "$MODEL" --temp 0 --preset conversational -n 20 -v
+cli chat "$MODEL" --temp 0 --preset conversational -n 20 -v
 grep -qF "sampling: max 20 tokens, temperature 0, " "$TMP/err" || fail "flags override the preset"
 grep -qF "top-p 0.9," "$TMP/err" || fail "preset fields not overridden stay"
 pass
-cli "" chat "$MODEL" -v
+cli chat "$MODEL" -v
 grep -qF "sampling: max 256 tokens, temperature 0, " "$TMP/err" || fail "chat defaults"
 pass
 # conversational at temperature 0 answers as greedy does
-cli $'Hi\n' chat "$MODEL" --preset conversational --temp 0
+cli_in $'Hi\n' chat "$MODEL" --preset conversational --temp 0
 [[ $rc -eq 0 && $(cat "$TMP/out") == "Hello! How can I help you today?" ]] || fail "conversational --temp 0"
 pass
 
@@ -107,7 +82,7 @@ expect_error 1 "neither a built-in format" chat "$MODEL" --chat-template "$TMP/n
 expect_error 1 "cannot load model" chat "$TMP/nothing-here"
 
 # --chat-template: a built-in name and a file
-cli $'Hi\n' chat "$MODEL" --chat-template chatml
+cli_in $'Hi\n' chat "$MODEL" --chat-template chatml
 [[ $rc -eq 0 && -s $TMP/out ]] || fail "chat --chat-template chatml"
 pass
 
@@ -144,25 +119,25 @@ JSON
 printf '%s' $'<|im_start|>system\nYou are a cheerful kitchen assistant.<|im_end|>\n<|im_start|>user\ngood evening<|im_end|>\n<|im_start|>assistant\nGood evening! How can I help you today?<|im_end|>\n<|im_start|>user\nwhat\'s 3 times 4<|im_end|>\n<|im_start|>assistant\n3 times 4 is 12.<|im_end|>\n<|im_start|>user\nand what is the capital of Italy<|im_end|>\n<|im_start|>assistant\n' >"$TMP/want"
 IDS='{"ids":[2027,365,10,300,309,262,266,301,263,385,32,107,517,99,1348,360,46,2028,10,2027,299,10,1497,1286,2028,10,2027,307,10,672,1286,33,611,443,429,349,504,621,63,2028,10,2027,299,10,555,547,32,51,581,32,52,2028,10,2027,307,10,51,581,32,52,321,32,49,50,46,2028,10,2027,299,10,787,687,321,288,383,330,1336,2028,10,2027,307,10]}'
 
-cli "" template "$MODEL" --messages "$TMP/msgs.json"
+cli template "$MODEL" --messages "$TMP/msgs.json"
 [[ $rc -eq 0 ]] || fail "template exited $rc"
 cmp -s "$TMP/out" "$TMP/want" || fail "template text differs from refs.json prompt_text"
 pass
-cli "" template "$MODEL" --messages "$TMP/msgs.json" --ids
+cli template "$MODEL" --messages "$TMP/msgs.json" --ids
 [[ $rc -eq 0 && $(cat "$TMP/out") == "$IDS" ]] || fail "template --ids differs from refs.json prompt_ids"
 pass
 # the same template given as a file; a --var the template ignores changes nothing
-cli "" template "$MODEL" --messages "$TMP/msgs.json" --chat-template "$SRC/tests/data/templates/qwen2.5-instruct.jinja" --var who=me --var "x=a \"quoted\" value"
+cli template "$MODEL" --messages "$TMP/msgs.json" --chat-template "$SRC/tests/data/templates/qwen2.5-instruct.jinja" --var who=me --var "x=a \"quoted\" value"
 [[ $rc -eq 0 ]] && cmp -s "$TMP/out" "$TMP/want" || fail "template --chat-template FILE --var"
 pass
 # without the generation prompt the assistant's turn is not opened
-cli "" template "$MODEL" --messages "$TMP/msgs.json" --no-generation-prompt
+cli template "$MODEL" --messages "$TMP/msgs.json" --no-generation-prompt
 head -c -22 "$TMP/want" >"$TMP/want_nogen"
 [[ $rc -eq 0 ]] && cmp -s "$TMP/out" "$TMP/want_nogen" || fail "template --no-generation-prompt"
 pass
 # a --var the template reads (a file template) arrives as a string
 printf '%s' '{% for m in messages %}[{{ m.role }}:{{ m.content }}]{% endfor %}<{{ who }}|{{ n }}>' >"$TMP/vars.jinja"
-cli "" template "$MODEL" --messages "$TMP/msgs.json" --chat-template "$TMP/vars.jinja" --var who=me --var n=42 --var who='a "b"'
+cli template "$MODEL" --messages "$TMP/msgs.json" --chat-template "$TMP/vars.jinja" --var who=me --var n=42 --var who='a "b"'
 [[ $rc -eq 0 ]] || fail "template --var exited $rc"
 [[ $(cat "$TMP/out") == *'[user:and what is the capital of Italy]<a "b"|42>' ]] || fail "template --var values"
 pass
@@ -194,9 +169,9 @@ PY
         name=$(cat "$TMP/k_name")
         tools=()
         [[ $name == *notools ]] || tools=(--tools "$TMP/k_tools.json")
-        cli "" template "$MODEL" --messages "$TMP/k_msgs.json" "${tools[@]}"
+        cli template "$MODEL" --messages "$TMP/k_msgs.json" "${tools[@]}"
         [[ $rc -eq 0 ]] && cmp -s "$TMP/out" "$TMP/k_text" || fail "template: refs.json '$name' prompt_text"
-        cli "" template "$MODEL" --messages "$TMP/k_msgs.json" "${tools[@]}" --ids
+        cli template "$MODEL" --messages "$TMP/k_msgs.json" "${tools[@]}" --ids
         [[ $rc -eq 0 && $(cat "$TMP/out") == "$(cat "$TMP/k_ids")" ]] || fail "template --ids: refs.json '$name' prompt_ids"
         pass
     done

@@ -11,38 +11,8 @@ DATA=${LM_TEST_DATA:?LM_TEST_DATA must point at tests/data}
 MODEL=$DATA/stories260K/stories260K-f32.gguf
 MODEL_Q8=$DATA/stories260K/stories260K-q8_0.gguf
 TMP=$(mktemp -d)
+. "$(dirname "$0")/lib.sh"
 trap 'rm -rf "$TMP"' EXIT
-
-n_checks=0
-pass() { n_checks=$((n_checks + 1)); }
-fail() {
-    echo "FAIL: $*" >&2
-    for f in "$TMP"/out "$TMP"/err; do
-        [[ -f $f ]] && { echo "--- $(basename "$f"):" >&2; head -c 2000 "$f" >&2; echo >&2; }
-    done
-    exit 1
-}
-# Runs the CLI with stdout/stderr into $TMP/out and $TMP/err; sets rc without tripping set -e.
-cli() {
-    rc=0
-    "$CLI" "$@" >"$TMP/out" 2>"$TMP/err" || rc=$?
-}
-expect_ok() {
-    cli "$@"
-    [[ $rc -eq 0 ]] || fail "locallm $* exited $rc"
-}
-# expect_error CODE_TEST MSG_PIECE ARGS...: non-zero exit, stderr starts with "locallm: error:"
-# and mentions MSG_PIECE.
-expect_error() {
-    local want_rc=$1 piece=$2
-    shift 2
-    cli "$@"
-    [[ $rc -ne 0 ]] || fail "locallm $* should fail"
-    if [[ $want_rc != any && $rc -ne $want_rc ]]; then fail "locallm $* exited $rc, expected $want_rc"; fi
-    [[ $(head -c 15 "$TMP/err") == "locallm: error:" ]] || fail "locallm $*: stderr does not start with 'locallm: error:'"
-    grep -qF -- "$piece" "$TMP/err" || fail "locallm $*: stderr does not mention '$piece'"
-    pass
-}
 
 # ---- reference values (tests/data/stories260K/reference.json) ----
 PROMPT="Once upon a time"

@@ -22,6 +22,7 @@ CC=${LM_CC:-cc}
 read -r -a SAN <<<"${LM_SANITIZE_FLAGS:-}"
 MODEL=$SRC/models/tinychat
 TMP=$(mktemp -d)
+. "$(dirname "$0")/lib.sh"
 SRV=
 cleanup() {
     if [[ -n $SRV ]]; then kill "$SRV" 2>/dev/null || true; wait "$SRV" 2>/dev/null || true; fi
@@ -29,15 +30,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-n_checks=0
-pass() { n_checks=$((n_checks + 1)); }
-fail() {
-    echo "FAIL: $*" >&2
-    for f in "$TMP"/out "$TMP"/err; do
-        [[ -f $f ]] && { echo "--- $(basename "$f"):" >&2; head -c 3000 "$f" >&2; echo >&2; }
-    done
-    exit 1
-}
 for tool in pkg-config cmake nm readelf python3; do
     command -v "$tool" >/dev/null 2>&1 || fail "$tool is not installed (scripts/deps.sh installs it)"
 done

@@ -33,17 +33,9 @@ if [[ $installed != "$OPENAI_VERSION" ]]; then
 fi
 
 TMP=$(mktemp -d)
-PID=
-cleanup() {
-    if [[ -n $PID ]]; then kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; fi
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-fail() {
-    echo "FAIL: $*" >&2
-    [[ -f $TMP/log ]] && { echo "--- server log:" >&2; tail -c 3000 "$TMP/log" >&2; }
-    exit 1
-}
+E2E_SHOW='log'
+. "$(dirname "$0")/lib.sh"
+trap e2e_cleanup EXIT
 
 KEY=sdk-test-key-$$
 : >"$TMP/log" # exists before the first read below

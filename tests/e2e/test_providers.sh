@@ -13,6 +13,8 @@ CLI=${1:?usage: test_providers.sh /path/to/locallm}
 SRC=${LM_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
 MODEL=$SRC/models/tinychat
 TMP=$(mktemp -d)
+E2E_SHOW='out err body *.log'
+. "$(dirname "$0")/lib.sh"
 PIDS=()
 SERVERS=()
 cleanup() {
@@ -22,15 +24,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-n_checks=0
-pass() { n_checks=$((n_checks + 1)); }
-fail() {
-    echo "FAIL: $*" >&2
-    for f in "$TMP"/out "$TMP"/err "$TMP"/body "$TMP"/*.log; do
-        [[ -f $f ]] && { echo "--- $(basename "$f"):" >&2; tail -c 2000 "$f" >&2; echo >&2; }
-    done
-    exit 1
-}
 
 # serve NAME ARGS...: starts `locallm serve ARGS --port 0` in the background, logging to
 # $TMP/NAME.log; sets PORT to its port once it listens (it may still be loading).

@@ -17,17 +17,9 @@ BUILD=${LM_BUILD_DIR:?LM_BUILD_DIR must name the build folder}
 CC=$(command -v "${LM_CC:-cc}") || { echo "FAIL: no C compiler (${LM_CC:-cc})" >&2; exit 1; } # absolute: the wrapper below is named cc
 README=$SRC/README.md
 TMP=$(mktemp -d)
+. "$(dirname "$0")/lib.sh"
 trap 'rm -rf "$TMP"' EXIT
 
-n_checks=0
-pass() { n_checks=$((n_checks + 1)); }
-fail() {
-    echo "FAIL: $*" >&2
-    for f in "$TMP"/out "$TMP"/err; do
-        [[ -f $f ]] && { echo "--- $(basename "$f"):" >&2; head -c 3000 "$f" >&2; echo >&2; }
-    done
-    exit 1
-}
 
 # ---- the library example, built as printed ----
 python3 - "$README" "$TMP" <<'PY' || fail "README: the hello.c example or its build line is missing"

@@ -18,24 +18,12 @@ DATA=${LM_TEST_DATA:-$SRC/tests/data}
 CHAT=$SRC/models/tinychat
 STORY=$DATA/stories260K/stories260K-f32.gguf
 TMP=$(mktemp -d)
+E2E_TIMEOUT=120
+. "$(dirname "$0")/lib.sh"
 trap 'rm -rf "$TMP"' EXIT
 export HF_HUB_CACHE=$TMP/cache HF_HUB_OFFLINE=1
 unset LOCALLM_DEFAULT_MODEL LOCALLM_CHAT_MODEL || true
 
-n_checks=0
-pass() { n_checks=$((n_checks + 1)); }
-fail() {
-    echo "FAIL: $*" >&2
-    for f in "$TMP"/out "$TMP"/err; do
-        [[ -f $f ]] && { echo "--- $(basename "$f"):" >&2; head -c 3000 "$f" >&2; echo >&2; }
-    done
-    exit 1
-}
-# cli ARGS...: stdin from /dev/null; stdout/stderr into $TMP/out and $TMP/err; sets rc.
-cli() {
-    rc=0
-    timeout 120 "$CLI" "$@" </dev/null >"$TMP/out" 2>"$TMP/err" || rc=$?
-}
 expect_out() { # WANT ARGS...: exit 0 and stdout exactly WANT plus a newline
     local want=$1
     shift

@@ -13,22 +13,9 @@ CLI=${1:?usage: test_server.sh /path/to/locallm}
 SRC=${LM_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
 MODEL=$SRC/models/tinychat
 TMP=$(mktemp -d)
-PID=
-cleanup() {
-    if [[ -n $PID ]]; then kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; fi
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-
-n_checks=0
-pass() { n_checks=$((n_checks + 1)); }
-fail() {
-    echo "FAIL: $*" >&2
-    for f in "$TMP"/body "$TMP"/log; do
-        [[ -f $f ]] && { echo "--- $(basename "$f"):" >&2; tail -c 3000 "$f" >&2; echo >&2; }
-    done
-    exit 1
-}
+E2E_SHOW='body log'
+. "$(dirname "$0")/lib.sh"
+trap e2e_cleanup EXIT
 
 # start_server ARGS...: starts it in the background, sets PID and BASE, waits for /health.
 start_server() {

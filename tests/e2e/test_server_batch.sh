@@ -11,18 +11,9 @@ CLI=${1:?usage: test_server_batch.sh /path/to/locallm}
 SRC=${LM_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
 MODEL=$SRC/models/tinychat
 TMP=$(mktemp -d)
-PID=
-cleanup() {
-    if [[ -n $PID ]]; then kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; fi
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-
-fail() {
-    echo "FAIL: $*" >&2
-    [[ -f $TMP/log ]] && { echo "--- log:" >&2; tail -c 3000 "$TMP/log" >&2; }
-    exit 1
-}
+E2E_SHOW='log'
+. "$(dirname "$0")/lib.sh"
+trap e2e_cleanup EXIT
 
 start_server() {
     : >"$TMP/log"

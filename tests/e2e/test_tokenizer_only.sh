@@ -15,21 +15,9 @@ CLI=${1:?usage: test_tokenizer_only.sh /path/to/locallm}
 SRC=${LM_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
 DATA=${LM_TEST_DATA:-$SRC/tests/data}
 TMP=$(mktemp -d)
+. "$(dirname "$0")/lib.sh"
 trap 'rm -rf "$TMP"' EXIT
 
-n_checks=0
-pass() { n_checks=$((n_checks + 1)); }
-fail() {
-    echo "FAIL: $*" >&2
-    for f in "$TMP"/out "$TMP"/err; do
-        [[ -f $f ]] && { echo "--- $(basename "$f"):" >&2; head -c 3000 "$f" >&2; echo >&2; }
-    done
-    exit 1
-}
-cli() {
-    rc=0
-    timeout 300 "$CLI" "$@" </dev/null >"$TMP/out" 2>"$TMP/err" || rc=$?
-}
 for f in llama3 qwen2 mistral phi3 llama2; do
     [[ -f $DATA/tokenizers/$f/tokenizer.json ]] || fail "$DATA/tokenizers/$f/tokenizer.json is missing (make testdata unpacks it)"
 done

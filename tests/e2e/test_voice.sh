@@ -13,21 +13,9 @@ CLI=${1:?usage: test_voice.sh /path/to/locallm}
 SRC=${LM_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
 MODEL=$SRC/models/tinychat
 TMP=$(mktemp -d)
+. "$(dirname "$0")/lib.sh"
 trap 'rm -rf "$TMP"' EXIT
 
-n_checks=0
-pass() { n_checks=$((n_checks + 1)); }
-fail() {
-    echo "FAIL: $*" >&2
-    for f in "$TMP"/out "$TMP"/err; do
-        [[ -f $f ]] && { echo "--- $(basename "$f"):" >&2; head -c 3000 "$f" >&2; echo >&2; }
-    done
-    exit 1
-}
-cli() {
-    rc=0
-    "$CLI" "$@" >"$TMP/out" 2>"$TMP/err" </dev/null || rc=$?
-}
 
 cat >"$TMP/two.jsonl" <<'JSON'
 {"partial": "Hi"}

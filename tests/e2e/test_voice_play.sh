@@ -18,17 +18,10 @@ CLI=${1:?usage: test_voice_play.sh /path/to/locallm}
 SRC=${LM_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
 MODEL=$SRC/models/tinychat
 TMP=$(mktemp -d)
+E2E_SHOW='out err play.log'
+. "$(dirname "$0")/lib.sh"
 trap 'rm -rf "$TMP"' EXIT
 
-n_checks=0
-pass() { n_checks=$((n_checks + 1)); }
-fail() {
-    echo "FAIL: $*" >&2
-    for f in "$TMP"/out "$TMP"/err "$TMP"/play.log; do
-        [[ -f $f ]] && { echo "--- $(basename "$f"):" >&2; head -c 3000 "$f" >&2; echo >&2; }
-    done
-    exit 1
-}
 for c in espeak-ng python3; do
     command -v "$c" >/dev/null 2>&1 || fail "$c not found (scripts/deps.sh installs espeak-ng)"
 done

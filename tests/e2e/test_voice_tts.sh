@@ -18,14 +18,8 @@ for c in espeak-ng python3; do
 done
 
 TMP=$(mktemp -d)
+. "$(dirname "$0")/lib.sh"
 trap 'rm -rf "$TMP"' EXIT
-fail() {
-    echo "FAIL: $*" >&2
-    for f in "$TMP"/out "$TMP"/err; do
-        [[ -f $f ]] && { echo "--- $(basename "$f"):" >&2; head -c 3000 "$f" >&2; echo >&2; }
-    done
-    exit 1
-}
 
 cat >"$TMP/two.jsonl" <<'JSON'
 {"partial": "Hi"}

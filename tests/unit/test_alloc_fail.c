@@ -383,6 +383,7 @@ static void test_templates(void **state) {
 }
 
 int main(void) {
+    tu_json_use_lm_alloc();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_model_gguf),
         cmocka_unit_test(test_model_gguf_read),

@@ -1023,6 +1023,7 @@ static void test_nomem(void **state) {
 }
 
 int main(void) {
+    tu_json_use_lm_alloc();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_stories_f32),
         cmocka_unit_test(test_stories_q8),

@@ -1066,6 +1066,7 @@ static void test_alloc_failures(void **state) {
 }
 
 int main(void) {
+    tu_json_use_lm_alloc();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_literals_and_escapes),
         cmocka_unit_test(test_classes),

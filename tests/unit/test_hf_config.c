@@ -406,6 +406,7 @@ static void test_nomem(void **state) {
 }
 
 int main(void) {
+    tu_json_use_lm_alloc();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fixtures),      cmocka_unit_test(test_stories),
         cmocka_unit_test(test_mlx_quant),     cmocka_unit_test(test_defaults_and_gen),

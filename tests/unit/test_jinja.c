@@ -351,6 +351,7 @@ static void test_alloc_failures(void **state) {
 }
 
 int main(void) {
+    tu_json_use_lm_alloc();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_text_and_output),
         cmocka_unit_test(test_whitespace),

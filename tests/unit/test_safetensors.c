@@ -504,6 +504,7 @@ static void test_nomem(void **state) {
 }
 
 int main(void) {
+    tu_json_use_lm_alloc();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_dtypes),        cmocka_unit_test(test_sharded),
         cmocka_unit_test(test_mlx_unaligned), cmocka_unit_test(test_all_fixtures),

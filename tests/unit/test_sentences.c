@@ -390,6 +390,7 @@ static void test_bytes_and_growth(void **state) {
 }
 
 int main(void) {
+    tu_json_use_lm_alloc();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_table),           cmocka_unit_test(test_keep_markers),
         cmocka_unit_test(test_early_first_chunk), cmocka_unit_test(test_max_chunk),

@@ -492,6 +492,7 @@ static void test_gguf_alloc_failures(void **state) {
 }
 
 int main(void) {
+    tu_json_use_lm_alloc();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_stories260k_cases), cmocka_unit_test(test_stories260k_decode),
         cmocka_unit_test(test_llamacpp_spm),      cmocka_unit_test(test_gguf_errors),

@@ -730,6 +730,7 @@ static void test_llama2(void **state) {
 }
 
 int main(void) {
+    tu_json_use_lm_alloc();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_llama3),         cmocka_unit_test(test_qwen2),
         cmocka_unit_test(test_mistral),        cmocka_unit_test(test_phi3),

@@ -16,6 +16,11 @@ static const char *join(const char *env, const char *fallback, const char *rel) 
     return p;
 }
 
+void tu_json_use_lm_alloc(void) {
+    cJSON_Hooks h = {lm_malloc, lm_free};
+    cJSON_InitHooks(&h);
+}
+
 const char *tu_data(const char *rel) { return join("LM_TEST_DATA", "tests/data", rel); }
 const char *tu_src(const char *rel) { return join("LM_SOURCE_DIR", ".", rel); }
 

@@ -11,6 +11,10 @@
 #include "core/core.h"
 
 /* Path of a fixture under tests/data (LM_TEST_DATA), in a static rotating buffer. */
+/* Routes cJSON's allocations through lm_malloc for this test program (the library never installs
+ * cJSON hooks: the allocator is the host's), so "fail the Nth allocation" reaches inside cJSON and
+ * lm_json_parse reports LM_ERR_NOMEM. Call it first in main() of a test that fails allocations. */
+void tu_json_use_lm_alloc(void);
 const char *tu_data(const char *rel);
 /* Path under the source tree (LM_SOURCE_DIR). */
 const char *tu_src(const char *rel);

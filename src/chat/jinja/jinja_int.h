@@ -78,7 +78,7 @@ typedef struct nlist {
 struct node {
     int kind;
     int line, col;
-    int op;              /* E_BIN: an operator id; E_TEST: negated */
+    int op;              /* E_BIN: an operator id; E_TEST: negated; E_FILTER: enum jinja_filter */
     const char *name;    /* E_NAME, E_ATTR, E_FILTER, E_TEST, N_SET target, N_MACRO */
     size_t name_n;
     const char *attr;    /* N_SET ns.attr */
@@ -98,6 +98,19 @@ struct node {
     size_t text_n, lstrip_n;
     bool trim_nl;
 };
+
+/* Filters by what they do, resolved from their name when parsed (the op of an E_FILTER node) so
+ * that rendering calls render.c's function for the id instead of comparing names. Aliases share an
+ * id ("e", "escape" and "forceescape"; "d" and "default"; "length" and "count"). JF_UNKNOWN is kept
+ * for a name that is no filter: rendering it reports the name, as Jinja does at run time here. */
+enum jinja_filter {
+    JF_UNKNOWN, JF_SAFE, JF_ESCAPE, JF_DEFAULT, JF_TOJSON, JF_STRING, JF_LENGTH, JF_INT, JF_FLOAT,
+    JF_ABS, JF_ITEMS, JF_INDENT, JF_TRIM, JF_UPPER, JF_LOWER, JF_TITLE, JF_CAPITALIZE, JF_REPLACE,
+    JF_LIST, JF_FIRST, JF_LAST, JF_JOIN, JF_REVERSE, JF_SORT, JF_UNIQUE, JF_MAP, JF_SELECTATTR,
+    JF_REJECTATTR, JF_SELECT, JF_REJECT, JF_SUM, JF_COUNT
+};
+/* The id of a filter name (parse.c), JF_UNKNOWN when there is none. */
+int jinja_filter_id(const char *name, size_t n);
 
 enum { OP_ADD = 1, OP_SUB, OP_MUL, OP_DIV, OP_FDIV, OP_MOD, OP_POW, OP_CAT, OP_EQ, OP_NE, OP_LT,
        OP_LE, OP_GT, OP_GE, OP_IN, OP_NOTIN };

@@ -678,6 +678,27 @@ static node *parse_postfix(parser *p, node *n) {
     }
 }
 
+int jinja_filter_id(const char *name, size_t n) {
+    static const struct {
+        const char *name;
+        int id;
+    } names[] = {
+        {"safe", JF_SAFE}, {"e", JF_ESCAPE}, {"escape", JF_ESCAPE}, {"forceescape", JF_ESCAPE},
+        {"default", JF_DEFAULT}, {"d", JF_DEFAULT}, {"tojson", JF_TOJSON}, {"string", JF_STRING},
+        {"length", JF_LENGTH}, {"count", JF_LENGTH}, {"int", JF_INT}, {"float", JF_FLOAT},
+        {"abs", JF_ABS}, {"items", JF_ITEMS}, {"indent", JF_INDENT}, {"trim", JF_TRIM},
+        {"upper", JF_UPPER}, {"lower", JF_LOWER}, {"title", JF_TITLE},
+        {"capitalize", JF_CAPITALIZE}, {"replace", JF_REPLACE}, {"list", JF_LIST},
+        {"first", JF_FIRST}, {"last", JF_LAST}, {"join", JF_JOIN}, {"reverse", JF_REVERSE},
+        {"sort", JF_SORT}, {"unique", JF_UNIQUE}, {"map", JF_MAP}, {"selectattr", JF_SELECTATTR},
+        {"rejectattr", JF_REJECTATTR}, {"select", JF_SELECT}, {"reject", JF_REJECT},
+        {"sum", JF_SUM},
+    };
+    for (size_t i = 0; i < LM_ARRAY_LEN(names); i++)
+        if (strlen(names[i].name) == n && memcmp(names[i].name, name, n) == 0) return names[i].id;
+    return JF_UNKNOWN;
+}
+
 static node *parse_filters(parser *p, node *n) {
     for (;;) {
         tok *t = cur(p);
@@ -693,6 +714,7 @@ static node *parse_filters(parser *p, node *n) {
             if (!m) return NULL;
             m->name = f->s;
             m->name_n = f->n;
+            m->op = jinja_filter_id(f->s, f->n);
             m->a = n;
             if (is_op(cur(p), "(") && !parse_args(p, m)) return NULL;
             n = m;
@@ -904,6 +926,8 @@ static bool expect_bend(parser *p) {
 /* Parses statements into body until a block tag whose keyword is in stops (NULL-terminated);
  * leaves pos on that keyword and returns its index, or -1 on error. stops == NULL: until EOF. */
 static int parse_body(parser *p, nlist *body, const char *const *stops, const char *what);
+/* One {% keyword ... %} statement; pos is on the keyword kw. */
+static node *parse_stmt(parser *p, tok *kw);
 
 static bool parse_name_list(parser *p, node *n) {
     for (;;) {
@@ -916,171 +940,194 @@ static bool parse_name_list(parser *p, node *n) {
     }
 }
 
-static node *parse_stmt(parser *p, tok *kw) {
+/* {% if %} / {% elif %} ... {% else %} ... {% endif %}; an elif is a nested if in the else branch. */
+static node *parse_if(parser *p, tok *kw) {
     static const char *const if_stops[] = {"elif", "else", "endif", NULL};
+    static const char *const endif[] = {"endif", NULL};
+    node *n;
+    if (!(n = mk(p, N_IF, kw)) || !(n->a = parse_expr(p)) || !expect_bend(p)) return NULL;
+    int w = parse_body(p, &n->body, if_stops, "endif");
+    if (w < 0) return NULL;
+    tok *t = cur(p);
+    if (w == 0) {
+        node *e = parse_stmt(p, t);
+        if (!e || !nl_push(p, &n->else_body, e)) return NULL;
+        return n; /* the nested elif consumed endif */
+    }
+    p->pos++;
+    if (!expect_bend(p)) return NULL;
+    if (w == 1) {
+        if (parse_body(p, &n->else_body, endif, "endif") < 0) return NULL;
+        p->pos++;
+        if (!expect_bend(p)) return NULL;
+    }
+    return n;
+}
+
+/* {% for names in expr [if cond] %} ... [{% else %} ...] {% endfor %}. */
+static node *parse_for(parser *p, tok *kw) {
     static const char *const for_stops[] = {"else", "endfor", NULL};
     static const char *const endfor[] = {"endfor", NULL};
-    static const char *const endif[] = {"endif", NULL};
-    static const char *const endset[] = {"endset", NULL};
-    static const char *const endmacro[] = {"endmacro", NULL};
-    static const char *const endcall[] = {"endcall", NULL};
-    static const char *const endgen[] = {"endgeneration", NULL};
     node *n;
+    if (!(n = mk(p, N_FOR, kw)) || !parse_name_list(p, n)) return NULL;
+    if (!is_name(cur(p), "in")) {
+        fail_expected(p, "'in'");
+        return NULL;
+    }
     p->pos++;
-    if (is_name(kw, "if") || is_name(kw, "elif")) {
-        if (!(n = mk(p, N_IF, kw)) || !(n->a = parse_expr(p)) || !expect_bend(p)) return NULL;
-        int w = parse_body(p, &n->body, if_stops, "endif");
-        if (w < 0) return NULL;
-        tok *t = cur(p);
-        if (w == 0) {
-            node *e = parse_stmt(p, t);
-            if (!e || !nl_push(p, &n->else_body, e)) return NULL;
-            return n; /* the nested elif consumed endif */
-        }
+    if (!(n->a = parse_or(p))) return NULL;
+    if (is_name(cur(p), "if")) {
+        p->pos++;
+        if (!(n->b = parse_expr(p))) return NULL;
+    }
+    if (is_name(cur(p), "recursive")) {
+        fail_expected(p, "'%}' (recursive loops are not supported)");
+        return NULL;
+    }
+    if (!expect_bend(p)) return NULL;
+    int w = parse_body(p, &n->body, for_stops, "endfor");
+    if (w < 0) return NULL;
+    p->pos++;
+    if (!expect_bend(p)) return NULL;
+    if (w == 0) {
+        if (parse_body(p, &n->else_body, endfor, "endfor") < 0) return NULL;
         p->pos++;
         if (!expect_bend(p)) return NULL;
-        if (w == 1) {
-            if (parse_body(p, &n->else_body, endif, "endif") < 0) return NULL;
-            p->pos++;
-            if (!expect_bend(p)) return NULL;
-        }
-        return n;
     }
-    if (is_name(kw, "for")) {
-        if (!(n = mk(p, N_FOR, kw)) || !parse_name_list(p, n)) return NULL;
-        if (!is_name(cur(p), "in")) {
-            fail_expected(p, "'in'");
-            return NULL;
-        }
-        p->pos++;
-        if (!(n->a = parse_or(p))) return NULL;
-        if (is_name(cur(p), "if")) {
-            p->pos++;
-            if (!(n->b = parse_expr(p))) return NULL;
-        }
-        if (is_name(cur(p), "recursive")) {
-            fail_expected(p, "'%}' (recursive loops are not supported)");
-            return NULL;
-        }
-        if (!expect_bend(p)) return NULL;
-        int w = parse_body(p, &n->body, for_stops, "endfor");
-        if (w < 0) return NULL;
-        p->pos++;
-        if (!expect_bend(p)) return NULL;
-        if (w == 0) {
-            if (parse_body(p, &n->else_body, endfor, "endfor") < 0) return NULL;
-            p->pos++;
-            if (!expect_bend(p)) return NULL;
-        }
-        return n;
+    return n;
+}
+
+/* {% set a = x %}, {% set a, b = x %}, {% set ns.attr = x %} and the block form {% set a %}...{% endset %}. */
+static node *parse_set(parser *p, tok *kw) {
+    static const char *const endset[] = {"endset", NULL};
+    node *n;
+    if (!(n = mk(p, N_SET, kw))) return NULL;
+    tok *t = cur(p);
+    if (t->t != TK_NAME) {
+        fail_expected(p, "a variable name");
+        return NULL;
     }
-    if (is_name(kw, "set")) {
-        if (!(n = mk(p, N_SET, kw))) return NULL;
-        tok *t = cur(p);
-        if (t->t != TK_NAME) {
-            fail_expected(p, "a variable name");
-            return NULL;
-        }
-        if (is_op(&p->t[p->pos + 1], ".")) {
-            n->name = t->s;
-            n->name_n = t->n;
-            p->pos += 2;
-            tok *a = cur(p);
-            if (a->t != TK_NAME) {
-                fail_expected(p, "an attribute name");
-                return NULL;
-            }
-            n->attr = a->s;
-            n->attr_n = a->n;
-            p->pos++;
-        } else if (!parse_name_list(p, n)) {
-            return NULL;
-        }
-        if (cur(p)->t == TK_BEND && !n->attr) {
-            p->pos++;
-            n->kind = N_SETBLOCK;
-            if (parse_body(p, &n->body, endset, "endset") < 0) return NULL;
-            p->pos++;
-            if (!expect_bend(p)) return NULL;
-            return n;
-        }
-        if (!expect_op(p, "=")) return NULL;
-        if (!(n->a = parse_expr(p))) return NULL;
-        if (is_op(cur(p), ",")) { /* set a = x, y: a tuple */
-            node *l = mk(p, E_LIST, cur(p));
-            if (!l || !nl_push(p, &l->args, n->a)) return NULL;
-            while (is_op(cur(p), ",")) {
-                p->pos++;
-                node *x = parse_expr(p);
-                if (!x || !nl_push(p, &l->args, x)) return NULL;
-            }
-            n->a = l;
-        }
-        if (!expect_bend(p)) return NULL;
-        return n;
-    }
-    if (is_name(kw, "macro")) {
-        if (!(n = mk(p, N_MACRO, kw))) return NULL;
-        tok *t = cur(p);
-        if (t->t != TK_NAME) {
-            fail_expected(p, "a macro name");
-            return NULL;
-        }
+    if (is_op(&p->t[p->pos + 1], ".")) {
         n->name = t->s;
         n->name_n = t->n;
-        p->pos++;
-        if (!expect_op(p, "(")) return NULL;
-        while (!is_op(cur(p), ")")) {
-            tok *a = cur(p);
-            if (a->t != TK_NAME) {
-                fail_expected(p, "a parameter name");
-                return NULL;
-            }
-            p->pos++;
-            node *def = NULL;
-            if (is_op(cur(p), "=")) {
-                p->pos++;
-                if (!(def = parse_expr(p))) return NULL;
-            }
-            if (!name_push(p, n, a->s, a->n) || !nl_push(p, &n->kwv, def)) return NULL;
-            if (is_op(cur(p), ",")) {
-                p->pos++;
-                continue;
-            }
-            if (!is_op(cur(p), ")")) {
-                fail_expected(p, "',' or ')'");
-                return NULL;
-            }
-        }
-        p->pos++;
-        if (!expect_bend(p)) return NULL;
-        if (parse_body(p, &n->body, endmacro, "endmacro") < 0) return NULL;
-        p->pos++;
-        if (cur(p)->t == TK_NAME) p->pos++;
-        if (!expect_bend(p)) return NULL;
-        return n;
-    }
-    if (is_name(kw, "call")) {
-        if (!(n = mk(p, N_CALLBLOCK, kw))) return NULL;
-        if (!(n->a = parse_expr(p))) return NULL;
-        if (n->a->kind != E_CALL) {
-            perr_at(p, kw->line, kw->col, "a macro call after 'call'", kw->s, kw->n);
+        p->pos += 2;
+        tok *a = cur(p);
+        if (a->t != TK_NAME) {
+            fail_expected(p, "an attribute name");
             return NULL;
         }
-        if (!expect_bend(p)) return NULL;
-        if (parse_body(p, &n->body, endcall, "endcall") < 0) return NULL;
+        n->attr = a->s;
+        n->attr_n = a->n;
+        p->pos++;
+    } else if (!parse_name_list(p, n)) {
+        return NULL;
+    }
+    if (cur(p)->t == TK_BEND && !n->attr) {
+        p->pos++;
+        n->kind = N_SETBLOCK;
+        if (parse_body(p, &n->body, endset, "endset") < 0) return NULL;
         p->pos++;
         if (!expect_bend(p)) return NULL;
         return n;
     }
-    if (is_name(kw, "generation")) { /* transformers' extension: renders its body as is */
-        if (!(n = mk(p, N_BODY, kw)) || !expect_bend(p)) return NULL;
-        if (parse_body(p, &n->body, endgen, "endgeneration") < 0) return NULL;
-        p->pos++;
-        if (!expect_bend(p)) return NULL;
-        return n;
+    if (!expect_op(p, "=")) return NULL;
+    if (!(n->a = parse_expr(p))) return NULL;
+    if (is_op(cur(p), ",")) { /* set a = x, y: a tuple */
+        node *l = mk(p, E_LIST, cur(p));
+        if (!l || !nl_push(p, &l->args, n->a)) return NULL;
+        while (is_op(cur(p), ",")) {
+            p->pos++;
+            node *x = parse_expr(p);
+            if (!x || !nl_push(p, &l->args, x)) return NULL;
+        }
+        n->a = l;
     }
+    if (!expect_bend(p)) return NULL;
+    return n;
+}
+
+/* {% macro name(params, with=defaults) %} ... {% endmacro [name] %}. */
+static node *parse_macro(parser *p, tok *kw) {
+    static const char *const endmacro[] = {"endmacro", NULL};
+    node *n;
+    if (!(n = mk(p, N_MACRO, kw))) return NULL;
+    tok *t = cur(p);
+    if (t->t != TK_NAME) {
+        fail_expected(p, "a macro name");
+        return NULL;
+    }
+    n->name = t->s;
+    n->name_n = t->n;
+    p->pos++;
+    if (!expect_op(p, "(")) return NULL;
+    while (!is_op(cur(p), ")")) {
+        tok *a = cur(p);
+        if (a->t != TK_NAME) {
+            fail_expected(p, "a parameter name");
+            return NULL;
+        }
+        p->pos++;
+        node *def = NULL;
+        if (is_op(cur(p), "=")) {
+            p->pos++;
+            if (!(def = parse_expr(p))) return NULL;
+        }
+        if (!name_push(p, n, a->s, a->n) || !nl_push(p, &n->kwv, def)) return NULL;
+        if (is_op(cur(p), ",")) {
+            p->pos++;
+            continue;
+        }
+        if (!is_op(cur(p), ")")) {
+            fail_expected(p, "',' or ')'");
+            return NULL;
+        }
+    }
+    p->pos++;
+    if (!expect_bend(p)) return NULL;
+    if (parse_body(p, &n->body, endmacro, "endmacro") < 0) return NULL;
+    p->pos++;
+    if (cur(p)->t == TK_NAME) p->pos++;
+    if (!expect_bend(p)) return NULL;
+    return n;
+}
+
+/* {% call macro(args) %} ... {% endcall %}: the body is the macro's caller(). */
+static node *parse_call(parser *p, tok *kw) {
+    static const char *const endcall[] = {"endcall", NULL};
+    node *n;
+    if (!(n = mk(p, N_CALLBLOCK, kw))) return NULL;
+    if (!(n->a = parse_expr(p))) return NULL;
+    if (n->a->kind != E_CALL) {
+        perr_at(p, kw->line, kw->col, "a macro call after 'call'", kw->s, kw->n);
+        return NULL;
+    }
+    if (!expect_bend(p)) return NULL;
+    if (parse_body(p, &n->body, endcall, "endcall") < 0) return NULL;
+    p->pos++;
+    if (!expect_bend(p)) return NULL;
+    return n;
+}
+
+/* {% generation %} ... {% endgeneration %}, transformers' extension: renders its body as is. */
+static node *parse_generation(parser *p, tok *kw) {
+    static const char *const endgen[] = {"endgeneration", NULL};
+    node *n;
+    if (!(n = mk(p, N_BODY, kw)) || !expect_bend(p)) return NULL;
+    if (parse_body(p, &n->body, endgen, "endgeneration") < 0) return NULL;
+    p->pos++;
+    if (!expect_bend(p)) return NULL;
+    return n;
+}
+static node *parse_stmt(parser *p, tok *kw) {
+    p->pos++;
+    if (is_name(kw, "if") || is_name(kw, "elif")) return parse_if(p, kw);
+    if (is_name(kw, "for")) return parse_for(p, kw);
+    if (is_name(kw, "set")) return parse_set(p, kw);
+    if (is_name(kw, "macro")) return parse_macro(p, kw);
+    if (is_name(kw, "call")) return parse_call(p, kw);
+    if (is_name(kw, "generation")) return parse_generation(p, kw);
     if (is_name(kw, "break") || is_name(kw, "continue")) {
+        node *n;
         if (!(n = mk(p, is_name(kw, "break") ? N_BREAK : N_CONTINUE, kw)) || !expect_bend(p)) return NULL;
         return n;
     }

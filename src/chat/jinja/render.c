@@ -1323,257 +1323,338 @@ static bool copy_list(ctx *c, vlist *src, vlist **out) {
     return true;
 }
 
-static bool apply_filter(ctx *c, frame *f, const node *n, val v, const args *a, val *out) {
-    const char *nm = n->name;
-    size_t nn = n->name_n;
-    #define F(x) (nn == strlen(x) && memcmp(nm, x, nn) == 0)
-    if (!step(c, n)) return false;
-    if (F("safe") || F("e") || F("escape") || F("forceescape")) {
-        if (F("safe")) {
-            *out = v;
-            return true;
-        }
-        val s;
-        if (!to_str(c, v, &s)) return false;
-        lm_buf b = {0};
-        if (!mem_ok(c, s.u.s.n)) return false;
-        for (size_t i = 0; i < s.u.s.n && (i % 4096 || mem_ok(c, b.len)); i++) {
-            char ch = s.u.s.p[i];
-            if (ch == '&') lm_buf_puts(&b, "&amp;");
-            else if (ch == '<') lm_buf_puts(&b, "&lt;");
-            else if (ch == '>') lm_buf_puts(&b, "&gt;");
-            else if (ch == '"') lm_buf_puts(&b, "&#34;");
-            else if (ch == '\'') lm_buf_puts(&b, "&#39;");
-            else lm_buf_putc(&b, ch);
-        }
-        return vstr_buf(c, &b, out);
+/* Each filter gets the value, its arguments and, for those that work on a sequence (on_list in
+ * the table), the value as a list (l; NULL for the others). */
+typedef bool filter_fn(ctx *c, frame *f, const node *n, val v, vlist *l, const args *a, val *out);
+
+static bool f_safe(ctx *c, frame *f, const node *n, val v, vlist *l, const args *a, val *out) {
+    *out = v;
+    return true;
+}
+
+static bool f_escape(ctx *c, frame *f, const node *n, val v, vlist *l, const args *a, val *out) {
+    val s = UNDEF; /* to_str sets it; gcc cannot tell */
+    if (!to_str(c, v, &s)) return false;
+    lm_buf b = {0};
+    if (!mem_ok(c, s.u.s.n)) return false;
+    for (size_t i = 0; i < s.u.s.n && (i % 4096 || mem_ok(c, b.len)); i++) {
+        char ch = s.u.s.p[i];
+        if (ch == '&') lm_buf_puts(&b, "&amp;");
+        else if (ch == '<') lm_buf_puts(&b, "&lt;");
+        else if (ch == '>') lm_buf_puts(&b, "&gt;");
+        else if (ch == '"') lm_buf_puts(&b, "&#34;");
+        else if (ch == '\'') lm_buf_puts(&b, "&#39;");
+        else lm_buf_putc(&b, ch);
     }
-    if (F("default") || F("d")) {
-        val dflt = arg(a, 0, "default_value", vstr("", 0));
-        bool boolean = truthy(arg(a, 1, "boolean", vbool(false)));
-        *out = (v.t == V_UNDEF || (boolean && !truthy(v))) ? dflt : v;
-        return true;
+    return vstr_buf(c, &b, out);
+}
+
+static bool f_default(ctx *c, frame *f, const node *n, val v, vlist *l, const args *a, val *out) {
+    val dflt = arg(a, 0, "default_value", vstr("", 0));
+    bool boolean = truthy(arg(a, 1, "boolean", vbool(false)));
+    *out = (v.t == V_UNDEF || (boolean && !truthy(v))) ? dflt : v;
+    return true;
+}
+
+static bool f_tojson(ctx *c, frame *f, const node *n, val v, vlist *l, const args *a, val *out) {
+    val ind = arg(a, 0, "indent", NONE);
+    lm_buf b = {0};
+    if (!put_json(c, &b, v, is_intlike(ind) ? (int)ival(ind) : -1, 0, n)) {
+        lm_buf_free(&b);
+        return false;
     }
-    if (F("tojson")) {
-        val ind = arg(a, 0, "indent", NONE);
-        lm_buf b = {0};
-        if (!put_json(c, &b, v, is_intlike(ind) ? (int)ival(ind) : -1, 0, n)) {
-            lm_buf_free(&b);
-            return false;
-        }
-        return vstr_buf(c, &b, out);
-    }
-    if (F("string")) return to_str(c, v, out);
-    if (F("length") || F("count")) {
-        if (v.t == V_STR) {
-            int64_t k = 0;
-            for (size_t i = 0; i < v.u.s.n; i++) k += ((unsigned char)v.u.s.p[i] & 0xC0) != 0x80;
-            *out = vint(k);
-        } else if (v.t == V_LIST) *out = vint((int64_t)v.u.l->n);
-        else if (v.t == V_DICT || v.t == V_NS) *out = vint((int64_t)v.u.d->n);
-        else if (v.t == V_UNDEF) *out = vint(0);
-        else return rfail(c, n, "object of type '%s' has no len()", type_name(v));
-        return true;
-    }
-    if (F("int")) {
-        val dflt = arg(a, 0, "default", vint(0));
-        if (is_intlike(v)) *out = vint(ival(v));
-        else if (v.t == V_FLOAT) *out = vint((int64_t)v.u.f);
-        else if (v.t == V_STR) {
-            char buf[64];
-            snprintf(buf, sizeof buf, "%.*s", (int)LM_MIN(v.u.s.n, 60), v.u.s.p);
-            char *e;
-            long long k = strtoll(buf, &e, 10);
-            if (e != buf && *e == 0) *out = vint(k);
-            else {
-                double d = strtod(buf, &e);
-                *out = (e != buf && *e == 0) ? vint((int64_t)d) : dflt;
-            }
-        } else *out = dflt;
-        return true;
-    }
-    if (F("float")) {
-        val dflt = arg(a, 0, "default", vfloat(0));
-        if (is_num(v)) *out = vfloat(num(v));
-        else if (v.t == V_STR) {
-            char buf[64];
-            snprintf(buf, sizeof buf, "%.*s", (int)LM_MIN(v.u.s.n, 60), v.u.s.p);
-            char *e;
+    return vstr_buf(c, &b, out);
+}
+
+static bool f_string(ctx *c, frame *f, const node *n, val v, vlist *l, const args *a, val *out) {
+    return to_str(c, v, out);
+}
+
+static bool f_length(ctx *c, frame *f, const node *n, val v, vlist *l, const args *a, val *out) {
+    if (v.t == V_STR) {
+        int64_t k = 0;
+        for (size_t i = 0; i < v.u.s.n; i++) k += ((unsigned char)v.u.s.p[i] & 0xC0) != 0x80;
+        *out = vint(k);
+    } else if (v.t == V_LIST) *out = vint((int64_t)v.u.l->n);
+    else if (v.t == V_DICT || v.t == V_NS) *out = vint((int64_t)v.u.d->n);
+    else if (v.t == V_UNDEF) *out = vint(0);
+    else return rfail(c, n, "object of type '%s' has no len()", type_name(v));
+    return true;
+}
+
+static bool f_int(ctx *c, frame *f, const node *n, val v, vlist *l, const args *a, val *out) {
+    val dflt = arg(a, 0, "default", vint(0));
+    if (is_intlike(v)) *out = vint(ival(v));
+    else if (v.t == V_FLOAT) *out = vint((int64_t)v.u.f);
+    else if (v.t == V_STR) {
+        char buf[64];
+        snprintf(buf, sizeof buf, "%.*s", (int)LM_MIN(v.u.s.n, 60), v.u.s.p);
+        char *e;
+        long long k = strtoll(buf, &e, 10);
+        if (e != buf && *e == 0) *out = vint(k);
+        else {
             double d = strtod(buf, &e);
-            *out = (e != buf && *e == 0) ? vfloat(d) : dflt;
-        } else *out = dflt;
-        return true;
-    }
-    if (F("abs")) {
-        if (v.t == V_INT) *out = vint(v.u.i < 0 ? -v.u.i : v.u.i);
-        else if (is_num(v)) *out = vfloat(fabs(num(v)));
-        else return rfail(c, n, "abs: a %s is not a number", type_name(v));
-        return true;
-    }
-    if (F("items")) {
-        if (v.t == V_UNDEF) {
-            vlist *l = list_new(c, 0);
-            *out = vlistv(l);
-            return l != NULL;
+            *out = (e != buf && *e == 0) ? vint((int64_t)d) : dflt;
         }
-        if (v.t != V_DICT) return rfail(c, n, "items: a %s is not a mapping", type_name(v));
-        return items_list(c, v, out);
+    } else *out = dflt;
+    return true;
+}
+
+static bool f_float(ctx *c, frame *f, const node *n, val v, vlist *l, const args *a, val *out) {
+    val dflt = arg(a, 0, "default", vfloat(0));
+    if (is_num(v)) *out = vfloat(num(v));
+    else if (v.t == V_STR) {
+        char buf[64];
+        snprintf(buf, sizeof buf, "%.*s", (int)LM_MIN(v.u.s.n, 60), v.u.s.p);
+        char *e;
+        double d = strtod(buf, &e);
+        *out = (e != buf && *e == 0) ? vfloat(d) : dflt;
+    } else *out = dflt;
+    return true;
+}
+
+static bool f_abs(ctx *c, frame *f, const node *n, val v, vlist *l, const args *a, val *out) {
+    if (v.t == V_INT) *out = vint(v.u.i < 0 ? -v.u.i : v.u.i);
+    else if (is_num(v)) *out = vfloat(fabs(num(v)));
+    else return rfail(c, n, "abs: a %s is not a number", type_name(v));
+    return true;
+}
+
+static bool f_items(ctx *c, frame *f, const node *n, val v, vlist *l, const args *a, val *out) {
+    if (v.t == V_UNDEF) {
+        vlist *e = list_new(c, 0);
+        *out = vlistv(e);
+        return e != NULL;
     }
-    if (F("indent")) { /* indent(width=4, first=False, blank=False) */
-        val s, w = arg(a, 0, "width", vint(4));
-        bool first = truthy(arg(a, 1, "first", vbool(false))), blank = truthy(arg(a, 2, "blank", vbool(false)));
-        if (!to_str(c, v, &s)) return false;
-        lm_buf pad = {0}, b = {0};
-        if (w.t == V_STR) lm_buf_append(&pad, w.u.s.p, w.u.s.n);
-        else for (int64_t i = 0; i < (is_intlike(w) ? ival(w) : 4) && i < 1000; i++) lm_buf_putc(&pad, ' ');
-        size_t ls = 0;
-        for (size_t i = 0; i <= s.u.s.n; i++) {
-            if (i < s.u.s.n && s.u.s.p[i] != '\n') continue;
-            if (!mem_ok(c, b.len + pad.len)) break;
-            bool empty = i == ls;
-            if ((ls > 0 || first) && (blank || !empty) && pad.data) lm_buf_append(&b, pad.data, pad.len);
-            lm_buf_append(&b, s.u.s.p + ls, i - ls);
-            if (i < s.u.s.n) lm_buf_putc(&b, '\n');
-            ls = i + 1;
-        }
-        lm_buf_free(&pad);
+    if (v.t != V_DICT) return rfail(c, n, "items: a %s is not a mapping", type_name(v));
+    return items_list(c, v, out);
+}
+
+/* indent(width=4, first=False, blank=False) */
+static bool f_indent(ctx *c, frame *f, const node *n, val v, vlist *l, const args *a, val *out) {
+    val s = UNDEF, w = arg(a, 0, "width", vint(4));
+    bool first = truthy(arg(a, 1, "first", vbool(false))), blank = truthy(arg(a, 2, "blank", vbool(false)));
+    if (!to_str(c, v, &s)) return false;
+    lm_buf pad = {0}, b = {0};
+    if (w.t == V_STR) lm_buf_append(&pad, w.u.s.p, w.u.s.n);
+    else for (int64_t i = 0; i < (is_intlike(w) ? ival(w) : 4) && i < 1000; i++) lm_buf_putc(&pad, ' ');
+    size_t ls = 0;
+    for (size_t i = 0; i <= s.u.s.n; i++) {
+        if (i < s.u.s.n && s.u.s.p[i] != '\n') continue;
+        if (!mem_ok(c, b.len + pad.len)) break;
+        bool empty = i == ls;
+        if ((ls > 0 || first) && (blank || !empty) && pad.data) lm_buf_append(&b, pad.data, pad.len);
+        lm_buf_append(&b, s.u.s.p + ls, i - ls);
+        if (i < s.u.s.n) lm_buf_putc(&b, '\n');
+        ls = i + 1;
+    }
+    lm_buf_free(&pad);
+    return vstr_buf(c, &b, out);
+}
+
+static bool f_trim(ctx *c, frame *f, const node *n, val v, vlist *l, const args *a, val *out) {
+    val s = UNDEF; /* to_str sets it; gcc cannot tell */
+    if (!to_str(c, v, &s)) return false;
+    *out = strip(s, arg(a, 0, "chars", NONE), true, true);
+    return true;
+}
+
+static bool f_replace(ctx *c, frame *f, const node *n, val v, vlist *l, const args *a, val *out) {
+    val s = UNDEF; /* to_str sets it; gcc cannot tell */
+    if (!to_str(c, v, &s)) return false;
+    val cnt = arg(a, 2, "count", NONE);
+    return str_replace(c, s, arg(a, 0, "old", NONE), arg(a, 1, "new", NONE), is_intlike(cnt) ? ival(cnt) : -1, out);
+}
+
+/* upper, lower, title (case_map's modes 0, 1, 2) and capitalize (lower, then mode 3) */
+static bool f_case(ctx *c, const node *n, val v, int mode, val *out) {
+    val s = UNDEF; /* to_str sets it; gcc cannot tell */
+    if (!to_str(c, v, &s)) return false;
+    if (mode == 3) {
+        val lo;
+        if (!case_map(c, s, 1, &lo)) return false;
+        return case_map(c, lo, 3, out);
+    }
+    return case_map(c, s, mode, out);
+}
+static bool f_upper(ctx *c, frame *f, const node *n, val v, vlist *l, const args *a, val *out) { return f_case(c, n, v, 0, out); }
+static bool f_lower(ctx *c, frame *f, const node *n, val v, vlist *l, const args *a, val *out) { return f_case(c, n, v, 1, out); }
+static bool f_title(ctx *c, frame *f, const node *n, val v, vlist *l, const args *a, val *out) { return f_case(c, n, v, 2, out); }
+static bool f_capitalize(ctx *c, frame *f, const node *n, val v, vlist *l, const args *a, val *out) { return f_case(c, n, v, 3, out); }
+
+/* ---- filters over a sequence (l is the value as a list) ---- */
+
+static bool f_list(ctx *c, frame *f, const node *n, val v, vlist *l, const args *a, val *out) {
+    vlist *cp;
+    if (!copy_list(c, l, &cp)) return false;
+    *out = vlistv(cp);
+    return true;
+}
+
+static bool f_first(ctx *c, frame *f, const node *n, val v, vlist *l, const args *a, val *out) {
+    *out = l->n ? l->v[0] : UNDEF;
+    return true;
+}
+
+static bool f_last(ctx *c, frame *f, const node *n, val v, vlist *l, const args *a, val *out) {
+    *out = l->n ? l->v[l->n - 1] : UNDEF;
+    return true;
+}
+
+static bool f_join(ctx *c, frame *f, const node *n, val v, vlist *l, const args *a, val *out) {
+    return join(c, l, arg(a, 0, "d", vstr("", 0)), arg(a, 1, "attribute", NONE), out);
+}
+
+static bool f_reverse(ctx *c, frame *f, const node *n, val v, vlist *l, const args *a, val *out) {
+    if (v.t == V_STR) {
+        lm_buf b = {0};
+        if (!mem_ok(c, v.u.s.n)) return false;
+        for (size_t i = l->n; i-- > 0;) lm_buf_append(&b, l->v[i].u.s.p, l->v[i].u.s.n);
         return vstr_buf(c, &b, out);
     }
-    if (F("trim") || F("upper") || F("lower") || F("title") || F("capitalize") || F("replace")) {
-        val s;
-        if (!to_str(c, v, &s)) return false;
-        if (F("trim")) {
-            *out = strip(s, arg(a, 0, "chars", NONE), true, true);
-            return true;
+    vlist *r = list_new(c, l->n);
+    if (!r) return false;
+    for (size_t i = l->n; i-- > 0;) list_push(c, r, l->v[i]);
+    *out = vlistv(r);
+    return true;
+}
+
+static bool f_sort(ctx *c, frame *f, const node *n, val v, vlist *l, const args *a, val *out) {
+    vlist *r;
+    if (!copy_list(c, l, &r)) return false;
+    if (!sort_vals(c, n, r, arg(a, 2, "attribute", NONE), truthy(arg(a, 0, "reverse", vbool(false))))) return false;
+    *out = vlistv(r);
+    return true;
+}
+
+static bool f_unique(ctx *c, frame *f, const node *n, val v, vlist *l, const args *a, val *out) {
+    vlist *r = list_new(c, l->n);
+    if (!r) return false;
+    val attr = arg(a, 1, "attribute", NONE);
+    for (size_t i = 0; i < l->n; i++) {
+        val ki = l->v[i];
+        if (attr.t == V_STR && !get_attr(c, ki, attr.u.s.p, attr.u.s.n, &ki)) return false;
+        /* quadratic: every 16 comparisons count as a step, so a huge list meets max_steps */
+        c->steps += r->n / 16;
+        if (!step(c, n)) return false;
+        bool seen = false;
+        for (size_t j = 0; j < r->n && !seen; j++) {
+            val kj = r->v[j];
+            if (attr.t == V_STR && !get_attr(c, kj, attr.u.s.p, attr.u.s.n, &kj)) return false;
+            seen = equal(ki, kj);
         }
-        if (F("replace")) {
-            val cnt = arg(a, 2, "count", NONE);
-            return str_replace(c, s, arg(a, 0, "old", NONE), arg(a, 1, "new", NONE), is_intlike(cnt) ? ival(cnt) : -1, out);
+        if (!seen) list_push(c, r, l->v[i]);
+    }
+    *out = vlistv(r);
+    return true;
+}
+
+static bool apply_filter(ctx *c, frame *f, const node *n, int id, val v, const args *a, val *out);
+
+static bool f_map(ctx *c, frame *f, const node *n, val v, vlist *l, const args *a, val *out) {
+    vlist *r = list_new(c, l->n);
+    if (!r) return false;
+    val attr = arg(a, 99, "attribute", NONE);
+    for (size_t i = 0; i < l->n; i++) {
+        val x = l->v[i];
+        if (attr.t == V_STR) {
+            if (!get_attr(c, x, attr.u.s.p, attr.u.s.n, &x)) return false;
+            if (x.t == V_UNDEF) x = arg(a, 99, "default", UNDEF);
+        } else if (a->n_pos >= 1 && a->pos[0].t == V_STR) {
+            /* map('filter', args...): the filter named by a string, found when it runs */
+            node fn = *n;
+            fn.name = a->pos[0].u.s.p;
+            fn.name_n = a->pos[0].u.s.n;
+            args rest = *a;
+            rest.pos = a->pos + 1;
+            rest.n_pos = a->n_pos - 1;
+            if (!apply_filter(c, f, &fn, jinja_filter_id(fn.name, fn.name_n), x, &rest, &x)) return false;
+        } else {
+            return rfail(c, n, "map: needs a filter name or attribute=");
         }
-        if (F("capitalize")) {
-            val lo;
-            if (!case_map(c, s, 1, &lo)) return false;
-            return case_map(c, lo, 3, out);
+        list_push(c, r, x);
+    }
+    *out = vlistv(r);
+    return true;
+}
+
+/* select/reject(test, args...) and selectattr/rejectattr(attribute, test, args...): the items
+ * whose value (or attribute) passes the test (truthy without one) are kept, or left out. */
+static bool select_items(ctx *c, const node *n, vlist *l, const args *a, bool attr_form, bool keep_if, val *out) {
+    size_t base = attr_form ? 1 : 0;
+    val attr = attr_form ? arg(a, 0, NULL, NONE) : NONE;
+    if (attr_form && attr.t != V_STR) return rfail(c, n, "%.*s: needs an attribute name", (int)n->name_n, n->name);
+    bool has_test = a->n_pos > base;
+    val tname = has_test ? a->pos[base] : NONE;
+    const val *targ = a->n_pos > base + 1 ? &a->pos[base + 1] : NULL;
+    vlist *r = list_new(c, l->n);
+    if (!r) return false;
+    for (size_t i = 0; i < l->n; i++) {
+        val x = l->v[i];
+        if (attr_form && !get_attr(c, x, attr.u.s.p, attr.u.s.n, &x)) return false;
+        bool t;
+        if (has_test) {
+            if (!test_by_name(c, n, x, tname, targ, &t)) return false;
+        } else {
+            t = truthy(x);
         }
-        return case_map(c, s, F("upper") ? 0 : F("lower") ? 1 : 2, out);
+        if (t == keep_if) list_push(c, r, l->v[i]);
     }
-    vlist *l;
-    if (!iter_list(c, v, n, &l)) return false;
-    if (F("list")) {
-        vlist *cp;
-        if (!copy_list(c, l, &cp)) return false;
-        *out = vlistv(cp);
-        return true;
+    *out = vlistv(r);
+    return true;
+}
+static bool f_selectattr(ctx *c, frame *f, const node *n, val v, vlist *l, const args *a, val *out) { return select_items(c, n, l, a, true, true, out); }
+static bool f_rejectattr(ctx *c, frame *f, const node *n, val v, vlist *l, const args *a, val *out) { return select_items(c, n, l, a, true, false, out); }
+static bool f_select(ctx *c, frame *f, const node *n, val v, vlist *l, const args *a, val *out) { return select_items(c, n, l, a, false, true, out); }
+static bool f_reject(ctx *c, frame *f, const node *n, val v, vlist *l, const args *a, val *out) { return select_items(c, n, l, a, false, false, out); }
+
+static bool f_sum(ctx *c, frame *f, const node *n, val v, vlist *l, const args *a, val *out) {
+    val acc = arg(a, 1, "start", vint(0));
+    val attr = arg(a, 0, "attribute", NONE);
+    for (size_t i = 0; i < l->n; i++) {
+        val x = l->v[i];
+        if (attr.t == V_STR && !get_attr(c, x, attr.u.s.p, attr.u.s.n, &x)) return false;
+        if (!binop(c, n, OP_ADD, acc, x, &acc)) return false;
     }
-    if (F("first") || F("last")) {
-        *out = l->n ? l->v[F("first") ? 0 : l->n - 1] : UNDEF;
-        return true;
-    }
-    if (F("join")) return join(c, l, arg(a, 0, "d", vstr("", 0)), arg(a, 1, "attribute", NONE), out);
-    if (F("reverse")) {
-        if (v.t == V_STR) {
-            lm_buf b = {0};
-            if (!mem_ok(c, v.u.s.n)) return false;
-            for (size_t i = l->n; i-- > 0;) lm_buf_append(&b, l->v[i].u.s.p, l->v[i].u.s.n);
-            return vstr_buf(c, &b, out);
-        }
-        vlist *r = list_new(c, l->n);
-        if (!r) return false;
-        for (size_t i = l->n; i-- > 0;) list_push(c, r, l->v[i]);
-        *out = vlistv(r);
-        return true;
-    }
-    if (F("sort")) {
-        vlist *r;
-        if (!copy_list(c, l, &r)) return false;
-        if (!sort_vals(c, n, r, arg(a, 2, "attribute", NONE), truthy(arg(a, 0, "reverse", vbool(false))))) return false;
-        *out = vlistv(r);
-        return true;
-    }
-    if (F("unique")) {
-        vlist *r = list_new(c, l->n);
-        if (!r) return false;
-        val attr = arg(a, 1, "attribute", NONE);
-        for (size_t i = 0; i < l->n; i++) {
-            val ki = l->v[i];
-            if (attr.t == V_STR && !get_attr(c, ki, attr.u.s.p, attr.u.s.n, &ki)) return false;
-            /* quadratic: every 16 comparisons count as a step, so a huge list meets max_steps */
-            c->steps += r->n / 16;
-            if (!step(c, n)) return false;
-            bool seen = false;
-            for (size_t j = 0; j < r->n && !seen; j++) {
-                val kj = r->v[j];
-                if (attr.t == V_STR && !get_attr(c, kj, attr.u.s.p, attr.u.s.n, &kj)) return false;
-                seen = equal(ki, kj);
-            }
-            if (!seen) list_push(c, r, l->v[i]);
-        }
-        *out = vlistv(r);
-        return true;
-    }
-    if (F("map")) {
-        vlist *r = list_new(c, l->n);
-        if (!r) return false;
-        val attr = arg(a, 99, "attribute", NONE);
-        for (size_t i = 0; i < l->n; i++) {
-            val x = l->v[i];
-            if (attr.t == V_STR) {
-                if (!get_attr(c, x, attr.u.s.p, attr.u.s.n, &x)) return false;
-                if (x.t == V_UNDEF) x = arg(a, 99, "default", UNDEF);
-            } else if (a->n_pos >= 1 && a->pos[0].t == V_STR) {
-                node fn = *n;
-                fn.name = a->pos[0].u.s.p;
-                fn.name_n = a->pos[0].u.s.n;
-                args rest = *a;
-                rest.pos = a->pos + 1;
-                rest.n_pos = a->n_pos - 1;
-                if (!apply_filter(c, f, &fn, x, &rest, &x)) return false;
-            } else {
-                return rfail(c, n, "map: needs a filter name or attribute=");
-            }
-            list_push(c, r, x);
-        }
-        *out = vlistv(r);
-        return true;
-    }
-    if (F("selectattr") || F("rejectattr") || F("select") || F("reject")) {
-        bool attr_form = F("selectattr") || F("rejectattr");
-        bool keep_if = F("selectattr") || F("select");
-        size_t base = attr_form ? 1 : 0;
-        val attr = attr_form ? arg(a, 0, NULL, NONE) : NONE;
-        if (attr_form && attr.t != V_STR) return rfail(c, n, "%.*s: needs an attribute name", (int)nn, nm);
-        bool has_test = a->n_pos > base;
-        val tname = has_test ? a->pos[base] : NONE;
-        const val *targ = a->n_pos > base + 1 ? &a->pos[base + 1] : NULL;
-        vlist *r = list_new(c, l->n);
-        if (!r) return false;
-        for (size_t i = 0; i < l->n; i++) {
-            val x = l->v[i];
-            if (attr_form && !get_attr(c, x, attr.u.s.p, attr.u.s.n, &x)) return false;
-            bool t;
-            if (has_test) {
-                if (!test_by_name(c, n, x, tname, targ, &t)) return false;
-            } else {
-                t = truthy(x);
-            }
-            if (t == keep_if) list_push(c, r, l->v[i]);
-        }
-        *out = vlistv(r);
-        return true;
-    }
-    if (F("sum")) {
-        val acc = arg(a, 1, "start", vint(0));
-        val attr = arg(a, 0, "attribute", NONE);
-        for (size_t i = 0; i < l->n; i++) {
-            val x = l->v[i];
-            if (attr.t == V_STR && !get_attr(c, x, attr.u.s.p, attr.u.s.n, &x)) return false;
-            if (!binop(c, n, OP_ADD, acc, x, &acc)) return false;
-        }
-        *out = acc;
-        return true;
-    }
-    #undef F
-    return rfail(c, n, "unknown filter '%.*s'", (int)nn, nm);
+    *out = acc;
+    return true;
+}
+
+/* An unknown name still turns the value into a list first, as the name chain this table replaced
+ * did, so a template gets the same message either way. */
+static bool f_unknown(ctx *c, frame *f, const node *n, val v, vlist *l, const args *a, val *out) {
+    return rfail(c, n, "unknown filter '%.*s'", (int)n->name_n, n->name);
+}
+
+static const struct {
+    filter_fn *fn;
+    bool on_list;
+} FILTERS[JF_COUNT] = {
+    [JF_UNKNOWN] = {f_unknown, true},     [JF_SAFE] = {f_safe, false},
+    [JF_ESCAPE] = {f_escape, false},      [JF_DEFAULT] = {f_default, false},
+    [JF_TOJSON] = {f_tojson, false},      [JF_STRING] = {f_string, false},
+    [JF_LENGTH] = {f_length, false},      [JF_INT] = {f_int, false},
+    [JF_FLOAT] = {f_float, false},        [JF_ABS] = {f_abs, false},
+    [JF_ITEMS] = {f_items, false},        [JF_INDENT] = {f_indent, false},
+    [JF_TRIM] = {f_trim, false},          [JF_UPPER] = {f_upper, false},
+    [JF_LOWER] = {f_lower, false},        [JF_TITLE] = {f_title, false},
+    [JF_CAPITALIZE] = {f_capitalize, false}, [JF_REPLACE] = {f_replace, false},
+    [JF_LIST] = {f_list, true},           [JF_FIRST] = {f_first, true},
+    [JF_LAST] = {f_last, true},           [JF_JOIN] = {f_join, true},
+    [JF_REVERSE] = {f_reverse, true},     [JF_SORT] = {f_sort, true},
+    [JF_UNIQUE] = {f_unique, true},       [JF_MAP] = {f_map, true},
+    [JF_SELECTATTR] = {f_selectattr, true}, [JF_REJECTATTR] = {f_rejectattr, true},
+    [JF_SELECT] = {f_select, true},       [JF_REJECT] = {f_reject, true},
+    [JF_SUM] = {f_sum, true},
+};
+
+/* Runs filter id (resolved when parsed; n names it for messages) on v. */
+static bool apply_filter(ctx *c, frame *f, const node *n, int id, val v, const args *a, val *out) {
+    if (!step(c, n)) return false;
+    if (id < 0 || id >= JF_COUNT) id = JF_UNKNOWN;
+    vlist *l = NULL;
+    if (FILTERS[id].on_list && !iter_list(c, v, n, &l)) return false;
+    return FILTERS[id].fn(c, f, n, v, l, a, out);
 }
 
 static bool eval(ctx *c, frame *f, const node *n, val *out) {
@@ -1601,7 +1682,7 @@ static bool eval(ctx *c, frame *f, const node *n, val *out) {
     }
     case E_FILTER: {
         args ar;
-        ok = eval(c, f, n->a, &a) && eval_args(c, f, n, &ar) && apply_filter(c, f, n, a, &ar, out);
+        ok = eval(c, f, n->a, &a) && eval_args(c, f, n, &ar) && apply_filter(c, f, n, n->op, a, &ar, out);
         break;
     }
     case E_TEST: {
