@@ -255,4 +255,3 @@ void srv_guard_close(srv_guard *g, srv_guard_conn *gc) {
     lm_free(gc);
 }
 
-uint64_t srv_guard_n_shut(const srv_guard *g) { return g ? atomic_load(&g->n_shut) : 0; }

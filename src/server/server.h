@@ -144,8 +144,6 @@ void srv_guard_free(srv_guard *g);
 srv_guard_conn *srv_guard_open(srv_guard *g, int fd, const struct sockaddr *sa);
 void srv_guard_phase_set(srv_guard *g, srv_guard_conn *gc, srv_guard_phase ph);
 void srv_guard_close(srv_guard *g, srv_guard_conn *gc);
-/* Connections shut down so far for a deadline or the per-address cap. */
-uint64_t srv_guard_n_shut(const srv_guard *g);
 
 /* Helpers of request.c that the Ollama mapping (server/ollama.c) shares. */
 bool srv_req_fail(srv_reqerr *e, const char *param, const char *fmt, ...) LM_PRINTF(3, 4);

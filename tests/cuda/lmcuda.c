@@ -432,7 +432,7 @@ static int cmd_fixtures(const char *data, const char *models) {
         lm_token prompt[128];
         size_t P = 0;
         lm_error err = {0};
-        if (lm_tokenize(cpu.m, text, strlen(text), LM_TOK_ADD_SPECIAL | LM_TOK_PARSE_SPECIAL, prompt, 128, &P, &err)) {
+        if (lm_model_tokenize(cpu.m, text, strlen(text), LM_TOK_ADD_SPECIAL | LM_TOK_PARSE_SPECIAL, prompt, 128, &P, &err)) {
             printf("FAIL: tokenize: %s\n", err.msg);
             g_fail++;
         } else {
@@ -444,7 +444,7 @@ static int cmd_fixtures(const char *data, const char *models) {
             while (same < STEPS && a[same] == b[same]) same++;
             char txt[1024];
             size_t len = 0;
-            if (lm_detokenize(gpu.m, a, STEPS, true, txt, sizeof txt, &len, &err)) snprintf(txt, sizeof txt, "?");
+            if (lm_model_detokenize(gpu.m, a, STEPS, true, txt, sizeof txt, &len, &err)) snprintf(txt, sizeof txt, "?");
             for (char *p = txt; *p; p++)
                 if (*p == '\n') *p = ' ';
             printf("  greedy %-18s %d/%d tokens equal: %s  \"%.70s\"\n", f->name, same, STEPS, same == STEPS ? "ok" : "FAIL",
@@ -643,7 +643,7 @@ static int cmd_batch(const char *data) {
 /* ---- errors ---- */
 
 static char g_log[8192];
-static void collect(int level, const char *msg, void *user) {
+static void collect(lm_log_level level, const char *msg, void *user) {
     (void)level;
     (void)user;
     size_t n = strlen(g_log);

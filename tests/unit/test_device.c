@@ -23,7 +23,7 @@ static bool gpu_present(void) { return access("/dev/nvidiactl", F_OK) == 0 && ac
 
 static char g_log[4096];
 
-static void collect(int level, const char *msg, void *user) {
+static void collect(lm_log_level level, const char *msg, void *user) {
     (void)level;
     (void)user;
     size_t n = strlen(g_log);
@@ -48,11 +48,11 @@ static lm_token next_token(lm_model *m) {
     sp.n_ctx = 64;
     if (tu_session_new(m, &sp, &s, &err)) fail_msg("%s", err.msg);
     lm_token ids[3] = {1, 403, 407};
-    float *logits = malloc((size_t)lm_n_vocab(m) * sizeof *logits);
+    float *logits = malloc((size_t)lm_model_n_vocab(m) * sizeof *logits);
     assert_non_null(logits);
     if (lm_session_eval(s, ids, 3, logits, NULL)) fail_msg("%s", lm_session_errmsg(s));
     lm_token best = 0;
-    for (int32_t i = 1; i < lm_n_vocab(m); i++)
+    for (int32_t i = 1; i < lm_model_n_vocab(m); i++)
         if (logits[i] > logits[best]) best = i;
     free(logits);
     lm_session_free(s);

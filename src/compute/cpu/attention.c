@@ -171,12 +171,12 @@ static void swiglu_task(void *p, int ith, int nth) {
 void cm_swiglu(cm_ctx *c, float *gate, const float *up, size_t n) {
     const cm_attn_kernels *k = c->attn;
     /* below this the pool's wake-up costs more than the work */
-    if (n < 32768 || cm_ctx_threads(c) < 2) {
+    if (n < 32768 || c->nth < 2) {
         k->swiglu(gate, up, n);
         return;
     }
     swiglu_job j = {k, gate, up, n};
-    lm_pool_run(cm_ctx_pool(c), swiglu_task, &j);
+    lm_pool_run(c->pool, swiglu_task, &j);
 }
 
 /* ---- KV cache rows ---- */
@@ -356,12 +356,12 @@ void cm_attention_multi(cm_ctx *c, const cm_attn_args *a, size_t n) {
         /* Fewer tiles than threads (decode of a model with few KV heads): split each group's
          * heads over more tiles. Each then reads its KV head's cache again, but the threads work
          * in parallel, and no query's numbers change. */
-        size_t nth = (size_t)cm_ctx_threads(c);
+        size_t nth = (size_t)c->nth;
         while (j.n_tiles < nth && j.rows_g > 1) {
             j.rows_g = (j.rows_g + 1) / 2;
             j.n_tiles = count_tiles(&j, seqs, a + i0, k);
         }
-        if (j.n_tiles) lm_pool_run(cm_ctx_pool(c), attn_task, &j);
+        if (j.n_tiles) lm_pool_run(c->pool, attn_task, &j);
     }
 }
 

@@ -16,7 +16,6 @@ cm_ctx *cm_ctx_new(lm_pool *pool, bool force_ref);
 void cm_ctx_free(cm_ctx *c);
 const char *cm_ctx_kernels(const cm_ctx *c); /* "ref", "avx2", "avx512", "neon" */
 int cm_ctx_threads(const cm_ctx *c);
-lm_pool *cm_ctx_pool(const cm_ctx *c);         /* borrowed; for ops split over the pool */
 /* Sizes the matrix products' scratch (activation quantization, prefill tiles, R16 activations,
  * dequantized rows) for up to max_tokens rows of at most max_cols columns; false on NOMEM.
  * Products within those sizes never allocate, except the MLX prefill kernels' activations (grown

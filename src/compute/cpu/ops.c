@@ -100,7 +100,6 @@ void cm_ctx_free(cm_ctx *c) {
 
 const char *cm_ctx_kernels(const cm_ctx *c) { return c->kernels; }
 int cm_ctx_threads(const cm_ctx *c) { return c->nth; }
-lm_pool *cm_ctx_pool(const cm_ctx *c) { return c->pool; }
 
 /* Makes sure every thread has `per` floats of scratch. Called before a pool run only. */
 static bool ensure_scratch(cm_ctx *c, size_t per) {
