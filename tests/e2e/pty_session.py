@@ -5,9 +5,12 @@ Usage: pty_session.py [--timeout S] [--log FILE] STEP... -- PROGRAM [ARGS...]
 Steps, in order:
   --expect REGEX   wait until the output since the last match matches REGEX (Python re, DOTALL)
   --send TEXT      type TEXT and Enter
-  --eof            type Ctrl-D at the start of a line (typed again every 2 s, up to 4 times, while a
-                   following --status waits: libedit can lose a Ctrl-D that arrives while it
-                   switches the terminal's mode, and a person would press it again)
+  --eof            type Ctrl-D at the start of a line, once the output has been quiet for 0.3 s
+                   (the line editor is waiting then). While a following --status waits, Ctrl-U
+                   Ctrl-D is typed again every 2 s, up to 4 times: libedit can take a Ctrl-D that
+                   arrives while it switches the terminal's mode as a character of the line (it
+                   shows "^D", and a second Ctrl-D on that non-empty line does nothing), and a
+                   person would clear the line and press it again
   --status N       then wait for the program to exit with status N
 The whole terminal output (carriage returns removed) goes to --log FILE, or to stdout. Exits 0
 when every step happened in time, 1 with the reason on stderr otherwise. Standard library only.
@@ -102,6 +105,12 @@ def main():
         elif kind == "--send":
             os.write(fd, val.encode() + b"\n")
         elif kind == "--eof":
+            quiet_from = time.time()
+            while time.time() - quiet_from < 0.3 and time.time() < deadline:
+                before = len(out)
+                read_some(time.time() + 0.1)
+                if len(out) != before:
+                    quiet_from = time.time()
             os.write(fd, b"\x04")
             eof_at, eof_again = time.time(), 4
         elif kind == "--status":
@@ -113,7 +122,7 @@ def main():
                 if time.time() > deadline:
                     finish(False, f"timed out after {timeout} s waiting for the program to exit")
                 if eof_at is not None and eof_again > 0 and time.time() - eof_at > 2:
-                    os.write(fd, b"\x04")
+                    os.write(fd, b"\x15\x04")
                     eof_at, eof_again = time.time(), eof_again - 1
                 read_some(min(deadline, time.time() + 0.5))
             while read_some(time.time() + 0.05) and select.select([fd], [], [], 0)[0]:
