@@ -9,15 +9,20 @@
  * scheduled again; with chunks taken by whoever is running, a thread that is off the CPU when a
  * run starts takes nothing and the others do its share.
  * Why fewer threads under contention: a thread preempted in the middle of a chunk still stalls the
- * run. The caller measures how long it waits for others after its own last chunk; when waits of
- * over a millisecond (a time slice lost, not a slow chunk) happen in more than 1 run in 32, the
- * pool uses one thread less, and after a while tries one more again (a probe), keeping it if the
- * waits stay rare. The caller is thread 0 of every run and always takes part. */
+ * run, and a caller that shares its core with another process issues runs at half speed while
+ * the other threads wait for them. The caller measures, over windows of about 100 ms of
+ * back-to-back runs, the time lost: its waits for others of over half a millisecond (a time
+ * slice lost, not a slow chunk) plus the window's wall time it was not on a CPU (its thread CPU
+ * time, read once a window). When over 30 % of the window is lost (two threads are worth one
+ * only past that), the pool uses one thread less, and after a while tries one more again (a
+ * probe of one window), keeping it if the loss stays under the bar. The caller is thread 0 of
+ * every run and always takes part. */
 #include "core.h"
 
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <time.h>
 #include <unistd.h>
 #if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
 #define CPU_RELAX() __builtin_ia32_pause() /* no ISA header outside src/compute */
@@ -28,9 +33,10 @@
 #endif
 
 #define SPIN_ITERS 20000
-#define STALL_NS 1000000ull      /* a wait this long means a thread lost its time slice */
-#define WINDOW 256               /* runs per decision */
-#define MAX_STALLS (WINDOW / 32)
+#define STALL_NS 500000ull           /* a wait this long means a thread lost its time slice */
+#define WINDOW_NS 100000000ull       /* wall time of runs per decision */
+#define GAP_NS 5000000ull            /* runs further apart: the caller was idle, a new window */
+#define LOST_PCT 30                  /* a window losing more than this has a thread too many */
 #define PROBE_AFTER_NS 2000000000ull /* first probe for a dropped thread after 2 s, then longer */
 
 typedef struct worker {
@@ -56,7 +62,9 @@ struct lm_pool {
     pthread_cond_t cv;           /* a run started (for threads that take part) */
     pthread_cond_t idle_cv;      /* n_active grew (for those that do not) */
     /* adaptivity: the caller's alone */
-    int runs, stalls;            /* in the current window */
+    uint64_t win_start, win_last; /* the window's first run start and last run end (ns) */
+    uint64_t win_cpu;            /* the caller's thread CPU time at the window's start (ns) */
+    uint64_t win_lost;           /* long waits in the window (ns) */
     int n_best;                  /* threads before a probe, to fall back to */
     bool probing;
     uint64_t probe_at;           /* when to try one more thread (ns), 0: never */
@@ -188,39 +196,57 @@ static void set_active(lm_pool *p, int n) {
     }
 }
 
-/* After each run: counts the caller's long waits and moves the number of threads. */
-static void adapt(lm_pool *p, uint64_t now, bool stalled) {
+/* The calling thread's CPU time in ns; 0 where the clock is missing (then only waits count). */
+static uint64_t thread_cpu_ns(void) {
+#if defined(_POSIX_THREAD_CPUTIME) && _POSIX_THREAD_CPUTIME >= 0
+    struct timespec ts;
+    if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) == 0)
+        return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+#endif
+    return 0;
+}
+
+static void window_open(lm_pool *p, uint64_t at) {
+    p->win_start = p->win_last = at;
+    p->win_cpu = thread_cpu_ns();
+    p->win_lost = 0;
+}
+
+/* After each run (started at t0, ended at now, the caller waiting `wait` ns for others at the end):
+ * adds to the window, and at its end moves the number of threads. */
+static void adapt(lm_pool *p, uint64_t t0, uint64_t now, uint64_t wait) {
+    if (!p->win_start || t0 - p->win_last > GAP_NS) window_open(p, t0);
+    p->win_last = now;
+    if (wait > STALL_NS) p->win_lost += wait;
+    uint64_t wall = now - p->win_start;
+    if (wall < WINDOW_NS) return;
+    uint64_t cpu0 = p->win_cpu, cpu = cpu0 ? thread_cpu_ns() - cpu0 : wall;
+    uint64_t lost = p->win_lost + (wall > cpu ? wall - cpu : 0);
+    bool bad = lost * 100 > wall * LOST_PCT;
     int act = atomic_load(&p->n_active);
-    p->runs++;
-    p->stalls += stalled;
-    if (p->probing && p->stalls > MAX_STALLS) {
-        /* the probe failed: back, and wait longer before the next one */
-        set_active(p, p->n_best);
+    if (p->probing) {
         p->probing = false;
-        p->probe_wait = p->probe_wait * 2 < 16 * PROBE_AFTER_NS ? p->probe_wait * 2 : 16 * PROBE_AFTER_NS;
-        p->probe_at = now + p->probe_wait;
-        p->runs = p->stalls = 0;
-        return;
-    }
-    if (p->runs >= WINDOW) {
-        if (p->stalls > MAX_STALLS && act > 1) {
-            set_active(p, act - 1);
-            p->n_best = act - 1;
+        if (bad) { /* the probe failed: back, and wait longer before the next one */
+            act = p->n_best;
+            set_active(p, act);
+            p->probe_wait = p->probe_wait * 2 < 16 * PROBE_AFTER_NS ? p->probe_wait * 2 : 16 * PROBE_AFTER_NS;
             p->probe_at = now + p->probe_wait;
-        } else if (p->probing) {
-            p->n_best = act; /* the extra thread earns its place */
+        } else { /* the extra thread earns its place */
+            p->n_best = act;
             p->probe_wait = PROBE_AFTER_NS;
             p->probe_at = act < p->n ? now + p->probe_wait : 0;
         }
-        p->probing = false;
-        p->runs = p->stalls = 0;
+    } else if (bad && act > 1) {
+        set_active(p, --act);
+        p->n_best = act;
+        p->probe_at = now + p->probe_wait;
     }
-    if (!p->probing && p->probe_at && now >= p->probe_at && act < p->n) {
+    if (p->probe_at && now >= p->probe_at && act < p->n) {
         set_active(p, act + 1);
         p->probing = true;
         p->probe_at = 0;
-        p->runs = p->stalls = 0;
     }
+    window_open(p, now);
 }
 
 void lm_pool_run_chunks(lm_pool *p, lm_chunk_fn fn, void *ctx, int n_chunks) {
@@ -229,6 +255,7 @@ void lm_pool_run_chunks(lm_pool *p, lm_chunk_fn fn, void *ctx, int n_chunks) {
         for (int c = 0; c < n_chunks; c++) fn(ctx, c, n_chunks, 0);
         return;
     }
+    uint64_t t0 = lm_time_ns();
     atomic_store_explicit(&p->fn, fn, memory_order_relaxed);
     atomic_store_explicit(&p->ctx, ctx, memory_order_relaxed);
     atomic_store_explicit(&p->n_chunks, n_chunks, memory_order_relaxed);
@@ -249,13 +276,8 @@ void lm_pool_run_chunks(lm_pool *p, lm_chunk_fn fn, void *ctx, int n_chunks) {
         if (++spins < 2000) CPU_RELAX();
         else sched_yield(); /* the one we wait for may want this core */
     }
-    uint64_t now = t_own ? lm_time_ns() : 0;
-    if (t_own || p->probe_at || p->probing) {
-        if (!now) now = lm_time_ns();
-        adapt(p, now, t_own && now - t_own > STALL_NS);
-    } else if (++p->runs >= WINDOW) {
-        p->runs = p->stalls = 0; /* nobody kept the caller waiting: nothing to decide */
-    }
+    uint64_t now = lm_time_ns();
+    adapt(p, t0, now, t_own ? now - t_own : 0);
 }
 
 /* The classic form: n chunks of the pool's size, so a kernel that splits its work by (ith, nth)

@@ -1,5 +1,6 @@
 /* tests/unit/test_pool.c: the thread pool runs every index exactly once per run, many runs in a
- * row, with sleeping and spinning workers; also run under TSan by make test. */
+ * row, with sleeping and spinning workers, and lets go of a thread that keeps the others waiting;
+ * also run under TSan by make test. */
 #include "testutil.h"
 
 #include <stdatomic.h>
@@ -38,7 +39,50 @@ static void test_runs(void **state) {
     lm_pool_free(NULL);
 }
 
+typedef struct {
+    atomic_int chunks; /* chunks run, all runs */
+    atomic_int on_worker; /* chunks run by a thread other than the caller */
+} slow_ctx;
+
+/* A worker's chunk takes 3 ms off the CPU, as a thread that lost its time slice would. */
+static void slow_worker_chunk(void *p, int chunk, int n_chunks, int ith) {
+    (void)chunk, (void)n_chunks;
+    slow_ctx *c = p;
+    atomic_fetch_add(&c->chunks, 1);
+    if (ith != 0) {
+        atomic_fetch_add(&c->on_worker, 1);
+        usleep(3000);
+    }
+}
+
+/* Runs whose caller waits milliseconds for a worker's chunk lose most of their wall time: within
+ * a few 100 ms windows the pool runs on the caller alone, and every chunk still runs once. */
+static void test_lets_go_of_a_stalling_thread(void **state) {
+    (void)state;
+    lm_pool *p = lm_pool_new(2);
+    assert_non_null(p);
+    slow_ctx c;
+    memset(&c, 0, sizeof c);
+    int runs = 0;
+    double t0 = lm_time_ms();
+    /* long enough for the drop, short of the 2 s before the pool tries the thread again */
+    while (lm_time_ms() - t0 < 800) {
+        lm_pool_run_chunks(p, slow_worker_chunk, &c, 8);
+        runs++;
+    }
+    int before = atomic_load(&c.on_worker);
+    for (int r = 0; r < 200; r++) lm_pool_run_chunks(p, slow_worker_chunk, &c, 8);
+    runs += 200;
+    assert_int_equal(atomic_load(&c.chunks), runs * 8);
+    assert_true(before > 0); /* the worker did take part at first */
+    /* the 200 runs took about no time: the caller ran their chunks (a worker woken by a run in
+     * flight as it leaves may still take one) */
+    assert_true(atomic_load(&c.on_worker) - before <= 1);
+    lm_pool_free(p);
+}
+
 int main(void) {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_runs)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_runs),
+                                       cmocka_unit_test(test_lets_go_of_a_stalling_thread)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
