@@ -38,6 +38,10 @@ C
 cc -O1 "$dir/spin.c" -o "$dir/spin"
 runs=$dir/runs/contention-$(date -u +%Y%m%dT%H%M%SZ)
 mkdir -p "$runs"
+cc -std=c11 -O3 -march=native -pthread "$here/membw.c" -o "$dir/membw"
+cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo 2>/dev/null | head -n 1)
+bw=$("$dir/membw" "$(nproc)" 512 9 2>/dev/null)
+printf '{"cpu":"%s","read_gb_s":%s,"threads":%s}\n' "$cpu" "$bw" "$(nproc)" >"$runs/machine.json"
 pids=()
 stop_busy() { for p in "${pids[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done; pids=(); }
 trap stop_busy EXIT
@@ -54,10 +58,12 @@ for b in $busy; do
     done
 done
 stop_busy
-python3 - "$runs/runs.jsonl" "$busy" "$fixed" "$(nproc)" <<'PY'
+python3 - "$runs/runs.jsonl" "$busy" "$fixed" "$(nproc)" "$runs/machine.json" <<'PY'
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 busy, fixed, cores = sys.argv[2].split(), sys.argv[3].split(), sys.argv[4]
+m = json.load(open(sys.argv[5]))
+print("%s, read bandwidth %.1f GB/s" % (m["cpu"], m["read_gb_s"]))
 print("decode tok/s, medians, on %s cores (default: one thread per core)" % cores)
 print("| busy processes | default | " + " | ".join("-t " + t for t in fixed) + " | default / best fixed |")
 print("| --- | --- | " + " | ".join("---" for _ in fixed) + " | --- |")
