@@ -13,6 +13,14 @@
 #   expect_error RC PIECE ARGS...
 #                              cli, then fail unless it exited RC (any: non-zero) with stderr
 #                              starting "locallm: error:" and naming PIECE; counts a check
+#   serve_start ARGS...        starts `$CLI serve ARGS --port 0` in the background (stderr into
+#                              $TMP/log), sets PID, PORT, BASE (http://127.0.0.1:PORT) and
+#                              SERVED_HOST (the host its "listening on" line names), then
+#                              serve_ready; fails if it exits or names no address in 10 s
+#   serve_listen ARGS...       the same without waiting for the model
+#   serve_ready                waits until $BASE/health answers 200 (a 503 must say "loading" or
+#                              "error"); fails after 30 s
+#   serve_stop                 SIGTERM to $PID; fails unless it exits 0 having logged "stopped"
 
 n_checks=0
 PID=
@@ -55,6 +63,50 @@ expect_error() {
     [[ $(head -c 15 "$TMP/err") == "locallm: error:" ]] || fail "locallm $*: stderr does not start with 'locallm: error:'"
     grep -qF -- "$piece" "$TMP/err" || fail "locallm $*: stderr does not mention '$piece'"
     pass
+}
+
+serve_listen() {
+    : >"$TMP/log"
+    "$CLI" serve "$@" --port 0 2>"$TMP/log" &
+    PID=$!
+    PORT=
+    local i
+    for i in $(seq 1 100); do
+        PORT=$(sed -n 's|.*listening on http://\(.*\):\([0-9][0-9]*\).*|\2|p' "$TMP/log")
+        [[ -n $PORT ]] && break
+        kill -0 "$PID" 2>/dev/null || fail "the server exited at start"
+        sleep 0.1
+    done
+    [[ -n $PORT ]] || fail "the server did not say where it listens"
+    SERVED_HOST=$(sed -n 's|.*listening on http://\(.*\):\([0-9][0-9]*\).*|\1|p' "$TMP/log")
+    BASE=http://127.0.0.1:$PORT
+}
+
+serve_ready() {
+    local i code
+    for i in $(seq 1 300); do
+        code=$(curl -s -o "$TMP/health" -w '%{http_code}' --max-time 5 "$BASE/health" || true)
+        [[ $code == 200 ]] && return 0
+        if [[ $code == 503 ]]; then
+            grep -q '"status":"loading"\|"status":"error"' "$TMP/health" || fail "/health 503 without a status"
+        fi
+        sleep 0.1
+    done
+    fail "the model did not become ready"
+}
+
+serve_start() {
+    serve_listen "$@"
+    serve_ready
+}
+
+serve_stop() {
+    kill -TERM "$PID"
+    local rc=0
+    wait "$PID" || rc=$?
+    PID=
+    [[ $rc -eq 0 ]] || fail "the server exited $rc after SIGTERM"
+    grep -q "stopped" "$TMP/log" || fail "no clean stop in the server's log"
 }
 
 e2e_cleanup() {

@@ -17,21 +17,9 @@ OLLAMA_VERSION=0.6.4
 CLIENT_DIR=${LOCALLM_NPM_CACHE:-${LM_BUILD_DIR:-${TMPDIR:-/tmp}}/npm-ollama}
 
 TMP=$(mktemp -d)
-PID=
-cleanup() {
-    if [[ -n $PID ]]; then kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; fi
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-n_checks=0
-pass() { n_checks=$((n_checks + 1)); }
-fail() {
-    echo "FAIL: $*" >&2
-    for f in "$TMP"/body "$TMP"/headers "$TMP"/log; do
-        [[ -f $f ]] && { echo "--- $(basename "$f"):" >&2; tail -c 3000 "$f" >&2; echo >&2; }
-    done
-    exit 1
-}
+E2E_SHOW='body headers log'
+. "$(dirname "$0")/lib.sh"
+trap e2e_cleanup EXIT
 
 command -v node >/dev/null 2>&1 || fail "node is not installed (scripts/deps.sh installs it)"
 command -v npm >/dev/null 2>&1 || fail "npm is not installed (scripts/deps.sh installs it)"
@@ -49,22 +37,7 @@ if [[ $installed != "$OLLAMA_VERSION" ]]; then
 fi
 
 KEY=ollama-test-key-$$
-: >"$TMP/log"
-"$CLI" serve "$MODEL" --port 0 --parallel 2 --api-key "$KEY" 2>"$TMP/log" &
-PID=$!
-port=
-for _ in $(seq 1 100); do
-    port=$(sed -n 's|.*listening on http://127\.0\.0\.1:\([0-9]*\).*|\1|p' "$TMP/log")
-    [[ -n $port ]] && break
-    kill -0 "$PID" 2>/dev/null || fail "the server exited at start"
-    sleep 0.1
-done
-[[ -n $port ]] || fail "the server did not say where it listens"
-BASE=http://127.0.0.1:$port
-for _ in $(seq 1 300); do
-    [[ $(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$BASE/health") == 200 ]] && break
-    sleep 0.1
-done
+serve_start "$MODEL" --parallel 2 --api-key "$KEY"
 
 timeout 300 node "$SRC/tests/e2e/ollama_client.mjs" "$CLIENT_DIR" "$BASE" "$KEY" || fail "ollama_client.mjs"
 pass
@@ -172,9 +145,5 @@ assert o["done_reason"] == "stop" and o["eval_count"] > 6 and o["prompt_eval_cou
 EOF
 pass
 
-kill -TERM "$PID"
-rc=0
-wait "$PID" || rc=$?
-PID=
-[[ $rc -eq 0 ]] || fail "the server exited $rc after SIGTERM"
+serve_stop
 echo "test_ollama: $n_checks checks passed"

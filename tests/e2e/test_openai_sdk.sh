@@ -38,23 +38,9 @@ E2E_SHOW='log'
 trap e2e_cleanup EXIT
 
 KEY=sdk-test-key-$$
-: >"$TMP/log" # exists before the first read below
-"$CLI" serve "$MODEL" --port 0 --parallel 2 --api-key "$KEY" 2>"$TMP/log" &
-PID=$!
-port=
-for _ in $(seq 1 100); do
-    port=$(sed -n 's|.*listening on http://127\.0\.0\.1:\([0-9]*\).*|\1|p' "$TMP/log")
-    [[ -n $port ]] && break
-    kill -0 "$PID" 2>/dev/null || fail "the server exited at start"
-    sleep 0.1
-done
-[[ -n $port ]] || fail "the server did not say where it listens"
-for _ in $(seq 1 300); do
-    [[ $(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "http://127.0.0.1:$port/health") == 200 ]] && break
-    sleep 0.1
-done
+serve_start "$MODEL" --parallel 2 --api-key "$KEY"
 
-timeout 300 node "$SRC/tests/e2e/openai_sdk.mjs" "$SDK_DIR" "http://127.0.0.1:$port/v1" "$KEY" ||
+timeout 300 node "$SRC/tests/e2e/openai_sdk.mjs" "$SDK_DIR" "$BASE/v1" "$KEY" ||
     fail "openai_sdk.mjs"
 ! grep -q "$KEY" "$TMP/log" || fail "the API key appears in the server log"
 # The aborted stream was cancelled on the server: fewer tokens than its 2000, marked as gone.
@@ -68,9 +54,5 @@ for _ in $(seq 1 100); do
 done
 [[ -n $n_gone && $n_gone -lt 2000 ]] || fail "the aborted stream was not cancelled on the server (${n_gone:-no} tokens)"
 echo "test_openai_sdk: the aborted stream stopped after $n_gone of its 2000 tokens"
-kill -TERM "$PID"
-rc=0
-wait "$PID" || rc=$?
-PID=
-[[ $rc -eq 0 ]] || fail "the server exited $rc after SIGTERM"
+serve_stop
 echo "test_openai_sdk: passed"

@@ -17,38 +17,8 @@ E2E_SHOW='body log'
 . "$(dirname "$0")/lib.sh"
 trap e2e_cleanup EXIT
 
-# start_server ARGS...: starts it in the background, sets PID and BASE, waits for /health.
-start_server() {
-    : >"$TMP/log"
-    "$CLI" serve "$MODEL" --port 0 "$@" 2>"$TMP/log" &
-    PID=$!
-    local port=
-    for _ in $(seq 1 100); do
-        port=$(sed -n 's|.*listening on http://127\.0\.0\.1:\([0-9]*\).*|\1|p' "$TMP/log")
-        [[ -n $port ]] && break
-        kill -0 "$PID" 2>/dev/null || fail "the server exited at start"
-        sleep 0.1
-    done
-    [[ -n $port ]] || fail "the server did not say where it listens"
-    BASE=http://127.0.0.1:$port
-    for _ in $(seq 1 300); do
-        code=$(curl -s -o "$TMP/body" -w '%{http_code}' --max-time 5 "$BASE/health" || true)
-        [[ $code == 200 ]] && return 0
-        if [[ $code == 503 ]]; then
-            grep -q '"status":"loading"\|"status":"error"' "$TMP/body" || fail "/health 503 without a status"
-        fi
-        sleep 0.1
-    done
-    fail "the model did not become ready"
-}
-stop_server() {
-    kill -TERM "$PID"
-    local rc=0
-    wait "$PID" || rc=$?
-    PID=
-    [[ $rc -eq 0 ]] || fail "the server exited $rc after SIGTERM"
-    grep -q "stopped" "$TMP/log" || fail "no clean stop in the log"
-}
+start_server() { serve_start "$MODEL" "$@"; }
+stop_server() { serve_stop; }
 
 # req METHOD PATH [BODY] [extra curl args...]: response into $TMP/body, status into $code.
 req() {

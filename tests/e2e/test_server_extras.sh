@@ -12,53 +12,12 @@ SRC=${LM_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
 MODEL=$SRC/models/tinychat
 STORIES=$SRC/models/stories260K.gguf
 TMP=$(mktemp -d)
-PID=
-cleanup() {
-    if [[ -n $PID ]]; then kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; fi
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
+E2E_SHOW='body headers log'
+. "$(dirname "$0")/lib.sh"
+trap e2e_cleanup EXIT
 
-n_checks=0
-pass() { n_checks=$((n_checks + 1)); }
-fail() {
-    echo "FAIL: $*" >&2
-    for f in "$TMP"/body "$TMP"/headers "$TMP"/log; do
-        [[ -f $f ]] && { echo "--- $(basename "$f"):" >&2; tail -c 3000 "$f" >&2; echo >&2; }
-    done
-    exit 1
-}
-
-# start_server MODEL ARGS...: starts it, sets PID, HOSTNAME_SHOWN and BASE, waits for /health.
-start_server() {
-    local model=$1
-    shift
-    : >"$TMP/log"
-    "$CLI" serve "$model" --port 0 "$@" 2>"$TMP/log" &
-    PID=$!
-    local port=
-    for _ in $(seq 1 100); do
-        port=$(sed -n 's|.*listening on http://\([^:]*\):\([0-9]*\).*|\2|p' "$TMP/log")
-        [[ -n $port ]] && break
-        kill -0 "$PID" 2>/dev/null || fail "the server exited at start"
-        sleep 0.1
-    done
-    [[ -n $port ]] || fail "the server did not say where it listens"
-    HOSTNAME_SHOWN=$(sed -n 's|.*listening on http://\([^:]*\):.*|\1|p' "$TMP/log")
-    BASE=http://127.0.0.1:$port
-    for _ in $(seq 1 300); do
-        [[ $(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$BASE/health" || true) == 200 ]] && return 0
-        sleep 0.1
-    done
-    fail "the model did not become ready"
-}
-stop_server() {
-    kill -TERM "$PID"
-    local rc=0
-    wait "$PID" || rc=$?
-    PID=
-    [[ $rc -eq 0 ]] || fail "the server exited $rc after SIGTERM"
-}
+start_server() { serve_start "$@"; }
+stop_server() { serve_stop; }
 
 # req METHOD PATH [BODY] [extra curl args...]: body into $TMP/body, headers into $TMP/headers.
 req() {
@@ -83,7 +42,7 @@ no_header() { ! grep -qi "^$1" "$TMP/headers" || fail "unexpected header '$1' ($
 
 # ---- /v1/models/{id} and logprobs, on tinychat, with --host localhost ----
 start_server "$MODEL" --host localhost --cors http://localhost:3000,https://app.example --cors http://127.0.0.1:5173
-[[ $HOSTNAME_SHOWN == localhost ]] || fail "--host localhost: listening on '$HOSTNAME_SHOWN'"
+[[ $SERVED_HOST == localhost ]] || fail "--host localhost: listening on '$SERVED_HOST'"
 pass
 code=$(curl -s -o "$TMP/body" -w '%{http_code}' --max-time 5 "http://localhost:${BASE##*:}/health")
 expect_code 200 "/health through the name localhost"

@@ -16,32 +16,12 @@ E2E_SHOW='body log'
 . "$(dirname "$0")/lib.sh"
 trap e2e_cleanup EXIT
 
-# start ARGS...: serve in the background on a free port; sets PID and BASE once it listens.
-start() {
-    : >"$TMP/log"
-    "$CLI" serve "$MODEL" --port 0 "$@" 2>"$TMP/log" &
-    PID=$!
-    local port=
-    for _ in $(seq 1 100); do
-        port=$(sed -n 's|.*listening on http://[^:]*:\([0-9]*\).*|\1|p' "$TMP/log")
-        [[ -n $port ]] && break
-        kill -0 "$PID" 2>/dev/null || fail "the server exited at start"
-        sleep 0.1
-    done
-    [[ -n $port ]] || fail "the server did not say where it listens"
-    BASE=http://127.0.0.1:$port
-}
+start() { serve_listen "$MODEL" "$@"; }
+# stop: SIGTERM, whatever the exit (some of these servers are stopped while their model loads)
 stop() {
     kill -TERM "$PID"
     wait "$PID" || true
     PID=
-}
-wait_ready() {
-    for _ in $(seq 1 300); do
-        [[ $(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$BASE/health") == 200 ]] && return 0
-        sleep 0.1
-    done
-    fail "the model did not become ready"
 }
 # post PATH BODY_FILE: status into $code, body into $TMP/body.
 post() {
@@ -65,7 +45,7 @@ EOF
 body() { printf '%s' "$2" >"$TMP/$1"; }
 
 start --threads 1
-wait_ready
+serve_ready
 
 # ---- NUL inside strings (finding 8) ----
 body nul_content '{"messages":[{"role":"user","content":"Hello\u0000 world, this text must not vanish"}],"max_tokens":4}'

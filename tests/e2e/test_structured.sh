@@ -79,24 +79,7 @@ grep -q "cannot read the grammar file" "$TMP/err" || fail "missing grammar file 
 pass
 
 # ---- server ----
-: >"$TMP/log"
-"$CLI" serve "$MODEL" --port 0 2>"$TMP/log" &
-PID=$!
-port=
-for _ in $(seq 1 100); do
-    port=$(sed -n 's|.*listening on http://127\.0\.0\.1:\([0-9]*\).*|\1|p' "$TMP/log")
-    [[ -n $port ]] && break
-    kill -0 "$PID" 2>/dev/null || fail "the server exited at start"
-    sleep 0.1
-done
-[[ -n $port ]] || fail "the server did not say where it listens"
-BASE=http://127.0.0.1:$port
-for _ in $(seq 1 300); do
-    code=$(curl -s -o "$TMP/body" -w '%{http_code}' --max-time 5 "$BASE/health" || true)
-    [[ $code == 200 ]] && break
-    sleep 0.1
-done
-[[ $code == 200 ]] || fail "the model did not become ready"
+serve_start "$MODEL"
 
 post() {
     code=$(curl -s -o "$TMP/body" -w '%{http_code}' --max-time 60 -H 'Content-Type: application/json' \
@@ -176,7 +159,5 @@ pass
 post "{\"messages\":[$U],\"temperature\":0,\"max_tokens\":200,\"response_format\":{\"type\":\"json_object\"}}"
 [[ $code == 200 ]] || fail "after the errors: $code"
 pass
-kill -TERM "$PID"
-wait "$PID" || fail "the server exited $? after SIGTERM"
-PID=
+serve_stop
 echo "test_structured: $n_checks checks passed"
