@@ -159,6 +159,9 @@ int cli_args_next(cli_args *a);
 bool cli_args_i32(const cli_args *a, int32_t min, int32_t max, int32_t *out);
 bool cli_args_u64(const cli_args *a, uint64_t *out);
 bool cli_args_float(const cli_args *a, float min, float max, float *out);
+/* A positional argument taken as the command's one MODEL: sets *model to a->val, or, when a model
+ * was already given, prints the usage error naming both and returns false. */
+bool cli_args_model(const cli_args *a, const char **model);
 /* The help of cmd, made from its table. */
 void cli_print_help(const cli_command *cmd, FILE *f);
 /* The candidate nearest to word (a few edits away, or one it begins with 3+ letters of), or

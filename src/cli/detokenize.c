@@ -37,9 +37,7 @@ int cli_detokenize(int argc, char **argv) {
         case CLI_ARGS_HELP: rc = CLI_EXIT_OK; break;
         case CLI_ARGS_ERROR: rc = CLI_EXIT_USAGE; break;
         case CLI_ARGS_POSITIONAL:
-            if (model_path)
-                rc = cli_usage_error(cmd, "unexpected argument '%s' (the model is '%s')", a.val, model_path);
-            model_path = a.val;
+            if (!cli_args_model(&a, &model_path)) rc = CLI_EXIT_USAGE;
             break;
         case O_SKIP_SPECIAL: skip_special = true; break;
         case O_IDS:

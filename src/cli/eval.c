@@ -98,11 +98,7 @@ static int parse_opts(int argc, char **argv, eval_opts *o) {
         case CLI_ARGS_HELP: rc = CLI_EXIT_OK; break;
         case CLI_ARGS_ERROR: ok = false; break;
         case CLI_ARGS_POSITIONAL:
-            if (o->model_path) {
-                cli_usage_error(cmd, "unexpected argument '%s' (the model is '%s')", a.val, o->model_path);
-                ok = false;
-            }
-            o->model_path = a.val;
+            if (!cli_args_model(&a, &o->model_path)) ok = false;
             break;
         case CLI_O_JSON: o->json = true; break;
         case CLI_O_FORCE: cli_set_force(true); break;

@@ -178,6 +178,15 @@ int cli_args_next(cli_args *a) {
     return o->id;
 }
 
+bool cli_args_model(const cli_args *a, const char **model) {
+    if (*model) {
+        cli_usage_error(a->cmd->name, "unexpected argument '%s' (the model is '%s')", a->val, *model);
+        return false;
+    }
+    *model = a->val;
+    return true;
+}
+
 bool cli_args_i32(const cli_args *a, int32_t min, int32_t max, int32_t *out) {
     return cli_parse_i32(a->cmd->name, a->opt, a->val, min, max, out);
 }

@@ -172,9 +172,7 @@ static int parse_options(int argc, char **argv, serve_opts *o) {
         case CLI_ARGS_HELP: return CLI_EXIT_OK;
         case CLI_ARGS_ERROR: return CLI_EXIT_USAGE;
         case CLI_ARGS_POSITIONAL:
-            if (o->model_ref)
-                return cli_usage_error("serve", "unexpected argument '%s' (the model is '%s')", a.val, o->model_ref);
-            o->model_ref = a.val;
+            if (!cli_args_model(&a, &o->model_ref)) return CLI_EXIT_USAGE;
             break;
         case O_HOST: o->host = a.val; break;
         case O_API_KEY: o->api_key = a.val; break;

@@ -73,9 +73,7 @@ static int parse_opts(int argc, char **argv, template_opts *o) {
         case CLI_ARGS_HELP: rc = CLI_EXIT_OK; break;
         case CLI_ARGS_ERROR: rc = CLI_EXIT_USAGE; break;
         case CLI_ARGS_POSITIONAL:
-            if (o->model_path)
-                rc = cli_usage_error(cmd, "unexpected argument '%s' (the model is '%s')", a.val, o->model_path);
-            o->model_path = a.val;
+            if (!cli_args_model(&a, &o->model_path)) rc = CLI_EXIT_USAGE;
             break;
         case O_NO_GEN: o->gen_prompt = false; break;
         case O_IDS: o->ids = true; break;

@@ -40,9 +40,7 @@ int cli_tokenize(int argc, char **argv) {
         case CLI_ARGS_HELP: return CLI_EXIT_OK;
         case CLI_ARGS_ERROR: return CLI_EXIT_USAGE;
         case CLI_ARGS_POSITIONAL:
-            if (model_path)
-                return cli_usage_error(cmd, "unexpected argument '%s' (the model is '%s')", a.val, model_path);
-            model_path = a.val;
+            if (!cli_args_model(&a, &model_path)) return CLI_EXIT_USAGE;
             break;
         case CLI_O_JSON: json = true; break;
         case O_NO_BOS_EOS: flags &= ~(uint32_t)LM_TOK_ADD_SPECIAL; break;

@@ -631,10 +631,7 @@ static int parse(int argc, char **argv, voice_opts *o) {
         case CLI_ARGS_HELP: return CLI_EXIT_OK;
         case CLI_ARGS_ERROR: return CLI_EXIT_USAGE;
         case CLI_ARGS_POSITIONAL:
-            if (o->model_path)
-                return cli_usage_error(cmd, "unexpected argument '%s' (the model is '%s')", a.val,
-                                       o->model_path);
-            o->model_path = a.val;
+            if (!cli_args_model(&a, &o->model_path)) return CLI_EXIT_USAGE;
             break;
         case CLI_O_JSON: o->json = true; break;
         case O_NO_PARTIAL_PREFILL: o->partial_prefill = false; break;
