@@ -175,29 +175,31 @@ float cm_dot_q5_k_avx2(const void *row, const float *x, size_t n) { return dot_k
 
 /* Q6_K {ql[128]; qh[64]; i8 scales[16]; f16 d}: per half of 128, q_k (k = 0..3) for element
  * 32k + l takes a nibble of ql (low for k = 0, 1; high for k = 2, 3; bytes l or l + 32) and bits
- * 2k..2k+1 of qh[l]; 16-element sub-blocks have their own int8 scale. */
+ * 2k..2k+1 of qh[l]; 16-element sub-blocks have their own int8 scale. q6k_half unpacks half h of
+ * block b into q[0..3], 32 unsigned 6-bit values each (the offset 32 not yet taken off). */
+static inline void q6k_half(const uint8_t *b, int h, __m256i q[4]) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
+    const uint8_t *ql = b + 64 * h;
+    __m256i l0 = _mm256_loadu_si256((const __m256i *)ql);
+    __m256i l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
+    __m256i qh = _mm256_loadu_si256((const __m256i *)(b + 128 + 32 * h));
+    q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30));
+    q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30));
+    q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(qh, m30));
+    q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                           _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30));
+}
+
 float cm_dot_q6_k_avx2(const void *row, const float *x, size_t n) {
     const uint8_t *b = row;
-    const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
     const __m256i k32 = _mm256_set1_epi8(32);
     __m256 acc = _mm256_setzero_ps();
     for (size_t i = 0; i < n / 256; i++, b += 210) {
         float d = f16(b + 208);
         const int8_t *sc = (const int8_t *)(b + 192);
         for (int h = 0; h < 2; h++, sc += 8, x += 128) {
-            const uint8_t *ql = b + 64 * h, *qhp = b + 128 + 32 * h;
-            __m256i l0 = _mm256_loadu_si256((const __m256i *)ql);
-            __m256i l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
-            __m256i qh = _mm256_loadu_si256((const __m256i *)qhp);
             __m256i q[4];
-            q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4),
-                                   _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30));
-            q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4),
-                                   _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30));
-            q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
-                                   _mm256_and_si256(qh, m30));
-            q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
-                                   _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30));
+            q6k_half(b, h, q);
             for (int k = 0; k < 4; k++) {
                 __m256i v = _mm256_sub_epi8(q[k], k32);
                 __m256 s0 = dot16_i8(_mm256_castsi256_si128(v), x + 32 * k);
@@ -376,7 +378,6 @@ float cm_dotq_q5_k_avx2(const void *row, const void *xq, size_t n) { return dotq
  * 16-element sub-blocks of both types line up, so bsums give sum(q8) per scale. */
 float cm_dotq_q6_k_avx2(const void *row, const void *xq, size_t n) {
     const uint8_t *b = row, *y = xq;
-    const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
     __m256 acc = _mm256_setzero_ps();
     float corr_sum = 0;
     for (size_t i = 0; i < n / 256; i++, b += 210, y += 292) {
@@ -386,19 +387,9 @@ float cm_dotq_q6_k_avx2(const void *row, const void *xq, size_t n) {
         for (int s = 0; s < 16; s++) corr += sc[s] * q8k_bsum(y, s);
         __m256i sum = _mm256_setzero_si256();
         for (int h = 0; h < 2; h++) {
-            const uint8_t *ql = b + 64 * h, *q8 = y + 4 + 128 * h;
-            __m256i l0 = _mm256_loadu_si256((const __m256i *)ql);
-            __m256i l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
-            __m256i qh = _mm256_loadu_si256((const __m256i *)(b + 128 + 32 * h));
+            const uint8_t *q8 = y + 4 + 128 * h;
             __m256i q[4];
-            q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4),
-                                   _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30));
-            q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4),
-                                   _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30));
-            q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
-                                   _mm256_and_si256(qh, m30));
-            q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
-                                   _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30));
+            q6k_half(b, h, q);
             for (int k = 0; k < 4; k++) {
                 const int8_t *s2 = sc + 8 * h + 2 * k;
                 __m256i scv = _mm256_set_m128i(_mm_set1_epi16(s2[1]), _mm_set1_epi16(s2[0]));
@@ -520,25 +511,13 @@ void cm_dequant_q5_k_avx2(const void *row, float *y, size_t n) {
 
 void cm_dequant_q6_k_avx2(const void *row, float *y, size_t n) {
     const uint8_t *b = row;
-    const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
     const __m256i k32 = _mm256_set1_epi8(32);
     for (size_t i = 0; i < n / 256; i++, b += 210) {
         float d = f16(b + 208);
         const int8_t *sc = (const int8_t *)(b + 192);
         for (int h = 0; h < 2; h++, y += 128) {
-            const uint8_t *ql = b + 64 * h;
-            __m256i l0 = _mm256_loadu_si256((const __m256i *)ql);
-            __m256i l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
-            __m256i qh = _mm256_loadu_si256((const __m256i *)(b + 128 + 32 * h));
             __m256i q[4];
-            q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4),
-                                   _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30));
-            q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4),
-                                   _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30));
-            q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
-                                   _mm256_and_si256(qh, m30));
-            q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
-                                   _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30));
+            q6k_half(b, h, q);
             for (int k = 0; k < 4; k++) {
                 __m256i v = _mm256_sub_epi8(q[k], k32);
                 __m128i lo = _mm256_castsi256_si128(v), hi = _mm256_extracti128_si256(v, 1);
