@@ -2,7 +2,7 @@
 # bench/compare.sh: locallm against llama.cpp on the same GGUF files, side by side.
 #
 #   bench/compare.sh [--quick] [--reps R] [--models "qwen2.5-0.5b:Q4_0 llama-3.2-1b:Q8_0 .."]
-#                    [--threads T] [--locallm-prompts 128]
+#                    [--threads T] [--prompts 128,512] [--decode-after 8] [--locallm-prompts 128]
 #
 # - writes synthetic models of real shapes (tools/make_synthetic_gguf.py, random weights) into
 #   $LOCALLM_BENCH_DIR (default /tmp/locallm-bench), never into the repository;
@@ -15,6 +15,8 @@
 #   (file bytes / read bandwidth of bench/membw.c with the same threads).
 # --models takes preset:type pairs; presets qwen2.5-0.5b, llama-3.2-1b, llama-3.2-3b; types Q4_0, Q8_0,
 # F16 and Q4_K_M (llama-quantize's mix of Q4_K/Q6_K, with its Q5_0/Q8_0 fallbacks on 896-wide rows).
+# --prompts: the prefill lengths (a column each; TTFT is the first's). --decode-after N: both
+# engines time decode after an N-token prompt (default 8; 4096 measures decode at that context).
 # --quick: Qwen2.5-0.5B-shaped Q4_0 only, one round. --locallm-prompts: shorter prompt lengths for
 # locallm only (for slow configurations; the table says so). Raw JSON lines are kept in
 # $LOCALLM_BENCH_DIR/runs/<date>/.
@@ -29,6 +31,7 @@ reps=3
 threads=2
 prompts=128,512
 gen=64
+after=8
 lprompts=
 python=${PYTHON:-}
 
@@ -39,7 +42,9 @@ while [ $# -gt 0 ]; do
         --models) models=$2; shift ;;
         --threads) threads=$2; shift ;;
         --locallm-prompts) lprompts=$2; shift ;;
-        -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --prompts) prompts=$2; shift ;;
+        --decode-after) after=$2; shift ;;
+        -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "compare.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
     esac
     shift
@@ -84,15 +89,16 @@ for m in $models; do
     [ -f "$f" ] || "$python" "$root/tools/make_synthetic_gguf.py" --preset "$preset" --type "$type" --out "$f"
     for r in $(seq 1 "$reps"); do
         log "$preset $type: round $r/$reps"
-        "$LOCALLM" bench "$f" -p "$lprompts" -n "$gen" -t "$threads" -r 1 --json >>"$runs/$preset-$type.locallm.jsonl"
-        node "$here/llamacpp_bench.mjs" "$f" -p "$prompts" -n "$gen" -t "$threads" -r 1 >>"$runs/$preset-$type.llamacpp.jsonl"
+        "$LOCALLM" bench "$f" -p "$lprompts" -n "$gen" --decode-after "$after" -t "$threads" -r 1 --json >>"$runs/$preset-$type.locallm.jsonl"
+        node "$here/llamacpp_bench.mjs" "$f" -p "$prompts" -n "$gen" --decode-after "$after" -t "$threads" -r 1 >>"$runs/$preset-$type.llamacpp.jsonl"
     done
 done
 
 # 5. the table
-"$python" - "$runs" "$bw" "$models" "$dir" <<'EOF'
+"$python" - "$runs" "$bw" "$models" "$dir" "$prompts" "$after" <<'EOF'
 import json, os, statistics, sys
 runs, bw, models, d = sys.argv[1], float(sys.argv[2]), sys.argv[3].split(), sys.argv[4]
+plens, after = [int(p) for p in sys.argv[5].split(",")], int(sys.argv[6])
 
 def load(path):
     with open(path) as f:
@@ -110,19 +116,19 @@ def cell(a, b, fmt="%.1f"):
         return (fmt % a if a is not None else "–") + " / " + (fmt % b if b is not None else "–")
     return "%s / %s (%.2fx)" % (fmt % a, fmt % b, a / b)
 
-print("| file | MiB | decode tok/s (floor) | prefill tok/s P=128 | prefill tok/s P=512 | TTFT P=128 ms | peak RSS MiB |")
-print("| --- | --- | --- | --- | --- | --- | --- |")
+print("| file | MiB | decode tok/s after %d (floor) | %s | TTFT P=%d ms | peak RSS MiB |" % (
+    after, " | ".join("prefill tok/s P=%d" % p for p in plens), plens[0]))
+print("| --- | --- | --- | %s --- | --- |" % ("--- | " * len(plens)))
 for m in models:
     name = m.replace(":", "-")
     L, C = load(os.path.join(runs, name + ".locallm.jsonl")), load(os.path.join(runs, name + ".llamacpp.jsonl"))
     size = os.path.getsize(os.path.join(d, name + ".gguf"))
     floor = bw * 1e9 / size
-    print("| %s | %.0f | %s (%.1f) | %s | %s | %s | %s |" % (
+    print("| %s | %.0f | %s (%.1f) | %s | %s | %s |" % (
         name, size / 2**20,
         cell(med(L, lambda r: r["decode"]["tok_s"]), med(C, lambda r: r["decode"]["tok_s"])), floor,
-        cell(prefill(L, 128, "tok_s"), prefill(C, 128, "tok_s")),
-        cell(prefill(L, 512, "tok_s"), prefill(C, 512, "tok_s")),
-        cell(prefill(L, 128, "ttft_ms"), prefill(C, 128, "ttft_ms"), "%.0f"),
+        " | ".join(cell(prefill(L, p, "tok_s"), prefill(C, p, "tok_s")) for p in plens),
+        cell(prefill(L, plens[0], "ttft_ms"), prefill(C, plens[0], "ttft_ms"), "%.0f"),
         cell(med(L, lambda r: r["peak_rss_mb"]), med(C, lambda r: r["peak_rss_mb"]), "%.0f")))
 print()
 print("Cells are locallm / llama.cpp (ratio locallm/llama.cpp), medians of %d round(s); floor = file bytes / %.1f GB/s." % (

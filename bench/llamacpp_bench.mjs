@@ -2,15 +2,16 @@
 // llama.cpp side of bench/compare.sh: the same measurements as `locallm bench --json`, through
 // node-llama-cpp's prebuilt CPU build (installed by compare.sh into bench/peer/).
 //
-//   node bench/llamacpp_bench.mjs MODEL.gguf [-p 128,512] [-n 64] [-t 2] [-r 3]
+//   node bench/llamacpp_bench.mjs MODEL.gguf [-p 128,512] [-n 64] [-t 2] [-r 3] [--decode-after 8]
 //
 // Prints one JSON object of the same shape as locallm's:
 //   {"model":..,"threads":N,"prefill":[{"tokens":P,"tok_s":x,"ttft_ms":y},..],
-//    "decode":{"tokens":N,"tok_s":z},"load_ms":..,"peak_rss_mb":..,"engine":..}
+//    "decode":{"tokens":N,"after":A,"tok_s":z},"load_ms":..,"peak_rss_mb":..,"engine":..}
 // Each figure is the median over the repetitions, each on a cleared sequence:
 //   prefill P: evaluate P seeded random token ids, no token sampled         -> P / seconds
 //   TTFT P   : evaluate the same P ids and sample one token (greedy)        -> milliseconds
-//   decode N : after an 8-token prompt, N more greedy tokens one at a time  -> N / seconds
+//   decode N : after a --decode-after-token prompt (default 8), N more greedy tokens one at a
+//              time -> N / seconds
 // No tokenization is timed; ids come from the middle of the vocabulary (away from specials).
 
 import fs from "node:fs";
@@ -24,12 +25,12 @@ const { getLlama, LlamaLogLevel } = await import(pathToFileURL(entry).href);
 
 function die(msg) {
     process.stderr.write(`llamacpp_bench: ${msg}\n` +
-        "usage: node bench/llamacpp_bench.mjs MODEL.gguf [-p 128,512] [-n 64] [-t 2] [-r 3]\n");
+        "usage: node bench/llamacpp_bench.mjs MODEL.gguf [-p 128,512] [-n 64] [-t 2] [-r 3] [--decode-after 8]\n");
     process.exit(2);
 }
 
 function parseArgs(argv) {
-    const o = { model: null, prompts: [128, 512], gen: 64, threads: 2, reps: 3 };
+    const o = { model: null, prompts: [128, 512], gen: 64, threads: 2, reps: 3, decodeAfter: 8 };
     const int = (v, name) => {
         const n = Number(v);
         if (!Number.isInteger(n) || n < 0) die(`${name} needs a non-negative integer, got '${v}'`);
@@ -42,12 +43,14 @@ function parseArgs(argv) {
         else if (a === "-n") o.gen = int(val(), "-n");
         else if (a === "-t") o.threads = int(val(), "-t");
         else if (a === "-r") o.reps = int(val(), "-r");
+        else if (a === "--decode-after") o.decodeAfter = int(val(), "--decode-after");
         else if (a.startsWith("-")) die(`unknown option ${a}`);
         else if (o.model) die("only one model");
         else o.model = a;
     }
     if (!o.model) die("missing MODEL.gguf");
-    if (o.threads < 1 || o.reps < 1 || o.prompts.some((p) => p < 1)) die("threads, reps and prompt lengths must be >= 1");
+    if (o.threads < 1 || o.reps < 1 || o.prompts.some((p) => p < 1) || o.decodeAfter < 1)
+        die("threads, reps, prompt lengths and --decode-after must be >= 1");
     return o;
 }
 
@@ -90,7 +93,7 @@ async function main() {
     const loadMs = (now() - t) * 1000;
     const vocab = model.fileInfo?.metadata?.tokenizer?.ggml?.tokens?.length ?? model.fileInsights?.vocabularySize;
     if (!vocab) die("cannot read the vocabulary size");
-    const maxP = Math.max(...o.prompts, 8);
+    const maxP = Math.max(...o.prompts, o.decodeAfter);
     const ctxSize = Math.ceil((maxP + o.gen + 16) / 256) * 256;
     const context = await model.createContext({
         contextSize: ctxSize, batchSize: Math.min(512, ctxSize), sequences: 1,
@@ -124,7 +127,7 @@ async function main() {
 
     let decode = null;
     if (o.gen > 0) {
-        const prompt = ids(8, vocab, 99), tps = [];
+        const prompt = ids(o.decodeAfter, vocab, 99), tps = [];
         for (let r = 0; r < o.reps; r++) {
             await seq.clearHistory();
             const g = seq.evaluate(prompt, { temperature: 0, yieldEogToken: true });
@@ -134,7 +137,7 @@ async function main() {
             tps.push(o.gen / (now() - t));
             await g.return();
         }
-        decode = { tokens: o.gen, tok_s: r3(median(tps)) };
+        decode = { tokens: o.gen, after: o.decodeAfter, tok_s: r3(median(tps)) };
     }
     console.log(JSON.stringify({
         model: o.model, threads: context.currentThreads, prefill, decode, load_ms: r3(loadMs),

@@ -2,18 +2,22 @@
  * Owns: the options of bench, the seeded prompt ids, the timed runs (median over repetitions),
  * peak RSS and the JSON shape scripts read:
  *   {"model":..,"threads":N,"prefill":[{"tokens":P,"tok_s":x,"ttft_ms":y},..],
- *    "decode":{"tokens":N,"tok_s":z},"load_ms":..,"peak_rss_mb":..} */
+ *    "decode":{"tokens":N,"after":A,"tok_s":z},"load_ms":..,"peak_rss_mb":..} */
 #include "cli/cli.h"
 
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 
-enum { O_PROMPT_LENS = CLI_O_OWN, O_N_GEN, O_REPS, O_CONVERSATION, O_PARALLEL, O_PROMPT_TOKENS, O_LONG_PROMPT };
+enum { O_PROMPT_LENS = CLI_O_OWN, O_N_GEN, O_REPS, O_CONVERSATION, O_PARALLEL, O_PROMPT_TOKENS, O_LONG_PROMPT,
+       O_DECODE_AFTER };
 
 static const cli_option BENCH_OPTIONS[] = {
     {O_PROMPT_LENS, "-p|--prompt-lens", "LIST", "prompt lengths to prefill (default 128,512)"},
     {O_N_GEN, "-n|--n-gen", "N", "tokens to decode, one at a time (default 64; 0 skips decode)"},
+    {O_DECODE_AFTER, "--decode-after", "N",
+     "time decode after an N-token prompt (default 8; the longest -p\n"
+     "length measures decode at that context)"},
     CLI_OPT_THREADS,
     {O_REPS, "-r|--reps", "N", "repetitions (default 3)"},
     {O_CONVERSATION, "--conversation", NULL,
@@ -45,7 +49,7 @@ static const cli_command BENCH_CMD = {
     NULL,
 };
 
-/* Decode runs after a prompt this long, so attention has something to look at. */
+/* Decode runs after a prompt this long by default, so attention has something to look at. */
 enum { DECODE_PROMPT = 8, SEED = 1234 };
 
 /* splitmix64: a fixed sequence on every platform, so every run benches the same ids. */
@@ -154,6 +158,7 @@ typedef struct bench_opts {
     int32_t *lens; /* prompt lengths (malloc'd) */
     size_t n_lens;
     int32_t n_gen, n_threads, reps, n_prompt_tokens, long_prompt, n_ctx;
+    int32_t decode_after; /* decode is timed after a prompt this long */
     int32_t *par; /* --parallel N[,N...] (malloc'd), NULL without */
     size_t n_par;
     bool json, conversation;
@@ -162,7 +167,7 @@ typedef struct bench_opts {
 /* Options into *o; -1 to go on, else the exit code (o's lists freed). */
 static int parse_opts(int argc, char **argv, bench_opts *o) {
     const char *cmd = "bench";
-    *o = (bench_opts){.n_gen = 64, .reps = 3, .n_prompt_tokens = 32};
+    *o = (bench_opts){.n_gen = 64, .reps = 3, .n_prompt_tokens = 32, .decode_after = DECODE_PROMPT};
     cli_args a;
     cli_args_init(&a, &BENCH_CMD, argc, argv);
     int rc = -1;
@@ -183,6 +188,7 @@ static int parse_opts(int argc, char **argv, bench_opts *o) {
             ok = cli_parse_i32_list(cmd, a.opt, a.val, 1, 1 << 20, &o->lens, &o->n_lens);
             break;
         case O_N_GEN: ok = cli_args_i32(&a, 0, 1 << 20, &o->n_gen); break;
+        case O_DECODE_AFTER: ok = cli_args_i32(&a, 1, 1 << 20, &o->decode_after); break;
         case O_PARALLEL:
             free(o->par);
             o->par = NULL;
@@ -254,12 +260,13 @@ static bool time_prefill(const bench_opts *o, bench_scratch *w, bench_result *re
     return true;
 }
 
-/* Decode speed: n_gen steps after a DECODE_PROMPT-token prompt, the median of reps sessions. */
+/* Decode speed: n_gen steps after a decode_after-token prompt, the median of reps sessions. */
 static bool time_decode(const bench_opts *o, bench_scratch *w, bench_result *res) {
+    size_t after = (size_t)o->decode_after;
     for (int32_t r = 0; r < o->reps; r++) {
         lm_session *s = NULL;
-        if (!open_session(w->engine, w->default_ctx, DECODE_PROMPT + (size_t)o->n_gen, &s)) return false;
-        bool ok = lm_session_eval(s, w->ids, DECODE_PROMPT, w->logits, NULL) == LM_OK;
+        if (!open_session(w->engine, w->default_ctx, after + (size_t)o->n_gen, &s)) return false;
+        bool ok = lm_session_eval(s, w->ids, after, w->logits, NULL) == LM_OK;
         if (!ok) cli_error("decode prompt failed: %s", lm_session_errmsg(s));
         uint64_t state = SEED + 1 + (uint64_t)r;
         double t0 = cli_now_ms();
@@ -288,9 +295,9 @@ static void print_results(const bench_opts *o, const lm_model_info *mi, const be
         for (size_t k = 0; k < o->n_lens; k++)
             printf("%s{\"tokens\":%ld,\"tok_s\":%.3f,\"ttft_ms\":%.3f}", k ? "," : "",
                    (long)o->lens[k], res->prefill_tok_s[k], res->ttft_ms[k]);
-        printf("],\"decode\":{\"tokens\":%ld,\"tok_s\":%.3f},\"load_ms\":%.3f,"
+        printf("],\"decode\":{\"tokens\":%ld,\"after\":%ld,\"tok_s\":%.3f},\"load_ms\":%.3f,"
                "\"peak_rss_mb\":%.1f",
-               (long)o->n_gen, res->decode_tok_s, res->load_ms, rss);
+               (long)o->n_gen, (long)o->decode_after, res->decode_tok_s, res->load_ms, rss);
         if (o->conversation)
             printf(",\"conversation\":{\"turn1_ttft_ms\":%.3f,\"turn5_ttft_ms\":%.3f,"
                    "\"full_reprefill_ttft_ms\":%.3f,\"partial_ttft_ms\":%.3f}",
@@ -306,7 +313,9 @@ static void print_results(const bench_opts *o, const lm_model_info *mi, const be
     for (size_t k = 0; k < o->n_lens; k++)
         printf("%-8s %8ld %12.1f %10.2f\n", "prefill", (long)o->lens[k], res->prefill_tok_s[k],
                res->ttft_ms[k]);
-    if (o->n_gen > 0) printf("%-8s %8ld %12.1f %10s\n", "decode", (long)o->n_gen, res->decode_tok_s, "-");
+    if (o->n_gen > 0)
+        printf("%-8s %8ld %12.1f %10s   (after a %ld-token prompt)\n", "decode", (long)o->n_gen,
+               res->decode_tok_s, "-", (long)o->decode_after);
     if (o->conversation) {
         printf("\nconversation (TTFT = new tokens' prefill + one decode step):\n");
         printf("  turn 1, 500-token system + 30:          %9.2f ms\n", res->conv[0]);
@@ -330,6 +339,7 @@ static int bench_single(const bench_opts *o, lm_model *model, double load_ms) {
     w.default_ctx = mi.n_ctx_train > 0 && mi.n_ctx_train < 4096 ? mi.n_ctx_train : 4096;
 
     size_t max_len = o->conversation ? 1040 : DECODE_PROMPT;
+    if ((size_t)o->decode_after > max_len) max_len = (size_t)o->decode_after;
     for (size_t k = 0; k < o->n_lens; k++)
         if ((size_t)o->lens[k] > max_len) max_len = (size_t)o->lens[k];
     w.ids = malloc(max_len * sizeof *w.ids);

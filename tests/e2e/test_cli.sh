@@ -184,7 +184,7 @@ pass
 # ---- bench ----
 expect_ok bench "$MODEL" --json -p 16 -n 8 -r 1 -t 1
 for want in '{"model":' '"threads":1' '"prefill":[{"tokens":16,"tok_s":' '"ttft_ms":' \
-    '"decode":{"tokens":8,"tok_s":' '"load_ms":' '"peak_rss_mb":'; do
+    '"decode":{"tokens":8,"after":8,"tok_s":' '"load_ms":' '"peak_rss_mb":'; do
     grep -qF "$want" "$TMP/out" || fail "bench --json lacks $want"
 done
 if command -v python3 >/dev/null 2>&1; then
@@ -203,6 +203,11 @@ expect_ok bench "$MODEL" -p 8,16 -n 4 -r 1
 [[ $(grep -c '^prefill' "$TMP/out") -eq 2 && $(grep -c '^decode' "$TMP/out") -eq 1 ]] ||
     fail "bench plain table"
 pass
+# decode timed at a longer context: the prompt before it is --decode-after tokens
+expect_ok bench "$MODEL" --json -p 8 -n 4 -r 1 -t 1 --decode-after 40
+grep -qF '"decode":{"tokens":4,"after":40,"tok_s":' "$TMP/out" || fail "bench --decode-after 40"
+pass
+expect_error any "--decode-after" bench "$MODEL" --decode-after 0
 
 # ---- errors ----
 expect_error 1 "no-such-model.gguf" run "$TMP/no-such-model.gguf" -p hi --no-stats
