@@ -1,6 +1,6 @@
 /* server/request.c: OpenAI request bodies → chat messages and generation params.
  * Owns: validating every field the server understands (type, range, count) with OpenAI's
- * error wording. Tool calls in generated text are the library's (the providers parse them).
+ * error wording, and OpenAI's error object itself (server.c and front.c send it). Tool calls in generated text are the library's (the providers parse them).
  * Does not own: HTTP (server/server.c) or generation (session/). */
 #include "server/server.h"
 #include "sample/sample.h"
@@ -597,4 +597,45 @@ void srv_request_free(srv_request *rq) {
     lm_free(rq->schema_text);
     cJSON_Delete(rq->root);
     memset(rq, 0, sizeof *rq);
+}
+
+/* ---- OpenAI's error JSON ---- */
+
+static const char *error_type(unsigned status) {
+    switch (status) {
+    case 401: return "authentication_error";
+    case 403: return "permission_error";
+    case 404: return "not_found_error";
+    case 429: return "rate_limit_error";
+    case 500: case 502: case 503: return "server_error";
+    default: return "invalid_request_error";
+    }
+}
+
+cJSON *srv_error_json(unsigned status, const char *param, const char *msg) {
+    cJSON *root = cJSON_CreateObject(), *e = cJSON_CreateObject();
+    if (!root || !e) {
+        cJSON_Delete(root);
+        cJSON_Delete(e);
+        return NULL;
+    }
+    cJSON_AddStringToObject(e, "message", msg);
+    cJSON_AddStringToObject(e, "type", error_type(status));
+    if (param && *param)
+        cJSON_AddStringToObject(e, "param", param);
+    else
+        cJSON_AddNullToObject(e, "param");
+    if (status == 401)
+        cJSON_AddStringToObject(e, "code", "invalid_api_key");
+    else
+        cJSON_AddNullToObject(e, "code");
+    cJSON_AddItemToObject(root, "error", e);
+    return root;
+}
+
+char *srv_error_body(unsigned status, const char *msg) {
+    cJSON *j = srv_error_json(status, NULL, msg);
+    char *text = j ? lm_json_print(j) : NULL;
+    cJSON_Delete(j);
+    return text;
 }

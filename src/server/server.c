@@ -148,38 +148,6 @@ static enum MHD_Result send_json(struct MHD_Connection *c, unsigned status, cJSO
     return send_text(c, status, text, "application/json", NULL);
 }
 
-static const char *error_type(unsigned status) {
-    switch (status) {
-    case 401: return "authentication_error";
-    case 403: return "permission_error";
-    case 404: return "not_found_error";
-    case 429: return "rate_limit_error";
-    case 500: case 502: case 503: return "server_error";
-    default: return "invalid_request_error";
-    }
-}
-
-static cJSON *error_json(unsigned status, const char *param, const char *msg) {
-    cJSON *root = cJSON_CreateObject(), *e = cJSON_CreateObject();
-    if (!root || !e) {
-        cJSON_Delete(root);
-        cJSON_Delete(e);
-        return NULL;
-    }
-    cJSON_AddStringToObject(e, "message", msg);
-    cJSON_AddStringToObject(e, "type", error_type(status));
-    if (param && *param)
-        cJSON_AddStringToObject(e, "param", param);
-    else
-        cJSON_AddNullToObject(e, "param");
-    if (status == 401)
-        cJSON_AddStringToObject(e, "code", "invalid_api_key");
-    else
-        cJSON_AddNullToObject(e, "code");
-    cJSON_AddItemToObject(root, "error", e);
-    return root;
-}
-
 static enum MHD_Result send_error(struct MHD_Connection *c, unsigned status, const char *param,
                                   const char *fmt, ...) LM_PRINTF(4, 5);
 static enum MHD_Result send_error(struct MHD_Connection *c, unsigned status, const char *param,
@@ -191,7 +159,7 @@ static enum MHD_Result send_error(struct MHD_Connection *c, unsigned status, con
     va_end(ap);
     /* the message may quote the request (a path, a method, a header): keep it valid UTF-8 */
     lm_escape_text(msg, sizeof msg, raw, strlen(raw));
-    return send_json(c, status, error_json(status, param, msg));
+    return send_json(c, status, srv_error_json(status, param, msg));
 }
 
 /* Ollama's error body: {"error": "..."}. */
@@ -212,7 +180,7 @@ static enum MHD_Result send_api_error(struct MHD_Connection *c, int api, unsigne
     vsnprintf(raw, sizeof raw, fmt, ap);
     va_end(ap);
     lm_escape_text(msg, sizeof msg, raw, strlen(raw)); /* as send_error: valid UTF-8 */
-    return send_json(c, status, api == SRV_API_OLLAMA ? ollama_error_json(msg) : error_json(status, param, msg));
+    return send_json(c, status, api == SRV_API_OLLAMA ? ollama_error_json(msg) : srv_error_json(status, param, msg));
 }
 
 
@@ -764,7 +732,7 @@ static void finish_stream(job *jb) {
         return;
     }
     if (jb->status != LM_OK && jb->status != LM_ERR_CANCELLED) {
-        cJSON *e = error_json(status_http(jb->status), NULL, jb->errmsg);
+        cJSON *e = srv_error_json(status_http(jb->status), NULL, jb->errmsg);
         job_frame(jb, e);
         cJSON_Delete(e);
     } else if (!atomic_load(&jb->gone)) {
@@ -1042,7 +1010,7 @@ static enum MHD_Result handle_model(srv *sv, struct MHD_Connection *c, const cha
         char shown[200];
         lm_escape_text(shown, sizeof shown, id, strlen(id));
         snprintf(msg, sizeof msg, "The model '%s' does not exist (this server has '%s')", shown, sv->cfg->model_id);
-        cJSON *j = error_json(404, "model", msg);
+        cJSON *j = srv_error_json(404, "model", msg);
         cJSON *e = cJSON_GetObjectItem(j, "error");
         if (e) {
             cJSON_ReplaceItemInObject(e, "type", cJSON_CreateString("invalid_request_error"));
@@ -1363,7 +1331,7 @@ static enum MHD_Result check_head(srv *sv, struct MHD_Connection *c, conn_ctx *c
         char msg[300], esc[300];
         snprintf(msg, sizeof msg, "method %.20s is not allowed on %s (use %s)", method, url, want_get ? "GET" : "POST");
         lm_escape_text(esc, sizeof esc, msg, strlen(msg));
-        cJSON *j = rt.api == SRV_API_OLLAMA ? ollama_error_json(esc) : error_json(405, NULL, esc);
+        cJSON *j = rt.api == SRV_API_OLLAMA ? ollama_error_json(esc) : srv_error_json(405, NULL, esc);
         char *text = j ? lm_json_print(j) : NULL;
         cJSON_Delete(j);
         return text ? send_text(c, 405, text, "application/json", want_get ? "GET" : "POST") : MHD_NO;
@@ -1559,7 +1527,9 @@ lm_status srv_run(const srv_config *cfg, const volatile sig_atomic_t *stop, lm_e
 
     const char *host = cfg->host && *cfg->host ? cfg->host : "127.0.0.1";
     struct sockaddr_storage ss;
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION;
+    /* the front (front.c) listens and hands each connection over once its first head is whole */
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_NO_LISTEN_SOCKET |
+                     MHD_USE_ITC;
     lm_status rs = resolve_host(host, cfg->port, &ss, err);
     if (rs) {
         free_providers(&sv);
@@ -1568,10 +1538,19 @@ lm_status srv_run(const srv_config *cfg, const volatile sig_atomic_t *stop, lm_e
     if (ss.ss_family == AF_INET6) flags |= MHD_USE_IPv6;
     const struct sockaddr *sa = (const struct sockaddr *)&ss;
     unsigned per_ip = cfg->max_conns_per_ip ? cfg->max_conns_per_ip : 64u;
-    lm_status gst = srv_guard_new(cfg->header_timeout_s ? cfg->header_timeout_s : 10u,
-                                  cfg->body_timeout_s ? cfg->body_timeout_s : 60u, per_ip > 1 ? per_ip / 2 : 1u,
+    unsigned header_s = cfg->header_timeout_s ? cfg->header_timeout_s : 10u;
+    srv_front *front = NULL;
+    uint16_t port = cfg->port;
+    lm_error ferr = {0};
+    if (srv_front_new(sa, ss.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in),
+                      header_s, per_ip > 1 ? per_ip / 2 : 1u, &front, &port, &ferr)) {
+        free_providers(&sv);
+        return lm_fail(err, LM_ERR_NETWORK, "cannot listen on %s port %u: %s", host, (unsigned)cfg->port, ferr.msg);
+    }
+    lm_status gst = srv_guard_new(header_s, cfg->body_timeout_s ? cfg->body_timeout_s : 60u, per_ip > 1 ? per_ip / 2 : 1u,
                                   &sv.guard, err);
     if (gst) {
+        srv_front_free(front);
         free_providers(&sv);
         return gst;
     }
@@ -1580,19 +1559,19 @@ lm_status srv_run(const srv_config *cfg, const volatile sig_atomic_t *stop, lm_e
      * extensions of 200 KB to the handler, which answers JSON. The idle timeout stays long: a slow reader of a stream is the client's business, and the
      * guard bounds the headers and the body from their start. */
     struct MHD_Daemon *d = MHD_start_daemon(
-        flags, cfg->port, NULL, NULL, on_request, &sv, MHD_OPTION_SOCK_ADDR, sa,
+        flags, 0, NULL, NULL, on_request, &sv,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, &sv, MHD_OPTION_NOTIFY_CONNECTION, on_connection, &sv,
         MHD_OPTION_URI_LOG_CALLBACK, on_uri, &sv, MHD_OPTION_CONNECTION_LIMIT, 256u,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)SRV_CONN_MEMORY,
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, per_ip, MHD_OPTION_CONNECTION_TIMEOUT, 600u, MHD_OPTION_END);
-    if (!d) {
+    lm_status st = d ? srv_front_start(front, d, err) : lm_fail(err, LM_ERR_NOMEM, "cannot start the HTTP daemon");
+    if (st) {
+        if (d) MHD_stop_daemon(d);
+        srv_front_free(front);
         srv_guard_free(sv.guard);
         free_providers(&sv);
-        return lm_fail(err, LM_ERR_NETWORK, "cannot listen on %s port %u (in use or not allowed?)", host,
-                       (unsigned)cfg->port);
+        return st;
     }
-    const union MHD_DaemonInfo *di = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
-    uint16_t port = di ? di->port : cfg->port;
     if (cfg->on_listen) cfg->on_listen(host, port, cfg->listen_user);
 
     pthread_t loader;
@@ -1611,7 +1590,9 @@ lm_status srv_run(const srv_config *cfg, const volatile sig_atomic_t *stop, lm_e
     pthread_mutex_lock(&sv.mu);
     for (job *jb = sv.jobs; jb; jb = jb->next) lm_call_cancel(jb->call);
     pthread_mutex_unlock(&sv.mu);
+    srv_front_stop(front);
     MHD_stop_daemon(d);
+    srv_front_free(front);
     srv_guard_free(sv.guard);
     /* jobs run in their own threads: wait for them before freeing the providers they use */
     pthread_mutex_lock(&sv.mu);

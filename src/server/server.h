@@ -13,6 +13,7 @@
 #include "core/core.h"
 
 #include <signal.h>
+#include <sys/socket.h>
 
 #define SRV_MAX_BODY (8u * 1024u * 1024u) /* request bodies over this get 413 */
 #define SRV_CONN_MEMORY (256u * 1024u)    /* MHD's memory per connection: headers, chunk lines */
@@ -105,6 +106,12 @@ typedef struct srv_reqerr {
     char msg[256];
 } srv_reqerr;
 
+/* OpenAI's error object for an HTTP status: {"error":{"message":msg,"type":(from status),
+ * "param":param or null,"code":("invalid_api_key" for 401, else null)}}; NULL when out of memory. */
+cJSON *srv_error_json(unsigned status, const char *param, const char *msg);
+/* The same printed, allocated (lm_free); NULL when out of memory. */
+char *srv_error_body(unsigned status, const char *msg);
+
 /* Parses and validates a request body into *rq (zeroed first). n_ctx bounds max_tokens;
  * max_msgs (0: SRV_MAX_MESSAGES) the messages of a chat.
  * On failure returns false with *e filled (status 400) and *rq released. */
@@ -144,6 +151,37 @@ void srv_guard_free(srv_guard *g);
 srv_guard_conn *srv_guard_open(srv_guard *g, int fd, const struct sockaddr *sa);
 void srv_guard_phase_set(srv_guard *g, srv_guard_conn *gc, srv_guard_phase ph);
 void srv_guard_close(srv_guard *g, srv_guard_conn *gc);
+
+/* ---- the listening socket and the first head of each connection (server/front.c) ---- */
+
+/* What srv_head_check found. */
+typedef struct srv_head {
+    size_t len;     /* complete: the head's bytes, up to and with its empty line */
+    int status;     /* refused: 400, 414, 431 or 505 */
+    char msg[256];  /* refused: why, valid UTF-8 */
+} srv_head;
+/* Looks at the first n bytes a connection sent (max: the most that will be looked at). 1: a
+ * complete request line and headers that the HTTP library takes; 0: incomplete, wait for more;
+ * -1: refused (h->status and h->msg): a request line other than METHOD SP TARGET SP HTTP/1.x, an
+ * HTTP version other than 1.x (505), a header line without a colon, with no name or with
+ * whitespace or another non-token character before its colon, a request line (414) or a head
+ * (431) of max bytes or more. Empty lines before the request line and obsolete line folding are
+ * allowed, CRLF or bare LF. */
+int srv_head_check(const char *buf, size_t n, size_t max, srv_head *h);
+
+typedef struct srv_front srv_front;
+struct MHD_Daemon;
+/* Binds and listens on sa (port 0: any; *port gets the one bound). header_s: a new connection's
+ * first head must be complete within it; per_addr: connections of one address that may wait
+ * for their first head longer than 250 ms (0: no cap), over it the one waiting longest goes. */
+lm_status srv_front_new(const struct sockaddr *sa, socklen_t sa_len, unsigned header_s, unsigned per_addr,
+                        srv_front **out, uint16_t *port, lm_error *err);
+/* Starts accepting: each connection whose first head srv_head_check takes goes to d
+ * (MHD_add_connection); one it refuses gets the error as OpenAI's error JSON and is closed. */
+lm_status srv_front_start(srv_front *f, struct MHD_Daemon *d, lm_error *err);
+/* Stops accepting (before MHD_stop_daemon); srv_front_free closes the socket and what it held. */
+void srv_front_stop(srv_front *f);
+void srv_front_free(srv_front *f);
 
 /* Helpers of request.c that the Ollama mapping (server/ollama.c) shares. */
 bool srv_req_fail(srv_reqerr *e, const char *param, const char *fmt, ...) LM_PRINTF(3, 4);

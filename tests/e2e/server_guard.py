@@ -9,8 +9,12 @@ Usage: server_guard.py CLI MODEL CHECK...
              request without Origin is served whatever its Content-Type.
   edges      findings 9 and 10: HTTP/1.1 without Host is a 400 (HTTP/1.0 is served); a target with
              a NUL is a 400, not /health; queries and %-escapes still route; a 404 quoting
-             invalid UTF-8 is valid UTF-8 JSON; Transfer-Encoding gzip is a 400; a 100 KB chunk
-             extension is a 4xx JSON; all of these are JSON, not HTML.
+             invalid UTF-8 is valid UTF-8 JSON; a method with invalid UTF-8 is a 400 quoting it
+             escaped, an unknown one a 405; a target or head too long (414, 431), an HTTP version
+             other than 1.x (505), a malformed request line or header line (400) are answered
+             before MHD sees them; bare LF, folding and a leading empty line are still served;
+             Transfer-Encoding gzip is a 400; a 100 KB chunk extension is a 4xx JSON; all of these
+             are JSON, not HTML.
   slow       finding 2: with --header-timeout 2 --body-timeout 3, a trickled header is closed
              within the header deadline, a short body and a chunk size of 2^64-1 within the body
              deadline; while 300 connections trickle their headers, /health answers every time
@@ -220,8 +224,39 @@ def check_edges():
     e = expect_error("404 quoting invalid UTF-8", get(p, path=b"/%ff%fe\x1b"), 404, "no such path: /\\xff\\xfe")
     if any(ord(ch) < 0x20 for ch in e["message"]):
         fail("control characters in %r" % e["message"])
-    expect_error("405 quoting the method", request(p, b"PO\xffST /health HTTP/1.1\r\nHost: localhost\r\n\r\n"), 405,
-                 "method PO\\xffST is not allowed")
+    expect_error("a method that is not a token, quoted", request(p, b"PO\xffST /health HTTP/1.1\r\nHost: localhost\r\n\r\n"),
+                 400, "the method 'PO\\xffST' has a character")
+    expect_error("405 for an unknown method", request(p, b"BREW /health HTTP/1.1\r\nHost: localhost\r\n\r\n"), 405,
+                 "method BREW is not allowed")
+    # the heads the HTTP library refuses with its own HTML pages are answered in JSON before it
+    # sees them (server/front.c), each on a new connection
+    for what, data, status, piece in (
+            ("a 300 KB target", b"GET /" + b"a" * 300000 + b" HTTP/1.1\r\nHost: localhost\r\n\r\n", 414,
+             "the request line is longer than the 32768 bytes allowed"),
+            ("a 300 KB header", b"GET /health HTTP/1.1\r\nHost: localhost\r\nX: " + b"a" * 300000 + b"\r\n\r\n", 431,
+             "headers are longer than the 32768 bytes allowed"),
+            ("20,000 headers", b"GET /health HTTP/1.1\r\nHost: localhost\r\n" +
+             b"".join(b"X%d: y\r\n" % i for i in range(20000)) + b"\r\n", 431, "headers are longer"),
+            ("HTTP/9.9", b"GET /health HTTP/9.9\r\nHost: localhost\r\n\r\n", 505, "HTTP version 'HTTP/9.9' is not supported"),
+            ("HTTP/2's preface", b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 505, "HTTP version 'HTTP/2.0' is not supported"),
+            ("a request line of one word", b"HELLO\r\n\r\n", 400, "the request line is not"),
+            ("no HTTP version", b"GET /health\r\n\r\n", 400, "the request line is not"),
+            ("a version that is not HTTP", b"GET /health FTP/1.1\r\n\r\n", 400, "ends in 'FTP/1.1', not an HTTP version"),
+            ("a header line without a colon", b"GET /health HTTP/1.1\r\nHost: localhost\r\nBadHeader\r\n\r\n", 400,
+             "header line 2 has no colon"),
+            ("whitespace before a colon", b"GET /health HTTP/1.1\r\nHost : localhost\r\n\r\n", 400,
+             "header line 1 has whitespace before its colon"),
+            ("an empty header name", b"GET /health HTTP/1.1\r\nHost: localhost\r\n: x\r\n\r\n", 400,
+             "header line 2 has no name")):
+        expect_error(what, request(p, data), status, piece)
+    # what the library takes stays served: bare LF line ends, obsolete folding, empty lines first
+    for what, data in (("bare LF", b"GET /health HTTP/1.1\nHost: localhost\nConnection: close\n\n"),
+                       ("a folded header", b"GET /health HTTP/1.1\r\nHost: localhost\r\nX: a\r\n b\r\nConnection: close\r\n\r\n"),
+                       ("an empty line first", b"\r\nGET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")):
+        st, _, body = request(p, data)
+        if st != 200:
+            fail("%s: HTTP %s %r" % (what, st, body[:200]), srv)
+        ok()
     expect_error("Transfer-Encoding gzip", request(p, b"POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\n"
                  b"Transfer-Encoding: gzip\r\n\r\nabc"), 400, "Transfer-Encoding 'gzip' is not supported")
     t = time.time()
@@ -430,7 +465,16 @@ def check_queue():
         res["long"] = post(p, long_body, timeout=400)  # minutes under TSan
     th = threading.Thread(target=run_long)
     th.start()
-    time.sleep(0.5)
+    # the long request holds the slot before the others come (its first pass counts tokens; a
+    # loaded machine may take longer than any fixed pause to get there)
+    end = time.time() + 120
+    while time.time() < end:
+        st, _, h = get(p)
+        if st == 200 and json.loads(h)["engine"]["tokens"] > 0:
+            break
+        time.sleep(0.05)
+    else:
+        fail("the long request never started", srv)
     gone = []
     for i in range(8):
         b = json.dumps({"messages": [{"role": "user", "content": "Question %d?" % i}], "max_tokens": 8,
