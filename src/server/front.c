@@ -24,6 +24,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -99,9 +100,98 @@ int srv_head_check(const char *buf, size_t n, size_t max, srv_head *h) {
                                   *p == ' ' || *p == '\t' ? "header line %s has whitespace before its colon"
                                                           : "header line %s has a name with a character a name cannot have",
                                   num, strlen(num));
+        /* the value without the white space around it */
+        const char *v = colon + 1, *ve = hl + hlen;
+        while (v < ve && (*v == ' ' || *v == '\t')) v++;
+        while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t')) ve--;
+        size_t nlen = (size_t)(colon - hl), vlen2 = (size_t)(ve - v);
+        if (nlen == 14 && strncasecmp(hl, "Content-Length", 14) == 0) {
+            uint64_t cl = 0;
+            bool digits = vlen2 > 0 && vlen2 <= 19;
+            for (const char *p = v; digits && p < ve; p++) {
+                if (*p < '0' || *p > '9') digits = false;
+                else cl = cl * 10 + (uint64_t)(*p - '0');
+            }
+            if (!digits && vlen2 > 19) {
+                digits = true;
+                for (const char *p = v; p < ve; p++) digits = digits && *p >= '0' && *p <= '9';
+                if (digits) cl = UINT64_MAX;
+                else return head_error(h, 400, "Content-Length '%s' is not a number of bytes", v, vlen2);
+            }
+            if (!digits) return head_error(h, 400, "Content-Length '%s' is not a number of bytes", v, vlen2);
+            if (h->has_length && h->length != cl) return head_error(h, 400, "two different Content-Length headers%s", NULL, 0);
+            h->has_length = true;
+            h->length = cl;
+            if (cl > SRV_MAX_BODY) {
+                char mx[24];
+                snprintf(mx, sizeof mx, "%u", SRV_MAX_BODY);
+                return head_error(h, 413, "the request body is larger than %s bytes", mx, strlen(mx));
+            }
+        } else if (nlen == 17 && strncasecmp(hl, "Transfer-Encoding", 17) == 0) {
+            h->chunked = vlen2 == 7 && strncasecmp(v, "chunked", 7) == 0;
+        }
     }
     if (n >= max) return head_error(h, 431, "the request's headers are longer than the %s bytes allowed", limit, strlen(limit));
     return 0;
+}
+
+static int body_error(srv_head *h, int status, const char *what, size_t k) {
+    char num[24];
+    snprintf(num, sizeof num, "%zu", k);
+    h->status = status;
+    if (status == 413)
+        snprintf(h->msg, sizeof h->msg, "the request body is larger than %u bytes", SRV_MAX_BODY);
+    else
+        snprintf(h->msg, sizeof h->msg, "the chunked body is malformed: chunk %s %s", num, what);
+    return -1;
+}
+
+int srv_chunked_check(const char *b, size_t n, srv_head *h) {
+    size_t at = 0, total = 0;
+    for (size_t k = 1;; k++) {
+        /* chunk-size [; extension] CRLF (bare LF taken, as MHD takes it) */
+        const char *e = memchr(b + at, '\n', n - at);
+        size_t i = at, digits = 0;
+        uint64_t size = 0;
+        while (i < n && b[i] != ';' && b[i] != '\r' && b[i] != '\n' && b[i] != ' ' && b[i] != '\t') {
+            char c = b[i];
+            int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+            if (d < 0) return body_error(h, 400, "has a size that is not hexadecimal", k);
+            if (size > SRV_MAX_BODY) return body_error(h, 413, NULL, k);
+            size = size * 16 + (uint64_t)d;
+            digits++;
+            i++;
+        }
+        if (!e) return 0; /* the size line is not whole yet */
+        if (!digits) return body_error(h, 400, "has no size", k);
+        if (size > SRV_MAX_BODY || total + size > SRV_MAX_BODY) return body_error(h, 413, NULL, k);
+        total += size;
+        at = (size_t)(e + 1 - b);
+        if (size == 0) {
+            /* trailer lines, then the empty line */
+            for (;;) {
+                const char *t = memchr(b + at, '\n', n - at);
+                if (!t) return 0;
+                size_t tl = (size_t)(t - (b + at));
+                at = (size_t)(t + 1 - b);
+                if (tl == 0 || (tl == 1 && b[at - 2] == '\r')) {
+                    h->len += at; /* the body's bytes after the head */
+                    return 1;
+                }
+            }
+        }
+        if (n - at < size + 1) return 0;
+        at += (size_t)size;
+        if (b[at] == '\r') {
+            if (n - at < 2) return 0;
+            if (b[at + 1] != '\n') return body_error(h, 400, "is not followed by CRLF", k);
+            at += 2;
+        } else if (b[at] == '\n') {
+            at++;
+        } else {
+            return body_error(h, 400, "is not followed by CRLF", k);
+        }
+    }
 }
 
 /* ---- the thread ---- */
@@ -111,6 +201,8 @@ int srv_head_check(const char *buf, size_t n, size_t max, srv_head *h) {
 #define MIN_WAIT_MS 250.0       /* as guard.c: a held connection counts against its address's
                                    cap only once it has waited this long */
 #define DRAIN_MS 1000.0         /* after an error answer, unread bytes are read this long */
+#define BODY_WAIT_MS 200.0      /* a chunked body not yet whole after its head is looked at this
+                                   long, then handed over as it is */
 
 typedef struct held {
     int fd;
@@ -120,6 +212,7 @@ typedef struct held {
     double next_ms;     /* look again at or after this */
     double pause_ms;    /* the current pause between looks */
     size_t seen;        /* bytes the last look saw */
+    double head_ms;     /* when its head was seen whole (a chunked body is awaited), 0 before */
     bool draining;      /* answered with an error: reading what is left before closing */
 } held;
 
@@ -151,7 +244,8 @@ static void drop(srv_front *f, size_t i) {
 /* Sends the error answer of h on fd (best effort: a client that does not read loses it). */
 static void answer(int fd, const srv_head *h) {
     char *body = srv_error_body((unsigned)h->status, h->msg);
-    const char *reason = h->status == 414 ? "URI Too Long" : h->status == 431 ? "Request Header Fields Too Large"
+    const char *reason = h->status == 413 ? "Content Too Large" : h->status == 414 ? "URI Too Long"
+                       : h->status == 431 ? "Request Header Fields Too Large"
                        : h->status == 505 ? "HTTP Version Not Supported" : "Bad Request";
     char head[256];
     size_t blen = body ? strlen(body) : 0;
@@ -186,6 +280,16 @@ static bool look(srv_front *f, size_t i, double now) {
     size_t n = r > 0 ? (size_t)r : 0;
     srv_head h;
     int st = srv_head_check(f->buf, n, sizeof f->buf, &h);
+    if (st > 0 && h.chunked) {
+        /* the chunked body as far as it came: a malformed one is answered here too (MHD would
+           answer HTML); one still coming after BODY_WAIT_MS, or past the window, goes on */
+        int bs = srv_chunked_check(f->buf + h.len, n - h.len, &h);
+        if (bs < 0) st = -1;
+        else if (bs == 0 && n < sizeof f->buf) {
+            if (!c->head_ms) c->head_ms = now;
+            if (now - c->head_ms < BODY_WAIT_MS) st = 0;
+        }
+    }
     if (st > 0) {
         /* MHD reads the head itself; it closes the socket when it cannot take it */
         int fd = c->fd;

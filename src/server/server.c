@@ -106,9 +106,13 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
     }
 }
 
-/* A response to a browser origin in the --cors list names it in Access-Control-Allow-Origin
- * (with Vary: Origin, since the header depends on it). */
-static void add_cors(struct MHD_Response *r, struct MHD_Connection *c) {
+/* What every response carries. A response to a browser origin in the --cors list names it in
+ * Access-Control-Allow-Origin (with Vary: Origin, since the header depends on it). And each
+ * connection serves one request: "Connection: close" makes MHD close it after the response, so
+ * every request arrives on a new connection whose head front.c looks at first (a kept-alive
+ * connection's next request would reach MHD alone, which answers a malformed one with HTML). */
+static void add_common_headers(struct MHD_Response *r, struct MHD_Connection *c) {
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
     const char *origin = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Origin");
     const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
     const sock_ctx *sc = ci ? ci->socket_context : NULL;
@@ -128,7 +132,7 @@ static enum MHD_Result send_text_p(struct MHD_Connection *c, unsigned status, ch
         return MHD_NO;
     }
     MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
-    add_cors(r, c);
+    add_common_headers(r, c);
     if (allow) MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, allow);
     if (provider) MHD_add_response_header(r, "x-locallm-provider", provider);
     enum MHD_Result ret = MHD_queue_response(c, status, r);
@@ -1219,7 +1223,7 @@ static enum MHD_Result send_stream(struct MHD_Connection *c, job *jb, int fd, in
     rc->fd = fd;
     MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
                             api == SRV_API_OLLAMA ? "application/x-ndjson" : "text/event-stream");
-    add_cors(r, c);
+    add_common_headers(r, c);
     MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
     pthread_mutex_lock(&jb->mu);
     MHD_add_response_header(r, "x-locallm-provider", jb->provider);
@@ -1272,7 +1276,7 @@ static enum MHD_Result handle_preflight(srv *sv, struct MHD_Connection *c) {
     struct MHD_Response *r = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
     if (!r) return MHD_NO;
     const char *want = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Access-Control-Request-Headers");
-    add_cors(r, c);
+    add_common_headers(r, c);
     MHD_add_response_header(r, "Access-Control-Allow-Methods", "GET, POST, HEAD, OPTIONS");
     MHD_add_response_header(r, "Access-Control-Allow-Headers", want ? want : "Authorization, Content-Type");
     MHD_add_response_header(r, "Access-Control-Max-Age", "600");

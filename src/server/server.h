@@ -156,18 +156,27 @@ void srv_guard_close(srv_guard *g, srv_guard_conn *gc);
 
 /* What srv_head_check found. */
 typedef struct srv_head {
-    size_t len;     /* complete: the head's bytes, up to and with its empty line */
-    int status;     /* refused: 400, 414, 431 or 505 */
-    char msg[256];  /* refused: why, valid UTF-8 */
+    size_t len;       /* complete: the head's bytes, up to and with its empty line */
+    int status;       /* refused: 400, 413, 414, 431 or 505 */
+    char msg[256];    /* refused: why, valid UTF-8 */
+    bool has_length;  /* a Content-Length header, of length bytes */
+    uint64_t length;
+    bool chunked;     /* Transfer-Encoding: chunked */
 } srv_head;
 /* Looks at the first n bytes a connection sent (max: the most that will be looked at). 1: a
  * complete request line and headers that the HTTP library takes; 0: incomplete, wait for more;
  * -1: refused (h->status and h->msg): a request line other than METHOD SP TARGET SP HTTP/1.x, an
  * HTTP version other than 1.x (505), a header line without a colon, with no name or with
- * whitespace or another non-token character before its colon, a request line (414) or a head
- * (431) of max bytes or more. Empty lines before the request line and obsolete line folding are
+ * whitespace or another non-token character before its colon, a Content-Length that is not
+ * digits or two that differ, one over SRV_MAX_BODY (413), a request line (414) or a head (431)
+ * of max bytes or more. Empty lines before the request line and obsolete line folding are
  * allowed, CRLF or bare LF. */
 int srv_head_check(const char *buf, size_t n, size_t max, srv_head *h);
+/* The first n bytes of a chunked body (after the head srv_head_check took, in h): 1 whole and
+ * well formed (h->len grows by its bytes), 0 well formed so far, -1 refused (h->status and
+ * h->msg): a chunk size that is not hexadecimal or missing, chunk data not followed by CRLF
+ * (400), chunks over SRV_MAX_BODY in all (413). */
+int srv_chunked_check(const char *b, size_t n, srv_head *h);
 
 typedef struct srv_front srv_front;
 struct MHD_Daemon;

@@ -48,6 +48,7 @@ def stream_chat(question, max_tokens=48, ignore_eos=False, out=None, stop_after=
         body["ignore_eos"] = True
     c = http.client.HTTPConnection(BASE.hostname, BASE.port, timeout=120)
     c.request("POST", "/v1/chat/completions", json.dumps(body), {"Content-Type": "application/json"})
+    sock = c.sock  # the response takes it over when the server says Connection: close
     r = c.getresponse()
     if r.status != 200:
         fail("stream: HTTP %d: %s" % (r.status, r.read()[:300]))
@@ -76,7 +77,8 @@ def stream_chat(question, max_tokens=48, ignore_eos=False, out=None, stop_after=
                     started.set()
         if stop_after is not None and n >= stop_after:
             # hang up: close the socket under the response
-            c.sock.shutdown(socket.SHUT_RDWR)
+            sock.shutdown(socket.SHUT_RDWR)
+            r.close()
             c.close()
             break
     if out is not None:

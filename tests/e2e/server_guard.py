@@ -12,12 +12,16 @@ Usage: server_guard.py CLI MODEL CHECK...
              invalid UTF-8 is valid UTF-8 JSON; a method with invalid UTF-8 is a 400 quoting it
              escaped, an unknown one a 405; a target or head too long (414, 431), an HTTP version
              other than 1.x (505), a malformed request line or header line (400) are answered
-             before MHD sees them; bare LF, folding and a leading empty line are still served;
+             before MHD sees them, as are a Content-Length that is not digits, two that differ,
+             one over 8 MB (413), a chunked body with a size that is not hexadecimal or a chunk
+             without its CRLF; a good chunked body is served; a second request on a connection
+             is not read (every answer has Connection: close); bare LF, folding and a leading
+             empty line are still served;
              Transfer-Encoding gzip is a 400; a 100 KB chunk extension is a 4xx JSON; all of these
              are JSON, not HTML.
   slow       finding 2: with --header-timeout 2 --body-timeout 3, a trickled header is closed
-             within the header deadline, a short body and a chunk size of 2^64-1 within the body
-             deadline; while 300 connections trickle their headers, /health answers every time
+             within the header deadline, a short body and a chunk that never ends within the body
+             deadline, a chunk size of 2^64-1 is a 413 at once; while 300 connections trickle their headers, /health answers every time
              within 2 s; with --max-conns-per-ip 8 an address holding 8 connections gets no 9th,
              another address is served.
   auth       finding 3: with --api-key, the 401 arrives on the headers, before an 8 MB body is
@@ -247,8 +251,44 @@ def check_edges():
             ("whitespace before a colon", b"GET /health HTTP/1.1\r\nHost : localhost\r\n\r\n", 400,
              "header line 1 has whitespace before its colon"),
             ("an empty header name", b"GET /health HTTP/1.1\r\nHost: localhost\r\n: x\r\n\r\n", 400,
-             "header line 2 has no name")):
+             "header line 2 has no name"),
+            ("a Content-Length that is not a number", b"POST /v1/completions HTTP/1.1\r\nHost: localhost\r\n"
+             b"Content-Length: abc\r\n\r\n", 400, "Content-Length 'abc' is not a number of bytes"),
+            ("a negative Content-Length", b"POST /v1/completions HTTP/1.1\r\nHost: localhost\r\n"
+             b"Content-Length: -5\r\n\r\n", 400, "Content-Length '-5' is not"),
+            ("two different Content-Lengths", b"POST /v1/completions HTTP/1.1\r\nHost: localhost\r\n"
+             b"Content-Length: 2\r\nContent-Length: 3\r\n\r\n{}", 400, "two different Content-Length headers"),
+            ("a Content-Length of 10^23", b"POST /v1/completions HTTP/1.1\r\nHost: localhost\r\n"
+             b"Content-Length: 99999999999999999999999\r\n\r\n", 413, "larger than 8388608 bytes"),
+            ("a chunk size that is not hexadecimal", b"POST /v1/completions HTTP/1.1\r\nHost: localhost\r\n"
+             b"Transfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n", 400,
+             "the chunked body is malformed: chunk 1 has a size that is not hexadecimal"),
+            ("a chunk without its CRLF", b"POST /v1/completions HTTP/1.1\r\nHost: localhost\r\n"
+             b"Transfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n3\r\nabcXX0\r\n\r\n", 400,
+             "chunk 2 is not followed by CRLF")):
         expect_error(what, request(p, data), status, piece)
+    # a good chunked body reaches the handler (which says what the body lacks)
+    expect_error("a chunked body", request(p, b"POST /v1/completions HTTP/1.1\r\nHost: localhost\r\n"
+                 b"Transfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n"), 400, "'prompt' is required")
+    # one request per connection: a second one sent on the same connection is never read, so
+    # MHD never answers it (with its HTML); the first is answered with Connection: close
+    s = connect(p)
+    s.sendall(b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\nGET /health HTTP/9.9\r\nHost: localhost\r\n\r\n")
+    s.settimeout(10)
+    got = b""
+    try:
+        while True:
+            d = s.recv(65536)
+            if not d:
+                break
+            got += d
+    except (ConnectionResetError, socket.timeout):
+        pass
+    s.close()
+    if not got.startswith(b"HTTP/1.1 200") or not re.search(rb"(?i)\r\nconnection: close\r\n", got) or \
+            got.count(b"HTTP/1.") != 1 or b"<html" in got:
+        fail("a second request on one connection: %r" % (got[:400],), srv)
+    ok()
     # what the library takes stays served: bare LF line ends, obsolete folding, empty lines first
     for what, data in (("bare LF", b"GET /health HTTP/1.1\nHost: localhost\nConnection: close\n\n"),
                        ("a folded header", b"GET /health HTTP/1.1\r\nHost: localhost\r\nX: a\r\n b\r\nConnection: close\r\n\r\n"),
@@ -311,10 +351,16 @@ def check_slow():
     if not 1.5 <= dt <= 3.5:
         fail("trickled header closed after %.1f s, want ~2" % dt, srv)
     ok()
-    # a short body, and a chunk of 2^64-1 bytes: closed by the body deadline
+    # a chunk of 2^64-1 bytes: a 413 at once, before any of it is waited for
+    t = time.time()
+    expect_error("a chunk of 2^64-1 bytes", request(p, b"POST /v1/completions HTTP/1.1\r\nHost: localhost\r\n"
+                 b"Transfer-Encoding: chunked\r\n\r\nffffffffffffffff\r\nabc"), 413, "larger than 8388608 bytes")
+    if time.time() - t > 2:
+        fail("the 413 for a 2^64-1 chunk took %.1f s" % (time.time() - t), srv)
+    # a short body, and a chunk that never ends: closed by the body deadline
     for what, data in (("short body", b"POST /v1/completions HTTP/1.1\r\nHost: localhost\r\nContent-Length: 40\r\n\r\n{\"p"),
-                       ("huge chunk", b"POST /v1/completions HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n"
-                                      b"\r\nffffffffffffffff\r\nabc")):
+                       ("a chunk that never ends", b"POST /v1/completions HTTP/1.1\r\nHost: localhost\r\n"
+                                                   b"Transfer-Encoding: chunked\r\n\r\n100000\r\nabc")):
         s = connect(p)
         s.sendall(data)
         dt = closed_within(s, 7)

@@ -78,7 +78,67 @@ static void test_refused(void **state) {
     expect("GET / HTTP/\x1b[31m\r\n\r\n", 32768, 505, "HTTP/\\x1b[31m");
 }
 
+static void test_length(void **state) {
+    (void)state;
+    srv_head h;
+    assert_int_equal(check("POST / HTTP/1.1\r\ncontent-length:  42 \r\n\r\n", 32768, &h), 1);
+    assert_true(h.has_length && h.length == 42 && !h.chunked);
+    assert_int_equal(check("POST / HTTP/1.1\r\nContent-Length: 7\r\nContent-Length: 7\r\n\r\n", 32768, &h), 1);
+    assert_int_equal(check("POST / HTTP/1.1\r\nTransfer-Encoding: Chunked\r\n\r\n", 32768, &h), 1);
+    assert_true(h.chunked && !h.has_length);
+    expect("POST / HTTP/1.1\r\nContent-Length: 4x\r\n\r\n", 32768, 400, "Content-Length '4x' is not a number of bytes");
+    expect("POST / HTTP/1.1\r\nContent-Length:\r\n\r\n", 32768, 400, "Content-Length '' is not");
+    expect("POST / HTTP/1.1\r\nContent-Length: +4\r\n\r\n", 32768, 400, "Content-Length '+4' is not");
+    expect("POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", 32768, 400,
+           "two different Content-Length headers");
+    expect("POST / HTTP/1.1\r\nContent-Length: 8388609\r\n\r\n", 32768, 413, "the request body is larger than 8388608 bytes");
+    expect("POST / HTTP/1.1\r\nContent-Length: 123456789012345678901234567890\r\n\r\n", 32768, 413, "larger than");
+    assert_int_equal(check("POST / HTTP/1.1\r\nContent-Length: 8388608\r\n\r\n", 32768, &h), 1);
+}
+
+static int chunked(const char *body, srv_head *h) {
+    memset(h, 0, sizeof *h);
+    return srv_chunked_check(body, strlen(body), h);
+}
+
+static void test_chunked(void **state) {
+    (void)state;
+    srv_head h;
+    const char *good[] = {"0\r\n\r\n", "2\r\n{}\r\n0\r\n\r\n", "A;ext=1\r\n0123456789\r\n00\r\nTrailer: x\r\n\r\n",
+                          "3\nabc\n0\n\n", "1f\r\n0123456789012345678901234567890\r\n0\r\n\r\n"};
+    for (size_t k = 0; k < sizeof good / sizeof good[0]; k++) {
+        size_t n = strlen(good[k]);
+        if (chunked(good[k], &h) != 1 || h.len != n) fail_msg("good %zu: %s (len %zu of %zu)", k, h.msg, h.len, n);
+        /* every shorter prefix is well formed so far */
+        for (size_t m = 0; m < n; m++) {
+            memset(&h, 0, sizeof h);
+            int st = srv_chunked_check(good[k], m, &h);
+            if (st != 0) fail_msg("good %zu, prefix %zu: %d (%s)", k, m, st, h.msg);
+        }
+    }
+    assert_int_equal(chunked("zz\r\nabc\r\n", &h), -1);
+    assert_int_equal(h.status, 400);
+    assert_non_null(strstr(h.msg, "the chunked body is malformed: chunk 1 has a size that is not hexadecimal"));
+    assert_int_equal(chunked("\r\nabc\r\n", &h), -1);
+    assert_non_null(strstr(h.msg, "chunk 1 has no size"));
+    assert_int_equal(chunked("2\r\n{}\r\n3\r\nabcXX", &h), -1);
+    assert_non_null(strstr(h.msg, "chunk 2 is not followed by CRLF"));
+    assert_int_equal(chunked("2\r\n{}\rX", &h), -1);
+    assert_int_equal(chunked("ffffffffffffffff\r\nabc", &h), -1);
+    assert_int_equal(h.status, 413);
+    assert_non_null(strstr(h.msg, "larger than 8388608 bytes"));
+    assert_int_equal(chunked("ffffffffffffffffffffffff", &h), -1); /* found before the line ends */
+    assert_int_equal(h.status, 413);
+    /* chunks that add up to more than the cap */
+    assert_int_equal(chunked("800000\r\n", &h), 0);
+    char two[64];
+    snprintf(two, sizeof two, "%x\r\n", 8u * 1024u * 1024u + 1u);
+    assert_int_equal(chunked(two, &h), -1);
+    assert_int_equal(h.status, 413);
+}
+
 int main(void) {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_complete), cmocka_unit_test(test_refused)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_complete), cmocka_unit_test(test_refused),
+                                       cmocka_unit_test(test_length), cmocka_unit_test(test_chunked)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
