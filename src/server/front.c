@@ -1,14 +1,16 @@
 /* server/front.c: the server's listening socket, and a first look at each new connection's
- * request head before the HTTP library gets the connection.
+ * request before the HTTP library gets the connection.
  * Owns: accepting connections, holding each until its request line and headers are complete
- * (looked at with MSG_PEEK, so the HTTP library still reads every byte), answering a head it
- * would refuse with OpenAI's error JSON instead of its built-in HTML pages (a request line that
- * is not METHOD TARGET HTTP/1.x, an HTTP version other than 1.x, a header line without a colon
- * or with whitespace before it, a target or a head too long), the header deadline and the cap
- * on connections of one address still sending their first head; then handing the connection to
- * MHD (MHD_add_connection).
- * Does not own: what comes after the first head of a connection (a kept-alive connection's next
- * request, bodies, chunked encoding: MHD and guard.c), the Host and Origin rules (guard.c).
+ * (looked at with MSG_PEEK, so the HTTP library still reads every byte), answering what MHD
+ * would refuse with its built-in HTML pages with OpenAI's error JSON instead (a request line
+ * that is not METHOD TARGET HTTP/1.x, an HTTP version other than 1.x, a header line without a
+ * colon or with whitespace before it, a Content-Length that is not digits, a target or a head
+ * too long, a chunked body malformed as far as it came), the header deadline and the cap on
+ * connections of one address still sending their head; then handing the connection to MHD
+ * (MHD_add_connection). Every response says Connection: close (server.c), so every request
+ * comes through here.
+ * Does not own: bodies past what the first look sees (MHD and server.c, with guard.c's body
+ * deadline), the Host and Origin rules (guard.c).
  * Threads: one thread of its own polls the listening socket and the held connections.
  * Portability: poll() cannot wait for "more bytes than last time" on a socket whose bytes are
  * only peeked (it reports it readable until they are read), so a held connection whose head is
