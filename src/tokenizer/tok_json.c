@@ -697,18 +697,28 @@ static bool jbool(const cJSON *o, const char *k, bool dflt) {
     return cJSON_IsBool(v) ? cJSON_IsTrue(v) : dflt;
 }
 
-static lm_status add_norm(loader *L, const cJSON *n, const char *path) {
-    const char *type = jstr(n, "type");
-    if (!type)
-        return lm_fail(L->err, LM_ERR_FORMAT, "%s: %s.type: expected a string", L->name, path);
-    if (strcmp(type, "Sequence") == 0) {
-        const cJSON *c;
-        cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(n, "normalizers")) {
-            lm_status st = add_norm(L, c, path);
-            if (st) return st;
-        }
-        return LM_OK;
+typedef lm_status (*step_add_fn)(loader *L, const cJSON *n, const char *path);
+
+/* The "type" of normalizer or pre-tokenizer step n into *type; a "Sequence" instead has each of
+ * its steps (the array under list) added by add, and *type is NULL. */
+static lm_status step_type(loader *L, const cJSON *n, const char *path, const char *list, step_add_fn add,
+                           const char **type) {
+    *type = jstr(n, "type");
+    if (!*type) return lm_fail(L->err, LM_ERR_FORMAT, "%s: %s.type: expected a string", L->name, path);
+    if (strcmp(*type, "Sequence") != 0) return LM_OK;
+    *type = NULL;
+    const cJSON *c;
+    cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(n, list)) {
+        lm_status st = add(L, c, path);
+        if (st) return st;
     }
+    return LM_OK;
+}
+
+static lm_status add_norm(loader *L, const cJSON *n, const char *path) {
+    const char *type;
+    lm_status seq = step_type(L, n, path, "normalizers", add_norm, &type);
+    if (seq || !type) return seq;
     norm_op op = {0};
     char why[160];
     if (strcmp(type, "NFC") == 0)
@@ -791,17 +801,9 @@ static lm_status pre_regex(loader *L, const char *pat, bool literal, int behavio
 }
 
 static lm_status add_pre(loader *L, const cJSON *n, const char *path) {
-    const char *type = jstr(n, "type");
-    if (!type)
-        return lm_fail(L->err, LM_ERR_FORMAT, "%s: %s.type: expected a string", L->name, path);
-    if (strcmp(type, "Sequence") == 0) {
-        const cJSON *c;
-        cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(n, "pretokenizers")) {
-            lm_status st = add_pre(L, c, path);
-            if (st) return st;
-        }
-        return LM_OK;
-    }
+    const char *type;
+    lm_status seq = step_type(L, n, path, "pretokenizers", add_pre, &type);
+    if (seq || !type) return seq;
     if (strcmp(type, "ByteLevel") == 0) {
         L->p->byte_level = true;
         if (jbool(n, "add_prefix_space", true)) {
