@@ -118,7 +118,7 @@ def cell(a, b, fmt="%.1f"):
 
 print("| file | MiB | decode tok/s after %d (floor) | %s | TTFT P=%d ms | peak RSS MiB |" % (
     after, " | ".join("prefill tok/s P=%d" % p for p in plens), plens[0]))
-print("| --- | --- | --- | %s --- | --- |" % ("--- | " * len(plens)))
+print("| --- | --- | --- | %s--- | --- |" % ("--- | " * len(plens)))
 for m in models:
     name = m.replace(":", "-")
     L, C = load(os.path.join(runs, name + ".locallm.jsonl")), load(os.path.join(runs, name + ".llamacpp.jsonl"))
