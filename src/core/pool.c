@@ -19,6 +19,7 @@
  * every run and always takes part. */
 #include "core.h"
 
+#include <limits.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
@@ -33,6 +34,7 @@
 #endif
 
 #define SPIN_ITERS 20000
+#define CLOSED 0xFFFFFFFFu           /* the claim word's chunk index while a run is being set up */
 #define STALL_NS 500000ull           /* a wait this long means a thread lost its time slice */
 #define WINDOW_NS 100000000ull       /* wall time of runs per decision */
 #define GAP_NS 5000000ull            /* runs further apart: the caller was idle, a new window */
@@ -77,12 +79,17 @@ static int take_chunks(lm_pool *p, uint32_t g, int ith) {
     for (;;) {
         uint64_t v = atomic_load_explicit(&p->claim, memory_order_acquire);
         if ((uint32_t)(v >> 32) != g) break;
-        lm_chunk_fn fn = atomic_load_explicit(&p->fn, memory_order_relaxed);
-        void *ctx = atomic_load_explicit(&p->ctx, memory_order_relaxed);
-        int n = atomic_load_explicit(&p->n_chunks, memory_order_relaxed);
-        int c = (int)(uint32_t)v;
+        lm_chunk_fn fn = atomic_load_explicit(&p->fn, memory_order_acquire);
+        void *ctx = atomic_load_explicit(&p->ctx, memory_order_acquire);
+        int n = atomic_load_explicit(&p->n_chunks, memory_order_acquire);
+        int c = (uint32_t)v == CLOSED ? INT_MAX : (int)(uint32_t)v;
         if (c >= n) break;
-        /* a successful claim proves run g is still on, so fn, ctx and n were its own */
+        /* A successful claim proves run g is still on, so fn, ctx and n were its own: the caller
+         * closes the claim word (CLOSED) before it writes the next run's fn, ctx and n (release),
+         * so a load here that saw any of those makes this compare-exchange see the closed word
+         * and fail. Without that, a thread that read run g's claim word after its last chunk was
+         * taken could pair it with the next run's larger n and still win the exchange (the word
+         * not yet moved on), running a chunk of neither run beside the caller. */
         if (!atomic_compare_exchange_weak_explicit(&p->claim, &v, v + 1, memory_order_acq_rel, memory_order_acquire))
             continue;
         fn(ctx, c, n, ith);
@@ -256,11 +263,12 @@ void lm_pool_run_chunks(lm_pool *p, lm_chunk_fn fn, void *ctx, int n_chunks) {
         return;
     }
     uint64_t t0 = lm_time_ns();
-    atomic_store_explicit(&p->fn, fn, memory_order_relaxed);
-    atomic_store_explicit(&p->ctx, ctx, memory_order_relaxed);
-    atomic_store_explicit(&p->n_chunks, n_chunks, memory_order_relaxed);
-    atomic_store_explicit(&p->done, 0, memory_order_relaxed);
     uint32_t g = atomic_load(&p->gen) + 1;
+    atomic_store_explicit(&p->claim, (uint64_t)g << 32 | CLOSED, memory_order_relaxed); /* see take_chunks */
+    atomic_store_explicit(&p->fn, fn, memory_order_release);
+    atomic_store_explicit(&p->ctx, ctx, memory_order_release);
+    atomic_store_explicit(&p->n_chunks, n_chunks, memory_order_release);
+    atomic_store_explicit(&p->done, 0, memory_order_relaxed);
     atomic_store_explicit(&p->claim, (uint64_t)g << 32, memory_order_release);
     atomic_store(&p->gen, g); /* seq_cst: pairs with the n_sleeping check below */
     if (atomic_load(&p->n_sleeping) > 0) {

@@ -81,8 +81,48 @@ static void test_lets_go_of_a_stalling_thread(void **state) {
     lm_pool_free(p);
 }
 
+/* Two kinds of runs back to back on the same two contexts, as a matrix product's quantization
+ * (few chunks) and its product (many) are: each chunk must run once, with its own run's function,
+ * context and chunk count. A thread that paired the last run's claim word with the next run's
+ * count once ran a chunk of neither (TSan saw its write beside the caller's reads). */
+typedef struct {
+    int kind, n;
+    atomic_int hits[16];
+    atomic_int *bad;
+} kind_ctx;
+
+static void kind_chunk(void *p, int chunk, int n_chunks, int ith, int kind) {
+    (void)ith;
+    kind_ctx *c = p;
+    if (c->kind != kind || n_chunks != c->n || chunk < 0 || chunk >= c->n) {
+        atomic_fetch_add(c->bad, 1);
+        return;
+    }
+    atomic_fetch_add(&c->hits[chunk], 1);
+}
+static void kind0_chunk(void *p, int chunk, int n_chunks, int ith) { kind_chunk(p, chunk, n_chunks, ith, 0); }
+static void kind1_chunk(void *p, int chunk, int n_chunks, int ith) { kind_chunk(p, chunk, n_chunks, ith, 1); }
+
+static void test_runs_do_not_mix(void **state) {
+    (void)state;
+    lm_pool *p = lm_pool_new(3);
+    assert_non_null(p);
+    atomic_int bad;
+    atomic_init(&bad, 0);
+    kind_ctx a = {.kind = 0, .n = 2, .bad = &bad}, b = {.kind = 1, .n = 16, .bad = &bad};
+    for (int r = 0; r < 100000; r++) {
+        kind_ctx *c = r & 1 ? &b : &a;
+        for (int i = 0; i < c->n; i++) atomic_store(&c->hits[i], 0);
+        lm_pool_run_chunks(p, r & 1 ? kind1_chunk : kind0_chunk, c, c->n);
+        for (int i = 0; i < c->n; i++)
+            if (atomic_load(&c->hits[i]) != 1) fail_msg("run %d: chunk %d ran %d times", r, i, atomic_load(&c->hits[i]));
+        if (atomic_load(&bad)) fail_msg("run %d: a chunk ran with another run's function, context or count", r);
+    }
+    lm_pool_free(p);
+}
+
 int main(void) {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_runs),
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_runs), cmocka_unit_test(test_runs_do_not_mix),
                                        cmocka_unit_test(test_lets_go_of_a_stalling_thread)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
