@@ -38,10 +38,7 @@ C
 cc -O1 "$dir/spin.c" -o "$dir/spin"
 runs=$dir/runs/contention-$(date -u +%Y%m%dT%H%M%SZ)
 mkdir -p "$runs"
-cc -std=c11 -O3 -march=native -pthread "$here/membw.c" -o "$dir/membw"
-cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo 2>/dev/null | head -n 1)
-bw=$("$dir/membw" "$(nproc)" 512 9 2>/dev/null)
-printf '{"cpu":"%s","read_gb_s":%s,"threads":%s}\n' "$cpu" "$bw" "$(nproc)" >"$runs/machine.json"
+bench_machine "$root" "$dir" "$(nproc)" "$runs/machine.json"
 pids=()
 stop_busy() { for p in "${pids[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done; pids=(); }
 trap stop_busy EXIT

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// bench/llamacpp_batch.mjs (copied from ../shared/tools/llamacpp/batch.mjs): llama.cpp peer for batched decoding: N sequences in one context (node-llama-cpp batches their
+// bench/llamacpp_batch.mjs (the project's llama.cpp batching peer, kept here so a fresh clone has it): llama.cpp peer for batched decoding: N sequences in one context (node-llama-cpp batches their
 // tokens into shared llama_decode calls), each prefilling P random tokens and then generating G
 // tokens greedily with EOS ignored. One JSON line on stdout:
 //   {"sequences":N,"decode_tok_s":aggregate generated tokens / decode wall time,

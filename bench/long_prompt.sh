@@ -34,10 +34,7 @@ fi
 bench_locallm "$root" "$dir" "$threads"
 runs=$dir/runs/long-prompt-$(date -u +%Y%m%dT%H%M%SZ)
 mkdir -p "$runs"
-cc -std=c11 -O3 -march=native -pthread "$here/membw.c" -o "$dir/membw"
-cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo 2>/dev/null | head -n 1)
-bw=$("$dir/membw" "$threads" 512 9 2>/dev/null)
-printf '{"cpu":"%s","read_gb_s":%s,"threads":%s}\n' "$cpu" "$bw" "$threads" >"$runs/machine.json"
+bench_machine "$root" "$dir" "$threads" "$runs/machine.json"
 for r in $(seq 1 "$reps"); do
     log "run $r/$reps"
     "$LOCALLM" bench "$model" --parallel "$streams" --long-prompt "$prompt" -c 8192 -t "$threads" --json |
