@@ -11,20 +11,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* True when s is valid UTF-8 with no C0 control, DEL or C1 control. */
-static bool printable(const char *s) {
-    size_t n = strlen(s);
-    for (size_t i = 0; i < n;) {
-        unsigned char c = (unsigned char)s[i];
-        if (c < 0x20 || c == 0x7f) return false;
-        uint32_t cp;
-        int l = lm_utf8_decode(s + i, n - i, &cp);
-        if (c >= 0x80 && (l <= 1 || (cp >= 0x80 && cp <= 0x9f))) return false;
-        i += (size_t)l;
-    }
-    return true;
-}
-
 static void test_escape_text(void **state) {
     (void)state;
     char out[256];
@@ -33,7 +19,7 @@ static void test_escape_text(void **state) {
     assert_string_equal(out, "a\\x1b[31mb\\x07\\tc\\nd\\r\\x7f \\xff\\xfe \xc3\xa9 \\u009b \xe2\x82\xac \xf0\x9f\x98\x80 "
                              "\\xed\\xa0\\x80 \\xc0\\xaf");
     assert_int_equal(n, strlen(out));
-    assert_true(printable(out));
+    assert_true(tu_printable(out));
     /* a NUL inside the given length is a control character too */
     lm_escape_text(out, sizeof out, "x\0y", 3);
     assert_string_equal(out, "x\\x00y");
@@ -59,7 +45,7 @@ static void test_fail_and_log_escape(void **state) {
     for (size_t i = 0; i + 2 < sizeof big; i += 2) memcpy(big + i, "\xc3\xa9", 2);
     big[sizeof big - 2] = 0;
     lm_fail(&err, LM_ERR_IO, "x%s", big);
-    assert_true(printable(err.msg));
+    assert_true(tu_printable(err.msg));
     assert_int_equal(strlen(err.msg), 1 + 2 * 127);
 }
 
@@ -134,12 +120,8 @@ static void test_json_trailing(void **state) {
     assert_int_equal(lm_json_parse("1 2", 3, "x", &j, &err), LM_ERR_FORMAT);
     /* config.json read from a folder */
     const char *dir = tu_temp_dir();
-    char path[4200];
-    snprintf(path, sizeof path, "%s/config.json", dir);
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    fputs("{\"architectures\": [\"LlamaForCausalLM\"], \"hidden_size\": 64} trailing", f);
-    fclose(f);
+    const char *path =
+        tu_put_in(dir, "config.json", "{\"architectures\": [\"LlamaForCausalLM\"], \"hidden_size\": 64} trailing");
     hf_config c;
     assert_int_equal(hf_config_load(dir, &c, &err), LM_ERR_FORMAT);
     assert_non_null(strstr(err.msg, "config.json: unexpected text after the JSON value at byte 59 (line 1)"));
@@ -193,10 +175,7 @@ static void test_special_files(void **state) {
     char real[4200], link[4200];
     snprintf(real, sizeof real, "%s/real.json", dir);
     snprintf(link, sizeof link, "%s/link.json", dir);
-    FILE *fp = fopen(real, "w");
-    assert_non_null(fp);
-    fputs("[1, 2]", fp);
-    fclose(fp);
+    tu_put(real, "[1, 2]");
     assert_int_equal(symlink("real.json", link), 0);
     cJSON *j = NULL;
     assert_int_equal(lm_json_load(link, &j, &err), LM_OK);

@@ -10,20 +10,6 @@
 
 #include <stdio.h>
 
-/* True when s is valid UTF-8 with no control characters. */
-static bool printable(const char *s) {
-    size_t n = strlen(s);
-    for (size_t i = 0; i < n;) {
-        unsigned char c = (unsigned char)s[i];
-        if (c < 0x20 || c == 0x7f) return false;
-        uint32_t cp;
-        int l = lm_utf8_decode(s + i, n - i, &cp);
-        if (c >= 0x80 && (l <= 1 || (cp >= 0x80 && cp <= 0x9f))) return false;
-        i += (size_t)l;
-    }
-    return true;
-}
-
 #define BAD(chat, body, param, msg) bad(__LINE__, chat, body, param, msg)
 static void bad(int line, bool chat, const char *body, const char *param, const char *msg) {
     srv_request rq;
@@ -32,7 +18,7 @@ static void bad(int line, bool chat, const char *body, const char *param, const 
     if (e.status != 400) fail_msg("line %d: status %d", line, e.status);
     if (strcmp(e.param, param) != 0) fail_msg("line %d: param '%s', want '%s'", line, e.param, param);
     if (!strstr(e.msg, msg)) fail_msg("line %d: message '%s' lacks '%s'", line, e.msg, msg);
-    if (!printable(e.msg) || !printable(e.param)) fail_msg("line %d: not printable: %s", line, e.msg);
+    if (!tu_printable(e.msg) || !tu_printable(e.param)) fail_msg("line %d: not printable: %s", line, e.msg);
 }
 
 static void test_nul_in_strings(void **state) {

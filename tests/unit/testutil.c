@@ -67,3 +67,76 @@ const char *tu_temp_dir(void) {
     return p;
 }
 
+
+void tu_put(const char *path, const char *text) {
+    FILE *f = fopen(path, "wb");
+    if (!f) fail_msg("cannot create %s", path);
+    size_t n = strlen(text);
+    if (fwrite(text, 1, n, f) != n || fclose(f) != 0) fail_msg("cannot write %s", path);
+}
+
+const char *tu_put_in(const char *dir, const char *name, const char *text) {
+    char *p = g_paths[g_next++ & 7];
+    int n = snprintf(p, 4096, "%s/%s", dir, name);
+    assert_true(n > 0 && n < 4096);
+    tu_put(p, text);
+    return p;
+}
+
+void tu_copy_in(const char *from, const char *dir, const char *name, size_t keep) {
+    size_t len;
+    char *d = tu_read(from, &len);
+    char path[4096];
+    int n = snprintf(path, sizeof path, "%s/%s", dir, name);
+    assert_true(n > 0 && (size_t)n < sizeof path);
+    FILE *f = fopen(path, "wb");
+    if (!f) fail_msg("cannot create %s", path);
+    size_t w = len < keep ? len : keep;
+    if (fwrite(d, 1, w, f) != w || fclose(f) != 0) fail_msg("cannot write %s", path);
+    lm_free(d);
+}
+
+/* Through the shell: these are fixtures' folders under /tmp, named by the tests themselves. */
+static void shell(const char *fmt, const char *path) {
+    char cmd[4200];
+    int n = snprintf(cmd, sizeof cmd, fmt, path);
+    assert_true(n > 0 && (size_t)n < sizeof cmd);
+    if (system(cmd) != 0) fail_msg("%s failed", cmd);
+}
+
+void tu_mkdirs(const char *path) { shell("mkdir -p '%s'", path); }
+void tu_rm_rf(const char *path) { shell("rm -rf '%s'", path); }
+
+void tu_hub_repo(const char *cache, const char *repo_id, const char *commit, const char *file,
+                 const char *blob, bool ref) {
+    char repo[2048], p[4096], l[4200];
+    const char *slash = strchr(repo_id, '/');
+    assert_non_null(slash);
+    snprintf(repo, sizeof repo, "%s/models--%.*s--%s", cache, (int)(slash - repo_id), repo_id,
+             slash + 1);
+    snprintf(p, sizeof p, "%s/blobs", repo);
+    tu_mkdirs(p);
+    tu_put_in(p, "b1", blob);
+    snprintf(p, sizeof p, "%s/snapshots/%s", repo, commit);
+    tu_mkdirs(p);
+    snprintf(l, sizeof l, "%s/%s", p, file);
+    if (symlink("../../blobs/b1", l) != 0) fail_msg("cannot link %s", l);
+    if (ref) {
+        snprintf(p, sizeof p, "%s/refs", repo);
+        tu_mkdirs(p);
+        tu_put_in(p, "main", commit);
+    }
+}
+
+bool tu_printable(const char *s) {
+    size_t n = strlen(s);
+    for (size_t i = 0; i < n;) {
+        unsigned char c = (unsigned char)s[i];
+        if (c < 0x20 || c == 0x7f) return false;
+        uint32_t cp;
+        int l = lm_utf8_decode(s + i, n - i, &cp);
+        if (c >= 0x80 && (l <= 1 || (cp >= 0x80 && cp <= 0x9f))) return false;
+        i += (size_t)l;
+    }
+    return true;
+}

@@ -3,6 +3,7 @@
 #define LM_TESTUTIL_H
 
 #include <setjmp.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -28,6 +29,24 @@ void tu_rand_floats(float *x, size_t n, uint64_t seed);
 const char *tu_write_temp(const void *data, size_t n, const char *suffix);
 /* A new empty temp directory (static buffer). */
 const char *tu_temp_dir(void);
+/* Writes text to path, creating or truncating the file (asserts on failure). */
+void tu_put(const char *path, const char *text);
+/* Writes text to dir/name and returns that path (static rotating buffer). */
+const char *tu_put_in(const char *dir, const char *name, const char *text);
+/* Copies the first min(size, keep) bytes of the file from into dir/name (SIZE_MAX: all of it;
+ * asserts on failure). */
+void tu_copy_in(const char *from, const char *dir, const char *name, size_t keep);
+/* mkdir -p path; rm -rf path (assert on failure). */
+void tu_mkdirs(const char *path);
+void tu_rm_rf(const char *path);
+/* A Hugging Face cache entry made by hand, for the hub tests without a network:
+ * <cache>/models--<org>--<name>/blobs/b1 holds blob and is linked as snapshots/<commit>/<file>;
+ * with ref, refs/main names commit. repo_id is "org/name". */
+void tu_hub_repo(const char *cache, const char *repo_id, const char *commit, const char *file,
+                 const char *blob, bool ref);
+/* True when s is valid UTF-8 with no C0 control, DEL or C1 control: text fit for a person to
+ * read in an error message or a listing. */
+bool tu_printable(const char *s);
 /* A session on an engine of its own (the session keeps the engine alive: lm_session_free
  * releases both). For tests of one conversation at a time. */
 lm_status tu_session_new(const lm_model *m, const lm_session_params *sp, lm_session **s, lm_error *err);
