@@ -225,14 +225,11 @@ static void link_tinychat(const char *dir) {
 
 static void test_model_template_file(void **state) {
     (void)state;
-    char dir[4096], path[4200];
+    char dir[4096];
     snprintf(dir, sizeof dir, "%s", tu_temp_dir());
     link_tinychat(dir);
-    snprintf(path, sizeof path, "%s/chat_template.jinja", dir);
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    fputs(TEMPLATE_MARK "{% for m in messages %}[{{ m.role }}] {{ m.content }}{% endfor %}", f);
-    fclose(f);
+    tu_put_in(dir, "chat_template.jinja",
+              TEMPLATE_MARK "{% for m in messages %}[{{ m.role }}] {{ m.content }}{% endfor %}");
     sweep("tinychat + chat_template.jinja", load_model_template, dir, 1L << 30, 1);
     /* a chat_template.jinja that exists but cannot be read (here: a folder) fails the load with
      * its own error */

@@ -123,38 +123,9 @@ static void family_names_pick_the_default_size(void **state) {
     assert_string_equal(out, "tinychat");
 }
 
-static void mkp(const char *p) {
-    char cmd[4200];
-    snprintf(cmd, sizeof cmd, "mkdir -p '%s'", p);
-    assert_int_equal(system(cmd), 0);
-}
-
-static void put(const char *path, const char *text) {
-    FILE *f = fopen(path, "wb");
-    assert_non_null(f);
-    fputs(text, f);
-    fclose(f);
-}
-
-/* cache/models--org--name/{refs/main, snapshots/C/file -> ../../blobs/b} */
+/* cache/models--org--name/{refs/main, snapshots/C/file -> ../../blobs/b1} */
 static void make_repo(const char *cache, const char *id, const char *file) {
-    static const char *C = "89abcdef0123456789abcdef0123456789abcdef";
-    char org[128], name[128], p[2048], l[4200];
-    const char *slash = strchr(id, '/');
-    snprintf(org, sizeof org, "%.*s", (int)(slash - id), id);
-    snprintf(name, sizeof name, "%s", slash + 1);
-    snprintf(p, sizeof p, "%s/models--%s--%s/blobs", cache, org, name);
-    mkp(p);
-    snprintf(p, sizeof p, "%s/models--%s--%s/blobs/b", cache, org, name);
-    put(p, "data");
-    snprintf(p, sizeof p, "%s/models--%s--%s/refs", cache, org, name);
-    mkp(p);
-    snprintf(p, sizeof p, "%s/models--%s--%s/refs/main", cache, org, name);
-    put(p, C);
-    snprintf(p, sizeof p, "%s/models--%s--%s/snapshots/%s", cache, org, name, C);
-    mkp(p);
-    snprintf(l, sizeof l, "%s/%s", p, file);
-    assert_int_equal(symlink("../../blobs/b", l), 0);
+    tu_hub_repo(cache, id, "89abcdef0123456789abcdef0123456789abcdef", file, "data", true);
 }
 
 static void short_names_resolve_in_the_cache(void **state) {
@@ -175,9 +146,7 @@ static void short_names_resolve_in_the_cache(void **state) {
     /* a catalog model not in the cache: the message names the repo id to pull */
     assert_int_equal(lm_hub_resolve("qwen2.5:7b", cache, out, sizeof out, &err), LM_ERR_IO);
     assert_non_null(strstr(err.msg, "mlx-community/Qwen2.5-7B-Instruct-4bit"));
-    char cmd[1200];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", cache);
-    assert_int_equal(system(cmd), 0);
+    tu_rm_rf(cache);
 }
 
 static void estimate_for_a_catalog_entry(void **state) {

@@ -392,14 +392,10 @@ static void test_real_tokenizers(void **state) {
             assert_int_equal(symlink(from, to), 0);
         }
         /* hyper-parameters only: the special ids come from the tokenizer files */
-        char to[4200];
-        snprintf(to, sizeof to, "%s/config.json", dir);
-        FILE *cf = fopen(to, "w");
-        assert_non_null(cf);
-        fputs("{\"model_type\": \"llama\", \"hidden_size\": 128, \"num_hidden_layers\": 2, \"num_attention_heads\": 4,"
-              " \"num_key_value_heads\": 4, \"intermediate_size\": 256, \"vocab_size\": 32000, \"rms_norm_eps\": 1e-5,"
-              " \"max_position_embeddings\": 4096}", cf);
-        fclose(cf);
+        tu_put_in(dir, "config.json",
+                  "{\"model_type\": \"llama\", \"hidden_size\": 128, \"num_hidden_layers\": 2, \"num_attention_heads\": 4,"
+                  " \"num_key_value_heads\": 4, \"intermediate_size\": 256, \"vocab_size\": 32000, \"rms_norm_eps\": 1e-5,"
+                  " \"max_position_embeddings\": 4096}");
         char name[64];
         snprintf(name, sizeof name, "%s-vocab.gguf", fams[f]);
         const char *out = out_path(name);
@@ -774,11 +770,7 @@ static void test_errors(void **state) {
     assert_int_equal(lm_convert(tu_data("models/README.md"), out_path("d.gguf"), &cp, &err), LM_ERR_IO);
     /* an architecture convert does not know */
     const char *d = tu_temp_dir();
-    char p[4200];
-    snprintf(p, sizeof p, "%s/config.json", d);
-    FILE *f = fopen(p, "w");
-    fputs("{\"model_type\": \"gpt_neox\", \"hidden_size\": 64, \"num_hidden_layers\": 1, \"num_attention_heads\": 2, \"intermediate_size\": 128, \"vocab_size\": 512}", f);
-    fclose(f);
+    tu_put_in(d, "config.json", "{\"model_type\": \"gpt_neox\", \"hidden_size\": 64, \"num_hidden_layers\": 1, \"num_attention_heads\": 2, \"intermediate_size\": 128, \"vocab_size\": 512}");
     assert_int_not_equal(lm_convert(d, out_path("e.gguf"), &cp, &err), LM_OK);
     assert_non_null(strstr(err.msg, "gpt_neox"));
 }

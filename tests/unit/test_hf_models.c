@@ -206,26 +206,6 @@ static void test_tinychat_top5(void **state) {
     lm_model_free(m);
 }
 
-static void write_file(const char *dir, const char *name, const char *text) {
-    char p[1024];
-    snprintf(p, sizeof p, "%s/%s", dir, name);
-    FILE *f = fopen(p, "w");
-    assert_non_null(f);
-    fputs(text, f);
-    fclose(f);
-}
-
-static void copy_file(const char *from, const char *dir, const char *name, size_t truncate_to) {
-    size_t len;
-    char *d = tu_read(from, &len);
-    char p[1024];
-    snprintf(p, sizeof p, "%s/%s", dir, name);
-    FILE *f = fopen(p, "wb");
-    fwrite(d, 1, truncate_to && truncate_to < len ? truncate_to : len, f);
-    fclose(f);
-    lm_free(d);
-}
-
 static void test_bad_folders(void **state) {
     (void)state;
     lm_model *m = NULL;
@@ -238,8 +218,8 @@ static void test_bad_folders(void **state) {
     char *mt = strstr(orig, "\"llama\"");
     assert_non_null(mt);
     snprintf(cfg, sizeof cfg, "%.*s\"gpt-neox\"%s", (int)(mt - orig), orig, mt + 7);
-    write_file(d, "config.json", cfg);
-    copy_file(tu_data("models/llama2-bf16/model.safetensors"), d, "model.safetensors", 0);
+    tu_put_in(d, "config.json", cfg);
+    tu_copy_in(tu_data("models/llama2-bf16/model.safetensors"), d, "model.safetensors", SIZE_MAX);
     assert_int_equal(lm_model_load(d, NULL, &m, &err), LM_ERR_UNSUPPORTED);
     assert_non_null(strstr(err.msg, "gpt-neox"));
     assert_non_null(strstr(err.msg, "qwen2"));
@@ -248,15 +228,15 @@ static void test_bad_folders(void **state) {
     char *hs = strstr(orig, "\"hidden_size\": 128");
     if (hs) {
         snprintf(cfg, sizeof cfg, "%.*s\"hidden_size\": 64, \"head_dim\": 32%s", (int)(hs - orig), orig, hs + strlen("\"hidden_size\": 128"));
-        write_file(d2, "config.json", cfg);
-        copy_file(tu_data("models/llama2-bf16/model.safetensors"), d2, "model.safetensors", 0);
+        tu_put_in(d2, "config.json", cfg);
+        tu_copy_in(tu_data("models/llama2-bf16/model.safetensors"), d2, "model.safetensors", SIZE_MAX);
         assert_int_not_equal(lm_model_load(d2, NULL, &m, &err), LM_OK);
         assert_non_null(strstr(err.msg, "shape"));
     }
     /* truncated weights */
     const char *d3 = tu_temp_dir();
-    copy_file(tu_data("models/llama2-bf16/config.json"), d3, "config.json", 0);
-    copy_file(tu_data("models/llama2-bf16/model.safetensors"), d3, "model.safetensors", 500000);
+    tu_copy_in(tu_data("models/llama2-bf16/config.json"), d3, "config.json", SIZE_MAX);
+    tu_copy_in(tu_data("models/llama2-bf16/model.safetensors"), d3, "model.safetensors", 500000);
     assert_int_equal(lm_model_load(d3, NULL, &m, &err), LM_ERR_FORMAT);
     assert_non_null(strstr(err.msg, "model.safetensors"));
     lm_free(orig);

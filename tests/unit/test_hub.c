@@ -37,9 +37,7 @@ static void test_resolve_cache(void **state) {
     snprintf(p, sizeof p, "%s/models--org--tiny/snapshots/%s", cache, commit);
     mk(p);
     snprintf(p, sizeof p, "%s/models--org--tiny/refs/main", cache);
-    FILE *f = fopen(p, "w");
-    fputs(commit, f);
-    fclose(f);
+    tu_put(p, commit);
     lm_error err = {0};
     assert_int_equal(lm_hub_resolve("org/tiny", cache, out, sizeof out, &err), LM_OK);
     snprintf(p, sizeof p, "%s/models--org--tiny/snapshots/%s", cache, commit);

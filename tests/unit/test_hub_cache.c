@@ -12,36 +12,11 @@
 
 static const char *COMMIT = "0123456789abcdef0123456789abcdef01234567";
 
-static void put(const char *path, const char *text) {
-    FILE *f = fopen(path, "wb");
-    assert_non_null(f);
-    fputs(text, f);
-    fclose(f);
-}
-
-static void mkp(const char *p) {
-    char cmd[4200];
-    snprintf(cmd, sizeof cmd, "mkdir -p '%s'", p);
-    assert_int_equal(system(cmd), 0);
-}
-
 /* cache/models--org--name with blobs/b1 (5 bytes) linked as snapshots/COMMIT/file. */
 static void make_repo(const char *cache, const char *org, const char *name, const char *file, bool ref) {
-    char p[2048], l[4200];
-    snprintf(p, sizeof p, "%s/models--%s--%s/blobs", cache, org, name);
-    mkp(p);
-    snprintf(p, sizeof p, "%s/models--%s--%s/blobs/b1", cache, org, name);
-    put(p, "hello");
-    snprintf(p, sizeof p, "%s/models--%s--%s/snapshots/%s", cache, org, name, COMMIT);
-    mkp(p);
-    snprintf(l, sizeof l, "%s/%s", p, file);
-    assert_int_equal(symlink("../../blobs/b1", l), 0);
-    if (ref) {
-        snprintf(p, sizeof p, "%s/models--%s--%s/refs", cache, org, name);
-        mkp(p);
-        snprintf(p, sizeof p, "%s/models--%s--%s/refs/main", cache, org, name);
-        put(p, COMMIT);
-    }
+    char id[256];
+    snprintf(id, sizeof id, "%s/%s", org, name);
+    tu_hub_repo(cache, id, COMMIT, file, "hello", ref);
 }
 
 static void test_split_quant(void **state) {
@@ -99,12 +74,12 @@ static void test_list_and_remove(void **state) {
     make_repo(c, "a-org", "gg", "x.gguf", false);
     char p[2048];
     snprintf(p, sizeof p, "%s/models--org--st/snapshots/%s/config.json", c, COMMIT);
-    put(p, "{\"quantization\": {\"bits\": 4}}");
+    tu_put(p, "{\"quantization\": {\"bits\": 4}}");
     /* a symlink pointing outside the cache must survive rm */
     char outside[1024];
     snprintf(outside, sizeof outside, "%s", tu_temp_dir());
     snprintf(p, sizeof p, "%s/keep", outside);
-    put(p, "x");
+    tu_put(p, "x");
     snprintf(p, sizeof p, "%s/models--org--st/escape", c);
     assert_int_equal(symlink(outside, p), 0);
 

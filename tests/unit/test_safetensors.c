@@ -353,34 +353,6 @@ static void test_truncated(void **state) {
     lm_free(full);
 }
 
-static void copy_file(const char *from, const char *dir, const char *name, size_t keep) {
-    size_t len;
-    char *d = tu_read(from, &len);
-    char path[4096];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    FILE *f = fopen(path, "wb");
-    assert_non_null(f);
-    assert_int_equal(fwrite(d, 1, LM_MIN(len, keep), f), LM_MIN(len, keep));
-    fclose(f);
-    lm_free(d);
-}
-
-static void write_text(const char *dir, const char *name, const char *text) {
-    char path[4096];
-    int n = snprintf(path, sizeof path, "%s/%s", dir, name);
-    assert_true(n > 0 && (size_t)n < sizeof path);
-    FILE *f = fopen(path, "wb");
-    assert_non_null(f);
-    fputs(text, f);
-    fclose(f);
-}
-
-static void rm_dir(const char *dir) {
-    char cmd[4200];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    assert_int_equal(system(cmd), 0);
-}
-
 static void test_sets(void **state) {
     (void)state;
     const char *s1 = tu_data("models/llama2-f32/model-00001-of-00002.safetensors");
@@ -392,9 +364,9 @@ static void test_sets(void **state) {
 
     /* no index: model*.safetensors sorted; other .safetensors ignored */
     snprintf(dir, sizeof dir, "%s", tu_temp_dir());
-    copy_file(s2, dir, "model-00002-of-00002.safetensors", SIZE_MAX);
-    copy_file(s1, dir, "model-00001-of-00002.safetensors", SIZE_MAX);
-    copy_file(tu_data("models/qwen2-f32/model.safetensors"), dir, "adapter.safetensors",
+    tu_copy_in(s2, dir, "model-00002-of-00002.safetensors", SIZE_MAX);
+    tu_copy_in(s1, dir, "model-00001-of-00002.safetensors", SIZE_MAX);
+    tu_copy_in(tu_data("models/qwen2-f32/model.safetensors"), dir, "adapter.safetensors",
               SIZE_MAX);
     if (st_open_dir(dir, true, &s, &err)) fail_msg("%s", err.msg);
     assert_int_equal(s->n_files, 2);
@@ -404,8 +376,8 @@ static void test_sets(void **state) {
     st_close(s);
 
     /* the same shards with the index, shard 2 truncated: the error names the shard */
-    copy_file(idx, dir, "model.safetensors.index.json", SIZE_MAX);
-    copy_file(s2, dir, "model-00002-of-00002.safetensors", 100000);
+    tu_copy_in(idx, dir, "model.safetensors.index.json", SIZE_MAX);
+    tu_copy_in(s2, dir, "model-00002-of-00002.safetensors", 100000);
     assert_int_equal(st_open_dir(dir, true, &s, &err), LM_ERR_FORMAT);
     assert_non_null(strstr(err.msg, "model-00002-of-00002.safetensors: tensor '"));
     assert_non_null(strstr(err.msg, "data section has"));
@@ -420,59 +392,59 @@ static void test_sets(void **state) {
     assert_non_null(strstr(err.msg, "'model-00002-of-00002.safetensors', which is missing"));
 
     /* the index maps a tensor to the wrong shard */
-    copy_file(s2, dir, "model-00002-of-00002.safetensors", SIZE_MAX);
-    write_text(dir, "model.safetensors.index.json",
+    tu_copy_in(s2, dir, "model-00002-of-00002.safetensors", SIZE_MAX);
+    tu_put_in(dir, "model.safetensors.index.json",
                "{\"weight_map\":{\"lm_head.weight\":\"model-00001-of-00002.safetensors\","
                "\"model.norm.weight\":\"model-00002-of-00002.safetensors\"}}");
     assert_int_equal(st_open_dir(dir, true, &s, &err), LM_ERR_FORMAT);
     assert_non_null(strstr(err.msg, "tensor 'lm_head.weight' is not in shard "
                                     "'model-00001-of-00002.safetensors'"));
     /* a tensor of the index that no shard has */
-    write_text(dir, "model.safetensors.index.json",
+    tu_put_in(dir, "model.safetensors.index.json",
                "{\"weight_map\":{\"nope\":\"model-00002-of-00002.safetensors\"}}");
     assert_int_equal(st_open_dir(dir, true, &s, &err), LM_ERR_FORMAT);
     assert_non_null(strstr(err.msg, "tensor 'nope' is not in shard"));
     /* only the shards the index names are opened */
-    write_text(dir, "model.safetensors.index.json",
+    tu_put_in(dir, "model.safetensors.index.json",
                "{\"weight_map\":{\"model.norm.weight\":\"model-00002-of-00002.safetensors\"}}");
     if (st_open_dir(dir, true, &s, &err)) fail_msg("%s", err.msg);
     assert_int_equal(s->n_files, 1);
     assert_int_equal(s->n_tensors, 10);
     st_close(s);
     /* escaping the folder, bad JSON */
-    write_text(dir, "model.safetensors.index.json",
+    tu_put_in(dir, "model.safetensors.index.json",
                "{\"weight_map\":{\"a\":\"../model-00002-of-00002.safetensors\"}}");
     assert_int_equal(st_open_dir(dir, true, &s, &err), LM_ERR_FORMAT);
     assert_non_null(strstr(err.msg, "weight_map['a']"));
-    write_text(dir, "model.safetensors.index.json", "{\"weight_map\":");
+    tu_put_in(dir, "model.safetensors.index.json", "{\"weight_map\":");
     assert_int_equal(st_open_dir(dir, true, &s, &err), LM_ERR_FORMAT);
     assert_non_null(strstr(err.msg, "invalid JSON"));
-    write_text(dir, "model.safetensors.index.json", "{\"weight_map\":[]}");
+    tu_put_in(dir, "model.safetensors.index.json", "{\"weight_map\":[]}");
     assert_int_equal(st_open_dir(dir, true, &s, &err), LM_ERR_FORMAT);
     assert_non_null(strstr(err.msg, "weight_map: expected an object"));
-    rm_dir(dir);
+    tu_rm_rf(dir);
 
     /* a single file under another name; two such files are ambiguous; none is an error */
     snprintf(dir, sizeof dir, "%s", tu_temp_dir());
     assert_int_equal(st_open_dir(dir, true, &s, &err), LM_ERR_FORMAT);
     assert_non_null(strstr(err.msg, "no .safetensors file"));
-    copy_file(tu_data("models/qwen2-f32/model.safetensors"), dir, "weights.safetensors",
+    tu_copy_in(tu_data("models/qwen2-f32/model.safetensors"), dir, "weights.safetensors",
               SIZE_MAX);
     if (st_open_dir(dir, true, &s, &err)) fail_msg("%s", err.msg);
     assert_int_equal(s->n_tensors, 27);
     st_close(s);
-    copy_file(tu_data("models/phi3-f32/model.safetensors"), dir, "other.safetensors", SIZE_MAX);
+    tu_copy_in(tu_data("models/phi3-f32/model.safetensors"), dir, "other.safetensors", SIZE_MAX);
     assert_int_equal(st_open_dir(dir, true, &s, &err), LM_ERR_FORMAT);
     assert_non_null(strstr(err.msg, "2 .safetensors files"));
     /* the same tensor in two shards */
-    copy_file(tu_data("models/qwen2-f32/model.safetensors"), dir, "model-a.safetensors",
+    tu_copy_in(tu_data("models/qwen2-f32/model.safetensors"), dir, "model-a.safetensors",
               SIZE_MAX);
-    copy_file(tu_data("models/qwen2-f32/model.safetensors"), dir, "model-b.safetensors",
+    tu_copy_in(tu_data("models/qwen2-f32/model.safetensors"), dir, "model-b.safetensors",
               SIZE_MAX);
     assert_int_equal(st_open_dir(dir, true, &s, &err), LM_ERR_FORMAT);
     assert_non_null(strstr(err.msg, "appears twice"));
     assert_non_null(strstr(err.msg, "model-a.safetensors"));
-    rm_dir(dir);
+    tu_rm_rf(dir);
 
     assert_int_equal(st_open_dir("/nonexistent/dir", true, &s, &err), LM_ERR_IO);
     assert_int_equal(st_open_file("/nonexistent/x.safetensors", true, &s, &err), LM_ERR_IO);
