@@ -10,10 +10,35 @@
 static tok_tokenizer *load_dir(const char *rel) {
     tok_tokenizer *t = NULL;
     lm_error err = {0};
-    double t0 = lm_time_ms();
     if (tok_load_dir(tu_data(rel), &t, &err) != LM_OK) fail_msg("%s: %s", rel, err.msg);
-    (void)t0;
     return t;
+}
+
+/* Loads tokenizer.json text, with tokenizer_config.json text when cfg is not NULL; a failure
+ * fails the test with the loader's message. */
+static tok_tokenizer *load_text(const char *json, const char *cfg, const char *name) {
+    tok_tokenizer *t = NULL;
+    lm_error err = {0};
+    if (tok_load_json_text(json, strlen(json), cfg, cfg ? strlen(cfg) : 0, name, &t, &err))
+        fail_msg("%s: %s", name, err.msg);
+    return t;
+}
+
+/* Encodes text with flags and fails, naming what and printing the ids it got, unless they are
+ * exactly want[0..n). When out is not NULL the ids are handed over (free with tok_vec_free). */
+static void expect_ids(const tok_tokenizer *t, const char *text, uint32_t flags,
+                       const lm_token *want, size_t n, const char *what, tok_vec *out) {
+    tok_vec v = {0};
+    lm_error err = {0};
+    assert_int_equal(tok_encode(t, text, strlen(text), flags, &v, &err), LM_OK);
+    if (v.n != n || memcmp(v.ids, want, n * sizeof *want) != 0) {
+        char got[256] = "";
+        for (size_t k = 0; k < v.n && strlen(got) + 16 < sizeof got; k++)
+            snprintf(got + strlen(got), 16, " %d", (int)v.ids[k]);
+        fail_msg("%s '%s': got%s (%zu ids, want %zu)", what, text, got, v.n, n);
+    }
+    if (out) *out = v;
+    else tok_vec_free(&v);
 }
 
 static bool same_ids(const tok_vec *v, const cJSON *ids, char *msg, size_t cap) {
@@ -310,25 +335,16 @@ static void test_small_pipeline(void **state) {
     const char *cfg = "{\"bos_token\": {\"content\": \"<x>\"}, \"chat_template\": ["
                       "{\"name\": \"default\", \"template\": \"D\"}, {\"name\": \"tool_use\", "
                       "\"template\": \"T\"}]}";
-    tok_tokenizer *t = NULL;
-    lm_error err = {0};
-    if (tok_load_json_text(json, strlen(json), cfg, strlen(cfg), "small", &t, &err))
-        fail_msg("%s", err.msg);
-    tok_vec v = {0};
-    const char *text = " AB-12<x>ab ";
-    assert_int_equal(
-        tok_encode(t, text, strlen(text), LM_TOK_PARSE_SPECIAL | LM_TOK_ADD_SPECIAL, &v, &err),
-        LM_OK);
-    lm_token want[] = {7, 5, 4, 2, 3, 7, 5};
-    assert_int_equal(v.n, LM_ARRAY_LEN(want));
-    assert_memory_equal(v.ids, want, sizeof want);
+    tok_tokenizer *t = load_text(json, cfg, "small");
+    const lm_token want[] = {7, 5, 4, 2, 3, 7, 5};
+    expect_ids(t, " AB-12<x>ab ", LM_TOK_PARSE_SPECIAL | LM_TOK_ADD_SPECIAL, want,
+               LM_ARRAY_LEN(want), "small", NULL);
     assert_int_equal(tok_bos(t), 7);
     assert_true(tok_adds_bos(t));
     assert_string_equal(tok_chat_template(t, NULL), "D");
     assert_string_equal(tok_chat_template(t, "tool_use"), "T");
     assert_null(tok_chat_template(t, "nope"));
     assert_string_equal(tok_model_name(t), "bpe");
-    tok_vec_free(&v);
     tok_free(t);
 }
 
@@ -345,9 +361,7 @@ static void test_added_tokens(void **state) {
         "\"single_word\": true},"
         "  {\"id\": 5, \"content\": \"<e>\", \"special\": true, \"normalized\": false, \"lstrip\": "
         "true, \"rstrip\": true}]}";
-    tok_tokenizer *t = NULL;
-    lm_error err = {0};
-    if (tok_load_json_text(json, strlen(json), NULL, 0, "added", &t, &err)) fail_msg("%s", err.msg);
+    tok_tokenizer *t = load_text(json, NULL, "added");
     struct {
         const char *text;
         uint32_t flags;
@@ -360,16 +374,11 @@ static void test_added_tokens(void **state) {
         {"<s>a", LM_TOK_PARSE_SPECIAL, {3, 0}, 2},
         {"a  <e>  b", LM_TOK_PARSE_SPECIAL, {0, 5, 1}, 3},
     };
-    for (size_t i = 0; i < LM_ARRAY_LEN(cases); i++) {
-        tok_vec v = {0};
-        assert_int_equal(
-            tok_encode(t, cases[i].text, strlen(cases[i].text), cases[i].flags, &v, &err), LM_OK);
-        if (v.n != cases[i].n || memcmp(v.ids, cases[i].want, v.n * sizeof(lm_token)) != 0)
-            fail_msg("case %zu '%s': %zu ids", i, cases[i].text, v.n);
-        tok_vec_free(&v);
-    }
+    for (size_t i = 0; i < LM_ARRAY_LEN(cases); i++)
+        expect_ids(t, cases[i].text, cases[i].flags, cases[i].want, cases[i].n, "added", NULL);
     /* without PARSE_SPECIAL, "<s>" is text; '<' is not in the vocabulary and no unk: dropped */
     tok_vec v = {0};
+    lm_error err = {0};
     assert_int_equal(tok_encode(t, "<s>a", 4, 0, &v, &err), LM_OK);
     for (size_t i = 0; i < v.n; i++)
         assert_int_not_equal(v.ids[i], 3);
@@ -427,19 +436,10 @@ static void test_split_behaviors(void **state) {
             "\"- b\", \"- -\", \"b -\", \"- c\"]}, \"pre_tokenizer\": {\"type\": \"Split\", "
             "\"pattern\": {\"String\": \"-\"}, \"behavior\": \"%s\", \"invert\": %s}}",
             cases[i].behavior, cases[i].invert ? "true" : "false");
-        tok_tokenizer *t = NULL;
-        lm_error err = {0};
-        if (tok_load_json_text(json, strlen(json), NULL, 0, "split", &t, &err))
-            fail_msg("%s", err.msg);
-        tok_vec v = {0};
-        assert_int_equal(tok_encode(t, "a-b--c", 6, 0, &v, &err), LM_OK);
-        if (v.n != cases[i].n || memcmp(v.ids, cases[i].want, v.n * sizeof(lm_token)) != 0) {
-            char got[128] = "";
-            for (size_t k = 0; k < v.n; k++)
-                snprintf(got + strlen(got), 16, " %d", (int)v.ids[k]);
-            fail_msg("%s invert=%d: got%s", cases[i].behavior, cases[i].invert, got);
-        }
-        tok_vec_free(&v);
+        char what[64];
+        snprintf(what, sizeof what, "%s invert=%d", cases[i].behavior, cases[i].invert);
+        tok_tokenizer *t = load_text(json, NULL, what);
+        expect_ids(t, "a-b--c", 0, cases[i].want, cases[i].n, what, NULL);
         tok_free(t);
     }
 }
@@ -452,9 +452,8 @@ static void test_regex_match_limit(void **state) {
         "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"!\": 1}, \"merges\": []},"
         " \"pre_tokenizer\": {\"type\": \"Split\", \"pattern\": {\"Regex\": \"(a|aa)+$\"},"
         " \"behavior\": \"Isolated\", \"invert\": false}}";
-    tok_tokenizer *t = NULL;
+    tok_tokenizer *t = load_text(json, NULL, "evil");
     lm_error err = {0};
-    if (tok_load_json_text(json, strlen(json), NULL, 0, "evil", &t, &err)) fail_msg("%s", err.msg);
     char text[64];
     memset(text, 'a', 60);
     text[60] = '!';
@@ -482,17 +481,10 @@ static void test_normalizers(void **state) {
         " \"pre_tokenizer\": {\"type\": \"Sequence\", \"pretokenizers\": [{\"type\": "
         "\"Whitespace\"},"
         "  {\"type\": \"Punctuation\"}, {\"type\": \"Digits\", \"individual_digits\": false}]}}";
-    tok_tokenizer *t = NULL;
-    lm_error err = {0};
-    if (tok_load_json_text(json, strlen(json), NULL, 0, "norm", &t, &err)) fail_msg("%s", err.msg);
+    tok_tokenizer *t = load_text(json, NULL, "norm");
     /* U+FB01 (fi ligature) -> "fi" by NFKC; "FI" -> "fi"; "3X" -> "_"; "12!" -> 12, ! */
-    const char *text = "\xef\xac\x81 FI 3X 12!";
-    tok_vec v = {0};
-    assert_int_equal(tok_encode(t, text, strlen(text), 0, &v, &err), LM_OK);
-    lm_token want[] = {6, 6, 8, 7, 5};
-    assert_int_equal(v.n, LM_ARRAY_LEN(want));
-    assert_memory_equal(v.ids, want, sizeof want);
-    tok_vec_free(&v);
+    const lm_token want[] = {6, 6, 8, 7, 5};
+    expect_ids(t, "\xef\xac\x81 FI 3X 12!", 0, want, LM_ARRAY_LEN(want), "norm", NULL);
     tok_free(t);
 }
 
@@ -527,16 +519,13 @@ static void test_metaspace(void **state) {
             "\"split\": %s}, \"decoder\": {\"type\": \"Metaspace\", \"replacement\": \"_\", "
             "\"prepend_scheme\": \"%s\"}}",
             cases[i].scheme, cases[i].split ? "true" : "false", cases[i].scheme);
-        tok_tokenizer *t = NULL;
-        lm_error err = {0};
-        if (tok_load_json_text(json, strlen(json), NULL, 0, "meta", &t, &err))
-            fail_msg("%s", err.msg);
+        char what[64];
+        snprintf(what, sizeof what, "case %zu (%s)", i, cases[i].scheme);
+        tok_tokenizer *t = load_text(json, NULL, what);
         tok_vec v = {0};
-        const char *text = cases[i].text;
-        assert_int_equal(tok_encode(t, text, strlen(text), cases[i].flags, &v, &err), LM_OK);
-        if (v.n != cases[i].n || memcmp(v.ids, cases[i].want, v.n * sizeof(lm_token)) != 0)
-            fail_msg("case %zu (%s): %zu ids", i, cases[i].scheme, v.n);
+        expect_ids(t, cases[i].text, cases[i].flags, cases[i].want, cases[i].n, what, &v);
         if (i == 0) {
+            lm_error err = {0};
             lm_buf b = {0};
             assert_int_equal(tok_decode(t, v.ids, v.n, false, &b, &err), LM_OK);
             assert_string_equal(b.data, "a b"); /* the first token's leading space is dropped */
@@ -555,15 +544,12 @@ static void test_escapes(void **state) {
         "\"BPE\","
         " \"vocab\": {\"\\u00e9\": 0, \"\\ud83d\\ude00\": 1, \"\\u00e9\\ud83d\\ude00\": 2, "
         "\"\\\"\": 3, \"\\\\\": 4, \"\\\"\\\\\": 5, \"\\n\": 6}}}";
-    tok_tokenizer *t = NULL;
-    lm_error err = {0};
-    if (tok_load_json_text(json, strlen(json), NULL, 0, "esc", &t, &err)) fail_msg("%s", err.msg);
+    tok_tokenizer *t = load_text(json, NULL, "esc");
     const char *text = "\xc3\xa9\xf0\x9f\x98\x80\"\\\n";
+    const lm_token want[] = {2, 5, 6};
     tok_vec v = {0};
-    assert_int_equal(tok_encode(t, text, strlen(text), 0, &v, &err), LM_OK);
-    lm_token want[] = {2, 5, 6};
-    assert_int_equal(v.n, 3);
-    assert_memory_equal(v.ids, want, sizeof want);
+    expect_ids(t, text, 0, want, LM_ARRAY_LEN(want), "esc", &v);
+    lm_error err = {0};
     lm_buf b = {0};
     assert_int_equal(tok_decode(t, v.ids, v.n, false, &b, &err), LM_OK);
     assert_string_equal(b.data, text);
@@ -637,13 +623,7 @@ static void test_random_inputs(void **state) {
 static void test_load_dir(void **state) {
     (void)state;
     const char *dir = tu_temp_dir();
-    char path[1024];
-    const char *json = "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []}}";
-    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    fputs(json, f);
-    fclose(f);
+    tu_put_in(dir, "tokenizer.json", "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []}}");
     tok_tokenizer *t = NULL;
     lm_error err = {0};
     assert_int_equal(tok_load_dir(dir, &t, &err), LM_OK);
@@ -651,11 +631,7 @@ static void test_load_dir(void **state) {
     assert_int_equal(tok_bos(t), -1);
     assert_false(tok_adds_bos(t));
     tok_free(t);
-    snprintf(path, sizeof path, "%s/chat_template.jinja", dir);
-    f = fopen(path, "w");
-    assert_non_null(f);
-    fputs("{{ messages }}", f);
-    fclose(f);
+    tu_put_in(dir, "chat_template.jinja", "{{ messages }}");
     assert_int_equal(tok_load_dir(dir, &t, &err), LM_OK);
     assert_string_equal(tok_chat_template(t, NULL), "{{ messages }}");
     tok_free(t);
