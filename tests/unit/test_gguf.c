@@ -973,28 +973,37 @@ static void test_flipped(void **state) {
 
 /* ---- allocation failures ---- */
 
+static lm_status open_attempt(const void *arg, lm_error *err) {
+    gguf_file *g = NULL;
+    lm_status st = gguf_open(tu_data(F32_PATH), *(const bool *)arg, &g, err);
+    if (st) {
+        assert_null(g);
+        assert_true(strlen(err->msg) > 0);
+        return st;
+    }
+    gguf_close(g);
+    return LM_OK;
+}
+
+static lm_status parse_attempt(const void *arg, lm_error *err) {
+    const wb *b = arg;
+    gguf_file *g = NULL;
+    lm_status st = gguf_parse(b->p, b->n, "nested", &g, err);
+    if (st) {
+        assert_null(g);
+        assert_non_null(strstr(err->msg, "nested"));
+        return st;
+    }
+    gguf_close(g);
+    return LM_OK;
+}
+
 static void test_nomem(void **state) {
     (void)state;
     for (int m = 0; m < 2; m++) {
-        long n;
-        for (n = 1; n < 10000; n++) {
-            lm_alloc_fail_at(n);
-            gguf_file *g = NULL;
-            lm_error err = {0};
-            lm_status st = gguf_open(tu_data(F32_PATH), m == 0, &g, &err);
-            bool fired = lm_alloc_failed();
-            lm_alloc_fail_at(0);
-            if (st == LM_OK) {
-                assert_false(fired);
-                gguf_close(g);
-                break;
-            }
-            if (st != LM_ERR_NOMEM) fail_msg("fail at %ld: %s", n, err.msg);
-            assert_true(fired);
-            assert_null(g);
-            assert_true(strlen(err.msg) > 0);
-        }
-        assert_true(n > 5); /* at least the path, handle, metadata, names and tables */
+        bool use_mmap = m == 0;
+        /* at least the path, handle, metadata, names and tables */
+        assert_true(tu_alloc_sweep(F32_PATH, open_attempt, &use_mmap, false, 9999) > 5);
     }
     /* the same over a buffer with nested arrays */
     wb b = {0};
@@ -1004,21 +1013,7 @@ static void test_nomem(void **state) {
     u32(&b, GGUF_STRING); u64(&b, 1); str(&b, "a");
     u32(&b, GGUF_ARRAY); u64(&b, 1);
     u32(&b, GGUF_STRING); u64(&b, 2); str(&b, "b"); str(&b, "c");
-    long n;
-    for (n = 1; n < 100; n++) {
-        lm_alloc_fail_at(n);
-        gguf_file *g = NULL;
-        lm_error err = {0};
-        lm_status st = gguf_parse(b.p, b.n, "nested", &g, &err);
-        lm_alloc_fail_at(0);
-        if (st == LM_OK) {
-            gguf_close(g);
-            break;
-        }
-        assert_int_equal(st, LM_ERR_NOMEM);
-        assert_non_null(strstr(err.msg, "nested"));
-    }
-    assert_true(n >= 6);
+    assert_true(tu_alloc_sweep("nested", parse_attempt, &b, false, 99) >= 6);
     free(b.p);
 }
 

@@ -363,46 +363,39 @@ static void test_errors(void **state) {
     assert_non_null(strstr(err.msg, "config.json"));
 }
 
+static lm_status load_attempt(const void *arg, lm_error *err) {
+    hf_config c;
+    lm_status st = hf_config_load(tu_data(arg), &c, err);
+    if (st) {
+        assert_null(c.q_overrides);
+        return st;
+    }
+    hf_config_free(&c);
+    return LM_OK;
+}
+
+static lm_status parse_attempt(const void *arg, lm_error *err) {
+    const char *text = arg;
+    hf_config c;
+    lm_status st = hf_config_parse(text, strlen(text), NULL, 0, "lr.json", &c, err);
+    if (st) {
+        assert_null(c.rope_short_factor);
+        return st;
+    }
+    assert_int_equal(c.n_rope_factors, 8);
+    hf_config_free(&c);
+    return LM_OK;
+}
+
 static void test_nomem(void **state) {
     (void)state;
     const char *dirs[] = {"models/llama2-mlx-oddbits", "stories260K/hf"};
-    for (size_t d = 0; d < LM_ARRAY_LEN(dirs); d++) {
-        for (long n = 1;; n++) {
-            hf_config c;
-            lm_error err = {0};
-            lm_alloc_fail_at(n);
-            lm_status st = hf_config_load(tu_data(dirs[d]), &c, &err);
-            bool fired = lm_alloc_failed();
-            lm_alloc_fail_at(0);
-            if (!fired) {
-                if (st) fail_msg("%s", err.msg);
-                hf_config_free(&c);
-                break;
-            }
-            if (st != LM_ERR_NOMEM) fail_msg("n=%ld: %d %s", n, st, err.msg);
-            assert_null(c.q_overrides);
-            assert_true(n < 100000);
-        }
-    }
+    for (size_t d = 0; d < LM_ARRAY_LEN(dirs); d++)
+        tu_alloc_sweep(dirs[d], load_attempt, dirs[d], false, 99999);
     const char *lr = "{" BASE ",\"rope_scaling\":{\"type\":\"longrope\",\"short_factor\":[1,1,1,1,"
                      "1,1,1,1],\"long_factor\":[1,1,1,1,1,1,1,1],"
                      "\"original_max_position_embeddings\":64}}";
-    for (long n = 1;; n++) {
-        hf_config c;
-        lm_error err = {0};
-        lm_alloc_fail_at(n);
-        lm_status st = hf_config_parse(lr, strlen(lr), NULL, 0, "lr.json", &c, &err);
-        bool fired = lm_alloc_failed();
-        lm_alloc_fail_at(0);
-        if (!fired) {
-            if (st) fail_msg("%s", err.msg);
-            assert_int_equal(c.n_rope_factors, 8);
-            hf_config_free(&c);
-            break;
-        }
-        assert_int_equal(st, LM_ERR_NOMEM);
-        assert_null(c.rope_short_factor);
-    }
+    tu_alloc_sweep("longrope", parse_attempt, lr, false, 1L << 30);
 }
 
 int main(void) {

@@ -464,6 +464,14 @@ static void test_no_space_prefix(void **state) {
     sp_vocab_free(&v);
 }
 
+static lm_status load_gguf_attempt(const void *arg, lm_error *err) {
+    tok_tokenizer *t = NULL;
+    lm_status st = tok_load_gguf(arg, &t, err);
+    if (st) assert_null(t);
+    tok_free(t);
+    return st;
+}
+
 /* Every allocation of tok_load_gguf failing in turn gives LM_ERR_NOMEM and leaks nothing. */
 static void test_gguf_alloc_failures(void **state) {
     (void)state;
@@ -471,23 +479,7 @@ static void test_gguf_alloc_failures(void **state) {
     gguf_file *g = NULL;
     if (gguf_open(tu_data("stories260K/stories260K-f32.gguf"), true, &g, &err))
         fail_msg("%s", err.msg);
-    bool done = false;
-    for (long n = 1; n < 200 && !done; n++) {
-        tok_tokenizer *t = NULL;
-        lm_alloc_fail_at(n);
-        lm_status st = tok_load_gguf(g, &t, &err);
-        bool failed = lm_alloc_failed();
-        lm_alloc_fail_at(0);
-        if (!failed) {
-            assert_int_equal(st, LM_OK);
-            done = true;
-        } else {
-            assert_int_equal(st, LM_ERR_NOMEM);
-            assert_null(t);
-        }
-        tok_free(t);
-    }
-    assert_true(done);
+    tu_alloc_sweep("tok_load_gguf", load_gguf_attempt, g, false, 199);
     gguf_close(g);
 }
 

@@ -25,9 +25,9 @@ static tok_tokenizer *load_text(const char *json, const char *cfg, const char *n
 }
 
 /* Encodes text with flags and fails, naming what and printing the ids it got, unless they are
- * exactly want[0..n). When out is not NULL the ids are handed over (free with tok_vec_free). */
+ * exactly want[0..n). */
 static void expect_ids(const tok_tokenizer *t, const char *text, uint32_t flags,
-                       const lm_token *want, size_t n, const char *what, tok_vec *out) {
+                       const lm_token *want, size_t n, const char *what) {
     tok_vec v = {0};
     lm_error err = {0};
     assert_int_equal(tok_encode(t, text, strlen(text), flags, &v, &err), LM_OK);
@@ -37,8 +37,7 @@ static void expect_ids(const tok_tokenizer *t, const char *text, uint32_t flags,
             snprintf(got + strlen(got), 16, " %d", (int)v.ids[k]);
         fail_msg("%s '%s': got%s (%zu ids, want %zu)", what, text, got, v.n, n);
     }
-    if (out) *out = v;
-    else tok_vec_free(&v);
+    tok_vec_free(&v);
 }
 
 static bool same_ids(const tok_vec *v, const cJSON *ids, char *msg, size_t cap) {
@@ -69,6 +68,18 @@ static void check_stream(const tok_tokenizer *t, const lm_token *ids, size_t n, 
     if (part.len) assert_memory_equal(whole->data, part.data, part.len);
     tok_stream_free(s);
     lm_buf_free(&part);
+}
+
+/* Decodes ids (skip: special tokens left out) and fails unless the text is want; the same ids
+ * streamed one at a time must give the same bytes. */
+static void expect_text(const tok_tokenizer *t, const lm_token *ids, size_t n, bool skip,
+                        const char *want) {
+    lm_buf b = {0};
+    lm_error err = {0};
+    assert_int_equal(tok_decode(t, ids, n, skip, &b, &err), LM_OK);
+    assert_string_equal(b.data ? b.data : "", want);
+    check_stream(t, ids, n, skip, &b);
+    lm_buf_free(&b);
 }
 
 /* Runs every corpus string of refs.json; returns the number of mismatches (printed). */
@@ -234,16 +245,9 @@ static void test_tinychat(void **state) {
         const cJSON *r = cJSON_GetObjectItem(p, "reply_ids"), *x;
         tok_vec rv = {0};
         cJSON_ArrayForEach(x, r) tok_vec_push(&rv, x->valueint);
-        lm_buf b = {0};
-        assert_int_equal(tok_decode(t, rv.ids, rv.n, true, &b, &err), LM_OK);
-        assert_string_equal(b.data ? b.data : "",
-                            cJSON_GetObjectItem(p, "reply_text")->valuestring);
-        lm_buf_reset(&b);
-        assert_int_equal(tok_decode(t, rv.ids, rv.n, false, &b, &err), LM_OK);
-        assert_string_equal(b.data ? b.data : "",
-                            cJSON_GetObjectItem(p, "reply_text_with_special")->valuestring);
-        check_stream(t, rv.ids, rv.n, false, &b);
-        lm_buf_free(&b);
+        expect_text(t, rv.ids, rv.n, true, cJSON_GetObjectItem(p, "reply_text")->valuestring);
+        expect_text(t, rv.ids, rv.n, false,
+                    cJSON_GetObjectItem(p, "reply_text_with_special")->valuestring);
         tok_vec_free(&rv);
         tok_vec_free(&v);
         n++;
@@ -338,7 +342,7 @@ static void test_small_pipeline(void **state) {
     tok_tokenizer *t = load_text(json, cfg, "small");
     const lm_token want[] = {7, 5, 4, 2, 3, 7, 5};
     expect_ids(t, " AB-12<x>ab ", LM_TOK_PARSE_SPECIAL | LM_TOK_ADD_SPECIAL, want,
-               LM_ARRAY_LEN(want), "small", NULL);
+               LM_ARRAY_LEN(want), "small");
     assert_int_equal(tok_bos(t), 7);
     assert_true(tok_adds_bos(t));
     assert_string_equal(tok_chat_template(t, NULL), "D");
@@ -375,7 +379,7 @@ static void test_added_tokens(void **state) {
         {"a  <e>  b", LM_TOK_PARSE_SPECIAL, {0, 5, 1}, 3},
     };
     for (size_t i = 0; i < LM_ARRAY_LEN(cases); i++)
-        expect_ids(t, cases[i].text, cases[i].flags, cases[i].want, cases[i].n, "added", NULL);
+        expect_ids(t, cases[i].text, cases[i].flags, cases[i].want, cases[i].n, "added");
     /* without PARSE_SPECIAL, "<s>" is text; '<' is not in the vocabulary and no unk: dropped */
     tok_vec v = {0};
     lm_error err = {0};
@@ -439,7 +443,7 @@ static void test_split_behaviors(void **state) {
         char what[64];
         snprintf(what, sizeof what, "%s invert=%d", cases[i].behavior, cases[i].invert);
         tok_tokenizer *t = load_text(json, NULL, what);
-        expect_ids(t, "a-b--c", 0, cases[i].want, cases[i].n, what, NULL);
+        expect_ids(t, "a-b--c", 0, cases[i].want, cases[i].n, what);
         tok_free(t);
     }
 }
@@ -484,7 +488,7 @@ static void test_normalizers(void **state) {
     tok_tokenizer *t = load_text(json, NULL, "norm");
     /* U+FB01 (fi ligature) -> "fi" by NFKC; "FI" -> "fi"; "3X" -> "_"; "12!" -> 12, ! */
     const lm_token want[] = {6, 6, 8, 7, 5};
-    expect_ids(t, "\xef\xac\x81 FI 3X 12!", 0, want, LM_ARRAY_LEN(want), "norm", NULL);
+    expect_ids(t, "\xef\xac\x81 FI 3X 12!", 0, want, LM_ARRAY_LEN(want), "norm");
     tok_free(t);
 }
 
@@ -522,16 +526,9 @@ static void test_metaspace(void **state) {
         char what[64];
         snprintf(what, sizeof what, "case %zu (%s)", i, cases[i].scheme);
         tok_tokenizer *t = load_text(json, NULL, what);
-        tok_vec v = {0};
-        expect_ids(t, cases[i].text, cases[i].flags, cases[i].want, cases[i].n, what, &v);
-        if (i == 0) {
-            lm_error err = {0};
-            lm_buf b = {0};
-            assert_int_equal(tok_decode(t, v.ids, v.n, false, &b, &err), LM_OK);
-            assert_string_equal(b.data, "a b"); /* the first token's leading space is dropped */
-            lm_buf_free(&b);
-        }
-        tok_vec_free(&v);
+        expect_ids(t, cases[i].text, cases[i].flags, cases[i].want, cases[i].n, what);
+        /* the first token's leading space is dropped */
+        if (i == 0) expect_text(t, cases[i].want, cases[i].n, false, "a b");
         tok_free(t);
     }
 }
@@ -547,14 +544,8 @@ static void test_escapes(void **state) {
     tok_tokenizer *t = load_text(json, NULL, "esc");
     const char *text = "\xc3\xa9\xf0\x9f\x98\x80\"\\\n";
     const lm_token want[] = {2, 5, 6};
-    tok_vec v = {0};
-    expect_ids(t, text, 0, want, LM_ARRAY_LEN(want), "esc", &v);
-    lm_error err = {0};
-    lm_buf b = {0};
-    assert_int_equal(tok_decode(t, v.ids, v.n, false, &b, &err), LM_OK);
-    assert_string_equal(b.data, text);
-    lm_buf_free(&b);
-    tok_vec_free(&v);
+    expect_ids(t, text, 0, want, LM_ARRAY_LEN(want), "esc");
+    expect_text(t, want, LM_ARRAY_LEN(want), false, text);
     tok_free(t);
 }
 
@@ -640,6 +631,15 @@ static void test_load_dir(void **state) {
     assert_null(t);
 }
 
+static lm_status load_alloc_attempt(const void *arg, lm_error *err) {
+    const char *const *jc = arg; /* tokenizer.json, tokenizer_config.json */
+    tok_tokenizer *t = NULL;
+    lm_status st = tok_load_json_text(jc[0], strlen(jc[0]), jc[1], strlen(jc[1]), "x", &t, err);
+    if (st) assert_null(t);
+    tok_free(t);
+    return st;
+}
+
 /* Every allocation of a load failing in turn gives LM_ERR_NOMEM and leaks nothing (ASan). */
 static void test_alloc_failures(void **state) {
     (void)state;
@@ -650,25 +650,8 @@ static void test_alloc_failures(void **state) {
         "\"normalizers\": [{\"type\": \"Prepend\", \"prepend\": \"_\"}, {\"type\": \"NFC\"}]}, "
         "\"pre_tokenizer\": {\"type\": \"Metaspace\", \"replacement\": \"_\", \"split\": true}, "
         "\"decoder\": {\"type\": \"Metaspace\", \"replacement\": \"_\"}}";
-    const char *cfg = "{\"eos_token\": \"<x>\", \"chat_template\": \"hi\"}";
-    bool done = false;
-    for (long n = 1; n < 500 && !done; n++) {
-        tok_tokenizer *t = NULL;
-        lm_error err = {0};
-        lm_alloc_fail_at(n);
-        lm_status st = tok_load_json_text(json, strlen(json), cfg, strlen(cfg), "x", &t, &err);
-        bool failed = lm_alloc_failed();
-        lm_alloc_fail_at(0);
-        if (!failed) {
-            assert_int_equal(st, LM_OK);
-            done = true;
-        } else {
-            assert_int_equal(st, LM_ERR_NOMEM);
-            assert_null(t);
-        }
-        tok_free(t);
-    }
-    assert_true(done);
+    const char *jc[] = {json, "{\"eos_token\": \"<x>\", \"chat_template\": \"hi\"}"};
+    tu_alloc_sweep("tokenizer.json text", load_alloc_attempt, jc, false, 499);
 }
 
 static void test_llama3_load_time(void **state) {

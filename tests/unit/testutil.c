@@ -107,6 +107,28 @@ static void shell(const char *fmt, const char *path) {
 void tu_mkdirs(const char *path) { shell("mkdir -p '%s'", path); }
 void tu_rm_rf(const char *path) { shell("rm -rf '%s'", path); }
 
+long tu_alloc_sweep(const char *what, tu_attempt_fn fn, const void *arg, bool may_recover, long max_n) {
+    for (long n = 1; n <= max_n; n++) {
+        lm_error err = {0};
+        lm_alloc_fail_at(n);
+        lm_status st = fn(arg, &err);
+        bool fired = lm_alloc_failed();
+        lm_alloc_fail_at(0);
+        if (!fired) {
+            if (st != LM_OK)
+                fail_msg("%s: no allocation failed at %ld, yet %s: %s", what, n, lm_status_str(st),
+                         err.msg);
+            return n;
+        }
+        if (st == LM_OK && may_recover) continue;
+        if (st != LM_ERR_NOMEM)
+            fail_msg("%s: allocation %ld failing gave %s (%s), expected LM_ERR_NOMEM", what, n,
+                     lm_status_str(st), err.msg);
+    }
+    fail_msg("%s: allocations still failing after %ld runs", what, max_n);
+    return max_n;
+}
+
 void tu_hub_repo(const char *cache, const char *repo_id, const char *commit, const char *file,
                  const char *blob, bool ref) {
     char repo[2048], p[4096], l[4200];

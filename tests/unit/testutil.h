@@ -39,6 +39,16 @@ void tu_copy_in(const char *from, const char *dir, const char *name, size_t keep
 /* mkdir -p path; rm -rf path (assert on failure). */
 void tu_mkdirs(const char *path);
 void tu_rm_rf(const char *path);
+/* One run of an allocation-failure sweep: makes the thing under test, checks it when the status
+ * is LM_OK, asserts that nothing was handed out when it is not, frees all it made and returns the
+ * status (err filled on failure). */
+typedef lm_status (*tu_attempt_fn)(const void *arg, lm_error *err);
+/* For N = 1, 2, ... runs fn with the Nth allocation failing (lm_alloc_fail_at), until a run in
+ * which no allocation failed: that run must return LM_OK. Every other run must return
+ * LM_ERR_NOMEM, or LM_OK too when may_recover (an optional allocation, such as a cache or pcre2's
+ * JIT, failed and the work went on without it). Fails past max_n runs. Returns the N of the last
+ * run: one more than the allocations of a whole run. Leaks show under AddressSanitizer. */
+long tu_alloc_sweep(const char *what, tu_attempt_fn fn, const void *arg, bool may_recover, long max_n);
 /* A Hugging Face cache entry made by hand, for the hub tests without a network:
  * <cache>/models--<org>--<name>/blobs/b1 holds blob and is linked as snapshots/<commit>/<file>;
  * with ref, refs/main names commit. repo_id is "org/name". */
