@@ -27,14 +27,20 @@ static int collect(const char *t, size_t n, void *user) {
     return c->stop_after && (int)c->n == c->stop_after;
 }
 
-/* Feeds text in pieces: step 0 whole, 1 one byte at a time, else random lengths 1..step from
- * seed. */
-static void feed(const lm_sentences_params *p, const char *text, size_t step, uint64_t seed,
-                 chunks *out) {
+/* A chunker whose callback collects into out (emptied first). */
+static lm_sentences *new_collector(const lm_sentences_params *p, chunks *out) {
     memset(out, 0, sizeof *out);
     lm_sentences *s = NULL;
     assert_int_equal(lm_sentences_new(p, collect, out, &s, NULL), LM_OK);
     assert_non_null(s);
+    return s;
+}
+
+/* Feeds text in pieces: step 0 whole, 1 one byte at a time, else random lengths 1..step from
+ * seed. */
+static void feed(const lm_sentences_params *p, const char *text, size_t step, uint64_t seed,
+                 chunks *out) {
+    lm_sentences *s = new_collector(p, out);
     size_t len = strlen(text), i = 0;
     lm_rng r;
     lm_rng_seed(&r, seed);
@@ -156,17 +162,30 @@ static void check(const chunks *got, const tcase *c, const char *how) {
     }
 }
 
+/* Feeds c whole, one byte at a time and, when step is not 0, in random pieces of 1..step bytes
+ * from seed: each way must give c's chunks. */
+static void check_ways(const lm_sentences_params *p, const tcase *c, size_t step, uint64_t seed) {
+    chunks got;
+    feed(p, c->in, 0, 0, &got);
+    check(&got, c, "whole");
+    feed(p, c->in, 1, 0, &got);
+    check(&got, c, "byte by byte");
+    if (step) {
+        char how[64];
+        snprintf(how, sizeof how, "in random pieces of up to %zu bytes (seed %d)", step, (int)seed);
+        feed(p, c->in, step, seed, &got);
+        check(&got, c, how);
+    }
+}
+
 static void test_table(void **state) {
     (void)state;
     assert_true(LM_ARRAY_LEN(CASES) >= 60);
     lm_sentences_params p = lm_sentences_default_params();
-    chunks got;
     for (size_t k = 0; k < LM_ARRAY_LEN(CASES); k++) {
-        feed(&p, CASES[k].in, 0, 0, &got);
-        check(&got, &CASES[k], "whole");
-        feed(&p, CASES[k].in, 1, 0, &got);
-        check(&got, &CASES[k], "byte by byte");
+        check_ways(&p, &CASES[k], 0, 0);
         for (uint64_t seed = 1; seed <= 8; seed++) {
+            chunks got;
             char how[64];
             snprintf(how, sizeof how, "in random pieces (seed %d)", (int)seed);
             feed(&p, CASES[k].in, 2 + seed % 6, seed, &got);
@@ -180,11 +199,7 @@ static void test_keep_markers(void **state) {
     lm_sentences_params p = lm_sentences_default_params();
     p.keep_list_markers = true;
     static const tcase c = {"Do:\n- one\n2. two. Three\n", {"Do:", "- one", "2. two.", "Three"}};
-    chunks got;
-    feed(&p, c.in, 0, 0, &got);
-    check(&got, &c, "whole");
-    feed(&p, c.in, 1, 0, &got);
-    check(&got, &c, "byte by byte");
+    check_ways(&p, &c, 0, 0);
 }
 
 static void test_early_first_chunk(void **state) {
@@ -204,20 +219,10 @@ static void test_early_first_chunk(void **state) {
         {"The answer—as always—is 42.", {"The answer—", "as always—is 42."}},
         {"Short, yes.", {"Short, yes."}},
     };
-    chunks got;
-    for (size_t k = 0; k < LM_ARRAY_LEN(cases); k++) {
-        feed(&p, cases[k].in, 0, 0, &got);
-        check(&got, &cases[k], "whole");
-        feed(&p, cases[k].in, 1, 0, &got);
-        check(&got, &cases[k], "byte by byte");
-        feed(&p, cases[k].in, 4, 7, &got);
-        check(&got, &cases[k], "in random pieces");
-    }
+    for (size_t k = 0; k < LM_ARRAY_LEN(cases); k++) check_ways(&p, &cases[k], 4, 7);
     /* after flush the next reply gets an early chunk again */
-    chunks out = {0};
-    lm_sentences *s = NULL;
-    assert_int_equal(lm_sentences_new(&p, collect, &out, &s, NULL), LM_OK);
-    assert_non_null(s);
+    chunks out;
+    lm_sentences *s = new_collector(&p, &out);
     const char *t = "Well, you see, it is late.";
     assert_int_equal(lm_sentences_push(s, t, strlen(t)), LM_OK);
     assert_int_equal(lm_sentences_flush(s), LM_OK);
@@ -239,24 +244,14 @@ static void test_max_chunk(void **state) {
         {"Supercalifragilistic word", {"Supercalifragilistic", "word"}},
         {"一二三四五六七八九十一二，三四五。", {"一二三四五六七八九十一二，", "三四五。"}},
     };
-    chunks got;
-    for (size_t k = 0; k < LM_ARRAY_LEN(cases); k++) {
-        feed(&p, cases[k].in, 0, 0, &got);
-        check(&got, &cases[k], "whole");
-        feed(&p, cases[k].in, 1, 0, &got);
-        check(&got, &cases[k], "byte by byte");
-        feed(&p, cases[k].in, 5, 3, &got);
-        check(&got, &cases[k], "in random pieces");
-    }
+    for (size_t k = 0; k < LM_ARRAY_LEN(cases); k++) check_ways(&p, &cases[k], 5, 3);
 }
 
 /* A sentence is emitted as soon as the next word shows it ended, not at flush. */
 static void test_emits_early(void **state) {
     (void)state;
-    chunks out = {0};
-    lm_sentences *s = NULL;
-    assert_int_equal(lm_sentences_new(NULL, collect, &out, &s, NULL), LM_OK);
-    assert_non_null(s);
+    chunks out;
+    lm_sentences *s = new_collector(NULL, &out);
     assert_int_equal(lm_sentences_push(s, "Hello there.", 12), LM_OK);
     assert_int_equal(out.n, 0); /* could be "Mr." or "3.14": wait */
     assert_int_equal(lm_sentences_push(s, " ", 1), LM_OK);
@@ -286,11 +281,9 @@ static void test_emits_early(void **state) {
 
 static void test_stop_and_reset(void **state) {
     (void)state;
-    chunks out = {0};
+    chunks out;
+    lm_sentences *s = new_collector(NULL, &out);
     out.stop_after = 2;
-    lm_sentences *s = NULL;
-    assert_int_equal(lm_sentences_new(NULL, collect, &out, &s, NULL), LM_OK);
-    assert_non_null(s);
     const char *t = "One. Two. Three. Four.";
     assert_int_equal(lm_sentences_push(s, t, strlen(t)), LM_ERR_CANCELLED);
     assert_non_null(strstr(lm_sentences_errmsg(s), "asked to stop"));
@@ -332,18 +325,15 @@ static void test_misuse_and_nomem(void **state) {
     assert_int_equal(lm_sentences_flush(NULL), LM_ERR_MISUSE);
     lm_sentences_reset(NULL);
     lm_sentences_free(NULL);
-    chunks out = {0};
-    lm_sentences *s = NULL;
-    assert_int_equal(lm_sentences_new(NULL, collect, &out, &s, NULL), LM_OK);
-    assert_non_null(s);
+    chunks out;
+    lm_sentences *s = new_collector(NULL, &out);
     assert_int_equal(lm_sentences_push(s, NULL, 3), LM_ERR_MISUSE);
     assert_non_null(strstr(lm_sentences_errmsg(s), "piece: NULL"));
     assert_int_equal(lm_sentences_push(s, NULL, 0), LM_OK);
     assert_int_equal(lm_sentences_flush(s), LM_OK); /* empty input: no chunk */
     assert_int_equal(out.n, 0);
     lm_sentences_free(s);
-    assert_int_equal(lm_sentences_new(NULL, collect, &out, &s, NULL), LM_OK);
-    assert_non_null(s);
+    s = new_collector(NULL, &out);
     lm_alloc_fail_at(1);
     assert_int_equal(lm_sentences_push(s, "Hi. There", 9), LM_ERR_NOMEM);
     lm_alloc_fail_at(0);
@@ -370,11 +360,7 @@ static void test_bytes_and_growth(void **state) {
     (void)state;
     static const tcase c = {"Bad \xff\xfe byte. Cut \xe4\xbd here.", {"Bad \xff\xfe byte.",
                                                                        "Cut \xe4\xbd here."}};
-    chunks got;
-    feed(NULL, c.in, 0, 0, &got);
-    check(&got, &c, "whole");
-    feed(NULL, c.in, 1, 0, &got);
-    check(&got, &c, "byte by byte");
+    check_ways(NULL, &c, 0, 0);
     size_t got_len = 0;
     lm_sentences *s = NULL;
     assert_int_equal(lm_sentences_new(NULL, total_len, &got_len, &s, NULL), LM_OK);
