@@ -27,13 +27,19 @@ static smp_grammar *compile_ok(const char *src) {
     return g;
 }
 
+/* A byte-level matcher of g (no tokenizer). */
+static smp_matcher *bytes_matcher(const smp_grammar *g) {
+    smp_matcher *m = NULL;
+    lm_error err = {0};
+    if (smp_matcher_new(g, NULL, NULL, 0, 1, &m, &err)) fail_msg("%s", err.msg);
+    return m;
+}
+
 enum { REJECT = 0, PREFIX = 1, WHOLE = 2 };
 
 /* How the grammar takes s: refused, a proper prefix of a match, or a whole match. */
 static int take(const smp_grammar *g, const char *s, size_t n) {
-    smp_matcher *m = NULL;
-    lm_error err = {0};
-    assert_int_equal(smp_matcher_new(g, NULL, NULL, 0, 1, &m, &err), LM_OK);
+    smp_matcher *m = bytes_matcher(g);
     int r = REJECT;
     if (smp_matcher_accept_bytes(m, s, n) == LM_OK) r = smp_matcher_can_end(m) ? WHOLE : PREFIX;
     smp_matcher_free(m);
@@ -137,9 +143,7 @@ static void test_rules_and_layout(void **state) {
 static void test_flat_states(void **state) {
     (void)state;
     smp_grammar *g = compile_ok("root ::= item*\nitem ::= \"a\" [bc]\n");
-    smp_matcher *m = NULL;
-    lm_error err = {0};
-    assert_int_equal(smp_matcher_new(g, NULL, NULL, 0, 1, &m, &err), LM_OK);
+    smp_matcher *m = bytes_matcher(g);
     size_t s1 = 0, s2 = 0;
     for (int i = 0; i < 100000; i++) {
         assert_int_equal(smp_matcher_accept_bytes(m, i & 1 ? "ab" : "ac", 2), LM_OK);
@@ -160,9 +164,7 @@ static void test_flat_states(void **state) {
 static void test_cache_rebuild(void **state) {
     (void)state;
     smp_grammar *g = compile_ok("root ::= item{0,400}\nitem ::= [a-z]{0,1000} \",\"");
-    smp_matcher *m = NULL;
-    lm_error err = {0};
-    assert_int_equal(smp_matcher_new(g, NULL, NULL, 0, 1, &m, &err), LM_OK);
+    smp_matcher *m = bytes_matcher(g);
     char item[1002];
     memset(item, 'q', 1000);
     item[1000] = ',';
@@ -382,6 +384,27 @@ static void longest_tokens(const tok_trie *tr, const char *s, tok_vec *out) {
     }
 }
 
+/* What may follow a prefix of pl bytes: the sentences [c0, c1) of the sorted language start
+ * with it; whole: one of them is the prefix itself; first: the bytes that come next. */
+typedef struct follow {
+    const strset *lang;
+    size_t pl, c0, c1;
+    bool whole, first[256];
+} follow;
+
+/* Whether token t should be admitted after the prefix: the end of generation when a sentence
+ * ends there, else a token whose bytes continue one of the sentences. */
+static bool follow_admits(const vocab *v, const follow *f, lm_token t) {
+    const tok_trie *tr = v->trie;
+    if (t == v->eog) return f->whole;
+    if (!tr->len[t] || !f->first[tr->bytes[tr->off[t]]]) return false;
+    for (size_t i = f->c0; i < f->c1; i++)
+        if (strlen(f->lang->v[i]) - f->pl >= tr->len[t] &&
+            memcmp(f->lang->v[i] + f->pl, tr->bytes + tr->off[t], tr->len[t]) == 0)
+            return true;
+    return false;
+}
+
 /* Checks the mask at every prefix of every sentence against the sentences themselves. */
 static void brute_force(const vocab *v, const char *src, strset *lang) {
     smp_grammar *g = compile_ok(src);
@@ -398,7 +421,6 @@ static void brute_force(const vocab *v, const char *src, strset *lang) {
         }
     }
     qsort(pre.v, pre.n, sizeof *pre.v, cmp_str);
-    const tok_trie *tr = v->trie;
     int32_t nv = tok_n_vocab(v->tok);
     size_t checked = 0, admitted = 0;
     for (size_t p = 0; p < pre.n; p++) {
@@ -406,28 +428,22 @@ static void brute_force(const vocab *v, const char *src, strset *lang) {
         const char *P = pre.v[p];
         size_t pl = strlen(P);
         /* continuations: the rest of each sentence that starts with P */
-        bool whole = false, first[256] = {false};
-        size_t c0 = SIZE_MAX, c1 = 0;
+        follow f = {.lang = lang, .pl = pl, .c0 = SIZE_MAX};
         for (size_t i = 0; i < lang->n; i++)
             if (strncmp(lang->v[i], P, pl) == 0) {
-                if (c0 == SIZE_MAX) c0 = i;
-                c1 = i + 1;
-                if (lang->v[i][pl] == 0) whole = true;
-                else first[(unsigned char)lang->v[i][pl]] = true;
+                if (f.c0 == SIZE_MAX) f.c0 = i;
+                f.c1 = i + 1;
+                if (lang->v[i][pl] == 0) f.whole = true;
+                else f.first[(unsigned char)lang->v[i][pl]] = true;
             }
         smp_matcher *m = NULL;
         lm_error err = {0};
         assert_int_equal(smp_matcher_new(g, v->tok, &v->eog, 1, (size_t)nv, &m, &err), LM_OK);
         assert_int_equal(smp_matcher_accept_bytes(m, P, pl), LM_OK);
-        assert_int_equal(smp_matcher_can_end(m), whole);
+        assert_int_equal(smp_matcher_can_end(m), f.whole);
         /* smp_matcher_allows before any mask exists: every 61st token */
         for (lm_token t = 0; t < nv; t += 61) {
-            bool want = false;
-            if (t == v->eog) want = whole;
-            else if (tr->len[t] && first[tr->bytes[tr->off[t]]])
-                for (size_t i = c0; i < c1 && !want; i++)
-                    want = strlen(lang->v[i]) - pl >= tr->len[t] &&
-                           memcmp(lang->v[i] + pl, tr->bytes + tr->off[t], tr->len[t]) == 0;
+            bool want = follow_admits(v, &f, t);
             if (smp_matcher_allows(m, t) != want)
                 fail_msg("%s, grammar %s, after \"%s\": allows(%d) = %d", v->name, src, P, (int)t, !want);
         }
@@ -436,12 +452,7 @@ static void brute_force(const vocab *v, const char *src, strset *lang) {
         assert_non_null(mask);
         uint32_t count = 0;
         for (lm_token t = 0; t < nv; t++) {
-            bool want = false;
-            if (t == v->eog) want = whole;
-            else if (tr->len[t] && first[tr->bytes[tr->off[t]]])
-                for (size_t i = c0; i < c1 && !want; i++)
-                    want = strlen(lang->v[i]) - pl >= tr->len[t] &&
-                           memcmp(lang->v[i] + pl, tr->bytes + tr->off[t], tr->len[t]) == 0;
+            bool want = follow_admits(v, &f, t);
             if (mask_bit(mask, t) != want) {
                 lm_buf b = {0};
                 tok_token_bytes(v->tok, t, &b);
@@ -460,7 +471,7 @@ static void brute_force(const vocab *v, const char *src, strset *lang) {
     for (size_t i = 0; i < lang->n; i++) {
         tok_vec ids = {0};
         lm_error err = {0};
-        longest_tokens(tr, lang->v[i], &ids);
+        longest_tokens(v->trie, lang->v[i], &ids);
         smp_matcher *m = NULL;
         assert_int_equal(smp_matcher_new(g, v->tok, &v->eog, 1, (size_t)nv, &m, &err), LM_OK);
         for (size_t k = 0; k < ids.n; k++) {
@@ -600,6 +611,14 @@ static void j_push(jchk *j, bool array) {
 
 static bool j_top_array(const jchk *j) { return (j->arr[(j->depth - 1) >> 6] >> ((j->depth - 1) & 63)) & 1; }
 
+/* The first digit of a counted run (J_INT, J_FRAC, J_EXP), or J_BAD when c is not one. */
+static void j_first_digit(jchk *j, bool digit, int mode) {
+    if (digit) {
+        j->mode = mode;
+        j->count = 1;
+    } else j->mode = J_BAD;
+}
+
 static void j_value_start(jchk *j, int c) {
     j->ws = 0;
     if (c == '{') j_push(j, false);
@@ -609,10 +628,8 @@ static void j_value_start(jchk *j, int c) {
         j->key = false;
     } else if (c == '-') j->mode = J_NEG;
     else if (c == '0') j->mode = J_ZERO;
-    else if (c >= '1' && c <= '9') {
-        j->mode = J_INT;
-        j->count = 1;
-    } else if (c == 't') {
+    else if (c >= '1' && c <= '9') j_first_digit(j, true, J_INT);
+    else if (c == 't') {
         j->mode = J_LIT;
         j->lit = "rue";
     } else if (c == 'f') {
@@ -622,6 +639,20 @@ static void j_value_start(jchk *j, int c) {
         j->mode = J_LIT;
         j->lit = "ull";
     } else j->mode = J_BAD;
+}
+
+static void j_byte(jchk *j, int c);
+
+/* A ']' or '}' that closes the innermost container, which is a value. */
+static void j_close(jchk *j) {
+    j->depth--;
+    j_after_value(j);
+}
+
+/* c ended a number without being part of it: the value is over and c is read again. */
+static void j_number_end(jchk *j, int c) {
+    j_after_value(j);
+    j_byte(j, c);
 }
 
 static void j_byte(jchk *j, int c) {
@@ -644,10 +675,8 @@ static void j_byte(jchk *j, int c) {
         return;
     case J_VALUE: j_value_start(j, c); return;
     case J_ARR_FIRST:
-        if (c == ']') {
-            j->depth--;
-            j_after_value(j);
-        } else j_value_start(j, c);
+        if (c == ']') j_close(j);
+        else j_value_start(j, c);
         return;
     case J_OBJ_FIRST:
     case J_OBJ_KEY:
@@ -655,10 +684,8 @@ static void j_byte(jchk *j, int c) {
             j->mode = J_STR;
             j->key = true;
             j->ws = 0;
-        } else if (c == '}' && j->mode == J_OBJ_FIRST) {
-            j->depth--;
-            j_after_value(j);
-        } else j->mode = J_BAD;
+        } else if (c == '}' && j->mode == J_OBJ_FIRST) j_close(j);
+        else j->mode = J_BAD;
         return;
     case J_COLON:
         if (c == ':') {
@@ -669,10 +696,8 @@ static void j_byte(jchk *j, int c) {
     case J_AFTER:
         j->ws = 0;
         if (c == ',') j->mode = j_top_array(j) ? J_VALUE : J_OBJ_KEY;
-        else if ((c == ']' && j_top_array(j)) || (c == '}' && !j_top_array(j))) {
-            j->depth--;
-            j_after_value(j);
-        } else j->mode = J_BAD;
+        else if ((c == ']' && j_top_array(j)) || (c == '}' && !j_top_array(j))) j_close(j);
+        else j->mode = J_BAD;
         return;
     case J_STR:
         if (c == '"') {
@@ -732,10 +757,7 @@ static void j_byte(jchk *j, int c) {
         return;
     case J_NEG:
         if (c == '0') j->mode = J_ZERO;
-        else if (c >= '1' && c <= '9') {
-            j->mode = J_INT;
-            j->count = 1;
-        } else j->mode = J_BAD;
+        else j_first_digit(j, c >= '1' && c <= '9', J_INT);
         return;
     case J_ZERO:
     case J_INT:
@@ -745,46 +767,24 @@ static void j_byte(jchk *j, int c) {
         }
         if (c == '.') j->mode = J_DOT;
         else if (c == 'e' || c == 'E') j->mode = J_E;
-        else {
-            j_after_value(j);
-            j_byte(j, c);
-        }
+        else j_number_end(j, c);
         return;
-    case J_DOT:
-        if (digit) {
-            j->mode = J_FRAC;
-            j->count = 1;
-        } else j->mode = J_BAD;
-        return;
+    case J_DOT: j_first_digit(j, digit, J_FRAC); return;
     case J_FRAC:
         if (digit) {
             if (++j->count > 16) j->mode = J_BAD;
         } else if (c == 'e' || c == 'E') j->mode = J_E;
-        else {
-            j_after_value(j);
-            j_byte(j, c);
-        }
+        else j_number_end(j, c);
         return;
     case J_E:
         if (c == '+' || c == '-') j->mode = J_ESIGN;
-        else if (digit) {
-            j->mode = J_EXP;
-            j->count = 1;
-        } else j->mode = J_BAD;
+        else j_first_digit(j, digit, J_EXP);
         return;
-    case J_ESIGN:
-        if (digit) {
-            j->mode = J_EXP;
-            j->count = 1;
-        } else j->mode = J_BAD;
-        return;
+    case J_ESIGN: j_first_digit(j, digit, J_EXP); return;
     case J_EXP:
         if (digit) {
             if (++j->count > 3) j->mode = J_BAD;
-        } else {
-            j_after_value(j);
-            j_byte(j, c);
-        }
+        } else j_number_end(j, c);
         return;
     default: j->mode = J_BAD;
     }
