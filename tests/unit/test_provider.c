@@ -78,14 +78,27 @@ static lm_gen_params greedy(int max_tokens) {
     return gp;
 }
 
+/* tinychat and an engine on it; free the engine, then *m. */
+static lm_engine *tinychat_engine(lm_model **m) {
+    lm_engine *e = NULL;
+    lm_error err = {0};
+    if (lm_model_load(tu_src("models/tinychat"), NULL, m, &err)) fail_msg("%s", err.msg);
+    if (lm_engine_new(*m, NULL, &e, &err)) fail_msg("%s", err.msg);
+    return e;
+}
+
+static void sleep_ms(long ms) {
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
 static void test_fallback(void **state) {
     (void)state;
     lm_model *m = NULL;
     lm_engine *e = NULL;
     lm_call *call = NULL;
     lm_error err = {0};
-    assert_int_equal(lm_model_load(tu_src("models/tinychat"), NULL, &m, &err), LM_OK);
-    assert_int_equal(lm_engine_new(m, NULL, &e, &err), LM_OK);
+    e = tinychat_engine(&m);
     assert_int_equal(lm_call_new(&call, &err), LM_OK);
     lm_provider *local = NULL, *dead = NULL, *fb = NULL, *fb2 = NULL;
     assert_int_equal(lm_provider_local_new(e, NULL, &local, &err), LM_OK);
@@ -148,10 +161,7 @@ static int slow_collect(const char *s, size_t n, void *user) {
     worker *w = user;
     if (w->started) atomic_fetch_add(w->started, 1);
     lm_buf_append(&w->out, s, n);
-    if (w->delay_ms) {
-        struct timespec ts = {0, w->delay_ms * 1000000L};
-        nanosleep(&ts, NULL);
-    }
+    if (w->delay_ms) sleep_ms(w->delay_ms);
     return 0;
 }
 
@@ -172,8 +182,7 @@ static void test_concurrent_calls(void **state) {
     lm_model *m = NULL;
     lm_engine *e = NULL;
     lm_error err = {0};
-    assert_int_equal(lm_model_load(tu_src("models/tinychat"), NULL, &m, &err), LM_OK);
-    assert_int_equal(lm_engine_new(m, NULL, &e, &err), LM_OK);
+    e = tinychat_engine(&m);
     lm_local_params lp = lm_local_default_params();
     lp.n_slots = 4;
     lm_provider *local = NULL;
@@ -221,8 +230,7 @@ static void test_busy_and_queue(void **state) {
     lm_model *m = NULL;
     lm_engine *e = NULL;
     lm_error err = {0};
-    assert_int_equal(lm_model_load(tu_src("models/tinychat"), NULL, &m, &err), LM_OK);
-    assert_int_equal(lm_engine_new(m, NULL, &e, &err), LM_OK);
+    e = tinychat_engine(&m);
     lm_local_params lp = lm_local_default_params();
     lp.n_slots = 1;
     lp.n_queue = -1;
@@ -236,10 +244,7 @@ static void test_busy_and_queue(void **state) {
     assert_int_equal(lm_call_new(&long_w.call, &err), LM_OK);
     pthread_t th;
     assert_int_equal(pthread_create(&th, NULL, worker_main, &long_w), 0);
-    while (atomic_load(&started) == 0) {
-        struct timespec ts = {0, 1000000L};
-        nanosleep(&ts, NULL);
-    }
+    while (atomic_load(&started) == 0) sleep_ms(1);
     lm_call *c2 = NULL;
     assert_int_equal(lm_call_new(&c2, &err), LM_OK);
     lm_message msgs[1] = {{.role = "user", .content = "Hello!"}};
@@ -266,13 +271,9 @@ static void test_busy_and_queue(void **state) {
     assert_int_equal(lm_call_new(&w2.call, &err), LM_OK);
     pthread_t t1, t2;
     assert_int_equal(pthread_create(&t1, NULL, worker_main, &w1), 0);
-    while (atomic_load(&started) == 0) {
-        struct timespec ts = {0, 1000000L};
-        nanosleep(&ts, NULL);
-    }
+    while (atomic_load(&started) == 0) sleep_ms(1);
     assert_int_equal(pthread_create(&t2, NULL, worker_main, &w2), 0);
-    struct timespec ts = {0, 50 * 1000000L};
-    nanosleep(&ts, NULL);
+    sleep_ms(50);
     lm_call_cancel(w2.call);
     pthread_join(t2, NULL);
     assert_int_equal(w2.st, LM_ERR_CANCELLED);
@@ -297,8 +298,7 @@ static void test_tool_calls(void **state) {
     lm_engine *e = NULL;
     lm_call *call = NULL;
     lm_error err = {0};
-    assert_int_equal(lm_model_load(tu_src("models/tinychat"), NULL, &m, &err), LM_OK);
-    assert_int_equal(lm_engine_new(m, NULL, &e, &err), LM_OK);
+    e = tinychat_engine(&m);
     assert_int_equal(lm_call_new(&call, &err), LM_OK);
     lm_provider *local = NULL;
     assert_int_equal(lm_provider_local_new(e, NULL, &local, &err), LM_OK);
