@@ -101,6 +101,13 @@ static long sweep(const char *what, attempt_fn fn, const void *arg, long dense, 
     return total;
 }
 
+/* Every N for a load of the file or folder at path (copied first: tu_data's buffers rotate). */
+static void sweep_path(const char *what, attempt_fn fn, const char *path) {
+    char p[4096];
+    snprintf(p, sizeof p, "%s", path);
+    sweep(what, fn, p, 1L << 30, 1);
+}
+
 /* ---- models ---- */
 
 static lm_status load_model(const void *arg, lm_error *err) {
@@ -123,11 +130,8 @@ static lm_status load_model(const void *arg, lm_error *err) {
 
 static void test_model_gguf(void **state) {
     (void)state;
-    char p1[4096], p2[4096];
-    snprintf(p1, sizeof p1, "%s", tu_data("stories260K/stories260K-f32.gguf"));
-    snprintf(p2, sizeof p2, "%s", tu_data("stories260K/stories260K-q8_0.gguf"));
-    sweep("stories260K-f32.gguf", load_model, p1, 1L << 30, 1);
-    sweep("stories260K-q8_0.gguf", load_model, p2, 1L << 30, 1);
+    sweep_path("stories260K-f32.gguf", load_model, tu_data("stories260K/stories260K-f32.gguf"));
+    sweep_path("stories260K-q8_0.gguf", load_model, tu_data("stories260K/stories260K-q8_0.gguf"));
 }
 
 static lm_status load_model_read(const void *arg, lm_error *err) {
@@ -143,25 +147,18 @@ static lm_status load_model_read(const void *arg, lm_error *err) {
 
 static void test_model_gguf_read(void **state) {
     (void)state;
-    char p[4096];
-    snprintf(p, sizeof p, "%s", tu_data("stories260K/stories260K-q8_0.gguf"));
-    sweep("stories260K-q8_0.gguf (no mmap)", load_model_read, p, 1L << 30, 1);
+    sweep_path("stories260K-q8_0.gguf (no mmap)", load_model_read, tu_data("stories260K/stories260K-q8_0.gguf"));
 }
 
 static void test_model_hf(void **state) {
     (void)state;
-    char p[4096];
-    snprintf(p, sizeof p, "%s", tu_data("stories260K/hf"));
-    sweep("stories260K/hf", load_model, p, 1L << 30, 1);
-    snprintf(p, sizeof p, "%s", tu_data("models/llama3-mlx-q4"));
-    sweep("models/llama3-mlx-q4 (MLX)", load_model, p, 1L << 30, 1);
+    sweep_path("stories260K/hf", load_model, tu_data("stories260K/hf"));
+    sweep_path("models/llama3-mlx-q4 (MLX)", load_model, tu_data("models/llama3-mlx-q4"));
 }
 
 static void test_model_tinychat(void **state) {
     (void)state;
-    char p[4096];
-    snprintf(p, sizeof p, "%s", tu_src("models/tinychat"));
-    sweep("models/tinychat", load_model, p, 1L << 30, 1);
+    sweep_path("models/tinychat", load_model, tu_src("models/tinychat"));
 }
 
 /* lm_model_params.vocab_only: the tokenizer and template alone */
@@ -181,11 +178,8 @@ static lm_status load_vocab(const void *arg, lm_error *err) {
 
 static void test_model_vocab_only(void **state) {
     (void)state;
-    char p[4096];
-    snprintf(p, sizeof p, "%s", tu_data("stories260K/stories260K-f32.gguf"));
-    sweep("stories260K-f32.gguf (vocab_only)", load_vocab, p, 1L << 30, 1);
-    snprintf(p, sizeof p, "%s", tu_src("models/tinychat"));
-    sweep("models/tinychat (vocab_only)", load_vocab, p, 1L << 30, 1);
+    sweep_path("stories260K-f32.gguf (vocab_only)", load_vocab, tu_data("stories260K/stories260K-f32.gguf"));
+    sweep_path("models/tinychat (vocab_only)", load_vocab, tu_src("models/tinychat"));
 }
 
 /* A folder whose chat_template.jinja (which wins over tokenizer_config.json's template) cannot
