@@ -65,20 +65,27 @@ expect_error() {
     pass
 }
 
+# listen_port LOG PID WHAT: waits (10 s at most) for the server PID to write "listening on
+# http://HOST:PORT" to LOG, and sets PORT and SERVED_HOST; fails, naming WHAT, if the server
+# exits first or never says. LOG must exist before the call (the background redirection may lag).
+listen_port() {
+    local log=$1 pid=$2 what=$3 i
+    PORT=
+    for i in $(seq 1 100); do
+        PORT=$(sed -n 's|.*listening on http://\(.*\):\([0-9][0-9]*\).*|\2|p' "$log")
+        [[ -n $PORT ]] && break
+        kill -0 "$pid" 2>/dev/null || fail "$what exited at start"
+        sleep 0.1
+    done
+    [[ -n $PORT ]] || fail "$what did not say where it listens"
+    SERVED_HOST=$(sed -n 's|.*listening on http://\(.*\):\([0-9][0-9]*\).*|\1|p' "$log")
+}
+
 serve_listen() {
     : >"$TMP/log"
     "$CLI" serve "$@" --port 0 2>"$TMP/log" &
     PID=$!
-    PORT=
-    local i
-    for i in $(seq 1 100); do
-        PORT=$(sed -n 's|.*listening on http://\(.*\):\([0-9][0-9]*\).*|\2|p' "$TMP/log")
-        [[ -n $PORT ]] && break
-        kill -0 "$PID" 2>/dev/null || fail "the server exited at start"
-        sleep 0.1
-    done
-    [[ -n $PORT ]] || fail "the server did not say where it listens"
-    SERVED_HOST=$(sed -n 's|.*listening on http://\(.*\):\([0-9][0-9]*\).*|\1|p' "$TMP/log")
+    listen_port "$TMP/log" "$PID" "the server"
     BASE=http://127.0.0.1:$PORT
 }
 

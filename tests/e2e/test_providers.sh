@@ -34,15 +34,7 @@ serve() {
     "$CLI" serve "$@" --port 0 2>"$TMP/$name.log" &
     PIDS+=($!)
     SERVERS+=("$!:$name")
-    local pid=$! port=
-    for _ in $(seq 1 100); do
-        port=$(sed -n 's|.*listening on http://127\.0\.0\.1:\([0-9]*\).*|\1|p' "$TMP/$name.log")
-        [[ -n $port ]] && break
-        kill -0 "$pid" 2>/dev/null || fail "serve $name exited at start"
-        sleep 0.1
-    done
-    [[ -n $port ]] || fail "serve $name did not say where it listens"
-    PORT=$port
+    listen_port "$TMP/$name.log" "$!" "serve $name"
 }
 wait_ready() { # PORT
     for _ in $(seq 1 300); do
