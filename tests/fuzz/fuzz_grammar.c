@@ -53,17 +53,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (na == 0) break;
         uint32_t k = (uint32_t)(((size_t)ch[at] << 8 | ch[at + 1]) % na);
         at += 2;
-        lm_token t = -1;
-        for (size_t w = 0;; w++) {
-            uint32_t c = smp_popcount64(mask[w]);
-            if (k < c) {
-                uint64_t b = mask[w];
-                while (k--) b &= b - 1;
-                t = (lm_token)(w * 64 + smp_ctz64(b));
-                break;
-            }
-            k -= c;
-        }
+        lm_token t = fuzz_nth_allowed(mask, k);
         if (!smp_matcher_allows(m, t) || smp_matcher_accept(m, t) != LM_OK) abort();
         if (t == eog) break;
     }

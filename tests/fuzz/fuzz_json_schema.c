@@ -32,19 +32,7 @@ static void walk(const smp_grammar *g, const uint8_t *data, size_t size) {
         lm_token t = -1;
         if ((mask[(size_t)eog >> 6] >> (eog & 63)) & 1 && (h >> 7) % 3 == 0) {
             t = eog;
-        } else {
-            uint32_t k = (uint32_t)((h >> 11) % na);
-            for (size_t w = 0;; w++) {
-                uint32_t c = smp_popcount64(mask[w]);
-                if (k < c) {
-                    uint64_t b = mask[w];
-                    while (k--) b &= b - 1;
-                    t = (lm_token)(w * 64 + smp_ctz64(b));
-                    break;
-                }
-                k -= c;
-            }
-        }
+        } else t = fuzz_nth_allowed(mask, (uint32_t)((h >> 11) % na));
         if (smp_matcher_accept(m, t) != LM_OK) abort();
         if (t == eog) {
             cJSON *j = NULL;

@@ -1,9 +1,11 @@
 /* tests/fuzz/fuzz_vocab.h: a small byte-level BPE vocabulary built in memory for the grammar
  * fuzz targets, so they walk a real trie (tokens spanning several grammar symbols, pieces of
- * UTF-8 characters, an added text token, a special end token) without reading a file. */
+ * UTF-8 characters, an added text token, a special end token) without reading a file; and the
+ * pick of an admitted token from a matcher's mask that both targets make. */
 #ifndef LM_FUZZ_VOCAB_H
 #define LM_FUZZ_VOCAB_H
 
+#include "sample/sample.h"
 #include "tokenizer/tokenizer.h"
 
 #include <stdlib.h>
@@ -54,6 +56,19 @@ static const tok_tokenizer *fuzz_vocab(lm_token *eog) {
     }
     *eog = t ? tok_find(t, "<|end|>") : -1;
     return t;
+}
+
+/* The k-th (from 0) token the mask admits; k must be below the mask's count of admitted tokens. */
+static lm_token fuzz_nth_allowed(const uint64_t *mask, uint32_t k) {
+    for (size_t w = 0;; w++) {
+        uint32_t c = smp_popcount64(mask[w]);
+        if (k < c) {
+            uint64_t b = mask[w];
+            while (k--) b &= b - 1;
+            return (lm_token)(w * 64 + smp_ctz64(b));
+        }
+        k -= c;
+    }
 }
 
 #endif
