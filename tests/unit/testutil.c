@@ -67,7 +67,6 @@ const char *tu_temp_dir(void) {
     return p;
 }
 
-
 void tu_put(const char *path, const char *text) {
     FILE *f = fopen(path, "wb");
     if (!f) fail_msg("cannot create %s", path);
