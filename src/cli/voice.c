@@ -625,14 +625,10 @@ static int parse(int argc, char **argv, voice_opts *o) {
     const char *cmd = "voice";
     cli_args a;
     cli_args_init(&a, &VOICE_CMD, argc, argv);
-    for (int id; (id = cli_args_next(&a)) != CLI_ARGS_END;) {
+    int rc = -1;
+    for (int id; (id = cli_args_step(&a, &o->model_path, &rc)) != CLI_ARGS_END;) {
         bool ok = true;
         switch (id) {
-        case CLI_ARGS_HELP: return CLI_EXIT_OK;
-        case CLI_ARGS_ERROR: return CLI_EXIT_USAGE;
-        case CLI_ARGS_POSITIONAL:
-            if (!cli_args_model(&a, &o->model_path)) return CLI_EXIT_USAGE;
-            break;
         case CLI_O_JSON: o->json = true; break;
         case O_NO_PARTIAL_PREFILL: o->partial_prefill = false; break;
         case O_PLAY: o->play = true; break;
@@ -654,6 +650,7 @@ static int parse(int argc, char **argv, voice_opts *o) {
         }
         if (!ok) return CLI_EXIT_USAGE;
     }
+    if (rc >= 0) return rc;
     bool no_speech = o->tts && strcmp(o->tts, "-") == 0;
     if (no_speech && (o->play || o->out_dir))
         return cli_usage_error(cmd, "--tts - means no speech; it does not go with %s",
