@@ -11,7 +11,6 @@
 
 #include <errno.h>
 #include <stdio.h>
-#include <time.h>
 
 typedef struct slot {
     lm_session *s;
@@ -84,14 +83,7 @@ static int acquire(local_provider *lp, const lm_token *ids, size_t n, lm_call *c
             waiting = true;
         }
         /* wakes for a freed slot, and every 20 ms to notice a cancel */
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 20 * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
-        pthread_cond_timedwait(&lp->cv, &lp->mu, &ts);
+        lm_cond_wait_ms(&lp->cv, &lp->mu, 20);
     }
     if (waiting) lp->n_waiting--;
     pthread_mutex_unlock(&lp->mu);

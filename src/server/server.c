@@ -866,14 +866,7 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
             pthread_mutex_unlock(&jb->mu);
             return MHD_CONTENT_READER_END_WITH_ERROR;
         }
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 200 * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
-        pthread_cond_timedwait(&jb->cv, &jb->mu, &ts);
+        lm_cond_wait_ms(&jb->cv, &jb->mu, 200);
     }
     ssize_t ret;
     if (!jb->done && stream_client_gone(rc)) {
@@ -912,14 +905,7 @@ static bool wait_for_job(job *jb, int fd) {
     pthread_mutex_lock(&jb->mu);
     while (!jb->done && !(jb->rq.stream && jb->out.len > 0)) {
         if (fd >= 0 && !atomic_load(&jb->gone) && peer_closed(fd)) job_cancel(jb);
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 50 * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
-        pthread_cond_timedwait(&jb->cv, &jb->mu, &ts);
+        lm_cond_wait_ms(&jb->cv, &jb->mu, 50);
     }
     bool done = jb->done;
     pthread_mutex_unlock(&jb->mu);
