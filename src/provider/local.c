@@ -242,10 +242,7 @@ static lm_status local_chat(lm_provider *p, const lm_message *msgs, size_t n, co
                             const lm_gen_params *gp_in, lm_piece_fn fn, void *user, lm_call *call, lm_gen_stats *stats) {
     local_provider *lp = (local_provider *)p;
     double t0 = lm_time_ms();
-    if (stats) {
-        memset(stats, 0, sizeof *stats);
-        stats->stop_token = -1;
-    }
+    session_stats_start(stats);
     const lm_model *m = lm_engine_model(lp->eng);
     lm_chat_params cp = cp_in ? *cp_in : lm_chat_default_params();
     lm_gen_params gp = gp_in ? *gp_in : lm_gen_default_params();
@@ -272,10 +269,7 @@ static lm_status local_complete(lm_provider *p, const char *prompt, size_t len, 
                                 lm_piece_fn fn, void *user, lm_call *call, lm_gen_stats *stats) {
     local_provider *lp = (local_provider *)p;
     double t0 = lm_time_ms();
-    if (stats) {
-        memset(stats, 0, sizeof *stats);
-        stats->stop_token = -1;
-    }
+    session_stats_start(stats);
     const lm_model *m = lm_engine_model(lp->eng);
     if (!m->tok) return call_fail(call, LM_ERR_UNSUPPORTED, "%s: the model has no tokenizer", p->name);
     lm_gen_params gp = gp_in ? *gp_in : lm_gen_default_params();
