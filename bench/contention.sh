@@ -22,14 +22,15 @@ while [ $# -gt 0 ]; do
         --busy) busy=$2; shift ;;
         --threads) fixed=$2; shift ;;
         --gen) gen=$2; shift ;;
-        -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-        *) echo "contention.sh: unknown option '$1'" >&2; exit 2 ;;
+        -h|--help) bench_help "$0"; exit 0 ;;
+        *) bench_bad_option contention.sh "$1" ;;
     esac
     shift
 done
 mkdir -p "$dir"
 if [ ! -f "$model" ]; then
-    /usr/bin/python3 "$root/tools/make_synthetic_gguf.py" --preset qwen2.5-0.5b --type Q4_0 --out "$model"
+    bench_python contention.sh
+    bench_gguf "$root" qwen2.5-0.5b Q4_0 "$model"
 fi
 bench_locallm "$root" "$dir" 2
 cat >"$dir/spin.c" <<'C'

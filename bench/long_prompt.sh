@@ -22,14 +22,15 @@ while [ $# -gt 0 ]; do
         --streams) streams=$2; shift ;;
         --prompt) prompt=$2; shift ;;
         --threads) threads=$2; shift ;;
-        -h|--help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-        *) echo "long_prompt.sh: unknown option '$1'" >&2; exit 2 ;;
+        -h|--help) bench_help "$0"; exit 0 ;;
+        *) bench_bad_option long_prompt.sh "$1" ;;
     esac
     shift
 done
 mkdir -p "$dir"
 if [ ! -f "$model" ]; then
-    /usr/bin/python3 "$root/tools/make_synthetic_gguf.py" --preset qwen2.5-0.5b --type Q4_0 --out "$model"
+    bench_python long_prompt.sh
+    bench_gguf "$root" qwen2.5-0.5b Q4_0 "$model"
 fi
 bench_locallm "$root" "$dir" "$threads"
 runs=$dir/runs/long-prompt-$(date -u +%Y%m%dT%H%M%SZ)

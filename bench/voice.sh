@@ -27,6 +27,7 @@ set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
+. "$here/lib.sh"
 dir=${LOCALLM_BENCH_DIR:-/tmp/locallm-bench}
 reps=5
 threads=2
@@ -51,25 +52,19 @@ while [ $# -gt 0 ]; do
         --partial-ms) partial_ms=$2; shift ;;
         --conv-reps) conv_reps=$2; shift ;;
         --no-conversation) conversation=0 ;;
-        -h|--help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-        *) echo "voice.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
+        -h|--help) bench_help "$0"; exit 0 ;;
+        *) bench_bad_option voice.sh "$1" ;;
     esac
     shift
 done
 
-log() { printf '%s\n' "$*" >&2; }
 mkdir -p "$dir"
 model=$dir/$preset-$type.gguf
 if [ ! -f "$model" ]; then
-    log "writing $model"
-    python3 "$root/tools/make_synthetic_gguf.py" --preset "$preset" --type "$type" --out "$model"
+    bench_python voice.sh
+    bench_gguf "$root" "$preset" "$type" "$model"
 fi
-if [ -z "${LOCALLM:-}" ]; then
-    log "building locallm (Release) in $dir/build"
-    cmake -S "$root" -B "$dir/build" -DCMAKE_BUILD_TYPE=Release >/dev/null
-    cmake --build "$dir/build" -j"$threads" --target locallm >/dev/null
-    LOCALLM=$dir/build/locallm
-fi
+bench_locallm "$root" "$dir" "$threads"
 
 runs=$dir/runs/voice-$(date -u +%Y%m%dT%H%M%S)
 mkdir -p "$runs"
