@@ -22,10 +22,8 @@
 # $LOCALLM_BENCH_DIR/runs/<date>/.
 set -euo pipefail
 
-here=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$here/.." && pwd)
-. "$here/lib.sh"
-dir=${LOCALLM_BENCH_DIR:-/tmp/locallm-bench}
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh"
 models="qwen2.5-0.5b:Q4_0 qwen2.5-0.5b:Q8_0 llama-3.2-1b:Q4_0 llama-3.2-1b:Q8_0"
 reps=3
 threads=2
@@ -44,14 +42,14 @@ while [ $# -gt 0 ]; do
         --prompts) prompts=$2; shift ;;
         --decode-after) after=$2; shift ;;
         -h|--help) bench_help "$0"; exit 0 ;;
-        *) bench_bad_option compare.sh "$1" ;;
+        *) bench_bad_option "$1" ;;
     esac
     shift
 done
 lprompts=${lprompts:-$prompts}
 
 # a python3 with numpy (the generator needs it; the summary only needs json)
-bench_python compare.sh
+bench_python
 command -v node >/dev/null || { echo "compare.sh: needs node and npm for the llama.cpp peer" >&2; exit 1; }
 
 mkdir -p "$dir"

@@ -17,11 +17,9 @@
 # shared machine.
 set -euo pipefail
 
-here=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$here/.." && pwd)
 # shellcheck source=bench/lib.sh
-. "$here/lib.sh"
-dir=${LOCALLM_BENCH_DIR:-/tmp/locallm-bench}/grammar
+. "$(dirname "$0")/lib.sh"
+dir=$dir/grammar
 reps=5 tokens=128 threads=2
 while [ $# -gt 0 ]; do
     case $1 in
@@ -29,7 +27,7 @@ while [ $# -gt 0 ]; do
         --tokens) tokens=$2; shift ;;
         --threads) threads=$2; shift ;;
         -h|--help) bench_help "$0"; exit 0 ;;
-        *) bench_bad_option grammar.sh "$1" ;;
+        *) bench_bad_option "$1" ;;
     esac
     shift
 done
@@ -43,7 +41,7 @@ bench_c_program "$root" "$dir" "$here/grammar_bench.c" "$dir/grammar_bench" \
 
 gguf=$dir/qwen2.5-0.5b-Q4_0-qwen2tok.gguf
 if [ ! -f "$gguf" ]; then
-    bench_python grammar.sh
+    bench_python
     log "writing $gguf"
     "$python" "$root/tools/make_synthetic_gguf.py" --preset qwen2.5-0.5b --type Q4_0 \
         --tokenizer-json "$qwen_tok/tokenizer.json" --out "$gguf" >&2

@@ -1,12 +1,14 @@
-# bench/lib.sh: what the bench scripts share; sourced, not run.
+# bench/lib.sh: what the bench scripts share; sourced (. "$(dirname "$0")/lib.sh"), not run.
+# Sourcing sets here (bench/), root (the repository) and dir (the bench folder:
+# $LOCALLM_BENCH_DIR, default /tmp/locallm-bench, never the repository). Messages name the script.
 #   log MSG...               to stderr
 #   bench_help SCRIPT        prints SCRIPT's usage: its comment block after the #! line, without '# '
-#   bench_bad_option NAME OPT  the usage error of an unknown option OPT of script NAME; exits 2
-#   bench_python NAME        sets python to $PYTHON, else to the first python3 that has numpy (the
-#                            synthetic model writers need it); exits 1 naming NAME when none has
+#   bench_bad_option OPT     the usage error of an unknown option OPT; exits 2
+#   bench_python             sets python to $PYTHON, else to the first python3 that has numpy (the
+#                            synthetic model writers need it); exits 1 when none has
 #   bench_gguf ROOT PRESET TYPE OUT  writes a synthetic GGUF of PRESET's shape and TYPE
-#                            (tools/make_synthetic_gguf.py, random weights, run by $python) to OUT
-#                            unless OUT exists
+#                            (tools/make_synthetic_gguf.py, random weights) to OUT unless OUT
+#                            exists, with $python (bench_python when unset)
 #   bench_locallm ROOT DIR J  sets LOCALLM to a Release build of ROOT in DIR/build (J build jobs),
 #                            unless LOCALLM already names a binary
 #   bench_c_program ROOT DIR SRC OUT PKG...  builds the library of ROOT (Release) in DIR/build and
@@ -17,12 +19,16 @@
 #   bench_bandwidth ROOT DIR THREADS  bench_membw, then prints the read bandwidth in GB/s with
 #                            THREADS threads (median of 9 passes over 512 MiB)
 
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(cd "$here/.." && pwd)
+dir=${LOCALLM_BENCH_DIR:-/tmp/locallm-bench}
+
 log() { printf '%s\n' "$*" >&2; }
 
 bench_help() { awk 'NR == 1 { next } !/^#/ { exit } { sub(/^# ?/, ""); print }' "$1"; }
 
 bench_bad_option() {
-    echo "$1: unknown option '$2' (see --help)" >&2
+    echo "${0##*/}: unknown option '$1' (see --help)" >&2
     exit 2
 }
 
@@ -33,11 +39,12 @@ bench_python() {
             if "$p" -c 'import numpy' 2>/dev/null; then python=$p; break; fi
         done
     fi
-    [ -n "$python" ] || { echo "$1: needs python3 with numpy (apt-get install python3-numpy)" >&2; exit 1; }
+    [ -n "$python" ] || { echo "${0##*/}: needs python3 with numpy (apt-get install python3-numpy)" >&2; exit 1; }
 }
 
 bench_gguf() {
     [ -f "$4" ] && return 0
+    [ -n "${python:-}" ] || bench_python
     log "writing $4"
     "$python" "$1/tools/make_synthetic_gguf.py" --preset "$2" --type "$3" --out "$4"
 }

@@ -17,10 +17,8 @@
 # Raw JSON lines are kept in $LOCALLM_BENCH_DIR/runs-mlx/<date>/.
 set -euo pipefail
 
-here=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$here/.." && pwd)
-. "$here/lib.sh"
-dir=${LOCALLM_BENCH_DIR:-/tmp/locallm-bench}
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh"
 models="qwen2.5-0.5b:4 qwen2.5-0.5b:8 llama-3.2-1b:4 llama-3.2-1b:8"
 reps=5
 threads=2
@@ -36,13 +34,13 @@ while [ $# -gt 0 ]; do
         --prompts) prompts=$2; shift ;;
         --gen) gen=$2; shift ;;
         -h|--help) bench_help "$0"; exit 0 ;;
-        *) bench_bad_option mlx.sh "$1" ;;
+        *) bench_bad_option "$1" ;;
     esac
     shift
 done
 
 # the GGUF generator needs numpy; the MLX one uses it when present
-bench_python mlx.sh
+bench_python
 
 mkdir -p "$dir"
 

@@ -16,10 +16,8 @@
 # read bandwidth of bench/membw.c, and keeps the raw JSON lines in $dir/runs/<date>/ (copy them
 # into bench/runs/ to keep them with the results).
 set -euo pipefail
-here=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$here/.." && pwd)
-. "$here/lib.sh"
-dir=${LOCALLM_BENCH_DIR:-/tmp/locallm-bench}
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh"
 models="qwen2.5-0.5b:Q4_0 llama-3.2-1b:Q4_0"
 reps=3 threads=2 streams="1 2 4 8 16" gen=128 prompt=32 base= base_bin=
 while [ $# -gt 0 ]; do
@@ -33,11 +31,11 @@ while [ $# -gt 0 ]; do
         --base) base=$2; shift ;;
         --base-bin) base_bin=$2; shift ;;
         -h|--help) bench_help "$0"; exit 0 ;;
-        *) bench_bad_option parallel.sh "$1" ;;
+        *) bench_bad_option "$1" ;;
     esac
     shift
 done
-bench_python parallel.sh
+bench_python
 command -v node >/dev/null || { echo "parallel.sh: needs node for the llama.cpp peer" >&2; exit 1; }
 mkdir -p "$dir"
 bench_peer "$here"

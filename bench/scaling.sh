@@ -11,10 +11,8 @@
 # (bench/RESULTS.md). Builds locallm (Release) unless $LOCALLM names a binary.
 set -euo pipefail
 
-here=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$here/.." && pwd)
-. "$here/lib.sh"
-dir=${LOCALLM_BENCH_DIR:-/tmp/locallm-bench}
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh"
 threads="1 2 4 8 16"
 models="llama-3.2-1b:Q4_0"
 reps=3
@@ -25,12 +23,12 @@ while [ $# -gt 0 ]; do
         --models) models=$2; shift ;;
         --reps) reps=$2; shift ;;
         -h|--help) bench_help "$0"; exit 0 ;;
-        *) bench_bad_option scaling.sh "$1" ;;
+        *) bench_bad_option "$1" ;;
     esac
     shift
 done
 
-bench_python scaling.sh
+bench_python
 mkdir -p "$dir"
 bench_locallm "$root" "$dir" "$(nproc)"
 bench_membw "$root" "$dir"

@@ -18,16 +18,15 @@
 # printed side by side: they must be equal.
 set -euo pipefail
 
-here=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$here/.." && pwd)
-. "$here/lib.sh"
-dir=${LOCALLM_BENCH_DIR:-/tmp/locallm-bench}/tok
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh"
+dir=$dir/tok
 reps=5
 while [ $# -gt 0 ]; do
     case $1 in
         --reps) reps=$2; shift ;;
         -h|--help) bench_help "$0"; exit 0 ;;
-        *) bench_bad_option tokenizer.sh "$1" ;;
+        *) bench_bad_option "$1" ;;
     esac
     shift
 done

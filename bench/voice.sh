@@ -25,10 +25,8 @@
 # $LOCALLM_BENCH_DIR/runs/voice-<date>/.
 set -euo pipefail
 
-here=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$here/.." && pwd)
-. "$here/lib.sh"
-dir=${LOCALLM_BENCH_DIR:-/tmp/locallm-bench}
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh"
 reps=5
 threads=2
 preset=llama-3.2-1b
@@ -53,17 +51,14 @@ while [ $# -gt 0 ]; do
         --conv-reps) conv_reps=$2; shift ;;
         --no-conversation) conversation=0 ;;
         -h|--help) bench_help "$0"; exit 0 ;;
-        *) bench_bad_option voice.sh "$1" ;;
+        *) bench_bad_option "$1" ;;
     esac
     shift
 done
 
 mkdir -p "$dir"
 model=$dir/$preset-$type.gguf
-if [ ! -f "$model" ]; then
-    bench_python voice.sh
-    bench_gguf "$root" "$preset" "$type" "$model"
-fi
+bench_gguf "$root" "$preset" "$type" "$model"
 bench_locallm "$root" "$dir" "$threads"
 
 runs=$dir/runs/voice-$(date -u +%Y%m%dT%H%M%S)
