@@ -881,6 +881,14 @@ static void rule_desc(const parser *P, uint32_t r, char *buf, size_t cap) {
     snprintf(buf, cap, "%s at line %d column %d", what, line, col);
 }
 
+/* True when the alternative holds anything but rule references (it can never be nullable through
+ * them alone). */
+static bool has_terminal(const pseq *s) {
+    for (uint32_t i = 0; i < s->n; i++)
+        if (s->v[i].kind != GE_RULE) return true;
+    return false;
+}
+
 /* Nullable rules (can match the empty string), by propagation: an alternative becomes nullable
  * when its last unresolved rule element does. Linear in the grammar's size. */
 static bool compute_nullable(parser *P, uint8_t *nullable) {
@@ -890,45 +898,31 @@ static bool compute_nullable(parser *P, uint8_t *nullable) {
     uint32_t *alt_rule = lm_malloc((n_alts + 1) * sizeof *alt_rule);
     uint32_t *occ_start = lm_calloc(P->n_rules + 1, sizeof *occ_start);
     uint32_t *stack = lm_malloc((P->n_rules + 1) * sizeof *stack);
+    uint32_t *fill = lm_malloc((P->n_rules + 1) * sizeof *fill);
     uint32_t n_occ = 0;
     for (uint32_t r = 0; r < P->n_rules; r++)
         for (uint32_t a = 0; a < P->rules[r].alts.n; a++) {
             const pseq *s = &P->rules[r].alts.v[a];
-            bool term = false;
-            for (uint32_t i = 0; i < s->n; i++) term |= s->v[i].kind != GE_RULE;
-            if (!term) n_occ += s->n;
+            if (!has_terminal(s)) n_occ += s->n;
         }
     uint32_t *occ = lm_malloc((n_occ + 1) * sizeof *occ);
-    if (!pending || !alt_rule || !occ_start || !stack || !occ) {
-        lm_free(pending);
-        lm_free(alt_rule);
-        lm_free(occ_start);
-        lm_free(stack);
-        lm_free(occ);
-        return nomem(P);
+    bool ok = pending && alt_rule && occ_start && stack && fill && occ;
+    if (!ok) {
+        nomem(P);
+        goto done;
     }
     /* CSR of "rule -> alternatives (without terminals) that mention it", one entry per mention */
     uint32_t ai = 0;
     for (uint32_t r = 0; r < P->n_rules; r++)
         for (uint32_t a = 0; a < P->rules[r].alts.n; a++, ai++) {
             const pseq *s = &P->rules[r].alts.v[a];
-            bool term = false;
-            for (uint32_t i = 0; i < s->n; i++) term |= s->v[i].kind != GE_RULE;
+            bool term = has_terminal(s);
             alt_rule[ai] = r;
             pending[ai] = term ? UINT32_MAX : s->n;
             if (!term)
                 for (uint32_t i = 0; i < s->n; i++) occ_start[s->v[i].arg + 1]++;
         }
     for (uint32_t r = 0; r < P->n_rules; r++) occ_start[r + 1] += occ_start[r];
-    uint32_t *fill = lm_malloc((P->n_rules + 1) * sizeof *fill);
-    if (!fill) {
-        lm_free(pending);
-        lm_free(alt_rule);
-        lm_free(occ_start);
-        lm_free(stack);
-        lm_free(occ);
-        return nomem(P);
-    }
     memcpy(fill, occ_start, (P->n_rules + 1) * sizeof *fill);
     ai = 0;
     for (uint32_t r = 0; r < P->n_rules; r++)
@@ -953,13 +947,14 @@ static bool compute_nullable(parser *P, uint8_t *nullable) {
             }
         }
     }
+done:
     lm_free(pending);
     lm_free(alt_rule);
     lm_free(occ_start);
     lm_free(stack);
     lm_free(occ);
     lm_free(fill);
-    return true;
+    return ok;
 }
 
 /* Left recursion: a rule that reaches itself through leftmost positions (everything before
