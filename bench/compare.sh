@@ -22,10 +22,8 @@
 # $LOCALLM_BENCH_DIR/runs/<date>/.
 set -euo pipefail
 
-here=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$here/.." && pwd)
-. "$here/lib.sh"
-dir=${LOCALLM_BENCH_DIR:-/tmp/locallm-bench}
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh"
 models="qwen2.5-0.5b:Q4_0 qwen2.5-0.5b:Q8_0 llama-3.2-1b:Q4_0 llama-3.2-1b:Q8_0"
 reps=3
 threads=2
@@ -33,7 +31,6 @@ prompts=128,512
 gen=64
 after=8
 lprompts=
-python=${PYTHON:-}
 
 while [ $# -gt 0 ]; do
     case $1 in
@@ -44,40 +41,27 @@ while [ $# -gt 0 ]; do
         --locallm-prompts) lprompts=$2; shift ;;
         --prompts) prompts=$2; shift ;;
         --decode-after) after=$2; shift ;;
-        -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-        *) echo "compare.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
+        -h|--help) bench_help "$0"; exit 0 ;;
+        *) bench_bad_option "$1" ;;
     esac
     shift
 done
 lprompts=${lprompts:-$prompts}
 
 # a python3 with numpy (the generator needs it; the summary only needs json)
-if [ -z "$python" ]; then
-    for p in python3 /usr/bin/python3; do
-        if "$p" -c 'import numpy' 2>/dev/null; then python=$p; break; fi
-    done
-fi
-[ -n "$python" ] || { echo "compare.sh: needs python3 with numpy (apt-get install python3-numpy)" >&2; exit 1; }
+bench_python
 command -v node >/dev/null || { echo "compare.sh: needs node and npm for the llama.cpp peer" >&2; exit 1; }
 
 mkdir -p "$dir"
 
 # 1. the peer
-peer=$here/peer
-if [ ! -f "$peer/node_modules/node-llama-cpp/package.json" ] || ! cmp -s "$here/peer.package.json" "$peer/package.json"; then
-    log "installing node-llama-cpp 3.21.1 into bench/peer/"
-    mkdir -p "$peer"
-    cp "$here/peer.package.json" "$peer/package.json"
-    cp "$here/peer.package-lock.json" "$peer/package-lock.json"
-    (cd "$peer" && { npm ci --no-audit --no-fund >&2 || npm install --no-audit --no-fund >&2; })
-fi
+bench_peer "$here"
 
 # 2. locallm
 bench_locallm "$root" "$dir" "$threads"
 
 # 3. memory bandwidth
-cc -std=c11 -O3 -march=native -pthread "$here/membw.c" -o "$dir/membw"
-bw=$("$dir/membw" "$threads" 512 9 2>/dev/null)
+bw=$(bench_bandwidth "$root" "$dir" "$threads")
 log "read bandwidth with $threads threads: $bw GB/s (median of 9 passes)"
 
 # 4. files and runs
@@ -86,7 +70,7 @@ mkdir -p "$runs"
 for m in $models; do
     preset=${m%%:*} type=${m##*:}
     f=$dir/$preset-$type.gguf
-    [ -f "$f" ] || "$python" "$root/tools/make_synthetic_gguf.py" --preset "$preset" --type "$type" --out "$f"
+    bench_gguf "$root" "$preset" "$type" "$f"
     for r in $(seq 1 "$reps"); do
         log "$preset $type: round $r/$reps"
         "$LOCALLM" bench "$f" -p "$lprompts" -n "$gen" --decode-after "$after" -t "$threads" -r 1 --json >>"$runs/$preset-$type.locallm.jsonl"

@@ -10,10 +10,8 @@
 # Prints the medians and the default's fraction of the best fixed count, and keeps the JSON
 # lines in $dir/runs/contention-<date>/. The model defaults to the synthetic Qwen2.5-0.5B Q4_0.
 set -euo pipefail
-here=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$here/.." && pwd)
-. "$here/lib.sh"
-dir=${LOCALLM_BENCH_DIR:-/tmp/locallm-bench}
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh"
 model=$dir/qwen2.5-0.5b-Q4_0.gguf reps=3 busy="0 1 2" fixed="1 2" gen=64
 while [ $# -gt 0 ]; do
     case $1 in
@@ -22,15 +20,13 @@ while [ $# -gt 0 ]; do
         --busy) busy=$2; shift ;;
         --threads) fixed=$2; shift ;;
         --gen) gen=$2; shift ;;
-        -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-        *) echo "contention.sh: unknown option '$1'" >&2; exit 2 ;;
+        -h|--help) bench_help "$0"; exit 0 ;;
+        *) bench_bad_option "$1" ;;
     esac
     shift
 done
 mkdir -p "$dir"
-if [ ! -f "$model" ]; then
-    /usr/bin/python3 "$root/tools/make_synthetic_gguf.py" --preset qwen2.5-0.5b --type Q4_0 --out "$model"
-fi
+bench_gguf "$root" qwen2.5-0.5b Q4_0 "$model"
 bench_locallm "$root" "$dir" 2
 cat >"$dir/spin.c" <<'C'
 int main(void) { volatile unsigned long x = 0; for (;;) x++; }

@@ -17,19 +17,17 @@
 # shared machine.
 set -euo pipefail
 
-here=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$here/.." && pwd)
 # shellcheck source=bench/lib.sh
-. "$here/lib.sh"
-dir=${LOCALLM_BENCH_DIR:-/tmp/locallm-bench}/grammar
+. "$(dirname "$0")/lib.sh"
+dir=$dir/grammar
 reps=5 tokens=128 threads=2
 while [ $# -gt 0 ]; do
     case $1 in
         --reps) reps=$2; shift ;;
         --tokens) tokens=$2; shift ;;
         --threads) threads=$2; shift ;;
-        -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-        *) echo "grammar.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
+        -h|--help) bench_help "$0"; exit 0 ;;
+        *) bench_bad_option "$1" ;;
     esac
     shift
 done
@@ -38,21 +36,12 @@ bash "$root/scripts/testdata.sh"
 qwen_tok=$root/tests/data/tokenizers/qwen2
 schema=$here/grammar_schema.json
 
-log "building the library (Release) in $dir/build"
-cmake -S "$root" -B "$dir/build" -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build "$dir/build" -j2 --target locallm_lib >/dev/null
-# shellcheck disable=SC2046
-${CC:-cc} -std=c11 -O2 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -I"$root/include" -I"$root/src" \
-    "$here/grammar_bench.c" "$dir/build/liblocallm.a" -o "$dir/grammar_bench" \
-    $(pkg-config --cflags --libs libcjson libpcre2-8 libutf8proc libcurl libmicrohttpd) -lm -lpthread
+bench_c_program "$root" "$dir" "$here/grammar_bench.c" "$dir/grammar_bench" \
+    libcjson libpcre2-8 libutf8proc libcurl libmicrohttpd
 
 gguf=$dir/qwen2.5-0.5b-Q4_0-qwen2tok.gguf
 if [ ! -f "$gguf" ]; then
-    python=${PYTHON:-}
-    for p in python3 /usr/bin/python3; do
-        [ -z "$python" ] && "$p" -c 'import numpy' 2>/dev/null && python=$p
-    done
-    [ -n "$python" ] || { echo "grammar.sh: needs python3 with numpy (apt-get install python3-numpy)" >&2; exit 1; }
+    bench_python
     log "writing $gguf"
     "$python" "$root/tools/make_synthetic_gguf.py" --preset qwen2.5-0.5b --type Q4_0 \
         --tokenizer-json "$qwen_tok/tokenizer.json" --out "$gguf" >&2

@@ -10,10 +10,8 @@
 # same run, and keeps the JSON lines in $dir/runs/long-prompt-<date>/. The model defaults to the
 # synthetic Qwen2.5-0.5B Q4_0 (N 7, P 3900, T 2, R 5).
 set -euo pipefail
-here=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$here/.." && pwd)
-. "$here/lib.sh"
-dir=${LOCALLM_BENCH_DIR:-/tmp/locallm-bench}
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh"
 model=$dir/qwen2.5-0.5b-Q4_0.gguf reps=5 streams=7 prompt=3900 threads=2
 while [ $# -gt 0 ]; do
     case $1 in
@@ -22,15 +20,13 @@ while [ $# -gt 0 ]; do
         --streams) streams=$2; shift ;;
         --prompt) prompt=$2; shift ;;
         --threads) threads=$2; shift ;;
-        -h|--help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-        *) echo "long_prompt.sh: unknown option '$1'" >&2; exit 2 ;;
+        -h|--help) bench_help "$0"; exit 0 ;;
+        *) bench_bad_option "$1" ;;
     esac
     shift
 done
 mkdir -p "$dir"
-if [ ! -f "$model" ]; then
-    /usr/bin/python3 "$root/tools/make_synthetic_gguf.py" --preset qwen2.5-0.5b --type Q4_0 --out "$model"
-fi
+bench_gguf "$root" qwen2.5-0.5b Q4_0 "$model"
 bench_locallm "$root" "$dir" "$threads"
 runs=$dir/runs/long-prompt-$(date -u +%Y%m%dT%H%M%SZ)
 mkdir -p "$runs"

@@ -17,10 +17,8 @@
 # Raw JSON lines are kept in $LOCALLM_BENCH_DIR/runs-mlx/<date>/.
 set -euo pipefail
 
-here=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$here/.." && pwd)
-. "$here/lib.sh"
-dir=${LOCALLM_BENCH_DIR:-/tmp/locallm-bench}
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh"
 models="qwen2.5-0.5b:4 qwen2.5-0.5b:8 llama-3.2-1b:4 llama-3.2-1b:8"
 reps=5
 threads=2
@@ -35,20 +33,14 @@ while [ $# -gt 0 ]; do
         --threads) threads=$2; shift ;;
         --prompts) prompts=$2; shift ;;
         --gen) gen=$2; shift ;;
-        -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-        *) echo "mlx.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
+        -h|--help) bench_help "$0"; exit 0 ;;
+        *) bench_bad_option "$1" ;;
     esac
     shift
 done
 
 # the GGUF generator needs numpy; the MLX one uses it when present
-python=${PYTHON:-}
-if [ -z "$python" ]; then
-    for p in python3 /usr/bin/python3; do
-        if "$p" -c 'import numpy' 2>/dev/null; then python=$p; break; fi
-    done
-fi
-[ -n "$python" ] || { echo "mlx.sh: needs python3 with numpy for tools/make_synthetic_gguf.py (apt-get install python3-numpy)" >&2; exit 1; }
+bench_python
 
 mkdir -p "$dir"
 
@@ -74,7 +66,7 @@ for m in $models; do
         "$python" "$root/tools/make_synthetic_mlx.py" --preset "$preset" --bits "$bits" --out "$mdir" \
             ${tok:+--tokenizer "$tok"}
     fi
-    [ -f "$gguf" ] || "$python" "$root/tools/make_synthetic_gguf.py" --preset "$preset" --type "$gtype" --out "$gguf"
+    bench_gguf "$root" "$preset" "$gtype" "$gguf"
     for r in $(seq 1 "$reps"); do
         log "$preset MLX $bits-bit vs $gtype: round $r/$reps"
         "$LOCALLM" bench "$mdir" -p "$prompts" -n "$gen" -t "$threads" -r 1 --json >>"$runs/$preset-mlx$bits.jsonl"

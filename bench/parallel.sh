@@ -16,10 +16,8 @@
 # read bandwidth of bench/membw.c, and keeps the raw JSON lines in $dir/runs/<date>/ (copy them
 # into bench/runs/ to keep them with the results).
 set -euo pipefail
-here=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$here/.." && pwd)
-. "$here/lib.sh"
-dir=${LOCALLM_BENCH_DIR:-/tmp/locallm-bench}
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh"
 models="qwen2.5-0.5b:Q4_0 llama-3.2-1b:Q4_0"
 reps=3 threads=2 streams="1 2 4 8 16" gen=128 prompt=32 base= base_bin=
 while [ $# -gt 0 ]; do
@@ -32,26 +30,15 @@ while [ $# -gt 0 ]; do
         --models) models=$2; shift ;;
         --base) base=$2; shift ;;
         --base-bin) base_bin=$2; shift ;;
-        -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-        *) echo "parallel.sh: unknown option '$1'" >&2; exit 2 ;;
+        -h|--help) bench_help "$0"; exit 0 ;;
+        *) bench_bad_option "$1" ;;
     esac
     shift
 done
-python=
-for p in python3 /usr/bin/python3; do
-    if "$p" -c 'import numpy' 2>/dev/null; then python=$p; break; fi
-done
-[ -n "$python" ] || { echo "parallel.sh: needs python3 with numpy" >&2; exit 1; }
+bench_python
 command -v node >/dev/null || { echo "parallel.sh: needs node for the llama.cpp peer" >&2; exit 1; }
 mkdir -p "$dir"
-peer=$here/peer
-if [ ! -f "$peer/node_modules/node-llama-cpp/package.json" ] || ! cmp -s "$here/peer.package.json" "$peer/package.json"; then
-    log "installing node-llama-cpp 3.21.1 into bench/peer/"
-    mkdir -p "$peer"
-    cp "$here/peer.package.json" "$peer/package.json"
-    cp "$here/peer.package-lock.json" "$peer/package-lock.json"
-    (cd "$peer" && { npm ci --no-audit --no-fund >&2 || npm install --no-audit --no-fund >&2; })
-fi
+bench_peer "$here"
 bench_locallm "$root" "$dir" "$threads"
 BASE_BIN=$base_bin
 if [ -n "$base" ]; then
@@ -62,15 +49,14 @@ if [ -n "$base" ]; then
     cmake --build "$dir/base-build" -j"$threads" --target locallm >/dev/null
     BASE_BIN=$dir/base-build/locallm
 fi
-cc -std=c11 -O3 -march=native -pthread "$here/membw.c" -o "$dir/membw"
-bw=$("$dir/membw" "$threads" 512 9 2>/dev/null)
+bw=$(bench_bandwidth "$root" "$dir" "$threads")
 log "read bandwidth with $threads threads: $bw GB/s"
 runs=$dir/runs/parallel-$(date -u +%Y%m%dT%H%M%SZ)
 mkdir -p "$runs"
 for m in $models; do
     preset=${m%%:*} type=${m##*:}
     f=$dir/$preset-$type.gguf
-    [ -f "$f" ] || "$python" "$root/tools/make_synthetic_gguf.py" --preset "$preset" --type "$type" --out "$f"
+    bench_gguf "$root" "$preset" "$type" "$f"
     for r in $(seq 1 "$reps"); do
         for n in $streams; do
             log "$preset $type: $n streams, round $r/$reps"

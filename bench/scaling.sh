@@ -11,29 +11,27 @@
 # (bench/RESULTS.md). Builds locallm (Release) unless $LOCALLM names a binary.
 set -euo pipefail
 
-here=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$here/.." && pwd)
-. "$here/lib.sh"
-dir=${LOCALLM_BENCH_DIR:-/tmp/locallm-bench}
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh"
 threads="1 2 4 8 16"
 models="llama-3.2-1b:Q4_0"
 reps=3
-python=${PYTHON:-python3}
 
 while [ $# -gt 0 ]; do
     case $1 in
         --threads) threads=$2; shift ;;
         --models) models=$2; shift ;;
         --reps) reps=$2; shift ;;
-        -h|--help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-        *) echo "scaling.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
+        -h|--help) bench_help "$0"; exit 0 ;;
+        *) bench_bad_option "$1" ;;
     esac
     shift
 done
 
+bench_python
 mkdir -p "$dir"
 bench_locallm "$root" "$dir" "$(nproc)"
-cc -std=c11 -O3 -march=native -pthread "$here/membw.c" -o "$dir/membw"
+bench_membw "$root" "$dir"
 
 runs=$dir/scaling/$(date -u +%Y%m%dT%H%M%SZ)
 mkdir -p "$runs"
@@ -44,7 +42,7 @@ done
 for m in $models; do
     preset=${m%%:*} type=${m##*:}
     f=$dir/$preset-$type.gguf
-    [ -f "$f" ] || "$python" "$root/tools/make_synthetic_gguf.py" --preset "$preset" --type "$type" --out "$f"
+    bench_gguf "$root" "$preset" "$type" "$f"
     for t in $threads; do
         log "$preset $type: $t threads"
         "$LOCALLM" bench "$f" -p 128,512 -n 64 -t "$t" -r "$reps" --json >"$runs/$preset-$type-t$t.json"

@@ -18,32 +18,25 @@
 # printed side by side: they must be equal.
 set -euo pipefail
 
-here=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$here/.." && pwd)
-dir=${LOCALLM_BENCH_DIR:-/tmp/locallm-bench}/tok
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh"
+dir=$dir/tok
 reps=5
 while [ $# -gt 0 ]; do
     case $1 in
         --reps) reps=$2; shift ;;
-        -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-        *) echo "tokenizer.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
+        -h|--help) bench_help "$0"; exit 0 ;;
+        *) bench_bad_option "$1" ;;
     esac
     shift
 done
 mkdir -p "$dir"
-log() { printf '%s\n' "$*" >&2; }
 
 bash "$root/scripts/testdata.sh"
 tj=$root/tests/data/tokenizers/llama3/tokenizer.json
 
 # 1. locallm
-log "building the library (Release) in $dir/build"
-cmake -S "$root" -B "$dir/build" -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build "$dir/build" -j2 --target locallm_lib >/dev/null
-# shellcheck disable=SC2046
-${CC:-cc} -std=c11 -O2 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -I"$root/include" -I"$root/src" \
-    "$here/tok_bench.c" "$dir/build/liblocallm.a" -o "$dir/tok_bench" \
-    $(pkg-config --cflags --libs libcjson libpcre2-8 libutf8proc libcurl) -lm -lpthread
+bench_c_program "$root" "$dir" "$here/tok_bench.c" "$dir/tok_bench" libcjson libpcre2-8 libutf8proc libcurl
 
 # 2. texts
 prose=$dir/prose.txt code=$dir/code.txt
@@ -115,13 +108,7 @@ log "locallm: GGUF"
 # 4. llama.cpp through node-llama-cpp
 peer=$here/peer
 if command -v node >/dev/null; then
-    if [ ! -f "$peer/node_modules/node-llama-cpp/package.json" ] || ! cmp -s "$here/peer.package.json" "$peer/package.json"; then
-        log "installing node-llama-cpp 3.21.1 into bench/peer/"
-        mkdir -p "$peer"
-        cp "$here/peer.package.json" "$peer/package.json"
-        cp "$here/peer.package-lock.json" "$peer/package-lock.json"
-        (cd "$peer" && { npm ci --no-audit --no-fund >&2 || npm install --no-audit --no-fund >&2; })
-    fi
+    bench_peer "$here"
     cat >"$dir/llamacpp_tok.mjs" <<'EOF'
 import fs from "node:fs";
 import path from "node:path";

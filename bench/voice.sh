@@ -25,9 +25,8 @@
 # $LOCALLM_BENCH_DIR/runs/voice-<date>/.
 set -euo pipefail
 
-here=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$here/.." && pwd)
-dir=${LOCALLM_BENCH_DIR:-/tmp/locallm-bench}
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh"
 reps=5
 threads=2
 preset=llama-3.2-1b
@@ -51,25 +50,16 @@ while [ $# -gt 0 ]; do
         --partial-ms) partial_ms=$2; shift ;;
         --conv-reps) conv_reps=$2; shift ;;
         --no-conversation) conversation=0 ;;
-        -h|--help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-        *) echo "voice.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
+        -h|--help) bench_help "$0"; exit 0 ;;
+        *) bench_bad_option "$1" ;;
     esac
     shift
 done
 
-log() { printf '%s\n' "$*" >&2; }
 mkdir -p "$dir"
 model=$dir/$preset-$type.gguf
-if [ ! -f "$model" ]; then
-    log "writing $model"
-    python3 "$root/tools/make_synthetic_gguf.py" --preset "$preset" --type "$type" --out "$model"
-fi
-if [ -z "${LOCALLM:-}" ]; then
-    log "building locallm (Release) in $dir/build"
-    cmake -S "$root" -B "$dir/build" -DCMAKE_BUILD_TYPE=Release >/dev/null
-    cmake --build "$dir/build" -j"$threads" --target locallm >/dev/null
-    LOCALLM=$dir/build/locallm
-fi
+bench_gguf "$root" "$preset" "$type" "$model"
+bench_locallm "$root" "$dir" "$threads"
 
 runs=$dir/runs/voice-$(date -u +%Y%m%dT%H%M%S)
 mkdir -p "$runs"

@@ -474,7 +474,8 @@ static int parse(int argc, char **argv, chat_opts *o) {
     cli_args a;
     cli_args_init(&a, &CHAT_CMD, argc, argv);
     size_t n_stop = 0;
-    for (int id; (id = cli_args_next(&a)) != CLI_ARGS_END;) {
+    int rc = -1;
+    for (int id; (id = cli_args_step(&a, &o->model_path, &rc)) != CLI_ARGS_END;) {
         int g = cli_gen_opt(&a, id, &o->fl, &n_stop);
         if (g < 0) return CLI_EXIT_USAGE;
         if (g > 0) {
@@ -493,11 +494,6 @@ static int parse(int argc, char **argv, chat_opts *o) {
         if (so < 0) return CLI_EXIT_USAGE;
         if (so > 0) continue;
         switch (id) {
-        case CLI_ARGS_HELP: return CLI_EXIT_OK;
-        case CLI_ARGS_ERROR: return CLI_EXIT_USAGE;
-        case CLI_ARGS_POSITIONAL:
-            if (!cli_args_model(&a, &o->model_path)) return CLI_EXIT_USAGE;
-            break;
         case CLI_O_VERBOSE: o->verbose = true; break;
         case CLI_O_SYSTEM: o->system = a.val; break;
         case CLI_O_CHAT_TEMPLATE: o->tpl = a.val; break;
@@ -519,7 +515,7 @@ static int parse(int argc, char **argv, chat_opts *o) {
             break;
         }
     }
-    return -1;
+    return rc;
 }
 
 /* The sampling settings: the preset first, then the flags given. */

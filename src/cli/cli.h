@@ -155,6 +155,12 @@ void cli_args_init(cli_args *a, const cli_command *cmd, int argc, char **argv);
  * exit 0) or CLI_ARGS_ERROR (a usage error was printed, with the nearest option for an unknown
  * one: exit CLI_EXIT_USAGE). */
 int cli_args_next(cli_args *a);
+/* cli_args_next with what every command does alike done here. It stops the scan, returning
+ * CLI_ARGS_END, with *rc set to the exit code after the help (CLI_EXIT_OK) or a usage error
+ * (CLI_EXIT_USAGE), and at the end of the arguments with *rc as it was (the callers' -1: go on).
+ * A positional argument is the command's one MODEL (cli_args_model) when model is not NULL, and
+ * returned as CLI_ARGS_POSITIONAL when it is. Otherwise returns the option's id. */
+int cli_args_step(cli_args *a, const char **model, int *rc);
 /* a->val parsed strictly (see cli_parse_*), errors naming the option as spelled. */
 bool cli_args_i32(const cli_args *a, int32_t min, int32_t max, int32_t *out);
 bool cli_args_u64(const cli_args *a, uint64_t *out);

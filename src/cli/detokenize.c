@@ -31,14 +31,9 @@ int cli_detokenize(int argc, char **argv) {
     bool skip_special = false;
     cli_args a;
     cli_args_init(&a, &DETOKENIZE_CMD, argc, argv);
-    for (int id; (id = cli_args_next(&a)) != CLI_ARGS_END;) {
-        int rc = -1;
+    int rc = -1;
+    for (int id; rc < 0 && (id = cli_args_step(&a, &model_path, &rc)) != CLI_ARGS_END;) {
         switch (id) {
-        case CLI_ARGS_HELP: rc = CLI_EXIT_OK; break;
-        case CLI_ARGS_ERROR: rc = CLI_EXIT_USAGE; break;
-        case CLI_ARGS_POSITIONAL:
-            if (!cli_args_model(&a, &model_path)) rc = CLI_EXIT_USAGE;
-            break;
         case O_SKIP_SPECIAL: skip_special = true; break;
         case O_IDS:
             free(ids);
@@ -46,17 +41,15 @@ int cli_detokenize(int argc, char **argv) {
             if (!cli_parse_ids(cmd, a.opt, a.val, &ids, &n_ids)) rc = CLI_EXIT_USAGE;
             break;
         }
-        if (rc >= 0) {
-            free(ids);
-            return rc;
-        }
     }
-    if (!model_path || !ids) {
+    if (rc < 0 && (!model_path || !ids))
+        rc = cli_usage_error(cmd, !model_path ? "no model given" : "--ids is required");
+    if (rc >= 0) {
         free(ids);
-        return cli_usage_error(cmd, !model_path ? "no model given" : "--ids is required");
+        return rc;
     }
 
-    int rc = CLI_EXIT_ERROR;
+    rc = CLI_EXIT_ERROR;
     lm_model *model = NULL;
     char *text = NULL;
     cli_load_opts lo = {.vocab_only = true};

@@ -92,14 +92,9 @@ static int parse_opts(int argc, char **argv, eval_opts *o) {
     cli_args a;
     cli_args_init(&a, &EVAL_CMD, argc, argv);
     int rc = -1;
-    for (int id; rc < 0 && (id = cli_args_next(&a)) != CLI_ARGS_END;) {
+    for (int id; rc < 0 && (id = cli_args_step(&a, &o->model_path, &rc)) != CLI_ARGS_END;) {
         bool ok = true;
         switch (id) {
-        case CLI_ARGS_HELP: rc = CLI_EXIT_OK; break;
-        case CLI_ARGS_ERROR: ok = false; break;
-        case CLI_ARGS_POSITIONAL:
-            if (!cli_args_model(&a, &o->model_path)) ok = false;
-            break;
         case CLI_O_JSON: o->json = true; break;
         case CLI_O_FORCE: cli_set_force(true); break;
         case O_IDS:

@@ -41,19 +41,16 @@ int cli_info(int argc, char **argv) {
 
     cli_args a;
     cli_args_init(&a, &INFO_CMD, argc, argv);
-    for (int id; (id = cli_args_next(&a)) != CLI_ARGS_END;) {
+    int rc = -1;
+    for (int id; (id = cli_args_step(&a, &model_path, &rc)) != CLI_ARGS_END;) {
         switch (id) {
-        case CLI_ARGS_HELP: return CLI_EXIT_OK;
-        case CLI_ARGS_ERROR: return CLI_EXIT_USAGE;
-        case CLI_ARGS_POSITIONAL:
-            if (!cli_args_model(&a, &model_path)) return CLI_EXIT_USAGE;
-            break;
         case CLI_O_JSON: json = true; break;
         case CLI_O_THREADS:
             if (!cli_args_i32(&a, 0, 1024, &n_threads)) return CLI_EXIT_USAGE;
             break;
         }
     }
+    if (rc >= 0) return rc;
     if (!model_path) return cli_usage_error(cmd, "no model given");
 
     lm_model *model = NULL;

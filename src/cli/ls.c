@@ -104,10 +104,9 @@ int cli_ls(int argc, char **argv) {
     int32_t ctx = 0;
     cli_args a;
     cli_args_init(&a, &LS_CMD, argc, argv);
-    for (int id; (id = cli_args_next(&a)) != CLI_ARGS_END;) {
+    int rc = -1;
+    for (int id; (id = cli_args_step(&a, NULL, &rc)) != CLI_ARGS_END;) {
         switch (id) {
-        case CLI_ARGS_HELP: return CLI_EXIT_OK;
-        case CLI_ARGS_ERROR: return CLI_EXIT_USAGE;
         case CLI_ARGS_POSITIONAL: return cli_usage_error("ls", "unexpected argument '%s'", a.val);
         case O_AVAILABLE: available = true; break;
         case CLI_O_CTX:
@@ -115,6 +114,7 @@ int cli_ls(int argc, char **argv) {
             break;
         }
     }
+    if (rc >= 0) return rc;
     if (ctx && !available) return cli_usage_error("ls", "--ctx goes with --available");
     if (available) return ls_available(ctx);
     char *cache = cli_hf_cache_dir();
@@ -149,16 +149,12 @@ int cli_rm(int argc, char **argv) {
     const char *ref = NULL;
     cli_args a;
     cli_args_init(&a, &RM_CMD, argc, argv);
-    for (int id; (id = cli_args_next(&a)) != CLI_ARGS_END;) {
-        switch (id) {
-        case CLI_ARGS_HELP: return CLI_EXIT_OK;
-        case CLI_ARGS_ERROR: return CLI_EXIT_USAGE;
-        case CLI_ARGS_POSITIONAL:
-            if (ref) return cli_usage_error("rm", "expected one model id (ORG/NAME)");
-            ref = a.val;
-            break;
-        }
+    int rc = -1;
+    while (cli_args_step(&a, NULL, &rc) == CLI_ARGS_POSITIONAL) {
+        if (ref) return cli_usage_error("rm", "expected one model id (ORG/NAME)");
+        ref = a.val;
     }
+    if (rc >= 0) return rc;
     if (!ref) return cli_usage_error("rm", "expected one model id (ORG/NAME)");
     /* a short name removes its repo (the whole repo: for GGUF every quant in it) */
     char id[512], quant[64];

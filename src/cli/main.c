@@ -58,11 +58,10 @@ static const cli_command VERSION_CMD = {"version", "Usage: locallm version\n",
 static int version(int argc, char **argv) {
     cli_args a;
     cli_args_init(&a, &VERSION_CMD, argc, argv);
-    for (int id; (id = cli_args_next(&a)) != CLI_ARGS_END;) {
-        if (id == CLI_ARGS_HELP) return CLI_EXIT_OK;
-        if (id == CLI_ARGS_ERROR) return CLI_EXIT_USAGE;
+    int rc = -1;
+    if (cli_args_step(&a, NULL, &rc) != CLI_ARGS_END)
         return cli_usage_error("version", "unexpected argument '%s'", a.val);
-    }
+    if (rc >= 0) return rc;
     printf("locallm %s\n", lm_version());
     return CLI_EXIT_OK;
 }

@@ -187,6 +187,21 @@ bool cli_args_model(const cli_args *a, const char **model) {
     return true;
 }
 
+int cli_args_step(cli_args *a, const char **model, int *rc) {
+    for (;;) {
+        int id = cli_args_next(a);
+        if (id == CLI_ARGS_HELP || id == CLI_ARGS_ERROR) {
+            *rc = id == CLI_ARGS_HELP ? CLI_EXIT_OK : CLI_EXIT_USAGE;
+            return CLI_ARGS_END;
+        }
+        if (id != CLI_ARGS_POSITIONAL || !model) return id;
+        if (!cli_args_model(a, model)) {
+            *rc = CLI_EXIT_USAGE;
+            return CLI_ARGS_END;
+        }
+    }
+}
+
 bool cli_args_i32(const cli_args *a, int32_t min, int32_t max, int32_t *out) {
     return cli_parse_i32(a->cmd->name, a->opt, a->val, min, max, out);
 }

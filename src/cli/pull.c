@@ -198,10 +198,9 @@ int cli_pull(int argc, char **argv) {
     bool quiet = false;
     cli_args a;
     cli_args_init(&a, &PULL_CMD, argc, argv);
-    for (int oid; (oid = cli_args_next(&a)) != CLI_ARGS_END;) {
+    int rc = -1;
+    for (int oid; (oid = cli_args_step(&a, NULL, &rc)) != CLI_ARGS_END;) {
         switch (oid) {
-        case CLI_ARGS_HELP: return CLI_EXIT_OK;
-        case CLI_ARGS_ERROR: return CLI_EXIT_USAGE;
         case CLI_ARGS_POSITIONAL:
             if (id) return cli_usage_error(cmd, "unexpected argument '%s'", a.val);
             id = a.val;
@@ -214,6 +213,7 @@ int cli_pull(int argc, char **argv) {
         case CLI_O_FORCE: cli_set_force(true); break;
         }
     }
+    if (rc >= 0) return rc;
     if (!id) return cli_usage_error(cmd, "missing the model id (ORG/NAME[@REVISION][:QUANT])");
     /* a short name from the catalog: its repo id, after checking it can run here at all */
     const char *short_name = NULL;
@@ -234,7 +234,7 @@ int cli_pull(int argc, char **argv) {
     if (!hub_split_quant(id, base, sizeof base, quant, sizeof quant))
         return cli_usage_error(cmd, "'%s' is not a valid Hugging Face model id (ORG/NAME[@REVISION][:QUANT])", id);
     char out[4096];
-    int rc = cli_hub_fetch(id, inc, n_inc, quiet, cli_hub_offline(), true, out, sizeof out);
+    rc = cli_hub_fetch(id, inc, n_inc, quiet, cli_hub_offline(), true, out, sizeof out);
     if (rc) return rc;
     printf("%s\n", out);
     return CLI_EXIT_OK;

@@ -78,7 +78,8 @@ static int parse(int argc, char **argv, run_opts *o) {
     cli_args a;
     cli_args_init(&a, &RUN_CMD, argc, argv);
     size_t n_stop = 0;
-    for (int id; (id = cli_args_next(&a)) != CLI_ARGS_END;) {
+    int rc = -1;
+    for (int id; (id = cli_args_step(&a, NULL, &rc)) != CLI_ARGS_END;) {
         int g = cli_gen_opt(&a, id, &o->gp, &n_stop);
         if (g < 0) return CLI_EXIT_USAGE;
         if (g > 0) {
@@ -89,8 +90,6 @@ static int parse(int argc, char **argv, run_opts *o) {
         if (so < 0) return CLI_EXIT_USAGE;
         if (so > 0) continue;
         switch (id) {
-        case CLI_ARGS_HELP: return CLI_EXIT_OK;
-        case CLI_ARGS_ERROR: return CLI_EXIT_USAGE;
         case CLI_ARGS_POSITIONAL:
             if (!o->model) o->model = a.val;
             else if (!add_word(o, a.val)) return cli_error("out of memory");
@@ -111,6 +110,7 @@ static int parse(int argc, char **argv, run_opts *o) {
             break;
         }
     }
+    if (rc >= 0) return rc;
     if ((o->prompt_arg != NULL) + (o->prompt_file != NULL) + (o->words != NULL) > 1)
         return cli_usage_error("run", "give the prompt one way: -p, -f, or the words after MODEL");
     if (o->raw && o->system)

@@ -162,18 +162,14 @@ static bool add_hosts(serve_opts *o, const char *val) {
 static int parse_options(int argc, char **argv, serve_opts *o) {
     cli_args a;
     cli_args_init(&a, &SERVE_CMD, argc, argv);
-    for (int id; (id = cli_args_next(&a)) != CLI_ARGS_END;) {
+    int rc = -1;
+    for (int id; (id = cli_args_step(&a, &o->model_ref, &rc)) != CLI_ARGS_END;) {
         /* serve has no --provider: a cloud can only stand behind the local model */
         int cloud = id == CLI_O_PROVIDER ? 0 : cli_cloud_opt(&a, id, &o->cf);
         if (cloud < 0) return CLI_EXIT_USAGE;
         if (cloud > 0) continue;
         bool ok = true;
         switch (id) {
-        case CLI_ARGS_HELP: return CLI_EXIT_OK;
-        case CLI_ARGS_ERROR: return CLI_EXIT_USAGE;
-        case CLI_ARGS_POSITIONAL:
-            if (!cli_args_model(&a, &o->model_ref)) return CLI_EXIT_USAGE;
-            break;
         case O_HOST: o->host = a.val; break;
         case O_API_KEY: o->api_key = a.val; break;
         case CLI_O_CHAT_TEMPLATE: o->tpl = a.val; break;
@@ -192,6 +188,7 @@ static int parse_options(int argc, char **argv, serve_opts *o) {
         }
         if (!ok) return CLI_EXIT_USAGE;
     }
+    if (rc >= 0) return rc;
     if (!cli_cloud_wanted(&o->cf) && (o->cf.base_url || o->cf.model || o->cf.api_key_env || o->cf.providers_file))
         return cli_usage_error("serve", "--base-url, --model, --api-key-env and --providers need --fallback");
     return -1;

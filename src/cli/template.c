@@ -68,13 +68,8 @@ static int parse_opts(int argc, char **argv, template_opts *o) {
     cli_args a;
     cli_args_init(&a, &TEMPLATE_CMD, argc, argv);
     int rc = -1;
-    for (int id; rc < 0 && (id = cli_args_next(&a)) != CLI_ARGS_END;) {
+    for (int id; rc < 0 && (id = cli_args_step(&a, &o->model_path, &rc)) != CLI_ARGS_END;) {
         switch (id) {
-        case CLI_ARGS_HELP: rc = CLI_EXIT_OK; break;
-        case CLI_ARGS_ERROR: rc = CLI_EXIT_USAGE; break;
-        case CLI_ARGS_POSITIONAL:
-            if (!cli_args_model(&a, &o->model_path)) rc = CLI_EXIT_USAGE;
-            break;
         case O_NO_GEN: o->gen_prompt = false; break;
         case O_IDS: o->ids = true; break;
         case O_MESSAGES: o->messages_path = a.val; break;

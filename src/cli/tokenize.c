@@ -35,13 +35,9 @@ int cli_tokenize(int argc, char **argv) {
     bool json = false;
     cli_args a;
     cli_args_init(&a, &TOKENIZE_CMD, argc, argv);
-    for (int id; (id = cli_args_next(&a)) != CLI_ARGS_END;) {
+    int rc = -1;
+    for (int id; (id = cli_args_step(&a, &model_path, &rc)) != CLI_ARGS_END;) {
         switch (id) {
-        case CLI_ARGS_HELP: return CLI_EXIT_OK;
-        case CLI_ARGS_ERROR: return CLI_EXIT_USAGE;
-        case CLI_ARGS_POSITIONAL:
-            if (!cli_args_model(&a, &model_path)) return CLI_EXIT_USAGE;
-            break;
         case CLI_O_JSON: json = true; break;
         case O_NO_BOS_EOS: flags &= ~(uint32_t)LM_TOK_ADD_SPECIAL; break;
         case O_SPLIT_SPECIAL: flags &= ~(uint32_t)LM_TOK_PARSE_SPECIAL; break;
@@ -49,6 +45,7 @@ int cli_tokenize(int argc, char **argv) {
         case O_FILE: file_arg = a.val; break;
         }
     }
+    if (rc >= 0) return rc;
     if (!model_path) return cli_usage_error(cmd, "no model given");
     if (!text_arg == !file_arg) return cli_usage_error(cmd, "give exactly one of --text or --file");
 
@@ -64,7 +61,7 @@ int cli_tokenize(int argc, char **argv) {
         memcpy(text, text_arg, len + 1);
     }
 
-    int rc = CLI_EXIT_ERROR;
+    rc = CLI_EXIT_ERROR;
     lm_model *model = NULL;
     lm_token *ids = NULL;
     cli_load_opts lo = {.vocab_only = true};

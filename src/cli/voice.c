@@ -620,19 +620,17 @@ typedef struct voice_opts {
     bool json, partial_prefill, play, quiet;
 } voice_opts;
 
-/* Fills *o from the arguments. Returns -1 to go on, else the exit code. */
+/* Fills *o with the defaults, then from the arguments. Returns -1 to go on, else the exit code. */
 static int parse(int argc, char **argv, voice_opts *o) {
     const char *cmd = "voice";
+    *o = (voice_opts){.transcripts = "-", .max_tokens = 256, .first_chunk = 20, .max_chunk = 300,
+                      .partial_prefill = true};
     cli_args a;
     cli_args_init(&a, &VOICE_CMD, argc, argv);
-    for (int id; (id = cli_args_next(&a)) != CLI_ARGS_END;) {
+    int rc = -1;
+    for (int id; (id = cli_args_step(&a, &o->model_path, &rc)) != CLI_ARGS_END;) {
         bool ok = true;
         switch (id) {
-        case CLI_ARGS_HELP: return CLI_EXIT_OK;
-        case CLI_ARGS_ERROR: return CLI_EXIT_USAGE;
-        case CLI_ARGS_POSITIONAL:
-            if (!cli_args_model(&a, &o->model_path)) return CLI_EXIT_USAGE;
-            break;
         case CLI_O_JSON: o->json = true; break;
         case O_NO_PARTIAL_PREFILL: o->partial_prefill = false; break;
         case O_PLAY: o->play = true; break;
@@ -654,6 +652,7 @@ static int parse(int argc, char **argv, voice_opts *o) {
         }
         if (!ok) return CLI_EXIT_USAGE;
     }
+    if (rc >= 0) return rc;
     bool no_speech = o->tts && strcmp(o->tts, "-") == 0;
     if (no_speech && (o->play || o->out_dir))
         return cli_usage_error(cmd, "--tts - means no speech; it does not go with %s",
@@ -850,27 +849,31 @@ static void shared_free(shared *sh) {
     pthread_cond_destroy(&sh->cv);
 }
 
+/* The transcripts: stdin for "-", else the file opened. *paced when it is a regular file (see
+ * shared.paced). NULL after a printed error. */
+static FILE *open_transcripts(const char *name, bool *paced) {
+    FILE *in = stdin;
+    if (strcmp(name, "-") != 0) {
+        in = fopen(name, "r");
+        if (!in) {
+            cli_error("cannot open '%s': %s", name, strerror(errno));
+            return NULL;
+        }
+    }
+    struct stat st;
+    *paced = fstat(fileno(in), &st) == 0 && S_ISREG(st.st_mode);
+    return in;
+}
+
 int cli_voice(int argc, char **argv) {
     voice_opts o;
-    memset(&o, 0, sizeof o);
-    o.transcripts = "-";
-    o.max_tokens = 256;
-    o.first_chunk = 20;
-    o.max_chunk = 300;
-    o.partial_prefill = true;
     int rc = parse(argc, argv, &o);
     if (rc >= 0) return rc;
     const char *tts = NULL, *prog = NULL;
     if ((rc = speech_setup(&o, &tts, &prog)) != CLI_EXIT_OK) return rc;
-
-    FILE *in = stdin;
-    bool paced = false;
-    if (strcmp(o.transcripts, "-") != 0) {
-        in = fopen(o.transcripts, "r");
-        if (!in) return cli_error("cannot open '%s': %s", o.transcripts, strerror(errno));
-    }
-    struct stat st;
-    if (fstat(fileno(in), &st) == 0 && S_ISREG(st.st_mode)) paced = true;
+    bool paced;
+    FILE *in = open_transcripts(o.transcripts, &paced);
+    if (!in) return CLI_EXIT_ERROR;
 
     rc = CLI_EXIT_ERROR;
     char tmp_dir[4096] = "";

@@ -6,6 +6,7 @@
 
 #include "locallm.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -121,6 +122,10 @@ int lm_cpu_count(void);
 
 double lm_time_ms(void); /* monotonic, milliseconds */
 uint64_t lm_time_ns(void);
+/* pthread_cond_timedwait for at most ms milliseconds (ms < 1000) on the condition's default
+ * clock, CLOCK_REALTIME: for loops that wake to check something else (a cancel, a closed
+ * socket) as well as for the signal. mu is locked by the caller. */
+void lm_cond_wait_ms(pthread_cond_t *cv, pthread_mutex_t *mu, long ms);
 
 /* ---- growable byte buffer ---- */
 

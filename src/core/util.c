@@ -18,6 +18,17 @@ uint64_t lm_time_ns(void) {
 
 double lm_time_ms(void) { return (double)lm_time_ns() / 1e6; }
 
+void lm_cond_wait_ms(pthread_cond_t *cv, pthread_mutex_t *mu, long ms) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_nsec += ms * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    pthread_cond_timedwait(cv, mu, &ts);
+}
+
 /* ---- buffer ---- */
 
 static bool buf_reserve(lm_buf *b, size_t extra) {

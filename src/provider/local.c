@@ -11,7 +11,6 @@
 
 #include <errno.h>
 #include <stdio.h>
-#include <time.h>
 
 typedef struct slot {
     lm_session *s;
@@ -84,14 +83,7 @@ static int acquire(local_provider *lp, const lm_token *ids, size_t n, lm_call *c
             waiting = true;
         }
         /* wakes for a freed slot, and every 20 ms to notice a cancel */
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 20 * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
-        pthread_cond_timedwait(&lp->cv, &lp->mu, &ts);
+        lm_cond_wait_ms(&lp->cv, &lp->mu, 20);
     }
     if (waiting) lp->n_waiting--;
     pthread_mutex_unlock(&lp->mu);
@@ -250,10 +242,7 @@ static lm_status local_chat(lm_provider *p, const lm_message *msgs, size_t n, co
                             const lm_gen_params *gp_in, lm_piece_fn fn, void *user, lm_call *call, lm_gen_stats *stats) {
     local_provider *lp = (local_provider *)p;
     double t0 = lm_time_ms();
-    if (stats) {
-        memset(stats, 0, sizeof *stats);
-        stats->stop_token = -1;
-    }
+    session_stats_start(stats);
     const lm_model *m = lm_engine_model(lp->eng);
     lm_chat_params cp = cp_in ? *cp_in : lm_chat_default_params();
     lm_gen_params gp = gp_in ? *gp_in : lm_gen_default_params();
@@ -280,10 +269,7 @@ static lm_status local_complete(lm_provider *p, const char *prompt, size_t len, 
                                 lm_piece_fn fn, void *user, lm_call *call, lm_gen_stats *stats) {
     local_provider *lp = (local_provider *)p;
     double t0 = lm_time_ms();
-    if (stats) {
-        memset(stats, 0, sizeof *stats);
-        stats->stop_token = -1;
-    }
+    session_stats_start(stats);
     const lm_model *m = lm_engine_model(lp->eng);
     if (!m->tok) return call_fail(call, LM_ERR_UNSUPPORTED, "%s: the model has no tokenizer", p->name);
     lm_gen_params gp = gp_in ? *gp_in : lm_gen_default_params();

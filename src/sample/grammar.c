@@ -59,17 +59,22 @@ typedef struct prule {
     palts alts;
 } prule;
 
+/* An index by hash, open addressing with linear probing: slot[k] is an item's index + 1, 0 empty;
+ * cap is 0 or a power of two, at least twice the number of items. */
+typedef struct hindex {
+    uint32_t *slot;
+    uint32_t cap;
+} hindex;
+
 typedef struct parser {
     const char *src;
     size_t len, pos;
     prule *rules;
     uint32_t n_rules, cap_rules;
-    uint32_t *name_hash; /* rule index + 1, 0 empty */
-    uint32_t name_cap;
+    hindex names;        /* the named rules */
     uint64_t (*sets)[4];
     uint32_t n_sets, cap_sets;
-    uint32_t *set_hash; /* set index + 1, 0 empty */
-    uint32_t set_cap;
+    hindex known_sets;   /* every set */
     gr_ref *refs;
     uint32_t n_refs, cap_refs;
     size_t n_elems;
@@ -163,6 +168,31 @@ static uint64_t hash_bytes(const void *p, size_t n) {
     return h;
 }
 
+static void hindex_put(hindex *x, uint64_t h, uint32_t i) {
+    size_t k = h & (x->cap - 1);
+    while (x->slot[k]) k = (k + 1) & (x->cap - 1);
+    x->slot[k] = i + 1;
+}
+
+/* Indexes the newest of n items (index n - 1); when that would fill more than half the table,
+ * doubles it and indexes all n again. key gives an item's hash, false for one not indexed. */
+static bool hindex_add(parser *P, hindex *x, uint32_t n, bool (*key)(const parser *, uint32_t, uint64_t *)) {
+    uint64_t h;
+    if (n * 2 <= x->cap) {
+        if (key(P, n - 1, &h)) hindex_put(x, h, n - 1);
+        return true;
+    }
+    uint32_t cap = x->cap ? x->cap * 2 : 64;
+    uint32_t *slot = lm_calloc(cap, sizeof *slot);
+    if (!slot) return nomem(P);
+    lm_free(x->slot);
+    x->slot = slot;
+    x->cap = cap;
+    for (uint32_t i = 0; i < n; i++)
+        if (key(P, i, &h)) hindex_put(x, h, i);
+    return true;
+}
+
 static int32_t new_rule(parser *P, char *name, uint32_t off, uint8_t gen) {
     if (P->n_rules >= MAX_RULES) {
         lm_free(name);
@@ -181,46 +211,34 @@ static int32_t new_rule(parser *P, char *name, uint32_t off, uint8_t gen) {
     return (int32_t)P->n_rules++;
 }
 
-static bool name_hash_rebuild(parser *P, uint32_t cap) {
-    uint32_t *h = lm_calloc(cap, sizeof *h);
-    if (!h) return nomem(P);
-    for (uint32_t i = 0; i < P->n_rules; i++) {
-        if (!P->rules[i].name) continue;
-        size_t k = hash_bytes(P->rules[i].name, strlen(P->rules[i].name)) & (cap - 1);
-        while (h[k]) k = (k + 1) & (cap - 1);
-        h[k] = i + 1;
+static bool name_key(const parser *P, uint32_t i, uint64_t *h) {
+    const char *name = P->rules[i].name;
+    if (name) *h = hash_bytes(name, strlen(name));
+    return name != NULL; /* generated rules have no name */
+}
+
+/* The rule named s[0, n), or -1. */
+static int32_t find_rule(const parser *P, const char *s, size_t n) {
+    const hindex *x = &P->names;
+    for (size_t k = hash_bytes(s, n) & (x->cap - 1); x->cap && x->slot[k]; k = (k + 1) & (x->cap - 1)) {
+        const char *nm = P->rules[x->slot[k] - 1].name;
+        if (strlen(nm) == n && memcmp(nm, s, n) == 0) return (int32_t)x->slot[k] - 1;
     }
-    lm_free(P->name_hash);
-    P->name_hash = h;
-    P->name_cap = cap;
-    return true;
+    return -1;
 }
 
 /* The rule named src[off, off+n), created (undefined) when new. -1 on failure. */
 static int32_t rule_named(parser *P, size_t off, size_t n) {
     const char *s = P->src + off;
-    if (P->name_cap) {
-        size_t k = hash_bytes(s, n) & (P->name_cap - 1);
-        while (P->name_hash[k]) {
-            const char *nm = P->rules[P->name_hash[k] - 1].name;
-            if (strlen(nm) == n && memcmp(nm, s, n) == 0) return (int32_t)P->name_hash[k] - 1;
-            k = (k + 1) & (P->name_cap - 1);
-        }
-    }
+    int32_t r = find_rule(P, s, n);
+    if (r >= 0) return r;
     char *name = lm_strndup(s, n);
     if (!name) {
         nomem(P);
         return -1;
     }
-    int32_t r = new_rule(P, name, (uint32_t)off, GEN_NONE);
-    if (r < 0) return -1;
-    if (P->n_rules * 2 > P->name_cap) {
-        if (!name_hash_rebuild(P, P->name_cap ? P->name_cap * 2 : 64)) return -1;
-    } else {
-        size_t k = hash_bytes(s, n) & (P->name_cap - 1);
-        while (P->name_hash[k]) k = (k + 1) & (P->name_cap - 1);
-        P->name_hash[k] = (uint32_t)r + 1;
-    }
+    r = new_rule(P, name, (uint32_t)off, GEN_NONE);
+    if (r < 0 || !hindex_add(P, &P->names, P->n_rules, name_key)) return -1;
     return r;
 }
 
@@ -240,39 +258,20 @@ static int32_t gen_rule(parser *P, palts *alts, uint32_t off, uint8_t gen, char 
 
 /* ---- byte sets ---- */
 
-static bool set_hash_rebuild(parser *P, uint32_t cap) {
-    uint32_t *h = lm_calloc(cap, sizeof *h);
-    if (!h) return nomem(P);
-    for (uint32_t i = 0; i < P->n_sets; i++) {
-        size_t k = hash_bytes(P->sets[i], sizeof P->sets[i]) & (cap - 1);
-        while (h[k]) k = (k + 1) & (cap - 1);
-        h[k] = i + 1;
-    }
-    lm_free(P->set_hash);
-    P->set_hash = h;
-    P->set_cap = cap;
+static bool set_key(const parser *P, uint32_t i, uint64_t *h) {
+    *h = hash_bytes(P->sets[i], sizeof P->sets[i]);
     return true;
 }
 
 /* Index of the byte set (deduplicated), or -1. */
 static int32_t set_index(parser *P, const uint64_t set[4]) {
-    if (P->set_cap) {
-        size_t k = hash_bytes(set, 32) & (P->set_cap - 1);
-        while (P->set_hash[k]) {
-            if (memcmp(P->sets[P->set_hash[k] - 1], set, 32) == 0) return (int32_t)P->set_hash[k] - 1;
-            k = (k + 1) & (P->set_cap - 1);
-        }
-    }
+    const hindex *x = &P->known_sets;
+    for (size_t k = hash_bytes(set, 32) & (x->cap - 1); x->cap && x->slot[k]; k = (k + 1) & (x->cap - 1))
+        if (memcmp(P->sets[x->slot[k] - 1], set, 32) == 0) return (int32_t)x->slot[k] - 1;
     if (!grow(P, (void **)&P->sets, &P->cap_sets, P->n_sets + 1, sizeof *P->sets)) return -1;
     memcpy(P->sets[P->n_sets], set, 32);
     uint32_t idx = P->n_sets++;
-    if (P->n_sets * 2 > P->set_cap) {
-        if (!set_hash_rebuild(P, P->set_cap ? P->set_cap * 2 : 64)) return -1;
-    } else {
-        size_t k = hash_bytes(set, 32) & (P->set_cap - 1);
-        while (P->set_hash[k]) k = (k + 1) & (P->set_cap - 1);
-        P->set_hash[k] = idx + 1;
-    }
+    if (!hindex_add(P, &P->known_sets, P->n_sets, set_key)) return -1;
     return (int32_t)idx;
 }
 
@@ -882,6 +881,14 @@ static void rule_desc(const parser *P, uint32_t r, char *buf, size_t cap) {
     snprintf(buf, cap, "%s at line %d column %d", what, line, col);
 }
 
+/* True when the alternative holds anything but rule references (it can never be nullable through
+ * them alone). */
+static bool has_terminal(const pseq *s) {
+    for (uint32_t i = 0; i < s->n; i++)
+        if (s->v[i].kind != GE_RULE) return true;
+    return false;
+}
+
 /* Nullable rules (can match the empty string), by propagation: an alternative becomes nullable
  * when its last unresolved rule element does. Linear in the grammar's size. */
 static bool compute_nullable(parser *P, uint8_t *nullable) {
@@ -891,45 +898,31 @@ static bool compute_nullable(parser *P, uint8_t *nullable) {
     uint32_t *alt_rule = lm_malloc((n_alts + 1) * sizeof *alt_rule);
     uint32_t *occ_start = lm_calloc(P->n_rules + 1, sizeof *occ_start);
     uint32_t *stack = lm_malloc((P->n_rules + 1) * sizeof *stack);
+    uint32_t *fill = lm_malloc((P->n_rules + 1) * sizeof *fill);
     uint32_t n_occ = 0;
     for (uint32_t r = 0; r < P->n_rules; r++)
         for (uint32_t a = 0; a < P->rules[r].alts.n; a++) {
             const pseq *s = &P->rules[r].alts.v[a];
-            bool term = false;
-            for (uint32_t i = 0; i < s->n; i++) term |= s->v[i].kind != GE_RULE;
-            if (!term) n_occ += s->n;
+            if (!has_terminal(s)) n_occ += s->n;
         }
     uint32_t *occ = lm_malloc((n_occ + 1) * sizeof *occ);
-    if (!pending || !alt_rule || !occ_start || !stack || !occ) {
-        lm_free(pending);
-        lm_free(alt_rule);
-        lm_free(occ_start);
-        lm_free(stack);
-        lm_free(occ);
-        return nomem(P);
+    bool ok = pending && alt_rule && occ_start && stack && fill && occ;
+    if (!ok) {
+        nomem(P);
+        goto done;
     }
     /* CSR of "rule -> alternatives (without terminals) that mention it", one entry per mention */
     uint32_t ai = 0;
     for (uint32_t r = 0; r < P->n_rules; r++)
         for (uint32_t a = 0; a < P->rules[r].alts.n; a++, ai++) {
             const pseq *s = &P->rules[r].alts.v[a];
-            bool term = false;
-            for (uint32_t i = 0; i < s->n; i++) term |= s->v[i].kind != GE_RULE;
+            bool term = has_terminal(s);
             alt_rule[ai] = r;
             pending[ai] = term ? UINT32_MAX : s->n;
             if (!term)
                 for (uint32_t i = 0; i < s->n; i++) occ_start[s->v[i].arg + 1]++;
         }
     for (uint32_t r = 0; r < P->n_rules; r++) occ_start[r + 1] += occ_start[r];
-    uint32_t *fill = lm_malloc((P->n_rules + 1) * sizeof *fill);
-    if (!fill) {
-        lm_free(pending);
-        lm_free(alt_rule);
-        lm_free(occ_start);
-        lm_free(stack);
-        lm_free(occ);
-        return nomem(P);
-    }
     memcpy(fill, occ_start, (P->n_rules + 1) * sizeof *fill);
     ai = 0;
     for (uint32_t r = 0; r < P->n_rules; r++)
@@ -954,13 +947,14 @@ static bool compute_nullable(parser *P, uint8_t *nullable) {
             }
         }
     }
+done:
     lm_free(pending);
     lm_free(alt_rule);
     lm_free(occ_start);
     lm_free(stack);
     lm_free(occ);
     lm_free(fill);
-    return true;
+    return ok;
 }
 
 /* Left recursion: a rule that reaches itself through leftmost positions (everything before
@@ -1039,9 +1033,9 @@ static void parser_free(parser *P) {
         alts_free(&P->rules[i].alts);
     }
     lm_free(P->rules);
-    lm_free(P->name_hash);
+    lm_free(P->names.slot);
     lm_free(P->sets);
-    lm_free(P->set_hash);
+    lm_free(P->known_sets.slot);
     for (uint32_t i = 0; i < P->n_refs; i++) lm_free(P->refs[i].text);
     lm_free(P->refs);
 }
@@ -1075,14 +1069,7 @@ lm_status smp_grammar_compile(const char *text, size_t len, smp_grammar **out, l
             perr(&P, P.rules[r].ref_off, "rule '%.60s' is used but never defined", P.rules[r].name);
             goto fail;
         }
-    int32_t root = -1;
-    if (P.name_cap) {
-        size_t k = hash_bytes("root", 4) & (P.name_cap - 1);
-        while (P.name_hash[k] && root < 0) {
-            if (strcmp(P.rules[P.name_hash[k] - 1].name, "root") == 0) root = (int32_t)P.name_hash[k] - 1;
-            k = (k + 1) & (P.name_cap - 1);
-        }
-    }
+    int32_t root = find_rule(&P, "root", 4);
     if (root < 0) {
         perr(&P, 0, "no rule named 'root' (the output must match root)");
         goto fail;

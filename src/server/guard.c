@@ -16,7 +16,6 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
-#include <time.h>
 
 /* ---- Host and Origin ---- */
 
@@ -129,14 +128,7 @@ static void *watchdog(void *arg) {
             if (gc->deadline_ms > 0 && now >= gc->deadline_ms) shut(g, gc);
         for (srv_guard_conn *gc = g->head; gc; gc = gc->next)
             if (waiting_for_headers(gc)) evict_oldest(g, gc);
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 100 * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
-        pthread_cond_timedwait(&g->cv, &g->mu, &ts);
+        lm_cond_wait_ms(&g->cv, &g->mu, 100);
     }
     pthread_mutex_unlock(&g->mu);
     return NULL;

@@ -152,20 +152,6 @@ static enum MHD_Result send_json(struct MHD_Connection *c, unsigned status, cJSO
     return send_text(c, status, text, "application/json", NULL);
 }
 
-static enum MHD_Result send_error(struct MHD_Connection *c, unsigned status, const char *param,
-                                  const char *fmt, ...) LM_PRINTF(4, 5);
-static enum MHD_Result send_error(struct MHD_Connection *c, unsigned status, const char *param,
-                                  const char *fmt, ...) {
-    char raw[512], msg[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(raw, sizeof raw, fmt, ap);
-    va_end(ap);
-    /* the message may quote the request (a path, a method, a header): keep it valid UTF-8 */
-    lm_escape_text(msg, sizeof msg, raw, strlen(raw));
-    return send_json(c, status, srv_error_json(status, param, msg));
-}
-
 /* Ollama's error body: {"error": "..."}. */
 static cJSON *ollama_error_json(const char *msg) {
     cJSON *o = cJSON_CreateObject();
@@ -183,7 +169,8 @@ static enum MHD_Result send_api_error(struct MHD_Connection *c, int api, unsigne
     va_start(ap, fmt);
     vsnprintf(raw, sizeof raw, fmt, ap);
     va_end(ap);
-    lm_escape_text(msg, sizeof msg, raw, strlen(raw)); /* as send_error: valid UTF-8 */
+    /* the message may quote the request (a path, a method, a header): keep it valid UTF-8 */
+    lm_escape_text(msg, sizeof msg, raw, strlen(raw));
     return send_json(c, status, api == SRV_API_OLLAMA ? ollama_error_json(msg) : srv_error_json(status, param, msg));
 }
 
@@ -866,14 +853,7 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
             pthread_mutex_unlock(&jb->mu);
             return MHD_CONTENT_READER_END_WITH_ERROR;
         }
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 200 * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
-        pthread_cond_timedwait(&jb->cv, &jb->mu, &ts);
+        lm_cond_wait_ms(&jb->cv, &jb->mu, 200);
     }
     ssize_t ret;
     if (!jb->done && stream_client_gone(rc)) {
@@ -912,14 +892,7 @@ static bool wait_for_job(job *jb, int fd) {
     pthread_mutex_lock(&jb->mu);
     while (!jb->done && !(jb->rq.stream && jb->out.len > 0)) {
         if (fd >= 0 && !atomic_load(&jb->gone) && peer_closed(fd)) job_cancel(jb);
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 50 * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
-        pthread_cond_timedwait(&jb->cv, &jb->mu, &ts);
+        lm_cond_wait_ms(&jb->cv, &jb->mu, 50);
     }
     bool done = jb->done;
     pthread_mutex_unlock(&jb->mu);
@@ -1271,8 +1244,8 @@ static route find_route(const char *url) {
 static enum MHD_Result handle_preflight(srv *sv, struct MHD_Connection *c) {
     const char *origin = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Origin");
     if (!origin || !origin_listed(sv->cfg, origin))
-        return send_error(c, 403, NULL, "origin '%.100s' is not allowed (serve --cors ORIGIN allows one)",
-                          origin ? origin : "(none)");
+        return send_api_error(c, SRV_API_OPENAI, 403, NULL,
+                              "origin '%.100s' is not allowed (serve --cors ORIGIN allows one)", origin ? origin : "(none)");
     struct MHD_Response *r = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
     if (!r) return MHD_NO;
     const char *want = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Access-Control-Request-Headers");
@@ -1308,23 +1281,24 @@ static enum MHD_Result check_head(srv *sv, struct MHD_Connection *c, conn_ctx *c
     const char *host = header(c, MHD_HTTP_HEADER_HOST), *origin = header(c, "Origin");
     /* RFC 9112 3.2: a server MUST answer 400 to an HTTP/1.1 request without Host */
     if (!host && strcmp(version, MHD_HTTP_VERSION_1_1) == 0)
-        return send_error(c, 400, NULL, "the request has no Host header (required in HTTP/1.1)");
-    if (target_has_nul(cc, version)) return send_error(c, 400, NULL, "the request target contains a NUL byte");
+        return send_api_error(c, SRV_API_OPENAI, 400, NULL, "the request has no Host header (required in HTTP/1.1)");
+    if (target_has_nul(cc, version))
+        return send_api_error(c, SRV_API_OPENAI, 400, NULL, "the request target contains a NUL byte");
     if (!srv_host_allowed(sv->cfg, host)) {
         slog(sv, 1, "403 Host '%.100s' refused", host);
-        return send_error(c, 403, NULL,
-                          "Host '%.100s' is not allowed: this server listens on a loopback address and takes "
-                          "only localhost, 127.0.0.1 and [::1] (start it with --allow-host NAME to take another)",
-                          host);
+        return send_api_error(c, SRV_API_OPENAI, 403, NULL,
+                              "Host '%.100s' is not allowed: this server listens on a loopback address and takes "
+                              "only localhost, 127.0.0.1 and [::1] (start it with --allow-host NAME to take another)",
+                              host);
     }
     if (!srv_origin_allowed(sv->cfg, origin)) {
         slog(sv, 1, "403 Origin '%.100s' refused", origin);
-        return send_error(c, 403, NULL, "Origin '%.100s' is not allowed (start the server with --cors ORIGIN to allow it)",
-                          origin);
+        return send_api_error(c, SRV_API_OPENAI, 403, NULL,
+                              "Origin '%.100s' is not allowed (start the server with --cors ORIGIN to allow it)", origin);
     }
     const char *te = header(c, MHD_HTTP_HEADER_TRANSFER_ENCODING);
     if (te && strcasecmp(te, "chunked") != 0)
-        return send_error(c, 400, NULL, "Transfer-Encoding '%.60s' is not supported (only chunked)", te);
+        return send_api_error(c, SRV_API_OPENAI, 400, NULL, "Transfer-Encoding '%.60s' is not supported (only chunked)", te);
     route rt = find_route(url);
     bool preflight = strcmp(method, "OPTIONS") == 0; /* answered after the (empty) body */
     if (!preflight && rt.kind == R_NONE) return send_api_error(c, rt.api, 404, NULL, "no such path: %.200s", url);
@@ -1345,7 +1319,7 @@ static enum MHD_Result check_head(srv *sv, struct MHD_Connection *c, conn_ctx *c
     /* Refuse a declared oversized body before reading it. */
     const char *cl = header(c, MHD_HTTP_HEADER_CONTENT_LENGTH);
     if (cl && strtoull(cl, NULL, 10) > SRV_MAX_BODY)
-        return send_error(c, 413, NULL, "the request body is larger than %u bytes", SRV_MAX_BODY);
+        return send_api_error(c, SRV_API_OPENAI, 413, NULL, "the request body is larger than %u bytes", SRV_MAX_BODY);
     *answered = false;
     cc->headers_checked = true;
     srv_guard_phase_set(sv->guard, guard_conn(c), SRV_GUARD_BODY);
@@ -1379,8 +1353,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     }
     srv_guard_phase_set(sv->guard, guard_conn(c), SRV_GUARD_BUSY);
     if (cc->too_big)
-        return send_error(c, 413, NULL, "the request body is larger than %u bytes", SRV_MAX_BODY);
-    if (cc->body.oom) return send_error(c, 500, NULL, "out of memory reading the request body");
+        return send_api_error(c, SRV_API_OPENAI, 413, NULL, "the request body is larger than %u bytes", SRV_MAX_BODY);
+    if (cc->body.oom) return send_api_error(c, SRV_API_OPENAI, 500, NULL, "out of memory reading the request body");
 
     (void)version;
     if (strcmp(method, "OPTIONS") == 0) return handle_preflight(sv, c);

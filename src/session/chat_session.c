@@ -372,13 +372,9 @@ lm_status session_chat_prompt(lm_session *s, const chat_prompt *p, const lm_gen_
 lm_status lm_session_chat(lm_session *s, const lm_message *msgs, size_t n, const lm_chat_params *cp_in,
                           const lm_gen_params *gp_in, lm_piece_fn fn, void *user, lm_gen_stats *stats) {
     double t0 = lm_time_ms();
-    if (stats) {
-        memset(stats, 0, sizeof *stats);
-        stats->stop_token = -1;
-    }
-    lm_status st = session_check(s);
+    session_stats_start(stats);
+    lm_status st = session_begin(s);
     if (st) return st;
-    atomic_store(&s->cancel, false);
     const lm_model *m = s->eng->model;
     if (!m->tok) return session_fail(s, LM_ERR_UNSUPPORTED, "%s: the model has no tokenizer, so it cannot chat", m->path);
     lm_chat_params cp = cp_in ? *cp_in : lm_chat_default_params();
@@ -401,9 +397,8 @@ lm_status lm_session_chat(lm_session *s, const lm_message *msgs, size_t n, const
 }
 
 lm_status lm_session_prefill_partial(lm_session *s, const lm_message *msgs, size_t n, const lm_chat_params *cp_in) {
-    lm_status st = session_check(s);
+    lm_status st = session_begin(s);
     if (st) return st;
-    atomic_store(&s->cancel, false);
     const lm_model *m = s->eng->model;
     if (!m->tok) return session_fail(s, LM_ERR_UNSUPPORTED, "%s: the model has no tokenizer, so it cannot chat", m->path);
     if (n == 0 || !msgs[n - 1].content) return LM_OK;

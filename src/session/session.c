@@ -107,6 +107,18 @@ lm_status session_check(lm_session *s) {
     return LM_OK;
 }
 
+lm_status session_begin(lm_session *s) {
+    lm_status st = session_check(s);
+    if (!st) atomic_store(&s->cancel, false);
+    return st;
+}
+
+void session_stats_start(lm_gen_stats *stats) {
+    if (!stats) return;
+    memset(stats, 0, sizeof *stats);
+    stats->stop_token = -1;
+}
+
 /* Checks that ids fit the context and the vocabulary. */
 static lm_status check_ids(lm_session *s, const lm_token *ids, size_t n) {
     if (s->tokens.n + n > s->n_ctx)
@@ -138,9 +150,8 @@ lm_status session_prefill(lm_session *s, const lm_token *ids, size_t n, float *a
 }
 
 lm_status lm_session_eval(lm_session *s, const lm_token *ids, size_t n, float *logits, float *all_logits) {
-    lm_status st = session_check(s);
+    lm_status st = session_begin(s);
     if (st) return st;
-    atomic_store(&s->cancel, false);
     size_t V = (size_t)s->eng->model->hp.n_vocab;
     if (n == 0) {
         if (logits && s->logits_valid) memcpy(logits, s->logits, V * sizeof(float));
@@ -354,13 +365,9 @@ lm_status session_generate(lm_session *s, const lm_token *prompt, size_t n, cons
 lm_status lm_session_generate(lm_session *s, const lm_token *prompt, size_t n, const lm_gen_params *gp,
                               lm_piece_fn fn, void *user, lm_gen_stats *stats) {
     double t0 = lm_time_ms();
-    if (stats) {
-        memset(stats, 0, sizeof *stats);
-        stats->stop_token = -1;
-    }
-    lm_status st = session_check(s);
+    session_stats_start(stats);
+    lm_status st = session_begin(s);
     if (st) return st;
-    atomic_store(&s->cancel, false);
     if (stats) {
         stats->n_prompt = (int32_t)n;
         stats->n_prefilled = (int32_t)n;

@@ -115,6 +115,11 @@ void engine_retain(lm_engine *e);
 void engine_release(lm_engine *e);
 
 lm_status session_check(lm_session *s);
+/* The start of a call that runs the model: session_check, then clears a cancel left by an
+ * earlier call. */
+lm_status session_begin(lm_session *s);
+/* Zeroes *stats (may be NULL) for a new call: nothing counted, no stop token (-1). */
+void session_stats_start(lm_gen_stats *stats);
 lm_status session_fail(lm_session *s, lm_status code, const char *fmt, ...) LM_PRINTF(3, 4);
 /* Evaluates ids through the engine, appending them to the context; with all_logits, n rows of
  * logits. The cache then holds exactly the tokens processed (also when cancelled). */

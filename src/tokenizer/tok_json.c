@@ -317,22 +317,11 @@ static void split_piece(const pre_op *op, const char *s, size_t n, bool origin, 
             n_out++;
         }
         break;
-    case B_CONTIGUOUS:
+    case B_CONTIGUOUS: /* a match joins the match before it */
+    case B_PREV:       /* a match joins the piece before it unless that piece is a match */
         for (size_t i = 0; i < n_seg; i++) {
             bool is_m = seg[3 * i + 2];
-            if (is_m && prev_match && n_out) {
-                seg[3 * (n_out - 1) + 1] = seg[3 * i + 1];
-            } else {
-                seg[3 * n_out] = seg[3 * i], seg[3 * n_out + 1] = seg[3 * i + 1];
-                n_out++;
-            }
-            prev_match = is_m;
-        }
-        break;
-    case B_PREV:
-        for (size_t i = 0; i < n_seg; i++) {
-            bool is_m = seg[3 * i + 2];
-            if (is_m && !prev_match && n_out) {
+            if (is_m && prev_match == (op->behavior == B_CONTIGUOUS) && n_out) {
                 seg[3 * (n_out - 1) + 1] = seg[3 * i + 1];
             } else {
                 seg[3 * n_out] = seg[3 * i], seg[3 * n_out + 1] = seg[3 * i + 1];

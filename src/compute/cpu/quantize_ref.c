@@ -10,6 +10,8 @@
  * scales. The formats are GGML's (see quants_ref.c). */
 #include "compute/quantize.h"
 
+#include "compute/cpu/quants.h"
+
 #include <math.h>
 
 #define QK_K 256
@@ -104,21 +106,12 @@ static void k4_block(const float *x, uint8_t *b, int nmax, float rmin, int nstep
         max_min = fmaxf(max_min, mins[j]);
     }
     float inv_s = max_scale > 0 ? 63.0f / max_scale : 0.0f, inv_m = max_min > 0 ? 63.0f / max_min : 0.0f;
-    uint8_t *s12 = b + 4;
-    memset(s12, 0, 12);
     int ls[8], lm[8];
     for (int j = 0; j < 8; j++) {
         ls[j] = clampi(nint(inv_s * scales[j]), 0, 63);
         lm[j] = clampi(nint(inv_m * mins[j]), 0, 63);
-        if (j < 4) {
-            s12[j] = (uint8_t)ls[j];
-            s12[j + 4] = (uint8_t)lm[j];
-        } else {
-            s12[j + 4] = (uint8_t)((ls[j] & 0xF) | ((lm[j] & 0xF) << 4));
-            s12[j - 4] |= (uint8_t)((ls[j] >> 4) << 6);
-            s12[j] |= (uint8_t)((lm[j] >> 4) << 6);
-        }
     }
+    cm_k4_pack_scales(b + 4, ls, lm);
     uint16_t hd = lm_f32_to_f16(max_scale / 63.0f), hm = lm_f32_to_f16(max_min / 63.0f);
     wr16(b, hd);
     wr16(b + 2, hm);

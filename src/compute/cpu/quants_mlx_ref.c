@@ -23,6 +23,25 @@ bool cm_mlx_dotq_shape_ok(const cm_matrix *m) {
            (m->sb_type == CM_F32 || m->sb_type == CM_F16 || m->sb_type == CM_BF16);
 }
 
+/* The int16 scale of one group of gs activations: amax / 32767, NaN when the group holds a NaN;
+ * *id gets the factor that quantizes (0 for an all-zero group). */
+static float group_scale(const float *xg, size_t gs, float *id) {
+    float amax = 0;
+    bool nan = false;
+    for (size_t i = 0; i < gs; i++) {
+        amax = fmaxf(amax, fabsf(xg[i]));
+        nan |= xg[i] != xg[i];
+    }
+    float dg = amax / 32767.0f;
+    *id = dg > 0 ? 1.0f / dg : 0.0f;
+    return nan ? NAN : dg;
+}
+
+/* v rounded to int16; clamped first, as x / d may round a hair past 32767; NaN gives 0. */
+static int16_t round_q16(float v) {
+    return (int16_t)(v >= 32767.0f ? 32767 : v <= -32767.0f ? -32767 : v == v ? (int)lrintf(v) : 0);
+}
+
 /* Once per matrix product, cols elements: plain C is fast enough. cpu_features is for a SIMD
  * version if profiles ever show this. A group holding NaN or Inf gets d = NaN or Inf, so the
  * products are not finite either, as with float kernels. */
@@ -34,22 +53,13 @@ void cm_mlx_quantize_x(const cm_matrix *m, const float *x, void *xq, uint32_t cp
     int16_t *q = (int16_t *)(void *)(base + cm_mlx_xq_qoff(m));
     for (size_t g = 0; g < ng; g++) {
         const float *xg = x + g * gs;
-        float amax = 0;
-        bool nan = false;
-        for (size_t i = 0; i < gs; i++) {
-            amax = fmaxf(amax, fabsf(xg[i]));
-            nan |= xg[i] != xg[i];
-        }
-        float dg = amax / 32767.0f, id = dg > 0 ? 1.0f / dg : 0.0f;
-        if (nan) dg = NAN;
+        float id, dg = group_scale(xg, gs, &id);
         /* one scale per group, written for each of its blocks */
         for (size_t b = g * gs / 32; b < (g + 1) * gs / 32; b++) d[b] = dg;
         int16_t *qg = q + g * gs;
         int32_t isum = 0;
         for (size_t i = 0; i < gs; i++) {
-            float v = xg[i] * id;
-            /* clamp first: x / d may round a hair past 32767 */
-            int16_t r = (int16_t)(v >= 32767.0f ? 32767 : v <= -32767.0f ? -32767 : v == v ? (int)lrintf(v) : 0);
+            int16_t r = round_q16(xg[i] * id);
             isum += r;
             /* 4-bit: byte j of the packed row holds elements 2j (low) and 2j+1 (high), so each
              * block of 32 is stored as its even elements, then its odd ones. */
@@ -116,18 +126,10 @@ void cm_mlx_prep_tile(const cm_matrix *m, const float *x, size_t n, uint8_t *til
         const float *xt = x + (k * CM_MLX_LANES + t) * cols;
         for (size_t g = 0; g < ng; g++) {
             const float *xg = xt + g * gs;
-            float amax = 0;
-            bool nan = false;
-            for (size_t i = 0; i < gs; i++) {
-                amax = fmaxf(amax, fabsf(xg[i]));
-                nan |= xg[i] != xg[i];
-            }
-            float dg = amax / 32767.0f, id = dg > 0 ? 1.0f / dg : 0.0f;
-            if (nan) dg = NAN;
+            float id, dg = group_scale(xg, gs, &id);
             int32_t isum = 0;
             for (size_t i = 0; i < gs; i++) {
-                float v = xg[i] * id;
-                int16_t r = (int16_t)(v >= 32767.0f ? 32767 : v <= -32767.0f ? -32767 : v == v ? (int)lrintf(v) : 0);
+                int16_t r = round_q16(xg[i] * id);
                 isum += r;
                 size_t e = g * gs + i;
                 q[((e / 2) * CM_MLX_LANES + t) * 2 + (e & 1)] = r;

@@ -174,17 +174,23 @@ static inline void k4_scale_min(int j, const uint8_t *s, int *sc, int *mn) {
     }
 }
 
+/* Sub-block j's scale d * sc and min dmin * mn. */
+static inline void k4_sub(int j, const uint8_t *s, float d, float dmin, float *dj, float *mj) {
+    int sc, mn;
+    k4_scale_min(j, s, &sc, &mn);
+    *dj = d * (float)sc;
+    *mj = dmin * (float)mn;
+}
+
 /* Q4_K {f16 d, dmin; u8 scales[12]; u8 qs[128]}: 8 sub-blocks of 32; each 64 elements share 32
  * bytes of qs (low nibbles first, then high); value d * sc * q - dmin * m. */
 static void dq_q4_k(const uint8_t *b, float *y) {
     float d = rdh(b), dmin = rdh(b + 2);
     const uint8_t *s = b + 4, *qs = b + 16;
     for (int j = 0; j < 8; j += 2, qs += 32) {
-        int sc, mn;
-        k4_scale_min(j, s, &sc, &mn);
-        float d1 = d * (float)sc, m1 = dmin * (float)mn;
-        k4_scale_min(j + 1, s, &sc, &mn);
-        float d2 = d * (float)sc, m2 = dmin * (float)mn;
+        float d1, m1, d2, m2;
+        k4_sub(j, s, d, dmin, &d1, &m1);
+        k4_sub(j + 1, s, d, dmin, &d2, &m2);
         for (int l = 0; l < 32; l++) y[l] = d1 * (float)(qs[l] & 0xF) - m1;
         for (int l = 0; l < 32; l++) y[32 + l] = d2 * (float)(qs[l] >> 4) - m2;
         y += 64;
@@ -197,11 +203,9 @@ static void dq_q5_k(const uint8_t *b, float *y) {
     float d = rdh(b), dmin = rdh(b + 2);
     const uint8_t *s = b + 4, *qh = b + 16, *qs = b + 48;
     for (int j = 0; j < 8; j += 2, qs += 32) {
-        int sc, mn;
-        k4_scale_min(j, s, &sc, &mn);
-        float d1 = d * (float)sc, m1 = dmin * (float)mn;
-        k4_scale_min(j + 1, s, &sc, &mn);
-        float d2 = d * (float)sc, m2 = dmin * (float)mn;
+        float d1, m1, d2, m2;
+        k4_sub(j, s, d, dmin, &d1, &m1);
+        k4_sub(j + 1, s, d, dmin, &d2, &m2);
         for (int l = 0; l < 32; l++)
             y[l] = d1 * (float)((qs[l] & 0xF) | (((qh[l] >> j) & 1) << 4)) - m1;
         for (int l = 0; l < 32; l++)
@@ -442,6 +446,22 @@ static void q_q5_1(const float *x, uint8_t *b) {
     wr32(b + 4, qh);
 }
 
+/* Sub-blocks 0..3 keep their scale and min in the low 6 bits of bytes j and j + 4; 4..7 keep the
+ * low 4 bits in byte j + 4 and the top 2 in the high bits of bytes j - 4 and j (k4_scale_min). */
+void cm_k4_pack_scales(uint8_t s12[12], const int ls[8], const int lm[8]) {
+    memset(s12, 0, 12);
+    for (int j = 0; j < 8; j++) {
+        if (j < 4) {
+            s12[j] = (uint8_t)ls[j];
+            s12[j + 4] = (uint8_t)lm[j];
+        } else {
+            s12[j + 4] = (uint8_t)((ls[j] & 0xF) | ((lm[j] & 0xF) << 4));
+            s12[j - 4] |= (uint8_t)((ls[j] >> 4) << 6);
+            s12[j] |= (uint8_t)((lm[j] >> 4) << 6);
+        }
+    }
+}
+
 /* A super-scale for 6-bit (or 8-bit) sub-scales up to max: a hair above max / levels so that
  * ceil(v / d) never exceeds levels after d is rounded to f16. */
 static float super_scale(float max, float levels, float *dq) {
@@ -481,17 +501,7 @@ static void q_k4_common(const float *x, uint8_t *s12, float *d_out, float *dmin_
         ls[j] = dq > 0 ? clampi(sat_int(ceilf(need[j] / dq)), 0, 63) : 0;
         sub_d[j] = dq * (float)ls[j];
     }
-    memset(s12, 0, 12);
-    for (int j = 0; j < 8; j++) {
-        if (j < 4) {
-            s12[j] = (uint8_t)ls[j];
-            s12[j + 4] = (uint8_t)lm[j];
-        } else {
-            s12[j + 4] = (uint8_t)((ls[j] & 0xF) | ((lm[j] & 0xF) << 4));
-            s12[j - 4] |= (uint8_t)((ls[j] >> 4) << 6);
-            s12[j] |= (uint8_t)((lm[j] >> 4) << 6);
-        }
-    }
+    cm_k4_pack_scales(s12, ls, lm);
     *d_out = lm_f16_to_f32(hd);
     *dmin_out = lm_f16_to_f32(hdmin);
 }
