@@ -18,6 +18,17 @@ E2E_SHOW='body log'
 trap e2e_cleanup EXIT
 
 
+# log_says PATTERN WHAT: waits (5 s at most) for PATTERN in the server's log; fails saying WHAT
+# if it never comes; counts a check.
+log_says() {
+    for _ in $(seq 1 50); do
+        grep -q "$1" "$TMP/log" && break
+        sleep 0.1
+    done
+    grep -q "$1" "$TMP/log" || fail "$2"
+    pass
+}
+
 SYS='{"role":"system","content":"You are a helpful voice assistant."}'
 FRANCE="{\"model\":\"tinychat\",\"temperature\":0,\"messages\":[$SYS,{\"role\":\"user\",\"content\":\"What is the capital of France?\"}]}"
 TOOLS='[{"type": "function", "function": {"name": "get_weather", "description": "Get the current weather in a city.", "parameters": {"type": "object", "properties": {"city": {"type": "string", "description": "The name of the city, e.g. Paris"}}, "required": ["city"]}}}, {"type": "function", "function": {"name": "get_time", "description": "Get the current local time in a city.", "parameters": {"type": "object", "properties": {"city": {"type": "string", "description": "The name of the city, e.g. Tokyo"}}, "required": ["city"]}}}]'
@@ -270,20 +281,10 @@ for _ in 1 2 3; do
     curl -sN --max-time 0.1 -d "$LONG" "$BASE/v1/completions" >/dev/null 2>&1 || true
 done
 # The generation was cancelled, not run to its end.
-for _ in $(seq 1 50); do
-    grep -q "client gone" "$TMP/log" && break
-    sleep 0.1
-done
-grep -q "client gone" "$TMP/log" || fail "a disconnected stream was not cancelled"
-pass
+log_says "client gone" "a disconnected stream was not cancelled"
 # Not streamed: the hang-up is noticed between tokens too.
 curl -s --max-time 0.2 -d "${LONG%,\"stream\":true\}}}" "$BASE/v1/completions" >/dev/null 2>&1 || true
-for _ in $(seq 1 50); do
-    grep -q "finish cancelled" "$TMP/log" && break
-    sleep 0.1
-done
-grep -q "finish cancelled" "$TMP/log" || fail "a disconnected non-streamed request was not cancelled"
-pass
+log_says "finish cancelled" "a disconnected non-streamed request was not cancelled"
 req GET /health ''
 expect_code 200 "health after disconnects"
 req POST /v1/chat/completions "$FRANCE"
