@@ -62,31 +62,31 @@ if [ "$native" = 0 ]; then
 else
     HOSTINC=()
 fi
-n_src=0
-fail=0
-ran=0
-while IFS= read -r f; do
-    n_src=$((n_src + 1))
-    if ! "$CC_ARM" "${COMMON[@]}" -I"$B/inc" "${HOSTINC[@]}" -fsyntax-only "$f" 2>"$B/syntax.log"; then
-        echo "test-arm: FAIL: $f does not compile for aarch64:"
-        grep -m5 error "$B/syntax.log" || head -5 "$B/syntax.log"
-        fail=1
-    fi
-done < <(find src -name '*.c' ! -name '*_avx2.c' ! -name '*_avx512.c' ! -path '*/cuda/*' | sort)
-[ "$fail" = 0 ] || exit 1
-echo "test-arm: $n_src library sources compile for aarch64 ($CC_ARM -fsyntax-only)"
-# Apple builds with clang: the same check with clang for the M1 when this clang targets aarch64.
-if [ "$native" = 0 ] && command -v clang >/dev/null 2>&1 &&
-    echo 'int x;' | clang --target=aarch64-linux-gnu -fsyntax-only -x c - 2>/dev/null; then
+# syntax_all WHAT COMPILER ARGS...: every library source that aarch64 builds through COMPILER
+# ARGS -fsyntax-only; names each that does not compile (WHAT says with what) and exits 1 if any.
+# Sets n_src to the number of sources.
+syntax_all() {
+    local what=$1 f fail=0
+    shift
+    n_src=0
     while IFS= read -r f; do
-        if ! clang --target=aarch64-linux-gnu -mcpu=apple-m1 "${COMMON[@]}" -I"$B/inc" "${HOSTINC[@]}" \
-            -fsyntax-only "$f" 2>"$B/syntax.log"; then
-            echo "test-arm: FAIL: $f does not compile with clang -mcpu=apple-m1:"
+        n_src=$((n_src + 1))
+        if ! "$@" -fsyntax-only "$f" 2>"$B/syntax.log"; then
+            echo "test-arm: FAIL: $f does not compile $what:"
             grep -m5 error "$B/syntax.log" || head -5 "$B/syntax.log"
             fail=1
         fi
     done < <(find src -name '*.c' ! -name '*_avx2.c' ! -name '*_avx512.c' ! -path '*/cuda/*' | sort)
     [ "$fail" = 0 ] || exit 1
+}
+ran=0
+syntax_all "for aarch64" "$CC_ARM" "${COMMON[@]}" -I"$B/inc" "${HOSTINC[@]}"
+echo "test-arm: $n_src library sources compile for aarch64 ($CC_ARM -fsyntax-only)"
+# Apple builds with clang: the same check with clang for the M1 when this clang targets aarch64.
+if [ "$native" = 0 ] && command -v clang >/dev/null 2>&1 &&
+    echo 'int x;' | clang --target=aarch64-linux-gnu -fsyntax-only -x c - 2>/dev/null; then
+    syntax_all "with clang -mcpu=apple-m1" clang --target=aarch64-linux-gnu -mcpu=apple-m1 "${COMMON[@]}" -I"$B/inc" \
+        "${HOSTINC[@]}"
     echo "test-arm: and with clang --target=aarch64-linux-gnu -mcpu=apple-m1"
 fi
 

@@ -21,6 +21,15 @@
 #   serve_ready                waits until $BASE/health answers 200 (a 503 must say "loading" or
 #                              "error"); fails after 30 s
 #   serve_stop                 SIGTERM to $PID; fails unless it exits 0 having logged "stopped"
+#   req METHOD PATH [BODY] [CURL ARGS...]
+#                              METHOD $BASE$PATH (BODY sent as JSON when not empty): body into
+#                              $TMP/body, headers into $TMP/headers, status into code
+#   expect_code CODE WHAT      fails unless code is CODE; counts a check
+#   jcheck PYTHON_EXPR         evaluates the expression with j = the JSON of $TMP/body; fails
+#                              naming it unless truthy; counts a check
+#   sse_check WHAT             checks that $TMP/body is SSE frames ending with "data: [DONE]",
+#                              then runs the Python on stdin with chunks = the JSON of the other
+#                              frames; fails naming WHAT if it raises; counts a check
 
 n_checks=0
 PID=
@@ -114,6 +123,36 @@ serve_stop() {
     PID=
     [[ $rc -eq 0 ]] || fail "the server exited $rc after SIGTERM"
     grep -q "stopped" "$TMP/log" || fail "no clean stop in the server's log"
+}
+
+req() {
+    local method=$1 path=$2 body=${3:-}
+    shift 3 || shift $#
+    local data=()
+    [[ -n $body ]] && data=(-H 'Content-Type: application/json' --data-binary "$body")
+    code=$(curl -s -o "$TMP/body" -D "$TMP/headers" -w '%{http_code}' --max-time 60 -X "$method" \
+        "${data[@]}" "$@" "$BASE$path")
+}
+
+expect_code() { [[ $code == "$1" ]] || fail "expected HTTP $1, got $code ($2)"; pass; }
+
+jcheck() {
+    python3 - "$TMP/body" "$1" <<'EOF' || fail "body check: $1"
+import json, sys
+j = json.load(open(sys.argv[1]))
+sys.exit(0 if eval(sys.argv[2]) else 1)
+EOF
+    pass
+}
+
+sse_check() {
+    python3 -c '
+import json, sys
+frames = open(sys.argv[1]).read().split("\n\n")[:-1]
+assert frames[-1] == "data: [DONE]", frames[-1:]
+chunks = [json.loads(f[6:]) for f in frames[:-1]]
+exec(sys.stdin.read())' "$TMP/body" || fail "$1"
+    pass
 }
 
 e2e_cleanup() {

@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { FRANCE, PARIS, SYS, TOOLS, check, nChecks } from './client_common.mjs';
 
 const [clientDir, host, apiKey] = process.argv.slice(2);
 if (!clientDir || !host || !apiKey) {
@@ -15,48 +16,6 @@ if (!clientDir || !host || !apiKey) {
 }
 const { Ollama } = await import(pathToFileURL(resolve(clientDir, 'node_modules/ollama/dist/index.mjs')).href);
 const ollama = new Ollama({ host, headers: { Authorization: `Bearer ${apiKey}` } });
-
-const SYS = { role: 'system', content: 'You are a helpful voice assistant.' };
-const FRANCE = [SYS, { role: 'user', content: 'What is the capital of France?' }];
-const PARIS = 'The capital of France is Paris.';
-const TOOLS = [
-  {
-    type: 'function',
-    function: {
-      name: 'get_weather',
-      description: 'Get the current weather in a city.',
-      parameters: {
-        type: 'object',
-        properties: { city: { type: 'string', description: 'The name of the city, e.g. Paris' } },
-        required: ['city'],
-      },
-    },
-  },
-  {
-    type: 'function',
-    function: {
-      name: 'get_time',
-      description: 'Get the current local time in a city.',
-      parameters: {
-        type: 'object',
-        properties: { city: { type: 'string', description: 'The name of the city, e.g. Tokyo' } },
-        required: ['city'],
-      },
-    },
-  },
-];
-
-let n = 0;
-async function check(name, fn) {
-  try {
-    await fn();
-  } catch (e) {
-    console.error(`FAIL: ${name}: ${e && e.stack ? e.stack : e}`);
-    process.exit(1);
-  }
-  n++;
-  console.log(`ok ${n} - ${name}`);
-}
 
 // The numbers of a final object: counts and durations in nanoseconds, as Ollama reports them.
 function checkFinal(r, promptCount) {
@@ -252,4 +211,4 @@ await check('errors: ResponseError with the status and the server message', asyn
     e.status_code === 400 && /role/.test(e.error));
 });
 
-console.log(`ollama_client: ${n} checks passed`);
+console.log(`ollama_client: ${nChecks()} checks passed`);

@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { FRANCE, PARIS, SYS, TOOLS, check, nChecks } from './client_common.mjs';
 
 const [sdkDir, baseURL, apiKey] = process.argv.slice(2);
 if (!sdkDir || !baseURL || !apiKey) {
@@ -20,47 +21,6 @@ const sdkVersion = JSON.parse(readFileSync(resolve(sdkDir, 'node_modules/openai/
 
 // No retries: a failure must show, not be hidden by a second attempt.
 const client = new OpenAI({ baseURL, apiKey, maxRetries: 0, timeout: 60_000 });
-
-const SYS = { role: 'system', content: 'You are a helpful voice assistant.' };
-const FRANCE = [SYS, { role: 'user', content: 'What is the capital of France?' }];
-const TOOLS = [
-  {
-    type: 'function',
-    function: {
-      name: 'get_weather',
-      description: 'Get the current weather in a city.',
-      parameters: {
-        type: 'object',
-        properties: { city: { type: 'string', description: 'The name of the city, e.g. Paris' } },
-        required: ['city'],
-      },
-    },
-  },
-  {
-    type: 'function',
-    function: {
-      name: 'get_time',
-      description: 'Get the current local time in a city.',
-      parameters: {
-        type: 'object',
-        properties: { city: { type: 'string', description: 'The name of the city, e.g. Tokyo' } },
-        required: ['city'],
-      },
-    },
-  },
-];
-
-let n = 0;
-async function check(name, fn) {
-  try {
-    await fn();
-  } catch (e) {
-    console.error(`FAIL: ${name}: ${e && e.stack ? e.stack : e}`);
-    process.exit(1);
-  }
-  n++;
-  console.log(`ok ${n} - ${name}`);
-}
 
 await check('models.list', async () => {
   const ids = [];
@@ -105,7 +65,7 @@ await check('chat.completions.create, not streamed', async () => {
   assert.equal(r.model, 'tinychat');
   assert.equal(r.choices.length, 1);
   assert.deepEqual(r.choices[0].message.role, 'assistant');
-  assert.equal(r.choices[0].message.content, 'The capital of France is Paris.');
+  assert.equal(r.choices[0].message.content, PARIS);
   assert.equal(r.choices[0].finish_reason, 'stop');
   assert.equal(r.usage.prompt_tokens, 27);
   assert.ok(Number.isInteger(r.usage.completion_tokens) && r.usage.completion_tokens >= 7);
@@ -119,7 +79,7 @@ await check('a second call sharing the prefix reports cached_tokens', async () =
     messages: [SYS, { role: 'user', content: [{ type: 'text', text: 'What is the capital of France?' }] }],
     temperature: 0,
   });
-  assert.equal(r.choices[0].message.content, 'The capital of France is Paris.');
+  assert.equal(r.choices[0].message.content, PARIS);
   assert.ok(r.usage.prompt_tokens_details.cached_tokens > 0, JSON.stringify(r.usage));
 });
 
@@ -150,7 +110,7 @@ await check('chat.completions.create, streamed with include_usage', async () => 
   assert.equal(chunks[0].choices[0].delta.role, 'assistant');
   assert.ok(chunks[0].choices[0].delta.content, 'the first chunk carries content');
   const text = chunks.map((c) => (c.choices.length ? c.choices[0].delta.content || '' : '')).join('');
-  assert.equal(text, 'The capital of France is Paris.');
+  assert.equal(text, PARIS);
   const fin = chunks.filter((c) => c.choices.length && c.choices[0].finish_reason);
   assert.equal(fin.length, 1);
   assert.equal(fin[0].choices[0].finish_reason, 'stop');
@@ -184,8 +144,8 @@ await check('the SDK stream helper (beta.chat.completions.stream) and finalChatC
     deltas += d;
   });
   const final = await runner.finalChatCompletion();
-  assert.equal(deltas, 'The capital of France is Paris.');
-  assert.equal(final.choices[0].message.content, 'The capital of France is Paris.');
+  assert.equal(deltas, PARIS);
+  assert.equal(final.choices[0].message.content, PARIS);
 });
 
 await check('tool calls, not streamed', async () => {
@@ -291,7 +251,7 @@ await check('aborting a stream (barge-in), then the server still answers', async
   }
   assert.equal(got, 2);
   const r = await client.chat.completions.create({ model: 'tinychat', messages: FRANCE, temperature: 0 });
-  assert.equal(r.choices[0].message.content, 'The capital of France is Paris.');
+  assert.equal(r.choices[0].message.content, PARIS);
 });
 
 await check('a wrong API key: AuthenticationError, 401', async () => {
@@ -332,4 +292,4 @@ await check('the server still answers after the errors', async () => {
   assert.equal(r.choices[0].message.content, '7 plus 5 is 12.');
 });
 
-console.log(`openai_sdk.mjs: ${n} checks passed (openai ${sdkVersion})`);
+console.log(`openai_sdk.mjs: ${nChecks()} checks passed (openai ${sdkVersion})`);

@@ -46,6 +46,11 @@ import tempfile
 import threading
 import time
 
+# tests/raw_http.py, shared with soak/soak.py; no __pycache__ left in the source tree
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from raw_http import read_raw  # noqa: E402
+
 CLI, MODEL = sys.argv[1], sys.argv[2]
 TMP = tempfile.mkdtemp()
 atexit.register(shutil.rmtree, TMP, True)
@@ -127,20 +132,7 @@ def connect(port, src="127.0.0.1"):
 def read_answer(s, timeout=10.0):
     """One HTTP answer from a raw socket: (status or None, headers bytes, body bytes)."""
     s.settimeout(timeout)
-    out = b""
-    try:
-        while True:
-            h = out.find(b"\r\n\r\n")
-            if h >= 0:
-                m = re.search(rb"(?i)\r\ncontent-length: *(\d+)", out[:h])
-                if m and len(out) >= h + 4 + int(m.group(1)):
-                    break
-            d = s.recv(65536)
-            if not d:
-                break
-            out += d
-    except (ConnectionResetError, socket.timeout):
-        pass
+    out = read_raw(s)
     h = out.find(b"\r\n\r\n")
     if not out.startswith(b"HTTP/1.") or h < 0:
         return None, b"", out
@@ -275,15 +267,7 @@ def check_edges():
     s = connect(p)
     s.sendall(b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\nGET /health HTTP/9.9\r\nHost: localhost\r\n\r\n")
     s.settimeout(10)
-    got = b""
-    try:
-        while True:
-            d = s.recv(65536)
-            if not d:
-                break
-            got += d
-    except (ConnectionResetError, socket.timeout):
-        pass
+    got = read_raw(s, to_close=True)
     s.close()
     if not got.startswith(b"HTTP/1.1 200") or not re.search(rb"(?i)\r\nconnection: close\r\n", got) or \
             got.count(b"HTTP/1.") != 1 or b"<html" in got:

@@ -33,6 +33,18 @@ export HOME=$TMP/home
 L() { timeout 60 "$CLI" "$@" >"$TMP/out" 2>"$TMP/err"; }
 control() { python3 -c "import urllib.request,sys; urllib.request.urlopen(sys.argv[1]).read()" "$HF_ENDPOINT/control?mode=$1"; }
 sha() { sha256sum "$1" | cut -d' ' -f1; }
+# pull_fails_within MODE SECONDS VAR=VALUE...: with the server in MODE, `pull test-org/tiny-model`
+# with those variables set must fail, and within SECONDS.
+pull_fails_within() {
+    local mode=$1 limit=$2 t0 t1
+    shift 2
+    control "$mode"
+    t0=$(date +%s)
+    (export "$@"; L pull test-org/tiny-model) && fail "$mode, $*: the pull must fail"
+    t1=$(date +%s)
+    (( t1 - t0 < limit )) || fail "$mode, $*: took $((t1 - t0)) s"
+    pass
+}
 MC=11111111aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa
 GC=22222222bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb
 
@@ -239,17 +251,9 @@ a0=$(auth); HF_TOKEN=secret HF_TOKEN_PATH=$TMP/tokfile HF_HUB_DISABLE_IMPLICIT_T
 [[ $(auth) == "$a0" ]] || fail "HF_HUB_DISABLE_IMPLICIT_TOKEN: a token was sent"; pass
 ! grep -q "the token sent was refused" "$TMP/err" || fail "HF_HUB_DISABLE_IMPLICIT_TOKEN message"; pass
 # a download that stalls fails after HF_HUB_DOWNLOAD_TIMEOUT, a HEAD after HF_HUB_ETAG_TIMEOUT
-control stall
-t0=$(date +%s)
-HF_HUB_DOWNLOAD_TIMEOUT=1 HF_HUB_CACHE=$TMP/c8 L pull test-org/tiny-model && fail "a stalled download must fail"
-t1=$(date +%s)
-(( t1 - t0 < 15 )) || fail "HF_HUB_DOWNLOAD_TIMEOUT=1 took $((t1 - t0)) s"; pass
+pull_fails_within stall 15 HF_HUB_DOWNLOAD_TIMEOUT=1 HF_HUB_CACHE="$TMP/c8"
 grep -q "download of model.safetensors .* was interrupted" "$TMP/err" || fail "stall message"; pass
-control slowhead
-t0=$(date +%s)
-HF_HUB_ETAG_TIMEOUT=1 HF_HUB_CACHE=$TMP/c9 L pull test-org/tiny-model && fail "a slow HEAD must fail"
-t1=$(date +%s)
-(( t1 - t0 < 4 )) || fail "HF_HUB_ETAG_TIMEOUT=1 took $((t1 - t0)) s"; pass
+pull_fails_within slowhead 4 HF_HUB_ETAG_TIMEOUT=1 HF_HUB_CACHE="$TMP/c9"
 grep -q "config.json: no answer within 1 s" "$TMP/err" || fail "etag timeout message"; pass
 HF_HUB_ETAG_TIMEOUT=soon HF_HUB_CACHE=$TMP/c9 L pull test-org/tiny-model || fail "a bad timeout falls back to the default"
 grep -q "HF_HUB_ETAG_TIMEOUT='soon' is not a number of seconds" "$TMP/err" || fail "bad timeout warning"; pass

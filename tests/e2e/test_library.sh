@@ -22,32 +22,17 @@ CC=${LM_CC:-cc}
 read -r -a SAN <<<"${LM_SANITIZE_FLAGS:-}"
 MODEL=$SRC/models/tinychat
 TMP=$(mktemp -d)
+E2E_SHOW='out err log'
 . "$(dirname "$0")/lib.sh"
-SRV=
-cleanup() {
-    if [[ -n $SRV ]]; then kill "$SRV" 2>/dev/null || true; wait "$SRV" 2>/dev/null || true; fi
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
+trap e2e_cleanup EXIT
 
 for tool in pkg-config cmake nm readelf python3; do
     command -v "$tool" >/dev/null 2>&1 || fail "$tool is not installed (scripts/deps.sh installs it)"
 done
 
 # ---- a locallm serve for fallback to reach (loopback, any free port) ----
-"$CLI" serve "$MODEL" --port 0 2>"$TMP/srv.log" &
-SRV=$!
-URL=
-for ((k = 0; k < 600; k++)); do
-    port=$(sed -n 's|.*listening on http://127\.0\.0\.1:\([0-9]*\).*|\1|p' "$TMP/srv.log")
-    if [[ -n $port ]] && curl -sf "http://127.0.0.1:$port/health" >/dev/null 2>&1; then
-        URL=http://127.0.0.1:$port/v1
-        break
-    fi
-    kill -0 "$SRV" 2>/dev/null || { cat "$TMP/srv.log" >&2; fail "locallm serve exited at start"; }
-    sleep 0.1
-done
-[[ -n $URL ]] || fail "locallm serve did not come up"
+serve_start "$MODEL"
+URL=$BASE/v1
 # a port nothing listens on: bound and closed again
 DEAD=http://127.0.0.1:$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')/v1
 

@@ -36,12 +36,10 @@ serve() {
     SERVERS+=("$!:$name")
     listen_port "$TMP/$name.log" "$!" "serve $name"
 }
-wait_ready() { # PORT
-    for _ in $(seq 1 300); do
-        [[ $(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "http://127.0.0.1:$1/health") == 200 ]] && return 0
-        sleep 0.1
-    done
-    fail "the server on port $1 did not become ready"
+# serve_up NAME ARGS...: serve, then waits until its model is ready (lib.sh's serve_ready).
+serve_up() {
+    serve "$@"
+    BASE=http://127.0.0.1:$PORT serve_ready
 }
 # A loopback port nothing listens on (bound, then closed).
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'; }
@@ -67,9 +65,8 @@ pass
 
 # ---- the cloud: a second locallm serve with an API key ----
 export LM_TEST_CLOUD_KEY=sekrit-test-key
-serve cloud "$MODEL" --api-key "$LM_TEST_CLOUD_KEY"
+serve_up cloud "$MODEL" --api-key "$LM_TEST_CLOUD_KEY"
 CLOUD_PORT=$PORT
-wait_ready "$CLOUD_PORT"
 CLOUD=(--base-url "http://127.0.0.1:$CLOUD_PORT/v1" --model tinychat --api-key-env LM_TEST_CLOUD_KEY)
 DEAD_PORT=$(free_port)
 
@@ -219,14 +216,6 @@ pass
 # ---- serve --fallback ----
 SYS='{"role":"system","content":"You are a helpful voice assistant."}'
 FRANCE="{\"temperature\":0,\"messages\":[$SYS,{\"role\":\"user\",\"content\":\"What is the capital of France?\"}]}"
-jcheck() {
-    python3 - "$TMP/body" "$1" <<'EOF' || fail "body check: $1"
-import json, sys
-j = json.load(open(sys.argv[1]))
-sys.exit(0 if eval(sys.argv[2]) else 1)
-EOF
-    pass
-}
 post() { # PORT BODY [curl args]: status in $code, body in $TMP/body, headers in $TMP/headers
     local port=$1 body=$2
     shift 2
@@ -291,18 +280,13 @@ jcheck 'j["provider"] == "cloud" and j["choices"][0]["finish_reason"] == "tool_c
 jcheck '(lambda t: len(t) == 1 and t[0]["function"]["name"] == "get_weather" and json.loads(t[0]["function"]["arguments"]) == {"city": "Paris"})(j["choices"][0]["message"]["tool_calls"])'
 curl -sN --max-time 60 -d "{\"temperature\":0,\"stream\":true,\"tools\":$TOOLS,\"messages\":[{\"role\":\"user\",\"content\":\"What time is it in Tokyo?\"}]}" \
     "http://127.0.0.1:$NOMODEL_PORT/v1/chat/completions" >"$TMP/body" || fail "serve --fallback streamed tool call"
-python3 - "$TMP/body" <<'EOF' || fail "serve --fallback: streamed tool call from the cloud"
-import json, sys
-frames = open(sys.argv[1]).read().split("\n\n")[:-1]
-assert frames[-1] == "data: [DONE]"
-chunks = [json.loads(f[6:]) for f in frames[:-1]]
+sse_check "serve --fallback: streamed tool call from the cloud" <<'EOF'
 assert not "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks)
 calls = [t for c in chunks for t in c["choices"][0]["delta"].get("tool_calls", [])]
 assert len(calls) == 1 and calls[0]["function"]["name"] == "get_time"
 assert json.loads(calls[0]["function"]["arguments"]) == {"city": "Tokyo"}
 assert chunks[-1]["choices"][0]["finish_reason"] == "tool_calls"
 EOF
-pass
 
 # /v1/completions has no cloud fallback: 503 with the load error.
 code=$(curl -s -o "$TMP/body" -w '%{http_code}' --max-time 10 -d '{"prompt":"x"}' "http://127.0.0.1:$NOMODEL_PORT/v1/completions")
@@ -310,10 +294,8 @@ code=$(curl -s -o "$TMP/body" -w '%{http_code}' --max-time 10 -d '{"prompt":"x"}
 jcheck '"no-such-model" in j["error"]["message"]'
 
 # The model is fine, the cloud is dead: local answers.
-serve localok "$MODEL" --fallback dead --base-url "http://127.0.0.1:$DEAD_PORT/v1"
-LOCALOK_PORT=$PORT
-wait_ready "$LOCALOK_PORT"
-post "$LOCALOK_PORT" "$FRANCE"
+serve_up localok "$MODEL" --fallback dead --base-url "http://127.0.0.1:$DEAD_PORT/v1"
+post "$PORT" "$FRANCE"
 [[ $code == 200 ]] || fail "serve, cloud dead: HTTP $code"
 jcheck 'j["provider"] == "local" and j["model"] == "tinychat" and j["choices"][0]["message"]["content"] == "The capital of France is Paris."'
 grep -qi '^x-locallm-provider: local' "$TMP/headers" || fail "serve, local: header"
@@ -321,19 +303,16 @@ pass
 # The local model fails before its first token (the prompt does not fit its 48-token context):
 # the cloud (full context) answers instead.
 LONG="{\"temperature\":0,\"max_tokens\":8,\"messages\":[{\"role\":\"user\",\"content\":\"$(printf 'tell me about the weather in Paris %.0s' $(seq 1 8))\"}]}"
-serve smallctx "$MODEL" --ctx 48 --fallback cloud "${CLOUD[@]}"
-SMALL_PORT=$PORT
-wait_ready "$SMALL_PORT"
-post "$SMALL_PORT" "$LONG"
+serve_up smallctx "$MODEL" --ctx 48 --fallback cloud "${CLOUD[@]}"
+post "$PORT" "$LONG"
 [[ $code == 200 ]] || fail "serve, local fails: HTTP $code"
 jcheck 'j["provider"] == "cloud" and j["usage"]["prompt_tokens"] > 48 and j["choices"][0]["message"]["content"]'
 grep -q "failed before its first token" "$TMP/smallctx.log" || fail "serve, local fails: not logged"
 pass
 # Both down: 502 naming both.
 serve bothdown "$TMP/no-such-model" --fallback dead --base-url "http://127.0.0.1:$DEAD_PORT/v1"
-BOTH_PORT=$PORT
 sleep 0.3
-post "$BOTH_PORT" "$FRANCE"
+post "$PORT" "$FRANCE"
 [[ $code == 502 ]] || fail "serve, both down: HTTP $code"
 jcheck '"no provider could answer: local: cannot load the model" in j["error"]["message"] and "dead: http://127.0.0.1:" in j["error"]["message"] and j["error"]["type"] == "server_error"'
 # Keys never reach the logs.

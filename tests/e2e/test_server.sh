@@ -17,31 +17,17 @@ E2E_SHOW='body log'
 . "$(dirname "$0")/lib.sh"
 trap e2e_cleanup EXIT
 
-start_server() { serve_start "$MODEL" "$@"; }
-stop_server() { serve_stop; }
 
-# req METHOD PATH [BODY] [extra curl args...]: response into $TMP/body, status into $code.
-req() {
-    local method=$1 path=$2 body=${3:-}
-    shift 3 || shift $#
-    if [[ -n $body ]]; then
-        code=$(curl -s -o "$TMP/body" -w '%{http_code}' --max-time 60 -X "$method" \
-            -H 'Content-Type: application/json' --data-binary "$body" "$@" "$BASE$path")
-    else
-        code=$(curl -s -o "$TMP/body" -w '%{http_code}' --max-time 60 -X "$method" "$@" "$BASE$path")
-    fi
-}
-# jcheck PYTHON_EXPR: evaluates the expression with j = the parsed body; fails unless truthy.
-jcheck() {
-    python3 - "$TMP/body" "$1" <<'EOF' || fail "body check: $1"
-import json, sys
-j = json.load(open(sys.argv[1]))
-ok = eval(sys.argv[2])
-sys.exit(0 if ok else 1)
-EOF
+# log_says PATTERN WHAT: waits (5 s at most) for PATTERN in the server's log; fails saying WHAT
+# if it never comes; counts a check.
+log_says() {
+    for _ in $(seq 1 50); do
+        grep -q "$1" "$TMP/log" && break
+        sleep 0.1
+    done
+    grep -q "$1" "$TMP/log" || fail "$2"
     pass
 }
-expect_code() { [[ $code == "$1" ]] || fail "expected HTTP $1, got $code ($2)"; pass; }
 
 SYS='{"role":"system","content":"You are a helpful voice assistant."}'
 FRANCE="{\"model\":\"tinychat\",\"temperature\":0,\"messages\":[$SYS,{\"role\":\"user\",\"content\":\"What is the capital of France?\"}]}"
@@ -65,7 +51,7 @@ rc=0; "$CLI" serve "$TMP/no-such-model" --port 0 >"$TMP/body" 2>&1 || rc=$?
 [[ $rc -eq 1 ]] && grep -q "locallm: error:" "$TMP/body" || fail "missing model: exit $rc"
 pass
 
-start_server --parallel 2
+serve_start "$MODEL" --parallel 2
 
 # ---- health, models ----
 req GET /health
@@ -137,15 +123,10 @@ EOF
 pass
 # Without include_usage there is no usage chunk.
 curl -sN --max-time 60 -d "{\"temperature\":0,\"stream\":true,\"messages\":[{\"role\":\"user\",\"content\":\"What colour is the sky?\"}]}" "$BASE/v1/chat/completions" >"$TMP/body" || fail "stream 2"
-python3 - "$TMP/body" <<'EOF' || fail "SSE stream without usage"
-import json, sys
-frames = open(sys.argv[1]).read().split("\n\n")[:-1]
-assert frames[-1] == "data: [DONE]"
-chunks = [json.loads(f[6:]) for f in frames[:-1]]
+sse_check "SSE stream without usage" <<'EOF'
 assert all("usage" not in c for c in chunks)
 assert "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks) == "The sky is blue."
 EOF
-pass
 
 # ---- tool calls (refs.json weather_call) ----
 WEATHER="{\"temperature\":0,\"tools\":$TOOLS,\"messages\":[{\"role\":\"user\",\"content\":\"What's the weather in Paris?\"}]}"
@@ -156,11 +137,7 @@ jcheck 'len(j["choices"][0]["message"]["tool_calls"]) == 1'
 jcheck '(lambda t: t["type"] == "function" and t["id"] and t["function"]["name"] == "get_weather" and json.loads(t["function"]["arguments"]) == {"city": "Paris"})(j["choices"][0]["message"]["tool_calls"][0])'
 # Streamed: the call comes as delta.tool_calls, never as content.
 curl -sN --max-time 60 -d "${WEATHER%\}},\"stream\":true}" "$BASE/v1/chat/completions" >"$TMP/body" || fail "tool stream"
-python3 - "$TMP/body" <<'EOF' || fail "streamed tool call"
-import json, sys
-frames = open(sys.argv[1]).read().split("\n\n")[:-1]
-assert frames[-1] == "data: [DONE]"
-chunks = [json.loads(f[6:]) for f in frames[:-1]]
+sse_check "streamed tool call" <<'EOF'
 assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
 assert not "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks)
 calls = [t for c in chunks for t in c["choices"][0]["delta"].get("tool_calls", [])]
@@ -168,7 +145,6 @@ assert len(calls) == 1 and calls[0]["function"]["name"] == "get_weather" and cal
 assert json.loads(calls[0]["function"]["arguments"]) == {"city": "Paris"}
 assert chunks[-1]["choices"][0]["finish_reason"] == "tool_calls"
 EOF
-pass
 # The answer after the tool result (refs.json weather_answer).
 req POST /v1/chat/completions "{\"temperature\":0,\"tools\":$TOOLS,\"messages\":[{\"role\":\"user\",\"content\":\"What's the weather in Paris?\"},{\"role\":\"assistant\",\"content\":\"\",\"tool_calls\":[{\"id\":\"call_1\",\"type\":\"function\",\"function\":{\"name\":\"get_weather\",\"arguments\":{\"city\":\"Paris\"}}}]},{\"role\":\"tool\",\"tool_call_id\":\"call_1\",\"content\":\"{\\\"temperature\\\": 18, \\\"condition\\\": \\\"sunny\\\"}\"}]}"
 expect_code 200 "tool answer"
@@ -187,16 +163,11 @@ req POST /v1/completions '{"prompt":"<|im_start|>user\nWhat is 9 times 8?<|im_en
 expect_code 200 "completions again"
 jcheck 'j["choices"][0]["text"].strip() == "9 times" and j["choices"][0]["finish_reason"] == "length" and j["usage"]["prompt_tokens_details"]["cached_tokens"] > 0'
 curl -sN --max-time 60 -d '{"prompt":"<|im_start|>user\nWhat is 9 times 8?<|im_end|>\n<|im_start|>assistant\n","temperature":0,"stream":true}' "$BASE/v1/completions" >"$TMP/body" || fail "completion stream"
-python3 - "$TMP/body" <<'EOF' || fail "streamed completion"
-import json, sys
-frames = open(sys.argv[1]).read().split("\n\n")[:-1]
-assert frames[-1] == "data: [DONE]"
-chunks = [json.loads(f[6:]) for f in frames[:-1]]
+sse_check "streamed completion" <<'EOF'
 assert all(c["object"] == "text_completion" for c in chunks)
 assert "".join(c["choices"][0]["text"] for c in chunks) == "9 times 8 is 72."
 assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
 EOF
-pass
 # Sampling with a seed is reproducible.
 SEEDED='{"temperature":1.0,"top_p":0.95,"top_k":40,"seed":1234,"max_tokens":20,"messages":[{"role":"user","content":"hey there, how r u"}]}'
 req POST /v1/chat/completions "$SEEDED"
@@ -310,20 +281,10 @@ for _ in 1 2 3; do
     curl -sN --max-time 0.1 -d "$LONG" "$BASE/v1/completions" >/dev/null 2>&1 || true
 done
 # The generation was cancelled, not run to its end.
-for _ in $(seq 1 50); do
-    grep -q "client gone" "$TMP/log" && break
-    sleep 0.1
-done
-grep -q "client gone" "$TMP/log" || fail "a disconnected stream was not cancelled"
-pass
+log_says "client gone" "a disconnected stream was not cancelled"
 # Not streamed: the hang-up is noticed between tokens too.
 curl -s --max-time 0.2 -d "${LONG%,\"stream\":true\}}}" "$BASE/v1/completions" >/dev/null 2>&1 || true
-for _ in $(seq 1 50); do
-    grep -q "finish cancelled" "$TMP/log" && break
-    sleep 0.1
-done
-grep -q "finish cancelled" "$TMP/log" || fail "a disconnected non-streamed request was not cancelled"
-pass
+log_says "finish cancelled" "a disconnected non-streamed request was not cancelled"
 req GET /health ''
 expect_code 200 "health after disconnects"
 req POST /v1/chat/completions "$FRANCE"
@@ -340,10 +301,10 @@ for k in 1 2 3 4; do
     pass
 done
 
-stop_server
+serve_stop
 
 # ---- API key; one slot and a queue of one: more concurrent requests get 429 ----
-start_server --api-key s3cret-key --parallel 1 --queue 1
+serve_start "$MODEL" --api-key s3cret-key --parallel 1 --queue 1
 # A request long enough (about 1.5 s) to hold the slot, measured on this build (sanitizers are slow).
 t=$(curl -s -o /dev/null -w '%{time_total}' --max-time 120 -H 'Authorization: Bearer s3cret-key' \
     -d '{"prompt":"Sorry, and","temperature":1.0,"seed":7,"max_tokens":32,"ignore_eos":true}' "$BASE/v1/completions")
@@ -392,7 +353,7 @@ for _ in $(seq 1 100); do
     sleep 0.05
 done
 t0=$(date +%s)
-stop_server
+serve_stop
 wait "$CURL_PID" 2>/dev/null || true
 (($(date +%s) - t0 < 20)) || fail "stopping during a stream took $(($(date +%s) - t0)) s"
 pass

@@ -15,15 +15,12 @@ E2E_SHOW='log'
 . "$(dirname "$0")/lib.sh"
 trap e2e_cleanup EXIT
 
-start_server() { serve_start "$MODEL" "$@"; }
-stop_server() { serve_stop; }
-
-start_server --parallel 4
+serve_start "$MODEL" --parallel 4
 python3 "$SRC/tests/e2e/server_batch.py" "$BASE" identical || fail "identical"
 python3 "$SRC/tests/e2e/server_batch.py" "$BASE" disconnect || fail "disconnect"
-stop_server
+serve_stop
 
-start_server --parallel 1 --queue 2
+serve_start "$MODEL" --parallel 1 --queue 2
 python3 "$SRC/tests/e2e/server_batch.py" "$BASE" queue || fail "queue"
-stop_server
+serve_stop
 echo "test_server_batch: ok"

@@ -16,32 +16,11 @@ E2E_SHOW='body headers log'
 . "$(dirname "$0")/lib.sh"
 trap e2e_cleanup EXIT
 
-start_server() { serve_start "$@"; }
-stop_server() { serve_stop; }
-
-# req METHOD PATH [BODY] [extra curl args...]: body into $TMP/body, headers into $TMP/headers.
-req() {
-    local method=$1 path=$2 body=${3:-}
-    shift 3 || shift $#
-    local data=()
-    [[ -n $body ]] && data=(-H 'Content-Type: application/json' --data-binary "$body")
-    code=$(curl -s -o "$TMP/body" -D "$TMP/headers" -w '%{http_code}' --max-time 60 -X "$method" \
-        "${data[@]}" "$@" "$BASE$path")
-}
-jcheck() {
-    python3 - "$TMP/body" "$1" <<'EOF' || fail "body check: $1"
-import json, sys
-j = json.load(open(sys.argv[1]))
-sys.exit(0 if eval(sys.argv[2]) else 1)
-EOF
-    pass
-}
-expect_code() { [[ $code == "$1" ]] || fail "expected HTTP $1, got $code ($2)"; pass; }
 has_header() { grep -qi "^$1" "$TMP/headers" || fail "missing header '$1' ($2)"; pass; }
 no_header() { ! grep -qi "^$1" "$TMP/headers" || fail "unexpected header '$1' ($2)"; pass; }
 
 # ---- /v1/models/{id} and logprobs, on tinychat, with --host localhost ----
-start_server "$MODEL" --host localhost --cors http://localhost:3000,https://app.example --cors http://127.0.0.1:5173
+serve_start "$MODEL" --host localhost --cors http://localhost:3000,https://app.example --cors http://127.0.0.1:5173
 [[ $SERVED_HOST == localhost ]] || fail "--host localhost: listening on '$SERVED_HOST'"
 pass
 code=$(curl -s -o "$TMP/body" -w '%{http_code}' --max-time 5 "http://localhost:${BASE##*:}/health")
@@ -94,7 +73,7 @@ grep -qi '^Access-Control-Allow-Origin: http://localhost:3000' "$TMP/headers" ||
 pass
 req GET /v1/models
 no_header 'Access-Control-Allow-Origin' "a request without Origin"
-stop_server
+serve_stop
 
 rc=0; "$CLI" serve "$MODEL" --port 0 --cors localhost:3000 >"$TMP/body" 2>&1 || rc=$?
 [[ $rc -eq 2 ]] && grep -q "not an origin" "$TMP/body" || fail "--cors localhost:3000: exit $rc"
@@ -104,15 +83,15 @@ rc=0; "$CLI" serve "$MODEL" --port 0 --cors http://localhost:3000/ >"$TMP/body" 
 pass
 
 # ---- --chat-template on a model without one (stories260K) ----
-start_server "$STORIES"
+serve_start "$STORIES"
 req POST /v1/chat/completions '{"messages":[{"role":"user","content":"Once upon a time"}],"max_tokens":4}'
 expect_code 400 "chat on a model without a template"
 jcheck '"chat template" in j["error"]["message"]'
-stop_server
+serve_stop
 
 printf '%s' '{% for m in messages %}{{ m.role }}: {{ m.content }}
 {% endfor %}{% if add_generation_prompt %}assistant:{% endif %}' >"$TMP/plain.jinja"
-start_server "$STORIES" --chat-template "$TMP/plain.jinja"
+serve_start "$STORIES" --chat-template "$TMP/plain.jinja"
 req POST /v1/chat/completions '{"messages":[{"role":"user","content":"Once upon a time"}],"max_tokens":8,"temperature":0}'
 expect_code 200 "chat with --chat-template FILE"
 cp "$TMP/body" "$TMP/chat.json"
@@ -129,14 +108,14 @@ EOF
 pass
 req POST /api/show '{"model":"stories260K.gguf"}'
 jcheck 'j["template"].startswith("{% for m in messages %}")'
-stop_server
+serve_stop
 
-start_server "$STORIES" --chat-template chatml
+serve_start "$STORIES" --chat-template chatml
 req POST /v1/chat/completions '{"messages":[{"role":"user","content":"Once upon a time"}],"max_tokens":4,"temperature":0}'
 expect_code 200 "chat with --chat-template chatml"
 req POST /api/show '{"model":"stories260K.gguf"}'
 jcheck '"<|im_start|>" in j["template"]'
-stop_server
+serve_stop
 
 rc=0; "$CLI" serve "$STORIES" --port 0 --chat-template "$TMP/missing.jinja" >"$TMP/body" 2>&1 || rc=$?
 [[ $rc -eq 2 ]] && grep -q "neither a built-in format" "$TMP/body" || fail "--chat-template missing file: exit $rc"

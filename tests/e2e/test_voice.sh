@@ -14,7 +14,7 @@ SRC=${LM_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
 MODEL=$SRC/models/tinychat
 TMP=$(mktemp -d)
 . "$(dirname "$0")/lib.sh"
-trap 'rm -rf "$TMP"' EXIT
+trap e2e_cleanup EXIT
 
 
 cat >"$TMP/two.jsonl" <<'JSON'
@@ -175,19 +175,9 @@ PY
 pass
 
 # ---- the server's x_sentences: a streamed chat sends one whole sentence per chunk ----
-: >"$TMP/srv.log" # exists before the loop reads it (the background job opens it later)
-"$CLI" serve "$MODEL" --port 0 2>"$TMP/srv.log" &
-SRV=$!
-trap 'kill $SRV 2>/dev/null || true; rm -rf "$TMP"' EXIT
-port=
-for ((k = 0; k < 300; k++)); do
-    port=$(sed -n 's|.*listening on http://127\.0\.0\.1:\([0-9]*\).*|\1|p' "$TMP/srv.log")
-    [[ -n $port ]] && curl -sf "http://127.0.0.1:$port/health" >/dev/null 2>&1 && break
-    kill -0 $SRV 2>/dev/null || fail "serve exited at start"
-    sleep 0.1
-done
+serve_start "$MODEL"
 req='{"messages":[{"role":"user","content":"Hi"}],"stream":true,"x_sentences":true}'
-curl -sN --max-time 60 "http://127.0.0.1:$port/v1/chat/completions" -H 'Content-Type: application/json' \
+curl -sN --max-time 60 "$BASE/v1/chat/completions" -H 'Content-Type: application/json' \
     -d "$req" >"$TMP/sse" || fail "x_sentences: curl"
 python3 - "$TMP/sse" <<'PY' || fail "x_sentences: SSE chunks"
 import json, sys
@@ -199,12 +189,10 @@ for line in open(sys.argv[1]):
             got.append(d[0]["delta"]["content"])
 assert got == ["Hello!", "How can I help you today?"], got
 PY
-code=$(curl -s -o "$TMP/body" -w '%{http_code}' "http://127.0.0.1:$port/v1/chat/completions" \
+code=$(curl -s -o "$TMP/body" -w '%{http_code}' "$BASE/v1/chat/completions" \
     -H 'Content-Type: application/json' -d '{"messages":[{"role":"user","content":"Hi"}],"x_sentences":1}')
 [[ $code == 400 ]] && grep -qF "'x_sentences' must be a boolean" "$TMP/body" || fail "x_sentences: 1 gives $code"
-kill $SRV
-wait $SRV 2>/dev/null || true
-trap 'rm -rf "$TMP"' EXIT
+serve_stop
 pass
 
 echo "test_voice.sh: $n_checks checks passed"

@@ -19,7 +19,7 @@ done
 
 TMP=$(mktemp -d)
 . "$(dirname "$0")/lib.sh"
-trap 'rm -rf "$TMP"' EXIT
+trap e2e_cleanup EXIT
 
 cat >"$TMP/two.jsonl" <<'JSON'
 {"partial": "Hi"}
@@ -29,15 +29,12 @@ cat >"$TMP/two.jsonl" <<'JSON'
 JSON
 
 # the sentences, as text
-rc=0
-"$CLI" voice "$MODEL" --tts - --transcripts "$TMP/two.jsonl" >"$TMP/out" 2>"$TMP/err" </dev/null || rc=$?
+cli voice "$MODEL" --tts - --transcripts "$TMP/two.jsonl"
 printf '%s\n' "Hello!" "How can I help you today?" "The capital of France is Paris." >"$TMP/want"
 [[ $rc -eq 0 ]] && cmp -s "$TMP/out" "$TMP/want" || fail "voice --tts -: sentences"
 
 # the same run spoken by espeak-ng (no --tts: the default)
-rc=0
-"$CLI" voice "$MODEL" --transcripts "$TMP/two.jsonl" --out-dir "$TMP/wav" --json \
-    >"$TMP/out" 2>"$TMP/err" </dev/null || rc=$?
+cli voice "$MODEL" --transcripts "$TMP/two.jsonl" --out-dir "$TMP/wav" --json
 [[ $rc -eq 0 ]] || fail "voice with espeak-ng exited $rc"
 cmp -s "$TMP/out" "$TMP/want" || fail "voice with espeak-ng: the reply text on stdout"
 grep -q "TTS command failed" "$TMP/err" && fail "voice: espeak-ng failed"

@@ -34,31 +34,15 @@ import tempfile
 import threading
 import time
 
+# tests/raw_http.py, shared with e2e/server_guard.py; no __pycache__ left in the source tree
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from raw_http import read_raw  # noqa: E402
+
 KEY = "soak-key"  # the server requires it: unauthenticated clients are one of the scenarios
 AUTH = b"Authorization: Bearer " + KEY.encode() + b"\r\n"
 PROMPTS = ["Hi", "Tell me a story.", "What is 2+2?", "Name a colour.", "Say hello in French.",
            "Write one sentence about cats.", "Why is the sky blue?", "Count to five."]
-
-
-def read_answer(s):
-    """Reads one HTTP answer from a raw socket: until its body is complete (Content-Length) or
-    the server closes. A server may keep the connection open after answering, so waiting for the
-    close alone would stall on the socket timeout."""
-    out = b""
-    try:
-        while True:
-            h = out.find(b"\r\n\r\n")
-            if h >= 0:
-                m = re.search(rb"(?i)\r\ncontent-length: *(\d+)", out[:h])
-                if m and len(out) >= h + 4 + int(m.group(1)):
-                    break
-            d = s.recv(65536)
-            if not d:
-                break
-            out += d
-    except (ConnectionResetError, socket.timeout):
-        pass
-    return out
 
 
 class Soak:
@@ -210,7 +194,7 @@ class Soak:
                 pass
             if not read:
                 return b""
-            return read_answer(s)
+            return read_raw(s)
         finally:
             s.close()
 
@@ -241,7 +225,7 @@ class Soak:
                     s.sendall(b"0\r\n\r\n")
             except OSError:
                 pass  # the server answered 413 and closed while we were still sending
-            got = read_answer(s)
+            got = read_raw(s)
         finally:
             s.close()
         m = re.match(rb"HTTP/1\.[01] (\d+)", got)
@@ -347,7 +331,7 @@ class Soak:
                     s.sendall(b"x" * n)
                 except OSError:
                     pass  # answered and closed
-            got = read_answer(s)
+            got = read_raw(s)
             m = re.match(rb"HTTP/1\.1 (\d+)", got)
             if not m or m.group(1) != b"401":
                 self.error(kind, "got %r" % got[:200])

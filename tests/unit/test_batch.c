@@ -81,6 +81,12 @@ static void pass(fixture *f, size_t k, cm_kv **kv, const lm_token *const *ids, c
     lm_forward(f->m, f->c, &b);
 }
 
+/* A pass of one sequence alone: ids[0..n) at position pos of kv, the last one's logits into out
+ * when out is not NULL. */
+static void pass_one(fixture *f, cm_kv *kv, const lm_token *ids, size_t n, size_t pos, float *out) {
+    pass(f, 1, &kv, &ids, &n, &pos, &out);
+}
+
 static double rel_err(const float *a, const float *b, size_t n) {
     double d = 0, r = 0;
     for (size_t i = 0; i < n; i++) {
@@ -88,6 +94,16 @@ static double rel_err(const float *a, const float *b, size_t n) {
         r += (double)b[i] * b[i];
     }
     return r > 0 ? sqrt(d / r) : sqrt(d);
+}
+
+/* The largest rel_err of rows rows of V logits each. */
+static double worst_err(const float *got, const float *ref, size_t rows, size_t V) {
+    double worst = 0;
+    for (size_t r = 0; r < rows; r++) {
+        double e = rel_err(got + r * V, ref + r * V, V);
+        if (e > worst) worst = e;
+    }
+    return worst;
 }
 
 static size_t argmax(const float *x, size_t n) {
@@ -101,17 +117,9 @@ static size_t argmax(const float *x, size_t n) {
 static float *alone(fixture *f, int s, uint32_t kv_type) {
     float *rows = malloc((N_DEC + 1) * f->V * sizeof(float));
     cm_kv *kv = kv_new(f, kv_type);
-    const lm_token *ids = f->prompt[s];
-    size_t n = PROMPT_LEN[s], pos = 0;
-    float *out = rows;
-    pass(f, 1, &kv, &ids, &n, &pos, &out);
-    for (int d = 0; d < N_DEC; d++) {
-        ids = &f->dec[s][d];
-        n = 1;
-        pos = PROMPT_LEN[s] + (size_t)d;
-        out = rows + (size_t)(d + 1) * f->V;
-        pass(f, 1, &kv, &ids, &n, &pos, &out);
-    }
+    pass_one(f, kv, f->prompt[s], PROMPT_LEN[s], 0, rows);
+    for (int d = 0; d < N_DEC; d++)
+        pass_one(f, kv, &f->dec[s][d], 1, PROMPT_LEN[s] + (size_t)d, rows + (size_t)(d + 1) * f->V);
     f->ops->kv_free(kv);
     return rows;
 }
@@ -176,10 +184,8 @@ static double compare(fixture *f, uint32_t kv_type) {
     shared(f, kv_type, got);
     double worst = 0;
     for (int s = 0; s < N_SEQ; s++) {
-        for (int r = 0; r <= N_DEC; r++) {
-            double e = rel_err(got[s] + (size_t)r * f->V, ref[s] + (size_t)r * f->V, f->V);
-            if (e > worst) worst = e;
-        }
+        double e = worst_err(got[s], ref[s], N_DEC + 1, f->V);
+        if (e > worst) worst = e;
         free(ref[s]);
         free(got[s]);
     }
@@ -193,16 +199,10 @@ static void greedy_equal(fixture *f, const char *name) {
     float *lg = malloc(N_SEQ * f->V * sizeof(float));
     for (int s = 0; s < N_SEQ; s++) {
         cm_kv *kv = kv_new(f, CM_F16);
-        const lm_token *ids = f->prompt[s];
-        size_t n = PROMPT_LEN[s], pos = 0;
-        float *out = lg;
-        pass(f, 1, &kv, &ids, &n, &pos, &out);
+        pass_one(f, kv, f->prompt[s], PROMPT_LEN[s], 0, lg);
         for (int i = 0; i < STEPS; i++) {
             want[s][i] = (lm_token)argmax(lg, f->V);
-            ids = &want[s][i];
-            n = 1;
-            pos = PROMPT_LEN[s] + (size_t)i;
-            pass(f, 1, &kv, &ids, &n, &pos, &out);
+            pass_one(f, kv, &want[s][i], 1, PROMPT_LEN[s] + (size_t)i, lg);
         }
         f->ops->kv_free(kv);
     }
@@ -245,13 +245,9 @@ static void leave_and_truncate(fixture *f, const char *name, double tol) {
     memcpy(hist, f->prompt[2], 8 * sizeof *hist);
     memcpy(hist + 8, f->dec[1], N_DEC * sizeof *hist);
     float *ref2 = malloc(V * sizeof(float));
-    {
-        cm_kv *kv = kv_new(f, CM_F32);
-        const lm_token *ids = hist;
-        size_t n = 8 + N_DEC, pos = 0;
-        pass(f, 1, &kv, &ids, &n, &pos, &ref2);
-        f->ops->kv_free(kv);
-    }
+    cm_kv *kv2 = kv_new(f, CM_F32);
+    pass_one(f, kv2, hist, 8 + N_DEC, 0, ref2);
+    f->ops->kv_free(kv2);
     cm_kv *kv[N_SEQ];
     for (int s = 0; s < N_SEQ; s++) kv[s] = kv_new(f, CM_F32);
     float *got0 = malloc((N_DEC + 1) * V * sizeof(float)), *got2 = malloc(V * sizeof(float));
@@ -270,17 +266,9 @@ static void leave_and_truncate(fixture *f, const char *name, double tol) {
         float *out[2] = {got0 + V, got2};
         pass(f, 2, k2, ids, n, pos, out);
     }
-    for (int d = 1; d < N_DEC; d++) {
-        const lm_token *ids = &f->dec[0][d];
-        size_t n = 1, pos = 5 + (size_t)d;
-        float *out = got0 + (size_t)(d + 1) * V;
-        pass(f, 1, &kv[0], &ids, &n, &pos, &out);
-    }
-    double e0 = 0;
-    for (int r = 0; r <= N_DEC; r++) {
-        double e = rel_err(got0 + (size_t)r * V, ref0 + (size_t)r * V, V);
-        if (e > e0) e0 = e;
-    }
+    for (int d = 1; d < N_DEC; d++)
+        pass_one(f, kv[0], &f->dec[0][d], 1, 5 + (size_t)d, got0 + (size_t)(d + 1) * V);
+    double e0 = worst_err(got0, ref0, N_DEC + 1, V);
     double e2 = rel_err(got2, ref2, V);
     if (e0 > tol || e2 > tol) fail_msg("%s: after a leave and a truncation: %.3g and %.3g (bound %.0e)", name, e0, e2, tol);
     for (int s = 0; s < N_SEQ; s++) f->ops->kv_free(kv[s]);

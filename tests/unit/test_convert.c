@@ -101,6 +101,16 @@ static double rel_err(const float *got, const float *want, size_t n) {
     return sqrt(num / den);
 }
 
+/* The ids of a JSON array of numbers, in a malloc'd array with room for extra more after them;
+ * *n gets their count. */
+static lm_token *json_ids(const cJSON *arr, size_t extra, size_t *n) {
+    *n = (size_t)cJSON_GetArraySize(arr);
+    lm_token *ids = malloc((*n + extra) * sizeof *ids);
+    assert_non_null(ids);
+    for (size_t i = 0; i < *n; i++) ids[i] = cJSON_GetArrayItem(arr, (int)i)->valueint;
+    return ids;
+}
+
 /* ---- architecture fixtures as F32 GGUF against transformers ---- */
 
 static void check_refs(const char *fx, const char *tok, double tol) {
@@ -116,10 +126,8 @@ static void check_refs(const char *fx, const char *tok, double tol) {
     size_t nv = (size_t)lm_model_n_vocab(m);
     assert_int_equal(nv, 512);
     cJSON_ArrayForEach(seq, cJSON_GetObjectItem(ref, "sequences")) {
-        cJSON *in = cJSON_GetObjectItem(seq, "input_ids");
-        size_t n = (size_t)cJSON_GetArraySize(in);
-        lm_token *ids = malloc((n + 24) * sizeof *ids);
-        for (size_t i = 0; i < n; i++) ids[i] = cJSON_GetArrayItem(in, (int)i)->valueint;
+        size_t n;
+        lm_token *ids = json_ids(cJSON_GetObjectItem(seq, "input_ids"), 24, &n);
         float *all = eval_all(m, ids, n), want[512];
         cJSON *ll = cJSON_GetObjectItem(seq, "last_logits");
         for (size_t v = 0; v < nv; v++) want[v] = (float)cJSON_GetArrayItem(ll, (int)v)->valuedouble;
@@ -211,10 +219,8 @@ static void test_from_mlx(void **state) {
     lm_model *a = load(out), *b = load(tu_data("models/qwen3-mlx-q4"));
     cJSON *ref = tu_json(tu_data("models/qwen3-mlx-q4/refs.json"));
     cJSON *seq = cJSON_GetArrayItem(cJSON_GetObjectItem(ref, "sequences"), 1);
-    cJSON *in = cJSON_GetObjectItem(seq, "input_ids");
-    size_t n = (size_t)cJSON_GetArraySize(in);
-    lm_token *ids = malloc(n * sizeof *ids);
-    for (size_t i = 0; i < n; i++) ids[i] = cJSON_GetArrayItem(in, (int)i)->valueint;
+    size_t n;
+    lm_token *ids = json_ids(cJSON_GetObjectItem(seq, "input_ids"), 0, &n);
     float *la = eval_all(a, ids, n), *lb = eval_all(b, ids, n);
     /* the same dequantized weights; the MLX folder runs locallm's integer kernels (activations
      * rounded to int16), the F32 file float dots: 1.2e-4 measured */
@@ -247,20 +253,39 @@ static uint32_t tensor_type(const gguf_file *g, const char *name) {
     return t->type;
 }
 
+/* tinychat's weather_call prompt (refs.json prompts[8]) into *ids (malloc'd, *n of them), and
+ * the logits of the bf16 folder after each of its ids (n * 2048, malloc'd): what the converted
+ * files are measured against. */
+static float *tinychat_want(lm_token **ids, size_t *n) {
+    cJSON *refs = tu_json(tu_src("models/tinychat/refs.json"));
+    const cJSON *p = cJSON_GetArrayItem(cJSON_GetObjectItem(refs, "prompts"), 8);
+    *ids = json_ids(cJSON_GetObjectItem(p, "prompt_ids"), 0, n);
+    cJSON_Delete(refs);
+    lm_model *hf = load(tu_src("models/tinychat"));
+    float *want = eval_all(hf, *ids, *n);
+    lm_model_free(hf);
+    return want;
+}
+
+/* Fails, naming what, unless m's logits after the last of ids are within tol (relative error)
+ * of want's last row (tinychat_want). */
+static void expect_last_logits(lm_model *m, const lm_token *ids, size_t n, const float *want,
+                               double tol, const char *what) {
+    float *got = eval_all(m, ids, n);
+    double e = rel_err(got + (n - 1) * 2048, want + (n - 1) * 2048, 2048);
+    if (getenv("LM_TEST_VERBOSE")) fprintf(stderr, "tinychat %s: rel err %.3g\n", what, e);
+    if (e > tol) fail_msg("tinychat %s: last-logit relative error %.3g > %.2g", what, e, tol);
+    free(got);
+}
+
 static void test_tinychat_types(void **state) {
     (void)state;
     const char *tc = tu_src("models/tinychat");
     char tcdir[4096];
     snprintf(tcdir, sizeof tcdir, "%s", tc);
-    cJSON *refs = tu_json(tu_src("models/tinychat/refs.json"));
-    cJSON *p0 = cJSON_GetArrayItem(cJSON_GetObjectItem(refs, "prompts"), 8); /* weather_call */
-    cJSON *pid = cJSON_GetObjectItem(p0, "prompt_ids");
-    size_t n = (size_t)cJSON_GetArraySize(pid);
-    lm_token *ids = malloc(n * sizeof *ids);
-    for (size_t i = 0; i < n; i++) ids[i] = cJSON_GetArrayItem(pid, (int)i)->valueint;
-    lm_model *hf = load(tcdir);
-    float *want = eval_all(hf, ids, n);
-    lm_model_free(hf);
+    lm_token *ids;
+    size_t n;
+    float *want = tinychat_want(&ids, &n);
     for (size_t k = 0; k < LM_ARRAY_LEN(TYPES); k++) {
         char name[64];
         snprintf(name, sizeof name, "tinychat-%s.gguf", TYPES[k].type);
@@ -301,16 +326,11 @@ static void test_tinychat_types(void **state) {
         }
         gguf_close(g);
         lm_model *m = load(out);
-        float *got = eval_all(m, ids, n);
-        double e = rel_err(got + (n - 1) * 2048, want + (n - 1) * 2048, 2048);
-        if (getenv("LM_TEST_VERBOSE")) fprintf(stderr, "tinychat %s: rel err %.3g\n", t, e);
-        if (e > TYPES[k].tol) fail_msg("tinychat %s: last-logit relative error %.3g > %.2g", t, e, TYPES[k].tol);
-        free(got);
+        expect_last_logits(m, ids, n, want, TYPES[k].tol, t);
         lm_model_free(m);
     }
     free(want);
     free(ids);
-    cJSON_Delete(refs);
 }
 
 /* The GGUF tokenizer of tinychat: every refs.json prompt encodes as tokenizer.json does (and as
@@ -470,14 +490,9 @@ static void test_mlx_output(void **state) {
     static const struct { int bits, gs; double tol; } C[] = {{4, 64, 0.15}, {8, 32, 0.01}}; /* measured 0.068, 0.0034 */
     char tc[4096];
     snprintf(tc, sizeof tc, "%s", tu_src("models/tinychat"));
-    cJSON *refs = tu_json(tu_src("models/tinychat/refs.json"));
-    cJSON *pid = cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(refs, "prompts"), 8), "prompt_ids");
-    size_t n = (size_t)cJSON_GetArraySize(pid);
-    lm_token *ids = malloc(n * sizeof *ids);
-    for (size_t i = 0; i < n; i++) ids[i] = cJSON_GetArrayItem(pid, (int)i)->valueint;
-    lm_model *hf = load(tc);
-    float *want = eval_all(hf, ids, n);
-    lm_model_free(hf);
+    lm_token *ids;
+    size_t n;
+    float *want = tinychat_want(&ids, &n);
     for (size_t k = 0; k < LM_ARRAY_LEN(C); k++) {
         const char *out = out_path("tinychat-mlx");
         lm_convert_params cp = lm_convert_default_params();
@@ -525,16 +540,13 @@ static void test_mlx_output(void **state) {
         size_t len;
         assert_int_equal(lm_model_chat_render(m, &msg, 1, NULL, text, sizeof text, &len, &err), LM_OK);
         assert_non_null(strstr(text, "<|im_start|>user\nHello!<|im_end|>"));
-        float *got = eval_all(m, ids, n);
-        double e = rel_err(got + (n - 1) * 2048, want + (n - 1) * 2048, 2048);
-        if (getenv("LM_TEST_VERBOSE")) fprintf(stderr, "tinychat MLX %d-bit g%d: rel err %.3g\n", C[k].bits, C[k].gs, e);
-        if (e > C[k].tol) fail_msg("MLX %d-bit: relative error %.3g > %.2g", C[k].bits, e, C[k].tol);
-        free(got);
+        char what[32];
+        snprintf(what, sizeof what, "MLX %d-bit g%d", C[k].bits, C[k].gs);
+        expect_last_logits(m, ids, n, want, C[k].tol, what);
         lm_model_free(m);
     }
     free(want);
     free(ids);
-    cJSON_Delete(refs);
 }
 
 /* ---- quantizers ---- */

@@ -78,13 +78,34 @@ static lm_gen_params greedy(int max_tokens) {
     return gp;
 }
 
-/* tinychat and an engine on it; free the engine, then *m. */
-static lm_engine *tinychat_engine(lm_model **m) {
-    lm_engine *e = NULL;
+/* tinychat and an engine on it: the state of the tests that run the local provider, made by
+ * tinychat_setup before each and freed by tinychat_teardown after it. */
+typedef struct tinychat {
+    lm_model *m;
+    lm_engine *e;
+} tinychat;
+
+static int tinychat_setup(void **state) {
+    tinychat *tc = calloc(1, sizeof *tc);
     lm_error err = {0};
-    if (lm_model_load(tu_src("models/tinychat"), NULL, m, &err)) fail_msg("%s", err.msg);
-    if (lm_engine_new(*m, NULL, &e, &err)) fail_msg("%s", err.msg);
-    return e;
+    if (!tc) return -1;
+    *state = tc;
+    if (lm_model_load(tu_src("models/tinychat"), NULL, &tc->m, &err) ||
+        lm_engine_new(tc->m, NULL, &tc->e, &err)) {
+        print_error("tinychat: %s\n", err.msg);
+        return -1;
+    }
+    return 0;
+}
+
+static int tinychat_teardown(void **state) {
+    tinychat *tc = *state;
+    if (tc) {
+        lm_engine_free(tc->e);
+        lm_model_free(tc->m);
+        free(tc);
+    }
+    return 0;
 }
 
 static void sleep_ms(long ms) {
@@ -93,12 +114,9 @@ static void sleep_ms(long ms) {
 }
 
 static void test_fallback(void **state) {
-    (void)state;
-    lm_model *m = NULL;
-    lm_engine *e = NULL;
+    lm_engine *e = ((tinychat *)*state)->e;
     lm_call *call = NULL;
     lm_error err = {0};
-    e = tinychat_engine(&m);
     assert_int_equal(lm_call_new(&call, &err), LM_OK);
     lm_provider *local = NULL, *dead = NULL, *fb = NULL, *fb2 = NULL;
     assert_int_equal(lm_provider_local_new(e, NULL, &local, &err), LM_OK);
@@ -139,8 +157,6 @@ static void test_fallback(void **state) {
     lm_provider_free(local);
     lm_provider_free(dead);
     lm_call_free(call);
-    lm_engine_free(e);
-    lm_model_free(m);
 }
 
 /* ---- concurrency: slots, the queue, cancel ---- */
@@ -173,16 +189,28 @@ static void *worker_main(void *arg) {
     return NULL;
 }
 
+/* Gives w a call handle of its own and runs it on a new thread *th; with w->started set, returns
+ * once its first piece has come (the call holds a slot). */
+static void worker_start(worker *w, pthread_t *th) {
+    lm_error err = {0};
+    assert_int_equal(lm_call_new(&w->call, &err), LM_OK);
+    assert_int_equal(pthread_create(th, NULL, worker_main, w), 0);
+    while (w->started && atomic_load(w->started) == 0) sleep_ms(1);
+}
+
+/* Frees what a finished worker holds: its text and its call handle. */
+static void worker_free(worker *w) {
+    lm_buf_free(&w->out);
+    lm_call_free(w->call);
+}
+
 /* Calls at the same time on a provider with enough slots each get the reply they get alone,
  * and share the engine's passes. */
 static void test_concurrent_calls(void **state) {
-    (void)state;
+    lm_engine *e = ((tinychat *)*state)->e;
     static const char *const qs[4] = {"What is the capital of France?", "What colour is the sky?",
                                       "Hello!", "What is 2 plus 2?"};
-    lm_model *m = NULL;
-    lm_engine *e = NULL;
     lm_error err = {0};
-    e = tinychat_engine(&m);
     lm_local_params lp = lm_local_default_params();
     lp.n_slots = 4;
     lm_provider *local = NULL;
@@ -202,16 +230,14 @@ static void test_concurrent_calls(void **state) {
     memset(ws, 0, sizeof ws);
     for (int i = 0; i < 4; i++) {
         ws[i] = (worker){.p = local, .question = qs[i], .max_tokens = 24, .delay_ms = 2};
-        assert_int_equal(lm_call_new(&ws[i].call, &err), LM_OK);
-        assert_int_equal(pthread_create(&th[i], NULL, worker_main, &ws[i]), 0);
+        worker_start(&ws[i], &th[i]);
     }
     for (int i = 0; i < 4; i++) pthread_join(th[i], NULL);
     for (int i = 0; i < 4; i++) {
         assert_int_equal(ws[i].st, LM_OK);
         assert_string_equal(ws[i].out.data, alone[i]);
         assert_string_equal(lm_call_answered_by(ws[i].call), "local");
-        lm_buf_free(&ws[i].out);
-        lm_call_free(ws[i].call);
+        worker_free(&ws[i]);
         lm_free(alone[i]);
     }
     lm_engine_stats after;
@@ -219,18 +245,13 @@ static void test_concurrent_calls(void **state) {
     assert_true(after.n_shared > before.n_shared); /* the calls shared passes */
     assert_true(after.max_seqs_in_pass >= 2);
     lm_provider_free(local);
-    lm_engine_free(e);
-    lm_model_free(m);
 }
 
 /* One slot and no queue: a second call while the first runs is refused with LM_ERR_BUSY; with
  * a queue it waits, and a cancelled waiter leaves the queue at once. */
 static void test_busy_and_queue(void **state) {
-    (void)state;
-    lm_model *m = NULL;
-    lm_engine *e = NULL;
+    lm_engine *e = ((tinychat *)*state)->e;
     lm_error err = {0};
-    e = tinychat_engine(&m);
     lm_local_params lp = lm_local_default_params();
     lp.n_slots = 1;
     lp.n_queue = -1;
@@ -241,10 +262,8 @@ static void test_busy_and_queue(void **state) {
     worker long_w = {.p = one, .question = "Tell me a story.", .max_tokens = 64, .delay_ms = 20, .started = &started};
     lm_gen_params gp = greedy(64);
     gp.ignore_eos = true;
-    assert_int_equal(lm_call_new(&long_w.call, &err), LM_OK);
     pthread_t th;
-    assert_int_equal(pthread_create(&th, NULL, worker_main, &long_w), 0);
-    while (atomic_load(&started) == 0) sleep_ms(1);
+    worker_start(&long_w, &th);
     lm_call *c2 = NULL;
     assert_int_equal(lm_call_new(&c2, &err), LM_OK);
     lm_message msgs[1] = {{.role = "user", .content = "Hello!"}};
@@ -257,8 +276,7 @@ static void test_busy_and_queue(void **state) {
     assert_int_equal(long_w.st, LM_ERR_CANCELLED);
     assert_int_equal(long_w.stats.finish, LM_FINISH_CANCELLED);
     assert_true(long_w.stats.n_generated < 64);
-    lm_buf_free(&long_w.out);
-    lm_call_free(long_w.call);
+    worker_free(&long_w);
     lm_provider_free(one);
 
     /* one slot, a queue of 1: a waiter that is cancelled returns LM_ERR_CANCELLED without running */
@@ -267,12 +285,9 @@ static void test_busy_and_queue(void **state) {
     atomic_store(&started, 0);
     worker w1 = {.p = one, .question = "Tell me a story.", .max_tokens = 40, .delay_ms = 20, .started = &started};
     worker w2 = {.p = one, .question = "Hello!", .max_tokens = 8};
-    assert_int_equal(lm_call_new(&w1.call, &err), LM_OK);
-    assert_int_equal(lm_call_new(&w2.call, &err), LM_OK);
     pthread_t t1, t2;
-    assert_int_equal(pthread_create(&t1, NULL, worker_main, &w1), 0);
-    while (atomic_load(&started) == 0) sleep_ms(1);
-    assert_int_equal(pthread_create(&t2, NULL, worker_main, &w2), 0);
+    worker_start(&w1, &t1);
+    worker_start(&w2, &t2);
     sleep_ms(50);
     lm_call_cancel(w2.call);
     pthread_join(t2, NULL);
@@ -281,24 +296,18 @@ static void test_busy_and_queue(void **state) {
     assert_non_null(strstr(lm_call_errmsg(w2.call), "waiting for a slot"));
     pthread_join(t1, NULL);
     assert_int_equal(w1.st, LM_OK);
-    lm_buf_free(&w1.out);
-    lm_call_free(w1.call);
-    lm_call_free(w2.call);
+    worker_free(&w1);
+    worker_free(&w2);
     lm_call_free(c2);
     lm_provider_free(one);
-    lm_engine_free(e);
-    lm_model_free(m);
 }
 
 /* tinychat writes Hermes tool calls: the local provider keeps the call text out of the stream
  * and hands OpenAI tool calls in the call handle. */
 static void test_tool_calls(void **state) {
-    (void)state;
-    lm_model *m = NULL;
-    lm_engine *e = NULL;
+    lm_engine *e = ((tinychat *)*state)->e;
     lm_call *call = NULL;
     lm_error err = {0};
-    e = tinychat_engine(&m);
     assert_int_equal(lm_call_new(&call, &err), LM_OK);
     lm_provider *local = NULL;
     assert_int_equal(lm_provider_local_new(e, NULL, &local, &err), LM_OK);
@@ -365,8 +374,6 @@ static void test_tool_calls(void **state) {
     cJSON_Delete(refs);
     lm_provider_free(local);
     lm_call_free(call);
-    lm_engine_free(e);
-    lm_model_free(m);
 }
 
 /* ---- a fake upstream: one connection, one canned response ---- */
@@ -509,10 +516,10 @@ static void test_bad_params(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sse_splits),
-        cmocka_unit_test(test_fallback),
-        cmocka_unit_test(test_concurrent_calls),
-        cmocka_unit_test(test_busy_and_queue),
-        cmocka_unit_test(test_tool_calls),
+        cmocka_unit_test_setup_teardown(test_fallback, tinychat_setup, tinychat_teardown),
+        cmocka_unit_test_setup_teardown(test_concurrent_calls, tinychat_setup, tinychat_teardown),
+        cmocka_unit_test_setup_teardown(test_busy_and_queue, tinychat_setup, tinychat_teardown),
+        cmocka_unit_test_setup_teardown(test_tool_calls, tinychat_setup, tinychat_teardown),
         cmocka_unit_test(test_bad_params),
         cmocka_unit_test(test_upstream_errors),
     };

@@ -1,6 +1,7 @@
 /* tests/unit/test_tokenizer.c: GGUF SentencePiece vocabularies against stories260K's cases and
  * llama.cpp's test vectors; decoding and streaming decoding. */
 #include "testutil.h"
+#include "tok_check.h"
 
 #include "formats/formats.h"
 #include "tokenizer/tokenizer.h"
@@ -41,38 +42,6 @@ static tok_tokenizer *load_meta(const gguf_file *g) {
     lm_error err = {0};
     if (tok_load_gguf(g, &t, &err)) fail_msg("%s", err.msg);
     return t;
-}
-
-/* Decodes ids (skip: special tokens left out) and fails unless the text is want. */
-static void expect_text(const tok_tokenizer *t, const lm_token *ids, size_t n, bool skip,
-                        const char *want) {
-    lm_buf b = {0};
-    lm_error err = {0};
-    assert_int_equal(tok_decode(t, ids, n, skip, &b, &err), LM_OK);
-    assert_string_equal(b.data ? b.data : "", want);
-    lm_buf_free(&b);
-}
-
-/* Decoding whole and one id at a time give the same text. */
-static void check_stream(const tok_tokenizer *t, const lm_token *ids, size_t n, bool skip) {
-    lm_buf whole = {0}, part = {0};
-    lm_error err = {0};
-    assert_int_equal(tok_decode(t, ids, n, skip, &whole, &err), LM_OK);
-    tok_stream *s = tok_stream_new(t, skip);
-    assert_non_null(s);
-    for (size_t i = 0; i < n; i++) {
-        size_t before = part.len;
-        assert_int_equal(tok_stream_push(s, ids[i], &part), LM_OK);
-        /* nothing pushed yet leaves part.data NULL: no offset from it (clang's UBSan) */
-        const char *piece = part.data ? part.data + before : "";
-        assert_int_equal(lm_utf8_complete_len(piece, part.len - before), part.len - before);
-    }
-    assert_int_equal(tok_stream_finish(s, &part), LM_OK);
-    assert_int_equal(whole.len, part.len);
-    if (whole.len) assert_memory_equal(whole.data, part.data, whole.len);
-    tok_stream_free(s);
-    lm_buf_free(&whole);
-    lm_buf_free(&part);
 }
 
 static void test_stories260k_cases(void **state) {
