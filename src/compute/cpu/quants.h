@@ -220,10 +220,11 @@ void cm_gemm_prep_q8k(const float *x, size_t ldx, const cm_gemm_act *a, size_t g
 cm_gemm_fn cm_gemm_select(uint32_t type, uint32_t cpu_features, cm_gemm_prep_fn *prep);
 
 #if defined(__x86_64__) || defined(__i386__) || defined(_M_X64)
-/* quants_avx2.c: the same tiles without VNNI (no Q8_0). */
+/* quants_avx2.c: the same tiles without VNNI (Q8_0 by the sign trick). */
 void cm_gemm_prep_avx2(const float *x, size_t ldx, const cm_gemm_act *a, size_t g0, size_t g1);
 void cm_gemm_q4_0_avx2(const cm_matrix *w, size_t r0, size_t r1, const cm_gemm_act *a, float *y, size_t ldy, void *scratch);
 void cm_gemm_q5_0_avx2(const cm_matrix *w, size_t r0, size_t r1, const cm_gemm_act *a, float *y, size_t ldy, void *scratch);
+void cm_gemm_q8_0_avx2(const cm_matrix *w, size_t r0, size_t r1, const cm_gemm_act *a, float *y, size_t ldy, void *scratch);
 void cm_gemm_q4_k_avx2(const cm_matrix *w, size_t r0, size_t r1, const cm_gemm_act *a, float *y, size_t ldy, void *scratch);
 void cm_gemm_q5_k_avx2(const cm_matrix *w, size_t r0, size_t r1, const cm_gemm_act *a, float *y, size_t ldy, void *scratch);
 void cm_gemm_q6_k_avx2(const cm_matrix *w, size_t r0, size_t r1, const cm_gemm_act *a, float *y, size_t ldy, void *scratch);

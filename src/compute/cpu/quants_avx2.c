@@ -704,7 +704,7 @@ void cm_quantize_q8_k_avx2(const float *x, void *out, size_t n) {
  * The AVX-512 tile (quants_avx512.c) with each vpdpbusd replaced by maddubs (unsigned weight
  * times signed activation bytes, pairs summed in int16) and madd with ones. Two groups of 4
  * bytes are added in int16 before widening: 4 products of q <= 63 and |x| <= 127 stay below
- * 2^15, which is why Q8_0 (q + 128 up to 255) has no tile here. */
+ * 2^15. Q8_0 (q + 128 up to 255) would not: it has its own tile, tile256_q8 below. */
 static inline __attribute__((always_inline)) void tile256(const uint8_t *wq, const float *dw,
                                                           const float *nm, size_t nb,
                                                           const uint8_t *act, float *out, bool first,
@@ -752,6 +752,56 @@ static inline __attribute__((always_inline)) void tile256(const uint8_t *wq, con
         #pragma GCC unroll 8
         for (int r = 0; r < TR; r++) _mm256_store_ps(out + 16 * r + 8 * h, acc[r]);
     }
+}
+
+/* Q8_0: the weights stay signed bytes (no offset) and each group of 4 meets the activations by
+ * the sign trick, maddubs(|q|, x with q's sign): a pair of products is at most 2 * 128 * 127 =
+ * 32,512, so it is widened by madd after every maddubs (two maddubs added in int16 could
+ * overflow). The integer sums are exact, so the results are those of the other tiles. */
+static inline void gx_unpack_q8_0s(const uint8_t *row, size_t nb, uint8_t *wq, float *dw, float *nm, int r) {
+    (void)nm;
+    for (size_t b = 0; b < nb; b++, row += 34) {
+        memcpy(wq + (b * TR + (size_t)r) * 32, row + 2, 32);
+        dw[b * 2 * TR + (size_t)r] = gx_f16(row);
+    }
+}
+
+static inline __attribute__((always_inline)) void tile256_q8(const uint8_t *wq, const float *dw,
+                                                             const float *nm, size_t nb, const uint8_t *act,
+                                                             float *out, bool first, int bk, int kshift,
+                                                             bool has_min) {
+    (void)nm, (void)bk, (void)kshift, (void)has_min;
+    const __m256i ones = _mm256_set1_epi16(1);
+    for (int h = 0; h < 2; h++) { /* tokens 0..7, then 8..15 of the group */
+        const uint8_t *ah = act + 32 * h, *wb = wq;
+        const float *dwb = dw;
+        __m256 acc[TR];
+        #pragma GCC unroll 8
+        for (int r = 0; r < TR; r++) acc[r] = first ? _mm256_setzero_ps() : _mm256_load_ps(out + 16 * r + 8 * h);
+        for (size_t b = 0; b < nb; b++, ah += CM_GEMM_ACT_BLOCK, wb += TR * 32, dwb += 2 * TR) {
+            __m256 dx = _mm256_load_ps((const float *)(ah + 512));
+            #pragma GCC unroll 8
+            for (int r = 0; r < TR; r++) {
+                const uint8_t *w = wb + 32 * r;
+                __m256i s = _mm256_setzero_si256();
+                #pragma GCC unroll 8
+                for (int k = 0; k < 8; k++) {
+                    __m256i q = _mm256_set1_epi32(gx_rd32(w + 4 * k));
+                    __m256i x = _mm256_load_si256((const __m256i *)(ah + 64 * k));
+                    __m256i p = _mm256_maddubs_epi16(_mm256_abs_epi8(q), _mm256_sign_epi8(x, q));
+                    s = _mm256_add_epi32(s, _mm256_madd_epi16(p, ones));
+                }
+                acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(dx, _mm256_set1_ps(dwb[r])), acc[r]);
+            }
+        }
+        #pragma GCC unroll 8
+        for (int r = 0; r < TR; r++) _mm256_store_ps(out + 16 * r + 8 * h, acc[r]);
+    }
+}
+
+void cm_gemm_q8_0_avx2(const cm_matrix *w, size_t r0, size_t r1, const cm_gemm_act *a, float *y, size_t ldy,
+                       void *scratch) {
+    gx_gemm(w, r0, r1, a, y, ldy, scratch, gx_unpack_q8_0s, tile256_q8, 32, -1, false);
 }
 
 void cm_gemm_prep_avx2(const float *x, size_t ldx, const cm_gemm_act *a, size_t g0, size_t g1) {

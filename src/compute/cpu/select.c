@@ -194,10 +194,11 @@ cm_gemm_fn cm_gemm_select(uint32_t type, uint32_t cpu_features, cm_gemm_prep_fn 
         switch (type) {
         case CM_Q4_0: fn = cm_gemm_q4_0_avx2; break;
         case CM_Q5_0: fn = cm_gemm_q5_0_avx2; break;
+        case CM_Q8_0: fn = cm_gemm_q8_0_avx2; break;
         case CM_Q4_K: fn = cm_gemm_q4_k_avx2; break;
         case CM_Q5_K: fn = cm_gemm_q5_k_avx2; break;
         case CM_Q6_K: fn = cm_gemm_q6_k_avx2; break;
-        default: break; /* Q8_0 would overflow maddubs' int16 pairs */
+        default: break;
         }
         if (fn) *prep = cm_gemm_prep_avx2;
         return fn;
