@@ -3,13 +3,11 @@
  *   prefill: cm_gemm_select's tile for TYPE over ROWS x COLS weights and N tokens, with and
  *            without AVX-512 VNNI, plus the activation quantizer (cm_gemm_prep_fn);
  *   decode:  cm_dotq_select's row kernel over the same matrix, with and without AVX-512.
- * Build (Release flags; the AVX files need their own -m flags, as CMake gives them):
- *   F="-std=c11 -O2 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Iinclude -Isrc"
- *   gcc $F -c src/compute/cpu/quants_avx2.c -mavx2 -mfma -mf16c -o /tmp/k2.o
- *   gcc $F -c src/compute/cpu/quants_avx512.c -mavx2 -mfma -mf16c -mavx512f -mavx512bw \
- *       -mavx512vl -mavx512vnni -o /tmp/k5.o
- *   gcc $F bench/kernels.c src/core/{alloc,error,file,pool,util}.c src/compute/cpu/quants_ref.c /tmp/k2.o /tmp/k5.o \
- *       -o /tmp/kernels $(pkg-config --cflags --libs libcjson) -lm -lpthread
+ * Build against the Release library (its AVX files carry their own -m flags), as bench/lib.sh's
+ * bench_c_program does:
+ *   cmake -S . -B build -DCMAKE_BUILD_TYPE=Release && cmake --build build --target locallm_lib
+ *   cc -std=c11 -O2 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Iinclude -Isrc bench/kernels.c \
+ *       build/liblocallm.a -o /tmp/kernels $(pkg-config --libs libcjson libpcre2-8 libutf8proc libcurl) -lm -lpthread
  *   /tmp/kernels TYPE ROWS COLS N     e.g. /tmp/kernels Q4_0 896 4864 64 (the 0.5B FFN down)
  * Weights are random bytes with sane block scales: speed does not depend on the values. */
 #include "compute/backend.h"

@@ -43,6 +43,8 @@ wr_tensor *wr_add(wr_file *w, const char *name) {
 
 lm_status wr_open(wr_file *w, const char *path, lm_error *err) {
     size_t plen = strlen(path);
+    lm_free(w->path); /* an earlier wr_open that failed */
+    lm_free(w->part);
     w->path = lm_strdup(path);
     w->part = lm_malloc(plen + 6);
     if (!w->path || !w->part) return lm_fail_nomem(err, "path");

@@ -150,6 +150,7 @@ sse_check() {
 import json, sys
 frames = open(sys.argv[1]).read().split("\n\n")[:-1]
 assert frames[-1] == "data: [DONE]", frames[-1:]
+assert all(f.startswith("data: ") for f in frames), [f for f in frames if not f.startswith("data: ")][:1]
 chunks = [json.loads(f[6:]) for f in frames[:-1]]
 exec(sys.stdin.read())' "$TMP/body" || fail "$1"
     pass

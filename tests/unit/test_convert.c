@@ -753,6 +753,17 @@ static void test_gguf_writer(void **state) {
     snprintf(part, sizeof part, "%s.part", o2);
     assert_false(lm_path_exists(o2));
     assert_false(lm_path_exists(part));
+    /* a begin that cannot create its file is an IO error naming it, and a later begin works (no
+     * leak of the first one's paths under ASan) */
+    w = gguf_writer_new();
+    gguf_w_tensor(w, "v", CM_F32, 1, ne1);
+    assert_int_equal(gguf_w_begin(w, "/nonexistent-dir/q.gguf", &err), LM_ERR_IO);
+    assert_non_null(strstr(err.msg, "/nonexistent-dir/q.gguf.part"));
+    assert_int_equal(gguf_w_begin(w, o2, &err), LM_OK);
+    assert_int_equal(gguf_w_data(w, fl, 4 * ne1[0], &err), LM_OK);
+    assert_int_equal(gguf_w_finish(w, &err), LM_OK);
+    gguf_writer_free(w);
+    assert_true(lm_path_exists(o2));
 }
 
 /* ---- bad input ---- */

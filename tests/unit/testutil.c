@@ -98,6 +98,7 @@ void tu_copy_in(const char *from, const char *dir, const char *name, size_t keep
 /* Through the shell: these are fixtures' folders under /tmp, named by the tests themselves. */
 static void shell(const char *fmt, const char *path) {
     char cmd[4200];
+    if (strchr(path, '\'')) fail_msg("%s: a quote in the path would break the shell command", path);
     int n = snprintf(cmd, sizeof cmd, fmt, path);
     assert_true(n > 0 && (size_t)n < sizeof cmd);
     if (system(cmd) != 0) fail_msg("%s failed", cmd);

@@ -42,10 +42,10 @@ cm_dotq_fn cm_dotq_select(uint32_t type, uint32_t cpu_features, uint32_t *act_ty
  * quantizer. n a whole number of blocks. */
 typedef void (*cm_quantize_fn)(const float *x, void *out, size_t n);
 cm_quantize_fn cm_quantize_select(uint32_t type, uint32_t cpu_features);
-/* The oracle for cm_dotq_fn: the dot of the dequantized row and dequantized xq (of act_type). */
 /* Packs the 6-bit scales ls[8] and mins lm[8] (each 0..63) of a Q4_K or Q5_K super-block into its
  * 12 scale bytes, GGML's layout (quants_ref.c, which reads them back too; quantize_ref.c). */
 void cm_k4_pack_scales(uint8_t s12[12], const int ls[8], const int lm[8]);
+/* The oracle for cm_dotq_fn: the dot of the dequantized row and dequantized xq (of act_type). */
 float cm_dotq_ref(uint32_t type, const void *row, uint32_t act_type, const void *xq, size_t n);
 
 /* MLX integer decode (quants_mlx_*.c): the activation x is prepared once per matrix product by
