@@ -402,10 +402,11 @@ static int run_repl(backend *b, cli_convo *c, const lm_chat_params *cp, const lm
 
 /* ---- run's conversation -------------------------------------------------------------------- */
 
-int cli_chat_local(lm_model *model, int32_t n_ctx, const char *system, const lm_gen_params *gp,
+int cli_chat_local(lm_model *model, int32_t n_ctx, bool kv_f32, const char *system, const lm_gen_params *gp,
                    const char *prompt, bool verbose) {
     lm_local_params lp = lm_local_default_params();
     lp.session.n_ctx = n_ctx;
+    lp.session.kv_f32 = kv_f32;
     lm_provider *local = NULL;
     lm_engine *engine = NULL;
     lm_call *call = NULL;

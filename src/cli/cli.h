@@ -96,6 +96,8 @@ enum cli_option_id {
     CLI_O_PROVIDERS, CLI_O_TIMEOUT, CLI_O_CONNECT_TIMEOUT,
     /* structured output (run, chat); --json there is CLI_O_JSON */
     CLI_O_GRAMMAR, CLI_O_JSON_SCHEMA,
+    /* the KV cache's element type (run, eval) */
+    CLI_O_KV_TYPE,
     CLI_O_OWN = 100,
 };
 
@@ -122,6 +124,8 @@ typedef struct cli_command {
      "context window in tokens (default: the model's, at most 4096)"}
 #define CLI_OPT_FORCE                                                                        \
     {CLI_O_FORCE, "--force", NULL, "load even when the model looks too big for the memory"}
+#define CLI_OPT_KV_TYPE                                                                      \
+    {CLI_O_KV_TYPE, "--kv-type", "T", "KV cache element type: f16 (default) or f32"}
 #define CLI_OPT_SYSTEM {CLI_O_SYSTEM, "-sys|--system|--system-prompt", "TEXT", "system prompt"}
 #define CLI_OPT_CHAT_TEMPLATE                                                                \
     {CLI_O_CHAT_TEMPLATE, "--chat-template", "T",                                            \
@@ -165,6 +169,8 @@ int cli_args_step(cli_args *a, const char **model, int *rc);
 bool cli_args_i32(const cli_args *a, int32_t min, int32_t max, int32_t *out);
 bool cli_args_u64(const cli_args *a, uint64_t *out);
 bool cli_args_float(const cli_args *a, float min, float max, float *out);
+/* --kv-type's value: "f16" or "f32" (*kv_f32 set), anything else a usage error. */
+bool cli_args_kv_type(const cli_args *a, bool *kv_f32);
 /* A positional argument taken as the command's one MODEL: sets *model to a->val, or, when a model
  * was already given, prints the usage error naming both and returns false. */
 bool cli_args_model(const cli_args *a, const char **model);
@@ -301,7 +307,7 @@ void cli_convo_free(cli_convo *c);
 /* One conversation with a loaded local model, as `locallm run` has it with a chat model: prompt
  * NULL opens the interactive prompt (stdin a terminal), else prompt is answered once. The reply
  * streams to stdout; with verbose the turn's stats go to stderr. Returns the exit code. */
-int cli_chat_local(lm_model *model, int32_t n_ctx, const char *system, const lm_gen_params *gp,
+int cli_chat_local(lm_model *model, int32_t n_ctx, bool kv_f32, const char *system, const lm_gen_params *gp,
                    const char *prompt, bool verbose);
 /* Reads a JSON array of OpenAI messages from path. Every string is malloc'd; free the list with
  * cli_messages_free. On failure prints the error and returns false. */

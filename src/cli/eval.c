@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { O_IDS = CLI_O_OWN, O_TOP, O_GREEDY, O_LOGITS_OUT, O_KV_TYPE };
+enum { O_IDS = CLI_O_OWN, O_TOP, O_GREEDY, O_LOGITS_OUT };
 
 static const cli_option EVAL_OPTIONS[] = {
     {O_IDS, "--ids", "LIST", "comma-separated token ids (required)"},
@@ -18,7 +18,7 @@ static const cli_option EVAL_OPTIONS[] = {
     {CLI_O_JSON, "--json", NULL, "print JSON: {\"positions\":[{\"top\":[[id,logit],...]},...],\"greedy\":[...]}"},
     CLI_OPT_THREADS,
     CLI_OPT_CTX,
-    {O_KV_TYPE, "--kv-type", "T", "KV cache element type: f16 (default) or f32"},
+    CLI_OPT_KV_TYPE,
     CLI_OPT_FORCE,
     {0, NULL, NULL, NULL},
 };
@@ -107,14 +107,7 @@ static int parse_opts(int argc, char **argv, eval_opts *o) {
         case O_LOGITS_OUT: o->logits_out = a.val; break;
         case CLI_O_THREADS: ok = cli_args_i32(&a, 0, 1024, &o->n_threads); break;
         case CLI_O_CTX: ok = cli_args_i32(&a, 0, INT32_MAX, &o->n_ctx); break;
-        case O_KV_TYPE:
-            if (strcmp(a.val, "f32") == 0 || strcmp(a.val, "f16") == 0) {
-                o->kv_f32 = strcmp(a.val, "f32") == 0;
-            } else {
-                cli_usage_error(cmd, "%s: expected f16 or f32, got '%s'", a.opt, a.val);
-                ok = false;
-            }
-            break;
+        case CLI_O_KV_TYPE: ok = cli_args_kv_type(&a, &o->kv_f32); break;
         }
         if (!ok) rc = CLI_EXIT_USAGE;
     }

@@ -214,6 +214,15 @@ bool cli_args_float(const cli_args *a, float min, float max, float *out) {
     return cli_parse_float(a->cmd->name, a->opt, a->val, min, max, out);
 }
 
+bool cli_args_kv_type(const cli_args *a, bool *kv_f32) {
+    if (strcmp(a->val, "f32") && strcmp(a->val, "f16")) {
+        cli_usage_error(a->cmd->name, "%s: expected f16 or f32, got '%s'", a->opt, a->val);
+        return false;
+    }
+    *kv_f32 = strcmp(a->val, "f32") == 0;
+    return true;
+}
+
 /* ---- help ------------------------------------------------------------------------------------- */
 
 enum { HELP_COLUMN = 27 }; /* where the descriptions start */

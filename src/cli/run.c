@@ -27,6 +27,7 @@ static const cli_option RUN_OPTIONS[] = {
     CLI_OPT_STRUCTURED,
     CLI_OPT_THREADS,
     CLI_OPT_CTX,
+    CLI_OPT_KV_TYPE,
     {CLI_O_VERBOSE, "-v|--verbose", NULL, "print the timings of each answer to stderr"},
     {O_NO_STATS, "--no-stats", NULL, "do not print the timings plain completion prints to stderr"},
     CLI_OPT_FORCE,
@@ -57,7 +58,7 @@ typedef struct run_opts {
     const char *model, *prompt_arg, *prompt_file, *system, *tpl;
     char *words;            /* the words after MODEL joined by spaces (malloc'd) */
     int32_t n_threads, n_ctx;
-    bool raw, verbose, no_stats, n_set;
+    bool raw, verbose, no_stats, n_set, kv_f32;
     lm_gen_params gp;
     cli_structured so;
 } run_opts;
@@ -107,6 +108,9 @@ static int parse(int argc, char **argv, run_opts *o) {
             break;
         case CLI_O_CTX:
             if (!cli_args_i32(&a, 0, INT32_MAX, &o->n_ctx)) return CLI_EXIT_USAGE;
+            break;
+        case CLI_O_KV_TYPE:
+            if (!cli_args_kv_type(&a, &o->kv_f32)) return CLI_EXIT_USAGE;
             break;
         }
     }
@@ -181,6 +185,7 @@ static int complete(lm_model *model, const run_opts *o, const char *prompt, size
                     double load_ms) {
     lm_session_params sp = lm_session_default_params();
     sp.n_ctx = o->n_ctx;
+    sp.kv_f32 = o->kv_f32;
     lm_session *session = NULL;
     lm_engine *engine = NULL;
     lm_error err = {0};
@@ -268,7 +273,7 @@ int cli_run(int argc, char **argv) {
     }
     lm_gen_params gp = o.gp;
     if (!o.n_set) gp.max_tokens = -1; /* an answer ends when the model ends its turn */
-    rc = cli_chat_local(model, o.n_ctx, o.system, &gp, prompt, o.verbose && !o.no_stats);
+    rc = cli_chat_local(model, o.n_ctx, o.kv_f32, o.system, &gp, prompt, o.verbose && !o.no_stats);
 
 done:
     lm_model_free(model);

@@ -48,10 +48,19 @@ cmp -s "$TMP/out" "$TMP/run_expected" || fail "run output differs from the refer
 [[ ! -s $TMP/err ]] || fail "run --no-stats wrote to stderr"
 pass
 
-# The q8_0 file gives the same 80 greedy tokens (reference.json "q8_0").
-expect_ok run "$MODEL_Q8" -p "$PROMPT" -n 80 --no-stats
-cmp -s "$TMP/out" "$TMP/run_expected" || fail "run on q8_0 differs from the reference greedy text"
+# The q8_0 file gives the same 80 greedy tokens (reference.json "q8_0") with the F32 KV cache;
+# with the default F16 cache token 67 is a near-tie (310 against 316, 0.05 apart in float64) that
+# the cache's rounding can flip, so there the first 64 tokens are checked (test_model.c does the
+# same with the ids).
+expect_ok run "$MODEL_Q8" -p "$PROMPT" -n 80 --no-stats --kv-type f32
+cmp -s "$TMP/out" "$TMP/run_expected" || fail "run on q8_0 --kv-type f32 differs from the reference greedy text"
 pass
+expect_ok run "$MODEL_Q8" -p "$PROMPT" -n 64 --no-stats
+head -c -1 "$TMP/out" >"$TMP/out64"
+[[ -s $TMP/out64 ]] && cmp -s "$TMP/out64" <(head -c "$(stat -c %s "$TMP/out64")" "$TMP/run_expected") ||
+    fail "run on q8_0: the first 64 tokens differ from the reference greedy text"
+pass
+expect_error 2 "expected f16 or f32, got 'f8'" run "$MODEL_Q8" -p "$PROMPT" --kv-type f8
 
 # Stats go to stderr and leave stdout alone.
 expect_ok run "$MODEL" -p "$PROMPT" -n 80 -t 1

@@ -28,6 +28,7 @@ static const shape SHAPES[] = {
     {2, 1, 2, 1, 3, 0},      /* hd below one vector */
     {1, 700, 4, 1, 64, 0},   /* long decode: keys split over threads when they outnumber tiles */
     {1, 650, 6, 2, 40, 200}, /* the same with a window: some key parts see no key */
+    {72, 0, 8, 4, 8, 0},     /* stories260K prefill: hd 8 */
 };
 
 /* out(t, h) = sum_j softmax_j(scale q.k_j) v_j over j in the causal window, in double.
@@ -134,6 +135,7 @@ static void check_all(int n_threads, bool force_ref) {
         for (int f16 = 0; f16 < 2; f16++) {
             double es, ee;
             run_shape(c, s, f16 ? CM_F16 : CM_F32, 1000 + i * 7, &es, &ee);
+            if (getenv("LM_TEST_VERBOSE")) printf("%s %d %s shape %zu: %.3g %.3g\n", cm_ctx_kernels(c), n_threads, f16 ? "F16" : "F32", i, es, ee);
             if (es > 1e-5 || (f16 && ee > 2e-3) || (!f16 && ee > 1e-5))
                 fail_msg("%s kernels, %d threads, %s cache, shape %zu (n_tok %zu pos0 %zu heads %zu/%zu hd %zu "
                          "window %zu): max error %.3g vs stored K/V, %.3g vs exact",
@@ -152,63 +154,192 @@ static void test_attention_fast_3(void **st) { (void)st; check_all(3, false); }
 static void test_attention_ref_5(void **st) { (void)st; check_all(5, true); }
 static void test_attention_fast_5(void **st) { (void)st; check_all(5, false); }
 
-/* F16 rows: bit-identical to core's round-to-nearest-even for random values, ties, subnormals,
- * overflow and odd lengths, on both kernel sets. */
-/* Each table of inner loops (reference, AVX2 alone, and the best for this CPU: AVX-512 where it
- * has it) kernel by kernel against the reference table, lengths around the vector widths: scores
- * and accum within 1e-5 of sum |terms|, exp within 4 ulp-ish (4e-6 relative), F16 conversions
- * and scale exact, SwiGLU within 1e-5 relative. */
-static void test_kernel_tables(void **state) {
-    (void)state;
-    const cm_attn_kernels *ref = cm_attn_kernels_get(0);
+/* The tables of inner loops: the reference, AVX2 alone, and the best for this CPU (AVX-512 where
+ * it has it). */
+static size_t kernel_tables(const cm_attn_kernels *tabs[3]) {
     uint32_t feat = lm_cpu_features();
     const uint32_t avx2 = LM_CPU_AVX2 | LM_CPU_FMA | LM_CPU_F16C;
-    const cm_attn_kernels *tabs[] = {ref, cm_attn_kernels_get(feat & avx2), cm_attn_kernels_get(feat)};
+    tabs[0] = cm_attn_kernels_get(0);
+    tabs[1] = cm_attn_kernels_get(feat & avx2);
+    tabs[2] = cm_attn_kernels_get(feat);
+#if defined(__x86_64__)
+    if ((feat & avx2) == avx2) assert_string_equal(tabs[1]->name, "avx2");
+    if (feat & LM_CPU_AVX512F) assert_string_equal(tabs[2]->name, "avx512");
+#endif
+    return 3;
+}
+
+/* load_kt: every table bit-identical to the reference (a transposition and exact conversions),
+ * which is checked against the rows it reads; columns past n_keys are zero, whatever the tile held. */
+static void test_load_kt(void **state) {
+    (void)state;
+    const cm_attn_kernels *tabs[3];
+    size_t nt = kernel_tables(tabs);
+    const size_t hds[] = {1, 3, 7, 8, 15, 16, 17, 31, 33, 64, 100, 128};
+    const size_t nks[] = {1, 5, 8, 9, 15, 16, 17, 24, 31, 32};
+    size_t nmax = CM_ATTN_KB * 128;
+    float *k = malloc(nmax * sizeof(float)), *a = malloc(nmax * sizeof(float)), *b = malloc(nmax * sizeof(float));
+    uint16_t *h = malloc(nmax * sizeof(uint16_t));
+    assert_true(k && a && b && h);
+    for (size_t hi = 0; hi < LM_ARRAY_LEN(hds); hi++)
+        for (size_t ni = 0; ni < LM_ARRAY_LEN(nks); ni++) {
+            size_t hd = hds[hi], n = nks[ni];
+            tu_rand_floats(k, n * hd, 60 + hi * 16 + ni);
+            for (size_t i = 0; i < n * hd; i++) k[i] *= 100.0f;
+            cm_attn_kernels_get(0)->f32_to_f16(h, k, n * hd);
+            for (int f16 = 0; f16 < 2; f16++) {
+                const void *src = f16 ? (const void *)h : (const void *)k;
+                for (size_t i = 0; i < CM_ATTN_KB * hd; i++) a[i] = NAN;
+                tabs[0]->load_kt(a, src, f16, n, hd);
+                for (size_t d = 0; d < hd; d++)
+                    for (size_t j = 0; j < CM_ATTN_KB; j++) {
+                        float want = j >= n ? 0.0f : f16 ? lm_f16_to_f32(h[j * hd + d]) : k[j * hd + d];
+                        if (memcmp(&want, &a[d * CM_ATTN_KB + j], sizeof want))
+                            fail_msg("ref load_kt hd=%zu n=%zu f16=%d: (%zu, %zu) is %g, want %g", hd, n, f16, d, j,
+                                     a[d * CM_ATTN_KB + j], want);
+                    }
+                for (size_t ti = 1; ti < nt; ti++) {
+                    for (size_t i = 0; i < CM_ATTN_KB * hd; i++) b[i] = NAN;
+                    tabs[ti]->load_kt(b, src, f16, n, hd);
+                    if (memcmp(a, b, CM_ATTN_KB * hd * sizeof(float)))
+                        fail_msg("%s load_kt hd=%zu n=%zu f16=%d differs from the reference", tabs[ti]->name, hd, n, f16);
+                }
+            }
+        }
+    free(k);
+    free(a);
+    free(b);
+    free(h);
+}
+
+/* Rows of one block test: their state after three blocks, from a fresh start or from a state
+ * carried in (a nonzero acc, a running max above or below the block's scores). */
+typedef struct block_case {
+    size_t hd, n_keys, n_rows;
+    uint64_t seed;
+} block_case;
+
+static void run_blocks(const cm_attn_kernels *t, const block_case *c, cm_attn_row *rows, float *acc, const float *q,
+                       const float *kt, const float *v, const uint32_t *lohi, bool carry) {
+    for (size_t r = 0; r < c->n_rows; r++) {
+        rows[r] = (cm_attn_row){.q = q + r * c->hd, .acc = acc + r * c->hd, .m = -INFINITY};
+        for (size_t d = 0; d < c->hd; d++) rows[r].acc[d] = carry ? 0.25f * (float)(d % 7) : 0.0f;
+        if (carry) {
+            rows[r].m = (r % 3 == 0) ? 40.0f : -5.0f; /* above every score, or below them */
+            rows[r].l = 2.0f;
+        }
+    }
+    for (size_t blk = 0; blk < 3; blk++) {
+        for (size_t r = 0; r < c->n_rows; r++) {
+            rows[r].lo = lohi[(blk * c->n_rows + r) * 2];
+            rows[r].hi = lohi[(blk * c->n_rows + r) * 2 + 1];
+        }
+        t->block(rows, c->n_rows, kt + blk * CM_ATTN_KB * c->hd, v + blk * CM_ATTN_KB * c->hd, c->n_keys, c->hd,
+                 1.0f / sqrtf((float)c->hd));
+    }
+}
+
+/* block: each table against the reference on ragged key ranges (rows that see no key of a
+ * block, one key, all of them), odd hd, carried state; outputs acc / l within 1e-5 (values are
+ * convex combinations of V in [-1, 1]), l and m within 1e-5 relative. And each row's numbers are
+ * the same bits whether the block runs it with all the others or alone. */
+static void test_block(void **state) {
+    (void)state;
+    const cm_attn_kernels *tabs[3];
+    size_t nt = kernel_tables(tabs);
+    const block_case cases[] = {
+        {64, 32, 28, 1}, {128, 32, 8, 2}, {17, 9, 5, 3}, {3, 32, 32, 4}, {100, 20, 13, 5}, {8, 1, 3, 6}, {33, 31, 7, 7},
+    };
+    for (size_t ci = 0; ci < LM_ARRAY_LEN(cases); ci++) {
+        const block_case *c = &cases[ci];
+        size_t hd = c->hd, nr = c->n_rows, blk = CM_ATTN_KB * hd;
+        float *q = malloc(nr * hd * sizeof(float)), *kraw = malloc(3 * blk * sizeof(float));
+        float *kt = malloc(3 * blk * sizeof(float)), *v = malloc(3 * blk * sizeof(float));
+        float *acc_ref = malloc(nr * hd * sizeof(float)), *acc = malloc(nr * hd * sizeof(float));
+        float *acc1 = malloc(hd * sizeof(float));
+        uint32_t *lohi = malloc(3 * nr * 2 * sizeof(uint32_t));
+        cm_attn_row *rref = malloc(nr * sizeof *rref), *rows = malloc(nr * sizeof *rows);
+        assert_true(q && kraw && kt && v && acc_ref && acc && acc1 && lohi && rref && rows);
+        tu_rand_floats(q, nr * hd, c->seed * 10);
+        for (size_t i = 0; i < nr * hd; i++) q[i] *= 3.0f;
+        tu_rand_floats(kraw, 3 * blk, c->seed * 10 + 1);
+        tu_rand_floats(v, 3 * blk, c->seed * 10 + 2);
+        for (size_t b = 0; b < 3; b++) cm_attn_kernels_get(0)->load_kt(kt + b * blk, kraw + b * blk, false, c->n_keys, hd);
+        uint64_t x = c->seed * 0x9E3779B97F4A7C15ull;
+        for (size_t i = 0; i < 3 * nr; i++) {
+            x ^= x >> 12, x ^= x << 25, x ^= x >> 27;
+            uint32_t u = (uint32_t)((x * 0x2545F4914F6CDD1Dull) >> 32);
+            uint32_t lo = u % (uint32_t)(c->n_keys + 1), hi = lo + (u >> 8) % (uint32_t)(c->n_keys + 1 - lo);
+            if (i % 5 == 1) lo = 0, hi = (uint32_t)c->n_keys; /* all of them */
+            if (i % 7 == 3) hi = lo;                          /* none */
+            lohi[2 * i] = lo;
+            lohi[2 * i + 1] = hi;
+        }
+        for (int carry = 0; carry < 2; carry++) {
+            run_blocks(tabs[0], c, rref, acc_ref, q, kt, v, lohi, carry);
+            for (size_t ti = 0; ti < nt; ti++) {
+                const cm_attn_kernels *t = tabs[ti];
+                run_blocks(t, c, rows, acc, q, kt, v, lohi, carry);
+                for (size_t r = 0; r < nr; r++) {
+                    const cm_attn_row *w = &rows[r], *e = &rref[r];
+                    bool same_m = w->m == e->m || fabsf(w->m - e->m) <= 1e-5f * fabsf(e->m) + 1e-6f;
+                    if (!same_m || !(fabsf(w->l - e->l) <= 1e-5f * e->l))
+                        fail_msg("%s block case %zu row %zu carry %d: m %g l %g, reference m %g l %g", t->name, ci, r,
+                                 carry, w->m, w->l, e->m, e->l);
+                    for (size_t d = 0; d < hd; d++) {
+                        double got = e->l > 0 ? w->acc[d] / w->l : w->acc[d], want = e->l > 0 ? e->acc[d] / e->l : e->acc[d];
+                        if (!(fabs(got - want) <= 1e-5))
+                            fail_msg("%s block case %zu row %zu dim %zu carry %d: %g, reference %g", t->name, ci, r, d,
+                                     carry, got, want);
+                    }
+                    /* the same row alone */
+                    cm_attn_row one = {.q = q + r * hd, .acc = acc1, .m = -INFINITY};
+                    for (size_t d = 0; d < hd; d++) acc1[d] = carry ? 0.25f * (float)(d % 7) : 0.0f;
+                    if (carry) one.m = (r % 3 == 0) ? 40.0f : -5.0f, one.l = 2.0f;
+                    for (size_t b = 0; b < 3; b++) {
+                        one.lo = lohi[(b * nr + r) * 2];
+                        one.hi = lohi[(b * nr + r) * 2 + 1];
+                        t->block(&one, 1, kt + b * blk, v + b * blk, c->n_keys, hd, 1.0f / sqrtf((float)hd));
+                    }
+                    if (memcmp(&one.m, &w->m, sizeof one.m) || memcmp(&one.l, &w->l, sizeof one.l) ||
+                        memcmp(acc1, w->acc, hd * sizeof(float)))
+                        fail_msg("%s block case %zu row %zu carry %d: alone it gives other bits than with %zu rows",
+                                 t->name, ci, r, carry, nr);
+                }
+            }
+        }
+        free(q);
+        free(kraw);
+        free(kt);
+        free(v);
+        free(acc_ref);
+        free(acc);
+        free(acc1);
+        free(lohi);
+        free(rref);
+        free(rows);
+    }
+}
+
+/* F16 conversions exact against the reference, SwiGLU within 1e-5 relative, lengths around the
+ * vector widths. */
+static void test_kernel_tables(void **state) {
+    (void)state;
+    const cm_attn_kernels *tabs[3];
+    size_t nt = kernel_tables(tabs);
+    const cm_attn_kernels *ref = tabs[0];
     const size_t lens[] = {1, 3, 7, 8, 15, 16, 17, 31, 33, 64, 100, 128};
     const size_t nmax = 128;
-    float *q = malloc(nmax * sizeof(float)), *k = malloc(nmax * nmax * sizeof(float));
-    float *a = malloc(nmax * nmax * sizeof(float)), *b = malloc(nmax * nmax * sizeof(float));
+    float *k = malloc(nmax * sizeof(float)), *a = malloc(nmax * sizeof(float)), *b = malloc(nmax * sizeof(float));
     float *p = malloc(nmax * sizeof(float)), *u = malloc(nmax * sizeof(float));
     uint16_t *h = malloc(nmax * sizeof(uint16_t)), *h2 = malloc(nmax * sizeof(uint16_t));
-    assert_true(q && k && a && b && p && u && h && h2);
-    for (size_t ti = 0; ti < LM_ARRAY_LEN(tabs); ti++) {
+    assert_true(k && a && b && p && u && h && h2);
+    for (size_t ti = 0; ti < nt; ti++) {
         const cm_attn_kernels *t = tabs[ti];
         for (size_t li = 0; li < LM_ARRAY_LEN(lens); li++) {
-            size_t n = lens[li], hd = lens[(li + 5) % LM_ARRAY_LEN(lens)];
-            tu_rand_floats(q, hd, 10 + li);
-            tu_rand_floats(k, n * hd, 20 + li);
+            size_t n = lens[li];
+            tu_rand_floats(k, n, 20 + li);
             tu_rand_floats(p, n, 30 + li);
-            /* scores */
-            ref->scores(a, q, k, n, hd, 0.125f);
-            t->scores(b, q, k, n, hd, 0.125f);
-            for (size_t j = 0; j < n; j++) {
-                double mag = 0;
-                for (size_t d = 0; d < hd; d++) mag += fabs((double)q[d] * k[j * hd + d]);
-                if (!(fabs(a[j] - b[j]) <= 1e-5 * 0.125 * mag + 1e-30))
-                    fail_msg("%s scores n=%zu hd=%zu key %zu: %g vs ref %g", t->name, n, hd, j, b[j], a[j]);
-            }
-            /* exp_sum */
-            for (size_t j = 0; j < n; j++) a[j] = b[j] = 8.0f * p[j] - 3.0f;
-            float sa = ref->exp_sum(a, n, 1.5f), sb = t->exp_sum(b, n, 1.5f);
-            assert_true(fabsf(sa - sb) <= 4e-6f * sa);
-            for (size_t j = 0; j < n; j++) assert_true(fabsf(a[j] - b[j]) <= 4e-6f * a[j]);
-            /* accum, onto a nonzero acc */
-            tu_rand_floats(a, hd, 40 + li);
-            memcpy(b, a, hd * sizeof(float));
-            ref->accum(a, p, k, n, hd);
-            t->accum(b, p, k, n, hd);
-            for (size_t d = 0; d < hd; d++) {
-                double mag = 1;
-                for (size_t j = 0; j < n; j++) mag += fabs((double)p[j] * k[j * hd + d]);
-                if (!(fabs(a[d] - b[d]) <= 1e-5 * mag))
-                    fail_msg("%s accum n=%zu hd=%zu dim %zu: %g vs ref %g", t->name, n, hd, d, b[d], a[d]);
-            }
-            /* scale, F16 both ways, SwiGLU */
-            memcpy(a, k, n * sizeof(float));
-            memcpy(b, k, n * sizeof(float));
-            ref->scale(a, n, 0.37f);
-            t->scale(b, n, 0.37f);
-            assert_memory_equal(a, b, n * sizeof(float));
             for (size_t i = 0; i < n; i++) k[i] *= 1000.0f; /* reach large halves */
             ref->f32_to_f16(h, k, n);
             t->f32_to_f16(h2, k, n);
@@ -223,11 +354,6 @@ static void test_kernel_tables(void **state) {
             for (size_t i = 0; i < n; i++) assert_true(fabsf(a[i] - b[i]) <= 1e-5f * fabsf(a[i]) + 1e-30f);
         }
     }
-#if defined(__x86_64__)
-    if ((feat & avx2) == avx2) assert_string_equal(tabs[1]->name, "avx2");
-    if (feat & LM_CPU_AVX512F) assert_string_equal(tabs[2]->name, "avx512");
-#endif
-    free(q);
     free(k);
     free(a);
     free(b);
@@ -330,7 +456,8 @@ int main(void) {
         cmocka_unit_test(test_attention_fast_1),  cmocka_unit_test(test_attention_fast_3),
         cmocka_unit_test(test_attention_ref_5),   cmocka_unit_test(test_attention_fast_5),
         cmocka_unit_test(test_kv_store_f16),      cmocka_unit_test(test_swiglu),
-        cmocka_unit_test(test_kernel_tables),
+        cmocka_unit_test(test_kernel_tables),     cmocka_unit_test(test_load_kt),
+        cmocka_unit_test(test_block),
         cmocka_unit_test(test_fused_equal_unfused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

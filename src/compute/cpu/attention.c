@@ -7,12 +7,13 @@
 
 #include <math.h>
 
-/* Tile sizes: ATTN_KB keys are made float once (K and V) and then used by up to ATTN_ROWS
- * (query, head) rows that share one KV head, so each cache row is read from memory once per
- * tile of rows; with hd = 128 the working set (2 * 32 * 128 + 32 * 32 + 32 * 128 floats, 53 KiB)
- * stays in L2. */
-#define ATTN_KB 32
-#define ATTN_ROWS 32
+/* Tile sizes (attention.h): CM_ATTN_KB keys are made float once (K transposed, V as rows) and
+ * then used by up to CM_ATTN_ROWS (query, head) rows that share one KV head, so each cache row is
+ * read from memory once per tile of rows; with hd = 128 the working set (2 * 32 * 128 + 64 * 128
+ * floats, 64 KiB) stays in L2. 64 rows rather than 32 halve the K transposition and V
+ * conversion per row: prefill at P=4096 ~10 % faster on the Zen 4. */
+#define ATTN_KB CM_ATTN_KB
+#define ATTN_ROWS CM_ATTN_ROWS
 
 /* ---- portable kernels ---- */
 
@@ -27,42 +28,45 @@ static inline float h2f(uint16_t h) {
     return lm_f16_to_f32(h);
 }
 
-static float dot_ref(const float *a, const float *b, size_t n) {
-    float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-    size_t i = 0;
-    for (; i + 4 <= n; i += 4) {
-        s0 += a[i] * b[i];
-        s1 += a[i + 1] * b[i + 1];
-        s2 += a[i + 2] * b[i + 2];
-        s3 += a[i + 3] * b[i + 3];
-    }
-    for (; i < n; i++) s0 += a[i] * b[i];
-    return (s0 + s1) + (s2 + s3);
-}
-
-static void scores_ref(float *s, const float *q, const float *k, size_t n_keys, size_t hd, float scale) {
-    for (size_t j = 0; j < n_keys; j++) s[j] = scale * dot_ref(q, k + j * hd, hd);
-}
-
-static float exp_sum_ref(float *s, size_t n, float m) {
-    float sum = 0;
-    for (size_t j = 0; j < n; j++) {
-        s[j] = expf(s[j] - m);
-        sum += s[j];
-    }
-    return sum;
-}
-
-static void accum_ref(float *acc, const float *p, const float *v, size_t n_keys, size_t hd) {
-    for (size_t j = 0; j < n_keys; j++) {
-        float w = p[j];
-        const float *vr = v + j * hd;
-        for (size_t d = 0; d < hd; d++) acc[d] += w * vr[d];
+static void load_kt_ref(float *kt, const void *k, bool f16, size_t n_keys, size_t hd) {
+    for (size_t d = 0; d < hd; d++) {
+        float *row = kt + d * CM_ATTN_KB;
+        for (size_t j = 0; j < n_keys; j++)
+            row[j] = f16 ? h2f(((const uint16_t *)k)[j * hd + d]) : ((const float *)k)[j * hd + d];
+        for (size_t j = n_keys; j < CM_ATTN_KB; j++) row[j] = 0;
     }
 }
 
-static void scale_ref(float *x, size_t n, float f) {
-    for (size_t i = 0; i < n; i++) x[i] *= f;
+/* Row by row, in the order the vector kernels keep per lane: each score one sum over d, then the
+ * max, the exps and their sum, and each acc[d] one sum over the keys. */
+static void block_ref(cm_attn_row *rows, size_t n_rows, const float *kt, const float *v, size_t n_keys,
+                      size_t hd, float scale) {
+    (void)n_keys;
+    float s[CM_ATTN_KB];
+    for (size_t r = 0; r < n_rows; r++) {
+        cm_attn_row *w = &rows[r];
+        if (w->lo >= w->hi) continue;
+        float m = -INFINITY;
+        for (size_t j = w->lo; j < w->hi; j++) {
+            float a = 0;
+            for (size_t d = 0; d < hd; d++) a += w->q[d] * kt[d * CM_ATTN_KB + j];
+            s[j] = a * scale;
+            m = s[j] > m ? s[j] : m;
+        }
+        if (m > w->m) {
+            if (w->l > 0) {
+                float f = expf(w->m - m);
+                w->l *= f;
+                for (size_t d = 0; d < hd; d++) w->acc[d] *= f;
+            }
+            w->m = m;
+        }
+        float sum = 0;
+        for (size_t j = w->lo; j < w->hi; j++) sum += s[j] = expf(s[j] - w->m);
+        w->l += sum;
+        for (size_t j = w->lo; j < w->hi; j++)
+            for (size_t d = 0; d < hd; d++) w->acc[d] += s[j] * v[j * hd + d];
+    }
 }
 
 static void f16_to_f32_ref(float *dst, const uint16_t *src, size_t n) {
@@ -81,7 +85,7 @@ static void swiglu_ref(float *gate, const float *up, size_t n) {
 }
 
 static const cm_attn_kernels kernels_ref = {
-    "ref", scores_ref, exp_sum_ref, accum_ref, scale_ref, f16_to_f32_ref, f32_to_f16_ref, swiglu_ref,
+    "ref", load_kt_ref, block_ref, f16_to_f32_ref, f32_to_f16_ref, swiglu_ref,
 };
 
 const cm_attn_kernels *cm_attn_kernels_get(uint32_t cpu_features) {
@@ -194,8 +198,7 @@ void cm_kv_store(const cm_ctx *c, uint32_t type, void *dst, const float *src, si
 static size_t line_up(size_t n) { return (n + 15) & ~(size_t)15; }
 
 size_t cm_attention_scratch(size_t hd) {
-    return 2 * line_up(ATTN_KB * hd) + line_up(ATTN_ROWS * ATTN_KB) + line_up(ATTN_ROWS * hd) +
-           2 * line_up(ATTN_ROWS) + 16;
+    return 2 * line_up(ATTN_KB * hd) + line_up(ATTN_ROWS * hd) + 16;
 }
 
 typedef struct attn_seq {
@@ -222,35 +225,21 @@ static size_t first_key(const cm_attn_args *a, size_t t) {
     return a->window && pos + 1 > a->window ? pos + 1 - a->window : 0;
 }
 
-/* Where a tile keeps its running state in a thread's scratch. */
-typedef struct tile_state {
-    float *ktile, *vtile, *sc, *acc, *mx, *l;
-} tile_state;
-
-static tile_state tile_state_of(float *scratch, size_t hd) {
-    tile_state st;
-    st.ktile = scratch;
-    st.vtile = st.ktile + line_up(ATTN_KB * hd);
-    st.sc = st.vtile + line_up(ATTN_KB * hd);
-    st.acc = st.sc + line_up(ATTN_ROWS * ATTN_KB);
-    st.mx = st.acc + line_up(ATTN_ROWS * hd);
-    st.l = st.mx + line_up(ATTN_ROWS);
-    return st;
-}
-
 /* One tile: tokens [t0, t1) x heads [g0, g1) of KV head kvh, one pass over their keys. Key tiles
  * start at multiples of ATTN_KB positions whatever the tile's queries are, so each query sees its
- * keys in the same pieces, and gets the same numbers, however queries are grouped. */
+ * keys in the same pieces, and gets the same numbers, however queries are grouped. Scratch: the
+ * block's K (transposed) and V as floats, and the rows' sums. */
 static void attn_tile(const attn_job *j, const cm_attn_args *a, float *scratch, size_t kvh, size_t t0,
                       size_t t1, size_t g0, size_t g1) {
     const cm_attn_kernels *k = j->k;
     size_t hd = a->hd, ng = g1 - g0, n_rows = (t1 - t0) * ng;
-    tile_state st = tile_state_of(scratch, hd);
-    float *ktile = st.ktile, *vtile = st.vtile, *sc = st.sc, *acc = st.acc, *mx = st.mx, *l = st.l;
-    for (size_t r = 0; r < n_rows; r++) {
-        mx[r] = -INFINITY;
-        l[r] = 0;
-    }
+    float *ktile = scratch, *vtile = ktile + line_up(ATTN_KB * hd), *acc = vtile + line_up(ATTN_KB * hd);
+    cm_attn_row rows[ATTN_ROWS];
+    for (size_t t = t0; t < t1; t++)
+        for (size_t g = g0; g < g1; g++) {
+            size_t r = (t - t0) * ng + (g - g0), h = kvh * j->group + g;
+            rows[r] = (cm_attn_row){.q = a->q + (t * a->n_head + h) * hd, .acc = acc + r * hd, .m = -INFINITY};
+        }
     memset(acc, 0, n_rows * hd * sizeof(float));
 
     bool f16 = a->kv_type == CM_F16;
@@ -260,45 +249,28 @@ static void attn_tile(const attn_job *j, const cm_attn_args *a, float *scratch, 
     size_t j_lo = first_key(a, t0) / ATTN_KB * ATTN_KB, j_hi = a->pos0 + t1; /* keys [j_lo, j_hi) */
     for (size_t j0 = j_lo; j0 < j_hi; j0 += ATTN_KB) {
         size_t j1 = LM_MIN(j0 + ATTN_KB, j_hi), n_keys = j1 - j0;
-        const float *kt, *vt;
-        if (f16) {
-            k->f16_to_f32(ktile, (const uint16_t *)kb + j0 * hd, n_keys * hd);
+        k->load_kt(ktile, kb + j0 * hd * esz, f16, n_keys, hd);
+        const float *vt = vtile;
+        if (f16)
             k->f16_to_f32(vtile, (const uint16_t *)vb + j0 * hd, n_keys * hd);
-            kt = ktile;
-            vt = vtile;
-        } else {
-            kt = (const float *)kb + j0 * hd;
+        else
             vt = (const float *)vb + j0 * hd;
-        }
         for (size_t t = t0; t < t1; t++) {
             size_t lo = LM_MAX(j0, first_key(a, t)), hi = LM_MIN(j1, a->pos0 + t + 1);
-            if (lo >= hi) continue;
-            size_t n = hi - lo, off = lo - j0;
-            for (size_t g = g0; g < g1; g++) {
-                size_t r = (t - t0) * ng + (g - g0), h = kvh * j->group + g;
-                const float *qv = a->q + (t * a->n_head + h) * hd;
-                float *s = sc + r * ATTN_KB, *ar = acc + r * hd;
-                k->scores(s, qv, kt + off * hd, n, hd, a->scale);
-                float m = s[0];
-                for (size_t i = 1; i < n; i++) m = s[i] > m ? s[i] : m;
-                if (m > mx[r]) {
-                    if (l[r] > 0) {
-                        float f = expf(mx[r] - m);
-                        l[r] *= f;
-                        k->scale(ar, hd, f);
-                    }
-                    mx[r] = m;
-                }
-                l[r] += k->exp_sum(s, n, mx[r]);
-                k->accum(ar, s, vt + off * hd, n, hd);
+            if (lo >= hi) lo = hi = j0;
+            for (size_t g = 0; g < ng; g++) {
+                cm_attn_row *w = &rows[(t - t0) * ng + g];
+                w->lo = (uint32_t)(lo - j0);
+                w->hi = (uint32_t)(hi - j0);
             }
         }
+        k->block(rows, n_rows, ktile, vt, n_keys, hd, a->scale);
     }
     for (size_t t = t0; t < t1; t++)
         for (size_t g = g0; g < g1; g++) {
             size_t r = (t - t0) * ng + (g - g0), h = kvh * j->group + g;
             float *o = a->out + (t * a->n_head + h) * hd;
-            float inv = l[r] > 0 ? 1.0f / l[r] : 0.0f;
+            float inv = rows[r].l > 0 ? 1.0f / rows[r].l : 0.0f;
             for (size_t d = 0; d < hd; d++) o[d] = acc[r * hd + d] * inv;
         }
 }

@@ -34,95 +34,157 @@ static inline float hsum8(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
-/* The four horizontal sums of a0..a3 as one vector. */
-static inline __m128 hsum8x4(__m256 a0, __m256 a1, __m256 a2, __m256 a3) {
-    __m256 t = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
-    return _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1));
+static inline float hmax8(__m256 v) {
+    __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_max_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
 }
 
-static void scores_avx2(float *s, const float *q, const float *k, size_t n_keys, size_t hd, float scale) {
-    size_t hd8 = hd & ~(size_t)7, j = 0;
-    for (; j + 4 <= n_keys; j += 4) {
-        const float *k0 = k + j * hd, *k1 = k0 + hd, *k2 = k1 + hd, *k3 = k2 + hd;
-        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+/* ---- attention blocks ---- */
+
+#define KB CM_ATTN_KB
+
+/* r[i] holds row i of an 8 x 8 block; afterwards r[i] holds column i. */
+static inline void transpose8(__m256 r[8]) {
+    __m256 t[8], u[8];
+    for (int i = 0; i < 4; i++) {
+        t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    for (int i = 0; i < 2; i++) {
+        u[4 * i] = _mm256_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
+        u[4 * i + 1] = _mm256_shuffle_ps(t[4 * i], t[4 * i + 2], 0xEE);
+        u[4 * i + 2] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
+        u[4 * i + 3] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
+    }
+    for (int k = 0; k < 4; k++) {
+        r[k] = _mm256_permute2f128_ps(u[k], u[4 + k], 0x20);
+        r[4 + k] = _mm256_permute2f128_ps(u[k], u[4 + k], 0x31);
+    }
+}
+
+static inline float kv_elem(const void *k, bool f16, size_t i) {
+    return f16 ? _cvtsh_ss(((const uint16_t *)k)[i]) : ((const float *)k)[i];
+}
+
+/* Whole 8 x 8 blocks transposed in registers, the key and dimension tails one by one. */
+static void load_kt_avx2(float *kt, const void *k, bool f16, size_t n_keys, size_t hd) {
+    size_t hd8 = hd & ~(size_t)7, nk8 = n_keys & ~(size_t)7;
+    for (size_t j = 0; j < nk8; j += 8)
         for (size_t d = 0; d < hd8; d += 8) {
-            __m256 qv = _mm256_loadu_ps(q + d);
-            a0 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + d), a0);
-            a1 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k1 + d), a1);
-            a2 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k2 + d), a2);
-            a3 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k3 + d), a3);
+            __m256 r[8];
+            for (size_t i = 0; i < 8; i++) {
+                size_t at = (j + i) * hd + d;
+                r[i] = f16 ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)k + at)))
+                           : _mm256_loadu_ps((const float *)k + at);
+            }
+            transpose8(r);
+            for (size_t i = 0; i < 8; i++) _mm256_storeu_ps(kt + (d + i) * KB + j, r[i]);
         }
-        float out[4];
-        _mm_storeu_ps(out, hsum8x4(a0, a1, a2, a3));
-        for (size_t d = hd8; d < hd; d++) {
-            out[0] += q[d] * k0[d];
-            out[1] += q[d] * k1[d];
-            out[2] += q[d] * k2[d];
-            out[3] += q[d] * k3[d];
-        }
-        for (int i = 0; i < 4; i++) s[j + (size_t)i] = scale * out[i];
-    }
-    for (; j < n_keys; j++) {
-        const float *kr = k + j * hd;
-        __m256 a = _mm256_setzero_ps();
-        for (size_t d = 0; d < hd8; d += 8) a = _mm256_fmadd_ps(_mm256_loadu_ps(q + d), _mm256_loadu_ps(kr + d), a);
-        float sum = hsum8(a);
-        for (size_t d = hd8; d < hd; d++) sum += q[d] * kr[d];
-        s[j] = scale * sum;
+    for (size_t d = 0; d < hd; d++) {
+        float *row = kt + d * KB;
+        for (size_t j = d < hd8 ? nk8 : 0; j < n_keys; j++) row[j] = kv_elem(k, f16, j * hd + d);
+        for (size_t j = n_keys; j < KB; j++) row[j] = 0;
     }
 }
 
-static float exp_sum_avx2(float *s, size_t n, float m) {
-    __m256 mv = _mm256_set1_ps(m), sum = _mm256_setzero_ps();
-    size_t j = 0;
-    for (; j + 8 <= n; j += 8) {
-        __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(s + j), mv));
-        _mm256_storeu_ps(s + j, e);
-        sum = _mm256_add_ps(sum, e);
-    }
-    float total = hsum8(sum);
-    if (j < n) {
-        float buf[8] = {0};
-        memcpy(buf, s + j, (n - j) * sizeof(float));
-        _mm256_storeu_ps(buf, exp8(_mm256_sub_ps(_mm256_loadu_ps(buf), mv)));
-        for (size_t i = 0; i < n - j; i++) {
-            s[j + i] = buf[i];
-            total += buf[i];
-        }
-    }
-    return total;
-}
-
-/* acc[d0, d0 + 8 * W) += sum_j p[j] v[j][d0...]: W accumulators stay in registers over all keys. */
-#define ACCUM_CHUNK(W)                                                                      \
-    for (; d + 8 * (W) <= hd; d += 8 * (W)) {                                               \
-        __m256 a[W];                                                                        \
-        for (int i = 0; i < (W); i++) a[i] = _mm256_loadu_ps(acc + d + 8 * i);              \
-        for (size_t j = 0; j < n_keys; j++) {                                               \
-            __m256 pj = _mm256_set1_ps(p[j]);                                               \
-            const float *vr = v + j * hd + d;                                               \
-            for (int i = 0; i < (W); i++) a[i] = _mm256_fmadd_ps(pj, _mm256_loadu_ps(vr + 8 * i), a[i]); \
-        }                                                                                   \
-        for (int i = 0; i < (W); i++) _mm256_storeu_ps(acc + d + 8 * i, a[i]);              \
-    }
-
-static void accum_avx2(float *acc, const float *p, const float *v, size_t n_keys, size_t hd) {
-    size_t d = 0;
-    ACCUM_CHUNK(8)
-    ACCUM_CHUNK(4)
-    ACCUM_CHUNK(1)
-    for (; d < hd; d++) {
-        float a = acc[d];
-        for (size_t j = 0; j < n_keys; j++) a += p[j] * v[j * hd + d];
-        acc[d] = a;
-    }
-}
-
-static void scale_avx2(float *x, size_t n, float f) {
+static void scale_row(float *x, size_t n, float f) {
     __m256 fv = _mm256_set1_ps(f);
     size_t i = 0;
     for (; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), fv));
     for (; i < n; i++) x[i] *= f;
+}
+
+/* acc[r][d, d + 8 W) += sum_j p[r][j] v[j][d...] for the NR rows, keys [jl, jh). */
+static inline __attribute__((always_inline)) void accum_rows(cm_attn_row *const *rw, int NR, int W,
+                                                             const float (*p)[KB], const float *v, size_t hd,
+                                                             size_t d, uint32_t jl, uint32_t jh) {
+    __m256 a[2][4];
+    for (int r = 0; r < NR; r++)
+        for (int i = 0; i < W; i++) a[r][i] = _mm256_loadu_ps(rw[r]->acc + d + 8 * i);
+    for (uint32_t j = jl; j < jh; j++) {
+        const float *vr = v + j * hd + d;
+        __m256 vv[4];
+        for (int i = 0; i < W; i++) vv[i] = _mm256_loadu_ps(vr + 8 * i);
+        for (int r = 0; r < NR; r++) {
+            __m256 pb = _mm256_set1_ps(p[r][j]);
+            for (int i = 0; i < W; i++) a[r][i] = _mm256_fmadd_ps(pb, vv[i], a[r][i]);
+        }
+    }
+    for (int r = 0; r < NR; r++)
+        for (int i = 0; i < W; i++) _mm256_storeu_ps(rw[r]->acc + d + 8 * i, a[r][i]);
+}
+
+/* NR rows (1 or 2) against one block: attention_avx512.c's block_rows with 8 lanes, the scores
+ * in four vectors a row, the key range as lane compares. */
+static inline __attribute__((always_inline)) void block_rows(cm_attn_row *const *rw, int NR, const float *kt,
+                                                             const float *v, size_t hd, float scale) {
+    __m256 s[2][4];
+    for (int r = 0; r < NR; r++)
+        for (int i = 0; i < 4; i++) s[r][i] = _mm256_setzero_ps();
+    for (size_t d = 0; d < hd; d++) {
+        __m256 kv[4];
+        for (int i = 0; i < 4; i++) kv[i] = _mm256_loadu_ps(kt + d * KB + 8 * i);
+        for (int r = 0; r < NR; r++) {
+            __m256 qb = _mm256_set1_ps(rw[r]->q[d]);
+            for (int i = 0; i < 4; i++) s[r][i] = _mm256_fmadd_ps(qb, kv[i], s[r][i]);
+        }
+    }
+    _Alignas(32) float p[2][KB];
+    uint32_t jl = KB, jh = 0;
+    const __m256 ninf = _mm256_set1_ps(-INFINITY), sv = _mm256_set1_ps(scale);
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    for (int r = 0; r < NR; r++) {
+        cm_attn_row *w = rw[r];
+        __m256i lo = _mm256_set1_epi32((int)w->lo - 1), hi = _mm256_set1_epi32((int)w->hi);
+        __m256 ok[4], a[4], mx = ninf;
+        for (int i = 0; i < 4; i++) {
+            __m256i idx = _mm256_add_epi32(lane, _mm256_set1_epi32(8 * i));
+            ok[i] = _mm256_castsi256_ps(_mm256_and_si256(_mm256_cmpgt_epi32(idx, lo), _mm256_cmpgt_epi32(hi, idx)));
+            a[i] = _mm256_mul_ps(s[r][i], sv);
+            mx = _mm256_max_ps(mx, _mm256_blendv_ps(ninf, a[i], ok[i]));
+        }
+        float m = hmax8(mx);
+        if (m > w->m) {
+            if (w->l > 0) {
+                float f = expf(w->m - m);
+                w->l *= f;
+                scale_row(w->acc, hd, f);
+            }
+            w->m = m;
+        }
+        __m256 mv = _mm256_set1_ps(w->m), sum = _mm256_setzero_ps();
+        for (int i = 0; i < 4; i++) {
+            __m256 e = _mm256_and_ps(exp8(_mm256_sub_ps(a[i], mv)), ok[i]);
+            sum = _mm256_add_ps(sum, e);
+            _mm256_store_ps(p[r] + 8 * i, e);
+        }
+        w->l += hsum8(sum);
+        jl = w->lo < jl ? w->lo : jl;
+        jh = w->hi > jh ? w->hi : jh;
+    }
+    size_t d = 0;
+    for (; d + 32 <= hd; d += 32) accum_rows(rw, NR, 4, (const float (*)[KB])p, v, hd, d, jl, jh);
+    for (; d + 8 <= hd; d += 8) accum_rows(rw, NR, 1, (const float (*)[KB])p, v, hd, d, jl, jh);
+    for (; d < hd; d++)
+        for (int r = 0; r < NR; r++) {
+            float acc = rw[r]->acc[d];
+            for (uint32_t j = jl; j < jh; j++) acc += p[r][j] * v[j * hd + d];
+            rw[r]->acc[d] = acc;
+        }
+}
+
+static void block_avx2(cm_attn_row *rows, size_t n_rows, const float *kt, const float *v, size_t n_keys,
+                       size_t hd, float scale) {
+    (void)n_keys;
+    cm_attn_row *act[CM_ATTN_ROWS];
+    size_t n = 0;
+    for (size_t r = 0; r < n_rows; r++)
+        if (rows[r].lo < rows[r].hi) act[n++] = &rows[r];
+    size_t i = 0;
+    for (; i + 2 <= n; i += 2) block_rows(act + i, 2, kt, v, hd, scale);
+    if (i < n) block_rows(act + i, 1, kt, v, hd, scale);
 }
 
 static void f16_to_f32_avx2(float *dst, const uint16_t *src, size_t n) {
@@ -154,5 +216,5 @@ static void swiglu_avx2(float *gate, const float *up, size_t n) {
 }
 
 const cm_attn_kernels cm_attn_kernels_avx2 = {
-    "avx2", scores_avx2, exp_sum_avx2, accum_avx2, scale_avx2, f16_to_f32_avx2, f32_to_f16_avx2, swiglu_avx2,
+    "avx2", load_kt_avx2, block_avx2, f16_to_f32_avx2, f32_to_f16_avx2, swiglu_avx2,
 };
