@@ -98,6 +98,24 @@ int main(int argc, char **argv) {
             printf("%s decode  %-4s %zux%zu: %.3f ms, %.1f GB/s of weights\n", name, ti->name, rows, cols,
                    best * 1e3, (double)rows * rb / best * 1e-9);
         }
+        /* R16 (Q4_0 repacked at load, what the model runs for both decode and prefill) */
+        cm_r16_fn r16 = cm_r16_select(type, f);
+        size_t pb = cm_r16_bytes(&w), ab = (cm_r16_act_bytes(cols) + 63) & ~(size_t)63;
+        uint8_t *packed = r16 && pb ? malloc(pb) : NULL, *ract = packed ? aligned_alloc(64, n * ab) : NULL;
+        if (ract) {
+            cm_r16_pack(&w, packed);
+            for (size_t t = 0; t < n; t++) cm_r16_quantize(x + t * cols, cols, ract + t * ab, cm_quantize_select(CM_Q8_0, f));
+            double best = 1e9;
+            for (int it = 0; it < 7; it++) {
+                double t0 = cpu_now();
+                r16(packed, cols, rows, 0, (rows + 15) / 16, ract, ab, n, y, rows);
+                best = LM_MIN(best, cpu_now() - t0);
+            }
+            printf("%s r16     %-4s %zux%zu n=%zu: %.3f ms, %.1f GMAC/s, %.1f GB/s of weights\n", name, ti->name, rows,
+                   cols, n, best * 1e3, (double)rows * cols * n / best * 1e-9, (double)pb / best * 1e-9);
+        }
+        free(packed);
+        free(ract);
     }
     free(w8);
     free(x);

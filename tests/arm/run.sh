@@ -98,10 +98,11 @@ TFLAGS=("${COMMON[@]}" -O2 -ffp-contract=off -I"$B/inc")
 LINK=(-lm -lpthread)
 [ "$native" = 0 ] && LINK=(-static "${LINK[@]}")
 
-build() { # compiler, out, extra flags for quants_neon.c...
+build() { # compiler, out, extra flags for the *_neon.c files...
     local cc=$1 out=$2
     shift 2
     "$cc" "${TFLAGS[@]}" -Werror "$@" -c src/compute/cpu/quants_neon.c -o "$out.neon.o"
+    "$cc" "${TFLAGS[@]}" -Werror "$@" -c src/compute/cpu/attention_neon.c -o "$out.attn_neon.o"
     "$cc" "${TFLAGS[@]}" "${SRCS[@]}" "$out.neon.o" "${LINK[@]}" -o "$out"
 }
 
@@ -158,7 +159,7 @@ fi
 CPU_SRCS=($(ls src/core/*.c | grep -v -e '/curl\.c$') src/compute/types.c $(ls src/compute/cpu/*.c | grep -v -e '_avx2\.c$' -e '_avx512\.c$' -e '_neon\.c$'))
 for t in test_quants test_quants_mlx test_r16 test_r16m test_attention test_pool; do
     [ -f "tests/unit/$t.c" ] || continue
-    "$CC_ARM" "${COMMON[@]}" -O2 -I"$B/inc" -Itests/arm/cmocka -Itests/unit "${CPU_SRCS[@]}" "$B/test_kernels_arm.neon.o" \
+    "$CC_ARM" "${COMMON[@]}" -O2 -I"$B/inc" -Itests/arm/cmocka -Itests/unit "${CPU_SRCS[@]}" "$B/test_kernels_arm.neon.o" "$B/test_kernels_arm.attn_neon.o" \
         tests/arm/cjson_stub.c tests/arm/cmocka/cmocka_shim.c tests/unit/testutil.c \
         "tests/unit/$t.c" "${LINK[@]}" -o "$B/$t"
     if [ "$native" = 1 ]; then

@@ -165,6 +165,8 @@ static size_t kernel_tables(const cm_attn_kernels *tabs[3]) {
 #if defined(__x86_64__)
     if ((feat & avx2) == avx2) assert_string_equal(tabs[1]->name, "avx2");
     if (feat & LM_CPU_AVX512F) assert_string_equal(tabs[2]->name, "avx512");
+#elif defined(__aarch64__)
+    if (feat & LM_CPU_NEON) assert_string_equal(tabs[2]->name, "neon");
 #endif
     return 3;
 }

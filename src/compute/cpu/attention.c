@@ -94,6 +94,8 @@ const cm_attn_kernels *cm_attn_kernels_get(uint32_t cpu_features) {
     uint32_t need512 = need | LM_CPU_AVX512F | LM_CPU_AVX512BW | LM_CPU_AVX512VL | LM_CPU_AVX512DQ;
     if ((cpu_features & need512) == need512) return &cm_attn_kernels_avx512;
     if ((cpu_features & need) == need) return &cm_attn_kernels_avx2;
+#elif defined(CM_HAVE_ATTN_NEON)
+    if (cpu_features & LM_CPU_NEON) return &cm_attn_kernels_neon;
 #else
     (void)cpu_features;
 #endif

@@ -1,7 +1,7 @@
 /* compute/cpu/attention.h: the inner loops of attention and of the element-wise ops, for
  * compute/cpu/ only. attention.c holds the portable versions (the oracle) and the table that
  * picks between them; attention_avx2.c (built with -mavx2 -mfma -mf16c) and attention_avx512.c
- * the x86 ones.
+ * the x86 ones, attention_neon.c the AArch64 one.
  * Every kernel takes any n (no multiple-of-8 rule); rows are contiguous floats. */
 #ifndef LM_COMPUTE_CPU_ATTENTION_H
 #define LM_COMPUTE_CPU_ATTENTION_H
@@ -50,6 +50,12 @@ const cm_attn_kernels *cm_attn_kernels_get(uint32_t cpu_features);
 extern const cm_attn_kernels cm_attn_kernels_avx2;
 /* attention_avx512.c: the AVX2 set plus LM_CPU_AVX512F | BW | VL | DQ. */
 extern const cm_attn_kernels cm_attn_kernels_avx512;
+#endif
+
+#if defined(__aarch64__) && !defined(__AARCH64EB__)
+/* attention_neon.c: need LM_CPU_NEON (every AArch64 CPU). */
+#define CM_HAVE_ATTN_NEON 1
+extern const cm_attn_kernels cm_attn_kernels_neon;
 #endif
 
 #endif /* LM_COMPUTE_CPU_ATTENTION_H */
