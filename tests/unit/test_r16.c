@@ -154,11 +154,45 @@ static void check_kernel(cm_r16_fn fn) {
     }
 }
 
+/* The R16 activation quantizer of this CPU writes the bytes cm_r16_quantize writes with the Q8_0
+ * reference: quants, widened scales, the -8 * sums; NaN and Inf blocks, zero blocks, ties at
+ * halves and extremes included. */
+static void test_quantize_select(void **state) {
+    (void)state;
+    assert_ptr_equal(cm_r16_quantize_select(0), cm_r16_quantize);
+    cm_r16_quant_fn q = cm_r16_quantize_select(lm_cpu_features());
+    cm_quantize_fn ref8 = cm_quantize_select(CM_Q8_0, 0);
+    size_t cols = 4864, ab = cm_r16_act_bytes(cols);
+    float *x = malloc(cols * sizeof(float));
+    uint8_t *a = malloc(ab), *b = malloc(ab);
+    assert_true(x && a && b);
+    for (int round = 0; round < 24; round++) {
+        tu_rand_floats(x, cols, 5000 + (uint64_t)round);
+        for (size_t i = 0; i < cols; i++) x[i] *= round % 4 == 0 ? 1e-30f : round % 4 == 1 ? 1e4f : 1.0f;
+        if (round == 5) x[7] = NAN;
+        if (round == 6) x[40] = INFINITY, x[100] = -INFINITY;
+        if (round == 7) for (size_t i = 64; i < 96; i++) x[i] = 0.0f;
+        if (round == 8) for (size_t i = 0; i < 32; i++) x[i] = ((float)i - 16.0f) * 0.5f; /* halves: ties */
+        if (round == 9) for (size_t i = 0; i < 32; i++) x[i] = i == 3 ? -127.0f : (float)i + 0.5f;
+        if (round == 10) x[33] = 3.4e38f, x[34] = -3.4e38f;
+        if (round == 11) for (size_t i = 0; i < 32; i++) x[i] = NAN;
+        memset(a, 0x55, ab);
+        memset(b, 0x55, ab);
+        cm_r16_quantize(x, cols, a, ref8);
+        q(x, cols, b, ref8);
+        assert_memory_equal(a, b, cols + cols / 32 * 8);
+    }
+    free(x);
+    free(a);
+    free(b);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pack_roundtrip),
         cmocka_unit_test(test_ref_against_float),
         cmocka_unit_test(test_simd_bitwise),
+        cmocka_unit_test(test_quantize_select),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -18,6 +18,39 @@ static inline int32_t rd32(const void *p) {
     return v;
 }
 
+/* q = clamp(roundf(v), -127, 127) with roundf's half-away-from-zero rule and NaN -> 0, as the
+ * Q8_0 reference (quants_avx2.c's round_q8 with 16 lanes). */
+static inline __m512i round_q8(__m512 v) {
+    v = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v, v, _CMP_ORD_Q), v);
+    v = _mm512_min_ps(_mm512_max_ps(v, _mm512_set1_ps(-127.0f)), _mm512_set1_ps(127.0f));
+    __m512 t = _mm512_roundscale_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+    __m512 frac = _mm512_abs_ps(_mm512_sub_ps(v, t));
+    __mmask16 up = _mm512_cmp_ps_mask(frac, _mm512_set1_ps(0.5f), _CMP_GE_OQ);
+    __m512 one = _mm512_or_ps(_mm512_and_ps(v, _mm512_set1_ps(-0.0f)), _mm512_set1_ps(1.0f));
+    return _mm512_cvttps_epi32(_mm512_mask_add_ps(t, up, t, one));
+}
+
+void cm_r16_quantize_avx512(const float *x, size_t cols, void *act, cm_quantize_fn q8_0) {
+    (void)q8_0;
+    size_t nb = cols / 32;
+    int8_t *q = act;
+    float *d = (float *)(void *)((uint8_t *)act + cols);
+    int32_t *c = (int32_t *)(d + nb);
+    for (size_t b = 0; b < nb; b++) {
+        __m512 x0 = _mm512_loadu_ps(x + 32 * b), x1 = _mm512_loadu_ps(x + 32 * b + 16);
+        /* max |x|, a NaN ignored (it loses every max against the running value, as in absmax) */
+        __m512 m = _mm512_max_ps(_mm512_abs_ps(x0), _mm512_setzero_ps());
+        m = _mm512_max_ps(_mm512_abs_ps(x1), m);
+        float dd = _mm512_reduce_max_ps(m) / 127.0f, id = dd ? 1.0f / dd : 0.0f;
+        d[b] = lm_f16_to_f32(lm_f32_to_f16(dd));
+        __m512 idv = _mm512_set1_ps(id);
+        __m512i q0 = round_q8(_mm512_mul_ps(x0, idv)), q1 = round_q8(_mm512_mul_ps(x1, idv));
+        _mm_storeu_si128((__m128i *)(void *)(q + 32 * b), _mm512_cvtepi32_epi8(q0));
+        _mm_storeu_si128((__m128i *)(void *)(q + 32 * b + 16), _mm512_cvtepi32_epi8(q1));
+        c[b] = -8 * _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
+    }
+}
+
 /* Rows of group grp (16 lanes) for NT tokens of act, added over blocks [0, nb). */
 #define R16_CHUNK(NT)                                                                                             \
     static inline __attribute__((always_inline)) void chunk_##NT(const uint8_t *grp, size_t nb, size_t cols,     \

@@ -439,6 +439,16 @@ cm_r16m_fn cm_r16m_select(const cm_matrix *w, uint32_t cpu_features) {
     return NULL;
 }
 
+cm_r16_quant_fn cm_r16_quantize_select(uint32_t cpu_features) {
+#ifdef CM_HAVE_X86_KERNELS
+    const uint32_t avx512 = LM_CPU_AVX2 | LM_CPU_FMA | LM_CPU_F16C | LM_CPU_AVX512F | LM_CPU_AVX512BW |
+                            LM_CPU_AVX512VL | LM_CPU_AVX512VNNI;
+    if ((cpu_features & avx512) == avx512) return cm_r16_quantize_avx512;
+#endif
+    (void)cpu_features;
+    return cm_r16_quantize;
+}
+
 cm_r16m_quant_fn cm_r16m_quantize_select(uint32_t cpu_features) {
 #ifdef CM_HAVE_X86_KERNELS
     const uint32_t avx512 = LM_CPU_AVX2 | LM_CPU_FMA | LM_CPU_F16C | LM_CPU_AVX512F | LM_CPU_AVX512BW |
