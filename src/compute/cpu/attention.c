@@ -227,6 +227,21 @@ static size_t first_key(const cm_attn_args *a, size_t t) {
     return a->window && pos + 1 > a->window ? pos + 1 - a->window : 0;
 }
 
+/* Blocks ahead whose cache rows are prefetched: a decode tile spends ~0.4 us on a block of 32
+ * keys and reads them from memory (the weights of a step push the cache out of L3), so without
+ * this the K transposition stalls on every line; at 4,000 tokens of context it took 23 % of a
+ * Llama-3.2-1B decode step. */
+#define ATTN_PREFETCH 2
+
+static inline void prefetch_lines(const uint8_t *p, size_t len) {
+#if defined(__GNUC__)
+    for (size_t o = 0; o < len; o += 64) __builtin_prefetch(p + o, 0, 3);
+#else
+    (void)p;
+    (void)len;
+#endif
+}
+
 /* One tile: tokens [t0, t1) x heads [g0, g1) of KV head kvh, one pass over their keys. Key tiles
  * start at multiples of ATTN_KB positions whatever the tile's queries are, so each query sees its
  * keys in the same pieces, and gets the same numbers, however queries are grouped. Scratch: the
@@ -251,6 +266,13 @@ static void attn_tile(const attn_job *j, const cm_attn_args *a, float *scratch, 
     size_t j_lo = first_key(a, t0) / ATTN_KB * ATTN_KB, j_hi = a->pos0 + t1; /* keys [j_lo, j_hi) */
     for (size_t j0 = j_lo; j0 < j_hi; j0 += ATTN_KB) {
         size_t j1 = LM_MIN(j0 + ATTN_KB, j_hi), n_keys = j1 - j0;
+        /* the cache rows of the block after the next one on their way from memory */
+        if (j0 + ATTN_PREFETCH * ATTN_KB < j_hi) {
+            size_t from = (j0 + ATTN_PREFETCH * ATTN_KB) * hd * esz;
+            size_t len = LM_MIN((size_t)ATTN_KB, j_hi - j0 - ATTN_PREFETCH * ATTN_KB) * hd * esz;
+            prefetch_lines(kb + from, len);
+            prefetch_lines(vb + from, len);
+        }
         k->load_kt(ktile, kb + j0 * hd * esz, f16, n_keys, hd);
         const float *vt = vtile;
         if (f16)
