@@ -154,13 +154,24 @@ static void check_kernel(cm_r16_fn fn) {
     }
 }
 
-/* The R16 activation quantizer of this CPU writes the bytes cm_r16_quantize writes with the Q8_0
- * reference: quants, widened scales, the -8 * sums; NaN and Inf blocks, zero blocks, ties at
- * halves and extremes included. */
+/* The R16 activation quantizers of this CPU (its best, and the AVX2 one where it has more) write
+ * the bytes cm_r16_quantize writes with the Q8_0 reference: quants, widened scales, the -8 *
+ * sums; NaN and Inf blocks, zero blocks, ties at halves and extremes included. */
+static void check_quantizer(cm_r16_quant_fn q);
+
 static void test_quantize_select(void **state) {
     (void)state;
     assert_ptr_equal(cm_r16_quantize_select(0), cm_r16_quantize);
-    cm_r16_quant_fn q = cm_r16_quantize_select(lm_cpu_features());
+    uint32_t all = lm_cpu_features();
+    check_quantizer(cm_r16_quantize_select(all));
+    check_quantizer(cm_r16_quantize_select(all & (LM_CPU_AVX2 | LM_CPU_FMA | LM_CPU_F16C)));
+#if defined(__x86_64__)
+    if ((all & (LM_CPU_AVX2 | LM_CPU_FMA | LM_CPU_F16C)) == (LM_CPU_AVX2 | LM_CPU_FMA | LM_CPU_F16C))
+        assert_ptr_not_equal(cm_r16_quantize_select(all & (LM_CPU_AVX2 | LM_CPU_FMA | LM_CPU_F16C)), cm_r16_quantize);
+#endif
+}
+
+static void check_quantizer(cm_r16_quant_fn q) {
     cm_quantize_fn ref8 = cm_quantize_select(CM_Q8_0, 0);
     size_t cols = 4864, ab = cm_r16_act_bytes(cols);
     float *x = malloc(cols * sizeof(float));

@@ -666,6 +666,21 @@ void cm_quantize_q8_0_avx2(const float *x, void *out, size_t n) {
     }
 }
 
+/* cm_r16_quantize (quants_r16_ref.c's activation layout) in one pass a block: the bytes of
+ * cm_quantize_q8_0_avx2, the widened f16 scale and -8 times the bytes' sum. */
+void cm_r16_quantize_avx2(const float *x, size_t cols, void *act, cm_quantize_fn q8_0) {
+    (void)q8_0;
+    size_t nb = cols / 32;
+    int8_t *q = act;
+    float *d = (float *)(void *)((uint8_t *)act + cols);
+    int32_t *c = (int32_t *)(d + nb);
+    for (size_t b = 0; b < nb; b++) {
+        float dd = absmax(x + 32 * b, 32) / 127.0f, id = dd ? 1.0f / dd : 0.0f;
+        d[b] = lm_f16_to_f32(lm_f32_to_f16(dd));
+        c[b] = -8 * quant32(x + 32 * b, id, q + 32 * b, NULL);
+    }
+}
+
 /* Q8_0X4 (quants_ref.c): the Q8_0 blocks of cm_quantize_q8_0_avx2 regrouped by four, with the
  * lane sums times -8. */
 void cm_quantize_q8_0x4_avx2(const float *x, void *out, size_t n) {

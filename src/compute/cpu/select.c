@@ -444,6 +444,8 @@ cm_r16_quant_fn cm_r16_quantize_select(uint32_t cpu_features) {
     const uint32_t avx512 = LM_CPU_AVX2 | LM_CPU_FMA | LM_CPU_F16C | LM_CPU_AVX512F | LM_CPU_AVX512BW |
                             LM_CPU_AVX512VL | LM_CPU_AVX512VNNI;
     if ((cpu_features & avx512) == avx512) return cm_r16_quantize_avx512;
+    const uint32_t avx2 = LM_CPU_AVX2 | LM_CPU_FMA | LM_CPU_F16C;
+    if ((cpu_features & avx2) == avx2) return cm_r16_quantize_avx2;
 #endif
     (void)cpu_features;
     return cm_r16_quantize;
