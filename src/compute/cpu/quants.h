@@ -287,12 +287,15 @@ void cm_r16_gemm_avx2(const void *packed, size_t cols, size_t rows, size_t g0, s
 void cm_r16_gemm_avx512(const void *packed, size_t cols, size_t rows, size_t g0, size_t g1, const uint8_t *act,
                         size_t act_stride, size_t n_tok, float *y, size_t ldy);
 #endif
-/* cm_r16_quantize's signature, and its AVX2 and AVX-512 forms: byte-identical to cm_r16_quantize
- * with the Q8_0 reference quantizer (q8_0 is not called), in one pass per block. */
+/* cm_r16_quantize's signature, and its AVX2, AVX-512 and NEON forms: byte-identical to
+ * cm_r16_quantize with the Q8_0 reference quantizer (q8_0 is not called), one pass a block. */
 typedef void (*cm_r16_quant_fn)(const float *x, size_t cols, void *act, cm_quantize_fn q8_0);
 #ifdef CM_HAVE_X86_KERNELS
 void cm_r16_quantize_avx2(const float *x, size_t cols, void *act, cm_quantize_fn q8_0);
 void cm_r16_quantize_avx512(const float *x, size_t cols, void *act, cm_quantize_fn q8_0);
+#endif
+#ifdef CM_HAVE_NEON_KERNELS
+void cm_r16_quantize_neon(const float *x, size_t cols, void *act, cm_quantize_fn q8_0);
 #endif
 /* The fastest R16 activation quantizer for this CPU (cm_r16_quantize where there is no other). */
 cm_r16_quant_fn cm_r16_quantize_select(uint32_t cpu_features);

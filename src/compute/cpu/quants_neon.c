@@ -196,6 +196,25 @@ void cm_quantize_q8_0_neon(const float *x, void *out, size_t n) {
     }
 }
 
+/* cm_r16_quantize (quants_r16_ref.c's activation layout) in one pass a block: the bytes of
+ * cm_quantize_q8_0_neon, the widened f16 scale and -8 times the bytes' sum. */
+void cm_r16_quantize_neon(const float *x, size_t cols, void *act, cm_quantize_fn q8_0) {
+    (void)q8_0;
+    size_t nb = cols / 32;
+    int8_t *q = act;
+    float *d = (float *)(void *)((uint8_t *)act + cols);
+    int32_t *c = (int32_t *)(d + nb);
+    for (size_t b = 0; b < nb; b++) {
+        float dd = absmax(x + 32 * b, 32) / 127.0f, id = dd ? 1.0f / dd : 0.0f;
+        d[b] = lm_f16_to_f32(lm_f32_to_f16(dd));
+        float32x4_t vid = vdupq_n_f32(id);
+        int8x16_t q0 = quant16(x + 32 * b, vid), q1 = quant16(x + 32 * b + 16, vid);
+        vst1q_s8(q + 32 * b, q0);
+        vst1q_s8(q + 32 * b + 16, q1);
+        c[b] = -8 * (vaddlvq_s8(q0) + vaddlvq_s8(q1));
+    }
+}
+
 void cm_quantize_q8_k_neon(const float *x, void *out, size_t n) {
     uint8_t *b = out;
     for (size_t i = 0; i < n / 256; i++, x += 256, b += 292) {

@@ -446,6 +446,8 @@ cm_r16_quant_fn cm_r16_quantize_select(uint32_t cpu_features) {
     if ((cpu_features & avx512) == avx512) return cm_r16_quantize_avx512;
     const uint32_t avx2 = LM_CPU_AVX2 | LM_CPU_FMA | LM_CPU_F16C;
     if ((cpu_features & avx2) == avx2) return cm_r16_quantize_avx2;
+#elif defined(CM_HAVE_NEON_KERNELS)
+    if (cpu_features & LM_CPU_NEON) return cm_r16_quantize_neon;
 #endif
     (void)cpu_features;
     return cm_r16_quantize;
