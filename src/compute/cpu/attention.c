@@ -39,13 +39,11 @@ static void load_kt_ref(float *kt, const void *k, bool f16, size_t n_keys, size_
 
 /* Row by row, in the order the vector kernels keep per lane: each score one sum over d, then the
  * max, the exps and their sum, and each acc[d] one sum over the keys. */
-static void block_ref(cm_attn_row *rows, size_t n_rows, const float *kt, const float *v, size_t n_keys,
-                      size_t hd, float scale) {
-    (void)n_keys;
+static void block_ref(cm_attn_row *const *rows, size_t n_rows, const float *kt, const float *v, size_t hd,
+                      float scale) {
     float s[CM_ATTN_KB];
     for (size_t r = 0; r < n_rows; r++) {
-        cm_attn_row *w = &rows[r];
-        if (w->lo >= w->hi) continue;
+        cm_attn_row *w = rows[r];
         float m = -INFINITY;
         for (size_t j = w->lo; j < w->hi; j++) {
             float a = 0;
@@ -53,14 +51,9 @@ static void block_ref(cm_attn_row *rows, size_t n_rows, const float *kt, const f
             s[j] = a * scale;
             m = s[j] > m ? s[j] : m;
         }
-        if (m > w->m) {
-            if (w->l > 0) {
-                float f = expf(w->m - m);
-                w->l *= f;
-                for (size_t d = 0; d < hd; d++) w->acc[d] *= f;
-            }
-            w->m = m;
-        }
+        float f = cm_attn_raise_max(w, m);
+        if (f != 1.0f)
+            for (size_t d = 0; d < hd; d++) w->acc[d] *= f;
         float sum = 0;
         for (size_t j = w->lo; j < w->hi; j++) sum += s[j] = expf(s[j] - w->m);
         w->l += sum;
@@ -279,16 +272,19 @@ static void attn_tile(const attn_job *j, const cm_attn_args *a, float *scratch, 
             k->f16_to_f32(vtile, (const uint16_t *)vb + j0 * hd, n_keys * hd);
         else
             vt = (const float *)vb + j0 * hd;
+        /* the rows that see keys of this block, with their ranges */
+        cm_attn_row *act[ATTN_ROWS];
+        size_t n_act = 0;
         for (size_t t = t0; t < t1; t++) {
             size_t lo = LM_MAX(j0, first_key(a, t)), hi = LM_MIN(j1, a->pos0 + t + 1);
-            if (lo >= hi) lo = hi = j0;
-            for (size_t g = 0; g < ng; g++) {
+            for (size_t g = 0; lo < hi && g < ng; g++) {
                 cm_attn_row *w = &rows[(t - t0) * ng + g];
                 w->lo = (uint32_t)(lo - j0);
                 w->hi = (uint32_t)(hi - j0);
+                act[n_act++] = w;
             }
         }
-        k->block(rows, n_rows, ktile, vt, n_keys, hd, a->scale);
+        if (n_act) k->block(act, n_act, ktile, vt, hd, a->scale);
     }
     for (size_t t = t0; t < t1; t++)
         for (size_t g = g0; g < g1; g++) {

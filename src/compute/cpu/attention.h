@@ -8,6 +8,8 @@
 
 #include "compute/cpu/cpu.h"
 
+#include <math.h>
+
 /* Keys per block: a tile's keys are taken CM_ATTN_KB at a time, their K transposed to floats
  * (hd rows of CM_ATTN_KB, key j in column j) so that scores come out with keys in the lanes, and
  * their V rows made float. At most CM_ATTN_ROWS query rows share one pass over a block. */
@@ -19,21 +21,32 @@ typedef struct cm_attn_row {
     const float *q;     /* hd floats */
     float *acc;         /* hd floats: sum_j exp(s_j - m) v_j over the keys seen so far */
     float m, l;         /* running max of the scores (-INFINITY before any key) and sum of exp(s_j - m) */
-    uint32_t lo, hi;    /* keys [lo, hi) of the block; lo >= hi: none (the row is skipped) */
+    uint32_t lo, hi;    /* keys [lo, hi) of the block, lo < hi (a row that sees none is not passed) */
 } cm_attn_row;
+
+/* The online softmax's step when a block's scores reach m: a row whose running max grows gets
+ * m, its l scaled by exp(m_old - m); returns that factor, by which the caller scales acc (1: acc
+ * is left as it is). One rule for every kernel set, so they cannot drift apart. */
+static inline float cm_attn_raise_max(cm_attn_row *w, float m) {
+    if (!(m > w->m)) return 1.0f;
+    float f = w->l > 0 ? expf(w->m - m) : 1.0f;
+    w->l *= f;
+    w->m = m;
+    return f;
+}
 
 typedef struct cm_attn_kernels {
     const char *name;
     /* kt[d * CM_ATTN_KB + j] = k[j * hd + d] as floats for j < n_keys (k rows of hd halves when
      * f16, of hd floats otherwise), 0 for n_keys <= j < CM_ATTN_KB; n_keys <= CM_ATTN_KB. */
     void (*load_kt)(float *kt, const void *k, bool f16, size_t n_keys, size_t hd);
-    /* One block for rows[0, n_rows), n_rows <= CM_ATTN_ROWS: s_j = scale * (q . k_j) for the
-     * row's keys, m = max(m, s_j), acc and l rescaled by exp(m_old - m) when m grew, then
-     * l += sum exp(s_j - m) and acc += sum exp(s_j - m) v_j. kt as load_kt leaves it, v
-     * (n_keys, hd) floats. Each row's numbers depend only on its own q, range and state, never on
-     * the other rows (so batching does not change results). */
-    void (*block)(cm_attn_row *rows, size_t n_rows, const float *kt, const float *v, size_t n_keys,
-                  size_t hd, float scale);
+    /* One block for the rows rows[0, n_rows), n_rows <= CM_ATTN_ROWS, each seeing at least one
+     * of its keys: s_j = scale * (q . k_j) for the row's keys, m = max(m, s_j) with
+     * cm_attn_raise_max, then l += sum exp(s_j - m) and acc += sum exp(s_j - m) v_j. kt as load_kt
+     * leaves it, v (n_keys, hd) floats. Each row's numbers depend only on its own q, range and
+     * state, never on the other rows (so batching does not change results). */
+    void (*block)(cm_attn_row *const *rows, size_t n_rows, const float *kt, const float *v, size_t hd,
+                  float scale);
     /* half floats <-> floats, round to nearest even (the F16C rule) */
     void (*f16_to_f32)(float *dst, const uint16_t *src, size_t n);
     void (*f32_to_f16)(uint16_t *dst, const float *src, size_t n);

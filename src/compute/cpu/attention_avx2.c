@@ -146,14 +146,8 @@ static inline __attribute__((always_inline)) void block_rows(cm_attn_row *const 
             mx = _mm256_max_ps(mx, _mm256_blendv_ps(ninf, a[i], ok[i]));
         }
         float m = hmax8(mx);
-        if (m > w->m) {
-            if (w->l > 0) {
-                float f = expf(w->m - m);
-                w->l *= f;
-                scale_row(w->acc, hd, f);
-            }
-            w->m = m;
-        }
+        float f = cm_attn_raise_max(w, m);
+        if (f != 1.0f) scale_row(w->acc, hd, f);
         __m256 mv = _mm256_set1_ps(w->m), sum = _mm256_setzero_ps();
         for (int i = 0; i < 4; i++) {
             __m256 e = _mm256_and_ps(exp8(_mm256_sub_ps(a[i], mv)), ok[i]);
@@ -175,16 +169,11 @@ static inline __attribute__((always_inline)) void block_rows(cm_attn_row *const 
         }
 }
 
-static void block_avx2(cm_attn_row *rows, size_t n_rows, const float *kt, const float *v, size_t n_keys,
-                       size_t hd, float scale) {
-    (void)n_keys;
-    cm_attn_row *act[CM_ATTN_ROWS];
-    size_t n = 0;
-    for (size_t r = 0; r < n_rows; r++)
-        if (rows[r].lo < rows[r].hi) act[n++] = &rows[r];
+static void block_avx2(cm_attn_row *const *rows, size_t n, const float *kt, const float *v, size_t hd,
+                       float scale) {
     size_t i = 0;
-    for (; i + 2 <= n; i += 2) block_rows(act + i, 2, kt, v, hd, scale);
-    if (i < n) block_rows(act + i, 1, kt, v, hd, scale);
+    for (; i + 2 <= n; i += 2) block_rows(rows + i, 2, kt, v, hd, scale);
+    if (i < n) block_rows(rows + i, 1, kt, v, hd, scale);
 }
 
 static void f16_to_f32_avx2(float *dst, const uint16_t *src, size_t n) {

@@ -152,14 +152,8 @@ static inline __attribute__((always_inline)) void block_rows(cm_attn_row *const 
         __mmask16 m0 = (__mmask16)(bits & 0xFFFF), m1 = (__mmask16)(bits >> 16);
         __m512 a0 = _mm512_mul_ps(s0[r], sv), a1 = _mm512_mul_ps(s1[r], sv);
         float m = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_mask_mov_ps(ninf, m0, a0), _mm512_mask_mov_ps(ninf, m1, a1)));
-        if (m > w->m) {
-            if (w->l > 0) {
-                float f = expf(w->m - m);
-                w->l *= f;
-                scale_row(w->acc, hd, f);
-            }
-            w->m = m;
-        }
+        float f = cm_attn_raise_max(w, m);
+        if (f != 1.0f) scale_row(w->acc, hd, f);
         __m512 mv = _mm512_set1_ps(w->m);
         __m512 e0 = _mm512_maskz_mov_ps(m0, exp16(_mm512_sub_ps(a0, mv)));
         __m512 e1 = _mm512_maskz_mov_ps(m1, exp16(_mm512_sub_ps(a1, mv)));
@@ -175,19 +169,14 @@ static inline __attribute__((always_inline)) void block_rows(cm_attn_row *const 
     if (d < hd) accum_rows(rw, NR, 1, (const float (*)[KB])p, v, hd, d, jl, jh, tail_mask(hd - d));
 }
 
-static void block_avx512(cm_attn_row *rows, size_t n_rows, const float *kt, const float *v, size_t n_keys,
-                         size_t hd, float scale) {
-    (void)n_keys;
-    cm_attn_row *act[CM_ATTN_ROWS];
-    size_t n = 0;
-    for (size_t r = 0; r < n_rows; r++)
-        if (rows[r].lo < rows[r].hi) act[n++] = &rows[r];
+static void block_avx512(cm_attn_row *const *rows, size_t n, const float *kt, const float *v, size_t hd,
+                         float scale) {
     size_t i = 0;
-    for (; i + 4 <= n; i += 4) block_rows(act + i, 4, kt, v, hd, scale);
+    for (; i + 4 <= n; i += 4) block_rows(rows + i, 4, kt, v, hd, scale);
     switch (n - i) {
-    case 3: block_rows(act + i, 3, kt, v, hd, scale); break;
-    case 2: block_rows(act + i, 2, kt, v, hd, scale); break;
-    case 1: block_rows(act + i, 1, kt, v, hd, scale); break;
+    case 3: block_rows(rows + i, 3, kt, v, hd, scale); break;
+    case 2: block_rows(rows + i, 2, kt, v, hd, scale); break;
+    case 1: block_rows(rows + i, 1, kt, v, hd, scale); break;
     default: break;
     }
 }

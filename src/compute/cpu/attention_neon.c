@@ -124,14 +124,8 @@ static inline __attribute__((always_inline)) void block_rows(cm_attn_row *const 
             mx = vmaxq_f32(mx, vbslq_f32(ok[i], a[i], ninf));
         }
         float m = vmaxvq_f32(mx);
-        if (m > w->m) {
-            if (w->l > 0) {
-                float f = expf(w->m - m);
-                w->l *= f;
-                scale_row(w->acc, hd, f);
-            }
-            w->m = m;
-        }
+        float f = cm_attn_raise_max(w, m);
+        if (f != 1.0f) scale_row(w->acc, hd, f);
         float32x4_t mv = vdupq_n_f32(w->m), sum = vdupq_n_f32(0.0f);
         for (int i = 0; i < 8; i++) {
             float32x4_t e = vreinterpretq_f32_u32(vandq_u32(vreinterpretq_u32_f32(exp4(vsubq_f32(a[i], mv))), ok[i]));
@@ -153,16 +147,11 @@ static inline __attribute__((always_inline)) void block_rows(cm_attn_row *const 
         }
 }
 
-static void block_neon(cm_attn_row *rows, size_t n_rows, const float *kt, const float *v, size_t n_keys,
-                       size_t hd, float scale) {
-    (void)n_keys;
-    cm_attn_row *act[CM_ATTN_ROWS];
-    size_t n = 0;
-    for (size_t r = 0; r < n_rows; r++)
-        if (rows[r].lo < rows[r].hi) act[n++] = &rows[r];
+static void block_neon(cm_attn_row *const *rows, size_t n, const float *kt, const float *v, size_t hd,
+                       float scale) {
     size_t i = 0;
-    for (; i + 2 <= n; i += 2) block_rows(act + i, 2, kt, v, hd, scale);
-    if (i < n) block_rows(act + i, 1, kt, v, hd, scale);
+    for (; i + 2 <= n; i += 2) block_rows(rows + i, 2, kt, v, hd, scale);
+    if (i < n) block_rows(rows + i, 1, kt, v, hd, scale);
 }
 
 /* FCVTL / FCVTN: exact widening, and narrowing that rounds to nearest even (the FPCR default) with

@@ -273,6 +273,13 @@ void cm_r16_dequant_row(const void *packed, size_t cols, size_t row, float *out)
  * quantizer filling them from x with a Q8_0 quantizer (cm_quantize_select's). */
 size_t cm_r16_act_bytes(size_t cols);
 void cm_r16_quantize(const float *x, size_t cols, void *act, cm_quantize_fn q8_0);
+/* The three parts of one token's R16 activations at act: the bytes q[cols], the block scales
+ * d[cols / 32] and the -8 * sums c[cols / 32], for the quantizers that write them. */
+static inline void cm_r16_act_parts(void *act, size_t cols, int8_t **q, float **d, int32_t **c) {
+    *q = act;
+    *d = (float *)(void *)((uint8_t *)act + cols);
+    *c = (int32_t *)(*d + cols / 32);
+}
 /* y[t * ldy + r] for tokens t < n_tok and the rows r < rows of groups [g0, g1); the activations of
  * token t at act + t * act_stride. Any n_tok: a token's numbers never depend on the others. */
 typedef void (*cm_r16_fn)(const void *packed, size_t cols, size_t rows, size_t g0, size_t g1,

@@ -201,9 +201,10 @@ void cm_quantize_q8_0_neon(const float *x, void *out, size_t n) {
 void cm_r16_quantize_neon(const float *x, size_t cols, void *act, cm_quantize_fn q8_0) {
     (void)q8_0;
     size_t nb = cols / 32;
-    int8_t *q = act;
-    float *d = (float *)(void *)((uint8_t *)act + cols);
-    int32_t *c = (int32_t *)(d + nb);
+    int8_t *q;
+    float *d;
+    int32_t *c;
+    cm_r16_act_parts(act, cols, &q, &d, &c);
     for (size_t b = 0; b < nb; b++) {
         float dd = absmax(x + 32 * b, 32) / 127.0f, id = dd ? 1.0f / dd : 0.0f;
         d[b] = lm_f16_to_f32(lm_f32_to_f16(dd));

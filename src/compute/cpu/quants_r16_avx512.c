@@ -33,9 +33,10 @@ static inline __m512i round_q8(__m512 v) {
 void cm_r16_quantize_avx512(const float *x, size_t cols, void *act, cm_quantize_fn q8_0) {
     (void)q8_0;
     size_t nb = cols / 32;
-    int8_t *q = act;
-    float *d = (float *)(void *)((uint8_t *)act + cols);
-    int32_t *c = (int32_t *)(d + nb);
+    int8_t *q;
+    float *d;
+    int32_t *c;
+    cm_r16_act_parts(act, cols, &q, &d, &c);
     for (size_t b = 0; b < nb; b++) {
         __m512 x0 = _mm512_loadu_ps(x + 32 * b), x1 = _mm512_loadu_ps(x + 32 * b + 16);
         /* max |x|, a NaN ignored (it loses every max against the running value, as in absmax) */

@@ -76,9 +76,10 @@ size_t cm_r16_act_bytes(size_t cols) { return (cols + cols / 32 * 8 + 63) & ~(si
 
 void cm_r16_quantize(const float *x, size_t cols, void *act, cm_quantize_fn q8_0) {
     size_t nb = cols / 32;
-    int8_t *q = act;
-    float *d = (float *)((uint8_t *)act + cols);
-    int32_t *c = (int32_t *)(d + nb);
+    int8_t *q;
+    float *d;
+    int32_t *c;
+    cm_r16_act_parts(act, cols, &q, &d, &c);
     uint8_t blk[34];
     for (size_t b = 0; b < nb; b++) {
         q8_0(x + 32 * b, blk, 32);
