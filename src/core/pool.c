@@ -25,6 +25,10 @@
 #include <stdatomic.h>
 #include <time.h>
 #include <unistd.h>
+#if defined(__x86_64__) || defined(_M_X64) || (defined(__i386__) && defined(__SSE__))
+#include <xmmintrin.h>
+#define LM_HAVE_MXCSR 1
+#endif
 #if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
 #define CPU_RELAX() __builtin_ia32_pause() /* no ISA header outside src/compute */
 #elif defined(__aarch64__)
@@ -99,8 +103,27 @@ static int take_chunks(lm_pool *p, uint32_t g, int ith) {
     return ran;
 }
 
+unsigned lm_fp_subnormals_off(void) {
+#ifdef LM_HAVE_MXCSR
+    unsigned old = _mm_getcsr();
+    _mm_setcsr(old | 0x8040u); /* FTZ (bit 15), DAZ (bit 6) */
+    return old;
+#else
+    return 0;
+#endif
+}
+
+void lm_fp_restore(unsigned state) {
+#ifdef LM_HAVE_MXCSR
+    _mm_setcsr(state);
+#else
+    (void)state;
+#endif
+}
+
 static void *worker_main(void *arg) {
     worker *w = arg;
+    lm_fp_subnormals_off(); /* the pool's threads run kernels only: see core.h */
     lm_pool *p = w->pool;
     unsigned seen = 0; /* gen at creation: a run may start before this thread does */
     for (;;) {

@@ -121,8 +121,54 @@ static void test_runs_do_not_mix(void **state) {
     lm_pool_free(p);
 }
 
+/* 2^-70 squared is 2^-140, a subnormal float: zero with subnormals off (core.h), kept with them on. */
+static float tiny_square(void) {
+    volatile float t = 0x1p-70f;
+    return t * t;
+}
+
+typedef struct fp_ctx {
+    atomic_int kept[4]; /* per thread: chunks whose product stayed subnormal */
+    atomic_int ran[4];
+} fp_ctx;
+
+static void fp_chunk(void *p, int chunk, int n_chunks, int ith) {
+    (void)chunk;
+    (void)n_chunks;
+    fp_ctx *c = p;
+    for (volatile int spin = 0; spin < 20000; spin++) {} /* leave chunks for the other threads */
+    atomic_fetch_add(&c->ran[ith], 1);
+    if (tiny_square() != 0.0f) atomic_fetch_add(&c->kept[ith], 1);
+}
+
+static void test_subnormals_off(void **state) {
+    (void)state;
+    assert_true(tiny_square() > 0.0f); /* a C program starts with them on */
+#if defined(__x86_64__) || defined(_M_X64)
+    unsigned saved = lm_fp_subnormals_off();
+    assert_true(tiny_square() == 0.0f);
+    lm_fp_restore(saved);
+    assert_true(tiny_square() > 0.0f);
+    /* the pool's own threads run with them off; the caller keeps its own state */
+    lm_pool *p = lm_pool_new(3);
+    assert_non_null(p);
+    fp_ctx c;
+    memset(&c, 0, sizeof c);
+    for (int r = 0; r < 50 && !(atomic_load(&c.ran[1]) && atomic_load(&c.ran[2])); r++) lm_pool_run_chunks(p, fp_chunk, &c, 64);
+    assert_true(atomic_load(&c.ran[1]) > 0 && atomic_load(&c.ran[2]) > 0);
+    assert_int_equal(atomic_load(&c.kept[1]), 0);
+    assert_int_equal(atomic_load(&c.kept[2]), 0);
+    assert_int_equal(atomic_load(&c.kept[0]), atomic_load(&c.ran[0]));
+    lm_pool_free(p);
+#else
+    lm_fp_restore(lm_fp_subnormals_off()); /* a no-op here: nothing to check but that it is one */
+    assert_true(tiny_square() > 0.0f);
+#endif
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_runs), cmocka_unit_test(test_runs_do_not_mix),
-                                       cmocka_unit_test(test_lets_go_of_a_stalling_thread)};
+                                       cmocka_unit_test(test_lets_go_of_a_stalling_thread),
+                                       cmocka_unit_test(test_subnormals_off)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

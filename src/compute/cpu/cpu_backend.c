@@ -326,8 +326,11 @@ static void tok_run(cm_ctx *c, tok_job *j) {
 
 /* ---- the operations ---- */
 
+/* A forward pass runs with subnormals off on the caller's thread as on the pool's (core.h:
+ * lm_fp_subnormals_off); cpu_end gives the caller its own state back. */
 static void cpu_begin(cm_ctx *c, const cm_batch *b) {
     const cm_net *net = c->net;
+    c->fp_saved = lm_fp_subnormals_off();
     for (size_t s = 0; s < b->n_seq; s++) {
         const cm_seq *q = &b->seqs[s];
         const float *inv = net->inv_freq;
@@ -416,8 +419,7 @@ static void cpu_gate_up(cm_ctx *c, const cm_layer *L, size_t n) {
     cm_swiglu(c, c->gate, c->up, n * (size_t)c->net->n_ff);
 }
 
-static void cpu_end(cm_ctx *c, const cm_batch *b) {
-    if (!b->n_logits) return;
+static void logits_out(cm_ctx *c, const cm_batch *b) {
     const cm_net *net = c->net;
     size_t V = (size_t)net->n_vocab;
     /* one sequence wanting logits: straight into its memory */
@@ -439,6 +441,11 @@ static void cpu_end(cm_ctx *c, const cm_batch *b) {
         if (q->n_logits) memcpy(q->logits, c->logits + row * V, q->n_logits * V * sizeof(float));
         row += q->n_logits;
     }
+}
+
+static void cpu_end(cm_ctx *c, const cm_batch *b) {
+    if (b->n_logits) logits_out(c, b);
+    lm_fp_restore(c->fp_saved);
 }
 
 static const char *cpu_describe(const cm_backend *be) { return ((const cpu_impl *)be->impl)->name; }

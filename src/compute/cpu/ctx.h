@@ -54,6 +54,7 @@ struct cm_ctx {
     size_t *seq_of;            /* per row: its sequence in the current batch */
     float *attn_scratch;       /* nth * cm_attention_scratch(head_dim) */
     cm_attn_args *attn_args;   /* max_seqs */
+    unsigned fp_saved;         /* the caller's float state, set aside from begin to end */
 };
 
 #endif /* LM_COMPUTE_CPU_CTX_H */
