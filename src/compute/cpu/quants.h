@@ -35,7 +35,9 @@ typedef float (*cm_dotq_fn)(const void *row, const void *xq, size_t n);
  * the memory's bandwidth: the SIMD decode kernels ask for the line this many bytes ahead of what
  * they read (Llama-3.2-1B Q4_0, one thread, Zen 4: 18.2 tok/s without, 24.7 with 4 KiB, 22 with
  * 1 or 16 KiB). Prefetches never fault, so running past a matrix is harmless. */
+#ifndef CM_DECODE_PREFETCH /* -DCM_DECODE_PREFETCH=N to measure another distance */
 #define CM_DECODE_PREFETCH 4096
+#endif
 cm_dotq_fn cm_dotq_select(uint32_t type, uint32_t cpu_features, uint32_t *act_type);
 /* The fastest quantizer of n floats into blocks of type for this CPU, byte-identical to
  * cm_quantize_ref (meant for the activations of cm_dotq_fn); NULL for types without a
