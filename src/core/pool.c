@@ -25,9 +25,8 @@
 #include <stdatomic.h>
 #include <time.h>
 #include <unistd.h>
-#if defined(__x86_64__) || defined(_M_X64) || (defined(__i386__) && defined(__SSE__))
-#include <xmmintrin.h>
-#define LM_HAVE_MXCSR 1
+#if (defined(__x86_64__) || (defined(__i386__) && defined(__SSE__))) && defined(__GNUC__)
+#define LM_HAVE_MXCSR 1 /* read and written by builtins: no ISA header outside src/compute */
 #endif
 #if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
 #define CPU_RELAX() __builtin_ia32_pause() /* no ISA header outside src/compute */
@@ -105,8 +104,8 @@ static int take_chunks(lm_pool *p, uint32_t g, int ith) {
 
 unsigned lm_fp_subnormals_off(void) {
 #ifdef LM_HAVE_MXCSR
-    unsigned old = _mm_getcsr();
-    _mm_setcsr(old | 0x8040u); /* FTZ (bit 15), DAZ (bit 6) */
+    unsigned old = __builtin_ia32_stmxcsr();
+    __builtin_ia32_ldmxcsr(old | 0x8040u); /* FTZ (bit 15), DAZ (bit 6) */
     return old;
 #else
     return 0;
@@ -115,7 +114,7 @@ unsigned lm_fp_subnormals_off(void) {
 
 void lm_fp_restore(unsigned state) {
 #ifdef LM_HAVE_MXCSR
-    _mm_setcsr(state);
+    __builtin_ia32_ldmxcsr(state);
 #else
     (void)state;
 #endif
