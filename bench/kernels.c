@@ -104,7 +104,7 @@ int main(int argc, char **argv) {
         uint8_t *packed = r16 && pb ? malloc(pb) : NULL, *ract = packed ? aligned_alloc(64, n * ab) : NULL;
         if (ract) {
             cm_r16_pack(&w, packed);
-            for (size_t t = 0; t < n; t++) cm_r16_quantize(x + t * cols, cols, ract + t * ab, cm_quantize_select(CM_Q8_0, f));
+            for (size_t t = 0; t < n; t++) cm_r16_quantize_select(f)(x + t * cols, cols, ract + t * ab);
             double best = 1e9;
             for (int it = 0; it < 7; it++) {
                 double t0 = cpu_now();

@@ -66,7 +66,7 @@ static uint8_t *acts(size_t n, size_t cols, uint64_t seed, float **xq, void **ba
     uint8_t *blk = malloc(cols / 32 * 34);
     for (size_t t = 0; t < n; t++) {
         tu_rand_floats(x, cols, seed + t);
-        cm_r16_quantize(x, cols, a + t * ab, cm_quantize_select(CM_Q8_0, 0));
+        cm_r16_quantize(x, cols, a + t * ab);
         cm_quantize_ref(CM_Q8_0, x, blk, cols);
         cm_dequant_ref(CM_Q8_0, blk, *xq + t * cols, cols);
     }
@@ -174,7 +174,6 @@ static void test_quantize_select(void **state) {
 }
 
 static void check_quantizer(cm_r16_quant_fn q) {
-    cm_quantize_fn ref8 = cm_quantize_select(CM_Q8_0, 0);
     size_t cols = 4864, ab = cm_r16_act_bytes(cols);
     float *x = malloc(cols * sizeof(float));
     uint8_t *a = malloc(ab), *b = malloc(ab);
@@ -191,8 +190,8 @@ static void check_quantizer(cm_r16_quant_fn q) {
         if (round == 11) for (size_t i = 0; i < 32; i++) x[i] = NAN;
         memset(a, 0x55, ab);
         memset(b, 0x55, ab);
-        cm_r16_quantize(x, cols, a, ref8);
-        q(x, cols, b, ref8);
+        cm_r16_quantize(x, cols, a);
+        q(x, cols, b);
         assert_memory_equal(a, b, cols + cols / 32 * 8);
     }
     free(x);

@@ -445,8 +445,7 @@ typedef struct r16_job {
     const float *x;
     uint8_t *act;
     size_t act_bytes;
-    cm_quantize_fn q8;
-    cm_r16_quant_fn q4;         /* the R16 activation quantizer (calls q8 or does its work) */
+    cm_r16_quant_fn q4;         /* the R16 activation quantizer */
     bool mlx;                   /* R16M matrices (MLX 4-bit) and their activations */
     cm_r16m_quant_fn q16;
 } r16_job;
@@ -457,7 +456,7 @@ static void r16_quant_chunk(void *ctx, int chunk, int n_chunks, int ith) {
     size_t cols = j->w[0]->cols;
     for (size_t t = j->n * (size_t)chunk / (size_t)n_chunks; t < j->n * (size_t)(chunk + 1) / (size_t)n_chunks; t++)
         if (j->mlx) j->q16(j->x + t * cols, cols, j->act + t * j->act_bytes);
-        else j->q4(j->x + t * cols, cols, j->act + t * j->act_bytes, j->q8);
+        else j->q4(j->x + t * cols, cols, j->act + t * j->act_bytes);
 }
 
 /* Units are (token block, group of all matrices); a chunk is a range of them. */
@@ -529,7 +528,6 @@ static size_t r16_multi(cm_ctx *c, const cm_matrix *const *w, size_t nw, const f
     j.x = x;
     j.n = n;
     j.n_tb = (n + R16_TOK - 1) / R16_TOK;
-    j.q8 = cm_quantize_select(CM_Q8_0, c->features);
     j.q4 = cm_r16_quantize_select(c->features);
     j.q16 = cm_r16m_quantize_select(c->features);
     if (n >= 8 && c->nth > 1) lm_pool_run_chunks(c->pool, r16_quant_chunk, &j, c->nth);

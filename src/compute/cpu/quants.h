@@ -272,9 +272,9 @@ void cm_r16_pack_rows(const cm_matrix *w, void *out, size_t r0, size_t r1);
 /* One row of a repacked matrix of cols columns, dequantized. */
 void cm_r16_dequant_row(const void *packed, size_t cols, size_t row, float *out);
 /* Per-token activation bytes of the R16 kernels for cols columns (a multiple of 64), and the
- * quantizer filling them from x with a Q8_0 quantizer (cm_quantize_select's). */
+ * reference quantizer filling them from x: each block of 32 as cm_quantize_ref(CM_Q8_0) makes it. */
 size_t cm_r16_act_bytes(size_t cols);
-void cm_r16_quantize(const float *x, size_t cols, void *act, cm_quantize_fn q8_0);
+void cm_r16_quantize(const float *x, size_t cols, void *act);
 /* The three parts of one token's R16 activations at act: the bytes q[cols], the block scales
  * d[cols / 32] and the -8 * sums c[cols / 32], for the quantizers that write them. */
 static inline void cm_r16_act_parts(void *act, size_t cols, int8_t **q, float **d, int32_t **c) {
@@ -296,15 +296,15 @@ void cm_r16_gemm_avx2(const void *packed, size_t cols, size_t rows, size_t g0, s
 void cm_r16_gemm_avx512(const void *packed, size_t cols, size_t rows, size_t g0, size_t g1, const uint8_t *act,
                         size_t act_stride, size_t n_tok, float *y, size_t ldy);
 #endif
-/* cm_r16_quantize's signature, and its AVX2, AVX-512 and NEON forms: byte-identical to
- * cm_r16_quantize with the Q8_0 reference quantizer (q8_0 is not called), one pass a block. */
-typedef void (*cm_r16_quant_fn)(const float *x, size_t cols, void *act, cm_quantize_fn q8_0);
+/* cm_r16_quantize's signature, and its AVX2, AVX-512 and NEON forms: byte-identical to it, one
+ * pass a block. */
+typedef void (*cm_r16_quant_fn)(const float *x, size_t cols, void *act);
 #ifdef CM_HAVE_X86_KERNELS
-void cm_r16_quantize_avx2(const float *x, size_t cols, void *act, cm_quantize_fn q8_0);
-void cm_r16_quantize_avx512(const float *x, size_t cols, void *act, cm_quantize_fn q8_0);
+void cm_r16_quantize_avx2(const float *x, size_t cols, void *act);
+void cm_r16_quantize_avx512(const float *x, size_t cols, void *act);
 #endif
 #ifdef CM_HAVE_NEON_KERNELS
-void cm_r16_quantize_neon(const float *x, size_t cols, void *act, cm_quantize_fn q8_0);
+void cm_r16_quantize_neon(const float *x, size_t cols, void *act);
 #endif
 /* The fastest R16 activation quantizer for this CPU (cm_r16_quantize where there is no other). */
 cm_r16_quant_fn cm_r16_quantize_select(uint32_t cpu_features);

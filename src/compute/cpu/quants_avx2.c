@@ -298,19 +298,12 @@ static inline __m256i dot32_i8i8(__m256i a, __m256i b) {
     return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
 }
 
-/* The decode kernels stream each row once: ask for the bytes CM_DECODE_PREFETCH ahead (quants.h;
- * the AVX-512 kernels do the same). Without it the Llama-3.2-1B Q4_K_M file decoded at half the
- * AVX-512 kernels' speed on an Intel Xeon, at about 45 % of the bandwidth floor. */
-static inline __attribute__((always_inline)) void pf_lines(const uint8_t *p, int lines) {
-    for (int k = 0; k < lines; k++) _mm_prefetch((const char *)p + CM_DECODE_PREFETCH + 64 * k, _MM_HINT_T0);
-}
-
 /* Q8_0 row x Q8_0 activations {f16 d; i8 qs[32]}. */
 float cm_dotq_q8_0_avx2(const void *row, const void *xq, size_t n) {
     const uint8_t *b = row, *y = xq;
     __m256 acc = _mm256_setzero_ps();
     for (size_t i = 0; i < n / 32; i++, b += 34, y += 34) {
-        if (!(i & 1)) pf_lines(b, 2); /* 68 bytes a pair of blocks */
+        if (!(i & 1)) gx_prefetch_ahead(b, 2); /* 68 bytes a pair of blocks */
         __m256i s = dot32_i8i8(_mm256_loadu_si256((const __m256i *)(b + 2)),
                                _mm256_loadu_si256((const __m256i *)(y + 2)));
         acc = _mm256_fmadd_ps(_mm256_set1_ps(f16(b) * f16(y)), _mm256_cvtepi32_ps(s), acc);
@@ -355,7 +348,7 @@ static inline __attribute__((always_inline)) float dotq_k45(const void *row, con
     __m256 acc = _mm256_setzero_ps();
     float mins = 0;
     for (size_t i = 0; i < n / 256; i++, b += bb, y += 292) {
-        pf_lines(b, 3);
+        gx_prefetch_ahead(b, 3);
         float yd = q8k_d(y), d = f16(b) * yd, dmin = f16(b + 2) * yd;
         const uint8_t *qs = b + (five ? 48 : 16), *q8 = y + 4;
         __m256i qh = five ? _mm256_loadu_si256((const __m256i *)(b + 16)) : _mm256_setzero_si256();
@@ -395,7 +388,7 @@ float cm_dotq_q6_k_avx2(const void *row, const void *xq, size_t n) {
     __m256 acc = _mm256_setzero_ps();
     float corr_sum = 0;
     for (size_t i = 0; i < n / 256; i++, b += 210, y += 292) {
-        pf_lines(b, 4);
+        gx_prefetch_ahead(b, 4);
         float d = f16(b + 208) * q8k_d(y);
         const int8_t *sc = (const int8_t *)(b + 192);
         int corr = 0;
@@ -427,7 +420,7 @@ float cm_dotq_q5_0_avx2(const void *row, const void *xq, size_t n) {
     const __m128i bitsel = _mm_setr_epi8(1, 2, 4, 8, 16, 32, 64, -128, 1, 2, 4, 8, 16, 32, 64, -128);
     __m256 acc = _mm256_setzero_ps();
     for (size_t i = 0; i < n / 32; i++, b += 22, y += 34) {
-        if (!(i & 1)) pf_lines(b, 1);
+        if (!(i & 1)) gx_prefetch_ahead(b, 1);
         uint32_t qh;
         memcpy(&qh, b + 2, 4);
         __m128i qs = _mm_loadu_si128((const __m128i *)(b + 6));
@@ -684,8 +677,7 @@ void cm_quantize_q8_0_avx2(const float *x, void *out, size_t n) {
 
 /* cm_r16_quantize (quants_r16_ref.c's activation layout) in one pass a block: the bytes of
  * cm_quantize_q8_0_avx2, the widened f16 scale and -8 times the bytes' sum. */
-void cm_r16_quantize_avx2(const float *x, size_t cols, void *act, cm_quantize_fn q8_0) {
-    (void)q8_0;
+void cm_r16_quantize_avx2(const float *x, size_t cols, void *act) {
     size_t nb = cols / 32;
     int8_t *q;
     float *d;

@@ -82,7 +82,6 @@ GEMM(q6_k, 16, 5, false)
  * activations plus 128 and give back 128 * sum(row). Two blocks of 32 per 512-bit vector. */
 
 /* Decode prefetch: the line CM_DECODE_PREFETCH bytes ahead (quants.h says why and how far). */
-static inline void pf(const uint8_t *p, int off) { _mm_prefetch((const char *)(p + CM_DECODE_PREFETCH + off), _MM_HINT_T0); }
 
 static inline float hsum256(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -109,7 +108,7 @@ float cm_dotq_q8_0_avx512(const void *row, const void *xq, size_t n) {
     const __m512i bias = _mm512_set1_epi8((char)0x80);
     __m512 acc = _mm512_setzero_ps();
     for (; i + 2 <= nb; i += 2, b += 68, y += 68) {
-        pf(b, 0);
+        gx_prefetch_ahead(b, 1);
         __m512i w = cat256(ld256(b + 2), ld256(b + 36)), x = cat256(ld256(y + 2), ld256(y + 36));
         __m512i s = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_xor_si512(x, bias), w);
         __m512i c = _mm512_dpbusd_epi32(_mm512_setzero_si512(), bias, w);
@@ -170,9 +169,7 @@ float cm_dotq_q4_0_avx512(const void *row, const void *xq, size_t n) {
     size_t nb = n / 32, g = 0;
     __m512 acc0 = _mm512_setzero_ps(), acc1 = acc0;
     for (; g + 8 <= nb; g += 8, b += 144, y += 512) {
-        pf(b, 0);
-        pf(b, 64);
-        pf(b, 128);
+        gx_prefetch_ahead(b, 3);
         acc0 = q4_0x4_step(b, y, 4, acc0);
         acc1 = q4_0x4_step(b + 72, y + 256, 4, acc1);
     }
@@ -233,9 +230,7 @@ float cm_dotq_q5_0_avx512(const void *row, const void *xq, size_t n) {
     size_t nb = n / 32, g = 0;
     __m512 acc0 = _mm512_setzero_ps(), acc1 = acc0;
     for (; g + 8 <= nb; g += 8, b += 176, y += 512) {
-        pf(b, 0);
-        pf(b, 64);
-        pf(b, 128);
+        gx_prefetch_ahead(b, 3);
         acc0 = q5_0x4_step(b, y, 4, acc0);
         acc1 = q5_0x4_step(b + 88, y + 256, 4, acc1);
     }
@@ -267,9 +262,7 @@ float cm_dotq_q4_k_avx512(const void *row, const void *xq, size_t n) {
     __m512 acc = _mm512_setzero_ps();
     __m128 macc = _mm_setzero_ps();
     for (size_t i = 0; i < n / 256; i++, b += 144, y += 292) {
-        pf(b, 0);
-        pf(b, 64);
-        pf(b, 128);
+        gx_prefetch_ahead(b, 3);
         float yd = q8k_d(y);
         uint32_t w0 = (uint32_t)gx_rd32(b + 4), w1 = (uint32_t)gx_rd32(b + 8), w2 = (uint32_t)gx_rd32(b + 12);
         uint64_t scs = (w0 & 0x3F3F3F3Fu) | (uint64_t)((w2 & 0x0F0F0F0Fu) | ((w0 >> 2) & 0x30303030u)) << 32;
@@ -308,10 +301,7 @@ float cm_dotq_q6_k_avx512(const void *row, const void *xq, size_t n) {
     __m512 acc = _mm512_setzero_ps();
     __m256 cacc = _mm256_setzero_ps();
     for (size_t i = 0; i < n / 256; i++, b += 210, y += 292) {
-        pf(b, 0);
-        pf(b, 64);
-        pf(b, 128);
-        pf(b, 192);
+        gx_prefetch_ahead(b, 4);
         float d = gx_f16(b + 208) * q8k_d(y);
         const int8_t *sc = (const int8_t *)(b + 192);
         /* the offset 32: sum_s sc_s * bsum_s in one pmaddwd */

@@ -198,8 +198,7 @@ void cm_quantize_q8_0_neon(const float *x, void *out, size_t n) {
 
 /* cm_r16_quantize (quants_r16_ref.c's activation layout) in one pass a block: the bytes of
  * cm_quantize_q8_0_neon, the widened f16 scale and -8 times the bytes' sum. */
-void cm_r16_quantize_neon(const float *x, size_t cols, void *act, cm_quantize_fn q8_0) {
-    (void)q8_0;
+void cm_r16_quantize_neon(const float *x, size_t cols, void *act) {
     size_t nb = cols / 32;
     int8_t *q;
     float *d;

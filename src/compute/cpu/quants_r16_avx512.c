@@ -34,8 +34,7 @@ static inline __m512i round_q8(__m512 v) {
     return _mm512_cvttps_epi32(_mm512_mask_add_ps(t, up, t, one));
 }
 
-void cm_r16_quantize_avx512(const float *x, size_t cols, void *act, cm_quantize_fn q8_0) {
-    (void)q8_0;
+void cm_r16_quantize_avx512(const float *x, size_t cols, void *act) {
     size_t nb = cols / 32;
     int8_t *q;
     float *d;

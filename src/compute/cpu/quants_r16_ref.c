@@ -74,8 +74,9 @@ void cm_r16_dequant_row(const void *packed, size_t cols, size_t row, float *out)
 
 size_t cm_r16_act_bytes(size_t cols) { return (cols + cols / 32 * 8 + 63) & ~(size_t)63; }
 
-void cm_r16_quantize(const float *x, size_t cols, void *act, cm_quantize_fn q8_0) {
+void cm_r16_quantize(const float *x, size_t cols, void *act) {
     size_t nb = cols / 32;
+    cm_quantize_fn q8_0 = cm_quantize_select(CM_Q8_0, 0); /* the reference */
     int8_t *q;
     float *d;
     int32_t *c;
