@@ -76,14 +76,13 @@ size_t cm_r16_act_bytes(size_t cols) { return (cols + cols / 32 * 8 + 63) & ~(si
 
 void cm_r16_quantize(const float *x, size_t cols, void *act) {
     size_t nb = cols / 32;
-    cm_quantize_fn q8_0 = cm_quantize_select(CM_Q8_0, 0); /* the reference */
     int8_t *q;
     float *d;
     int32_t *c;
     cm_r16_act_parts(act, cols, &q, &d, &c);
     uint8_t blk[34];
     for (size_t b = 0; b < nb; b++) {
-        q8_0(x + 32 * b, blk, 32);
+        cm_quantize_ref(CM_Q8_0, x + 32 * b, blk, 32);
         memcpy(q + 32 * b, blk + 2, 32);
         d[b] = lm_f16_to_f32(rd16(blk));
         int32_t s = 0;
